@@ -1,0 +1,137 @@
+"""Run every workload against every system, back to back, and print one table.
+
+    python -m bench.run [--quick] [--systems graphexec tf_grpc ...] [--workloads W1,W2]
+                        [--rounds N] [--out bench/results]
+
+Each system runs in its own child process (bench.child), inside a private network namespace
+with only loopback (`unshare --net`, needs root) when possible; TF's gRPC server refuses to
+run without one. A full run does 3 rounds (alternating the system order) and reports each
+figure's median. Writes OUT/latest.json and OUT/latest.md.
+"""
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench import report, workloads
+from bench.systems import SYSTEMS
+
+ORDER = ["graphexec", "tf_grpc", "grpc_echo", "tf_inprocess", "numpy", "graphexec_redis"]
+TIMEOUT_S = {"quick": 100, "full": 480}  # per system; a hung system is killed and shown as error
+NETNS_PREFIX = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+
+
+def netns_available() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run([*NETNS_PREFIX, "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+def run_child(system, args, netns, log_dir):
+    """Run bench.child for one system; its results, or every workload marked as an error."""
+    out = os.path.join(log_dir, f"{system}.json")
+    argv = [sys.executable, "-m", "bench.child", system, "--out", out, "--workloads", args.workloads]
+    argv += ["--quick"] if args.quick else []
+    if netns:
+        argv = [*NETNS_PREFIX, *argv, "--isolated"]
+    timeout = args.timeout or TIMEOUT_S["quick" if args.quick else "full"]
+    env = {**os.environ, "BENCH_LOG_DIR": log_dir, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    child = subprocess.Popen(argv, env=env, start_new_session=True)
+    try:
+        code = child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)  # the child's own process group: it and its servers
+        child.wait()
+        return failed(system, args, f"killed after {timeout} s (timeout)")
+    if code != 0 or not os.path.exists(out):
+        return failed(system, args, f"bench.child exited with code {code}")
+    with open(out) as f:
+        return json.load(f)
+
+
+def failed(system, args, reason):
+    return {"system": system, "workloads": {w: {"status": "error", "reason": reason}
+                                            for w in args.workloads.split(",")}}
+
+
+def versions():
+    found = {}
+    for package in ("numpy", "grpcio", "protobuf", "tensorflow-cpu", "graphexec"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs; under 3 minutes")
+    parser.add_argument("--systems", nargs="+", default=ORDER, metavar="SYSTEM",
+                        help=f"any of {', '.join(SYSTEMS)} (space or comma separated)")
+    parser.add_argument("--workloads", default=",".join(workloads.MEASURES), help="e.g. W1,W2")
+    parser.add_argument("--out", default="bench/results", help="directory for latest.json/.md")
+    parser.add_argument("--timeout", type=float, help="seconds per system before it is killed")
+    parser.add_argument("--rounds", type=int,
+                        help="run everything this many times and report medians (default: quick 1, full 3)")
+    args = parser.parse_args()
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.systems = [s for item in args.systems for s in item.split(",") if s]
+    unknown = [s for s in args.systems if s not in SYSTEMS]
+    if unknown:
+        parser.error(f"unknown systems {unknown}; choose from {list(SYSTEMS)}")
+    return args
+
+
+def main():
+    args = parse_args()
+    started = time.time()
+    netns = netns_available()
+    log_dir = tempfile.mkdtemp(prefix="bench-")
+    print(f"bench: {'quick' if args.quick else 'full'} run, systems {' '.join(args.systems)}; "
+          f"private network namespace: {'yes' if netns else 'no (not root?)'}; logs in {log_dir}",
+          file=sys.stderr, flush=True)
+    rounds = []
+    for number in range(args.rounds):
+        # Every other round runs the systems in reverse, so slow drift hits all of them alike.
+        order = args.systems if number % 2 == 0 else args.systems[::-1]
+        print(f"bench: round {number + 1}/{args.rounds}: {' '.join(order)}", file=sys.stderr, flush=True)
+        rounds.append({system: run_child(system, args, netns, log_dir) for system in order})
+    results = report.merge_rounds([{s: r[s] for s in args.systems} for r in rounds])
+
+    header, rows, notes = report.build_table(results)
+    table = report.markdown(header, rows, notes)
+    meta = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "mode": "quick" if args.quick else "full",
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions(),
+        "private_netns": netns,
+        "duration_s": round(time.time() - started, 1),
+        "params": (workloads.QUICK if args.quick else workloads.FULL).__dict__,
+    }
+    heading = (f"{meta['date_utc']}, {meta['mode']} run ({args.rounds} round{'s' * (args.rounds > 1)}, "
+               f"medians), {meta['cpus']} CPUs, took {meta['duration_s']:.0f} s")
+    print(f"\n{heading}\n{table}")
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "latest.json"), "w") as f:
+        json.dump({"meta": meta, "results": results, "rounds": rounds, "table": table}, f, indent=1)
+    with open(os.path.join(args.out, "latest.md"), "w") as f:
+        f.write(f"# Benchmark results\n\n{heading}\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()

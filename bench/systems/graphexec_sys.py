@@ -1,0 +1,131 @@
+"""graphexec, through its TF1-style client (`import graphexec as tf`).
+
+- GraphexecEmbedded: one `python -m graphexec serve --port 0` process that runs graphs itself.
+- GraphexecRedis: a private `redis-server`, two `graphexec serve --redis` replicas and one
+  `graphexec worker`; the workloads use replica A, W6 also replica B.
+
+Servers print `graphexec serving on grpc://127.0.0.1:PORT`. Until graphexec (or one of its
+features) exists the adapter raises Unavailable, so the harness reports "n/a: <reason>".
+"""
+
+import functools
+import shutil
+import sys
+
+from bench import graphs, procs
+from bench.systems import Unavailable
+from bench.systems.tf1_style import Tf1StyleSystem
+
+SERVE_READY = r"serving on (grpc://\S+)"
+# Raised by a graphexec that lacks a feature the workload uses (a missing op, Session.stream, ...).
+MISSING_FEATURE = (ImportError, AttributeError, NotImplementedError)
+
+
+def import_graphexec():
+    try:
+        import graphexec
+    except ImportError as error:
+        raise Unavailable(f"graphexec not importable: {error}") from error
+    return graphexec
+
+
+def feature_or_unavailable(method):
+    """Report a missing graphexec feature as Unavailable ("n/a") rather than as an error."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except MISSING_FEATURE as error:
+            raise Unavailable(f"graphexec lacks a feature: {type(error).__name__}: {error}") from error
+
+    return wrapper
+
+
+def start_serve(name, extra_args=()):
+    argv = [sys.executable, "-m", "graphexec", "serve", "--port", "0", *extra_args]
+    try:
+        return procs.ServerProcess(name, argv, ready=SERVE_READY, timeout_s=60)
+    except procs.ServerStartError as error:
+        raise Unavailable(str(error)) from error
+
+
+class GraphexecEmbedded(Tf1StyleSystem):
+    name = "graphexec"
+
+    def __init__(self):
+        super().__init__()
+        self._processes = []
+
+    def start(self):
+        self.api = import_graphexec()
+        server = start_serve("graphexec-serve")
+        self._processes.append(server)
+        self.target = server.match.group(1)
+
+    def close(self):
+        super().close()
+        while self._processes:
+            self._processes.pop().stop()
+
+    def client_config(self):
+        return {"target": self.target}
+
+    @classmethod
+    def connect(cls, config):
+        client = cls()
+        client.api = import_graphexec()
+        client.target = config["target"]
+        return client
+
+    build_w1 = feature_or_unavailable(Tf1StyleSystem.build_w1)
+    build_w2 = feature_or_unavailable(Tf1StyleSystem.build_w2)
+    build_w3 = feature_or_unavailable(Tf1StyleSystem.build_w3)
+    build_w5 = feature_or_unavailable(Tf1StyleSystem.build_w5)
+
+    @feature_or_unavailable
+    def build_w7(self):
+        graph, (a, b, c) = self.build_graph(graphs.add_graph)
+        session = self.new_session(graph)
+        if not hasattr(session, "stream"):
+            raise Unavailable("graphexec Session has no stream(fetches, feed_iter) yet")
+
+        def run(va, vb, n):
+            return session.stream(c, ({a: va, b: vb} for _ in range(n)))
+
+        return run
+
+
+class GraphexecRedis(GraphexecEmbedded):
+    name = "graphexec_redis"
+
+    def start(self):
+        self.api = import_graphexec()
+        redis_server = shutil.which("redis-server")
+        if not redis_server:
+            raise Unavailable("redis-server not on PATH")
+        port = procs.free_port()
+        self._processes.append(procs.ServerProcess(
+            "redis", [redis_server, "--port", str(port), "--bind", "127.0.0.1",
+                      "--save", "", "--appendonly", "no"],
+            ready=r"Ready to accept connections"))
+        redis_url = f"redis://127.0.0.1:{port}"
+        replicas = [start_serve(f"graphexec-replica-{i}", ["--redis", redis_url]) for i in "ab"]
+        self._processes.extend(replicas)
+        self.target, self.target_b = (replica.match.group(1) for replica in replicas)
+        try:
+            self._processes.append(procs.ServerProcess(
+                "graphexec-worker", [sys.executable, "-m", "graphexec", "worker", "--redis", redis_url],
+                settle_s=1.0))
+        except procs.ServerStartError as error:
+            raise Unavailable(str(error)) from error
+
+    @feature_or_unavailable
+    def build_w6(self, first_add):
+        """Each replica gets its own copy of the graph, so no client-side cache helps replica B."""
+        runs = []
+        for target in (self.target, self.target_b):
+            graph, (x, y) = self.build_graph(graphs.chain_graph, first_add)
+            session = self.new_session(graph, target=target)
+            runs.append(lambda vx, session=session, x=x, y=y: session.run(y, {x: vx}))
+        return tuple(runs)

@@ -1,0 +1,57 @@
+"""Constant folding: pure single-output ops whose inputs are all constants become constants,
+up to a size cap (big results stay computed at run time rather than bloating the plan)."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphexec import ir
+from graphexec.compiler.util import const_node
+from graphexec.ops import registry
+from graphexec.runtime.context import build_time_context
+
+FOLD_LIMIT_BYTES = 1 << 20
+NEVER_FOLD = frozenset({"Feed", "Placeholder", "Const", "NoOp"})
+
+
+def fold_constants(program: ir.Program) -> ir.Program:
+    values: dict[str, np.ndarray] = {}
+    out = []
+    for node in program.nodes:
+        if node.op == "Const":
+            values[f"{node.name}:0"] = node.attrs["value"]
+            out.append(node)
+            continue
+        folded = _try_fold(node, values)
+        if folded is None:
+            out.append(node)
+        else:
+            values[f"{node.name}:0"] = folded
+            out.append(const_node(node.name, folded, node.source, node.device))
+    return program.with_nodes(out)
+
+
+def _try_fold(node: ir.Node, values) -> np.ndarray | None:
+    if node.op in NEVER_FOLD or node.control_inputs or len(node.outputs) != 1 or not node.inputs:
+        return None
+    definition = registry.get(node.op)
+    if definition.stateful:
+        return None
+    args = []
+    for t in node.inputs:
+        name, index = ir.split_tensor_name(t)
+        value = values.get(f"{name}:{index}")
+        if value is None:
+            return None
+        args.append(value)
+    expected = node.outputs[0]
+    size = None if expected.shape is None or None in expected.shape else int(np.prod(expected.shape, dtype=np.int64))
+    if size is None or size * expected.dtype.size > FOLD_LIMIT_BYTES:
+        return None
+    attrs = {k: v for k, v in node.attrs.items() if not k.startswith("_")}
+    try:
+        with np.errstate(all="ignore"):
+            result = np.asarray(definition.kernel(build_time_context(), *args, **attrs), dtype=expected.dtype.np)
+    except (ValueError, TypeError, IndexError, ArithmeticError):
+        return None  # leave it: the run reports the error against the node
+    result.setflags(write=False)
+    return result

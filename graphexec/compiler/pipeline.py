@@ -1,0 +1,45 @@
+"""The compiler pipeline: the passes, in order, then planning. Set GRAPHEXEC_DEBUG=1 to verify the IR
+after every pass."""
+from __future__ import annotations
+
+import os
+
+from graphexec import ir
+from graphexec.compiler.cse import eliminate_common_subexpressions
+from graphexec.compiler.feeds import bind_feeds, require_feeds
+from graphexec.compiler.fold import fold_constants
+from graphexec.compiler.fuse import fuse_elementwise
+from graphexec.compiler.plan import Plan, build_plan
+from graphexec.compiler.prune import prune
+from graphexec.compiler.simplify import simplify
+from graphexec.compiler.verify import verify
+
+PASSES = (
+    bind_feeds,
+    prune,
+    require_feeds,
+    fold_constants,
+    eliminate_common_subexpressions,
+    simplify,
+    prune,
+    fuse_elementwise,
+)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("GRAPHEXEC_DEBUG", "") not in ("", "0")
+
+
+def optimize(program: ir.Program, passes=PASSES, check: bool | None = None) -> ir.Program:
+    check = debug_enabled() if check is None else check
+    if check:
+        verify(program, "input")
+    for compiler_pass in passes:
+        program = compiler_pass(program)
+        if check:
+            verify(program, compiler_pass.__name__)
+    return program
+
+
+def compile_program(program: ir.Program, graph_digest: str, check: bool | None = None) -> Plan:
+    return build_plan(optimize(program, check=check), graph_digest)

@@ -1,0 +1,133 @@
+"""The execution plan: a flat list of steps over numbered buffer slots, with lifetimes.
+
+Constants live in dedicated slots preloaded before a run; feeds are written into their slots; each
+step reads slots, writes slots, and frees the slots whose last use it is. Freed slots are reused by
+later values, so a long chain needs only a handful of slots.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphexec import ir
+
+COMPILER_VERSION = "graphexec-compiler-1"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    tensor: str
+    slot: int
+    type: ir.TensorType
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    node: str
+    op: str
+    attrs: dict
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    free: tuple[int, ...]
+    device: str = ""
+    source: str = ""
+    covers: tuple[str, ...] = ()
+    output_types: tuple[ir.TensorType, ...] = ()
+
+    def __str__(self) -> str:
+        outs = ", ".join(f"${s}" for s in self.outputs) or "()"
+        ins = ", ".join(f"${s}" for s in self.inputs)
+        free = f"  free {', '.join(f'${s}' for s in self.free)}" if self.free else ""
+        if self.op == "Fused":
+            body = "; ".join(f"{op}({','.join(str(o) for o in operands)})" for op, operands, *_ in self.attrs["program"])
+            return f"{outs} = Fused[{body}]({ins})  # {self.node}{free}"
+        return f"{outs} = {self.op}({ins})  # {self.node}{free}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    graph_digest: str
+    feeds: tuple[Endpoint, ...]
+    fetches: tuple[Endpoint, ...]
+    steps: tuple[Step, ...]
+    num_slots: int
+    constants: dict[int, np.ndarray] = field(default_factory=dict)
+    targets: tuple[str, ...] = ()
+    seed: int | None = None
+    compiler_version: str = COMPILER_VERSION
+
+    def __str__(self) -> str:
+        lines = [f"plan {self.graph_digest[:12]} ({len(self.steps)} steps, {self.num_slots} slots)"]
+        lines += [f"  feed  ${e.slot} <- {e.tensor}: {e.type}" for e in self.feeds]
+        lines += [f"  const ${slot} = {ir.format_attr(v)}" for slot, v in sorted(self.constants.items())]
+        lines += [f"  {step}" for step in self.steps]
+        lines += [f"  fetch {e.tensor} <- ${e.slot}" for e in self.fetches]
+        return "\n".join(lines)
+
+    def executed_nodes(self) -> list[str]:
+        return [name for step in self.steps for name in step.covers]
+
+
+class _Slots:
+    def __init__(self):
+        self.count = 0
+        self.free: list[int] = []
+
+    def take(self) -> int:
+        if self.free:
+            return self.free.pop()
+        self.count += 1
+        return self.count - 1
+
+
+def build_plan(program: ir.Program, graph_digest: str) -> Plan:
+    last_use: dict[str, int] = {}
+    compute = [n for n in program.nodes if n.op not in ("Const", "Feed", "NoOp")]
+    for index, node in enumerate(compute):
+        for t in node.inputs:
+            last_use[t] = index
+    fetched = set(program.fetches)
+    slots, where, constants, feeds = _Slots(), {}, {}, {}
+    for node in program.nodes:
+        if node.op == "Const":
+            where[f"{node.name}:0"] = slot = slots.take()
+            constants[slot] = node.attrs["value"]
+        elif node.op == "Feed":
+            where[f"{node.name}:0"] = feeds[f"{node.name}:0"] = slots.take()
+    steps = []
+    for index, node in enumerate(compute):
+        inputs = tuple(where[t] for t in node.inputs)
+        dying = {t for t in node.inputs if last_use.get(t) == index and t not in fetched
+                 and where[t] not in constants}
+        free_now = tuple(sorted({where[t] for t in dying}))
+        slots.free.extend(free_now)
+        outputs = []
+        for i in range(len(node.outputs)):
+            name = f"{node.name}:{i}"
+            where[name] = slot = slots.take()
+            outputs.append(slot)
+            if name not in last_use and name not in fetched:
+                slots.free.append(slot)  # produced but never used: recycle right away
+        covers = tuple(op_name for op_name in _covered(node))
+        steps.append(Step(node.name, node.op, node.attrs, inputs, tuple(outputs), free_now, node.device,
+                          node.source, covers, node.outputs))
+    by_name = program.by_name()
+    return Plan(
+        graph_digest=graph_digest,
+        feeds=tuple(Endpoint(t, feeds[t], by_name[ir.split_tensor_name(t)[0]].outputs[0])
+                    for t in program.feeds if t in feeds),
+        fetches=tuple(Endpoint(t, where[t], _type_of(by_name, t)) for t in program.fetches),
+        steps=tuple(steps), num_slots=slots.count, constants=constants, targets=program.targets,
+        seed=program.seed)
+
+
+def _covered(node: ir.Node):
+    if node.op == "Fused":
+        return node.attrs["covers"]
+    return (node.name,)
+
+
+def _type_of(by_name, tensor) -> ir.TensorType:
+    name, index = ir.split_tensor_name(tensor)
+    return by_name[name].outputs[index]

@@ -1,0 +1,62 @@
+"""Helpers shared by passes: consumer maps and renaming of tensor references."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from graphexec import ir
+
+
+def consumers(nodes) -> dict[str, list[str]]:
+    """node name -> names of nodes that use any of its outputs as data (one entry per distinct user)."""
+    users: dict[str, list[str]] = {}
+    for node in nodes:
+        seen = set()
+        for t in node.inputs:
+            producer = ir.split_tensor_name(t)[0]
+            if producer not in seen:
+                seen.add(producer)
+                users.setdefault(producer, []).append(node.name)
+    return users
+
+
+def control_users(nodes) -> set[str]:
+    return {c for node in nodes for c in node.control_inputs}
+
+
+def pinned_nodes(program: ir.Program) -> set[str]:
+    """Nodes whose identity matters beyond their data users: fetched, targeted or ordered on."""
+    return ({ir.split_tensor_name(t)[0] for t in program.fetches} | set(program.targets)
+            | control_users(program.nodes))
+
+
+def canonical(tensor_name: str) -> str:
+    node, index = ir.split_tensor_name(tensor_name)
+    return f"{node}:{index}"
+
+
+def rename_tensors(program: ir.Program, nodes, renames: dict[str, str]) -> ir.Program:
+    """Replace every reference to tensor `old` by `new` (inputs and fetches); renames may chain."""
+    if not renames:
+        return program.with_nodes(nodes)
+
+    def resolve(name):
+        seen = 0
+        while name in renames and seen < 10_000:
+            name = renames[name]
+            seen += 1
+        return name
+
+    out = []
+    for node in nodes:
+        inputs = tuple(resolve(canonical(t)) for t in node.inputs)
+        out.append(node if inputs == node.inputs else replace(node, inputs=inputs))
+    fetches = tuple(resolve(canonical(t)) for t in program.fetches)
+    return program.with_nodes(out, fetches=fetches)
+
+
+def const_node(name: str, value, source: str = "", device: str = "") -> ir.Node:
+    from graphexec import dtypes
+
+    dtype = dtypes.from_numpy(value.dtype)
+    return ir.Node(name=name, op="Const", attrs={"value": value, "dtype": dtype},
+                   outputs=(ir.TensorType(dtype, tuple(value.shape)),), device=device, source=source)

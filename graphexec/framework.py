@@ -1,0 +1,496 @@
+"""The user-facing, growable TF1 graph: Graph, Operation, Tensor, scopes, and `apply_op`.
+
+Every op wrapper ends in `apply_op`, which runs the op's shape and dtype rules at build time and turns
+a rule failure into an InvalidArgumentError that names the op, its inputs and the user's own line.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+
+import numpy as np
+
+from graphexec import dtypes, errors, ir
+from graphexec.digest import NodeDigester
+from graphexec.ops import registry
+from graphexec.ops.registry import Aval, ShapeError
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_FOLD_LIMIT = 1024  # elements: build-time values beyond this are not kept (they only serve shape rules)
+
+
+_inside_package: dict[str, bool] = {}
+
+
+def user_source() -> str:
+    """file:line of the innermost frame outside graphexec: the user's line that built the op."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        inside = _inside_package.get(filename)
+        if inside is None:
+            inside = _inside_package[filename] = os.path.abspath(filename).startswith(_PACKAGE_DIR)
+        if not inside:
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return ""
+
+
+class TensorShape:
+    """A static, possibly partial shape (TF's TensorShape, returning plain ints or None)."""
+
+    __slots__ = ("dims",)
+
+    def __init__(self, dims):
+        self.dims = None if dims is None else tuple(None if d is None or d < 0 else int(d) for d in dims)
+
+    @property
+    def ndims(self):
+        return None if self.dims is None else len(self.dims)
+
+    rank = ndims
+
+    def as_list(self):
+        if self.dims is None:
+            raise ValueError("as_list() is not defined on an unknown TensorShape.")
+        return list(self.dims)
+
+    def is_fully_defined(self) -> bool:
+        return self.dims is not None and None not in self.dims
+
+    def num_elements(self):
+        return None if not self.is_fully_defined() else int(np.prod(self.dims, dtype=np.int64))
+
+    def __iter__(self):
+        if self.dims is None:
+            raise ValueError("Cannot iterate over a shape with unknown rank.")
+        return iter(self.dims)
+
+    def __len__(self):
+        if self.dims is None:
+            raise ValueError("Cannot take the length of a shape with unknown rank.")
+        return len(self.dims)
+
+    def __getitem__(self, key):
+        return self.dims[key] if not isinstance(key, slice) else TensorShape(self.dims[key])
+
+    def __eq__(self, other):
+        other_dims = other.dims if isinstance(other, TensorShape) else (None if other is None else tuple(other))
+        return self.dims == other_dims
+
+    def __hash__(self):
+        return hash(self.dims)
+
+    def __repr__(self):
+        return "TensorShape(<unknown>)" if self.dims is None else f"TensorShape({list(self.dims)})"
+
+    __str__ = lambda self: ir.format_shape(self.dims).replace("?", "None")  # noqa: E731
+
+
+class Tensor:
+    """One output of an Operation. Hashable by identity, so it can key a feed_dict."""
+
+    __slots__ = ("op", "value_index", "dtype", "_shape", "_value", "__weakref__")
+    __array_priority__ = 100  # numpy defers `ndarray + Tensor` to Tensor.__radd__
+
+    def __init__(self, op, value_index, dtype, shape, value=None):
+        self.op = op
+        self.value_index = value_index
+        self.dtype = dtype
+        self._shape = shape
+        self._value = value
+
+    @property
+    def name(self) -> str:
+        return f"{self.op.name}:{self.value_index}"
+
+    @property
+    def graph(self):
+        return self.op.graph
+
+    @property
+    def device(self):
+        return self.op.device
+
+    @property
+    def shape(self) -> TensorShape:
+        return TensorShape(self._shape)
+
+    def get_shape(self) -> TensorShape:
+        return self.shape
+
+    def set_shape(self, shape) -> None:
+        from graphexec.ops.rules import broadcast_shapes  # noqa: F401 - merging uses the same checks
+
+        new = TensorShape(shape).dims if not isinstance(shape, TensorShape) else shape.dims
+        self._shape = merge_shapes(self._shape, new, f"set_shape on {self.name}")
+
+    @property
+    def aval(self) -> Aval:
+        return Aval(self.dtype, self._shape, self._value)
+
+    def eval(self, feed_dict=None, session=None):
+        from graphexec.session import default_session_for
+
+        return default_session_for(self.graph, session).run(self, feed_dict)
+
+    def consumers(self):
+        return [op for op in self.graph.get_operations() if self in op.inputs]
+
+    def __repr__(self):
+        return f"<tf.Tensor '{self.name}' shape={self.shape} dtype={self.dtype.name}>"
+
+    def __bool__(self):
+        raise TypeError("Using a tf.Tensor as a Python bool is not allowed in graph mode; use tf.cond or "
+                        "evaluate it in a session first.")
+
+    def __iter__(self):
+        if self._shape is None or not self._shape or self._shape[0] is None:
+            raise TypeError("Tensor objects are only iterable when the first dimension is known.")
+        return iter(self[i] for i in range(self._shape[0]))
+
+    def __len__(self):
+        if self._shape is None or not self._shape or self._shape[0] is None:
+            raise TypeError("len() of a tensor with unknown first dimension")
+        return self._shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(f"cannot convert symbolic tensor {self.name} to a numpy array; run it in a Session")
+
+    # Operators are attached by graphexec.ops.overloads, next to the ops they build.
+
+
+def merge_shapes(old, new, what):
+    if old is None:
+        return new
+    if new is None:
+        return old
+    if len(old) != len(new):
+        raise ValueError(f"{what}: shapes {ir.format_shape(old)} and {ir.format_shape(new)} are incompatible")
+    out = []
+    for a, b in zip(old, new):
+        if a is not None and b is not None and a != b:
+            raise ValueError(f"{what}: shapes {ir.format_shape(old)} and {ir.format_shape(new)} are incompatible")
+        out.append(a if a is not None else b)
+    return tuple(out)
+
+
+class Operation:
+    """A node of the user's graph."""
+
+    __slots__ = ("graph", "name", "type", "inputs", "control_inputs", "attrs", "device", "source", "outputs",
+                 "_node", "__weakref__")
+
+    def __init__(self, graph, name, op_type, inputs, control_inputs, attrs, device, source):
+        self.graph = graph
+        self.name = name
+        self.type = op_type
+        self.inputs = tuple(inputs)
+        self.control_inputs = tuple(control_inputs)
+        self.attrs = attrs
+        self.device = device
+        self.source = source
+        self.outputs: tuple[Tensor, ...] = ()
+        self._node = None
+
+    def get_attr(self, name):
+        return self.attrs[name]
+
+    @property
+    def node_def(self) -> ir.Node:
+        if self._node is None:
+            self._node = ir.Node(
+                name=self.name, op=self.type, inputs=tuple(t.name for t in self.inputs),
+                control_inputs=tuple(op.name for op in self.control_inputs), attrs=self.attrs,
+                outputs=tuple(ir.TensorType(t.dtype, t._shape) for t in self.outputs),
+                device=self.device, source=self.source)
+        return self._node
+
+    def run(self, feed_dict=None, session=None):
+        from graphexec.session import default_session_for
+
+        default_session_for(self.graph, session).run(self, feed_dict)
+
+    def __repr__(self):
+        return f"<tf.Operation '{self.name}' type={self.type}>"
+
+
+class Graph:
+    """A growable dataflow graph. Ops are appended in creation order, which is a topological order."""
+
+    def __init__(self):
+        self._ops: list[Operation] = []
+        self._by_name: dict[str, Operation] = {}
+        self._names_in_use: dict[str, int] = {}
+        self._name_stack = ""
+        self._device_stack: list[str] = []
+        self._control_stack: list[list[Operation]] = []
+        self._collections: dict[str, list] = {}
+        self.seed: int | None = None
+        self._last_id = 0
+        self._finalized = False
+        self._digester = NodeDigester()
+        self._nodes_cache: tuple[int, tuple] = (0, ())
+        self._lock = threading.RLock()
+
+    # -- naming, scopes -----------------------------------------------------------------------
+    def unique_name(self, name: str, mark_as_used: bool = True) -> str:
+        full = f"{self._name_stack}/{name}" if self._name_stack else name
+        key = full.lower()
+        count = self._names_in_use.get(key, 0)
+        if mark_as_used:
+            self._names_in_use[key] = count + 1
+        if count:
+            candidate = f"{full}_{count}"
+            while candidate.lower() in self._names_in_use:
+                count += 1
+                candidate = f"{full}_{count}"
+            if mark_as_used:
+                self._names_in_use[candidate.lower()] = 1
+            return candidate
+        return full
+
+    @contextlib.contextmanager
+    def name_scope(self, name):
+        old = self._name_stack
+        if name is None or name == "":
+            self._name_stack = ""
+        elif name.endswith("/"):
+            self._name_stack = name[:-1]
+        else:
+            self._name_stack = self.unique_name(name)
+        try:
+            yield (self._name_stack + "/") if self._name_stack else ""
+        finally:
+            self._name_stack = old
+
+    @contextlib.contextmanager
+    def device(self, device_name):
+        self._device_stack.append(device_name or "")
+        try:
+            yield
+        finally:
+            self._device_stack.pop()
+
+    @contextlib.contextmanager
+    def control_dependencies(self, control_inputs):
+        if control_inputs is None:
+            saved, self._control_stack = self._control_stack, []
+            try:
+                yield
+            finally:
+                self._control_stack = saved
+            return
+        ops = []
+        for c in control_inputs:
+            if hasattr(c, "_as_control_op"):
+                c = c._as_control_op()
+            ops.append(c.op if isinstance(c, Tensor) else c)
+        self._control_stack.append(ops)
+        try:
+            yield
+        finally:
+            self._control_stack.pop()
+
+    @contextlib.contextmanager
+    def as_default(self):
+        _graph_stack().append(self)
+        try:
+            yield self
+        finally:
+            _graph_stack().pop()
+
+    # -- building -----------------------------------------------------------------------------
+    def create_op(self, op_type, inputs, attrs, name, out_avals, source) -> Operation:
+        with self._lock:
+            if self._finalized:
+                raise RuntimeError("Graph is finalized and cannot be modified.")
+            control = [op for deps in self._control_stack for op in deps]
+            device = next((d for d in reversed(self._device_stack) if d), "")
+            op = Operation(self, name, op_type, inputs, dict.fromkeys(control), attrs, device, source)
+            op.outputs = tuple(Tensor(op, i, a.dtype, a.shape, a.value) for i, a in enumerate(out_avals))
+            self._ops.append(op)
+            self._by_name[name] = op
+            self._last_id += 1
+            return op
+
+    def finalize(self):
+        self._finalized = True
+
+    @property
+    def finalized(self):
+        return self._finalized
+
+    # -- lookup -------------------------------------------------------------------------------
+    def get_operations(self):
+        return list(self._ops)
+
+    def get_operation_by_name(self, name) -> Operation:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"The name '{name}' refers to an Operation not in the graph.") from None
+
+    def get_tensor_by_name(self, name) -> Tensor:
+        op_name, index = ir.split_tensor_name(name)
+        op = self.get_operation_by_name(op_name)
+        if index >= len(op.outputs):
+            raise KeyError(f"The name '{name}' refers to a Tensor which does not exist.")
+        return op.outputs[index]
+
+    def as_graph_element(self, obj):
+        if isinstance(obj, (Tensor, Operation)):
+            return obj
+        if isinstance(obj, str):
+            return self.get_tensor_by_name(obj) if ":" in obj else self.get_operation_by_name(obj)
+        if hasattr(obj, "_as_graph_element"):
+            return obj._as_graph_element()
+        raise TypeError(f"Can not convert a {type(obj).__name__} into a Tensor or Operation.")
+
+    # -- collections --------------------------------------------------------------------------
+    def add_to_collection(self, name, value):
+        self._collections.setdefault(name, []).append(value)
+
+    def add_to_collections(self, names, value):
+        for name in ([names] if isinstance(names, str) else names):
+            self.add_to_collection(name, value)
+
+    def get_collection(self, name, scope=None):
+        items = self._collections.get(name, [])
+        if scope is None:
+            return list(items)
+        return [i for i in items if getattr(i, "name", "").startswith(scope)]
+
+    def get_collection_ref(self, name):
+        return self._collections.setdefault(name, [])
+
+    # -- IR views -----------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """Number of ops; grows as the graph is extended."""
+        return len(self._ops)
+
+    def nodes(self) -> tuple[ir.Node, ...]:
+        """IR nodes of every op so far (cached; extended incrementally as the graph grows)."""
+        count, cached = self._nodes_cache
+        if count != len(self._ops):
+            cached = cached + tuple(op.node_def for op in self._ops[count:])
+            self._nodes_cache = (len(cached), cached)
+        return cached
+
+    def digest(self) -> str:
+        """Content digest of the graph so far (extended incrementally; see graphexec.digest)."""
+        return self._digester.extend(self.nodes(), self.seed)
+
+    def __repr__(self):
+        return f"<tf.Graph with {len(self._ops)} ops>"
+
+
+# -- default graph ---------------------------------------------------------------------------------
+_global_default_graph = Graph()
+_local = threading.local()
+
+
+def _graph_stack() -> list:
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack
+
+
+def get_default_graph() -> Graph:
+    stack = _graph_stack()
+    return stack[-1] if stack else _global_default_graph
+
+
+def reset_default_graph() -> None:
+    global _global_default_graph
+    if _graph_stack():
+        raise AssertionError("Do not use tf.reset_default_graph() inside a `with graph.as_default()` block.")
+    _global_default_graph = Graph()
+    from graphexec import session
+
+    session.clear_default_sessions()
+
+
+# -- op construction -------------------------------------------------------------------------------
+def _describe_inputs(inputs) -> str:
+    return ", ".join(f"'{t.name}' {t.dtype.name}{ir.format_shape(t._shape)}" for t in inputs)
+
+
+def apply_op(op_type: str, inputs=(), attrs=None, name=None, graph=None) -> Operation:
+    """Create an op in the default graph (or `graph`), inferring output shapes and dtypes now."""
+    definition = registry.get(op_type)
+    attrs = attrs or {}
+    graph = graph or (inputs[0].graph if inputs else get_default_graph())
+    for t in inputs:
+        if t.graph is not graph:
+            raise ValueError(f"Tensor {t.name} must be from the same graph as the other inputs of {op_type}.")
+    # A name ending in "/" is taken exactly (TF's convention for re-entering a scope).
+    op_name = name[:-1] if name and name.endswith("/") else graph.unique_name(name or op_type)
+    avals = [t.aval for t in inputs]
+    try:
+        shapes = definition.shape(avals, attrs)
+        types = definition.dtype(avals, attrs)
+    except ShapeError as exc:
+        source = user_source()
+        raise errors.InvalidArgumentError(
+            None, None,
+            f"{op_type} '{op_name}' (created at {source}): {exc}. Inputs: {_describe_inputs(inputs) or 'none'}."
+        ) from None
+    if isinstance(types, list):
+        out = [Aval(t, s) for t, s in zip(types, shapes)]
+    else:
+        out = [Aval(types, shapes)]
+    out = _with_known_values(definition, avals, attrs, out)
+    return graph.create_op(op_type, inputs, attrs, op_name, out, user_source())
+
+
+def _with_known_values(definition, avals, attrs, out):
+    """Attach build-time values to small pure results so value-dependent shape rules can use them."""
+    value = None
+    if definition.const_value is not None:
+        value = definition.const_value(avals, attrs)
+    elif avals and not definition.stateful and all(a.value is not None for a in avals):
+        sizes = [ir_size(a.shape) for a in out]
+        if all(s is not None and s <= _FOLD_LIMIT for s in sizes):
+            from graphexec.runtime.context import build_time_context
+
+            try:
+                value = definition.kernel(build_time_context(), *[a.value for a in avals], **_kernel_attrs(attrs))
+            except (ValueError, TypeError, IndexError, ArithmeticError, FloatingPointError):
+                value = None  # the error surfaces at run time with the op's name
+    if value is None:
+        return out
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [Aval(a.dtype, a.shape, np.asarray(v, dtype=a.dtype.np)) for a, v in zip(out, values)]
+
+
+def _kernel_attrs(attrs):
+    return {k: v for k, v in attrs.items() if not k.startswith("_")}
+
+
+def ir_size(shape):
+    if shape is None or None in shape:
+        return None
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def name_scope(name, default_name=None, values=None):
+    """tf.name_scope(name) / tf.name_scope(name, default_name, values) on the default graph."""
+    graph = get_default_graph()
+    if values:
+        graph = next((v.graph for v in values if isinstance(v, Tensor)), graph)
+    return graph.name_scope(name if name is not None else default_name)
+
+
+def device(device_name):
+    return get_default_graph().device(device_name)
+
+
+def control_dependencies(control_inputs):
+    return get_default_graph().control_dependencies(control_inputs)

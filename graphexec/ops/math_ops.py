@@ -1,0 +1,350 @@
+"""Math ops: elementwise arithmetic, comparisons, logic, casts, matmul and reductions."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphexec import dtypes
+from graphexec.dtypes import FLOATING, INTEGER, NUMERIC
+from graphexec.framework import apply_op
+from graphexec.ops import rules
+from graphexec.ops.convert import convert_pair, convert_to_tensor
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+
+SIGNED = tuple(d for d in NUMERIC if d.np.kind != "u")
+
+
+def ufunc_kernel(name):
+    """Kernel calling xp.<name>: the same code runs on numpy and CuPy."""
+    return lambda ctx, *xs: getattr(ctx.xp, name)(*xs)
+
+
+def binary(name, ufunc, allowed=NUMERIC, out=None, commutative=False):
+    dtype_rule = rules.returns(out, inputs_alike=True, allowed=allowed) if out else rules.same_dtype(*allowed)
+    return op(name, shape=rules.broadcast, dtype=dtype_rule, kernel=ufunc_kernel(ufunc), elementwise=True,
+              ufunc=ufunc, commutative=commutative, grad=NOT_DIFFERENTIABLE if out else None)
+
+
+def unary(name, kernel, allowed=NUMERIC, ufunc=None):
+    return op(name, shape=rules.unchanged, dtype=rules.same_dtype(*allowed), kernel=kernel, elementwise=True,
+              ufunc=ufunc)
+
+
+# -- elementwise binary -------------------------------------------------------------------------
+Add = binary("Add", "add", commutative=True)
+Sub = binary("Sub", "subtract")
+Mul = binary("Mul", "multiply", commutative=True)
+RealDiv = binary("RealDiv", "true_divide", allowed=FLOATING)
+FloorDiv = binary("FloorDiv", "floor_divide")
+FloorMod = binary("FloorMod", "mod")
+Pow = binary("Pow", "power")
+Maximum = binary("Maximum", "maximum", commutative=True)
+Minimum = binary("Minimum", "minimum", commutative=True)
+Equal = binary("Equal", "equal", allowed=dtypes.ALL, out=dtypes.bool, commutative=True)
+NotEqual = binary("NotEqual", "not_equal", allowed=dtypes.ALL, out=dtypes.bool, commutative=True)
+Less = binary("Less", "less", out=dtypes.bool)
+LessEqual = binary("LessEqual", "less_equal", out=dtypes.bool)
+Greater = binary("Greater", "greater", out=dtypes.bool)
+GreaterEqual = binary("GreaterEqual", "greater_equal", out=dtypes.bool)
+LogicalAnd = binary("LogicalAnd", "logical_and", allowed=(dtypes.bool,), commutative=True)
+LogicalOr = binary("LogicalOr", "logical_or", allowed=(dtypes.bool,), commutative=True)
+
+
+# -- elementwise unary --------------------------------------------------------------------------
+def _sigmoid(ctx, x):
+    xp = ctx.xp
+    return xp.exp(-xp.logaddexp(x.dtype.type(0), -x)).astype(x.dtype, copy=False)
+
+
+def _rsqrt(ctx, x):
+    return ctx.xp.reciprocal(ctx.xp.sqrt(x))
+
+
+def _sign(ctx, x):
+    return ctx.xp.sign(x)
+
+
+Neg = unary("Neg", ufunc_kernel("negative"), allowed=SIGNED, ufunc="negative")
+Abs = unary("Abs", ufunc_kernel("absolute"), allowed=SIGNED, ufunc="absolute")
+Sign = unary("Sign", _sign, allowed=SIGNED)
+Square = unary("Square", ufunc_kernel("square"), ufunc="square")
+Sqrt = unary("Sqrt", ufunc_kernel("sqrt"), allowed=FLOATING, ufunc="sqrt")
+Rsqrt = unary("Rsqrt", _rsqrt, allowed=FLOATING)
+Exp = unary("Exp", ufunc_kernel("exp"), allowed=FLOATING, ufunc="exp")
+Log = unary("Log", ufunc_kernel("log"), allowed=FLOATING, ufunc="log")
+Log1p = unary("Log1p", ufunc_kernel("log1p"), allowed=FLOATING, ufunc="log1p")
+Sin = unary("Sin", ufunc_kernel("sin"), allowed=FLOATING, ufunc="sin")
+Cos = unary("Cos", ufunc_kernel("cos"), allowed=FLOATING, ufunc="cos")
+Tanh = unary("Tanh", ufunc_kernel("tanh"), allowed=FLOATING, ufunc="tanh")
+Sigmoid = unary("Sigmoid", _sigmoid, allowed=FLOATING)
+LogicalNot = op("LogicalNot", shape=rules.unchanged, dtype=rules.same_dtype(dtypes.bool),
+                kernel=ufunc_kernel("logical_not"), elementwise=True, ufunc="logical_not", grad=NOT_DIFFERENTIABLE)
+Cast = op("Cast", shape=rules.unchanged, dtype=rules.attr_dtype("DstT"), elementwise=True,
+          kernel=lambda ctx, x, DstT: x.astype(DstT.np))  # noqa: N803 - TF's attr name
+
+
+def _select_dtype(args, attrs):
+    if args[0].dtype is not dtypes.bool:
+        raise ShapeError(f"condition must be bool, got {args[0].dtype.name}")
+    return rules.same_dtype()(args[1:], attrs)
+
+
+Select = op("Select", shape=rules.broadcast, dtype=_select_dtype, kernel=ufunc_kernel("where"), elementwise=True)
+
+
+def _add_n_shape(args, attrs):
+    if not args:
+        raise ShapeError("add_n needs at least one input")
+    shapes = [a.shape for a in args]
+    known = [s for s in shapes if s is not None]
+    for s in known[1:]:
+        if len(s) != len(known[0]) or any(a is not None and b is not None and a != b for a, b in zip(s, known[0])):
+            raise ShapeError(f"all inputs must have the same shape, got {', '.join(rules.fmt(s) for s in shapes)}")
+    return rules.broadcast_shapes(*known) if known else None
+
+
+def _add_n(ctx, *xs):
+    total = xs[0] + xs[1] if len(xs) > 1 else xs[0].copy()
+    for x in xs[2:]:
+        total += x
+    return total
+
+
+AddN = op("AddN", shape=_add_n_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_add_n)
+
+
+# -- matmul -------------------------------------------------------------------------------------
+def _matmul_shape(args, attrs):
+    a, b = args[0].shape, args[1].shape
+    if a is None or b is None:
+        return None
+    if len(a) < 2 or len(b) < 2:
+        raise ShapeError(f"both inputs must be at least rank 2, got {rules.fmt(a)} and {rules.fmt(b)}")
+    m, k = (a[-1], a[-2]) if attrs["transpose_a"] else (a[-2], a[-1])
+    k2, n = (b[-1], b[-2]) if attrs["transpose_b"] else (b[-2], b[-1])
+    if k is not None and k2 is not None and k != k2:
+        ta, tb = ("transposed " if attrs["transpose_a"] else ""), ("transposed " if attrs["transpose_b"] else "")
+        raise ShapeError(f"Dimensions must be equal, but are {k} and {k2}: the inner dimension of {ta}a "
+                         f"{rules.fmt(a)} must match that of {tb}b {rules.fmt(b)}")
+    batch = rules.broadcast_shapes(a[:-2], b[:-2])
+    return batch + (m, n)
+
+
+def _matmul(ctx, a, b, transpose_a, transpose_b):
+    if transpose_a:
+        a = ctx.xp.swapaxes(a, -1, -2)
+    if transpose_b:
+        b = ctx.xp.swapaxes(b, -1, -2)
+    return ctx.xp.matmul(a, b)
+
+
+MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_matmul)
+
+
+# -- reductions ---------------------------------------------------------------------------------
+def _reduce_shape(args, attrs):
+    shape, axis, keep = args[0].shape, attrs["axis"], attrs["keepdims"]
+    if shape is None:
+        return None
+    if axis is None:
+        return (1,) * len(shape) if keep else ()
+    axes = {rules.normalize_axis(a, len(shape)) for a in axis}
+    if keep:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def reduction(name, kernel, allowed=NUMERIC):
+    return op(name, shape=_reduce_shape, dtype=rules.same_dtype(*allowed), kernel=kernel)
+
+
+def _mean(ctx, x, axis, keepdims):
+    if x.dtype.kind in "iu":  # TF's integer mean truncates toward zero
+        return ctx.xp.trunc(ctx.xp.mean(x, axis=axis, keepdims=keepdims)).astype(x.dtype)
+    return ctx.xp.mean(x, axis=axis, keepdims=keepdims).astype(x.dtype, copy=False)
+
+
+def _reducer(fn_name):
+    def kernel(ctx, x, axis, keepdims):
+        return ctx.xp.asarray(getattr(ctx.xp, fn_name)(x, axis=axis, keepdims=keepdims), dtype=x.dtype)
+
+    return kernel
+
+
+Sum = reduction("Sum", _reducer("sum"))
+Mean = reduction("Mean", _mean)
+Max = reduction("Max", _reducer("max"))
+Min = reduction("Min", _reducer("min"))
+Prod = reduction("Prod", _reducer("prod"))
+Any = reduction("Any", _reducer("any"), allowed=(dtypes.bool,))
+All = reduction("All", _reducer("all"), allowed=(dtypes.bool,))
+
+
+def _arg_shape(args, attrs):
+    shape = args[0].shape
+    if shape is None:
+        return None
+    axis = rules.normalize_axis(attrs["axis"], len(shape))
+    return shape[:axis] + shape[axis + 1:]
+
+
+def _argmax(ctx, x, axis, output_type):
+    return ctx.xp.argmax(x, axis=axis).astype(output_type.np)
+
+
+def _argmin(ctx, x, axis, output_type):
+    return ctx.xp.argmin(x, axis=axis).astype(output_type.np)
+
+
+ArgMax = op("ArgMax", shape=_arg_shape, dtype=rules.attr_dtype("output_type"), kernel=_argmax,
+            grad=NOT_DIFFERENTIABLE)
+ArgMin = op("ArgMin", shape=_arg_shape, dtype=rules.attr_dtype("output_type"), kernel=_argmin,
+            grad=NOT_DIFFERENTIABLE)
+
+
+# -- Python API ---------------------------------------------------------------------------------
+def _binary_api(op_type, default_name):
+    def fn(x, y, name=None):
+        x, y = convert_pair(x, y)
+        return apply_op(op_type, (x, y), {}, name or default_name).outputs[0]
+
+    fn.__name__ = default_name
+    return fn
+
+
+def _unary_api(op_type, default_name):
+    def fn(x, name=None):
+        return apply_op(op_type, (convert_to_tensor(x),), {}, name or default_name).outputs[0]
+
+    fn.__name__ = default_name
+    return fn
+
+
+add = _binary_api("Add", "add")
+subtract = _binary_api("Sub", "sub")
+multiply = _binary_api("Mul", "mul")
+floordiv = _binary_api("FloorDiv", "floordiv")
+mod = floormod = _binary_api("FloorMod", "mod")
+pow = _binary_api("Pow", "pow")  # noqa: A001 - TF's name
+maximum = _binary_api("Maximum", "maximum")
+minimum = _binary_api("Minimum", "minimum")
+equal = _binary_api("Equal", "equal")
+not_equal = _binary_api("NotEqual", "not_equal")
+less = _binary_api("Less", "less")
+less_equal = _binary_api("LessEqual", "less_equal")
+greater = _binary_api("Greater", "greater")
+greater_equal = _binary_api("GreaterEqual", "greater_equal")
+logical_and = _binary_api("LogicalAnd", "logical_and")
+logical_or = _binary_api("LogicalOr", "logical_or")
+negative = _unary_api("Neg", "Neg")
+abs = _unary_api("Abs", "Abs")  # noqa: A001
+sign = _unary_api("Sign", "Sign")
+square = _unary_api("Square", "Square")
+sqrt = _unary_api("Sqrt", "Sqrt")
+rsqrt = _unary_api("Rsqrt", "Rsqrt")
+exp = _unary_api("Exp", "Exp")
+log = _unary_api("Log", "Log")
+log1p = _unary_api("Log1p", "Log1p")
+sin = _unary_api("Sin", "Sin")
+cos = _unary_api("Cos", "Cos")
+tanh = _unary_api("Tanh", "Tanh")
+sigmoid = _unary_api("Sigmoid", "Sigmoid")
+logical_not = _unary_api("LogicalNot", "LogicalNot")
+
+
+def truediv(x, y, name=None):
+    """x / y; integer inputs are cast to float first (int8/16 -> float32, int32/64 -> float64), as in TF."""
+    x, y = convert_pair(x, y)
+    if x.dtype.is_integer:
+        target = dtypes.float32 if x.dtype.size <= 2 else dtypes.float64
+        x, y = cast(x, target), cast(y, target)
+    return apply_op("RealDiv", (x, y), {}, name or "truediv").outputs[0]
+
+
+divide = truediv
+
+
+def cast(x, dtype, name=None):
+    x = convert_to_tensor(x)
+    dtype = dtypes.as_dtype(dtype)
+    if x.dtype is dtype:
+        return x
+    return apply_op("Cast", (x,), {"DstT": dtype}, name or "Cast").outputs[0]
+
+
+def to_float(x, name="ToFloat"):
+    return cast(x, dtypes.float32, name)
+
+
+def where(condition, x=None, y=None, name=None):
+    if x is None and y is None:
+        from graphexec.ops import array_ops_extra
+
+        return array_ops_extra.where_indices(condition, name)
+    if x is None or y is None:
+        raise ValueError("x and y must both be given, or neither")
+    condition = convert_to_tensor(condition, dtype=dtypes.bool)
+    x, y = convert_pair(x, y)
+    return apply_op("Select", (condition, x, y), {}, name or "Select").outputs[0]
+
+
+where_v2 = where
+
+
+def add_n(inputs, name=None):
+    tensors = [convert_to_tensor(t) for t in inputs]
+    if len(tensors) == 1:
+        return tensors[0]
+    return apply_op("AddN", tensors, {}, name or "AddN").outputs[0]
+
+
+def clip_by_value(t, clip_value_min, clip_value_max, name=None):
+    t = convert_to_tensor(t)
+    return maximum(minimum(t, clip_value_max), clip_value_min, name=name or "clip_by_value")
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False, name=None):
+    a, b = convert_pair(a, b)
+    attrs = {"transpose_a": bool(transpose_a or adjoint_a), "transpose_b": bool(transpose_b or adjoint_b)}
+    return apply_op("MatMul", (a, b), attrs, name or "MatMul").outputs[0]
+
+
+def _axis_attr(axis):
+    if axis is None:
+        return None
+    if hasattr(axis, "op"):
+        raise TypeError("reduction axes must be Python ints (tensor-valued axes are not supported)")
+    return tuple(int(a) for a in (axis if isinstance(axis, (list, tuple, np.ndarray)) else [axis]))
+
+
+def _reduce_api(op_type, default_name, bool_input=False):
+    def fn(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
+        x = convert_to_tensor(input_tensor, dtype=dtypes.bool if bool_input else None)
+        axis = reduction_indices if axis is None else axis
+        keep = bool(keep_dims if keepdims is None else keepdims)
+        return apply_op(op_type, (x,), {"axis": _axis_attr(axis), "keepdims": keep}, name or default_name).outputs[0]
+
+    fn.__name__ = default_name
+    return fn
+
+
+reduce_sum = _reduce_api("Sum", "Sum")
+reduce_mean = _reduce_api("Mean", "Mean")
+reduce_max = _reduce_api("Max", "Max")
+reduce_min = _reduce_api("Min", "Min")
+reduce_prod = _reduce_api("Prod", "Prod")
+reduce_any = _reduce_api("Any", "Any", bool_input=True)
+reduce_all = _reduce_api("All", "All", bool_input=True)
+
+
+def _arg_api(op_type, default_name):
+    def fn(input, axis=None, name=None, dimension=None, output_type=dtypes.int64):  # noqa: A002
+        axis = dimension if axis is None else axis
+        attrs = {"axis": 0 if axis is None else int(axis), "output_type": dtypes.as_dtype(output_type)}
+        return apply_op(op_type, (convert_to_tensor(input),), attrs, name or default_name).outputs[0]
+
+    fn.__name__ = default_name
+    return fn
+
+
+argmax = _arg_api("ArgMax", "ArgMax")
+argmin = _arg_api("ArgMin", "ArgMin")

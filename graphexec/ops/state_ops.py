@@ -1,0 +1,67 @@
+"""Variable reads and writes, and no-ops. Variables live in the session's (or worker's) variable store,
+keyed by the variable's name; reads and assigns name it in their `var` attr."""
+from __future__ import annotations
+
+import numpy as np
+
+from graphexec.ops import rules
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+
+
+def _var_shape(args, attrs):
+    return attrs["shape"].dims
+
+
+def _assign_shape(args, attrs):
+    declared, value = attrs["shape"].dims, args[0].shape
+    if attrs.get("validate_shape", True) and declared is not None and value is not None:
+        if len(declared) != len(value) or any(a is not None and b is not None and a != b
+                                              for a, b in zip(declared, value)):
+            raise ShapeError(f"cannot assign a value of shape {rules.fmt(value)} to variable '{attrs['var']}' "
+                             f"of shape {rules.fmt(declared)}")
+    return declared if declared is not None else value
+
+
+def _assign_dtype(args, attrs):
+    if args[0].dtype is not attrs["dtype"]:
+        raise ShapeError(f"cannot assign a {args[0].dtype.name} value to {attrs['dtype'].name} variable "
+                         f"'{attrs['var']}'")
+    return attrs["dtype"]
+
+
+def _read(ctx, var, dtype, shape):
+    return ctx.read_variable(var)
+
+
+def _store(ctx, var, value):
+    """Variables hold arrays nobody else writes: fetched values are copied off read-only arrays."""
+    if ctx.xp is np:
+        value.setflags(write=False)
+    ctx.variables[var] = value
+    return value
+
+
+def _assign(ctx, value, var, dtype, shape, validate_shape=True):
+    return _store(ctx, var, ctx.xp.array(value, copy=True))  # never alias a feed or another node's buffer
+
+
+def _assign_add(ctx, delta, var, dtype, shape):
+    return _store(ctx, var, ctx.read_variable(var) + delta)
+
+
+def _assign_sub(ctx, delta, var, dtype, shape):
+    return _store(ctx, var, ctx.read_variable(var) - delta)
+
+
+ReadVariable = op("ReadVariable", shape=_var_shape, dtype=lambda args, attrs: attrs["dtype"], kernel=_read,
+                  stateful=True, grad=lambda op, dy: [])
+Assign = op("Assign", shape=_assign_shape, dtype=_assign_dtype, kernel=_assign, stateful=True,
+            grad=NOT_DIFFERENTIABLE)
+AssignAdd = op("AssignAdd", shape=_assign_shape, dtype=_assign_dtype, kernel=_assign_add, stateful=True,
+               grad=NOT_DIFFERENTIABLE)
+AssignSub = op("AssignSub", shape=_assign_shape, dtype=_assign_dtype, kernel=_assign_sub, stateful=True,
+               grad=NOT_DIFFERENTIABLE)
+NoOp = op("NoOp", shape=lambda args, attrs: [], dtype=lambda args, attrs: [], kernel=lambda ctx, *xs: (),
+          grad=NOT_DIFFERENTIABLE)
+
+VARIABLE_OPS = frozenset({"ReadVariable", "Assign", "AssignAdd", "AssignSub"})

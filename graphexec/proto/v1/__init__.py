@@ -1,0 +1,1 @@
+"""Generated protobuf modules; regenerate with tools/gen_protos.py."""

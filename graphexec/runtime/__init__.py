@@ -1,0 +1,1 @@
+"""Plan execution: contexts (numpy/CuPy), variable stores and the executor."""
