@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from graphexec import ir
-from graphexec.compiler.util import canonical, const_node, consumers, pinned_nodes, rename_tensors
+from graphexec.compiler.util import canonical, const_node, consumers, control_users, pinned_nodes, rename_tensors
 
 FORWARDED = frozenset({"Identity", "StopGradient"})
 AFFINE = frozenset({"Add", "Sub", "Mul", "Neg"})
@@ -27,7 +27,7 @@ def forward_identities(program: ir.Program) -> ir.Program:
             keep.append(node)
     if not renames:
         return program
-    controllers = pinned_nodes(program)
+    controllers = control_users(program.nodes) | set(program.targets)  # fetches are simply renamed
     dropped = {n.name for n in program.nodes} - {n.name for n in keep}
     if controllers & dropped:  # someone orders on a bypassed node: keep those nodes
         keep = [n for n in program.nodes if n.name not in dropped or n.name in controllers]
@@ -87,6 +87,8 @@ def _affine_step(node: ir.Node, by_name, forms) -> Affine | None:
     if (const_a is None) == (const_b is None):
         return None
     x, c, const_first = (b, const_a, True) if const_a is not None else (a, const_b, False)
+    if _type_of(x, by_name) != out_type:  # the constant would broadcast x to a new shape or dtype
+        return None
     form = _form_of(x, by_name, forms, out_type)
     if node.op == "Mul":
         return Affine(form.base, form.scale * c, form.shift * c, form.length + 1)
@@ -95,6 +97,12 @@ def _affine_step(node: ir.Node, by_name, forms) -> Affine | None:
     if const_first:  # c - x
         return Affine(form.base, -form.scale, c - form.shift, form.length + 1)
     return Affine(form.base, form.scale, form.shift - c, form.length + 1)
+
+
+def _type_of(tensor: str, by_name) -> ir.TensorType | None:
+    name, index = ir.split_tensor_name(tensor)
+    node = by_name.get(name)
+    return node.outputs[index] if node is not None and index < len(node.outputs) else None
 
 
 def _form_of(tensor: str, by_name, forms, out_type) -> Affine:

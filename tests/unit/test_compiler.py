@@ -1,0 +1,162 @@
+"""Compiler passes: each is pure, keeps the IR valid (verifier), and does what its name says."""
+import numpy as np
+import pytest
+
+import graphexec as tf
+from graphexec import ir
+from graphexec.compiler import pipeline
+from graphexec.compiler.cse import eliminate_common_subexpressions
+from graphexec.compiler.feeds import bind_feeds
+from graphexec.compiler.fold import fold_constants
+from graphexec.compiler.fuse import fuse_elementwise
+from graphexec.compiler.plan import build_plan
+from graphexec.compiler.prune import prune
+from graphexec.compiler.simplify import simplify
+from graphexec.compiler.verify import VerificationError, verify
+
+
+@pytest.fixture(autouse=True)
+def fresh_graph():
+    tf.reset_default_graph()
+
+
+def program(fetches, feeds=(), targets=()):
+    graph = tf.get_default_graph()
+    return ir.Program(graph.nodes(), tuple(t.name for t in feeds), tuple(t.name for t in fetches),
+                      tuple(op.name for op in targets))
+
+
+def optimized(fetches, feeds=(), targets=()):
+    return pipeline.optimize(program(fetches, feeds, targets), check=True)
+
+
+def ops_of(prog):
+    return [n.op for n in prog.nodes]
+
+
+def test_prune_keeps_only_what_fetches_need():
+    x = tf.placeholder(tf.float32, [3], name="x")
+    y = tf.exp(x, name="needed")
+    tf.matmul(tf.constant(np.ones((100, 100), np.float32)), tf.constant(np.ones((100, 100), np.float32)), name="expensive")
+    pruned = prune(bind_feeds(program([y], [x])))
+    assert [n.name for n in pruned.nodes] == ["x", "needed"]
+
+
+def test_prune_follows_control_dependencies_and_targets():
+    x = tf.placeholder(tf.float32, [], name="x")
+    v = tf.Variable(1.0, name="v")
+    with tf.control_dependencies([v.initializer]):
+        y = tf.identity(x, name="y")
+    names = {n.name for n in prune(bind_feeds(program([y], [x]))).nodes}
+    assert {"x", "y", "v/Assign"} <= names
+
+
+def test_constant_folding_and_cap():
+    a = tf.constant([1.0, 2.0]) * 3.0 + 1.0
+    folded = fold_constants(program([a]))
+    assert ops_of(prune(folded)) == ["Const"]
+    np.testing.assert_allclose(prune(folded).nodes[-1].attrs["value"], [4.0, 7.0])
+    big = tf.constant(np.ones((1024, 1024), np.float32)) * 2.0  # 4 MiB result: over the cap, stays computed at run time
+    assert "Mul" in ops_of(prune(fold_constants(program([big]))))
+
+
+def test_stateful_ops_are_not_folded_or_merged():
+    r1 = tf.random_uniform([2], seed=1) if hasattr(tf, "random_uniform") else None
+    v = tf.Variable([1.0, 2.0])
+    a, b = v + 1.0, v + 1.0
+    prog = eliminate_common_subexpressions(program([a, b]))
+    adds = [n for n in prog.nodes if n.op == "Add"]
+    assert len(adds) == 1 and prog.fetches[0] == prog.fetches[1]
+    assert r1 is None or "RandomUniform" in ops_of(fold_constants(program([r1])))
+
+
+def test_cse_merges_identical_pure_nodes():
+    x = tf.placeholder(tf.float32, [4], name="x")
+    a = tf.exp(x) + tf.exp(x)
+    prog = eliminate_common_subexpressions(bind_feeds(program([a], [x])))
+    assert ops_of(prune(prog)).count("Exp") == 1
+
+
+def test_simplify_removes_identities_and_collapses_affine_chains():
+    x = tf.placeholder(tf.float32, [5], name="x")
+    y = ((x * 1.0 + 0.0) + 2.0) * 3.0 - 1.0
+    prog = pipeline.optimize(program([y], [x]), passes=pipeline.PASSES[:-1], check=True)
+    assert ops_of(prog).count("Mul") == 1 and ops_of(prog).count("Add") == 1
+    plain = pipeline.optimize(program([x * 1.0 + 0.0], [x]), check=True)
+    assert ops_of(plain) == ["Feed"] and plain.fetches == ("x:0",)
+
+
+def test_simplify_keeps_shape_changing_constants():
+    x = tf.placeholder(tf.float32, [3], name="x")
+    y = x + tf.constant(np.zeros((2, 3), np.float32))  # broadcasting changes the shape: not an identity
+    assert "Add" in " ".join(str(n) for n in simplify(bind_feeds(program([y], [x]))).nodes)
+
+
+def test_fusion_groups_elementwise_chain():
+    x = tf.placeholder(tf.float32, [8], name="x")
+    y = tf.tanh(tf.exp(tf.sin(x)))
+    fused = fuse_elementwise(bind_feeds(program([y], [x])))
+    assert ops_of(fused) == ["Feed", "Fused"]
+    assert fused.nodes[-1].attrs["covers"] == ("Sin", "Exp", "Tanh")
+
+
+def test_fusion_respects_fetched_intermediates():
+    x = tf.placeholder(tf.float32, [8], name="x")
+    s = tf.sin(x)
+    y = tf.exp(s)
+    assert "Sin" in ops_of(fuse_elementwise(bind_feeds(program([y, s], [x]))))
+
+
+def test_plan_reuses_slots_and_prints_readably():
+    x = tf.placeholder(tf.float32, [4], name="x")
+    m = tf.matmul(tf.reshape(x, [2, 2]), tf.reshape(x, [2, 2]))
+    y = tf.reduce_sum(tf.matmul(m, m))
+    plan = build_plan(optimized([y], [x]), "d" * 64)
+    assert plan.num_slots < sum(len(s.outputs) for s in plan.steps) + len(plan.constants) + 1
+    text = str(plan)
+    assert "feed  $0 <- x:0: float32[4]" in text and "MatMul" in text and "fetch Sum:0" in text
+
+
+def test_verifier_rejects_broken_ir():
+    a = ir.Node("a", "Const", attrs={"value": np.zeros(1), "dtype": tf.float64},
+                outputs=(ir.TensorType(tf.float64, (1,)),))
+    b = ir.Node("b", "Neg", inputs=("missing:0",), outputs=a.outputs)
+    with pytest.raises(VerificationError, match="not defined before it"):
+        verify(ir.Program((a, b)))
+    with pytest.raises(VerificationError, match="duplicate node name"):
+        verify(ir.Program((a, a)))
+    with pytest.raises(VerificationError, match="unknown op"):
+        verify(ir.Program((ir.Node("c", "NoSuchOp"),)))
+
+
+def test_every_pass_is_pure():
+    x = tf.placeholder(tf.float32, [3], name="x")
+    y = (tf.exp(x) + tf.exp(x)) * 2.0 + tf.constant([1.0, 2.0, 3.0]) * 0.0
+    before = program([y], [x])
+    snapshot = str(before)
+    for compiler_pass in pipeline.PASSES:
+        compiler_pass(before) if compiler_pass is not pipeline.require_feeds else None
+        assert str(before) == snapshot
+
+
+def test_unfed_placeholder_is_reported_with_source_line():
+    x = tf.placeholder(tf.float32, [3], name="needs_feed")
+    with tf.Session() as sess, pytest.raises(tf.errors.InvalidArgumentError, match="needs_feed") as info:
+        sess.run(x * 2.0)
+    assert "test_compiler.py" in str(info.value)
+
+
+def test_pruned_branch_never_executes():
+    x = tf.placeholder(tf.float32, [3], name="x")
+    cheap = tf.exp(x, name="cheap")
+    expensive = tf.reduce_sum(tf.matmul(tf.constant(np.ones((1000, 1000), np.float32)) * x[0], tf.constant(np.ones((1000, 1000), np.float32))), name="expensive")
+    both = tf.add(cheap, tf.constant(np.zeros(3, np.float32)), name="both")  # noqa: F841 - present in the graph, not fetched
+    metadata = tf.RunMetadata()
+    with tf.Session() as sess:
+        out = sess.run(cheap, {x: [0.0, 1.0, 2.0]}, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                       run_metadata=metadata)
+    np.testing.assert_allclose(out, np.exp([0.0, 1.0, 2.0]), rtol=1e-6)
+    executed = {name for s in metadata.step_stats.node_stats for name in s.covers}
+    assert executed == {"cheap"}
+    assert expensive.op.name not in metadata.executed_nodes
+    assert all(s.duration_micros >= 0 for s in metadata.step_stats.node_stats)
