@@ -6,6 +6,7 @@ unknown rank.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -71,6 +72,7 @@ class Program:
         return "\n".join([head, *("  " + str(n) for n in self.nodes)])
 
 
+@functools.lru_cache(maxsize=1 << 20)
 def split_tensor_name(name: str) -> tuple[str, int]:
     """"node:1" -> ("node", 1); "node" -> ("node", 0)."""
     node, sep, index = name.rpartition(":")

@@ -1,23 +1,30 @@
 """Common-subexpression elimination: pure nodes with the same op, inputs and attrs become one."""
 from __future__ import annotations
 
-import json
+import numpy as np
 
 from graphexec import ir
 from graphexec.compiler.util import canonical, rename_tensors
-from graphexec.digest import canonical_attr
 from graphexec.ops import registry
 
 NEVER_MERGED = frozenset({"Feed", "Placeholder", "NoOp", "Fused"})
 
 
-def _key(node: ir.Node, inputs) -> str:
-    attrs = sorted((k, canonical_attr(v)) for k, v in node.attrs.items() if k != "program")
-    return json.dumps([node.op, inputs, sorted(node.control_inputs), attrs, node.device], separators=(",", ":"))
+def _hashable(value):
+    if isinstance(value, np.ndarray):
+        return ("tensor", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *(_hashable(v) for v in value))
+    return (type(value).__name__, value)  # the type keeps 1, 1.0 and True apart
+
+
+def _key(node: ir.Node, inputs) -> tuple:
+    attrs = tuple(sorted((k, _hashable(v)) for k, v in node.attrs.items()))
+    return (node.op, tuple(inputs), tuple(sorted(node.control_inputs)), attrs, node.device)
 
 
 def eliminate_common_subexpressions(program: ir.Program) -> ir.Program:
-    seen: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
     renames: dict[str, str] = {}
     keep = []
     for node in program.nodes:

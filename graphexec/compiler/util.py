@@ -1,6 +1,7 @@
 """Helpers shared by passes: consumer maps and renaming of tensor references."""
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 from graphexec import ir
@@ -29,6 +30,7 @@ def pinned_nodes(program: ir.Program) -> set[str]:
             | control_users(program.nodes))
 
 
+@functools.lru_cache(maxsize=1 << 20)
 def canonical(tensor_name: str) -> str:
     node, index = ir.split_tensor_name(tensor_name)
     return f"{node}:{index}"
