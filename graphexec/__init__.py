@@ -14,8 +14,9 @@ from graphexec.framework import (Graph, Operation, Tensor, TensorShape, control_
 from graphexec.ops import internal_ops as _internal_ops, state_ops as _state_ops  # noqa: F401 - registers ops
 from graphexec.ops.array_ops import (expand_dims, identity, placeholder, placeholder_with_default, rank, reshape,
                                      shape, size, squeeze, stop_gradient, transpose)
-# from graphexec.ops.array_ops_extra import (broadcast_to, concat, fill, gather, linspace, one_hot, ones, ones_like,
-#                                           pad, range, slice, split, stack, tile, unstack, zeros, zeros_like)
+from graphexec.ops.array_ops_extra import (broadcast_to, concat, fill, gather, linspace, one_hot, ones,  # noqa: A004
+                                           ones_like, pad, range, slice, split, stack, tile, unstack, zeros,
+                                           zeros_like)
 from graphexec.ops.control_ops import group, no_op, tuple  # noqa: A004
 from graphexec.ops.convert import constant, convert_to_tensor
 from graphexec.ops.math_ops import (abs, add, add_n, argmax, argmin, cast, clip_by_value, cos, divide, equal,  # noqa: A004
@@ -25,8 +26,10 @@ from graphexec.ops.math_ops import (abs, add, add_n, argmax, argmin, cast, clip_
                                     reduce_min, reduce_prod, reduce_sum, rsqrt, sigmoid, sign, sin, sqrt, square,
                                     subtract, tanh, to_float, truediv, where, where_v2)
 from graphexec.ops import overloads as _overloads  # noqa: F401 - attaches Tensor operators
-# from graphexec.ops.random_ops import random_normal, random_uniform, set_random_seed, truncated_normal
+from graphexec.ops.random_ops import random_normal, random_uniform, set_random_seed, truncated_normal
 from graphexec.session import InteractiveSession, Session, get_default_session
+from graphexec.gradients import gradients
+from graphexec import losses, metrics, nn, train  # noqa: E402 - tf.nn, tf.train, tf.losses, tf.metrics
 from graphexec.variables import (GraphKeys, Variable, assign, assign_add, assign_sub, global_variables,
                                  global_variables_initializer, initialize_all_variables, local_variables,
                                  local_variables_initializer, trainable_variables, variables_initializer)

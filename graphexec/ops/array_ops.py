@@ -39,7 +39,7 @@ PlaceholderWithDefault = op("PlaceholderWithDefault", shape=_with_default_shape,
 Identity = op("Identity", shape=rules.unchanged, dtype=rules.same_dtype(), kernel=lambda ctx, x: x,
               grad=lambda op, dy: [dy])
 StopGradient = op("StopGradient", shape=rules.unchanged, dtype=rules.same_dtype(), kernel=lambda ctx, x: x,
-                  grad=NOT_DIFFERENTIABLE)
+                  grad=lambda op, dy: [None])  # the gradient stops here by definition
 
 
 def placeholder(dtype, shape=None, name=None):
@@ -117,7 +117,19 @@ def _reshape_shape(args, attrs):
     return tuple(dims)
 
 
-Reshape = op("Reshape", shape=_reshape_shape, dtype=lambda args, attrs: args[0].dtype,
+def shape_of(x: Tensor) -> Tensor:
+    """x's shape as an int32 vector: a constant when it is fully known at build time."""
+    if x._shape is not None and None not in x._shape:
+        return convert_to_tensor(np.asarray(x._shape, np.int32))
+    return shape(x)
+
+
+def _reshape_back(op, dy):
+    """Gradient of shape-only changes (reshape, expand_dims, squeeze): dy in the input's shape."""
+    return [reshape(dy, shape_of(op.inputs[0]))] + [None] * (len(op.inputs) - 1)
+
+
+Reshape = op("Reshape", shape=_reshape_shape, dtype=lambda args, attrs: args[0].dtype, grad=_reshape_back,
              kernel=lambda ctx, x, target: x.reshape(tuple(int(d) for d in target)))
 
 
@@ -135,7 +147,7 @@ def _expand_dims_shape(args, attrs):
     return shape[:axis] + (1,) + shape[axis:]
 
 
-ExpandDims = op("ExpandDims", shape=_expand_dims_shape, dtype=rules.same_dtype(),
+ExpandDims = op("ExpandDims", shape=_expand_dims_shape, dtype=rules.same_dtype(), grad=_reshape_back,
                 kernel=lambda ctx, x, axis: ctx.xp.expand_dims(x, axis))
 
 
@@ -160,7 +172,7 @@ def _squeeze_shape(args, attrs):
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-Squeeze = op("Squeeze", shape=_squeeze_shape, dtype=rules.same_dtype(),
+Squeeze = op("Squeeze", shape=_squeeze_shape, dtype=rules.same_dtype(), grad=_reshape_back,
              kernel=lambda ctx, x, axis: ctx.xp.squeeze(x, axis=axis))
 
 
@@ -183,7 +195,12 @@ def _transpose_shape(args, attrs):
     return tuple(shape[p] for p in perm)
 
 
-Transpose = op("Transpose", shape=_transpose_shape, dtype=rules.same_dtype(),
+def _transpose_grad(op, dy):
+    perm = op.attrs["perm"]
+    return [transpose(dy, None if perm is None else tuple(int(p) for p in np.argsort(perm)))]
+
+
+Transpose = op("Transpose", shape=_transpose_shape, dtype=rules.same_dtype(), grad=_transpose_grad,
                kernel=lambda ctx, x, perm: ctx.xp.transpose(x, perm))
 
 
@@ -213,7 +230,26 @@ def _strided_slice_kernel(ctx, x, **spec):
     return x[_index(**spec)]
 
 
-_PROBE_SIZES = (1000003, 1000033)  # stand-ins for unknown dims: a dim is known if both agree
+_PROBE_SIZE = 1000003  # stand-in for unknown dims: big enough that any integer index fits
+
+
+def _sliced_axes(index, rank):
+    """For each output dim of x[index], the input axis it slices (None for a new axis)."""
+    consumed = sum(1 for item in index if item is not None and item is not Ellipsis)
+    axis, sources = 0, []
+    for item in index:
+        if item is Ellipsis:
+            sources += range(axis, axis + rank - consumed)
+            axis += rank - consumed
+        elif item is None:
+            sources.append(None)
+        else:
+            if isinstance(item, slice):
+                sources.append(axis)
+            axis += 1  # an integer index removes its axis
+    if Ellipsis not in index:
+        sources += range(axis, rank)
+    return sources
 
 
 def _strided_slice_shape(args, attrs):
@@ -221,18 +257,24 @@ def _strided_slice_shape(args, attrs):
     if shape is None:
         return None
     index = _index(**attrs)
-    results = []
-    for probe in _PROBE_SIZES:
-        concrete = tuple(probe if d is None else d for d in shape)
-        try:
-            results.append(np.broadcast_to(np.empty((), np.int8), concrete)[index].shape)
-        except IndexError as exc:
-            raise ShapeError(f"slice index out of bounds: {exc}") from None
-    return tuple(a if a == b else None for a, b in zip(*results))
+    concrete = tuple(_PROBE_SIZE if d is None else d for d in shape)
+    try:
+        out = np.broadcast_to(np.empty((), np.int8), concrete)[index].shape
+    except IndexError as exc:
+        raise ShapeError(f"slice index out of bounds: {exc}") from None
+    # a slice of an unknown dim has an unknown length (x[1:100] is 99 long only if x has 100 elements)
+    return tuple(None if axis is not None and shape[axis] is None else d
+                 for d, axis in zip(out, _sliced_axes(index, len(shape))))
+
+
+def _strided_slice_grad(op, dy):
+    """dy placed into zeros of the input's shape at the sliced positions."""
+    grad = apply_op("StridedSliceGrad", (shape_of(op.inputs[0]), dy), dict(op.attrs), "StridedSliceGrad")
+    return [grad.outputs[0]]
 
 
 StridedSlice = op("StridedSlice", shape=_strided_slice_shape, dtype=rules.same_dtype(),
-                  kernel=_strided_slice_kernel)
+                  kernel=_strided_slice_kernel, grad=_strided_slice_grad)
 
 
 def strided_slice_spec(key):

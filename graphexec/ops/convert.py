@@ -7,7 +7,7 @@ from graphexec import dtypes
 from graphexec.digest import ShapeAttr
 from graphexec.framework import Tensor, apply_op
 from graphexec.ops import rules
-from graphexec.ops.registry import op
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, op
 
 MAX_CONSTANT_BYTES = 2 << 30  # a graph constant above 2 GiB is a mistake: feed it instead
 
@@ -18,7 +18,7 @@ def _const_value(args, attrs):
 
 Const = op("Const", shape=lambda args, attrs: attrs["value"].shape, dtype=rules.attr_dtype(),
            kernel=lambda ctx, value, dtype: ctx.from_host(value) if ctx.xp is not np else value,
-           const_value=_const_value)
+           const_value=_const_value, grad=NOT_DIFFERENTIABLE)
 
 
 def numpy_value(value, dtype=None) -> np.ndarray:
@@ -60,7 +60,7 @@ def constant(value, dtype=None, shape=None, name="Const", verify_shape=False):
             raise TypeError(f"Expected Tensor's shape: {shape}, got {array.shape}.")
     if array.nbytes > MAX_CONSTANT_BYTES:
         raise ValueError(f"Cannot create a tensor proto whose content is larger than 2GB ({array.nbytes} bytes).")
-    array = np.ascontiguousarray(array)
+    array = np.array(array, order="C")  # a private copy (the caller's array stays writable); scalars stay 0-d
     array.setflags(write=False)
     return apply_op("Const", (), {"value": array, "dtype": dtypes.from_numpy(array.dtype)}, name).outputs[0]
 
@@ -75,7 +75,7 @@ def convert_to_tensor(value, dtype=None, name=None, preferred_dtype=None) -> Ten
     if hasattr(value, "_as_tensor"):
         return value._as_tensor(dtype)
     if isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) or hasattr(v, "_as_tensor") for v in value):
-        from graphexec.ops.array_ops import stack
+        from graphexec.ops.array_ops_extra import stack
 
         return stack([convert_to_tensor(v, dtype) for v in value], name=name or "packed")
     if dtype is None and preferred_dtype is not None:

@@ -1,0 +1,166 @@
+"""Random tensors (random_normal, random_uniform, truncated_normal) with TF1's seed semantics.
+
+An op's `seed`/`seed2` attrs come from the graph seed (tf.set_random_seed) and the op seed:
+both given, or only the graph seed (the op seed then derives from the graph's op count), make the
+sequence reproducible across sessions and processes; neither makes it nondeterministic. Each run
+draws the next numbers from a numpy Generator kept per node in the session's `ctx.rngs`. Numbers are
+generated on the host and then moved, so CPU and GPU runs produce the same values.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphexec import dtypes
+from graphexec.framework import Tensor, apply_op, get_default_graph, name_scope
+from graphexec.ops import math_ops
+from graphexec.ops.array_ops_extra import (check_index_dtype, dims_shape, host_ints, int_tensor, is_tensorlike,
+                                           with_known_elements)
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+
+DEFAULT_GRAPH_SEED = 87654321  # TF's: used when only the op seed is set
+_MAXINT32 = 2**31 - 1
+TRUNCATE_AT = 2.0  # truncated_normal redraws values more than two standard deviations from the mean
+
+
+def set_random_seed(seed):
+    """The graph-level seed: makes every random op of the default graph reproducible."""
+    get_default_graph().seed = None if seed is None else int(seed)
+
+
+def get_seed(op_seed):
+    """(seed, seed2) attrs for a random op, as TF1's random_seed.get_seed; (0, 0) is nondeterministic."""
+    graph = get_default_graph()
+    if graph.seed is not None:
+        seeds = (graph.seed % _MAXINT32, (graph._last_id if op_seed is None else int(op_seed)) % _MAXINT32)
+    elif op_seed is not None:
+        seeds = (DEFAULT_GRAPH_SEED, int(op_seed) % _MAXINT32)
+    else:
+        return 0, 0
+    return (0, _MAXINT32) if seeds == (0, 0) else seeds  # (0, 0) would read as "unseeded"
+
+
+# -- kernels -----------------------------------------------------------------------------------
+def _generator(ctx, node, seed, seed2) -> np.random.Generator:
+    rng = ctx.rngs.get(node)
+    if rng is None:
+        entropy = [seed, seed2] if (seed or seed2) else None  # None: fresh OS entropy
+        rng = ctx.rngs[node] = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+    return rng
+
+
+def _float_type(dtype):
+    """numpy's Generator draws float32/float64 only; float16 is drawn as float32 and rounded."""
+    return np.float64 if dtype is dtypes.float64 else np.float32
+
+
+def _normal(ctx, shape, seed, seed2, dtype, mean, stddev, node):
+    rng = _generator(ctx, node, seed, seed2)
+    values = rng.standard_normal(host_ints(ctx, shape), dtype=_float_type(dtype))
+    return ctx.from_host((values * stddev + mean).astype(dtype.np, copy=False))
+
+
+def _truncated_normal(ctx, shape, seed, seed2, dtype, mean, stddev, node):
+    rng = _generator(ctx, node, seed, seed2)
+    values = rng.standard_normal(host_ints(ctx, shape), dtype=_float_type(dtype))
+    outside = np.abs(values) > TRUNCATE_AT
+    while outside.any():
+        values[outside] = rng.standard_normal(int(outside.sum()), dtype=values.dtype)
+        outside = np.abs(values) > TRUNCATE_AT
+    return ctx.from_host((values * stddev + mean).astype(dtype.np, copy=False))
+
+
+def _uniform(ctx, shape, seed, seed2, dtype, minval, maxval, node):
+    rng = _generator(ctx, node, seed, seed2)
+    values = rng.random(host_ints(ctx, shape), dtype=_float_type(dtype))
+    return ctx.from_host((values * (maxval - minval) + minval).astype(dtype.np, copy=False))
+
+
+def _uniform_int(ctx, shape, seed, seed2, dtype, minval, maxval, node):
+    rng = _generator(ctx, node, seed, seed2)
+    return ctx.from_host(rng.integers(minval, maxval, size=host_ints(ctx, shape), dtype=dtype.np))
+
+
+# -- declarations ------------------------------------------------------------------------------
+def _random_shape(args, attrs):
+    check_index_dtype(args[0], "shape")
+    return dims_shape(args[0], "shape")
+
+
+def _dtype_among(*allowed):
+    def rule(args, attrs):
+        if attrs["dtype"] not in allowed:
+            raise ShapeError(f"dtype {attrs['dtype'].name} is not supported; expected one of "
+                             f"{', '.join(d.name for d in allowed)}")
+        return attrs["dtype"]
+
+    return rule
+
+
+def _uniform_int_dtype(args, attrs):
+    if not attrs["minval"] < attrs["maxval"]:
+        raise ShapeError(f"Need minval < maxval: {attrs['minval']} >= {attrs['maxval']}")
+    return _dtype_among(dtypes.int32, dtypes.int64)(args, attrs)
+
+
+_FLOAT_DTYPE = _dtype_among(*dtypes.FLOATING)
+
+RandomNormal = op("RandomNormal", shape=_random_shape, dtype=_FLOAT_DTYPE, kernel=_normal, stateful=True,
+                  grad=NOT_DIFFERENTIABLE)
+TruncatedNormal = op("TruncatedNormal", shape=_random_shape, dtype=_FLOAT_DTYPE, kernel=_truncated_normal,
+                     stateful=True, grad=NOT_DIFFERENTIABLE)
+RandomUniform = op("RandomUniform", shape=_random_shape, dtype=_FLOAT_DTYPE, kernel=_uniform, stateful=True,
+                   grad=NOT_DIFFERENTIABLE)
+RandomUniformInt = op("RandomUniformInt", shape=_random_shape, dtype=_uniform_int_dtype, kernel=_uniform_int,
+                      stateful=True, grad=NOT_DIFFERENTIABLE)
+
+
+# -- Python API --------------------------------------------------------------------------------
+def _random(op_type, shape, dtype, seed, params: dict, scope) -> Tensor:
+    shape_tensor = int_tensor(shape, "shape")
+    seed1, seed2 = get_seed(seed)
+    attrs = {"seed": seed1, "seed2": seed2, "dtype": dtype, **params}
+    return with_known_elements(apply_op(op_type, (shape_tensor,), attrs, scope).outputs[0], shape_tensor)
+
+
+def _is_number(value) -> bool:
+    return not is_tensorlike(value) and np.ndim(value) == 0
+
+
+def _normal_api(op_type, default_name):
+    def fn(shape, mean=0.0, stddev=1.0, dtype=dtypes.float32, seed=None, name=None):
+        dtype = dtypes.as_dtype(dtype)
+        with name_scope(name, default_name) as scope:
+            if _is_number(mean) and _is_number(stddev):
+                return _random(op_type, shape, dtype, seed, {"mean": float(mean), "stddev": float(stddev)}, scope)
+            # tensor-valued parameters: draw standard values, then scale and shift them in the graph
+            standard = _random(op_type, shape, dtype, seed, {"mean": 0.0, "stddev": 1.0}, None)
+            return math_ops.add(math_ops.multiply(standard, stddev), mean, name=scope)
+
+    fn.__name__ = default_name
+    return fn
+
+
+random_normal = _normal_api("RandomNormal", "random_normal")
+truncated_normal = _normal_api("TruncatedNormal", "truncated_normal")
+
+
+def random_uniform(shape, minval=0, maxval=None, dtype=dtypes.float32, seed=None, name=None):
+    """Uniform in [minval, maxval); maxval defaults to 1 for floats and is required for integers."""
+    dtype = dtypes.as_dtype(dtype)
+    with name_scope(name, "random_uniform") as scope:
+        if dtype.is_integer:
+            if maxval is None:
+                raise ValueError(f"Must specify maxval for integer dtype {dtype.name}")
+            if not (_is_number(minval) and _is_number(maxval)):
+                raise TypeError("random_uniform with an integer dtype needs Python or numpy number bounds")
+            return _random("RandomUniformInt", shape, dtype, seed, {"minval": int(minval), "maxval": int(maxval)},
+                           scope)
+        maxval = 1 if maxval is None else maxval
+        if _is_number(minval) and _is_number(maxval):
+            return _random("RandomUniform", shape, dtype, seed, {"minval": float(minval), "maxval": float(maxval)},
+                           scope)
+        unit = _random("RandomUniform", shape, dtype, seed, {"minval": 0.0, "maxval": 1.0}, None)
+        return math_ops.add(math_ops.multiply(unit, math_ops.subtract(maxval, minval)), minval, name=scope)
+
+
+__all__ = ["random_normal", "random_uniform", "truncated_normal", "set_random_seed", "get_seed"]
