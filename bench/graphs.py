@@ -96,7 +96,7 @@ def mlp_graph(api):
 def chain_graph(api, first_add=CHAIN_ADD):
     """W5, W6: 1000 ops alternating + 0.001 and * 0.999. Returns (x, y).
 
-    W6 passes a slightly different `first_add` so its graph is new to every cache.
+    W5 and W6 pass a slightly different `first_add` each time, so the graph is new to every cache.
     """
     x = api.placeholder(api.float32, [CHAIN_WIDTH], name="x")
     y = x

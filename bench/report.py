@@ -135,6 +135,10 @@ def footnotes(results):
             if entry["status"] in ("n/a", "error"):
                 key = (label(system), entry["status"], entry["reason"])
                 notes.setdefault(key, []).append(workload)
+            for reason in entry.get("failed_rounds", []):
+                key = (label(system), f"error in {len(entry['failed_rounds'])} of {entry['rounds']} "
+                       f"rounds (figures from the others)", reason)
+                notes.setdefault(key, []).append(workload)
     return [f"{name} {', '.join(w)}: {status}: {one_line(reason)}" for (name, status, reason), w in notes.items()]
 
 
@@ -169,7 +173,9 @@ def merge_rounds(rounds):
                 continue
             keys = dict.fromkeys(k for e in ok for k in e["figures"])
             figures = {k: median_or_none([e["figures"].get(k) for e in ok]) for k in keys}
-            workloads[workload] = {"status": "ok", "figures": figures, "rounds_ok": len(ok)}
+            failed = [e["reason"] for e in entries if e.get("status") == "error"]
+            workloads[workload] = {"status": "ok", "figures": figures, "rounds_ok": len(ok),
+                                   "rounds": len(entries), "failed_rounds": failed}
         merged[system] = {"system": system, "workloads": workloads}
     return merged
 

@@ -62,8 +62,8 @@ class System:
         """`step(x, labels) -> loss`: one SGD step of the 784-256-10 MLP."""
         raise NotApplicable("not defined for this system")
 
-    def build_w5(self):
-        """`run(x) -> y` for the 1000-op chain on float32[1000]."""
+    def build_w5(self, first_add: float):
+        """`run(x) -> y` for the 1000-op chain on float32[1000], `graphs.chain_graph(api, first_add)`."""
         raise NotApplicable("not defined for this system")
 
     def build_w6(self, first_add: float):

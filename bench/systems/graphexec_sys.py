@@ -1,10 +1,11 @@
 """graphexec, through its TF1-style client (`import graphexec as tf`).
 
 - GraphexecEmbedded: one `python -m graphexec serve --port 0` process that runs graphs itself.
-- GraphexecRedis: a private `redis-server`, two `graphexec serve --redis` replicas and one
-  `graphexec worker`; the workloads use replica A, W6 also replica B.
+- GraphexecRedis: a private `redis-server`, one `graphexec worker` and two
+  `graphexec serve --redis` replicas; the workloads use replica A, W6 also replica B.
 
-Servers print `graphexec serving on grpc://127.0.0.1:PORT`. Until graphexec (or one of its
+Servers print `graphexec serving on grpc://127.0.0.1:PORT`, workers
+`graphexec worker ID serving on HOST:PORT`. Until graphexec (or one of its
 features) exists the adapter raises Unavailable, so the harness reports "n/a: <reason>".
 """
 
@@ -16,7 +17,8 @@ from bench import graphs, procs
 from bench.systems import Unavailable
 from bench.systems.tf1_style import Tf1StyleSystem
 
-SERVE_READY = r"serving on (grpc://\S+)"
+SERVE_READY = r"serving on (grpc://\S+)"  # graphexec serving on grpc://127.0.0.1:PORT
+WORKER_READY = r"graphexec worker .*serving on"  # graphexec worker ID serving on HOST:PORT
 # Raised by a graphexec that lacks a feature the workload uses (a missing op, Session.stream, ...).
 MISSING_FEATURE = (ImportError, AttributeError, NotImplementedError)
 
@@ -110,15 +112,15 @@ class GraphexecRedis(GraphexecEmbedded):
                       "--save", "", "--appendonly", "no"],
             ready=r"Ready to accept connections"))
         redis_url = f"redis://127.0.0.1:{port}"
-        replicas = [start_serve(f"graphexec-replica-{i}", ["--redis", redis_url]) for i in "ab"]
-        self._processes.extend(replicas)
-        self.target, self.target_b = (replica.match.group(1) for replica in replicas)
         try:
             self._processes.append(procs.ServerProcess(
                 "graphexec-worker", [sys.executable, "-m", "graphexec", "worker", "--redis", redis_url],
-                settle_s=1.0))
+                ready=WORKER_READY, timeout_s=60))
         except procs.ServerStartError as error:
             raise Unavailable(str(error)) from error
+        replicas = [start_serve(f"graphexec-replica-{i}", ["--redis", redis_url]) for i in "ab"]
+        self._processes.extend(replicas)
+        self.target, self.target_b = (replica.match.group(1) for replica in replicas)
 
     @feature_or_unavailable
     def build_w6(self, first_add):

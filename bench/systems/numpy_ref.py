@@ -19,8 +19,8 @@ class NumpyReference(System):
     def build_w3(self):
         return NumpyMlp().step
 
-    def build_w5(self):
-        return graphs.chain_reference
+    def build_w5(self, first_add):
+        return lambda x: graphs.chain_reference(x, first_add)
 
 
 class NumpyMlp:

@@ -54,7 +54,7 @@ class Tf1StyleSystem(System):
         session.run(init)
         return lambda vx, vlabels: session.run([train, loss], {x: vx, labels: vlabels})[1]
 
-    def build_w5(self):
-        graph, (x, y) = self.build_graph(graphs.chain_graph)
+    def build_w5(self, first_add):
+        graph, (x, y) = self.build_graph(graphs.chain_graph, first_add)
         session = self.new_session(graph)
         return lambda vx: session.run(y, {x: vx})
