@@ -31,6 +31,9 @@ class RunMetadata:
         self.workers: dict[str, str] = {}
         self.soft_placement: list[str] = []
         self.plan_text = ""
+        self.plan_source = ""  # remote runs: "compiled", "memory" or "store" (another replica compiled it)
+        self.deduplicated = False  # remote runs: a retried request_id answered from the stored result
+        self.worker = ""  # remote runs: the worker that ran the plan
 
     def record(self, stats, plan_cache_hit, compile_ms, plan=None, device="/cpu:0", worker="", soft_placement=()):
         self.step_stats.node_stats = list(stats)

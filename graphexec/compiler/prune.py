@@ -22,4 +22,5 @@ def prune(program: ir.Program) -> ir.Program:
             if producer not in needed:
                 stack.append(producer)
         stack.extend(c for c in node.control_inputs if c not in needed)
-    return program.with_nodes(n for n in program.nodes if n.name in needed)
+    # Feeds stay even when unused: the plan's feed endpoints must line up with the run's feed values.
+    return program.with_nodes(n for n in program.nodes if n.name in needed or n.op == "Feed")

@@ -43,7 +43,7 @@ def rename_tensors(program: ir.Program, nodes, renames: dict[str, str]) -> ir.Pr
 
     def resolve(name):
         seen = 0
-        while name in renames and seen < 10_000:
+        while name in renames and seen <= len(renames):  # a chain can be as long as the renames
             name = renames[name]
             seen += 1
         return name

@@ -18,35 +18,193 @@ def ufunc_kernel(name):
     return lambda ctx, *xs: getattr(ctx.xp, name)(*xs)
 
 
-def binary(name, ufunc, allowed=NUMERIC, out=None, commutative=False):
+def binary(name, ufunc, allowed=NUMERIC, out=None, commutative=False, grad=None):
     dtype_rule = rules.returns(out, inputs_alike=True, allowed=allowed) if out else rules.same_dtype(*allowed)
     return op(name, shape=rules.broadcast, dtype=dtype_rule, kernel=ufunc_kernel(ufunc), elementwise=True,
-              ufunc=ufunc, commutative=commutative, grad=NOT_DIFFERENTIABLE if out else None)
+              ufunc=ufunc, commutative=commutative, grad=NOT_DIFFERENTIABLE if out else grad)
 
 
-def unary(name, kernel, allowed=NUMERIC, ufunc=None):
+def unary(name, kernel, allowed=NUMERIC, ufunc=None, grad=None):
     return op(name, shape=rules.unchanged, dtype=rules.same_dtype(*allowed), kernel=kernel, elementwise=True,
-              ufunc=ufunc)
+              ufunc=ufunc, grad=grad)
+
+
+# -- gradient rules: grad(op, dy) -> one gradient (or None) per input; see graphexec.gradients ---------
+def _unbroadcast(op, dx, dy):
+    """Gradients of a broadcasting binary op, each summed back to its own input's shape."""
+    from graphexec.ops.grad_ops import sum_to_shape
+
+    x, y = op.inputs[-2:]
+    return [sum_to_shape(dx, x), sum_to_shape(dy, y)]
+
+
+def _add_grad(op, dz):
+    return _unbroadcast(op, dz, dz)
+
+
+def _sub_grad(op, dz):
+    return _unbroadcast(op, dz, negative(dz))
+
+
+def _mul_grad(op, dz):
+    x, y = op.inputs
+    return _unbroadcast(op, multiply(dz, y), multiply(x, dz))
+
+
+def _div_grad(op, dz):
+    x, y = op.inputs
+    return _unbroadcast(op, truediv(dz, y), multiply(dz, truediv(truediv(negative(x), y), y)))
+
+
+def _floor_mod_grad(op, dz):
+    x, y = op.inputs
+    return _unbroadcast(op, dz, multiply(dz, negative(floordiv(x, y))))
+
+
+def _pow_grad(op, dz):
+    """z = x**y: dx = y x**(y-1) dz; dy = z log(x) dz where x > 0, else 0 (as TF)."""
+    from graphexec.ops.array_ops_extra import ones_like, zeros_like
+
+    x, y = op.inputs
+    z = op.outputs[0]
+    dx = multiply(dz, multiply(y, pow(x, subtract(y, 1))))
+    positive = greater(x, 0)
+    log_x = where(positive, log(where(positive, x, ones_like(x))), zeros_like(x))
+    return _unbroadcast(op, dx, multiply(dz, multiply(z, log_x)))
+
+
+def _selecting_grad(compare):
+    """maximum/minimum: the gradient goes to x where x won (ties included), else to y."""
+    def grad(op, dz):
+        from graphexec.ops.array_ops_extra import zeros_like
+
+        x, y = op.inputs
+        x_wins, zeros = compare(x, y), zeros_like(dz)
+        return _unbroadcast(op, where(x_wins, dz, zeros), where(x_wins, zeros, dz))
+
+    return grad
+
+
+def _select_grad(op, dz):
+    from graphexec.ops.array_ops_extra import zeros_like
+
+    condition, zeros = op.inputs[0], zeros_like(dz)
+    return [None, *_unbroadcast(op, where(condition, dz, zeros), where(condition, zeros, dz))]
+
+
+def _output_grad(fn):
+    """Rule for a unary op whose derivative is easiest written with its output z."""
+    return lambda op, dz: [fn(op.inputs[0], op.outputs[0], dz)]
+
+
+def _sign_grad(op, dz):
+    from graphexec.ops.array_ops_extra import zeros_like
+
+    return [zeros_like(op.inputs[0])]
+
+
+def _cast_grad(op, dz):
+    source = op.inputs[0].dtype
+    return [cast(dz, source) if source.is_floating and dz.dtype.is_floating else None]
+
+
+def _matmul_grad(op, dz):
+    from graphexec.ops.grad_ops import sum_to_shape
+
+    a, b = op.inputs
+    ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
+    if not ta and not tb:
+        da, db = matmul(dz, b, transpose_b=True), matmul(a, dz, transpose_a=True)
+    elif not ta:
+        da, db = matmul(dz, b), matmul(dz, a, transpose_a=True)
+    elif not tb:
+        da, db = matmul(b, dz, transpose_b=True), matmul(a, dz)
+    else:
+        da, db = matmul(b, dz, transpose_a=True, transpose_b=True), matmul(dz, a, transpose_a=True, transpose_b=True)
+    return [sum_to_shape(da, a), sum_to_shape(db, b)]
+
+
+def _keepdims(t, op):
+    """A reduction's output (or its gradient) with the reduced axes put back as 1s, so it broadcasts
+    against the input (a full reduction's scalar broadcasts as it is)."""
+    from graphexec.ops.array_ops import expand_dims, reshape
+
+    axis = op.attrs["axis"]
+    if op.attrs["keepdims"] or axis is None:
+        return t
+    shape = op.inputs[0]._shape
+    if shape is None:
+        return reshape(t, _reduced_shape(op.inputs[0], axis))
+    for a in sorted(a % len(shape) for a in axis):
+        t = expand_dims(t, a)
+    return t
+
+
+def _reduced_shape(x, axis):
+    """x's shape with 1s at the reduced axes, computed at run time (for inputs of unknown rank)."""
+    from graphexec.ops.array_ops import rank, shape
+    from graphexec.ops.array_ops_extra import ones_like, range as tf_range
+    from graphexec.ops.convert import constant
+
+    dims, x_rank = shape(x), rank(x)
+    axes = floormod(constant(np.asarray(axis, np.int32)), x_rank)
+    positions = tf_range(x_rank)
+    reduced = reduce_any(equal(positions[:, None], axes[None, :]), axis=1)
+    return where(reduced, ones_like(dims), dims)
+
+
+def _sum_grad(op, dz):
+    from graphexec.ops.array_ops import shape
+    from graphexec.ops.array_ops_extra import broadcast_to
+
+    return [broadcast_to(_keepdims(dz, op), shape(op.inputs[0]))]
+
+
+def _mean_grad(op, dz):
+    from graphexec.ops.array_ops import size
+
+    x, z = op.inputs[0], op.outputs[0]
+    (dx,) = _sum_grad(op, dz)
+    n_in, n_out = rules.num_elements(x._shape), rules.num_elements(z._shape)
+    if n_in is not None and n_out is not None:
+        return [truediv(dx, np.asarray(n_in // max(n_out, 1), x.dtype.np))]
+    count = truediv(cast(size(x), x.dtype), cast(maximum(size(z), 1), x.dtype))
+    return [truediv(dx, count)]
+
+
+def _extremum_grad(op, dz):
+    """max/min: the gradient is shared equally among the elements that attain the extremum."""
+    x = op.inputs[0]
+    hit = cast(equal(x, _keepdims(op.outputs[0], op)), x.dtype)
+    count = reduce_sum(hit, axis=op.attrs["axis"], keepdims=True)
+    return [multiply(truediv(hit, count), _keepdims(dz, op))]
+
+
+def _prod_grad(op, dz):
+    from graphexec.ops.grad_ops import prod_of_others
+
+    return [multiply(_keepdims(dz, op), prod_of_others(op.inputs[0], op.attrs["axis"]))]
+
 
 
 # -- elementwise binary -------------------------------------------------------------------------
-Add = binary("Add", "add", commutative=True)
-Sub = binary("Sub", "subtract")
-Mul = binary("Mul", "multiply", commutative=True)
-RealDiv = binary("RealDiv", "true_divide", allowed=FLOATING)
-FloorDiv = binary("FloorDiv", "floor_divide")
-FloorMod = binary("FloorMod", "mod")
-Pow = binary("Pow", "power")
-Maximum = binary("Maximum", "maximum", commutative=True)
-Minimum = binary("Minimum", "minimum", commutative=True)
+Add = binary("Add", "add", commutative=True, grad=_add_grad)
+Sub = binary("Sub", "subtract", grad=_sub_grad)
+Mul = binary("Mul", "multiply", commutative=True, grad=_mul_grad)
+RealDiv = binary("RealDiv", "true_divide", allowed=FLOATING, grad=_div_grad)
+FloorDiv = binary("FloorDiv", "floor_divide", grad=lambda op, dz: [None, None])  # piecewise constant
+FloorMod = binary("FloorMod", "mod", grad=_floor_mod_grad)
+Pow = binary("Pow", "power", grad=_pow_grad)
+Maximum = binary("Maximum", "maximum", commutative=True, grad=_selecting_grad(lambda x, y: greater_equal(x, y)))
+Minimum = binary("Minimum", "minimum", commutative=True, grad=_selecting_grad(lambda x, y: less_equal(x, y)))
 Equal = binary("Equal", "equal", allowed=dtypes.ALL, out=dtypes.bool, commutative=True)
 NotEqual = binary("NotEqual", "not_equal", allowed=dtypes.ALL, out=dtypes.bool, commutative=True)
 Less = binary("Less", "less", out=dtypes.bool)
 LessEqual = binary("LessEqual", "less_equal", out=dtypes.bool)
 Greater = binary("Greater", "greater", out=dtypes.bool)
 GreaterEqual = binary("GreaterEqual", "greater_equal", out=dtypes.bool)
-LogicalAnd = binary("LogicalAnd", "logical_and", allowed=(dtypes.bool,), commutative=True)
-LogicalOr = binary("LogicalOr", "logical_or", allowed=(dtypes.bool,), commutative=True)
+LogicalAnd = binary("LogicalAnd", "logical_and", allowed=(dtypes.bool,), commutative=True, grad=NOT_DIFFERENTIABLE)
+LogicalOr = binary("LogicalOr", "logical_or", allowed=(dtypes.bool,), commutative=True, grad=NOT_DIFFERENTIABLE)
 
 
 # -- elementwise unary --------------------------------------------------------------------------
@@ -63,22 +221,34 @@ def _sign(ctx, x):
     return ctx.xp.sign(x)
 
 
-Neg = unary("Neg", ufunc_kernel("negative"), allowed=SIGNED, ufunc="negative")
-Abs = unary("Abs", ufunc_kernel("absolute"), allowed=SIGNED, ufunc="absolute")
-Sign = unary("Sign", _sign, allowed=SIGNED)
-Square = unary("Square", ufunc_kernel("square"), ufunc="square")
-Sqrt = unary("Sqrt", ufunc_kernel("sqrt"), allowed=FLOATING, ufunc="sqrt")
-Rsqrt = unary("Rsqrt", _rsqrt, allowed=FLOATING)
-Exp = unary("Exp", ufunc_kernel("exp"), allowed=FLOATING, ufunc="exp")
-Log = unary("Log", ufunc_kernel("log"), allowed=FLOATING, ufunc="log")
-Log1p = unary("Log1p", ufunc_kernel("log1p"), allowed=FLOATING, ufunc="log1p")
-Sin = unary("Sin", ufunc_kernel("sin"), allowed=FLOATING, ufunc="sin")
-Cos = unary("Cos", ufunc_kernel("cos"), allowed=FLOATING, ufunc="cos")
-Tanh = unary("Tanh", ufunc_kernel("tanh"), allowed=FLOATING, ufunc="tanh")
-Sigmoid = unary("Sigmoid", _sigmoid, allowed=FLOATING)
+Neg = unary("Neg", ufunc_kernel("negative"), allowed=SIGNED, ufunc="negative",
+            grad=_output_grad(lambda x, z, dz: negative(dz)))
+Abs = unary("Abs", ufunc_kernel("absolute"), allowed=SIGNED, ufunc="absolute",
+            grad=_output_grad(lambda x, z, dz: multiply(dz, sign(x))))
+Sign = unary("Sign", _sign, allowed=SIGNED, grad=_sign_grad)
+Square = unary("Square", ufunc_kernel("square"), ufunc="square",
+               grad=_output_grad(lambda x, z, dz: multiply(dz, multiply(x, 2))))
+Sqrt = unary("Sqrt", ufunc_kernel("sqrt"), allowed=FLOATING, ufunc="sqrt",
+             grad=_output_grad(lambda x, z, dz: truediv(multiply(dz, 0.5), z)))
+Rsqrt = unary("Rsqrt", _rsqrt, allowed=FLOATING,
+              grad=_output_grad(lambda x, z, dz: multiply(dz, multiply(multiply(square(z), z), -0.5))))
+Exp = unary("Exp", ufunc_kernel("exp"), allowed=FLOATING, ufunc="exp",
+            grad=_output_grad(lambda x, z, dz: multiply(dz, z)))
+Log = unary("Log", ufunc_kernel("log"), allowed=FLOATING, ufunc="log",
+            grad=_output_grad(lambda x, z, dz: truediv(dz, x)))
+Log1p = unary("Log1p", ufunc_kernel("log1p"), allowed=FLOATING, ufunc="log1p",
+              grad=_output_grad(lambda x, z, dz: truediv(dz, add(x, 1))))
+Sin = unary("Sin", ufunc_kernel("sin"), allowed=FLOATING, ufunc="sin",
+            grad=_output_grad(lambda x, z, dz: multiply(dz, cos(x))))
+Cos = unary("Cos", ufunc_kernel("cos"), allowed=FLOATING, ufunc="cos",
+            grad=_output_grad(lambda x, z, dz: negative(multiply(dz, sin(x)))))
+Tanh = unary("Tanh", ufunc_kernel("tanh"), allowed=FLOATING, ufunc="tanh",
+             grad=_output_grad(lambda x, z, dz: multiply(dz, subtract(1, square(z)))))
+Sigmoid = unary("Sigmoid", _sigmoid, allowed=FLOATING,
+                grad=_output_grad(lambda x, z, dz: multiply(dz, multiply(z, subtract(1, z)))))
 LogicalNot = op("LogicalNot", shape=rules.unchanged, dtype=rules.same_dtype(dtypes.bool),
                 kernel=ufunc_kernel("logical_not"), elementwise=True, ufunc="logical_not", grad=NOT_DIFFERENTIABLE)
-Cast = op("Cast", shape=rules.unchanged, dtype=rules.attr_dtype("DstT"), elementwise=True,
+Cast = op("Cast", shape=rules.unchanged, dtype=rules.attr_dtype("DstT"), elementwise=True, grad=_cast_grad,
           kernel=lambda ctx, x, DstT: x.astype(DstT.np))  # noqa: N803 - TF's attr name
 
 
@@ -88,7 +258,8 @@ def _select_dtype(args, attrs):
     return rules.same_dtype()(args[1:], attrs)
 
 
-Select = op("Select", shape=rules.broadcast, dtype=_select_dtype, kernel=ufunc_kernel("where"), elementwise=True)
+Select = op("Select", shape=rules.broadcast, dtype=_select_dtype, kernel=ufunc_kernel("where"), elementwise=True,
+            grad=_select_grad)
 
 
 def _add_n_shape(args, attrs):
@@ -109,7 +280,8 @@ def _add_n(ctx, *xs):
     return total
 
 
-AddN = op("AddN", shape=_add_n_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_add_n)
+AddN = op("AddN", shape=_add_n_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_add_n,
+          grad=lambda op, dz: [dz] * len(op.inputs))
 
 
 # -- matmul -------------------------------------------------------------------------------------
@@ -137,7 +309,7 @@ def _matmul(ctx, a, b, transpose_a, transpose_b):
     return ctx.xp.matmul(a, b)
 
 
-MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_matmul)
+MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_matmul, grad=_matmul_grad)
 
 
 # -- reductions ---------------------------------------------------------------------------------
@@ -153,8 +325,8 @@ def _reduce_shape(args, attrs):
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-def reduction(name, kernel, allowed=NUMERIC):
-    return op(name, shape=_reduce_shape, dtype=rules.same_dtype(*allowed), kernel=kernel)
+def reduction(name, kernel, allowed=NUMERIC, grad=None):
+    return op(name, shape=_reduce_shape, dtype=rules.same_dtype(*allowed), kernel=kernel, grad=grad)
 
 
 def _mean(ctx, x, axis, keepdims):
@@ -170,13 +342,13 @@ def _reducer(fn_name):
     return kernel
 
 
-Sum = reduction("Sum", _reducer("sum"))
-Mean = reduction("Mean", _mean)
-Max = reduction("Max", _reducer("max"))
-Min = reduction("Min", _reducer("min"))
-Prod = reduction("Prod", _reducer("prod"))
-Any = reduction("Any", _reducer("any"), allowed=(dtypes.bool,))
-All = reduction("All", _reducer("all"), allowed=(dtypes.bool,))
+Sum = reduction("Sum", _reducer("sum"), grad=_sum_grad)
+Mean = reduction("Mean", _mean, grad=_mean_grad)
+Max = reduction("Max", _reducer("max"), grad=_extremum_grad)
+Min = reduction("Min", _reducer("min"), grad=_extremum_grad)
+Prod = reduction("Prod", _reducer("prod"), grad=_prod_grad)
+Any = reduction("Any", _reducer("any"), allowed=(dtypes.bool,), grad=NOT_DIFFERENTIABLE)
+All = reduction("All", _reducer("all"), allowed=(dtypes.bool,), grad=NOT_DIFFERENTIABLE)
 
 
 def _arg_shape(args, attrs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphexec.ops import rules
+from graphexec.ops import rules, training_ops
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
 
 
@@ -64,4 +64,6 @@ AssignSub = op("AssignSub", shape=_assign_shape, dtype=_assign_dtype, kernel=_as
 NoOp = op("NoOp", shape=lambda args, attrs: [], dtype=lambda args, attrs: [], kernel=lambda ctx, *xs: (),
           grad=NOT_DIFFERENTIABLE)
 
-VARIABLE_OPS = frozenset({"ReadVariable", "Assign", "AssignAdd", "AssignSub"})
+# Ops that read or write the variable store. The optimizers' Apply* ops (graphexec.ops.training_ops) write
+# their `var` and the slot variables named in `slots` (training_ops.touched_variables lists both).
+VARIABLE_OPS = frozenset({"ReadVariable", "Assign", "AssignAdd", "AssignSub"}) | training_ops.UPDATE_OPS

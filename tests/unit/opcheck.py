@@ -134,3 +134,65 @@ def check_op(tf_fn, np_fn, inputs, dtypes=None, feed=True, rtol=None, atol=None,
                 assert_close(tensor._value, want, rtol, atol, what + " build-time value")
             assert_close(value, want, rtol, atol, what)
     return expected
+
+
+# -- gradients: tf.gradients against central finite differences ---------------------------------------
+GRAD_RTOL, GRAD_ATOL, GRAD_DELTA = 1e-4, 1e-6, 1e-6
+GRAD_MODES = ("feed", "partial")
+
+# (x shape, y shape) pairs that broadcast: equal, trailing vector either side, both sides, scalars, rank mismatch
+BROADCAST_SHAPES = [((3,), (3,)), ((2, 3), (3,)), ((3,), (2, 3)), ((2, 1), (1, 3)), ((2, 3), ()), ((), (2, 3)),
+                    ((2, 1, 3), (4, 1))]
+
+
+def check_grad(tf_fn, inputs, rtol=GRAD_RTOL, atol=GRAD_ATOL, delta=GRAD_DELTA, modes=GRAD_MODES, seed=0):
+    """Assert tf.gradients of sum_k sum(w_k * output_k) (fixed random w_k, so every output element
+    counts) w.r.t. each float64 input matches central finite differences in float64.
+
+    Other inputs (indices, conditions) are fed unchanged. An input tf.gradients calls unconnected
+    (None) must have a zero numeric gradient. Placeholders are built as in check_op ("feed": full
+    shapes, "partial": unknown dims), so gradient rules run on both their static and run-time paths.
+    """
+    arrays = [np.asarray(x) for x in inputs]
+    for mode in modes:
+        graph, feed_dict, outputs = build(tf_fn, arrays, mode)
+        placeholders = list(feed_dict)
+        with graph.as_default(), tf.Session(graph=graph) as sess:
+            values = sess.run(outputs, feed_dict)
+            rng = np.random.default_rng(seed + 1)
+            weights = [rng.standard_normal(np.shape(v)) for v in values]
+            loss = tf.add_n([tf.reduce_sum(tf.cast(out, tf.float64) * w) for out, w in zip(outputs, weights)])
+            wrt = [(i, p) for i, p in enumerate(placeholders) if arrays[i].dtype == np.float64]
+            grads = tf.gradients(loss, [p for _, p in wrt])
+            computed = sess.run([g for g in grads if g is not None], feed_dict)
+            analytic = iter(computed)
+            for (index, _), grad in zip(wrt, grads):
+                numeric = _finite_differences(sess, loss, placeholders, arrays, index, delta)
+                what = f"[{mode}] gradient of input {index}"
+                if grad is None:
+                    assert not numeric.any(), f"{what}: tf.gradients says unconnected, finite differences disagree"
+                    continue
+                np.testing.assert_allclose(next(analytic), numeric, rtol=rtol, atol=atol, err_msg=what)
+
+
+def check_binary_grad(tf_fn, low=-2.0, high=2.0, shapes=BROADCAST_SHAPES, seed=0, **kwargs):
+    """check_grad of a binary op over every pair of BROADCAST_SHAPES, inputs uniform in [low, high]."""
+    rng = np.random.default_rng(seed)
+    for x_shape, y_shape in shapes:
+        check_grad(tf_fn, [rng.uniform(low, high, x_shape), rng.uniform(low, high, y_shape)], seed=seed, **kwargs)
+
+
+def _finite_differences(sess, loss, placeholders, arrays, index, delta):
+    """d loss / d arrays[index] by central differences, one element at a time."""
+    base = arrays[index]
+    numeric = np.zeros(base.shape)
+    for position in np.ndindex(base.shape):
+        results = []
+        for step in (delta, -delta):
+            bumped = base.copy()
+            bumped[position] += step
+            feed = dict(zip(placeholders, arrays))
+            feed[placeholders[index]] = bumped
+            results.append(float(sess.run(loss, feed)))
+        numeric[position] = (results[0] - results[1]) / (2 * delta)
+    return numeric

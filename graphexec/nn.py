@@ -1,0 +1,248 @@
+"""tf.nn: activations, softmax and cross-entropies, convolution and pooling, dropout, moments and batch
+normalization.
+
+Fused ops (relu, softmax, log_softmax, the softmax cross-entropies, conv2d, pooling) are declared in
+graphexec.ops.nn_ops; the rest are compositions of primitives, as in TF, and differentiate through
+them. Every cross-entropy is stable for large logits (no exp of a large positive number).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphexec.framework import Tensor, apply_op, name_scope
+from graphexec.ops import math_ops, nn_ops  # noqa: F401 - nn_ops registers the fused ops
+from graphexec.ops.array_ops import shape, squeeze, stop_gradient, transpose
+from graphexec.ops.convert import convert_pair, convert_to_tensor
+from graphexec.ops.math_ops import (abs, add, cast, exp, greater, greater_equal, log1p, maximum, minimum,  # noqa: A004
+                                    multiply, reduce_mean, reduce_sum, rsqrt, sigmoid, square, subtract, tanh,
+                                    truediv, where)
+
+__all__ = ["relu", "relu6", "elu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
+           "softmax_cross_entropy_with_logits", "softmax_cross_entropy_with_logits_v2",
+           "sparse_softmax_cross_entropy_with_logits", "sigmoid_cross_entropy_with_logits", "l2_loss", "bias_add",
+           "dropout", "conv2d", "max_pool", "avg_pool", "moments", "batch_normalization", "xw_plus_b"]
+
+
+# -- activations ------------------------------------------------------------------------------------------------
+def relu(features, name=None):
+    return apply_op("Relu", (convert_to_tensor(features),), {}, name or "Relu").outputs[0]
+
+
+def relu6(features, name=None):
+    features = convert_to_tensor(features)
+    with name_scope(name, "Relu6") as scope:
+        return minimum(relu(features), 6, name=scope)
+
+
+def elu(features, name=None):
+    """x for x > 0, exp(x) - 1 otherwise (exp of min(x, 0), so large x never overflows)."""
+    features = convert_to_tensor(features)
+    with name_scope(name, "Elu") as scope:
+        negative_part = subtract(exp(minimum(features, 0)), 1)
+        return where(greater(features, 0), features, negative_part, name=scope)
+
+
+def leaky_relu(features, alpha=0.2, name=None):
+    features = convert_to_tensor(features)
+    with name_scope(name, "LeakyRelu") as scope:
+        if alpha <= 1:
+            return maximum(features, multiply(features, alpha), name=scope)
+        return where(greater(features, 0), features, multiply(features, alpha), name=scope)
+
+
+# -- softmax ------------------------------------------------------------------------------------------------------
+def _softmax_like(op_type, logits, axis, name, dim):
+    logits = convert_to_tensor(logits)
+    axis = -1 if axis is None and dim is None else (dim if axis is None else axis)
+    return apply_op(op_type, (logits,), {"axis": int(axis)}, name or op_type).outputs[0]
+
+
+def softmax(logits, axis=None, name=None, dim=None):
+    return _softmax_like("Softmax", logits, axis, name, dim)
+
+
+def log_softmax(logits, axis=None, name=None, dim=None):
+    return _softmax_like("LogSoftmax", logits, axis, name, dim)
+
+
+def _classes_last(t: Tensor, axis: int) -> Tensor:
+    """Move the class axis last, where the fused cross-entropy kernels expect it."""
+    rank = t.shape.ndims
+    if axis in (-1, None) or (rank is not None and axis == rank - 1):
+        return t
+    if rank is None:
+        raise ValueError("the class axis must be last when the rank of logits is unknown")
+    axis %= rank
+    return transpose(t, [d for d in range(rank) if d != axis] + [axis])
+
+
+def softmax_cross_entropy_with_logits_v2(labels=None, logits=None, axis=-1, name=None, dim=None):
+    """-sum(labels * log_softmax(logits)) over the class axis; differentiable in labels too."""
+    if labels is None or logits is None:
+        raise ValueError("Both labels= and logits= must be given")
+    axis = dim if dim is not None else axis
+    logits = convert_to_tensor(logits)
+    labels = convert_to_tensor(labels, dtype=logits.dtype)
+    with name_scope(name, "softmax_cross_entropy_with_logits") as scope:
+        op = apply_op("SoftmaxCrossEntropyWithLogits", (_classes_last(logits, axis), _classes_last(labels, axis)),
+                      {}, scope)
+        return op.outputs[0]
+
+
+def softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, dim=-1, name=None, axis=None):
+    """TF1's version: as _v2 but no gradient flows into labels."""
+    if _sentinel is not None:
+        raise ValueError("Only call softmax_cross_entropy_with_logits with named arguments (labels=..., logits=...)")
+    if labels is None or logits is None:
+        raise ValueError("Both labels= and logits= must be given")
+    logits = convert_to_tensor(logits)
+    labels = stop_gradient(convert_to_tensor(labels, dtype=logits.dtype))
+    return softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits, axis=dim if axis is None else axis,
+                                                name=name)
+
+
+def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
+    """-log_softmax(logits)[label] per example; labels are class indices (int32/int64)."""
+    if _sentinel is not None:
+        raise ValueError("Only call sparse_softmax_cross_entropy_with_logits with named arguments")
+    if labels is None or logits is None:
+        raise ValueError("Both labels= and logits= must be given")
+    logits, labels = convert_to_tensor(logits), convert_to_tensor(labels)
+    with name_scope(name, "SparseSoftmaxCrossEntropyWithLogits") as scope:
+        return apply_op("SparseSoftmaxCrossEntropyWithLogits", (logits, labels), {}, scope).outputs[0]
+
+
+def sigmoid_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
+    """max(x, 0) - x * z + log(1 + exp(-|x|)): TF's formulation, stable for any logit x."""
+    if _sentinel is not None:
+        raise ValueError("Only call sigmoid_cross_entropy_with_logits with named arguments")
+    if labels is None or logits is None:
+        raise ValueError("Both labels= and logits= must be given")
+    logits = convert_to_tensor(logits)
+    labels = convert_to_tensor(labels, dtype=logits.dtype)
+    with name_scope(name, "logistic_loss") as scope:
+        return add(subtract(relu(logits), multiply(logits, labels)), log1p(exp(-abs(logits))), name=scope)
+
+
+# -- small helpers ------------------------------------------------------------------------------------------------
+def l2_loss(t, name=None):
+    """sum(t ** 2) / 2."""
+    t = convert_to_tensor(t)
+    with name_scope(name, "L2Loss") as scope:
+        return multiply(reduce_sum(square(t)), 0.5, name=scope)
+
+
+def bias_add(value, bias, data_format=None, name=None):
+    value, bias = convert_pair(value, bias)
+    if data_format not in (None, "NHWC", "N...C"):
+        raise ValueError(f"bias_add supports channels-last data only, got data_format={data_format!r}")
+    if bias.shape.ndims not in (None, 1):
+        raise ValueError(f"bias must be 1-D, got shape {bias.shape}")
+    channels, width = value.shape.dims[-1] if value.shape.ndims else None, bias.shape.dims
+    if channels is not None and width is not None and width[0] not in (None, channels):
+        raise ValueError(f"bias of size {width[0]} does not match the last dimension of value {value.shape}")
+    return add(value, bias, name=name or "BiasAdd")
+
+
+def xw_plus_b(x, weights, biases, name=None):
+    with name_scope(name, "xw_plus_b") as scope:
+        return bias_add(math_ops.matmul(x, weights), biases, name=scope)
+
+
+def dropout(x, keep_prob=None, noise_shape=None, seed=None, name=None, rate=None):
+    """Zero each element with probability `rate` (= 1 - keep_prob) and scale the rest by 1 / keep_prob.
+
+    The mask comes from random_uniform with `seed` (and the graph seed), so it is reproducible.
+    keep_prob may be a tensor (a placeholder fed 1.0 at test time, as in TF1 programs).
+    """
+    from graphexec.ops.random_ops import random_uniform
+
+    if (keep_prob is None) == (rate is None):
+        raise ValueError("dropout needs exactly one of keep_prob= and rate=")
+    x = convert_to_tensor(x)
+    with name_scope(name, "dropout") as scope:
+        if keep_prob is not None:
+            if isinstance(keep_prob, (int, float)) and not 0 < keep_prob <= 1:
+                raise ValueError(f"keep_prob must be a scalar tensor or a float in the range (0, 1], got {keep_prob}")
+            keep = convert_to_tensor(keep_prob, dtype=x.dtype)
+        else:
+            if isinstance(rate, (int, float)) and not 0 <= rate < 1:
+                raise ValueError(f"rate must be a scalar tensor or a float in the range [0, 1), got {rate}")
+            keep = subtract(1, convert_to_tensor(rate, dtype=x.dtype))
+        noise = shape(x) if noise_shape is None else noise_shape
+        uniform = random_uniform(noise, dtype=x.dtype, seed=seed)
+        kept = cast(greater_equal(uniform, subtract(1, keep)), x.dtype)
+        return multiply(truediv(x, keep), kept, name=scope)
+
+
+# -- convolution and pooling --------------------------------------------------------------------------------------
+def _four(value, what) -> tuple:
+    """strides/ksize as TF's [1, h, w, 1] from an int, a pair or a 4-list."""
+    if isinstance(value, (int, np.integer)):
+        return (1, int(value), int(value), 1)
+    value = [int(v) for v in value]
+    if len(value) == 1:
+        return (1, value[0], value[0], 1)
+    if len(value) == 2:
+        return (1, value[0], value[1], 1)
+    if len(value) == 4:
+        return tuple(value)
+    raise ValueError(f"{what} must be an int or a list of 1, 2 or 4 ints, got {value}")
+
+
+def conv2d(input=None, filter=None, strides=None, padding=None, use_cudnn_on_gpu=True, data_format="NHWC",  # noqa: A002
+           dilations=None, name=None, filters=None):
+    """2-D convolution of NHWC `input` with an [h, w, in, out] filter; padding "SAME" or "VALID"."""
+    filter = filters if filter is None else filter  # noqa: A001
+    if input is None or filter is None or strides is None or padding is None:
+        raise ValueError("conv2d needs input, filter, strides and padding")
+    if dilations is not None and _four(dilations, "dilations") != (1, 1, 1, 1):
+        raise NotImplementedError("dilated convolution is not supported")
+    x = convert_to_tensor(input)
+    w = convert_to_tensor(filter, dtype=x.dtype)
+    attrs = {"strides": _four(strides, "strides"), "padding": str(padding).upper(), "data_format": data_format}
+    return apply_op("Conv2D", (x, w), attrs, name or "Conv2D").outputs[0]
+
+
+def _pool(op_type, value, ksize, strides, padding, data_format, name):
+    attrs = {"ksize": _four(ksize, "ksize"), "strides": _four(strides, "strides"), "padding": str(padding).upper(),
+             "data_format": data_format}
+    return apply_op(op_type, (convert_to_tensor(value),), attrs, name or op_type).outputs[0]
+
+
+def max_pool(value=None, ksize=None, strides=None, padding=None, data_format="NHWC", name=None,
+             input=None):  # noqa: A002 - TF's name
+    return _pool("MaxPool", value if value is not None else input, ksize, strides, padding, data_format, name)
+
+
+def avg_pool(value=None, ksize=None, strides=None, padding=None, data_format="NHWC", name=None,
+             input=None):  # noqa: A002 - TF's name
+    return _pool("AvgPool", value if value is not None else input, ksize, strides, padding, data_format, name)
+
+
+# -- normalization ------------------------------------------------------------------------------------------------
+def moments(x, axes, shift=None, name=None, keep_dims=None, keepdims=None):
+    """(mean, variance) over `axes`; the variance uses the mean as a constant, as TF does."""
+    x = convert_to_tensor(x)
+    keep = bool(keepdims if keepdims is not None else keep_dims)
+    axes = [int(a) for a in (axes if isinstance(axes, (list, tuple)) else [axes])]
+    with name_scope(name, "moments"):
+        mean = reduce_mean(x, axis=axes, keepdims=True, name="mean")
+        variance = reduce_mean(square(subtract(x, stop_gradient(mean))), axis=axes, keepdims=True,
+                               name="variance")
+        if not keep:
+            mean, variance = squeeze(mean, axes), squeeze(variance, axes)
+        return mean, variance
+
+
+def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name=None):
+    """(x - mean) / sqrt(variance + eps) * scale + offset, computed as x * inv + (offset - mean * inv)."""
+    x = convert_to_tensor(x)
+    with name_scope(name, "batchnorm") as scope:
+        inv = rsqrt(add(convert_to_tensor(variance, dtype=x.dtype), variance_epsilon))
+        if scale is not None:
+            inv = multiply(inv, convert_to_tensor(scale, dtype=x.dtype))
+        shifted = -multiply(convert_to_tensor(mean, dtype=x.dtype), inv)
+        if offset is not None:
+            shifted = add(shifted, convert_to_tensor(offset, dtype=x.dtype))
+        return add(multiply(x, inv), shifted, name=scope)

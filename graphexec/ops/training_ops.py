@@ -1,0 +1,120 @@
+"""Optimizer updates as stateful graph ops (TF's ApplyAdam family).
+
+Each op names its variable in the `var` attr and the optimizer's slot variables (Adam's m and v,
+momentum's accumulator...) in `slots`, reads them from the run's variable store (`ctx.variables`,
+keyed by name: the session's dict or the server's store), writes the new values back and outputs
+the variable's new value. Inputs are the gradient and the hyperparameters as scalar tensors (so a
+learning rate can be a placeholder or a decayed tensor). The update formulas are TF's kernels'.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphexec.ops import rules
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+
+
+def _write(ctx, name, value):
+    """Store a freshly computed array; fetches copy it, so nobody can modify the stored value."""
+    if ctx.xp is np:
+        value.setflags(write=False)
+    ctx.variables[name] = value
+    return value
+
+
+def _read(ctx, var, grad):
+    value = ctx.read_variable(var)
+    if grad.shape != value.shape:
+        raise ValueError(f"gradient of shape {list(grad.shape)} does not match variable '{var}' of shape "
+                         f"{list(value.shape)}")
+    return value
+
+
+def _apply_gradient_descent(ctx, alpha, grad, var, slots, dtype, shape):
+    return _write(ctx, var, _read(ctx, var, grad) - alpha * grad)
+
+
+def _apply_momentum(ctx, lr, grad, momentum, var, slots, dtype, shape, use_nesterov):
+    value = _read(ctx, var, grad)
+    accum = ctx.read_variable(slots[0]) * momentum + grad
+    _write(ctx, slots[0], accum)
+    if use_nesterov:
+        return _write(ctx, var, value - (grad * lr + accum * momentum * lr))
+    return _write(ctx, var, value - lr * accum)
+
+
+def _apply_adam(ctx, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, var, slots, dtype, shape):
+    xp = ctx.xp
+    value = _read(ctx, var, grad)
+    m, v = (ctx.read_variable(s) for s in slots)
+    lr_t = lr * xp.sqrt(1 - beta2_power) / (1 - beta1_power)
+    m = _write(ctx, slots[0], m + (grad - m) * (1 - beta1))
+    v = _write(ctx, slots[1], v + (grad * grad - v) * (1 - beta2))
+    return _write(ctx, var, value - lr_t * m / (xp.sqrt(v) + epsilon))
+
+
+def _apply_rms_prop(ctx, lr, rho, momentum, epsilon, grad, var, slots, dtype, shape, centered):
+    xp = ctx.xp
+    value = _read(ctx, var, grad)
+    ms = ctx.read_variable(slots[0])
+    ms = _write(ctx, slots[0], ms + (grad * grad - ms) * (1 - rho))
+    if centered:
+        mg = ctx.read_variable(slots[2])
+        mg = _write(ctx, slots[2], mg + (grad - mg) * (1 - rho))
+        denominator = (ms - mg * mg) + epsilon
+    else:
+        denominator = ms + epsilon
+    mom = _write(ctx, slots[1], ctx.read_variable(slots[1]) * momentum + lr * grad / xp.sqrt(denominator))
+    return _write(ctx, var, value - mom)
+
+
+def _apply_adagrad(ctx, lr, grad, var, slots, dtype, shape):
+    xp = ctx.xp
+    value = _read(ctx, var, grad)
+    accum = _write(ctx, slots[0], ctx.read_variable(slots[0]) + grad * grad)
+    return _write(ctx, var, value - lr * grad / xp.sqrt(accum))
+
+
+def _update_rule(grad_index: int):
+    """Shape rule: scalar hyperparameters, a gradient shaped like the variable; outputs its new value."""
+    def shape(args, attrs):
+        declared = attrs["shape"].dims
+        for i, a in enumerate(args):
+            if i != grad_index and a.rank not in (None, 0):
+                raise ShapeError(f"hyperparameter {i} must be a scalar, got shape {rules.fmt(a.shape)}")
+        grad = args[grad_index].shape
+        if declared is not None and grad is not None and (
+                len(declared) != len(grad) or any(d is not None and g is not None and d != g
+                                                  for d, g in zip(declared, grad))):
+            raise ShapeError(f"gradient of shape {rules.fmt(grad)} does not match variable '{attrs['var']}' of shape "
+                             f"{rules.fmt(declared)}")
+        return declared if declared is not None else grad
+
+    return shape
+
+
+def _update_dtype(args, attrs):
+    for a in args:
+        if a.dtype is not attrs["dtype"]:
+            raise ShapeError(f"every input must be {attrs['dtype'].name} like variable '{attrs['var']}', "
+                             f"got {', '.join(x.dtype.name for x in args)}")
+    return attrs["dtype"]
+
+
+def _declare(name, kernel, grad_index):
+    return op(name, shape=_update_rule(grad_index), dtype=_update_dtype, kernel=kernel, stateful=True,
+              grad=NOT_DIFFERENTIABLE)
+
+
+ApplyGradientDescent = _declare("ApplyGradientDescent", _apply_gradient_descent, grad_index=1)
+ApplyMomentum = _declare("ApplyMomentum", _apply_momentum, grad_index=1)
+ApplyAdam = _declare("ApplyAdam", _apply_adam, grad_index=6)
+ApplyRMSProp = _declare("ApplyRMSProp", _apply_rms_prop, grad_index=4)
+ApplyAdagrad = _declare("ApplyAdagrad", _apply_adagrad, grad_index=1)
+
+UPDATE_OPS = frozenset({"ApplyGradientDescent", "ApplyMomentum", "ApplyAdam", "ApplyRMSProp", "ApplyAdagrad"})
+
+
+def touched_variables(attrs) -> tuple[str, ...]:
+    """Names of every variable an update op reads and writes (its variable, then its slots)."""
+    return (attrs["var"], *attrs.get("slots", ()))
