@@ -1,0 +1,44 @@
+'use strict';
+// Test support: real `graphexec serve` processes and Python helpers, from the repository checkout.
+const { spawn, spawnSync } = require('node:child_process');
+const path = require('node:path');
+
+const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+const PYTHON = process.env.GRAPHEXEC_PYTHON || 'python3';
+const READY_TIMEOUT_MS = 60_000;
+
+/** Start `python -m graphexec serve --port 0 ...args`; resolves to {target, port, stop()} once it listens. */
+function startServer(...args) {
+  const child = spawn(PYTHON, ['-m', 'graphexec', 'serve', '--port', '0', ...args], {
+    cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const stop = () => new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`server did not start:\n${output}`)); }, READY_TIMEOUT_MS);
+    const onData = (chunk) => {
+      output += chunk;
+      const match = /graphexec serving on (grpc:\/\/\S+:(\d+))/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ target: match[1], port: Number(match[2]), stop });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}:\n${output}`)); });
+  });
+}
+
+/** Run a Python script (path relative to the repository, or '-c' code) and return its stdout. */
+function runPython(args, { input = undefined } = {}) {
+  const done = spawnSync(PYTHON, args, { cwd: REPO_ROOT, input, encoding: input instanceof Buffer ? undefined : 'utf8', maxBuffer: 64 << 20, timeout: 120_000 });
+  if (done.status !== 0) throw new Error(`${PYTHON} ${args.join(' ')} failed (${done.status}):\n${done.stderr}`);
+  return done.stdout.toString();
+}
+
+module.exports = { startServer, runPython, REPO_ROOT, PYTHON };
