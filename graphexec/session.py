@@ -40,6 +40,12 @@ class BaseSession:
                                  run_metadata)
         return mapper.build(results)
 
+    def stream(self, fetches, feed_iter, max_in_flight=32, options=None):
+        """Yield `run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order. Remote sessions
+        pipeline these over one streaming call with at most `max_in_flight` outstanding."""
+        for feed_dict in feed_iter:
+            yield self.run(fetches, feed_dict, options)
+
     def make_callable(self, fetches, feed_list=None, accept_options=False):
         """A function of the feed values (in feed_list order) that runs `fetches`, resolved once."""
         mapper = FetchMapper(self.graph, fetches)

@@ -8,8 +8,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
-python3 -m pytest tests/unit tests/integration tests/gpu -q -p no:cacheprovider "$@"
+# The Node.js client's tests and buf lint first, so pytest's summary is the last line printed.
+bash .ci/node_and_buf.sh
 
-if [ -x .ci/node_and_buf.sh ] || [ -f .ci/node_and_buf.sh ]; then
-  bash .ci/node_and_buf.sh
-fi
+python3 -m pytest tests/unit tests/integration tests/gpu -q -p no:cacheprovider "$@"
