@@ -27,7 +27,7 @@ function load() {
   const root = new protobuf.Root();
   root.resolvePath = (origin, target) => path.join(PROTO_ROOT, target);
   root.loadSync(FILES, { keepCase: true });
-  cached = { packageDefinition, service: grpcObject.graphexec.v1.GraphExec, root };
+  cached = { packageDefinition, service: grpcObject.graphexec.v1.GraphExecService, root };
   return cached;
 }
 

@@ -1,0 +1,4 @@
+"""`python -m graphexec serve|worker`: see graphexec.cli."""
+from graphexec.cli import main
+
+main()

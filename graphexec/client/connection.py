@@ -1,0 +1,119 @@
+"""One gRPC channel to a graphexec server: unary calls with retries, the Run stream, error mapping.
+
+Calls send and receive raw bytes; tensor-carrying messages go through graphexec.wire's hand-written
+tensor fields (one copy out, zero-copy views in). A failed call raises the tf.errors class of its
+status code with the server's message.
+"""
+from __future__ import annotations
+
+import time
+
+import grpc
+import numpy as np
+
+from graphexec import errors, wire
+from graphexec.client.retry import RetryPolicy
+from graphexec.proto.v1 import service_pb2 as spb
+
+SERVICE = "/graphexec.v1.GraphExecService/"
+# Round-robin over every address the target resolves to (dns:///name:port behind several replicas,
+# or ipv4:a:p,b:q): sessions and callables live in the shared store, so any replica serves any call.
+GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
+                ("grpc.enable_retries", 0), ("grpc.lb_policy_name", "round_robin")]
+UNARY = ("CreateSession", "ExtendSession", "RunStep", "MakeCallable", "RunCallable", "ReleaseCallable",
+         "ListDevices", "CloseSession", "Reset")
+
+
+def parse_target(target: str) -> str:
+    """"grpc://host:port" -> "host:port"; also "grpc://dns:///name:port" and "grpc://ipv4:a:p,b:q"."""
+    if not target.startswith("grpc://") or not target[len("grpc://"):]:
+        raise ValueError(f"graphexec targets look like grpc://host:port, got {target!r}")
+    return target[len("grpc://"):].rstrip("/")
+
+
+def raise_status(exc: grpc.RpcError):
+    raise wire.error_from_status(exc.code(), exc.details() or str(exc)) from None
+
+
+class Connection:
+    def __init__(self, target: str, retry: RetryPolicy | None = None):
+        self.address = parse_target(target)
+        self.retry = retry or RetryPolicy()
+        self.channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
+        self._unary = {name: self.channel.unary_unary(SERVICE + name) for name in UNARY}
+        self._stream = self.channel.stream_stream(SERVICE + "Run")
+
+    def call(self, method: str, data: bytes, timeout: float | None = None, retry: bool = True) -> bytes:
+        """Raw unary call with retries on UNAVAILABLE; raises the matching tf.errors class."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stub = self._unary[method]
+
+        def attempt():
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            return stub(data, timeout=remaining)
+
+        try:
+            return self.retry.call(attempt, deadline) if retry else attempt()
+        except grpc.RpcError as exc:
+            raise_status(exc)
+
+    def message(self, method: str, request, response_class, timeout: float | None = None):
+        return response_class.FromString(self.call(method, request.SerializeToString(), timeout))
+
+    def stream(self, frames, timeout: float | None = None):
+        """The Run stream: an iterator of request frames in, an iterator of response bytes out."""
+        return self._stream(frames, timeout=timeout)
+
+    def close(self):
+        self.channel.close()
+
+
+# -- frames of the Run stream ----------------------------------------------------------------------
+def request_frames(request: spb.RunRequest, feeds: list):
+    """Parts of the feeds above the chunk size, then the request with content-less shells for them."""
+    shells = {}
+    for index, value in enumerate(feeds):
+        if value.nbytes > wire.CHUNK_BYTES:
+            value = wire.little_endian(value)
+            dtype_value = wire.numpy_dtype_enum(value.dtype)
+            flat = value.reshape(-1).view(np.uint8)
+            for offset in range(0, flat.size, wire.CHUNK_BYTES):
+                part = spb.RunRequest(part=spb.TensorPart(index=index, offset=offset, dtype=dtype_value,
+                                                                   shape=value.shape))
+                yield wire.encode_tensor_message(part, 3, raw_field=15,
+                                                 raw=memoryview(flat[offset:offset + wire.CHUNK_BYTES]))
+            shells[index] = (dtype_value, value.shape)
+            request.parted_feeds.append(index)
+    yield wire.encode_tensor_message(request, 3, feeds, shells=shells)
+
+
+class ResponseAssembler:
+    """Turns the response frames of the Run stream back into (response, fetches), one run at a time."""
+
+    def __init__(self):
+        self._parts: dict[int, tuple[np.ndarray, int]] = {}
+
+    def feed(self, data: bytes):
+        """(response, fetches) when `data` completes a run; None for a part frame."""
+        response, fetches, raw = wire.decode_tensor_message(spb.RunResponse, data, 1, 15)
+        if response.HasField("part"):
+            self._accept(response.part, raw)
+            return None
+        if response.status.code:
+            self._parts.clear()
+            raise wire.error_from_status(response.status.code, response.status.message)
+        for index in response.parted_fetches:
+            array, filled = self._parts.pop(index)
+            if filled != array.nbytes:
+                raise errors.DataLossError(None, None, f"fetch {index} arrived incomplete")
+            fetches[index] = array
+        return response, fetches
+
+    def _accept(self, part, raw) -> None:
+        if part.index not in self._parts:
+            dtype = wire.dtype_from_enum(part.dtype).np
+            self._parts[part.index] = (np.empty(tuple(part.shape), dtype), 0)
+        array, filled = self._parts[part.index]
+        flat = array.reshape(-1).view(np.uint8)
+        flat[filled:filled + len(raw)] = np.frombuffer(raw, np.uint8)
+        self._parts[part.index] = (array, filled + len(raw))

@@ -1,0 +1,285 @@
+"""tf.Session("grpc://host:port"): the remote session.
+
+It shares BaseSession's fetch and feed handling and replaces `_run_flat`:
+1. Graph sync. The session remembers how many nodes (and which chain state) the server holds. When
+   the graph has grown, it names the new state by its digest and, unless the server already has it,
+   sends only the nodes after the acknowledged prefix (ExtendSession).
+2. Callables. Each (feeds, fetches, targets) signature becomes a callable once (MakeCallable, which
+   may find the plan already compiled by another client or replica); every run then sends only the
+   feed tensors (RunCallable), with a fresh request id that retries reuse.
+3. Large tensors. A run with a feed above the chunk size (wire.CHUNK_BYTES, 4 MiB), or a fetch whose
+   static size is above it, goes through the Run stream in parts, so tensors of any size up to
+   memory work (and large transfers pipeline).
+
+Fetched arrays below 1 MiB are private copies; larger ones are read-only views of the received
+bytes (no copy): copy them before writing into them. Scalars come back as numpy scalars, as in TF.
+
+`stream(fetches, feed_iter, max_in_flight=32, options=None)` runs `fetches` once per feed dict over
+one bidirectional Run call and yields the results in order, with at most `max_in_flight` requests
+outstanding.
+"""
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from graphexec import digest, errors, wire
+from graphexec.client.connection import Connection, ResponseAssembler, request_frames
+from graphexec.client.retry import RetryPolicy
+from graphexec.config import RunOptions
+from graphexec.fetches import FetchMapper
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.session import BaseSession
+
+COPY_BELOW_BYTES = 1 << 20
+PROBE_MIN_NODES = 32  # smaller uploads are sent at once rather than asking first whether the server has them
+
+
+@dataclass
+class _Callable:
+    handle: str
+    feed_indices: tuple[int, ...]
+    streamed: bool  # some fetch is statically larger than the chunk size
+    made: spb.MakeCallableResponse | None  # reported with the first run's metadata, then dropped
+    headers: dict = field(default_factory=dict)  # serialized requests but for the request id, by options
+
+
+@dataclass(frozen=True)
+class DeviceAttributes:
+    """An entry of Session.list_devices() (TF's _DeviceAttributes)."""
+
+    name: str
+    device_type: str
+    memory_limit_bytes: int
+    worker: str = ""
+    address: str = ""
+
+
+class RemoteSession(BaseSession):
+    def __init__(self, target, graph=None, config=None, retry: RetryPolicy | None = None):
+        super().__init__(target, graph, config)
+        self._connection = Connection(target, retry)
+        session_config = spb.SessionConfig(
+            allow_soft_placement=bool(getattr(config, "allow_soft_placement", True)),
+            container=str(getattr(config, "container", "") or ""),
+            default_timeout_ms=int(getattr(config, "operation_timeout_in_ms", 0) or 0))
+        created = self._connection.message("CreateSession", spb.CreateSessionRequest(config=session_config),
+                                           spb.CreateSessionResponse)
+        self._handle = created.session_handle
+        self._digester = digest.NodeDigester()
+        self._acked = (0, b"", None)  # node count, chain state, seed the server holds for this session
+        self._digest = ""  # digest of that graph
+        self._callables: dict[tuple, _Callable] = {}
+        self._callables_version = None
+        self._lock = threading.Lock()
+
+    # -- graph sync -------------------------------------------------------------------------------
+    def _sync_graph(self) -> None:
+        graph = self.graph
+        nodes, seed = graph.nodes(), graph.seed
+        base_count, base_chain, acked_seed = self._acked
+        if len(nodes) == base_count and seed == acked_seed:
+            return
+        graph_digest = self._digester.extend(nodes, seed)
+        chain = self._digester.chain_state()
+        segment = spb.GraphSegment(base_node_count=base_count, base_chain=base_chain, node_count=len(nodes),
+                                   chain=chain, seed=seed)
+        ask_first = len(nodes) - base_count >= PROBE_MIN_NODES  # another client may have uploaded it already
+        if not ask_first or self._extend(segment).graph_missing:
+            self._extend_with_nodes(segment, nodes)
+        self._acked, self._digest = (len(nodes), chain, seed), graph_digest
+
+    def _extend(self, segment):
+        return self._connection.message("ExtendSession", spb.ExtendSessionRequest(
+            session_handle=self._handle, graph=segment), spb.ExtendSessionResponse)
+
+    def _extend_with_nodes(self, segment, nodes) -> None:
+        segment.nodes.CopyFrom(wire.graph_to_proto(nodes[segment.base_node_count:]))
+        try:
+            self._extend(segment)
+        except errors.NotFoundError:  # the server lost the prefix (restarted): send the whole graph
+            segment.base_node_count, segment.base_chain = 0, b""
+            segment.nodes.CopyFrom(wire.graph_to_proto(nodes))
+            self._extend(segment)
+
+    # -- callables ----------------------------------------------------------------------------------
+    def _callable(self, feed_names, fetch_names, targets) -> _Callable:
+        with self._lock:
+            self._sync_graph()
+            version = self._acked
+            if version != self._callables_version:
+                self._callables, self._callables_version = {}, version
+            key = (tuple(feed_names), tuple(fetch_names), tuple(targets))
+            made = self._callables.get(key)
+            if made is None:
+                made = self._callables[key] = self._make_callable(*key)
+            return made
+
+    def _make_callable(self, feed_names, fetch_names, targets) -> _Callable:
+        response = self._connection.message("MakeCallable", spb.MakeCallableRequest(
+            session_handle=self._handle, feeds=feed_names, fetches=fetch_names, targets=targets,
+            graph_node_count=self._acked[0], graph_digest=self._digest), spb.MakeCallableResponse)
+        return _Callable(response.callable_handle, tuple(response.feed_indices),
+                         any(self._static_nbytes(name) > wire.CHUNK_BYTES for name in fetch_names), response)
+
+    def _static_nbytes(self, tensor_name) -> int:
+        tensor = self.graph.get_tensor_by_name(tensor_name)
+        shape = tensor._shape
+        if shape is None or None in shape:
+            return 0
+        return math.prod(shape) * tensor.dtype.size
+
+    def _forget_callable(self, feed_names, fetch_names, targets) -> None:
+        with self._lock:
+            self._callables.pop((tuple(feed_names), tuple(fetch_names), tuple(targets)), None)
+
+    # -- running ------------------------------------------------------------------------------------
+    def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
+        options = options or RunOptions()
+        request_id = secrets.randbits(63) | 1
+        for attempt in range(2):
+            made = self._callable(feed_names, fetch_names, targets)
+            feeds = [feed_values[i] for i in made.feed_indices]
+            timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms else None
+            try:
+                if made.streamed or any(f.nbytes > wire.CHUNK_BYTES for f in feeds):
+                    request = self._request(made, request_id, options, run_metadata is not None)
+                    response, fetches = self._run_streamed(request, feeds, timeout)
+                else:
+                    header = self._header(made, options, run_metadata is not None)
+                    data = wire.encode_tensor_message(header + wire.varint_field(4, request_id), 3, feeds)
+                    reply = self._connection.call("RunCallable", data, timeout)
+                    response, fetches, _ = wire.decode_tensor_message(spb.RunCallableResponse, reply, 1)
+                break
+            except errors.NotFoundError as exc:  # another replica, or a restarted server: make it again
+                if attempt or not str(exc).startswith("callable "):
+                    raise
+                self._forget_callable(feed_names, fetch_names, targets)
+        if run_metadata is not None:
+            self._record(response, made, run_metadata)
+        return [_result(f) for f in fetches]
+
+    def _request(self, made: _Callable, request_id: int, options, with_metadata: bool, message=spb.RunRequest):
+        """The run request (a Run stream item by default; RunCallableRequest has the same fields 1-5)."""
+        run_options = spb.RunOptions(timeout_ms=int(options.timeout_in_ms or 0), trace_level=options.trace_level,
+                                     return_metadata=with_metadata)
+        return message(session_handle=self._handle, callable_handle=made.handle, request_id=request_id,
+                       options=run_options)
+
+    def _header(self, made: _Callable, options, with_metadata: bool) -> bytes:
+        """The serialized request without its request id (field 4) and feeds: the same for every run."""
+        key = (options.timeout_in_ms, options.trace_level, with_metadata)
+        header = made.headers.get(key)
+        if header is None:
+            header = made.headers[key] = self._request(made, 0, options, with_metadata,
+                                                       spb.RunCallableRequest).SerializeToString()
+        return header
+
+    def _run_streamed(self, request, feeds, timeout):
+        assembler = ResponseAssembler()
+        try:
+            for data in self._connection.stream(request_frames(request, feeds), timeout):
+                done = assembler.feed(data)
+                if done is not None:
+                    return done
+        except grpc.RpcError as exc:
+            raise wire.error_from_status(exc.code(), exc.details() or "") from None
+        raise errors.UnavailableError(None, None, "the server closed the Run stream without answering")
+
+    def _record(self, response, made: _Callable, run_metadata) -> None:
+        wire.metadata_from_proto(response.metadata, run_metadata)
+        if made.made is not None:  # the first run of a callable reports how its plan was obtained
+            run_metadata.plan_cache_hit = made.made.plan_cache_hit
+            run_metadata.plan_source = spb.PlanSource.Name(made.made.plan_source).removeprefix(
+                "PLAN_SOURCE_").lower()
+            run_metadata.compile_ms = made.made.compile_ms
+            made.made = None
+
+    # -- streaming ----------------------------------------------------------------------------------
+    def stream(self, fetches, feed_iter, max_in_flight: int = 32, options=None):
+        """Yield `sess.run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order, over one
+        bidirectional Run call with at most `max_in_flight` runs outstanding. A failed run raises its
+        tf.errors class at its position and ends the stream."""
+        if self._closed:
+            raise RuntimeError("Attempted to use a closed Session.")
+        mapper = FetchMapper(self.graph, fetches)
+        options = options or RunOptions()
+        window = threading.Semaphore(max(1, max_in_flight))
+        failure: list[BaseException] = []
+        finished = threading.Event()
+
+        def frames():
+            try:
+                for feed_dict in feed_iter:
+                    names, values = self._normalize_feeds(feed_dict)
+                    made = self._callable(names, mapper.tensor_names, mapper.target_names)
+                    feeds = [values[i] for i in made.feed_indices]
+                    request = self._request(made, secrets.randbits(63) | 1, options, False)
+                    while not window.acquire(timeout=0.1):
+                        if finished.is_set():
+                            return
+                    yield from request_frames(request, feeds)
+            except Exception as exc:  # handed to the consuming thread, which raises it in order
+                failure.append(exc)
+
+        call = self._connection.stream(frames())
+        assembler = ResponseAssembler()
+        try:
+            for data in call:
+                done = assembler.feed(data)
+                if done is not None:
+                    window.release()
+                    yield mapper.build([_result(f) for f in done[1]])
+        except grpc.RpcError as exc:
+            if not failure:
+                raise wire.error_from_status(exc.code(), exc.details() or "") from None
+        finally:
+            finished.set()
+            call.cancel()
+        if failure:
+            raise failure[0]
+
+    # -- the rest of the TF1 session API ------------------------------------------------------------------
+    def list_devices(self) -> list[DeviceAttributes]:
+        response = self._connection.message("ListDevices", spb.ListDevicesRequest(session_handle=self._handle),
+                                            spb.ListDevicesResponse)
+        return [DeviceAttributes(d.name, d.device_type, d.memory_limit_bytes, d.worker, d.address)
+                for d in response.devices]
+
+    def load_variable(self, name, value, dtype):
+        initializer = self.graph.get_operation_by_name(f"{name}/Assign")
+        self.run(initializer, {initializer.inputs[0]: np.asarray(value, dtype=dtype.np)})
+
+    def close(self):
+        if self._closed:
+            return
+        super().close()
+        try:
+            self._connection.call("CloseSession", spb.CloseSessionRequest(session_handle=self._handle)
+                                  .SerializeToString(), timeout=5, retry=False)
+        except (errors.UnavailableError, errors.DeadlineExceededError, errors.NotFoundError):
+            pass  # the server is gone or forgot the session: nothing left to close
+        finally:
+            self._connection.close()
+
+    @staticmethod
+    def reset(target, containers=None, config=None):
+        """Drop the variables of `containers` (default: the default container) on the server."""
+        connection = Connection(target)
+        try:
+            connection.call("Reset", spb.ResetRequest(containers=containers or []).SerializeToString())
+        finally:
+            connection.close()
+
+
+def _result(value):
+    if value.ndim == 0:
+        return value[()]
+    if value.nbytes < COPY_BELOW_BYTES:
+        return value.copy()
+    return value

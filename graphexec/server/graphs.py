@@ -1,0 +1,110 @@
+"""Content-addressed graphs on the server.
+
+A graph is named by its chain state (graphexec/digest.py) and stored as a chain of segments: each
+segment holds the nodes that extend a prefix, and names the prefix by its chain state. Segments are
+blobs in the store ("segment", chain hex), so any replica can reassemble a graph that another one
+received. Decoding re-infers every node's output types from its op's rules (never trusting the
+client) and recomputes the chain over the decoded nodes: a segment whose nodes do not hash to the
+chain it claims is rejected.
+
+Assembled graphs are cached in-process (least recently used first out). Extending a cached graph
+copies its type table once (O(nodes)), which is what lets a TF1 program grow its graph between
+runs while sending only the new nodes.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from graphexec import digest, errors, ir, wire
+from graphexec.server.store import Store
+
+MAX_CACHED_GRAPHS = 256
+EMPTY = digest.CHAIN_START
+
+
+@dataclass(frozen=True)
+class StoredGraph:
+    chain: bytes
+    nodes: tuple[ir.Node, ...]
+    types: wire.GraphTypes
+
+
+_EMPTY_GRAPH = StoredGraph(EMPTY, (), wire.GraphTypes())
+
+
+class GraphLibrary:
+    def __init__(self, store: Store):
+        self.store = store
+        self._cache: OrderedDict[bytes, StoredGraph] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def has(self, chain: bytes, node_count: int) -> bool:
+        """Whether this graph is known (here or in the store), without decoding it."""
+        if chain == EMPTY:
+            return node_count == 0
+        cached = self._cached(chain)
+        if cached is not None:
+            return len(cached.nodes) == node_count
+        blob = self.store.get_blob("segment", chain.hex())
+        return blob is not None and wire.segment_from_bytes(blob).node_count == node_count
+
+    def get(self, chain: bytes) -> StoredGraph:
+        """The graph with this chain state, assembled from stored segments if not cached."""
+        if chain == EMPTY:
+            return _EMPTY_GRAPH
+        cached = self._cached(chain)
+        if cached is not None:
+            return cached
+        pending = []  # segments from this graph back to the nearest cached (or empty) prefix
+        base = None
+        while base is None:
+            blob = self.store.get_blob("segment", chain.hex())
+            if blob is None:
+                raise errors.NotFoundError(None, None, f"graph {chain.hex()[:16]} is not known to this server; "
+                                                       f"upload it again")
+            segment = wire.segment_from_bytes(blob)
+            pending.append(segment)
+            chain = segment.base_chain or EMPTY
+            base = _EMPTY_GRAPH if chain == EMPTY else self._cached(chain)
+        for segment in reversed(pending):
+            base = self._decode(base, segment)
+        return base
+
+    def add(self, segment) -> StoredGraph:
+        """Decode, verify and store a segment that carries its nodes; returns the whole graph."""
+        base_chain = segment.base_chain or EMPTY
+        if (segment.base_node_count == 0) != (base_chain == EMPTY):
+            raise wire.DecodeError("a segment extends the empty graph exactly when base_node_count is 0")
+        base = self.get(base_chain)
+        if len(base.nodes) != segment.base_node_count:
+            raise wire.DecodeError(f"segment claims a prefix of {segment.base_node_count} nodes; the server holds "
+                                   f"{len(base.nodes)} for that chain")
+        graph = self._decode(base, segment)
+        self.store.put_blob("segment", graph.chain.hex(), wire.segment_to_bytes(segment))
+        return graph
+
+    def _decode(self, base: StoredGraph, segment) -> StoredGraph:
+        types = base.types.copy()
+        nodes = wire.nodes_from_proto(segment.nodes, types)
+        if segment.node_count != len(base.nodes) + len(nodes):
+            raise wire.DecodeError(f"segment claims {segment.node_count} nodes in all but carries "
+                                   f"{len(nodes)} after a prefix of {len(base.nodes)}")
+        chain = digest.chain(base.chain, nodes)
+        if chain != segment.chain:
+            raise wire.DecodeError(f"segment nodes hash to chain {chain.hex()[:16]}, not the claimed "
+                                   f"{segment.chain.hex()[:16]}: client and server disagree on the graph")
+        graph = StoredGraph(chain, base.nodes + tuple(nodes), types)
+        with self._lock:
+            self._cache[chain] = graph
+            while len(self._cache) > MAX_CACHED_GRAPHS:
+                self._cache.popitem(last=False)
+        return graph
+
+    def _cached(self, chain: bytes) -> StoredGraph | None:
+        with self._lock:
+            graph = self._cache.get(chain)
+            if graph is not None:
+                self._cache.move_to_end(chain)
+            return graph

@@ -1,0 +1,92 @@
+"""Placement: which device runs each step of a plan, given the device types of the live workers.
+
+Policy (a pure function of the plan and the available device types):
+* tf.device strings are honoured: "/cpu:0", "/device:CPU:0", "/gpu:0", "/device:GPU:0" (job/task
+  prefixes are ignored: every worker is one task). Steps with no device go where the run goes.
+* As in TensorFlow, a GPU is preferred: when a GPU worker is live the run goes to it and every step
+  not pinned to the CPU runs on its GPU; steps pinned to the CPU stay on the CPU. Otherwise the run
+  goes to any worker's CPU.
+* Soft placement: a step asking for a GPU when no GPU worker is live is placed on the CPU and the
+  decision is reported (RunMetadata.soft_placement); without allow_soft_placement it is UNAVAILABLE.
+* Colocation: every op that reads or updates a variable runs on one device, the device the
+  variable's updates ask for (else its reads'), so a variable never moves between devices.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from graphexec import errors
+from graphexec.compiler.plan import Plan
+from graphexec.ops.state_ops import VARIABLE_OPS
+
+CPU, GPU = "CPU", "GPU"
+DEVICE_NAMES = {CPU: "/cpu:0", GPU: "/device:GPU:0"}
+_DEVICE = re.compile(r"(?:^|/)(?:device:)?(cpu|gpu)(?::(\d+))?$", re.IGNORECASE)
+_UPDATES = ("Assign", "AssignAdd", "AssignSub")
+
+
+@dataclass(frozen=True)
+class SoftDecision:
+    node: str
+    requested: str
+    assigned: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    device_type: str  # the worker device type the run needs: CPU or GPU
+    step_devices: tuple[str, ...]  # device name per plan step
+    soft: tuple[SoftDecision, ...] = ()
+
+    @property
+    def mixed(self) -> bool:
+        return len(set(self.step_devices)) > 1
+
+
+def device_type(spec: str) -> str | None:
+    """"/device:GPU:0" -> "GPU"; "" or a spec naming no device type -> None."""
+    if not spec:
+        return None
+    match = _DEVICE.search(spec.strip())
+    return match.group(1).upper() if match else None
+
+
+def requested_types(plan: Plan) -> list[str | None]:
+    """Device type each step asks for, after colocating variable ops."""
+    wanted = [device_type(step.device) for step in plan.steps]
+    by_variable: dict[str, list[int]] = {}
+    for index, step in enumerate(plan.steps):
+        if step.op in VARIABLE_OPS:
+            by_variable.setdefault(step.attrs["var"], []).append(index)
+    for indices in by_variable.values():
+        updates = [wanted[i] for i in indices if plan.steps[i].op in _UPDATES and wanted[i]]
+        reads = [wanted[i] for i in indices if wanted[i]]
+        chosen = (updates or reads or [None])[0]
+        for i in indices:
+            wanted[i] = chosen
+    return wanted
+
+
+def place(plan: Plan, available: frozenset[str], allow_soft: bool = True) -> Placement:
+    if not available:
+        raise errors.UnavailableError(None, None, "no live worker: start one with `graphexec worker --redis URL`")
+    wanted = requested_types(plan)
+    if GPU in available:
+        return Placement(GPU, tuple(DEVICE_NAMES[CPU if t == CPU else GPU] for t in wanted))
+    gpu_steps = [i for i, t in enumerate(wanted) if t == GPU]
+    soft = []
+    for i in gpu_steps:
+        step = plan.steps[i]
+        if not allow_soft:
+            raise errors.UnavailableError(
+                None, step.node, f"no live worker has a GPU, which node '{step.node}' requires (device "
+                                 f"'{step.device or 'colocated with its variable'}'"
+                                 f"{', defined at ' + step.source if step.source else ''}); start "
+                                 f"`graphexec worker --device gpu` or allow soft placement")
+        soft.append(SoftDecision(step.node, step.device or DEVICE_NAMES[GPU], DEVICE_NAMES[CPU],
+                                 "no live worker has a GPU"))
+    if CPU not in available:
+        raise errors.UnavailableError(None, None, f"no live worker has a CPU device (live: {sorted(available)})")
+    return Placement(CPU, (DEVICE_NAMES[CPU],) * len(plan.steps), tuple(soft))

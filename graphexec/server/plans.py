@@ -1,0 +1,92 @@
+"""The plan cache: compiled plans by key, in this process and in the store (shared by replicas).
+
+A plan key is the sha256 of (graph digest, feeds, fetches, targets, live device types, compiler
+version). It doubles as the callable handle clients run, so a replica that never saw the callable
+finds the plan in the store and runs it without compiling (reported as PLAN_SOURCE_STORE).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from graphexec import errors, wire
+from graphexec.compiler.plan import COMPILER_VERSION, Plan
+from graphexec.ops.state_ops import VARIABLE_OPS
+from graphexec.server import placement
+from graphexec.server.store import Store
+
+MAX_CACHED_PLANS = 4096
+COMPILED, MEMORY, STORE = "compiled", "memory", "store"
+
+
+def plan_key(graph_digest: str, feeds, fetches, targets, device_types) -> str:
+    signature = [graph_digest, list(feeds), list(fetches), list(targets), sorted(device_types), COMPILER_VERSION]
+    return hashlib.sha256(json.dumps(signature, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class CachedPlan:
+    """A plan and what the server derives from it once."""
+
+    key: str
+    plan: Plan
+    writes_variables: bool = False
+    uses_variables: bool = False
+    _placements: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, key: str, plan: Plan) -> CachedPlan:
+        ops = {step.op for step in plan.steps}
+        return cls(key, plan, writes_variables=bool(ops & (VARIABLE_OPS - {"ReadVariable"})),
+                   uses_variables=bool(ops & VARIABLE_OPS))
+
+    def placement(self, available: frozenset[str], allow_soft: bool) -> placement.Placement:
+        key = (available, allow_soft)
+        placed = self._placements.get(key)
+        if placed is None:
+            placed = self._placements[key] = placement.place(self.plan, available, allow_soft)
+        return placed
+
+
+class PlanCache:
+    def __init__(self, store: Store):
+        self.store = store
+        self._plans: OrderedDict[str, CachedPlan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def lookup(self, key: str) -> tuple[CachedPlan, str] | None:
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached, MEMORY
+        blob = self.store.get_blob("plan", key)
+        if blob is None:
+            return None
+        cached = CachedPlan.of(key, wire.plan_from_bytes(blob))
+        self._remember(cached)
+        return cached, STORE
+
+    def get(self, key: str) -> tuple[CachedPlan, str]:
+        """(plan, source) of a callable handle; NOT_FOUND (starting "callable ") tells clients to make it again."""
+        found = self.lookup(key)
+        if found is None:
+            raise errors.NotFoundError(None, None, f"callable {key[:16]!r} is not known to this server; make it "
+                                                   f"again")
+        return found
+
+    def get_or_compile(self, key: str, compile_plan) -> tuple[CachedPlan, str]:
+        found = self.lookup(key)
+        if found is not None:
+            return found
+        cached = CachedPlan.of(key, compile_plan())
+        self.store.put_blob("plan", key, wire.plan_to_bytes(cached.plan))
+        self._remember(cached)
+        return cached, COMPILED
+
+    def _remember(self, cached: CachedPlan) -> None:
+        with self._lock:
+            self._plans[cached.key] = cached
+            while len(self._plans) > MAX_CACHED_PLANS:
+                self._plans.popitem(last=False)

@@ -1,0 +1,187 @@
+"""The workers a server places runs on: the embedded one, or live workers from the registry.
+
+Policy: a run goes to a worker that has the device type it needs; among those, a run that uses
+variables goes to the worker that last ran the same container (its variables are hot there), any
+other run to the least loaded. A worker whose call
+fails with UNAVAILABLE is set aside for SUSPECT_S and the run is retried on another one (the
+request id makes that safe). The registry is re-read every REFRESH_S in the background; if the
+store is down the last known list stays in use.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import grpc
+
+from graphexec import errors, wire
+from graphexec.proto.v1 import worker_pb2 as wpb
+from graphexec.server.store import Store
+from graphexec.server.worker import PlanCall, PlanResult, WorkerCore
+from graphexec.server.worker_service import GRPC_OPTIONS, SERVICE
+
+REFRESH_S = 0.5
+SUSPECT_S = 5.0
+log = logging.getLogger("graphexec.pool")
+
+
+class WorkerLost(errors.UnavailableError):
+    """The worker could not be reached or died during the call."""
+
+
+class LocalWorker:
+    """The embedded worker: the same process, no RPC."""
+
+    def __init__(self, core: WorkerCore):
+        self.core = core
+        self.id = core.worker_id
+        self.name = core.name
+        self.device_types = core.device_types
+
+    def load(self) -> int:
+        return self.core.in_flight
+
+    def devices(self) -> list[dict]:
+        return self.core.devices()
+
+    def run(self, call: PlanCall, plan) -> PlanResult:
+        return self.core.run(call, plan)
+
+
+class RemoteWorker:
+    """A `graphexec worker` process, reached over the Worker gRPC API."""
+
+    def __init__(self, info: dict):
+        self.id = info["id"]
+        self.address = info["address"]
+        self.name = f"{self.id}@{self.address}"
+        self.update(info)
+        self.channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
+        self._run_plan = self.channel.unary_unary(f"/{SERVICE}/RunPlan")
+        self.in_flight = 0
+
+    def update(self, info: dict) -> None:
+        self.info = info
+        self.device_types = frozenset(d["device_type"] for d in info.get("devices", ()))
+
+    def load(self) -> int:
+        return self.in_flight + int(self.info.get("load", 0))
+
+    def devices(self) -> list[dict]:
+        return list(self.info.get("devices", ()))
+
+    def run(self, call: PlanCall, plan) -> PlanResult:
+        request = wpb.RunPlanRequest(container=call.container, plan_key=call.plan_key, request_id=call.request_id,
+                                     session_handle=call.session_handle, device_type=call.device_type,
+                                     trace_level=1 if call.trace else 0)
+        data = wire.encode_tensor_message(request, 3, call.feeds)
+        self.in_flight += 1
+        try:
+            future = self._run_plan.future(data, timeout=call.timeout_s)
+            if call.cancellation is not None:
+                call.cancellation.on_cancel(future.cancel)
+            reply = future.result()
+        except grpc.FutureCancelledError:
+            raise errors.CancelledError(None, None, "Run was cancelled") from None
+        except grpc.RpcError as exc:
+            raise _worker_error(self, exc) from None
+        finally:
+            self.in_flight -= 1
+        response, fetches, _ = wire.decode_tensor_message(wpb.RunPlanResponse, reply, 1)
+        return PlanResult(fetches, wire.stats_from_proto(response.node_stats), response.deduplicated,
+                          response.worker or self.name)
+
+    def close(self):
+        self.channel.close()
+
+
+def _worker_error(worker, exc: grpc.RpcError) -> errors.OpError:
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return WorkerLost(None, None, f"worker {worker.name} is unavailable: {details}")
+    return wire.error_from_status(code, details)
+
+
+class WorkerPool:
+    def __init__(self, store: Store, local: LocalWorker | None = None):
+        self.store = store
+        self.local = local
+        self._remote: dict[str, RemoteWorker] = {}
+        self._suspect: dict[str, float] = {}
+        self._affinity: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._refresher = None
+        if local is None:
+            self._try_refresh()
+            self._refresher = threading.Thread(target=self._refresh_loop, name="graphexec-workers", daemon=True)
+            self._refresher.start()
+
+    def workers(self) -> list:
+        if self.local is not None:
+            return [self.local]
+        now = time.monotonic()
+        return [w for w in self._remote.values() if self._suspect.get(w.id, 0) < now]
+
+    def device_types(self) -> frozenset[str]:
+        if self.local is not None:
+            return self.local.device_types
+        return frozenset(t for w in self.workers() for t in w.device_types)
+
+    def choose(self, device_type: str, container: str, sticky: bool, exclude=()):
+        """A live worker with the device type: for `sticky` runs (they use variables) the one that ran the
+        container last, whose copies are hot; otherwise, and the first time, the least loaded."""
+        candidates = [w for w in self.workers() if device_type in w.device_types and w.id not in exclude]
+        if not candidates:
+            live = ", ".join(sorted(w.name for w in self.workers())) or "none"
+            raise errors.UnavailableError(None, None, f"no live worker has a {device_type} device (live workers: "
+                                                      f"{live})")
+        if sticky:
+            preferred = self._affinity.get(container)
+            for worker in candidates:
+                if worker.id == preferred:
+                    return worker
+        worker = min(candidates, key=lambda w: w.load())
+        if sticky:
+            self._affinity[container] = worker.id
+        return worker
+
+    def mark_lost(self, worker) -> None:
+        log.warning("worker %s lost; setting it aside for %.0f s", worker.name, SUSPECT_S)
+        self._suspect[worker.id] = time.monotonic() + SUSPECT_S
+        self._affinity = {c: w for c, w in self._affinity.items() if w != worker.id}
+
+    def _refresh(self) -> None:
+        """Replace the worker table as a whole (readers iterate it without a lock)."""
+        current, fresh = self._remote, {}
+        for info in self.store.live_workers():
+            worker = current.get(info["id"])
+            if worker is None or worker.address != info["address"]:
+                worker = RemoteWorker(info)
+            else:
+                worker.update(info)
+            fresh[worker.id] = worker
+        self._remote = fresh
+        for worker_id, worker in current.items():
+            if fresh.get(worker_id) is not worker:
+                worker.close()
+
+    def _try_refresh(self, warned: bool = False) -> bool:
+        """Refresh; on a store failure keep the last list (warning once per outage). Returns `warned`."""
+        try:
+            self._refresh()
+            return False
+        except errors.UnavailableError as exc:
+            if not warned:
+                log.warning("cannot refresh the worker registry, keeping the last list: %s", exc)
+            return True
+
+    def _refresh_loop(self) -> None:
+        warned = False
+        while not self._stop.wait(REFRESH_S):
+            warned = self._try_refresh(warned)
+
+    def close(self) -> None:
+        self._stop.set()
+        for worker in list(self._remote.values()):
+            worker.close()

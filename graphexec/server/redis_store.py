@@ -1,0 +1,203 @@
+"""The Store interface on Redis, shared by server replicas and workers.
+
+Keys (prefix `graphexec:`):
+  blob:{kind}:{key}            immutable bytes: graph segments ("segment") and plans ("plan")
+  session:{handle}             session record (JSON)
+  vars:{container}             hash: variable name -> serialized Tensor
+  version:{container}          integer bumped by every commit
+  applied:{container}:{id}     result of an applied request id, with a TTL; set in the same
+                               MULTI/EXEC as the variable updates it acknowledges
+  lock:{container}             update lock: a random token with a short TTL that a background thread
+                               renews while the lock is held (a dead holder's lock expires quickly)
+  worker:{id}                  JSON {id, address, devices, load}, with a heartbeat TTL
+  workers                      set of worker ids (pruned as their keys expire)
+
+Socket timeouts are short and there are no hidden retries, so when Redis is down a run fails fast
+with UNAVAILABLE naming it; the connection pool reconnects once it is back.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import threading
+import time
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from graphexec import errors, wire
+from graphexec.server.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, Store
+
+PREFIX = "graphexec:"
+SOCKET_TIMEOUT_S = 1.5
+LOCK_POLL_S = (0.001, 0.02)  # first and longest wait between tries for a held lock
+LOCK_TTL_MS = 3000
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
+          "else return 0 end")
+
+
+def _unavailable(url: str, exc: Exception) -> errors.UnavailableError:
+    return errors.UnavailableError(None, None, f"Redis at {url} is unavailable: {type(exc).__name__}: {exc}")
+
+
+def _guarded(method):
+    """Redis connection failures become UNAVAILABLE naming Redis."""
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise _unavailable(self.url, exc) from None
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class RedisStore(Store):
+    def __init__(self, url: str):
+        self.url = url
+        self.description = f"Redis at {url}"
+        self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
+                                           socket_connect_timeout=SOCKET_TIMEOUT_S,
+                                           retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        self._release = self.client.register_script(_RELEASE)
+        self._renew = self.client.register_script(_RENEW)
+        self._held: dict[str, str] = {}  # lock key -> token, renewed until released
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew_held_locks, name="graphexec-lock-renewal", daemon=True)
+        self._renewer.start()
+
+    # -- blobs and sessions ---------------------------------------------------------------------
+    @_guarded
+    def get_blob(self, kind, key):
+        return self.client.get(f"{PREFIX}blob:{kind}:{key}")
+
+    @_guarded
+    def put_blob(self, kind, key, data):
+        self.client.set(f"{PREFIX}blob:{kind}:{key}", data)
+
+    @_guarded
+    def get_session(self, handle):
+        return self.client.get(f"{PREFIX}session:{handle}")
+
+    @_guarded
+    def put_session(self, handle, record):
+        self.client.set(f"{PREFIX}session:{handle}", record)
+
+    @_guarded
+    def delete_session(self, handle):
+        self.client.delete(f"{PREFIX}session:{handle}")
+
+    # -- variables ------------------------------------------------------------------------------
+    @_guarded
+    def begin_run(self, container, request_id):
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(f"{PREFIX}version:{container}")
+        if request_id:
+            pipe.get(f"{PREFIX}applied:{container}:{request_id}")
+        replies = pipe.execute()
+        return int(replies[0] or 0), (replies[1] if request_id else None)
+
+    @_guarded
+    def read_variables(self, container):
+        pipe = self.client.pipeline(transaction=True)  # one snapshot: version and values together
+        pipe.get(f"{PREFIX}version:{container}")
+        pipe.hgetall(f"{PREFIX}vars:{container}")
+        version, values = pipe.execute()
+        return int(version or 0), {name.decode(): wire.tensor_from_bytes(data) for name, data in values.items()}
+
+    @_guarded
+    def commit(self, container, base_version, updates, request_id, result):
+        version_key = f"{PREFIX}version:{container}"
+        encoded = {name: wire.tensor_to_bytes(value) for name, value in updates.items()}
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(version_key)
+                current = int(pipe.get(version_key) or 0)
+                if current != base_version:
+                    raise errors.AbortedError(None, None, f"variables of container '{container}' changed during "
+                                                          f"the run (version {base_version} -> {current}); retry")
+                pipe.multi()
+                if encoded:
+                    pipe.hset(f"{PREFIX}vars:{container}", mapping=encoded)
+                pipe.incr(version_key)
+                if request_id:
+                    pipe.set(f"{PREFIX}applied:{container}:{request_id}", result, ex=APPLIED_TTL_S)
+                return int(pipe.execute()[-2 if request_id else -1])
+            except redis.WatchError:
+                raise errors.AbortedError(None, None, f"variables of container '{container}' changed during "
+                                                      f"the run; retry") from None
+
+    @_guarded
+    def reset(self, container):
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(f"{PREFIX}vars:{container}")
+        pipe.incr(f"{PREFIX}version:{container}")
+        pipe.execute()
+
+    @contextlib.contextmanager
+    def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S):
+        key, token = f"{PREFIX}lock:{container}", secrets.token_hex(8)
+        self._acquire(key, token, time.monotonic() + max(timeout_s, 0), container)
+        self._held[key] = token
+        try:
+            yield
+        finally:
+            self._held.pop(key, None)
+            self._unlock(key, token)
+
+    @_guarded
+    def _acquire(self, key, token, give_up_at, container):
+        wait = LOCK_POLL_S[0]
+        while not self.client.set(key, token, nx=True, px=LOCK_TTL_MS):
+            if time.monotonic() > give_up_at:
+                raise errors.DeadlineExceededError(None, None, f"timed out waiting for the update lock of "
+                                                               f"container '{container}'")
+            time.sleep(wait)
+            wait = min(wait * 2, LOCK_POLL_S[1])
+
+    @_guarded
+    def _unlock(self, key, token):
+        self._release(keys=[key], args=[token])
+
+    def _renew_held_locks(self):
+        while not self._stop.wait(LOCK_TTL_MS / 3000):
+            for key, token in list(self._held.items()):
+                try:
+                    self._renew(keys=[key], args=[token, LOCK_TTL_MS])
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    pass  # Redis is away: the run holding the lock fails on its own next call
+
+    # -- workers --------------------------------------------------------------------------------
+    @_guarded
+    def register_worker(self, worker_id, info, ttl_s):
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(f"{PREFIX}worker:{worker_id}", json.dumps(info), px=int(ttl_s * 1000))
+        pipe.sadd(f"{PREFIX}workers", worker_id)
+        pipe.execute()
+
+    @_guarded
+    def unregister_worker(self, worker_id):
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(f"{PREFIX}worker:{worker_id}")
+        pipe.srem(f"{PREFIX}workers", worker_id)
+        pipe.execute()
+
+    @_guarded
+    def live_workers(self):
+        ids = sorted(member.decode() for member in self.client.smembers(f"{PREFIX}workers"))
+        if not ids:
+            return []
+        infos = self.client.mget([f"{PREFIX}worker:{i}" for i in ids])
+        expired = [i for i, info in zip(ids, infos) if info is None]
+        if expired:
+            self.client.srem(f"{PREFIX}workers", *expired)
+        return [json.loads(info) for info in infos if info is not None]
+
+    def close(self):
+        self._stop.set()
+        self.client.close()

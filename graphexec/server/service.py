@@ -1,0 +1,168 @@
+"""What the server does, without gRPC: sessions, graph uploads, callables, and dispatching runs.
+
+A run: find the plan by callable handle (this process, else the shared plan cache), check the feeds
+against the plan's feed types, place it on the live device types, pick a worker, and call it with
+the remaining deadline. Runs that update variables hold the container's update lock, so updates to
+one container are serialized; a worker lost mid-run is set aside and the run goes to another worker
+with the same request id (which the worker's commit makes safe to repeat).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from graphexec import digest, errors, ir
+from graphexec.compiler.pipeline import compile_program
+from graphexec.server import plans as plan_cache
+from graphexec.server.graphs import GraphLibrary
+from graphexec.server.placement import Placement
+from graphexec.server.plans import CachedPlan, PlanCache
+from graphexec.server.pool import WorkerLost, WorkerPool
+from graphexec.server.sessions import SessionRecord, SessionTable
+from graphexec.server.store import DEFAULT_LOCK_TIMEOUT_S, Store
+from graphexec.server.worker import Cancellation, PlanCall, PlanResult
+
+MAX_FAILOVERS = 3
+
+
+@dataclass
+class MadeCallable:
+    plan: CachedPlan
+    source: str
+    compile_ms: float
+    feed_indices: tuple[int, ...]
+
+
+@dataclass
+class RunOutcome:
+    result: PlanResult
+    placement: Placement
+    plan: CachedPlan
+
+
+class Service:
+    def __init__(self, store: Store, pool: WorkerPool):
+        self.store = store
+        self.pool = pool
+        self.sessions = SessionTable(store)
+        self.graphs = GraphLibrary(store)
+        self.plans = PlanCache(store)
+
+    # -- sessions and graphs ----------------------------------------------------------------------
+    def create_session(self, config) -> SessionRecord:
+        """`config`: a SessionConfig message."""
+        return self.sessions.create(config.container, config.allow_soft_placement, config.default_timeout_ms)
+
+    def extend_session(self, record: SessionRecord, segment) -> tuple[SessionRecord, bool]:
+        """The session with its graph set to `segment`'s; (record, True) when the nodes must be sent."""
+        if len(segment.chain) != len(digest.CHAIN_START) or segment.node_count < 0:
+            raise errors.InvalidArgumentError(None, None, "a graph segment needs a 32-byte chain and a node count")
+        if segment.HasField("nodes"):
+            graph = self.graphs.add(segment)
+            chain, node_count = graph.chain, len(graph.nodes)
+        elif self.graphs.has(segment.chain, segment.node_count):  # decoded later, only if a compile needs it
+            chain, node_count = segment.chain, segment.node_count
+        else:
+            return record, True
+        seed = segment.seed if segment.HasField("seed") else None
+        return self.sessions.set_graph(record, chain, node_count, seed), False
+
+    # -- callables ----------------------------------------------------------------------------------
+    def make_callable(self, record: SessionRecord, feeds, fetches, targets) -> MadeCallable:
+        """The plan for a signature: from a cache when anyone compiled it (then the graph is not even
+        decoded here), else compiled after checking that the names exist."""
+        started = time.perf_counter()
+        feeds, fetches = [_canonical(t) for t in feeds], [_canonical(t) for t in fetches]
+        if len(set(feeds)) != len(feeds):
+            raise errors.InvalidArgumentError(None, None, "a tensor is fed more than once")
+        key = plan_cache.plan_key(record.graph_digest, feeds, fetches, targets, self.pool.device_types())
+
+        def compile_plan():
+            graph = self.graphs.get(bytes.fromhex(record.chain))
+            _check_names(graph, feeds, fetches, targets)
+            program = ir.Program(graph.nodes, tuple(feeds), tuple(fetches), tuple(targets), record.seed)
+            return compile_program(program, record.graph_digest)
+
+        cached, source = self.plans.get_or_compile(key, compile_plan)
+        position = {name: i for i, name in enumerate(feeds)}
+        indices = tuple(position[e.tensor] for e in cached.plan.feeds)
+        return MadeCallable(cached, source, (time.perf_counter() - started) * 1e3, indices)
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
+            remaining_s: float | None, cancellation: Cancellation) -> RunOutcome:
+        _check_feeds(cached, feeds)
+        placed = cached.placement(self.pool.device_types(), record.allow_soft_placement)
+        timeout = _earliest(remaining_s, options.timeout_ms / 1e3 if options.timeout_ms else None,
+                            record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
+        call = PlanCall(record.container, cached.key, feeds, request_id, record.handle, placed.device_type,
+                        options.trace_level > 0, timeout, cancellation)
+        if cached.writes_variables:
+            started = time.monotonic()
+            with self.store.lock(record.container, DEFAULT_LOCK_TIMEOUT_S if timeout is None else timeout):
+                if timeout is not None:
+                    call.timeout_s = timeout - (time.monotonic() - started)
+                result = self._dispatch(call, cached)
+        else:
+            result = self._dispatch(call, cached)
+        return RunOutcome(result, placed, cached)
+
+    def _dispatch(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
+        tried = []
+        while True:
+            worker = self.pool.choose(call.device_type, call.container, cached.uses_variables, exclude=tried)
+            try:
+                return worker.run(call, cached)
+            except WorkerLost:
+                self.pool.mark_lost(worker)
+                tried.append(worker.id)
+                # Without a request id a repeat could apply an update twice: let the client decide.
+                if (cached.writes_variables and not call.request_id) or len(tried) > MAX_FAILOVERS:
+                    raise
+
+    # -- the rest -------------------------------------------------------------------------------------
+    def list_devices(self) -> list[tuple[object, dict]]:
+        return [(worker, device) for worker in self.pool.workers() for device in worker.devices()]
+
+    def reset(self, containers) -> None:
+        for container in containers or [""]:
+            self.store.reset(container)
+
+
+def _canonical(tensor: str) -> str:
+    node, index = ir.split_tensor_name(tensor)
+    return f"{node}:{index}"
+
+
+def _earliest(*timeouts):
+    given = [t for t in timeouts if t is not None]
+    return min(given) if given else None
+
+
+def _check_names(graph, feeds, fetches, targets) -> None:
+    for what, names in (("feed", feeds), ("fetch", fetches)):
+        for name in names:
+            if name not in graph.types.avals:
+                raise errors.InvalidArgumentError(None, None, f"Cannot {what} '{name}': it is not a tensor of the "
+                                                              f"graph")
+    for name in targets:
+        if name not in graph.types.output_counts:
+            raise errors.InvalidArgumentError(None, None, f"Cannot run '{name}': it is not an op of the graph")
+
+
+def _check_feeds(cached: CachedPlan, feeds: list) -> None:
+    endpoints = cached.plan.feeds
+    if len(feeds) != len(endpoints):
+        raise errors.InvalidArgumentError(None, None, f"the callable takes {len(endpoints)} feeds "
+                                                      f"({', '.join(e.tensor for e in endpoints)}), got {len(feeds)}")
+    for endpoint, value in zip(endpoints, feeds):
+        expected = endpoint.type
+        shape = expected.shape
+        if value.shape == shape and value.dtype == expected.dtype.np:
+            continue  # the common case: a fully known shape, matched exactly
+        if value.dtype != expected.dtype.np or shape is not None and (
+                len(shape) != value.ndim or any(d is not None and d != v for d, v in zip(shape, value.shape))):
+            raise errors.InvalidArgumentError(
+                None, endpoint.tensor, f"Cannot feed a value of dtype {value.dtype.name} and shape "
+                                       f"{list(value.shape)} to tensor '{endpoint.tensor}', which has dtype "
+                                       f"{expected.dtype.name} and shape {ir.format_shape(shape)}")

@@ -1,0 +1,308 @@
+"""gRPC glue for graphexec.v1.GraphExecService: bytes in, Service calls, bytes out; plus health and reflection.
+
+Handlers take raw request bytes (no generated deserializer), so a malformed request is answered with
+INVALID_ARGUMENT by our own decoding rather than failing inside gRPC, and tensor-carrying messages
+are decoded as zero-copy views (graphexec.wire). Domain errors become the status code of their
+tf.errors class in one place (`_handle`); anything unexpected is logged and answered INTERNAL.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from graphexec import errors, wire
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.server import plans as plan_cache
+from graphexec.server.service import RunOutcome, Service
+from graphexec.server.worker import Cancellation
+from graphexec.server.worker_service import remaining_seconds
+
+SERVICE = "graphexec.v1.GraphExecService"
+GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
+                ("grpc.so_reuseport", 0)]
+MAX_UNARY_FETCH_BYTES = (2 << 30) - (16 << 20)  # what fits one message; bigger fetches need the Run stream
+MAX_PARTED_TENSOR_BYTES = 1 << 40
+_PLAN_SOURCES = {plan_cache.COMPILED: spb.PLAN_SOURCE_COMPILED, plan_cache.MEMORY: spb.PLAN_SOURCE_MEMORY,
+                 plan_cache.STORE: spb.PLAN_SOURCE_STORE}
+log = logging.getLogger("graphexec.server")
+
+
+def _parse(cls, data: bytes):
+    try:
+        return cls.FromString(data)
+    except Exception as exc:  # protobuf raises its own DecodeError (and others) for arbitrary bytes
+        raise wire.DecodeError(f"malformed {cls.DESCRIPTOR.name}: {exc}") from None
+
+
+def _handle(method):
+    """Run a unary handler; failures become gRPC statuses, never a crash."""
+
+    def handler(self, data, context):
+        try:
+            return method(self, data, context)
+        except errors.OpError as exc:
+            context.abort(wire.status_code(exc), exc.message)
+        except MemoryError:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory")
+        except Exception as exc:  # a bug: answer cleanly and keep serving
+            log.exception("internal error in %s", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+    handler.__name__ = method.__name__
+    return handler
+
+
+class GraphExecServicer:
+    def __init__(self, service: Service):
+        self.service = service
+
+    # -- sessions -------------------------------------------------------------------------------------
+    @_handle
+    def create_session(self, data, context):
+        request = _parse(spb.CreateSessionRequest, data)
+        record = self.service.create_session(request.config)
+        missing = False
+        if request.HasField("graph"):
+            record, missing = self.service.extend_session(record, request.graph)
+        return spb.CreateSessionResponse(session_handle=record.handle, graph_missing=missing,
+                                         node_count=record.node_count).SerializeToString()
+
+    @_handle
+    def extend_session(self, data, context):
+        request = _parse(spb.ExtendSessionRequest, data)
+        record = self.service.sessions.get(request.session_handle)
+        record, missing = self.service.extend_session(record, request.graph)
+        return spb.ExtendSessionResponse(graph_missing=missing, node_count=record.node_count,
+                                         graph_digest=record.graph_digest).SerializeToString()
+
+    @_handle
+    def close_session(self, data, context):
+        request = _parse(spb.CloseSessionRequest, data)
+        self.service.sessions.close(request.session_handle)
+        return b""
+
+    @_handle
+    def reset(self, data, context):
+        self.service.reset(list(_parse(spb.ResetRequest, data).containers))
+        return b""
+
+    @_handle
+    def list_devices(self, data, context):
+        _parse(spb.ListDevicesRequest, data)
+        response = spb.ListDevicesResponse()
+        for worker, device in self.service.list_devices():
+            response.devices.add(name=device["name"], device_type=device["device_type"],
+                                 memory_limit_bytes=device.get("memory_limit_bytes", 0), worker=worker.id,
+                                 address=getattr(worker, "address", "in-process"), load=worker.load())
+        return response.SerializeToString()
+
+    # -- callables --------------------------------------------------------------------------------------
+    @_handle
+    def make_callable(self, data, context):
+        request = _parse(spb.MakeCallableRequest, data)
+        record = self.service.sessions.get(request.session_handle, request.graph_node_count, request.graph_digest)
+        made = self.service.make_callable(record, request.feeds, request.fetches, request.targets)
+        return spb.MakeCallableResponse(
+            callable_handle=made.plan.key, plan_cache_hit=made.source != plan_cache.COMPILED,
+            feed_indices=made.feed_indices, plan_source=_PLAN_SOURCES[made.source], compile_ms=made.compile_ms,
+        ).SerializeToString()
+
+    @_handle
+    def release_callable(self, data, context):
+        _parse(spb.ReleaseCallableRequest, data)
+        return b""  # plans stay cached (shared by key); nothing is held per handle
+
+    @_handle
+    def run_callable(self, data, context):
+        request, feeds, _ = wire.decode_tensor_message(spb.RunCallableRequest, data, 3)
+        _require_content(feeds)
+        response, fetches = self._run_callable(request, feeds, context)
+        if sum(f.nbytes for f in fetches) > MAX_UNARY_FETCH_BYTES:
+            raise errors.ResourceExhaustedError(None, None, "fetched tensors exceed one message (2 GiB); fetch them "
+                                                            "through the Run stream")
+        return wire.encode_tensor_message(response, 1, fetches)
+
+    @_handle
+    def run_step(self, data, context):
+        request, feeds, _ = wire.decode_tensor_message(spb.RunStepRequest, data, 3)
+        _require_content(feeds)
+        if len(request.feed_names) != len(feeds):
+            raise errors.InvalidArgumentError(None, None, f"{len(request.feed_names)} feed names for {len(feeds)} "
+                                                          f"feed values")
+        record = self.service.sessions.get(request.session_handle, request.graph_node_count)
+        made = self.service.make_callable(record, request.feed_names, request.fetches, request.targets)
+        outcome = self._run(record, made.plan, [feeds[i] for i in made.feed_indices], request.request_id,
+                            request.options, context)
+        response = spb.RunStepResponse()
+        if _wants_metadata(request.options):
+            _fill_metadata(response.metadata, outcome, request.options, made.source, made.compile_ms)
+        return wire.encode_tensor_message(response, 1, outcome.result.fetches)
+
+    def _run_callable(self, request, feeds, context, cancellation=None, response_class=spb.RunCallableResponse):
+        record = self.service.sessions.get(request.session_handle)
+        cached, source = self.service.plans.get(request.callable_handle)
+        outcome = self._run(record, cached, feeds, request.request_id, request.options, context, cancellation)
+        response = response_class()
+        if _wants_metadata(request.options):
+            _fill_metadata(response.metadata, outcome, request.options, source, 0.0)
+        return response, outcome.result.fetches
+
+    def _run(self, record, cached, feeds, request_id, options, context, cancellation=None) -> RunOutcome:
+        if cancellation is None:
+            cancellation = Cancellation()
+            context.add_callback(cancellation.cancel)
+        return self.service.run(record, cached, feeds, request_id, options, remaining_seconds(context), cancellation)
+
+    # -- the Run stream -----------------------------------------------------------------------------------
+    def run_stream(self, request_iterator, context):
+        """One response per run request, in order; a failed item carries its status in the body."""
+        parts: dict[int, _PartedTensor] = {}
+        cancellation = Cancellation()  # one for the whole stream: cancelling it stops the current run
+        context.add_callback(cancellation.cancel)
+        for data in request_iterator:
+            try:
+                request, feeds, raw = wire.decode_tensor_message(spb.RunRequest, data, 3, 15)
+                if request.HasField("part"):
+                    _accept_part(parts, request.part, raw)
+                    continue
+                feeds = _with_parts(feeds, request.parted_feeds, parts)
+                parts = {}
+                response, fetches = self._run_callable(request, feeds, context, cancellation, spb.RunResponse)
+                yield from _response_frames(response, fetches)
+            except errors.OpError as exc:
+                parts = {}
+                yield _status_frame(exc.error_code, exc.message)
+            except MemoryError:
+                parts = {}
+                yield _status_frame(errors.RESOURCE_EXHAUSTED, "out of memory")
+            except Exception as exc:  # a bug: answer this item cleanly and keep the stream serving
+                log.exception("internal error in the Run stream")
+                parts = {}
+                yield _status_frame(errors.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _status_frame(code: int, message: str) -> bytes:
+    return spb.RunResponse(status=spb.Status(code=code, message=message)).SerializeToString()
+
+
+def _wants_metadata(options) -> bool:
+    return options.return_metadata or options.trace_level > 0
+
+
+def _require_content(feeds) -> None:
+    if any(isinstance(f, tuple) for f in feeds):
+        raise wire.DecodeError("a feed without content (parts are only accepted on the Run stream)")
+
+
+def _fill_metadata(out: spb.RunMetadata, outcome: RunOutcome, options, source: str, compile_ms: float) -> None:
+    plan, placed, result = outcome.plan.plan, outcome.placement, outcome.result
+    out.plan_cache_hit = source != plan_cache.COMPILED
+    out.plan_source = _PLAN_SOURCES[source]
+    out.compile_ms = compile_ms
+    out.deduplicated = result.deduplicated
+    out.worker = result.worker
+    for decision in placed.soft:
+        out.soft_placement.add(node=decision.node, requested_device=decision.requested,
+                               assigned_device=decision.assigned, reason=decision.reason)
+    device_of = {}
+    for step, device in zip(plan.steps, placed.step_devices):
+        for name in step.covers:
+            device_of[name] = device
+    out.executed_nodes.extend(plan.executed_nodes())
+    out.devices.update(device_of)
+    out.workers.update(dict.fromkeys(device_of, result.worker))
+    for stats in result.stats:
+        stats.device = device_of.get(stats.node_name, stats.device)
+    wire.stats_to_proto(result.stats, out.node_stats)
+    if options.trace_level >= spb.TRACE_LEVEL_FULL:
+        out.plan_text = str(plan)
+
+
+class _PartedTensor:
+    def __init__(self, part):
+        dtype = wire.dtype_from_enum(part.dtype).np
+        shape = tuple(part.shape)
+        if any(d < 0 for d in shape):
+            raise wire.DecodeError(f"part shape {list(shape)} has a negative dimension")
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if nbytes > MAX_PARTED_TENSOR_BYTES:
+            raise errors.ResourceExhaustedError(None, None, f"a tensor of {nbytes} bytes is too large")
+        self.dtype_value, self.shape = part.dtype, shape
+        self.array = np.empty(shape, dtype)
+        self.bytes = self.array.reshape(-1).view(np.uint8)
+        self.filled = 0
+
+
+def _accept_part(parts: dict, part, raw) -> None:
+    tensor = parts.get(part.index)
+    if tensor is None:
+        if part.offset != 0:
+            raise wire.DecodeError(f"part of feed {part.index} starts at offset {part.offset}, expected 0")
+        tensor = parts[part.index] = _PartedTensor(part)
+    data = raw if raw is not None else b""
+    if part.offset != tensor.filled or tensor.filled + len(data) > tensor.bytes.size:
+        raise wire.DecodeError(f"part of feed {part.index} at offset {part.offset} ({len(data)} bytes) does not "
+                               f"continue the {tensor.filled} of {tensor.bytes.size} bytes received")
+    tensor.bytes[tensor.filled:tensor.filled + len(data)] = np.frombuffer(data, np.uint8)
+    tensor.filled += len(data)
+
+
+def _with_parts(feeds: list, parted, parts: dict) -> list:
+    feeds = list(feeds)
+    parted = set(parted)
+    for index, value in enumerate(feeds):
+        if isinstance(value, tuple) and index not in parted:
+            raise wire.DecodeError(f"feed {index} has no content and was not sent in parts")
+    for index in parted:
+        tensor = parts.get(index)
+        if index >= len(feeds) or tensor is None or tensor.filled != tensor.bytes.size:
+            raise wire.DecodeError(f"feed {index} was not (completely) sent in parts")
+        if feeds[index] != (tensor.dtype_value, tensor.shape):
+            raise wire.DecodeError(f"feed {index}: its parts describe another dtype or shape")
+        feeds[index] = tensor.array
+    return feeds
+
+
+def _response_frames(response, fetches):
+    """Parts of the large fetches, then the response itself (with content-less shells for them)."""
+    shells = {}
+    for index, value in enumerate(fetches):
+        value = wire.little_endian(value)
+        if value.nbytes > wire.CHUNK_BYTES:
+            dtype_value = wire.numpy_dtype_enum(value.dtype)
+            flat = value.reshape(-1).view(np.uint8)
+            for offset in range(0, flat.size, wire.CHUNK_BYTES):
+                part = spb.RunResponse(part=spb.TensorPart(index=index, offset=offset, dtype=dtype_value,
+                                                                    shape=value.shape))
+                yield wire.encode_tensor_message(part, 1, raw_field=15,
+                                                 raw=memoryview(flat[offset:offset + wire.CHUNK_BYTES]))
+            shells[index] = (dtype_value, value.shape)
+            response.parted_fetches.append(index)
+    yield wire.encode_tensor_message(response, 1, fetches, shells=shells)
+
+
+def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: int = 32):
+    """(grpc server, bound port). Health checking and reflection are served beside the API."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="graphexec"),
+                         options=GRPC_OPTIONS)
+    servicer = GraphExecServicer(service)
+    unary = {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, method)) for name, method in (
+        ("CreateSession", "create_session"), ("ExtendSession", "extend_session"), ("RunStep", "run_step"),
+        ("MakeCallable", "make_callable"), ("RunCallable", "run_callable"), ("ReleaseCallable", "release_callable"),
+        ("ListDevices", "list_devices"), ("CloseSession", "close_session"), ("Reset", "reset"))}
+    unary["Run"] = grpc.stream_stream_rpc_method_handler(servicer.run_stream)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, unary),))
+    health_servicer = health.HealthServicer()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(address)
+    if not port:
+        raise OSError(f"cannot listen on {address}")
+    return server, port

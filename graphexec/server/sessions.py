@@ -1,0 +1,83 @@
+"""Session records: which graph a session holds, its variable container and its settings.
+
+Records live in the store (JSON) so that any replica can serve any session; each replica caches the
+ones it has seen. A record only changes when its graph grows, so a cached record is stale only if
+the client talks about more nodes than it has (runs say how many they mean).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from dataclasses import asdict, dataclass, replace
+
+from graphexec import digest, errors
+from graphexec.server.store import Store
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    handle: str
+    container: str = ""
+    allow_soft_placement: bool = True
+    default_timeout_ms: int = 0
+    chain: str = digest.CHAIN_START.hex()  # chain state of the session's graph
+    node_count: int = 0
+    seed: int | None = None
+
+    @property
+    def graph_digest(self) -> str:
+        return digest.finish(bytes.fromhex(self.chain), self.seed)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SessionRecord:
+        return cls(**json.loads(data))
+
+
+class SessionTable:
+    def __init__(self, store: Store):
+        self.store = store
+        self._cache: dict[str, SessionRecord] = {}
+        self._lock = threading.Lock()
+
+    def create(self, container: str, allow_soft_placement: bool, default_timeout_ms: int) -> SessionRecord:
+        record = SessionRecord(secrets.token_hex(16), container, allow_soft_placement, max(default_timeout_ms, 0))
+        self._save(record)
+        return record
+
+    def get(self, handle: str, min_node_count: int = 0, graph_digest: str = "") -> SessionRecord:
+        record = self._cache.get(handle)
+        if (record is None or record.node_count < min_node_count
+                or graph_digest and record.graph_digest != graph_digest):
+            data = self.store.get_session(handle)
+            if data is None:
+                raise errors.NotFoundError(None, None, f"session '{handle[:40]}' does not exist (closed, or never "
+                                                       f"created on this service)")
+            record = SessionRecord.from_bytes(data)
+            with self._lock:
+                self._cache[handle] = record
+        if record.node_count < min_node_count or graph_digest and record.graph_digest != graph_digest:
+            raise errors.FailedPreconditionError(
+                None, None, f"session holds graph {record.graph_digest[:16]} of {record.node_count} nodes; the "
+                            f"request means {graph_digest[:16] or 'one'} of {min_node_count}: extend the session "
+                            f"first")
+        return record
+
+    def set_graph(self, record: SessionRecord, chain: bytes, node_count: int, seed) -> SessionRecord:
+        updated = replace(record, chain=chain.hex(), node_count=node_count, seed=seed)
+        if updated != record:
+            self._save(updated)
+        return updated
+
+    def close(self, handle: str) -> None:
+        self.store.delete_session(handle)
+        with self._lock:
+            self._cache.pop(handle, None)
+
+    def _save(self, record: SessionRecord) -> None:
+        self.store.put_session(record.handle, record.to_bytes())
+        with self._lock:
+            self._cache[record.handle] = record

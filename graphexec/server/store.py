@@ -1,0 +1,183 @@
+"""The state a server shares with its replicas and workers, behind one interface.
+
+`MemoryStore` keeps it in this process (`graphexec serve` without --redis); `RedisStore`
+(graphexec.server.redis_store) keeps it in Redis so that replicas and workers share it:
+
+* blobs: immutable, content-addressed bytes: graph segments ("segment", chain hex) and compiled
+  plans ("plan", plan key);
+* session records (small JSON documents);
+* variables, per container: name -> array, plus a version counter that every commit bumps;
+* applied request ids, per container, with the result of the run that applied them, written in the
+  same atomic step as the variable updates (so a retried run is answered, never applied twice);
+* a per-container lock that serializes runs which update variables;
+* the worker registry: each live worker's id, address, devices and load, kept alive by heartbeats.
+
+Every method may raise errors.UnavailableError when the backing store cannot be reached.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from graphexec import errors
+
+APPLIED_TTL_S = 3600  # how long a request id is remembered: far longer than any client's retries
+MAX_APPLIED_IN_MEMORY = 100_000
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+
+class Store:
+    """The interface; see the module docstring. `description` names the store in error messages."""
+
+    description = "store"
+
+    # blobs
+    def get_blob(self, kind: str, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def put_blob(self, kind: str, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    # sessions
+    def get_session(self, handle: str) -> bytes | None:
+        raise NotImplementedError
+
+    def put_session(self, handle: str, record: bytes) -> None:
+        raise NotImplementedError
+
+    def delete_session(self, handle: str) -> None:
+        raise NotImplementedError
+
+    # variables
+    def begin_run(self, container: str, request_id: int) -> tuple[int, bytes | None]:
+        """(variable version, stored result if request_id was already applied) in one round trip."""
+        raise NotImplementedError
+
+    def read_variables(self, container: str) -> tuple[int, dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+    def commit(self, container: str, base_version: int, updates: dict, request_id: int, result: bytes) -> int:
+        """Atomically write `updates`, bump the version and record request_id -> result; returns the new
+        version. Raises AbortedError if the version is no longer `base_version`."""
+        raise NotImplementedError
+
+    def reset(self, container: str) -> None:
+        raise NotImplementedError
+
+    def lock(self, container: str, timeout_s: float):
+        """Context manager holding the container's update lock; DeadlineExceededError on timeout."""
+        raise NotImplementedError
+
+    # workers
+    def register_worker(self, worker_id: str, info: dict, ttl_s: float) -> None:
+        raise NotImplementedError
+
+    def unregister_worker(self, worker_id: str) -> None:
+        raise NotImplementedError
+
+    def live_workers(self) -> list[dict]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _Container:
+    def __init__(self):
+        self.version = 0
+        self.variables: dict[str, np.ndarray] = {}
+        self.applied: OrderedDict[int, tuple[float, bytes]] = OrderedDict()
+        self.lock = threading.Lock()
+
+
+class MemoryStore(Store):
+    """Everything in this process: the embedded default, nothing else to start."""
+
+    description = "in-memory store"
+
+    def __init__(self):
+        self._blobs: dict[tuple[str, str], bytes] = {}
+        self._sessions: dict[str, bytes] = {}
+        self._containers: dict[str, _Container] = {}
+        self._workers: dict[str, tuple[float, dict]] = {}
+        self._guard = threading.Lock()
+
+    def get_blob(self, kind, key):
+        return self._blobs.get((kind, key))
+
+    def put_blob(self, kind, key, data):
+        self._blobs[kind, key] = data
+
+    def get_session(self, handle):
+        return self._sessions.get(handle)
+
+    def put_session(self, handle, record):
+        self._sessions[handle] = record
+
+    def delete_session(self, handle):
+        self._sessions.pop(handle, None)
+
+    def _container(self, name: str) -> _Container:
+        container = self._containers.get(name)
+        if container is None:
+            with self._guard:
+                container = self._containers.setdefault(name, _Container())
+        return container
+
+    def begin_run(self, container, request_id):
+        c = self._container(container)
+        entry = c.applied.get(request_id) if request_id else None
+        if entry is not None and entry[0] < time.monotonic():
+            entry = None
+        return c.version, entry[1] if entry is not None else None
+
+    def read_variables(self, container):
+        c = self._container(container)
+        with self._guard:
+            return c.version, dict(c.variables)
+
+    def commit(self, container, base_version, updates, request_id, result):
+        c = self._container(container)
+        with self._guard:
+            if c.version != base_version:
+                raise errors.AbortedError(None, None, f"variables of container '{container}' changed during "
+                                                      f"the run (version {base_version} -> {c.version}); retry")
+            c.variables.update(updates)
+            c.version += 1
+            if request_id:
+                c.applied[request_id] = (time.monotonic() + APPLIED_TTL_S, result)
+                while len(c.applied) > MAX_APPLIED_IN_MEMORY:
+                    c.applied.popitem(last=False)
+            return c.version
+
+    def reset(self, container):
+        with self._guard:
+            c = self._containers.get(container)
+            if c is not None:
+                c.variables.clear()
+                c.version += 1
+
+    @contextlib.contextmanager
+    def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S):
+        lock = self._container(container).lock
+        if not lock.acquire(timeout=max(timeout_s, 0)):
+            raise errors.DeadlineExceededError(None, None, f"timed out waiting for the update lock of container "
+                                                           f"'{container}'")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def register_worker(self, worker_id, info, ttl_s):
+        self._workers[worker_id] = (time.monotonic() + ttl_s, dict(info))
+
+    def unregister_worker(self, worker_id):
+        self._workers.pop(worker_id, None)
+
+    def live_workers(self):
+        now = time.monotonic()
+        return [info for expiry, info in list(self._workers.values()) if expiry > now]

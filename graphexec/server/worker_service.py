@@ -1,0 +1,103 @@
+"""`graphexec worker`: a WorkerCore served over the internal Worker gRPC API, registered in Redis.
+
+The worker registers its id, address, devices and load under a key with a short TTL and refreshes
+it every HEARTBEAT_S; servers place work only on workers whose key is alive. The gRPC deadline of
+a RunPlan call is the run's deadline, and cancelling the call stops the run at the next op.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from graphexec import errors, wire
+from graphexec.proto.v1 import worker_pb2 as wpb
+from graphexec.server.store import Store
+from graphexec.server.worker import Cancellation, PlanCall, WorkerCore
+
+HEARTBEAT_S = 1.0
+REGISTRATION_TTL_S = 3.0
+NO_DEADLINE_S = 10 * 365 * 86400  # gRPC reports a huge time_remaining() for calls without a deadline
+SERVICE = "graphexec.v1.WorkerService"
+GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+log = logging.getLogger("graphexec.worker")
+
+
+class WorkerServicer:
+    def __init__(self, core: WorkerCore):
+        self.core = core
+
+    def run_plan(self, data: bytes, context) -> bytes:
+        try:
+            request, feeds, _ = wire.decode_tensor_message(wpb.RunPlanRequest, data, 3)
+            if any(isinstance(f, tuple) for f in feeds):
+                raise wire.DecodeError("RunPlan feeds must carry their content")
+            cancellation = Cancellation()
+            context.add_callback(cancellation.cancel)
+            call = PlanCall(request.container, request.plan_key, feeds, request.request_id, request.session_handle,
+                            request.device_type or "CPU", request.trace_level > 0, remaining_seconds(context),
+                            cancellation)
+            result = self.core.run(call)
+        except errors.OpError as exc:
+            context.abort(wire.status_code(exc), exc.message)
+        response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker)
+        wire.stats_to_proto(result.stats, response.node_stats)
+        return wire.encode_tensor_message(response, 1, result.fetches)
+
+
+def remaining_seconds(context) -> float | None:
+    """Seconds left before the call's deadline; None without one."""
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining > NO_DEADLINE_S else remaining
+
+
+def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 0, max_threads: int = 16):
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads), options=GRPC_OPTIONS)
+    servicer = WorkerServicer(core)
+    handler = grpc.method_handlers_generic_handler(SERVICE, {"RunPlan": grpc.unary_unary_rpc_method_handler(
+        servicer.run_plan)})
+    server.add_generic_rpc_handlers((handler,))
+    health_servicer = health.HealthServicer()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise OSError(f"cannot listen on {host}:{port}")
+    return server, bound
+
+
+class Heartbeat:
+    """Keeps the worker's registration alive; a dead worker's registration expires on its own."""
+
+    def __init__(self, store: Store, core: WorkerCore):
+        self.store = store
+        self.core = core
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="graphexec-heartbeat", daemon=True)
+
+    def start(self):
+        self.store.register_worker(self.core.worker_id, self.core.info(), REGISTRATION_TTL_S)
+        self._thread.start()
+        return self
+
+    def _beat(self):
+        warned = False
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self.store.register_worker(self.core.worker_id, self.core.info(), REGISTRATION_TTL_S)
+                warned = False
+            except errors.UnavailableError as exc:
+                if not warned:
+                    log.warning("heartbeat failed, retrying: %s", exc)
+                    warned = True
+
+    def stop(self):
+        self._stop.set()
+        try:
+            self.store.unregister_worker(self.core.worker_id)
+        except errors.UnavailableError:
+            pass  # the registration expires by itself

@@ -1,0 +1,121 @@
+"""The GPU backend: the same kernels through CuPy, in a worker and behind `graphexec serve --device gpu`.
+
+Skipped unless CuPy imports and sees a GPU; must pass wherever it does.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy")
+try:
+    HAS_GPU = cupy.cuda.runtime.getDeviceCount() > 0
+except cupy.cuda.runtime.CUDARuntimeError:
+    HAS_GPU = False
+pytestmark = [pytest.mark.skipif(not HAS_GPU, reason="CuPy sees no GPU"), pytest.mark.timeout(300)]
+
+import graphexec as tf  # noqa: E402
+from graphexec.server import placement  # noqa: E402
+from graphexec.server.plans import CachedPlan  # noqa: E402
+from graphexec.server.store import MemoryStore  # noqa: E402
+from graphexec.server.worker import PlanCall, WorkerCore  # noqa: E402
+from graphexec.compiler.pipeline import compile_program  # noqa: E402
+from graphexec import ir  # noqa: E402
+
+
+def _mlp(device=""):
+    graph = tf.Graph()
+    with graph.as_default(), tf.device(device):
+        tf.set_random_seed(1)
+        x = tf.placeholder(tf.float32, [None, 20], name="x")
+        labels = tf.placeholder(tf.int64, [None], name="labels")
+        hidden = tf.nn.relu(tf.matmul(x, tf.Variable(tf.random_normal([20, 32], stddev=0.2))) + 0.1)
+        logits = tf.matmul(hidden, tf.Variable(tf.random_normal([32, 4], stddev=0.2)))
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        step = tf.train.get_or_create_global_step()
+        train = tf.train.GradientDescentOptimizer(0.2).minimize(loss, global_step=step)
+        init = tf.global_variables_initializer()
+    return graph, dict(x=x, labels=labels, loss=loss, train=train, init=init, step=step)
+
+
+def _batches():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 20)).astype(np.float32)
+    return x, (x[:, :4].argmax(axis=1)).astype(np.int64)
+
+
+def test_worker_core_runs_plans_with_cupy_like_numpy():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 8], name="x")
+        y = tf.reduce_sum(tf.nn.softmax(tf.matmul(x, tf.ones([8, 3])) * 0.5 + tf.exp(x[:, :3])), axis=1)
+    plan = compile_program(ir.Program(graph.nodes(), ("x:0",), (y.name,), (), None), graph.digest())
+    feed = np.random.default_rng(2).normal(size=(5, 8)).astype(np.float32)
+    results = []
+    for device in (placement.CPU, placement.GPU):
+        core = WorkerCore(MemoryStore(), device)
+        call = PlanCall("", "key", [feed], device_type=device)
+        results.append(core.run(call, CachedPlan.of("key", plan)).fetches[0])
+    assert isinstance(results[1], np.ndarray)  # fetched back to the host
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def gpu_server():
+    process = subprocess.Popen([sys.executable, "-m", "graphexec", "serve", "--port", "0", "--device", "gpu"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    try:
+        target, output = None, []
+        for line in process.stdout:
+            output.append(line)
+            match = re.search(r"serving on (grpc://\S+)", line)
+            if match:
+                target = match.group(1)
+                break
+        assert target, "graphexec serve --device gpu did not start:\n" + "".join(output)
+        yield target
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _train(target, device):
+    graph, m = _mlp(device)
+    x, labels = _batches()
+    with tf.Session(target, graph=graph) as sess:
+        sess.run(m["init"])
+        metadata = tf.RunMetadata()
+        losses = [sess.run([m["train"], m["loss"]], {m["x"]: x, m["labels"]: labels}, run_metadata=metadata)[1]
+                  for _ in range(20)]
+        return np.array(losses), sess.run(m["step"]), metadata
+
+
+def test_training_on_the_gpu_matches_the_cpu(gpu_server):
+    cpu_losses, _, _ = _train("", "")
+    gpu_losses, steps, metadata = _train(gpu_server, "/device:GPU:0")
+    assert steps == 20 and not metadata.soft_placement
+    assert set(metadata.devices.values()) == {"/device:GPU:0"}
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=2e-4, atol=1e-5)
+
+
+def test_gpu_server_lists_its_gpu_and_keeps_cpu_pinned_steps_on_the_cpu(gpu_server):
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [4], name="x")
+        with tf.device("/device:GPU:0"):
+            y = tf.exp(x, name="gpu_exp")
+        with tf.device("/cpu:0"):
+            z = tf.sqrt(y, name="cpu_sqrt")
+        with tf.device("/gpu:0"):
+            w = tf.multiply(z, 2.0, name="gpu_mul")
+    with tf.Session(gpu_server, graph=graph) as sess:
+        assert {d.device_type for d in sess.list_devices()} == {"CPU", "GPU"}
+        metadata = tf.RunMetadata()
+        result = sess.run(w, {x: [0, 1, 2, 3]}, run_metadata=metadata)
+    np.testing.assert_allclose(result, 2 * np.sqrt(np.exp([0, 1, 2, 3])), rtol=1e-6)
+    assert metadata.devices["cpu_sqrt"] == "/cpu:0" and metadata.devices["gpu_exp"] == "/device:GPU:0"

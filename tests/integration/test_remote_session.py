@@ -1,0 +1,240 @@
+"""tf.Session("grpc://...") against a real `graphexec serve` (no Redis): same numbers as in-process,
+graph growth, content-addressed uploads, errors, metadata, streaming, health and reflection."""
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import graphexec as tf
+from graphexec import errors
+from graphexec.client.remote import RemoteSession
+from graphexec.proto.v1 import service_pb2 as spb
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _run_example(path, env_extra):
+    env = {**os.environ, **env_extra}
+    result = subprocess.run([sys.executable, str(ROOT / path)], capture_output=True, text=True, env=env, timeout=90)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_quickstart_prints_the_same_in_process_and_remote(embedded):
+    local = _run_example("examples/quickstart.py", {"GRAPHEXEC_TARGET": ""})
+    remote = _run_example("examples/quickstart.py", {"GRAPHEXEC_TARGET": embedded})
+    assert remote == local
+    assert "[ 4  7 10]" in local
+
+
+def test_plain_session_is_remote_with_graphexec_target(embedded, monkeypatch):
+    monkeypatch.setenv("GRAPHEXEC_TARGET", embedded)
+    with tf.Graph().as_default():
+        total = tf.reduce_sum(tf.constant([1.0, 2.0, 3.0]))
+        with tf.Session() as sess:
+            assert isinstance(sess, RemoteSession)
+            assert sess.run(total) == 6.0
+
+
+def _train_linear_regression(target: str):
+    """A TF1 training loop: placeholders, variables, global_step, GradientDescentOptimizer."""
+    rng = np.random.default_rng(0)
+    x_data = rng.normal(size=(256, 3)).astype(np.float32)
+    y_data = x_data @ np.array([[1.5], [-2.0], [0.5]], np.float32) + 0.25
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(7)
+        x = tf.placeholder(tf.float32, [None, 3])
+        y = tf.placeholder(tf.float32, [None, 1])
+        w = tf.Variable(tf.random_normal([3, 1], stddev=0.1), name="w")
+        b = tf.Variable(tf.zeros([1]), name="b")
+        loss = tf.reduce_mean(tf.square(tf.matmul(x, w) + b - y))
+        step = tf.train.get_or_create_global_step()
+        train = tf.train.GradientDescentOptimizer(0.1).minimize(loss, global_step=step)
+        init = tf.global_variables_initializer()
+    losses = []
+    with tf.Session(target, graph=graph) as sess:
+        sess.run(init)
+        for i in range(30):
+            _, value = sess.run([train, loss], {x: x_data[i * 8 % 256:][:64], y: y_data[i * 8 % 256:][:64]})
+            losses.append(value)
+        weights, bias, global_step = sess.run([w, b, step])
+    return np.array(losses), weights, bias, global_step
+
+
+def test_tf1_training_gives_the_same_numbers(embedded):
+    local = _train_linear_regression("")
+    remote = _train_linear_regression(embedded)
+    for a, b in zip(local, remote):
+        np.testing.assert_array_equal(a, b)
+    assert remote[3] == 30 and remote[0][-1] < remote[0][0] / 10
+
+
+def test_digits_example_trains_to_the_same_accuracy(embedded, monkeypatch):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import train_digits
+    finally:
+        sys.path.pop(0)
+    quiet = lambda *_: None  # noqa: E731
+    local = train_digits.train("mlp", epochs=2, log=quiet)[0]
+    monkeypatch.setenv("GRAPHEXEC_TARGET", embedded)
+    remote = train_digits.train("mlp", epochs=2, log=quiet)[0]
+    assert remote == local and local > 0.5
+
+
+def _extend_requests(sess):
+    """Spy on the session's ExtendSession calls: (nodes sent, base count) per call."""
+    sent = []
+    call = sess._connection.call
+
+    def recording(method, data, *args, **kwargs):
+        if method == "ExtendSession":
+            segment = spb.ExtendSessionRequest.FromString(data).graph
+            sent.append((len(segment.nodes.nodes) if segment.HasField("nodes") else None, segment.base_node_count))
+        return call(method, data, *args, **kwargs)
+
+    sess._connection.call = recording
+    return sent
+
+
+def test_growing_graph_sends_only_new_nodes(embedded):
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [3])
+        y = x * 2.0
+        with tf.Session(embedded) as sess:
+            sent = _extend_requests(sess)
+            np.testing.assert_array_equal(sess.run(y, {x: [1, 2, 3]}), [2, 4, 6])
+            count = graph.version
+            z = y + 1.0  # TF1 code grows the graph after the first run
+            np.testing.assert_array_equal(sess.run(z, {x: [1, 2, 3]}), [3, 5, 7])
+            np.testing.assert_array_equal(sess.run(y, {x: [0, 0, 1]}), [0, 0, 2])
+    assert sent[0] == (count, 0)
+    assert sent[1] == (graph.version - count, count)
+    assert len(sent) == 2
+
+
+def _chain_graph(length=64):
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [4], name="x")
+        y = x
+        for i in range(length):
+            y = y * 1.01 if i % 2 else y + 0.5
+    return graph, x, y
+
+
+def test_second_client_with_the_same_graph_uploads_nothing(embedded):
+    results = []
+    for _ in range(2):
+        graph, x, y = _chain_graph()
+        with tf.Session(embedded, graph=graph) as sess:
+            sent = _extend_requests(sess)
+            metadata = tf.RunMetadata()
+            results.append(sess.run(y, {x: np.ones(4, np.float32)}, run_metadata=metadata))
+        results.append((sent, metadata.plan_cache_hit))
+    first_sent, first_hit = results[1]
+    second_sent, second_hit = results[3]
+    assert first_sent == [(None, 0), (graph.version, 0)] or first_sent == [(None, 0)]  # probe, then upload
+    assert second_sent == [(None, 0)]  # the probe found the graph: no nodes sent
+    assert second_hit
+    np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_errors_carry_the_op_and_the_users_line(embedded):
+    with tf.Graph().as_default():
+        a = tf.placeholder(tf.float32, [None, 3])
+        b = tf.placeholder(tf.float32, [None, 4])
+        product = tf.matmul(a, b); line = sys._getframe().f_lineno  # noqa: E702
+        v = tf.Variable(1.0, name="never_initialized")
+        with tf.Session(embedded) as sess:
+            with pytest.raises(errors.InvalidArgumentError) as failure:
+                sess.run(product, {a: np.ones((2, 3)), b: np.ones((2, 4))})
+            assert "MatMul" in str(failure.value) and f"test_remote_session.py:{line}" in str(failure.value)
+            with pytest.raises(errors.FailedPreconditionError, match="never_initialized"):
+                sess.run(v)
+            with pytest.raises(errors.InvalidArgumentError, match="must feed a value for placeholder"):
+                sess.run(product)
+
+
+def test_run_metadata_reports_cache_timings_devices_and_worker(embedded):
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [2])
+        y = tf.exp(x) + 1.0
+        with tf.Session(embedded) as sess:
+            first, second = tf.RunMetadata(), tf.RunMetadata()
+            options = tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE)
+            sess.run(y, {x: [0, 1]}, options=options, run_metadata=first)
+            sess.run(y, {x: [0, 1]}, options=options, run_metadata=second)
+            devices = sess.list_devices()
+    assert not first.plan_cache_hit and first.plan_source == "compiled"
+    assert second.plan_cache_hit and second.plan_source == "memory"
+    assert second.step_stats.node_stats and all(s.duration_micros >= 0 for s in second.step_stats.node_stats)
+    assert set(second.devices.values()) == {"/cpu:0"} and second.worker and second.plan_text
+    assert set(second.workers.values()) == {second.worker} and second.soft_placement == []
+    assert [(d.name, d.device_type) for d in devices] == [("/cpu:0", "CPU")]
+
+
+def test_stream_yields_results_in_order_and_raises_in_place(embedded):
+    with tf.Graph().as_default():
+        a = tf.placeholder(tf.float32, [None])
+        b = tf.placeholder(tf.float32, [None])
+        c = {"sum": a + b, "product": a * b}
+        with tf.Session(embedded) as sess:
+            feeds = ({a: np.full(3, i, np.float32), b: np.arange(3, dtype=np.float32)} for i in range(500))
+            results = list(sess.stream(c, feeds, max_in_flight=8))
+            assert [r["sum"][0] for r in results] == list(range(500))
+            np.testing.assert_array_equal(results[7]["product"], [0, 7, 14])
+
+            bad = [{a: [1.0], b: [2.0]}, {a: [1.0, 2.0], b: [1.0, 2.0, 3.0]}, {a: [3.0], b: [4.0]}]
+            seen = []
+            with pytest.raises(errors.InvalidArgumentError):
+                for result in sess.stream(c["sum"], bad):
+                    seen.append(result)
+            assert len(seen) == 1 and seen[0][0] == 3.0
+            assert sess.run(c["sum"], {a: [1.0], b: [1.0]})[0] == 2.0  # the session still works
+
+
+def test_health_and_reflection_are_served(embedded):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(embedded.removeprefix("grpc://")) as channel:
+        check = health_pb2.HealthCheckRequest(service="graphexec.v1.GraphExecService")
+        health = health_pb2_grpc.HealthStub(channel).Check(check, timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        replies = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        names = {s.name for reply in replies for s in reply.list_services_response.service}
+    assert {"graphexec.v1.GraphExecService", "grpc.health.v1.Health"} <= names
+
+
+def test_variables_persist_across_sessions_until_reset(embedded):
+    def build():
+        graph = tf.Graph()
+        with graph.as_default():
+            counter = tf.Variable(0, name="persistent_counter")
+            bump = counter.assign_add(1)
+        return graph, counter, bump, counter.initializer
+
+    graph, counter, bump, init = build()
+    config = tf.ConfigProto(container="test_persist")
+    with tf.Session(embedded, graph=graph, config=config) as sess:
+        sess.run(init)
+        sess.run(bump)
+        sess.run(bump)
+    graph, counter, bump, init = build()
+    with tf.Session(embedded, graph=graph, config=config) as sess:
+        assert sess.run(counter) == 2  # a new session continues from the container's values
+    RemoteSession.reset(embedded, ["test_persist"])
+    with tf.Session(embedded, graph=graph, config=config) as sess:
+        with pytest.raises(errors.FailedPreconditionError):
+            sess.run(counter)
