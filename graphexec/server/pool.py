@@ -131,6 +131,9 @@ class WorkerPool:
     def choose(self, device_type: str, container: str, sticky: bool, exclude=()):
         """A live worker with the device type: for `sticky` runs (they use variables) the one that ran the
         container last, whose copies are hot; otherwise, and the first time, the least loaded."""
+        local = self.local
+        if local is not None and device_type in local.device_types and local.id not in exclude:
+            return local  # embedded: the only worker (affinity only matters between several)
         candidates = [w for w in self.workers() if device_type in w.device_types and w.id not in exclude]
         if not candidates:
             live = ", ".join(sorted(w.name for w in self.workers())) or "none"

@@ -135,6 +135,8 @@ def _canonical(tensor: str) -> str:
 
 
 def _earliest(*timeouts):
+    if timeouts.count(None) == len(timeouts):  # the common case: no deadline at all
+        return None
     given = [t for t in timeouts if t is not None]
     return min(given) if given else None
 

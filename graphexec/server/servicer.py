@@ -170,8 +170,9 @@ class GraphExecServicer:
                 if request.HasField("part"):
                     _accept_part(parts, request.part, raw)
                     continue
-                feeds = _with_parts(feeds, request.parted_feeds, parts)
-                parts = {}
+                if parts or request.parted_feeds or any(isinstance(f, tuple) for f in feeds):
+                    feeds = _with_parts(feeds, request.parted_feeds, parts)
+                    parts = {}
                 response, fetches = self._run_callable(request, feeds, context, cancellation, spb.RunResponse)
                 yield from _response_frames(response, fetches)
             except errors.OpError as exc:
@@ -270,6 +271,9 @@ def _with_parts(feeds: list, parted, parts: dict) -> list:
 
 def _response_frames(response, fetches):
     """Parts of the large fetches, then the response itself (with content-less shells for them)."""
+    if all(getattr(value, "nbytes", wire.CHUNK_BYTES + 1) <= wire.CHUNK_BYTES for value in fetches):  # one frame
+        yield wire.encode_tensor_message(response, 1, fetches)
+        return
     shells = {}
     for index, value in enumerate(fetches):
         value = wire.little_endian(value)
