@@ -19,8 +19,9 @@ PASSES = (
     prune,
     require_feeds,
     fold_constants,
+    simplify,  # before CSE: a collapsed chain leaves its many constants dead, so CSE never sees them
+    prune,
     eliminate_common_subexpressions,
-    simplify,
     prune,
     fuse_elementwise,
 )
