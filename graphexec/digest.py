@@ -99,6 +99,14 @@ class NodeDigester:
         self._state = CHAIN_START
         self.prefixes: dict[int, bytes] = {0: CHAIN_START}
 
+    def add(self, node) -> None:
+        """Extend the chain by one node (graphs call this as each op is created)."""
+        self._state = hashlib.sha256(self._state + node_bytes(node)).digest()
+        self._count += 1
+
+    def digest(self, seed) -> str:
+        return finish(self._state, seed)
+
     def extend(self, nodes, seed) -> str:
         if len(nodes) < self._count:
             raise ValueError("a graph only grows")

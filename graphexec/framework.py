@@ -122,10 +122,11 @@ class Tensor:
         return self.shape
 
     def set_shape(self, shape) -> None:
-        from graphexec.ops.rules import broadcast_shapes  # noqa: F401 - merging uses the same checks
-
         new = TensorShape(shape).dims if not isinstance(shape, TensorShape) else shape.dims
-        self._shape = merge_shapes(self._shape, new, f"set_shape on {self.name}")
+        merged = merge_shapes(self._shape, new, f"set_shape on {self.name}")
+        if merged != self._shape:
+            self._shape = merged
+            self.op.graph._node_changed(self.op)
 
     @property
     def aval(self) -> Aval:
@@ -313,6 +314,9 @@ class Graph:
             op.outputs = tuple(Tensor(op, i, a.dtype, a.shape, a.value) for i, a in enumerate(out_avals))
             self._ops.append(op)
             self._by_name[name] = op
+            # IR node and digest are kept current as the graph grows (as TF builds its NodeDefs), so a
+            # run never re-walks the whole graph to name it.
+            self._digester.add(op.node_def)
             self._last_id += 1
             return op
 
@@ -381,8 +385,19 @@ class Graph:
         return cached
 
     def digest(self) -> str:
-        """Content digest of the graph so far (extended incrementally; see graphexec.digest)."""
-        return self._digester.extend(self.nodes(), self.seed)
+        """Content digest of the graph so far (kept current as ops are created; see graphexec.digest)."""
+        return self._digester.digest(self.seed)
+
+    def snapshot(self):
+        """(nodes, seed, digest, chain state) of one consistent moment, for uploading the graph."""
+        with self._lock:
+            return self.nodes(), self.seed, self.digest(), self._digester.chain_state()
+
+    def _node_changed(self, op) -> None:
+        """An op's static output types changed (set_shape): rebuild its IR node on next use."""
+        with self._lock:
+            op._node = None
+            self._nodes_cache = (0, ())
 
     def __repr__(self):
         return f"<tf.Graph with {len(self._ops)} ops>"

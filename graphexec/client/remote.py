@@ -15,13 +15,16 @@ Fetched arrays below 1 MiB are private copies; larger ones are read-only views o
 bytes (no copy): copy them before writing into them. Scalars come back as numpy scalars, as in TF.
 
 `stream(fetches, feed_iter, max_in_flight=32, options=None)` runs `fetches` once per feed dict over
-one bidirectional Run call and yields the results in order, with at most `max_in_flight` requests
-outstanding.
+one bidirectional Run call and yields the results in order, with at most `max_in_flight` runs
+outstanding. gRPC costs about as much per message as a small run costs to execute, so the stream
+sends the small runs that are ready together in one batch message (up to STREAM_BATCH_RUNS), and
+the server answers a batch with one message.
 """
 from __future__ import annotations
 
 import itertools
 import math
+import queue
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from graphexec import digest, errors, wire
+from graphexec import errors, wire
 from graphexec.client.connection import Connection, ResponseAssembler, request_frames
 from graphexec.client.retry import RetryPolicy
 from graphexec.config import RunOptions
@@ -40,6 +43,7 @@ from graphexec.session import BaseSession
 COPY_BELOW_BYTES = 1 << 20
 _DEFAULT_OPTIONS = RunOptions()  # read only, never changed
 PROBE_MIN_NODES = 32  # smaller uploads are sent at once rather than asking first whether the server has them
+STREAM_BATCH_RUNS = 64  # the most small runs the Run stream sends in one message
 
 
 @dataclass
@@ -73,7 +77,6 @@ class RemoteSession(BaseSession):
         created = self._connection.message("CreateSession", spb.CreateSessionRequest(config=session_config),
                                            spb.CreateSessionResponse)
         self._handle = created.session_handle
-        self._digester = digest.NodeDigester()
         self._acked = (0, b"", None)  # node count, chain state, seed the server holds for this session
         self._digest = ""  # digest of that graph
         self._callables: dict[tuple, _Callable] = {}
@@ -84,13 +87,10 @@ class RemoteSession(BaseSession):
 
     # -- graph sync -------------------------------------------------------------------------------
     def _sync_graph(self) -> None:
-        graph = self.graph
-        nodes, seed = graph.nodes(), graph.seed
+        nodes, seed, graph_digest, chain = self.graph.snapshot()
         base_count, base_chain, acked_seed = self._acked
         if len(nodes) == base_count and seed == acked_seed:
             return
-        graph_digest = self._digester.extend(nodes, seed)
-        chain = self._digester.chain_state()
         segment = spb.GraphSegment(base_node_count=base_count, base_chain=base_chain, node_count=len(nodes),
                                    chain=chain, seed=seed)
         ask_first = len(nodes) - base_count >= PROBE_MIN_NODES  # another client may have uploaded it already
@@ -213,16 +213,21 @@ class RemoteSession(BaseSession):
     def stream(self, fetches, feed_iter, max_in_flight: int = 32, options=None):
         """Yield `sess.run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order, over one
         bidirectional Run call with at most `max_in_flight` runs outstanding. A failed run raises its
-        tf.errors class at its position and ends the stream."""
+        tf.errors class at its position and ends the stream.
+
+        A thread reads `feed_iter` and encodes each run; the sender takes every run already encoded
+        (up to STREAM_BATCH_RUNS) and sends the small ones as one batch message, so a run never waits
+        for feeds that `feed_iter` has not produced yet. Runs with large feeds go alone, in parts."""
         if self._closed:
             raise RuntimeError("Attempted to use a closed Session.")
         mapper = FetchMapper(self.graph, fetches)
         options = options or _DEFAULT_OPTIONS
         window = threading.Semaphore(max(1, max_in_flight))
+        ready = queue.SimpleQueue()  # encoded runs in order (bytes, or the frames of a large run); None ends
         failure: list[BaseException] = []
         finished = threading.Event()
 
-        def frames():
+        def encode_runs():
             try:
                 for feed_dict in feed_iter:
                     names, values = self._normalize_feeds(feed_dict)
@@ -233,21 +238,37 @@ class RemoteSession(BaseSession):
                         if finished.is_set():
                             return
                     if made.streamed or _any_large(feeds):
-                        yield from request_frames(self._request(made, request_id, options, False), feeds)
-                    else:  # one frame: the cached header (RunRequest shares fields 1-5) and the feeds
+                        ready.put(request_frames(self._request(made, request_id, options, False), feeds))
+                    else:  # the cached header (RunRequest shares fields 1-5) and the feeds
                         header = self._header(made, options, False)
-                        yield wire.encode_tensor_message(header + wire.varint_field(4, request_id), 3, feeds)
+                        ready.put(wire.encode_tensor_message(header + wire.varint_field(4, request_id), 3, feeds))
             except Exception as exc:  # handed to the consuming thread, which raises it in order
                 failure.append(exc)
+            finally:
+                ready.put(None)
 
+        def frames():
+            while not finished.is_set():
+                try:
+                    runs = [ready.get(timeout=0.1)]
+                except queue.Empty:
+                    continue
+                while runs[-1] is not None and len(runs) < STREAM_BATCH_RUNS and not ready.empty():
+                    runs.append(ready.get())
+                yield from _coalesced(run for run in runs if run is not None)
+                if runs[-1] is None:
+                    return
+
+        threading.Thread(target=encode_runs, name="graphexec-stream-feeds", daemon=True).start()
         call = self._connection.stream(frames())
         assembler = ResponseAssembler()
         try:
             for data in call:
-                done = assembler.feed(data)
-                if done is not None:
+                for answer in assembler.answers(data):
                     window.release()
-                    yield mapper.build([_result(f) for f in done[1]])
+                    if isinstance(answer, errors.OpError):
+                        raise answer
+                    yield mapper.build([_result(f) for f in answer[1]])
         except grpc.RpcError as exc:
             if not failure:
                 raise wire.error_from_status(exc.code(), exc.details() or "") from None
@@ -303,3 +324,24 @@ def _result(value):
     if value.nbytes < COPY_BELOW_BYTES:
         return value.copy()
     return value
+
+
+def _coalesced(runs):
+    """Run stream frames for encoded runs (bytes for a small run, an iterator of frames for a run
+    with large feeds): consecutive small runs share one batch message (RunRequest.batch)."""
+    small = []
+    for run in runs:
+        if isinstance(run, bytes):
+            small.append(run)
+            continue
+        yield from _batch_frames(small)
+        small = []
+        yield from run
+    yield from _batch_frames(small)
+
+
+def _batch_frames(small: list):
+    if len(small) == 1:  # a lone run goes as itself
+        yield small[0]
+    elif small:
+        yield b"".join(wire.message_field(8, run) for run in small)
