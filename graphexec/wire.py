@@ -205,6 +205,11 @@ def varint_field(number: int, value: int) -> bytes:
     return _varint(number << 3) + _varint(value)
 
 
+def message_field(number: int, data: bytes) -> bytes:
+    """A length-delimited field (an element of a repeated message field) holding serialized `data`."""
+    return _varint((number << 3) | 2) + _varint(len(data)) + data
+
+
 def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     result = shift = 0
     while True:
@@ -275,8 +280,7 @@ def decode_tensor_message(cls, data: bytes, field: int, raw_field: int = 0):
         if len(data) < WALK_THRESHOLD:
             message = cls.FromString(data)
             name = _field_name(cls, field)
-            tensors = [tensor_from_proto(t) if t.content or not _is_shell(t) else (t.dtype, tuple(t.shape))
-                       for t in getattr(message, name)]
+            tensors = tensors_from_protos(getattr(message, name))
             message.ClearField(name)
             raw = None
             if raw_field:
@@ -288,6 +292,11 @@ def decode_tensor_message(cls, data: bytes, field: int, raw_field: int = 0):
         raise
     except Exception as exc:  # protobuf's DecodeError and friends: the bytes are not this message
         raise DecodeError(f"malformed {cls.DESCRIPTOR.name}: {exc}") from None
+
+
+def tensors_from_protos(messages) -> list:
+    """Arrays viewing the contents of parsed Tensor messages; (dtype, shape) for content-less shells."""
+    return [tensor_from_proto(t) if t.content or not _is_shell(t) else (t.dtype, tuple(t.shape)) for t in messages]
 
 
 def _is_shell(t: pb.Tensor) -> bool:

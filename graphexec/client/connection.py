@@ -88,20 +88,36 @@ def request_frames(request: spb.RunRequest, feeds: list):
 
 
 class ResponseAssembler:
-    """Turns the response frames of the Run stream back into (response, fetches), one run at a time."""
+    """Turns the response frames of the Run stream back into the answers of runs, in order."""
 
     def __init__(self):
         self._parts: dict[int, tuple[np.ndarray, int]] = {}
 
     def feed(self, data: bytes):
-        """(response, fetches) when `data` completes a run; None for a part frame."""
+        """(response, fetches) when `data` completes a run; None for a part frame. Raises the run's
+        tf.errors class when it failed. (For a stream of single runs; see `answers` for batches.)"""
+        answers = self.answers(data)
+        if not answers:
+            return None
+        if isinstance(answers[0], errors.OpError):
+            raise answers[0]
+        return answers[0]
+
+    def answers(self, data: bytes) -> list:
+        """The runs `data` completes, in order: (response, fetches) for each, or the tf.errors
+        exception of a failed run (returned, not raised, so that the runs before it are delivered)."""
         response, fetches, raw = wire.decode_tensor_message(spb.RunResponse, data, 1, 15)
         if response.HasField("part"):
             self._accept(response.part, raw)
-            return None
+            return []
+        if response.batch:
+            return [self._answer(item, wire.tensors_from_protos(item.fetches)) for item in response.batch]
+        return [self._answer(response, fetches)]
+
+    def _answer(self, response, fetches):
         if response.status.code:
             self._parts.clear()
-            raise wire.error_from_status(response.status.code, response.status.message)
+            return wire.error_from_status(response.status.code, response.status.message)
         for index in response.parted_fetches:
             array, filled = self._parts.pop(index)
             if filled != array.nbytes:

@@ -160,13 +160,18 @@ class GraphExecServicer:
 
     # -- the Run stream -----------------------------------------------------------------------------------
     def run_stream(self, request_iterator, context):
-        """One response per run request, in order; a failed item carries its status in the body."""
+        """One answer per run, in order; a failed run carries its status in the body. A batch request
+        is answered by one batched response (runs with large fetches are answered alone, in order)."""
         parts: dict[int, _PartedTensor] = {}
         cancellation = Cancellation()  # one for the whole stream: cancelling it stops the current run
         context.add_callback(cancellation.cancel)
         for data in request_iterator:
             try:
                 request, feeds, raw = wire.decode_tensor_message(spb.RunRequest, data, 3, 15)
+                if request.batch:
+                    items = _batch_items(request, raw, feeds, parts)
+                    yield from self._run_batch(items, context, cancellation)
+                    continue
                 if request.HasField("part"):
                     _accept_part(parts, request.part, raw)
                     continue
@@ -175,16 +180,61 @@ class GraphExecServicer:
                     parts = {}
                 response, fetches = self._run_callable(request, feeds, context, cancellation, spb.RunResponse)
                 yield from _response_frames(response, fetches)
-            except errors.OpError as exc:
+            except Exception as exc:  # answered in the body (a bug is logged): the stream keeps serving
                 parts = {}
-                yield _status_frame(exc.error_code, exc.message)
-            except MemoryError:
-                parts = {}
-                yield _status_frame(errors.RESOURCE_EXHAUSTED, "out of memory")
-            except Exception as exc:  # a bug: answer this item cleanly and keep the stream serving
-                log.exception("internal error in the Run stream")
-                parts = {}
-                yield _status_frame(errors.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+                yield _status_frame(*_error_status(exc))
+
+    def _run_batch(self, items, context, cancellation):
+        """Run the items of a batch in order. Answers go out as one batch message, except that a run
+        whose fetches are above the chunk size is answered alone, in parts, between batch messages."""
+        answers = []
+        for item in items:
+            try:
+                response, fetches = self._run_callable(item, _batch_item_feeds(item), context, cancellation,
+                                                       spb.RunResponse)
+            except Exception as exc:  # this run's answer carries it; the runs after it still run
+                code, message = _error_status(exc)
+                answers.append(spb.RunResponse(status=spb.Status(code=code, message=message)).SerializeToString())
+                continue
+            if any(getattr(f, "nbytes", 0) > wire.CHUNK_BYTES for f in fetches):
+                if answers:
+                    yield _batch_frame(answers)
+                    answers = []
+                yield from _response_frames(response, fetches)
+            else:
+                answers.append(wire.encode_tensor_message(response, 1, fetches))
+        if answers:
+            yield _batch_frame(answers)
+
+
+def _batch_items(request, raw, feeds, parts) -> list:
+    """The runs of a batch request; the message must carry nothing else, and no parts may precede it."""
+    if parts or feeds or raw or len(request.ListFields()) > 1:
+        raise wire.DecodeError("a batch RunRequest carries only its items, and no parts precede it")
+    return request.batch
+
+
+def _batch_item_feeds(item) -> list:
+    """The feeds of one run of a batch, which must carry them all inline."""
+    if item.HasField("part") or item.parted_feeds or item.batch or item.part_data:
+        raise wire.DecodeError("a batch item is one run: no parts and no nested batch")
+    feeds = wire.tensors_from_protos(item.feeds)
+    _require_content(feeds)
+    return feeds
+
+
+def _batch_frame(answers: list) -> bytes:
+    return b"".join(wire.message_field(6, answer) for answer in answers)
+
+
+def _error_status(exc: BaseException) -> tuple[int, str]:
+    """(code, message) of a run's failure, as its answer carries it in the body."""
+    if isinstance(exc, errors.OpError):
+        return exc.error_code, exc.message
+    if isinstance(exc, MemoryError):
+        return errors.RESOURCE_EXHAUSTED, "out of memory"
+    log.exception("internal error in the Run stream")  # a bug: answer this run cleanly and keep serving
+    return errors.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _status_frame(code: int, message: str) -> bytes:

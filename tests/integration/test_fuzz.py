@@ -62,7 +62,9 @@ def _valid_requests(channel) -> dict[str, list[bytes]]:
         "CloseSession": [spb.CloseSessionRequest(session_handle="not-" + handle).SerializeToString()],
         "Reset": [spb.ResetRequest(containers=["fuzz"]).SerializeToString()],
         "Run": [wire.encode_tensor_message(run.SerializeToString(), 3, feeds),
-                wire.encode_tensor_message(part, 3, raw_field=15, raw=feeds[0].tobytes())],
+                wire.encode_tensor_message(part, 3, raw_field=15, raw=feeds[0].tobytes()),
+                b"".join(wire.message_field(8, wire.encode_tensor_message(run.SerializeToString(), 3, feeds))
+                         for _ in range(2))],  # a batch of two runs
     }
 
 

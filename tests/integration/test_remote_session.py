@@ -13,7 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import graphexec as tf
-from graphexec import errors
+from graphexec import errors, wire
+from graphexec.client.connection import ResponseAssembler
 from graphexec.client.remote import RemoteSession
 from graphexec.proto.v1 import service_pb2 as spb
 
@@ -202,6 +203,50 @@ def test_stream_yields_results_in_order_and_raises_in_place(embedded):
                     seen.append(result)
             assert len(seen) == 1 and seen[0][0] == 3.0
             assert sess.run(c["sum"], {a: [1.0], b: [1.0]})[0] == 2.0  # the session still works
+
+
+def test_stream_batches_small_runs_around_large_feeds_and_fetches(embedded):
+    with tf.Graph().as_default():
+        a = tf.placeholder(tf.float32, [None])
+        b = tf.placeholder(tf.float32, [None])
+        total = a + b
+        outer = tf.reshape(a, [-1, 1]) + tf.reshape(b, [1, -1])  # size unknown to the client
+        big = wire.CHUNK_BYTES // 4 + 10  # float32 elements above the chunk size: sent in parts
+        sizes = [3, 3, big, 3, big, 3, 1] * 3
+        feeds = [{a: np.full(n, i, np.float32), b: np.ones(n, np.float32)} for i, n in enumerate(sizes)]
+        with tf.Session(embedded) as sess:
+            for result, feed in zip(sess.stream(total, feeds, max_in_flight=4), feeds, strict=True):
+                np.testing.assert_array_equal(result, feed[a] + feed[b])
+            wide = [{a: np.full(n, i, np.float32), b: np.arange(n, dtype=np.float32)} for i, n in
+                    enumerate([2, 600, 2, 2, 600])]  # 600 x 600 fetches come back in parts, between batches
+            for result, feed in zip(sess.stream(outer, wide), wide, strict=True):
+                np.testing.assert_array_equal(result, feed[a][:, None] + feed[b][None, :])
+
+
+def test_a_batch_request_is_answered_in_order_with_large_fetches_in_parts(embedded):
+    with tf.Graph().as_default():
+        a = tf.placeholder(tf.float32, [None], name="a")
+        b = tf.placeholder(tf.float32, [None], name="b")
+        tf.add(a, b, name="c")
+        with tf.Session(embedded) as sess:
+            made = sess._callable(["a:0", "b:0"], ["c:0"], [])
+            header = spb.RunRequest(session_handle=sess._handle, callable_handle=made.handle).SerializeToString()
+            big = np.ones(wire.CHUNK_BYTES // 4 + 10, np.float32)  # inline in the batch; answered in parts
+            runs = [([1.0], [2.0]), ([1.0, 2.0], [1.0, 2.0, 3.0]), (big, big), ([3.0], [4.0])]  # the second fails
+            batch = b"".join(wire.message_field(8, wire.encode_tensor_message(
+                header, 3, [np.asarray(x, np.float32), np.asarray(y, np.float32)])) for x, y in runs)
+            envelope = spb.RunRequest(callable_handle=made.handle, batch=[spb.RunRequest()]).SerializeToString()
+            with grpc.insecure_channel(embedded.removeprefix("grpc://")) as channel:
+                run = channel.stream_stream("/graphexec.v1.GraphExecService/Run")
+                replies = list(run(iter([batch, envelope]), timeout=10))
+    assert len(spb.RunResponse.FromString(replies[0]).batch) == 2  # the runs before the large answer
+    assembler = ResponseAssembler()
+    answers = [answer for reply in replies for answer in assembler.answers(reply)]
+    assert len(answers) == 5
+    assert answers[0][1][0].tolist() == [3.0] and answers[3][1][0].tolist() == [7.0]
+    np.testing.assert_array_equal(answers[2][1][0], big + big)
+    assert isinstance(answers[1], errors.InvalidArgumentError)
+    assert isinstance(answers[4], errors.InvalidArgumentError)  # a batch with other fields set: a clean error
 
 
 def test_health_and_reflection_are_served(embedded):

@@ -136,8 +136,9 @@ class GraphExecServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Run(self, request_iterator, context):
-        """Streaming runs: each request runs a callable (after parts of its large feeds, if any); one
-        response per run, in order. The client bounds how many requests it has in flight.
+        """Streaming runs: each request runs a callable (after parts of its large feeds, if any), or a
+        batch of small runs; one answer per run, in order (a batch is answered by one batched response).
+        The client bounds how many runs it has in flight.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
