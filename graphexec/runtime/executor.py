@@ -79,10 +79,49 @@ def _bind_fused(step: Step):
     return run_fused
 
 
-class LoadedPlan:
-    """A plan bound to kernels for one backend (numpy or CuPy)."""
+def _donors(plan: Plan, feeds_owned: bool) -> dict[int, int]:
+    """step index -> operand position whose buffer the step may overwrite with its result.
 
-    def __init__(self, plan: Plan, xp=np):
+    A buffer qualifies when this step is its last use, the runtime owns it (an elementwise result, or a
+    feed when the caller hands its feeds over), and it has exactly the result's static type. Saves one
+    allocation per step: a 64 MiB `x * 2` writes into the received feed instead of a new array.
+    """
+    occupant: dict[int, tuple] = {e.slot: (e.type, feeds_owned) for e in plan.feeds}
+    donors = {}
+    for index, step in enumerate(plan.steps):
+        definition = registry.REGISTRY.get(step.op)
+        out = step.output_types[0] if len(step.output_types) == 1 else None
+        if (definition is not None and definition.ufunc and out is not None and out.shape is not None
+                and None not in out.shape):
+            for position, slot in enumerate(step.inputs):
+                kind, owned = occupant.get(slot, (None, False))
+                if owned and kind == out and slot in step.free:
+                    donors[index] = position
+                    break
+        produces_fresh = step.op == "Fused" or (definition is not None and definition.elementwise)
+        for slot, kind in zip(step.outputs, step.output_types):
+            occupant[slot] = (kind, produces_fresh)
+    return donors
+
+
+def _in_place(kernel, ufunc_name: str, position: int):
+    def run(ctx, *args):
+        buffer = args[position]
+        if isinstance(buffer, ctx.xp.ndarray) and (ctx.xp is not np or buffer.flags.writeable):
+            return getattr(ctx.xp, ufunc_name)(*args, out=buffer)
+        return kernel(ctx, *args)
+
+    return run
+
+
+class LoadedPlan:
+    """A plan bound to kernels for one backend (numpy or CuPy).
+
+    `feeds_owned=True` says the caller hands its feed arrays over (a server decoding them from the
+    wire): steps may then overwrite a feed buffer after its last use. A user's arrays are never owned.
+    """
+
+    def __init__(self, plan: Plan, xp=np, feeds_owned: bool = False):
         self.plan = plan
         self.xp = xp
         self.template = [None] * plan.num_slots
@@ -90,7 +129,14 @@ class LoadedPlan:
             self.template[slot] = value if xp is np else xp.asarray(value)
         self.feed_slots = tuple(e.slot for e in plan.feeds)
         self.fetch_slots = tuple(e.slot for e in plan.fetches)
-        self.steps = tuple((_bind(s), s.inputs, s.outputs, s.free, len(s.outputs) == 1, s) for s in plan.steps)
+        donors = _donors(plan, feeds_owned)
+        bound = []
+        for index, s in enumerate(plan.steps):
+            fn = _bind(s)
+            if index in donors:
+                fn = _in_place(fn, registry.get(s.op).ufunc, donors[index])
+            bound.append((fn, s.inputs, s.outputs, s.free, len(s.outputs) == 1, s))
+        self.steps = tuple(bound)
 
     def run(self, ctx, feed_values, stats: list | None = None) -> list:
         slots = self.template.copy()

@@ -181,7 +181,8 @@ class WorkerCore:
         return entry
 
     def _load(self, plan: Plan, device_type: str) -> LoadedPlan:
-        loaded = LoadedPlan(plan, self.xp if device_type == placement.GPU else np)
+        # Feeds reach a worker decoded from the wire: they are the runtime's to overwrite.
+        loaded = LoadedPlan(plan, self.xp if device_type == placement.GPU else np, feeds_owned=True)
         if loaded.xp is not np:
             placed = placement.place(plan, self.device_types)
             if placed.mixed:

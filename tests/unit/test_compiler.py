@@ -160,3 +160,23 @@ def test_pruned_branch_never_executes():
     assert executed == {"cheap"}
     assert expensive.op.name not in metadata.executed_nodes
     assert all(s.duration_micros >= 0 for s in metadata.step_stats.node_stats)
+
+
+def test_owned_feed_buffers_are_reused_but_user_arrays_never_are():
+    from graphexec.runtime.context import ExecContext
+    from graphexec.runtime.executor import LoadedPlan
+
+    x = tf.placeholder(tf.float32, [4], name="x")
+    y = x * 2.0
+    plan = build_plan(optimized([y], [x]), "d" * 64)
+    user = np.arange(4, dtype=np.float32)
+    out = LoadedPlan(plan).run(ExecContext(), [user])[0]
+    np.testing.assert_array_equal(user, np.arange(4, dtype=np.float32))  # a user's array is left alone
+    owned = np.arange(4, dtype=np.float32)
+    donated = LoadedPlan(plan, feeds_owned=True).run(ExecContext(), [owned])[0]
+    assert donated is owned and out is not user
+    np.testing.assert_array_equal(donated, np.arange(4, dtype=np.float32) * 2)
+    read_only = np.arange(4, dtype=np.float32)
+    read_only.setflags(write=False)  # e.g. np.frombuffer over received bytes: computed afresh
+    fresh = LoadedPlan(plan, feeds_owned=True).run(ExecContext(), [read_only])[0]
+    assert fresh is not read_only and fresh.flags.writeable
