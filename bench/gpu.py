@@ -94,7 +94,12 @@ def main(argv=None) -> int:
             table[device] = measure(target, args.steps)
         finally:
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        print(f"{device}: " + ", ".join(f"{k} {v:,.1f}" for k, v in table[device].items()), flush=True)
     print(f"| workload | cpu | gpu | gpu/cpu |   ({os.uname().nodename}, {time.strftime('%Y-%m-%d')})")
     print("| --- | --- | --- | --- |")
     for name in table["cpu"]:
