@@ -200,6 +200,28 @@ def encode_tensor_message(message, field: int, arrays=(), shells=None, raw_field
     return b"".join(pieces)
 
 
+
+def parted_frames(message, field: int, tensors, part_message, parted: list):
+    """The frames of a stream message whose tensors above CHUNK_BYTES travel ahead as parts.
+
+    Yields each big tensor's parts (`part_message(TensorPart)` wraps one in the stream's message type),
+    then `message` itself with content-less shells in their place; `parted` (the message's list of
+    parted indices) is filled in as it goes. A message with no big tensor is one frame.
+    """
+    shells = {}
+    for index, value in enumerate(tensors):
+        if getattr(value, "nbytes", 0) <= CHUNK_BYTES:
+            continue
+        value = little_endian(value)
+        dtype_value = numpy_dtype_enum(value.dtype)
+        flat = value.reshape(-1).view(np.uint8)
+        for offset in range(0, flat.size, CHUNK_BYTES):
+            part = part_message(spb.TensorPart(index=index, offset=offset, dtype=dtype_value, shape=value.shape))
+            yield encode_tensor_message(part, field, raw_field=15, raw=memoryview(flat[offset:offset + CHUNK_BYTES]))
+        shells[index] = (dtype_value, value.shape)
+        parted.append(index)
+    yield encode_tensor_message(message, field, tensors, shells=shells)
+
 def varint_field(number: int, value: int) -> bytes:
     """A varint field, to append to a serialized message (protobuf merges it in)."""
     return _varint(number << 3) + _varint(value)

@@ -71,20 +71,7 @@ class Connection:
 # -- frames of the Run stream ----------------------------------------------------------------------
 def request_frames(request: spb.RunRequest, feeds: list):
     """Parts of the feeds above the chunk size, then the request with content-less shells for them."""
-    shells = {}
-    for index, value in enumerate(feeds):
-        if value.nbytes > wire.CHUNK_BYTES:
-            value = wire.little_endian(value)
-            dtype_value = wire.numpy_dtype_enum(value.dtype)
-            flat = value.reshape(-1).view(np.uint8)
-            for offset in range(0, flat.size, wire.CHUNK_BYTES):
-                part = spb.RunRequest(part=spb.TensorPart(index=index, offset=offset, dtype=dtype_value,
-                                                                   shape=value.shape))
-                yield wire.encode_tensor_message(part, 3, raw_field=15,
-                                                 raw=memoryview(flat[offset:offset + wire.CHUNK_BYTES]))
-            shells[index] = (dtype_value, value.shape)
-            request.parted_feeds.append(index)
-    yield wire.encode_tensor_message(request, 3, feeds, shells=shells)
+    return wire.parted_frames(request, 3, feeds, lambda part: spb.RunRequest(part=part), request.parted_feeds)
 
 
 class ResponseAssembler:

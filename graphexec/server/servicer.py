@@ -321,23 +321,7 @@ def _with_parts(feeds: list, parted, parts: dict) -> list:
 
 def _response_frames(response, fetches):
     """Parts of the large fetches, then the response itself (with content-less shells for them)."""
-    if all(getattr(value, "nbytes", wire.CHUNK_BYTES + 1) <= wire.CHUNK_BYTES for value in fetches):  # one frame
-        yield wire.encode_tensor_message(response, 1, fetches)
-        return
-    shells = {}
-    for index, value in enumerate(fetches):
-        value = wire.little_endian(value)
-        if value.nbytes > wire.CHUNK_BYTES:
-            dtype_value = wire.numpy_dtype_enum(value.dtype)
-            flat = value.reshape(-1).view(np.uint8)
-            for offset in range(0, flat.size, wire.CHUNK_BYTES):
-                part = spb.RunResponse(part=spb.TensorPart(index=index, offset=offset, dtype=dtype_value,
-                                                                    shape=value.shape))
-                yield wire.encode_tensor_message(part, 1, raw_field=15,
-                                                 raw=memoryview(flat[offset:offset + wire.CHUNK_BYTES]))
-            shells[index] = (dtype_value, value.shape)
-            response.parted_fetches.append(index)
-    yield wire.encode_tensor_message(response, 1, fetches, shells=shells)
+    return wire.parted_frames(response, 1, fetches, lambda part: spb.RunResponse(part=part), response.parted_fetches)
 
 
 def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: int = 32):
