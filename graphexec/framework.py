@@ -458,11 +458,11 @@ def apply_op(op_type: str, inputs=(), attrs=None, name=None, graph=None) -> Oper
         out = [Aval(t, s) for t, s in zip(types, shapes)]
     else:
         out = [Aval(types, shapes)]
-    out = _with_known_values(definition, avals, attrs, out)
+    out = with_known_values(definition, avals, attrs, out)
     return graph.create_op(op_type, inputs, attrs, op_name, out, user_source())
 
 
-def _with_known_values(definition, avals, attrs, out):
+def with_known_values(definition, avals, attrs, out):
     """Attach build-time values to small pure results so value-dependent shape rules can use them."""
     value = None
     if definition.const_value is not None:

@@ -28,7 +28,7 @@ from graphexec import dtypes, errors, ir
 from graphexec.compiler.plan import Endpoint, Plan, Step
 from graphexec.config import RunMetadata
 from graphexec.digest import ShapeAttr
-from graphexec.framework import _with_known_values, merge_shapes
+from graphexec.framework import with_known_values, merge_shapes
 from graphexec.ops import registry
 from graphexec.proto.v1 import graph_pb2 as pb
 from graphexec.proto.v1 import service_pb2 as spb
@@ -526,7 +526,7 @@ def _infer_outputs(definition, args, attrs, msg) -> list[registry.Aval]:
             out = [registry.Aval(t, s) for t, s in zip(types, shapes)]
         else:
             out = [registry.Aval(types, shapes)]
-        out = _with_known_values(definition, args, attrs, out)
+        out = with_known_values(definition, args, attrs, out)
     except Exception as exc:  # rules assume well-formed attrs; from the wire they may be anything
         raise DecodeError(f"{_where(msg)}: {type(exc).__name__}: {exc}") from None
     for aval in out:
