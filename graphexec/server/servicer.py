@@ -24,7 +24,10 @@ from graphexec.server.worker_service import remaining_seconds
 
 SERVICE = "graphexec.v1.GraphExecService"
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
-                ("grpc.so_reuseport", 0)]
+                ("grpc.so_reuseport", 0),
+                # Clients reconnect (and re-resolve dns:/// targets) every 10 minutes, so replicas that an
+                # autoscaler adds get traffic. No grace limit: calls in flight, long streams included, finish.
+                ("grpc.max_connection_age_ms", 10 * 60 * 1000)]
 MAX_UNARY_FETCH_BYTES = (2 << 30) - (16 << 20)  # what fits one message; bigger fetches need the Run stream
 MAX_PARTED_TENSOR_BYTES = 1 << 40
 _PLAN_SOURCES = {plan_cache.COMPILED: spb.PLAN_SOURCE_COMPILED, plan_cache.MEMORY: spb.PLAN_SOURCE_MEMORY,
