@@ -1,8 +1,10 @@
 """The Store interface on Redis, shared by server replicas and workers.
 
 Keys (prefix `graphexec:`):
-  blob:{kind}:{key}            immutable bytes: graph segments ("segment") and plans ("plan")
-  session:{handle}             session record (JSON)
+  blob:{kind}:{key}            immutable bytes: graph segments ("segment") and plans ("plan"); expire
+                               after BLOB_TTL_S unread (a client re-sends a graph the server lost)
+  session:{handle}             session record (JSON); expires after SESSION_TTL_S unused, so sessions
+                               of clients that died without closing do not pile up
   vars:{container}             hash: variable name -> serialized Tensor
   version:{container}          integer bumped by every commit
   applied:{container}:{id}     result of an applied request id, with a TTL; set in the same
@@ -34,6 +36,8 @@ PREFIX = "graphexec:"
 SOCKET_TIMEOUT_S = 1.5
 LOCK_POLL_S = (0.001, 0.02)  # first and longest wait between tries for a held lock
 LOCK_TTL_MS = 3000
+SESSION_TTL_S = 7 * 24 * 3600  # idle time after which a session record is dropped (variables stay)
+BLOB_TTL_S = 30 * 24 * 3600  # idle time after which a graph segment or plan is dropped (rebuilt on demand)
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
           "else return 0 end")
@@ -74,19 +78,19 @@ class RedisStore(Store):
     # -- blobs and sessions ---------------------------------------------------------------------
     @_guarded
     def get_blob(self, kind, key):
-        return self.client.get(f"{PREFIX}blob:{kind}:{key}")
+        return self.client.getex(f"{PREFIX}blob:{kind}:{key}", ex=BLOB_TTL_S)  # reading keeps it alive
 
     @_guarded
     def put_blob(self, kind, key, data):
-        self.client.set(f"{PREFIX}blob:{kind}:{key}", data)
+        self.client.set(f"{PREFIX}blob:{kind}:{key}", data, ex=BLOB_TTL_S)
 
     @_guarded
     def get_session(self, handle):
-        return self.client.get(f"{PREFIX}session:{handle}")
+        return self.client.getex(f"{PREFIX}session:{handle}", ex=SESSION_TTL_S)
 
     @_guarded
     def put_session(self, handle, record):
-        self.client.set(f"{PREFIX}session:{handle}", record)
+        self.client.set(f"{PREFIX}session:{handle}", record, ex=SESSION_TTL_S)
 
     @_guarded
     def delete_session(self, handle):

@@ -78,3 +78,23 @@ def test_redis_stopped_then_restarted_loses_no_acknowledged_step(processes, tmp_
         assert sess.run(step) == 3
         sess.run(train, feed)
         assert sess.run(step) == 4
+
+
+def test_session_records_and_blobs_expire_when_unused_but_variables_never(redis_server):
+    import redis
+
+    from graphexec.server import redis_store
+
+    store = redis_store.RedisStore(redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        store.put_blob("plan", "k", b"plan bytes")
+        store.put_session("h", b"{}")
+        store.commit("c", 0, {"w": np.ones(2, np.float32)}, 0, b"")
+        client.expire(f"{redis_store.PREFIX}blob:plan:k", 5)
+        assert store.get_blob("plan", "k") == b"plan bytes"
+        assert client.ttl(f"{redis_store.PREFIX}blob:plan:k") > redis_store.BLOB_TTL_S - 60  # refreshed
+        assert 0 < client.ttl(f"{redis_store.PREFIX}session:h") <= redis_store.SESSION_TTL_S
+        assert client.ttl(f"{redis_store.PREFIX}vars:c") == -1  # no expiry on variables
+    finally:
+        store.close()
