@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from graphexec import dtypes, errors, ir
+from graphexec import errors, ir
 from graphexec.digest import NodeDigester
 from graphexec.ops import registry
 from graphexec.ops.registry import Aval, ShapeError

@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from graphexec import errors, ir
+from graphexec import ir
 from graphexec.compiler.pipeline import compile_program
-from graphexec.config import RunMetadata, RunOptions
+from graphexec.config import RunOptions
 from graphexec.fetches import FetchMapper
 from graphexec.framework import Graph, Operation, Tensor, get_default_graph
 from graphexec.runtime.context import ExecContext

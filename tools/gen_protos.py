@@ -7,7 +7,6 @@ Usage: python tools/gen_protos.py [--out DIR]   (default: graphexec/proto/v1)
 import argparse
 import pathlib
 import re
-import shutil
 import sys
 import tempfile
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec import dtypes
-from graphexec.dtypes import FLOATING, INTEGER, NUMERIC
+from graphexec.dtypes import FLOATING, NUMERIC
 from graphexec.framework import apply_op
 from graphexec.ops import rules
 from graphexec.ops.convert import convert_pair, convert_to_tensor

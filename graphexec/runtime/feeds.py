@@ -7,24 +7,26 @@ from graphexec import errors, ir
 
 
 def convert_feed(value, expected: ir.TensorType, tensor_name: str) -> np.ndarray:
-    """The fed value as an array of the expected dtype; a wrong dtype or shape names both."""
-    target = expected.dtype.np
+    """The fed value as an array of the expected dtype (Python values convert like TF); a wrong dtype
+    or shape names both."""
     array = value if isinstance(value, np.ndarray) else np.asarray(value)
-    if array.dtype != target:
-        if not _convertible(array, value, target):
-            raise errors.InvalidArgumentError(
-                None, tensor_name,
-                f"Cannot feed a value of dtype {array.dtype.name} and shape {list(array.shape)} to tensor "
-                f"'{tensor_name}', which has dtype {expected.dtype.name} and shape {ir.format_shape(expected.shape)}")
-        array = array.astype(target)
-    shape = expected.shape
-    if shape is not None and (len(shape) != array.ndim or any(d is not None and d != a
-                                                              for d, a in zip(shape, array.shape))):
-        raise errors.InvalidArgumentError(
-            None, tensor_name,
-            f"Cannot feed value of shape {list(array.shape)} for Tensor '{tensor_name}', which has shape "
-            f"{ir.format_shape(expected.shape)}")
+    if array.dtype != expected.dtype.np and _convertible(array, value, expected.dtype.np):
+        array = array.astype(expected.dtype.np)
+    check_feed(array, expected, tensor_name)
     return array
+
+
+def check_feed(array: np.ndarray, expected: ir.TensorType, tensor_name: str) -> None:
+    """An array fed as is (e.g. decoded from the wire) must have exactly the expected dtype and a
+    compatible shape."""
+    shape = expected.shape
+    if array.dtype == expected.dtype.np and (shape is None or (
+            len(shape) == array.ndim and all(d is None or d == a for d, a in zip(shape, array.shape)))):
+        return
+    raise errors.InvalidArgumentError(
+        None, tensor_name,
+        f"Cannot feed a value of dtype {array.dtype.name} and shape {list(array.shape)} to tensor "
+        f"'{tensor_name}', which has dtype {expected.dtype.name} and shape {ir.format_shape(shape)}")
 
 
 def _convertible(array: np.ndarray, original, target: np.dtype) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from graphexec import digest, errors, ir
 from graphexec.compiler.pipeline import compile_program
+from graphexec.runtime.feeds import check_feed
 from graphexec.server import plans as plan_cache
 from graphexec.server.graphs import GraphLibrary
 from graphexec.server.placement import Placement
@@ -158,13 +159,5 @@ def _check_feeds(cached: CachedPlan, feeds: list) -> None:
         raise errors.InvalidArgumentError(None, None, f"the callable takes {len(endpoints)} feeds "
                                                       f"({', '.join(e.tensor for e in endpoints)}), got {len(feeds)}")
     for endpoint, value in zip(endpoints, feeds):
-        expected = endpoint.type
-        shape = expected.shape
-        if value.shape == shape and value.dtype == expected.dtype.np:
-            continue  # the common case: a fully known shape, matched exactly
-        if value.dtype != expected.dtype.np or shape is not None and (
-                len(shape) != value.ndim or any(d is not None and d != v for d, v in zip(shape, value.shape))):
-            raise errors.InvalidArgumentError(
-                None, endpoint.tensor, f"Cannot feed a value of dtype {value.dtype.name} and shape "
-                                       f"{list(value.shape)} to tensor '{endpoint.tensor}', which has dtype "
-                                       f"{expected.dtype.name} and shape {ir.format_shape(shape)}")
+        if value.shape != endpoint.type.shape or value.dtype != endpoint.type.dtype.np:  # else: exact match
+            check_feed(value, endpoint.type, endpoint.tensor)
