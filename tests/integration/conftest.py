@@ -151,3 +151,24 @@ def wait_for_workers():
         raise AssertionError(f"{target} did not see {count} workers within {timeout_s} s")
 
     return wait
+
+
+def deadline_model():
+    """(graph, x, counter, long_update, quick_update, value): `long_update` bumps `counter` after 300
+    512x512 matmuls (far past a 50 ms deadline); `quick_update` bumps the same counter at once."""
+    import numpy as np
+
+    import graphexec as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [512, 512])
+        counter = tf.Variable(0, name="deadline_counter")
+        y = x
+        for _ in range(300):
+            y = tf.tanh(tf.matmul(y, x))
+        with tf.control_dependencies([y]):
+            long_update = counter.assign_add(1)
+        quick_update = counter.assign_add(1)
+    value = np.random.default_rng(0).normal(size=(512, 512)).astype(np.float32) * 0.05
+    return graph, x, counter, long_update, quick_update, value

@@ -9,6 +9,8 @@ import pytest
 import graphexec as tf
 from graphexec import errors, wire
 
+from conftest import deadline_model  # tests/integration is on sys.path (rootdir-relative conftest)
+
 pytestmark = pytest.mark.timeout(240)
 
 
@@ -37,23 +39,14 @@ def test_tensors_just_above_the_chunk_size_go_in_parts_both_ways(embedded):
 
 
 def test_a_50ms_deadline_stops_a_long_run_and_frees_the_worker(embedded):
-    with tf.Graph().as_default():
-        x = tf.placeholder(tf.float32, [512, 512])
-        counter = tf.Variable(0, name="deadline_counter")
-        y = x
-        for _ in range(300):
-            y = tf.tanh(tf.matmul(y, x))
-        with tf.control_dependencies([y]):
-            long_update = counter.assign_add(1)
-        quick_update = counter.assign_add(1)
-        value = np.random.default_rng(0).normal(size=(512, 512)).astype(np.float32) * 0.05
-        with tf.Session(embedded, config=tf.ConfigProto(container="deadline")) as sess:
-            sess.run(counter.initializer)
-            started = time.monotonic()
-            with pytest.raises(errors.DeadlineExceededError):
-                sess.run(long_update, {x: value}, options=tf.RunOptions(timeout_in_ms=50))
-            assert time.monotonic() - started < 1.0
-            started = time.monotonic()
-            # An update of the same container waits for the container's lock: it is free at once.
-            assert sess.run(quick_update) == 1  # and the stopped run applied nothing
-            assert time.monotonic() - started < 1.0
+    graph, x, counter, long_update, quick_update, value = deadline_model()
+    with tf.Session(embedded, graph=graph, config=tf.ConfigProto(container="deadline")) as sess:
+        sess.run(counter.initializer)
+        started = time.monotonic()
+        with pytest.raises(errors.DeadlineExceededError):
+            sess.run(long_update, {x: value}, options=tf.RunOptions(timeout_in_ms=50))
+        assert time.monotonic() - started < 1.0
+        started = time.monotonic()
+        # An update of the same container waits for the container's lock: it is free at once.
+        assert sess.run(quick_update) == 1  # and the stopped run applied nothing
+        assert time.monotonic() - started < 1.0

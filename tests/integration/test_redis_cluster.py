@@ -14,6 +14,8 @@ from graphexec import errors
 from graphexec.client.remote import RemoteSession
 from graphexec.client.retry import NO_RETRY
 
+from conftest import deadline_model  # tests/integration is on sys.path (rootdir-relative conftest)
+
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -211,17 +213,7 @@ def test_concurrent_updates_through_both_replicas_are_serialized(cluster):
 
 
 def test_the_deadline_travels_to_the_worker(cluster):
-    graph = tf.Graph()
-    with graph.as_default():
-        x = tf.placeholder(tf.float32, [512, 512])
-        counter = tf.Variable(0, name="deadline_counter")
-        y = x
-        for _ in range(300):
-            y = tf.tanh(tf.matmul(y, x))
-        with tf.control_dependencies([y]):
-            long_update = counter.assign_add(1)
-        quick_update = counter.assign_add(1)
-    value = np.random.default_rng(0).normal(size=(512, 512)).astype(np.float32) * 0.05
+    graph, x, counter, long_update, quick_update, value = deadline_model()
     with tf.Session(cluster.a, graph=graph, config=tf.ConfigProto(container="deadline")) as sess:
         sess.run(counter.initializer)
         with pytest.raises(errors.DeadlineExceededError):
