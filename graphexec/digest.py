@@ -92,27 +92,16 @@ def graph_digest(nodes, seed=None) -> str:
 
 
 class NodeDigester:
-    """Keeps the chain state of a growing node list so each digest costs only the new nodes."""
+    """The chain state of a growing node list: each node is hashed once, as it is added."""
 
     def __init__(self):
-        self._count = 0
         self._state = CHAIN_START
-        self.prefixes: dict[int, bytes] = {0: CHAIN_START}
 
     def add(self, node) -> None:
         """Extend the chain by one node (graphs call this as each op is created)."""
         self._state = hashlib.sha256(self._state + node_bytes(node)).digest()
-        self._count += 1
 
     def digest(self, seed) -> str:
-        return finish(self._state, seed)
-
-    def extend(self, nodes, seed) -> str:
-        if len(nodes) < self._count:
-            raise ValueError("a graph only grows")
-        if len(nodes) > self._count:
-            self._state = chain(self._state, nodes[self._count:])
-            self._count = len(nodes)
         return finish(self._state, seed)
 
     def chain_state(self) -> bytes:
