@@ -16,7 +16,7 @@ from graphexec import ir
 from graphexec.compiler.pipeline import compile_program
 from graphexec.config import RunOptions
 from graphexec.fetches import FetchMapper
-from graphexec.framework import Graph, Operation, Tensor, get_default_graph
+from graphexec.framework import Graph, Tensor, get_default_graph
 from graphexec.runtime.context import ExecContext
 from graphexec.runtime.executor import LoadedPlan
 from graphexec.runtime.feeds import convert_feed
@@ -114,7 +114,7 @@ def _first(item):
 
 
 class InProcessRunner:
-    """Compiles and runs plans against one variable store; shared by Session and the worker."""
+    """Compiles and runs plans against one variable store (in-process sessions; GPU tests use it with CuPy)."""
 
     def __init__(self, xp=np, device="/cpu:0"):
         self.xp = xp
@@ -245,4 +245,4 @@ def default_session_for(graph, session=None):
     return session
 
 
-__all__ = ["Session", "InteractiveSession", "get_default_session", "Operation"]
+__all__ = ["Session", "InteractiveSession", "get_default_session"]
