@@ -15,31 +15,12 @@ import sys
 import numpy as np
 
 from graphexec.dtypes import DType
+from graphexec.ir import ShapeAttr
 
 CHAIN_START = hashlib.sha256(b"graphexec-graph-v1").digest()
 # One encoder for every node: json.dumps with options builds a new encoder per call (same output).
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 _DTYPE_NAMES: dict = {}  # np.dtype -> name (numpy computes .name in Python on every access)
-
-
-class ShapeAttr(tuple):
-    """A shape-valued attribute (dims may be None); a distinct type so it round-trips as a shape."""
-
-    unknown_rank = False
-
-    def __new__(cls, dims):
-        if dims is None:
-            obj = super().__new__(cls, ())
-            obj.unknown_rank = True
-            return obj
-        return super().__new__(cls, (None if d is None else int(d) for d in dims))
-
-    @property
-    def dims(self):
-        return None if self.unknown_rank else tuple(self)
-
-    def __repr__(self):
-        return "ShapeAttr(None)" if self.unknown_rank else f"ShapeAttr({list(self)})"
 
 
 def canonical_attr(value):

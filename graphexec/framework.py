@@ -18,7 +18,6 @@ from graphexec.ops import registry
 from graphexec.ops.registry import Aval, ShapeError
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_FOLD_LIMIT = 1024  # elements: build-time values beyond this are not kept (they only serve shape rules)
 
 
 _inside_package: dict[str, bool] = {}
@@ -446,54 +445,14 @@ def apply_op(op_type: str, inputs=(), attrs=None, name=None, graph=None) -> Oper
     op_name = name[:-1] if name and name.endswith("/") else graph.unique_name(name or op_type)
     avals = [t.aval for t in inputs]
     try:
-        shapes = definition.shape(avals, attrs)
-        types = definition.dtype(avals, attrs)
+        out = registry.infer(definition, avals, attrs)
     except ShapeError as exc:
         source = user_source()
         raise errors.InvalidArgumentError(
             None, None,
             f"{op_type} '{op_name}' (created at {source}): {exc}. Inputs: {_describe_inputs(inputs) or 'none'}."
         ) from None
-    if isinstance(types, list):
-        out = [Aval(t, s) for t, s in zip(types, shapes)]
-    else:
-        out = [Aval(types, shapes)]
-    out = with_known_values(definition, avals, attrs, out)
     return graph.create_op(op_type, inputs, attrs, op_name, out, user_source())
-
-
-def with_known_values(definition, avals, attrs, out):
-    """Attach build-time values to small pure results so value-dependent shape rules can use them."""
-    value = None
-    if definition.const_value is not None:
-        value = definition.const_value(avals, attrs)
-    elif avals and not definition.stateful and all(a.value is not None for a in avals):
-        sizes = [ir_size(a.shape) for a in out]
-        if all(s is not None and s <= _FOLD_LIMIT for s in sizes):
-            from graphexec.runtime.context import build_time_context
-
-            try:
-                with np.errstate(all="ignore"):  # as at run time: nan/inf results are values, not warnings
-                    value = definition.kernel(build_time_context(), *[a.value for a in avals], **_kernel_attrs(attrs))
-            except (ValueError, TypeError, IndexError, ArithmeticError, FloatingPointError):
-                value = None  # the error surfaces at run time with the op's name
-    if value is None:
-        return out
-    values = value if isinstance(value, (list, tuple)) else [value]
-    return [Aval(a.dtype, a.shape, np.asarray(v, dtype=a.dtype.np)) for a, v in zip(out, values)]
-
-
-def _kernel_attrs(attrs):
-    return {k: v for k, v in attrs.items() if not k.startswith("_")}
-
-
-def ir_size(shape):
-    if shape is None or None in shape:
-        return None
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def name_scope(name, default_name=None, values=None):

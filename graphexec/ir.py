@@ -17,6 +17,26 @@ from graphexec.dtypes import DType
 Shape = tuple | None
 
 
+class ShapeAttr(tuple):
+    """A shape-valued attribute (dims may be None); a distinct type so it round-trips as a shape."""
+
+    unknown_rank = False
+
+    def __new__(cls, dims):
+        if dims is None:
+            obj = super().__new__(cls, ())
+            obj.unknown_rank = True
+            return obj
+        return super().__new__(cls, (None if d is None else int(d) for d in dims))
+
+    @property
+    def dims(self):
+        return None if self.unknown_rank else tuple(self)
+
+    def __repr__(self):
+        return "ShapeAttr(None)" if self.unknown_rank else f"ShapeAttr({list(self)})"
+
+
 @dataclass(frozen=True, slots=True)
 class TensorType:
     """Static type of one output: dtype plus a possibly partial shape."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from graphexec import dtypes
-from graphexec.digest import ShapeAttr
+from graphexec.ir import ShapeAttr
 from graphexec.framework import Tensor, apply_op, get_default_graph
 
 

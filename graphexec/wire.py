@@ -27,8 +27,8 @@ import graphexec.ops
 from graphexec import dtypes, errors, ir
 from graphexec.compiler.plan import Endpoint, Plan, Step
 from graphexec.config import RunMetadata
-from graphexec.digest import ShapeAttr
-from graphexec.framework import with_known_values, merge_shapes
+from graphexec.ir import ShapeAttr
+from graphexec.framework import merge_shapes
 from graphexec.ops import registry
 from graphexec.proto.v1 import graph_pb2 as pb
 from graphexec.proto.v1 import service_pb2 as spb
@@ -42,7 +42,6 @@ WALK_THRESHOLD = 32 << 10
 # parts pipeline the copies on both sides (a 64 MiB round trip took half the time in 4 MiB parts
 # than as one message on a 2-core machine, and 1 MiB parts were another ~13% faster than 4 MiB).
 CHUNK_BYTES = 1 << 20
-COMPILER_ONLY_OPS = frozenset({"Feed", "Fused"})
 
 
 class DecodeError(errors.InvalidArgumentError):
@@ -496,7 +495,7 @@ def node_from_proto(msg: pb.NodeDef, known: GraphTypes) -> ir.Node:
     if not name or name in output_counts:
         raise DecodeError(f"{_where(msg)}: node names must be unique and non-empty")
     definition = registry.REGISTRY.get(op)
-    if definition is None or op in COMPILER_ONLY_OPS:
+    if definition is None or definition.compiler_only:
         raise DecodeError(f"{_where(msg)}: unknown op '{op}'")
     args = []
     for tensor in inputs:
@@ -520,14 +519,10 @@ def node_from_proto(msg: pb.NodeDef, known: GraphTypes) -> ir.Node:
 def _infer_outputs(definition, args, attrs, msg) -> list[registry.Aval]:
     """The op's rules, as graph building runs them; any failure is the sender's malformed node."""
     try:
-        shapes = definition.shape(args, attrs)
-        types = definition.dtype(args, attrs)
-        if isinstance(types, list):
-            out = [registry.Aval(t, s) for t, s in zip(types, shapes)]
-        else:
-            out = [registry.Aval(types, shapes)]
-        out = with_known_values(definition, args, attrs, out)
-    except Exception as exc:  # rules assume well-formed attrs; from the wire they may be anything
+        out = registry.infer(definition, args, attrs)
+    except registry.ShapeError as exc:  # a wrong attr, arity, shape or dtype: names the attr or the rule
+        raise DecodeError(f"{_where(msg)}: {exc}") from None
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:  # values no builder makes
         raise DecodeError(f"{_where(msg)}: {type(exc).__name__}: {exc}") from None
     for aval in out:
         shape = aval.shape

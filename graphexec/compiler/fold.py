@@ -7,7 +7,6 @@ import numpy as np
 from graphexec import ir
 from graphexec.compiler.util import const_node
 from graphexec.ops import registry
-from graphexec.runtime.context import build_time_context
 
 FOLD_LIMIT_BYTES = 1 << 20
 NEVER_FOLD = frozenset({"Feed", "Placeholder", "Const", "NoOp"})
@@ -47,11 +46,9 @@ def _try_fold(node: ir.Node, values) -> np.ndarray | None:
     size = None if expected.shape is None or None in expected.shape else int(np.prod(expected.shape, dtype=np.int64))
     if size is None or size * expected.dtype.size > FOLD_LIMIT_BYTES:
         return None
-    attrs = {k: v for k, v in node.attrs.items() if not k.startswith("_")}
-    try:
-        with np.errstate(all="ignore"):
-            result = np.asarray(definition.kernel(build_time_context(), *args, **attrs), dtype=expected.dtype.np)
-    except (ValueError, TypeError, IndexError, ArithmeticError):
+    value = registry.evaluate(definition, args, node.attrs)
+    if value is None:
         return None  # leave it: the run reports the error against the node
+    result = np.asarray(value, dtype=expected.dtype.np)
     result.setflags(write=False)
     return result

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec import dtypes
-from graphexec.digest import ShapeAttr
+from graphexec.ir import ShapeAttr
 from graphexec.framework import Tensor, apply_op
 from graphexec.ops import rules
-from graphexec.ops.registry import NOT_DIFFERENTIABLE, op
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, attr, op
 
 MAX_CONSTANT_BYTES = 2 << 30  # a graph constant above 2 GiB is a mistake: feed it instead
 
@@ -18,7 +18,8 @@ def _const_value(args, attrs):
 
 Const = op("Const", shape=lambda args, attrs: attrs["value"].shape, dtype=rules.attr_dtype(),
            kernel=lambda ctx, value, dtype: ctx.from_host(value) if ctx.xp is not np else value,
-           const_value=_const_value, grad=NOT_DIFFERENTIABLE)
+           const_value=_const_value, grad=NOT_DIFFERENTIABLE, is_constant=True,
+           inputs=(), attrs={"value": attr("tensor"), "dtype": attr("type")})
 
 
 def numpy_value(value, dtype=None) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec import dtypes
-from graphexec.digest import ShapeAttr
+from graphexec.ir import ShapeAttr
 from graphexec.framework import Tensor, apply_op
 from graphexec.ops import rules
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op

@@ -62,7 +62,7 @@ AssignAdd = op("AssignAdd", shape=_assign_shape, dtype=_assign_dtype, kernel=_as
 AssignSub = op("AssignSub", shape=_assign_shape, dtype=_assign_dtype, kernel=_assign_sub, stateful=True,
                grad=NOT_DIFFERENTIABLE)
 NoOp = op("NoOp", shape=lambda args, attrs: [], dtype=lambda args, attrs: [], kernel=lambda ctx, *xs: (),
-          grad=NOT_DIFFERENTIABLE)
+          grad=NOT_DIFFERENTIABLE, is_noop=True, inputs=(), attrs={})
 
 # Ops that read or write the variable store. The optimizers' Apply* ops (graphexec.ops.training_ops) write
 # their `var` and the slot variables named in `slots` (training_ops.touched_variables lists both).

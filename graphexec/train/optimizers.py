@@ -8,7 +8,7 @@ global_variables_initializer() initializes them and Saver saves them.
 """
 from __future__ import annotations
 
-from graphexec.digest import ShapeAttr
+from graphexec.ir import ShapeAttr
 from graphexec.framework import Tensor, apply_op, control_dependencies, get_default_graph, name_scope
 from graphexec.gradients import gradients
 from graphexec.ops import training_ops  # noqa: F401 - registers the Apply* ops

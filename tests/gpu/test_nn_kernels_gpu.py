@@ -16,7 +16,7 @@ except cupy.cuda.runtime.CUDARuntimeError:
 pytestmark = [pytest.mark.skipif(not HAS_GPU, reason="CuPy sees no GPU"), pytest.mark.timeout(300)]
 
 import graphexec as tf  # noqa: E402
-from graphexec.digest import ShapeAttr  # noqa: E402
+from graphexec.ir import ShapeAttr  # noqa: E402
 from graphexec.ops import registry  # noqa: E402
 from graphexec.runtime.context import ExecContext  # noqa: E402
 from graphexec.session import InProcessRunner  # noqa: E402

@@ -12,7 +12,7 @@ import pytest
 import graphexec as tf
 from graphexec import digest, dtypes, errors, ir, wire
 from graphexec.compiler.pipeline import compile_program
-from graphexec.digest import ShapeAttr
+from graphexec.ir import ShapeAttr
 from graphexec.proto.v1 import graph_pb2, service_pb2 as spb
 from graphexec.runtime.context import ExecContext
 from graphexec.runtime.executor import LoadedPlan
