@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from graphexec.framework import Operation, Tensor, get_default_graph, name_scope
 from graphexec.ops import grad_ops, registry  # noqa: F401 - grad_ops registers the ops that rules build
+from graphexec.ops.array_ops_extra import ones_like
+from graphexec.ops.convert import convert_to_tensor
+from graphexec.ops.math_ops import add_n
 from graphexec.ops.registry import NOT_DIFFERENTIABLE
 
 
@@ -73,9 +76,6 @@ def _reached_from(order, source_ids: set[int], blocked: set[int]) -> set[int]:
 
 # -- the backward pass -------------------------------------------------------------------------------------
 def _seed(pending, ys, grad_ys, reached):
-    from graphexec.ops.array_ops_extra import ones_like
-    from graphexec.ops.convert import convert_to_tensor
-
     for y, dy in zip(ys, grad_ys):
         if id(y) not in reached:
             continue
@@ -106,8 +106,6 @@ def _backprop_op(op: Operation, pending, reached, blocked):
 
 def _aggregate(pending, t: Tensor) -> Tensor | None:
     """The sum of the partial gradients that reached `t` (summed once, then reused)."""
-    from graphexec.ops.math_ops import add_n
-
     parts = pending.get(id(t))
     if not parts:
         return None
@@ -117,8 +115,6 @@ def _aggregate(pending, t: Tensor) -> Tensor | None:
 
 
 def _total(pending, group: list[Tensor]) -> Tensor | None:
-    from graphexec.ops.math_ops import add_n
-
     grads = [g for g in (_aggregate(pending, t) for t in group) if g is not None]
     if not grads:
         return None

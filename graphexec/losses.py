@@ -11,7 +11,7 @@ from graphexec import dtypes
 from graphexec.framework import get_default_graph, name_scope
 from graphexec.nn import (sigmoid_cross_entropy_with_logits, softmax_cross_entropy_with_logits_v2,
                           sparse_softmax_cross_entropy_with_logits)
-from graphexec.ops.array_ops import size, stop_gradient
+from graphexec.ops.array_ops import shape, size, stop_gradient
 from graphexec.ops.array_ops_extra import ones_like, zeros_like
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.math_ops import (abs, add, add_n, cast, equal, greater, log, minimum, multiply,  # noqa: A004
@@ -140,8 +140,6 @@ def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0,
 
 
 def _last_dim(t):
-    from graphexec.ops.array_ops import shape
-
     known = t.shape.dims[-1] if t.shape.ndims else None
     return convert_to_tensor(known, dtype=dtypes.int32) if known is not None else shape(t)[-1]
 

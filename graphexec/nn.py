@@ -13,6 +13,7 @@ from graphexec.framework import Tensor, apply_op, name_scope
 from graphexec.ops import math_ops, nn_ops  # noqa: F401 - nn_ops registers the fused ops
 from graphexec.ops.array_ops import shape, squeeze, stop_gradient, transpose
 from graphexec.ops.convert import convert_pair, convert_to_tensor
+from graphexec.ops.random_ops import random_uniform
 from graphexec.ops.math_ops import (abs, add, cast, exp, greater, greater_equal, log1p, maximum, minimum,  # noqa: A004
                                     multiply, reduce_mean, reduce_sum, rsqrt, sigmoid, square, subtract, tanh,
                                     truediv, where)
@@ -155,8 +156,6 @@ def dropout(x, keep_prob=None, noise_shape=None, seed=None, name=None, rate=None
     The mask comes from random_uniform with `seed` (and the graph seed), so it is reproducible.
     keep_prob may be a tensor (a placeholder fed 1.0 at test time, as in TF1 programs).
     """
-    from graphexec.ops.random_ops import random_uniform
-
     if (keep_prob is None) == (rate is None):
         raise ValueError("dropout needs exactly one of keep_prob= and rate=")
     x = convert_to_tensor(x)

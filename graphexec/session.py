@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from graphexec import ir
+from graphexec import default_session, ir
 from graphexec.compiler.pipeline import compile_program
 from graphexec.config import RunOptions
 from graphexec.fetches import FetchMapper
@@ -197,52 +197,24 @@ class InteractiveSession(Session):
 
 
 # -- default session -----------------------------------------------------------------------------
-_local = threading.local()
-
-
-def _stack() -> list:
-    if not hasattr(_local, "stack"):
-        _local.stack = []
-    return _local.stack
-
-
 class _DefaultSession:
     def __init__(self, session):
         self.session = session
 
     def __enter__(self):
-        _stack().append(self.session)
+        default_session.push(self.session)
         self._graph_context = self.session.graph.as_default()
         self._graph_context.__enter__()
         return self.session
 
     def __exit__(self, *exc):
         self._graph_context.__exit__(*exc)
-        stack = _stack()
-        if self.session in stack:
-            stack.reverse()
-            stack.remove(self.session)
-            stack.reverse()
+        default_session.pop(self.session)
 
 
-def get_default_session():
-    stack = _stack()
-    return stack[-1] if stack else None
-
-
-def clear_default_sessions():
-    _stack().clear()
-
-
-def default_session_for(graph, session=None):
-    session = session or get_default_session()
-    if session is None:
-        raise ValueError("Cannot evaluate tensor using `eval()`: No default session is registered. Use "
-                         "`with sess.as_default()` or pass an explicit session to `eval(session=sess)`")
-    if session.graph is not graph:
-        raise ValueError("Cannot use the given session to evaluate tensor: the tensor's graph is different "
-                         "from the session's graph.")
-    return session
+get_default_session = default_session.get_default_session
+clear_default_sessions = default_session.clear
+default_session_for = default_session.default_session_for
 
 
 __all__ = ["Session", "InteractiveSession", "get_default_session"]

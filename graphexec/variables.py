@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from graphexec import dtypes
-from graphexec.ir import ShapeAttr
+from graphexec.default_session import default_session_for
 from graphexec.framework import Tensor, apply_op, get_default_graph
+from graphexec.ir import ShapeAttr
+from graphexec.ops.control_ops import group, no_op, tuple as tf_tuple
+from graphexec.ops.convert import convert_to_tensor
 
 
 class GraphKeys:
@@ -26,8 +29,6 @@ class Variable:
 
     def __init__(self, initial_value=None, trainable=True, collections=None, validate_shape=True,
                  name=None, dtype=None, expected_shape=None, use_resource=None, shape=None):
-        from graphexec.ops.convert import convert_to_tensor
-
         if initial_value is None:
             raise ValueError("initial_value must be specified.")
         graph = get_default_graph()
@@ -89,14 +90,10 @@ class Variable:
         return self._as_tensor()
 
     def initialized_value(self):
-        from graphexec.ops.control_ops import tuple as tf_tuple
-
         return tf_tuple([self._initial_value], control_inputs=[self._initializer_op])[0]
 
     # -- writing --------------------------------------------------------------------------------
     def _update(self, op_type, value, name, use_locking=None, read_value=True):
-        from graphexec.ops.convert import convert_to_tensor
-
         value = convert_to_tensor(value, dtype=self.dtype)
         return apply_op(op_type, (value,), self._attrs, name or op_type, graph=self._graph).outputs[0]
 
@@ -113,8 +110,6 @@ class Variable:
         return self._snapshot.eval(session=session)
 
     def load(self, value, session=None):
-        from graphexec.session import default_session_for
-
         default_session_for(self._graph, session).load_variable(self._var_name, value, self.dtype)
 
     def __repr__(self):
@@ -146,8 +141,6 @@ def trainable_variables(scope=None):
 
 
 def variables_initializer(var_list, name="init"):
-    from graphexec.ops.control_ops import group, no_op
-
     if not var_list:
         return no_op(name=name)
     return group(*[v.initializer for v in var_list], name=name)

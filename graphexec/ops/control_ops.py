@@ -4,6 +4,7 @@ from __future__ import annotations
 import builtins
 
 from graphexec.framework import Operation, Tensor, apply_op, control_dependencies, get_default_graph
+from graphexec.ops.emit import emit
 
 
 def _as_op(x) -> Operation:
@@ -34,8 +35,6 @@ def group(*inputs, name=None):
 
 
 def tuple(tensors, name=None, control_inputs=None):  # noqa: A001 - TF's name
-    from graphexec.ops.array_ops import identity
-
     gate = group(*[t for t in tensors if t is not None], *(control_inputs or []), name=name or "tuple")
     with control_dependencies([gate]):
-        return [None if t is None else identity(t) for t in tensors]
+        return [None if t is None else emit("Identity", t) for t in tensors]

@@ -76,9 +76,9 @@ def convert_to_tensor(value, dtype=None, name=None, preferred_dtype=None) -> Ten
     if hasattr(value, "_as_tensor"):
         return value._as_tensor(dtype)
     if isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) or hasattr(v, "_as_tensor") for v in value):
-        from graphexec.ops.array_ops_extra import stack
-
-        return stack([convert_to_tensor(v, dtype) for v in value], name=name or "packed")
+        # a list holding tensors is packed (tf.stack); built by name, as the array family imports this module
+        tensors = [convert_to_tensor(v, dtype) for v in value]
+        return apply_op("Pack", tensors, {"axis": 0}, name or "packed").outputs[0]
     if dtype is None and preferred_dtype is not None:
         try:
             return constant(value, preferred_dtype, name=name or "Const")

@@ -5,10 +5,12 @@ import numpy as np
 
 from graphexec import dtypes
 from graphexec.dtypes import FLOATING, NUMERIC
-from graphexec.framework import apply_op
-from graphexec.ops import rules
-from graphexec.ops.convert import convert_pair, convert_to_tensor
-from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+from graphexec.framework import Tensor, apply_op
+from graphexec.ir import ShapeAttr
+from graphexec.ops import registry, rules
+from graphexec.ops.convert import constant, convert_pair, convert_to_tensor
+from graphexec.ops.emit import emit
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 SIGNED = tuple(d for d in NUMERIC if d.np.kind != "u")
 
@@ -21,19 +23,27 @@ def ufunc_kernel(name):
 def binary(name, ufunc, allowed=NUMERIC, out=None, commutative=False, grad=None):
     dtype_rule = rules.returns(out, inputs_alike=True, allowed=allowed) if out else rules.same_dtype(*allowed)
     return op(name, shape=rules.broadcast, dtype=dtype_rule, kernel=ufunc_kernel(ufunc), elementwise=True,
-              ufunc=ufunc, commutative=commutative, grad=NOT_DIFFERENTIABLE if out else grad)
+              ufunc=ufunc, commutative=commutative, grad=NOT_DIFFERENTIABLE if out else grad, inputs=("x", "y"))
 
 
 def unary(name, kernel, allowed=NUMERIC, ufunc=None, grad=None):
     return op(name, shape=rules.unchanged, dtype=rules.same_dtype(*allowed), kernel=kernel, elementwise=True,
-              ufunc=ufunc, grad=grad)
+              ufunc=ufunc, grad=grad, inputs=("x",))
 
 
 # -- gradient rules: grad(op, dy) -> one gradient (or None) per input; see graphexec.gradients ---------
+# Ops of other families are built by name (emit), so this module imports no other op family.
+def _attrs(op) -> dict:
+    """The op's attrs with declared defaults filled in (a node may omit attrs that have defaults)."""
+    return registry.check_attrs(registry.get(op.type), op.attrs)
+
+
+def _shape(x: Tensor) -> Tensor:
+    return emit("Shape", x, out_type=dtypes.int32)
+
+
 def _unbroadcast(op, dx, dy):
     """Gradients of a broadcasting binary op, each summed back to its own input's shape."""
-    from graphexec.ops.grad_ops import sum_to_shape
-
     x, y = op.inputs[-2:]
     return [sum_to_shape(dx, x), sum_to_shape(dy, y)]
 
@@ -63,32 +73,26 @@ def _floor_mod_grad(op, dz):
 
 def _pow_grad(op, dz):
     """z = x**y: dx = y x**(y-1) dz; dy = z log(x) dz where x > 0, else 0 (as TF)."""
-    from graphexec.ops.array_ops_extra import ones_like, zeros_like
-
     x, y = op.inputs
     z = op.outputs[0]
     dx = multiply(dz, multiply(y, pow(x, subtract(y, 1))))
     positive = greater(x, 0)
-    log_x = where(positive, log(where(positive, x, ones_like(x))), zeros_like(x))
+    log_x = where(positive, log(where(positive, x, emit("OnesLike", x))), emit("ZerosLike", x))
     return _unbroadcast(op, dx, multiply(dz, multiply(z, log_x)))
 
 
 def _selecting_grad(compare):
     """maximum/minimum: the gradient goes to x where x won (ties included), else to y."""
     def grad(op, dz):
-        from graphexec.ops.array_ops_extra import zeros_like
-
         x, y = op.inputs
-        x_wins, zeros = compare(x, y), zeros_like(dz)
+        x_wins, zeros = compare(x, y), emit("ZerosLike", dz)
         return _unbroadcast(op, where(x_wins, dz, zeros), where(x_wins, zeros, dz))
 
     return grad
 
 
 def _select_grad(op, dz):
-    from graphexec.ops.array_ops_extra import zeros_like
-
-    condition, zeros = op.inputs[0], zeros_like(dz)
+    condition, zeros = op.inputs[0], emit("ZerosLike", dz)
     return [None, *_unbroadcast(op, where(condition, dz, zeros), where(condition, zeros, dz))]
 
 
@@ -98,9 +102,7 @@ def _output_grad(fn):
 
 
 def _sign_grad(op, dz):
-    from graphexec.ops.array_ops_extra import zeros_like
-
-    return [zeros_like(op.inputs[0])]
+    return [emit("ZerosLike", op.inputs[0])]
 
 
 def _cast_grad(op, dz):
@@ -109,10 +111,9 @@ def _cast_grad(op, dz):
 
 
 def _matmul_grad(op, dz):
-    from graphexec.ops.grad_ops import sum_to_shape
-
     a, b = op.inputs
-    ta, tb = op.attrs["transpose_a"], op.attrs["transpose_b"]
+    attrs = _attrs(op)
+    ta, tb = attrs["transpose_a"], attrs["transpose_b"]
     if not ta and not tb:
         da, db = matmul(dz, b, transpose_b=True), matmul(a, dz, transpose_a=True)
     elif not ta:
@@ -127,48 +128,39 @@ def _matmul_grad(op, dz):
 def _keepdims(t, op):
     """A reduction's output (or its gradient) with the reduced axes put back as 1s, so it broadcasts
     against the input (a full reduction's scalar broadcasts as it is)."""
-    from graphexec.ops.array_ops import expand_dims, reshape
-
-    axis = op.attrs["axis"]
-    if op.attrs["keepdims"] or axis is None:
+    attrs = _attrs(op)
+    axis = attrs["axis"]
+    if attrs["keepdims"] or axis is None:
         return t
     shape = op.inputs[0]._shape
     if shape is None:
-        return reshape(t, _reduced_shape(op.inputs[0], axis))
+        return emit("Reshape", t, _reduced_shape(op.inputs[0], axis))
     for a in sorted(a % len(shape) for a in axis):
-        t = expand_dims(t, a)
+        t = emit("ExpandDims", t, axis=a)
     return t
 
 
 def _reduced_shape(x, axis):
     """x's shape with 1s at the reduced axes, computed at run time (for inputs of unknown rank)."""
-    from graphexec.ops.array_ops import rank, shape
-    from graphexec.ops.array_ops_extra import ones_like, range as tf_range
-    from graphexec.ops.convert import constant
-
-    dims, x_rank = shape(x), rank(x)
+    dims, x_rank = _shape(x), emit("Rank", x)
     axes = floormod(constant(np.asarray(axis, np.int32)), x_rank)
-    positions = tf_range(x_rank)
-    reduced = reduce_any(equal(positions[:, None], axes[None, :]), axis=1)
-    return where(reduced, ones_like(dims), dims)
+    positions = emit("Range", np.int32(0), x_rank, np.int32(1))
+    reduced = reduce_any(equal(emit("ExpandDims", positions, axis=1), emit("ExpandDims", axes, axis=0)), axis=1)
+    return where(reduced, emit("OnesLike", dims), dims)
 
 
 def _sum_grad(op, dz):
-    from graphexec.ops.array_ops import shape
-    from graphexec.ops.array_ops_extra import broadcast_to
-
-    return [broadcast_to(_keepdims(dz, op), shape(op.inputs[0]))]
+    return [emit("BroadcastTo", _keepdims(dz, op), _shape(op.inputs[0]))]
 
 
 def _mean_grad(op, dz):
-    from graphexec.ops.array_ops import size
-
     x, z = op.inputs[0], op.outputs[0]
     (dx,) = _sum_grad(op, dz)
     n_in, n_out = rules.num_elements(x._shape), rules.num_elements(z._shape)
     if n_in is not None and n_out is not None:
         return [truediv(dx, np.asarray(n_in // max(n_out, 1), x.dtype.np))]
-    count = truediv(cast(size(x), x.dtype), cast(maximum(size(z), 1), x.dtype))
+    count = truediv(cast(emit("Size", x, out_type=dtypes.int32), x.dtype),
+                    cast(maximum(emit("Size", z, out_type=dtypes.int32), 1), x.dtype))
     return [truediv(dx, count)]
 
 
@@ -176,15 +168,12 @@ def _extremum_grad(op, dz):
     """max/min: the gradient is shared equally among the elements that attain the extremum."""
     x = op.inputs[0]
     hit = cast(equal(x, _keepdims(op.outputs[0], op)), x.dtype)
-    count = reduce_sum(hit, axis=op.attrs["axis"], keepdims=True)
+    count = reduce_sum(hit, axis=_attrs(op)["axis"], keepdims=True)
     return [multiply(truediv(hit, count), _keepdims(dz, op))]
 
 
 def _prod_grad(op, dz):
-    from graphexec.ops.grad_ops import prod_of_others
-
-    return [multiply(_keepdims(dz, op), prod_of_others(op.inputs[0], op.attrs["axis"]))]
-
+    return [multiply(_keepdims(dz, op), prod_of_others(op.inputs[0], _attrs(op)["axis"]))]
 
 
 # -- elementwise binary -------------------------------------------------------------------------
@@ -247,9 +236,11 @@ Tanh = unary("Tanh", ufunc_kernel("tanh"), allowed=FLOATING, ufunc="tanh",
 Sigmoid = unary("Sigmoid", _sigmoid, allowed=FLOATING,
                 grad=_output_grad(lambda x, z, dz: multiply(dz, multiply(z, subtract(1, z)))))
 LogicalNot = op("LogicalNot", shape=rules.unchanged, dtype=rules.same_dtype(dtypes.bool),
-                kernel=ufunc_kernel("logical_not"), elementwise=True, ufunc="logical_not", grad=NOT_DIFFERENTIABLE)
+                kernel=ufunc_kernel("logical_not"), elementwise=True, ufunc="logical_not", grad=NOT_DIFFERENTIABLE,
+                inputs=("x",))
 Cast = op("Cast", shape=rules.unchanged, dtype=rules.attr_dtype("DstT"), elementwise=True, grad=_cast_grad,
-          kernel=lambda ctx, x, DstT: x.astype(DstT.np))  # noqa: N803 - TF's attr name
+          kernel=lambda ctx, x, DstT: x.astype(DstT.np),  # noqa: N803 - TF's attr name
+          inputs=("x",), attrs={"DstT": attr("type")})
 
 
 def _select_dtype(args, attrs):
@@ -259,7 +250,7 @@ def _select_dtype(args, attrs):
 
 
 Select = op("Select", shape=rules.broadcast, dtype=_select_dtype, kernel=ufunc_kernel("where"), elementwise=True,
-            grad=_select_grad)
+            grad=_select_grad, inputs=("condition", "x", "y"))
 
 
 def _add_n_shape(args, attrs):
@@ -281,7 +272,7 @@ def _add_n(ctx, *xs):
 
 
 AddN = op("AddN", shape=_add_n_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_add_n,
-          grad=lambda op, dz: [dz] * len(op.inputs))
+          grad=lambda op, dz: [dz] * len(op.inputs), inputs=("*inputs",))
 
 
 # -- matmul -------------------------------------------------------------------------------------
@@ -309,7 +300,8 @@ def _matmul(ctx, a, b, transpose_a, transpose_b):
     return ctx.xp.matmul(a, b)
 
 
-MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_matmul, grad=_matmul_grad)
+MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_matmul, grad=_matmul_grad,
+            inputs=("a", "b"), attrs={"transpose_a": attr("bool", False), "transpose_b": attr("bool", False)})
 
 
 # -- reductions ---------------------------------------------------------------------------------
@@ -325,8 +317,12 @@ def _reduce_shape(args, attrs):
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
+REDUCTION_ATTRS = {"axis": attr("list(int)", None), "keepdims": attr("bool", False)}  # axis None: every axis
+
+
 def reduction(name, kernel, allowed=NUMERIC, grad=None):
-    return op(name, shape=_reduce_shape, dtype=rules.same_dtype(*allowed), kernel=kernel, grad=grad)
+    return op(name, shape=_reduce_shape, dtype=rules.same_dtype(*allowed), kernel=kernel, grad=grad,
+              inputs=("input",), attrs=REDUCTION_ATTRS)
 
 
 def _mean(ctx, x, axis, keepdims):
@@ -367,10 +363,70 @@ def _argmin(ctx, x, axis, output_type):
     return ctx.xp.argmin(x, axis=axis).astype(output_type.np)
 
 
+ARG_ATTRS = {"axis": attr("int", 0), "output_type": attr("type", dtypes.int64)}
 ArgMax = op("ArgMax", shape=_arg_shape, dtype=rules.attr_dtype("output_type"), kernel=_argmax,
-            grad=NOT_DIFFERENTIABLE)
+            grad=NOT_DIFFERENTIABLE, inputs=("input",), attrs=ARG_ATTRS)
 ArgMin = op("ArgMin", shape=_arg_shape, dtype=rules.attr_dtype("output_type"), kernel=_argmin,
-            grad=NOT_DIFFERENTIABLE)
+            grad=NOT_DIFFERENTIABLE, inputs=("input",), attrs=ARG_ATTRS)
+
+
+# -- ops gradient rules build: the adjoint of broadcasting, and the gradient of a product -------------
+def _host_ints(ctx, array) -> tuple:
+    return tuple(int(v) for v in np.asarray(ctx.to_host(array)).reshape(-1))
+
+
+def summed_axes(grad_shape: tuple, target: tuple) -> tuple:
+    """Axes of `grad_shape` to sum so that it becomes `target` (leading extra axes, and 1-dims of target)."""
+    lead = len(grad_shape) - len(target)
+    return tuple(range(lead)) + tuple(lead + i for i, d in enumerate(target) if d == 1 and grad_shape[lead + i] != 1)
+
+
+def _sum_to_shape(ctx, grad, shape, static_shape):
+    target = _host_ints(ctx, shape)
+    if tuple(grad.shape) == target:
+        return grad
+    axes = summed_axes(tuple(grad.shape), target)
+    return ctx.xp.sum(grad, axis=axes).reshape(target) if axes else grad.reshape(target)
+
+
+SumToShape = op("SumToShape", shape=lambda args, attrs: attrs["static_shape"].dims,
+                dtype=lambda args, attrs: args[0].dtype, kernel=_sum_to_shape,
+                grad=lambda op, dy: [emit("BroadcastTo", dy, _shape(op.inputs[0])), None],
+                inputs=("grad", "shape"), attrs={"static_shape": attr("shape")})
+
+
+def sum_to_shape(grad: Tensor | None, like: Tensor) -> Tensor | None:
+    """`grad` (of a value `like` was broadcast into) summed back to the shape of `like`."""
+    if grad is None:
+        return None
+    known = like._shape is not None and None not in like._shape
+    if known and grad._shape == like._shape:
+        return grad
+    target = constant(np.asarray(like._shape, np.int32)) if known else _shape(like)
+    return apply_op("SumToShape", (grad, target), {"static_shape": ShapeAttr(like._shape)}, "SumToShape").outputs[0]
+
+
+def _prod_of_others(ctx, x, axis):
+    """For each element, the product of the other elements in its reduction group (exact with zeros)."""
+    xp = ctx.xp
+    axes = tuple(range(x.ndim)) if axis is None else tuple(a % x.ndim for a in axis)
+    kept = tuple(a for a in range(x.ndim) if a not in axes)
+    moved = xp.transpose(x, kept + axes)
+    flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
+    ones = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+    before = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    after = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1), -1), axis=-1), -1)
+    others = (before * after).reshape(moved.shape)
+    return xp.transpose(others, np.argsort(kept + axes))
+
+
+ProdOfOthers = op("ProdOfOthers", shape=rules.unchanged, dtype=rules.same_dtype(*NUMERIC),
+                  kernel=_prod_of_others, grad=NOT_DIFFERENTIABLE,
+                  inputs=("x",), attrs={"axis": attr("list(int)", None)})
+
+
+def prod_of_others(x: Tensor, axis) -> Tensor:
+    return apply_op("ProdOfOthers", (x,), {"axis": axis}, "ProdOfOthers").outputs[0]
 
 
 # -- Python API ---------------------------------------------------------------------------------
@@ -448,10 +504,8 @@ def to_float(x, name="ToFloat"):
 
 
 def where(condition, x=None, y=None, name=None):
-    if x is None and y is None:
-        from graphexec.ops import array_ops_extra
-
-        return array_ops_extra.where_indices(condition, name)
+    if x is None and y is None:  # the coordinates of the true elements (an array-family op)
+        return emit("Where", condition, name=name)
     if x is None or y is None:
         raise ValueError("x and y must both be given, or neither")
     condition = convert_to_tensor(condition, dtype=dtypes.bool)

@@ -15,7 +15,7 @@ from graphexec.framework import Tensor, apply_op, get_default_graph, name_scope
 from graphexec.ops import math_ops
 from graphexec.ops.array_ops_extra import (check_index_dtype, dims_shape, host_ints, int_tensor, is_tensorlike,
                                            with_known_elements)
-from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 DEFAULT_GRAPH_SEED = 87654321  # TF's: used when only the op seed is set
 _MAXINT32 = 2**31 - 1
@@ -104,14 +104,22 @@ def _uniform_int_dtype(args, attrs):
 
 _FLOAT_DTYPE = _dtype_among(*dtypes.FLOATING)
 
-RandomNormal = op("RandomNormal", shape=_random_shape, dtype=_FLOAT_DTYPE, kernel=_normal, stateful=True,
-                  grad=NOT_DIFFERENTIABLE)
-TruncatedNormal = op("TruncatedNormal", shape=_random_shape, dtype=_FLOAT_DTYPE, kernel=_truncated_normal,
-                     stateful=True, grad=NOT_DIFFERENTIABLE)
-RandomUniform = op("RandomUniform", shape=_random_shape, dtype=_FLOAT_DTYPE, kernel=_uniform, stateful=True,
-                   grad=NOT_DIFFERENTIABLE)
-RandomUniformInt = op("RandomUniformInt", shape=_random_shape, dtype=_uniform_int_dtype, kernel=_uniform_int,
-                      stateful=True, grad=NOT_DIFFERENTIABLE)
+# seed and seed2 both 0: nondeterministic (see get_seed). Kernels also take `node`, which the executor passes.
+_SEED_ATTRS = {"seed": attr("int", 0), "seed2": attr("int", 0), "dtype": attr("type")}
+_NORMAL_ATTRS = {**_SEED_ATTRS, "mean": attr("float", 0.0), "stddev": attr("float", 1.0)}
+
+
+def _declare(name, kernel, dtype_rule, attrs):
+    return op(name, shape=_random_shape, dtype=dtype_rule, kernel=kernel, stateful=True, grad=NOT_DIFFERENTIABLE,
+              inputs=("shape",), attrs=attrs)
+
+
+RandomNormal = _declare("RandomNormal", _normal, _FLOAT_DTYPE, _NORMAL_ATTRS)
+TruncatedNormal = _declare("TruncatedNormal", _truncated_normal, _FLOAT_DTYPE, _NORMAL_ATTRS)
+RandomUniform = _declare("RandomUniform", _uniform, _FLOAT_DTYPE,
+                         {**_SEED_ATTRS, "minval": attr("float", 0.0), "maxval": attr("float", 1.0)})
+RandomUniformInt = _declare("RandomUniformInt", _uniform_int, _uniform_int_dtype,
+                            {**_SEED_ATTRS, "minval": attr("int"), "maxval": attr("int")})
 
 
 # -- Python API --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec.ops import rules, training_ops
-from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 
 def _var_shape(args, attrs):
@@ -13,8 +13,16 @@ def _var_shape(args, attrs):
 
 
 def _assign_shape(args, attrs):
+    return _value_shape(args, attrs, validate=attrs["validate_shape"])
+
+
+def _delta_shape(args, attrs):
+    return _value_shape(args, attrs, validate=True)
+
+
+def _value_shape(args, attrs, validate):
     declared, value = attrs["shape"].dims, args[0].shape
-    if attrs.get("validate_shape", True) and declared is not None and value is not None:
+    if validate and declared is not None and value is not None:
         if len(declared) != len(value) or any(a is not None and b is not None and a != b
                                               for a, b in zip(declared, value)):
             raise ShapeError(f"cannot assign a value of shape {rules.fmt(value)} to variable '{attrs['var']}' "
@@ -53,14 +61,17 @@ def _assign_sub(ctx, delta, var, dtype, shape):
     return _store(ctx, var, ctx.read_variable(var) - delta)
 
 
+VARIABLE_ATTRS = {"var": attr("string"), "dtype": attr("type"), "shape": attr("shape")}  # var: the store's key
+
 ReadVariable = op("ReadVariable", shape=_var_shape, dtype=lambda args, attrs: attrs["dtype"], kernel=_read,
-                  stateful=True, grad=lambda op, dy: [])
+                  stateful=True, grad=lambda op, dy: [], inputs=(), attrs=VARIABLE_ATTRS)
 Assign = op("Assign", shape=_assign_shape, dtype=_assign_dtype, kernel=_assign, stateful=True,
-            grad=NOT_DIFFERENTIABLE)
-AssignAdd = op("AssignAdd", shape=_assign_shape, dtype=_assign_dtype, kernel=_assign_add, stateful=True,
-               grad=NOT_DIFFERENTIABLE)
-AssignSub = op("AssignSub", shape=_assign_shape, dtype=_assign_dtype, kernel=_assign_sub, stateful=True,
-               grad=NOT_DIFFERENTIABLE)
+            grad=NOT_DIFFERENTIABLE, inputs=("value",),
+            attrs={**VARIABLE_ATTRS, "validate_shape": attr("bool", True)})  # False: the value may change its shape
+AssignAdd = op("AssignAdd", shape=_delta_shape, dtype=_assign_dtype, kernel=_assign_add, stateful=True,
+               grad=NOT_DIFFERENTIABLE, inputs=("delta",), attrs=VARIABLE_ATTRS)
+AssignSub = op("AssignSub", shape=_delta_shape, dtype=_assign_dtype, kernel=_assign_sub, stateful=True,
+               grad=NOT_DIFFERENTIABLE, inputs=("delta",), attrs=VARIABLE_ATTRS)
 NoOp = op("NoOp", shape=lambda args, attrs: [], dtype=lambda args, attrs: [], kernel=lambda ctx, *xs: (),
           grad=NOT_DIFFERENTIABLE, is_noop=True, inputs=(), attrs={})
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec.ops import rules
-from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 
 def _write(ctx, name, value):
@@ -101,16 +101,24 @@ def _update_dtype(args, attrs):
     return attrs["dtype"]
 
 
-def _declare(name, kernel, grad_index):
-    return op(name, shape=_update_rule(grad_index), dtype=_update_dtype, kernel=kernel, stateful=True,
-              grad=NOT_DIFFERENTIABLE)
+# The variable updated (its store key, dtype and shape) and its slot variables' keys, in the order the kernel reads them.
+UPDATE_ATTRS = {"var": attr("string"), "slots": attr("list(string)", ()), "dtype": attr("type"),
+                "shape": attr("shape")}
 
 
-ApplyGradientDescent = _declare("ApplyGradientDescent", _apply_gradient_descent, grad_index=1)
-ApplyMomentum = _declare("ApplyMomentum", _apply_momentum, grad_index=1)
-ApplyAdam = _declare("ApplyAdam", _apply_adam, grad_index=6)
-ApplyRMSProp = _declare("ApplyRMSProp", _apply_rms_prop, grad_index=4)
-ApplyAdagrad = _declare("ApplyAdagrad", _apply_adagrad, grad_index=1)
+def _declare(name, kernel, inputs, **attrs):
+    return op(name, shape=_update_rule(inputs.index("grad")), dtype=_update_dtype, kernel=kernel, stateful=True,
+              grad=NOT_DIFFERENTIABLE, inputs=inputs, attrs={**UPDATE_ATTRS, **attrs})
+
+
+ApplyGradientDescent = _declare("ApplyGradientDescent", _apply_gradient_descent, ("alpha", "grad"))
+ApplyMomentum = _declare("ApplyMomentum", _apply_momentum, ("lr", "grad", "momentum"),
+                         use_nesterov=attr("bool", False))
+ApplyAdam = _declare("ApplyAdam", _apply_adam,
+                     ("beta1_power", "beta2_power", "lr", "beta1", "beta2", "epsilon", "grad"))
+ApplyRMSProp = _declare("ApplyRMSProp", _apply_rms_prop, ("lr", "rho", "momentum", "epsilon", "grad"),
+                        centered=attr("bool", False))
+ApplyAdagrad = _declare("ApplyAdagrad", _apply_adagrad, ("lr", "grad"))
 
 UPDATE_OPS = frozenset({"ApplyGradientDescent", "ApplyMomentum", "ApplyAdam", "ApplyRMSProp", "ApplyAdagrad"})
 

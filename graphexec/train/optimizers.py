@@ -12,8 +12,11 @@ from graphexec.ir import ShapeAttr
 from graphexec.framework import Tensor, apply_op, control_dependencies, get_default_graph, name_scope
 from graphexec.gradients import gradients
 from graphexec.ops import training_ops  # noqa: F401 - registers the Apply* ops
+from graphexec.ops.array_ops import shape
+from graphexec.ops.array_ops_extra import fill
 from graphexec.ops.control_ops import group
 from graphexec.ops.convert import convert_to_tensor
+from graphexec.ops.math_ops import cast, multiply
 from graphexec.variables import Variable, trainable_variables
 
 
@@ -129,9 +132,6 @@ def _filled_variable(var: Variable, value: float, name: str) -> Variable:
 
     The initial value is built inside the Variable (a callable), hence outside any control
     dependencies the caller is under: initializing a slot must not run the caller's update ops."""
-    from graphexec.ops.array_ops import shape
-    from graphexec.ops.array_ops_extra import fill
-
     def initial():
         dims = var.shape.dims
         known = dims is not None and None not in dims
@@ -193,8 +193,6 @@ class AdamOptimizer(Optimizer):
         super()._create_slots(var_list)
 
     def _powers(self, dtype):
-        from graphexec.ops.math_ops import cast
-
         return [cast(self._non_slots[name], dtype) for name in ("beta1_power", "beta2_power")]
 
     def _apply_dense(self, grad, var):
@@ -203,8 +201,6 @@ class AdamOptimizer(Optimizer):
                                                self._beta2, self._epsilon, grad])
 
     def _finish(self, update_ops, name):
-        from graphexec.ops.math_ops import multiply
-
         beta1_power, beta2_power = self._non_slots["beta1_power"], self._non_slots["beta2_power"]
         with control_dependencies(update_ops):
             advance = [beta1_power.assign(multiply(beta1_power, self._beta1), name="update_beta1_power"),

@@ -36,6 +36,8 @@ import numpy as np
 
 from graphexec import dtypes, errors
 from graphexec.framework import get_default_graph
+from graphexec.ops.array_ops import placeholder
+from graphexec.ops.control_ops import group
 from graphexec.variables import GraphKeys, Variable
 
 MAGIC = b"GXCKPT1\n"
@@ -195,9 +197,6 @@ class Saver:
 
     def _build_restore(self, graph):
         """One placeholder + assign per variable, grouped: restoring is a single run."""
-        from graphexec.ops.array_ops import placeholder
-        from graphexec.ops.control_ops import group
-
         feeds = {}
         with graph.as_default(), graph.control_dependencies(None), graph.name_scope("save"):
             assigns = []

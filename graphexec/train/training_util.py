@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from graphexec import dtypes
 from graphexec.framework import get_default_graph, name_scope
+from graphexec.ops import math_ops
+from graphexec.ops.convert import constant, convert_to_tensor
 from graphexec.variables import GraphKeys, Variable
 
 
@@ -35,21 +37,17 @@ def global_step(sess, global_step_tensor):
 
 
 def _zero_int64():
-    from graphexec.ops.convert import constant
-
     return constant(0, dtype=dtypes.int64)
 
 
 def exponential_decay(learning_rate, global_step, decay_steps, decay_rate, staircase=False, name=None):
     """learning_rate * decay_rate ** (global_step / decay_steps), the exponent floored when `staircase`."""
-    from graphexec.ops.convert import convert_to_tensor
-    from graphexec.ops.math_ops import cast, floordiv, multiply, pow, truediv
-
     if global_step is None:
         raise ValueError("global_step is required for exponential_decay.")
     with name_scope(name, "ExponentialDecay") as scope:
         rate = convert_to_tensor(learning_rate, dtype=dtypes.float32)
-        step = cast(global_step, rate.dtype)
+        step = math_ops.cast(global_step, rate.dtype)
         steps = convert_to_tensor(decay_steps, dtype=rate.dtype)
-        exponent = floordiv(step, steps) if staircase else truediv(step, steps)
-        return multiply(rate, pow(convert_to_tensor(decay_rate, dtype=rate.dtype), exponent), name=scope)
+        exponent = math_ops.floordiv(step, steps) if staircase else math_ops.truediv(step, steps)
+        decay = math_ops.pow(convert_to_tensor(decay_rate, dtype=rate.dtype), exponent)
+        return math_ops.multiply(rate, decay, name=scope)
