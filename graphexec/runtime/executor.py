@@ -30,10 +30,6 @@ class NodeStats:
     worker: str = ""
 
 
-def _kernel_attrs(attrs) -> dict:
-    return {k: v for k, v in attrs.items() if not k.startswith("_")}
-
-
 def _wants_node(kernel) -> bool:
     try:
         return "node" in inspect.signature(kernel).parameters
@@ -45,7 +41,7 @@ def _bind(step: Step):
     if step.op == "Fused":
         return _bind_fused(step)
     definition = registry.get(step.op)
-    attrs = _kernel_attrs(step.attrs)
+    attrs = registry.kernel_attrs(definition, step.attrs)  # a node may omit attrs that have defaults
     if _wants_node(definition.kernel):
         attrs["node"] = step.node
     return functools.partial(definition.kernel, **attrs) if attrs else definition.kernel
@@ -57,7 +53,8 @@ def _bind_fused(step: Step):
     calls = []
     for position, (op_name, operands, attrs, out_type) in enumerate(program):
         definition = registry.get(op_name)
-        kernel = functools.partial(definition.kernel, **_kernel_attrs(attrs)) if attrs else definition.kernel
+        attrs = registry.kernel_attrs(definition, attrs)
+        kernel = functools.partial(definition.kernel, **attrs) if attrs else definition.kernel
         in_place = None
         if definition.ufunc and out_type.shape is not None and None not in out_type.shape:
             for operand in operands:
