@@ -101,7 +101,8 @@ def _update_dtype(args, attrs):
     return attrs["dtype"]
 
 
-# The variable updated (its store key, dtype and shape) and its slot variables' keys, in the order the kernel reads them.
+# The updated variable (its store key, dtype and shape) and its slot variables' keys, in the order the kernel
+# reads them.
 UPDATE_ATTRS = {"var": attr("string"), "slots": attr("list(string)", ()), "dtype": attr("type"),
                 "shape": attr("shape")}
 
