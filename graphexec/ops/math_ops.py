@@ -1,4 +1,5 @@
-"""Math ops: elementwise arithmetic, comparisons, logic, casts, matmul and reductions."""
+"""Math ops: elementwise arithmetic, comparisons, logic, casts and matmul; the math Python API
+(tf.add, tf.matmul, tf.reduce_sum...), reductions included (declared in graphexec.ops.reduction_ops)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,9 @@ from graphexec.ir import ShapeAttr
 from graphexec.ops import registry, rules
 from graphexec.ops.convert import constant, convert_pair, convert_to_tensor
 from graphexec.ops.emit import emit
+# the reductions' Python API is part of the math API (tf.reduce_sum is math_ops.reduce_sum)
+from graphexec.ops.reduction_ops import (argmax, argmin, reduce_all, reduce_any, reduce_max,  # noqa: F401
+                                         reduce_mean, reduce_min, reduce_prod, reduce_sum)
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 SIGNED = tuple(d for d in NUMERIC if d.np.kind != "u")
@@ -124,56 +128,6 @@ def _matmul_grad(op, dz):
         da, db = matmul(b, dz, transpose_a=True, transpose_b=True), matmul(dz, a, transpose_a=True, transpose_b=True)
     return [sum_to_shape(da, a), sum_to_shape(db, b)]
 
-
-def _keepdims(t, op):
-    """A reduction's output (or its gradient) with the reduced axes put back as 1s, so it broadcasts
-    against the input (a full reduction's scalar broadcasts as it is)."""
-    attrs = _attrs(op)
-    axis = attrs["axis"]
-    if attrs["keepdims"] or axis is None:
-        return t
-    shape = op.inputs[0]._shape
-    if shape is None:
-        return emit("Reshape", t, _reduced_shape(op.inputs[0], axis))
-    for a in sorted(a % len(shape) for a in axis):
-        t = emit("ExpandDims", t, axis=a)
-    return t
-
-
-def _reduced_shape(x, axis):
-    """x's shape with 1s at the reduced axes, computed at run time (for inputs of unknown rank)."""
-    dims, x_rank = _shape(x), emit("Rank", x)
-    axes = floormod(constant(np.asarray(axis, np.int32)), x_rank)
-    positions = emit("Range", np.int32(0), x_rank, np.int32(1))
-    reduced = reduce_any(equal(emit("ExpandDims", positions, axis=1), emit("ExpandDims", axes, axis=0)), axis=1)
-    return where(reduced, emit("OnesLike", dims), dims)
-
-
-def _sum_grad(op, dz):
-    return [emit("BroadcastTo", _keepdims(dz, op), _shape(op.inputs[0]))]
-
-
-def _mean_grad(op, dz):
-    x, z = op.inputs[0], op.outputs[0]
-    (dx,) = _sum_grad(op, dz)
-    n_in, n_out = rules.num_elements(x._shape), rules.num_elements(z._shape)
-    if n_in is not None and n_out is not None:
-        return [truediv(dx, np.asarray(n_in // max(n_out, 1), x.dtype.np))]
-    count = truediv(cast(emit("Size", x, out_type=dtypes.int32), x.dtype),
-                    cast(maximum(emit("Size", z, out_type=dtypes.int32), 1), x.dtype))
-    return [truediv(dx, count)]
-
-
-def _extremum_grad(op, dz):
-    """max/min: the gradient is shared equally among the elements that attain the extremum."""
-    x = op.inputs[0]
-    hit = cast(equal(x, _keepdims(op.outputs[0], op)), x.dtype)
-    count = reduce_sum(hit, axis=_attrs(op)["axis"], keepdims=True)
-    return [multiply(truediv(hit, count), _keepdims(dz, op))]
-
-
-def _prod_grad(op, dz):
-    return [multiply(_keepdims(dz, op), prod_of_others(op.inputs[0], _attrs(op)["axis"]))]
 
 
 # -- elementwise binary -------------------------------------------------------------------------
@@ -304,73 +258,7 @@ MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), ker
             inputs=("a", "b"), attrs={"transpose_a": attr("bool", False), "transpose_b": attr("bool", False)})
 
 
-# -- reductions ---------------------------------------------------------------------------------
-def _reduce_shape(args, attrs):
-    shape, axis, keep = args[0].shape, attrs["axis"], attrs["keepdims"]
-    if shape is None:
-        return None
-    if axis is None:
-        return (1,) * len(shape) if keep else ()
-    axes = {rules.normalize_axis(a, len(shape)) for a in axis}
-    if keep:
-        return tuple(1 if i in axes else d for i, d in enumerate(shape))
-    return tuple(d for i, d in enumerate(shape) if i not in axes)
-
-
-REDUCTION_ATTRS = {"axis": attr("list(int)", None), "keepdims": attr("bool", False)}  # axis None: every axis
-
-
-def reduction(name, kernel, allowed=NUMERIC, grad=None):
-    return op(name, shape=_reduce_shape, dtype=rules.same_dtype(*allowed), kernel=kernel, grad=grad,
-              inputs=("input",), attrs=REDUCTION_ATTRS)
-
-
-def _mean(ctx, x, axis, keepdims):
-    if x.dtype.kind in "iu":  # TF's integer mean truncates toward zero
-        return ctx.xp.trunc(ctx.xp.mean(x, axis=axis, keepdims=keepdims)).astype(x.dtype)
-    return ctx.xp.mean(x, axis=axis, keepdims=keepdims).astype(x.dtype, copy=False)
-
-
-def _reducer(fn_name):
-    def kernel(ctx, x, axis, keepdims):
-        return ctx.xp.asarray(getattr(ctx.xp, fn_name)(x, axis=axis, keepdims=keepdims), dtype=x.dtype)
-
-    return kernel
-
-
-Sum = reduction("Sum", _reducer("sum"), grad=_sum_grad)
-Mean = reduction("Mean", _mean, grad=_mean_grad)
-Max = reduction("Max", _reducer("max"), grad=_extremum_grad)
-Min = reduction("Min", _reducer("min"), grad=_extremum_grad)
-Prod = reduction("Prod", _reducer("prod"), grad=_prod_grad)
-Any = reduction("Any", _reducer("any"), allowed=(dtypes.bool,), grad=NOT_DIFFERENTIABLE)
-All = reduction("All", _reducer("all"), allowed=(dtypes.bool,), grad=NOT_DIFFERENTIABLE)
-
-
-def _arg_shape(args, attrs):
-    shape = args[0].shape
-    if shape is None:
-        return None
-    axis = rules.normalize_axis(attrs["axis"], len(shape))
-    return shape[:axis] + shape[axis + 1:]
-
-
-def _argmax(ctx, x, axis, output_type):
-    return ctx.xp.argmax(x, axis=axis).astype(output_type.np)
-
-
-def _argmin(ctx, x, axis, output_type):
-    return ctx.xp.argmin(x, axis=axis).astype(output_type.np)
-
-
-ARG_ATTRS = {"axis": attr("int", 0), "output_type": attr("type", dtypes.int64)}
-ArgMax = op("ArgMax", shape=_arg_shape, dtype=rules.attr_dtype("output_type"), kernel=_argmax,
-            grad=NOT_DIFFERENTIABLE, inputs=("input",), attrs=ARG_ATTRS)
-ArgMin = op("ArgMin", shape=_arg_shape, dtype=rules.attr_dtype("output_type"), kernel=_argmin,
-            grad=NOT_DIFFERENTIABLE, inputs=("input",), attrs=ARG_ATTRS)
-
-
-# -- ops gradient rules build: the adjoint of broadcasting, and the gradient of a product -------------
+# -- SumToShape: the adjoint of broadcasting (built by the gradients of broadcasting ops) -------------
 def _host_ints(ctx, array) -> tuple:
     return tuple(int(v) for v in np.asarray(ctx.to_host(array)).reshape(-1))
 
@@ -404,29 +292,6 @@ def sum_to_shape(grad: Tensor | None, like: Tensor) -> Tensor | None:
         return grad
     target = constant(np.asarray(like._shape, np.int32)) if known else _shape(like)
     return apply_op("SumToShape", (grad, target), {"static_shape": ShapeAttr(like._shape)}, "SumToShape").outputs[0]
-
-
-def _prod_of_others(ctx, x, axis):
-    """For each element, the product of the other elements in its reduction group (exact with zeros)."""
-    xp = ctx.xp
-    axes = tuple(range(x.ndim)) if axis is None else tuple(a % x.ndim for a in axis)
-    kept = tuple(a for a in range(x.ndim) if a not in axes)
-    moved = xp.transpose(x, kept + axes)
-    flat = moved.reshape(moved.shape[:len(kept)] + (-1,))
-    ones = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
-    before = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
-    after = xp.flip(xp.cumprod(xp.flip(xp.concatenate([flat[..., 1:], ones], axis=-1), -1), axis=-1), -1)
-    others = (before * after).reshape(moved.shape)
-    return xp.transpose(others, np.argsort(kept + axes))
-
-
-ProdOfOthers = op("ProdOfOthers", shape=rules.unchanged, dtype=rules.same_dtype(*NUMERIC),
-                  kernel=_prod_of_others, grad=NOT_DIFFERENTIABLE,
-                  inputs=("x",), attrs={"axis": attr("list(int)", None)})
-
-
-def prod_of_others(x: Tensor, axis) -> Tensor:
-    return apply_op("ProdOfOthers", (x,), {"axis": axis}, "ProdOfOthers").outputs[0]
 
 
 # -- Python API ---------------------------------------------------------------------------------
@@ -532,45 +397,3 @@ def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_
     a, b = convert_pair(a, b)
     attrs = {"transpose_a": bool(transpose_a or adjoint_a), "transpose_b": bool(transpose_b or adjoint_b)}
     return apply_op("MatMul", (a, b), attrs, name or "MatMul").outputs[0]
-
-
-def _axis_attr(axis):
-    if axis is None:
-        return None
-    if hasattr(axis, "op"):
-        raise TypeError("reduction axes must be Python ints (tensor-valued axes are not supported)")
-    return tuple(int(a) for a in (axis if isinstance(axis, (list, tuple, np.ndarray)) else [axis]))
-
-
-def _reduce_api(op_type, default_name, bool_input=False):
-    def fn(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
-        x = convert_to_tensor(input_tensor, dtype=dtypes.bool if bool_input else None)
-        axis = reduction_indices if axis is None else axis
-        keep = bool(keep_dims if keepdims is None else keepdims)
-        return apply_op(op_type, (x,), {"axis": _axis_attr(axis), "keepdims": keep}, name or default_name).outputs[0]
-
-    fn.__name__ = default_name
-    return fn
-
-
-reduce_sum = _reduce_api("Sum", "Sum")
-reduce_mean = _reduce_api("Mean", "Mean")
-reduce_max = _reduce_api("Max", "Max")
-reduce_min = _reduce_api("Min", "Min")
-reduce_prod = _reduce_api("Prod", "Prod")
-reduce_any = _reduce_api("Any", "Any", bool_input=True)
-reduce_all = _reduce_api("All", "All", bool_input=True)
-
-
-def _arg_api(op_type, default_name):
-    def fn(input, axis=None, name=None, dimension=None, output_type=dtypes.int64):  # noqa: A002
-        axis = dimension if axis is None else axis
-        attrs = {"axis": 0 if axis is None else int(axis), "output_type": dtypes.as_dtype(output_type)}
-        return apply_op(op_type, (convert_to_tensor(input),), attrs, name or default_name).outputs[0]
-
-    fn.__name__ = default_name
-    return fn
-
-
-argmax = _arg_api("ArgMax", "ArgMax")
-argmin = _arg_api("ArgMin", "ArgMin")

@@ -1,5 +1,6 @@
-"""The math-side op families (math, convert, state, training, random, internal) declare their signature:
-input names and typed attrs with defaults, checked when a graph is built and when one is decoded."""
+"""The math-side op families (math and reductions, convert, state, training, random, internal) declare
+their signature: input names and typed attrs with defaults, checked when a graph is built and when one
+is decoded."""
 from __future__ import annotations
 
 import ast
@@ -15,7 +16,7 @@ from graphexec.ops import registry
 from graphexec.ops.registry import REGISTRY
 from graphexec.proto.v1 import graph_pb2
 
-MATH_SIDE_MODULES = ("math_ops", "convert", "state_ops", "training_ops", "random_ops", "internal_ops")
+MATH_SIDE_MODULES = ("math_ops", "reduction_ops", "convert", "state_ops", "training_ops", "random_ops", "internal_ops")
 OPS_DIR = Path(__file__).resolve().parents[2] / "graphexec" / "ops"
 
 
@@ -134,7 +135,7 @@ def _module_imports(module: str) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("module", ["math_ops", "state_ops", "training_ops", "control_ops", "convert"])
+@pytest.mark.parametrize("module", ["math_ops", "reduction_ops", "state_ops", "training_ops", "control_ops", "convert"])
 def test_math_side_gradients_build_other_families_by_name(module):
     """The array and nn families are reached through emit("OpName", ...), never imported."""
     other_families = {f"graphexec.ops.{m}" for m in ("array_ops", "array_ops_extra", "nn_ops", "grad_ops",
