@@ -73,7 +73,7 @@ def _reached_from(order, source_ids: set[int], blocked: set[int]) -> set[int]:
 
 # -- the backward pass -------------------------------------------------------------------------------------
 def _seed(pending, ys, grad_ys, reached):
-    from graphexec.ops.array_ops_extra import ones_like
+    from graphexec.ops.array_ops import ones_like
     from graphexec.ops.convert import convert_to_tensor
 
     for y, dy in zip(ys, grad_ys):

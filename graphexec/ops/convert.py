@@ -76,7 +76,7 @@ def convert_to_tensor(value, dtype=None, name=None, preferred_dtype=None) -> Ten
     if hasattr(value, "_as_tensor"):
         return value._as_tensor(dtype)
     if isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) or hasattr(v, "_as_tensor") for v in value):
-        from graphexec.ops.array_ops_extra import stack
+        from graphexec.ops.joining_ops import stack
 
         return stack([convert_to_tensor(v, dtype) for v in value], name=name or "packed")
     if dtype is None and preferred_dtype is not None:

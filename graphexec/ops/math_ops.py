@@ -63,7 +63,7 @@ def _floor_mod_grad(op, dz):
 
 def _pow_grad(op, dz):
     """z = x**y: dx = y x**(y-1) dz; dy = z log(x) dz where x > 0, else 0 (as TF)."""
-    from graphexec.ops.array_ops_extra import ones_like, zeros_like
+    from graphexec.ops.array_ops import ones_like, zeros_like
 
     x, y = op.inputs
     z = op.outputs[0]
@@ -76,7 +76,7 @@ def _pow_grad(op, dz):
 def _selecting_grad(compare):
     """maximum/minimum: the gradient goes to x where x won (ties included), else to y."""
     def grad(op, dz):
-        from graphexec.ops.array_ops_extra import zeros_like
+        from graphexec.ops.array_ops import zeros_like
 
         x, y = op.inputs
         x_wins, zeros = compare(x, y), zeros_like(dz)
@@ -86,7 +86,7 @@ def _selecting_grad(compare):
 
 
 def _select_grad(op, dz):
-    from graphexec.ops.array_ops_extra import zeros_like
+    from graphexec.ops.array_ops import zeros_like
 
     condition, zeros = op.inputs[0], zeros_like(dz)
     return [None, *_unbroadcast(op, where(condition, dz, zeros), where(condition, zeros, dz))]
@@ -98,7 +98,7 @@ def _output_grad(fn):
 
 
 def _sign_grad(op, dz):
-    from graphexec.ops.array_ops_extra import zeros_like
+    from graphexec.ops.array_ops import zeros_like
 
     return [zeros_like(op.inputs[0])]
 
@@ -143,7 +143,7 @@ def _keepdims(t, op):
 def _reduced_shape(x, axis):
     """x's shape with 1s at the reduced axes, computed at run time (for inputs of unknown rank)."""
     from graphexec.ops.array_ops import rank, shape
-    from graphexec.ops.array_ops_extra import ones_like, range as tf_range
+    from graphexec.ops.array_ops import ones_like, range as tf_range
     from graphexec.ops.convert import constant
 
     dims, x_rank = shape(x), rank(x)
@@ -155,7 +155,7 @@ def _reduced_shape(x, axis):
 
 def _sum_grad(op, dz):
     from graphexec.ops.array_ops import shape
-    from graphexec.ops.array_ops_extra import broadcast_to
+    from graphexec.ops.array_ops import broadcast_to
 
     return [broadcast_to(_keepdims(dz, op), shape(op.inputs[0]))]
 
@@ -449,9 +449,9 @@ def to_float(x, name="ToFloat"):
 
 def where(condition, x=None, y=None, name=None):
     if x is None and y is None:
-        from graphexec.ops import array_ops_extra
+        from graphexec.ops import indexing_ops
 
-        return array_ops_extra.where_indices(condition, name)
+        return indexing_ops.where_indices(condition, name)
     if x is None or y is None:
         raise ValueError("x and y must both be given, or neither")
     condition = convert_to_tensor(condition, dtype=dtypes.bool)

@@ -130,7 +130,7 @@ def _filled_variable(var: Variable, value: float, name: str) -> Variable:
     The initial value is built inside the Variable (a callable), hence outside any control
     dependencies the caller is under: initializing a slot must not run the caller's update ops."""
     from graphexec.ops.array_ops import shape
-    from graphexec.ops.array_ops_extra import fill
+    from graphexec.ops.array_ops import fill
 
     def initial():
         dims = var.shape.dims
