@@ -78,7 +78,7 @@ def _strided_slice_shape(args, attrs):
 
 def _strided_slice_grad(op, dy):
     """dy placed into zeros of the input's shape at the sliced positions."""
-    return [strided_slice_grad(shape_of(op.inputs[0]), dy, op.attrs)]
+    return [apply_op("StridedSliceGrad", (shape_of(op.inputs[0]), dy), dict(op.attrs), "StridedSliceGrad").outputs[0]]
 
 
 _MASK = attr("int", 0)
@@ -91,6 +91,7 @@ StridedSlice = op("StridedSlice", shape=_strided_slice_shape, dtype=rules.same_d
 
 
 def _strided_slice_grad_kernel(ctx, shape, grad, **spec):
+    """Zeros of `shape` with `grad` written where StridedSlice with the same spec reads."""
     out = ctx.xp.zeros(host_ints(ctx, shape), dtype=grad.dtype)
     out[_index(**spec)] = grad
     return out
@@ -106,10 +107,6 @@ def _strided_slice_grad_shape(args, attrs):
 StridedSliceGrad = op("StridedSliceGrad", shape=_strided_slice_grad_shape, dtype=lambda args, attrs: args[1].dtype,
                       kernel=_strided_slice_grad_kernel, inputs=("shape", "dy"), attrs=_STRIDED_SLICE_ATTRS,
                       grad=lambda op, dy: [None, apply_op("StridedSlice", (dy,), dict(op.attrs)).outputs[0]])
-
-
-def strided_slice_grad(shape, dy, spec) -> Tensor:
-    return apply_op("StridedSliceGrad", (shape, dy), dict(spec), "StridedSliceGrad").outputs[0]
 
 
 def strided_slice_spec(key):
