@@ -12,11 +12,13 @@ from graphexec.dtypes import (DType, as_dtype, bool, double, float16, float32, f
 from graphexec.framework import (Graph, Operation, Tensor, TensorShape, control_dependencies, device,
                                  get_default_graph, name_scope, reset_default_graph)
 from graphexec.ops import internal_ops as _internal_ops, state_ops as _state_ops  # noqa: F401 - registers ops
-from graphexec.ops.array_ops import (expand_dims, identity, placeholder, placeholder_with_default, rank, reshape,
-                                     shape, size, squeeze, stop_gradient, transpose)
-from graphexec.ops.array_ops_extra import (broadcast_to, concat, fill, gather, linspace, one_hot, ones,  # noqa: A004
-                                           ones_like, pad, range, slice, split, stack, tile, unstack, zeros,
-                                           zeros_like)
+from graphexec.ops.array_ops import (broadcast_to, expand_dims, fill, identity, linspace, ones,  # noqa: A004
+                                     ones_like, placeholder, placeholder_with_default, range, rank, reshape, shape,
+                                     size, squeeze, stop_gradient, tile, transpose, zeros, zeros_like)
+from graphexec.ops.indexing_ops import gather, gather_nd, one_hot, scatter_nd
+from graphexec.ops.joining_ops import concat, split, stack, unstack
+from graphexec.ops.scan_ops import cumprod, cumsum
+from graphexec.ops.slicing_ops import pad, slice  # noqa: A004
 from graphexec.ops.control_ops import group, no_op, tuple  # noqa: A004
 from graphexec.ops.convert import constant, convert_to_tensor
 from graphexec.ops.math_ops import (abs, add, add_n, argmax, argmin, cast, clip_by_value, cos, divide, equal,  # noqa: A004

@@ -13,8 +13,8 @@ graphs do not hit Python's recursion limit.
 from __future__ import annotations
 
 from graphexec.framework import Operation, Tensor, get_default_graph, name_scope
-from graphexec.ops import grad_ops, registry  # noqa: F401 - grad_ops registers the ops that rules build
-from graphexec.ops.array_ops_extra import ones_like
+from graphexec.ops import registry
+from graphexec.ops.array_ops import ones_like
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.math_ops import add_n
 from graphexec.ops.registry import NOT_DIFFERENTIABLE

@@ -11,8 +11,7 @@ from graphexec import dtypes
 from graphexec.framework import get_default_graph, name_scope
 from graphexec.nn import (sigmoid_cross_entropy_with_logits, softmax_cross_entropy_with_logits_v2,
                           sparse_softmax_cross_entropy_with_logits)
-from graphexec.ops.array_ops import shape, size, stop_gradient
-from graphexec.ops.array_ops_extra import ones_like, zeros_like
+from graphexec.ops.array_ops import ones_like, shape, size, stop_gradient, zeros_like
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.math_ops import (abs, add, add_n, cast, equal, greater, log, minimum, multiply,  # noqa: A004
                                     reduce_sum, square, subtract, truediv, where)

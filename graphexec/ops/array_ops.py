@@ -1,27 +1,31 @@
-"""Array ops: placeholders, identity, reshape/shape queries, strided slicing, transposes."""
+"""Creation and shape ops: placeholders, identity, shape queries, reshape and dimension shuffles,
+fill/zeros/ones(_like), range/linspace, tile and broadcast_to.
+
+As in TF, arguments that decide an output shape (dims, multiples, the target of broadcast_to) are
+graph inputs; shape rules read their build-time value when it is known (see shape_inputs).
+"""
 from __future__ import annotations
 
-import functools
+import builtins
+import math
 
 import numpy as np
 
 from graphexec import dtypes
-from graphexec.framework import Tensor, apply_op
+from graphexec.framework import Tensor, apply_op, name_scope
+from graphexec.ir import ShapeAttr
 from graphexec.ops import rules
 from graphexec.ops.convert import convert_to_tensor, shape_attr
-from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+from graphexec.ops.emit import emit
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
+from graphexec.ops.shape_inputs import (INDEX_TYPES, check_index_dtype, dims_shape, host_ints, int_tensor,
+                                        is_tensorlike, rank_of, scalar_value, shape_of, vector_length, vector_value,
+                                        with_known_elements)
 
 
+# -- placeholders, identity ---------------------------------------------------------------------
 def _not_fed(ctx, **attrs):
     raise AssertionError("placeholders are bound to feeds by the compiler")
-
-
-def _placeholder_shape(args, attrs):
-    return attrs["shape"].dims
-
-
-Placeholder = op("Placeholder", shape=_placeholder_shape, dtype=rules.attr_dtype(), kernel=_not_fed,
-                 grad=NOT_DIFFERENTIABLE)
 
 
 def _with_default_shape(args, attrs):
@@ -34,12 +38,16 @@ def _with_default_shape(args, attrs):
     return declared
 
 
+Placeholder = op("Placeholder", shape=lambda args, attrs: attrs["shape"].dims, dtype=rules.attr_dtype(),
+                 kernel=_not_fed, grad=NOT_DIFFERENTIABLE,
+                 inputs=(), attrs={"dtype": attr("type"), "shape": attr("shape", ShapeAttr(None))})
 PlaceholderWithDefault = op("PlaceholderWithDefault", shape=_with_default_shape, dtype=rules.same_dtype(),
-                            kernel=lambda ctx, x, shape: x, grad=lambda op, dy: [dy])
+                            kernel=lambda ctx, x, shape: x, grad=lambda op, dy: [dy],
+                            inputs=("input",), attrs={"shape": attr("shape")})
 Identity = op("Identity", shape=rules.unchanged, dtype=rules.same_dtype(), kernel=lambda ctx, x: x,
-              grad=lambda op, dy: [dy])
+              grad=lambda op, dy: [dy], inputs=("input",))
 StopGradient = op("StopGradient", shape=rules.unchanged, dtype=rules.same_dtype(), kernel=lambda ctx, x: x,
-                  grad=lambda op, dy: [None])  # the gradient stops here by definition
+                  grad=lambda op, dy: [None], inputs=("input",))  # the gradient stops here by definition
 
 
 def placeholder(dtype, shape=None, name=None):
@@ -68,15 +76,16 @@ def _shape_value(args, attrs):
     return np.array(shape, dtype=attrs["out_type"].np)
 
 
+_OUT_TYPE = {"out_type": attr("type", dtypes.int32)}
 Shape = op("Shape", shape=lambda args, attrs: (args[0].rank,), dtype=rules.attr_dtype("out_type"),
            kernel=lambda ctx, x, out_type: ctx.xp.asarray(x.shape, dtype=out_type.np),
-           grad=NOT_DIFFERENTIABLE, const_value=_shape_value)
+           grad=NOT_DIFFERENTIABLE, const_value=_shape_value, inputs=("input",), attrs=_OUT_TYPE)
 Size = op("Size", shape=rules.scalar, dtype=rules.attr_dtype("out_type"),
           kernel=lambda ctx, x, out_type: ctx.xp.asarray(x.size, dtype=out_type.np), grad=NOT_DIFFERENTIABLE,
           const_value=lambda args, attrs: None if rules.num_elements(args[0].shape) is None
-          else np.asarray(rules.num_elements(args[0].shape), attrs["out_type"].np))
+          else np.asarray(rules.num_elements(args[0].shape), attrs["out_type"].np), inputs=("input",), attrs=_OUT_TYPE)
 Rank = op("Rank", shape=rules.scalar, dtype=lambda args, attrs: dtypes.int32,
-          kernel=lambda ctx, x: ctx.xp.asarray(x.ndim, dtype=np.int32), grad=NOT_DIFFERENTIABLE,
+          kernel=lambda ctx, x: ctx.xp.asarray(x.ndim, dtype=np.int32), grad=NOT_DIFFERENTIABLE, inputs=("input",),
           const_value=lambda args, attrs: None if args[0].rank is None else np.asarray(args[0].rank, np.int32))
 
 
@@ -117,20 +126,13 @@ def _reshape_shape(args, attrs):
     return tuple(dims)
 
 
-def shape_of(x: Tensor) -> Tensor:
-    """x's shape as an int32 vector: a constant when it is fully known at build time."""
-    if x._shape is not None and None not in x._shape:
-        return convert_to_tensor(np.asarray(x._shape, np.int32))
-    return shape(x)
-
-
 def _reshape_back(op, dy):
     """Gradient of shape-only changes (reshape, expand_dims, squeeze): dy in the input's shape."""
     return [reshape(dy, shape_of(op.inputs[0]))] + [None] * (len(op.inputs) - 1)
 
 
 Reshape = op("Reshape", shape=_reshape_shape, dtype=lambda args, attrs: args[0].dtype, grad=_reshape_back,
-             kernel=lambda ctx, x, target: x.reshape(tuple(int(d) for d in target)))
+             kernel=lambda ctx, x, target: x.reshape(tuple(int(d) for d in target)), inputs=("tensor", "shape"))
 
 
 def reshape(tensor, shape, name=None):
@@ -148,7 +150,8 @@ def _expand_dims_shape(args, attrs):
 
 
 ExpandDims = op("ExpandDims", shape=_expand_dims_shape, dtype=rules.same_dtype(), grad=_reshape_back,
-                kernel=lambda ctx, x, axis: ctx.xp.expand_dims(x, axis))
+                kernel=lambda ctx, x, axis: ctx.xp.expand_dims(x, axis), inputs=("input",),
+                attrs={"axis": attr("int")})
 
 
 def expand_dims(input, axis=None, name=None, dim=None):  # noqa: A002
@@ -173,7 +176,8 @@ def _squeeze_shape(args, attrs):
 
 
 Squeeze = op("Squeeze", shape=_squeeze_shape, dtype=rules.same_dtype(), grad=_reshape_back,
-             kernel=lambda ctx, x, axis: ctx.xp.squeeze(x, axis=axis))
+             kernel=lambda ctx, x, axis: ctx.xp.squeeze(x, axis=axis), inputs=("input",),
+             attrs={"axis": attr("list(int)", None)})  # None: every dim of size 1
 
 
 def squeeze(input, axis=None, name=None, squeeze_dims=None):  # noqa: A002
@@ -190,7 +194,7 @@ def _transpose_shape(args, attrs):
         return None if perm is None else (None,) * len(perm)
     if perm is None:
         return shape[::-1]
-    if sorted(perm) != list(range(len(shape))):
+    if sorted(perm) != list(builtins.range(len(shape))):
         raise ShapeError(f"perm {list(perm)} is not a permutation of the {len(shape)} dimensions")
     return tuple(shape[p] for p in perm)
 
@@ -201,7 +205,8 @@ def _transpose_grad(op, dy):
 
 
 Transpose = op("Transpose", shape=_transpose_shape, dtype=rules.same_dtype(), grad=_transpose_grad,
-               kernel=lambda ctx, x, perm: ctx.xp.transpose(x, perm))
+               kernel=lambda ctx, x, perm: ctx.xp.transpose(x, perm), inputs=("x",),
+               attrs={"perm": attr("list(int)", None)})  # None: reversed dims
 
 
 def transpose(a, perm=None, name="transpose"):
@@ -209,113 +214,221 @@ def transpose(a, perm=None, name="transpose"):
     return apply_op("Transpose", (convert_to_tensor(a),), attrs, name).outputs[0]
 
 
-# -- strided slice (tensor[...]) ---------------------------------------------------------------
-@functools.lru_cache(maxsize=4096)
-def _index(begin, end, strides, begin_mask, end_mask, ellipsis_mask, new_axis_mask, shrink_axis_mask):
-    index = []
-    for i, (b, e, s) in enumerate(zip(begin, end, strides)):
-        bit = 1 << i
-        if ellipsis_mask & bit:
-            index.append(Ellipsis)
-        elif new_axis_mask & bit:
-            index.append(None)
-        elif shrink_axis_mask & bit:
-            index.append(b)
-        else:
-            index.append(slice(None if begin_mask & bit else b, None if end_mask & bit else e, s))
-    return tuple(index)
+# -- Fill, ZerosLike, OnesLike -----------------------------------------------------------------------
+def _fill_shape(args, attrs):
+    dims, value = args
+    check_index_dtype(dims, "dims")
+    scalar_value(value, "value")
+    return dims_shape(dims)
 
 
-def _strided_slice_kernel(ctx, x, **spec):
-    return x[_index(**spec)]
+def _fill(ctx, dims, value):
+    return ctx.xp.full(host_ints(ctx, dims), value, dtype=value.dtype)
 
 
-_PROBE_SIZE = 1000003  # stand-in for unknown dims: big enough that any integer index fits
+def _value_independent(op, *dzs):
+    """zeros_like/ones_like: the output does not depend on the input's values."""
+    return [None] * len(op.inputs)
 
 
-def _sliced_axes(index, rank):
-    """For each output dim of x[index], the input axis it slices (None for a new axis)."""
-    consumed = sum(1 for item in index if item is not None and item is not Ellipsis)
-    axis, sources = 0, []
-    for item in index:
-        if item is Ellipsis:
-            sources += range(axis, axis + rank - consumed)
-            axis += rank - consumed
-        elif item is None:
-            sources.append(None)
-        else:
-            if isinstance(item, slice):
-                sources.append(axis)
-            axis += 1  # an integer index removes its axis
-    if Ellipsis not in index:
-        sources += range(axis, rank)
-    return sources
+Fill = op("Fill", shape=_fill_shape, dtype=lambda args, attrs: args[1].dtype, kernel=_fill, inputs=("dims", "value"),
+          grad=lambda op, dz: [None, emit("Sum", dz, axis=None, keepdims=False)])
+ZerosLike = op("ZerosLike", shape=rules.unchanged, dtype=rules.same_dtype(), grad=_value_independent,
+               kernel=lambda ctx, x: ctx.xp.zeros_like(x), inputs=("x",))
+OnesLike = op("OnesLike", shape=rules.unchanged, dtype=rules.same_dtype(), grad=_value_independent,
+              kernel=lambda ctx, x: ctx.xp.ones_like(x), inputs=("x",))
 
 
-def _strided_slice_shape(args, attrs):
-    shape = args[0].shape
-    if shape is None:
-        return None
-    index = _index(**attrs)
-    concrete = tuple(_PROBE_SIZE if d is None else d for d in shape)
+def fill(dims, value, name=None):
+    with name_scope(name, "Fill") as scope:
+        dims = int_tensor(dims, "dims")
+        return with_known_elements(apply_op("Fill", (dims, convert_to_tensor(value)), {}, scope).outputs[0], dims)
+
+
+def _filled(shape, value, dtype, name, default_name):
+    dtype = dtypes.as_dtype(dtype)
+    with name_scope(name, default_name) as scope:
+        dims = int_tensor(shape, "shape_as_tensor")
+        scalar = convert_to_tensor(np.asarray(value, dtype=dtype.np), name="Const")
+        return with_known_elements(apply_op("Fill", (dims, scalar), {}, scope).outputs[0], dims)
+
+
+def zeros(shape, dtype=dtypes.float32, name=None):
+    return _filled(shape, 0, dtype, name, "zeros")
+
+
+def ones(shape, dtype=dtypes.float32, name=None):
+    return _filled(shape, 1, dtype, name, "ones")
+
+
+def _like(op_type, fill_value, tensor, dtype, name, default_name):
+    tensor = convert_to_tensor(tensor)
+    if dtype is not None and dtypes.as_dtype(dtype) is not tensor.dtype:
+        with name_scope(name, default_name) as scope:
+            return _filled(shape(tensor), fill_value, dtype, scope, None)
+    return apply_op(op_type, (tensor,), {}, name or default_name).outputs[0]
+
+
+def zeros_like(tensor, dtype=None, name=None, optimize=True):
+    return _like("ZerosLike", 0, tensor, dtype, name, "zeros_like")
+
+
+def ones_like(tensor, dtype=None, name=None, optimize=True):
+    return _like("OnesLike", 1, tensor, dtype, name, "ones_like")
+
+
+# -- Range, LinSpace --------------------------------------------------------------------------------
+def _range_size(start, limit, delta, np_dtype) -> int:
+    """Number of elements of range(start, limit, delta), computed the way TF does for ints and floats."""
+    if delta == 0:
+        raise ShapeError("Requires delta != 0")
+    if delta > 0 and start > limit:
+        raise ShapeError(f"Requires start <= limit when delta > 0: {start}/{limit}")
+    if delta < 0 and start < limit:
+        raise ShapeError(f"Requires start >= limit when delta < 0: {start}/{limit}")
+    if np.dtype(np_dtype).kind in "iu":
+        return (abs(limit - start) + abs(delta) - 1) // abs(delta)
+    span = np.asarray(limit, np_dtype) - np.asarray(start, np_dtype)
+    return int(math.ceil(abs(float(span / np.asarray(delta, np_dtype)))))
+
+
+def _range_shape(args, attrs):
+    values = [scalar_value(a, what) for a, what in zip(args, ("start", "limit", "delta"))]
+    if any(v is None for v in values):
+        return (None,)
+    return (_range_size(*values, args[0].dtype.np),)
+
+
+def _range(ctx, start, limit, delta):
+    dtype = start.dtype
     try:
-        out = np.broadcast_to(np.empty((), np.int8), concrete)[index].shape
-    except IndexError as exc:
-        raise ShapeError(f"slice index out of bounds: {exc}") from None
-    # a slice of an unknown dim has an unknown length (x[1:100] is 99 long only if x has 100 elements)
-    return tuple(None if axis is not None and shape[axis] is None else d
-                 for d, axis in zip(out, _sliced_axes(index, len(shape))))
+        size = _range_size(start.item(), limit.item(), delta.item(), dtype)
+    except ShapeError as exc:
+        raise ValueError(str(exc)) from None
+    return (start + ctx.xp.arange(size, dtype=dtype) * delta).astype(dtype, copy=False)
 
 
-def _strided_slice_grad(op, dy):
-    """dy placed into zeros of the input's shape at the sliced positions."""
-    grad = apply_op("StridedSliceGrad", (shape_of(op.inputs[0]), dy), dict(op.attrs), "StridedSliceGrad")
-    return [grad.outputs[0]]
+Range = op("Range", shape=_range_shape, dtype=rules.same_dtype(*(dtypes.FLOATING + INDEX_TYPES)), kernel=_range,
+           grad=NOT_DIFFERENTIABLE, inputs=("start", "limit", "delta"))
+
+_RANGE_HIERARCHY = (dtypes.int32, dtypes.int64, dtypes.float32, dtypes.float64)
 
 
-StridedSlice = op("StridedSlice", shape=_strided_slice_shape, dtype=rules.same_dtype(),
-                  kernel=_strided_slice_kernel, grad=_strided_slice_grad)
+def range(start, limit=None, delta=1, dtype=None, name="range"):  # noqa: A001 - TF's name
+    """tf.range: like Python's range; the dtype is the widest of the arguments' unless given."""
+    if limit is None:
+        start, limit = 0, start
+    with name_scope(name) as scope:
+        args = [convert_to_tensor(v, name=n) for v, n in ((start, "start"), (limit, "limit"), (delta, "delta"))]
+        if dtype is None:
+            unknown = [a.dtype.name for a in args if a.dtype not in _RANGE_HIERARCHY]
+            if unknown:
+                raise TypeError(f"range arguments must be int32, int64, float32 or float64, got {unknown}")
+            dtype = max((a.dtype for a in args), key=_RANGE_HIERARCHY.index)
+        dtype = dtypes.as_dtype(dtype)
+        args = [a if a.dtype is dtype else emit("Cast", a, DstT=dtype) for a in args]
+        return apply_op("Range", args, {}, scope).outputs[0]
 
 
-def strided_slice_spec(key):
-    """A Python index (ints, slices, None/newaxis, Ellipsis) as TF's begin/end/strides + masks."""
-    if not isinstance(key, tuple):
-        key = (key,)
-    begin, end, strides = [], [], []
-    masks = dict(begin_mask=0, end_mask=0, ellipsis_mask=0, new_axis_mask=0, shrink_axis_mask=0)
-    for i, item in enumerate(key):
-        bit = 1 << i
-        if item is Ellipsis:
-            masks["ellipsis_mask"] |= bit
-            item_bes = (0, 0, 1)
-        elif item is None:
-            masks["new_axis_mask"] |= bit
-            item_bes = (0, 0, 1)
-        elif isinstance(item, slice):
-            parts = []
-            for part in (item.start, item.stop, item.step):
-                if isinstance(part, Tensor):
-                    raise TypeError("slicing with Tensor bounds is not supported; use tf.slice or tf.gather")
-                parts.append(part)
-            start, stop, step = parts
-            if step == 0:
-                raise ValueError("slice step cannot be zero")
-            if start is None:
-                masks["begin_mask"] |= bit
-            if stop is None:
-                masks["end_mask"] |= bit
-            item_bes = (start or 0, stop or 0, 1 if step is None else int(step))
-        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-            masks["shrink_axis_mask"] |= bit
-            item_bes = (int(item), int(item) + 1, 1)
-        else:
-            raise TypeError(f"Only integers, slices (`:`), ellipsis (`...`), tf.newaxis (`None`) are valid "
-                            f"indices, got {item!r}")
-        begin.append(int(item_bes[0]))
-        end.append(int(item_bes[1]))
-        strides.append(int(item_bes[2]))
-    return {"begin": tuple(begin), "end": tuple(end), "strides": tuple(strides), **masks}
+def _linspace_shape(args, attrs):
+    start, stop, num = args
+    scalar_value(start, "start")
+    scalar_value(stop, "stop")
+    check_index_dtype(num, "num")
+    count = scalar_value(num, "num")
+    if count is not None and count < 1:
+        raise ShapeError(f"Requires num > 0: {count}")
+    return (count,)
 
 
-def getitem(tensor, key):
-    return apply_op("StridedSlice", (convert_to_tensor(tensor),), strided_slice_spec(key), "strided_slice").outputs[0]
+def _linspace(ctx, start, stop, num):
+    count = int(num)
+    if count < 1:
+        raise ValueError(f"Requires num > 0: {count}")
+    return ctx.xp.linspace(start.item(), stop.item(), count).astype(start.dtype, copy=False)
+
+
+LinSpace = op("LinSpace", shape=_linspace_shape, kernel=_linspace, grad=NOT_DIFFERENTIABLE,
+              dtype=lambda args, attrs: rules.same_dtype(*dtypes.FLOATING)(args[:2], attrs),
+              inputs=("start", "stop", "num"))
+
+
+def linspace(start, stop, num, name=None):
+    with name_scope(name, "LinSpace") as scope:
+        start = convert_to_tensor(start, name="start")
+        stop = convert_to_tensor(stop, dtype=None if is_tensorlike(stop) else start.dtype, name="stop")
+        return apply_op("LinSpace", (start, stop, int_tensor(num, "num")), {}, scope).outputs[0]
+
+
+lin_space = linspace
+
+
+# -- Tile, BroadcastTo ---------------------------------------------------------------------------------
+def _tile_shape(args, attrs):
+    x, multiples_arg = args
+    check_index_dtype(multiples_arg, "multiples")
+    rank = x.rank if x.rank is not None else vector_length(multiples_arg)
+    multiples = vector_value(multiples_arg, "multiples", rank)
+    if rank is None:
+        return None
+    if multiples is None:
+        return (None,) * rank
+    if any(m < 0 for m in multiples):
+        raise ShapeError(f"multiples must be non-negative, got {multiples}")
+    shape = x.shape if x.shape is not None else (None,) * rank
+    return tuple(None if d is None else d * m for d, m in zip(shape, multiples))
+
+
+def _tile_grad(op, dz):
+    """dz as [m0, d0, m1, d1, ...] summed over the m axes."""
+    x, multiples = op.inputs
+    rank = rank_of(op, x)
+    if multiples.dtype is not dtypes.int32:
+        multiples = emit("Cast", multiples, DstT=dtypes.int32)
+    interleaved = reshape(transpose(emit("Pack", multiples, shape_of(x), axis=0)), [-1])
+    return [emit("Sum", reshape(dz, interleaved), axis=tuple(builtins.range(0, 2 * rank, 2)), keepdims=False), None]
+
+
+Tile = op("Tile", shape=_tile_shape, dtype=lambda args, attrs: args[0].dtype, grad=_tile_grad,
+          kernel=lambda ctx, x, multiples: ctx.xp.tile(x, host_ints(ctx, multiples)), inputs=("input", "multiples"))
+
+
+def tile(input, multiples, name=None):  # noqa: A002 - TF's name
+    x = convert_to_tensor(input)
+    with name_scope(name, "Tile") as scope:
+        return apply_op("Tile", (x, int_tensor(multiples, "multiples")), {}, scope).outputs[0]
+
+
+def _broadcast_to_shape(args, attrs):
+    x, shape_arg = args
+    check_index_dtype(shape_arg, "shape")
+    target = dims_shape(shape_arg, "shape")
+    if target is None or x.shape is None:
+        return target
+    if len(x.shape) > len(target):
+        raise ShapeError(f"cannot broadcast a tensor of shape {rules.fmt(x.shape)} to the lower-rank shape "
+                         f"{rules.fmt(target)}")
+    for d, t in zip(x.shape[::-1], target[::-1]):
+        if d is not None and t is not None and d not in (1, t):
+            raise ShapeError(f"cannot broadcast a tensor of shape {rules.fmt(x.shape)} to shape {rules.fmt(target)}")
+    return target
+
+
+def _broadcast_to_grad(op, dz):
+    """dz summed back over the broadcast dims (SumToShape, the adjoint of broadcasting)."""
+    x = op.inputs[0]
+    if x._shape is not None and None not in x._shape and dz._shape == x._shape:
+        return [dz, None]
+    return [emit("SumToShape", dz, shape_of(x), static_shape=ShapeAttr(x._shape)), None]
+
+
+BroadcastTo = op("BroadcastTo", shape=_broadcast_to_shape, dtype=lambda args, attrs: args[0].dtype,
+                 grad=_broadcast_to_grad, inputs=("input", "shape"),
+                 kernel=lambda ctx, x, shape: ctx.xp.broadcast_to(x, host_ints(ctx, shape)))
+
+
+def broadcast_to(input, shape, name=None):  # noqa: A002 - TF's name
+    x = convert_to_tensor(input)
+    with name_scope(name, "BroadcastTo") as scope:
+        target = int_tensor(shape, "shape")
+        return with_known_elements(apply_op("BroadcastTo", (x, target), {}, scope).outputs[0], target)

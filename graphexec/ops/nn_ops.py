@@ -1,5 +1,5 @@
 """Neural-net ops with fused, numerically stable kernels: relu, softmax, log_softmax, the softmax
-cross-entropies, 2-D convolution and pooling (NHWC), with their gradients.
+cross-entropies, 2-D convolution and pooling (NHWC), top_k, with their gradients.
 
 Convolution is im2col + one matmul: the loops run over the kernel's few offsets (3x3 = 9), never over
 pixels, and every kernel uses `ctx.xp`, so the CuPy backend runs the same code. The Python API that
@@ -7,24 +7,23 @@ builds these ops (and the composite ones: elu, dropout, moments...) is graphexec
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from graphexec import dtypes
-from graphexec.framework import apply_op
+from graphexec.framework import Tensor, apply_op, name_scope
 from graphexec.ops import rules
-from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, op
+from graphexec.ops.convert import convert_to_tensor
+from graphexec.ops.emit import emit
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
+from graphexec.ops.shape_inputs import check_index_dtype, dim_of, host_ints, scalar_value, shape_of
 
 FLOAT = rules.same_dtype(*dtypes.FLOATING)
 
 
-def _host_ints(ctx, array) -> tuple:
-    return tuple(int(v) for v in np.asarray(ctx.to_host(array)).reshape(-1))
-
-
 def _keep_last(t):
-    from graphexec.ops.array_ops import expand_dims
-
-    return expand_dims(t, -1)
+    return emit("ExpandDims", t, axis=-1)
 
 
 # -- Relu ------------------------------------------------------------------------------------------------
@@ -41,9 +40,9 @@ def relu_grad(dy, z):
 
 
 Relu = op("Relu", shape=rules.unchanged, dtype=rules.same_dtype(*dtypes.NUMERIC), kernel=_relu, elementwise=True,
-          grad=lambda op, dy: [relu_grad(dy, op.outputs[0])])
+          grad=lambda op, dy: [relu_grad(dy, op.outputs[0])], inputs=("features",))
 ReluGrad = op("ReluGrad", shape=rules.broadcast, dtype=FLOAT, kernel=_relu_grad_kernel, elementwise=True,
-              grad=lambda op, ddy: [relu_grad(ddy, op.inputs[1]), None])
+              grad=lambda op, ddy: [relu_grad(ddy, op.inputs[1]), None], inputs=("gradients", "features"))
 
 
 # -- Softmax, LogSoftmax ------------------------------------------------------------------------------------
@@ -68,21 +67,20 @@ def _log_softmax(ctx, x, axis):
 
 
 def _softmax_grad(op, dy):
-    from graphexec.ops.math_ops import multiply, reduce_sum, subtract
-
-    z, axis = op.outputs[0], op.attrs["axis"]
-    return [multiply(subtract(dy, reduce_sum(multiply(dy, z), axis=axis, keepdims=True)), z)]
+    z, axis = op.outputs[0], (op.attrs["axis"],)
+    return [emit("Mul", emit("Sub", dy, emit("Sum", emit("Mul", dy, z), axis=axis, keepdims=True)), z)]
 
 
 def _log_softmax_grad(op, dy):
-    from graphexec.ops.math_ops import exp, multiply, reduce_sum, subtract
-
-    z, axis = op.outputs[0], op.attrs["axis"]
-    return [subtract(dy, multiply(exp(z), reduce_sum(dy, axis=axis, keepdims=True)))]
+    z, axis = op.outputs[0], (op.attrs["axis"],)
+    return [emit("Sub", dy, emit("Mul", emit("Exp", z), emit("Sum", dy, axis=axis, keepdims=True)))]
 
 
-Softmax = op("Softmax", shape=_class_axis, dtype=FLOAT, kernel=_softmax, grad=_softmax_grad)
-LogSoftmax = op("LogSoftmax", shape=_class_axis, dtype=FLOAT, kernel=_log_softmax, grad=_log_softmax_grad)
+_CLASS_AXIS = {"axis": attr("int", -1)}
+Softmax = op("Softmax", shape=_class_axis, dtype=FLOAT, kernel=_softmax, grad=_softmax_grad, inputs=("logits",),
+             attrs=_CLASS_AXIS)
+LogSoftmax = op("LogSoftmax", shape=_class_axis, dtype=FLOAT, kernel=_log_softmax, grad=_log_softmax_grad,
+                inputs=("logits",), attrs=_CLASS_AXIS)
 
 
 # -- cross-entropies: (loss per example, d loss / d logits), as TF's ops --------------------------------------
@@ -105,19 +103,17 @@ def _softmax_xent(ctx, logits, labels):
 
 
 def _softmax_xent_grad(op, dloss, dbackprop):
-    from graphexec.ops.math_ops import multiply, negative
-
     if dbackprop is not None:
         raise NotImplementedError(f"second derivatives of {op.type} '{op.name}' are not supported")
     logits = op.inputs[0]
-    dlogits = multiply(_keep_last(dloss), op.outputs[1])
-    dlabels = multiply(_keep_last(dloss), negative(apply_op("LogSoftmax", (logits,), {"axis": -1}).outputs[0]))
+    dlogits = emit("Mul", _keep_last(dloss), op.outputs[1])
+    dlabels = emit("Mul", _keep_last(dloss), emit("Neg", emit("LogSoftmax", logits, axis=-1)))
     return [dlogits, dlabels]
 
 
 SoftmaxCrossEntropyWithLogits = op(
     "SoftmaxCrossEntropyWithLogits", shape=_xent_shapes, kernel=_softmax_xent, grad=_softmax_xent_grad,
-    dtype=lambda args, attrs: [FLOAT(args, attrs)] * 2)
+    dtype=lambda args, attrs: [FLOAT(args, attrs)] * 2, inputs=("features", "labels"))
 
 
 def _sparse_xent_shapes(args, attrs):
@@ -146,16 +142,14 @@ def _sparse_xent(ctx, logits, labels):
 
 
 def _sparse_xent_grad(op, dloss, dbackprop):
-    from graphexec.ops.math_ops import multiply
-
     if dbackprop is not None:
         raise NotImplementedError(f"second derivatives of {op.type} '{op.name}' are not supported")
-    return [multiply(_keep_last(dloss), op.outputs[1]), None]
+    return [emit("Mul", _keep_last(dloss), op.outputs[1]), None]
 
 
 SparseSoftmaxCrossEntropyWithLogits = op(
     "SparseSoftmaxCrossEntropyWithLogits", shape=_sparse_xent_shapes, kernel=_sparse_xent, grad=_sparse_xent_grad,
-    dtype=lambda args, attrs: [FLOAT(args[:1], attrs)] * 2)
+    dtype=lambda args, attrs: [FLOAT(args[:1], attrs)] * 2, inputs=("features", "labels"))
 
 
 # -- window geometry shared by convolution and pooling (NHWC) ---------------------------------------------------
@@ -243,11 +237,11 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
 def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format="NHWC"):
     kh, kw, _, o = w.shape
     cols = dy.reshape(-1, o) @ w.reshape(-1, o).T
-    return _col2im(ctx, cols, _host_ints(ctx, input_sizes), kh, kw, strides, padding)
+    return _col2im(ctx, cols, host_ints(ctx, input_sizes), kh, kw, strides, padding)
 
 
 def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_format="NHWC"):
-    kh, kw, c, o = _host_ints(ctx, filter_sizes)
+    kh, kw, c, o = host_ints(ctx, filter_sizes)
     cols, _, _ = _im2col(ctx, x, kh, kw, strides, padding)
     return (cols.T @ dy.reshape(-1, o)).reshape(kh, kw, c, o)
 
@@ -298,12 +292,6 @@ def _conv_attrs(op):
     return {k: op.attrs[k] for k in ("strides", "padding", "data_format")}
 
 
-def _shape_of(t):
-    from graphexec.ops.array_ops import shape_of
-
-    return shape_of(t)
-
-
 def conv2d_backprop_input(input_sizes, w, dy, attrs):
     return apply_op("Conv2DBackpropInput", (input_sizes, w, dy), attrs, "Conv2DBackpropInput").outputs[0]
 
@@ -315,31 +303,35 @@ def conv2d_backprop_filter(x, filter_sizes, dy, attrs):
 def _conv_grad(op, dy):
     x, w = op.inputs
     attrs = _conv_attrs(op)
-    return [conv2d_backprop_input(_shape_of(x), w, dy, attrs), conv2d_backprop_filter(x, _shape_of(w), dy, attrs)]
+    return [conv2d_backprop_input(shape_of(x), w, dy, attrs), conv2d_backprop_filter(x, shape_of(w), dy, attrs)]
 
 
 def _conv_backprop_input_grad(op, g):
     """The op is linear in the filter and in dy: its adjoints are the other conv ops."""
     sizes, w, dy = op.inputs
     attrs = _conv_attrs(op)
-    return [None, conv2d_backprop_filter(g, _shape_of(w), dy, attrs),
+    return [None, conv2d_backprop_filter(g, shape_of(w), dy, attrs),
             apply_op("Conv2D", (g, w), attrs, "Conv2D").outputs[0]]
 
 
 def _conv_backprop_filter_grad(op, g):
     x, sizes, dy = op.inputs
     attrs = _conv_attrs(op)
-    return [conv2d_backprop_input(_shape_of(x), g, dy, attrs), None,
+    return [conv2d_backprop_input(shape_of(x), g, dy, attrs), None,
             apply_op("Conv2D", (x, g), attrs, "Conv2D").outputs[0]]
 
 
-Conv2D = op("Conv2D", shape=_conv_shape, dtype=FLOAT, kernel=_conv2d, grad=_conv_grad)
+_CONV_ATTRS = {"strides": attr("list(int)"), "padding": attr("string"), "data_format": attr("string", "NHWC")}
+Conv2D = op("Conv2D", shape=_conv_shape, dtype=FLOAT, kernel=_conv2d, grad=_conv_grad, inputs=("input", "filter"),
+            attrs=_CONV_ATTRS)
 Conv2DBackpropInput = op("Conv2DBackpropInput", shape=_conv_backprop_input_shape,
                          dtype=lambda args, attrs: FLOAT(args[1:], attrs), kernel=_conv_backprop_input,
-                         grad=_conv_backprop_input_grad)
+                         grad=_conv_backprop_input_grad, inputs=("input_sizes", "filter", "out_backprop"),
+                         attrs=_CONV_ATTRS)
 Conv2DBackpropFilter = op("Conv2DBackpropFilter", shape=_conv_backprop_filter_shape,
                           dtype=lambda args, attrs: FLOAT(args[::2], attrs), kernel=_conv_backprop_filter,
-                          grad=_conv_backprop_filter_grad)
+                          grad=_conv_backprop_filter_grad, inputs=("input", "filter_sizes", "out_backprop"),
+                          attrs=_CONV_ATTRS)
 
 
 # -- MaxPool, AvgPool ---------------------------------------------------------------------------------------------
@@ -386,11 +378,12 @@ def _pool_attrs(op):
     return {k: op.attrs[k] for k in ("ksize", "strides", "padding", "data_format")}
 
 
-MaxPool = op("MaxPool", shape=_pool_shape, dtype=FLOAT, kernel=_max_pool,
+_POOL_ATTRS = {"ksize": attr("list(int)"), **_CONV_ATTRS}
+MaxPool = op("MaxPool", shape=_pool_shape, dtype=FLOAT, kernel=_max_pool, inputs=("input",), attrs=_POOL_ATTRS,
              grad=lambda op, dy: [apply_op("MaxPoolGrad", (op.inputs[0], op.outputs[0], dy), _pool_attrs(op),
                                            "MaxPoolGrad").outputs[0]])
 MaxPoolGrad = op("MaxPoolGrad", shape=lambda args, attrs: args[0].shape, dtype=FLOAT, kernel=_max_pool_grad_kernel,
-                 grad=NOT_DIFFERENTIABLE)
+                 grad=NOT_DIFFERENTIABLE, inputs=("orig_input", "orig_output", "grad"), attrs=_POOL_ATTRS)
 
 
 def _window_counts(xp, shape, kh, kw, strides, padding, dtype):
@@ -418,7 +411,7 @@ def _avg_pool(ctx, x, ksize, strides, padding, data_format="NHWC"):
 def _avg_pool_grad_kernel(ctx, input_sizes, dy, ksize, strides, padding, data_format="NHWC"):
     xp = ctx.xp
     _, kh, kw, _ = ksize
-    shape = _host_ints(ctx, input_sizes)
+    shape = host_ints(ctx, input_sizes)
     oh, ow, pads = _geometry(shape, kh, kw, strides, padding)
     share = dy / _window_counts(xp, shape, kh, kw, strides, padding, dy.dtype)
     grad = xp.zeros((shape[0], shape[1] + pads[1][0] + pads[1][1], shape[2] + pads[2][0] + pads[2][1], shape[3]),
@@ -432,9 +425,73 @@ def _avg_pool_grad_shape(args, attrs):
     return _sizes_shape(args[0])
 
 
-AvgPool = op("AvgPool", shape=_pool_shape, dtype=FLOAT, kernel=_avg_pool,
-             grad=lambda op, dy: [apply_op("AvgPoolGrad", (_shape_of(op.inputs[0]), dy), _pool_attrs(op),
+AvgPool = op("AvgPool", shape=_pool_shape, dtype=FLOAT, kernel=_avg_pool, inputs=("value",), attrs=_POOL_ATTRS,
+             grad=lambda op, dy: [apply_op("AvgPoolGrad", (shape_of(op.inputs[0]), dy), _pool_attrs(op),
                                            "AvgPoolGrad").outputs[0]])
 AvgPoolGrad = op("AvgPoolGrad", shape=_avg_pool_grad_shape, dtype=lambda args, attrs: FLOAT(args[1:], attrs),
-                 kernel=_avg_pool_grad_kernel,
+                 kernel=_avg_pool_grad_kernel, inputs=("orig_input_shape", "grad"), attrs=_POOL_ATTRS,
                  grad=lambda op, g: [None, apply_op("AvgPool", (g,), _pool_attrs(op), "AvgPool").outputs[0]])
+
+
+# -- TopKV2 -------------------------------------------------------------------------------------------------------
+def _top_k_shapes(args, attrs):
+    x, k_arg = args
+    check_index_dtype(k_arg, "k")
+    k = scalar_value(k_arg, "k")
+    if k is not None and k < 0:
+        raise ShapeError(f"k must be non-negative, got {k}")
+    if x.shape is None:
+        return [None, None]
+    if not x.shape:
+        raise ShapeError("input must have at least one dimension (top_k picks along the last)")
+    if k is not None and x.shape[-1] is not None and k > x.shape[-1]:
+        raise ShapeError(f"input must have at least k={k} columns, got {x.shape[-1]}")
+    return [x.shape[:-1] + (k,)] * 2
+
+
+def _top_k(ctx, x, k, sorted):  # noqa: A002 - TF's attr name; the result is sorted either way
+    """The k largest along the last axis, largest first; among equal values the lower index first (as TF)."""
+    xp = ctx.xp
+    k, n = int(k), x.shape[-1]
+    if not 0 <= k <= n:
+        raise ValueError(f"input must have at least k={k} columns, got {n}")
+    # a stable ascending sort of the reversed rows, read backwards: descending, equal values by ascending index
+    ascending = xp.argsort(xp.flip(x, -1), axis=-1, kind="stable")
+    order = (n - 1) - xp.flip(ascending, -1)[..., :k]
+    return xp.take_along_axis(x, order, axis=-1), order.astype(np.int32)
+
+
+def _vector(*items):
+    """An int32 vector of Python ints and int32 scalars (a constant when every item is known)."""
+    if all(isinstance(i, int) for i in items):
+        return np.asarray(items, np.int32)
+    return emit("Pack", *items, axis=0)
+
+
+def _top_k_grad(op, dvalues, dindices):
+    """dvalues added back where the values came from: one segment sum over the flattened input, each row's
+    indices offset by the row's start (as TF)."""
+    if dvalues is None:
+        return [None, None]
+    x, indices = op.inputs[0], op.outputs[1]
+    n, k = dim_of(x, -1), dim_of(indices, -1)
+    total = emit("Size", x, out_type=dtypes.int32)
+    starts = emit("Range", 0, total, max(n, 1) if isinstance(n, int) else emit("Maximum", n, 1))
+    rows = emit("Reshape", indices, _vector(emit("Size", starts, out_type=dtypes.int32), k))
+    positions = emit("Reshape", emit("Add", rows, emit("ExpandDims", starts, axis=-1)), [-1])
+    summed = emit("UnsortedSegmentSum", emit("Reshape", dvalues, [-1]), positions, total)
+    return [emit("Reshape", summed, shape_of(x)), None]
+
+
+TopKV2 = op("TopKV2", shape=_top_k_shapes, kernel=_top_k, grad=_top_k_grad, inputs=("input", "k"),
+            attrs={"sorted": attr("bool", True)},
+            dtype=lambda args, attrs: [rules.same_dtype(*dtypes.NUMERIC)(args[:1], attrs), dtypes.int32])
+TopK = collections.namedtuple("TopKV2", ["values", "indices"])
+
+
+def top_k(input, k=1, sorted=True, name=None):  # noqa: A002 - TF's names
+    """tf.nn.top_k: the k largest entries of the last axis and their int32 indices, largest first."""
+    x = convert_to_tensor(input)
+    with name_scope(name, "TopKV2") as scope:
+        k = k if isinstance(k, Tensor) else convert_to_tensor(k, dtype=dtypes.int32, name="k")
+        return TopK(*apply_op("TopKV2", (x, k), {"sorted": bool(sorted)}, scope).outputs)

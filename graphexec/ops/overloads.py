@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from graphexec.framework import Tensor
-from graphexec.ops import array_ops, math_ops
+from graphexec.ops import math_ops, slicing_ops
 from graphexec.variables import Variable
 
 
@@ -30,7 +30,7 @@ def _attach(cls):
     cls.__neg__ = lambda self: math_ops.negative(self)
     cls.__abs__ = lambda self: math_ops.abs(self)
     cls.__invert__ = lambda self: math_ops.logical_not(self)
-    cls.__getitem__ = lambda self, key: array_ops.getitem(self, key)
+    cls.__getitem__ = lambda self, key: slicing_ops.getitem(self, key)
 
 
 _attach(Tensor)

@@ -13,8 +13,8 @@ import numpy as np
 from graphexec import dtypes
 from graphexec.framework import Tensor, apply_op, get_default_graph, name_scope
 from graphexec.ops import math_ops
-from graphexec.ops.array_ops_extra import (check_index_dtype, dims_shape, host_ints, int_tensor, is_tensorlike,
-                                           with_known_elements)
+from graphexec.ops.shape_inputs import (check_index_dtype, dims_shape, host_ints, int_tensor, is_tensorlike,
+                                        with_known_elements)
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 DEFAULT_GRAPH_SEED = 87654321  # TF's: used when only the op seed is set

@@ -13,7 +13,7 @@ from graphexec.framework import Tensor, apply_op, control_dependencies, get_defa
 from graphexec.gradients import gradients
 from graphexec.ops import training_ops  # noqa: F401 - registers the Apply* ops
 from graphexec.ops.array_ops import shape
-from graphexec.ops.array_ops_extra import fill
+from graphexec.ops.array_ops import fill
 from graphexec.ops.control_ops import group
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.math_ops import cast, multiply

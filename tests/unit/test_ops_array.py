@@ -1,9 +1,12 @@
 """Array ops against numpy: constants and placeholders, construction (zeros, fill, range...),
 rearrangement (reshape, concat, split, gather, pad...), shape queries and Tensor indexing."""
+import inspect
+
 import numpy as np
 import pytest
 
 import graphexec as tf
+from graphexec.ops.every_op import REGISTRY
 from opcheck import check_op, sample
 
 FLOATS = [tf.float16, tf.float32, tf.float64]
@@ -479,3 +482,24 @@ def test_getitem_with_tf_newaxis_and_errors():
         tf.zeros([3])["a"]
     x = tf.zeros([2, 3])
     assert [t.shape.as_list() for t in x] == [[3], [3]]  # iterating a known first dimension
+
+
+
+# -- the op schema of the array and nn families ------------------------------------------------------------
+FAMILIES = ("array_ops", "slicing_ops", "joining_ops", "indexing_ops", "scan_ops", "nn_ops")
+
+
+def test_every_family_op_declares_its_inputs_and_the_attrs_its_kernel_takes():
+    ops = {name: d for name, d in REGISTRY.items() if d.kernel.__module__.rsplit(".", 1)[-1] in FAMILIES}
+    assert {"Cumsum", "TopKV2", "GatherNd", "StridedSliceGrad", "MirrorPadGrad", "UnsortedSegmentSum"} <= set(ops)
+    for name, definition in ops.items():
+        assert definition.inputs is not None, f"{name} declares no inputs"
+        parameters = list(inspect.signature(definition.kernel).parameters.values())[1:]  # after ctx
+        if any(p.kind is p.VAR_KEYWORD for p in parameters):
+            continue  # takes whatever attrs there are (StridedSlice's index spec)
+        if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+            taken = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY}
+        else:
+            taken = {p.name for p in parameters[len(definition.inputs):]}
+        assert taken - {"node"} == set(definition.attrs), f"{name}: declares {sorted(definition.attrs)}, kernel " \
+                                                          f"takes {sorted(taken)}"
