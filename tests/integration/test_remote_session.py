@@ -13,10 +13,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import graphexec as tf
-from graphexec import errors, wire
+from graphexec import errors
 from graphexec.client.connection import ResponseAssembler
 from graphexec.client.remote import RemoteSession
 from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import codec
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -211,7 +212,7 @@ def test_stream_batches_small_runs_around_large_feeds_and_fetches(embedded):
         b = tf.placeholder(tf.float32, [None])
         total = a + b
         outer = tf.reshape(a, [-1, 1]) + tf.reshape(b, [1, -1])  # size unknown to the client
-        big = wire.CHUNK_BYTES // 4 + 10  # float32 elements above the chunk size: sent in parts
+        big = codec.CHUNK_BYTES // 4 + 10  # float32 elements above the chunk size: sent in parts
         sizes = [3, 3, big, 3, big, 3, 1] * 3
         feeds = [{a: np.full(n, i, np.float32), b: np.ones(n, np.float32)} for i, n in enumerate(sizes)]
         with tf.Session(embedded) as sess:
@@ -231,10 +232,11 @@ def test_a_batch_request_is_answered_in_order_with_large_fetches_in_parts(embedd
         with tf.Session(embedded) as sess:
             made = sess._callable(["a:0", "b:0"], ["c:0"], [])
             header = spb.RunRequest(session_handle=sess._handle, callable_handle=made.handle).SerializeToString()
-            big = np.ones(wire.CHUNK_BYTES // 4 + 10, np.float32)  # inline in the batch; answered in parts
+            big = np.ones(codec.CHUNK_BYTES // 4 + 10, np.float32)  # inline in the batch; answered in parts
             runs = [([1.0], [2.0]), ([1.0, 2.0], [1.0, 2.0, 3.0]), (big, big), ([3.0], [4.0])]  # the second fails
-            batch = b"".join(wire.message_field(8, wire.encode_tensor_message(
-                header, 3, [np.asarray(x, np.float32), np.asarray(y, np.float32)])) for x, y in runs)
+            batch = b"".join(codec.message_field(spb.RunRequest, "batch", codec.encode_tensor_message(
+                header, "feeds", [np.asarray(x, np.float32), np.asarray(y, np.float32)], message_class=spb.RunRequest))
+                for x, y in runs)
             envelope = spb.RunRequest(callable_handle=made.handle, batch=[spb.RunRequest()]).SerializeToString()
             with grpc.insecure_channel(embedded.removeprefix("grpc://")) as channel:
                 run = channel.stream_stream("/graphexec.v1.GraphExecService/Run")
