@@ -13,11 +13,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import graphexec as tf
-from graphexec import errors
+from graphexec import errors, ir
 from graphexec.client.connection import ResponseAssembler
 from graphexec.client.remote import RemoteSession
-from graphexec.proto.v1 import service_pb2 as spb
-from graphexec.rpc import codec
+from graphexec.ops import registry
+from graphexec.proto.v1 import graph_pb2, service_pb2 as spb
+from graphexec.rpc import codec, convert
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -285,3 +286,26 @@ def test_variables_persist_across_sessions_until_reset(embedded):
     with tf.Session(embedded, graph=graph, config=config) as sess:
         with pytest.raises(errors.FailedPreconditionError):
             sess.run(counter)
+
+
+def test_a_wrong_attr_type_on_the_wire_is_invalid_argument_naming_the_node(embedded):
+    """A GraphDef node Sum whose `axis` is a string: INVALID_ARGUMENT naming node, op and (once Sum
+    declares its attrs) the attr and its expected type; the server keeps serving."""
+    graph = graph_pb2.GraphDef(format_version=convert.GRAPH_FORMAT_VERSION)
+    convert.node_to_proto(ir.Node("c", "Const", attrs={"value": np.ones(3, np.float32), "dtype": tf.float32}),
+                          graph.nodes.add())
+    node = graph.nodes.add(name="s", op="Sum", inputs=["c:0"])
+    convert.attr_to_proto("zero", node.attrs["axis"])
+    convert.attr_to_proto(False, node.attrs["keepdims"])
+    segment = spb.GraphSegment(node_count=2, chain=b"\0" * 32, nodes=graph)
+    with grpc.insecure_channel(embedded.removeprefix("grpc://")) as channel:
+        create = channel.unary_unary("/graphexec.v1.GraphExecService/CreateSession")
+        with pytest.raises(grpc.RpcError) as failure:
+            create(spb.CreateSessionRequest(graph=segment).SerializeToString(), timeout=10)
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        details = failure.value.details()
+        assert "node 's' (Sum" in details
+        axis = (registry.get("Sum").attrs or {}).get("axis")
+        if axis is not None:
+            assert "'axis'" in details and axis.describe() in details, details
+        create(spb.CreateSessionRequest().SerializeToString(), timeout=10)  # still serving
