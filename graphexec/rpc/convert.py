@@ -241,6 +241,18 @@ def fetches_from_bytes(data: bytes) -> list:
     return decode_tensor_message(wpb.RunPlanResponse, data, "fetches")[1]
 
 
+# -- the Worker service's RunPlan, as a server calls it --------------------------------------------
+def run_plan_request(feeds, **fields) -> bytes:
+    """A RunPlanRequest with `fields` (container, plan_key, request_id, ...) and `feeds`."""
+    return encode_tensor_message(wpb.RunPlanRequest(**fields), "feeds", feeds)
+
+
+def run_plan_reply(data: bytes) -> tuple[list, list[NodeStats], bool, str]:
+    """(fetches, node stats, deduplicated, worker) of a RunPlanResponse; fetches view `data`."""
+    response, fetches, _ = decode_tensor_message(wpb.RunPlanResponse, data, "fetches")
+    return fetches, stats_from_proto(response.node_stats), response.deduplicated, response.worker
+
+
 # -- run metadata -----------------------------------------------------------------------------------
 def stats_to_proto(stats, out) -> None:
     for s in stats:

@@ -16,8 +16,7 @@ import time
 import grpc
 
 from graphexec import errors
-from graphexec.proto.v1 import worker_pb2 as wpb
-from graphexec.rpc import codec, convert, methods, status
+from graphexec.rpc import convert, methods, status
 from graphexec.server.store import Store
 from graphexec.server.worker import PlanCall, PlanResult, WorkerCore
 from graphexec.server.worker_service import GRPC_OPTIONS
@@ -73,10 +72,9 @@ class RemoteWorker:
         return list(self.info.get("devices", ()))
 
     def run(self, call: PlanCall, plan) -> PlanResult:
-        request = wpb.RunPlanRequest(container=call.container, plan_key=call.plan_key, request_id=call.request_id,
-                                     session_handle=call.session_handle, device_type=call.device_type,
-                                     trace_level=1 if call.trace else 0)
-        data = codec.encode_tensor_message(request, "feeds", call.feeds)
+        data = convert.run_plan_request(call.feeds, container=call.container, plan_key=call.plan_key,
+                                        request_id=call.request_id, session_handle=call.session_handle,
+                                        device_type=call.device_type, trace_level=1 if call.trace else 0)
         self.in_flight += 1
         try:
             future = self._run_plan.future(data, timeout=call.timeout_s)
@@ -89,9 +87,8 @@ class RemoteWorker:
             raise _worker_error(self, exc) from None
         finally:
             self.in_flight -= 1
-        response, fetches, _ = codec.decode_tensor_message(wpb.RunPlanResponse, reply, "fetches")
-        return PlanResult(fetches, convert.stats_from_proto(response.node_stats), response.deduplicated,
-                          response.worker or self.name)
+        fetches, stats, deduplicated, worker = convert.run_plan_reply(reply)
+        return PlanResult(fetches, stats, deduplicated, worker or self.name)
 
     def close(self):
         self.channel.close()
