@@ -24,14 +24,15 @@ def status_code(error: BaseException) -> grpc.StatusCode:
     return failure_status(error, log_bugs=False)[0]
 
 
-def failure_status(error: BaseException, log_bugs: bool = True) -> tuple[grpc.StatusCode, str]:
+def failure_status(error: BaseException, where: str = "a handler", log_bugs: bool = True
+                   ) -> tuple[grpc.StatusCode, str]:
     """(status code, message) a failure is answered with; a bug is logged with its traceback."""
     if isinstance(error, errors.OpError):
         return _STATUS_BY_NUMBER.get(error.error_code, grpc.StatusCode.UNKNOWN), error.message
     if isinstance(error, MemoryError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory"
     if log_bugs:
-        log.error("internal error", exc_info=error)
+        log.error("internal error in %s", where, exc_info=error)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"
 
 
@@ -58,7 +59,7 @@ def answers_failures(handler):
         try:
             return handler(*args)
         except Exception as exc:  # the handler boundary: a bug is answered INTERNAL and the server keeps serving
-            code, message = failure_status(exc)
+            code, message = failure_status(exc, handler.__name__)
             args[-1].abort(code, message)
 
     return answered

@@ -207,7 +207,7 @@ def _batch_frame(answers: list) -> bytes:
 
 def _status_frame(failure: BaseException) -> bytes:
     """The answer of a failed run of the Run stream: its status, in the body."""
-    code, message = status.failure_status(failure)
+    code, message = status.failure_status(failure, "the Run stream")
     return spb.RunResponse(status=spb.Status(code=code.value[0], message=message)).SerializeToString()
 
 

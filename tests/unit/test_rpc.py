@@ -1,6 +1,7 @@
 """graphexec.rpc: tensors, tensor-carrying messages, attributes, graphs and plans survive the wire."""
 from __future__ import annotations
 
+import ast
 import filecmp
 import pathlib
 import subprocess
@@ -262,3 +263,18 @@ def test_committed_generated_protos_match_a_fresh_generation(tmp_path):
     assert names == sorted(p.name for p in committed.glob("*.py"))
     match, mismatch, missing = filecmp.cmpfiles(tmp_path, committed, names, shallow=False)
     assert not mismatch and not missing, f"regenerate with tools/gen_protos.py: {mismatch + missing}"
+
+
+def test_protobuf_types_stay_at_the_edge():
+    """Only graphexec.rpc and the gRPC glue import the generated *_pb2 modules."""
+    glue = {"graphexec/server/servicer.py", "graphexec/server/worker_service.py"}
+    importers = set()
+    for path in (ROOT / "graphexec").rglob("*.py"):
+        relative = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            if any(name.startswith("graphexec.proto") for name in names):
+                importers.add(relative)
+    outside = {p for p in importers if not p.startswith(("graphexec/rpc/", "graphexec/client/", "graphexec/proto/"))}
+    assert outside <= glue, sorted(outside - glue)
