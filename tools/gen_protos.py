@@ -1,4 +1,5 @@
-"""Regenerate graphexec/proto/v1/*_pb2*.py from protos/graphexec/v1/*.proto.
+"""Regenerate graphexec/proto/v1/*_pb2.py from protos/graphexec/v1/*.proto (messages only: no gRPC stubs,
+see graphexec/rpc/methods.py for why).
 
 The .proto package is graphexec.v1 but the Python modules live under graphexec.proto.v1 (the
 package's only import root), so generated imports are rewritten accordingly.
@@ -20,7 +21,7 @@ def generate(out_dir: pathlib.Path) -> None:
     sources = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / "graphexec" / "v1").glob("*.proto"))
     include = pathlib.Path(protoc.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["protoc", f"-I{PROTO_DIR}", f"-I{include}", f"--python_out={tmp}", f"--grpc_python_out={tmp}", *sources]
+        args = ["protoc", f"-I{PROTO_DIR}", f"-I{include}", f"--python_out={tmp}", *sources]
         if protoc.main(args) != 0:
             sys.exit("protoc failed")
         out_dir.mkdir(parents=True, exist_ok=True)

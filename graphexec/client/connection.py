@@ -1,8 +1,8 @@
 """One gRPC channel to a graphexec server: unary calls with retries, the Run stream, error mapping.
 
-Calls send and receive raw bytes; tensor-carrying messages go through graphexec.wire's hand-written
-tensor fields (one copy out, zero-copy views in). A failed call raises the tf.errors class of its
-status code with the server's message.
+Calls send and receive raw bytes (graphexec.rpc.methods); tensor-carrying messages go through
+graphexec.rpc.codec's hand-written tensor fields (one copy out, zero-copy views in). A failed call
+raises the tf.errors class of its status code with the server's message (graphexec.rpc.status).
 """
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ import time
 import grpc
 import numpy as np
 
-from graphexec import errors, wire
+from graphexec import errors
 from graphexec.client.retry import RetryPolicy
 from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import codec, methods, status
+from graphexec.rpc.tensors import dtype_from_enum, tensors_from_protos
 
-SERVICE = "/graphexec.v1.GraphExecService/"
 # Round-robin over every address the target resolves to (dns:///name:port behind several replicas,
 # or ipv4:a:p,b:q): sessions and callables live in the shared store, so any replica serves any call.
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
                 ("grpc.enable_retries", 0), ("grpc.lb_policy_name", "round_robin")]
-UNARY = ("CreateSession", "ExtendSession", "RunStep", "MakeCallable", "RunCallable", "ReleaseCallable",
-         "ListDevices", "CloseSession", "Reset")
 
 
 def parse_target(target: str) -> str:
@@ -31,22 +30,17 @@ def parse_target(target: str) -> str:
     return target[len("grpc://"):].rstrip("/")
 
 
-def raise_status(exc: grpc.RpcError):
-    raise wire.error_from_status(exc.code(), exc.details() or str(exc)) from None
-
-
 class Connection:
     def __init__(self, target: str, retry: RetryPolicy | None = None):
         self.address = parse_target(target)
         self.retry = retry or RetryPolicy()
         self.channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
-        self._unary = {name: self.channel.unary_unary(SERVICE + name) for name in UNARY}
-        self._stream = self.channel.stream_stream(SERVICE + "Run")
+        self._calls = methods.client_calls(self.channel, methods.GRAPH_EXEC_SERVICE)
 
     def call(self, method: str, data: bytes, timeout: float | None = None, retry: bool = True) -> bytes:
         """Raw unary call with retries on UNAVAILABLE; raises the matching tf.errors class."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        stub = self._unary[method]
+        stub = self._calls[method]
 
         def attempt():
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
@@ -55,14 +49,14 @@ class Connection:
         try:
             return self.retry.call(attempt, deadline) if retry else attempt()
         except grpc.RpcError as exc:
-            raise_status(exc)
+            raise status.error_from_rpc(exc) from None
 
     def message(self, method: str, request, response_class, timeout: float | None = None):
         return response_class.FromString(self.call(method, request.SerializeToString(), timeout))
 
     def stream(self, frames, timeout: float | None = None):
         """The Run stream: an iterator of request frames in, an iterator of response bytes out."""
-        return self._stream(frames, timeout=timeout)
+        return self._calls["Run"](frames, timeout=timeout)
 
     def close(self):
         self.channel.close()
@@ -71,7 +65,7 @@ class Connection:
 # -- frames of the Run stream ----------------------------------------------------------------------
 def request_frames(request: spb.RunRequest, feeds: list):
     """Parts of the feeds above the chunk size, then the request with content-less shells for them."""
-    return wire.parted_frames(request, 3, feeds, lambda part: spb.RunRequest(part=part), request.parted_feeds)
+    return codec.parted_frames(request, "feeds", feeds, request.parted_feeds)
 
 
 class ResponseAssembler:
@@ -93,18 +87,18 @@ class ResponseAssembler:
     def answers(self, data: bytes) -> list:
         """The runs `data` completes, in order: (response, fetches) for each, or the tf.errors
         exception of a failed run (returned, not raised, so that the runs before it are delivered)."""
-        response, fetches, raw = wire.decode_tensor_message(spb.RunResponse, data, 1, 15)
+        response, fetches, raw = codec.decode_tensor_message(spb.RunResponse, data, "fetches", "part_data")
         if response.HasField("part"):
             self._accept(response.part, raw)
             return []
         if response.batch:
-            return [self._answer(item, wire.tensors_from_protos(item.fetches)) for item in response.batch]
+            return [self._answer(item, tensors_from_protos(item.fetches)) for item in response.batch]
         return [self._answer(response, fetches)]
 
     def _answer(self, response, fetches):
         if response.status.code:
             self._parts.clear()
-            return wire.error_from_status(response.status.code, response.status.message)
+            return status.error_from_status(response.status.code, response.status.message)
         for index in response.parted_fetches:
             array, filled = self._parts.pop(index)
             if filled != array.nbytes:
@@ -114,7 +108,7 @@ class ResponseAssembler:
 
     def _accept(self, part, raw) -> None:
         if part.index not in self._parts:
-            dtype = wire.dtype_from_enum(part.dtype).np
+            dtype = dtype_from_enum(part.dtype).np
             self._parts[part.index] = (np.empty(tuple(part.shape), dtype), 0)
         array, filled = self._parts[part.index]
         flat = array.reshape(-1).view(np.uint8)

@@ -7,7 +7,7 @@ It shares BaseSession's fetch and feed handling and replaces `_run_flat`:
 2. Callables. Each (feeds, fetches, targets) signature becomes a callable once (MakeCallable, which
    may find the plan already compiled by another client or replica); every run then sends only the
    feed tensors (RunCallable), with a fresh request id that retries reuse.
-3. Large tensors. A run with a feed above the chunk size (wire.CHUNK_BYTES, 1 MiB), or a fetch whose
+3. Large tensors. A run with a feed above the chunk size (graphexec.rpc.codec.CHUNK_BYTES, 1 MiB), or a fetch whose
    static size is above it, goes through the Run stream in parts, so tensors of any size up to
    memory work (and large transfers pipeline).
 
@@ -32,12 +32,14 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from graphexec import errors, wire
+from graphexec import errors
 from graphexec.client.connection import Connection, ResponseAssembler, request_frames
 from graphexec.client.retry import RetryPolicy
 from graphexec.config import RunOptions
 from graphexec.fetches import FetchMapper
 from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import codec, convert, status
+from graphexec.rpc.codec import CHUNK_BYTES
 from graphexec.session import BaseSession
 
 COPY_BELOW_BYTES = 1 << 20
@@ -103,12 +105,12 @@ class RemoteSession(BaseSession):
             session_handle=self._handle, graph=segment), spb.ExtendSessionResponse)
 
     def _extend_with_nodes(self, segment, nodes) -> None:
-        segment.nodes.CopyFrom(wire.graph_to_proto(nodes[segment.base_node_count:]))
+        segment.nodes.CopyFrom(convert.graph_to_proto(nodes[segment.base_node_count:]))
         try:
             self._extend(segment)
         except errors.NotFoundError:  # the server lost the prefix (restarted): send the whole graph
             segment.base_node_count, segment.base_chain = 0, b""
-            segment.nodes.CopyFrom(wire.graph_to_proto(nodes))
+            segment.nodes.CopyFrom(convert.graph_to_proto(nodes))
             self._extend(segment)
 
     # -- callables ----------------------------------------------------------------------------------
@@ -134,7 +136,7 @@ class RemoteSession(BaseSession):
             session_handle=self._handle, feeds=feed_names, fetches=fetch_names, targets=targets,
             graph_node_count=self._acked[0], graph_digest=self._digest), spb.MakeCallableResponse)
         return _Callable(response.callable_handle, tuple(response.feed_indices),
-                         any(self._static_nbytes(name) > wire.CHUNK_BYTES for name in fetch_names), response)
+                         any(self._static_nbytes(name) > CHUNK_BYTES for name in fetch_names), response)
 
     def _static_nbytes(self, tensor_name) -> int:
         tensor = self.graph.get_tensor_by_name(tensor_name)
@@ -161,9 +163,9 @@ class RemoteSession(BaseSession):
                     response, fetches = self._run_streamed(request, feeds, timeout)
                 else:
                     header = self._header(made, options, run_metadata is not None)
-                    data = wire.encode_tensor_message(header + wire.varint_field(4, request_id), 3, feeds)
+                    data = _encode_run(header, request_id, feeds)
                     reply = self._connection.call("RunCallable", data, timeout)
-                    response, fetches, _ = wire.decode_tensor_message(spb.RunCallableResponse, reply, 1)
+                    response, fetches, _ = codec.decode_tensor_message(spb.RunCallableResponse, reply, "fetches")
                 break
             except errors.NotFoundError as exc:  # another replica, or a restarted server: make it again
                 if attempt or not str(exc).startswith("callable "):
@@ -197,15 +199,14 @@ class RemoteSession(BaseSession):
                 if done is not None:
                     return done
         except grpc.RpcError as exc:
-            raise wire.error_from_status(exc.code(), exc.details() or "") from None
+            raise status.error_from_rpc(exc) from None
         raise errors.UnavailableError(None, None, "the server closed the Run stream without answering")
 
     def _record(self, response, made: _Callable, run_metadata) -> None:
-        wire.metadata_from_proto(response.metadata, run_metadata)
+        convert.metadata_from_proto(response.metadata, run_metadata)
         if made.made is not None:  # the first run of a callable reports how its plan was obtained
             run_metadata.plan_cache_hit = made.made.plan_cache_hit
-            run_metadata.plan_source = spb.PlanSource.Name(made.made.plan_source).removeprefix(
-                "PLAN_SOURCE_").lower()
+            run_metadata.plan_source = convert.plan_source_name(made.made.plan_source)
             run_metadata.compile_ms = made.made.compile_ms
             made.made = None
 
@@ -240,8 +241,7 @@ class RemoteSession(BaseSession):
                     if made.streamed or _any_large(feeds):
                         ready.put(request_frames(self._request(made, request_id, options, False), feeds))
                     else:  # the cached header (RunRequest shares fields 1-5) and the feeds
-                        header = self._header(made, options, False)
-                        ready.put(wire.encode_tensor_message(header + wire.varint_field(4, request_id), 3, feeds))
+                        ready.put(_encode_run(self._header(made, options, False), request_id, feeds))
             except Exception as exc:  # handed to the consuming thread, which raises it in order
                 failure.append(exc)
             finally:
@@ -271,7 +271,7 @@ class RemoteSession(BaseSession):
                     yield mapper.build([_result(f) for f in answer[1]])
         except grpc.RpcError as exc:
             if not failure:
-                raise wire.error_from_status(exc.code(), exc.details() or "") from None
+                raise status.error_from_rpc(exc) from None
         finally:
             finished.set()
             call.cancel()
@@ -311,9 +311,16 @@ class RemoteSession(BaseSession):
             connection.close()
 
 
+def _encode_run(header: bytes, request_id: int, feeds) -> bytes:
+    """A RunCallableRequest (or, field for field, a Run stream RunRequest): the cached header, the run's
+    request id, and the feeds."""
+    data = header + codec.varint_field(spb.RunCallableRequest, "request_id", request_id)
+    return codec.encode_tensor_message(data, "feeds", feeds, message_class=spb.RunCallableRequest)
+
+
 def _any_large(feeds) -> bool:
     for feed in feeds:
-        if feed.nbytes > wire.CHUNK_BYTES:
+        if feed.nbytes > CHUNK_BYTES:
             return True
     return False
 
@@ -344,4 +351,4 @@ def _batch_frames(small: list):
     if len(small) == 1:  # a lone run goes as itself
         yield small[0]
     elif small:
-        yield b"".join(wire.message_field(8, run) for run in small)
+        yield b"".join(codec.message_field(spb.RunRequest, "batch", run) for run in small)

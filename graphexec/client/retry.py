@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import grpc
 
+from graphexec.rpc import status
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -20,7 +22,7 @@ class RetryPolicy:
     initial_backoff_s: float = 0.05
     max_backoff_s: float = 2.0
     multiplier: float = 2.0
-    retryable: frozenset = frozenset({grpc.StatusCode.UNAVAILABLE})
+    retryable: frozenset = status.RETRYABLE
 
     def backoffs(self):
         """Waits before attempt 2, 3, ... (full jitter)."""

@@ -17,7 +17,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from graphexec import digest, errors, ir, wire
+from graphexec import digest, errors, ir
+from graphexec.rpc import convert
+from graphexec.rpc.graph_types import GraphTypes
+from graphexec.rpc.tensors import DecodeError
 from graphexec.server.store import Store
 
 MAX_CACHED_GRAPHS = 256
@@ -28,10 +31,10 @@ EMPTY = digest.CHAIN_START
 class StoredGraph:
     chain: bytes
     nodes: tuple[ir.Node, ...]
-    types: wire.GraphTypes
+    types: GraphTypes
 
 
-_EMPTY_GRAPH = StoredGraph(EMPTY, (), wire.GraphTypes())
+_EMPTY_GRAPH = StoredGraph(EMPTY, (), GraphTypes())
 
 
 class GraphLibrary:
@@ -48,7 +51,7 @@ class GraphLibrary:
         if cached is not None:
             return len(cached.nodes) == node_count
         blob = self.store.get_blob("segment", chain.hex())
-        return blob is not None and wire.segment_from_bytes(blob).node_count == node_count
+        return blob is not None and convert.segment_from_bytes(blob).node_count == node_count
 
     def get(self, chain: bytes) -> StoredGraph:
         """The graph with this chain state, assembled from stored segments if not cached."""
@@ -64,7 +67,7 @@ class GraphLibrary:
             if blob is None:
                 raise errors.NotFoundError(None, None, f"graph {chain.hex()[:16]} is not known to this server; "
                                                        f"upload it again")
-            segment = wire.segment_from_bytes(blob)
+            segment = convert.segment_from_bytes(blob)
             pending.append(segment)
             chain = segment.base_chain or EMPTY
             base = _EMPTY_GRAPH if chain == EMPTY else self._cached(chain)
@@ -76,24 +79,24 @@ class GraphLibrary:
         """Decode, verify and store a segment that carries its nodes; returns the whole graph."""
         base_chain = segment.base_chain or EMPTY
         if (segment.base_node_count == 0) != (base_chain == EMPTY):
-            raise wire.DecodeError("a segment extends the empty graph exactly when base_node_count is 0")
+            raise DecodeError("a segment extends the empty graph exactly when base_node_count is 0")
         base = self.get(base_chain)
         if len(base.nodes) != segment.base_node_count:
-            raise wire.DecodeError(f"segment claims a prefix of {segment.base_node_count} nodes; the server holds "
+            raise DecodeError(f"segment claims a prefix of {segment.base_node_count} nodes; the server holds "
                                    f"{len(base.nodes)} for that chain")
         graph = self._decode(base, segment)
-        self.store.put_blob("segment", graph.chain.hex(), wire.segment_to_bytes(segment))
+        self.store.put_blob("segment", graph.chain.hex(), convert.segment_to_bytes(segment))
         return graph
 
     def _decode(self, base: StoredGraph, segment) -> StoredGraph:
         types = base.types.copy()
-        nodes = wire.nodes_from_proto(segment.nodes, types)
+        nodes = convert.nodes_from_proto(segment.nodes, types)
         if segment.node_count != len(base.nodes) + len(nodes):
-            raise wire.DecodeError(f"segment claims {segment.node_count} nodes in all but carries "
+            raise DecodeError(f"segment claims {segment.node_count} nodes in all but carries "
                                    f"{len(nodes)} after a prefix of {len(base.nodes)}")
         chain = digest.chain(base.chain, nodes)
         if chain != segment.chain:
-            raise wire.DecodeError(f"segment nodes hash to chain {chain.hex()[:16]}, not the claimed "
+            raise DecodeError(f"segment nodes hash to chain {chain.hex()[:16]}, not the claimed "
                                    f"{segment.chain.hex()[:16]}: client and server disagree on the graph")
         graph = StoredGraph(chain, base.nodes + tuple(nodes), types)
         with self._lock:

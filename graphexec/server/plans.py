@@ -12,9 +12,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from graphexec import errors, wire
+from graphexec import errors
 from graphexec.compiler.plan import COMPILER_VERSION, Plan
 from graphexec.ops.state_ops import VARIABLE_OPS
+from graphexec.rpc import convert
 from graphexec.server import placement
 from graphexec.server.store import Store
 
@@ -64,7 +65,7 @@ class PlanCache:
         blob = self.store.get_blob("plan", key)
         if blob is None:
             return None
-        cached = CachedPlan.of(key, wire.plan_from_bytes(blob))
+        cached = CachedPlan.of(key, convert.plan_from_bytes(blob))
         self._remember(cached)
         return cached, STORE
 
@@ -81,7 +82,7 @@ class PlanCache:
         if found is not None:
             return found
         cached = CachedPlan.of(key, compile_plan())
-        self.store.put_blob("plan", key, wire.plan_to_bytes(cached.plan))
+        self.store.put_blob("plan", key, convert.plan_to_bytes(cached.plan))
         self._remember(cached)
         return cached, COMPILED
 

@@ -15,11 +15,11 @@ import time
 
 import grpc
 
-from graphexec import errors, wire
-from graphexec.proto.v1 import worker_pb2 as wpb
+from graphexec import errors
+from graphexec.rpc import convert, methods, status
 from graphexec.server.store import Store
 from graphexec.server.worker import PlanCall, PlanResult, WorkerCore
-from graphexec.server.worker_service import GRPC_OPTIONS, SERVICE
+from graphexec.server.worker_service import GRPC_OPTIONS
 
 REFRESH_S = 0.5
 SUSPECT_S = 5.0
@@ -58,7 +58,7 @@ class RemoteWorker:
         self.name = f"{self.id}@{self.address}"
         self.update(info)
         self.channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
-        self._run_plan = self.channel.unary_unary(f"/{SERVICE}/RunPlan")
+        self._run_plan = methods.client_calls(self.channel, methods.WORKER_SERVICE)["RunPlan"]
         self.in_flight = 0
 
     def update(self, info: dict) -> None:
@@ -72,10 +72,9 @@ class RemoteWorker:
         return list(self.info.get("devices", ()))
 
     def run(self, call: PlanCall, plan) -> PlanResult:
-        request = wpb.RunPlanRequest(container=call.container, plan_key=call.plan_key, request_id=call.request_id,
-                                     session_handle=call.session_handle, device_type=call.device_type,
-                                     trace_level=1 if call.trace else 0)
-        data = wire.encode_tensor_message(request, 3, call.feeds)
+        data = convert.run_plan_request(call.feeds, container=call.container, plan_key=call.plan_key,
+                                        request_id=call.request_id, session_handle=call.session_handle,
+                                        device_type=call.device_type, trace_level=1 if call.trace else 0)
         self.in_flight += 1
         try:
             future = self._run_plan.future(data, timeout=call.timeout_s)
@@ -88,19 +87,18 @@ class RemoteWorker:
             raise _worker_error(self, exc) from None
         finally:
             self.in_flight -= 1
-        response, fetches, _ = wire.decode_tensor_message(wpb.RunPlanResponse, reply, 1)
-        return PlanResult(fetches, wire.stats_from_proto(response.node_stats), response.deduplicated,
-                          response.worker or self.name)
+        fetches, stats, deduplicated, worker = convert.run_plan_reply(reply)
+        return PlanResult(fetches, stats, deduplicated, worker or self.name)
 
     def close(self):
         self.channel.close()
 
 
 def _worker_error(worker, exc: grpc.RpcError) -> errors.OpError:
-    code, details = exc.code(), exc.details() or ""
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return WorkerLost(None, None, f"worker {worker.name} is unavailable: {details}")
-    return wire.error_from_status(code, details)
+    error = status.error_from_status(exc.code(), exc.details() or "")
+    if isinstance(error, errors.UnavailableError):
+        return WorkerLost(None, None, f"worker {worker.name} is unavailable: {error.message}")
+    return error
 
 
 class WorkerPool:

@@ -29,7 +29,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from graphexec import errors, wire
+from graphexec import errors
+from graphexec.rpc import tensors
 from graphexec.server.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, Store
 
 PREFIX = "graphexec:"
@@ -112,12 +113,12 @@ class RedisStore(Store):
         pipe.get(f"{PREFIX}version:{container}")
         pipe.hgetall(f"{PREFIX}vars:{container}")
         version, values = pipe.execute()
-        return int(version or 0), {name.decode(): wire.tensor_from_bytes(data) for name, data in values.items()}
+        return int(version or 0), {name.decode(): tensors.tensor_from_bytes(data) for name, data in values.items()}
 
     @_guarded
     def commit(self, container, base_version, updates, request_id, result):
         version_key = f"{PREFIX}version:{container}"
-        encoded = {name: wire.tensor_to_bytes(value) for name, value in updates.items()}
+        encoded = {name: tensors.tensor_to_bytes(value) for name, value in updates.items()}
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(version_key)

@@ -1,13 +1,12 @@
 """gRPC glue for graphexec.v1.GraphExecService: bytes in, Service calls, bytes out; plus health and reflection.
 
-Handlers take raw request bytes (no generated deserializer), so a malformed request is answered with
+Handlers take raw request bytes (graphexec.rpc.methods), so a malformed request is answered with
 INVALID_ARGUMENT by our own decoding rather than failing inside gRPC, and tensor-carrying messages
-are decoded as zero-copy views (graphexec.wire). Domain errors become the status code of their
-tf.errors class in one place (`_handle`); anything unexpected is logged and answered INTERNAL.
+are decoded as zero-copy views (graphexec.rpc.codec). Failures become statuses through the one map
+of graphexec.rpc.status: tf.errors classes their own code, anything unexpected logged and INTERNAL.
 """
 from __future__ import annotations
 
-import logging
 from concurrent import futures
 
 import grpc
@@ -15,14 +14,17 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from graphexec import errors, wire
+from graphexec import errors
 from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import codec, convert, methods, status
+from graphexec.rpc.codec import CHUNK_BYTES, parse
+from graphexec.rpc.tensors import DecodeError, dtype_from_enum, tensors_from_protos
 from graphexec.server import plans as plan_cache
 from graphexec.server.service import RunOutcome, Service
 from graphexec.server.worker import Cancellation
 from graphexec.server.worker_service import remaining_seconds
 
-SERVICE = "graphexec.v1.GraphExecService"
+SERVICE = methods.GRAPH_EXEC_SERVICE.full_name
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
                 ("grpc.so_reuseport", 0),
                 # Clients reconnect (and re-resolve dns:/// targets) every 10 minutes, so replicas that an
@@ -32,32 +34,6 @@ MAX_UNARY_FETCH_BYTES = (2 << 30) - (16 << 20)  # what fits one message; bigger 
 MAX_PARTED_TENSOR_BYTES = 1 << 40
 _PLAN_SOURCES = {plan_cache.COMPILED: spb.PLAN_SOURCE_COMPILED, plan_cache.MEMORY: spb.PLAN_SOURCE_MEMORY,
                  plan_cache.STORE: spb.PLAN_SOURCE_STORE}
-log = logging.getLogger("graphexec.server")
-
-
-def _parse(cls, data: bytes):
-    try:
-        return cls.FromString(data)
-    except Exception as exc:  # protobuf raises its own DecodeError (and others) for arbitrary bytes
-        raise wire.DecodeError(f"malformed {cls.DESCRIPTOR.name}: {exc}") from None
-
-
-def _handle(method):
-    """Run a unary handler; failures become gRPC statuses, never a crash."""
-
-    def handler(self, data, context):
-        try:
-            return method(self, data, context)
-        except errors.OpError as exc:
-            context.abort(wire.status_code(exc), exc.message)
-        except MemoryError:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory")
-        except Exception as exc:  # a bug: answer cleanly and keep serving
-            log.exception("internal error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-
-    handler.__name__ = method.__name__
-    return handler
 
 
 class GraphExecServicer:
@@ -65,9 +41,9 @@ class GraphExecServicer:
         self.service = service
 
     # -- sessions -------------------------------------------------------------------------------------
-    @_handle
+    @status.answers_failures
     def create_session(self, data, context):
-        request = _parse(spb.CreateSessionRequest, data)
+        request = parse(spb.CreateSessionRequest, data)
         record = self.service.create_session(request.config)
         missing = False
         if request.HasField("graph"):
@@ -75,28 +51,28 @@ class GraphExecServicer:
         return spb.CreateSessionResponse(session_handle=record.handle, graph_missing=missing,
                                          node_count=record.node_count).SerializeToString()
 
-    @_handle
+    @status.answers_failures
     def extend_session(self, data, context):
-        request = _parse(spb.ExtendSessionRequest, data)
+        request = parse(spb.ExtendSessionRequest, data)
         record = self.service.sessions.get(request.session_handle)
         record, missing = self.service.extend_session(record, request.graph)
         return spb.ExtendSessionResponse(graph_missing=missing, node_count=record.node_count,
                                          graph_digest=record.graph_digest).SerializeToString()
 
-    @_handle
+    @status.answers_failures
     def close_session(self, data, context):
-        request = _parse(spb.CloseSessionRequest, data)
+        request = parse(spb.CloseSessionRequest, data)
         self.service.sessions.close(request.session_handle)
         return b""
 
-    @_handle
+    @status.answers_failures
     def reset(self, data, context):
-        self.service.reset(list(_parse(spb.ResetRequest, data).containers))
+        self.service.reset(list(parse(spb.ResetRequest, data).containers))
         return b""
 
-    @_handle
+    @status.answers_failures
     def list_devices(self, data, context):
-        _parse(spb.ListDevicesRequest, data)
+        parse(spb.ListDevicesRequest, data)
         response = spb.ListDevicesResponse()
         for worker, device in self.service.list_devices():
             response.devices.add(name=device["name"], device_type=device["device_type"],
@@ -105,9 +81,9 @@ class GraphExecServicer:
         return response.SerializeToString()
 
     # -- callables --------------------------------------------------------------------------------------
-    @_handle
+    @status.answers_failures
     def make_callable(self, data, context):
-        request = _parse(spb.MakeCallableRequest, data)
+        request = parse(spb.MakeCallableRequest, data)
         record = self.service.sessions.get(request.session_handle, request.graph_node_count, request.graph_digest)
         made = self.service.make_callable(record, request.feeds, request.fetches, request.targets)
         return spb.MakeCallableResponse(
@@ -115,24 +91,24 @@ class GraphExecServicer:
             feed_indices=made.feed_indices, plan_source=_PLAN_SOURCES[made.source], compile_ms=made.compile_ms,
         ).SerializeToString()
 
-    @_handle
+    @status.answers_failures
     def release_callable(self, data, context):
-        _parse(spb.ReleaseCallableRequest, data)
+        parse(spb.ReleaseCallableRequest, data)
         return b""  # plans stay cached (shared by key); nothing is held per handle
 
-    @_handle
+    @status.answers_failures
     def run_callable(self, data, context):
-        request, feeds, _ = wire.decode_tensor_message(spb.RunCallableRequest, data, 3)
+        request, feeds, _ = codec.decode_tensor_message(spb.RunCallableRequest, data, "feeds")
         _require_content(feeds)
         response, fetches = self._run_callable(request, feeds, context)
         if sum(f.nbytes for f in fetches) > MAX_UNARY_FETCH_BYTES:
             raise errors.ResourceExhaustedError(None, None, "fetched tensors exceed one message (2 GiB); fetch them "
                                                             "through the Run stream")
-        return wire.encode_tensor_message(response, 1, fetches)
+        return codec.encode_tensor_message(response, "fetches", fetches)
 
-    @_handle
+    @status.answers_failures
     def run_step(self, data, context):
-        request, feeds, _ = wire.decode_tensor_message(spb.RunStepRequest, data, 3)
+        request, feeds, _ = codec.decode_tensor_message(spb.RunStepRequest, data, "feeds")
         _require_content(feeds)
         if len(request.feed_names) != len(feeds):
             raise errors.InvalidArgumentError(None, None, f"{len(request.feed_names)} feed names for {len(feeds)} "
@@ -144,7 +120,7 @@ class GraphExecServicer:
         response = spb.RunStepResponse()
         if _wants_metadata(request.options):
             _fill_metadata(response.metadata, outcome, request.options, made.source, made.compile_ms)
-        return wire.encode_tensor_message(response, 1, outcome.result.fetches)
+        return codec.encode_tensor_message(response, "fetches", outcome.result.fetches)
 
     def _run_callable(self, request, feeds, context, cancellation=None, response_class=spb.RunCallableResponse):
         record = self.service.sessions.get(request.session_handle)
@@ -162,7 +138,7 @@ class GraphExecServicer:
         return self.service.run(record, cached, feeds, request_id, options, remaining_seconds(context), cancellation)
 
     # -- the Run stream -----------------------------------------------------------------------------------
-    def run_stream(self, request_iterator, context):
+    def run(self, request_iterator, context):
         """One answer per run, in order; a failed run carries its status in the body. A batch request
         is answered by one batched response (runs with large fetches are answered alone, in order)."""
         parts: dict[int, _PartedTensor] = {}
@@ -170,7 +146,7 @@ class GraphExecServicer:
         context.add_callback(cancellation.cancel)
         for data in request_iterator:
             try:
-                request, feeds, raw = wire.decode_tensor_message(spb.RunRequest, data, 3, 15)
+                request, feeds, raw = codec.decode_tensor_message(spb.RunRequest, data, "feeds", "part_data")
                 if request.batch:
                     items = _batch_items(request, raw, feeds, parts)
                     yield from self._run_batch(items, context, cancellation)
@@ -185,7 +161,7 @@ class GraphExecServicer:
                 yield from _response_frames(response, fetches)
             except Exception as exc:  # answered in the body (a bug is logged): the stream keeps serving
                 parts = {}
-                yield _status_frame(*_error_status(exc))
+                yield _status_frame(exc)
 
     def _run_batch(self, items, context, cancellation):
         """Run the items of a batch in order. Answers go out as one batch message, except that a run
@@ -195,17 +171,16 @@ class GraphExecServicer:
             try:
                 response, fetches = self._run_callable(item, _batch_item_feeds(item), context, cancellation,
                                                        spb.RunResponse)
-            except Exception as exc:  # this run's answer carries it; the runs after it still run
-                code, message = _error_status(exc)
-                answers.append(spb.RunResponse(status=spb.Status(code=code, message=message)).SerializeToString())
+            except Exception as exc:  # this run's answer carries it (a bug is logged); the runs after it still run
+                answers.append(_status_frame(exc))
                 continue
-            if any(getattr(f, "nbytes", 0) > wire.CHUNK_BYTES for f in fetches):
+            if any(getattr(f, "nbytes", 0) > CHUNK_BYTES for f in fetches):
                 if answers:
                     yield _batch_frame(answers)
                     answers = []
                 yield from _response_frames(response, fetches)
             else:
-                answers.append(wire.encode_tensor_message(response, 1, fetches))
+                answers.append(codec.encode_tensor_message(response, "fetches", fetches))
         if answers:
             yield _batch_frame(answers)
 
@@ -213,35 +188,27 @@ class GraphExecServicer:
 def _batch_items(request, raw, feeds, parts) -> list:
     """The runs of a batch request; the message must carry nothing else, and no parts may precede it."""
     if parts or feeds or raw or len(request.ListFields()) > 1:
-        raise wire.DecodeError("a batch RunRequest carries only its items, and no parts precede it")
+        raise DecodeError("a batch RunRequest carries only its items, and no parts precede it")
     return request.batch
 
 
 def _batch_item_feeds(item) -> list:
     """The feeds of one run of a batch, which must carry them all inline."""
     if item.HasField("part") or item.parted_feeds or item.batch or item.part_data:
-        raise wire.DecodeError("a batch item is one run: no parts and no nested batch")
-    feeds = wire.tensors_from_protos(item.feeds)
+        raise DecodeError("a batch item is one run: no parts and no nested batch")
+    feeds = tensors_from_protos(item.feeds)
     _require_content(feeds)
     return feeds
 
 
 def _batch_frame(answers: list) -> bytes:
-    return b"".join(wire.message_field(6, answer) for answer in answers)
+    return b"".join(codec.message_field(spb.RunResponse, "batch", answer) for answer in answers)
 
 
-def _error_status(exc: BaseException) -> tuple[int, str]:
-    """(code, message) of a run's failure, as its answer carries it in the body."""
-    if isinstance(exc, errors.OpError):
-        return exc.error_code, exc.message
-    if isinstance(exc, MemoryError):
-        return errors.RESOURCE_EXHAUSTED, "out of memory"
-    log.exception("internal error in the Run stream")  # a bug: answer this run cleanly and keep serving
-    return errors.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
-
-
-def _status_frame(code: int, message: str) -> bytes:
-    return spb.RunResponse(status=spb.Status(code=code, message=message)).SerializeToString()
+def _status_frame(failure: BaseException) -> bytes:
+    """The answer of a failed run of the Run stream: its status, in the body."""
+    code, message = status.failure_status(failure, "the Run stream")
+    return spb.RunResponse(status=spb.Status(code=code.value[0], message=message)).SerializeToString()
 
 
 def _wants_metadata(options) -> bool:
@@ -250,7 +217,7 @@ def _wants_metadata(options) -> bool:
 
 def _require_content(feeds) -> None:
     if any(isinstance(f, tuple) for f in feeds):
-        raise wire.DecodeError("a feed without content (parts are only accepted on the Run stream)")
+        raise DecodeError("a feed without content (parts are only accepted on the Run stream)")
 
 
 def _fill_metadata(out: spb.RunMetadata, outcome: RunOutcome, options, source: str, compile_ms: float) -> None:
@@ -272,17 +239,17 @@ def _fill_metadata(out: spb.RunMetadata, outcome: RunOutcome, options, source: s
     out.workers.update(dict.fromkeys(device_of, result.worker))
     for stats in result.stats:
         stats.device = device_of.get(stats.node_name, stats.device)
-    wire.stats_to_proto(result.stats, out.node_stats)
+    convert.stats_to_proto(result.stats, out.node_stats)
     if options.trace_level >= spb.TRACE_LEVEL_FULL:
         out.plan_text = str(plan)
 
 
 class _PartedTensor:
     def __init__(self, part):
-        dtype = wire.dtype_from_enum(part.dtype).np
+        dtype = dtype_from_enum(part.dtype).np
         shape = tuple(part.shape)
         if any(d < 0 for d in shape):
-            raise wire.DecodeError(f"part shape {list(shape)} has a negative dimension")
+            raise DecodeError(f"part shape {list(shape)} has a negative dimension")
         nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if nbytes > MAX_PARTED_TENSOR_BYTES:
             raise errors.ResourceExhaustedError(None, None, f"a tensor of {nbytes} bytes is too large")
@@ -296,11 +263,11 @@ def _accept_part(parts: dict, part, raw) -> None:
     tensor = parts.get(part.index)
     if tensor is None:
         if part.offset != 0:
-            raise wire.DecodeError(f"part of feed {part.index} starts at offset {part.offset}, expected 0")
+            raise DecodeError(f"part of feed {part.index} starts at offset {part.offset}, expected 0")
         tensor = parts[part.index] = _PartedTensor(part)
     data = raw if raw is not None else b""
     if part.offset != tensor.filled or tensor.filled + len(data) > tensor.bytes.size:
-        raise wire.DecodeError(f"part of feed {part.index} at offset {part.offset} ({len(data)} bytes) does not "
+        raise DecodeError(f"part of feed {part.index} at offset {part.offset} ({len(data)} bytes) does not "
                                f"continue the {tensor.filled} of {tensor.bytes.size} bytes received")
     tensor.bytes[tensor.filled:tensor.filled + len(data)] = np.frombuffer(data, np.uint8)
     tensor.filled += len(data)
@@ -311,20 +278,20 @@ def _with_parts(feeds: list, parted, parts: dict) -> list:
     parted = set(parted)
     for index, value in enumerate(feeds):
         if isinstance(value, tuple) and index not in parted:
-            raise wire.DecodeError(f"feed {index} has no content and was not sent in parts")
+            raise DecodeError(f"feed {index} has no content and was not sent in parts")
     for index in parted:
         tensor = parts.get(index)
         if index >= len(feeds) or tensor is None or tensor.filled != tensor.bytes.size:
-            raise wire.DecodeError(f"feed {index} was not (completely) sent in parts")
+            raise DecodeError(f"feed {index} was not (completely) sent in parts")
         if feeds[index] != (tensor.dtype_value, tensor.shape):
-            raise wire.DecodeError(f"feed {index}: its parts describe another dtype or shape")
+            raise DecodeError(f"feed {index}: its parts describe another dtype or shape")
         feeds[index] = tensor.array
     return feeds
 
 
 def _response_frames(response, fetches):
     """Parts of the large fetches, then the response itself (with content-less shells for them)."""
-    return wire.parted_frames(response, 1, fetches, lambda part: spb.RunResponse(part=part), response.parted_fetches)
+    return codec.parted_frames(response, "fetches", fetches, response.parted_fetches)
 
 
 def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: int = 32):
@@ -332,12 +299,7 @@ def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: i
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="graphexec"),
                          options=GRPC_OPTIONS)
     servicer = GraphExecServicer(service)
-    unary = {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, method)) for name, method in (
-        ("CreateSession", "create_session"), ("ExtendSession", "extend_session"), ("RunStep", "run_step"),
-        ("MakeCallable", "make_callable"), ("RunCallable", "run_callable"), ("ReleaseCallable", "release_callable"),
-        ("ListDevices", "list_devices"), ("CloseSession", "close_session"), ("Reset", "reset"))}
-    unary["Run"] = grpc.stream_stream_rpc_method_handler(servicer.run_stream)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, unary),))
+    server.add_generic_rpc_handlers((methods.generic_handler(methods.GRAPH_EXEC_SERVICE, servicer),))
     health_servicer = health.HealthServicer()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)

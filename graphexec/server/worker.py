@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphexec import errors, wire
+from graphexec import errors
 from graphexec.compiler.plan import Plan
+from graphexec.rpc import convert
 from graphexec.runtime.context import ExecContext
 from graphexec.runtime.executor import LoadedPlan
 from graphexec.server import placement
@@ -175,7 +176,7 @@ class WorkerCore:
                 blob = self.store.get_blob("plan", key)
                 if blob is None:
                     raise errors.NotFoundError(None, None, f"plan {key[:16]} is not in the plan cache")
-                plan = CachedPlan.of(key, wire.plan_from_bytes(blob))
+                plan = CachedPlan.of(key, convert.plan_from_bytes(blob))
             entry = self._plans[key, device_type] = (plan, self._load(plan.plan, device_type))
             _bound(self._plans, MAX_LOADED_PLANS)
         return entry
@@ -207,14 +208,14 @@ def _to_host(value):
 def _retained(results) -> bytes:
     if sum(np.asarray(r).nbytes for r in results) > MAX_RETAINED_RESULT:
         return NOT_RETAINED
-    return wire.fetches_to_bytes(results)
+    return convert.fetches_to_bytes(results)
 
 
 def _replayed(stored: bytes) -> list:
     if stored == NOT_RETAINED:
         raise errors.AlreadyExistsError(None, None, "this request was already applied; its result was too large to "
                                                     "keep for a replay")
-    return wire.fetches_from_bytes(stored)
+    return convert.fetches_from_bytes(stored)
 
 
 def _memory_of(device_type: str, xp) -> int:

@@ -13,15 +13,17 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from graphexec import errors, wire
+from graphexec import errors
 from graphexec.proto.v1 import worker_pb2 as wpb
+from graphexec.rpc import codec, convert, methods, status
+from graphexec.rpc.tensors import DecodeError
 from graphexec.server.store import Store
 from graphexec.server.worker import Cancellation, PlanCall, WorkerCore
 
 HEARTBEAT_S = 1.0
 REGISTRATION_TTL_S = 3.0
 NO_DEADLINE_S = 10 * 365 * 86400  # gRPC reports a huge time_remaining() for calls without a deadline
-SERVICE = "graphexec.v1.WorkerService"
+SERVICE = methods.WORKER_SERVICE.full_name
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 log = logging.getLogger("graphexec.worker")
 
@@ -30,22 +32,20 @@ class WorkerServicer:
     def __init__(self, core: WorkerCore):
         self.core = core
 
+    @status.answers_failures
     def run_plan(self, data: bytes, context) -> bytes:
-        try:
-            request, feeds, _ = wire.decode_tensor_message(wpb.RunPlanRequest, data, 3)
-            if any(isinstance(f, tuple) for f in feeds):
-                raise wire.DecodeError("RunPlan feeds must carry their content")
-            cancellation = Cancellation()
-            context.add_callback(cancellation.cancel)
-            call = PlanCall(request.container, request.plan_key, feeds, request.request_id, request.session_handle,
-                            request.device_type or "CPU", request.trace_level > 0, remaining_seconds(context),
-                            cancellation)
-            result = self.core.run(call)
-        except errors.OpError as exc:
-            context.abort(wire.status_code(exc), exc.message)
+        request, feeds, _ = codec.decode_tensor_message(wpb.RunPlanRequest, data, "feeds")
+        if any(isinstance(f, tuple) for f in feeds):
+            raise DecodeError("RunPlan feeds must carry their content")
+        cancellation = Cancellation()
+        context.add_callback(cancellation.cancel)
+        call = PlanCall(request.container, request.plan_key, feeds, request.request_id, request.session_handle,
+                        request.device_type or "CPU", request.trace_level > 0, remaining_seconds(context),
+                        cancellation)
+        result = self.core.run(call)
         response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker)
-        wire.stats_to_proto(result.stats, response.node_stats)
-        return wire.encode_tensor_message(response, 1, result.fetches)
+        convert.stats_to_proto(result.stats, response.node_stats)
+        return codec.encode_tensor_message(response, "fetches", result.fetches)
 
 
 def remaining_seconds(context) -> float | None:
@@ -57,9 +57,7 @@ def remaining_seconds(context) -> float | None:
 def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 0, max_threads: int = 16):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads), options=GRPC_OPTIONS)
     servicer = WorkerServicer(core)
-    handler = grpc.method_handlers_generic_handler(SERVICE, {"RunPlan": grpc.unary_unary_rpc_method_handler(
-        servicer.run_plan)})
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((methods.generic_handler(methods.WORKER_SERVICE, servicer),))
     health_servicer = health.HealthServicer()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)

@@ -9,8 +9,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import graphexec as tf
-from graphexec import digest, wire
+from graphexec import digest
 from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import codec, convert
+from graphexec.rpc.tensors import numpy_dtype_enum
 
 pytestmark = pytest.mark.timeout(180)
 TOTAL = 10_000
@@ -34,37 +36,37 @@ def _valid_requests(channel) -> dict[str, list[bytes]]:
         update = w.assign_add(tf.ones([3, 2]) * 0.5)
     nodes = graph.nodes()
     chain = digest.chain(digest.CHAIN_START, nodes)
-    segment = spb.GraphSegment(node_count=len(nodes), chain=chain, nodes=wire.graph_to_proto(nodes))
+    segment = spb.GraphSegment(node_count=len(nodes), chain=chain, nodes=convert.graph_to_proto(nodes))
     created = spb.CreateSessionResponse.FromString(_call(channel, "CreateSession", spb.CreateSessionRequest(
         graph=segment).SerializeToString()))
     handle = created.session_handle
-    _call(channel, "RunStep", wire.encode_tensor_message(spb.RunStepRequest(session_handle=handle, targets=[
-        "w/Assign"]), 3, []))
+    _call(channel, "RunStep", codec.encode_tensor_message(spb.RunStepRequest(session_handle=handle, targets=[
+        "w/Assign"]), "feeds", []))
     made = spb.MakeCallableResponse.FromString(_call(channel, "MakeCallable", spb.MakeCallableRequest(
         session_handle=handle, feeds=["x:0"], fetches=["y:0"]).SerializeToString()))
     feeds = [np.ones((2, 3), np.float32)]
     run = spb.RunCallableRequest(session_handle=handle, callable_handle=made.callable_handle, request_id=5)
-    part = spb.RunRequest(part=spb.TensorPart(index=0, offset=0, dtype=wire.numpy_dtype_enum(np.float32),
+    stream_run = codec.encode_tensor_message(run.SerializeToString(), "feeds", feeds, message_class=spb.RunRequest)
+    part = spb.RunRequest(part=spb.TensorPart(index=0, offset=0, dtype=numpy_dtype_enum(np.float32),
                                                       shape=[2, 3]))
     return {
         "CreateSession": [spb.CreateSessionRequest(config=spb.SessionConfig(container="fuzz")).SerializeToString(),
                           spb.CreateSessionRequest(graph=segment).SerializeToString()],
         "ExtendSession": [spb.ExtendSessionRequest(session_handle=handle, graph=segment).SerializeToString()],
-        "RunStep": [wire.encode_tensor_message(spb.RunStepRequest(session_handle=handle, feed_names=["x:0"],
-                                                                  fetches=["y:0"], targets=[update.op.name]), 3,
-                                               feeds)],
+        "RunStep": [codec.encode_tensor_message(spb.RunStepRequest(session_handle=handle, feed_names=["x:0"],
+                                                                   fetches=["y:0"], targets=[update.op.name]),
+                                                "feeds", feeds)],
         "MakeCallable": [spb.MakeCallableRequest(session_handle=handle, feeds=["x:0"], fetches=["y:0"],
                                                  targets=[update.op.name]).SerializeToString()],
-        "RunCallable": [wire.encode_tensor_message(run, 3, feeds)],
+        "RunCallable": [codec.encode_tensor_message(run, "feeds", feeds)],
         "ReleaseCallable": [spb.ReleaseCallableRequest(session_handle=handle,
                                                        callable_handle=made.callable_handle).SerializeToString()],
         "ListDevices": [spb.ListDevicesRequest(session_handle=handle).SerializeToString()],
         "CloseSession": [spb.CloseSessionRequest(session_handle="not-" + handle).SerializeToString()],
         "Reset": [spb.ResetRequest(containers=["fuzz"]).SerializeToString()],
-        "Run": [wire.encode_tensor_message(run.SerializeToString(), 3, feeds),
-                wire.encode_tensor_message(part, 3, raw_field=15, raw=feeds[0].tobytes()),
-                b"".join(wire.message_field(8, wire.encode_tensor_message(run.SerializeToString(), 3, feeds))
-                         for _ in range(2))],  # a batch of two runs
+        "Run": [stream_run,
+                codec.encode_tensor_message(part, "feeds", raw_field="part_data", raw=feeds[0].tobytes()),
+                b"".join(codec.message_field(spb.RunRequest, "batch", stream_run) for _ in range(2))],  # a batch of two
     }
 
 

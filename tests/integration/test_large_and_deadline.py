@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import graphexec as tf
-from graphexec import errors, wire
+from graphexec import errors
+from graphexec.rpc import codec
 
 from conftest import deadline_model  # tests/integration is on sys.path (rootdir-relative conftest)
 
@@ -27,7 +28,7 @@ def test_one_gib_float32_feed_round_trips(embedded):
 
 
 def test_tensors_just_above_the_chunk_size_go_in_parts_both_ways(embedded):
-    count = wire.CHUNK_BYTES // 4 + 3  # two parts: one full chunk and 12 bytes
+    count = codec.CHUNK_BYTES // 4 + 3  # two parts: one full chunk and 12 bytes
     with tf.Graph().as_default():
         x = tf.placeholder(tf.float32, [count])
         y = x * 2.0

@@ -156,7 +156,7 @@ def test_a_retried_request_id_is_answered_once_on_any_replica(cluster):
     """The same RunCallable (same request id) sent to A, then retried on B: applied once, same answer."""
     import grpc
 
-    from graphexec import wire
+    from graphexec.rpc import codec
     from graphexec.proto.v1 import service_pb2 as spb
 
     graph = tf.Graph()
@@ -168,12 +168,12 @@ def test_a_retried_request_id_is_answered_once_on_any_replica(cluster):
         made = sess._callable([], [bump.name], [])
         request = spb.RunCallableRequest(session_handle=sess._handle, callable_handle=made.handle, request_id=4242,
                                          options=spb.RunOptions(return_metadata=True))
-        data = wire.encode_tensor_message(request, 3, [])
+        data = codec.encode_tensor_message(request, "feeds", [])
         answers = []
         for target in (cluster.a, cluster.b, cluster.a):
             with grpc.insecure_channel(target.removeprefix("grpc://")) as channel:
                 reply = channel.unary_unary("/graphexec.v1.GraphExecService/RunCallable")(data, timeout=10)
-            response, fetches, _ = wire.decode_tensor_message(spb.RunCallableResponse, reply, 1)
+            response, fetches, _ = codec.decode_tensor_message(spb.RunCallableResponse, reply, "fetches")
             answers.append((int(fetches[0]), response.metadata.deduplicated))
         assert answers == [(1, False), (1, True), (1, True)]
         assert sess.run(counter) == 1

@@ -13,10 +13,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import graphexec as tf
-from graphexec import errors, wire
+from graphexec import errors, ir
 from graphexec.client.connection import ResponseAssembler
 from graphexec.client.remote import RemoteSession
-from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.ops import registry
+from graphexec.proto.v1 import graph_pb2, service_pb2 as spb
+from graphexec.rpc import codec, convert
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -211,7 +213,7 @@ def test_stream_batches_small_runs_around_large_feeds_and_fetches(embedded):
         b = tf.placeholder(tf.float32, [None])
         total = a + b
         outer = tf.reshape(a, [-1, 1]) + tf.reshape(b, [1, -1])  # size unknown to the client
-        big = wire.CHUNK_BYTES // 4 + 10  # float32 elements above the chunk size: sent in parts
+        big = codec.CHUNK_BYTES // 4 + 10  # float32 elements above the chunk size: sent in parts
         sizes = [3, 3, big, 3, big, 3, 1] * 3
         feeds = [{a: np.full(n, i, np.float32), b: np.ones(n, np.float32)} for i, n in enumerate(sizes)]
         with tf.Session(embedded) as sess:
@@ -231,10 +233,11 @@ def test_a_batch_request_is_answered_in_order_with_large_fetches_in_parts(embedd
         with tf.Session(embedded) as sess:
             made = sess._callable(["a:0", "b:0"], ["c:0"], [])
             header = spb.RunRequest(session_handle=sess._handle, callable_handle=made.handle).SerializeToString()
-            big = np.ones(wire.CHUNK_BYTES // 4 + 10, np.float32)  # inline in the batch; answered in parts
+            big = np.ones(codec.CHUNK_BYTES // 4 + 10, np.float32)  # inline in the batch; answered in parts
             runs = [([1.0], [2.0]), ([1.0, 2.0], [1.0, 2.0, 3.0]), (big, big), ([3.0], [4.0])]  # the second fails
-            batch = b"".join(wire.message_field(8, wire.encode_tensor_message(
-                header, 3, [np.asarray(x, np.float32), np.asarray(y, np.float32)])) for x, y in runs)
+            batch = b"".join(codec.message_field(spb.RunRequest, "batch", codec.encode_tensor_message(
+                header, "feeds", [np.asarray(x, np.float32), np.asarray(y, np.float32)], message_class=spb.RunRequest))
+                for x, y in runs)
             envelope = spb.RunRequest(callable_handle=made.handle, batch=[spb.RunRequest()]).SerializeToString()
             with grpc.insecure_channel(embedded.removeprefix("grpc://")) as channel:
                 run = channel.stream_stream("/graphexec.v1.GraphExecService/Run")
@@ -283,3 +286,26 @@ def test_variables_persist_across_sessions_until_reset(embedded):
     with tf.Session(embedded, graph=graph, config=config) as sess:
         with pytest.raises(errors.FailedPreconditionError):
             sess.run(counter)
+
+
+def test_a_wrong_attr_type_on_the_wire_is_invalid_argument_naming_the_node(embedded):
+    """A GraphDef node Sum whose `axis` is a string: INVALID_ARGUMENT naming node, op and (once Sum
+    declares its attrs) the attr and its expected type; the server keeps serving."""
+    graph = graph_pb2.GraphDef(format_version=convert.GRAPH_FORMAT_VERSION)
+    convert.node_to_proto(ir.Node("c", "Const", attrs={"value": np.ones(3, np.float32), "dtype": tf.float32}),
+                          graph.nodes.add())
+    node = graph.nodes.add(name="s", op="Sum", inputs=["c:0"])
+    convert.attr_to_proto("zero", node.attrs["axis"])
+    convert.attr_to_proto(False, node.attrs["keepdims"])
+    segment = spb.GraphSegment(node_count=2, chain=b"\0" * 32, nodes=graph)
+    with grpc.insecure_channel(embedded.removeprefix("grpc://")) as channel:
+        create = channel.unary_unary("/graphexec.v1.GraphExecService/CreateSession")
+        with pytest.raises(grpc.RpcError) as failure:
+            create(spb.CreateSessionRequest(graph=segment).SerializeToString(), timeout=10)
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        details = failure.value.details()
+        assert "node 's' (Sum" in details
+        axis = (registry.get("Sum").attrs or {}).get("axis")
+        if axis is not None:
+            assert "'axis'" in details and axis.describe() in details, details
+        create(spb.CreateSessionRequest().SerializeToString(), timeout=10)  # still serving

@@ -1,21 +1,29 @@
-"""graphexec.wire: tensors, tensor-carrying messages, attributes, graphs and plans survive the wire."""
+"""graphexec.rpc: tensors, tensor-carrying messages, attributes, graphs and plans survive the wire."""
 from __future__ import annotations
 
+import ast
 import filecmp
 import pathlib
 import subprocess
 import sys
 
+import grpc
 import numpy as np
 import pytest
 
 import graphexec as tf
-from graphexec import digest, dtypes, errors, ir, wire
+from graphexec import digest, dtypes, errors, ir
 from graphexec.compiler.pipeline import compile_program
 from graphexec.ir import ShapeAttr
+from graphexec.ops import registry
 from graphexec.proto.v1 import graph_pb2, service_pb2 as spb
+from graphexec.rpc import codec, convert, methods, status
+from graphexec.rpc.tensors import dtype_enum, tensor_from_proto, tensor_to_proto
+from graphexec.rpc.graph_types import GraphTypes
 from graphexec.runtime.context import ExecContext
 from graphexec.runtime.executor import LoadedPlan
+from graphexec.server.servicer import GraphExecServicer
+from graphexec.server.worker_service import WorkerServicer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -24,22 +32,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("shape", [(), (0,), (3,), (2, 0, 4), (2, 3, 4)])
 def test_tensor_round_trip(dtype, shape):
     value = (np.arange(int(np.prod(shape))) % 7).astype(dtype).reshape(shape)
-    back = wire.tensor_from_proto(graph_pb2.Tensor.FromString(wire.tensor_to_proto(value).SerializeToString()))
+    back = tensor_from_proto(graph_pb2.Tensor.FromString(tensor_to_proto(value).SerializeToString()))
     assert back.dtype == value.dtype and back.shape == value.shape
     np.testing.assert_array_equal(back, value)
 
 
 def test_big_endian_and_strided_arrays_travel_as_little_endian_values():
     value = np.arange(12, dtype=">i4").reshape(3, 4).T
-    back = wire.tensor_from_proto(wire.tensor_to_proto(value))
+    back = tensor_from_proto(tensor_to_proto(value))
     np.testing.assert_array_equal(back, value)
 
 
 def test_malformed_tensors_are_invalid_argument():
     with pytest.raises(errors.InvalidArgumentError, match="needs 12 bytes"):
-        wire.tensor_from_proto(graph_pb2.Tensor(dtype=wire.dtype_enum(tf.float32), shape=[3], content=b"\0" * 8))
+        tensor_from_proto(graph_pb2.Tensor(dtype=dtype_enum(tf.float32), shape=[3], content=b"\0" * 8))
     with pytest.raises(errors.InvalidArgumentError, match="dtype"):
-        wire.tensor_from_proto(graph_pb2.Tensor(shape=[1], content=b"\0"))
+        tensor_from_proto(graph_pb2.Tensor(shape=[1], content=b"\0"))
 
 
 @pytest.mark.parametrize("size", [3, 100_000])  # protobuf-parsed and hand-walked paths
@@ -47,29 +55,30 @@ def test_tensor_messages_decode_as_views_and_parse_as_plain_protobuf(size):
     values = [np.arange(size, dtype=np.float32), np.array(True), np.zeros((0, 2), np.int64),
               np.arange(6, dtype=np.float64).reshape(2, 3)]
     request = spb.RunCallableRequest(session_handle="s", callable_handle="c", request_id=9)
-    data = wire.encode_tensor_message(request, 3, values)
-    message, arrays, _ = wire.decode_tensor_message(spb.RunCallableRequest, data, 3)
+    data = codec.encode_tensor_message(request, "feeds", values)
+    message, arrays, _ = codec.decode_tensor_message(spb.RunCallableRequest, data, "feeds")
     assert (message.session_handle, message.callable_handle, message.request_id) == ("s", "c", 9)
     for value, array in zip(values, arrays):
         assert array.dtype == value.dtype and array.shape == value.shape and not array.flags.writeable
         np.testing.assert_array_equal(array, value)
     plain = spb.RunCallableRequest.FromString(data)  # any protobuf reader sees the same message
-    assert len(plain.feeds) == 4 and wire.tensor_from_proto(plain.feeds[3]).tolist() == values[3].tolist()
-    if size > wire.WALK_THRESHOLD:
+    assert len(plain.feeds) == 4 and tensor_from_proto(plain.feeds[3]).tolist() == values[3].tolist()
+    if size > codec.WALK_THRESHOLD:
         assert np.shares_memory(arrays[0], np.frombuffer(data, np.uint8))  # no copy of the content
 
 
 def test_shells_and_raw_bytes_of_parted_tensors():
-    shells = {0: (wire.dtype_enum(tf.float32), (1000, 1000))}
-    data = wire.encode_tensor_message(spb.RunRequest(), 3, [None], shells=shells, raw_field=15, raw=b"abc")
-    _, tensors, raw = wire.decode_tensor_message(spb.RunRequest, data, 3, 15)
-    assert tensors == [(wire.dtype_enum(tf.float32), (1000, 1000))] and bytes(raw) == b"abc"
+    shells = {0: (dtype_enum(tf.float32), (1000, 1000))}
+    data = codec.encode_tensor_message(spb.RunRequest(), "feeds", [None], shells=shells, raw_field="part_data",
+                                       raw=b"abc")
+    _, tensors, raw = codec.decode_tensor_message(spb.RunRequest, data, "feeds", "part_data")
+    assert tensors == [(dtype_enum(tf.float32), (1000, 1000))] and bytes(raw) == b"abc"
 
 
 def test_garbage_is_invalid_argument_not_a_crash():
     for data in (b"\xff" * 40, b"\x1a\xff\xff\xff\xff\x0f", b"\x1a\x05\x08", bytes(range(256)) * 200):
         with pytest.raises(errors.InvalidArgumentError):
-            wire.decode_tensor_message(spb.RunCallableRequest, data, 3)
+            codec.decode_tensor_message(spb.RunCallableRequest, data, "feeds")
 
 
 ATTRS = [None, True, False, 0, -7, 2**40, 0.5, float("inf"), "same", "", tf.float16, tf.bool,
@@ -79,7 +88,7 @@ ATTRS = [None, True, False, 0, -7, 2**40, 0.5, float("inf"), "same", "", tf.floa
 
 @pytest.mark.parametrize("value", ATTRS, ids=repr)
 def test_attribute_round_trip_is_exact(value):
-    back = wire.attr_from_proto(graph_pb2.AttrValue.FromString(wire.attr_to_proto(value, graph_pb2.AttrValue())
+    back = convert.attr_from_proto(graph_pb2.AttrValue.FromString(convert.attr_to_proto(value, graph_pb2.AttrValue())
                                                                .SerializeToString()))
     assert digest.canonical_attr(back) == digest.canonical_attr(value)
     assert type(back) is type(value) or isinstance(value, list)
@@ -107,15 +116,15 @@ def _sample_graph():
 def test_graph_round_trip_is_lossless_and_retyped_by_the_server():
     graph = _sample_graph()
     nodes = graph.nodes()
-    data = wire.graph_to_proto(nodes, graph.seed).SerializeToString()
-    back = wire.nodes_from_proto(graph_pb2.GraphDef.FromString(data), wire.GraphTypes())
+    data = convert.graph_to_proto(nodes, graph.seed).SerializeToString()
+    back = convert.nodes_from_proto(graph_pb2.GraphDef.FromString(data), GraphTypes())
     assert [digest.node_bytes(n) for n in back] == [digest.node_bytes(n) for n in nodes]
     assert [n.outputs for n in back] == [n.outputs for n in nodes]  # re-inferred, not sent
     assert digest.graph_digest(back, graph.seed) == graph.digest()
 
 
 def test_graph_digest_is_the_same_in_another_process():
-    script = ("import sys; sys.path.insert(0, %r); from test_wire import _sample_graph; print(_sample_graph().digest())"
+    script = ("import sys; sys.path.insert(0, %r); from test_rpc import _sample_graph; print(_sample_graph().digest())"
               % str(pathlib.Path(__file__).parent))
     others = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120,
                              env={"PYTHONHASHSEED": str(seed), "PATH": ""}).stdout.strip() for seed in (1, 2)}
@@ -124,14 +133,14 @@ def test_graph_digest_is_the_same_in_another_process():
 
 def _bad_node(**changes):
     graph = graph_pb2.GraphDef(format_version=1)
-    wire.node_to_proto(ir.Node("c", "Const", attrs={"value": np.float32(1.0) * np.ones(2, np.float32),
+    convert.node_to_proto(ir.Node("c", "Const", attrs={"value": np.float32(1.0) * np.ones(2, np.float32),
                                                     "dtype": tf.float32}, source="user.py:3"), graph.nodes.add())
     node = graph.nodes.add(name="n", op="Neg", inputs=["c:0"])
     node.source.file, node.source.line = "user.py", 7
     for key, value in changes.items():
         if key == "attrs":
             for name, attr in value.items():
-                wire.attr_to_proto(attr, node.attrs[name])
+                convert.attr_to_proto(attr, node.attrs[name])
         else:
             field = getattr(node, key)
             if isinstance(value, list):
@@ -154,8 +163,56 @@ def _bad_node(**changes):
 ])
 def test_malformed_graphs_are_rejected_naming_the_node(changes, message):
     with pytest.raises(errors.InvalidArgumentError, match=None) as failure:
-        wire.nodes_from_proto(_bad_node(**changes), wire.GraphTypes())
+        convert.nodes_from_proto(_bad_node(**changes), GraphTypes())
     assert message in str(failure.value)
+
+
+def _sum_with_axis(axis_attr) -> graph_pb2.GraphDef:
+    """A GraphDef whose node `s` is a Sum over a constant, with `axis` set to `axis_attr` on the wire."""
+    graph = _bad_node()
+    del graph.nodes[1:]
+    node = graph.nodes.add(name="s", op="Sum", inputs=["c:0"])
+    node.source.file, node.source.line = "user.py", 9
+    convert.attr_to_proto(axis_attr, node.attrs["axis"])
+    convert.attr_to_proto(False, node.attrs["keepdims"])
+    return graph
+
+
+def _declares(op: str, attr_name: str) -> bool:
+    return attr_name in (registry.get(op).attrs or {})
+
+
+@pytest.mark.skipif(not _declares("Sum", "axis"), reason="Sum declares no attr schema yet (op declarations branch)")
+def test_a_wrong_attr_type_names_node_op_attr_and_expected_type():
+    with pytest.raises(errors.InvalidArgumentError) as failure:
+        convert.nodes_from_proto(_sum_with_axis("zero"), GraphTypes())
+    expected = registry.get("Sum").attrs["axis"].describe()
+    message = str(failure.value)
+    for part in ("node 's'", "Sum", "created at user.py:9", "'axis'", expected, "str"):
+        assert part in message, (part, message)
+
+
+def test_a_wrong_attr_type_of_a_declared_op_names_node_op_attr_and_expected_type():
+    graph = _bad_node()
+    del graph.nodes[1:]
+    node = graph.nodes.add(name="k", op="Const")
+    convert.attr_to_proto(np.ones(2, np.float32), node.attrs["value"])
+    convert.attr_to_proto("float32", node.attrs["dtype"])  # a string where a dtype belongs
+    with pytest.raises(errors.InvalidArgumentError) as failure:
+        convert.nodes_from_proto(graph, GraphTypes())
+    message = str(failure.value)
+    for part in ("node 'k'", "Const", "'dtype'", registry.get("Const").attrs["dtype"].describe(), "str"):
+        assert part in message, (part, message)
+
+
+def test_field_numbers_come_from_the_descriptors():
+    header = spb.RunCallableRequest(session_handle="s").SerializeToString()
+    data = header + codec.varint_field(spb.RunCallableRequest, "request_id", 300)
+    assert spb.RunCallableRequest.FromString(data).request_id == 300
+    batch = codec.message_field(spb.RunRequest, "batch", spb.RunRequest(callable_handle="c").SerializeToString())
+    assert spb.RunRequest.FromString(batch).batch[0].callable_handle == "c"
+    for cls, name in ((spb.RunCallableRequest, "feeds"), (spb.RunResponse, "fetches"), (spb.RunRequest, "part_data")):
+        assert codec.field_number(cls, name) == cls.DESCRIPTOR.fields_by_name[name].number
 
 
 def test_plan_round_trip_runs_identically():
@@ -166,7 +223,7 @@ def test_plan_round_trip_runs_identically():
         z = tf.reduce_sum(tf.matmul(x, tf.ones([3, 2])), axis=0)
     program = ir.Program(graph.nodes(), ("x:0",), (y.name, z.name), (), None)
     plan = compile_program(program, graph.digest())
-    back = wire.plan_from_proto(graph_pb2.Plan.FromString(wire.plan_to_proto(plan).SerializeToString()))
+    back = convert.plan_from_proto(graph_pb2.Plan.FromString(convert.plan_to_proto(plan).SerializeToString()))
     assert str(back) == str(plan) and back.steps == plan.steps
     assert any(step.op == "Fused" for step in back.steps)
     feed = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
@@ -177,10 +234,25 @@ def test_plan_round_trip_runs_identically():
 
 @pytest.mark.parametrize("error_class", sorted(errors.BY_CODE.values(), key=lambda c: c.error_code))
 def test_error_classes_map_to_status_codes_and_back(error_class):
-    code = wire.status_code(error_class(None, None, "boom"))
+    code = status.status_code(error_class(None, None, "boom"))
     assert code.value[0] == error_class.error_code
-    back = wire.error_from_status(code, "boom")
+    back = status.error_from_status(code, "boom")
     assert type(back) is error_class and str(back) == "boom"
+
+
+def test_memory_errors_and_bugs_have_their_own_statuses():
+    assert status.failure_status(MemoryError()) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory")
+    code, message = status.failure_status(ZeroDivisionError("x"), log_bugs=False)
+    assert code == grpc.StatusCode.INTERNAL and message == "internal error: ZeroDivisionError: x"
+    assert status.RETRYABLE == {grpc.StatusCode.UNAVAILABLE}
+
+
+@pytest.mark.parametrize("service, servicer", [(methods.GRAPH_EXEC_SERVICE, GraphExecServicer),
+                                               (methods.WORKER_SERVICE, WorkerServicer)])
+def test_every_rpc_of_a_service_has_its_handler(service, servicer):
+    assert methods.handler_name("RunPlan") == "run_plan" and methods.handler_name("Run") == "run"
+    for method in service.methods:
+        assert callable(getattr(servicer, methods.handler_name(method.name)))
 
 
 def test_committed_generated_protos_match_a_fresh_generation(tmp_path):
@@ -191,3 +263,18 @@ def test_committed_generated_protos_match_a_fresh_generation(tmp_path):
     assert names == sorted(p.name for p in committed.glob("*.py"))
     match, mismatch, missing = filecmp.cmpfiles(tmp_path, committed, names, shallow=False)
     assert not mismatch and not missing, f"regenerate with tools/gen_protos.py: {mismatch + missing}"
+
+
+def test_protobuf_types_stay_at_the_edge():
+    """Only graphexec.rpc and the gRPC glue import the generated *_pb2 modules."""
+    glue = {"graphexec/server/servicer.py", "graphexec/server/worker_service.py"}
+    importers = set()
+    for path in (ROOT / "graphexec").rglob("*.py"):
+        relative = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            if any(name.startswith("graphexec.proto") for name in names):
+                importers.add(relative)
+    outside = {p for p in importers if not p.startswith(("graphexec/rpc/", "graphexec/client/", "graphexec/proto/"))}
+    assert outside <= glue, sorted(outside - glue)

@@ -1,0 +1,11 @@
+"""graphexec's protobuf and gRPC boundary: the only package (with the gRPC glue in graphexec.server
+and graphexec.client) that imports the generated *_pb2 modules.
+
+* tensors: dtypes, shapes and tensors <-> protobuf; DecodeError.
+* codec: tensor-carrying messages encoded and decoded by hand (one copy out, zero-copy views in),
+  field numbers read from the descriptors.
+* convert: attributes, nodes, graphs, plans and run metadata <-> protobuf.
+* graph_types: typing received nodes by their ops' rules (no protobuf).
+* status: the one map between tf.errors classes and gRPC statuses.
+* methods: the services' method tables, read from the .proto service descriptors.
+"""

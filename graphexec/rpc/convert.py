@@ -1,0 +1,287 @@
+"""Domain objects <-> protobuf (graphexec.v1): attributes, nodes and graphs, plans, run results.
+
+Received nodes are typed by graphexec.rpc.graph_types (their ops' rules), never by the sender's word.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import graphexec.ops.every_op  # noqa: F401  (a decoding process knows every op, not just those it imported)
+from graphexec import dtypes, ir
+from graphexec.compiler.plan import Endpoint, Plan, Step
+from graphexec.config import RunMetadata
+from graphexec.ir import ShapeAttr
+from graphexec.proto.v1 import graph_pb2 as pb
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.proto.v1 import worker_pb2 as wpb
+from graphexec.rpc.codec import decode_tensor_message, encode_tensor_message
+from graphexec.rpc.graph_types import GraphTypes
+from graphexec.rpc.tensors import (DecodeError, dtype_enum, dtype_from_enum, shape_from_proto, shape_to_proto,
+                                   tensor_from_proto, tensor_to_proto)
+from graphexec.runtime.executor import NodeStats
+
+GRAPH_FORMAT_VERSION = 1
+
+
+# -- attributes -------------------------------------------------------------------------------------
+def attr_to_proto(value, out: pb.AttrValue) -> pb.AttrValue:
+    if value is None:
+        out.none = True
+    elif isinstance(value, bool):
+        out.b = value
+    elif isinstance(value, str):
+        out.s = value
+    elif isinstance(value, (int, np.integer)):
+        out.i = int(value)
+    elif isinstance(value, (float, np.floating)):
+        out.f = float(value)
+    elif isinstance(value, dtypes.DType):
+        out.type = dtype_enum(value)
+    elif isinstance(value, ShapeAttr):
+        shape_to_proto(value.dims, out.shape)
+    elif isinstance(value, np.ndarray):
+        tensor_to_proto(value, out.tensor)
+    elif isinstance(value, (tuple, list)):
+        _list_to_proto(value, out)
+    else:
+        raise TypeError(f"attribute value of type {type(value).__name__} cannot be serialized: {value!r}")
+    return out
+
+
+def _list_to_proto(values, out: pb.AttrValue) -> None:
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        out.ints.SetInParent()
+        out.ints.values.extend(int(v) for v in values)
+    elif all(isinstance(v, (float, np.floating)) for v in values):
+        out.floats.values.extend(float(v) for v in values)
+    elif all(isinstance(v, str) for v in values):
+        out.strings.values.extend(values)
+    else:
+        out.list.SetInParent()
+        for v in values:
+            attr_to_proto(v, out.list.values.add())
+
+
+def attr_from_proto(msg: pb.AttrValue):
+    kind = msg.WhichOneof("value")
+    if kind is None:
+        raise DecodeError("attribute has no value")
+    if kind == "none":
+        return None
+    if kind in ("b", "s", "i", "f"):
+        return getattr(msg, kind)
+    if kind == "type":
+        return dtype_from_enum(msg.type)
+    if kind == "shape":
+        return ShapeAttr(shape_from_proto(msg.shape))
+    if kind == "tensor":
+        return tensor_from_proto(msg.tensor)
+    if kind in ("ints", "floats", "strings"):
+        return tuple(getattr(msg, kind).values)
+    return tuple(attr_from_proto(v) for v in msg.list.values)
+
+
+def attrs_to_proto(attrs: dict, out) -> None:
+    for key, value in attrs.items():
+        attr_to_proto(value, out[key])
+
+
+def attrs_from_proto(attrs) -> dict:
+    return {key: attr_from_proto(attrs[key]) for key in sorted(attrs)}
+
+
+# -- nodes and graphs -------------------------------------------------------------------------------
+def _source_to_proto(source: str, out: pb.SourceLocation) -> None:
+    file, sep, line = source.rpartition(":")
+    if sep and line.isdigit():
+        out.file, out.line = file, int(line)
+    else:
+        out.file = source
+
+
+def _source_from_proto(msg: pb.SourceLocation) -> str:
+    return f"{msg.file}:{msg.line}" if msg.line else msg.file
+
+
+def node_to_proto(node: ir.Node, out: pb.NodeDef) -> pb.NodeDef:
+    out.name, out.op, out.device = node.name, node.op, node.device
+    out.inputs.extend(node.inputs)
+    out.control_inputs.extend(node.control_inputs)
+    attrs_to_proto(node.attrs, out.attrs)
+    _source_to_proto(node.source, out.source)
+    for output in node.outputs:
+        shape_to_proto(output.shape, out.output_shapes.add())
+    return out
+
+
+def graph_to_proto(nodes, seed=None) -> pb.GraphDef:
+    graph = pb.GraphDef(format_version=GRAPH_FORMAT_VERSION)
+    for node in nodes:
+        node_to_proto(node, graph.nodes.add())
+    if seed is not None:
+        graph.seed = seed
+    return graph
+
+
+def nodes_from_proto(graph: pb.GraphDef, known: GraphTypes) -> list[ir.Node]:
+    """IR nodes of `graph`, typed by their ops' rules against `known` (which grows as they decode)."""
+    if graph.format_version != GRAPH_FORMAT_VERSION:
+        raise DecodeError(f"graph format version {graph.format_version} is not supported "
+                          f"(this server reads version {GRAPH_FORMAT_VERSION})")
+    return [node_from_proto(node, known) for node in graph.nodes]
+
+
+def node_from_proto(msg: pb.NodeDef, known: GraphTypes) -> ir.Node:
+    # Hot for large uploads: protobuf fields are read once each.
+    name, op, inputs, control_inputs = msg.name, msg.op, tuple(msg.inputs), tuple(msg.control_inputs)
+    source = _source_from_proto(msg.source)
+    attrs = attrs_from_proto(msg.attrs)
+    declared = [shape_from_proto(s) for s in msg.output_shapes]
+    outputs = known.add_node(name, op, inputs, control_inputs, attrs, source, declared)
+    return ir.Node(name=name, op=op, inputs=inputs, control_inputs=control_inputs, attrs=attrs, outputs=outputs,
+                   device=msg.device, source=source)
+
+
+# -- plans ------------------------------------------------------------------------------------------
+def plan_to_proto(plan: Plan) -> pb.Plan:
+    msg = pb.Plan(compiler_version=plan.compiler_version, graph_digest=plan.graph_digest, num_slots=plan.num_slots)
+    for endpoints, out in ((plan.feeds, msg.feeds), (plan.fetches, msg.fetches)):
+        for e in endpoints:
+            item = out.add(tensor=e.tensor, slot=e.slot, dtype=dtype_enum(e.type.dtype))
+            shape_to_proto(e.type.shape, item.shape)
+    for step in plan.steps:
+        _step_to_proto(step, msg.steps.add())
+    for slot, value in plan.constants.items():
+        tensor_to_proto(value, msg.constants[slot])
+    msg.targets.extend(plan.targets)
+    if plan.seed is not None:
+        msg.seed = plan.seed
+    return msg
+
+
+def _step_to_proto(step: Step, out: pb.PlanStep) -> None:
+    out.node, out.op, out.device = step.node, step.op, step.device
+    out.inputs.extend(step.inputs)
+    out.outputs.extend(step.outputs)
+    out.free.extend(step.free)
+    out.covers.extend(step.covers)
+    _source_to_proto(step.source, out.source)
+    for t in step.output_types:
+        out.output_dtypes.append(dtype_enum(t.dtype))
+        shape_to_proto(t.shape, out.output_shapes.add())
+    if step.op == "Fused":
+        for op_name, operands, attrs, out_type in step.attrs["program"]:
+            fused = out.fused.add(op=op_name, operands=operands, dtype=dtype_enum(out_type.dtype))
+            attrs_to_proto(attrs, fused.attrs)
+            shape_to_proto(out_type.shape, fused.shape)
+    else:
+        attrs_to_proto(step.attrs, out.attrs)
+
+
+def plan_from_proto(msg: pb.Plan) -> Plan:
+    def endpoint(e):
+        return Endpoint(e.tensor, e.slot, ir.TensorType(dtype_from_enum(e.dtype), shape_from_proto(e.shape)))
+
+    return Plan(
+        graph_digest=msg.graph_digest, feeds=tuple(endpoint(e) for e in msg.feeds),
+        fetches=tuple(endpoint(e) for e in msg.fetches), steps=tuple(_step_from_proto(s) for s in msg.steps),
+        num_slots=msg.num_slots,
+        constants={slot: _read_only(tensor_from_proto(msg.constants[slot])) for slot in sorted(msg.constants)},
+        targets=tuple(msg.targets), seed=msg.seed if msg.HasField("seed") else None,
+        compiler_version=msg.compiler_version)
+
+
+def plan_to_bytes(plan: Plan) -> bytes:
+    return plan_to_proto(plan).SerializeToString()
+
+
+def plan_from_bytes(data: bytes) -> Plan:
+    return plan_from_proto(pb.Plan.FromString(data))
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _step_from_proto(msg: pb.PlanStep) -> Step:
+    covers = tuple(msg.covers)
+    if msg.op == "Fused":
+        program = tuple((f.op, tuple(f.operands), attrs_from_proto(f.attrs),
+                         ir.TensorType(dtype_from_enum(f.dtype), shape_from_proto(f.shape))) for f in msg.fused)
+        attrs = {"program": program, "covers": covers}
+    else:
+        attrs = attrs_from_proto(msg.attrs)
+    output_types = tuple(ir.TensorType(dtype_from_enum(d), shape_from_proto(s))
+                         for d, s in zip(msg.output_dtypes, msg.output_shapes))
+    return Step(node=msg.node, op=msg.op, attrs=attrs, inputs=tuple(msg.inputs), outputs=tuple(msg.outputs),
+                free=tuple(msg.free), device=msg.device, source=_source_from_proto(msg.source), covers=covers,
+                output_types=output_types)
+
+
+# -- graph segments and run results ------------------------------------------------------------------
+def segment_from_bytes(data: bytes) -> spb.GraphSegment:
+    return spb.GraphSegment.FromString(data)
+
+
+def segment_to_bytes(segment: spb.GraphSegment) -> bytes:
+    """A segment as stored by content: without the seed, which belongs to a session."""
+    stored = spb.GraphSegment()
+    stored.CopyFrom(segment)
+    stored.ClearField("seed")
+    return stored.SerializeToString()
+
+
+def fetches_to_bytes(fetches) -> bytes:
+    """Fetched values as a RunPlanResponse (kept with an applied request id, for replays)."""
+    return encode_tensor_message(b"", "fetches", fetches, message_class=wpb.RunPlanResponse)
+
+
+def fetches_from_bytes(data: bytes) -> list:
+    return decode_tensor_message(wpb.RunPlanResponse, data, "fetches")[1]
+
+
+# -- the Worker service's RunPlan, as a server calls it --------------------------------------------
+def run_plan_request(feeds, **fields) -> bytes:
+    """A RunPlanRequest with `fields` (container, plan_key, request_id, ...) and `feeds`."""
+    return encode_tensor_message(wpb.RunPlanRequest(**fields), "feeds", feeds)
+
+
+def run_plan_reply(data: bytes) -> tuple[list, list[NodeStats], bool, str]:
+    """(fetches, node stats, deduplicated, worker) of a RunPlanResponse; fetches view `data`."""
+    response, fetches, _ = decode_tensor_message(wpb.RunPlanResponse, data, "fetches")
+    return fetches, stats_from_proto(response.node_stats), response.deduplicated, response.worker
+
+
+# -- run metadata -----------------------------------------------------------------------------------
+def stats_to_proto(stats, out) -> None:
+    for s in stats:
+        out.add(node=s.node_name, op=s.op, start_micros=s.start_micros, duration_micros=s.duration_micros,
+                covers=s.covers, device=s.device, worker=s.worker)
+
+
+def stats_from_proto(messages) -> list[NodeStats]:
+    return [NodeStats(s.node, s.op, s.start_micros, s.duration_micros, tuple(s.covers), s.device, s.worker)
+            for s in messages]
+
+
+def plan_source_name(value: int) -> str:
+    """"compiled", "memory" or "store" for a PlanSource enum value."""
+    return spb.PlanSource.Name(value).removeprefix("PLAN_SOURCE_").lower()
+
+
+def metadata_from_proto(msg: spb.RunMetadata, out: RunMetadata) -> RunMetadata:
+    """Fill a tf.RunMetadata from the server's answer."""
+    out.step_stats.node_stats = stats_from_proto(msg.node_stats)
+    out.plan_cache_hit = msg.plan_cache_hit
+    out.plan_source = plan_source_name(msg.plan_source)
+    out.compile_ms = msg.compile_ms
+    out.executed_nodes = list(msg.executed_nodes)
+    out.devices = dict(msg.devices)
+    out.workers = dict(msg.workers)
+    out.soft_placement = [f"{p.node}: requested {p.requested_device}, placed on {p.assigned_device} ({p.reason})"
+                          for p in msg.soft_placement]
+    out.plan_text = msg.plan_text
+    out.deduplicated = msg.deduplicated
+    out.worker = msg.worker
+    return out

@@ -1,0 +1,89 @@
+"""Typing received nodes: what a server knows of a graph's tensors as its nodes arrive.
+
+Decoding never trusts the sender's types: each node's outputs are re-inferred from its op's rules
+(`registry.infer`, as graph building runs them) against the nodes before it. An unknown op, a
+dangling input or a bad attribute is an InvalidArgumentError naming the node, its op and the user's
+source line. Nothing here is protobuf; graphexec.rpc.convert reads the fields and calls `add_node`.
+"""
+from __future__ import annotations
+
+from graphexec import dtypes, errors, ir
+from graphexec.framework import merge_shapes
+from graphexec.ops import registry
+
+
+def _where(name: str, op: str, source: str) -> str:
+    return f"node '{name}' ({op or 'no op'}{', created at ' + source if source else ''})"
+
+
+def _invalid(name: str, op: str, source: str, problem: str) -> errors.InvalidArgumentError:
+    return errors.InvalidArgumentError(None, None, f"{_where(name, op, source)}: {problem}")
+
+
+class GraphTypes:
+    """Each tensor's abstract value, and each node's output count, of the nodes typed so far."""
+
+    def __init__(self, avals=None, output_counts=None):
+        self.avals: dict[str, registry.Aval] = dict(avals or {})
+        self.output_counts: dict[str, int] = dict(output_counts or {})
+
+    def copy(self) -> GraphTypes:
+        return GraphTypes(self.avals, self.output_counts)
+
+    def add_node(self, name: str, op: str, inputs: tuple, control_inputs: tuple, attrs: dict, source: str,
+                 declared_shapes: list) -> tuple[ir.TensorType, ...]:
+        """The output types of a received node (which then becomes an input others may name).
+
+        `declared_shapes` are the sender's (set_shape-refined) output shapes, merged into the inferred
+        ones and never contradicting them; empty when the sender declared none.
+        """
+        # Hot for large uploads: the error prefix is built only on errors.
+        output_counts, avals = self.output_counts, self.avals
+        if not name or name in output_counts:
+            raise _invalid(name, op, source, "node names must be unique and non-empty")
+        definition = registry.REGISTRY.get(op)
+        if definition is None or definition.compiler_only:
+            raise _invalid(name, op, source, f"unknown op '{op}'")
+        args = []
+        for tensor in inputs:
+            producer, index = ir.split_tensor_name(tensor)
+            if index >= output_counts.get(producer, 0):
+                raise _invalid(name, op, source, f"input '{tensor}' is not an output of an earlier node")
+            args.append(avals[f"{producer}:{index}"])
+        for control in control_inputs:
+            if control not in output_counts:
+                raise _invalid(name, op, source, f"control input '{control}' is not an earlier node")
+        outputs = _infer_outputs(definition, args, attrs, (name, op, source))
+        if declared_shapes:
+            outputs = _with_declared_shapes(outputs, declared_shapes, (name, op, source))
+        output_counts[name] = len(outputs)
+        for i, aval in enumerate(outputs):
+            avals[f"{name}:{i}"] = aval
+        return tuple(ir.TensorType(a.dtype, a.shape) for a in outputs)
+
+
+def _infer_outputs(definition, args, attrs, node) -> list[registry.Aval]:
+    """The op's rules, as graph building runs them; any failure is the sender's malformed node."""
+    try:
+        out = registry.infer(definition, args, attrs)
+    except registry.ShapeError as exc:  # a wrong attr, arity, shape or dtype: names the attr or the rule
+        raise _invalid(*node, str(exc)) from None
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:  # values no builder makes
+        raise _invalid(*node, f"{type(exc).__name__}: {exc}") from None
+    for aval in out:
+        shape = aval.shape
+        if not isinstance(aval.dtype, dtypes.DType) or not (
+                shape is None or isinstance(shape, tuple) and all(d is None or isinstance(d, int) and d >= 0
+                                                                  for d in shape)):
+            raise _invalid(*node, f"attributes give an invalid output type {aval.dtype!r}{shape!r}")
+    return out
+
+
+def _with_declared_shapes(outputs, declared, node) -> list[registry.Aval]:
+    if len(declared) != len(outputs):
+        raise _invalid(*node, f"{len(declared)} output shapes declared for {len(outputs)} outputs")
+    try:
+        return [registry.Aval(a.dtype, merge_shapes(a.shape, shape, "declared output shape"), a.value)
+                for a, shape in zip(outputs, declared)]
+    except ValueError as exc:
+        raise _invalid(*node, str(exc)) from None

@@ -1,0 +1,65 @@
+"""The one map between failures and gRPC statuses, used by the server, the worker and the client.
+
+tf.errors classes carry their status code (errors.OpError.error_code is the gRPC code number), so
+the map is an identity on numbers: an OpError travels as its own code and comes back as the same
+class. MemoryError is RESOURCE_EXHAUSTED; anything else is a bug, logged and answered INTERNAL.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+import grpc
+
+from graphexec import errors
+
+_STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+# Statuses a client retries: every unary call is idempotent (see graphexec.client.retry).
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
+log = logging.getLogger("graphexec.rpc")
+
+
+def status_code(error: BaseException) -> grpc.StatusCode:
+    """The gRPC status a failure travels as."""
+    return failure_status(error, log_bugs=False)[0]
+
+
+def failure_status(error: BaseException, where: str = "a handler", log_bugs: bool = True
+                   ) -> tuple[grpc.StatusCode, str]:
+    """(status code, message) a failure is answered with; a bug is logged with its traceback."""
+    if isinstance(error, errors.OpError):
+        return _STATUS_BY_NUMBER.get(error.error_code, grpc.StatusCode.UNKNOWN), error.message
+    if isinstance(error, MemoryError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory"
+    if log_bugs:
+        log.error("internal error in %s", where, exc_info=error)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"
+
+
+def error_from_status(code, message: str) -> errors.OpError:
+    """The tf.errors instance for a gRPC status (a grpc.StatusCode or its number)."""
+    number = code.value[0] if isinstance(code, grpc.StatusCode) else int(code)
+    return errors.from_code(number, message)
+
+
+def error_from_rpc(error: grpc.RpcError) -> errors.OpError:
+    """The tf.errors instance for a failed call, with the server's message."""
+    return error_from_status(error.code(), error.details() or str(error))
+
+
+def is_retryable(error: grpc.RpcError) -> bool:
+    return error.code() in RETRYABLE
+
+
+def answers_failures(handler):
+    """A unary handler (..., request bytes, context) whose failures become its call's status, never a crash."""
+
+    @functools.wraps(handler)
+    def answered(*args):
+        try:
+            return handler(*args)
+        except Exception as exc:  # the handler boundary: a bug is answered INTERNAL and the server keeps serving
+            code, message = failure_status(exc, handler.__name__)
+            args[-1].abort(code, message)
+
+    return answered

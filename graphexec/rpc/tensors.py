@@ -1,0 +1,123 @@
+"""dtypes, shapes and tensors <-> protobuf, and DecodeError, the failure of every decoding step.
+
+A Tensor travels as raw little-endian bytes; decoding is `np.frombuffer` over the received bytes
+(a read-only view, no copy).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphexec import dtypes, errors
+from graphexec.proto.v1 import graph_pb2 as pb
+
+
+class DecodeError(errors.InvalidArgumentError):
+    """A malformed message: always INVALID_ARGUMENT, never a crash."""
+
+    def __init__(self, message):
+        super().__init__(None, None, message)
+
+
+# -- dtypes and shapes ------------------------------------------------------------------------------
+_ENUM_BY_DTYPE = {d: pb.DataType.Value("DATA_TYPE_" + d.name.upper()) for d in dtypes.ALL}
+_DTYPE_BY_ENUM = {v: k for k, v in _ENUM_BY_DTYPE.items()}
+_NP_BY_ENUM = {v: k.np.newbyteorder("<") for k, v in _ENUM_BY_DTYPE.items()}
+
+
+def dtype_enum(dtype: dtypes.DType) -> int:
+    return _ENUM_BY_DTYPE[dtype]
+
+
+def numpy_dtype_enum(np_dtype) -> int:
+    return _ENUM_BY_DTYPE[dtypes.from_numpy(np_dtype)]
+
+
+def dtype_from_enum(value: int) -> dtypes.DType:
+    try:
+        return _DTYPE_BY_ENUM[value]
+    except KeyError:
+        raise DecodeError(f"unknown or unset dtype {value}") from None
+
+
+def numpy_dtype(value: int) -> np.dtype:
+    """The little-endian numpy dtype of a DataType enum value."""
+    try:
+        return _NP_BY_ENUM[value]
+    except KeyError:
+        raise DecodeError(f"unknown or unset tensor dtype {value}") from None
+
+
+def shape_to_proto(shape, out: pb.TensorShape) -> pb.TensorShape:
+    if shape is None:
+        out.unknown_rank = True
+    else:
+        out.dims.extend(-1 if d is None else d for d in shape)
+    return out
+
+
+def shape_from_proto(msg: pb.TensorShape):
+    if msg.unknown_rank:
+        if len(msg.dims):
+            raise DecodeError("a shape of unknown rank cannot list dimensions")
+        return None
+    if any(d < -1 for d in msg.dims):
+        raise DecodeError(f"invalid dimension in shape {list(msg.dims)}")
+    return tuple(None if d == -1 else int(d) for d in msg.dims)
+
+
+# -- tensors ----------------------------------------------------------------------------------------
+def little_endian(array) -> np.ndarray:
+    """A C-contiguous little-endian array with the same values (no copy when it already is one)."""
+    array = np.asarray(array)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)  # (ascontiguousarray makes 0-d 1-d)
+
+
+def tensor_to_proto(array, out: pb.Tensor | None = None) -> pb.Tensor:
+    array = little_endian(array)
+    out = out if out is not None else pb.Tensor()
+    out.dtype = _ENUM_BY_DTYPE[dtypes.from_numpy(array.dtype)]
+    out.shape.extend(array.shape)
+    out.content = array.tobytes()
+    return out
+
+
+def checked_array(buffer, dtype_value: int, shape, offset: int, length: int) -> np.ndarray:
+    """A read-only view of `length` bytes of `buffer` at `offset`, which must fit dtype and shape exactly."""
+    dtype = numpy_dtype(dtype_value)
+    if shape and min(shape) < 0:
+        raise DecodeError(f"tensor shape {list(shape)} has a negative dimension")
+    count = math.prod(shape)
+    if count * dtype.itemsize != length:
+        raise DecodeError(f"tensor of dtype {dtype.name} and shape {list(shape)} needs "
+                          f"{count * dtype.itemsize} bytes of content, got {length}")
+    return np.frombuffer(buffer, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def tensor_from_proto(msg: pb.Tensor) -> np.ndarray:
+    """A read-only array viewing the message's content bytes."""
+    content = msg.content
+    return checked_array(content, msg.dtype, tuple(msg.shape), 0, len(content))
+
+
+def is_shell(dtype_value: int, shape, content_length: int) -> bool:
+    """A content-less element standing for a tensor that travels in parts (an empty tensor is not one)."""
+    return content_length == 0 and math.prod(shape) * numpy_dtype(dtype_value).itemsize != 0
+
+
+def tensors_from_protos(messages) -> list:
+    """Arrays viewing the contents of parsed Tensor messages; (dtype, shape) for content-less shells."""
+    return [(t.dtype, tuple(t.shape)) if is_shell(t.dtype, t.shape, len(t.content)) else tensor_from_proto(t)
+            for t in messages]
+
+
+def tensor_to_bytes(array) -> bytes:
+    """A serialized Tensor message (e.g. a variable's value in Redis)."""
+    return tensor_to_proto(array).SerializeToString()
+
+
+def tensor_from_bytes(data: bytes) -> np.ndarray:
+    return tensor_from_proto(pb.Tensor.FromString(data))
