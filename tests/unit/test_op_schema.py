@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import graphexec as tf
-from graphexec import errors, ir, wire
+from graphexec import errors, ir
+from graphexec.rpc import convert
+from graphexec.rpc.graph_types import GraphTypes
 from graphexec.framework import apply_op
 from graphexec.ops import registry
 from graphexec.ops.registry import REGISTRY
@@ -110,12 +112,12 @@ def test_gradients_read_defaulted_attrs():
 
 def _decoded(op, attrs):
     graph = graph_pb2.GraphDef(format_version=1)
-    wire.node_to_proto(ir.Node("c", "Const", attrs={"value": np.ones((2, 2), np.float32), "dtype": tf.float32}),
+    convert.node_to_proto(ir.Node("c", "Const", attrs={"value": np.ones((2, 2), np.float32), "dtype": tf.float32}),
                        graph.nodes.add())
     node = graph.nodes.add(name="n", op=op, inputs=["c:0"])
     for key, value in attrs.items():
-        wire.attr_to_proto(value, node.attrs[key])
-    return wire.nodes_from_proto(graph, wire.GraphTypes())
+        convert.attr_to_proto(value, node.attrs[key])
+    return convert.nodes_from_proto(graph, GraphTypes())
 
 
 def test_decoding_checks_attrs_as_building_does():
