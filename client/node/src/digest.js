@@ -5,6 +5,7 @@
 // cached under the same digest. Checked against tests/vectors/digest_vectors.json.
 const crypto = require('node:crypto');
 const { asDType } = require('./dtypes');
+const { attrKind } = require('./attrs');
 
 const CHAIN_START = sha256(Buffer.from('graphexec-graph-v2'));
 const KIND = { none: 0, bool: 1, int: 2, float: 3, string: 4, dtype: 5, shape: 6, tensor: 7, list: 8 };
@@ -73,11 +74,6 @@ class Writer {
   bytes() {
     return Buffer.concat(this.parts);
   }
-}
-
-/** Which field of an AttrValue is set (decoded messages name it in `value`; built ones set one key). */
-function attrKind(attrValue) {
-  return attrValue.value ?? Object.keys(attrValue).find((key) => key !== 'value' && attrValue[key] !== undefined);
 }
 
 /** Writes one graphexec.v1.AttrValue: its kind byte and payload. */
