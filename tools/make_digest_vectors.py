@@ -104,13 +104,13 @@ def api_graph():
 
 def vector(name, nodes, seed=None, server_decodable=False):
     graph_def = wire.graph_to_proto(nodes, seed)
-    back = graph_pb2.GraphDef.FromString(graph_def.SerializeToString())
-    if back != graph_def:
+    data = graph_def.SerializeToString(deterministic=True)  # map entries (attrs) sorted: the file regenerates alike
+    if graph_pb2.GraphDef.FromString(data) != graph_def:
         raise AssertionError(f"{name}: the GraphDef does not survive serialization")
     chain = digest.chain(digest.CHAIN_START, nodes)
     return {
         "name": name,
-        "graph_def": base64.b64encode(graph_def.SerializeToString()).decode(),
+        "graph_def": base64.b64encode(data).decode(),
         "seed": None if seed is None else str(seed),
         "server_decodable": server_decodable,
         "chain": chain.hex(),
