@@ -6,6 +6,8 @@ const path = require('node:path');
 const { asDType } = require('./dtypes');
 const { toArray, toTensorProto } = require('./tensor');
 const { graphDigest } = require('./digest');
+const { attr } = require('./attrs');
+const { checkNode } = require('./ops');
 
 const FORMAT_VERSION = 1;
 const SRC_DIR = __dirname + path.sep;
@@ -63,21 +65,6 @@ class Variable {
   }
 }
 
-// -- attribute values (graphexec.v1.AttrValue as plain objects) ------------------------------------
-const attr = {
-  bool: (b) => ({ b: Boolean(b) }),
-  int: (i) => ({ i: String(i) }),
-  string: (s) => ({ s: String(s) }),
-  type: (dtype) => ({ type: asDType(dtype).wire }),
-  none: () => ({ none: true }),
-  ints: (values) => ({ ints: { values: values.map(String) } }),
-  tensor: (proto) => ({ tensor: proto }),
-  /** Dims may be null (unknown); `undefined` for the whole shape means unknown rank. */
-  shape: (dims) => (dims === undefined || dims === null
-    ? { shape: { dims: [], unknown_rank: true } }
-    : { shape: { dims: dims.map((d) => String(d === null || d === undefined ? -1 : d)), unknown_rank: false } }),
-};
-
 /** file:line of the innermost caller outside this package, so server errors point at the user's code. */
 function userSource() {
   const holder = {};
@@ -113,6 +100,7 @@ class Graph {
 
   /** Append a node; returns its name. */
   addNode(op, { inputs = [], controlInputs = [], attrs = {}, name = undefined, device = '' } = {}) {
+    checkNode(op, inputs.length, attrs);
     const nodeName = this.uniqueName(name ?? op);
     const node = { name: nodeName, op, inputs: inputs.map((t) => t.name), control_inputs: controlInputs.map(String), attrs, device };
     const source = userSource();

@@ -1,25 +1,46 @@
 'use strict';
-// The content digest is the same in JavaScript and Python, on every attribute kind.
+// The content digest is the same in JavaScript and Python: every shared test vector, and graphs built on
+// either side.
+const fs = require('node:fs');
+const path = require('node:path');
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { floatRepr, pythonJson } = require('../src/pyrepr');
-const { graphDigest } = require('../src/digest');
+const { graphDigest, chainState, nodeBytes, canonicalAttr, CHAIN_START } = require('../src/digest');
+const { decodeMessage } = require('../src/protos');
 const { Graph, graphFromBytes, graphToBytes } = require('../src');
-const { runPython } = require('./helpers');
+const { runPython, REPO_ROOT } = require('./helpers');
 
-test('floatRepr and pythonJson spell values exactly as Python does', () => {
-  const floats = [0, 1, 0.1, 1e-5, 1e-4, 1e16, 1.5e16, 123456789.125, 5e-324, 1.7976931348623157e308, NaN, Infinity, -Infinity];
-  for (let i = 0; i < 200; i += 1) floats.push((Math.random() - 0.5) * 10 ** Math.floor(Math.random() * 40 - 20));
-  const strings = ['plain', 'quote " backslash \\ slash /', 'tab\tnew\nline\u0001\u007f', 'é ü ß', '中文', 'emoji 😀', '\u2028'];
-  const script = 'import json,sys; d=json.load(sys.stdin); '
-    + 'print(json.dumps([repr(float(x)) for x in d["floats"]])); '
-    + 'print(json.dumps(json.dumps(d["strings"], separators=(",", ":"), ensure_ascii=True)))';
-  const input = JSON.stringify({ floats: floats.map((x) => (Number.isFinite(x) ? x : String(x))), strings })
-    .replace(/"NaN"|"Infinity"|"-Infinity"/g, (m) => m.slice(1, -1));
-  const [pythonFloats, pythonStrings] = runPython(['-c', script], { input }).trim().split('\n').map((line) => JSON.parse(line));
-  assert.deepEqual(floats.map(floatRepr), pythonFloats);
-  assert.equal(floatRepr(-0), '-0.0'); // JSON cannot carry -0 to Python; repr(-0.0) is '-0.0'
-  assert.equal(pythonJson(strings), pythonStrings);
+const VECTORS = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'tests', 'vectors', 'digest_vectors.json'), 'utf8'));
+
+test('the chain starts from the v2 domain tag', () => {
+  assert.equal(CHAIN_START.toString('hex'), VECTORS.chain_start);
+});
+
+for (const vector of VECTORS.vectors) {
+  test(`digest vector: ${vector.name}`, () => {
+    const graphDef = decodeMessage('GraphDef', Buffer.from(vector.graph_def, 'base64'));
+    const nodes = graphDef.nodes ?? [];
+    assert.deepEqual(nodes.map((n) => n.name), vector.nodes.map((n) => n.name));
+    nodes.forEach((node, i) => assert.equal(nodeBytes(node).toString('hex'), vector.nodes[i].bytes, `node ${node.name}`));
+    assert.equal(chainState(nodes).toString('hex'), vector.chain);
+    assert.equal(graphDef.seed ?? null, vector.seed);
+    assert.equal(graphDigest(graphDef), vector.digest);
+  });
+}
+
+test('canonical values by hand', () => {
+  const nan = '03000000000000f87f';
+  assert.equal(canonicalAttr({ none: true }).toString('hex'), '00');
+  assert.equal(canonicalAttr({ b: false }).toString('hex'), '0100');
+  assert.equal(canonicalAttr({ i: '-2' }).toString('hex'), '02feffffffffffffff');
+  assert.equal(canonicalAttr({ f: -0 }).toString('hex'), '030000000000000080');
+  assert.equal(canonicalAttr({ f: NaN }).toString('hex'), nan);
+  const otherNaN = new Float64Array(new BigUint64Array([0xfff8000000000001n]).buffer)[0];
+  assert.equal(canonicalAttr({ f: otherNaN }).toString('hex'), nan, 'every NaN is the canonical one');
+  assert.equal(canonicalAttr({ s: 'é' }).toString('hex'), '0402000000c3a9');
+  assert.equal(canonicalAttr({ shape: { dims: [], unknown_rank: true } }).toString('hex'), '060100000000');
+  assert.equal(canonicalAttr({ ints: { values: [] } }).toString('hex'), '0800000000');
+  assert.throws(() => canonicalAttr({ i: (2n ** 63n).toString() }), RangeError);
 });
 
 test('a graph built in Python has the digest Python gives it', () => {

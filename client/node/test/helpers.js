@@ -6,11 +6,17 @@ const path = require('node:path');
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 const PYTHON = process.env.GRAPHEXEC_PYTHON || 'python3';
 const READY_TIMEOUT_MS = 60_000;
+// `graphexec` must come from this checkout: a script run by path puts only its own folder on sys.path,
+// and an installed (e.g. editable) graphexec elsewhere would otherwise answer for it.
+const PYTHON_ENV = {
+  ...process.env,
+  PYTHONPATH: [REPO_ROOT, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
+};
 
 /** Start `python -m graphexec serve --port 0 ...args`; resolves to {target, port, stop()} once it listens. */
 function startServer(...args) {
   const child = spawn(PYTHON, ['-m', 'graphexec', 'serve', '--port', '0', ...args], {
-    cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: REPO_ROOT, env: PYTHON_ENV, stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
   const stop = () => new Promise((resolve) => {
@@ -36,7 +42,7 @@ function startServer(...args) {
 
 /** Run a Python script (path relative to the repository, or '-c' code) and return its stdout. */
 function runPython(args, { input = undefined } = {}) {
-  const done = spawnSync(PYTHON, args, { cwd: REPO_ROOT, input, encoding: input instanceof Buffer ? undefined : 'utf8', maxBuffer: 64 << 20, timeout: 120_000 });
+  const done = spawnSync(PYTHON, args, { cwd: REPO_ROOT, env: PYTHON_ENV, input, encoding: input instanceof Buffer ? undefined : 'utf8', maxBuffer: 64 << 20, timeout: 120_000 });
   if (done.status !== 0) throw new Error(`${PYTHON} ${args.join(' ')} failed (${done.status}):\n${done.stderr}`);
   return done.stdout.toString();
 }
