@@ -15,7 +15,9 @@ import pathlib
 import numpy as np
 
 import graphexec as tf
-from graphexec import digest, ir, wire
+from graphexec import digest, ir
+from graphexec.rpc import convert
+from graphexec.rpc.graph_types import GraphTypes
 from graphexec.proto.v1 import graph_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -103,7 +105,7 @@ def api_graph():
 
 
 def vector(name, nodes, seed=None, server_decodable=False):
-    graph_def = wire.graph_to_proto(nodes, seed)
+    graph_def = convert.graph_to_proto(nodes, seed)
     data = graph_def.SerializeToString(deterministic=True)  # map entries (attrs) sorted: the file regenerates alike
     if graph_pb2.GraphDef.FromString(data) != graph_def:
         raise AssertionError(f"{name}: the GraphDef does not survive serialization")

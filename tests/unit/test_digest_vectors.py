@@ -6,7 +6,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from graphexec import digest, ir, wire
+from graphexec import digest, ir
+from graphexec.rpc import convert
+from graphexec.rpc.graph_types import GraphTypes
 from graphexec.proto.v1 import graph_pb2
 
 VECTORS = json.loads((pathlib.Path(__file__).parents[1] / "vectors" / "digest_vectors.json").read_text("utf-8"))
@@ -23,7 +25,7 @@ def _seed(graph_def):
 def _nodes_as_sent(graph_def) -> list[ir.Node]:
     """IR nodes of a GraphDef as it is, without typing (digests do not ask whether the ops exist)."""
     return [ir.Node(name=n.name, op=n.op, inputs=tuple(n.inputs), control_inputs=tuple(n.control_inputs),
-                    attrs=wire.attrs_from_proto(n.attrs), device=n.device,
+                    attrs=convert.attrs_from_proto(n.attrs), device=n.device,
                     source=f"{n.source.file}:{n.source.line}" if n.source.line else n.source.file)
             for n in graph_def.nodes]
 
@@ -42,7 +44,7 @@ def test_vector_node_bytes_chain_and_digest(vector):
     assert _seed(graph_def) == (None if vector["seed"] is None else int(vector["seed"]))
     assert digest.graph_digest(nodes, _seed(graph_def)) == vector["digest"]
     if vector["server_decodable"]:  # as a server decodes it, typed by the ops' rules
-        assert digest.graph_digest(wire.nodes_from_proto(graph_def, wire.GraphTypes()), _seed(graph_def)) == vector["digest"]
+        assert digest.graph_digest(convert.nodes_from_proto(graph_def, GraphTypes()), _seed(graph_def)) == vector["digest"]
 
 
 def test_the_vectors_cover_every_attribute_kind():

@@ -116,7 +116,7 @@ function canonicalAttr(attrValue) {
   return out.bytes();
 }
 
-/** The IR's "file:line" source string from a SourceLocation (as graphexec/wire.py reads it). */
+/** The IR's "file:line" source string from a SourceLocation (as graphexec/rpc/convert.py reads it). */
 function sourceText(source) {
   if (!source) return '';
   return Number(source.line) ? `${source.file ?? ''}:${source.line}` : source.file ?? '';

@@ -58,9 +58,9 @@ test('a graph built in JavaScript has the digest Python gives it after decoding'
   g.reduceSum(g.multiply(y, 2));
   g.globalVariablesInitializer();
   const script = [
-    'import sys', 'from graphexec import digest, wire', 'from graphexec.proto.v1 import graph_pb2',
+    'import sys', 'from graphexec import digest', 'from graphexec.rpc import convert', 'from graphexec.rpc.graph_types import GraphTypes', 'from graphexec.proto.v1 import graph_pb2',
     'g = graph_pb2.GraphDef.FromString(sys.stdin.buffer.read())',
-    'nodes = wire.nodes_from_proto(g, wire.GraphTypes())',
+    'nodes = convert.nodes_from_proto(g, GraphTypes())',
     'print(digest.graph_digest(nodes, g.seed if g.HasField("seed") else None))',
   ].join('\n');
   assert.equal(runPython(['-c', script], { input: graphToBytes(g) }).trim(), g.digest());
