@@ -43,6 +43,13 @@ import sys
 import threading
 
 from graphexec import errors
+from graphexec.runtime.store import MemoryStore
+from graphexec.runtime.worker import WorkerCore
+from graphexec.server.pool import LocalWorker, WorkerPool
+from graphexec.server.redis_store import RedisStore
+from graphexec.server.service import Service
+from graphexec.server.servicer import create_server
+from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 DEFAULT_PORT = 7470
 # OpenBLAS's threads spin for ~2^28 cycles after every matrix product unless told otherwise; 2^4 lets
@@ -82,21 +89,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _store(redis_url: str):
-    if redis_url:
-        from graphexec.server.redis_store import RedisStore
-
-        return RedisStore(redis_url)
-    from graphexec.server.store import MemoryStore
-
-    return MemoryStore()
+    return RedisStore(redis_url) if redis_url else MemoryStore()
 
 
 def serve(args) -> None:
-    from graphexec.server.pool import LocalWorker, WorkerPool
-    from graphexec.server.service import Service
-    from graphexec.server.servicer import create_server
-    from graphexec.server.worker import WorkerCore
-
     store = _store(args.redis)
     local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()))
     pool = WorkerPool(store, local)
@@ -109,9 +105,6 @@ def serve(args) -> None:
 
 
 def worker(args) -> None:
-    from graphexec.server.worker import WorkerCore
-    from graphexec.server.worker_service import Heartbeat, create_worker_server
-
     store = _store(args.redis)
     core = WorkerCore(store, args.device.upper())
     server, port = create_worker_server(core, args.host, args.port, args.threads)

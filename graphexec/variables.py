@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from graphexec import dtypes
+from graphexec.default_session import default_session_for
 from graphexec.ir import ShapeAttr
 from graphexec.framework import Tensor, apply_op, get_default_graph
 
@@ -113,8 +114,6 @@ class Variable:
         return self._snapshot.eval(session=session)
 
     def load(self, value, session=None):
-        from graphexec.session import default_session_for
-
         default_session_for(self._graph, session).load_variable(self._var_name, value, self.dtype)
 
     def __repr__(self):

@@ -38,7 +38,7 @@ from graphexec.client.retry import RetryPolicy
 from graphexec.config import RunOptions
 from graphexec.fetches import FetchMapper
 from graphexec.proto.v1 import service_pb2 as spb
-from graphexec.session import BaseSession
+from graphexec.base_session import BaseSession
 
 COPY_BELOW_BYTES = 1 << 20
 _DEFAULT_OPTIONS = RunOptions()  # read only, never changed

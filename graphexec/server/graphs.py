@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from graphexec import digest, errors, ir, wire
-from graphexec.server.store import Store
+from graphexec.runtime.store import Store
 
 MAX_CACHED_GRAPHS = 256
 EMPTY = digest.CHAIN_START

@@ -17,8 +17,8 @@ import grpc
 
 from graphexec import errors, wire
 from graphexec.proto.v1 import worker_pb2 as wpb
-from graphexec.server.store import Store
-from graphexec.server.worker import PlanCall, PlanResult, WorkerCore
+from graphexec.runtime.store import Store
+from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
 from graphexec.server.worker_service import GRPC_OPTIONS, SERVICE
 
 REFRESH_S = 0.5
@@ -74,7 +74,7 @@ class RemoteWorker:
     def run(self, call: PlanCall, plan) -> PlanResult:
         request = wpb.RunPlanRequest(container=call.container, plan_key=call.plan_key, request_id=call.request_id,
                                      session_handle=call.session_handle, device_type=call.device_type,
-                                     trace_level=1 if call.trace else 0)
+                                     trace_level=1 if call.trace else 0, host_steps=call.host_steps)
         data = wire.encode_tensor_message(request, 3, call.feeds)
         self.in_flight += 1
         try:

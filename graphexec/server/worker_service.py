@@ -15,8 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from graphexec import errors, wire
 from graphexec.proto.v1 import worker_pb2 as wpb
-from graphexec.server.store import Store
-from graphexec.server.worker import Cancellation, PlanCall, WorkerCore
+from graphexec.runtime.store import Store
+from graphexec.runtime.worker import Cancellation, PlanCall, WorkerCore
 
 HEARTBEAT_S = 1.0
 REGISTRATION_TTL_S = 3.0
@@ -38,8 +38,8 @@ class WorkerServicer:
             cancellation = Cancellation()
             context.add_callback(cancellation.cancel)
             call = PlanCall(request.container, request.plan_key, feeds, request.request_id, request.session_handle,
-                            request.device_type or "CPU", request.trace_level > 0, remaining_seconds(context),
-                            cancellation)
+                            request.device_type or "CPU", tuple(request.host_steps), request.trace_level > 0,
+                            remaining_seconds(context), cancellation)
             result = self.core.run(call)
         except errors.OpError as exc:
             context.abort(wire.status_code(exc), exc.message)
