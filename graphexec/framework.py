@@ -229,6 +229,7 @@ class Graph:
         self._last_id = 0
         self._finalized = False
         self._digester = NodeDigester()
+        self._digest_cache: tuple = (None, None, "")  # (chain state, seed, digest): sessions ask on every run
         self._nodes_cache: tuple[int, tuple] = (0, ())
         self._lock = threading.RLock()
 
@@ -382,7 +383,12 @@ class Graph:
 
     def digest(self) -> str:
         """Content digest of the graph so far (kept current as ops are created; see graphexec.digest)."""
-        return self._digester.digest(self.seed)
+        state, seed, digest = self._digest_cache
+        if state is not self._digester.chain_state() or seed != self.seed:
+            state, seed = self._digester.chain_state(), self.seed
+            digest = self._digester.digest(seed)
+            self._digest_cache = (state, seed, digest)
+        return digest
 
     def snapshot(self):
         """(nodes, seed, digest, chain state) of one consistent moment, for uploading the graph."""

@@ -16,7 +16,6 @@ Every method may raise errors.UnavailableError when the backing store cannot be 
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -94,6 +93,23 @@ class _Container:
         self.lock = threading.Lock()
 
 
+class _Held:
+    """`with` holds `lock` (a plain class: in-process training steps take it on every run)."""
+
+    __slots__ = ("lock", "timeout_s", "container")
+
+    def __init__(self, lock, timeout_s: float, container: str):
+        self.lock, self.timeout_s, self.container = lock, timeout_s, container
+
+    def __enter__(self):
+        if not self.lock.acquire(timeout=max(self.timeout_s, 0)):
+            raise errors.DeadlineExceededError(None, None, f"timed out waiting for the update lock of container "
+                                                           f"'{self.container}'")
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+
 class MemoryStore(Store):
     """Everything in this process: the embedded default, nothing else to start."""
 
@@ -161,16 +177,8 @@ class MemoryStore(Store):
                 c.variables.clear()
                 c.version += 1
 
-    @contextlib.contextmanager
     def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S):
-        lock = self._container(container).lock
-        if not lock.acquire(timeout=max(timeout_s, 0)):
-            raise errors.DeadlineExceededError(None, None, f"timed out waiting for the update lock of container "
-                                                           f"'{container}'")
-        try:
-            yield
-        finally:
-            lock.release()
+        return _Held(self._container(container).lock, timeout_s, container)
 
     def register_worker(self, worker_id, info, ttl_s):
         self._workers[worker_id] = (time.monotonic() + ttl_s, dict(info))

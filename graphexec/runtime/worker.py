@@ -138,8 +138,13 @@ class WorkerCore:
         self.in_flight = 0
 
     @property
-    def name(self) -> str:
-        return f"{self.worker_id}@{self.address}"
+    def address(self) -> str:
+        return self._address
+
+    @address.setter
+    def address(self, value: str) -> None:
+        self._address = value
+        self.name = f"{self.worker_id}@{value}"  # reported with every run
 
     def devices(self) -> list[dict]:
         return [{"name": placement.DEVICE_NAMES[t], "device_type": t, "memory_limit_bytes": _memory_of(t, self.xp)}
@@ -150,7 +155,9 @@ class WorkerCore:
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, call: PlanCall, plan: CachedPlan | None = None) -> PlanResult:
-        cached, loaded = self._loaded(call, plan)
+        # A plan's host steps follow from its key and device type, so they need not be in the key.
+        entry = self._plans.get((call.plan_key, call.device_type))
+        cached, loaded = entry if entry is not None else self._loaded(call, plan)
         self.in_flight += 1  # a load estimate for placement: an unlocked count is close enough
         try:
             return self._run(call, cached, loaded)
@@ -166,29 +173,34 @@ class WorkerCore:
                 return PlanResult(_replayed(stored), [], deduplicated=True, worker=self.name)
             variables = self._variables(call.container, call.device_type, version)
         run_variables = dict(variables)
-        ctx = ExecContext(loaded.xp, run_variables, self._session_rngs(call.session_handle), loaded.plan.seed,
-                          _deadline(call.timeout_s), placement.DEVICE_NAMES[call.device_type])
+        rngs = self._rngs.get(call.session_handle)
+        if rngs is None:
+            rngs = self._session_rngs(call.session_handle)
+        deadline = None if call.timeout_s is None else time.monotonic() + max(call.timeout_s, 0.0)
+        ctx = ExecContext(loaded.xp, run_variables, rngs, loaded.plan.seed, deadline,
+                          placement.DEVICE_NAMES[call.device_type])
         if call.cancellation is not None:
             ctx.cancelled = call.cancellation
         stats = [] if call.trace else None
-        feeds = call.feeds if loaded.xp is np else [loaded.xp.asarray(f) for f in call.feeds]
-        results = [_to_host(r) for r in loaded.run(ctx, feeds, stats)]
+        if loaded.xp is np:
+            results = loaded.run(ctx, call.feeds, stats)
+        else:
+            results = [_to_host(r) for r in loaded.run(ctx, [loaded.xp.asarray(f) for f in call.feeds], stats)]
         if cached.writes_variables:
             changed = {k: v for k, v in run_variables.items() if variables.get(k) is not v}
             if changed:
                 result = _retained(results) if call.request_id else b""  # kept only to answer a retry
-                host = {k: _to_host(v) for k, v in changed.items()}
+                host = changed if loaded.xp is np else {k: _to_host(v) for k, v in changed.items()}
                 new_version = self.store.commit(call.container, version, host, call.request_id, result)
                 self._hot[call.container, call.device_type] = (new_version, run_variables)
-        for s in stats or ():
-            s.worker = self.name
-        return PlanResult(results, stats or [], worker=self.name)
+        if stats:
+            for s in stats:
+                s.worker = self.name
+        return PlanResult(results, stats or [], False, self.name)
 
     def _session_rngs(self, handle: str) -> dict:
-        rngs = self._rngs.get(handle)
-        if rngs is None:
-            rngs = self._rngs[handle] = {}
-            _bound(self._rngs, MAX_SESSIONS)
+        rngs = self._rngs[handle] = {}
+        _bound(self._rngs, MAX_SESSIONS)
         return rngs
 
     def _variables(self, container: str, device_type: str, version: int) -> dict:
@@ -202,16 +214,14 @@ class WorkerCore:
         return values
 
     def _loaded(self, call: PlanCall, plan: CachedPlan | None) -> tuple[CachedPlan, LoadedPlan]:
-        # A plan's host steps follow from its key and device type, so they need not be in the key.
-        entry = self._plans.get((call.plan_key, call.device_type))
-        if entry is None:
-            if plan is None:
-                blob = self.store.get_blob("plan", call.plan_key)
-                if blob is None:
-                    raise errors.NotFoundError(None, None, f"plan {call.plan_key[:16]} is not in the plan cache")
-                plan = CachedPlan.of(call.plan_key, wire.plan_from_bytes(blob))
-            entry = self._plans[call.plan_key, call.device_type] = (plan, self._load(plan.plan, call))
-            _bound(self._plans, MAX_LOADED_PLANS)
+        """Load a plan not loaded yet: the caller's, else the store's."""
+        if plan is None:
+            blob = self.store.get_blob("plan", call.plan_key)
+            if blob is None:
+                raise errors.NotFoundError(None, None, f"plan {call.plan_key[:16]} is not in the plan cache")
+            plan = CachedPlan.of(call.plan_key, wire.plan_from_bytes(blob))
+        entry = self._plans[call.plan_key, call.device_type] = (plan, self._load(plan.plan, call))
+        _bound(self._plans, MAX_LOADED_PLANS)
         return entry
 
     def _load(self, plan: Plan, call: PlanCall) -> LoadedPlan:
@@ -227,10 +237,12 @@ def run_serialized(store: Store, call: PlanCall, cached: CachedPlan, dispatch) -
     if not cached.writes_variables:
         return dispatch(call, cached)
     timeout = call.timeout_s
+    if timeout is None:
+        with store.lock(call.container, DEFAULT_LOCK_TIMEOUT_S):
+            return dispatch(call, cached)
     started = time.monotonic()
-    with store.lock(call.container, DEFAULT_LOCK_TIMEOUT_S if timeout is None else timeout):
-        if timeout is not None:
-            call.timeout_s = timeout - (time.monotonic() - started)
+    with store.lock(call.container, timeout):
+        call.timeout_s = timeout - (time.monotonic() - started)
         return dispatch(call, cached)
 
 
@@ -238,10 +250,6 @@ def _bound(table: dict, size: int) -> None:
     """Drop the oldest entries of an insertion-ordered table beyond `size`."""
     while len(table) > size:
         table.pop(next(iter(table)), None)
-
-
-def _deadline(timeout_s):
-    return None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
 
 
 def _to_host(value):
