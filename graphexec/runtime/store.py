@@ -1,7 +1,8 @@
-"""The state a server shares with its replicas and workers, behind one interface.
+"""The state a WorkerCore runs against, behind one interface: what a server shares with its replicas and
+workers, or an in-process session's own variables.
 
-`MemoryStore` keeps it in this process (`graphexec serve` without --redis); `RedisStore`
-(graphexec.server.redis_store) keeps it in Redis so that replicas and workers share it:
+`MemoryStore` keeps it in this process (an in-process tf.Session, `graphexec serve` without --redis);
+`RedisStore` (graphexec.server.redis_store) keeps it in Redis so that replicas and workers share it:
 
 * blobs: immutable, content-addressed bytes: graph segments ("segment", chain hex) and compiled
   plans ("plan", plan key);
@@ -111,7 +112,7 @@ class _Held:
 
 
 class MemoryStore(Store):
-    """Everything in this process: the embedded default, nothing else to start."""
+    """Everything in this process: in-process sessions and the embedded server, nothing else to start."""
 
     description = "in-memory store"
 
