@@ -75,7 +75,7 @@ class InProcessRunner:
                         timeout_s)
         if prepared.cached.writes_variables:
             return run_serialized(self.core.store, call, prepared.cached, self.core.run)
-        return self.core.run(call, prepared.cached)
+        return self.core.run(call, prepared.cached)  # the hot path of a small run: no lock to take
 
     def variables(self) -> dict:
         """The variables' current values (host arrays), by name."""
@@ -111,16 +111,21 @@ class Session(BaseSession):
         if run_metadata is not None:
             describe_run(prepared.cached.plan, prepared.placement, result, source, compile_ms,
                          options.trace_level >= RunOptions.FULL_TRACE, run_metadata)
-        return [_owned(r) for r in result.fetches]
+        return [_owned(r, feed_values) for r in result.fetches]
 
     def load_variable(self, name, value, dtype):
         self._runner.load_variable(name, np.array(value, dtype=dtype.np))
 
 
-def _owned(value):
-    """Fetched arrays are the caller's: never a view of a variable, constant or feed."""
+def _owned(value, feeds):
+    """Fetched arrays are the caller's: never a view of a variable, constant or feed (a fetched
+    placeholder is the fed array itself)."""
     if isinstance(value, np.ndarray):
-        return value.copy() if (value.base is not None or not value.flags.writeable) else value
+        if value.base is not None or not value.flags.writeable:
+            return value.copy()
+        for feed in feeds:
+            if value is feed:
+                return value.copy()
     return value
 
 

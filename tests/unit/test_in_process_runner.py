@@ -42,6 +42,8 @@ def test_user_feeds_are_never_written_and_fetches_are_the_callers():
         value = sess.run(v)
         value[:] = -1  # the caller's copy: the variable is untouched
         np.testing.assert_array_equal(sess.run(v), np.arange(4, dtype=np.float32))
+        fed_back, passed_through = sess.run([x, tf.identity(x)], {x: feed})
+        assert not np.shares_memory(fed_back, feed) and not np.shares_memory(passed_through, feed)
 
 
 def test_load_variable_is_seen_by_the_next_run():
