@@ -2,9 +2,10 @@
 
 A run: find the plan by callable handle (this process, else the shared plan cache), check the feeds
 against the plan's feed types, place it on the live device types (once per plan and device set; the
-placement travels with the call), pick a worker, and call it with the remaining deadline. Runs that update variables hold the container's update lock, so updates to
-one container are serialized; a worker lost mid-run is set aside and the run goes to another worker
-with the same request id (which the worker's commit makes safe to repeat).
+placement travels with the call), pick a worker, and call it with the remaining deadline. Runs that
+update variables hold the container's update lock, so updates to one container are serialized; a
+worker lost mid-run is set aside and the run goes to another worker with the same request id (which
+the worker's commit makes safe to repeat).
 """
 from __future__ import annotations
 
