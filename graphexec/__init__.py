@@ -29,7 +29,8 @@ from graphexec.ops.math_ops import (abs, add, add_n, argmax, argmin, cast, clip_
                                     subtract, tanh, to_float, truediv, where, where_v2)
 from graphexec.ops import overloads as _overloads  # noqa: F401 - attaches Tensor operators
 from graphexec.ops.random_ops import random_normal, random_uniform, set_random_seed, truncated_normal
-from graphexec.session import InteractiveSession, Session, get_default_session
+from graphexec.default_session import get_default_session
+from graphexec.session import InteractiveSession, Session
 from graphexec.gradients import gradients
 from graphexec import losses, metrics, nn, train  # noqa: E402 - tf.nn, tf.train, tf.losses, tf.metrics
 from graphexec.variables import (GraphKeys, Variable, assign, assign_add, assign_sub, global_variables,

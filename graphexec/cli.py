@@ -43,12 +43,12 @@ import sys
 import threading
 
 from graphexec import errors
+from graphexec.runtime.store import MemoryStore
+from graphexec.runtime.worker import WorkerCore
 from graphexec.server.pool import LocalWorker, WorkerPool
 from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
-from graphexec.server.store import MemoryStore
-from graphexec.server.worker import WorkerCore
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 DEFAULT_PORT = 7470
@@ -89,9 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _store(redis_url: str):
-    if redis_url:
-        return RedisStore(redis_url)
-    return MemoryStore()
+    return RedisStore(redis_url) if redis_url else MemoryStore()
 
 
 def serve(args) -> None:

@@ -20,7 +20,8 @@ class StepStats:
 
 
 class RunMetadata:
-    """Filled by Session.run when passed: timings, what ran, where, and whether the plan was cached."""
+    """Filled by Session.run when passed: timings, what ran, where, and whether the plan was cached.
+    graphexec.runtime.metadata.describe_run is the one function that fills it."""
 
     def __init__(self):
         self.step_stats = StepStats()
@@ -29,22 +30,11 @@ class RunMetadata:
         self.executed_nodes: list[str] = []
         self.devices: dict[str, str] = {}
         self.workers: dict[str, str] = {}
-        self.soft_placement: list[str] = []
+        self.soft_placement: list[str] = []  # "node: requested X, placed on Y (reason)"
         self.plan_text = ""
-        self.plan_source = ""  # remote runs: "compiled", "memory" or "store" (another replica compiled it)
+        self.plan_source = ""  # "compiled", "memory" or "store" (remote: another replica compiled it)
         self.deduplicated = False  # remote runs: a retried request_id answered from the stored result
-        self.worker = ""  # remote runs: the worker that ran the plan
-
-    def record(self, stats, plan_cache_hit, compile_ms, plan=None, device="/cpu:0", worker="", soft_placement=()):
-        self.step_stats.node_stats = list(stats)
-        self.plan_cache_hit = plan_cache_hit
-        self.compile_ms = compile_ms
-        if plan is not None:
-            self.executed_nodes = plan.executed_nodes()
-            self.plan_text = str(plan)
-            self.devices = {name: s.device or device for s in plan.steps for name in s.covers}
-            self.workers = {name: worker for name in self.executed_nodes}
-        self.soft_placement = list(soft_placement)
+        self.worker = ""  # the worker that ran the plan
 
 
 class ConfigProto:

@@ -1,6 +1,6 @@
-"""The default-session stack (per thread): `with sess.as_default()` pushes, `Tensor.eval()` and
-`Variable.load()` read it. It lives below graphexec.session so graph-side modules can use it without
-importing the session (which imports them)."""
+"""The default session: a per-thread stack that `with sess.as_default()` pushes, and that Tensor.eval,
+Operation.run and Variable.load consult. A low module (it imports nothing of graphexec), so that the
+graph API can reach sessions without importing them."""
 from __future__ import annotations
 
 import threading
@@ -14,21 +14,25 @@ def _stack() -> list:
     return _local.stack
 
 
-def push(session) -> None:
-    _stack().append(session)
+class DefaultSession:
+    """`session.as_default()`: makes the session, and its graph, the defaults inside a `with` block."""
 
+    def __init__(self, session):
+        self.session = session
 
-def pop(session) -> None:
-    """Remove the innermost entry of `session` (sessions may be nested, and exited out of order)."""
-    stack = _stack()
-    for i in range(len(stack) - 1, -1, -1):
-        if stack[i] is session:
-            del stack[i]
-            return
+    def __enter__(self):
+        _stack().append(self.session)
+        self._graph_context = self.session.graph.as_default()
+        self._graph_context.__enter__()
+        return self.session
 
-
-def clear() -> None:
-    _stack().clear()
+    def __exit__(self, *exc):
+        self._graph_context.__exit__(*exc)
+        stack = _stack()
+        if self.session in stack:  # the innermost entry of this session
+            stack.reverse()
+            stack.remove(self.session)
+            stack.reverse()
 
 
 def get_default_session():
@@ -36,8 +40,12 @@ def get_default_session():
     return stack[-1] if stack else None
 
 
+def clear_default_sessions() -> None:
+    _stack().clear()
+
+
 def default_session_for(graph, session=None):
-    """`session`, or the default session, checked to run `graph`."""
+    """`session`, else the default one, after checking that it runs `graph`."""
     session = session or get_default_session()
     if session is None:
         raise ValueError("Cannot evaluate tensor using `eval()`: No default session is registered. Use "

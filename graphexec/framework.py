@@ -13,6 +13,7 @@ import threading
 import numpy as np
 
 from graphexec import errors, ir
+from graphexec.default_session import clear_default_sessions, default_session_for
 from graphexec.digest import NodeDigester
 from graphexec.ops import registry
 from graphexec.ops.registry import Aval, ShapeError
@@ -132,8 +133,6 @@ class Tensor:
         return Aval(self.dtype, self._shape, self._value)
 
     def eval(self, feed_dict=None, session=None):
-        from graphexec.session import default_session_for
-
         return default_session_for(self.graph, session).run(self, feed_dict)
 
     def consumers(self):
@@ -209,8 +208,6 @@ class Operation:
         return self._node
 
     def run(self, feed_dict=None, session=None):
-        from graphexec.session import default_session_for
-
         default_session_for(self.graph, session).run(self, feed_dict)
 
     def __repr__(self):
@@ -232,6 +229,7 @@ class Graph:
         self._last_id = 0
         self._finalized = False
         self._digester = NodeDigester()
+        self._digest_cache: tuple = (None, None, "")  # (chain state, seed, digest): sessions ask on every run
         self._nodes_cache: tuple[int, tuple] = (0, ())
         self._lock = threading.RLock()
 
@@ -385,7 +383,12 @@ class Graph:
 
     def digest(self) -> str:
         """Content digest of the graph so far (kept current as ops are created; see graphexec.digest)."""
-        return self._digester.digest(self.seed)
+        state, seed, digest = self._digest_cache
+        if state is not self._digester.chain_state() or seed != self.seed:
+            state, seed = self._digester.chain_state(), self.seed
+            digest = self._digester.digest(seed)
+            self._digest_cache = (state, seed, digest)
+        return digest
 
     def snapshot(self):
         """(nodes, seed, digest, chain state) of one consistent moment, for uploading the graph."""
@@ -423,9 +426,7 @@ def reset_default_graph() -> None:
     if _graph_stack():
         raise AssertionError("Do not use tf.reset_default_graph() inside a `with graph.as_default()` block.")
     _global_default_graph = Graph()
-    from graphexec import session
-
-    session.clear_default_sessions()
+    clear_default_sessions()
 
 
 # -- op construction -------------------------------------------------------------------------------

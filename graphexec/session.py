@@ -1,143 +1,92 @@
-"""tf.Session: nested fetches and feed dicts on top of a runner that executes compiled plans.
+"""tf.Session: runs a graph in this process, or on a server.
 
-`Session()` runs in-process. `Session("grpc://host:port")`, or a plain `Session()` while
-GRAPHEXEC_TARGET is set, returns the remote session of graphexec.client instead, which shares all of
-the fetch and feed handling below and only replaces `_run_flat`.
+`Session()` runs in-process: it compiles and places each (feeds, fetches, targets) signature once
+and runs the plan on the engine a server's workers use (runtime.worker.WorkerCore) over a
+MemoryStore of its own, so in-process and remote runs differ only in where the store and the
+kernels live. `Session("grpc://host:port")`, or a plain `Session()` while GRAPHEXEC_TARGET is set,
+returns graphexec.client.remote.RemoteSession instead; both share BaseSession's fetch and feed
+handling and only replace `_run_flat`.
+
+In-process semantics: the user's feed arrays are never written to (the engine does not own them),
+and fetched arrays are the caller's (copied when they would alias a variable, a constant or a feed).
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from graphexec import default_session, ir
+from graphexec import ir
+from graphexec.base_session import BaseSession
+from graphexec.client.remote import RemoteSession
 from graphexec.compiler.pipeline import compile_program
 from graphexec.config import RunOptions
-from graphexec.fetches import FetchMapper
-from graphexec.framework import Graph, Tensor, get_default_graph
-from graphexec.runtime.context import ExecContext
-from graphexec.runtime.executor import LoadedPlan
-from graphexec.runtime.feeds import convert_feed
+from graphexec.framework import Graph
+from graphexec.runtime import placement
+from graphexec.runtime.metadata import COMPILED, MEMORY, describe_run
+from graphexec.runtime.store import MemoryStore
+from graphexec.runtime.worker import CachedPlan, PlanCall, PlanResult, WorkerCore, run_serialized
+
+_DEFAULT_OPTIONS = RunOptions()  # read only, never changed
+CONTAINER = ""  # an in-process session's store holds one container: the session's variables
 
 
-class BaseSession:
-    def __init__(self, target="", graph=None, config=None):
-        self.graph: Graph = graph if graph is not None else get_default_graph()
-        self.target = target
-        self.config = config
-        self._closed = False
-        self._default_context = None
+@dataclass(frozen=True)
+class PreparedPlan:
+    """A compiled plan and its placement, decided once per signature."""
 
-    # -- public API -----------------------------------------------------------------------------
-    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
-        if self._closed:
-            raise RuntimeError("Attempted to use a closed Session.")
-        mapper = FetchMapper(self.graph, fetches)
-        feed_names, feed_values = self._normalize_feeds(feed_dict)
-        results = self._run_flat(feed_names, feed_values, mapper.tensor_names, mapper.target_names, options,
-                                 run_metadata)
-        return mapper.build(results)
-
-    def stream(self, fetches, feed_iter, max_in_flight=32, options=None):
-        """Yield `run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order. Remote sessions
-        pipeline these over one streaming call with at most `max_in_flight` outstanding."""
-        for feed_dict in feed_iter:
-            yield self.run(fetches, feed_dict, options)
-
-    def make_callable(self, fetches, feed_list=None, accept_options=False):
-        """A function of the feed values (in feed_list order) that runs `fetches`, resolved once."""
-        mapper = FetchMapper(self.graph, fetches)
-        feeds = [self._feed_key(f) for f in (feed_list or [])]
-        names = [t.name for t in feeds]
-
-        def call(*values, options=None, run_metadata=None):
-            if len(values) != len(feeds):
-                raise TypeError(f"expected {len(feeds)} feed values, got {len(values)}")
-            arrays = [convert_feed(v, ir.TensorType(t.dtype, t._shape), t.name) for t, v in zip(feeds, values)]
-            return mapper.build(self._run_flat(names, arrays, mapper.tensor_names, mapper.target_names, options,
-                                               run_metadata))
-
-        return call
-
-    def close(self):
-        self._closed = True
-
-    def as_default(self):
-        return _DefaultSession(self)
-
-    def __enter__(self):
-        self._default_context = self.as_default()
-        self._default_context.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._default_context.__exit__(*exc)
-        self._default_context = None
-        self.close()
-
-    @property
-    def sess_str(self):
-        return self.target
-
-    # -- feeds -----------------------------------------------------------------------------------
-    def _feed_key(self, key) -> Tensor:
-        if hasattr(key, "_as_tensor"):
-            key = key._as_tensor()
-        if isinstance(key, str):
-            key = self.graph.as_graph_element(key if ":" in key else key + ":0")
-        if not isinstance(key, Tensor):
-            raise TypeError(f"Cannot interpret feed_dict key {key!r} as a Tensor")
-        if key.graph is not self.graph:
-            raise ValueError(f"Cannot feed {key.name}: it is not an element of this session's graph.")
-        return key
-
-    def _normalize_feeds(self, feed_dict):
-        if not feed_dict:
-            return [], []
-        named = []  # (name, tensor, value); Tensor.name is computed on each access, so read it once
-        for key, value in feed_dict.items():
-            tensor = self._feed_key(key)
-            named.append((tensor.name, tensor, value))
-        named.sort(key=_first)  # by name only (stable), as tensors do not compare
-        names = [name for name, _, _ in named]
-        values = [convert_feed(v, ir.TensorType(t.dtype, t._shape), name) for name, t, v in named]
-        return names, values
-
-    def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
-        raise NotImplementedError
-
-
-def _first(item):
-    return item[0]
+    cached: CachedPlan
+    placement: placement.Placement
 
 
 class InProcessRunner:
-    """Compiles and runs plans against one variable store (in-process sessions; GPU tests use it with CuPy)."""
+    """Compiles and places plans once and runs them on a WorkerCore over a MemoryStore of its own
+    (in-process sessions; GPU tests use it with device_type GPU, so the kernels run on CuPy)."""
 
-    def __init__(self, xp=np, device="/cpu:0"):
-        self.xp = xp
-        self.device = device
-        self.variables: dict = {}
-        self.rngs: dict = {}
-        self._plans: dict = {}
+    def __init__(self, device_type: str = placement.CPU, allow_soft_placement: bool = True):
+        self.core = WorkerCore(MemoryStore(), device_type, feeds_owned=False)
+        self.allow_soft_placement = allow_soft_placement
+        self._plans: dict[tuple, PreparedPlan] = {}
+        self._keys = itertools.count()
         self._lock = threading.Lock()
 
-    def plan_for(self, nodes, digest, seed, feed_names, fetch_names, targets):
-        key = (digest, tuple(feed_names), tuple(fetch_names), tuple(targets))
-        loaded = self._plans.get(key)
-        if loaded is not None:
-            return loaded, True
-        program = ir.Program(nodes, tuple(feed_names), tuple(fetch_names), tuple(targets), seed)
-        loaded = LoadedPlan(compile_program(program, digest), self.xp)
+    def prepare(self, graph: Graph, feed_names, fetch_names, targets) -> tuple[PreparedPlan, str, float]:
+        """(plan, its source: COMPILED or MEMORY, milliseconds spent compiling it: 0 for a cached one)."""
+        signature = (graph.digest(), tuple(feed_names), tuple(fetch_names), tuple(targets))
+        prepared = self._plans.get(signature)
+        if prepared is not None:
+            return prepared, MEMORY, 0.0
+        started = time.perf_counter()
+        program = ir.Program(graph.nodes(), *signature[1:], graph.seed)
+        cached = CachedPlan.of(f"in-process-{next(self._keys)}", compile_program(program, signature[0]))
+        prepared = PreparedPlan(cached, cached.placement(self.core.device_types, self.allow_soft_placement))
         with self._lock:
-            self._plans[key] = loaded
-        return loaded, False
+            prepared = self._plans.setdefault(signature, prepared)
+        return prepared, COMPILED, (time.perf_counter() - started) * 1e3
 
-    def context(self, seed, timeout_s=None) -> ExecContext:
-        deadline = time.monotonic() + timeout_s if timeout_s else None
-        return ExecContext(self.xp, self.variables, self.rngs, seed, deadline, self.device)
+    def run(self, prepared: PreparedPlan, feeds: list, trace: bool = False,
+            timeout_s: float | None = None) -> PlanResult:
+        placed = prepared.placement
+        call = PlanCall(CONTAINER, prepared.cached.key, feeds, 0, "", placed.device_type, placed.host_steps, trace,
+                        timeout_s)
+        if prepared.cached.writes_variables:
+            return run_serialized(self.core.store, call, prepared.cached, self.core.run)
+        return self.core.run(call, prepared.cached)  # the hot path of a small run: no lock to take
+
+    def variables(self) -> dict:
+        """The variables' current values (host arrays), by name."""
+        return self.core.store.read_variables(CONTAINER)[1]
+
+    def load_variable(self, name: str, value: np.ndarray) -> None:
+        store = self.core.store
+        value.setflags(write=False)  # variables hold arrays nobody writes (fetches copy them)
+        with store.lock(CONTAINER):
+            version, _ = store.begin_run(CONTAINER, 0)
+            store.commit(CONTAINER, version, {name: value}, 0, b"")
 
 
 class Session(BaseSession):
@@ -146,38 +95,37 @@ class Session(BaseSession):
     def __new__(cls, target="", graph=None, config=None):
         target = target or os.environ.get("GRAPHEXEC_TARGET", "")
         if cls is Session and target:
-            from graphexec.client.remote import RemoteSession
-
             return RemoteSession(target, graph, config)
         return super().__new__(cls)
 
     def __init__(self, target="", graph=None, config=None):
         super().__init__(target, graph, config)
-        self._runner = InProcessRunner()
+        self._runner = InProcessRunner(allow_soft_placement=bool(getattr(config, "allow_soft_placement", True)))
 
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
-        graph = self.graph
-        started = time.perf_counter()
-        loaded, hit = self._runner.plan_for(graph.nodes(), graph.digest(), graph.seed, feed_names, fetch_names,
-                                            targets)
-        compiled = time.perf_counter()
-        options = options or RunOptions()
+        prepared, source, compile_ms = self._runner.prepare(self.graph, feed_names, fetch_names, targets)
+        options = options or _DEFAULT_OPTIONS
         timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms else None
-        stats = [] if run_metadata is not None and options.trace_level >= RunOptions.SOFTWARE_TRACE else None
-        results = loaded.run(self._runner.context(graph.seed, timeout), feed_values, stats)
+        trace = run_metadata is not None and options.trace_level >= RunOptions.SOFTWARE_TRACE
+        result = self._runner.run(prepared, feed_values, trace, timeout)
         if run_metadata is not None:
-            run_metadata.record(stats or [], plan_cache_hit=hit, compile_ms=(compiled - started) * 1e3,
-                                plan=loaded.plan, device=self._runner.device, worker="in-process")
-        return [_owned(r) for r in results]
+            describe_run(prepared.cached.plan, prepared.placement, result, source, compile_ms,
+                         options.trace_level >= RunOptions.FULL_TRACE, run_metadata)
+        return [_owned(r, feed_values) for r in result.fetches]
 
     def load_variable(self, name, value, dtype):
-        self._runner.variables[name] = np.array(value, dtype=dtype.np)
+        self._runner.load_variable(name, np.array(value, dtype=dtype.np))
 
 
-def _owned(value):
-    """Fetched arrays are the caller's: never a view of a variable, constant or feed."""
+def _owned(value, feeds):
+    """Fetched arrays are the caller's: never a view of a variable, constant or feed (a fetched
+    placeholder is the fed array itself)."""
     if isinstance(value, np.ndarray):
-        return value.copy() if (value.base is not None or not value.flags.writeable) else value
+        if value.base is not None or not value.flags.writeable:
+            return value.copy()
+        for feed in feeds:
+            if value is feed:
+                return value.copy()
     return value
 
 
@@ -196,25 +144,4 @@ class InteractiveSession(Session):
         super().close()
 
 
-# -- default session -----------------------------------------------------------------------------
-class _DefaultSession:
-    def __init__(self, session):
-        self.session = session
-
-    def __enter__(self):
-        default_session.push(self.session)
-        self._graph_context = self.session.graph.as_default()
-        self._graph_context.__enter__()
-        return self.session
-
-    def __exit__(self, *exc):
-        self._graph_context.__exit__(*exc)
-        default_session.pop(self.session)
-
-
-get_default_session = default_session.get_default_session
-clear_default_sessions = default_session.clear
-default_session_for = default_session.default_session_for
-
-
-__all__ = ["Session", "InteractiveSession", "get_default_session"]
+__all__ = ["Session", "InteractiveSession"]

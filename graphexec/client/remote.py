@@ -40,7 +40,7 @@ from graphexec.fetches import FetchMapper
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, convert, status
 from graphexec.rpc.codec import CHUNK_BYTES
-from graphexec.session import BaseSession
+from graphexec.base_session import BaseSession
 
 COPY_BELOW_BYTES = 1 << 20
 _DEFAULT_OPTIONS = RunOptions()  # read only, never changed

@@ -1,1 +1,2 @@
-"""Plan execution: contexts (numpy/CuPy), variable stores and the executor."""
+"""Plan execution: contexts (numpy/CuPy), the executor, and the engine every session and server uses
+(worker: WorkerCore; store: its state; placement: where steps run; metadata: what a run reports)."""

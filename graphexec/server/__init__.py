@@ -1,6 +1,7 @@
-"""The graphexec server: gRPC servicer, session store, placement, plan cache, stores and workers.
+"""The graphexec server: gRPC servicer, sessions, graph library, plan cache, worker pool and Redis store.
 
 Modules, from the wire inwards: servicer (gRPC glue) -> service (what a run does) -> sessions,
-graphs, plans, placement -> pool (which worker) -> worker (runs plans) / worker_service (the
-`graphexec worker` process); store (the interface, in memory) and redis_store (in Redis).
+graphs, plans -> pool (which worker) -> the engine in graphexec.runtime (worker, placement, store);
+worker_service serves a WorkerCore as the `graphexec worker` process; redis_store keeps the store's
+state in Redis.
 """

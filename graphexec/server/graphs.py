@@ -21,7 +21,7 @@ from graphexec import digest, errors, ir
 from graphexec.rpc import convert
 from graphexec.rpc.graph_types import GraphTypes
 from graphexec.rpc.tensors import DecodeError
-from graphexec.server.store import Store
+from graphexec.runtime.store import Store
 
 MAX_CACHED_GRAPHS = 256
 EMPTY = digest.CHAIN_START

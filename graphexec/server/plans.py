@@ -10,46 +10,20 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 from graphexec import errors
-from graphexec.compiler.plan import COMPILER_VERSION, Plan
-from graphexec.ops.state_ops import VARIABLE_OPS
+from graphexec.compiler.plan import COMPILER_VERSION
 from graphexec.rpc import convert
-from graphexec.server import placement
-from graphexec.server.store import Store
+from graphexec.runtime.metadata import COMPILED, MEMORY, STORE
+from graphexec.runtime.store import Store
+from graphexec.runtime.worker import CachedPlan
 
 MAX_CACHED_PLANS = 4096
-COMPILED, MEMORY, STORE = "compiled", "memory", "store"
 
 
 def plan_key(graph_digest: str, feeds, fetches, targets, device_types) -> str:
     signature = [graph_digest, list(feeds), list(fetches), list(targets), sorted(device_types), COMPILER_VERSION]
     return hashlib.sha256(json.dumps(signature, separators=(",", ":")).encode()).hexdigest()
-
-
-@dataclass
-class CachedPlan:
-    """A plan and what the server derives from it once."""
-
-    key: str
-    plan: Plan
-    writes_variables: bool = False
-    uses_variables: bool = False
-    _placements: dict = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, key: str, plan: Plan) -> CachedPlan:
-        ops = {step.op for step in plan.steps}
-        return cls(key, plan, writes_variables=bool(ops & (VARIABLE_OPS - {"ReadVariable"})),
-                   uses_variables=bool(ops & VARIABLE_OPS))
-
-    def placement(self, available: frozenset[str], allow_soft: bool) -> placement.Placement:
-        key = (available, allow_soft)
-        placed = self._placements.get(key)
-        if placed is None:
-            placed = self._placements[key] = placement.place(self.plan, available, allow_soft)
-        return placed
 
 
 class PlanCache:

@@ -17,8 +17,8 @@ import grpc
 
 from graphexec import errors
 from graphexec.rpc import convert, methods, status
-from graphexec.server.store import Store
-from graphexec.server.worker import PlanCall, PlanResult, WorkerCore
+from graphexec.runtime.store import Store
+from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
 from graphexec.server.worker_service import GRPC_OPTIONS
 
 REFRESH_S = 0.5
@@ -74,7 +74,8 @@ class RemoteWorker:
     def run(self, call: PlanCall, plan) -> PlanResult:
         data = convert.run_plan_request(call.feeds, container=call.container, plan_key=call.plan_key,
                                         request_id=call.request_id, session_handle=call.session_handle,
-                                        device_type=call.device_type, trace_level=1 if call.trace else 0)
+                                        device_type=call.device_type, trace_level=1 if call.trace else 0,
+                                        host_steps=call.host_steps)
         self.in_flight += 1
         try:
             future = self._run_plan.future(data, timeout=call.timeout_s)

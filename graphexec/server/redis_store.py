@@ -31,7 +31,7 @@ from redis.retry import Retry
 
 from graphexec import errors
 from graphexec.rpc import tensors
-from graphexec.server.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, Store
+from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, Store
 
 PREFIX = "graphexec:"
 SOCKET_TIMEOUT_S = 1.5

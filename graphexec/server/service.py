@@ -1,10 +1,11 @@
 """What the server does, without gRPC: sessions, graph uploads, callables, and dispatching runs.
 
 A run: find the plan by callable handle (this process, else the shared plan cache), check the feeds
-against the plan's feed types, place it on the live device types, pick a worker, and call it with
-the remaining deadline. Runs that update variables hold the container's update lock, so updates to
-one container are serialized; a worker lost mid-run is set aside and the run goes to another worker
-with the same request id (which the worker's commit makes safe to repeat).
+against the plan's feed types, place it on the live device types (once per plan and device set; the
+placement travels with the call), pick a worker, and call it with the remaining deadline. Runs that
+update variables hold the container's update lock, so updates to one container are serialized; a
+worker lost mid-run is set aside and the run goes to another worker with the same request id (which
+the worker's commit makes safe to repeat).
 """
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ from dataclasses import dataclass
 
 from graphexec import digest, errors, ir
 from graphexec.compiler.pipeline import compile_program
+from graphexec.config import RunMetadata
 from graphexec.runtime.feeds import check_feed
+from graphexec.runtime.metadata import describe_run
+from graphexec.runtime.placement import Placement
+from graphexec.runtime.store import Store
+from graphexec.runtime.worker import CachedPlan, Cancellation, PlanCall, PlanResult, run_serialized
 from graphexec.server import plans as plan_cache
 from graphexec.server.graphs import GraphLibrary
-from graphexec.server.placement import Placement
-from graphexec.server.plans import CachedPlan, PlanCache
+from graphexec.server.plans import PlanCache
 from graphexec.server.pool import WorkerLost, WorkerPool
 from graphexec.server.sessions import SessionRecord, SessionTable
-from graphexec.server.store import DEFAULT_LOCK_TIMEOUT_S, Store
-from graphexec.server.worker import Cancellation, PlanCall, PlanResult
 
 MAX_FAILOVERS = 3
 
@@ -39,6 +42,9 @@ class RunOutcome:
     result: PlanResult
     placement: Placement
     plan: CachedPlan
+
+    def metadata(self, plan_source: str, compile_ms: float, full_trace: bool) -> RunMetadata:
+        return describe_run(self.plan.plan, self.placement, self.result, plan_source, compile_ms, full_trace)
 
 
 class Service:
@@ -97,16 +103,8 @@ class Service:
         timeout = _earliest(remaining_s, options.timeout_ms / 1e3 if options.timeout_ms else None,
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
         call = PlanCall(record.container, cached.key, feeds, request_id, record.handle, placed.device_type,
-                        options.trace_level > 0, timeout, cancellation)
-        if cached.writes_variables:
-            started = time.monotonic()
-            with self.store.lock(record.container, DEFAULT_LOCK_TIMEOUT_S if timeout is None else timeout):
-                if timeout is not None:
-                    call.timeout_s = timeout - (time.monotonic() - started)
-                result = self._dispatch(call, cached)
-        else:
-            result = self._dispatch(call, cached)
-        return RunOutcome(result, placed, cached)
+                        placed.host_steps, options.trace_level > 0, timeout, cancellation)
+        return RunOutcome(run_serialized(self.store, call, cached, self._dispatch), placed, cached)
 
     def _dispatch(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
         tried = []

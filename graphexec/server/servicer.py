@@ -21,7 +21,7 @@ from graphexec.rpc.codec import CHUNK_BYTES, parse
 from graphexec.rpc.tensors import DecodeError, dtype_from_enum, tensors_from_protos
 from graphexec.server import plans as plan_cache
 from graphexec.server.service import RunOutcome, Service
-from graphexec.server.worker import Cancellation
+from graphexec.runtime.worker import Cancellation
 from graphexec.server.worker_service import remaining_seconds
 
 SERVICE = methods.GRAPH_EXEC_SERVICE.full_name
@@ -221,27 +221,21 @@ def _require_content(feeds) -> None:
 
 
 def _fill_metadata(out: spb.RunMetadata, outcome: RunOutcome, options, source: str, compile_ms: float) -> None:
-    plan, placed, result = outcome.plan.plan, outcome.placement, outcome.result
-    out.plan_cache_hit = source != plan_cache.COMPILED
-    out.plan_source = _PLAN_SOURCES[source]
-    out.compile_ms = compile_ms
-    out.deduplicated = result.deduplicated
-    out.worker = result.worker
-    for decision in placed.soft:
+    """The run's RunMetadata (built by runtime.metadata.describe_run), copied into its message."""
+    metadata = outcome.metadata(source, compile_ms, options.trace_level >= spb.TRACE_LEVEL_FULL)
+    convert.stats_to_proto(metadata.step_stats.node_stats, out.node_stats)
+    out.plan_cache_hit = metadata.plan_cache_hit
+    out.plan_source = _PLAN_SOURCES[metadata.plan_source]
+    out.compile_ms = metadata.compile_ms
+    for decision in metadata.soft_placement:
         out.soft_placement.add(node=decision.node, requested_device=decision.requested,
                                assigned_device=decision.assigned, reason=decision.reason)
-    device_of = {}
-    for step, device in zip(plan.steps, placed.step_devices):
-        for name in step.covers:
-            device_of[name] = device
-    out.executed_nodes.extend(plan.executed_nodes())
-    out.devices.update(device_of)
-    out.workers.update(dict.fromkeys(device_of, result.worker))
-    for stats in result.stats:
-        stats.device = device_of.get(stats.node_name, stats.device)
-    convert.stats_to_proto(result.stats, out.node_stats)
-    if options.trace_level >= spb.TRACE_LEVEL_FULL:
-        out.plan_text = str(plan)
+    out.devices.update(metadata.devices)
+    out.workers.update(metadata.workers)
+    out.executed_nodes.extend(metadata.executed_nodes)
+    out.plan_text = metadata.plan_text
+    out.deduplicated = metadata.deduplicated
+    out.worker = metadata.worker
 
 
 class _PartedTensor:

@@ -12,7 +12,7 @@ import threading
 from dataclasses import asdict, dataclass, replace
 
 from graphexec import digest, errors
-from graphexec.server.store import Store
+from graphexec.runtime.store import Store
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from graphexec import errors
 from graphexec.proto.v1 import worker_pb2 as wpb
 from graphexec.rpc import codec, convert, methods, status
 from graphexec.rpc.tensors import DecodeError
-from graphexec.server.store import Store
-from graphexec.server.worker import Cancellation, PlanCall, WorkerCore
+from graphexec.runtime.store import Store
+from graphexec.runtime.worker import Cancellation, PlanCall, WorkerCore
 
 HEARTBEAT_S = 1.0
 REGISTRATION_TTL_S = 3.0
@@ -40,8 +40,8 @@ class WorkerServicer:
         cancellation = Cancellation()
         context.add_callback(cancellation.cancel)
         call = PlanCall(request.container, request.plan_key, feeds, request.request_id, request.session_handle,
-                        request.device_type or "CPU", request.trace_level > 0, remaining_seconds(context),
-                        cancellation)
+                        request.device_type or "CPU", tuple(request.host_steps), request.trace_level > 0,
+                        remaining_seconds(context), cancellation)
         result = self.core.run(call)
         response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker)
         convert.stats_to_proto(result.stats, response.node_stats)

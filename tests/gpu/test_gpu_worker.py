@@ -20,10 +20,9 @@ except cupy.cuda.runtime.CUDARuntimeError:
 pytestmark = [pytest.mark.skipif(not HAS_GPU, reason="CuPy sees no GPU"), pytest.mark.timeout(300)]
 
 import graphexec as tf  # noqa: E402
-from graphexec.server import placement  # noqa: E402
-from graphexec.server.plans import CachedPlan  # noqa: E402
-from graphexec.server.store import MemoryStore  # noqa: E402
-from graphexec.server.worker import PlanCall, WorkerCore  # noqa: E402
+from graphexec.runtime import placement  # noqa: E402
+from graphexec.runtime.store import MemoryStore  # noqa: E402
+from graphexec.runtime.worker import CachedPlan, PlanCall, WorkerCore  # noqa: E402
 from graphexec.compiler.pipeline import compile_program  # noqa: E402
 from graphexec import ir  # noqa: E402
 

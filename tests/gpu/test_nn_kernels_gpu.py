@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.skipif(not HAS_GPU, reason="CuPy sees no GPU"), pytest
 import graphexec as tf  # noqa: E402
 from graphexec.ir import ShapeAttr  # noqa: E402
 from graphexec.ops import registry  # noqa: E402
+from graphexec.runtime import placement  # noqa: E402
 from graphexec.runtime.context import ExecContext  # noqa: E402
 from graphexec.session import InProcessRunner  # noqa: E402
 
@@ -115,14 +116,13 @@ def test_cnn_training_steps_on_the_gpu_backend_match_the_cpu():
         init = tf.global_variables_initializer()
     feeds = [RNG.random((16, 8, 8, 1)).astype(np.float32), RNG.integers(0, 10, 16)]
     finals = []
-    for xp in (np, cupy):
-        runner = InProcessRunner(xp=xp)
+    for device_type in (placement.CPU, placement.GPU):  # the in-process runner: WorkerCore on numpy, on CuPy
+        runner = InProcessRunner(device_type)
         for fetches, targets in (([], [init.name]), ([], [train.name]), ([], [train.name]), ([loss.name], [])):
             names = [images.name, labels.name] if targets != [init.name] else []
-            plan, _ = runner.plan_for(graph.nodes(), graph.digest(), graph.seed, names, fetches, targets)
-            values = [xp.asarray(f) for f in feeds] if names else []
-            result = plan.run(runner.context(graph.seed), values)
-        finals.append((float(_host(result[0])[0]), {k: _host(v)[0] for k, v in runner.variables.items()}))
+            prepared, _, _ = runner.prepare(graph, names, fetches, targets)
+            result = runner.run(prepared, feeds if names else []).fetches
+        finals.append((float(result[0]), runner.variables()))  # fetches and variables come back as host arrays
     (cpu_loss, cpu_vars), (gpu_loss, gpu_vars) = finals
     assert gpu_loss == pytest.approx(cpu_loss, rel=1e-4)
     for name in cpu_vars:

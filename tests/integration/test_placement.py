@@ -8,7 +8,7 @@ import pytest
 import graphexec as tf
 from graphexec import errors, ir
 from graphexec.compiler.pipeline import compile_program
-from graphexec.server import placement
+from graphexec.runtime import placement
 
 pytestmark = pytest.mark.timeout(120)
 

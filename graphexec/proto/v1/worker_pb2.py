@@ -26,7 +26,7 @@ from graphexec.proto.v1 import graph_pb2 as graphexec_dot_v1_dot_graph__pb2
 from graphexec.proto.v1 import service_pb2 as graphexec_dot_v1_dot_service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19graphexec/v1/worker.proto\x12\x0cgraphexec.v1\x1a\x18graphexec/v1/graph.proto\x1a\x1agraphexec/v1/service.proto\"\xca\x01\n\x0eRunPlanRequest\x12\x11\n\tcontainer\x18\x01 \x01(\t\x12\x10\n\x08plan_key\x18\x02 \x01(\t\x12#\n\x05\x66\x65\x65\x64s\x18\x03 \x03(\x0b\x32\x14.graphexec.v1.Tensor\x12\x12\n\nrequest_id\x18\x04 \x01(\x04\x12\x16\n\x0esession_handle\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65vice_type\x18\x06 \x01(\t\x12-\n\x0btrace_level\x18\x07 \x01(\x0e\x32\x18.graphexec.v1.TraceLevel\"\x8f\x01\n\x0fRunPlanResponse\x12%\n\x07\x66\x65tches\x18\x01 \x03(\x0b\x32\x14.graphexec.v1.Tensor\x12/\n\nnode_stats\x18\x02 \x03(\x0b\x32\x1b.graphexec.v1.NodeExecStats\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x03 \x01(\x08\x12\x0e\n\x06worker\x18\x04 \x01(\t2W\n\rWorkerService\x12\x46\n\x07RunPlan\x12\x1c.graphexec.v1.RunPlanRequest\x1a\x1d.graphexec.v1.RunPlanResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19graphexec/v1/worker.proto\x12\x0cgraphexec.v1\x1a\x18graphexec/v1/graph.proto\x1a\x1agraphexec/v1/service.proto\"\xde\x01\n\x0eRunPlanRequest\x12\x11\n\tcontainer\x18\x01 \x01(\t\x12\x10\n\x08plan_key\x18\x02 \x01(\t\x12#\n\x05\x66\x65\x65\x64s\x18\x03 \x03(\x0b\x32\x14.graphexec.v1.Tensor\x12\x12\n\nrequest_id\x18\x04 \x01(\x04\x12\x16\n\x0esession_handle\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65vice_type\x18\x06 \x01(\t\x12-\n\x0btrace_level\x18\x07 \x01(\x0e\x32\x18.graphexec.v1.TraceLevel\x12\x12\n\nhost_steps\x18\x08 \x03(\r\"\x8f\x01\n\x0fRunPlanResponse\x12%\n\x07\x66\x65tches\x18\x01 \x03(\x0b\x32\x14.graphexec.v1.Tensor\x12/\n\nnode_stats\x18\x02 \x03(\x0b\x32\x1b.graphexec.v1.NodeExecStats\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x03 \x01(\x08\x12\x0e\n\x06worker\x18\x04 \x01(\t2W\n\rWorkerService\x12\x46\n\x07RunPlan\x12\x1c.graphexec.v1.RunPlanRequest\x1a\x1d.graphexec.v1.RunPlanResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'graphexec.v1.worker_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RUNPLANREQUEST']._serialized_start=98
-  _globals['_RUNPLANREQUEST']._serialized_end=300
-  _globals['_RUNPLANRESPONSE']._serialized_start=303
-  _globals['_RUNPLANRESPONSE']._serialized_end=446
-  _globals['_WORKERSERVICE']._serialized_start=448
-  _globals['_WORKERSERVICE']._serialized_end=535
+  _globals['_RUNPLANREQUEST']._serialized_end=320
+  _globals['_RUNPLANRESPONSE']._serialized_start=323
+  _globals['_RUNPLANRESPONSE']._serialized_end=466
+  _globals['_WORKERSERVICE']._serialized_start=468
+  _globals['_WORKERSERVICE']._serialized_end=555
 # @@protoc_insertion_point(module_scope)

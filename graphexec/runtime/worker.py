@@ -1,10 +1,12 @@
 """Workers: run compiled plans against hot copies of a container's variables.
 
-`WorkerCore` is the engine. `graphexec serve` without --redis calls one in-process (the embedded
-worker); `graphexec worker` serves one over the internal Worker gRPC API (see worker_service.py).
+`WorkerCore` is the one engine that runs plans: an in-process tf.Session runs one over a MemoryStore
+of its own; `graphexec serve` without --redis calls one in-process (the embedded worker);
+`graphexec worker` serves one over the internal Worker gRPC API (server/worker_service.py). They
+differ only in where the store and the kernels live.
 
 State and policy:
-* Loaded plans by plan key (from the store on first use).
+* Loaded plans by plan key and device type (from the store on first use).
 * Hot variables per container, tagged with the store's variable version. A run that reads or writes
   variables first asks the store for the version (one round trip, together with the request-id
   check); it re-reads all variables only when the version moved (another worker or replica wrote).
@@ -12,25 +14,26 @@ State and policy:
   in one atomic commit BEFORE the worker answers: an acknowledged update survives this worker.
   A request id that was already applied is answered from the stored result, without running.
 * Random-number state per session (like an in-process Session's).
-* A GPU worker runs with CuPy as the array module; steps that placement pinned to the CPU run on
-  numpy inside the same plan, with values copied across at the boundary.
+* Placement is the caller's: a run arrives with its device type and the steps pinned to the host
+  CPU (`PlanCall.host_steps`). A GPU worker runs with CuPy as the array module; the host steps run
+  on numpy inside the same plan, with values copied across at the boundary.
 """
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from graphexec import errors
 from graphexec.compiler.plan import Plan
+from graphexec.ops.state_ops import VARIABLE_OPS
 from graphexec.rpc import convert
+from graphexec.runtime import placement
 from graphexec.runtime.context import ExecContext
 from graphexec.runtime.executor import LoadedPlan
-from graphexec.server import placement
-from graphexec.server.plans import CachedPlan
-from graphexec.server.store import Store
+from graphexec.runtime.store import DEFAULT_LOCK_TIMEOUT_S, Store
 
 MAX_RETAINED_RESULT = 64 << 20  # results above this are not kept for replays of a request id
 MAX_LOADED_PLANS = 4096
@@ -62,8 +65,32 @@ class Cancellation:
 
 
 @dataclass
+class CachedPlan:
+    """A plan and what is derived from it once: whether it touches variables, and its placements."""
+
+    key: str
+    plan: Plan
+    writes_variables: bool = False
+    uses_variables: bool = False
+    _placements: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, key: str, plan: Plan) -> CachedPlan:
+        ops = {step.op for step in plan.steps}
+        return cls(key, plan, writes_variables=bool(ops & (VARIABLE_OPS - {"ReadVariable"})),
+                   uses_variables=bool(ops & VARIABLE_OPS))
+
+    def placement(self, available: frozenset[str], allow_soft: bool) -> placement.Placement:
+        key = (available, allow_soft)
+        placed = self._placements.get(key)
+        if placed is None:
+            placed = self._placements[key] = placement.place(self.plan, available, allow_soft)
+        return placed
+
+
+@dataclass(slots=True)
 class PlanCall:
-    """One run of a plan, as a server dispatches it."""
+    """One run of a plan, placed: `device_type` and `host_steps` (see Placement) say where it runs."""
 
     container: str
     plan_key: str
@@ -71,12 +98,13 @@ class PlanCall:
     request_id: int = 0
     session_handle: str = ""
     device_type: str = placement.CPU
+    host_steps: tuple[int, ...] = ()
     trace: bool = False
     timeout_s: float | None = None
     cancellation: Cancellation | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class PlanResult:
     fetches: list
     stats: list
@@ -93,9 +121,13 @@ def load_array_module(device_type: str):
 
 
 class WorkerCore:
+    """`feeds_owned`: feeds reach a server's worker decoded from the wire, so they are the runtime's to
+    overwrite; an in-process session's feeds are the user's arrays and never are."""
+
     def __init__(self, store: Store, device_type: str = placement.CPU, worker_id: str | None = None,
-                 address: str = "in-process"):
+                 address: str = "in-process", feeds_owned: bool = True):
         self.store = store
+        self.feeds_owned = feeds_owned
         self.device_type = device_type
         self.xp = load_array_module(device_type)
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
@@ -107,8 +139,13 @@ class WorkerCore:
         self.in_flight = 0
 
     @property
-    def name(self) -> str:
-        return f"{self.worker_id}@{self.address}"
+    def address(self) -> str:
+        return self._address
+
+    @address.setter
+    def address(self, value: str) -> None:
+        self._address = value
+        self.name = f"{self.worker_id}@{value}"  # reported with every run
 
     def devices(self) -> list[dict]:
         return [{"name": placement.DEVICE_NAMES[t], "device_type": t, "memory_limit_bytes": _memory_of(t, self.xp)}
@@ -119,7 +156,9 @@ class WorkerCore:
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, call: PlanCall, plan: CachedPlan | None = None) -> PlanResult:
-        cached, loaded = self._loaded(call.plan_key, call.device_type, plan)
+        # A plan's host steps follow from its key and device type, so they need not be in the key.
+        entry = self._plans.get((call.plan_key, call.device_type))
+        cached, loaded = entry if entry is not None else self._loaded(call, plan)
         self.in_flight += 1  # a load estimate for placement: an unlocked count is close enough
         try:
             return self._run(call, cached, loaded)
@@ -135,28 +174,34 @@ class WorkerCore:
                 return PlanResult(_replayed(stored), [], deduplicated=True, worker=self.name)
             variables = self._variables(call.container, call.device_type, version)
         run_variables = dict(variables)
-        ctx = ExecContext(loaded.xp, run_variables, self._session_rngs(call.session_handle), loaded.plan.seed,
-                          _deadline(call.timeout_s), placement.DEVICE_NAMES[call.device_type])
-        ctx.cancelled = call.cancellation if call.cancellation is not None else Cancellation()
+        rngs = self._rngs.get(call.session_handle)
+        if rngs is None:
+            rngs = self._session_rngs(call.session_handle)
+        deadline = None if call.timeout_s is None else time.monotonic() + max(call.timeout_s, 0.0)
+        ctx = ExecContext(loaded.xp, run_variables, rngs, loaded.plan.seed, deadline,
+                          placement.DEVICE_NAMES[call.device_type])
+        if call.cancellation is not None:
+            ctx.cancelled = call.cancellation
         stats = [] if call.trace else None
-        feeds = call.feeds if loaded.xp is np else [loaded.xp.asarray(f) for f in call.feeds]
-        results = [_to_host(r) for r in loaded.run(ctx, feeds, stats)]
+        if loaded.xp is np:
+            results = loaded.run(ctx, call.feeds, stats)
+        else:
+            results = [_to_host(r) for r in loaded.run(ctx, [loaded.xp.asarray(f) for f in call.feeds], stats)]
         if cached.writes_variables:
             changed = {k: v for k, v in run_variables.items() if variables.get(k) is not v}
             if changed:
-                result = _retained(results)
-                host = {k: _to_host(v) for k, v in changed.items()}
+                result = _retained(results) if call.request_id else b""  # kept only to answer a retry
+                host = changed if loaded.xp is np else {k: _to_host(v) for k, v in changed.items()}
                 new_version = self.store.commit(call.container, version, host, call.request_id, result)
                 self._hot[call.container, call.device_type] = (new_version, run_variables)
-        for s in stats or ():
-            s.worker = self.name
-        return PlanResult(results, stats or [], worker=self.name)
+        if stats:
+            for s in stats:
+                s.worker = self.name
+        return PlanResult(results, stats or [], False, self.name)
 
     def _session_rngs(self, handle: str) -> dict:
-        rngs = self._rngs.get(handle)
-        if rngs is None:
-            rngs = self._rngs[handle] = {}
-            _bound(self._rngs, MAX_SESSIONS)
+        rngs = self._rngs[handle] = {}
+        _bound(self._rngs, MAX_SESSIONS)
         return rngs
 
     def _variables(self, container: str, device_type: str, version: int) -> dict:
@@ -169,36 +214,43 @@ class WorkerCore:
         self._hot[container, device_type] = (version, values)
         return values
 
-    def _loaded(self, key: str, device_type: str, plan: CachedPlan | None) -> tuple[CachedPlan, LoadedPlan]:
-        entry = self._plans.get((key, device_type))
-        if entry is None:
-            if plan is None:
-                blob = self.store.get_blob("plan", key)
-                if blob is None:
-                    raise errors.NotFoundError(None, None, f"plan {key[:16]} is not in the plan cache")
-                plan = CachedPlan.of(key, convert.plan_from_bytes(blob))
-            entry = self._plans[key, device_type] = (plan, self._load(plan.plan, device_type))
-            _bound(self._plans, MAX_LOADED_PLANS)
+    def _loaded(self, call: PlanCall, plan: CachedPlan | None) -> tuple[CachedPlan, LoadedPlan]:
+        """Load a plan not loaded yet: the caller's, else the store's."""
+        if plan is None:
+            blob = self.store.get_blob("plan", call.plan_key)
+            if blob is None:
+                raise errors.NotFoundError(None, None, f"plan {call.plan_key[:16]} is not in the plan cache")
+            plan = CachedPlan.of(call.plan_key, convert.plan_from_bytes(blob))
+        entry = self._plans[call.plan_key, call.device_type] = (plan, self._load(plan.plan, call))
+        _bound(self._plans, MAX_LOADED_PLANS)
         return entry
 
-    def _load(self, plan: Plan, device_type: str) -> LoadedPlan:
-        # Feeds reach a worker decoded from the wire: they are the runtime's to overwrite.
-        loaded = LoadedPlan(plan, self.xp if device_type == placement.GPU else np, feeds_owned=True)
-        if loaded.xp is not np:
-            placed = placement.place(plan, self.device_types)
-            if placed.mixed:
-                _run_cpu_steps_on_host(loaded, placed)
+    def _load(self, plan: Plan, call: PlanCall) -> LoadedPlan:
+        loaded = LoadedPlan(plan, self.xp if call.device_type == placement.GPU else np, feeds_owned=self.feeds_owned)
+        if loaded.xp is not np and call.host_steps:
+            _run_on_host(loaded, frozenset(call.host_steps))
         return loaded
+
+
+def run_serialized(store: Store, call: PlanCall, cached: CachedPlan, dispatch) -> PlanResult:
+    """`dispatch(call, cached)`, holding the container's update lock when the plan updates variables,
+    so that updates to one container are serialized (the lock wait counts against the deadline)."""
+    if not cached.writes_variables:
+        return dispatch(call, cached)
+    timeout = call.timeout_s
+    if timeout is None:
+        with store.lock(call.container, DEFAULT_LOCK_TIMEOUT_S):
+            return dispatch(call, cached)
+    started = time.monotonic()
+    with store.lock(call.container, timeout):
+        call.timeout_s = timeout - (time.monotonic() - started)
+        return dispatch(call, cached)
 
 
 def _bound(table: dict, size: int) -> None:
     """Drop the oldest entries of an insertion-ordered table beyond `size`."""
     while len(table) > size:
         table.pop(next(iter(table)), None)
-
-
-def _deadline(timeout_s):
-    return None if timeout_s is None else time.monotonic() + max(timeout_s, 0.0)
 
 
 def _to_host(value):
@@ -224,14 +276,10 @@ def _memory_of(device_type: str, xp) -> int:
     return 0
 
 
-def _run_cpu_steps_on_host(loaded: LoadedPlan, placed: placement.Placement) -> None:
-    """In a GPU plan, run the steps pinned to the CPU with numpy, moving values across as needed."""
-    cpu = placement.DEVICE_NAMES[placement.CPU]
-    steps = []
-    for entry, device in zip(loaded.steps, placed.step_devices):
-        fn, *rest = entry
-        steps.append((_on_host(fn) if device == cpu else _on_device(fn), *rest))
-    loaded.steps = tuple(steps)
+def _run_on_host(loaded: LoadedPlan, host_steps: frozenset[int]) -> None:
+    """In a GPU plan, run the host steps with numpy and the others on the device, moving values across."""
+    loaded.steps = tuple((_on_host(fn) if index in host_steps else _on_device(fn), *rest)
+                         for index, (fn, *rest) in enumerate(loaded.steps))
 
 
 def _on_host(fn):

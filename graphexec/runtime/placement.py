@@ -1,5 +1,8 @@
 """Placement: which device runs each step of a plan, given the device types of the live workers.
 
+It is decided once per plan and device set (by the server, or by an in-process session) and travels
+with each run to the worker as `device_type` plus `host_steps`; workers never place again.
+
 Policy (a pure function of the plan and the available device types):
 * tf.device strings are honoured: "/cpu:0", "/device:CPU:0", "/gpu:0", "/device:GPU:0" (job/task
   prefixes are ignored: every worker is one task). Steps with no device go where the run goes.
@@ -13,6 +16,7 @@ Policy (a pure function of the plan and the available device types):
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -26,12 +30,14 @@ _DEVICE = re.compile(r"(?:^|/)(?:device:)?(cpu|gpu)(?::(\d+))?$", re.IGNORECASE)
 _UPDATES = ("Assign", "AssignAdd", "AssignSub")
 
 
-@dataclass(frozen=True)
-class SoftDecision:
-    node: str
-    requested: str
-    assigned: str
-    reason: str
+class SoftDecision(str):
+    """A step placed elsewhere than it asked. It reads as the sentence RunMetadata.soft_placement lists
+    ("node: requested X, placed on Y (reason)") and keeps its parts for the wire."""
+
+    def __new__(cls, node: str, requested: str, assigned: str, reason: str):
+        decision = super().__new__(cls, f"{node}: requested {requested}, placed on {assigned} ({reason})")
+        decision.node, decision.requested, decision.assigned, decision.reason = node, requested, assigned, reason
+        return decision
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,15 @@ class Placement:
     @property
     def mixed(self) -> bool:
         return len(set(self.step_devices)) > 1
+
+    @functools.cached_property
+    def host_steps(self) -> tuple[int, ...]:
+        """Indices of the steps that run on the host CPU although the run is on a GPU (empty otherwise):
+        with `device_type`, all a worker needs to know of the placement."""
+        if self.device_type == CPU:
+            return ()
+        cpu = DEVICE_NAMES[CPU]
+        return tuple(i for i, device in enumerate(self.step_devices) if device == cpu)
 
 
 def device_type(spec: str) -> str | None:

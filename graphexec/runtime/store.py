@@ -1,7 +1,8 @@
-"""The state a server shares with its replicas and workers, behind one interface.
+"""The state a WorkerCore runs against, behind one interface: what a server shares with its replicas and
+workers, or an in-process session's own variables.
 
-`MemoryStore` keeps it in this process (`graphexec serve` without --redis); `RedisStore`
-(graphexec.server.redis_store) keeps it in Redis so that replicas and workers share it:
+`MemoryStore` keeps it in this process (an in-process tf.Session, `graphexec serve` without --redis);
+`RedisStore` (graphexec.server.redis_store) keeps it in Redis so that replicas and workers share it:
 
 * blobs: immutable, content-addressed bytes: graph segments ("segment", chain hex) and compiled
   plans ("plan", plan key);
@@ -16,7 +17,6 @@ Every method may raise errors.UnavailableError when the backing store cannot be 
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -94,8 +94,25 @@ class _Container:
         self.lock = threading.Lock()
 
 
+class _Held:
+    """`with` holds `lock` (a plain class: in-process training steps take it on every run)."""
+
+    __slots__ = ("lock", "timeout_s", "container")
+
+    def __init__(self, lock, timeout_s: float, container: str):
+        self.lock, self.timeout_s, self.container = lock, timeout_s, container
+
+    def __enter__(self):
+        if not self.lock.acquire(timeout=max(self.timeout_s, 0)):
+            raise errors.DeadlineExceededError(None, None, f"timed out waiting for the update lock of container "
+                                                           f"'{self.container}'")
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+
 class MemoryStore(Store):
-    """Everything in this process: the embedded default, nothing else to start."""
+    """Everything in this process: in-process sessions and the embedded server, nothing else to start."""
 
     description = "in-memory store"
 
@@ -161,16 +178,8 @@ class MemoryStore(Store):
                 c.variables.clear()
                 c.version += 1
 
-    @contextlib.contextmanager
     def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S):
-        lock = self._container(container).lock
-        if not lock.acquire(timeout=max(timeout_s, 0)):
-            raise errors.DeadlineExceededError(None, None, f"timed out waiting for the update lock of container "
-                                                           f"'{container}'")
-        try:
-            yield
-        finally:
-            lock.release()
+        return _Held(self._container(container).lock, timeout_s, container)
 
     def register_worker(self, worker_id, info, ttl_s):
         self._workers[worker_id] = (time.monotonic() + ttl_s, dict(info))
