@@ -17,7 +17,6 @@ import numpy as np
 import graphexec as tf
 from graphexec import digest, ir
 from graphexec.rpc import convert
-from graphexec.rpc.graph_types import GraphTypes
 from graphexec.proto.v1 import graph_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

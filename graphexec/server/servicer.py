@@ -7,12 +7,7 @@ of graphexec.rpc.status: tf.errors classes their own code, anything unexpected l
 """
 from __future__ import annotations
 
-from concurrent import futures
-
-import grpc
 import numpy as np
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from graphexec import errors
 from graphexec.proto.v1 import service_pb2 as spb
@@ -290,16 +285,5 @@ def _response_frames(response, fetches):
 
 def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: int = 32):
     """(grpc server, bound port). Health checking and reflection are served beside the API."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="graphexec"),
-                         options=GRPC_OPTIONS)
-    servicer = GraphExecServicer(service)
-    server.add_generic_rpc_handlers((methods.generic_handler(methods.GRAPH_EXEC_SERVICE, servicer),))
-    health_servicer = health.HealthServicer()
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
-    if not port:
-        raise OSError(f"cannot listen on {address}")
-    return server, port
+    return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service), address, max_threads,
+                                 GRPC_OPTIONS, reflect=True)

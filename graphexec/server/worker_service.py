@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent import futures
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from graphexec import errors
 from graphexec.proto.v1 import worker_pb2 as wpb
@@ -55,17 +52,8 @@ def remaining_seconds(context) -> float | None:
 
 
 def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 0, max_threads: int = 16):
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads), options=GRPC_OPTIONS)
-    servicer = WorkerServicer(core)
-    server.add_generic_rpc_handlers((methods.generic_handler(methods.WORKER_SERVICE, servicer),))
-    health_servicer = health.HealthServicer()
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if not bound:
-        raise OSError(f"cannot listen on {host}:{port}")
-    return server, bound
+    return methods.create_server(methods.WORKER_SERVICE, WorkerServicer(core), f"{host}:{port}", max_threads,
+                                 GRPC_OPTIONS)
 
 
 class Heartbeat:
