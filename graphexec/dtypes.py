@@ -19,21 +19,10 @@ class DType:
     def as_numpy_dtype(self):
         return self.np.type
 
-    @property
-    def is_floating(self) -> bool:
-        return self.np.kind == "f"
-
-    @property
-    def is_integer(self) -> bool:
-        return self.np.kind in "iu"
-
-    @property
-    def is_bool(self) -> bool:
-        return self.np.kind == "b"
-
-    @property
-    def is_numeric(self) -> bool:
-        return self.np.kind in "iuf"
+    is_floating = property(lambda self: self.np.kind == "f")
+    is_integer = property(lambda self: self.np.kind in "iu")
+    is_bool = property(lambda self: self.np.kind == "b")
+    is_numeric = property(lambda self: self.np.kind in "iuf")
 
     @property
     def base_dtype(self) -> DType:

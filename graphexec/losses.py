@@ -128,14 +128,19 @@ def log_loss(labels, predictions, weights=1.0, epsilon=1e-7, scope=None, loss_co
 def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0, scope=None,
                           loss_collection=GraphKeys.LOSSES, reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
     with name_scope(scope, "softmax_cross_entropy_loss") as s:
-        logits = convert_to_tensor(logits)
-        labels = cast(convert_to_tensor(onehot_labels), logits.dtype)
+        labels, logits = _labels_like_logits(onehot_labels, logits)
         if label_smoothing:
             classes = cast(_last_dim(labels), logits.dtype)
             labels = add(multiply(labels, 1 - label_smoothing), truediv(convert_to_tensor(
                 label_smoothing, dtype=logits.dtype), classes))
         losses = softmax_cross_entropy_with_logits_v2(labels=stop_gradient(labels), logits=logits, name="xentropy")
         return compute_weighted_loss(losses, weights, s, loss_collection, reduction)
+
+
+def _labels_like_logits(labels, logits):
+    """(labels cast to the logits' dtype, logits), as tensors."""
+    logits = convert_to_tensor(logits)
+    return cast(convert_to_tensor(labels), logits.dtype), logits
 
 
 def _last_dim(t):
@@ -153,10 +158,8 @@ def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None, loss_c
 def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothing=0, scope=None,
                           loss_collection=GraphKeys.LOSSES, reduction=Reduction.SUM_BY_NONZERO_WEIGHTS):
     with name_scope(scope, "sigmoid_cross_entropy_loss") as s:
-        logits = convert_to_tensor(logits)
-        labels = cast(convert_to_tensor(multi_class_labels), logits.dtype)
-        if label_smoothing:
-            labels = add(multiply(labels, 1 - label_smoothing), 0.5 * label_smoothing)
+        labels, logits = _labels_like_logits(multi_class_labels, logits)
+        labels = add(multiply(labels, 1 - label_smoothing), 0.5 * label_smoothing) if label_smoothing else labels
         losses = sigmoid_cross_entropy_with_logits(labels=labels, logits=logits, name="logistic_loss")
         return compute_weighted_loss(losses, weights, s, loss_collection, reduction)
 

@@ -332,8 +332,8 @@ def range(start, limit=None, delta=1, dtype=None, name="range"):  # noqa: A001 -
 
 def _linspace_shape(args, attrs):
     start, stop, num = args
-    scalar_value(start, "start")
-    scalar_value(stop, "stop")
+    for arg, what in ((start, "start"), (stop, "stop")):
+        scalar_value(arg, what)
     check_index_dtype(num, "num")
     count = scalar_value(num, "num")
     if count is not None and count < 1:

@@ -300,15 +300,18 @@ def _binary_api(op_type, default_name):
         x, y = convert_pair(x, y)
         return apply_op(op_type, (x, y), {}, name or default_name).outputs[0]
 
-    fn.__name__ = default_name
-    return fn
+    return _named(fn, default_name)
 
 
 def _unary_api(op_type, default_name):
     def fn(x, name=None):
         return apply_op(op_type, (convert_to_tensor(x),), {}, name or default_name).outputs[0]
 
-    fn.__name__ = default_name
+    return _named(fn, default_name)
+
+
+def _named(fn, name: str):
+    fn.__name__ = name
     return fn
 
 

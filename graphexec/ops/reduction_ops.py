@@ -180,24 +180,25 @@ def _axis_attr(axis):
     return tuple(int(a) for a in (axis if isinstance(axis, (list, tuple, np.ndarray)) else [axis]))
 
 
-def _reduce_api(op_type, default_name, bool_input=False):
+def _reduce_api(op_type, bool_input=False):
+    """tf.reduce_*: the op's default node name is its type, as in TF."""
     def fn(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None, keep_dims=None):
         x = convert_to_tensor(input_tensor, dtype=dtypes.bool if bool_input else None)
         axis = reduction_indices if axis is None else axis
         keep = bool(keep_dims if keepdims is None else keepdims)
-        return apply_op(op_type, (x,), {"axis": _axis_attr(axis), "keepdims": keep}, name or default_name).outputs[0]
+        return apply_op(op_type, (x,), {"axis": _axis_attr(axis), "keepdims": keep}, name or op_type).outputs[0]
 
-    fn.__name__ = default_name
+    fn.__name__ = op_type
     return fn
 
 
-reduce_sum = _reduce_api("Sum", "Sum")
-reduce_mean = _reduce_api("Mean", "Mean")
-reduce_max = _reduce_api("Max", "Max")
-reduce_min = _reduce_api("Min", "Min")
-reduce_prod = _reduce_api("Prod", "Prod")
-reduce_any = _reduce_api("Any", "Any", bool_input=True)
-reduce_all = _reduce_api("All", "All", bool_input=True)
+reduce_sum = _reduce_api("Sum")
+reduce_mean = _reduce_api("Mean")
+reduce_max = _reduce_api("Max")
+reduce_min = _reduce_api("Min")
+reduce_prod = _reduce_api("Prod")
+reduce_any = _reduce_api("Any", bool_input=True)
+reduce_all = _reduce_api("All", bool_input=True)
 
 
 def _arg_api(op_type, default_name):
