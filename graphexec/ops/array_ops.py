@@ -21,7 +21,7 @@ def _placeholder_shape(args, attrs):
 
 
 Placeholder = op("Placeholder", shape=_placeholder_shape, dtype=rules.attr_dtype(), kernel=_not_fed,
-                 grad=NOT_DIFFERENTIABLE)
+                 grad=NOT_DIFFERENTIABLE, is_placeholder=True)
 
 
 def _with_default_shape(args, attrs):
