@@ -79,9 +79,10 @@ def collapse_affine_chain(node: ir.Node, facts: Facts):
     return _emit(node, form)
 
 
+AFFINE_OPS = ("Add", "Sub", "Mul", "Neg")
 RULES = (
     (("Identity", "StopGradient", "PlaceholderWithDefault"), forward_identity),  # unfed: its default flows on
-    (("Add", "Sub", "Mul", "Neg"), collapse_affine_chain),
+    (AFFINE_OPS, collapse_affine_chain),
 )
 RULES_BY_OP = {op: tuple(rule for ops, rule in RULES if op in ops) for ops, _ in RULES for op in ops}
 
@@ -126,7 +127,7 @@ def _is_interior(node: ir.Node, facts: Facts) -> bool:
 
 
 def _affine_step(node: ir.Node, facts: Facts) -> Affine | None:
-    if node.op not in ("Add", "Sub", "Mul", "Neg") or not node.outputs or node.control_inputs:
+    if node.op not in AFFINE_OPS or not node.outputs or node.control_inputs:
         return None
     out_type = node.outputs[0]
     if not out_type.dtype.is_floating:
