@@ -72,7 +72,7 @@ _SCALAR_CHECKS: dict[str, Callable[[Any], bool]] = {
     "type": lambda v: isinstance(v, DType),
     "shape": lambda v: isinstance(v, ShapeAttr),
     "tensor": lambda v: isinstance(v, np.ndarray),
-    "any": lambda v: True,  # compiler-internal structured attrs (Fused's program)
+    "any": lambda v: True,  # compiler-internal structured attrs (Fused's body)
 }
 ATTR_TYPES = frozenset(_SCALAR_CHECKS) | {f"list({t})" for t in _SCALAR_CHECKS if t != "any"}
 
