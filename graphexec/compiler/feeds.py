@@ -1,11 +1,14 @@
-"""Bind the run's feeds: fed tensors become Feed nodes; unfed defaults become Identity; a needed
-placeholder that nobody fed is an error naming it and the user's line."""
+"""Bind the run's feeds: fed tensors become Feed nodes; a needed placeholder that nobody fed is an error
+naming it and the user's line. (An unfed PlaceholderWithDefault is left to `simplify`, which forwards
+its default like an Identity.)"""
 from __future__ import annotations
 
 from dataclasses import replace
 
 from graphexec import errors, ir
 from graphexec.compiler.util import canonical, rename_tensors
+from graphexec.ops import registry
+from graphexec.ops.internal_ops import Feed
 
 
 def bind_feeds(program: ir.Program) -> ir.Program:
@@ -24,8 +27,6 @@ def bind_feeds(program: ir.Program) -> ir.Program:
                 name = f"{node.name}/__feed_{i}"
                 nodes.append(feed_node(name, node.outputs[i], node.source, node.device))
                 renames[f"{node.name}:{i}"] = f"{name}:0"
-        elif node.op == "PlaceholderWithDefault":
-            nodes.append(replace(node, op="Identity", attrs={}))
         else:
             nodes.append(node)
     if renames:
@@ -35,14 +36,14 @@ def bind_feeds(program: ir.Program) -> ir.Program:
 
 
 def feed_node(name, tensor_type, source, device) -> ir.Node:
-    return ir.Node(name=name, op="Feed", attrs={"dtype": tensor_type.dtype}, outputs=(tensor_type,),
+    return ir.Node(name=name, op=Feed.name, attrs=ir.Attrs({"dtype": tensor_type.dtype}), outputs=(tensor_type,),
                    source=source, device=device)
 
 
 def require_feeds(program: ir.Program) -> ir.Program:
     """After pruning: every placeholder still needed must have been fed."""
     for node in program.nodes:
-        if node.op == "Placeholder":
+        if registry.get(node.op).is_placeholder:
             t = node.outputs[0]
             raise errors.InvalidArgumentError(
                 None, node.name,

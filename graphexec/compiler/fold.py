@@ -9,31 +9,31 @@ from graphexec.compiler.util import const_node
 from graphexec.ops import registry
 
 FOLD_LIMIT_BYTES = 1 << 20
-NEVER_FOLD = frozenset({"Feed", "Placeholder", "Const", "NoOp"})
 
 
 def fold_constants(program: ir.Program) -> ir.Program:
     values: dict[str, np.ndarray] = {}
     out = []
+    changed = False
     for node in program.nodes:
-        if node.op == "Const":
+        definition = registry.get(node.op)
+        if definition.is_constant:
             values[f"{node.name}:0"] = node.attrs["value"]
             out.append(node)
             continue
-        folded = _try_fold(node, values)
+        folded = _try_fold(node, definition, values)
         if folded is None:
             out.append(node)
         else:
             values[f"{node.name}:0"] = folded
             out.append(const_node(node.name, folded, node.source, node.device))
-    return program.with_nodes(out)
+            changed = True
+    return program.with_nodes(out) if changed else program
 
 
-def _try_fold(node: ir.Node, values) -> np.ndarray | None:
-    if node.op in NEVER_FOLD or node.control_inputs or len(node.outputs) != 1 or not node.inputs:
-        return None
-    definition = registry.get(node.op)
-    if definition.stateful:
+def _try_fold(node: ir.Node, definition: registry.OpDef, values) -> np.ndarray | None:
+    # registry.evaluate refuses what must not run early (stateful ops, feeds, placeholders' kernels raise)
+    if node.control_inputs or len(node.outputs) != 1 or not node.inputs or definition.stateful:
         return None
     args = []
     for t in node.inputs:

@@ -2,14 +2,19 @@
 
 A producer joins its consumer's group when both are elementwise, the producer has exactly one
 consumer, is not fetched, and neither carries control edges. Such a group is a tree ending at its
-last node (so it stays convex). The Fused node keeps the last node's name; its `program` attr lists
-(op, operands, attrs) with operands >= 0 indexing the fused node's inputs and < 0 earlier results.
+last node (so it stays convex). The Fused node keeps the last node's name; its `body` attr is an
+`ir.Subprogram` whose parameters are the Fused node's inputs, and `covers` names the fused nodes:
+
+    %y: float32[4] = Fused(%x, %c) {covers=('m', 'y')} { %f0 = Mul(%p0, %p1); %f1 = Add(%f0, %p1) }
 """
 from __future__ import annotations
 
 from graphexec import ir
 from graphexec.compiler.util import canonical, consumers, pinned_nodes
 from graphexec.ops import registry
+from graphexec.ops.internal_ops import Fused
+
+FUSED = Fused.name
 
 
 def _fusable(node: ir.Node) -> bool:
@@ -53,21 +58,22 @@ def fuse_elementwise(program: ir.Program) -> ir.Program:
 
 
 def _fused_node(group: list[ir.Node]) -> ir.Node:
-    position = {n.name: i for i, n in enumerate(group)}
-    inputs: list[str] = []
-    program = []
+    local: dict[str, str] = {}  # group member -> its body node ("f3")
+    params: dict[str, str] = {}  # the Fused node's inputs (canonical tensor names) -> parameter ("p0")
+    body = []
     for node in group:
-        operands = []
+        inputs = []
         for t in node.inputs:
-            producer, _ = ir.split_tensor_name(t)
-            if producer in position:
-                operands.append(-(position[producer] + 1))
-            else:
+            name = local.get(ir.split_tensor_name(t)[0])
+            if name is None:
                 t = canonical(t)
-                if t not in inputs:
-                    inputs.append(t)
-                operands.append(inputs.index(t))
-        program.append((node.op, tuple(operands), node.attrs, node.outputs[0]))
+                name = params.get(t)
+                if name is None:
+                    name = params[t] = f"p{len(params)}"
+            inputs.append(name)
+        local[node.name] = name = f"f{len(body)}"
+        body.append(ir.Node(name, node.op, tuple(inputs), (), node.attrs, node.outputs))
     last = group[-1]
-    return ir.Node(name=last.name, op="Fused", inputs=tuple(inputs), attrs={"program": tuple(program), "covers": tuple(n.name for n in group)},
-                   outputs=last.outputs, device=last.device, source=last.source)
+    attrs = ir.Attrs({"body": ir.Subprogram(tuple(params.values()), tuple(body)), "covers": tuple(local)})
+    return ir.Node(name=last.name, op=FUSED, inputs=tuple(params), attrs=attrs, outputs=last.outputs,
+                   device=last.device, source=last.source)

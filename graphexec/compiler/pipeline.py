@@ -1,5 +1,9 @@
 """The compiler pipeline: the passes, in order, then planning. Set GRAPHEXEC_DEBUG=1 to verify the IR
-after every pass."""
+after every pass.
+
+Dead code is removed to a fixpoint: `prune` is listed once, and reruns after any pass in
+`LEAVES_DEAD_CODE` that changed the program (prune is idempotent, so once is enough).
+"""
 from __future__ import annotations
 
 import os
@@ -17,14 +21,14 @@ from graphexec.compiler.verify import verify
 PASSES = (
     bind_feeds,
     prune,
-    require_feeds,
+    require_feeds,  # after pruning: only placeholders the run needs must be fed
     fold_constants,
     simplify,  # before CSE: a collapsed chain leaves its many constants dead, so CSE never sees them
-    prune,
     eliminate_common_subexpressions,
-    prune,
     fuse_elementwise,
 )
+# Passes whose rewrites can leave nodes without users (folded inputs, collapsed chains, merged duplicates).
+LEAVES_DEAD_CODE = frozenset({fold_constants, simplify, eliminate_common_subexpressions})
 
 
 def debug_enabled() -> bool:
@@ -36,9 +40,14 @@ def optimize(program: ir.Program, passes=PASSES, check: bool | None = None) -> i
     if check:
         verify(program, "input")
     for compiler_pass in passes:
-        program = compiler_pass(program)
+        result = compiler_pass(program)
         if check:
-            verify(program, compiler_pass.__name__)
+            verify(result, compiler_pass.__name__)
+        if compiler_pass in LEAVES_DEAD_CODE and result is not program:
+            result = prune(result)
+            if check:
+                verify(result, f"prune after {compiler_pass.__name__}")
+        program = result
     return program
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphexec import ir
+from graphexec.ops import registry
 
 COMPILER_VERSION = "graphexec-compiler-1"
 
@@ -26,7 +27,7 @@ class Endpoint:
 class Step:
     node: str
     op: str
-    attrs: dict
+    attrs: ir.Attrs
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     free: tuple[int, ...]
@@ -39,10 +40,8 @@ class Step:
         outs = ", ".join(f"${s}" for s in self.outputs) or "()"
         ins = ", ".join(f"${s}" for s in self.inputs)
         free = f"  free {', '.join(f'${s}' for s in self.free)}" if self.free else ""
-        if self.op == "Fused":
-            body = "; ".join(f"{op}({','.join(str(o) for o in operands)})" for op, operands, *_ in self.attrs["program"])
-            return f"{outs} = Fused[{body}]({ins})  # {self.node}{free}"
-        return f"{outs} = {self.op}({ins})  # {self.node}{free}"
+        bodies = "".join(f" {v}" for v in self.attrs.values() if isinstance(v, ir.Subprogram))
+        return f"{outs} = {self.op}({ins}){bodies}  # {self.node}{free}"
 
 
 @dataclass(frozen=True)
@@ -83,17 +82,18 @@ class _Slots:
 
 def build_plan(program: ir.Program, graph_digest: str) -> Plan:
     last_use: dict[str, int] = {}
-    compute = [n for n in program.nodes if n.op not in ("Const", "Feed", "NoOp")]
+    compute = [n for n in program.nodes if registry.get(n.op).runs_as_step]
     for index, node in enumerate(compute):
         for t in node.inputs:
             last_use[t] = index
     fetched = set(program.fetches)
     slots, where, constants, feeds = _Slots(), {}, {}, {}
     for node in program.nodes:
-        if node.op == "Const":
+        definition = registry.get(node.op)
+        if definition.is_constant:
             where[f"{node.name}:0"] = slot = slots.take()
             constants[slot] = node.attrs["value"]
-        elif node.op == "Feed":
+        elif definition.is_feed:
             where[f"{node.name}:0"] = feeds[f"{node.name}:0"] = slots.take()
     steps = []
     for index, node in enumerate(compute):
@@ -109,7 +109,7 @@ def build_plan(program: ir.Program, graph_digest: str) -> Plan:
             outputs.append(slot)
             if name not in last_use and name not in fetched:
                 slots.free.append(slot)  # produced but never used: recycle right away
-        covers = tuple(op_name for op_name in _covered(node))
+        covers = node.attrs["covers"] if registry.get(node.op).is_fused else (node.name,)
         steps.append(Step(node.name, node.op, node.attrs, inputs, tuple(outputs), free_now, node.device,
                           node.source, covers, node.outputs))
     by_name = program.by_name()
@@ -120,12 +120,6 @@ def build_plan(program: ir.Program, graph_digest: str) -> Plan:
         fetches=tuple(Endpoint(t, where[t], _type_of(by_name, t)) for t in program.fetches),
         steps=tuple(steps), num_slots=slots.count, constants=constants, targets=program.targets,
         seed=program.seed)
-
-
-def _covered(node: ir.Node):
-    if node.op == "Fused":
-        return node.attrs["covers"]
-    return (node.name,)
 
 
 def _type_of(by_name, tensor) -> ir.TensorType:

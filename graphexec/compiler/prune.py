@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from graphexec import errors, ir
+from graphexec.ops import registry
 
 
 def prune(program: ir.Program) -> ir.Program:
@@ -22,5 +23,7 @@ def prune(program: ir.Program) -> ir.Program:
             if producer not in needed:
                 stack.append(producer)
         stack.extend(c for c in node.control_inputs if c not in needed)
+    if len(needed) == len(program.nodes):
+        return program  # nothing dead: the pipeline sees no change
     # Feeds stay even when unused: the plan's feed endpoints must line up with the run's feed values.
-    return program.with_nodes(n for n in program.nodes if n.name in needed or n.op == "Feed")
+    return program.with_nodes(n for n in program.nodes if n.name in needed or registry.get(n.op).is_feed)

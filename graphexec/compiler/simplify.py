@@ -1,9 +1,20 @@
-"""Algebraic simplification.
+"""Algebraic simplification as a table of rewrite rules.
 
-* Identity-like nodes without control inputs are bypassed.
-* Chains of floating-point adds, subtracts and multiplies by constants collapse into one affine map
-  `x * a + b` (x*1 and x+0 vanish as the special case a=1, b=0). A constant may only take part when it
-  does not change the shape of `x` (it broadcasts into it).
+`RULES` lists rows of (op names, rule). The pass visits the nodes in order and offers each node to the
+rules of its op; the first rule that returns something other than None wins. A rule is a small pure
+function of (node, `Facts` about the input program) that returns one of:
+
+* `Forward(tensor)`: the node goes away; its users read `tensor` instead;
+* a tuple of nodes replacing it (the last keeps its name).
+
+Nodes a rewrite leaves without users (the interior links of a collapsed chain, its constants) are
+removed by the pipeline's `prune`, which runs after this pass.
+
+The rules:
+* Identity-like nodes without control edges are forwarded to their input.
+* Chains of floating-point adds, subtracts, multiplies by constants and negations collapse into one
+  affine map `x * a + b` (x*1 and x+0 vanish as the special case a=1, b=0). A constant may only take
+  part when it does not change the shape of `x` (it broadcasts into it).
 """
 from __future__ import annotations
 
@@ -13,26 +24,14 @@ import numpy as np
 
 from graphexec import ir
 from graphexec.compiler.util import canonical, const_node, consumers, control_users, pinned_nodes, rename_tensors
-
-FORWARDED = frozenset({"Identity", "StopGradient"})
-AFFINE = frozenset({"Add", "Sub", "Mul", "Neg"})
+from graphexec.ops import registry
 
 
-def forward_identities(program: ir.Program) -> ir.Program:
-    renames, keep = {}, []
-    for node in program.nodes:
-        if node.op in FORWARDED and not node.control_inputs:
-            renames[f"{node.name}:0"] = canonical(node.inputs[0])
-        else:
-            keep.append(node)
-    if not renames:
-        return program
-    controllers = control_users(program.nodes) | set(program.targets)  # fetches are simply renamed
-    dropped = {n.name for n in program.nodes} - {n.name for n in keep}
-    if controllers & dropped:  # someone orders on a bypassed node: keep those nodes
-        keep = [n for n in program.nodes if n.name not in dropped or n.name in controllers]
-        renames = {k: v for k, v in renames.items() if ir.split_tensor_name(k)[0] not in controllers}
-    return rename_tensors(program, keep, renames)
+@dataclass(frozen=True)
+class Forward:
+    """A rule's answer: the node's single output is `tensor`."""
+
+    tensor: str
 
 
 @dataclass(frozen=True)
@@ -45,51 +44,105 @@ class Affine:
     length: int
 
 
-def collapse_affine_chains(program: ir.Program) -> ir.Program:
-    by_name = program.by_name()
-    users = consumers(program.nodes)
-    pinned = pinned_nodes(program)
-    forms: dict[str, Affine] = {}
-    for node in program.nodes:
-        form = _affine_step(node, by_name, forms)
-        if form is not None:
-            forms[node.name] = form
+class Facts:
+    """What rules may ask about the input program. Affine forms are memoized by node name, in node order."""
+
+    def __init__(self, program: ir.Program):
+        self.by_name = program.by_name()
+        self.users = consumers(program.nodes)
+        self.pinned = pinned_nodes(program)
+        self.ordered_on = control_users(program.nodes) | set(program.targets)  # fetches are simply renamed
+        self.forms: dict[str, Affine | None] = {}
+
+    def form(self, node: ir.Node) -> Affine | None:
+        if node.name not in self.forms:
+            self.forms[node.name] = _affine_step(node, self)
+        return self.forms[node.name]
+
+
+# -- rules ------------------------------------------------------------------------------------------
+def forward_identity(node: ir.Node, facts: Facts):
+    if node.control_inputs or node.name in facts.ordered_on:
+        return None  # someone orders on it, or it orders on something: it must stay a node
+    return Forward(canonical(node.inputs[0]))
+
+
+def collapse_affine_chain(node: ir.Node, facts: Facts):
+    """At the end of an affine chain, compute the whole chain from its base in at most two ops."""
+    form = facts.form(node)
+    if form is None or (form.length < 2 and not _is_trivial(form)) or _is_interior(node, facts):
+        return None
+    if _is_trivial(form):
+        if node.name in facts.ordered_on:
+            return (replace(node, op="Identity", inputs=(form.base,), attrs=ir.EMPTY_ATTRS),)
+        return Forward(form.base)
+    return _emit(node, form)
+
+
+AFFINE_OPS = ("Add", "Sub", "Mul", "Neg")
+RULES = (
+    (("Identity", "StopGradient", "PlaceholderWithDefault"), forward_identity),  # unfed: its default flows on
+    (AFFINE_OPS, collapse_affine_chain),
+)
+RULES_BY_OP = {op: tuple(rule for ops, rule in RULES if op in ops) for ops, _ in RULES for op in ops}
+
+
+def simplify(program: ir.Program) -> ir.Program:
+    facts = Facts(program)
+    renames: dict[str, str] = {}
     out = []
+    changed = False
     for node in program.nodes:
-        form = forms.get(node.name)
-        chain_only = all(u in forms for u in users.get(node.name, ())) and users.get(node.name)
-        if form is None or form.length < 2 and not _is_trivial(form):
+        result = None
+        for rule in RULES_BY_OP.get(node.op, ()):
+            result = rule(node, facts)
+            if result is not None:
+                break
+        if result is None:
             out.append(node)
-        elif chain_only and node.name not in pinned and all(forms[u].base != f"{node.name}:0"
-                                                            for u in users[node.name]):
-            continue  # an interior link of a chain: its value is never needed on its own
+            continue
+        changed = True
+        if isinstance(result, Forward):
+            renames[f"{node.name}:0"] = result.tensor
         else:
-            out.extend(_emit(node, form))
-    return program.with_nodes(out)
+            out.extend(result)
+    return rename_tensors(program, out, renames) if changed else program
 
 
+# -- affine chains ----------------------------------------------------------------------------------
 def _is_trivial(form: Affine) -> bool:
     return bool(np.all(form.scale == 1) and np.all(form.shift == 0))
 
 
-def _affine_step(node: ir.Node, by_name, forms) -> Affine | None:
-    if node.op not in AFFINE or not node.outputs or node.control_inputs:
+def _is_interior(node: ir.Node, facts: Facts) -> bool:
+    """An interior link: every user extends the chain through it, so its value is never needed alone."""
+    users = facts.users.get(node.name)
+    if not users or node.name in facts.pinned:
+        return False
+    for name in users:
+        form = facts.form(facts.by_name[name])
+        if form is None or form.base == f"{node.name}:0":
+            return False
+    return True
+
+
+def _affine_step(node: ir.Node, facts: Facts) -> Affine | None:
+    if node.op not in AFFINE_OPS or not node.outputs or node.control_inputs:
         return None
     out_type = node.outputs[0]
     if not out_type.dtype.is_floating:
         return None
     if node.op == "Neg":
-        x = canonical(node.inputs[0])
-        base = _form_of(x, by_name, forms, out_type)
+        base = _form_of(canonical(node.inputs[0]), facts)
         return Affine(base.base, -base.scale, -base.shift, base.length + 1)
     a, b = (canonical(t) for t in node.inputs)
-    const_a, const_b = _const(a, by_name, out_type), _const(b, by_name, out_type)
+    const_a, const_b = _const(a, facts, out_type), _const(b, facts, out_type)
     if (const_a is None) == (const_b is None):
         return None
     x, c, const_first = (b, const_a, True) if const_a is not None else (a, const_b, False)
-    if _type_of(x, by_name) != out_type:  # the constant would broadcast x to a new shape or dtype
+    if _type_of(x, facts) != out_type:  # the constant would broadcast x to a new shape or dtype
         return None
-    form = _form_of(x, by_name, forms, out_type)
+    form = _form_of(x, facts)
     if node.op == "Mul":
         return Affine(form.base, form.scale * c, form.shift * c, form.length + 1)
     if node.op == "Add":
@@ -99,23 +152,22 @@ def _affine_step(node: ir.Node, by_name, forms) -> Affine | None:
     return Affine(form.base, form.scale, form.shift - c, form.length + 1)
 
 
-def _type_of(tensor: str, by_name) -> ir.TensorType | None:
+def _type_of(tensor: str, facts: Facts) -> ir.TensorType | None:
     name, index = ir.split_tensor_name(tensor)
-    node = by_name.get(name)
+    node = facts.by_name.get(name)
     return node.outputs[index] if node is not None and index < len(node.outputs) else None
 
 
-def _form_of(tensor: str, by_name, forms, out_type) -> Affine:
-    node_name = ir.split_tensor_name(tensor)[0]
-    if node_name in forms:
-        return forms[node_name]
-    return Affine(tensor, np.float64(1.0), np.float64(0.0), 0)
+def _form_of(tensor: str, facts: Facts) -> Affine:
+    """The form of an operand: its producer's (computed earlier: nodes are in order), or the identity."""
+    form = facts.forms.get(ir.split_tensor_name(tensor)[0])
+    return form if form is not None else Affine(tensor, np.float64(1.0), np.float64(0.0), 0)
 
 
-def _const(tensor: str, by_name, out_type) -> np.ndarray | None:
+def _const(tensor: str, facts: Facts, out_type) -> np.ndarray | None:
     """The constant's value if it is one and broadcasting it leaves the output shape unchanged."""
-    node = by_name.get(ir.split_tensor_name(tensor)[0])
-    if node is None or node.op != "Const":
+    node = facts.by_name.get(ir.split_tensor_name(tensor)[0])
+    if node is None or not registry.get(node.op).is_constant:
         return None
     value = node.attrs["value"]
     shape = out_type.shape
@@ -126,22 +178,20 @@ def _const(tensor: str, by_name, out_type) -> np.ndarray | None:
     return value.astype(np.float64)
 
 
-def _emit(node: ir.Node, form: Affine) -> list[ir.Node]:
+def _emit(node: ir.Node, form: Affine) -> tuple[ir.Node, ...]:
     """Nodes computing the chain end `node` from its base; the last keeps `node`'s name."""
     dtype = node.outputs[0].dtype
     steps, current = [], form.base
     scale_is_one, shift_is_zero = np.all(form.scale == 1), np.all(form.shift == 0)
-    if scale_is_one and shift_is_zero:
-        return [replace(node, op="Identity", inputs=(form.base,), attrs={})]
     if not scale_is_one:
         scale = const_node(f"{node.name}/affine_scale", _as(form.scale, dtype), node.source, node.device)
         name = node.name if shift_is_zero else f"{node.name}/affine_mul"
-        steps += [scale, replace(node, name=name, op="Mul", inputs=(current, f"{scale.name}:0"), attrs={})]
+        steps += [scale, replace(node, name=name, op="Mul", inputs=(current, f"{scale.name}:0"), attrs=ir.EMPTY_ATTRS)]
         current = f"{name}:0"
     if not shift_is_zero:
         shift = const_node(f"{node.name}/affine_shift", _as(form.shift, dtype), node.source, node.device)
-        steps += [shift, replace(node, op="Add", inputs=(current, f"{shift.name}:0"), attrs={})]
-    return steps
+        steps += [shift, replace(node, op="Add", inputs=(current, f"{shift.name}:0"), attrs=ir.EMPTY_ATTRS)]
+    return tuple(steps)
 
 
 def _as(value, dtype) -> np.ndarray:
@@ -150,8 +200,4 @@ def _as(value, dtype) -> np.ndarray:
     return array
 
 
-def simplify(program: ir.Program) -> ir.Program:
-    return forward_identities(collapse_affine_chains(program))
-
-
-__all__ = ["simplify", "forward_identities", "collapse_affine_chains", "rename_tensors"]
+__all__ = ["simplify", "RULES", "Forward", "forward_identity", "collapse_affine_chain"]

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import functools
 
-from graphexec import ir
+from dataclasses import replace
+
+from graphexec import dtypes, ir
 
 
 def consumers(nodes) -> dict[str, list[str]]:
@@ -61,9 +63,11 @@ def with_inputs(node: ir.Node, inputs: tuple[str, ...]) -> ir.Node:
                    node.source)
 
 
-def const_node(name: str, value, source: str = "", device: str = "") -> ir.Node:
-    from graphexec import dtypes
+def with_controls(node: ir.Node, control_inputs: tuple[str, ...]) -> ir.Node:
+    return replace(node, control_inputs=control_inputs)
 
+
+def const_node(name: str, value, source: str = "", device: str = "") -> ir.Node:
     dtype = dtypes.from_numpy(value.dtype)
-    return ir.Node(name=name, op="Const", attrs={"value": value, "dtype": dtype},
+    return ir.Node(name=name, op="Const", attrs=ir.Attrs({"value": value, "dtype": dtype}),
                    outputs=(ir.TensorType(dtype, tuple(value.shape)),), device=device, source=source)

@@ -39,7 +39,7 @@ def _with_default_shape(args, attrs):
 
 
 Placeholder = op("Placeholder", shape=lambda args, attrs: attrs["shape"].dims, dtype=rules.attr_dtype(),
-                 kernel=_not_fed, grad=NOT_DIFFERENTIABLE,
+                 kernel=_not_fed, grad=NOT_DIFFERENTIABLE, is_placeholder=True,
                  inputs=(), attrs={"dtype": attr("type"), "shape": attr("shape", ShapeAttr(None))})
 PlaceholderWithDefault = op("PlaceholderWithDefault", shape=_with_default_shape, dtype=rules.same_dtype(),
                             kernel=lambda ctx, x, shape: x, grad=lambda op, dy: [dy],

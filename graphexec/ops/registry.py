@@ -72,7 +72,7 @@ _SCALAR_CHECKS: dict[str, Callable[[Any], bool]] = {
     "type": lambda v: isinstance(v, DType),
     "shape": lambda v: isinstance(v, ShapeAttr),
     "tensor": lambda v: isinstance(v, np.ndarray),
-    "any": lambda v: True,  # compiler-internal structured attrs (Fused's program)
+    "any": lambda v: True,  # compiler-internal structured attrs (Fused's body)
 }
 ATTR_TYPES = frozenset(_SCALAR_CHECKS) | {f"list({t})" for t in _SCALAR_CHECKS if t != "any"}
 
@@ -142,6 +142,7 @@ class OpDef:
     is_feed: bool = False  # its value is supplied by the run (Feed)
     is_fused: bool = False  # runs a sub-program of elementwise ops (Fused)
     is_noop: bool = False  # computes nothing; exists for its control edges (NoOp)
+    is_placeholder: bool = False  # its value must be fed: the compiler reports it when unfed (Placeholder)
 
     @property
     def runs_as_step(self) -> bool:
@@ -154,7 +155,7 @@ REGISTRY: dict[str, OpDef] = {}
 
 def op(name: str, *, shape, dtype, kernel, grad=None, elementwise=False, stateful=False, ufunc=None,
        commutative=False, const_value=None, inputs=None, attrs=None, compiler_only=False, is_constant=False,
-       is_feed=False, is_fused=False, is_noop=False) -> OpDef:
+       is_feed=False, is_fused=False, is_noop=False, is_placeholder=False) -> OpDef:
     """Declare an op; a second declaration of the same name is a programming error.
 
     `inputs` names the inputs in order ("*values" for a variadic list); `attrs` maps each attr name to
@@ -164,7 +165,7 @@ def op(name: str, *, shape, dtype, kernel, grad=None, elementwise=False, statefu
         raise ValueError(f"op {name!r} is already registered: {REGISTRY[name]}")
     definition = OpDef(name, shape, dtype, kernel, grad, elementwise, stateful, ufunc, commutative, const_value,
                        _input_defs(inputs), dict(attrs or {}), compiler_only, is_constant, is_feed, is_fused,
-                       is_noop)
+                       is_noop, is_placeholder)
     REGISTRY[name] = definition
     return definition
 

@@ -11,6 +11,7 @@ from graphexec import dtypes, ir
 from graphexec.compiler.plan import Endpoint, Plan, Step
 from graphexec.config import RunMetadata
 from graphexec.ir import ShapeAttr
+from graphexec.ops import registry
 from graphexec.proto.v1 import graph_pb2 as pb
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.proto.v1 import worker_pb2 as wpb
@@ -169,10 +170,12 @@ def _step_to_proto(step: Step, out: pb.PlanStep) -> None:
     for t in step.output_types:
         out.output_dtypes.append(dtype_enum(t.dtype))
         shape_to_proto(t.shape, out.output_shapes.add())
-    if step.op == "Fused":
-        for op_name, operands, attrs, out_type in step.attrs["program"]:
-            fused = out.fused.add(op=op_name, operands=operands, dtype=dtype_enum(out_type.dtype))
-            attrs_to_proto(attrs, fused.attrs)
+    if registry.get(step.op).is_fused:  # the body travels in the compact operand encoding of FusedOp
+        body = step.attrs["body"]
+        for node, operands in zip(body.nodes, body.operands()):
+            out_type = node.outputs[0]
+            fused = out.fused.add(op=node.op, operands=operands, dtype=dtype_enum(out_type.dtype))
+            attrs_to_proto(node.attrs, fused.attrs)
             shape_to_proto(out_type.shape, fused.shape)
     else:
         attrs_to_proto(step.attrs, out.attrs)
@@ -206,12 +209,13 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 def _step_from_proto(msg: pb.PlanStep) -> Step:
     covers = tuple(msg.covers)
-    if msg.op == "Fused":
-        program = tuple((f.op, tuple(f.operands), attrs_from_proto(f.attrs),
-                         ir.TensorType(dtype_from_enum(f.dtype), shape_from_proto(f.shape))) for f in msg.fused)
-        attrs = {"program": program, "covers": covers}
+    if msg.fused:
+        body = ir.Subprogram.from_operands(len(msg.inputs), (
+            (f.op, f.operands, attrs_from_proto(f.attrs), ir.TensorType(dtype_from_enum(f.dtype), shape_from_proto(f.shape)))
+            for f in msg.fused))
+        attrs = ir.Attrs({"body": body, "covers": covers})
     else:
-        attrs = attrs_from_proto(msg.attrs)
+        attrs = ir.Attrs(attrs_from_proto(msg.attrs))
     output_types = tuple(ir.TensorType(dtype_from_enum(d), shape_from_proto(s))
                          for d, s in zip(msg.output_dtypes, msg.output_shapes))
     return Step(node=msg.node, op=msg.op, attrs=attrs, inputs=tuple(msg.inputs), outputs=tuple(msg.outputs),

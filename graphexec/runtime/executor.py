@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphexec import errors
+from graphexec import errors, ir
 from graphexec.compiler.plan import Plan, Step
 from graphexec.ops import registry
 
@@ -38,27 +38,28 @@ def _wants_node(kernel) -> bool:
 
 
 def _bind(step: Step):
-    if step.op == "Fused":
-        return _bind_fused(step)
     definition = registry.get(step.op)
+    if definition.is_fused:
+        return _bind_fused(step.attrs["body"])
     attrs = registry.kernel_attrs(definition, step.attrs)  # a node may omit attrs that have defaults
     if _wants_node(definition.kernel):
         attrs["node"] = step.node
     return functools.partial(definition.kernel, **attrs) if attrs else definition.kernel
 
 
-def _bind_fused(step: Step):
-    """One callable running the chain; results whose only use is the next op are overwritten in place."""
-    program = step.attrs["program"]
+def _bind_fused(body: ir.Subprogram):
+    """One callable running the body; results whose only use is the next op are overwritten in place."""
     calls = []
-    for position, (op_name, operands, attrs, out_type) in enumerate(program):
-        definition = registry.get(op_name)
-        attrs = registry.kernel_attrs(definition, attrs)
+    types = [node.outputs[0] for node in body.nodes]
+    for node, operands in zip(body.nodes, body.operands()):
+        definition = registry.get(node.op)
+        attrs = registry.kernel_attrs(definition, node.attrs)
         kernel = functools.partial(definition.kernel, **attrs) if attrs else definition.kernel
+        out_type = node.outputs[0]
         in_place = None
         if definition.ufunc and out_type.shape is not None and None not in out_type.shape:
             for operand in operands:
-                if operand < 0 and program[-operand - 1][3] == out_type:
+                if operand < 0 and types[-operand - 1] == out_type:
                     in_place = -operand - 1
                     break
         calls.append((kernel, operands, definition.ufunc if in_place is not None else None, in_place))
@@ -95,7 +96,7 @@ def _donors(plan: Plan, feeds_owned: bool) -> dict[int, int]:
                 if owned and kind == out and slot in step.free:
                     donors[index] = position
                     break
-        produces_fresh = step.op == "Fused" or (definition is not None and definition.elementwise)
+        produces_fresh = definition is not None and (definition.is_fused or definition.elementwise)
         for slot, kind in zip(step.outputs, step.output_types):
             occupant[slot] = (kind, produces_fresh)
     return donors

@@ -11,7 +11,7 @@ from graphexec.compiler.fold import fold_constants
 from graphexec.compiler.fuse import fuse_elementwise
 from graphexec.compiler.plan import build_plan
 from graphexec.compiler.prune import prune
-from graphexec.compiler.simplify import simplify
+from graphexec.compiler.simplify import RULES, simplify
 from graphexec.compiler.verify import VerificationError, verify
 
 
@@ -180,3 +180,56 @@ def test_owned_feed_buffers_are_reused_but_user_arrays_never_are():
     read_only.setflags(write=False)  # e.g. np.frombuffer over received bytes: computed afresh
     fresh = LoadedPlan(plan, feeds_owned=True).run(ExecContext(), [read_only])[0]
     assert fresh is not read_only and fresh.flags.writeable
+
+
+def test_attrs_are_hashable_and_compare_by_type_and_content():
+    a = ir.Attrs({"value": np.arange(3, dtype=np.float32), "axis": 1})
+    same = ir.Attrs({"axis": 1, "value": np.arange(3, dtype=np.float32)})
+    assert a == same and hash(a) == hash(same) and list(a) == ["axis", "value"]
+    assert a != ir.Attrs({"axis": 1, "value": np.arange(3, dtype=np.float64)})  # dtype differs
+    assert a != ir.Attrs({"axis": 1.0, "value": np.arange(3, dtype=np.float32)})  # 1 and 1.0 stay apart
+    assert ir.Attrs({"keepdims": True}) != ir.Attrs({"keepdims": 1})
+    assert a == {"axis": 1, "value": np.arange(3, dtype=np.float32)}  # a plain mapping compares by content
+    assert dict(**a)["axis"] == 1 and a.get("missing") is None
+    with pytest.raises(TypeError):
+        a["axis"] = 2  # immutable
+    assert isinstance(ir.Node("n", "NoOp", attrs={"x": 1}).attrs, ir.Attrs)  # plain dicts are wrapped
+
+
+def test_shape_attr_of_unknown_rank_differs_from_scalar():
+    unknown, scalar = ir.ShapeAttr(None), ir.ShapeAttr([])
+    assert unknown != scalar and not unknown == scalar and hash(unknown) != hash(scalar)
+    assert scalar == () and ir.ShapeAttr([2, None]) == ir.ShapeAttr([2, None])
+    assert ir.Attrs({"shape": unknown}) != ir.Attrs({"shape": scalar})
+
+
+def test_fused_node_holds_a_subprogram_that_prints_as_a_block():
+    x = tf.placeholder(tf.float32, [4], name="x")
+    c = tf.constant(np.ones(4, np.float32), name="c")
+    y = tf.add(tf.multiply(x, c, name="m"), c, name="y")
+    fused = fuse_elementwise(bind_feeds(program([y], [x]))).nodes[-1]
+    body = fused.attrs["body"]
+    assert isinstance(body, ir.Subprogram) and body.params == ("p0", "p1")
+    assert str(fused) == ("%y: float32[4] = Fused(%x, %c) {covers=('m', 'y')} "
+                          "{ %f0 = Mul(%p0, %p1); %f1 = Add(%f0, %p1) }")
+    assert body.operands() == ((0, 1), (-1, 1))
+    assert ir.Subprogram.from_operands(2, [(n.op, ops, n.attrs, n.outputs[0])
+                                          for n, ops in zip(body.nodes, body.operands())]) == body
+
+
+def test_simplify_is_a_table_of_small_rules():
+    for op_names, rule in RULES:
+        assert op_names and callable(rule)
+    x = tf.placeholder(tf.float32, [2], name="x")
+    y = tf.identity(tf.stop_gradient(x), name="y")
+    out = simplify(bind_feeds(program([y], [x])))
+    assert out.fetches == ("x:0",)
+
+
+def test_prune_is_listed_once_and_reruns_until_no_dead_code_is_left():
+    assert pipeline.PASSES.count(prune) == 1
+    x = tf.placeholder(tf.float32, [3], name="x")
+    y = (tf.exp(x) + tf.exp(x)) * 2.0 * 3.0 + tf.constant([1.0, 2.0, 3.0]) * 0.0
+    out = pipeline.optimize(program([y], [x]), check=True)
+    assert prune(out) == out  # nothing left for another prune to remove
+    assert ops_of(out).count("Exp") <= 1 and "Fused" in ops_of(out)
