@@ -261,6 +261,16 @@ def format_tensor(name: str) -> str:
     return name[:-2] if name.endswith(":0") else name
 
 
+def num_elements(shape: Shape) -> int | None:
+    """Elements of a tensor of `shape`; None when a dim or the rank is unknown."""
+    if shape is None or None in shape:
+        return None
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
 def format_shape(shape: Shape) -> str:
     if shape is None:
         return "[*]"

@@ -1,34 +1,36 @@
-"""Regenerate graphexec/proto/v1/*_pb2.py from protos/graphexec/v1/*.proto (messages only: no gRPC stubs,
-see graphexec/rpc/methods.py for why).
+"""Regenerate graphexec/proto/v1/graphexec_v1.binpb, the descriptor set of protos/graphexec/v1/*.proto.
 
-The .proto package is graphexec.v1 but the Python modules live under graphexec.proto.v1 (the
-package's only import root), so generated imports are rewritten accordingly.
+The Python message classes are built from it at import time by graphexec/proto/v1/descriptors.py (as
+protoc's generated modules build theirs from the serialized descriptors they embed), so the repository
+holds no generated Python. No gRPC stubs either: see graphexec/rpc/methods.py for why.
 Usage: python tools/gen_protos.py [--out DIR]   (default: graphexec/proto/v1)
 """
 import argparse
 import pathlib
-import re
 import sys
 import tempfile
 
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protos"
+DESCRIPTOR_SET = "graphexec_v1.binpb"
 
 
 def generate(out_dir: pathlib.Path) -> None:
     sources = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / "graphexec" / "v1").glob("*.proto"))
     include = pathlib.Path(protoc.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["protoc", f"-I{PROTO_DIR}", f"-I{include}", f"--python_out={tmp}", *sources]
+        raw = pathlib.Path(tmp) / DESCRIPTOR_SET
+        args = ["protoc", f"-I{PROTO_DIR}", f"-I{include}", "--include_imports", f"--descriptor_set_out={raw}",
+                *sources]
         if protoc.main(args) != 0:
             sys.exit("protoc failed")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for generated in sorted((pathlib.Path(tmp) / "graphexec" / "v1").glob("*.py")):
-            text = re.sub(r"^from graphexec\.v1 import", "from graphexec.proto.v1 import", generated.read_text(), flags=re.M)
-            (out_dir / generated.name).write_text(text)
-    (out_dir / "__init__.py").write_text('"""Generated protobuf modules; regenerate with tools/gen_protos.py."""\n')
+        descriptors = descriptor_pb2.FileDescriptorSet.FromString(raw.read_bytes())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Deterministic bytes, so the committed file can be compared with a regenerated one.
+    (out_dir / DESCRIPTOR_SET).write_bytes(descriptors.SerializeToString(deterministic=True))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import numpy as np
 
 from graphexec import dtypes
 from graphexec.framework import Tensor, apply_op, name_scope
-from graphexec.ir import ShapeAttr
+from graphexec.ir import ShapeAttr, num_elements
 from graphexec.ops import rules
 from graphexec.ops.convert import convert_to_tensor, shape_attr
 from graphexec.ops.emit import emit
@@ -82,8 +82,8 @@ Shape = op("Shape", shape=lambda args, attrs: (args[0].rank,), dtype=rules.attr_
            grad=NOT_DIFFERENTIABLE, const_value=_shape_value, inputs=("input",), attrs=_OUT_TYPE)
 Size = op("Size", shape=rules.scalar, dtype=rules.attr_dtype("out_type"),
           kernel=lambda ctx, x, out_type: ctx.xp.asarray(x.size, dtype=out_type.np), grad=NOT_DIFFERENTIABLE,
-          const_value=lambda args, attrs: None if rules.num_elements(args[0].shape) is None
-          else np.asarray(rules.num_elements(args[0].shape), attrs["out_type"].np), inputs=("input",), attrs=_OUT_TYPE)
+          const_value=lambda args, attrs: None if num_elements(args[0].shape) is None
+          else np.asarray(num_elements(args[0].shape), attrs["out_type"].np), inputs=("input",), attrs=_OUT_TYPE)
 Rank = op("Rank", shape=rules.scalar, dtype=lambda args, attrs: dtypes.int32,
           kernel=lambda ctx, x: ctx.xp.asarray(x.ndim, dtype=np.int32), grad=NOT_DIFFERENTIABLE, inputs=("input",),
           const_value=lambda args, attrs: None if args[0].rank is None else np.asarray(args[0].rank, np.int32))
@@ -113,7 +113,7 @@ def _reshape_shape(args, attrs):
         raise ShapeError(f"only one dimension of the new shape can be -1, got {dims}")
     if any(d < -1 for d in dims):
         raise ShapeError(f"invalid dimension in new shape {dims}")
-    total = rules.num_elements(x.shape)
+    total = num_elements(x.shape)
     known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
     if -1 in dims:
         if total is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphexec import dtypes
 from graphexec.framework import Tensor, apply_op
 from graphexec.ops.convert import convert_to_tensor
 
@@ -23,6 +24,11 @@ def emit(op_type: str, *inputs, name: str | None = None, **attrs):
     tensors = [_tensor(x) for x in inputs]
     outputs = apply_op(op_type, tensors, attrs, name or op_type).outputs
     return outputs[0] if len(outputs) == 1 else list(outputs)
+
+
+def dynamic_shape(x: Tensor) -> Tensor:
+    """x's shape as an int32 vector computed by a Shape op (tf.shape)."""
+    return emit("Shape", x, out_type=dtypes.int32)
 
 
 def like(value, tensor: Tensor) -> Tensor:

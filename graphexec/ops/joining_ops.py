@@ -158,22 +158,32 @@ def unstack(value, num=None, axis=0, name="unstack"):
 
 
 # -- Split, SplitV ---------------------------------------------------------------------------------
-def _split_shapes(args, attrs):
-    axis_arg, value = args
+def _pieces(value, axis_arg, num: int, sizes):
+    """Output shapes of splitting `value` along `axis_arg` into `num` pieces; `sizes(dim, axis)` gives the
+    pieces' sizes along the axis once it is known."""
     check_index_dtype(axis_arg, "axis")
-    num = attrs["num_split"]
     shape = value.shape
     if shape is None:
         return [None] * num
     axis = axis_of(axis_arg, len(shape))
     if axis is None:
         return [(None,) * len(shape)] * num
-    dim = shape[axis]
-    if dim is not None and dim % num:
-        raise ShapeError(f"Number of ways to split should evenly divide the split dimension, but got "
-                         f"split_dim {axis} (size = {dim}) and num_split {num}")
-    piece = None if dim is None else dim // num
-    return [shape[:axis] + (piece,) + shape[axis + 1:]] * num
+    return [shape[:axis] + (piece,) + shape[axis + 1:] for piece in sizes(shape[axis], axis)]
+
+
+def _even_sizes(num: int):
+    def sizes(dim, axis):
+        if dim is not None and dim % num:
+            raise ShapeError(f"Number of ways to split should evenly divide the split dimension, but got "
+                             f"split_dim {axis} (size = {dim}) and num_split {num}")
+        return [None if dim is None else dim // num] * num
+
+    return sizes
+
+
+def _split_shapes(args, attrs):
+    axis_arg, value = args
+    return _pieces(value, axis_arg, attrs["num_split"], _even_sizes(attrs["num_split"]))
 
 
 def _split(ctx, axis, value, num_split):
@@ -207,17 +217,10 @@ def _resolve_sizes(sizes, dim):
 
 def _splitv_shapes(args, attrs):
     value, sizes_arg, axis_arg = args
-    check_index_dtype(axis_arg, "axis")
     num = attrs["num_split"]
-    shape = value.shape
     sizes = vector_value(sizes_arg, "size_splits", num)
-    if shape is None:
-        return [None] * num
-    axis = axis_of(axis_arg, len(shape))
-    if axis is None:
-        return [(None,) * len(shape)] * num
-    pieces = [None] * num if sizes is None else _resolve_sizes(sizes, shape[axis])
-    return [shape[:axis] + (p,) + shape[axis + 1:] for p in pieces]
+    return _pieces(value, axis_arg, num,
+                   lambda dim, axis: [None] * num if sizes is None else _resolve_sizes(sizes, dim))
 
 
 def _splitv(ctx, value, size_splits, axis, num_split):

@@ -8,9 +8,9 @@ from graphexec import dtypes
 from graphexec.dtypes import FLOATING, NUMERIC
 from graphexec.framework import Tensor, apply_op
 from graphexec.ir import ShapeAttr
-from graphexec.ops import registry, rules
+from graphexec.ops import rules
 from graphexec.ops.convert import constant, convert_pair, convert_to_tensor
-from graphexec.ops.emit import emit
+from graphexec.ops.emit import dynamic_shape, emit
 # the reductions' Python API is part of the math API (tf.reduce_sum is math_ops.reduce_sum)
 from graphexec.ops.reduction_ops import (argmax, argmin, reduce_all, reduce_any, reduce_max,  # noqa: F401
                                          reduce_mean, reduce_min, reduce_prod, reduce_sum)
@@ -37,15 +37,6 @@ def unary(name, kernel, allowed=NUMERIC, ufunc=None, grad=None):
 
 # -- gradient rules: grad(op, dy) -> one gradient (or None) per input; see graphexec.gradients ---------
 # Ops of other families are built by name (emit), so this module imports no other op family.
-def _attrs(op) -> dict:
-    """The op's attrs with declared defaults filled in (a node may omit attrs that have defaults)."""
-    return registry.check_attrs(registry.get(op.type), op.attrs)
-
-
-def _shape(x: Tensor) -> Tensor:
-    return emit("Shape", x, out_type=dtypes.int32)
-
-
 def _unbroadcast(op, dx, dy):
     """Gradients of a broadcasting binary op, each summed back to its own input's shape."""
     x, y = op.inputs[-2:]
@@ -116,7 +107,7 @@ def _cast_grad(op, dz):
 
 def _matmul_grad(op, dz):
     a, b = op.inputs
-    attrs = _attrs(op)
+    attrs = op.attrs
     ta, tb = attrs["transpose_a"], attrs["transpose_b"]
     if not ta and not tb:
         da, db = matmul(dz, b, transpose_b=True), matmul(a, dz, transpose_a=True)
@@ -279,7 +270,7 @@ def _sum_to_shape(ctx, grad, shape, static_shape):
 
 SumToShape = op("SumToShape", shape=lambda args, attrs: attrs["static_shape"].dims,
                 dtype=lambda args, attrs: args[0].dtype, kernel=_sum_to_shape,
-                grad=lambda op, dy: [emit("BroadcastTo", dy, _shape(op.inputs[0])), None],
+                grad=lambda op, dy: [emit("BroadcastTo", dy, dynamic_shape(op.inputs[0])), None],
                 inputs=("grad", "shape"), attrs={"static_shape": attr("shape")})
 
 
@@ -290,7 +281,7 @@ def sum_to_shape(grad: Tensor | None, like: Tensor) -> Tensor | None:
     known = like._shape is not None and None not in like._shape
     if known and grad._shape == like._shape:
         return grad
-    target = constant(np.asarray(like._shape, np.int32)) if known else _shape(like)
+    target = constant(np.asarray(like._shape, np.int32)) if known else dynamic_shape(like)
     return apply_op("SumToShape", (grad, target), {"static_shape": ShapeAttr(like._shape)}, "SumToShape").outputs[0]
 
 

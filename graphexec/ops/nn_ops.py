@@ -102,9 +102,14 @@ def _softmax_xent(ctx, logits, labels):
     return loss, xp.exp(log_probs) - labels
 
 
-def _softmax_xent_grad(op, dloss, dbackprop):
+def _first_order_only(op, dbackprop) -> None:
+    """The xent ops' second output (the backprop) is for the first derivative only, as in TF."""
     if dbackprop is not None:
         raise NotImplementedError(f"second derivatives of {op.type} '{op.name}' are not supported")
+
+
+def _softmax_xent_grad(op, dloss, dbackprop):
+    _first_order_only(op, dbackprop)
     logits = op.inputs[0]
     dlogits = emit("Mul", _keep_last(dloss), op.outputs[1])
     dlabels = emit("Mul", _keep_last(dloss), emit("Neg", emit("LogSoftmax", logits, axis=-1)))
@@ -142,8 +147,7 @@ def _sparse_xent(ctx, logits, labels):
 
 
 def _sparse_xent_grad(op, dloss, dbackprop):
-    if dbackprop is not None:
-        raise NotImplementedError(f"second derivatives of {op.type} '{op.name}' are not supported")
+    _first_order_only(op, dbackprop)
     return [emit("Mul", _keep_last(dloss), op.outputs[1]), None]
 
 

@@ -11,26 +11,18 @@ import numpy as np
 from graphexec import dtypes
 from graphexec.dtypes import NUMERIC
 from graphexec.framework import Tensor, apply_op
-from graphexec.ops import registry, rules
+from graphexec.ir import num_elements
+from graphexec.ops import rules
 from graphexec.ops.convert import convert_to_tensor
-from graphexec.ops.emit import emit
+from graphexec.ops.emit import dynamic_shape, emit
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, attr, op
 
 
 # -- gradient rules: grad(op, dy) -> one gradient (or None) per input; see graphexec.gradients ---------
-def _attrs(op) -> dict:
-    """The op's attrs with declared defaults filled in (a node may omit attrs that have defaults)."""
-    return registry.check_attrs(registry.get(op.type), op.attrs)
-
-
-def _shape(x: Tensor) -> Tensor:
-    return emit("Shape", x, out_type=dtypes.int32)
-
-
 def _keepdims(t, op):
     """A reduction's output (or its gradient) with the reduced axes put back as 1s, so it broadcasts
     against the input (a full reduction's scalar broadcasts as it is)."""
-    attrs = _attrs(op)
+    attrs = op.attrs
     axis = attrs["axis"]
     if attrs["keepdims"] or axis is None:
         return t
@@ -44,7 +36,7 @@ def _keepdims(t, op):
 
 def _reduced_shape(x, axis):
     """x's shape with 1s at the reduced axes, computed at run time (for inputs of unknown rank)."""
-    dims, x_rank = _shape(x), emit("Rank", x)
+    dims, x_rank = dynamic_shape(x), emit("Rank", x)
     axes = emit("FloorMod", np.asarray(axis, np.int32), x_rank)
     positions = emit("Range", np.int32(0), x_rank, np.int32(1))
     matches = emit("Equal", emit("ExpandDims", positions, axis=1), emit("ExpandDims", axes, axis=0))
@@ -53,13 +45,13 @@ def _reduced_shape(x, axis):
 
 
 def _sum_grad(op, dz):
-    return [emit("BroadcastTo", _keepdims(dz, op), _shape(op.inputs[0]))]
+    return [emit("BroadcastTo", _keepdims(dz, op), dynamic_shape(op.inputs[0]))]
 
 
 def _mean_grad(op, dz):
     x, z = op.inputs[0], op.outputs[0]
     (dx,) = _sum_grad(op, dz)
-    n_in, n_out = rules.num_elements(x._shape), rules.num_elements(z._shape)
+    n_in, n_out = num_elements(x._shape), num_elements(z._shape)
     if n_in is not None and n_out is not None:
         return [emit("RealDiv", dx, np.asarray(n_in // max(n_out, 1), x.dtype.np))]
     n_in = emit("Cast", emit("Size", x, out_type=dtypes.int32), DstT=x.dtype)
@@ -71,12 +63,12 @@ def _extremum_grad(op, dz):
     """max/min: the gradient is shared equally among the elements that attain the extremum."""
     x = op.inputs[0]
     hit = emit("Cast", emit("Equal", x, _keepdims(op.outputs[0], op)), DstT=x.dtype)
-    count = reduce_sum(hit, axis=_attrs(op)["axis"], keepdims=True)
+    count = reduce_sum(hit, axis=op.attrs["axis"], keepdims=True)
     return [emit("Mul", emit("RealDiv", hit, count), _keepdims(dz, op))]
 
 
 def _prod_grad(op, dz):
-    return [emit("Mul", _keepdims(dz, op), prod_of_others(op.inputs[0], _attrs(op)["axis"]))]
+    return [emit("Mul", _keepdims(dz, op), prod_of_others(op.inputs[0], op.attrs["axis"]))]
 
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from graphexec.dtypes import DType
-from graphexec.ir import ShapeAttr
+from graphexec.ir import ShapeAttr, num_elements
 from graphexec.runtime.context import build_time_context
 
 BUILD_TIME_VALUE_LIMIT = 1024  # elements: build-time values beyond this are not kept (they only serve shape rules)
@@ -236,7 +236,7 @@ def infer(definition: OpDef, avals: list[Aval], attrs: Mapping) -> list[Aval]:
     if definition.const_value is not None:
         value = definition.const_value(avals, full)
     elif avals and not definition.stateful and all(a.value is not None for a in avals):
-        sizes = [_size(a.shape) for a in out]
+        sizes = [num_elements(a.shape) for a in out]
         if all(s is not None and s <= BUILD_TIME_VALUE_LIMIT for s in sizes):
             value = evaluate(definition, [a.value for a in avals], full)
     if value is None:
@@ -262,14 +262,6 @@ def kernel_attrs(definition: OpDef, attrs: Mapping) -> dict:
     full = check_attrs(definition, attrs) if definition.inputs is not None else attrs
     return {k: v for k, v in full.items() if not k.startswith("_")}
 
-
-def _size(shape):
-    if shape is None or None in shape:
-        return None
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 # -- export -----------------------------------------------------------------------------------------

@@ -83,15 +83,6 @@ def normalize_axis(axis: int, rank: int | None, what: str = "axis") -> int:
     return axis % rank if rank else 0
 
 
-def num_elements(shape) -> int | None:
-    if shape is None or any(d is None for d in shape):
-        return None
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def known_value(arg: Aval, what: str):
     """The build-time value of an input whose value determines a shape, or None when unknown."""
     return None if arg.value is None else arg.value

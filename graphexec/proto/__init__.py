@@ -1,1 +1,1 @@
-"""Generated protobuf code (graphexec.proto.v1)."""
+"""Protobuf messages (graphexec.proto.v1)."""

@@ -211,8 +211,8 @@ def _step_from_proto(msg: pb.PlanStep) -> Step:
     covers = tuple(msg.covers)
     if msg.fused:
         body = ir.Subprogram.from_operands(len(msg.inputs), (
-            (f.op, f.operands, attrs_from_proto(f.attrs), ir.TensorType(dtype_from_enum(f.dtype), shape_from_proto(f.shape)))
-            for f in msg.fused))
+            (f.op, f.operands, attrs_from_proto(f.attrs),
+             ir.TensorType(dtype_from_enum(f.dtype), shape_from_proto(f.shape))) for f in msg.fused))
         attrs = ir.Attrs({"body": body, "covers": covers})
     else:
         attrs = ir.Attrs(attrs_from_proto(msg.attrs))

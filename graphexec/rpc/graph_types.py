@@ -68,7 +68,8 @@ def _infer_outputs(definition, args, attrs, node) -> list[registry.Aval]:
         out = registry.infer(definition, args, attrs)
     except registry.ShapeError as exc:  # a wrong attr, arity, shape or dtype: names the attr or the rule
         raise _invalid(*node, str(exc)) from None
-    except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:  # values no builder makes
+    # Attrs are checked against the schema first; these are rules meeting values no graph builder makes.
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
         raise _invalid(*node, f"{type(exc).__name__}: {exc}") from None
     for aval in out:
         shape = aval.shape

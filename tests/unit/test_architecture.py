@@ -54,7 +54,8 @@ def _imports():
                 inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
                 if isinstance(child, (ast.Import, ast.ImportFrom)):
                     if in_function:
-                        names = [a.name for a in child.names] if isinstance(child, ast.Import) else [child.module or "."]
+                        is_import = isinstance(child, ast.Import)
+                        names = [a.name for a in child.names] if is_import else [child.module or "."]
                         inner.append((module, child.lineno, names))
                     else:
                         edges.update(t for t in _targets(module, path, child) if t != module)

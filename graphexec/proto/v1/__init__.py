@@ -1,1 +1,2 @@
-"""Generated protobuf modules; regenerate with tools/gen_protos.py."""
+"""Protobuf messages of protos/graphexec/v1, built from the descriptor set graphexec_v1.binpb
+(regenerate it with tools/gen_protos.py)."""
