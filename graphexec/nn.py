@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec.framework import Tensor, apply_op, name_scope
-from graphexec.ops import math_ops, nn_ops  # noqa: F401 - nn_ops registers the fused ops
+from graphexec.ops import conv_ops, math_ops, nn_ops  # noqa: F401 - registers the fused and conv ops
 from graphexec.ops.array_ops import shape, squeeze, stop_gradient, transpose
 from graphexec.ops.convert import convert_pair, convert_to_tensor
 from graphexec.ops.random_ops import random_uniform

@@ -1,0 +1,298 @@
+"""2-D convolution and pooling (NHWC) with their gradients.
+
+Convolution is im2col + one matmul: the loops run over the kernel's few offsets (3x3 = 9), never over
+pixels, and every kernel uses `ctx.xp`, so the CuPy backend runs the same code. The Python API that
+builds these ops is graphexec.nn.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphexec import dtypes
+from graphexec.framework import apply_op
+from graphexec.ops import rules
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
+from graphexec.ops.shape_inputs import host_ints, shape_of
+
+FLOAT = rules.same_dtype(*dtypes.FLOATING)
+
+
+# -- window geometry shared by convolution and pooling (NHWC) ---------------------------------------------------
+def out_size(size, window, stride, padding):
+    """Output length of one spatial dim, and the padding before it (TF's SAME puts the extra after)."""
+    if size is None:
+        return None, None
+    if padding == "VALID":
+        return (size - window) // stride + 1, 0
+    out = -(-size // stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return out, total // 2
+
+
+def _check_window_attrs(attrs, what="strides"):
+    if attrs["padding"] not in ("SAME", "VALID"):
+        raise ShapeError(f"padding must be SAME or VALID, got {attrs['padding']!r}")
+    if attrs.get("data_format", "NHWC") != "NHWC":
+        raise ShapeError(f"only the NHWC data format is supported, got {attrs['data_format']}")
+    strides = attrs["strides"]
+    if len(strides) != 4 or strides[0] != 1 or strides[3] != 1 or min(strides) < 1:
+        raise ShapeError(f"{what} must be [1, stride_h, stride_w, 1], got {list(strides)}")
+
+
+def _windows(xp, padded, kh, kw, sh, sw, oh, ow):
+    """Yield (i, j, view): the input element at offset (i, j) of every output position's window."""
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, padded[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :]
+
+
+def _geometry(shape, kh, kw, strides, padding):
+    _, h, w, _ = shape
+    oh, top = out_size(h, kh, strides[1], padding)
+    ow, left = out_size(w, kw, strides[2], padding)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"the {kh}x{kw} window does not fit the {h}x{w} input with {padding} padding")
+    pad_h = max((oh - 1) * strides[1] + kh - h, 0)
+    pad_w = max((ow - 1) * strides[2] + kw - w, 0)
+    return oh, ow, ((0, 0), (top, pad_h - top), (left, pad_w - left), (0, 0))
+
+
+def _pad(xp, x, pads, value=0):
+    if not any(b or a for b, a in pads):
+        return x
+    return xp.pad(x, pads, mode="constant", constant_values=value)
+
+
+def _crop(x, pads, shape):
+    _, (top, _), (left, _), _ = pads
+    return x[:, top:top + shape[1], left:left + shape[2], :]
+
+
+# -- Conv2D and its two backprops ------------------------------------------------------------------------------
+def _im2col(ctx, x, kh, kw, strides, padding):
+    xp = ctx.xp
+    oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
+    padded = _pad(xp, x, pads)
+    cols = xp.empty((x.shape[0], oh, ow, kh, kw, x.shape[3]), dtype=x.dtype)
+    for i, j, view in _windows(xp, padded, kh, kw, strides[1], strides[2], oh, ow):
+        cols[:, :, :, i, j, :] = view
+    return cols.reshape(-1, kh * kw * x.shape[3]), oh, ow
+
+
+def _col2im(ctx, cols, shape, kh, kw, strides, padding):
+    """The adjoint of _im2col: every column entry added back to the input position it came from."""
+    xp = ctx.xp
+    oh, ow, pads = _geometry(shape, kh, kw, strides, padding)
+    n, h, w, c = shape
+    cols = cols.reshape(n, oh, ow, kh, kw, c)
+    padded = xp.zeros((n, h + pads[1][0] + pads[1][1], w + pads[2][0] + pads[2][1], c), dtype=cols.dtype)
+    for i, j, view in _windows(xp, padded, kh, kw, strides[1], strides[2], oh, ow):
+        view += cols[:, :, :, i, j, :]
+    return _crop(padded, pads, shape)
+
+
+def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
+    kh, kw, c, o = w.shape
+    if x.shape[3] != c:
+        raise ValueError(f"input depth {x.shape[3]} does not match the filter's input depth {c}")
+    cols, oh, ow = _im2col(ctx, x, kh, kw, strides, padding)
+    return (cols @ w.reshape(-1, o)).reshape(x.shape[0], oh, ow, o)
+
+
+def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format="NHWC"):
+    kh, kw, _, o = w.shape
+    cols = dy.reshape(-1, o) @ w.reshape(-1, o).T
+    return _col2im(ctx, cols, host_ints(ctx, input_sizes), kh, kw, strides, padding)
+
+
+def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_format="NHWC"):
+    kh, kw, c, o = host_ints(ctx, filter_sizes)
+    cols, _, _ = _im2col(ctx, x, kh, kw, strides, padding)
+    return (cols.T @ dy.reshape(-1, o)).reshape(kh, kw, c, o)
+
+
+def _conv_out_shape(x_shape, w_shape, attrs):
+    if x_shape is None:
+        return None
+    if len(x_shape) != 4:
+        raise ShapeError(f"input must be rank 4 (NHWC), got shape {rules.fmt(x_shape)}")
+    if w_shape is None:
+        return (x_shape[0], None, None, None)
+    if len(w_shape) != 4:
+        raise ShapeError(f"filter must be rank 4 [height, width, in_channels, out_channels], got "
+                         f"{rules.fmt(w_shape)}")
+    if None not in (x_shape[3], w_shape[2]) and x_shape[3] != w_shape[2]:
+        raise ShapeError(f"input depth {x_shape[3]} must match the filter's in_channels {w_shape[2]}")
+    _, sh, sw, _ = attrs["strides"]
+    oh = out_size(x_shape[1], w_shape[0], sh, attrs["padding"])[0] if w_shape[0] is not None else None
+    ow = out_size(x_shape[2], w_shape[1], sw, attrs["padding"])[0] if w_shape[1] is not None else None
+    if (oh is not None and oh < 1) or (ow is not None and ow < 1):
+        raise ShapeError(f"the filter {rules.fmt(w_shape)} does not fit the input {rules.fmt(x_shape)} with "
+                         f"VALID padding")
+    return (x_shape[0], oh, ow, w_shape[3])
+
+
+def _conv_shape(args, attrs):
+    _check_window_attrs(attrs)
+    return _conv_out_shape(args[0].shape, args[1].shape, attrs)
+
+
+def _sizes_shape(arg):
+    if arg.value is not None:
+        return tuple(int(d) for d in arg.value)
+    return (None,) * 4
+
+
+def _conv_backprop_input_shape(args, attrs):
+    _check_window_attrs(attrs)
+    return _sizes_shape(args[0])
+
+
+def _conv_backprop_filter_shape(args, attrs):
+    _check_window_attrs(attrs)
+    return _sizes_shape(args[1])
+
+
+def _conv_attrs(op):
+    return {k: op.attrs[k] for k in ("strides", "padding", "data_format")}
+
+
+def conv2d_backprop_input(input_sizes, w, dy, attrs):
+    return apply_op("Conv2DBackpropInput", (input_sizes, w, dy), attrs, "Conv2DBackpropInput").outputs[0]
+
+
+def conv2d_backprop_filter(x, filter_sizes, dy, attrs):
+    return apply_op("Conv2DBackpropFilter", (x, filter_sizes, dy), attrs, "Conv2DBackpropFilter").outputs[0]
+
+
+def _conv_grad(op, dy):
+    x, w = op.inputs
+    attrs = _conv_attrs(op)
+    return [conv2d_backprop_input(shape_of(x), w, dy, attrs), conv2d_backprop_filter(x, shape_of(w), dy, attrs)]
+
+
+def _conv_backprop_input_grad(op, g):
+    """The op is linear in the filter and in dy: its adjoints are the other conv ops."""
+    sizes, w, dy = op.inputs
+    attrs = _conv_attrs(op)
+    return [None, conv2d_backprop_filter(g, shape_of(w), dy, attrs),
+            apply_op("Conv2D", (g, w), attrs, "Conv2D").outputs[0]]
+
+
+def _conv_backprop_filter_grad(op, g):
+    x, sizes, dy = op.inputs
+    attrs = _conv_attrs(op)
+    return [conv2d_backprop_input(shape_of(x), g, dy, attrs), None,
+            apply_op("Conv2D", (x, g), attrs, "Conv2D").outputs[0]]
+
+
+_CONV_ATTRS = {"strides": attr("list(int)"), "padding": attr("string"), "data_format": attr("string", "NHWC")}
+Conv2D = op("Conv2D", shape=_conv_shape, dtype=FLOAT, kernel=_conv2d, grad=_conv_grad, inputs=("input", "filter"),
+            attrs=_CONV_ATTRS)
+Conv2DBackpropInput = op("Conv2DBackpropInput", shape=_conv_backprop_input_shape,
+                         dtype=lambda args, attrs: FLOAT(args[1:], attrs), kernel=_conv_backprop_input,
+                         grad=_conv_backprop_input_grad, inputs=("input_sizes", "filter", "out_backprop"),
+                         attrs=_CONV_ATTRS)
+Conv2DBackpropFilter = op("Conv2DBackpropFilter", shape=_conv_backprop_filter_shape,
+                          dtype=lambda args, attrs: FLOAT(args[::2], attrs), kernel=_conv_backprop_filter,
+                          grad=_conv_backprop_filter_grad, inputs=("input", "filter_sizes", "out_backprop"),
+                          attrs=_CONV_ATTRS)
+
+
+# -- MaxPool, AvgPool ---------------------------------------------------------------------------------------------
+def _pool_shape(args, attrs):
+    _check_window_attrs(attrs)
+    _check_window_attrs({**attrs, "strides": attrs["ksize"]}, "ksize")
+    x = args[0].shape
+    if x is None:
+        return None
+    if len(x) != 4:
+        raise ShapeError(f"input must be rank 4 (NHWC), got shape {rules.fmt(x)}")
+    _, kh, kw, _ = attrs["ksize"]
+    return _conv_out_shape(x, (kh, kw, x[3], x[3]), attrs)
+
+
+def _max_pool(ctx, x, ksize, strides, padding, data_format="NHWC"):
+    xp = ctx.xp
+    _, kh, kw, _ = ksize
+    oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
+    padded = _pad(xp, x, pads, -np.inf)
+    out = None
+    for _, _, view in _windows(xp, padded, kh, kw, strides[1], strides[2], oh, ow):
+        out = view.copy() if out is None else xp.maximum(out, view, out=out)
+    return out
+
+
+def _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format="NHWC"):
+    """dy routed to the first element of each window that attains the max (as TF's MaxPoolGrad)."""
+    xp = ctx.xp
+    _, kh, kw, _ = ksize
+    oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
+    padded = _pad(xp, x, pads, -np.inf)
+    grad = xp.zeros(padded.shape, dtype=dy.dtype)
+    taken = xp.zeros(z.shape, dtype=bool)
+    grad_views = _windows(xp, grad, kh, kw, strides[1], strides[2], oh, ow)
+    for (_, _, view), (_, _, target) in zip(_windows(xp, padded, kh, kw, strides[1], strides[2], oh, ow), grad_views):
+        hit = (view == z) & ~taken
+        target += xp.where(hit, dy, dy.dtype.type(0))
+        taken |= hit
+    return _crop(grad, pads, x.shape)
+
+
+def _pool_attrs(op):
+    return {k: op.attrs[k] for k in ("ksize", "strides", "padding", "data_format")}
+
+
+_POOL_ATTRS = {"ksize": attr("list(int)"), **_CONV_ATTRS}
+MaxPool = op("MaxPool", shape=_pool_shape, dtype=FLOAT, kernel=_max_pool, inputs=("input",), attrs=_POOL_ATTRS,
+             grad=lambda op, dy: [apply_op("MaxPoolGrad", (op.inputs[0], op.outputs[0], dy), _pool_attrs(op),
+                                           "MaxPoolGrad").outputs[0]])
+MaxPoolGrad = op("MaxPoolGrad", shape=lambda args, attrs: args[0].shape, dtype=FLOAT, kernel=_max_pool_grad_kernel,
+                 grad=NOT_DIFFERENTIABLE, inputs=("orig_input", "orig_output", "grad"), attrs=_POOL_ATTRS)
+
+
+def _window_counts(xp, shape, kh, kw, strides, padding, dtype):
+    """How many real (unpadded) inputs each output's window covers: SAME averages exclude padding."""
+    oh, ow, pads = _geometry(shape, kh, kw, strides, padding)
+    ones = _pad(xp, xp.ones((1, shape[1], shape[2], 1), dtype=dtype), pads)
+    counts = xp.zeros((1, oh, ow, 1), dtype=dtype)
+    for _, _, view in _windows(xp, ones, kh, kw, strides[1], strides[2], oh, ow):
+        counts += view
+    return counts
+
+
+def _avg_pool(ctx, x, ksize, strides, padding, data_format="NHWC"):
+    xp = ctx.xp
+    _, kh, kw, _ = ksize
+    oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
+    padded = _pad(xp, x, pads)
+    total = xp.zeros((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
+    for _, _, view in _windows(xp, padded, kh, kw, strides[1], strides[2], oh, ow):
+        total += view
+    total /= _window_counts(xp, x.shape, kh, kw, strides, padding, x.dtype)
+    return total
+
+
+def _avg_pool_grad_kernel(ctx, input_sizes, dy, ksize, strides, padding, data_format="NHWC"):
+    xp = ctx.xp
+    _, kh, kw, _ = ksize
+    shape = host_ints(ctx, input_sizes)
+    oh, ow, pads = _geometry(shape, kh, kw, strides, padding)
+    share = dy / _window_counts(xp, shape, kh, kw, strides, padding, dy.dtype)
+    grad = xp.zeros((shape[0], shape[1] + pads[1][0] + pads[1][1], shape[2] + pads[2][0] + pads[2][1], shape[3]),
+                    dtype=dy.dtype)
+    for _, _, view in _windows(xp, grad, kh, kw, strides[1], strides[2], oh, ow):
+        view += share
+    return _crop(grad, pads, shape)
+
+
+def _avg_pool_grad_shape(args, attrs):
+    return _sizes_shape(args[0])
+
+
+AvgPool = op("AvgPool", shape=_pool_shape, dtype=FLOAT, kernel=_avg_pool, inputs=("value",), attrs=_POOL_ATTRS,
+             grad=lambda op, dy: [apply_op("AvgPoolGrad", (shape_of(op.inputs[0]), dy), _pool_attrs(op),
+                                           "AvgPoolGrad").outputs[0]])
+AvgPoolGrad = op("AvgPoolGrad", shape=_avg_pool_grad_shape, dtype=lambda args, attrs: FLOAT(args[1:], attrs),
+                 kernel=_avg_pool_grad_kernel, inputs=("orig_input_shape", "grad"), attrs=_POOL_ATTRS,
+                 grad=lambda op, g: [None, apply_op("AvgPool", (g,), _pool_attrs(op), "AvgPool").outputs[0]])
