@@ -11,24 +11,18 @@ from graphexec.dtypes import (DType, as_dtype, bool, double, float16, float32, f
                               int32, int64, uint8, uint16)
 from graphexec.framework import (Graph, Operation, Tensor, TensorShape, control_dependencies, device,
                                  get_default_graph, name_scope, reset_default_graph)
-from graphexec.ops import internal_ops as _internal_ops, state_ops as _state_ops  # noqa: F401 - registers ops
-from graphexec.ops.array_ops import (broadcast_to, expand_dims, fill, identity, linspace, ones,  # noqa: A004
-                                     ones_like, placeholder, placeholder_with_default, range, rank, reshape, shape,
-                                     size, squeeze, stop_gradient, tile, transpose, zeros, zeros_like)
-from graphexec.ops.indexing_ops import gather, gather_nd, one_hot, scatter_nd
-from graphexec.ops.joining_ops import concat, split, stack, unstack
-from graphexec.ops.scan_ops import cumprod, cumsum
-from graphexec.ops.slicing_ops import pad, slice  # noqa: A004
-from graphexec.ops.control_ops import group, no_op, tuple  # noqa: A004
-from graphexec.ops.convert import constant, convert_to_tensor
-from graphexec.ops.math_ops import (abs, add, add_n, argmax, argmin, cast, clip_by_value, cos, divide, equal,  # noqa: A004
-                                    exp, floordiv, floormod, greater, greater_equal, less, less_equal, log, log1p,
-                                    logical_and, logical_not, logical_or, matmul, maximum, minimum, mod, multiply,
-                                    negative, not_equal, pow, reduce_all, reduce_any, reduce_max, reduce_mean,
-                                    reduce_min, reduce_prod, reduce_sum, rsqrt, sigmoid, sign, sin, sqrt, square,
-                                    subtract, tanh, to_float, truediv, where, where_v2)
-from graphexec.ops import overloads as _overloads  # noqa: F401 - attaches Tensor operators
-from graphexec.ops.random_ops import random_normal, random_uniform, set_random_seed, truncated_normal
+# Each op family's public API is its __all__: adding an op to a family adds it here too.
+from graphexec.ops.array_ops import *  # noqa: F401,F403,A004
+from graphexec.ops.control_ops import *  # noqa: F401,F403,A004
+from graphexec.ops.convert import *  # noqa: F401,F403
+from graphexec.ops.indexing_ops import *  # noqa: F401,F403
+from graphexec.ops.joining_ops import *  # noqa: F401,F403
+from graphexec.ops.math_ops import *  # noqa: F401,F403,A004
+from graphexec.ops.random_ops import *  # noqa: F401,F403
+from graphexec.ops.reduction_ops import *  # noqa: F401,F403
+from graphexec.ops.scan_ops import *  # noqa: F401,F403
+from graphexec.ops.slicing_ops import *  # noqa: F401,F403,A004
+from graphexec.ops import every_op as _every_op, overloads as _overloads  # noqa: F401 - all ops; Tensor operators
 from graphexec.default_session import get_default_session
 from graphexec.session import InteractiveSession, Session
 from graphexec.gradients import gradients

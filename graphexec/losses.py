@@ -14,7 +14,8 @@ from graphexec.nn import (sigmoid_cross_entropy_with_logits, softmax_cross_entro
 from graphexec.ops.array_ops import ones_like, shape, size, stop_gradient, zeros_like
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.math_ops import (abs, add, add_n, cast, equal, greater, log, minimum, multiply,  # noqa: A004
-                                    reduce_sum, square, subtract, truediv, where)
+                                    square, subtract, truediv, where)
+from graphexec.ops.reduction_ops import reduce_sum
 from graphexec.variables import GraphKeys
 
 

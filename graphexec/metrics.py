@@ -10,7 +10,8 @@ from graphexec import dtypes
 from graphexec.framework import get_default_graph, name_scope
 from graphexec.ops.array_ops import ones_like, zeros_like
 from graphexec.ops.convert import convert_to_tensor
-from graphexec.ops.math_ops import cast, equal, greater, multiply, reduce_sum, truediv, where
+from graphexec.ops.math_ops import cast, equal, greater, multiply, truediv, where
+from graphexec.ops.reduction_ops import reduce_sum
 from graphexec.variables import GraphKeys, Variable
 
 

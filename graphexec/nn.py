@@ -15,14 +15,15 @@ from graphexec.ops.array_ops import shape, squeeze, stop_gradient, transpose
 from graphexec.ops.convert import convert_pair, convert_to_tensor
 from graphexec.ops.random_ops import random_uniform
 from graphexec.ops.math_ops import (abs, add, cast, exp, greater, greater_equal, log1p, maximum, minimum,  # noqa: A004
-                                    multiply, reduce_mean, reduce_sum, rsqrt, sigmoid, square, subtract, tanh,
-                                    truediv, where)
-from graphexec.ops.nn_ops import top_k
+                                    multiply, rsqrt, sigmoid, square, subtract, tanh, truediv, where)
+from graphexec.ops.reduction_ops import reduce_mean, reduce_sum
+from graphexec.ops.nn_ops import *  # noqa: F401,F403 - its __all__ is part of tf.nn
 
 __all__ = ["relu", "relu6", "elu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
            "softmax_cross_entropy_with_logits", "softmax_cross_entropy_with_logits_v2",
            "sparse_softmax_cross_entropy_with_logits", "sigmoid_cross_entropy_with_logits", "l2_loss", "bias_add",
-           "dropout", "conv2d", "max_pool", "avg_pool", "moments", "batch_normalization", "xw_plus_b", "top_k"]
+           "dropout", "conv2d", "max_pool", "avg_pool", "moments", "batch_normalization", "xw_plus_b",
+           *nn_ops.__all__]
 
 
 # -- activations ------------------------------------------------------------------------------------------------

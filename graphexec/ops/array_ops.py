@@ -22,6 +22,11 @@ from graphexec.ops.shape_inputs import (INDEX_TYPES, check_index_dtype, dims_sha
                                         is_tensorlike, rank_of, scalar_value, shape_of, vector_length, vector_value,
                                         with_known_elements)
 
+# The public API (graphexec/__init__.py star-imports it as tf.<name>).
+__all__ = ["broadcast_to", "expand_dims", "fill", "identity", "linspace", "ones", "ones_like", "placeholder",
+           "placeholder_with_default", "range", "rank", "reshape", "shape", "size", "squeeze", "stop_gradient",
+           "tile", "transpose", "zeros", "zeros_like"]
+
 
 # -- placeholders, identity ---------------------------------------------------------------------
 def _not_fed(ctx, **attrs):

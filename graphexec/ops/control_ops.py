@@ -6,6 +6,9 @@ import builtins
 from graphexec.framework import Operation, Tensor, apply_op, control_dependencies, get_default_graph
 from graphexec.ops.emit import emit
 
+# The public API (graphexec/__init__.py star-imports it as tf.<name>).
+__all__ = ["group", "no_op", "tuple"]
+
 
 def _as_op(x) -> Operation:
     if hasattr(x, "_as_control_op"):

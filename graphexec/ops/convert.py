@@ -9,6 +9,9 @@ from graphexec.framework import Tensor, apply_op
 from graphexec.ops import rules
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, attr, op
 
+# The public API (graphexec/__init__.py star-imports it as tf.<name>).
+__all__ = ["constant", "convert_to_tensor"]
+
 MAX_CONSTANT_BYTES = 2 << 30  # a graph constant above 2 GiB is a mistake: feed it instead
 
 

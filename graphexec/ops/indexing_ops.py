@@ -19,6 +19,9 @@ from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import (axis_of, axis_tensor, check_index_dtype, dim_of, dims_shape, host_ints,
                                         int_tensor, is_tensorlike, known_axis, rank_of, scalar_value, shape_of)
 
+# The public API (graphexec/__init__.py star-imports it as tf.<name>).
+__all__ = ["gather", "gather_nd", "one_hot", "scatter_nd"]
+
 
 # -- GatherV2 and its adjoint UnsortedSegmentSum ----------------------------------------------------------
 def _gather_shape(args, attrs):

@@ -14,6 +14,9 @@ from graphexec.ops.registry import ShapeError, attr, op
 from graphexec.ops.shape_inputs import (axis_of, axis_tensor, check_index_dtype, dim_of, host_ints, int_tensor,
                                         known_axis, rank_of, vector_length, vector_value)
 
+# The public API (graphexec/__init__.py star-imports it as tf.<name>).
+__all__ = ["concat", "split", "stack", "unstack"]
+
 
 def _outputs(pieces: list):
     """Kernel results of a multi-output op: a list, except that one output is returned as itself

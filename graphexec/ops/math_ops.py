@@ -11,10 +11,14 @@ from graphexec.ir import ShapeAttr
 from graphexec.ops import rules
 from graphexec.ops.convert import constant, convert_pair, convert_to_tensor
 from graphexec.ops.emit import dynamic_shape, emit
-# the reductions' Python API is part of the math API (tf.reduce_sum is math_ops.reduce_sum)
-from graphexec.ops.reduction_ops import (argmax, argmin, reduce_all, reduce_any, reduce_max,  # noqa: F401
-                                         reduce_mean, reduce_min, reduce_prod, reduce_sum)
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
+
+# The public API (graphexec/__init__.py star-imports it as tf.<name>).
+__all__ = ["abs", "add", "add_n", "cast", "clip_by_value", "cos", "divide", "equal", "exp", "floordiv", "floormod",
+           "greater", "greater_equal", "less", "less_equal", "log", "log1p", "logical_and", "logical_not",
+           "logical_or", "matmul", "maximum", "minimum", "mod", "multiply", "negative", "not_equal", "pow", "rsqrt",
+           "sigmoid", "sign", "sin", "sqrt", "square", "subtract", "tanh", "to_float", "truediv", "where",
+           "where_v2"]
 
 SIGNED = tuple(d for d in NUMERIC if d.np.kind != "u")
 

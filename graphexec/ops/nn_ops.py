@@ -16,6 +16,9 @@ from graphexec.ops.emit import emit
 from graphexec.ops.registry import ShapeError, attr, op
 from graphexec.ops.shape_inputs import check_index_dtype, dim_of, scalar_value, shape_of
 
+# The public API (graphexec/nn.py star-imports it as tf.nn.<name>).
+__all__ = ["top_k"]
+
 FLOAT = rules.same_dtype(*dtypes.FLOATING)
 
 

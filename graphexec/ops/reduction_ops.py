@@ -17,6 +17,10 @@ from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.emit import dynamic_shape, emit
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, attr, op
 
+# The public API (graphexec/__init__.py star-imports it as tf.<name>).
+__all__ = ["argmax", "argmin", "reduce_all", "reduce_any", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod",
+           "reduce_sum"]
+
 
 # -- gradient rules: grad(op, dy) -> one gradient (or None) per input; see graphexec.gradients ---------
 def _keepdims(t, op):

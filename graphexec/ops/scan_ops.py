@@ -11,6 +11,9 @@ from graphexec.ops.emit import emit
 from graphexec.ops.registry import ShapeError, attr, op
 from graphexec.ops.shape_inputs import axis_of, axis_tensor, check_index_dtype
 
+# The public API (graphexec/__init__.py star-imports it as tf.<name>).
+__all__ = ["cumprod", "cumsum"]
+
 _SCAN_ATTRS = {"exclusive": attr("bool", False), "reverse": attr("bool", False)}
 
 

@@ -18,6 +18,9 @@ from graphexec.ops.registry import ShapeError, attr, op
 from graphexec.ops.shape_inputs import (check_index_dtype, host_ints, int_tensor, is_tensorlike, scalar_value,
                                         shape_of, vector_length, vector_value)
 
+# The public API (graphexec/__init__.py star-imports it as tf.<name>).
+__all__ = ["pad", "slice"]
+
 # -- strided slice (tensor[...]) ---------------------------------------------------------------
 @functools.lru_cache(maxsize=4096)
 def _index(begin, end, strides, begin_mask, end_mask, ellipsis_mask, new_axis_mask, shrink_axis_mask):

@@ -4,6 +4,7 @@ is decoded."""
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,14 @@ def test_math_side_gradients_build_other_families_by_name(module):
     other_families = {f"graphexec.ops.{m}" for m in ("array_ops", "nn_ops", "conv_ops", "slicing_ops",
                                                       "joining_ops", "indexing_ops", "scan_ops")}
     assert not _module_imports(module) & other_families
+
+
+@pytest.mark.parametrize("family", ["array_ops", "control_ops", "convert", "indexing_ops", "joining_ops", "math_ops",
+                                    "random_ops", "reduction_ops", "scan_ops", "slicing_ops", "nn_ops"])
+def test_a_family_api_is_public_as_it_lists_it(family):
+    """An op wrapper is public once its family's __all__ names it: tf.<name>, or tf.nn.<name> for nn_ops."""
+    module = importlib.import_module(f"graphexec.ops.{family}")
+    namespace = tf.nn if family == "nn_ops" else tf
+    assert module.__all__
+    for name in module.__all__:
+        assert getattr(namespace, name) is getattr(module, name), name
