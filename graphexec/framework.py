@@ -446,8 +446,7 @@ def apply_op(op_type: str, inputs=(), attrs=None, name=None, graph=None) -> Oper
     op_name = name[:-1] if name and name.endswith("/") else graph.unique_name(name or op_type)
     avals = [t.aval for t in inputs]
     try:
-        attrs = registry.check_attrs(definition, attrs)  # the op keeps every declared attr, defaults filled in
-        out = registry.infer(definition, avals, attrs)
+        attrs, out = registry.infer(definition, avals, attrs)  # the op keeps its attrs with defaults filled in
     except ShapeError as exc:
         source = user_source()
         raise errors.InvalidArgumentError(

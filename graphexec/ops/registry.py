@@ -142,6 +142,7 @@ class OpDef:
     is_feed: bool = False  # its value is supplied by the run (Feed)
     is_fused: bool = False  # runs a sub-program of elementwise ops (Fused)
     is_noop: bool = False  # computes nothing; exists for its control edges (NoOp)
+    variadic: bool = False  # one input takes any number of tensors (derived from `inputs`)
     is_placeholder: bool = False  # its value must be fed: the compiler reports it when unfed (Placeholder)
 
     @property
@@ -163,9 +164,10 @@ def op(name: str, *, shape, dtype, kernel, grad=None, elementwise=False, statefu
     """
     if name in REGISTRY:
         raise ValueError(f"op {name!r} is already registered: {REGISTRY[name]}")
+    input_defs = _input_defs(inputs)
     definition = OpDef(name, shape, dtype, kernel, grad, elementwise, stateful, ufunc, commutative, const_value,
-                       _input_defs(inputs), dict(attrs or {}), compiler_only, is_constant, is_feed, is_fused,
-                       is_noop, is_placeholder)
+                       input_defs, dict(attrs or {}), compiler_only, is_constant, is_feed, is_fused, is_noop,
+                       is_placeholder=is_placeholder, variadic=any(i.variadic for i in input_defs or ()))
     REGISTRY[name] = definition
     return definition
 
@@ -186,6 +188,8 @@ def check_attrs(definition: OpDef, attrs: Mapping) -> dict:
     if definition.inputs is None:
         return dict(attrs)
     declared = definition.attrs
+    if not declared and not attrs:
+        return {}
     for key in attrs:
         if key not in declared:
             known = ", ".join(sorted(declared)) or "none"
@@ -207,10 +211,10 @@ def check_attrs(definition: OpDef, attrs: Mapping) -> dict:
 
 def check_arity(definition: OpDef, count: int) -> None:
     specs = definition.inputs
-    if specs is None:
+    if specs is None or (count == len(specs) and not definition.variadic):  # the common case, first
         return
     fixed = sum(not s.variadic for s in specs)
-    if count < fixed or (count != fixed and not any(s.variadic for s in specs)):
+    if count < fixed or (count != fixed and not definition.variadic):
         names = ", ".join(("*" if s.variadic else "") + s.name for s in specs) or "none"
         more = " or more" if any(s.variadic for s in specs) else ""
         raise ShapeError(f"{definition.name} takes {fixed}{more} inputs ({names}), got {count}")
@@ -221,9 +225,10 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def infer(definition: OpDef, avals: list[Aval], attrs: Mapping) -> list[Aval]:
-    """Output avals of one node: checks arity and attrs, runs the shape and dtype rules, and attaches
-    build-time values to small pure results (so value-dependent shape rules downstream can use them)."""
+def infer(definition: OpDef, avals: list[Aval], attrs: Mapping) -> tuple[dict, list[Aval]]:
+    """(attrs with defaults filled in, output avals) of one node: checks arity and attrs, runs the shape
+    and dtype rules, and attaches build-time values to small pure results (so value-dependent shape rules
+    downstream can use them)."""
     check_arity(definition, len(avals))
     full = check_attrs(definition, attrs)
     shapes = definition.shape(avals, full)
@@ -240,9 +245,9 @@ def infer(definition: OpDef, avals: list[Aval], attrs: Mapping) -> list[Aval]:
         if all(s is not None and s <= BUILD_TIME_VALUE_LIMIT for s in sizes):
             value = evaluate(definition, [a.value for a in avals], full)
     if value is None:
-        return out
+        return full, out
     values = value if isinstance(value, (list, tuple)) else [value]
-    return [Aval(a.dtype, a.shape, np.asarray(v, dtype=a.dtype.np)) for a, v in zip(out, values)]
+    return full, [Aval(a.dtype, a.shape, np.asarray(v, dtype=a.dtype.np)) for a, v in zip(out, values)]
 
 
 def evaluate(definition: OpDef, values: list, attrs: Mapping):

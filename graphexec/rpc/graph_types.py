@@ -65,7 +65,7 @@ class GraphTypes:
 def _infer_outputs(definition, args, attrs, node) -> list[registry.Aval]:
     """The op's rules, as graph building runs them; any failure is the sender's malformed node."""
     try:
-        out = registry.infer(definition, args, attrs)
+        _, out = registry.infer(definition, args, attrs)  # the node keeps its attrs as sent: they are hashed
     except registry.ShapeError as exc:  # a wrong attr, arity, shape or dtype: names the attr or the rule
         raise _invalid(*node, str(exc)) from None
     # Attrs are checked against the schema first; these are rules meeting values no graph builder makes.

@@ -1,5 +1,4 @@
-"""The GPU backend: the same kernels through CuPy, in a worker and behind `graphexec serve --device gpu`.
-"""
+"""The GPU backend: the same kernels through CuPy, in a worker and behind `graphexec serve --device gpu`."""
 from __future__ import annotations
 
 import os
@@ -10,7 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-cupy = pytest.importorskip("cupy")  # tests/gpu/conftest.py skips these without a GPU
+from gpu_required import cupy  # noqa: E402 - skips this module without CuPy or a GPU
+
+pytestmark = pytest.mark.timeout(300)
 
 import graphexec as tf  # noqa: E402
 from graphexec.runtime import placement  # noqa: E402

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-cupy = pytest.importorskip("cupy")  # tests/gpu/conftest.py skips these without a GPU
+from gpu_required import cupy  # noqa: E402 - skips this module without CuPy or a GPU
+
+pytestmark = pytest.mark.timeout(300)
 
 import graphexec as tf  # noqa: E402
 from graphexec.ir import ShapeAttr  # noqa: E402

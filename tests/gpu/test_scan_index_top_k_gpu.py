@@ -1,11 +1,12 @@
-"""The kernels of cumsum/cumprod, gather_nd/scatter_nd and top_k on CuPy agree with numpy.
-"""
+"""The kernels of cumsum/cumprod, gather_nd/scatter_nd and top_k on CuPy agree with numpy."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-cupy = pytest.importorskip("cupy")  # tests/gpu/conftest.py skips these without a GPU
+from gpu_required import cupy  # noqa: E402 - skips this module without CuPy or a GPU
+
+pytestmark = pytest.mark.timeout(300)
 
 from graphexec.ops import every_op  # noqa: E402
 from graphexec.runtime.context import ExecContext  # noqa: E402
