@@ -9,6 +9,12 @@ def broadcast_shapes(*shapes):
     """numpy broadcasting over partial shapes; None dims stay unknown unless the other side fixes them."""
     if any(s is None for s in shapes):
         return None
+    # The common cases first: scalars broadcast into any shape, and equal shapes broadcast to themselves.
+    nonscalar = [s for s in shapes if s]
+    if not nonscalar:
+        return ()
+    if all(s == nonscalar[0] for s in nonscalar):
+        return tuple(nonscalar[0])
     rank = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(rank):
