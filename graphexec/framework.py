@@ -162,7 +162,7 @@ class Tensor:
 
 
 def merge_shapes(old, new, what):
-    if old is None:
+    if old is None or old == new:
         return new
     if new is None:
         return old

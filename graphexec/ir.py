@@ -90,6 +90,13 @@ class Attrs(Mapping):
         self._items = dict(sorted(items.items())) if len(items) > 1 else items
         self._hash = None  # computed on first use: a constant's bytes are hashed once per node
 
+    @classmethod
+    def in_key_order(cls, items: dict) -> Attrs:
+        """Adopt `items`, a fresh dict whose keys are already sorted (a decoder builds them so)."""
+        attrs = cls.__new__(cls)
+        attrs._items, attrs._hash = items, None
+        return attrs
+
     def __getitem__(self, key):
         return self._items[key]
 

@@ -87,8 +87,8 @@ def attrs_to_proto(attrs: dict, out) -> None:
         attr_to_proto(value, out[key])
 
 
-def attrs_from_proto(attrs) -> dict:
-    return {key: attr_from_proto(attrs[key]) for key in sorted(attrs)}
+def attrs_from_proto(attrs) -> ir.Attrs:
+    return ir.Attrs.in_key_order({key: attr_from_proto(attrs[key]) for key in sorted(attrs)})
 
 
 # -- nodes and graphs -------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def _step_from_proto(msg: pb.PlanStep) -> Step:
              ir.TensorType(dtype_from_enum(f.dtype), shape_from_proto(f.shape))) for f in msg.fused))
         attrs = ir.Attrs({"body": body, "covers": covers})
     else:
-        attrs = ir.Attrs(attrs_from_proto(msg.attrs))
+        attrs = attrs_from_proto(msg.attrs)
     output_types = tuple(ir.TensorType(dtype_from_enum(d), shape_from_proto(s))
                          for d, s in zip(msg.output_dtypes, msg.output_shapes))
     return Step(node=msg.node, op=msg.op, attrs=attrs, inputs=tuple(msg.inputs), outputs=tuple(msg.outputs),

@@ -46,10 +46,13 @@ class GraphTypes:
             raise _invalid(name, op, source, f"unknown op '{op}'")
         args = []
         for tensor in inputs:
-            producer, index = ir.split_tensor_name(tensor)
-            if index >= output_counts.get(producer, 0):
-                raise _invalid(name, op, source, f"input '{tensor}' is not an output of an earlier node")
-            args.append(avals[f"{producer}:{index}"])
+            aval = avals.get(tensor)  # the common spelling, "node:index", first
+            if aval is None:
+                producer, index = ir.split_tensor_name(tensor)
+                if index >= output_counts.get(producer, 0):
+                    raise _invalid(name, op, source, f"input '{tensor}' is not an output of an earlier node")
+                aval = avals[f"{producer}:{index}"]
+            args.append(aval)
         for control in control_inputs:
             if control not in output_counts:
                 raise _invalid(name, op, source, f"control input '{control}' is not an earlier node")
@@ -72,12 +75,15 @@ def _infer_outputs(definition, args, attrs, node) -> list[registry.Aval]:
     except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError) as exc:
         raise _invalid(*node, f"{type(exc).__name__}: {exc}") from None
     for aval in out:
-        shape = aval.shape
-        if not isinstance(aval.dtype, dtypes.DType) or not (
-                shape is None or isinstance(shape, tuple) and all(d is None or isinstance(d, int) and d >= 0
-                                                                  for d in shape)):
-            raise _invalid(*node, f"attributes give an invalid output type {aval.dtype!r}{shape!r}")
+        if not (type(aval.dtype) is dtypes.DType and _valid_shape(aval.shape)):
+            raise _invalid(*node, f"attributes give an invalid output type {aval.dtype!r}{aval.shape!r}")
     return out
+
+
+def _valid_shape(shape) -> bool:
+    if shape is None or shape == ():
+        return True
+    return type(shape) is tuple and all(d is None or type(d) is int and d >= 0 for d in shape)
 
 
 def _with_declared_shapes(outputs, declared, node) -> list[registry.Aval]:
