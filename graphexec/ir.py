@@ -144,9 +144,6 @@ class Attrs(Mapping):
         equal = self.__eq__(other)
         return equal if equal is NotImplemented else not equal
 
-    def __reduce__(self):
-        return (Attrs, (self._items,))
-
     def __repr__(self):
         return f"Attrs({self._items!r})"
 

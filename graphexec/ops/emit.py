@@ -12,7 +12,6 @@ defaults). Attrs are keyword arguments, checked against the op's declared schema
 """
 from __future__ import annotations
 
-import numpy as np
 
 from graphexec import dtypes
 from graphexec.framework import Tensor, apply_op
@@ -30,10 +29,6 @@ def dynamic_shape(x: Tensor) -> Tensor:
     """x's shape as an int32 vector computed by a Shape op (tf.shape)."""
     return emit("Shape", x, out_type=dtypes.int32)
 
-
-def like(value, tensor: Tensor) -> Tensor:
-    """A constant `value` with `tensor`'s dtype (for Python numbers in gradient formulas)."""
-    return convert_to_tensor(np.asarray(value, dtype=tensor.dtype.np))
 
 
 def _tensor(x) -> Tensor:

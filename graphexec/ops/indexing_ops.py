@@ -259,7 +259,3 @@ Where = op("Where", shape=_where_shape, dtype=lambda args, attrs: dtypes.int64, 
            inputs=("condition",),
            kernel=lambda ctx, condition: ctx.xp.argwhere(condition).astype(np.int64, copy=False))
 
-
-def where_indices(condition, name=None):
-    """Coordinates of the true (non-zero) elements of `condition`, as int64 [num_true, rank]."""
-    return apply_op("Where", (convert_to_tensor(condition),), {}, name or "Where").outputs[0]

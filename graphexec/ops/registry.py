@@ -117,9 +117,7 @@ class InputDef:
     variadic: bool = False  # takes any number of tensors (TF's `N * T`)
 
 
-def _input_defs(spec) -> tuple[InputDef, ...] | None:
-    if spec is None:
-        return None
+def _input_defs(spec) -> tuple[InputDef, ...]:
     return tuple(InputDef(s[1:], True) if s.startswith("*") else InputDef(s) for s in spec)
 
 
@@ -135,7 +133,7 @@ class OpDef:
     ufunc: str | None = None  # numpy/CuPy ufunc name: lets fused steps compute in place with out=
     commutative: bool = False
     const_value: Callable[[list[Aval], dict], Any] | None = None  # build-time value from avals (Shape)
-    inputs: tuple[InputDef, ...] | None = None  # None: not declared yet (every op declares; a test checks)
+    inputs: tuple[InputDef, ...] = ()
     attrs: Mapping[str, AttrDef] = dataclasses.field(default_factory=dict)
     compiler_only: bool = False  # created by the compiler (Feed, Fused); never accepted from a client
     is_constant: bool = False  # its value is its `value` attr (Const)
@@ -154,8 +152,8 @@ class OpDef:
 REGISTRY: dict[str, OpDef] = {}
 
 
-def op(name: str, *, shape, dtype, kernel, grad=None, elementwise=False, stateful=False, ufunc=None,
-       commutative=False, const_value=None, inputs=None, attrs=None, compiler_only=False, is_constant=False,
+def op(name: str, *, shape, dtype, kernel, inputs, grad=None, elementwise=False, stateful=False, ufunc=None,
+       commutative=False, const_value=None, attrs=None, compiler_only=False, is_constant=False,
        is_feed=False, is_fused=False, is_noop=False, is_placeholder=False) -> OpDef:
     """Declare an op; a second declaration of the same name is a programming error.
 
@@ -167,7 +165,7 @@ def op(name: str, *, shape, dtype, kernel, grad=None, elementwise=False, statefu
     input_defs = _input_defs(inputs)
     definition = OpDef(name, shape, dtype, kernel, grad, elementwise, stateful, ufunc, commutative, const_value,
                        input_defs, dict(attrs or {}), compiler_only, is_constant, is_feed, is_fused, is_noop,
-                       is_placeholder=is_placeholder, variadic=any(i.variadic for i in input_defs or ()))
+                       is_placeholder=is_placeholder, variadic=any(i.variadic for i in input_defs))
     REGISTRY[name] = definition
     return definition
 
@@ -181,12 +179,7 @@ def get(name: str) -> OpDef:
 
 # -- the one place rules and build-time kernels run -------------------------------------------------
 def check_attrs(definition: OpDef, attrs: Mapping) -> dict:
-    """`attrs` with defaults filled in; AttrError naming op, attr and expected type on any mismatch.
-
-    Ops that declare no schema yet (`inputs is None`) pass their attrs through unchecked.
-    """
-    if definition.inputs is None:
-        return dict(attrs)
+    """`attrs` with defaults filled in; AttrError naming op, attr and expected type on any mismatch."""
     declared = definition.attrs
     if not declared and not attrs:
         return {}
@@ -211,7 +204,7 @@ def check_attrs(definition: OpDef, attrs: Mapping) -> dict:
 
 def check_arity(definition: OpDef, count: int) -> None:
     specs = definition.inputs
-    if specs is None or (count == len(specs) and not definition.variadic):  # the common case, first
+    if count == len(specs) and not definition.variadic:  # the common case, first
         return
     fixed = sum(not s.variadic for s in specs)
     if count < fixed or (count != fixed and not definition.variadic):
@@ -263,9 +256,8 @@ def evaluate(definition: OpDef, values: list, attrs: Mapping):
 
 
 def kernel_attrs(definition: OpDef, attrs: Mapping) -> dict:
-    """Keyword arguments of the kernel: the declared attrs with defaults (private `_` attrs dropped)."""
-    full = check_attrs(definition, attrs) if definition.inputs is not None else attrs
-    return {k: v for k, v in full.items() if not k.startswith("_")}
+    """Keyword arguments of the kernel: the declared attrs, defaults filled in."""
+    return check_attrs(definition, attrs)
 
 
 
@@ -291,7 +283,7 @@ def schema() -> list[dict]:
         d = REGISTRY[name]
         out.append({
             "name": name,
-            "inputs": None if d.inputs is None else [{"name": i.name, "variadic": i.variadic} for i in d.inputs],
+            "inputs": [{"name": i.name, "variadic": i.variadic} for i in d.inputs],
             "attrs": [{"name": k, "type": a.type, "required": a.required, "nullable": a.nullable,
                        **({} if a.required else {"default": _json_value(a.default)})}
                       for k, a in sorted(d.attrs.items())],

@@ -88,7 +88,3 @@ def normalize_axis(axis: int, rank: int | None, what: str = "axis") -> int:
         raise ShapeError(f"{what} {axis} is out of range for a tensor of rank {rank}")
     return axis % rank if rank else 0
 
-
-def known_value(arg: Aval, what: str):
-    """The build-time value of an input whose value determines a shape, or None when unknown."""
-    return None if arg.value is None else arg.value

@@ -47,10 +47,6 @@ def error_from_rpc(error: grpc.RpcError) -> errors.OpError:
     return error_from_status(error.code(), error.details() or str(error))
 
 
-def is_retryable(error: grpc.RpcError) -> bool:
-    return error.code() in RETRYABLE
-
-
 def answers_failures(handler):
     """A unary handler (..., request bytes, context) whose failures become its call's status, never a crash."""
 
