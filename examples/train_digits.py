@@ -14,11 +14,16 @@ import argparse
 import time
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
 import graphexec as tf
+
+try:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from threadpoolctl import threadpool_limits  # installed with scikit-learn
+except ModuleNotFoundError as missing:
+    raise SystemExit(f"examples/train_digits.py needs scikit-learn for its data set ({missing}): "
+                     "pip install 'graphexec[examples]' (or: pip install scikit-learn)") from missing
 
 CLASSES = 10
 

@@ -1,6 +1,7 @@
 """The digits example end to end: each model reaches >= 97% test accuracy in under 60 s of training on
 the fixed split (random_state=0). Marked `training` (they run in CI) with a timeout above the budget."""
 import importlib.util
+import os
 import pathlib
 import subprocess
 import sys
@@ -50,3 +51,18 @@ def test_training_on_a_server_gives_the_in_process_result(embedded):
         remote, _ = example.train("mlp", epochs=2, log=remote_lines.append)
     assert remote == pytest.approx(local, abs=1e-9), (local_lines, remote_lines)
     assert remote_lines[-1].split(" in ")[0] == local_lines[-1].split(" in ")[0]
+
+
+@pytest.mark.timeout(120)
+def test_without_scikit_learn_the_example_says_what_to_install(tmp_path):
+    """A machine with graphexec but not scikit-learn (a plain `pip install graphexec`) gets one line naming
+    the extra to install, not a traceback. An `sklearn` that fails to import stands in for a missing one."""
+    (tmp_path / "sklearn").mkdir()
+    (tmp_path / "sklearn" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'sklearn'\", name='sklearn')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(EXAMPLE.parents[1])])}
+    result = subprocess.run([sys.executable, str(EXAMPLE), "--epochs", "1"], check=False, capture_output=True,
+                            text=True, env=env, timeout=90)
+    assert result.returncode == 1
+    assert "pip install 'graphexec[examples]'" in result.stderr and "No module named 'sklearn'" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
