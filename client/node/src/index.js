@@ -15,7 +15,7 @@ const { decodeMessage, encodeMessage } = require('./protos');
 const { DTYPES } = require('./dtypes');
 const errors = require('./errors');
 
-/** A Graph from GraphDef bytes (e.g. written by the Python client with graphexec.wire). */
+/** A Graph from GraphDef bytes (e.g. written in Python with graphexec.rpc.convert.graph_to_proto). */
 function graphFromBytes(bytes) {
   return Graph.fromGraphDef(decodeMessage('GraphDef', bytes));
 }
