@@ -189,6 +189,14 @@ def test_stated_output_that_differs_fails():
         check_output(Block(**{**block.__dict__, "source": "print(1 + 1)\n", "output": "2 \n3\n"}), "2\n")
 
 
+@pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.py")))
+def test_every_example_runs_in_some_test(example):
+    """Examples are run by the tests of what they show (quickstart: test_remote_session, digits: test_digits)."""
+    runners = [p.name for p in (ROOT / "tests").rglob("test_*.py") if p.name != Path(__file__).name
+               and example in p.read_text()]
+    assert runners, f"examples/{example} is run by no test"
+
+
 # -- running the programs ------------------------------------------------------------------------------
 def run_python(block: Block, workdir: Path) -> str:
     """exec the block as its own program (line numbers in tracebacks are the document's)."""
