@@ -24,13 +24,24 @@ Every flag can also come from the environment (the flag wins):
 | worker  | --advertise   | GRAPHEXEC_WORKER_ADVERTISE  | HOST:PORT as bound (1)      |
 | worker  | --threads     | GRAPHEXEC_WORKER_THREADS    | 16                          |
 | both    | --log-level   | GRAPHEXEC_LOG_LEVEL         | WARNING                     |
+| both    | --tls-cert    | GRAPHEXEC_TLS_CERT          | none: plaintext             |
+| both    | --tls-key     | GRAPHEXEC_TLS_KEY           | none                        |
+| both    | --tls-client-ca | GRAPHEXEC_TLS_CLIENT_CA   | none: no client certificates|
+| serve   | --auth-tokens | GRAPHEXEC_AUTH_TOKENS_FILE  | none: one tenant            |
+| both    | --worker-secret-file | GRAPHEXEC_WORKER_SECRET_FILE | none                 |
+| both    | --redis-password-file | GRAPHEXEC_REDIS_PASSWORD_FILE | the URL's          |
+| both    | --insecure    | GRAPHEXEC_INSECURE=1        | off (2)                     |
+| serve   | --no-reflection | GRAPHEXEC_NO_REFLECTION=1 | reflection on               |
 
 (1) Servers reach a worker at the address it registers. With a wildcard --host (0.0.0.0) the default
 is this machine's own address (a container's or pod's IP) and the bound port; set --advertise when
 servers must use another name (a Service, a NAT).
 
-Clients: `tf.Session("grpc://HOST:PORT")`, or set GRAPHEXEC_TARGET=grpc://HOST:PORT and keep
-`tf.Session()`.
+(2) A non-loopback --host needs TLS, --auth-tokens (serve) and --worker-secret-file (worker, and serve
+with --redis); without them the command refuses to start, naming what is missing, unless --insecure.
+
+Clients: `tf.Session("grpc://HOST:PORT")` (`grpcs://` over TLS), or set GRAPHEXEC_TARGET=grpc://HOST:PORT
+and keep `tf.Session()`; GRAPHEXEC_TOKEN is their tenant's token.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Clients read their settings from the environment: GRAPHEXEC_TLS_CA (the CA that signed the server's
 certificate; the system's roots without it), GRAPHEXEC_TLS_CERT and GRAPHEXEC_TLS_KEY (a client
-certificate, for servers that require one), GRAPHEXEC_TOKEN (the bearer token of the caller's tenant).
+certificate, for servers that require one), GRAPHEXEC_TOKEN (the bearer token of the caller's tenant)
+or GRAPHEXEC_TOKEN_FILE (a file holding it).
 Servers dial workers with the same GRAPHEXEC_TLS_CA and their own certificate as the client's.
 """
 from __future__ import annotations
@@ -51,6 +52,12 @@ def client_channel_credentials() -> grpc.ChannelCredentials:
 
 
 def bearer_metadata() -> tuple:
-    """The `authorization` metadata of GRAPHEXEC_TOKEN; empty when it is not set."""
-    token = os.environ.get("GRAPHEXEC_TOKEN", "")
+    """The `authorization` metadata of GRAPHEXEC_TOKEN (or of the file GRAPHEXEC_TOKEN_FILE names);
+    empty when neither is set."""
+    token, path = os.environ.get("GRAPHEXEC_TOKEN", ""), os.environ.get("GRAPHEXEC_TOKEN_FILE", "")
+    if not token and path:
+        try:
+            token = pathlib.Path(path).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read GRAPHEXEC_TOKEN_FILE {path}: {exc.strerror or exc}") from None
     return (("authorization", f"Bearer {token}"),) if token else ()
