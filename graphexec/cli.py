@@ -27,6 +27,7 @@ Every flag can also come from the environment (the flag wins):
 | both    | --tls-cert    | GRAPHEXEC_TLS_CERT          | none: plaintext             |
 | both    | --tls-key     | GRAPHEXEC_TLS_KEY           | none                        |
 | both    | --tls-client-ca | GRAPHEXEC_TLS_CLIENT_CA   | none: no client certificates|
+| serve   | --tls-ca      | GRAPHEXEC_TLS_CA            | system roots (TLS workers)  |
 | serve   | --auth-tokens | GRAPHEXEC_AUTH_TOKENS_FILE  | none: one tenant            |
 | both    | --worker-secret-file | GRAPHEXEC_WORKER_SECRET_FILE | none                 |
 | both    | --redis-password-file | GRAPHEXEC_REDIS_PASSWORD_FILE | the URL's          |
@@ -118,6 +119,8 @@ def _add_security_flags(command, is_server: bool) -> None:
     group.add_argument("--insecure", action="store_true", default=_env("GRAPHEXEC_INSECURE", "") == "1",
                        help="listen on a non-loopback address without TLS and authentication anyway")
     if is_server:
+        group.add_argument("--tls-ca", default=_env("GRAPHEXEC_TLS_CA", ""),
+                           help="CA of the workers' certificates, for workers that serve TLS (default: system roots)")
         group.add_argument("--auth-tokens", default=_env("GRAPHEXEC_AUTH_TOKENS_FILE", ""),
                            help="file of `TENANT TOKEN` lines: callers must send a token; tenants are isolated")
         group.add_argument("--no-reflection", action="store_true", default=_env("GRAPHEXEC_NO_REFLECTION", "") == "1",
@@ -150,7 +153,7 @@ def _security(args, is_server: bool) -> Security:
     if args.redis_password_file:
         security.redis_password = read_secret(args.redis_password_file, "Redis password")
     if is_server and args.redis:
-        security.worker_channel = tls.channel_credentials(_env("GRAPHEXEC_TLS_CA", ""), args.tls_cert, args.tls_key)
+        security.worker_channel = tls.channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
     missing = [what for what, given in (("TLS (--tls-cert/--tls-key)", args.tls_cert),
                                         ("tokens (--auth-tokens)", not is_server or args.auth_tokens),
                                         ("a worker secret (--worker-secret-file)",
