@@ -4,6 +4,8 @@ Handlers take raw request bytes (graphexec.rpc.methods), so a malformed request 
 INVALID_ARGUMENT by our own decoding rather than failing inside gRPC, and tensor-carrying messages
 are decoded as zero-copy views (graphexec.rpc.codec). Failures become statuses through the one map
 of graphexec.rpc.status: tf.errors classes their own code, anything unexpected logged and INTERNAL.
+Every call is authenticated before its handler runs (graphexec.rpc.methods): `context.caller` is the
+caller's tenant (graphexec.server.auth), whose sessions and variables are the only ones it reaches.
 """
 from __future__ import annotations
 

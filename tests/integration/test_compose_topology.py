@@ -255,7 +255,9 @@ class LocalCompose:
             argv += registry_image(service)["listen_args"](replica.port)
         cwd = next((source for _, source in mounts if source.is_relative_to(self.workdir)), self.workdir)
         cwd.mkdir(parents=True, exist_ok=True)
-        return self.local_executable(service, argv), {**os.environ, **env}, cwd
+        # This checkout's graphexec, whatever the interpreter has installed (processes run in other folders).
+        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        return self.local_executable(service, argv), {**os.environ, **env, "PYTHONPATH": python_path}, cwd
 
     def secret_paths(self, service: dict, text: str) -> str:
         """/run/secrets/NAME -> the local file of secret NAME, for the secrets `service` lists."""
