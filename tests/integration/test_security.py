@@ -15,8 +15,15 @@ import grpc
 import numpy as np
 import pytest
 from conftest import Process, free_port, start_serve
-from security_setup import (ALICE_TOKEN, BOB_TOKEN, WORKER_SECRET, client_env, make_pki, write_secret,
-                            write_tokens)
+from security_setup import (
+    ALICE_TOKEN,
+    BOB_TOKEN,
+    WORKER_SECRET,
+    client_env,
+    make_pki,
+    write_secret,
+    write_tokens,
+)
 
 import graphexec as tf
 from graphexec import errors
