@@ -24,27 +24,43 @@ Every flag can also come from the environment (the flag wins):
 | worker  | --advertise   | GRAPHEXEC_WORKER_ADVERTISE  | HOST:PORT as bound (1)      |
 | worker  | --threads     | GRAPHEXEC_WORKER_THREADS    | 16                          |
 | both    | --log-level   | GRAPHEXEC_LOG_LEVEL         | WARNING                     |
+| both    | --tls-cert    | GRAPHEXEC_TLS_CERT          | none: plaintext             |
+| both    | --tls-key     | GRAPHEXEC_TLS_KEY           | none                        |
+| both    | --tls-client-ca | GRAPHEXEC_TLS_CLIENT_CA   | none: no client certificates|
+| serve   | --tls-ca      | GRAPHEXEC_TLS_CA            | system roots (TLS workers)  |
+| serve   | --auth-tokens | GRAPHEXEC_AUTH_TOKENS_FILE  | none: one tenant            |
+| both    | --worker-secret-file | GRAPHEXEC_WORKER_SECRET_FILE | none                 |
+| both    | --redis-password-file | GRAPHEXEC_REDIS_PASSWORD_FILE | the URL's          |
+| both    | --insecure    | GRAPHEXEC_INSECURE=1        | off (2)                     |
+| serve   | --no-reflection | GRAPHEXEC_NO_REFLECTION=1 | reflection on               |
 
 (1) Servers reach a worker at the address it registers. With a wildcard --host (0.0.0.0) the default
 is this machine's own address (a container's or pod's IP) and the bound port; set --advertise when
 servers must use another name (a Service, a NAT).
 
-Clients: `tf.Session("grpc://HOST:PORT")`, or set GRAPHEXEC_TARGET=grpc://HOST:PORT and keep
-`tf.Session()`.
+(2) A non-loopback --host needs TLS, --auth-tokens (serve) and --worker-secret-file (worker, and serve
+with --redis); without them the command refuses to start, naming what is missing, unless --insecure.
+
+Clients: `tf.Session("grpc://HOST:PORT")` (`grpcs://` over TLS), or set GRAPHEXEC_TARGET=grpc://HOST:PORT
+and keep `tf.Session()`; GRAPHEXEC_TOKEN is their tenant's token.
 """
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 
 from graphexec import errors
+from graphexec.rpc import tls
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
+from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
 from graphexec.server.pool import LocalWorker, WorkerPool
 from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
@@ -85,32 +101,107 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--threads", type=int, default=int(_env("GRAPHEXEC_WORKER_THREADS", 16)))
     for command in (serve, worker):
         command.add_argument("--log-level", default=_env("GRAPHEXEC_LOG_LEVEL", "WARNING"))
+        _add_security_flags(command, command is serve)
     return parser
 
 
-def _store(redis_url: str):
-    return RedisStore(redis_url) if redis_url else MemoryStore()
+# -- security: TLS, tenants' tokens, the worker secret (README "Security") ----------------------------
+def _add_security_flags(command, is_server: bool) -> None:
+    group = command.add_argument_group("security")
+    group.add_argument("--tls-cert", default=_env("GRAPHEXEC_TLS_CERT", ""), help="serve TLS with this PEM certificate")
+    group.add_argument("--tls-key", default=_env("GRAPHEXEC_TLS_KEY", ""), help="the certificate's PEM key")
+    group.add_argument("--tls-client-ca", default=_env("GRAPHEXEC_TLS_CLIENT_CA", ""),
+                       help="require client certificates signed by this CA (mutual TLS)")
+    group.add_argument("--worker-secret-file", default=_env("GRAPHEXEC_WORKER_SECRET_FILE", ""),
+                       help="secret shared by servers and workers: authenticates RunPlan, signs registrations")
+    group.add_argument("--redis-password-file", default=_env("GRAPHEXEC_REDIS_PASSWORD_FILE", ""),
+                       help="Redis password (else the one in the --redis URL, if any)")
+    group.add_argument("--insecure", action="store_true", default=_env("GRAPHEXEC_INSECURE", "") == "1",
+                       help="listen on a non-loopback address without TLS and authentication anyway")
+    if is_server:
+        group.add_argument("--tls-ca", default=_env("GRAPHEXEC_TLS_CA", ""),
+                           help="CA of the workers' certificates, for workers that serve TLS (default: system roots)")
+        group.add_argument("--auth-tokens", default=_env("GRAPHEXEC_AUTH_TOKENS_FILE", ""),
+                           help="file of `TENANT TOKEN` lines: callers must send a token; tenants are isolated")
+        group.add_argument("--no-reflection", action="store_true", default=_env("GRAPHEXEC_NO_REFLECTION", "") == "1",
+                           help="do not serve gRPC reflection")
+
+
+@dataclass
+class Security:
+    credentials: object = None  # grpc.ServerCredentials, or None for plaintext
+    tokens: TokenTable | None = None
+    worker_secret: WorkerSecret | None = None
+    redis_password: str | None = None
+    worker_channel: object = None  # how servers dial workers that serve TLS
+
+
+def _security(args, is_server: bool) -> Security:
+    """The security settings of the command line, refusing (ValueError, one line) a non-loopback listener
+    that anyone who reaches it could use."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+    security = Security()
+    if args.tls_cert:
+        security.credentials = tls.server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
+    if is_server and args.auth_tokens:
+        security.tokens = TokenTable.load(args.auth_tokens)
+    if args.worker_secret_file:
+        security.worker_secret = WorkerSecret(read_secret(args.worker_secret_file, "worker secret"))
+    if args.redis_password_file:
+        security.redis_password = read_secret(args.redis_password_file, "Redis password")
+    if is_server and args.redis:
+        security.worker_channel = tls.channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+    missing = [what for what, given in (("TLS (--tls-cert/--tls-key)", args.tls_cert),
+                                        ("tokens (--auth-tokens)", not is_server or args.auth_tokens),
+                                        ("a worker secret (--worker-secret-file)",
+                                         args.worker_secret_file or (is_server and not args.redis))) if not given]
+    if missing and not args.insecure and not _is_loopback(args.host):
+        raise ValueError(f"refusing to listen on {args.host} without {' and '.join(missing)}: anyone who reaches it "
+                         f"could run graphs and read or overwrite variables; give them, or --insecure to accept that")
+    return security
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _store(redis_url: str, password: str | None = None):
+    return RedisStore(redis_url, password) if redis_url else MemoryStore()
 
 
 def serve(args) -> None:
-    store = _store(args.redis)
+    security = _security(args, is_server=True)
+    store = _store(args.redis, security.redis_password)
     local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()))
-    pool = WorkerPool(store, local)
-    server, port = create_server(Service(store, pool), f"{args.host}:{args.port}", args.threads)
+    pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
+    server, port = create_server(Service(store, pool), f"{args.host}:{args.port}", args.threads, security.tokens,
+                                 security.credentials, reflect=not args.no_reflection)
     server.start()
-    print(f"graphexec serving on grpc://{args.host}:{port}", flush=True)
+    scheme = "grpcs" if security.credentials else "grpc"
+    print(f"graphexec serving on {scheme}://{args.host}:{port}", flush=True)
     _wait_for_signal()
     server.stop(grace=1.0).wait()
     pool.close()
 
 
 def worker(args) -> None:
-    store = _store(args.redis)
+    security = _security(args, is_server=False)
+    store = _store(args.redis, security.redis_password)
     core = WorkerCore(store, args.device.upper())
-    server, port = create_worker_server(core, args.host, args.port, args.threads)
+    server, port = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
+                                        security.credentials)
     core.address = args.advertise or f"{_reachable_host(args.host)}:{port}"
+    core.tls = security.credentials is not None
     server.start()
-    heartbeat = Heartbeat(store, core).start()
+    heartbeat = Heartbeat(store, core, security.worker_secret).start()
     devices = ", ".join(d["name"] for d in core.devices())
     print(f"graphexec worker {core.worker_id} ({devices}) serving on {core.address}", flush=True)
     _wait_for_signal()
@@ -155,7 +246,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         {"serve": serve, "worker": worker}[args.command](args)
-    except (errors.OpError, OSError) as exc:  # e.g. Redis unreachable, port taken: say so, exit non-zero
+    except (errors.OpError, OSError, ValueError) as exc:  # e.g. Redis unreachable, port taken, a bad tokens file
         sys.exit(f"graphexec {args.command}: {exc}")
 
 

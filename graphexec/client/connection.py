@@ -14,7 +14,7 @@ import numpy as np
 from graphexec import errors
 from graphexec.client.retry import RetryPolicy
 from graphexec.proto.v1 import service_pb2 as spb
-from graphexec.rpc import codec, methods, status
+from graphexec.rpc import codec, methods, status, tls
 from graphexec.rpc.tensors import dtype_from_enum, tensors_from_protos
 
 # Round-robin over every address the target resolves to (dns:///name:port behind several replicas,
@@ -23,18 +23,27 @@ GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message
                 ("grpc.enable_retries", 0), ("grpc.lb_policy_name", "round_robin")]
 
 
-def parse_target(target: str) -> str:
-    """"grpc://host:port" -> "host:port"; also "grpc://dns:///name:port" and "grpc://ipv4:a:p,b:q"."""
-    if not target.startswith("grpc://") or not target[len("grpc://"):]:
-        raise ValueError(f"graphexec targets look like grpc://host:port, got {target!r}")
-    return target[len("grpc://"):].rstrip("/")
+def parse_target(target: str) -> tuple[str, bool]:
+    """(address, whether over TLS): "grpc://host:port" -> ("host:port", False), "grpcs://host:port" ->
+    ("host:port", True); the address may also be "dns:///name:port" or "ipv4:a:p,b:q"."""
+    scheme, _, address = target.partition("://")
+    if scheme not in ("grpc", "grpcs") or not address:
+        raise ValueError(f"graphexec targets look like grpc://host:port or grpcs://host:port, got {target!r}")
+    return address.rstrip("/"), scheme == "grpcs"
 
 
 class Connection:
+    """grpcs:// targets take their TLS settings from GRAPHEXEC_TLS_CA/_CERT/_KEY; every call carries
+    GRAPHEXEC_TOKEN, when set, as its bearer token (graphexec.rpc.tls)."""
+
     def __init__(self, target: str, retry: RetryPolicy | None = None):
-        self.address = parse_target(target)
+        self.address, secure = parse_target(target)
         self.retry = retry or RetryPolicy()
-        self.channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
+        if secure:
+            self.channel = grpc.secure_channel(self.address, tls.client_channel_credentials(), options=GRPC_OPTIONS)
+        else:
+            self.channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
+        self.metadata = tls.bearer_metadata() or None
         self._calls = methods.client_calls(self.channel, methods.GRAPH_EXEC_SERVICE)
 
     def call(self, method: str, data: bytes, timeout: float | None = None, retry: bool = True) -> bytes:
@@ -44,7 +53,7 @@ class Connection:
 
         def attempt():
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
-            return stub(data, timeout=remaining)
+            return stub(data, timeout=remaining, metadata=self.metadata)
 
         try:
             return self.retry.call(attempt, deadline) if retry else attempt()
@@ -56,7 +65,7 @@ class Connection:
 
     def stream(self, frames, timeout: float | None = None):
         """The Run stream: an iterator of request frames in, an iterator of response bytes out."""
-        return self._calls["Run"](frames, timeout=timeout)
+        return self._calls["Run"](frames, timeout=timeout, metadata=self.metadata)
 
     def close(self):
         self.channel.close()

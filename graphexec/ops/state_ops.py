@@ -6,6 +6,7 @@ import numpy as np
 
 from graphexec.ops import rules, training_ops
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
+from graphexec.runtime.context import check_declared
 
 
 def _var_shape(args, attrs):
@@ -38,11 +39,15 @@ def _assign_dtype(args, attrs):
 
 
 def _read(ctx, var, dtype, shape):
-    return ctx.read_variable(var)
+    return ctx.read_variable(var, dtype, shape)
 
 
-def _store(ctx, var, value):
-    """Variables hold arrays nobody else writes: fetched values are copied off read-only arrays."""
+def _store(ctx, var, value, dtype=None, shape=None):
+    """Variables hold arrays nobody else writes: fetched values are copied off read-only arrays. A value
+    stored already must have the graph's `dtype` (and `shape`, when given) for the variable."""
+    stored = ctx.variables.get(var)
+    if stored is not None and dtype is not None:
+        check_declared(var, stored, dtype, shape, "assign to")
     if ctx.xp is np:
         value.setflags(write=False)
     ctx.variables[var] = value
@@ -50,15 +55,16 @@ def _store(ctx, var, value):
 
 
 def _assign(ctx, value, var, dtype, shape, validate_shape=True):
-    return _store(ctx, var, ctx.xp.array(value, copy=True))  # never alias a feed or another node's buffer
+    # Never alias a feed or another node's buffer. validate_shape=False lets the value change the shape.
+    return _store(ctx, var, ctx.xp.array(value, copy=True), dtype, shape if validate_shape else None)
 
 
 def _assign_add(ctx, delta, var, dtype, shape):
-    return _store(ctx, var, ctx.read_variable(var) + delta)
+    return _store(ctx, var, ctx.read_variable(var, dtype, shape) + delta)
 
 
 def _assign_sub(ctx, delta, var, dtype, shape):
-    return _store(ctx, var, ctx.read_variable(var) - delta)
+    return _store(ctx, var, ctx.read_variable(var, dtype, shape) - delta)
 
 
 VARIABLE_ATTRS = {"var": attr("string"), "dtype": attr("type"), "shape": attr("shape")}  # var: the store's key

@@ -22,8 +22,8 @@ def _write(ctx, name, value):
     return value
 
 
-def _read(ctx, var, grad):
-    value = ctx.read_variable(var)
+def _read(ctx, var, grad, dtype, shape):
+    value = ctx.read_variable(var, dtype, shape)
     if grad.shape != value.shape:
         raise ValueError(f"gradient of shape {list(grad.shape)} does not match variable '{var}' of shape "
                          f"{list(value.shape)}")
@@ -31,11 +31,11 @@ def _read(ctx, var, grad):
 
 
 def _apply_gradient_descent(ctx, alpha, grad, var, slots, dtype, shape):
-    return _write(ctx, var, _read(ctx, var, grad) - alpha * grad)
+    return _write(ctx, var, _read(ctx, var, grad, dtype, shape) - alpha * grad)
 
 
 def _apply_momentum(ctx, lr, grad, momentum, var, slots, dtype, shape, use_nesterov):
-    value = _read(ctx, var, grad)
+    value = _read(ctx, var, grad, dtype, shape)
     accum = ctx.read_variable(slots[0]) * momentum + grad
     _write(ctx, slots[0], accum)
     if use_nesterov:
@@ -45,7 +45,7 @@ def _apply_momentum(ctx, lr, grad, momentum, var, slots, dtype, shape, use_neste
 
 def _apply_adam(ctx, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, var, slots, dtype, shape):
     xp = ctx.xp
-    value = _read(ctx, var, grad)
+    value = _read(ctx, var, grad, dtype, shape)
     m, v = (ctx.read_variable(s) for s in slots)
     lr_t = lr * xp.sqrt(1 - beta2_power) / (1 - beta1_power)
     m = _write(ctx, slots[0], m + (grad - m) * (1 - beta1))
@@ -55,7 +55,7 @@ def _apply_adam(ctx, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, 
 
 def _apply_rms_prop(ctx, lr, rho, momentum, epsilon, grad, var, slots, dtype, shape, centered):
     xp = ctx.xp
-    value = _read(ctx, var, grad)
+    value = _read(ctx, var, grad, dtype, shape)
     ms = ctx.read_variable(slots[0])
     ms = _write(ctx, slots[0], ms + (grad * grad - ms) * (1 - rho))
     if centered:
@@ -70,7 +70,7 @@ def _apply_rms_prop(ctx, lr, rho, momentum, epsilon, grad, var, slots, dtype, sh
 
 def _apply_adagrad(ctx, lr, grad, var, slots, dtype, shape):
     xp = ctx.xp
-    value = _read(ctx, var, grad)
+    value = _read(ctx, var, grad, dtype, shape)
     accum = _write(ctx, slots[0], ctx.read_variable(slots[0]) + grad * grad)
     return _write(ctx, var, value - lr * grad / xp.sqrt(accum))
 

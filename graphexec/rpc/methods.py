@@ -23,8 +23,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from graphexec import errors
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.proto.v1 import worker_pb2 as wpb
+from graphexec.rpc import status
 
 GRAPH_EXEC_SERVICE = spb.DESCRIPTOR.services_by_name["GraphExecService"]
 WORKER_SERVICE = wpb.DESCRIPTOR.services_by_name["WorkerService"]
@@ -40,12 +42,40 @@ def _kind(method) -> str:
         "stream" if method.server_streaming else "unary")
 
 
-def generic_handler(service, servicer) -> grpc.GenericRpcHandler:
-    """Every RPC of `service` served by `servicer`'s method of the same name, on raw bytes."""
+class CallerContext:
+    """A call's grpc context plus `caller`: who `authenticate` found the caller to be."""
+
+    __slots__ = ("_context", "caller")
+
+    def __init__(self, context, caller):
+        self._context, self.caller = context, caller
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
+
+
+def _authenticated(behavior, authenticate):
+    """`behavior` called with a CallerContext, once `authenticate(metadata)` has named the caller; its
+    failure (a tf.errors class) is the call's status and the handler never runs."""
+
+    def checked(request, context):
+        try:
+            caller = authenticate(context.invocation_metadata())
+        except errors.OpError as exc:
+            context.abort(status.status_code(exc), exc.message)
+        return behavior(request, CallerContext(context, caller))
+
+    return checked
+
+
+def generic_handler(service, servicer, authenticate=None) -> grpc.GenericRpcHandler:
+    """Every RPC of `service` served by `servicer`'s method of the same name, on raw bytes; with
+    `authenticate`, only for callers it accepts (see _authenticated)."""
     handlers = {}
     for method in service.methods:
         make = getattr(grpc, _kind(method) + "_rpc_method_handler")
-        handlers[method.name] = make(getattr(servicer, handler_name(method.name)))
+        behavior = getattr(servicer, handler_name(method.name))
+        handlers[method.name] = make(behavior if authenticate is None else _authenticated(behavior, authenticate))
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
@@ -55,19 +85,21 @@ def client_calls(channel: grpc.Channel, service) -> dict:
             for method in service.methods}
 
 
-def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False):
+def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False,
+                  credentials: grpc.ServerCredentials | None = None, authenticate=None):
     """(grpc server, bound port) serving `service` through `servicer`, with health checking (and
-    reflection when `reflect`); OSError naming the address when it cannot listen there."""
+    reflection when `reflect`), over TLS with `credentials`, to callers `authenticate` accepts (health
+    checks are open to all); OSError naming the address when it cannot listen there."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="graphexec"),
                          options=options)
-    server.add_generic_rpc_handlers((generic_handler(service, servicer),))
+    server.add_generic_rpc_handlers((generic_handler(service, servicer, authenticate),))
     health_servicer = health.HealthServicer()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflect:
         reflection.enable_server_reflection((service.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if not port:
         raise OSError(f"cannot listen on {address}")
     return server, port

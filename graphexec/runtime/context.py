@@ -29,18 +29,39 @@ class ExecContext:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise errors.DeadlineExceededError(None, None, "Deadline exceeded before the run finished")
 
-    def read_variable(self, name: str):
+    def read_variable(self, name: str, dtype=None, shape=None):
+        """The value of variable `name`; with the graph's `dtype` (and `shape`, an ir.ShapeAttr) for it,
+        FAILED_PRECONDITION unless the stored value has them (see check_declared)."""
         try:
-            return self.variables[name]
+            value = self.variables[name]
         except KeyError:
             raise errors.FailedPreconditionError(
                 None, None, f"Attempting to use uninitialized value {name}") from None
+        if dtype is not None:
+            check_declared(name, value, dtype, shape, "read")
+        return value
 
     def to_host(self, array):
         return array.get() if hasattr(array, "get") and self.xp is not np else array
 
     def from_host(self, array):
         return array if self.xp is np else self.xp.asarray(array)
+
+
+def check_declared(name: str, value, dtype, shape, action: str) -> None:
+    """FAILED_PRECONDITION naming the variable, both types and both shapes unless `value` (the stored
+    value) has the graph's `dtype` and fits its `shape` (unknown dims and ranks fit anything). Variables
+    are shared by name within a container, so a stored value of another type belongs to another program."""
+    dims = None if shape is None else shape.dims
+    if value.dtype == dtype.np and (dims is None or (len(dims) == value.ndim and all(
+            d is None or d == s for d, s in zip(dims, value.shape)))):
+        return
+    declared = "[" + ",".join("?" if d is None else str(d) for d in dims) + "]" if dims is not None else "[...]"
+    stored = "[" + ",".join(str(s) for s in value.shape) + "]"
+    raise errors.FailedPreconditionError(
+        None, None, f"Cannot {action} variable '{name}': this graph declares it {dtype.name}{declared}, but the "
+                    f"container holds a {value.dtype.name}{stored} value under that name (another program's "
+                    f"variable of the same name: use another name or container, or Reset it)")
 
 
 _BUILD_TIME = ExecContext()

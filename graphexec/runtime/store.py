@@ -7,7 +7,7 @@ workers, or an in-process session's own variables.
 * blobs: immutable, content-addressed bytes: graph segments ("segment", chain hex) and compiled
   plans ("plan", plan key);
 * session records (small JSON documents);
-* variables, per container: name -> array, plus a version counter that every commit bumps;
+* variables, per container (a tenant's: see store_container): name -> array, plus a version counter that every commit bumps;
 * applied request ids, per container, with the result of the run that applied them, written in the
   same atomic step as the variable updates (so a retried run is answered, never applied twice);
 * a per-container lock that serializes runs which update variables;
@@ -28,6 +28,12 @@ from graphexec import errors
 APPLIED_TTL_S = 3600  # how long a request id is remembered: far longer than any client's retries
 MAX_APPLIED_IN_MEMORY = 100_000
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+
+def store_container(tenant: str, container: str) -> str:
+    """The store's name for `tenant`'s variable container `container`, so tenants never share one: tenant
+    names hold no "/", so the first "/" ends the tenant's part (the single tenant's is empty)."""
+    return f"{tenant}/{container}"
 
 
 class Store:

@@ -132,6 +132,7 @@ class WorkerCore:
         self.xp = load_array_module(device_type)
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.address = address
+        self.tls = False  # whether servers must dial it over TLS (a `graphexec worker` serving TLS)
         self.device_types = frozenset({placement.CPU, device_type})
         self._plans: dict[tuple[str, str], tuple[CachedPlan, LoadedPlan]] = {}
         self._hot: dict[tuple[str, str], tuple[int, dict]] = {}  # (container, device type) -> (version, values)
@@ -152,7 +153,8 @@ class WorkerCore:
                 for t in sorted(self.device_types)]
 
     def info(self) -> dict:
-        return {"id": self.worker_id, "address": self.address, "devices": self.devices(), "load": self.in_flight}
+        return {"id": self.worker_id, "address": self.address, "tls": self.tls, "devices": self.devices(),
+                "load": self.in_flight}
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, call: PlanCall, plan: CachedPlan | None = None) -> PlanResult:

@@ -9,6 +9,7 @@ store is down the last known list stays in use.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -19,10 +20,12 @@ from graphexec import errors
 from graphexec.rpc import convert, methods, status
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
+from graphexec.server.auth import WorkerSecret
 from graphexec.server.worker_service import GRPC_OPTIONS
 
 REFRESH_S = 0.5
 SUSPECT_S = 5.0
+MAX_WARNED = 1000  # rejected registrations remembered (each is logged once)
 log = logging.getLogger("graphexec.pool")
 
 
@@ -52,12 +55,17 @@ class LocalWorker:
 class RemoteWorker:
     """A `graphexec worker` process, reached over the Worker gRPC API."""
 
-    def __init__(self, info: dict):
+    def __init__(self, info: dict, metadata: tuple = (), credentials=None):
         self.id = info["id"]
         self.address = info["address"]
+        self.tls = bool(info.get("tls"))
         self.name = f"{self.id}@{self.address}"
         self.update(info)
-        self.channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
+        if self.tls:
+            self.channel = grpc.secure_channel(self.address, credentials, options=GRPC_OPTIONS)
+        else:
+            self.channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
+        self._metadata = metadata or None
         self._run_plan = methods.client_calls(self.channel, methods.WORKER_SERVICE)["RunPlan"]
         self.in_flight = 0
 
@@ -78,7 +86,7 @@ class RemoteWorker:
                                         host_steps=call.host_steps)
         self.in_flight += 1
         try:
-            future = self._run_plan.future(data, timeout=call.timeout_s)
+            future = self._run_plan.future(data, timeout=call.timeout_s, metadata=self._metadata)
             if call.cancellation is not None:
                 call.cancellation.on_cancel(future.cancel)
             reply = future.result()
@@ -103,9 +111,16 @@ def _worker_error(worker, exc: grpc.RpcError) -> errors.OpError:
 
 
 class WorkerPool:
-    def __init__(self, store: Store, local: LocalWorker | None = None):
+    """With `secret`, only workers whose registration it signed are used, and calls to them carry it;
+    `credentials` are the channel credentials for workers that serve TLS."""
+
+    def __init__(self, store: Store, local: LocalWorker | None = None, secret: WorkerSecret | None = None,
+                 credentials=None):
         self.store = store
         self.local = local
+        self.secret = secret
+        self.credentials = credentials
+        self._rejected: set[str] = set()  # registrations already warned about
         self._remote: dict[str, RemoteWorker] = {}
         self._suspect: dict[str, float] = {}
         self._affinity: dict[str, str] = {}
@@ -156,10 +171,10 @@ class WorkerPool:
     def _refresh(self) -> None:
         """Replace the worker table as a whole (readers iterate it without a lock)."""
         current, fresh = self._remote, {}
-        for info in self.store.live_workers():
+        for info in filter(None, map(self._trusted, self.store.live_workers())):
             worker = current.get(info["id"])
-            if worker is None or worker.address != info["address"]:
-                worker = RemoteWorker(info)
+            if worker is None or worker.address != info["address"] or worker.tls != bool(info.get("tls")):
+                worker = RemoteWorker(info, self.secret.metadata() if self.secret else (), self.credentials)
             else:
                 worker.update(info)
             fresh[worker.id] = worker
@@ -167,6 +182,23 @@ class WorkerPool:
         for worker_id, worker in current.items():
             if fresh.get(worker_id) is not worker:
                 worker.close()
+
+    def _trusted(self, record: dict) -> dict | None:
+        """The worker info of a registration: with the secret, only of one it signed (others are logged
+        once and ignored: anyone who can write to Redis could have written them)."""
+        if not isinstance(record, dict):
+            return None
+        if self.secret is None:
+            info = json.loads(record["record"]) if isinstance(record.get("record"), str) else record
+        else:
+            info = self.secret.verify(record)
+        if info is None or not isinstance(info.get("id"), str) or not isinstance(info.get("address"), str):
+            key = json.dumps(record, sort_keys=True)[:200]
+            if key not in self._rejected and len(self._rejected) < MAX_WARNED:
+                self._rejected.add(key)
+                log.warning("ignoring a worker registration not signed with the worker secret: %s", key)
+            return None
+        return info
 
     def _try_refresh(self, warned: bool = False) -> bool:
         """Refresh; on a store failure keep the last list (warning once per outage). Returns `warned`."""

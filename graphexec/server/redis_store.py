@@ -24,6 +24,7 @@ import json
 import secrets
 import threading
 import time
+import urllib.parse
 
 import redis
 from redis.backoff import NoBackoff
@@ -44,6 +45,22 @@ _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexp
           "else return 0 end")
 
 
+def _without_password(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _decoded(info: bytes):
+    """A worker record, or None for one that is not JSON (anyone who can write to Redis could put it)."""
+    try:
+        return json.loads(info)
+    except ValueError:
+        return None
+
+
 def _unavailable(url: str, exc: Exception) -> errors.UnavailableError:
     return errors.UnavailableError(None, None, f"Redis at {url} is unavailable: {type(exc).__name__}: {exc}")
 
@@ -54,6 +71,8 @@ def _guarded(method):
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
+        except redis.AuthenticationError as exc:  # a wrong or missing password: retrying will not help
+            raise errors.FailedPreconditionError(None, None, f"Redis at {self.url} refused us: {exc}") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise _unavailable(self.url, exc) from None
 
@@ -63,12 +82,16 @@ def _guarded(method):
 
 
 class RedisStore(Store):
-    def __init__(self, url: str):
-        self.url = url
-        self.description = f"Redis at {url}"
+    """`url`: redis://[[USER]:PASSWORD@]HOST:PORT/DB, or rediss:// for TLS (redis-py reads it); a
+    `password` given apart wins over the URL's. Messages name the URL without its password."""
+
+    def __init__(self, url: str, password: str | None = None):
+        self.url = _without_password(url)
+        self.description = f"Redis at {self.url}"
+        extra = {"password": password} if password else {}
         self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
                                            socket_connect_timeout=SOCKET_TIMEOUT_S,
-                                           retry=Retry(NoBackoff(), 0), health_check_interval=0)
+                                           retry=Retry(NoBackoff(), 0), health_check_interval=0, **extra)
         self._release = self.client.register_script(_RELEASE)
         self._renew = self.client.register_script(_RENEW)
         self._held: dict[str, str] = {}  # lock key -> token, renewed until released
@@ -201,7 +224,7 @@ class RedisStore(Store):
         expired = [i for i, info in zip(ids, infos) if info is None]
         if expired:
             self.client.srem(f"{PREFIX}workers", *expired)
-        return [json.loads(info) for info in infos if info is not None]
+        return [_decoded(info) for info in infos if info is not None]
 
     def close(self):
         self._stop.set()

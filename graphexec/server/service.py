@@ -18,7 +18,7 @@ from graphexec.config import RunMetadata
 from graphexec.runtime.feeds import check_feed
 from graphexec.runtime.metadata import describe_run
 from graphexec.runtime.placement import Placement
-from graphexec.runtime.store import Store
+from graphexec.runtime.store import Store, store_container
 from graphexec.runtime.worker import CachedPlan, Cancellation, PlanCall, PlanResult, run_serialized
 from graphexec.server import plans as plan_cache
 from graphexec.server.graphs import GraphLibrary
@@ -56,9 +56,10 @@ class Service:
         self.plans = PlanCache(store)
 
     # -- sessions and graphs ----------------------------------------------------------------------
-    def create_session(self, config) -> SessionRecord:
-        """`config`: a SessionConfig message."""
-        return self.sessions.create(config.container, config.allow_soft_placement, config.default_timeout_ms)
+    def create_session(self, config, tenant: str) -> SessionRecord:
+        """`config`: a SessionConfig message. The session belongs to `tenant`, and so do its variables."""
+        return self.sessions.create(tenant, config.container, config.allow_soft_placement,
+                                    config.default_timeout_ms)
 
     def extend_session(self, record: SessionRecord, segment) -> tuple[SessionRecord, bool]:
         """The session with its graph set to `segment`'s; (record, True) when the nodes must be sent."""
@@ -102,7 +103,7 @@ class Service:
         placed = cached.placement(self.pool.device_types(), record.allow_soft_placement)
         timeout = _earliest(remaining_s, options.timeout_ms / 1e3 if options.timeout_ms else None,
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
-        call = PlanCall(record.container, cached.key, feeds, request_id, record.handle, placed.device_type,
+        call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,
                         placed.host_steps, options.trace_level > 0, timeout, cancellation)
         return RunOutcome(run_serialized(self.store, call, cached, self._dispatch), placed, cached)
 
@@ -123,9 +124,10 @@ class Service:
     def list_devices(self) -> list[tuple[object, dict]]:
         return [(worker, device) for worker in self.pool.workers() for device in worker.devices()]
 
-    def reset(self, containers) -> None:
+    def reset(self, containers, tenant: str) -> None:
+        """Drop the variables of `tenant`'s `containers` (its default container when none are named)."""
         for container in containers or [""]:
-            self.store.reset(container)
+            self.store.reset(store_container(tenant, container))
 
 
 def _canonical(tensor: str) -> str:

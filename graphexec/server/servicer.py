@@ -4,6 +4,8 @@ Handlers take raw request bytes (graphexec.rpc.methods), so a malformed request 
 INVALID_ARGUMENT by our own decoding rather than failing inside gRPC, and tensor-carrying messages
 are decoded as zero-copy views (graphexec.rpc.codec). Failures become statuses through the one map
 of graphexec.rpc.status: tf.errors classes their own code, anything unexpected logged and INTERNAL.
+Every call is authenticated before its handler runs (graphexec.rpc.methods): `context.caller` is the
+caller's tenant (graphexec.server.auth), whose sessions and variables are the only ones it reaches.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, convert, methods, status
 from graphexec.rpc.codec import CHUNK_BYTES, parse
 from graphexec.rpc.tensors import DecodeError, dtype_from_enum, tensors_from_protos
+from graphexec.server import auth
 from graphexec.server import plans as plan_cache
 from graphexec.server.service import RunOutcome, Service
 from graphexec.runtime.worker import Cancellation
@@ -39,7 +42,7 @@ class GraphExecServicer:
     @status.answers_failures
     def create_session(self, data, context):
         request = parse(spb.CreateSessionRequest, data)
-        record = self.service.create_session(request.config)
+        record = self.service.create_session(request.config, context.caller)
         missing = False
         if request.HasField("graph"):
             record, missing = self.service.extend_session(record, request.graph)
@@ -49,7 +52,7 @@ class GraphExecServicer:
     @status.answers_failures
     def extend_session(self, data, context):
         request = parse(spb.ExtendSessionRequest, data)
-        record = self.service.sessions.get(request.session_handle)
+        record = self.service.sessions.get(request.session_handle, context.caller)
         record, missing = self.service.extend_session(record, request.graph)
         return spb.ExtendSessionResponse(graph_missing=missing, node_count=record.node_count,
                                          graph_digest=record.graph_digest).SerializeToString()
@@ -57,12 +60,12 @@ class GraphExecServicer:
     @status.answers_failures
     def close_session(self, data, context):
         request = parse(spb.CloseSessionRequest, data)
-        self.service.sessions.close(request.session_handle)
+        self.service.sessions.close(request.session_handle, context.caller)
         return b""
 
     @status.answers_failures
     def reset(self, data, context):
-        self.service.reset(list(parse(spb.ResetRequest, data).containers))
+        self.service.reset(list(parse(spb.ResetRequest, data).containers), context.caller)
         return b""
 
     @status.answers_failures
@@ -70,16 +73,19 @@ class GraphExecServicer:
         parse(spb.ListDevicesRequest, data)
         response = spb.ListDevicesResponse()
         for worker, device in self.service.list_devices():
+            # Worker addresses are for the operator: the tenants of a shared server do not get them.
+            address = getattr(worker, "address", "in-process") if context.caller == auth.SINGLE_TENANT else ""
             response.devices.add(name=device["name"], device_type=device["device_type"],
                                  memory_limit_bytes=device.get("memory_limit_bytes", 0), worker=worker.id,
-                                 address=getattr(worker, "address", "in-process"), load=worker.load())
+                                 address=address, load=worker.load())
         return response.SerializeToString()
 
     # -- callables --------------------------------------------------------------------------------------
     @status.answers_failures
     def make_callable(self, data, context):
         request = parse(spb.MakeCallableRequest, data)
-        record = self.service.sessions.get(request.session_handle, request.graph_node_count, request.graph_digest)
+        record = self.service.sessions.get(request.session_handle, context.caller, request.graph_node_count,
+                                           request.graph_digest)
         made = self.service.make_callable(record, request.feeds, request.fetches, request.targets)
         return spb.MakeCallableResponse(
             callable_handle=made.plan.key, plan_cache_hit=made.source != plan_cache.COMPILED,
@@ -108,7 +114,7 @@ class GraphExecServicer:
         if len(request.feed_names) != len(feeds):
             raise errors.InvalidArgumentError(None, None, f"{len(request.feed_names)} feed names for {len(feeds)} "
                                                           f"feed values")
-        record = self.service.sessions.get(request.session_handle, request.graph_node_count)
+        record = self.service.sessions.get(request.session_handle, context.caller, request.graph_node_count)
         made = self.service.make_callable(record, request.feed_names, request.fetches, request.targets)
         outcome = self._run(record, made.plan, [feeds[i] for i in made.feed_indices], request.request_id,
                             request.options, context)
@@ -118,7 +124,7 @@ class GraphExecServicer:
         return codec.encode_tensor_message(response, "fetches", outcome.result.fetches)
 
     def _run_callable(self, request, feeds, context, cancellation=None, response_class=spb.RunCallableResponse):
-        record = self.service.sessions.get(request.session_handle)
+        record = self.service.sessions.get(request.session_handle, context.caller)
         cached, source = self.service.plans.get(request.callable_handle)
         outcome = self._run(record, cached, feeds, request.request_id, request.options, context, cancellation)
         response = response_class()
@@ -283,7 +289,15 @@ def _response_frames(response, fetches):
     return codec.parted_frames(response, "fetches", fetches, response.parted_fetches)
 
 
-def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: int = 32):
-    """(grpc server, bound port). Health checking and reflection are served beside the API."""
+def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: int = 32,
+                  tokens: auth.TokenTable | None = None, credentials=None, reflect: bool = True):
+    """(grpc server, bound port). Health checking (and reflection when `reflect`) are served beside the
+    API; over TLS with `credentials`. With `tokens`, each call's tenant is the one its bearer token names
+    (others are UNAUTHENTICATED); without, every caller is the single tenant."""
+    authenticate = tokens.tenant_of if tokens is not None else _single_tenant
     return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service), address, max_threads,
-                                 GRPC_OPTIONS, reflect=True)
+                                 GRPC_OPTIONS, reflect=reflect, credentials=credentials, authenticate=authenticate)
+
+
+def _single_tenant(metadata) -> str:
+    return auth.SINGLE_TENANT

@@ -12,18 +12,24 @@ import threading
 from dataclasses import asdict, dataclass, replace
 
 from graphexec import digest, errors
-from graphexec.runtime.store import Store
+from graphexec.runtime.store import Store, store_container
 
 
 @dataclass(frozen=True)
 class SessionRecord:
     handle: str
+    tenant: str = ""
     container: str = ""
     allow_soft_placement: bool = True
     default_timeout_ms: int = 0
     chain: str = digest.CHAIN_START.hex()  # chain state of the session's graph
     node_count: int = 0
     seed: int | None = None
+
+    @property
+    def variable_container(self) -> str:
+        """The store's name for the session's container: the tenant's own."""
+        return store_container(self.tenant, self.container)
 
     @property
     def graph_digest(self) -> str:
@@ -43,22 +49,27 @@ class SessionTable:
         self._cache: dict[str, SessionRecord] = {}
         self._lock = threading.Lock()
 
-    def create(self, container: str, allow_soft_placement: bool, default_timeout_ms: int) -> SessionRecord:
-        record = SessionRecord(secrets.token_hex(16), container, allow_soft_placement, max(default_timeout_ms, 0))
+    def create(self, tenant: str, container: str, allow_soft_placement: bool, default_timeout_ms: int
+               ) -> SessionRecord:
+        record = SessionRecord(secrets.token_hex(16), tenant, container, allow_soft_placement,
+                               max(default_timeout_ms, 0))
         self._save(record)
         return record
 
-    def get(self, handle: str, min_node_count: int = 0, graph_digest: str = "") -> SessionRecord:
+    def get(self, handle: str, tenant: str, min_node_count: int = 0, graph_digest: str = "") -> SessionRecord:
+        """The record of `tenant`'s session `handle`; another tenant's session is NOT_FOUND, as if it
+        did not exist."""
         record = self._cache.get(handle)
         if (record is None or record.node_count < min_node_count
                 or graph_digest and record.graph_digest != graph_digest):
             data = self.store.get_session(handle)
             if data is None:
-                raise errors.NotFoundError(None, None, f"session '{handle[:40]}' does not exist (closed, or never "
-                                                       f"created on this service)")
+                raise _no_session(handle)
             record = SessionRecord.from_bytes(data)
             with self._lock:
                 self._cache[handle] = record
+        if record.tenant != tenant:
+            raise _no_session(handle)
         if record.node_count < min_node_count or graph_digest and record.graph_digest != graph_digest:
             raise errors.FailedPreconditionError(
                 None, None, f"session holds graph {record.graph_digest[:16]} of {record.node_count} nodes; the "
@@ -72,7 +83,11 @@ class SessionTable:
             self._save(updated)
         return updated
 
-    def close(self, handle: str) -> None:
+    def close(self, handle: str, tenant: str) -> None:
+        try:
+            self.get(handle, tenant)
+        except errors.NotFoundError:
+            return  # closed already (or not the caller's to close)
         self.store.delete_session(handle)
         with self._lock:
             self._cache.pop(handle, None)
@@ -81,3 +96,8 @@ class SessionTable:
         self.store.put_session(record.handle, record.to_bytes())
         with self._lock:
             self._cache[record.handle] = record
+
+
+def _no_session(handle: str) -> errors.NotFoundError:
+    return errors.NotFoundError(None, None, f"session '{handle[:40]}' does not exist (closed, or never created on "
+                                            f"this service)")

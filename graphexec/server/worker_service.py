@@ -1,5 +1,8 @@
 """`graphexec worker`: a WorkerCore served over the internal Worker gRPC API, registered in Redis.
 
+With the worker secret (graphexec.server.auth), RunPlan is served only to callers that send it, and
+the registration is signed with it.
+
 The worker registers its id, address, devices and load under a key with a short TTL and refreshes
 it every HEARTBEAT_S; servers place work only on workers whose key is alive. The gRPC deadline of
 a RunPlan call is the run's deadline, and cancelling the call stops the run at the next op.
@@ -9,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 
-
 from graphexec import errors
 from graphexec.proto.v1 import worker_pb2 as wpb
 from graphexec.rpc import codec, convert, methods, status
 from graphexec.rpc.tensors import DecodeError
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import Cancellation, PlanCall, WorkerCore
+from graphexec.server.auth import WorkerSecret
 
 HEARTBEAT_S = 1.0
 REGISTRATION_TTL_S = 3.0
@@ -51,22 +54,32 @@ def remaining_seconds(context) -> float | None:
     return None if remaining is None or remaining > NO_DEADLINE_S else remaining
 
 
-def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 0, max_threads: int = 16):
+def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 0, max_threads: int = 16,
+                         secret: WorkerSecret | None = None, credentials=None):
+    """With `secret`, only callers that send it (servers) may run plans: others are UNAUTHENTICATED."""
+    authenticate = secret.check_caller if secret is not None else None
     return methods.create_server(methods.WORKER_SERVICE, WorkerServicer(core), f"{host}:{port}", max_threads,
-                                 GRPC_OPTIONS)
+                                 GRPC_OPTIONS, credentials=credentials, authenticate=authenticate)
 
 
 class Heartbeat:
-    """Keeps the worker's registration alive; a dead worker's registration expires on its own."""
+    """Keeps the worker's registration alive; a dead worker's registration expires on its own. With the
+    worker secret, the record is signed, so servers can tell it from one written by anyone else."""
 
-    def __init__(self, store: Store, core: WorkerCore):
+    def __init__(self, store: Store, core: WorkerCore, secret: WorkerSecret | None = None):
         self.store = store
         self.core = core
+        self.secret = secret
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="graphexec-heartbeat", daemon=True)
 
+    def _register(self):
+        info = self.core.info()
+        self.store.register_worker(self.core.worker_id, self.secret.sign(info) if self.secret else info,
+                                   REGISTRATION_TTL_S)
+
     def start(self):
-        self.store.register_worker(self.core.worker_id, self.core.info(), REGISTRATION_TTL_S)
+        self._register()
         self._thread.start()
         return self
 
@@ -74,7 +87,7 @@ class Heartbeat:
         warned = False
         while not self._stop.wait(HEARTBEAT_S):
             try:
-                self.store.register_worker(self.core.worker_id, self.core.info(), REGISTRATION_TTL_S)
+                self._register()
                 warned = False
             except errors.UnavailableError as exc:
                 if not warned:

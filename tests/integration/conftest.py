@@ -98,7 +98,7 @@ def redis_server(processes):
 
 def start_serve(processes, *args, env=None) -> str:
     process = Process([sys.executable, "-m", "graphexec", "serve", "--port", "0", *args],
-                      r"serving on (grpc://\S+)", env)
+                      r"serving on (grpcs?://\S+)", env)
     processes.append(process)
     return process.match.group(1)
 

@@ -10,6 +10,8 @@ How a compose service becomes local processes:
   `redis://redis:6379` becomes `redis://127.0.0.1:P`, and `dns:///server:7470` (every replica behind
   one name) becomes the gRPC address list `ipv4:127.0.0.1:P1,127.0.0.1:P2`. Wildcard hosts bind 127.0.0.1.
 * Bind mounts map to the repository's folders, named volumes to temporary folders (the working directory).
+* Secrets (/run/secrets/NAME in the services that list them) map to files tools/make_secrets.py makes
+  in the working directory, as an operator makes deploy/secrets/.
 * Services start in depends_on order; `condition: service_healthy` waits for the service's own healthcheck.
 So a change to docker-compose.yml that breaks the topology (a wrong host name, port, variable, command or
 healthcheck) breaks this test.
@@ -35,6 +37,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import graphexec as tf
+from graphexec.runtime.worker import WorkerCore
+from graphexec.server.auth import WorkerSecret, read_secret
+from graphexec.server.pool import LocalWorker, WorkerPool
+from graphexec.server.redis_store import RedisStore
 
 yaml = pytest.importorskip("yaml")
 
@@ -145,6 +151,10 @@ class LocalCompose:
         self.workdir = workdir
         self.replicas: dict[str, list[Replica]] = {}
         self.volumes = {name: workdir / f"volume-{name}" for name in compose.get("volumes", {})}
+        self.secrets_dir = workdir / "secrets"
+        if compose.get("secrets") and workdir.exists():
+            subprocess.run([sys.executable, str(ROOT / "tools" / "make_secrets.py"), "--dir", str(self.secrets_dir)],
+                           check=True, capture_output=True, timeout=60)
 
     def service(self, name: str) -> dict:
         return self.compose["services"][name]
@@ -234,8 +244,9 @@ class LocalCompose:
         mounts = self.bind_mounts(service)
         for target, source in mounts:
             argv = [str(source) + arg[len(target):] if arg.startswith(target) else arg for arg in argv]
-        argv = [self.rewrite(arg, container_port, own_port) for arg in argv]
-        env = {k: self.rewrite(v, container_port, own_port) for k, v in self.environment(service).items()}
+        argv = [self.secret_paths(service, self.rewrite(arg, container_port, own_port)) for arg in argv]
+        env = {k: self.secret_paths(service, self.rewrite(v, container_port, own_port))
+               for k, v in self.environment(service).items()}
         subcommand = self.subcommand(service)
         if replica and subcommand:
             env[PORT_VARIABLE[subcommand]] = str(replica.port)
@@ -244,7 +255,16 @@ class LocalCompose:
             argv += registry_image(service)["listen_args"](replica.port)
         cwd = next((source for _, source in mounts if source.is_relative_to(self.workdir)), self.workdir)
         cwd.mkdir(parents=True, exist_ok=True)
-        return self.local_executable(service, argv), {**os.environ, **env}, cwd
+        # This checkout's graphexec, whatever the interpreter has installed (processes run in other folders).
+        python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        return self.local_executable(service, argv), {**os.environ, **env, "PYTHONPATH": python_path}, cwd
+
+    def secret_paths(self, service: dict, text: str) -> str:
+        """/run/secrets/NAME -> the local file of secret NAME, for the secrets `service` lists."""
+        for name in service.get("secrets", []):
+            source = pathlib.Path(self.compose["secrets"][name]["file"]).name
+            text = text.replace(f"/run/secrets/{name}", str(self.secrets_dir / source))
+        return text
 
     # -- running ----------------------------------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -347,6 +367,18 @@ def health_status(address: str) -> str:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
+def registered_addresses(topology) -> set[str]:
+    """The addresses in the workers' registrations, read from Redis with the servers' secrets."""
+    env = topology.local_command("server", None)[1]
+    store = RedisStore(env["GRAPHEXEC_REDIS_URL"], read_secret(env["GRAPHEXEC_REDIS_PASSWORD_FILE"], "password"))
+    pool = WorkerPool(store, LocalWorker(WorkerCore(store)),
+                      WorkerSecret(read_secret(env["GRAPHEXEC_WORKER_SECRET_FILE"], "worker secret")))
+    try:
+        return {pool._trusted(record)["address"] for record in store.live_workers()}
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def topology(tmp_path):
     local = LocalCompose(load_compose(), tmp_path)
@@ -384,8 +416,10 @@ def test_every_graphexec_command_parses(monkeypatch):
 
 
 @pytest.mark.timeout(240)
-def test_quickstart_runs_through_the_compose_topology(topology):
+def test_quickstart_runs_through_the_compose_topology(topology, monkeypatch):
     topology.up(default_services(topology.compose))
+    monkeypatch.setenv("GRAPHEXEC_TOKEN_FILE", topology.secret_paths(topology.service("quickstart"),
+                                                                     "/run/secrets/token-default"))
     expected = quickstart_expectations()
 
     done = topology.run("quickstart")
@@ -400,10 +434,12 @@ def test_quickstart_runs_through_the_compose_topology(topology):
         for _ in range(4):
             np.testing.assert_array_equal(sess.run(x * 2.0, {x: [1.0, 2.0, 3.0]}), [2.0, 4.0, 6.0])
         connections = established_connections_to(server_ports)
-        advertised = {d.address for d in sess.list_devices()}
+        devices = sess.list_devices()
     assert all(connections[p] >= 1 for p in server_ports), f"not round-robin over {server_ports}: {connections}"
+    assert devices and not any(d.address for d in devices)  # tenants are not told where workers are
 
-    # Every worker registered an address that servers can reach (what each worker advertises).
+    # Every worker registered, signed, an address that servers can reach (what each worker advertises).
+    advertised = registered_addresses(topology)
     assert len(advertised) == sum(len(topology.replicas[n]) for n in topology.replicas
                                   if topology.subcommand(topology.service(n)) == "worker"), advertised
     for address in advertised:

@@ -269,7 +269,12 @@ def configuration_rows() -> list[tuple[str, str, str]]:
     return row.findall((ROOT / "docs" / "configuration.md").read_text())
 
 
+BOOLEAN_FLAGS = {"--insecure", "--no-reflection"}  # their variables are on when set to 1
+
+
 def sample_value(flag: str) -> str:
+    if flag in BOOLEAN_FLAGS:
+        return "1"
     return {"--port": "4321", "--threads": "3", "--device": "gpu", "--log-level": "DEBUG"}.get(flag, "sample-value")
 
 
@@ -283,7 +288,8 @@ def test_documented_variable_sets_its_flag(command, flag, variable, monkeypatch)
         monkeypatch.setenv("GRAPHEXEC_REDIS_URL", "redis://127.0.0.1:1/0")  # worker requires one
         monkeypatch.setenv(variable, value)
         args = cli._parser().parse_args([subcommand])
-        assert str(getattr(args, flag[2:].replace("-", "_"))) == value, f"{variable} does not set {subcommand} {flag}"
+        expected = "True" if flag in BOOLEAN_FLAGS else value
+        assert str(getattr(args, flag[2:].replace("-", "_"))) == expected, f"{variable} does not set {subcommand} {flag}"
 
 
 def test_configuration_table_covers_every_cli_variable():
