@@ -34,7 +34,11 @@ class Variable:
         graph = get_default_graph()
         with graph.control_dependencies(None), graph.name_scope(name or "Variable") as scope:
             self._var_name = scope[:-1]
-            value = initial_value() if callable(initial_value) else initial_value
+            if callable(initial_value):
+                with graph.name_scope("Initializer"):  # TF1 builds an initializer function's ops here
+                    value = initial_value()
+            else:
+                value = initial_value
             if isinstance(value, Variable):
                 value = value.initialized_value()
             with graph.name_scope("initial_value"):
@@ -64,6 +68,7 @@ class Variable:
     initializer = property(lambda self: self._initializer_op)
     initial_value = property(lambda self: self._initial_value)
     shape = property(lambda self: self._snapshot.shape)
+    constraint = property(lambda self: getattr(self, "_constraint", None))
 
     def get_shape(self):
         return self.shape
@@ -113,7 +118,7 @@ class Variable:
         default_session_for(self._graph, session).load_variable(self._var_name, value, self.dtype)
 
     def __repr__(self):
-        return f"<tf.Variable '{self.name}' shape={self.shape} dtype={self.dtype.name}>"
+        return f"<tf.Variable '{self.name}' shape={self.shape} dtype={self.dtype.name}_ref>"  # TF1's ref variables
 
 
 def assign(ref, value, validate_shape=None, use_locking=None, name=None):
