@@ -66,3 +66,5 @@ truncated_normal_initializer = initializers.TruncatedNormal
 variance_scaling_initializer = initializers.VarianceScaling
 glorot_uniform_initializer = initializers.GlorotUniform
 glorot_normal_initializer = initializers.GlorotNormal
+
+from graphexec import contrib, layers  # noqa: E402 - tf.layers, tf.contrib.layers

@@ -25,7 +25,7 @@ __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomN
 
 # TF1's VarianceScaling "normal": a truncated normal whose stddev is corrected for the truncation at 2 sigma
 # (the stddev of a unit normal truncated to [-2, 2]).
-_TRUNCATED_STDDEV = 0.87962566103423978
+TRUNCATED_STDDEV = 0.87962566103423978
 
 
 class Initializer:
@@ -138,7 +138,7 @@ class VarianceScaling(Initializer):
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         variance = self.scale / max(1.0, n)
         if self.distribution in ("normal", "truncated_normal"):
-            return random_ops.truncated_normal(dims, 0.0, math.sqrt(variance) / _TRUNCATED_STDDEV, dtype,
+            return random_ops.truncated_normal(dims, 0.0, math.sqrt(variance) / TRUNCATED_STDDEV, dtype,
                                                seed=self.seed)
         if self.distribution == "untruncated_normal":
             return random_ops.random_normal(dims, 0.0, math.sqrt(variance), dtype, seed=self.seed)
