@@ -150,7 +150,8 @@ class Tensor:
         return f"<tf.Tensor '{self.name}' shape={self.shape} dtype={self.dtype.name}>"
 
     def __str__(self):
-        return f'Tensor("{self.name}", shape={self.shape}, dtype={self.dtype.name})'
+        shape = "" if self._shape is None else f"shape={self.shape}, "  # TF1 leaves an unknown rank out
+        return f'Tensor("{self.name}", {shape}dtype={self.dtype.name})'
 
     def __bool__(self):
         raise TypeError("Using a tf.Tensor as a Python bool is not allowed in graph mode; use tf.cond or "

@@ -111,8 +111,8 @@ class VariableScope:
             if dtype is not None and initializer is not None and not callable(initializer):
                 init_dtype = _value_dtype(initializer)
                 if init_dtype is not dtypes.as_dtype(dtype):
-                    raise ValueError(f"Initializer type '{init_dtype.name}' and explicit dtype "
-                                     f"'{dtypes.as_dtype(dtype).name}' don't match.")
+                    raise ValueError(f"Initializer type '<dtype: '{init_dtype.name}'>' and explicit dtype "
+                                     f"'<dtype: '{dtypes.as_dtype(dtype).name}'>' don't match.")
             return var_store.get_variable(
                 full_name, shape=shape, dtype=self._dtype if dtype is None else dtype,
                 initializer=self._initializer if initializer is None else initializer, regularizer=regularizer,
@@ -174,7 +174,7 @@ class _VariableStore:
                                  f"found shape {found.shape}.")
             if dtype is not found.dtype:
                 raise ValueError(f"Trying to share variable {name}, but specified dtype {dtype.name} and found "
-                                 f"dtype {found.dtype.name}.")
+                                 f"dtype {found.dtype.name}_ref.")  # TF1's variables have reference dtypes
             return found
         if reuse is True:
             raise ValueError(f"Variable {name} does not exist, or was not created with tf.get_variable(). Did you "

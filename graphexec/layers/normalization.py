@@ -58,7 +58,7 @@ class BatchNormalization(Layer):
         self.moving_variance = self.add_weight("moving_variance", params,
                                                initializer=self.moving_variance_initializer, trainable=False)
         self._rank, self._channels = rank, channels
-        self._unbiased_update = rank == 4 and self._axis in (1, 3) and self.fused is not False
+        self._fused = rank == 4 and self._axis in (1, 3) and self.fused is not False
 
     def _broadcastable(self, t):
         if t is None or self._axis == self._rank - 1:
@@ -70,15 +70,16 @@ class BatchNormalization(Layer):
     def _moving_average_update(self, variable, value, decay):
         with name_scope(None, "AssignMovingAvg") as scope:
             delta = multiply(subtract(variable, value), decay)
-            return assign_sub(variable, delta, name=scope)
+            return assign_sub(variable, delta, name=scope).op  # TF1 collects update ops, not tensors
 
     def call(self, inputs, training=False):
         x = convert_to_tensor(inputs, dtype=self.dtype)
         gamma, beta = self._broadcastable(self.gamma), self._broadcastable(self.beta)
         moving_mean, moving_variance = (self._broadcastable(self.moving_mean),
                                         self._broadcastable(self.moving_variance))
+        name = "FusedBatchNormV3" if self._fused else None  # the op TF1 names the output of a 4-D input
         if training is False:
-            return nn.batch_normalization(x, moving_mean, moving_variance, beta, gamma, self.epsilon)
+            return nn.batch_normalization(x, moving_mean, moving_variance, beta, gamma, self.epsilon, name=name)
         axes = [a for a in range(self._rank) if a != self._axis]
         mean, variance = nn.moments(x, axes, keep_dims=self._axis != self._rank - 1)
         flag = training_as_float(training, x.dtype)
@@ -88,9 +89,9 @@ class BatchNormalization(Layer):
             variance_used = add(multiply(variance, flag), multiply(moving_variance, keep))
         else:
             mean_used, variance_used = mean, variance
-        outputs = nn.batch_normalization(x, mean_used, variance_used, beta, gamma, self.epsilon)
+        outputs = nn.batch_normalization(x, mean_used, variance_used, beta, gamma, self.epsilon, name=name)
         update_variance = variance
-        if self._unbiased_update:
+        if self._fused:
             count = divide(cast(size(x), x.dtype), float(self._channels))
             update_variance = multiply(variance, divide(count, subtract(count, 1.0)))
         decay = 1.0 - self.momentum if flag is None else multiply(1.0 - self.momentum, flag)
