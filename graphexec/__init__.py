@@ -66,5 +66,6 @@ truncated_normal_initializer = initializers.TruncatedNormal
 variance_scaling_initializer = initializers.VarianceScaling
 glorot_uniform_initializer = initializers.GlorotUniform
 glorot_normal_initializer = initializers.GlorotNormal
+orthogonal_initializer = initializers.Orthogonal
 
 from graphexec import contrib, layers  # noqa: E402 - tf.layers, tf.contrib.layers

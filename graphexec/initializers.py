@@ -18,9 +18,9 @@ from graphexec.variables import global_variables_initializer, local_variables_in
 from graphexec.ops.control_ops import no_op
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal", "TruncatedNormal",
-           "VarianceScaling", "GlorotUniform", "GlorotNormal", "zeros", "ones", "constant", "random_uniform",
+           "VarianceScaling", "GlorotUniform", "GlorotNormal", "Orthogonal", "zeros", "ones", "constant", "random_uniform",
            "random_normal", "truncated_normal", "variance_scaling", "glorot_uniform", "glorot_normal",
-           "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "global_variables", "local_variables",
+           "orthogonal", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "global_variables", "local_variables",
            "variables", "tables_initializer"]
 
 # TF1's VarianceScaling "normal": a truncated normal whose stddev is corrected for the truncation at 2 sigma
@@ -108,6 +108,19 @@ class TruncatedNormal(RandomNormal):
                                            seed=self.seed)
 
 
+class Orthogonal(Initializer):
+    """A random orthogonal matrix times `gain` (the shape flattened to [prod(shape[:-1]), shape[-1]])."""
+
+    def __init__(self, gain=1.0, seed=None, dtype=dtypes.float32):
+        self.gain, self.seed, self.dtype = gain, seed, dtypes.as_dtype(dtype)
+
+    def __call__(self, shape, dtype=None, partition_info=None):
+        dims = _dims(shape)
+        if len(dims) < 2:
+            raise ValueError("The tensor to initialize must be at least two-dimensional")
+        return random_ops.random_orthogonal(dims, self.gain, self._dtype(dtype), seed=self.seed)
+
+
 def compute_fans(dims):
     """(fan_in, fan_out) as TF: a conv kernel [h, w, in, out] has fan_in = h * w * in."""
     if not dims:
@@ -185,5 +198,6 @@ def tables_initializer(name="init_all_tables"):
 zeros, ones, constant = Zeros, Ones, Constant
 random_uniform, random_normal, truncated_normal = RandomUniform, RandomNormal, TruncatedNormal
 variance_scaling, glorot_uniform, glorot_normal = VarianceScaling, GlorotUniform, GlorotNormal
+orthogonal = Orthogonal
 global_variables, local_variables, variables = (global_variables_initializer, local_variables_initializer,
                                                 variables_initializer)
