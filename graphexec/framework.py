@@ -274,6 +274,10 @@ class Graph:
             return candidate
         return full
 
+    def get_name_scope(self) -> str:
+        """The current name scope, without a trailing slash ("" at the root)."""
+        return self._name_stack
+
     @contextlib.contextmanager
     def name_scope(self, name):
         old = self._name_stack

@@ -334,8 +334,9 @@ class variable_scope:  # noqa: N801 - TF's name
         graph = get_default_graph()
         store = _scope_store()
         # Without an auxiliary name scope, ops stay in the current name scope (re-entered exactly).
-        current = None if self._auxiliary_name_scope else graph.name_scope(graph._name_stack + "/"
-                                                                          if graph._name_stack else None)
+        current = None
+        if not self._auxiliary_name_scope:
+            current = graph.name_scope(graph.get_name_scope() + "/" if graph.get_name_scope() else None)
         old = store.current_scope
         if self._name_or_scope is None:
             if self._reuse:

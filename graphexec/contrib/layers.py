@@ -19,6 +19,7 @@ __all__ = ["fully_connected", "conv2d", "flatten", "xavier_initializer", "xavier
            "variance_scaling_initializer", "l1_regularizer", "l2_regularizer"]
 
 _CONTRIB_NAMES = {"kernel": "weights", "bias": "biases"}
+_ZEROS = Zeros()  # contrib's default biases_initializer (stateless, so one is shared)
 
 
 def _model_variable_getter(getter, name, *args, **kwargs):
@@ -43,7 +44,7 @@ def _apply(layer_class, inputs, default_scope, scope, reuse, activation_fn, norm
 
 
 def fully_connected(inputs, num_outputs, activation_fn=nn.relu, normalizer_fn=None, normalizer_params=None,
-                    weights_initializer=None, weights_regularizer=None, biases_initializer=Zeros(),
+                    weights_initializer=None, weights_regularizer=None, biases_initializer=_ZEROS,
                     biases_regularizer=None, reuse=None, variables_collections=None, outputs_collections=None,
                     trainable=True, scope=None):
     return _apply(Dense, inputs, "fully_connected", scope, reuse, activation_fn, normalizer_fn, normalizer_params,
@@ -54,7 +55,7 @@ def fully_connected(inputs, num_outputs, activation_fn=nn.relu, normalizer_fn=No
 
 def conv2d(inputs, num_outputs, kernel_size, stride=1, padding="SAME", data_format=None, rate=1,
            activation_fn=nn.relu, normalizer_fn=None, normalizer_params=None, weights_initializer=None,
-           weights_regularizer=None, biases_initializer=Zeros(), biases_regularizer=None, reuse=None,
+           weights_regularizer=None, biases_initializer=_ZEROS, biases_regularizer=None, reuse=None,
            variables_collections=None, outputs_collections=None, trainable=True, scope=None):
     if data_format not in (None, "NHWC"):
         raise ValueError(f"only data_format='NHWC' is supported, got {data_format!r}")
