@@ -293,7 +293,32 @@ def layer_names(tf):
     return out
 
 
-PROGRAMS = {f.__name__: f for f in (nested_scopes, reuse, default_names, name_scopes, errors, collections,
+def layer_reuse(tf):
+    out = {}
+    x = tf.placeholder(tf.float32, [None, 4], name="x")
+    first = tf.layers.dense(x, 2, name="shared", reuse=tf.AUTO_REUSE)
+    second = tf.layers.dense(x, 2, name="shared", reuse=tf.AUTO_REUSE)
+    out["auto_reuse"] = [first.name, second.name, len(tf.global_variables())]
+    for tower in range(2):
+        with tf.variable_scope("model", reuse=tower > 0):
+            out.setdefault("towers", []).append(tf.layers.dense(x, 3, name="proj").name)
+            out["towers"].append(tf.layers.conv1d(tf.expand_dims(x, -1), 2, 2, name="c1").name)
+    layer = tf.layers.Dense(2)
+    with tf.variable_scope("outer"):
+        y = layer(x)
+    with tf.variable_scope("elsewhere"):
+        z = layer(x)  # a built layer keeps the scope of its first call
+    out["layer_object"] = [y.name, z.name, layer.scope_name, [w.name for w in layer.trainable_weights]]
+    norm = tf.layers.BatchNormalization(name="bn")
+    norm(tf.placeholder(tf.float32, [None, 3]), training=True)
+    out["bn_object"] = [[w.name for w in norm.trainable_weights], [w.name for w in norm.non_trainable_weights],
+                        [u.name for u in norm.updates]]
+    out["reuse_missing"] = _error(lambda: tf.layers.dense(x, 2, name="never_made", reuse=True))
+    out["global"] = _names(tf.global_variables())
+    return out
+
+
+PROGRAMS = {f.__name__: f for f in (layer_reuse, nested_scopes, reuse, default_names, name_scopes, errors, collections,
                                     initial_values, printing, layer_names)}
 
 
