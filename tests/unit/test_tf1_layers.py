@@ -7,6 +7,7 @@ import pytest
 
 import graphexec as tf
 
+from opcheck import check_grad
 from tf1_layer_programs import run_all
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "tf1_api", "layers.npz")
@@ -203,3 +204,43 @@ def test_contrib_regularizers_and_initializers():
     assert normal_value.std() == pytest.approx(np.sqrt(1.3 * 2.0 / 300) * 0.8796, rel=0.03)  # truncated at 2 sigma
     limit = np.sqrt(6.0 / 500)
     assert np.abs(xavier_value).max() <= limit and xavier_value.std() == pytest.approx(limit / np.sqrt(3), rel=0.03)
+
+
+# -- tf.nn.conv2d_transpose ---------------------------------------------------------------------------------
+def _np_conv2d_transpose(x, w, output_shape, stride, padding):
+    """Each input pixel scatters w * x into the output window it would read in the forward convolution."""
+    n, h, width, _ = output_shape
+    kh, kw = w.shape[:2]
+    if padding == "SAME":
+        top = max((x.shape[1] - 1) * stride + kh - h, 0) // 2
+        left = max((x.shape[2] - 1) * stride + kw - width, 0) // 2
+    else:
+        top = left = 0
+    out = np.zeros((n, h + kh + stride, width + kw + stride, w.shape[2]))
+    for i in range(x.shape[1]):
+        for j in range(x.shape[2]):
+            out[:, i * stride:i * stride + kh, j * stride:j * stride + kw] += np.einsum("nc,hwoc->nhwo", x[:, i, j], w)
+    return out[:, top:top + h, left:left + width]
+
+
+@pytest.mark.parametrize("in_size, out_size, stride, padding", [(3, 6, 2, "SAME"), (3, 7, 2, "VALID"),
+                                                                 (4, 4, 1, "SAME"), (3, 5, 2, "SAME")])
+def test_conv2d_transpose_matches_numpy_and_its_gradients_finite_differences(in_size, out_size, stride, padding):
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, in_size, in_size, 3)), rng.standard_normal((3, 3, 2, 3))
+    shape = [2, out_size, out_size, 2]
+    got = tf.nn.conv2d_transpose(x, w, shape, [1, stride, stride, 1], padding)
+    assert got.shape.as_list() == shape
+    with tf.Session() as sess:
+        np.testing.assert_allclose(sess.run(got), _np_conv2d_transpose(x, w, shape, stride, padding), atol=1e-10)
+    check_grad(lambda a, b: tf.nn.conv2d_transpose(a, b, shape, [1, stride, stride, 1], padding), [x, w],
+               modes=("feed",))
+
+
+def test_conv2d_transpose_rejects_an_output_shape_the_input_cannot_come_from():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="out_backprop .* does not match"):
+        tf.nn.conv2d_transpose(tf.ones([1, 3, 3, 2]), tf.ones([3, 3, 4, 2]), [1, 9, 9, 4], [1, 2, 2, 1], "SAME")
+    sizes = tf.placeholder(tf.int32, [4])
+    result = tf.nn.conv2d_transpose(tf.ones([1, 3, 3, 2]), tf.ones([3, 3, 4, 2]), sizes, [1, 2, 2, 1], "SAME")
+    with tf.Session() as sess, pytest.raises(tf.errors.InvalidArgumentError, match="does not match"):
+        sess.run(result, {sizes: [1, 9, 9, 4]})
