@@ -318,7 +318,26 @@ def layer_reuse(tf):
     return out
 
 
-PROGRAMS = {f.__name__: f for f in (layer_reuse, nested_scopes, reuse, default_names, name_scopes, errors, collections,
+def custom_getters(tf):
+    seen = []
+
+    def outer(getter, name, *args, **kwargs):
+        seen.append(["outer", name])
+        return getter(name + "_o", *args, **kwargs)
+
+    def inner(getter, name, *args, **kwargs):
+        seen.append(["inner", name])
+        kwargs["trainable"] = False
+        return getter(name, *args, **kwargs)
+
+    with tf.variable_scope("g", custom_getter=outer):
+        a = tf.get_variable("a", [1])
+        with tf.variable_scope("h", custom_getter=inner):
+            b = tf.get_variable("b", [1])
+    return {"seen": seen, "names": [a.name, b.name], "trainable": _names(tf.trainable_variables())}
+
+
+PROGRAMS = {f.__name__: f for f in (custom_getters, layer_reuse, nested_scopes, reuse, default_names, name_scopes, errors, collections,
                                     initial_values, printing, layer_names)}
 
 
