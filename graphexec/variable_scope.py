@@ -200,8 +200,7 @@ class _VariableStore:
                              "`shape` should be fully defined.")
         variable = Variable(initial_value=initial_value, name=name, trainable=True if trainable is None else trainable,
                             collections=collections, validate_shape=validate_shape, dtype=variable_dtype,
-                            shape=dims if validate_shape else None)
-        variable._constraint = constraint
+                            shape=dims if validate_shape else None, constraint=constraint)
         self.variables[name] = variable
         if regularizer is not None:
             with get_default_graph().name_scope(name + "/Regularizer/"):

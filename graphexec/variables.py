@@ -28,7 +28,7 @@ class Variable:
     """A named, mutable tensor stored by the session (or server). `var.name` is "<name>:0"."""
 
     def __init__(self, initial_value=None, trainable=True, collections=None, validate_shape=True,
-                 name=None, dtype=None, expected_shape=None, use_resource=None, shape=None):
+                 name=None, dtype=None, expected_shape=None, use_resource=None, shape=None, constraint=None):
         if initial_value is None:
             raise ValueError("initial_value must be specified.")
         graph = get_default_graph()
@@ -53,6 +53,7 @@ class Variable:
             self._snapshot = apply_op("ReadVariable", (), self._attrs, self._var_name + "/").outputs[0]
         self._graph = graph
         self._trainable = trainable
+        self._constraint = constraint  # exposed as in TF1; tf.train optimizers do not apply it (nor do TF1's)
         collections = list(collections) if collections is not None else [GraphKeys.GLOBAL_VARIABLES]
         if trainable and GraphKeys.TRAINABLE_VARIABLES not in collections:
             collections.append(GraphKeys.TRAINABLE_VARIABLES)
@@ -68,7 +69,7 @@ class Variable:
     initializer = property(lambda self: self._initializer_op)
     initial_value = property(lambda self: self._initial_value)
     shape = property(lambda self: self._snapshot.shape)
-    constraint = property(lambda self: getattr(self, "_constraint", None))
+    constraint = property(lambda self: self._constraint)
 
     def get_shape(self):
         return self.shape
