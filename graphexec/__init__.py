@@ -50,3 +50,22 @@ def add_to_collection(name, value):
 
 def get_collection_ref(key):
     return get_default_graph().get_collection_ref(key)
+
+# TF1 variable scopes, initializers, tf.layers and tf.contrib.layers
+from graphexec import initializers  # noqa: E402
+from graphexec.initializers import tables_initializer  # noqa: E402
+from graphexec.variable_scope import (AUTO_REUSE, VariableScope, get_local_variable, get_variable,  # noqa: E402
+                                      get_variable_scope, no_regularizer, variable_scope)
+
+zeros_initializer = initializers.Zeros
+ones_initializer = initializers.Ones
+constant_initializer = initializers.Constant
+random_uniform_initializer = initializers.RandomUniform
+random_normal_initializer = initializers.RandomNormal
+truncated_normal_initializer = initializers.TruncatedNormal
+variance_scaling_initializer = initializers.VarianceScaling
+glorot_uniform_initializer = initializers.GlorotUniform
+glorot_normal_initializer = initializers.GlorotNormal
+orthogonal_initializer = initializers.Orthogonal
+
+from graphexec import contrib, layers  # noqa: E402 - tf.layers, tf.contrib.layers

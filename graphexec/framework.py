@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 
@@ -83,10 +84,17 @@ class TensorShape:
     def __hash__(self):
         return hash(self.dims)
 
+    # TF1's printing: str "(?, 3)", repr "TensorShape([Dimension(None), Dimension(3)])".
     def __repr__(self):
-        return "TensorShape(<unknown>)" if self.dims is None else f"TensorShape({list(self.dims)})"
+        if self.dims is None:
+            return "TensorShape(None)"
+        return "TensorShape([" + ", ".join(f"Dimension({d})" for d in self.dims) + "])"
 
-    __str__ = lambda self: ir.format_shape(self.dims).replace("?", "None")  # noqa: E731
+    def __str__(self):
+        if self.dims is None:
+            return "<unknown>"
+        text = ", ".join("?" if d is None else str(d) for d in self.dims)
+        return f"({text},)" if len(self.dims) == 1 else f"({text})"
 
 
 class Tensor:
@@ -140,6 +148,10 @@ class Tensor:
 
     def __repr__(self):
         return f"<tf.Tensor '{self.name}' shape={self.shape} dtype={self.dtype.name}>"
+
+    def __str__(self):
+        shape = "" if self._shape is None else f"shape={self.shape}, "  # TF1 leaves an unknown rank out
+        return f'Tensor("{self.name}", {shape}dtype={self.dtype.name})'
 
     def __bool__(self):
         raise TypeError("Using a tf.Tensor as a Python bool is not allowed in graph mode; use tf.cond or "
@@ -213,6 +225,18 @@ class Operation:
     def __repr__(self):
         return f"<tf.Operation '{self.name}' type={self.type}>"
 
+    def __str__(self):
+        """The op's NodeDef in the text form TF1 prints (attrs as the IR spells their values)."""
+        lines = [f'name: "{self.name}"', f'op: "{self.type}"']
+        lines += [f'input: "{t.name[:-2] if t.value_index == 0 else t.name}"' for t in self.inputs]
+        lines += [f'input: "^{op.name}"' for op in self.control_inputs]
+        if self.device:
+            lines.append(f'device: "{self.device}"')
+        for key, value in self.attrs.items():
+            if not key.startswith("_"):
+                lines.append(f'attr {{\n  key: "{key}"\n  value: {ir.format_attr(value)}\n}}')
+        return "\n".join(lines) + "\n"
+
 
 class Graph:
     """A growable dataflow graph. Ops are appended in creation order, which is a topological order."""
@@ -222,7 +246,7 @@ class Graph:
         self._by_name: dict[str, Operation] = {}
         self._names_in_use: dict[str, int] = {}
         self._name_stack = ""
-        self._device_stack: list[str] = []
+        self._device_stack: list = []  # device strings, or TF1 device functions (op -> device string)
         self._control_stack: list[list[Operation]] = []
         self._collections: dict[str, list] = {}
         self.seed: int | None = None
@@ -249,6 +273,10 @@ class Graph:
                 self._names_in_use[candidate.lower()] = 1
             return candidate
         return full
+
+    def get_name_scope(self) -> str:
+        """The current name scope, without a trailing slash ("" at the root)."""
+        return self._name_stack
 
     @contextlib.contextmanager
     def name_scope(self, name):
@@ -306,9 +334,9 @@ class Graph:
             if self._finalized:
                 raise RuntimeError("Graph is finalized and cannot be modified.")
             control = [op for deps in self._control_stack for op in deps]
-            device = next((d for d in reversed(self._device_stack) if d), "")
-            op = Operation(self, name, op_type, inputs, dict.fromkeys(control), attrs, device, source)
+            op = Operation(self, name, op_type, inputs, dict.fromkeys(control), attrs, "", source)
             op.outputs = tuple(Tensor(op, i, a.dtype, a.shape, a.value) for i, a in enumerate(out_avals))
+            op.device = self._device_for(op)
             self._ops.append(op)
             self._by_name[name] = op
             # IR node and digest are kept current as the graph grows (as TF builds its NodeDefs), so a
@@ -316,6 +344,14 @@ class Graph:
             self._digester.add(op.node_def)
             self._last_id += 1
             return op
+
+    def _device_for(self, op) -> str:
+        """The innermost tf.device that names one; a device function is called with the op, as in TF1."""
+        for entry in reversed(self._device_stack):
+            device_name = entry(op) if callable(entry) else entry
+            if device_name:
+                return device_name if isinstance(device_name, str) else device_name.to_string()
+        return ""
 
     def finalize(self):
         self._finalized = True
@@ -362,7 +398,8 @@ class Graph:
         items = self._collections.get(name, [])
         if scope is None:
             return list(items)
-        return [i for i in items if getattr(i, "name", "").startswith(scope)]
+        pattern = re.compile(scope)  # as TF: a regex matched at the start of each item's name; unnamed items drop
+        return [i for i in items if isinstance(getattr(i, "name", None), str) and pattern.match(i.name)]
 
     def get_collection_ref(self, name):
         return self._collections.setdefault(name, [])

@@ -11,7 +11,7 @@ import numpy as np
 
 from graphexec.framework import Tensor, apply_op, name_scope
 from graphexec.ops import conv_ops, math_ops, nn_ops  # noqa: F401 - registers the fused and conv ops
-from graphexec.ops.array_ops import shape, squeeze, stop_gradient, transpose
+from graphexec.ops.array_ops import expand_dims, shape, squeeze, stop_gradient, transpose
 from graphexec.ops.convert import convert_pair, convert_to_tensor
 from graphexec.ops.random_ops import random_uniform
 from graphexec.ops.math_ops import (abs, add, cast, exp, greater, greater_equal, log1p, maximum, minimum,  # noqa: A004
@@ -203,6 +203,41 @@ def conv2d(input=None, filter=None, strides=None, padding=None, use_cudnn_on_gpu
     w = convert_to_tensor(filter, dtype=x.dtype)
     attrs = {"strides": _four(strides, "strides"), "padding": str(padding).upper(), "data_format": data_format}
     return apply_op("Conv2D", (x, w), attrs, name or "Conv2D").outputs[0]
+
+
+def conv2d_transpose(value=None, filter=None, output_shape=None, strides=None, padding="SAME",  # noqa: A002
+                     data_format="NHWC", name=None, input=None, filters=None, dilations=None):  # noqa: A002
+    """The adjoint of conv2d (its gradient with respect to the input): `filter` is [h, w, out, in] and
+    `output_shape` the [batch, height, width, out] of the result."""
+    value = input if value is None else value
+    filter = filters if filter is None else filter  # noqa: A001
+    if value is None or filter is None or output_shape is None or strides is None:
+        raise ValueError("conv2d_transpose needs value, filter, output_shape and strides")
+    if dilations is not None and _four(dilations, "dilations") != (1, 1, 1, 1):
+        raise NotImplementedError("dilated convolution is not supported")
+    x = convert_to_tensor(value)
+    w = convert_to_tensor(filter, dtype=x.dtype)
+    sizes = convert_to_tensor(output_shape, dtype="int32")
+    attrs = {"strides": _four(strides, "strides"), "padding": str(padding).upper(), "data_format": data_format}
+    with name_scope(name, "conv2d_transpose") as scope:
+        return apply_op("Conv2DBackpropInput", (sizes, w, x), attrs, scope).outputs[0]
+
+
+def conv1d(value=None, filters=None, stride=None, padding=None, use_cudnn_on_gpu=None, data_format="NWC",
+           name=None, input=None, dilations=None):  # noqa: A002
+    """1-D convolution of [batch, width, in] with a [width, in, out] filter, as a conv2d of height 1."""
+    value = input if value is None else value
+    if data_format not in ("NWC", "NHWC", None):
+        raise ValueError(f"conv1d supports the NWC data format only, got {data_format!r}")
+    stride = stride[0] if isinstance(stride, (list, tuple)) and len(stride) == 1 else stride
+    stride = stride[1] if isinstance(stride, (list, tuple)) else stride
+    with name_scope(name, "conv1d") as scope:
+        x = expand_dims(convert_to_tensor(value), 1)
+        w = expand_dims(convert_to_tensor(filters, dtype=x.dtype), 0)
+        return squeeze(conv2d(x, w, strides=[1, 1, int(stride), 1], padding=padding), [1], name=scope)
+
+
+__all__ += ["conv2d_transpose", "conv1d"]
 
 
 def _pool(op_type, value, ksize, strides, padding, data_format, name):

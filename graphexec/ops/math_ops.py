@@ -310,22 +310,23 @@ def _named(fn, name: str):
     return fn
 
 
-add = _binary_api("Add", "add")
-subtract = _binary_api("Sub", "sub")
-multiply = _binary_api("Mul", "mul")
+# Default names as TF1: tf.add(x, y) is "Add", x + y is "add" (graphexec.ops.overloads names those).
+add = _binary_api("Add", "Add")
+subtract = _binary_api("Sub", "Sub")
+multiply = _binary_api("Mul", "Mul")
 floordiv = _binary_api("FloorDiv", "floordiv")
-mod = floormod = _binary_api("FloorMod", "mod")
-pow = _binary_api("Pow", "pow")  # noqa: A001 - TF's name
-maximum = _binary_api("Maximum", "maximum")
-minimum = _binary_api("Minimum", "minimum")
-equal = _binary_api("Equal", "equal")
-not_equal = _binary_api("NotEqual", "not_equal")
-less = _binary_api("Less", "less")
-less_equal = _binary_api("LessEqual", "less_equal")
-greater = _binary_api("Greater", "greater")
-greater_equal = _binary_api("GreaterEqual", "greater_equal")
-logical_and = _binary_api("LogicalAnd", "logical_and")
-logical_or = _binary_api("LogicalOr", "logical_or")
+mod = floormod = _binary_api("FloorMod", "FloorMod")
+pow = _binary_api("Pow", "Pow")  # noqa: A001 - TF's name
+maximum = _binary_api("Maximum", "Maximum")
+minimum = _binary_api("Minimum", "Minimum")
+equal = _binary_api("Equal", "Equal")
+not_equal = _binary_api("NotEqual", "NotEqual")
+less = _binary_api("Less", "Less")
+less_equal = _binary_api("LessEqual", "LessEqual")
+greater = _binary_api("Greater", "Greater")
+greater_equal = _binary_api("GreaterEqual", "GreaterEqual")
+logical_and = _binary_api("LogicalAnd", "LogicalAnd")
+logical_or = _binary_api("LogicalOr", "LogicalOr")
 negative = _unary_api("Neg", "Neg")
 abs = _unary_api("Abs", "Abs")  # noqa: A001
 sign = _unary_api("Sign", "Sign")

@@ -80,6 +80,26 @@ def _uniform_int(ctx, shape, seed, seed2, dtype, minval, maxval, node):
     return ctx.from_host(rng.integers(minval, maxval, size=host_ints(ctx, shape), dtype=dtype.np))
 
 
+def _orthogonal(ctx, shape, seed, seed2, dtype, gain, node):
+    """A random orthogonal matrix (Q of the QR of a normal matrix, signs fixed by R's diagonal so it is
+    uniformly distributed), reshaped to `shape`: rows = prod(shape[:-1]), columns = shape[-1]."""
+    dims = host_ints(ctx, shape)
+    rows, cols = int(np.prod(dims[:-1])), dims[-1]
+    values = _generator(ctx, node, seed, seed2).standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(values)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return ctx.from_host((gain * q).reshape(dims).astype(dtype.np, copy=False))
+
+
+def _orthogonal_shape(args, attrs):
+    shape = _random_shape(args, attrs)
+    if shape is not None and len(shape) < 2:
+        raise ShapeError(f"The tensor to initialize must be at least two-dimensional, got shape {list(shape)}")
+    return shape
+
+
 # -- declarations ------------------------------------------------------------------------------
 def _random_shape(args, attrs):
     check_index_dtype(args[0], "shape")
@@ -118,6 +138,9 @@ RandomNormal = _declare("RandomNormal", _normal, _FLOAT_DTYPE, _NORMAL_ATTRS)
 TruncatedNormal = _declare("TruncatedNormal", _truncated_normal, _FLOAT_DTYPE, _NORMAL_ATTRS)
 RandomUniform = _declare("RandomUniform", _uniform, _FLOAT_DTYPE,
                          {**_SEED_ATTRS, "minval": attr("float", 0.0), "maxval": attr("float", 1.0)})
+RandomOrthogonal = op("RandomOrthogonal", shape=_orthogonal_shape, dtype=_FLOAT_DTYPE, kernel=_orthogonal,
+                      stateful=True, grad=NOT_DIFFERENTIABLE, inputs=("shape",),
+                      attrs={**_SEED_ATTRS, "gain": attr("float", 1.0)})  # tf.orthogonal_initializer's values
 RandomUniformInt = _declare("RandomUniformInt", _uniform_int, _uniform_int_dtype,
                             {**_SEED_ATTRS, "minval": attr("int"), "maxval": attr("int")})
 
@@ -150,6 +173,13 @@ def _normal_api(op_type, default_name):
 
 random_normal = _normal_api("RandomNormal", "random_normal")
 truncated_normal = _normal_api("TruncatedNormal", "truncated_normal")
+
+
+def random_orthogonal(shape, gain=1.0, dtype=dtypes.float32, seed=None, name=None):
+    """Values of tf.orthogonal_initializer: orthonormal rows or columns of the flattened [rows, cols] shape."""
+    dtype = dtypes.as_dtype(dtype)
+    with name_scope(name, "random_orthogonal") as scope:
+        return _random("RandomOrthogonal", shape, dtype, seed, {"gain": float(gain)}, scope)
 
 
 def random_uniform(shape, minval=0, maxval=None, dtype=dtypes.float32, seed=None, name=None):

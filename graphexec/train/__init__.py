@@ -1,6 +1,7 @@
 """tf.train: optimizers, the global step, learning-rate decay and checkpoints."""
 from graphexec.train.optimizers import (AdagradOptimizer, AdamOptimizer, GradientDescentOptimizer, MomentumOptimizer,
                                         Optimizer, RMSPropOptimizer)
+from graphexec.train.device_setter import replica_device_setter
 from graphexec.train.saver import Saver, checkpoint_exists, latest_checkpoint, load_checkpoint
 from graphexec.train.training_util import (create_global_step, exponential_decay, get_global_step,
                                            get_or_create_global_step, global_step)
@@ -8,3 +9,4 @@ from graphexec.train.training_util import (create_global_step, exponential_decay
 __all__ = ["AdagradOptimizer", "AdamOptimizer", "GradientDescentOptimizer", "MomentumOptimizer", "Optimizer",
            "RMSPropOptimizer", "Saver", "checkpoint_exists", "latest_checkpoint", "load_checkpoint",
            "create_global_step", "exponential_decay", "get_global_step", "get_or_create_global_step", "global_step"]
+__all__ += ["replica_device_setter"]
