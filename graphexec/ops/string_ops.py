@@ -280,8 +280,12 @@ def _split(ctx, x, delimiter, skip_empty):
     indices, values, width = [], [], 0
     for row, s in enumerate(x):
         # An empty delimiter splits into bytes; otherwise any of its bytes separates tokens (TF's rule).
-        tokens = list(s) if not separators else re.split(b"[" + re.escape(separators) + b"]", s)
-        tokens = [bytes([t]) if isinstance(t, int) else t for t in tokens]
+        if not s:
+            tokens = []  # an empty string has no tokens, empty or not (TF's rule)
+        elif not separators:
+            tokens = [bytes([b]) for b in s]
+        else:
+            tokens = re.split(b"[" + re.escape(separators) + b"]", s)
         if skip_empty:
             tokens = [t for t in tokens if t]
         for column, token in enumerate(tokens):
