@@ -14,9 +14,8 @@ from graphexec import digest, dtypes, errors
 from graphexec.compiler.plan import Endpoint, Plan, Step
 from graphexec.framework import apply_op
 from graphexec.ir import TensorType
-from graphexec.proto.v1 import graph_pb2
+from graphexec.proto.v1 import graph_pb2, service_pb2
 from graphexec.rpc.codec import decode_tensor_message, encode_tensor_message
-from graphexec.proto.v1 import service_pb2
 from graphexec.rpc.tensors import dtype_enum, tensor_from_proto, tensor_to_proto
 from graphexec.runtime import placement
 from graphexec.train import saver as saver_module
