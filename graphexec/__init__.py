@@ -22,6 +22,7 @@ from graphexec.ops.random_ops import *  # noqa: F401,F403
 from graphexec.ops.reduction_ops import *  # noqa: F401,F403
 from graphexec.ops.scan_ops import *  # noqa: F401,F403
 from graphexec.ops.slicing_ops import *  # noqa: F401,F403,A004
+from graphexec.ops.segment_ops import *  # noqa: F401,F403
 from graphexec.ops.string_ops import *  # noqa: F401,F403
 from graphexec.ops import every_op as _every_op, overloads as _overloads  # noqa: F401 - all ops; Tensor operators
 from graphexec.default_session import get_default_session
