@@ -17,6 +17,7 @@ from graphexec.ops.control_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.convert import *  # noqa: F401,F403
 from graphexec.ops.indexing_ops import *  # noqa: F401,F403
 from graphexec.ops.joining_ops import *  # noqa: F401,F403
+from graphexec.ops.linalg_ops import *  # noqa: F401,F403
 from graphexec.ops.math_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.random_ops import *  # noqa: F401,F403
 from graphexec.ops.reduction_ops import *  # noqa: F401,F403
