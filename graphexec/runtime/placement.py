@@ -29,7 +29,7 @@ from graphexec.ops.state_ops import VARIABLE_OPS
 CPU, GPU = "CPU", "GPU"
 DEVICE_NAMES = {CPU: "/cpu:0", GPU: "/device:GPU:0"}
 _DEVICE = re.compile(r"(?:^|/)(?:device:)?(cpu|gpu)(?::(\d+))?$", re.IGNORECASE)
-_UPDATES = ("Assign", "AssignAdd", "AssignSub")
+_UPDATES = ("Assign", "AssignAdd", "AssignSub", "ScatterUpdate", "ScatterAdd", "ScatterSub")
 
 
 class SoftDecision(str):
