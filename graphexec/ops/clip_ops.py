@@ -46,7 +46,7 @@ def global_norm(t_list, name=None):
 
 def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
     """(each tensor * clip_norm / max(global_norm, clip_norm), global_norm); None entries stay None."""
-    if isinstance(t_list, (str, bytes)) or not hasattr(t_list, "__iter__"):
+    if isinstance(t_list, (str, bytes)) or hasattr(t_list, "dtype") or not hasattr(t_list, "__iter__"):
         raise TypeError("t_list should be a sequence")
     t_list = list(t_list)
     with name_scope(name, "clip_by_global_norm") as scope:
