@@ -55,3 +55,41 @@ def test_large_string_feed_and_bad_string_input_remotely(embedded):
         with pytest.raises(errors.InvalidArgumentError, match="could not correctly convert string"):
             sess.run(tf.strings.to_number(words), {words: ["1", "nope"]})
         assert sess.run(tf.strings.join(["still", "up"], separator=" ")) == b"still up"
+
+
+def _new_ops_graph():
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(11)
+        x = tf.placeholder(tf.float64, [None, 3], name="x")
+        matrix = tf.matmul(x, x, transpose_a=True) + 3 * tf.eye(3, dtype=tf.float64)
+        table = tf.Variable(np.zeros((4, 3)), name="table")
+        segments = tf.segment_sum(x, [0, 0, 1, 2])
+        masked = tf.boolean_mask(x, tf.greater(tf.reduce_sum(x, 1), 0))
+        product = tf.einsum("ij,jk->ik", x, matrix)
+        clipped, norm = tf.clip_by_global_norm([product, segments], 1.0)
+        loss = tf.reduce_sum(tf.matrix_inverse(matrix)) + tf.reduce_sum(tf.cholesky(matrix)) + \
+            tf.reduce_sum(clipped[0]) + tf.reduce_sum(tf.tensordot(segments, matrix, 1)) + tf.reduce_sum(masked)
+        fetches = {"segments": segments, "masked": masked, "product": product, "norm": norm,
+                   "unique": tf.unique(tf.constant([4, 2, 4, 1]))[1], "mask": tf.sequence_mask([1, 3], 4),
+                   "det": tf.matrix_determinant(matrix), "solve": tf.matrix_solve(matrix, tf.ones([3, 1], tf.float64)),
+                   "grad": tf.gradients(loss, x)[0], "scatter": tf.scatter_add(table, [1, 1], x[:2]),
+                   "shuffle": tf.random_shuffle(tf.range(10), seed=3),
+                   "multinomial": tf.multinomial(tf.zeros([2, 5]), 6, seed=4)}
+    return graph, x, table, fetches
+
+
+def test_new_ops_remote_equal_in_process(embedded):
+    feed = np.random.default_rng(1).standard_normal((4, 3))
+    results = []
+    for target in ("", embedded):
+        graph, x, table, fetches = _new_ops_graph()
+        with tf.Session(target, graph=graph) as sess:
+            sess.run(table.initializer)
+            results.append(sess.run(fetches, {x: feed}))
+    local, remote = results
+    for key in local:
+        assert remote[key].dtype == local[key].dtype, key
+        np.testing.assert_allclose(remote[key], local[key], rtol=1e-12, err_msg=key)
+    np.testing.assert_allclose(local["scatter"][1], feed[0] + feed[1])
+    np.testing.assert_array_equal(local["unique"], [0, 1, 0, 2])
