@@ -93,3 +93,24 @@ def test_new_ops_remote_equal_in_process(embedded):
         np.testing.assert_allclose(remote[key], local[key], rtol=1e-12, err_msg=key)
     np.testing.assert_allclose(local["scatter"][1], feed[0] + feed[1])
     np.testing.assert_array_equal(local["unique"], [0, 1, 0, 2])
+
+
+def test_string_variables_live_in_redis_across_sessions(redis_server, serve, worker, wait_for_workers):
+    target = serve("--redis", redis_server.url)
+    worker(redis_server.url)
+    wait_for_workers(target, 1)
+    graph = tf.Graph()
+    with graph.as_default():
+        names = tf.Variable(["a", "b"], name="names")
+        table = tf.Variable(np.zeros((3,), np.int8), name="table")
+        grow = tf.assign(names, tf.strings.join([names, tf.as_string(tf.cast(table[:2], tf.int32))], separator="-"))
+        bump = tf.scatter_add(table, [0, 0, 1], np.array([1, 2, 5], np.int8))
+    with tf.Session(target, graph=graph) as sess:
+        sess.run([names.initializer, table.initializer])
+        sess.run(bump)
+        sess.run(grow)
+    with tf.Session(target, graph=graph) as sess:  # a new session reads the values the store kept
+        got_names, got_table = sess.run([names, table])
+    np.testing.assert_array_equal(got_names, [b"a-3", b"b-5"])
+    assert got_table.dtype == np.int8
+    np.testing.assert_array_equal(got_table, [3, 5, 0])
