@@ -239,8 +239,9 @@ def _substring(row, unit):
     text = s if unit == "BYTE" else s.decode("utf-8")
     pos, size = int(pos), int(size)
     if not -len(text) <= pos <= len(text):
-        raise ValueError(f"pos {pos} out of range for string b'{s.decode(errors='replace')}' at index 0")
-    pos %= len(text) + 1 if pos >= 0 else len(text)
+        raise ValueError(f"pos {pos} out of range for string b'{s.decode(errors='replace')}'")
+    if pos < 0:  # counted from the end, as TF
+        pos += len(text)
     piece = text[pos:pos + max(size, 0)]
     return piece if unit == "BYTE" else piece.encode()
 

@@ -29,6 +29,8 @@ def program(tf):
         "lower": tf.strings.lower(hello),
         "regex": tf.strings.regex_replace(words, "[aeiou]", "_"),
         "substr": tf.substr(words, 1, 3),
+        "substr_from_end": tf.substr(words, -3, 2),
+        "substr_chars": tf.strings.substr(words, 1, 2, unit="UTF8_CHAR"),
         "equal": tf.equal(words, "a,,b"),
         "as_string_f": tf.as_string(tf.constant([1.5, -0.25, 1e10])),
         "as_string_i": tf.as_string(tf.constant([7, -12]), width=4, fill="0"),
