@@ -13,8 +13,8 @@ Policy (a pure function of the plan and the available device types):
   decision is reported (RunMetadata.soft_placement); without allow_soft_placement it is UNAVAILABLE.
 * Colocation: every op that reads or updates a variable runs on one device, the device the
   variable's updates ask for (else its reads'), so a variable never moves between devices.
-* tf.string values live on the host: a step that reads or produces one runs on the CPU whatever it
-  asks for (TF has no GPU string kernels either).
+* tf.string values live on the host: a step that reads or produces one runs on the CPU (TF has no GPU
+  string kernels either); one pinned to a GPU is a soft-placement decision, an error without it.
 """
 from __future__ import annotations
 
@@ -106,7 +106,17 @@ def place(plan: Plan, available: frozenset[str], allow_soft: bool = True) -> Pla
     wanted = requested_types(plan)
     if GPU in available:
         host = string_steps(plan)
-        return Placement(GPU, tuple(DEVICE_NAMES[CPU if t == CPU or i in host else GPU] for i, t in enumerate(wanted)))
+        soft = []
+        for i in sorted(host):
+            if wanted[i] == GPU:  # asked for a GPU explicitly: moved like any soft placement
+                step = plan.steps[i]
+                if not allow_soft:
+                    raise errors.InvalidArgumentError(
+                        None, step.node, f"node '{step.node}' ({step.op}) reads or writes tf.string values, which "
+                                         f"only a CPU holds, but its device is '{step.device}'; allow soft placement")
+                soft.append(SoftDecision(step.node, step.device, DEVICE_NAMES[CPU], "tf.string values live on the host"))
+        return Placement(GPU, tuple(DEVICE_NAMES[CPU if t == CPU or i in host else GPU] for i, t in enumerate(wanted)),
+                         tuple(soft))
     gpu_steps = [i for i, t in enumerate(wanted) if t == GPU]
     soft = []
     for i in gpu_steps:

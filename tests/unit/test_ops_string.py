@@ -2,6 +2,7 @@
 ops, checked against a golden run of the same program under real TensorFlow (golden/strings/)."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import pathlib
@@ -166,7 +167,13 @@ def test_string_steps_run_on_the_host_when_a_gpu_is_live():
     plan = Plan("d" * 64, (Endpoint("x:0", 0, string),), (Endpoint("s:0", 0, string),), steps, 2)
     assert placement.string_steps(plan) == {0, 3}
     placed = placement.place(plan, frozenset({placement.CPU, placement.GPU}))
-    assert placed.device_type == placement.GPU and placed.host_steps == (0, 3)
+    assert placed.device_type == placement.GPU and placed.host_steps == (0, 3) and not placed.soft
+    pinned = Plan(plan.graph_digest, plan.feeds, plan.fetches,
+                  (dataclasses.replace(steps[0], device="/gpu:0"), *steps[1:]), 2)
+    soft = placement.place(pinned, frozenset({placement.CPU, placement.GPU}))
+    assert soft.host_steps == (0, 3) and [d.node for d in soft.soft] == ["len"]
+    with pytest.raises(errors.InvalidArgumentError, match="'len'.*tf.string.*soft placement"):
+        placement.place(pinned, frozenset({placement.CPU, placement.GPU}), allow_soft=False)
 
 
 @pytest.mark.parametrize("fn, args, want", [
