@@ -185,7 +185,13 @@ def _scatter_nd(ctx, indices, updates, shape):
     return out.reshape(dims)
 
 
-ScatterNd = op("ScatterNd", shape=_scatter_nd_shape, dtype=lambda args, attrs: args[1].dtype, kernel=_scatter_nd,
+def _scatter_nd_dtype(args, attrs):
+    if args[1].dtype is dtypes.string:  # its updates add up where indices repeat
+        raise ShapeError("scatter_nd takes number or bool updates, got string")
+    return args[1].dtype
+
+
+ScatterNd = op("ScatterNd", shape=_scatter_nd_shape, dtype=_scatter_nd_dtype, kernel=_scatter_nd,
                grad=lambda op, dy: [None, gather_nd(dy, op.inputs[0]), None], inputs=("indices", "updates", "shape"))
 
 

@@ -203,3 +203,21 @@ def test_strings_split_v2_takes_whole_separators():
 def test_string_ops_have_no_gradient():
     x = tf.placeholder(tf.float32, [2])
     assert tf.gradients(tf.strings.to_number(tf.as_string(x)), x) == [None]
+
+
+def test_generic_ops_treat_strings_as_tf_does():
+    s = tf.constant([["a", "bb"], ["c", ""]])
+    with tf.Session() as sess:
+        zeros, padded, filled, picked, tiled = sess.run([
+            tf.zeros_like(s), tf.pad(s, [[0, 1], [1, 0]]), tf.fill([2], "x"),
+            tf.where([[True, False], [False, True]], s, tf.zeros_like(s)), tf.tile(s[:1], [2, 1])])
+    np.testing.assert_array_equal(zeros, [[b"", b""], [b"", b""]])
+    np.testing.assert_array_equal(padded, [[b"", b"a", b"bb"], [b"", b"c", b""], [b"", b"", b""]])
+    assert all(type(v) is bytes for v in padded.reshape(-1))
+    np.testing.assert_array_equal(filled, [b"x", b"x"])
+    np.testing.assert_array_equal(picked, [[b"a", b""], [b"", b""]])
+    np.testing.assert_array_equal(tiled, [[b"a", b"bb"], [b"a", b"bb"]])
+    for refused in (lambda: tf.ones_like(s), lambda: tf.scatter_nd([[0]], tf.constant(["q"]), [2]),
+                    lambda: tf.cast(s, tf.int32), lambda: tf.reduce_sum(s)):
+        with pytest.raises(errors.InvalidArgumentError, match="string"):
+            refused()
