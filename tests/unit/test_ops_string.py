@@ -221,3 +221,12 @@ def test_generic_ops_treat_strings_as_tf_does():
                     lambda: tf.cast(s, tf.int32), lambda: tf.reduce_sum(s)):
         with pytest.raises(errors.InvalidArgumentError, match="string"):
             refused()
+
+
+def test_variable_load_takes_str_as_bytes():
+    names = tf.Variable(["a", "b"])
+    with tf.Session() as sess:
+        names.load(["x", "yz"], sess)
+        got = sess.run(names)
+    assert [type(v) for v in got] == [bytes, bytes]
+    np.testing.assert_array_equal(got, [b"x", b"yz"])
