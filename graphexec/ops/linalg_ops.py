@@ -20,7 +20,7 @@ from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import shape_of
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>; tf.linalg re-exports it).
-__all__ = ["cholesky", "einsum", "eye", "matrix_band_part", "matrix_determinant", "matrix_diag", "matrix_diag_part",
+__all__ = ["cholesky", "einsum", "eye", "norm", "matrix_band_part", "matrix_determinant", "matrix_diag", "matrix_diag_part",
            "matrix_inverse", "matrix_set_diag", "matrix_solve", "matrix_transpose", "self_adjoint_eig",
            "self_adjoint_eigvals", "svd", "tensordot", "trace"]
 
@@ -503,3 +503,50 @@ def eye(num_rows, num_columns=None, batch_shape=None, dtype=dtypes.float32, name
     if batch_shape is not None:
         matrix = np.broadcast_to(matrix, tuple(int(d) for d in batch_shape) + matrix.shape)
     return convert_to_tensor(matrix, name=name or "eye")
+
+
+def norm(tensor, ord="euclidean", axis=None, keepdims=None, name=None):  # noqa: A002 - TF's argument name
+    """tf.norm: 'euclidean'/'fro' (2-norm of the flattened axes), or a vector p-norm (1, 2, inf, any p > 0)
+    over one axis; the matrix operator norms (ord 1/2/inf over two axes) are not supported."""
+    with name_scope(name, "norm") as scope:
+        x = convert_to_tensor(tensor)
+        axes = None if axis is None else tuple(int(a) for a in np.atleast_1d(axis))
+        keep = bool(keepdims)
+        if ord in ("euclidean", "fro") or (ord == 2 and axes is not None and len(axes) == 1):
+            if ord == "fro" and axes is not None and len(axes) != 2:
+                raise ValueError("'fro' needs two axes")
+            return emit("Sqrt", emit("Sum", emit("Square", x), axis=axes, keepdims=keep), name=scope)
+        if axes is not None and len(axes) != 1 or axes is None and x._shape is not None and len(x._shape) != 1:
+            raise ValueError(f"norm: ord={ord!r} is supported for vectors (one axis) only")
+        magnitude = emit("Abs", x)
+        if ord == np.inf:
+            return emit("Max", magnitude, axis=axes, keepdims=keep, name=scope)
+        if ord == 1:
+            return emit("Sum", magnitude, axis=axes, keepdims=keep, name=scope)
+        if not isinstance(ord, (int, float)) or ord <= 0:
+            raise ValueError(f"norm: ord must be 'euclidean', 'fro', or a positive number, got {ord!r}")
+        power = np.asarray(ord, dtype=x.dtype.np)
+        total = emit("Sum", emit("Pow", magnitude, power), axis=axes, keepdims=keep)
+        return emit("Pow", total, np.asarray(1 / ord, dtype=x.dtype.np), name=scope)
+
+
+def adjoint(matrix, name=None):
+    """The conjugate transpose of the last two axes (real tensors: their transpose)."""
+    return matrix_transpose(matrix, name=name or "adjoint")
+
+
+def matvec(a, b, transpose_a=False, adjoint_a=False, name=None):
+    """a [..., m, n] times vectors b [..., n] -> [..., m]."""
+    with name_scope(name, "MatVec") as scope:
+        a = convert_to_tensor(a)
+        column = emit("ExpandDims", convert_to_tensor(b, a.dtype), axis=-1)
+        return emit("Squeeze", emit("MatMul", a, column, transpose_a=bool(transpose_a or adjoint_a),
+                                    transpose_b=False), axis=(-1,), name=scope)
+
+
+def logdet(matrix, name=None):
+    """log(det(matrix)) of symmetric positive definite matrices, through their Cholesky factor."""
+    with name_scope(name, "logdet") as scope:
+        diagonal = emit("MatrixDiagPart", emit("Cholesky", convert_to_tensor(matrix)))
+        return emit("Mul", np.asarray(2.0, diagonal.dtype.np), emit("Sum", emit("Log", diagonal), axis=(-1,),
+                                                                     keepdims=False), name=scope)

@@ -112,3 +112,28 @@ def test_bad_linalg_input_is_clear():
     with pytest.raises(errors.InvalidArgumentError, match="LinAlgError|Singular"):
         with tf.Session() as sess:
             sess.run(tf.matrix_inverse(tf.placeholder_with_default(np.zeros((2, 2)), [2, 2])))
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.float32, tf.float64], ids=str)
+def test_norm_logdet_matvec_match_numpy(dtype):
+    x = sample((3, 4), dtype, seed=8)
+    check_op(tf.norm, lambda v: np.linalg.norm(v.astype(np.float64)).astype(v.dtype), [x])
+    check_op(lambda v: tf.norm(v, axis=1, keepdims=True),
+             lambda v: np.linalg.norm(v.astype(np.float64), axis=1, keepdims=True).astype(v.dtype), [x])
+    for order in (1, 3, np.inf):
+        check_op(lambda v, o=order: tf.linalg.norm(v, ord=o, axis=0),
+                 lambda v, o=order: np.linalg.norm(v.astype(np.float64), o, axis=0).astype(v.dtype), [x],
+                 rtol=2e-3 if dtype is tf.float16 else None)
+    check_op(lambda v: tf.linalg.matvec(v, tf.ones([4], v.dtype)), lambda v: v.sum(1, dtype=v.dtype), [x],
+             rtol=2e-3 if dtype is tf.float16 else None)
+    if dtype is not tf.float16:
+        check_op(tf.linalg.logdet, lambda v: np.linalg.slogdet(v)[1].astype(v.dtype), [SPD.astype(dtype.np)],
+                 rtol=1e-4)
+
+
+def test_norm_and_logdet_gradients():
+    check_grad(lambda v: tf.norm(v, axis=1), [B[0]])
+    check_grad(lambda v: tf.norm(v, ord=3, axis=0), [B[0]])
+    check_grad(lambda v: tf.linalg.logdet(_sym(v)), [SPD])
+    with pytest.raises(ValueError, match="vectors"):
+        tf.norm(tf.zeros([2, 2]), ord=1)
