@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphexec import ir
+from graphexec import dtypes, ir
 from graphexec.base_session import BaseSession
 from graphexec.client.remote import RemoteSession
 from graphexec.compiler.pipeline import compile_program
@@ -114,13 +114,16 @@ class Session(BaseSession):
         return [_owned(r, feed_values) for r in result.fetches]
 
     def load_variable(self, name, value, dtype):
-        self._runner.load_variable(name, np.array(value, dtype=dtype.np))
+        array = dtypes.string_array(value) if dtype is dtypes.string else np.array(value, dtype=dtype.np)
+        self._runner.load_variable(name, array)
 
 
 def _owned(value, feeds):
     """Fetched arrays are the caller's: never a view of a variable, constant or feed (a fetched
     placeholder is the fed array itself)."""
     if isinstance(value, np.ndarray):
+        if value.dtype == object and value.ndim == 0:  # a tf.string scalar is fetched as bytes, as in TF1
+            return value[()]
         if value.base is not None or not value.flags.writeable:
             return value.copy()
         for feed in feeds:

@@ -238,9 +238,16 @@ def _value_independent(op, *dzs):
 
 Fill = op("Fill", shape=_fill_shape, dtype=lambda args, attrs: args[1].dtype, kernel=_fill, inputs=("dims", "value"),
           grad=lambda op, dz: [None, emit("Sum", dz, axis=None, keepdims=False)])
+def _zeros_like(ctx, x):
+    if x.dtype == object:  # tf.string: the empty string is its zero, as in TF
+        return np.full(x.shape, b"", dtype=object)
+    return ctx.xp.zeros_like(x)
+
+
 ZerosLike = op("ZerosLike", shape=rules.unchanged, dtype=rules.same_dtype(), grad=_value_independent,
-               kernel=lambda ctx, x: ctx.xp.zeros_like(x), inputs=("x",))
-OnesLike = op("OnesLike", shape=rules.unchanged, dtype=rules.same_dtype(), grad=_value_independent,
+               kernel=_zeros_like, inputs=("x",))
+OnesLike = op("OnesLike", shape=rules.unchanged, dtype=rules.same_dtype(*(d for d in dtypes.ALL if not d.is_string)),
+              grad=_value_independent,
               kernel=lambda ctx, x: ctx.xp.ones_like(x), inputs=("x",))
 
 
