@@ -15,6 +15,7 @@ from graphexec.framework import (Graph, Operation, Tensor, TensorShape, control_
 from graphexec.ops.array_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.control_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.convert import *  # noqa: F401,F403
+from graphexec.ops.debug_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.indexing_ops import *  # noqa: F401,F403
 from graphexec.ops.joining_ops import *  # noqa: F401,F403
 from graphexec.ops.math_ops import *  # noqa: F401,F403,A004
@@ -27,6 +28,11 @@ from graphexec.default_session import get_default_session
 from graphexec.session import InteractiveSession, Session
 from graphexec.gradients import gradients
 from graphexec import losses, metrics, nn, train  # noqa: E402 - tf.nn, tf.train, tf.losses, tf.metrics
+from graphexec import debugging  # noqa: E402 - tf.debugging
+from graphexec.debugging import (assert_equal, assert_greater, assert_greater_equal, assert_integer, assert_less,  # noqa: E402,F401
+                                 assert_less_equal, assert_negative, assert_non_negative, assert_non_positive,
+                                 assert_none_equal, assert_positive, assert_rank, assert_rank_at_least, assert_scalar,
+                                 assert_type, is_finite, is_inf, is_nan)
 from graphexec.variables import (GraphKeys, Variable, assign, assign_add, assign_sub, global_variables,
                                  global_variables_initializer, initialize_all_variables, local_variables,
                                  local_variables_initializer, trainable_variables, variables_initializer)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphexec import ir
-from graphexec.base_session import BaseSession
+from graphexec.base_session import BaseSession, printing_failures, write_printed
 from graphexec.client.remote import RemoteSession
 from graphexec.compiler.pipeline import compile_program
 from graphexec.config import RunOptions
@@ -107,7 +107,8 @@ class Session(BaseSession):
         options = options or _DEFAULT_OPTIONS
         timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms else None
         trace = run_metadata is not None and options.trace_level >= RunOptions.SOFTWARE_TRACE
-        result = self._runner.run(prepared, feed_values, trace, timeout)
+        result = printing_failures(lambda: self._runner.run(prepared, feed_values, trace, timeout))
+        write_printed(result.printed)
         if run_metadata is not None:
             describe_run(prepared.cached.plan, prepared.placement, result, source, compile_ms,
                          options.trace_level >= RunOptions.FULL_TRACE, run_metadata)
