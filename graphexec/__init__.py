@@ -37,6 +37,11 @@ from graphexec.variables import (GraphKeys, Variable, assign, assign_add, assign
                                  global_variables_initializer, initialize_all_variables, local_variables,
                                  local_variables_initializer, trainable_variables, variables_initializer)
 
+from graphexec.v1_shims import *  # noqa: E402,F401,F403 - TF1's old names and v2 switches
+from graphexec import app, gfile, tf_logging as logging  # noqa: E402 - tf.app, tf.gfile, tf.logging
+from graphexec.app import flags  # noqa: E402 - tf.flags (absl's, as TF1's)
+from graphexec import compat  # noqa: E402 - tf.compat.v1 is this module
+
 newaxis = None
 sub = subtract
 div = divide

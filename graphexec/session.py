@@ -117,6 +117,14 @@ class Session(BaseSession):
     def load_variable(self, name, value, dtype):
         self._runner.load_variable(name, np.array(value, dtype=dtype.np))
 
+    @staticmethod
+    def reset(target, containers=None, config=None):
+        """tf.Session.reset: drop the variables of `containers` on the server at `target`. In-process
+        sessions share no state (each holds its own variables), so an empty target resets nothing."""
+        target = target or os.environ.get("GRAPHEXEC_TARGET", "")
+        if target:
+            RemoteSession.reset(target, containers, config)
+
 
 def _owned(value, feeds):
     """Fetched arrays are the caller's: never a view of a variable, constant or feed (a fetched
