@@ -5,7 +5,7 @@
     with tf.Session() as sess:                  # or tf.Session("grpc://host:port")
         print(sess.run(y, {x: [[1, 2, 3]]}))
 """
-from graphexec import errors
+from graphexec import api_gaps, errors
 from graphexec.config import ConfigProto, GPUOptions, RunMetadata, RunOptions
 from graphexec.dtypes import (DType, as_dtype, bool, double, float16, float32, float64, half, int8, int16,  # noqa: A004
                               int32, int64, uint8, uint16)
@@ -61,3 +61,6 @@ def add_to_collection(name, value):
 
 def get_collection_ref(key):
     return get_default_graph().get_collection_ref(key)
+
+
+__getattr__ = api_gaps.missing_names("", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

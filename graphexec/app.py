@@ -6,6 +6,8 @@ import sys
 
 from absl import app as absl_app, flags
 
+from graphexec import api_gaps
+
 __all__ = ["flags", "run"]
 
 
@@ -17,3 +19,6 @@ def run(main=None, argv=None):
     """Parse flags from `argv` (default sys.argv), then sys.exit(main(remaining argv))."""
     main = main or sys.modules["__main__"].main
     absl_app.run(main=main, argv=argv, flags_parser=_parse_known_flags)
+
+
+__getattr__ = api_gaps.missing_names("app", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphexec import dtypes, errors
+from graphexec import api_gaps, dtypes, errors
 from graphexec.framework import name_scope
 from graphexec.ops.array_ops import rank as rank_of, shape as shape_of
 from graphexec.ops.control_ops import group, no_op
@@ -214,3 +214,6 @@ def is_finite(x, name=None):
     """x - x is 0 for every finite x and NaN for infinities and NaNs."""
     x = convert_to_tensor(x)
     return equal(subtract(x, x), 0, name=name or "IsFinite")
+
+
+__getattr__ = api_gaps.missing_names("debugging", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

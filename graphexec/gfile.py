@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from graphexec import errors
+from graphexec import api_gaps, errors
 
 __all__ = ["Copy", "DeleteRecursively", "Exists", "FastGFile", "GFile", "Glob", "IsDirectory", "ListDirectory",
            "MakeDirs", "MkDir", "Open", "Remove", "Rename", "Stat", "Walk"]
@@ -173,3 +173,6 @@ def Walk(top, in_order=True):  # noqa: N802
     """(directory, subdirectory names, file names) for `top` and every directory below it."""
     for directory, subdirectories, files in os.walk(top, topdown=in_order):
         yield directory, sorted(subdirectories), sorted(files)
+
+
+__getattr__ = api_gaps.missing_names("gfile", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

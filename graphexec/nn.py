@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphexec import api_gaps
 from graphexec.framework import Tensor, apply_op, name_scope
 from graphexec.ops import conv_ops, math_ops, nn_ops  # noqa: F401 - registers the fused and conv ops
 from graphexec.ops.array_ops import shape, squeeze, stop_gradient, transpose
@@ -336,3 +337,6 @@ def fused_batch_norm(x, scale, offset, mean=None, variance=None, epsilon=0.001, 
         count = reduce_prod(cast(shape(x)[:-1], x.dtype))  # elements per channel (the batch may be unknown)
         corrected = multiply(batch_variance, truediv(count, maximum(subtract(count, 1), 1)))
         return y, batch_mean, corrected
+
+
+__getattr__ = api_gaps.missing_names("nn", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

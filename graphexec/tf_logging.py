@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from graphexec import api_gaps
+
 __all__ = ["DEBUG", "ERROR", "FATAL", "INFO", "WARN", "TaskLevelStatusMessage", "debug", "error", "fatal", "flush",
            "get_verbosity", "info", "log", "log_every_n", "log_first_n", "log_if", "set_verbosity", "vlog", "warn",
            "warning"]
@@ -114,3 +116,6 @@ def flush() -> None:
 
 def TaskLevelStatusMessage(msg) -> None:  # noqa: N802 - TF's name
     error(msg)
+
+
+__getattr__ = api_gaps.missing_names("logging", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

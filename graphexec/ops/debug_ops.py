@@ -232,13 +232,16 @@ def verify_tensor_all_finite(t=None, msg=None, name=None, x=None, message=None):
         return check_numerics(t, message=message if msg is None else msg)
 
 
+_UNCHECKED_OPS = frozenset({"CheckNumerics", "Assert", "Print", "PrintV2"})  # checks and printing only
+
+
 def add_check_numerics_ops():
     """One op that checks every floating-point output of every op in the default graph (TF1's
     tf.add_check_numerics_ops): run it beside a training step to find the first NaN or Inf."""
     graph = get_default_graph()
     checks = []
     for operation in list(graph.get_operations()):
-        if operation.type in ("CheckNumerics", "Assert", "Print", "PrintV2") or not operation.outputs:
+        if operation.type in _UNCHECKED_OPS or not operation.outputs:
             continue
         for output in operation.outputs:
             if output.dtype.is_floating:

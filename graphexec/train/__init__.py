@@ -1,4 +1,5 @@
 """tf.train: optimizers, the global step, learning-rate decay and checkpoints."""
+from graphexec import api_gaps
 from graphexec.train.optimizers import (AdagradOptimizer, AdamOptimizer, GradientDescentOptimizer, MomentumOptimizer,
                                         Optimizer, RMSPropOptimizer)
 from graphexec.train.more_optimizers import AdadeltaOptimizer, FtrlOptimizer, ProximalGradientDescentOptimizer
@@ -13,3 +14,6 @@ __all__ = ["AdagradOptimizer", "AdamOptimizer", "GradientDescentOptimizer", "Mom
            "create_global_step", "exponential_decay", "get_global_step", "get_or_create_global_step", "global_step",
            "AdadeltaOptimizer", "FtrlOptimizer", "ProximalGradientDescentOptimizer", "ExponentialMovingAverage",
            "CheckpointState", "get_checkpoint_state"]
+
+
+__getattr__ = api_gaps.missing_names("train", __name__)  # TF1 names graphexec lacks say so (see api_gaps)
