@@ -21,6 +21,7 @@ from graphexec.ops import rules
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.emit import emit
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
+from graphexec.ops.state_ops import VARIABLE_OPS
 from graphexec.ops.summarize import summarize_v1, summarize_v2
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>).
@@ -232,7 +233,9 @@ def verify_tensor_all_finite(t=None, msg=None, name=None, x=None, message=None):
         return check_numerics(t, message=message if msg is None else msg)
 
 
-_UNCHECKED_OPS = frozenset({"CheckNumerics", "Assert", "Print", "PrintV2"})  # checks and printing only
+# Not checked: checks and printing themselves, and variable writes (TF1 skips them as ref-typed outputs;
+# depending on an Assign would re-run the initializer with every check).
+_UNCHECKED_OPS = frozenset({"CheckNumerics", "Assert", "Print", "PrintV2"}) | (VARIABLE_OPS - {"ReadVariable"})
 
 
 def add_check_numerics_ops():

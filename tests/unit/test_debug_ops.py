@@ -183,3 +183,19 @@ def test_add_check_numerics_ops_finds_the_first_bad_op():
         sess.run([z, check], {x: [1.0, 2.0]})
         with pytest.raises(tf.errors.InvalidArgumentError, match="log_x:0 : Tensor had NaN values"):
             sess.run([z, check], {x: [-1.0]})
+
+
+def test_add_check_numerics_ops_leaves_variables_and_updates_alone():
+    w = tf.Variable([1.0, 2.0], name="w")
+    x = tf.placeholder(tf.float32, [2])
+    loss = tf.reduce_sum(w * x)
+    train = tf.train.GradientDescentOptimizer(0.5).minimize(loss)
+    check = tf.add_check_numerics_ops()
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        sess.run(train, {x: [1.0, 1.0]})
+        sess.run(train, {x: [1.0, 1.0]})
+        sess.run(check, {x: [1.0, 1.0]})  # must not re-run the initializer or the update
+        np.testing.assert_array_equal(sess.run(w), [0.0, 1.0])
+        with pytest.raises(tf.errors.InvalidArgumentError, match="Tensor had Inf values"):
+            sess.run(check, {x: [np.inf, 1.0]})
