@@ -18,8 +18,10 @@ _STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 # Statuses a client retries: every unary call is idempotent (see graphexec.client.retry).
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 log = logging.getLogger("graphexec.rpc")
-# Trailing metadata of a failed unary call whose run printed text: a serialized Status with it.
+# Trailing metadata of a failed unary call whose run printed text: a serialized Status with it. gRPC
+# limits metadata (8 KiB by default), so only the last MAX_TRAILING_PRINTED characters travel there.
 STATUS_METADATA_KEY = "graphexec-status-bin"
+MAX_TRAILING_PRINTED = 4096
 
 
 def status_code(error: BaseException) -> grpc.StatusCode:
@@ -64,6 +66,15 @@ def error_from_rpc(error: grpc.RpcError) -> errors.OpError:
     return error_from_status(error.code(), error.details() or str(error), printed)
 
 
+def _last_printed(printed) -> list[str]:
+    """The end of the printed text, within MAX_TRAILING_PRINTED characters, saying what was dropped."""
+    total = sum(len(text) for text in printed)
+    if total <= MAX_TRAILING_PRINTED:
+        return list(printed)
+    tail = "".join(printed)[-MAX_TRAILING_PRINTED:]
+    return [f"[graphexec: {total - len(tail)} earlier characters of printed output were dropped]\n", tail]
+
+
 def answers_failures(handler):
     """A unary handler (..., request bytes, context) whose failures become its call's status, never a crash."""
 
@@ -74,7 +85,8 @@ def answers_failures(handler):
         except Exception as exc:  # the handler boundary: a bug is answered INTERNAL and the server keeps serving
             answer = failure_message(exc, handler.__name__)
             if answer.printed:  # what the failed run printed still reaches the user
-                args[-1].set_trailing_metadata(((STATUS_METADATA_KEY, answer.SerializeToString()),))
+                details = spb.Status(code=answer.code, printed=_last_printed(answer.printed))
+                args[-1].set_trailing_metadata(((STATUS_METADATA_KEY, details.SerializeToString()),))
             args[-1].abort(_STATUS_BY_NUMBER[answer.code], answer.message)
 
     return answered
