@@ -32,7 +32,8 @@ from graphexec import debugging  # noqa: E402 - tf.debugging
 from graphexec.debugging import (assert_equal, assert_greater, assert_greater_equal, assert_integer, assert_less,  # noqa: E402,F401
                                  assert_less_equal, assert_negative, assert_non_negative, assert_non_positive,
                                  assert_none_equal, assert_positive, assert_rank, assert_rank_at_least, assert_scalar,
-                                 assert_type, is_finite, is_inf, is_nan)
+                                 assert_type, is_finite, is_inf, is_nan, assert_near, is_non_decreasing,
+                                 is_numeric_tensor, is_strictly_increasing)
 from graphexec.variables import (GraphKeys, Variable, assign, assign_add, assign_sub, global_variables,
                                  global_variables_initializer, initialize_all_variables, local_variables,
                                  local_variables_initializer, trainable_variables, variables_initializer)

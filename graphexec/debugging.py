@@ -11,17 +11,18 @@ import numpy as np
 
 from graphexec import api_gaps, dtypes, errors
 from graphexec.framework import name_scope
-from graphexec.ops.array_ops import rank as rank_of, shape as shape_of
+from graphexec.ops.array_ops import rank as rank_of, reshape, shape as shape_of
 from graphexec.ops.control_ops import group, no_op
 from graphexec.ops.convert import convert_to_tensor
-from graphexec.ops.debug_ops import Assert, Print, add_check_numerics_ops, check_numerics, print  # noqa: A004,F401
+from graphexec.ops.debug_ops import Assert, check_numerics, verify_tensor_all_finite
 from graphexec.ops.math_ops import abs as absolute, equal, greater, greater_equal, less, less_equal, not_equal, subtract
 from graphexec.ops.reduction_ops import reduce_all
 
 __all__ = ["Assert", "check_numerics", "assert_equal", "assert_none_equal", "assert_less", "assert_less_equal",
            "assert_greater", "assert_greater_equal", "assert_positive", "assert_negative", "assert_non_negative",
            "assert_non_positive", "assert_rank", "assert_rank_at_least", "assert_integer", "assert_type",
-           "assert_scalar", "assert_shapes", "is_nan", "is_inf", "is_finite"]
+           "assert_scalar", "assert_shapes", "is_nan", "is_inf", "is_finite", "assert_near", "assert_all_finite",
+           "is_non_decreasing", "is_strictly_increasing", "is_numeric_tensor"]
 
 
 def _static(t):
@@ -98,6 +99,26 @@ def assert_non_negative(x, data=None, summarize=None, message=None, name=None):
 
 def assert_non_positive(x, data=None, summarize=None, message=None, name=None):
     return _sign_assert("assert_non_positive", "<= 0", assert_greater_equal, x, data, summarize, message, name)
+
+
+def assert_near(x, y, rtol=None, atol=None, data=None, summarize=None, message=None, name=None):
+    """|x - y| <= atol + rtol * |y| everywhere; rtol and atol default to 10 * the dtype's epsilon, as TF1."""
+    with name_scope(name, "assert_near"):
+        x = convert_to_tensor(x, name="x")
+        y = convert_to_tensor(y, dtype=x.dtype, name="y")
+        tolerance = 10 * float(np.finfo(x.dtype.np).eps)
+        rtol = tolerance if rtol is None else rtol
+        atol = tolerance if atol is None else atol
+        if data is None:
+            data = [message or "", f"x and y not equal to tolerance rtol = {rtol}, atol = {atol}",
+                    f"x ({x.name}) = ", x, f"y ({y.name}) = ", y]
+        close = less_equal(absolute(subtract(x, y)), atol + rtol * absolute(y))
+        return Assert(reduce_all(close), data, summarize=summarize)
+
+
+def assert_all_finite(t=None, msg=None, name=None, x=None, message=None):
+    """`t` unchanged, after a check that fails the run when it holds a NaN or an infinity."""
+    return verify_tensor_all_finite(t, msg, name, x, message)
 
 
 def _shape_text(shape) -> str:
@@ -198,6 +219,29 @@ def _dim_check(tensor, axis, want, have, prefix, data, summarize):
     wording = f"{prefix}Specified by tensor {tensor.name} dimension {axis}.  Tensor {tensor.name} must have size"
     texts = data if data is not None else [wording, want, "Received size", actual]
     return [Assert(equal(actual, want), texts, summarize=summarize)]
+
+
+def _adjacent_pairs(x):
+    """(earlier, later) neighbours of x flattened in row-major order."""
+    flat = reshape(convert_to_tensor(x), [-1])
+    return flat[:-1], flat[1:]
+
+
+def is_non_decreasing(x, name=None):
+    """True when x, flattened, never decreases (also when it has fewer than two elements)."""
+    with name_scope(name, "is_non_decreasing"):
+        earlier, later = _adjacent_pairs(x)
+        return reduce_all(less_equal(earlier, later))
+
+
+def is_strictly_increasing(x, name=None):
+    with name_scope(name, "is_strictly_increasing"):
+        earlier, later = _adjacent_pairs(x)
+        return reduce_all(less(earlier, later))
+
+
+def is_numeric_tensor(tensor) -> bool:
+    return hasattr(tensor, "dtype") and hasattr(tensor, "op") and tensor.dtype in dtypes.NUMERIC
 
 
 def is_nan(x, name=None):

@@ -199,3 +199,22 @@ def test_add_check_numerics_ops_leaves_variables_and_updates_alone():
         np.testing.assert_array_equal(sess.run(w), [0.0, 1.0])
         with pytest.raises(tf.errors.InvalidArgumentError, match="Tensor had Inf values"):
             sess.run(check, {x: [np.inf, 1.0]})
+
+
+def test_assert_near_all_finite_and_monotonic_checks():
+    x = tf.placeholder(tf.float32, [None])
+    near = tf.assert_near(x, [1.0, 2.0])
+    finite = tf.debugging.assert_all_finite(x, "finite msg")
+    with tf.Session() as sess:
+        sess.run(near, {x: [1.0, 2.0 + 1e-6]})
+        with pytest.raises(tf.errors.InvalidArgumentError) as failure:
+            sess.run(near, {x: [1.0, np.nan]})
+        assert str(failure.value).startswith("assertion failed: [] [x and y not equal to tolerance rtol = ")
+        assert "[x (Placeholder:0) = ] [1 nan] [y (assert_near/y:0) = ] [1 2]" in str(failure.value)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="finite msg : Tensor had NaN values"):
+            sess.run(finite, {x: [np.nan]})
+        # as TF 2.21's tf.compat.v1 on the same inputs
+        assert sess.run([tf.is_non_decreasing([1, 2, 2]), tf.is_strictly_increasing([1, 2, 2]),
+                         tf.is_non_decreasing([[3]]), tf.is_strictly_increasing(tf.zeros([0]))]) == \
+            [True, False, True, True]
+    assert tf.is_numeric_tensor(x) and not tf.is_numeric_tensor(np.zeros(2))
