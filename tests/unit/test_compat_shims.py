@@ -28,6 +28,13 @@ def test_compat_v1_is_graphexec():
     assert tf.compat.as_bytes("é") == "é".encode() and tf.compat.as_text(b"ab") == "ab"
 
 
+def test_import_compat_v1_in_a_fresh_process():
+    script = ("import graphexec.compat.v1 as tf\nx = tf.placeholder(tf.float32, [2])\n"
+              "print(tf.Session().run(tf.reduce_sum(x), {x: [1, 2]}))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout == "3.0\n", done.stderr
+
+
 def test_old_names():
     m = tf.constant([[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]])
     with tf.Session() as sess:
