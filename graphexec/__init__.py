@@ -5,7 +5,7 @@
     with tf.Session() as sess:                  # or tf.Session("grpc://host:port")
         print(sess.run(y, {x: [[1, 2, 3]]}))
 """
-from graphexec import errors
+from graphexec import api_gaps, errors
 from graphexec.config import ConfigProto, GPUOptions, RunMetadata, RunOptions
 from graphexec.dtypes import (DType, as_dtype, bool, double, float16, float32, float64, half, int8, int16,  # noqa: A004
                               int32, int64, string, uint8, uint16)
@@ -16,6 +16,7 @@ from graphexec.ops.array_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.clip_ops import *  # noqa: F401,F403
 from graphexec.ops.control_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.convert import *  # noqa: F401,F403
+from graphexec.ops.debug_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.indexing_ops import *  # noqa: F401,F403
 from graphexec.ops.joining_ops import *  # noqa: F401,F403
 from graphexec.ops.linalg_ops import *  # noqa: F401,F403
@@ -33,9 +34,20 @@ from graphexec.session import InteractiveSession, Session
 from graphexec.gradients import gradients
 from graphexec import losses, metrics, nn, train  # noqa: E402 - tf.nn, tf.train, tf.losses, tf.metrics
 from graphexec import linalg, math, random, strings  # noqa: E402 - tf.linalg, tf.math, tf.random, tf.strings
+from graphexec import debugging  # noqa: E402 - tf.debugging
+from graphexec.debugging import (assert_equal, assert_greater, assert_greater_equal, assert_integer, assert_less,  # noqa: E402,F401
+                                 assert_less_equal, assert_negative, assert_non_negative, assert_non_positive,
+                                 assert_none_equal, assert_positive, assert_rank, assert_rank_at_least, assert_scalar,
+                                 assert_type, is_finite, is_inf, is_nan, assert_near, is_non_decreasing,
+                                 is_numeric_tensor, is_strictly_increasing)
 from graphexec.variables import (GraphKeys, Variable, assign, assign_add, assign_sub, global_variables,
                                  global_variables_initializer, initialize_all_variables, local_variables,
                                  local_variables_initializer, trainable_variables, variables_initializer)
+
+from graphexec.v1_shims import *  # noqa: E402,F401,F403 - TF1's old names and v2 switches
+from graphexec import app, gfile, tf_logging as logging  # noqa: E402 - tf.app, tf.gfile, tf.logging
+from graphexec.app import flags  # noqa: E402 - tf.flags (absl's, as TF1's)
+from graphexec import compat  # noqa: E402 - tf.compat.v1 is this module
 
 newaxis = None
 sub = subtract
@@ -75,3 +87,5 @@ glorot_normal_initializer = initializers.GlorotNormal
 orthogonal_initializer = initializers.Orthogonal
 
 from graphexec import contrib, layers  # noqa: E402 - tf.layers, tf.contrib.layers
+
+__getattr__ = api_gaps.missing_names("", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

@@ -5,7 +5,9 @@ graphexec.client.remote.RemoteSession on a server.
 """
 from __future__ import annotations
 
-from graphexec import ir
+import sys
+
+from graphexec import errors, ir
 from graphexec.default_session import DefaultSession
 from graphexec.fetches import FetchMapper
 from graphexec.framework import Graph, Tensor, get_default_graph
@@ -97,6 +99,22 @@ class BaseSession:
 
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
         raise NotImplementedError
+
+
+def write_printed(printed) -> None:
+    """Text the run's printing ops (tf.Print, tf.print) wrote, to the user's stderr, in order."""
+    if printed:
+        sys.stderr.write("".join(printed))
+        sys.stderr.flush()
+
+
+def printing_failures(run):
+    """Calls `run()`; when the run fails, what it printed before failing is written first."""
+    try:
+        return run()
+    except errors.OpError as exc:
+        write_printed(exc.printed)
+        raise
 
 
 def _first(item):

@@ -10,6 +10,7 @@ class OpError(Exception):
     """A failure attributable to a graph node; `node_def`/`op` name it where known."""
 
     error_code = UNKNOWN
+    printed = ()  # text the run's printing ops wrote before it failed (the session writes it to stderr)
 
     def __init__(self, node_def=None, op=None, message: str = ""):
         super().__init__(message)

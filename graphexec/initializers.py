@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from graphexec import api_gaps
 from graphexec import dtypes
 from graphexec.ops import array_ops, random_ops
 from graphexec.ops.convert import constant as constant_tensor
@@ -201,3 +202,5 @@ variance_scaling, glorot_uniform, glorot_normal = VarianceScaling, GlorotUniform
 orthogonal = Orthogonal
 global_variables, local_variables, variables = (global_variables_initializer, local_variables_initializer,
                                                 variables_initializer)
+
+__getattr__ = api_gaps.missing_names("initializers", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

@@ -1,4 +1,5 @@
 """tf.linalg: TF1's linear-algebra namespace over graphexec.ops.linalg_ops (and matmul)."""
+from graphexec import api_gaps
 from graphexec.ops.linalg_ops import (adjoint, cholesky, einsum, eye, logdet, matvec, norm, matrix_band_part as band_part,
                                       matrix_determinant as det, matrix_diag as diag, matrix_diag_part as diag_part,
                                       matrix_inverse as inv, matrix_set_diag as set_diag, matrix_solve as solve,
@@ -8,3 +9,5 @@ from graphexec.ops.math_ops import matmul
 
 __all__ = ["adjoint", "band_part", "cholesky", "logdet", "matvec", "norm", "det", "diag", "diag_part", "eigh", "eigvalsh", "einsum", "eye", "inv", "matmul",
            "matrix_transpose", "set_diag", "solve", "svd", "tensordot", "trace", "transpose"]
+
+__getattr__ = api_gaps.missing_names("linalg", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

@@ -1,5 +1,6 @@
 """tf.math: TF1's math namespace, re-exporting the ops of the math, reduction, scan and segment families
 under their tf.math names."""
+from graphexec import api_gaps
 from graphexec.ops.indexing_ops import unsorted_segment_sum
 from graphexec.ops.math_ops import (abs, add, add_n, cos, divide, equal, exp, floordiv, floormod,  # noqa: A004
                                     greater, greater_equal, less, less_equal, log, log1p, logical_and, logical_not,
@@ -17,3 +18,5 @@ __all__ = ["abs", "add", "add_n", "argmax", "argmin", "cos", "cumprod", "cumsum"
            "reduce_all", "reduce_any", "reduce_max", "reduce_mean", "reduce_min", "reduce_prod", "reduce_sum", "rsqrt",
            "segment_max", "segment_mean", "segment_min", "segment_sum", "sigmoid", "sign", "sin", "sqrt", "square",
            "subtract", "tanh", "top_k", "truediv", "unsorted_segment_sum"]
+
+__getattr__ = api_gaps.missing_names("math", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

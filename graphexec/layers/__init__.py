@@ -1,4 +1,5 @@
 """tf.layers: TF1's layers (tf.compat.v1.layers), classes and functional forms."""
+from graphexec import api_gaps
 from graphexec.layers.base import Layer
 from graphexec.layers.convolutional import Conv1D, Conv2D, Conv2DTranspose, conv1d, conv2d, conv2d_transpose
 from graphexec.layers.core import Dense, Dropout, Flatten, dense, dropout, flatten
@@ -14,3 +15,5 @@ __all__ = ["Layer", "Dense", "Dropout", "Flatten", "Conv1D", "Conv2D", "Conv2DTr
            "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "BatchNormalization", "dense", "dropout",
            "flatten", "conv1d", "conv2d", "conv2d_transpose", "max_pooling1d", "max_pooling2d", "average_pooling1d",
            "average_pooling2d", "batch_normalization"]
+
+__getattr__ = api_gaps.missing_names("layers", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

@@ -274,3 +274,97 @@ def multinomial(logits, num_samples, seed=None, name=None, output_dtype=None):
     num = num_samples if is_tensorlike(num_samples) else convert_to_tensor(int(num_samples), dtypes.int32)
     attrs = {"seed": seed1, "seed2": seed2, "output_dtype": dtypes.as_dtype(output_dtype or dtypes.int64)}
     return apply_op("Multinomial", (convert_to_tensor(logits), num), attrs, name or "Multinomial").outputs[0]
+
+
+# -- candidate samplers (sampled_softmax_loss, nce_loss) ----------------------------------------------------
+def _log_uniform_probability(classes, range_max):
+    """P(k) = log((k + 2) / (k + 1)) / log(range_max + 1): Zipf-like, for classes sorted by frequency."""
+    return np.log1p(1.0 / (classes + 1.0)) / np.log(range_max + 1.0)
+
+
+def _log_uniform_draw(rng, count, range_max):
+    return (np.exp(rng.random(count) * np.log(range_max + 1.0)).astype(np.int64) - 1) % range_max
+
+
+_SAMPLERS = {  # name -> (draw(rng, count, range_max), probability(classes, range_max))
+    "log_uniform": (_log_uniform_draw, _log_uniform_probability),
+    "uniform": (lambda rng, count, range_max: rng.integers(0, range_max, count, dtype=np.int64),
+                lambda classes, range_max: np.full(np.shape(classes), 1.0 / range_max)),
+}
+
+
+def _expected_count(probability, num_sampled, num_tries):
+    """How often a class is expected among the draws: p * num_sampled, or, when sampling unique classes
+    took num_tries draws, the chance it was drawn at least once, 1 - (1 - p) ** num_tries (as TF)."""
+    if num_tries == num_sampled:
+        return probability * num_sampled
+    return -np.expm1(num_tries * np.log1p(-probability))
+
+
+def _sample_candidates(ctx, true_classes, num_true, num_sampled, unique, range_max, seed, seed2, sampler, node):
+    draw, probability = _SAMPLERS[sampler]
+    rng = _generator(ctx, node, seed, seed2)
+    if unique:
+        if num_sampled > range_max:
+            raise ValueError(f"cannot sample {num_sampled} unique classes out of range_max={range_max}")
+        chosen, seen, tries = [], set(), 0
+        while len(chosen) < num_sampled:
+            for value in draw(rng, num_sampled - len(chosen), range_max).tolist():
+                tries += 1
+                if value not in seen:
+                    seen.add(value)
+                    chosen.append(value)
+                    if len(chosen) == num_sampled:
+                        break
+        sampled = np.asarray(chosen, np.int64)
+    else:
+        sampled, tries = draw(rng, num_sampled, range_max), num_sampled
+    true_classes = ctx.to_host(true_classes)
+    true_expected = _expected_count(probability(true_classes.astype(np.float64), range_max), num_sampled, tries)
+    sampled_expected = _expected_count(probability(sampled.astype(np.float64), range_max), num_sampled, tries)
+    return (ctx.from_host(sampled), ctx.from_host(true_expected.astype(np.float32)),
+            ctx.from_host(sampled_expected.astype(np.float32)))
+
+
+def _sampler_shapes(args, attrs):
+    classes = args[0]
+    if classes.dtype is not dtypes.int64:
+        raise ShapeError(f"true_classes must be int64, got {classes.dtype.name}")
+    if classes.shape is not None and (len(classes.shape) != 2 or classes.shape[1] not in (None, attrs["num_true"])):
+        raise ShapeError(f"true_classes must be a matrix of shape [batch, num_true={attrs['num_true']}], got "
+                         f"{classes.shape}")
+    if attrs["sampler"] not in _SAMPLERS:
+        raise ShapeError(f"sampler must be one of {sorted(_SAMPLERS)}, got {attrs['sampler']!r}")
+    if attrs["range_max"] < 1 or attrs["num_sampled"] < 1:
+        raise ShapeError("range_max and num_sampled must be positive")
+    batch = None if classes.shape is None else classes.shape[0]
+    return [(attrs["num_sampled"],), (batch, attrs["num_true"]), (attrs["num_sampled"],)]
+
+
+CandidateSampler = op(
+    "CandidateSampler", shape=_sampler_shapes, kernel=_sample_candidates, stateful=True, grad=NOT_DIFFERENTIABLE,
+    dtype=lambda args, attrs: [dtypes.int64, dtypes.float32, dtypes.float32], inputs=("true_classes",),
+    attrs={"num_true": attr("int"), "num_sampled": attr("int"), "unique": attr("bool"), "range_max": attr("int"),
+           "seed": attr("int", 0), "seed2": attr("int", 0), "sampler": attr("string", "log_uniform")})
+
+
+def _candidate_sampler(sampler, default_name):
+    def fn(true_classes, num_true, num_sampled, unique, range_max, seed=None, name=None):
+        with name_scope(name, default_name) as scope:
+            classes = math_ops.cast(true_classes, dtypes.int64)
+            seed1, seed2 = get_seed(seed)
+            attrs = {"num_true": int(num_true), "num_sampled": int(num_sampled), "unique": bool(unique),
+                     "range_max": int(range_max), "seed": seed1, "seed2": seed2, "sampler": sampler}
+            return tuple(apply_op("CandidateSampler", (classes,), attrs, scope).outputs)
+
+    fn.__name__ = default_name
+    fn.__doc__ = (f"tf.random.{default_name}: (sampled_candidates int64 [num_sampled], true_expected_count "
+                  f"[batch, num_true], sampled_expected_count [num_sampled]) drawn from the {sampler} distribution "
+                  f"over [0, range_max), without repeats when `unique`.")
+    return fn
+
+
+log_uniform_candidate_sampler = _candidate_sampler("log_uniform", "log_uniform_candidate_sampler")
+uniform_candidate_sampler = _candidate_sampler("uniform", "uniform_candidate_sampler")
+
+

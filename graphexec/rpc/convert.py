@@ -251,10 +251,11 @@ def run_plan_request(feeds, **fields) -> bytes:
     return encode_tensor_message(wpb.RunPlanRequest(**fields), "feeds", feeds)
 
 
-def run_plan_reply(data: bytes) -> tuple[list, list[NodeStats], bool, str]:
-    """(fetches, node stats, deduplicated, worker) of a RunPlanResponse; fetches view `data`."""
+def run_plan_reply(data: bytes) -> tuple[list, list[NodeStats], bool, str, list[str]]:
+    """(fetches, node stats, deduplicated, worker, printed text) of a RunPlanResponse; fetches view `data`."""
     response, fetches, _ = decode_tensor_message(wpb.RunPlanResponse, data, "fetches")
-    return fetches, stats_from_proto(response.node_stats), response.deduplicated, response.worker
+    return (fetches, stats_from_proto(response.node_stats), response.deduplicated, response.worker,
+            list(response.printed))
 
 
 # -- run metadata -----------------------------------------------------------------------------------

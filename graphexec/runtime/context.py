@@ -11,12 +11,13 @@ from graphexec import errors
 class ExecContext:
     """Per-run state handed to kernels. `xp` is numpy or cupy; the same kernels serve both."""
 
-    __slots__ = ("xp", "variables", "rngs", "seed", "deadline", "cancelled", "device")
+    __slots__ = ("xp", "variables", "rngs", "seed", "deadline", "cancelled", "device", "printed")
 
-    def __init__(self, xp=np, variables=None, rngs=None, seed=None, deadline=None, device="/cpu:0"):
+    def __init__(self, xp=np, variables=None, rngs=None, seed=None, deadline=None, device="/cpu:0", printed=None):
         self.xp = xp
         self.variables = variables if variables is not None else {}
-        self.rngs = rngs if rngs is not None else {}
+        self.rngs = rngs if rngs is not None else {}  # the session's kernel state: RNGs, tf.Print counts
+        self.printed = printed if printed is not None else []  # text printing ops wrote, for the client
         self.seed = seed
         self.deadline = deadline  # time.monotonic() value, or None
         self.cancelled = False

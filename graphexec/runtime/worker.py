@@ -110,6 +110,7 @@ class PlanResult:
     stats: list
     deduplicated: bool = False
     worker: str = ""
+    printed: list = field(default_factory=list)  # text the printing ops wrote, in order, for the client
 
 
 def load_array_module(device_type: str):
@@ -185,10 +186,14 @@ class WorkerCore:
         if call.cancellation is not None:
             ctx.cancelled = call.cancellation
         stats = [] if call.trace else None
-        if loaded.xp is np:
-            results = loaded.run(ctx, call.feeds, stats)
-        else:
-            results = [_to_host(r) for r in loaded.run(ctx, [on_device(loaded.xp, f) for f in call.feeds], stats)]
+        try:
+            if loaded.xp is np:
+                results = loaded.run(ctx, call.feeds, stats)
+            else:
+                results = [_to_host(r) for r in loaded.run(ctx, [on_device(loaded.xp, f) for f in call.feeds], stats)]
+        except errors.OpError as exc:
+            exc.printed = ctx.printed  # what printed before the failure still reaches the user
+            raise
         if cached.writes_variables:
             changed = {k: v for k, v in run_variables.items() if variables.get(k) is not v}
             if changed:
@@ -199,7 +204,7 @@ class WorkerCore:
         if stats:
             for s in stats:
                 s.worker = self.name
-        return PlanResult(results, stats or [], False, self.name)
+        return PlanResult(results, stats or [], False, self.name, ctx.printed)
 
     def _session_rngs(self, handle: str) -> dict:
         rngs = self._rngs[handle] = {}
@@ -286,7 +291,8 @@ def _run_on_host(loaded: LoadedPlan, host_steps: frozenset[int]) -> None:
 
 def _on_host(fn):
     def run_on_host(ctx, *args):
-        host = ExecContext(np, ctx.variables, ctx.rngs, ctx.seed, ctx.deadline, placement.DEVICE_NAMES[placement.CPU])
+        host = ExecContext(np, ctx.variables, ctx.rngs, ctx.seed, ctx.deadline, placement.DEVICE_NAMES[placement.CPU],
+                           ctx.printed)
         return fn(host, *[_to_host(a) for a in args])
 
     return run_on_host

@@ -96,15 +96,15 @@ class RemoteWorker:
             raise _worker_error(self, exc) from None
         finally:
             self.in_flight -= 1
-        fetches, stats, deduplicated, worker = convert.run_plan_reply(reply)
-        return PlanResult(fetches, stats, deduplicated, worker or self.name)
+        fetches, stats, deduplicated, worker, printed = convert.run_plan_reply(reply)
+        return PlanResult(fetches, stats, deduplicated, worker or self.name, printed)
 
     def close(self):
         self.channel.close()
 
 
 def _worker_error(worker, exc: grpc.RpcError) -> errors.OpError:
-    error = status.error_from_status(exc.code(), exc.details() or "")
+    error = status.error_from_rpc(exc)
     if isinstance(error, errors.UnavailableError):
         return WorkerLost(None, None, f"worker {worker.name} is unavailable: {error.message}")
     return error

@@ -118,7 +118,7 @@ class GraphExecServicer:
         made = self.service.make_callable(record, request.feed_names, request.fetches, request.targets)
         outcome = self._run(record, made.plan, [feeds[i] for i in made.feed_indices], request.request_id,
                             request.options, context)
-        response = spb.RunStepResponse()
+        response = spb.RunStepResponse(printed=outcome.result.printed)
         if _wants_metadata(request.options):
             _fill_metadata(response.metadata, outcome, request.options, made.source, made.compile_ms)
         return codec.encode_tensor_message(response, "fetches", outcome.result.fetches)
@@ -127,7 +127,7 @@ class GraphExecServicer:
         record = self.service.sessions.get(request.session_handle, context.caller)
         cached, source = self.service.plans.get(request.callable_handle)
         outcome = self._run(record, cached, feeds, request.request_id, request.options, context, cancellation)
-        response = response_class()
+        response = response_class(printed=outcome.result.printed)
         if _wants_metadata(request.options):
             _fill_metadata(response.metadata, outcome, request.options, source, 0.0)
         return response, outcome.result.fetches
@@ -208,8 +208,7 @@ def _batch_frame(answers: list) -> bytes:
 
 def _status_frame(failure: BaseException) -> bytes:
     """The answer of a failed run of the Run stream: its status, in the body."""
-    code, message = status.failure_status(failure, "the Run stream")
-    return spb.RunResponse(status=spb.Status(code=code.value[0], message=message)).SerializeToString()
+    return spb.RunResponse(status=status.failure_message(failure, "the Run stream")).SerializeToString()
 
 
 def _wants_metadata(options) -> bool:

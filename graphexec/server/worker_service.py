@@ -43,7 +43,7 @@ class WorkerServicer:
                         request.device_type or "CPU", tuple(request.host_steps), request.trace_level > 0,
                         remaining_seconds(context), cancellation)
         result = self.core.run(call)
-        response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker)
+        response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker, printed=result.printed)
         convert.stats_to_proto(result.stats, response.node_stats)
         return codec.encode_tensor_message(response, "fetches", result.fetches)
 

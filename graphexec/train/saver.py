@@ -27,6 +27,7 @@ the new one) intact and loadable.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -291,3 +292,22 @@ def _step_value(sess, global_step):
     if isinstance(global_step, (int, np.integer)):
         return int(global_step)
     return int(sess.run(global_step))
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointState:
+    """What a directory's checkpoint index names (TF's CheckpointState proto, as a plain object)."""
+
+    model_checkpoint_path: str
+    all_model_checkpoint_paths: tuple[str, ...]
+
+
+def get_checkpoint_state(checkpoint_dir, latest_filename=None) -> CheckpointState | None:
+    """The latest checkpoint and all kept ones named by `checkpoint_dir`'s index (paths joined to the
+    directory, as TF does with relative paths), or None without an index."""
+    index = read_index(checkpoint_dir, latest_filename or INDEX_FILENAME)
+    if index is None:
+        return None
+    paths = [p for p in index.get("all_model_checkpoint_paths", []) if isinstance(p, str)]
+    return CheckpointState(os.path.join(checkpoint_dir, index["model_checkpoint_path"]),
+                           tuple(os.path.join(checkpoint_dir, p) for p in paths))
