@@ -14,6 +14,7 @@ from graphexec.framework import (Graph, Operation, Tensor, TensorShape, control_
 # Each op family's public API is its __all__: adding an op to a family adds it here too.
 from graphexec.ops.array_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.control_ops import *  # noqa: F401,F403,A004
+from graphexec.ops.control_flow_ops import *  # noqa: F401,F403
 from graphexec.ops.convert import *  # noqa: F401,F403
 from graphexec.ops.indexing_ops import *  # noqa: F401,F403
 from graphexec.ops.joining_ops import *  # noqa: F401,F403

@@ -37,11 +37,14 @@ def _wants_node(kernel) -> bool:
         return False
 
 
-def _bind(step: Step):
+def _bind(step: Step, xp):
     definition = registry.get(step.op)
     if definition.is_fused:
         return _bind_fused(step.attrs["body"])
     attrs = registry.kernel_attrs(definition, step.attrs)  # a node may omit attrs that have defaults
+    for key, value in attrs.items():
+        if isinstance(value, Plan):  # an If or While function: its kernel runs it
+            attrs[key] = LoadedPlan(value, xp)
     if _wants_node(definition.kernel):
         attrs["node"] = step.node
     return functools.partial(definition.kernel, **attrs) if attrs else definition.kernel
@@ -130,7 +133,7 @@ class LoadedPlan:
         donors = _donors(plan, feeds_owned)
         bound = []
         for index, s in enumerate(plan.steps):
-            fn = _bind(s)
+            fn = _bind(s, xp)
             if index in donors:
                 fn = _in_place(fn, registry.get(s.op).ufunc, donors[index])
             bound.append((fn, s.inputs, s.outputs, s.free, len(s.outputs) == 1, s))
@@ -140,6 +143,7 @@ class LoadedPlan:
         slots = self.template.copy()
         for slot, value in zip(self.feed_slots, feed_values):
             slots[slot] = value
+        ctx.stats = stats
         interruptible = ctx.deadline is not None or ctx.cancelled is not False
         with np.errstate(all="ignore"):
             for fn, ins, outs, free, single, step in self.steps:
