@@ -7,9 +7,19 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec import dtypes
-from graphexec.framework import FunctionScope, Operation, Tensor, TensorShape, apply_op, control_dependencies
-from graphexec.framework import get_default_graph, name_scope
-from graphexec.ops.array_ops import expand_dims, range as tf_range, reshape, shape as shape_of
+from graphexec.framework import (
+    FunctionScope,
+    Operation,
+    Tensor,
+    TensorShape,
+    apply_op,
+    control_dependencies,
+    get_default_graph,
+    name_scope,
+)
+from graphexec.ops.array_ops import expand_dims, reshape
+from graphexec.ops.array_ops import range as tf_range
+from graphexec.ops.array_ops import shape as shape_of
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.functional_ops import make_if, make_while
 from graphexec.ops.indexing_ops import gather
@@ -87,7 +97,7 @@ def cond(pred, true_fn=None, false_fn=None, strict=False, name=None, fn1=None, f
         shapes = [_common_shape(a._shape, b._shape) for a, b in zip(t_out, e_out)]
         outputs = make_if(pred, t_outer + e_outer, (then, t_args + t_pad, t_out), (else_, e_pad + e_args, e_out),
                           shapes, name="If")
-    leaves = [outputs[i].op if i in t_ops or i in e_ops else t for i, t in enumerate(outputs)]
+    leaves = [t.op if i in t_ops or i in e_ops else t for i, t in enumerate(outputs)]
     return pack_sequence_as(t_result, leaves)
 
 
@@ -172,10 +182,10 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
             limit = convert_to_tensor(maximum_iterations, name="maximum_iterations")
             user_cond, user_body, single = cond, body, _is_single(loop_vars)
 
-            def cond(i, inner):  # noqa: F811 - the user's cond, also bounded by the iteration count
+            def cond(i, inner):  # the user's cond, also bounded by the iteration count
                 return logical_and(i < limit, user_cond(*_as_args(inner)))
 
-            def body(i, inner):  # noqa: F811
+            def body(i, inner):
                 return i + 1, _body_result(user_body(*_as_args(inner)), single)
 
             counter = convert_to_tensor(np.asarray(0, dtype=limit.dtype.np), name="iteration_counter")

@@ -178,7 +178,7 @@ def _while_grad_rule(op, *d_outputs):
         b_scope.graph._name_stack = b_scope.name + "_grad"
         grads = grads + [zeros_like(a) for a in extra]
     inputs = list(op.inputs) + _outer(b_scope, extra) + d_outputs
-    shapes = [t._shape for t in op.outputs] + [t._shape for t in inputs[len(op.outputs):len(grads)]]
+    shapes = [t._shape for t in inputs[:len(grads)]]  # a gradient has its input's shape
     attrs = {**_function(c_args + c_pad, c_out, "cond"), **_function(b_args + extra, b_out, "body"),
              **_function(b_args + extra + d_args, grads, "vjp"),
              "output_shapes": [ShapeAttr(s) for s in shapes]}

@@ -13,7 +13,7 @@ def flatten(structure) -> list:
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            stack.extend(item[k] for k in reversed(sorted(item)))
+            stack.extend(item[k] for k in sorted(item, reverse=True))
         elif isinstance(item, (list, tuple)):
             stack.extend(reversed(item))
         else:
