@@ -11,6 +11,9 @@ import graphexec as tf
 from graphexec import errors, ir
 from graphexec.compiler.pipeline import compile_program
 from graphexec.framework import apply_op
+from graphexec.rpc import convert
+from graphexec.runtime.context import ExecContext
+from graphexec.runtime.executor import LoadedPlan
 from tests.unit.opcheck import check_grad, check_op
 
 
@@ -252,3 +255,18 @@ def test_malformed_if_is_invalid_argument(problem):
         tf.identity(x, name="later")
     with pytest.raises(errors.InvalidArgumentError, match="node 'If' \\(If"):
         _compile(graph, out)
+
+
+def test_plans_with_functions_survive_the_wire_format():
+    """A plan's If/While sub-plans travel in PlanStep.functions (plan cache, remote workers)."""
+    x = tf.placeholder(tf.float64, [3], name="x")
+    y = tf.cond(tf.reduce_sum(x) > 0, lambda: _power(x, 3), lambda: x - 1.0)
+    program = ir.Program(tf.get_default_graph().nodes(), feeds=("x:0",), fetches=(y.name,))
+    plan = compile_program(program, "wire")
+    back = convert.plan_from_bytes(convert.plan_to_bytes(plan))
+    assert str(back) == str(plan)
+    for value in ([1.0, 2.0, -0.5], [-1.0, -2.0, 0.5]):
+        feed = np.array(value)
+        got = [LoadedPlan(p).run(ExecContext(), [feed])[0] for p in (plan, back)]
+        np.testing.assert_array_equal(got[0], got[1])
+        np.testing.assert_allclose(got[0], feed ** 3 if feed.sum() > 0 else feed - 1.0)
