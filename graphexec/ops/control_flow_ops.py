@@ -17,18 +17,14 @@ from graphexec.framework import (
     get_default_graph,
     name_scope,
 )
-from graphexec.ops.array_ops import expand_dims, reshape
-from graphexec.ops.array_ops import range as tf_range
-from graphexec.ops.array_ops import shape as shape_of
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.functional_ops import make_if, make_while
-from graphexec.ops.indexing_ops import gather
 from graphexec.ops.math_ops import logical_and
-from graphexec.ops.registry import ShapeError, op
 from graphexec.ops.structure import flatten, pack_sequence_as
+from graphexec.ops.tensor_array_ops import TensorArray
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>).
-__all__ = ["case", "cond", "foldl", "foldr", "map_fn", "scan", "while_loop"]
+__all__ = ["case", "cond", "while_loop"]
 
 
 # -- tracing ------------------------------------------------------------------------------------------------
@@ -40,7 +36,9 @@ def _trace(scope: FunctionScope, fn, *args):
         leaves = flatten(result)
         tensors, op_positions = [], []
         for i, leaf in enumerate(leaves):
-            if isinstance(leaf, Operation):  # an op result (tf.group, an assign op): run it, return the caller
+            if isinstance(leaf, TensorArray):  # a loop carries a TensorArray as its rows
+                leaf = leaf.flow
+            elif isinstance(leaf, Operation):  # an op result (tf.group, an assign op): run it, return the caller
                 with control_dependencies([leaf]):
                     leaf = apply_op("Const", (), {"value": np.asarray(True), "dtype": dtypes.bool}, "done").outputs[0]
                 op_positions.append(i)
@@ -214,11 +212,13 @@ def _body_result(result, single: bool):
 
 def _while(cond, body, loop_vars, shape_invariants, parallel_iterations, back_prop, scope):
     graph = get_default_graph()
-    leaves = [convert_to_tensor(v) for v in flatten(loop_vars)]
+    template = flatten(loop_vars)
+    leaves = [v.flow if isinstance(v, TensorArray) else convert_to_tensor(v) for v in template]
     if shape_invariants is None:
         invariants = [v._shape for v in leaves]
     else:
         invariants = [_invariant_shape(s) for s in _flatten_invariants(shape_invariants, loop_vars)]
+    invariants = [None if isinstance(t, TensorArray) else s for t, s in zip(template, invariants)]  # rows grow
     for v, inv in zip(leaves, invariants):
         if not _satisfies(v._shape, inv):
             raise ValueError(f"The shape invariant specified for {v.name} is not compatible with the initial shape "
@@ -228,12 +228,12 @@ def _while(cond, body, loop_vars, shape_invariants, parallel_iterations, back_pr
     c_vars = [cond_scope.add_arg(v.dtype, inv) for v, inv in zip(leaves, invariants)]
     b_vars = [body_scope.add_arg(v.dtype, inv) for v, inv in zip(leaves, invariants)]
     n = len(leaves)
-    _, c_out, _ = _trace(cond_scope, lambda: cond(*_as_args(pack_sequence_as(loop_vars, c_vars))))
+    _, c_out, _ = _trace(cond_scope, lambda: cond(*_as_args(pack_sequence_as(loop_vars, _wrap(template, c_vars)))))
     if len(c_out) != 1 or c_out[0].dtype is not dtypes.bool or c_out[0]._shape not in (None, ()):
         raise ValueError(f"cond of a while_loop must return one bool scalar, got {c_out}")
     single = _is_single(loop_vars)
     result, b_out, _ = _trace(body_scope, lambda: _body_result(
-        body(*_as_args(pack_sequence_as(loop_vars, b_vars))), single))
+        body(*_as_args(pack_sequence_as(loop_vars, _wrap(template, b_vars)))), single))
     if len(b_out) != n:
         raise ValueError(f"body of a while_loop must return the same structure as loop_vars ({n} tensors), got "
                          f"{result!r}")
@@ -251,7 +251,12 @@ def _while(cond, body, loop_vars, shape_invariants, parallel_iterations, back_pr
     outputs = make_while(leaves + c_outer + b_outer, (cond_scope, c_vars + c_caps + c_pad, c_out),
                          (body_scope, b_vars + b_pad + b_caps, b_out), invariants, back_prop, parallel_iterations,
                          name="While")
-    return pack_sequence_as(loop_vars, outputs)
+    return pack_sequence_as(loop_vars, _wrap(flatten(result), outputs))
+
+
+def _wrap(template: list, tensors: list[Tensor]) -> list:
+    """`tensors` with those standing for a TensorArray of `template` wrapped as one again."""
+    return [t._with_rows(x, t.element_shape) if isinstance(t, TensorArray) else x for t, x in zip(template, tensors)]
 
 
 def _flatten_invariants(shape_invariants, loop_vars):
@@ -272,162 +277,3 @@ def _flatten_invariants(shape_invariants, loop_vars):
 
     walk(shape_invariants, loop_vars)
     return out
-
-
-# -- loops over the first dimension: map_fn, scan, foldl, foldr ----------------------------------------------
-def _append_row_shape(args, attrs):
-    rows, value = args
-    if rows.dtype is not value.dtype:
-        raise ShapeError(f"rows are {rows.dtype.name} but the value is {value.dtype.name}")
-    if rows.rank is not None and value.rank is not None and rows.rank == value.rank + 1:
-        return (None, *value.shape)
-    return None
-
-
-def _append_row(ctx, rows, value):
-    if rows.shape[0] == 0:  # the empty start (a [0] vector) takes the shape of the first row
-        return ctx.xp.expand_dims(value, 0).copy()
-    return ctx.xp.concatenate([rows, ctx.xp.expand_dims(value, 0)], axis=0)
-
-
-def _append_row_grad(op, dy):
-    rows = op.inputs[0]
-    return [reshape(dy[:-1], shape_of(rows)), dy[-1]]
-
-
-# A loop accumulates its per-iteration results as rows (map_fn, scan): `rows` with `value` added at the end.
-AppendRow = op("AppendRow", shape=_append_row_shape, dtype=lambda args, attrs: args[0].dtype, kernel=_append_row,
-               grad=_append_row_grad, inputs=("rows", "value"))
-
-
-def _empty_rows(dtype) -> Tensor:
-    dtype = dtypes.as_dtype(dtype)
-    return apply_op("Const", (), {"value": np.zeros((0,), dtype.np), "dtype": dtype}, "empty_rows").outputs[0]
-
-
-def _rows_of(elems):
-    flat = [convert_to_tensor(e) for e in flatten(elems)]
-    if not flat:
-        raise ValueError("elems must be a tensor or a non-empty structure of tensors")
-    for e in flat:
-        if e._shape is not None and not e._shape:
-            raise ValueError(f"elems must be at least rank 1 (they are unstacked on dimension 0), got {e.name}")
-    return flat
-
-
-def _stacked_shape(rows: Tensor, count, element_shape):
-    if element_shape is not None:
-        rows.set_shape((count, *element_shape))
-
-
-def _loop_over_rows(step, elems, initial, out_dtypes, reverse, parallel_iterations, back_prop, emit_rows,
-                    start_rows=None, first=0):
-    """The loop behind map_fn/scan/foldl: visits each row of `elems` in order (or reversed), calling
-    `step(state, row) -> (state, outputs)`; returns (final state, stacked outputs when `emit_rows`)."""
-    flat = _rows_of(elems)
-    count = flat[0]._shape[0] if flat[0]._shape is not None else None
-    n = shape_of(flat[0])[0]
-    element_shapes = []
-    rows0 = start_rows if start_rows is not None else [_empty_rows(d) for d in out_dtypes]
-    if not emit_rows:
-        rows0 = []
-
-    def cond(i, state, rows):
-        return i < n
-
-    def body(i, state, rows):
-        index = n - 1 - i if reverse else i
-        row = pack_sequence_as(elems, [gather(e, index) for e in flat])
-        state, outputs = step(state, row)
-        outs = [convert_to_tensor(o) for o in flatten(outputs)] if emit_rows else []
-        if not element_shapes:
-            element_shapes.extend(o._shape for o in outs)
-        return i + 1, state, [apply_op("AppendRow", (r, o), {}, "append").outputs[0] for r, o in zip(rows, outs)]
-
-    state0 = initial
-    i0 = convert_to_tensor(np.asarray(first, np.int32))
-    invariants = (TensorShape([]), _map_structure(lambda t: TensorShape(convert_to_tensor(t)._shape), state0),
-                  [TensorShape(None)] * len(rows0))
-    _, state, rows = while_loop(cond, body, (i0, state0, rows0), shape_invariants=invariants,
-                                parallel_iterations=parallel_iterations, back_prop=back_prop)
-    for r, s in zip(rows, element_shapes or [None] * len(rows)):
-        _stacked_shape(r, count, s)
-    return state, rows
-
-
-def _map_structure(fn, structure):
-    return pack_sequence_as(structure, [fn(x) for x in flatten(structure)])
-
-
-def map_fn(fn, elems, dtype=None, parallel_iterations=None, back_prop=True, swap_memory=False, infer_shape=True,
-           name=None):
-    """tf.map_fn: `fn` on each row of `elems` (unstacked on dimension 0), results stacked; `dtype` gives the
-    results' structure and dtypes when they differ from `elems`."""
-    if not callable(fn):
-        raise TypeError("fn must be callable.")
-    with name_scope(name, "map"):
-        out_structure = elems if dtype is None else dtype
-        out_dtypes = [convert_to_tensor(e).dtype if dtype is None else dtypes.as_dtype(e)
-                      for e in flatten(out_structure)]
-        zero = convert_to_tensor(np.asarray(0, np.int32))
-
-        def step(state, row):
-            return state, fn(row)
-
-        _, rows = _loop_over_rows(step, elems, zero, out_dtypes, False, parallel_iterations or 10, back_prop, True)
-        return pack_sequence_as(out_structure, rows)
-
-
-def scan(fn, elems, initializer=None, parallel_iterations=10, back_prop=True, swap_memory=False, infer_shape=True,
-         reverse=False, name=None):
-    """tf.scan: `a = fn(a, row)` over the rows of `elems`, every `a` stacked; without an initializer the
-    first row (the last when `reverse`) starts and is the first output."""
-    if not callable(fn):
-        raise TypeError("fn must be callable.")
-    with name_scope(name, "scan"):
-        flat = _rows_of(elems)
-        if initializer is None:
-            first = [gather(e, shape_of(e)[0] - 1 if reverse else 0) for e in flat]
-            initial = pack_sequence_as(elems, first)
-            start_rows = [expand_dims(f, 0) for f in first]
-        else:
-            initial, start_rows = _map_structure(convert_to_tensor, initializer), None
-        out_dtypes = [convert_to_tensor(a).dtype for a in flatten(initial)]
-
-        def step(state, row):
-            state = fn(state, row)
-            return state, state
-
-        _, rows = _loop_over_rows(step, elems, initial, out_dtypes, reverse, parallel_iterations, back_prop, True,
-                                  start_rows, first=0 if initializer is not None else 1)
-        if reverse:  # rows were produced last to first
-            rows = [gather(r, tf_range(shape_of(r)[0] - 1, -1, -1)) for r in rows]
-        return pack_sequence_as(initial, rows)
-
-
-def _fold(fn, elems, initializer, parallel_iterations, back_prop, name, reverse):
-    if not callable(fn):
-        raise TypeError("fn must be callable.")
-    with name_scope(name, "foldr" if reverse else "foldl"):
-        flat = _rows_of(elems)
-        if initializer is None:
-            initial = pack_sequence_as(elems, [gather(e, shape_of(e)[0] - 1 if reverse else 0) for e in flat])
-        else:
-            initial = _map_structure(convert_to_tensor, initializer)
-
-        def step(state, row):
-            return fn(state, row), ()
-
-        state, _ = _loop_over_rows(step, elems, initial, [], reverse, parallel_iterations, back_prop, False,
-                                   first=0 if initializer is not None else 1)
-        return state
-
-
-def foldl(fn, elems, initializer=None, parallel_iterations=10, back_prop=True, swap_memory=False, name=None):
-    """tf.foldl: `a = fn(a, row)` over the rows of `elems` from the first; returns the last `a`."""
-    return _fold(fn, elems, initializer, parallel_iterations, back_prop, name, reverse=False)
-
-
-def foldr(fn, elems, initializer=None, parallel_iterations=10, back_prop=True, swap_memory=False, name=None):
-    """tf.foldr: as foldl, from the last row to the first."""
-    return _fold(fn, elems, initializer, parallel_iterations, back_prop, name, reverse=True)

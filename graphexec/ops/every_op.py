@@ -1,6 +1,7 @@
 """Importing this module registers every op of every family (a decoding server must know them all,
 not just those its own imports happened to define)."""
-from graphexec.ops import (array_ops, control_flow_ops, control_ops, conv_ops, convert, functional_ops,  # noqa: F401
-                           indexing_ops, internal_ops, joining_ops, math_ops, nn_ops, random_ops, reduction_ops, scan_ops,
+from graphexec.ops import (array_ops, control_ops, conv_ops, convert, indexing_ops,  # noqa: F401
+                           internal_ops, joining_ops, math_ops, nn_ops, random_ops, reduction_ops, scan_ops,
                            slicing_ops, state_ops, training_ops)
+from graphexec.ops import control_flow_ops, functional_ops, loop_ops, tensor_array_ops  # noqa: F401
 from graphexec.ops.registry import REGISTRY, schema  # noqa: F401

@@ -270,3 +270,40 @@ def test_plans_with_functions_survive_the_wire_format():
         got = [LoadedPlan(p).run(ExecContext(), [feed])[0] for p in (plan, back)]
         np.testing.assert_array_equal(got[0], got[1])
         np.testing.assert_allclose(got[0], feed ** 3 if feed.sum() > 0 else feed - 1.0)
+
+
+# -- TensorArray, as dynamic_rnn uses it ----------------------------------------------------------------------
+def _rnn(inputs, w):
+    """h_t = tanh(x_t w + h_{t-1}) over time-major inputs; all h_t stacked, as TF1's dynamic_rnn loop."""
+    steps = tf.shape(inputs)[0]
+    input_ta = tf.TensorArray(inputs.dtype, size=steps).unstack(inputs)
+    output_ta = tf.TensorArray(inputs.dtype, size=steps)
+
+    def body(t, h, out):
+        h = tf.tanh(tf.matmul(input_ta.read(t), w) + h)
+        return t + 1, h, out.write(t, h)
+
+    h0 = tf.zeros([tf.shape(inputs)[1], 3], inputs.dtype)
+    _, last, out = tf.while_loop(lambda t, h, out: t < steps, body, (0, h0, output_ta))
+    return out.stack(), last
+
+
+def _np_rnn(inputs, w):
+    h, outs = np.zeros((inputs.shape[1], 3)), []
+    for x in inputs:
+        h = np.tanh(x @ w + h)
+        outs.append(h)
+    return np.stack(outs), h
+
+
+def test_tensor_array_in_a_loop_runs_an_rnn():
+    rng = np.random.default_rng(3)
+    inputs, w = rng.standard_normal((5, 2, 4)) * 0.5, rng.standard_normal((4, 3)) * 0.5
+    check_op(_rnn, _np_rnn, [inputs, w], static_shape=False)
+    check_grad(_rnn, [inputs, w])
+    ta = tf.TensorArray(tf.float32, size=2).write(0, [1.0, 2.0]).write(1, [3.0, 4.0])
+    with tf.Session() as sess:
+        assert sess.run([ta.size(), ta.read(1)])[0] == 2
+        np.testing.assert_array_equal(sess.run(ta.stack()), [[1.0, 2.0], [3.0, 4.0]])
+        with pytest.raises(errors.InvalidArgumentError, match="index 2 written with 0 rows"):
+            sess.run(tf.TensorArray(tf.float32, size=3).write(2, 1.0).stack())
