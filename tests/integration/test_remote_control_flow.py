@@ -97,3 +97,24 @@ def test_endless_loop_stops_at_the_deadline_remotely(embedded):
         with pytest.raises(errors.DeadlineExceededError):
             sess.run(forever, options=tf.RunOptions(timeout_in_ms=300))
         assert sess.run(graph.get_tensor_by_name("Const:0")) == 1.0
+
+
+def test_training_on_a_redis_backed_worker(redis_server, serve, worker, wait_for_workers):
+    """The plan, its If/While sub-plans included, goes through the Redis plan cache to a `graphexec worker`,
+    and variables written inside the loop's gradient step are committed there."""
+    target = serve("--redis", redis_server.url)
+    worker(redis_server.url)
+    wait_for_workers(target, 1)
+    batches = [np.array([[1.0, 2.0], [0.5, -1.0]], np.float32), np.array([[0.1, 0.2]], np.float32)]
+    trained = []
+    for where in ("", target):
+        graph, x, w, loss, step, init = _training_graph()
+        with tf.Session(where, graph=graph) as sess:
+            sess.run(init)
+            metadata = tf.RunMetadata()
+            losses = [sess.run([loss, step], {x: b}, run_metadata=metadata)[0] for b in batches * 2]
+            trained.append((losses, sess.run(w), metadata.worker))
+    (local_losses, local_w, _), (remote_losses, remote_w, remote_worker) = trained
+    assert "@127.0.0.1:" in remote_worker  # ran on the worker process, not in the server
+    np.testing.assert_array_equal(remote_losses, local_losses)
+    np.testing.assert_array_equal(remote_w, local_w)

@@ -307,3 +307,20 @@ def test_tensor_array_in_a_loop_runs_an_rnn():
         np.testing.assert_array_equal(sess.run(ta.stack()), [[1.0, 2.0], [3.0, 4.0]])
         with pytest.raises(errors.InvalidArgumentError, match="index 2 written with 0 rows"):
             sess.run(tf.TensorArray(tf.float32, size=3).write(2, 1.0).stack())
+
+
+def test_gradients_through_nested_loops_and_conds():
+    def cond_in_loop(x):
+        body = lambda i, y: (i + 1, tf.cond(tf.reduce_sum(y) > 1.0, lambda: y * 0.5 * x, lambda: y * x + 1.0))
+        return tf.while_loop(lambda i, y: i < 4, body, [0, x])[1]
+
+    def loop_in_loop(x):
+        def outer(i, y):
+            inner = tf.while_loop(lambda j, z: j < i, lambda j, z: (j + 1, tf.sin(z) * x), [0, y])[1]
+            return i + 1, inner + y
+
+        return tf.while_loop(lambda i, y: i < 3, outer, [0, x])[1]
+
+    x = np.array([0.75, -0.5, 1.25])
+    check_grad(cond_in_loop, [x])
+    check_grad(loop_in_loop, [x])
