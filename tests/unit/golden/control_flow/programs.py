@@ -13,6 +13,8 @@ CASES = {
                       {"x": np.array([1.0, 0.25, -0.5]), "a": np.array(-2.0)}],
     "cond_program": [{"x": np.array([0.5, -1.5, 2.0]), "a": np.array(0.75)},
                      {"x": np.array([-1.0, 0.25, -0.5]), "a": np.array(-2.0)}],
+    "loops_program": [{"x": np.linspace(-1.0, 1.5, 12).reshape(4, 3), "w": np.array([[0.5, -0.25], [1.0, 0.75],
+                                                                                   [-0.5, 0.25]])}],
 }
 
 
@@ -52,4 +54,31 @@ def cond_program(tf):
     return {"x": x, "a": a}, {"first": first, "second": second, "inner": inner, "loss": loss, "dx": dx, "da": da}
 
 
-PROGRAMS = {"while_program": while_program, "cond_program": cond_program}
+def loops_program(tf):
+    """map_fn, scan, foldl/foldr, a case, and an RNN over TensorArrays (dynamic_rnn's loop), differentiated."""
+    x = tf.placeholder(tf.float64, [4, 3], name="x")
+    w = tf.placeholder(tf.float64, [3, 2], name="w")
+    norms = tf.map_fn(lambda row: tf.reduce_sum(row * row), x)
+    running = tf.scan(lambda acc, row: acc * 0.5 + row, x)
+    folded = tf.foldl(lambda acc, row: acc * row + 1.0, x, initializer=tf.ones([3], tf.float64))
+    back = tf.foldr(lambda acc, row: acc - row * acc, x)
+    picked = tf.case([(tf.reduce_sum(x) > 100.0, lambda: tf.reduce_sum(x)),
+                      (tf.reduce_max(x) > 1.0, lambda: tf.reduce_max(x) * 2.0)], default=lambda: tf.reduce_min(x))
+    steps = tf.shape(x)[0]
+    inputs = tf.TensorArray(tf.float64, size=steps).unstack(x)
+
+    def cell(t, h, out):
+        h = tf.tanh(tf.matmul(tf.expand_dims(inputs.read(t), 0), w) + h)
+        return t + 1, h, out.write(t, h[0])
+
+    _, last, outputs = tf.while_loop(lambda t, h, out: t < steps, cell,
+                                     (0, tf.zeros([1, 2], tf.float64), tf.TensorArray(tf.float64, size=steps)))
+    states = outputs.stack()
+    loss = (tf.reduce_sum(norms * folded[0]) + tf.reduce_sum(running * running) + tf.reduce_sum(back)
+            + picked + tf.reduce_sum(states * states) + tf.reduce_sum(last))
+    dx, dw = tf.gradients(loss, [x, w])
+    return {"x": x, "w": w}, {"norms": norms, "running": running, "folded": folded, "back": back, "picked": picked,
+                              "states": states, "loss": loss, "dx": dx, "dw": dw}
+
+
+PROGRAMS = {"while_program": while_program, "cond_program": cond_program, "loops_program": loops_program}
