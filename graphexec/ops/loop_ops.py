@@ -44,7 +44,11 @@ def _loop_over_rows(step, elems, initial, outputs: list[TensorArray], reverse, p
     def body(i, state, arrays):
         row = pack_sequence_as(elems, [gather(e, n - 1 - i if reverse else i) for e in flat])
         state, results = step(state, row)
-        written = [ta.write(ta.size(), r) for ta, r in zip(arrays, flatten(results))]
+        results = flatten(results)
+        if len(results) != len(arrays):
+            raise ValueError(f"fn returned {len(results)} tensors where {len(arrays)} were expected (the structure "
+                             f"of `dtype`, or of `elems` without one)")
+        written = [ta.write(ta.size(), r) for ta, r in zip(arrays, results)]
         return i + 1, state, written
 
     invariants = (TensorShape([]), _map_structure(lambda t: TensorShape(convert_to_tensor(t)._shape), initial),

@@ -208,6 +208,8 @@ def test_map_fn_values_and_gradients():
     pairs = tf.map_fn(lambda t: (t[0] * 2, tf.cast(t[1], tf.float32)), (tf.constant([1.0, 2.0]), tf.constant([3, 4])),
                       dtype=(tf.float32, tf.float32))
     assert [list(v) for v in _run(pairs)] == [[2.0, 4.0], [3.0, 4.0]]
+    with pytest.raises(ValueError, match="fn returned 2 tensors where 1"):
+        tf.map_fn(lambda t: (t, t), tf.constant([1.0, 2.0]))
 
 
 def test_scan_is_cumulative():
