@@ -326,3 +326,19 @@ def test_gradients_through_nested_loops_and_conds():
     x = np.array([0.75, -0.5, 1.25])
     check_grad(cond_in_loop, [x])
     check_grad(loop_in_loop, [x])
+
+
+def test_branches_returning_ops_and_creating_variables():
+    v = tf.Variable(0.0, name="v")
+    p = tf.placeholder(tf.bool, [])
+    update = tf.cond(p, lambda: tf.group(v.assign(1.0)), lambda: tf.group(v.assign(2.0)))
+    assert isinstance(update, tf.Operation)
+    x = tf.constant([1.0, 2.0])
+    y = tf.cond(p, lambda: tf.Variable(5.0, name="inner") * x, lambda: x)  # its initializer runs outside
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        sess.run(update, {p: False})
+        assert sess.run(v) == 2.0
+        sess.run(update, {p: True})
+        assert sess.run(v) == 1.0
+        np.testing.assert_array_equal(sess.run(y, {p: True}), [5.0, 10.0])
