@@ -37,14 +37,29 @@ def _wants_node(kernel) -> bool:
         return False
 
 
-def _bind(step: Step, xp):
+class _Function:
+    """An If/While function's sub-plan, bound on first use for each array module (a step pinned to the
+    host in a GPU plan runs its functions with numpy)."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.loaded: dict = {}
+
+    def run(self, ctx, args: list, stats: list | None = None) -> list:
+        loaded = self.loaded.get(ctx.xp)
+        if loaded is None:
+            loaded = self.loaded[ctx.xp] = LoadedPlan(self.plan, ctx.xp)
+        return loaded.run(ctx, args, stats)
+
+
+def _bind(step: Step):
     definition = registry.get(step.op)
     if definition.is_fused:
         return _bind_fused(step.attrs["body"])
     attrs = registry.kernel_attrs(definition, step.attrs)  # a node may omit attrs that have defaults
     for key, value in attrs.items():
         if isinstance(value, Plan):  # an If or While function: its kernel runs it
-            attrs[key] = LoadedPlan(value, xp)
+            attrs[key] = _Function(value)
     if _wants_node(definition.kernel):
         attrs["node"] = step.node
     return functools.partial(definition.kernel, **attrs) if attrs else definition.kernel
@@ -133,7 +148,7 @@ class LoadedPlan:
         donors = _donors(plan, feeds_owned)
         bound = []
         for index, s in enumerate(plan.steps):
-            fn = _bind(s, xp)
+            fn = _bind(s)
             if index in donors:
                 fn = _in_place(fn, registry.get(s.op).ufunc, donors[index])
             bound.append((fn, s.inputs, s.outputs, s.free, len(s.outputs) == 1, s))
