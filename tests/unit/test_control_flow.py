@@ -342,3 +342,17 @@ def test_branches_returning_ops_and_creating_variables():
         sess.run(update, {p: True})
         assert sess.run(v) == 1.0
         np.testing.assert_array_equal(sess.run(y, {p: True}), [5.0, 10.0])
+
+
+def test_function_bodies_are_optimized_like_any_program():
+    """A loop body gets the whole pipeline: constants fold, elementwise chains fuse, the outer plan is one step."""
+    x = tf.placeholder(tf.float32, [3], name="x")
+    _, y = tf.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, tf.exp(y * (tf.constant(0.25) * tf.constant(2.0)))),
+                         [0, x])
+    plan = compile_program(ir.Program(tf.get_default_graph().nodes(), feeds=("x:0",), fetches=(y.name,)), "opt")
+    assert [s.op for s in plan.steps] == ["While"]
+    body = plan.steps[0].attrs["body_plan"]
+    assert sorted(s.op for s in body.steps) == ["Add", "Fused"]
+    assert any(v.shape == () and v == 0.5 for v in body.constants.values())  # 0.25 * 2.0, folded
+    np.testing.assert_allclose(_run(y, {x: [0.0, 0.1, -0.1]}),
+                               np.exp(0.5 * np.exp(0.5 * np.exp(0.5 * np.array([0.0, 0.1, -0.1])))), rtol=1e-5)
