@@ -15,6 +15,9 @@ from graphexec.framework import (Graph, Operation, Tensor, TensorShape, control_
 from graphexec.ops.array_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.clip_ops import *  # noqa: F401,F403
 from graphexec.ops.control_ops import *  # noqa: F401,F403,A004
+from graphexec.ops.control_flow_ops import *  # noqa: F401,F403
+from graphexec.ops.loop_ops import *  # noqa: F401,F403
+from graphexec.ops.tensor_array_ops import *  # noqa: F401,F403
 from graphexec.ops.convert import *  # noqa: F401,F403
 from graphexec.ops.debug_ops import *  # noqa: F401,F403,A004
 from graphexec.ops.indexing_ops import *  # noqa: F401,F403

@@ -248,6 +248,7 @@ class Graph:
         self._name_stack = ""
         self._device_stack: list = []  # device strings, or TF1 device functions (op -> device string)
         self._control_stack: list[list[Operation]] = []
+        self._function_stack: list[FunctionScope] = []  # functions being traced (cond branches, loop bodies)
         self._collections: dict[str, list] = {}
         self.seed: int | None = None
         self._last_id = 0
@@ -302,12 +303,13 @@ class Graph:
 
     @contextlib.contextmanager
     def control_dependencies(self, control_inputs):
-        if control_inputs is None:
+        if control_inputs is None:  # as in TF1, this also leaves any cond branch or loop body being traced
             saved, self._control_stack = self._control_stack, []
+            functions, self._function_stack = self._function_stack, []
             try:
                 yield
             finally:
-                self._control_stack = saved
+                self._control_stack, self._function_stack = saved, functions
             return
         ops = []
         for c in control_inputs:
@@ -339,6 +341,8 @@ class Graph:
             op.device = self._device_for(op)
             self._ops.append(op)
             self._by_name[name] = op
+            if self._function_stack:
+                self._function_stack[-1].adopt(op)
             # IR node and digest are kept current as the graph grows (as TF builds its NodeDefs), so a
             # run never re-walks the whole graph to name it.
             self._digester.add(op.node_def)
@@ -481,6 +485,9 @@ def apply_op(op_type: str, inputs=(), attrs=None, name=None, graph=None) -> Oper
             raise ValueError(f"Tensor {t.name} must be from the same graph as the other inputs of {op_type}.")
     # A name ending in "/" is taken exactly (TF's convention for re-entering a scope).
     op_name = name[:-1] if name and name.endswith("/") else graph.unique_name(name or op_type)
+    if graph._function_stack:  # outer tensors used inside a traced function become its arguments
+        scope = graph._function_stack[-1]
+        inputs = [t if id(t.op) in scope.op_ids else scope.capture(t) for t in inputs]
     avals = [t.aval for t in inputs]
     try:
         attrs, out = registry.infer(definition, avals, attrs)  # the op keeps its attrs with defaults filled in
@@ -491,6 +498,70 @@ def apply_op(op_type: str, inputs=(), attrs=None, name=None, graph=None) -> Oper
             f"{op_type} '{op_name}' (created at {source}): {exc}. Inputs: {_describe_inputs(inputs) or 'none'}."
         ) from None
     return graph.create_op(op_type, inputs, attrs, op_name, out, user_source())
+
+
+class FunctionScope:
+    """The ops of one function being traced into the user's graph: a cond branch, a loop's cond or body.
+
+    Its nodes live in the graph like any other; the calling If/While names its argument nodes (FuncArg)
+    and result tensors, and the compiler runs the ancestors of those results as a sub-plan. An outer
+    tensor used inside is captured: it becomes a FuncArg here and an input of the caller (`outer`).
+    A constant is copied in instead, so shape rules inside still see its value.
+    """
+
+    def __init__(self, graph: Graph, name: str):
+        self.graph, self.name = graph, name
+        self.parent = graph._function_stack[-1] if graph._function_stack else None
+        self.op_ids: set[int] = set()
+        self.args: list[Tensor] = []  # FuncArg outputs, in argument order
+        self.outer: list[Tensor | None] = []  # per argument: the captured outer tensor, None when declared
+        self._captured: dict[int, Tensor] = {}
+
+    def adopt(self, op: Operation) -> None:
+        foreign = [c.name for c in op.control_inputs if id(c) not in self.op_ids]
+        if foreign:
+            raise ValueError(f"op '{op.name}' inside '{self.name}' has a control dependency on {foreign}, which are "
+                             f"outside it; create the dependency outside the branch or loop body")
+        self.op_ids.add(id(op))
+
+    @contextlib.contextmanager
+    def entered(self):
+        """Make this function the one being traced (control dependencies from outside do not reach in)."""
+        graph = self.graph
+        saved = graph._function_stack, graph._control_stack, graph._name_stack
+        chain, scope = [], self
+        while scope is not None:
+            chain.insert(0, scope)
+            scope = scope.parent
+        graph._function_stack, graph._control_stack = chain, []
+        try:
+            yield self
+        finally:
+            graph._function_stack, graph._control_stack, graph._name_stack = saved
+
+    def add_arg(self, dtype, shape, outer: Tensor | None = None) -> Tensor:
+        with self.entered():
+            self.graph._name_stack = self.name
+            arg = apply_op("FuncArg", (), {"dtype": dtype, "shape": ir.ShapeAttr(shape)}, "arg",
+                           graph=self.graph).outputs[0]
+        self.args.append(arg)
+        self.outer.append(outer)
+        return arg
+
+    def capture(self, t: Tensor) -> Tensor:
+        if id(t.op) in self.op_ids:
+            return t
+        arg = self._captured.get(id(t))
+        if arg is None:
+            outer = self.parent.capture(t) if self.parent is not None else t
+            if t.op.type == "Const":
+                with self.entered():
+                    self.graph._name_stack = self.name
+                    arg = apply_op("Const", (), t.op.attrs, "captured_const", graph=self.graph).outputs[0]
+            else:
+                arg = self.add_arg(t.dtype, t._shape, outer)
+            self._captured[id(t)] = arg
+        return arg
 
 
 def name_scope(name, default_name=None, values=None):

@@ -41,10 +41,11 @@ class Step:
         ins = ", ".join(f"${s}" for s in self.inputs)
         free = f"  free {', '.join(f'${s}' for s in self.free)}" if self.free else ""
         bodies = "".join(f" {v}" for v in self.attrs.values() if isinstance(v, ir.Subprogram))
+        bodies += "".join(f" {k}=<{len(v.steps)} steps>" for k, v in self.attrs.items() if isinstance(v, Plan))
         return f"{outs} = {self.op}({ins}){bodies}  # {self.node}{free}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: a functional step holds its sub-plans as attrs
 class Plan:
     graph_digest: str
     feeds: tuple[Endpoint, ...]
@@ -63,6 +64,16 @@ class Plan:
         lines += [f"  {step}" for step in self.steps]
         lines += [f"  fetch {e.tensor} <- ${e.slot}" for e in self.fetches]
         return "\n".join(lines)
+
+    def step_ops(self) -> set[str]:
+        """The ops of every step, those of sub-plans (If and While bodies) included."""
+        ops = set()
+        for step in self.steps:
+            ops.add(step.op)
+            for value in step.attrs.values():
+                if isinstance(value, Plan):
+                    ops |= value.step_ops()
+        return ops
 
     def executed_nodes(self) -> list[str]:
         return [name for step in self.steps for name in step.covers]

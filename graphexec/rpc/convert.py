@@ -178,7 +178,11 @@ def _step_to_proto(step: Step, out: pb.PlanStep) -> None:
             attrs_to_proto(node.attrs, fused.attrs)
             shape_to_proto(out_type.shape, fused.shape)
     else:
-        attrs_to_proto(step.attrs, out.attrs)
+        for key, value in step.attrs.items():
+            if isinstance(value, Plan):  # an If or While function
+                out.functions[key].CopyFrom(plan_to_proto(value))
+            else:
+                attr_to_proto(value, out.attrs[key])
 
 
 def plan_from_proto(msg: pb.Plan) -> Plan:
@@ -216,6 +220,8 @@ def _step_from_proto(msg: pb.PlanStep) -> Step:
         attrs = ir.Attrs({"body": body, "covers": covers})
     else:
         attrs = attrs_from_proto(msg.attrs)
+        if msg.functions:
+            attrs = ir.Attrs({**attrs, **{key: plan_from_proto(msg.functions[key]) for key in msg.functions}})
     output_types = tuple(ir.TensorType(dtype_from_enum(d), shape_from_proto(s))
                          for d, s in zip(msg.output_dtypes, msg.output_shapes))
     return Step(node=msg.node, op=msg.op, attrs=attrs, inputs=tuple(msg.inputs), outputs=tuple(msg.outputs),

@@ -11,7 +11,7 @@ from graphexec import errors
 class ExecContext:
     """Per-run state handed to kernels. `xp` is numpy or cupy; the same kernels serve both."""
 
-    __slots__ = ("xp", "variables", "rngs", "seed", "deadline", "cancelled", "device", "printed")
+    __slots__ = ("xp", "variables", "rngs", "seed", "deadline", "cancelled", "device", "printed", "stats")
 
     def __init__(self, xp=np, variables=None, rngs=None, seed=None, deadline=None, device="/cpu:0", printed=None):
         self.xp = xp
@@ -22,6 +22,7 @@ class ExecContext:
         self.deadline = deadline  # time.monotonic() value, or None
         self.cancelled = False
         self.device = device
+        self.stats = None  # the run's NodeStats list when traced (sub-plans of If/While append to it too)
 
     def check_interrupt(self) -> None:
         """Called between steps: stop a cancelled or expired run at the op boundary."""

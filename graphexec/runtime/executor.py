@@ -38,11 +38,29 @@ def _wants_node(kernel) -> bool:
         return False
 
 
+class _Function:
+    """An If/While function's sub-plan, bound on first use for each array module (a step pinned to the
+    host in a GPU plan runs its functions with numpy)."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.loaded: dict = {}
+
+    def run(self, ctx, args: list, stats: list | None = None) -> list:
+        loaded = self.loaded.get(ctx.xp)
+        if loaded is None:
+            loaded = self.loaded[ctx.xp] = LoadedPlan(self.plan, ctx.xp)
+        return loaded.run(ctx, args, stats)
+
+
 def _bind(step: Step):
     definition = registry.get(step.op)
     if definition.is_fused:
         return _bind_fused(step.attrs["body"])
     attrs = registry.kernel_attrs(definition, step.attrs)  # a node may omit attrs that have defaults
+    for key, value in attrs.items():
+        if isinstance(value, Plan):  # an If or While function: its kernel runs it
+            attrs[key] = _Function(value)
     if _wants_node(definition.kernel):
         attrs["node"] = step.node
     return functools.partial(definition.kernel, **attrs) if attrs else definition.kernel
@@ -141,6 +159,7 @@ class LoadedPlan:
         slots = self.template.copy()
         for slot, value in zip(self.feed_slots, feed_values):
             slots[slot] = value
+        ctx.stats = stats
         interruptible = ctx.deadline is not None or ctx.cancelled is not False
         with np.errstate(all="ignore"):
             for fn, ins, outs, free, single, step in self.steps:

@@ -76,7 +76,7 @@ class CachedPlan:
 
     @classmethod
     def of(cls, key: str, plan: Plan) -> CachedPlan:
-        ops = {step.op for step in plan.steps}
+        ops = plan.step_ops()
         return cls(key, plan, writes_variables=bool(ops & (VARIABLE_OPS - {"ReadVariable"})),
                    uses_variables=bool(ops & VARIABLE_OPS))
 
