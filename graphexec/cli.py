@@ -24,6 +24,8 @@ Every flag can also come from the environment (the flag wins):
 | worker  | --advertise   | GRAPHEXEC_WORKER_ADVERTISE  | HOST:PORT as bound (1)      |
 | worker  | --threads     | GRAPHEXEC_WORKER_THREADS    | 16                          |
 | both    | --log-level   | GRAPHEXEC_LOG_LEVEL         | WARNING                     |
+| both    | --log-format  | GRAPHEXEC_LOG_FORMAT        | text (or json)              |
+| both    | --metrics-port | GRAPHEXEC_METRICS_PORT     | none: no metrics (0: any)   |
 
 (1) Servers reach a worker at the address it registers. With a wildcard --host (0.0.0.0) the default
 is this machine's own address (a container's or pod's IP) and the bound port; set --advertise when
@@ -35,7 +37,6 @@ Clients: `tf.Session("grpc://HOST:PORT")`, or set GRAPHEXEC_TARGET=grpc://HOST:P
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import socket
@@ -45,10 +46,12 @@ import threading
 from graphexec import errors
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
+from graphexec.server import logs
 from graphexec.server.pool import LocalWorker, WorkerPool
 from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
+from graphexec.server.telemetry import Metrics, serve_metrics
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 DEFAULT_PORT = 7470
@@ -85,18 +88,35 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--threads", type=int, default=int(_env("GRAPHEXEC_WORKER_THREADS", 16)))
     for command in (serve, worker):
         command.add_argument("--log-level", default=_env("GRAPHEXEC_LOG_LEVEL", "WARNING"))
+        command.add_argument("--log-format", choices=logs.FORMATS, default=_env("GRAPHEXEC_LOG_FORMAT", "text"))
+        command.add_argument("--metrics-port", type=_optional_port, default=_env("GRAPHEXEC_METRICS_PORT", ""),
+                             help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port)")
     return parser
 
 
-def _store(redis_url: str):
-    return RedisStore(redis_url) if redis_url else MemoryStore()
+def _optional_port(text: str) -> int | None:
+    return int(text) if text != "" else None
+
+
+def _metrics(args, host: str) -> Metrics:
+    """This process's metrics, served over HTTP (on the gRPC host) when --metrics-port is set."""
+    metrics = Metrics()
+    if args.metrics_port is not None:
+        port = serve_metrics(metrics, host, args.metrics_port)
+        print(f"graphexec metrics on http://{host}:{port}/metrics", flush=True)
+    return metrics
+
+
+def _store(redis_url: str, metrics: Metrics):
+    return RedisStore(redis_url, metrics) if redis_url else MemoryStore()
 
 
 def serve(args) -> None:
-    store = _store(args.redis)
-    local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()))
+    metrics = _metrics(args, args.host)
+    store = _store(args.redis, metrics)
+    local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()), metrics)
     pool = WorkerPool(store, local)
-    server, port = create_server(Service(store, pool), f"{args.host}:{args.port}", args.threads)
+    server, port = create_server(Service(store, pool, metrics), f"{args.host}:{args.port}", args.threads)
     server.start()
     print(f"graphexec serving on grpc://{args.host}:{port}", flush=True)
     _wait_for_signal()
@@ -105,9 +125,10 @@ def serve(args) -> None:
 
 
 def worker(args) -> None:
-    store = _store(args.redis)
+    metrics = _metrics(args, args.host)
+    store = _store(args.redis, metrics)
     core = WorkerCore(store, args.device.upper())
-    server, port = create_worker_server(core, args.host, args.port, args.threads)
+    server, port = create_worker_server(core, args.host, args.port, args.threads, metrics)
     core.address = args.advertise or f"{_reachable_host(args.host)}:{port}"
     server.start()
     heartbeat = Heartbeat(store, core).start()
@@ -152,7 +173,7 @@ def main(argv=None) -> None:
     args = _parser().parse_args(argv)
     if argv is None:  # the command line (python -m graphexec, or the console script), not a caller's argv
         _reexec_with_short_blas_spin()
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(args.log_level, args.log_format)
     try:
         {"serve": serve, "worker": worker}[args.command](args)
     except (errors.OpError, OSError) as exc:  # e.g. Redis unreachable, port taken: say so, exit non-zero

@@ -55,11 +55,13 @@ def client_calls(channel: grpc.Channel, service) -> dict:
             for method in service.methods}
 
 
-def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False):
+def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False,
+                  interceptors=()):
     """(grpc server, bound port) serving `service` through `servicer`, with health checking (and
-    reflection when `reflect`); OSError naming the address when it cannot listen there."""
+    reflection when `reflect`), every call passing through `interceptors`; OSError naming the address
+    when it cannot listen there."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="graphexec"),
-                         options=options)
+                         options=options, interceptors=interceptors)
     server.add_generic_rpc_handlers((generic_handler(service, servicer),))
     health_servicer = health.HealthServicer()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -32,6 +32,7 @@ from redis.retry import Retry
 from graphexec import errors
 from graphexec.rpc import tensors
 from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, Store
+from graphexec.server.telemetry import Metrics
 
 PREFIX = "graphexec:"
 SOCKET_TIMEOUT_S = 1.5
@@ -49,13 +50,19 @@ def _unavailable(url: str, exc: Exception) -> errors.UnavailableError:
 
 
 def _guarded(method):
-    """Redis connection failures become UNAVAILABLE naming Redis."""
+    """Redis connection failures become UNAVAILABLE naming Redis; each call is timed (and a failure
+    counted) under the operation's name."""
+    operation = method.__name__.lstrip("_")
 
     def wrapper(self, *args, **kwargs):
+        started = time.perf_counter()
         try:
             return method(self, *args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self.metrics.redis_errors.labels(operation).inc()
             raise _unavailable(self.url, exc) from None
+        finally:
+            self.metrics.redis_seconds.labels(operation).observe(time.perf_counter() - started)
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
@@ -63,8 +70,9 @@ def _guarded(method):
 
 
 class RedisStore(Store):
-    def __init__(self, url: str):
+    def __init__(self, url: str, metrics: Metrics | None = None):
         self.url = url
+        self.metrics = metrics or Metrics()
         self.description = f"Redis at {url}"
         self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
                                            socket_connect_timeout=SOCKET_TIMEOUT_S,

@@ -14,9 +14,10 @@ from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, convert, methods, status
 from graphexec.rpc.codec import CHUNK_BYTES, parse
 from graphexec.rpc.tensors import DecodeError, dtype_from_enum, tensors_from_protos
-from graphexec.server import plans as plan_cache
-from graphexec.server.service import RunOutcome, Service
 from graphexec.runtime.worker import Cancellation
+from graphexec.server import plans as plan_cache
+from graphexec.server import telemetry
+from graphexec.server.service import RunOutcome, Service
 from graphexec.server.worker_service import remaining_seconds
 
 SERVICE = methods.GRAPH_EXEC_SERVICE.full_name
@@ -286,4 +287,4 @@ def _response_frames(response, fetches):
 def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: int = 32):
     """(grpc server, bound port). Health checking and reflection are served beside the API."""
     return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service), address, max_threads,
-                                 GRPC_OPTIONS, reflect=True)
+                                 GRPC_OPTIONS, reflect=True, interceptors=(telemetry.Interceptor(service.metrics),))

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 
-
 from graphexec import errors
 from graphexec.proto.v1 import worker_pb2 as wpb
 from graphexec.rpc import codec, convert, methods, status
 from graphexec.rpc.tensors import DecodeError
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import Cancellation, PlanCall, WorkerCore
+from graphexec.server import telemetry
 
 HEARTBEAT_S = 1.0
 REGISTRATION_TTL_S = 3.0
@@ -26,8 +26,10 @@ log = logging.getLogger("graphexec.worker")
 
 
 class WorkerServicer:
-    def __init__(self, core: WorkerCore):
+    def __init__(self, core: WorkerCore, metrics: telemetry.Metrics):
         self.core = core
+        self.metrics = metrics
+        metrics.worker_runs_in_flight.set_function(lambda: core.in_flight)
 
     @status.answers_failures
     def run_plan(self, data: bytes, context) -> bytes:
@@ -39,7 +41,10 @@ class WorkerServicer:
         call = PlanCall(request.container, request.plan_key, feeds, request.request_id, request.session_handle,
                         request.device_type or "CPU", tuple(request.host_steps), request.trace_level > 0,
                         remaining_seconds(context), cancellation)
-        result = self.core.run(call)
+        telemetry.annotate(session=request.session_handle[:8], plan=request.plan_key[:16],
+                           request_id=request.request_id or None)
+        with self.metrics.worker_run(call.device_type):
+            result = self.core.run(call)
         response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker)
         convert.stats_to_proto(result.stats, response.node_stats)
         return codec.encode_tensor_message(response, "fetches", result.fetches)
@@ -51,9 +56,11 @@ def remaining_seconds(context) -> float | None:
     return None if remaining is None or remaining > NO_DEADLINE_S else remaining
 
 
-def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 0, max_threads: int = 16):
-    return methods.create_server(methods.WORKER_SERVICE, WorkerServicer(core), f"{host}:{port}", max_threads,
-                                 GRPC_OPTIONS)
+def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 0, max_threads: int = 16,
+                         metrics: telemetry.Metrics | None = None):
+    metrics = metrics or telemetry.Metrics()
+    return methods.create_server(methods.WORKER_SERVICE, WorkerServicer(core, metrics), f"{host}:{port}", max_threads,
+                                 GRPC_OPTIONS, interceptors=(telemetry.Interceptor(metrics),))
 
 
 class Heartbeat:
