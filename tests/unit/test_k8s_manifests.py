@@ -270,7 +270,8 @@ def configuration_rows() -> list[tuple[str, str, str]]:
 
 
 def sample_value(flag: str) -> str:
-    return {"--port": "4321", "--threads": "3", "--device": "gpu", "--log-level": "DEBUG"}.get(flag, "sample-value")
+    return {"--port": "4321", "--threads": "3", "--device": "gpu", "--log-level": "DEBUG", "--log-format": "json",
+            "--metrics-port": "9471"}.get(flag, "sample-value")
 
 
 @pytest.mark.parametrize("command,flag,variable", configuration_rows())
