@@ -112,11 +112,10 @@ def serve_metrics(metrics: Metrics, host: str, port: int) -> int:
 class Call:
     """What is known about one gRPC call, logged when it ends."""
 
-    __slots__ = ("call_id", "fields", "method", "received", "sent", "started")
+    __slots__ = ("fields", "method", "received", "sent", "started")
 
     def __init__(self, method: str):
         self.method = method
-        self.call_id = secrets.token_hex(8)
         self.fields = {"tenant": DEFAULT_TENANT}
         self.received = self.sent = 0
         self.started = time.perf_counter()
@@ -147,6 +146,7 @@ class Interceptor(grpc.ServerInterceptor):
 
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
+        self._series: dict[tuple[str, str], tuple] = {}  # (method, code) -> its labelled series, looked up once
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -220,15 +220,23 @@ class Interceptor(grpc.ServerInterceptor):
             code = grpc.StatusCode.OK if failure is None else (
                 grpc.StatusCode.CANCELLED if isinstance(failure, GeneratorExit) else grpc.StatusCode.UNKNOWN)
         name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-        metrics = self.metrics
-        metrics.calls_in_flight.dec()
-        metrics.calls.labels(call.method, name).inc()
-        metrics.call_seconds.labels(call.method, name).observe(seconds)
-        metrics.received_bytes.labels(call.method).inc(call.received)
-        metrics.sent_bytes.labels(call.method).inc(call.sent)
-        if log.isEnabledFor(logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO):
-            fields = {"call_id": call.call_id, "method": call.method, "code": name,
+        self.metrics.calls_in_flight.dec()
+        calls, call_seconds, received, sent = self._labelled(call.method, name)
+        calls.inc()
+        call_seconds.observe(seconds)
+        received.inc(call.received)
+        sent.inc(call.sent)
+        level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
+        if log.isEnabledFor(level):
+            fields = {"call_id": secrets.token_hex(8), "method": call.method, "code": name,
                       "duration_ms": round(seconds * 1e3, 3), "received_bytes": call.received,
                       "sent_bytes": call.sent, **call.fields}
-            level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
             log.log(level, "%s %s in %.1f ms", call.method, name, seconds * 1e3, extra=fields)
+
+    def _labelled(self, method: str, code: str) -> tuple:
+        series = self._series.get((method, code))
+        if series is None:
+            m = self.metrics
+            series = self._series[method, code] = (m.calls.labels(method, code), m.call_seconds.labels(method, code),
+                                                   m.received_bytes.labels(method), m.sent_bytes.labels(method))
+        return series
