@@ -125,10 +125,11 @@ _current = threading.local()  # a call is handled start to end on one thread of 
 
 
 def annotate(**fields) -> None:
-    """Add fields (session, plan, request_id, ...) to the log line of the call being handled, if any."""
+    """Add fields (session, plan, request_id, ...) to the log line of the call being handled, if any;
+    None values are left out."""
     call = getattr(_current, "call", None)
     if call is not None:
-        call.fields.update(fields)
+        call.fields.update((k, v) for k, v in fields.items() if v is not None)
 
 
 def tenant() -> str:
