@@ -287,4 +287,5 @@ def _response_frames(response, fetches):
 def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: int = 32):
     """(grpc server, bound port). Health checking and reflection are served beside the API."""
     return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service), address, max_threads,
-                                 GRPC_OPTIONS, reflect=True, interceptors=(telemetry.Interceptor(service.metrics),))
+                                 GRPC_OPTIONS, reflect=True, interceptors=(telemetry.Interceptor(service.metrics),),
+                                 queued=service.metrics.calls_queued)

@@ -60,7 +60,8 @@ def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 
                          metrics: telemetry.Metrics | None = None):
     metrics = metrics or telemetry.Metrics()
     return methods.create_server(methods.WORKER_SERVICE, WorkerServicer(core, metrics), f"{host}:{port}", max_threads,
-                                 GRPC_OPTIONS, interceptors=(telemetry.Interceptor(metrics),))
+                                 GRPC_OPTIONS, interceptors=(telemetry.Interceptor(metrics),),
+                                 queued=metrics.calls_queued)
 
 
 class Heartbeat:

@@ -3,10 +3,12 @@ scraped over HTTP from --metrics-port, parsed with prometheus_client's parser, a
 exactly what the runs did. The Grafana dashboard's queries name only metrics a real scrape has."""
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import pathlib
 import re
 import sys
+import threading
 import time
 import urllib.request
 
@@ -195,3 +197,28 @@ def test_dashboard_queries_name_only_metrics_a_real_scrape_has(processes, redis_
         names = set(re.findall(r"\bgraphexec_\w+", query))
         assert names, f"query names no graphexec metric: {query}"
         assert names <= exposed, f"{query}: {sorted(names - exposed)} not exported"
+
+
+def test_calls_waiting_for_a_thread_are_counted_as_queued(processes):
+    """With one handler thread held by an open Run stream, a unary call waits in the queue until the
+    stream ends; the gauges show it meanwhile."""
+    target, url, _ = start_serve(processes, "--threads", "1")
+    graph, x, y, *_ = doubling_graph()
+    release = threading.Event()
+
+    def feeds():
+        yield {x: FEED}
+        release.wait(20)  # the stream stays open, holding the server's only thread
+
+    with tf.Session(target, graph=graph) as streaming, tf.Session(target, graph=graph) as other:
+        for sess in (streaming, other):  # sessions, graph and callable made before the thread is taken
+            assert sess.run(y, {x: FEED}) == 24.0
+        results = streaming.stream(y, feeds())
+        assert next(results) == 24.0
+        with concurrent.futures.ThreadPoolExecutor(1) as caller:
+            waiting = caller.submit(other.run, y, {x: FEED})
+            wait_until(lambda: Scrape(url).value("graphexec_grpc_calls_queued") == 1)
+            assert Scrape(url).value("graphexec_grpc_calls_in_flight") == 1  # the stream
+            release.set()
+            assert list(results) == [] and waiting.result(timeout=30) == 24.0
+    wait_until(lambda: Scrape(url).value("graphexec_grpc_calls_queued") == 0)
