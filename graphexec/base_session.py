@@ -47,7 +47,8 @@ class BaseSession:
         def call(*values, options=None, run_metadata=None):
             if len(values) != len(feeds):
                 raise TypeError(f"expected {len(feeds)} feed values, got {len(values)}")
-            arrays = [convert_feed(v, ir.TensorType(t.dtype, t._shape), t.name) for t, v in zip(feeds, values)]
+            arrays = [convert_feed(v, ir.TensorType(t.dtype, t._shape), t.name, t.op.source)
+                      for t, v in zip(feeds, values)]
             return mapper.build(self._run_flat(names, arrays, mapper.tensor_names, mapper.target_names, options,
                                                run_metadata))
 
@@ -94,7 +95,7 @@ class BaseSession:
             named.append((tensor.name, tensor, value))
         named.sort(key=_first)  # by name only (stable), as tensors do not compare
         names = [name for name, _, _ in named]
-        values = [convert_feed(v, ir.TensorType(t.dtype, t._shape), name) for name, t, v in named]
+        values = [convert_feed(v, ir.TensorType(t.dtype, t._shape), name, t.op.source) for name, t, v in named]
         return names, values
 
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):

@@ -33,6 +33,8 @@ Every flag can also come from the environment (the flag wins):
 | both    | --redis-password-file | GRAPHEXEC_REDIS_PASSWORD_FILE | the URL's          |
 | both    | --insecure    | GRAPHEXEC_INSECURE=1        | off (2)                     |
 | serve   | --no-reflection | GRAPHEXEC_NO_REFLECTION=1 | reflection on               |
+| both    | --log-format  | GRAPHEXEC_LOG_FORMAT        | text (or json)              |
+| both    | --metrics-port | GRAPHEXEC_METRICS_PORT     | none: no metrics (0: any)   |
 
 (1) Servers reach a worker at the address it registers. With a wildcard --host (0.0.0.0) the default
 is this machine's own address (a container's or pod's IP) and the bound port; set --advertise when
@@ -48,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import logging
 import os
 import signal
 import socket
@@ -61,10 +62,12 @@ from graphexec.rpc import tls
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
 from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
+from graphexec.server import logs
 from graphexec.server.pool import LocalWorker, WorkerPool
 from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
+from graphexec.server.telemetry import Metrics, serve_metrics
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 DEFAULT_PORT = 7470
@@ -101,8 +104,26 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--threads", type=int, default=int(_env("GRAPHEXEC_WORKER_THREADS", 16)))
     for command in (serve, worker):
         command.add_argument("--log-level", default=_env("GRAPHEXEC_LOG_LEVEL", "WARNING"))
+        command.add_argument("--log-format", choices=logs.FORMATS, default=_env("GRAPHEXEC_LOG_FORMAT", "text"))
+        command.add_argument("--metrics-port", type=_optional_port, default=_env("GRAPHEXEC_METRICS_PORT", ""),
+                             help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port)")
         _add_security_flags(command, command is serve)
     return parser
+
+
+def _optional_port(text: str) -> int | None:
+    return int(text) if text != "" else None
+
+
+def _metrics(args, host: str) -> Metrics:
+    """This process's metrics, served over HTTP (on the gRPC host) when --metrics-port is set."""
+    metrics = Metrics()
+    if args.metrics_port is not None:
+        port = serve_metrics(metrics, host, args.metrics_port)
+        print(f"graphexec metrics on http://{host}:{port}/metrics", flush=True)
+    return metrics
+
+
 
 
 # -- security: TLS, tenants' tokens, the worker secret (README "Security") ----------------------------
@@ -173,17 +194,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _store(redis_url: str, password: str | None = None):
-    return RedisStore(redis_url, password) if redis_url else MemoryStore()
+def _store(redis_url: str, metrics: Metrics, password: str | None = None):
+    return RedisStore(redis_url, password, metrics) if redis_url else MemoryStore()
 
 
 def serve(args) -> None:
     security = _security(args, is_server=True)
-    store = _store(args.redis, security.redis_password)
-    local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()))
+    metrics = _metrics(args, args.host)
+    store = _store(args.redis, metrics, security.redis_password)
+    local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()), metrics)
     pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
-    server, port = create_server(Service(store, pool), f"{args.host}:{args.port}", args.threads, security.tokens,
-                                 security.credentials, reflect=not args.no_reflection)
+    server, port = create_server(Service(store, pool, metrics), f"{args.host}:{args.port}", args.threads,
+                                 security.tokens, security.credentials, reflect=not args.no_reflection)
     server.start()
     scheme = "grpcs" if security.credentials else "grpc"
     print(f"graphexec serving on {scheme}://{args.host}:{port}", flush=True)
@@ -194,10 +216,11 @@ def serve(args) -> None:
 
 def worker(args) -> None:
     security = _security(args, is_server=False)
-    store = _store(args.redis, security.redis_password)
+    metrics = _metrics(args, args.host)
+    store = _store(args.redis, metrics, security.redis_password)
     core = WorkerCore(store, args.device.upper())
     server, port = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
-                                        security.credentials)
+                                        security.credentials, metrics)
     core.address = args.advertise or f"{_reachable_host(args.host)}:{port}"
     core.tls = security.credentials is not None
     server.start()
@@ -243,7 +266,7 @@ def main(argv=None) -> None:
     args = _parser().parse_args(argv)
     if argv is None:  # the command line (python -m graphexec, or the console script), not a caller's argv
         _reexec_with_short_blas_spin()
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(args.log_level, args.log_format)
     try:
         {"serve": serve, "worker": worker}[args.command](args)
     except (errors.OpError, OSError, ValueError) as exc:  # e.g. Redis unreachable, port taken, a bad tokens file

@@ -18,8 +18,8 @@ from graphexec.ops import rules
 from graphexec.ops.convert import convert_to_tensor, shape_attr
 from graphexec.ops.emit import emit
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
-from graphexec.ops.shape_inputs import (INDEX_TYPES, check_index_dtype, dims_shape, host_ints, int_tensor,
-                                        is_tensorlike, rank_of, scalar_value, shape_of, vector_length, vector_value,
+from graphexec.ops.shape_inputs import (INDEX_TYPES, check_index_dtype, dims_shape, host_ints, int_array,
+                                        int_tensor, is_tensorlike, rank_of, scalar_value, shape_of, vector_length, vector_value,
                                         with_known_elements)
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>).
@@ -141,7 +141,11 @@ Reshape = op("Reshape", shape=_reshape_shape, dtype=lambda args, attrs: args[0].
 
 
 def reshape(tensor, shape, name=None):
-    target = convert_to_tensor(shape, dtype=dtypes.int32) if not isinstance(shape, Tensor) else shape
+    if isinstance(shape, Tensor) or is_tensorlike(shape) or (
+            isinstance(shape, (list, tuple)) and any(is_tensorlike(d) for d in shape)):
+        target = shape if isinstance(shape, Tensor) else convert_to_tensor(shape, dtype=dtypes.int32)
+    else:  # numbers: int64 when they need it; a huge Python int is an error, not wrapped to int32
+        target = convert_to_tensor(int_array(shape, "shape"))
     return apply_op("Reshape", (convert_to_tensor(tensor), target), {}, name).outputs[0]
 
 

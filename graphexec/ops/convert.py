@@ -122,6 +122,9 @@ def _is_tensorlike(v) -> bool:
     return isinstance(v, Tensor) or hasattr(v, "_as_tensor")
 
 
+MAX_DIM = 1 << 63  # a dimension is an int64
+
+
 def shape_attr(shape) -> ShapeAttr:
     """A user's shape argument (None, list with None/-1 dims, TensorShape) as a shape attribute."""
     if shape is None:
@@ -129,4 +132,8 @@ def shape_attr(shape) -> ShapeAttr:
     dims = shape.dims if hasattr(shape, "dims") else shape
     if dims is None:
         return ShapeAttr(None)
+    for d in dims:
+        if d is not None and not -MAX_DIM <= int(d) < MAX_DIM:  # TF's message and class
+            raise TypeError(f"Error converting {list(dims)} (arg name = shape) to a TensorShape: Value out of range: "
+                            f"{int(d)}")
     return ShapeAttr([None if d is None or int(d) < 0 else int(d) for d in dims])

@@ -85,13 +85,35 @@ def client_calls(channel: grpc.Channel, service) -> dict:
             for method in service.methods}
 
 
+class _QueueCountingExecutor(futures.ThreadPoolExecutor):
+    """Keeps `queued` (anything with inc() and dec(), e.g. a Prometheus gauge) at the number of calls
+    waiting for a free thread: gRPC hands each call to the executor, where it waits while all are busy."""
+
+    def __init__(self, queued, **kwargs):
+        super().__init__(**kwargs)
+        self._queued = queued
+
+    def submit(self, fn, /, *args, **kwargs):
+        queued = self._queued
+        queued.inc()
+
+        def started(*call_args, **call_kwargs):
+            queued.dec()
+            return fn(*call_args, **call_kwargs)
+
+        return super().submit(started, *args, **kwargs)
+
+
 def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False,
-                  credentials: grpc.ServerCredentials | None = None, authenticate=None):
+                  credentials: grpc.ServerCredentials | None = None, authenticate=None, interceptors=(),
+                  queued=None):
     """(grpc server, bound port) serving `service` through `servicer`, with health checking (and
     reflection when `reflect`), over TLS with `credentials`, to callers `authenticate` accepts (health
-    checks are open to all); OSError naming the address when it cannot listen there."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="graphexec"),
-                         options=options)
+    checks are open to all), every call passing through `interceptors` and, when given, `queued`
+    counting the calls that wait for a thread; OSError naming the address when it cannot listen there."""
+    threads = {"max_workers": max_threads, "thread_name_prefix": "graphexec"}
+    executor = _QueueCountingExecutor(queued, **threads) if queued is not None else futures.ThreadPoolExecutor(**threads)
+    server = grpc.server(executor, options=options, interceptors=interceptors)
     server.add_generic_rpc_handlers((generic_handler(service, servicer, authenticate),))
     health_servicer = health.HealthServicer()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)

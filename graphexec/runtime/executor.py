@@ -171,11 +171,11 @@ class LoadedPlan:
                 try:
                     result = fn(ctx, *args)
                 except errors.OpError as exc:
-                    raise _with_node(type(exc), step, str(exc)) from None
+                    raise _with_node(type(exc), step, str(exc), args) from None
                 except MemoryError:
-                    raise _with_node(errors.ResourceExhaustedError, step, "out of memory") from None
+                    raise _with_node(errors.ResourceExhaustedError, step, "out of memory", args) from None
                 except Exception as exc:  # a kernel failure: re-raised against the user's node
-                    raise _with_node(errors.InvalidArgumentError, step, f"{type(exc).__name__}: {exc}") from None
+                    raise _with_node(errors.InvalidArgumentError, step, f"{type(exc).__name__}: {exc}", args) from None
                 if stats is not None:
                     end = time.perf_counter()
                     stats.append(NodeStats(step.node, step.op, start * 1e6, (end - start) * 1e6, step.covers,
@@ -190,7 +190,18 @@ class LoadedPlan:
         return [slots[i] for i in self.fetch_slots]
 
 
-def _with_node(error_class, step: Step, message: str) -> errors.OpError:
+def _with_node(error_class, step: Step, message: str, args) -> errors.OpError:
+    """The failure of a step, naming its node and op, the shapes it was given and the user's line."""
     where = f" (defined at {step.source})" if step.source else ""
     covered = f", fused from {', '.join(step.covers)}" if len(step.covers) > 1 else ""
-    return error_class(None, step.node, f"{message}\n\t [[node {step.node} ({step.op}{covered}){where}]]")
+    inputs = ", ".join(_describe(a) for a in args)
+    return error_class(None, step.node, f"{step.op} '{step.node}' failed on inputs {inputs or '(none)'}: {message}\n"
+                                        f"\t [[node {step.node} ({step.op}{covered}){where}]]")
+
+
+def _describe(value) -> str:
+    """`float32[2,3]` for an array, the type name otherwise."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        return type(value).__name__
+    return f"{np.dtype(dtype).name}[{','.join(str(d) for d in shape)}]"

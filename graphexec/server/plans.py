@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
 
 from graphexec import errors
@@ -17,6 +18,7 @@ from graphexec.rpc import convert
 from graphexec.runtime.metadata import COMPILED, MEMORY, STORE
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import CachedPlan
+from graphexec.server.telemetry import Metrics
 
 MAX_CACHED_PLANS = 4096
 
@@ -27,20 +29,23 @@ def plan_key(graph_digest: str, feeds, fetches, targets, device_types) -> str:
 
 
 class PlanCache:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, metrics: Metrics | None = None):
         self.store = store
+        self.metrics = metrics or Metrics()
         self._plans: OrderedDict[str, CachedPlan] = OrderedDict()
         self._lock = threading.Lock()
 
     def lookup(self, key: str) -> tuple[CachedPlan, str] | None:
         cached = self._plans.get(key)
         if cached is not None:
+            self.metrics.plan_lookups.labels(MEMORY).inc()
             return cached, MEMORY
         blob = self.store.get_blob("plan", key)
         if blob is None:
             return None
         cached = CachedPlan.of(key, convert.plan_from_bytes(blob))
         self._remember(cached)
+        self.metrics.plan_lookups.labels(STORE).inc()
         return cached, STORE
 
     def get(self, key: str) -> tuple[CachedPlan, str]:
@@ -55,7 +60,10 @@ class PlanCache:
         found = self.lookup(key)
         if found is not None:
             return found
+        started = time.perf_counter()
         cached = CachedPlan.of(key, compile_plan())
+        self.metrics.compile_seconds.observe(time.perf_counter() - started)
+        self.metrics.plan_lookups.labels(COMPILED).inc()
         self.store.put_blob("plan", key, convert.plan_to_bytes(cached.plan))
         self._remember(cached)
         return cached, COMPILED

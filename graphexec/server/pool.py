@@ -21,6 +21,7 @@ from graphexec.rpc import convert, methods, status
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
 from graphexec.server.auth import WorkerSecret
+from graphexec.server.telemetry import Metrics
 from graphexec.server.worker_service import GRPC_OPTIONS
 
 REFRESH_S = 0.5
@@ -36,8 +37,10 @@ class WorkerLost(errors.UnavailableError):
 class LocalWorker:
     """The embedded worker: the same process, no RPC."""
 
-    def __init__(self, core: WorkerCore):
+    def __init__(self, core: WorkerCore, metrics: Metrics | None = None):
         self.core = core
+        self.metrics = metrics or Metrics()
+        self.metrics.worker_runs_in_flight.set_function(lambda: core.in_flight)
         self.id = core.worker_id
         self.name = core.name
         self.device_types = core.device_types
@@ -49,7 +52,8 @@ class LocalWorker:
         return self.core.devices()
 
     def run(self, call: PlanCall, plan) -> PlanResult:
-        return self.core.run(call, plan)
+        with self.metrics.worker_run(call.device_type):
+            return self.core.run(call, plan)
 
 
 class RemoteWorker:

@@ -17,9 +17,10 @@ from graphexec.rpc import codec, convert, methods, status
 from graphexec.rpc.codec import CHUNK_BYTES, parse
 from graphexec.rpc.tensors import DecodeError, dtype_from_enum, tensors_from_protos
 from graphexec.server import auth
-from graphexec.server import plans as plan_cache
-from graphexec.server.service import RunOutcome, Service
 from graphexec.runtime.worker import Cancellation
+from graphexec.server import plans as plan_cache
+from graphexec.server import telemetry
+from graphexec.server.service import RunOutcome, Service
 from graphexec.server.worker_service import remaining_seconds
 
 SERVICE = methods.GRAPH_EXEC_SERVICE.full_name
@@ -293,10 +294,21 @@ def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: i
     """(grpc server, bound port). Health checking (and reflection when `reflect`) are served beside the
     API; over TLS with `credentials`. With `tokens`, each call's tenant is the one its bearer token names
     (others are UNAUTHENTICATED); without, every caller is the single tenant."""
-    authenticate = tokens.tenant_of if tokens is not None else _single_tenant
+    authenticate = _labelled(tokens.tenant_of if tokens is not None else _single_tenant)
     return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service), address, max_threads,
-                                 GRPC_OPTIONS, reflect=reflect, credentials=credentials, authenticate=authenticate)
+                                 GRPC_OPTIONS, reflect=reflect, credentials=credentials, authenticate=authenticate,
+                                 interceptors=(telemetry.Interceptor(service.metrics),),
+                                 queued=service.metrics.calls_queued)
 
 
 def _single_tenant(metadata) -> str:
     return auth.SINGLE_TENANT
+
+
+def _labelled(authenticate):
+    """`authenticate`, also naming the tenant in the call's metrics and log line."""
+    def tenant_of(metadata) -> str:
+        tenant = authenticate(metadata)
+        telemetry.annotate(tenant=tenant or telemetry.DEFAULT_TENANT)
+        return tenant
+    return tenant_of
