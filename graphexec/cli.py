@@ -195,7 +195,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _store(redis_url: str, metrics: Metrics, password: str | None = None):
-    return RedisStore(redis_url, password, metrics) if redis_url else MemoryStore()
+    return RedisStore(redis_url, password, metrics=metrics) if redis_url else MemoryStore()
 
 
 def serve(args) -> None:

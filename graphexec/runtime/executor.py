@@ -171,7 +171,7 @@ class LoadedPlan:
                 try:
                     result = fn(ctx, *args)
                 except errors.OpError as exc:
-                    raise _with_node(type(exc), step, str(exc), args) from None
+                    raise _with_node(type(exc), step, str(exc)) from None  # the kernel's own words, as TF
                 except MemoryError:
                     raise _with_node(errors.ResourceExhaustedError, step, "out of memory", args) from None
                 except Exception as exc:  # a kernel failure: re-raised against the user's node
@@ -190,13 +190,15 @@ class LoadedPlan:
         return [slots[i] for i in self.fetch_slots]
 
 
-def _with_node(error_class, step: Step, message: str, args) -> errors.OpError:
-    """The failure of a step, naming its node and op, the shapes it was given and the user's line."""
+def _with_node(error_class, step: Step, message: str, args=None) -> errors.OpError:
+    """The failure of a step, naming its node and op, the user's line and, for a kernel that failed
+    unexpectedly (`args` given), the shapes it was given."""
     where = f" (defined at {step.source})" if step.source else ""
     covered = f", fused from {', '.join(step.covers)}" if len(step.covers) > 1 else ""
-    inputs = ", ".join(_describe(a) for a in args)
-    return error_class(None, step.node, f"{step.op} '{step.node}' failed on inputs {inputs or '(none)'}: {message}\n"
-                                        f"\t [[node {step.node} ({step.op}{covered}){where}]]")
+    if args is not None:
+        inputs = ", ".join(_describe(a) for a in args)
+        message = f"{step.op} '{step.node}' failed on inputs {inputs or '(none)'}: {message}"
+    return error_class(None, step.node, f"{message}\n\t [[node {step.node} ({step.op}{covered}){where}]]")
 
 
 def _describe(value) -> str:

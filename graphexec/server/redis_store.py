@@ -92,7 +92,7 @@ class RedisStore(Store):
     """`url`: redis://[[USER]:PASSWORD@]HOST:PORT/DB, or rediss:// for TLS (redis-py reads it); a
     `password` given apart wins over the URL's. Messages name the URL without its password."""
 
-    def __init__(self, url: str, password: str | None = None, metrics: Metrics | None = None):
+    def __init__(self, url: str, password: str | None = None, *, metrics: Metrics | None = None):
         self.url = _without_password(url)
         self.description = f"Redis at {self.url}"
         extra = {"password": password} if password else {}

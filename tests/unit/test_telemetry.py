@@ -42,7 +42,7 @@ def closed_port() -> int:
 
 def test_redis_failures_are_counted_and_timed_by_operation():
     metrics = Metrics()
-    store = RedisStore(f"redis://127.0.0.1:{closed_port()}/0", metrics)
+    store = RedisStore(f"redis://127.0.0.1:{closed_port()}/0", metrics=metrics)
     try:
         for _ in range(2):
             with pytest.raises(errors.UnavailableError, match="Redis at"):
