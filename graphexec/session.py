@@ -121,6 +121,8 @@ def _owned(value, feeds):
     """Fetched arrays are the caller's: never a view of a variable, constant or feed (a fetched
     placeholder is the fed array itself)."""
     if isinstance(value, np.ndarray):
+        if value.dtype == object and value.ndim == 0:  # a tf.string scalar is fetched as bytes, as in TF1
+            return value[()]
         if value.base is not None or not value.flags.writeable:
             return value.copy()
         for feed in feeds:

@@ -29,6 +29,11 @@ def numpy_value(value, dtype=None) -> np.ndarray:
     """numpy array with TF's defaults: Python floats -> float32, Python ints -> int32 (int64 if needed)."""
     if dtype is not None:
         dtype = dtypes.as_dtype(dtype)
+    if dtype is dtypes.string or (dtype is None and _looks_like_strings(value)):
+        try:
+            return dtypes.string_array(value)
+        except TypeError:
+            raise TypeError(f"Cannot convert {value!r} to a tensor of dtype string") from None
     if isinstance(value, np.ndarray) or isinstance(value, np.generic):
         array = np.asarray(value)
     else:
@@ -49,6 +54,16 @@ def numpy_value(value, dtype=None) -> np.ndarray:
         raise TypeError(f"Cannot convert {value!r} to a tensor: unsupported element type {array.dtype}")
     dtypes.from_numpy(array.dtype)  # raises for unsupported types
     return array
+
+
+def _looks_like_strings(value) -> bool:
+    """str/bytes scalars, numpy str/bytes arrays, and (nested) lists whose first element is one."""
+    while isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    if isinstance(value, (str, bytes, np.str_, np.bytes_)):
+        return True
+    return isinstance(value, np.ndarray) and (value.dtype.kind in "SU" or (
+        value.dtype == object and value.size > 0 and isinstance(value.reshape(-1)[0], (str, bytes))))
 
 
 def constant(value, dtype=None, shape=None, name="Const", verify_shape=False):

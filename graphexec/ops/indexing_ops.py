@@ -20,7 +20,7 @@ from graphexec.ops.shape_inputs import (axis_of, axis_tensor, check_index_dtype,
                                         int_tensor, is_tensorlike, known_axis, rank_of, scalar_value, shape_of)
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>).
-__all__ = ["gather", "gather_nd", "one_hot", "scatter_nd"]
+__all__ = ["gather", "gather_nd", "one_hot", "scatter_nd", "unsorted_segment_sum"]
 
 
 # -- GatherV2 and its adjoint UnsortedSegmentSum ----------------------------------------------------------

@@ -187,7 +187,14 @@ Sigmoid = unary("Sigmoid", _sigmoid, allowed=FLOATING,
 LogicalNot = op("LogicalNot", shape=rules.unchanged, dtype=rules.same_dtype(dtypes.bool),
                 kernel=ufunc_kernel("logical_not"), elementwise=True, ufunc="logical_not", grad=NOT_DIFFERENTIABLE,
                 inputs=("x",))
-Cast = op("Cast", shape=rules.unchanged, dtype=rules.attr_dtype("DstT"), elementwise=True, grad=_cast_grad,
+def _cast_dtype(args, attrs):
+    if (args[0].dtype is dtypes.string) != (attrs["DstT"] is dtypes.string):  # as TF: as_string/to_number
+        raise ShapeError(f"Cast from {args[0].dtype.name} to {attrs['DstT'].name} is not supported; use "
+                         f"tf.as_string or tf.strings.to_number")
+    return attrs["DstT"]
+
+
+Cast = op("Cast", shape=rules.unchanged, dtype=_cast_dtype, elementwise=True, grad=_cast_grad,
           kernel=lambda ctx, x, DstT: x.astype(DstT.np),  # noqa: N803 - TF's attr name
           inputs=("x",), attrs={"DstT": attr("type")})
 

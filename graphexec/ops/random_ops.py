@@ -12,6 +12,7 @@ import numpy as np
 
 from graphexec import dtypes
 from graphexec.framework import Tensor, apply_op, get_default_graph, name_scope
+from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops import math_ops
 from graphexec.ops.shape_inputs import (check_index_dtype, dims_shape, host_ints, int_tensor, is_tensorlike,
                                         with_known_elements)
@@ -171,4 +172,75 @@ def random_uniform(shape, minval=0, maxval=None, dtype=dtypes.float32, seed=None
         return math_ops.add(math_ops.multiply(unit, math_ops.subtract(maxval, minval)), minval, name=scope)
 
 
-__all__ = ["random_normal", "random_uniform", "truncated_normal", "set_random_seed", "get_seed"]
+__all__ = ["random_normal", "random_uniform", "truncated_normal", "set_random_seed", "get_seed", "random_shuffle",
+           "multinomial"]
+
+
+# -- RandomShuffle and Multinomial: randomness over a given tensor ---------------------------------------
+def _shuffle(ctx, value, seed, seed2, node):
+    rng = _generator(ctx, node, seed, seed2)
+    if value.ndim == 0:
+        return value
+    order = rng.permutation(value.shape[0])
+    return value[ctx.from_host(order)]
+
+
+def _shuffle_shape(args, attrs):
+    return args[0].shape
+
+
+RandomShuffle = op("RandomShuffle", shape=_shuffle_shape, dtype=lambda args, attrs: args[0].dtype, kernel=_shuffle,
+                   stateful=True, grad=NOT_DIFFERENTIABLE, inputs=("value",),
+                   attrs={"seed": attr("int", 0), "seed2": attr("int", 0)})
+
+
+def random_shuffle(value, seed=None, name=None):
+    """value with its first dimension randomly permuted."""
+    seed1, seed2 = get_seed(seed)
+    return apply_op("RandomShuffle", (convert_to_tensor(value),), {"seed": seed1, "seed2": seed2},
+                    name or "RandomShuffle").outputs[0]
+
+
+def _multinomial(ctx, logits, num_samples, seed, seed2, output_dtype, node):
+    rng = _generator(ctx, node, seed, seed2)
+    host = np.asarray(ctx.to_host(logits), dtype=np.float64)
+    count = int(np.asarray(ctx.to_host(num_samples)))
+    if count < 0:
+        raise ValueError(f"num_samples should be nonnegative, got {count}")
+    shifted = host - host.max(axis=1, keepdims=True)  # (softmax without overflow)
+    probabilities = np.exp(shifted)
+    cumulative = np.cumsum(probabilities / probabilities.sum(axis=1, keepdims=True), axis=1)
+    draws = rng.random((host.shape[0], count))
+    samples = np.stack([np.searchsorted(c, d, side="right") for c, d in zip(cumulative, draws)]).reshape(draws.shape)
+    samples = np.minimum(samples, host.shape[1] - 1)  # (a draw above a rounded-down last cumulative)
+    return ctx.from_host(samples.astype(output_dtype.np))
+
+
+def _multinomial_shape(args, attrs):
+    logits, num = args
+    check_index_dtype(num, "num_samples")
+    if logits.rank not in (None, 2):
+        raise ShapeError(f"logits should be a matrix, got shape {logits.shape}")
+    count = None if num.value is None else int(num.value)
+    return (None if logits.shape is None else logits.shape[0], count)
+
+
+def _multinomial_dtype(args, attrs):
+    if args[0].dtype not in dtypes.FLOATING:
+        raise ShapeError(f"logits must be floating point, got {args[0].dtype.name}")
+    if attrs["output_dtype"] not in (dtypes.int32, dtypes.int64):
+        raise ShapeError(f"output_dtype must be int32 or int64, got {attrs['output_dtype'].name}")
+    return attrs["output_dtype"]
+
+
+Multinomial = op("Multinomial", shape=_multinomial_shape, dtype=_multinomial_dtype, kernel=_multinomial,
+                 stateful=True, grad=NOT_DIFFERENTIABLE, inputs=("logits", "num_samples"),
+                 attrs={"seed": attr("int", 0), "seed2": attr("int", 0), "output_dtype": attr("type", dtypes.int64)})
+
+
+def multinomial(logits, num_samples, seed=None, name=None, output_dtype=None):
+    """tf.multinomial / tf.random.categorical: num_samples class indices per row of unnormalized log-probs."""
+    seed1, seed2 = get_seed(seed)
+    num = num_samples if is_tensorlike(num_samples) else convert_to_tensor(int(num_samples), dtypes.int32)
+    attrs = {"seed": seed1, "seed2": seed2, "output_dtype": dtypes.as_dtype(output_dtype or dtypes.int64)}
+    return apply_op("Multinomial", (convert_to_tensor(logits), num), attrs, name or "Multinomial").outputs[0]

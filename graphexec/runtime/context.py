@@ -40,7 +40,14 @@ class ExecContext:
         return array.get() if hasattr(array, "get") and self.xp is not np else array
 
     def from_host(self, array):
-        return array if self.xp is np else self.xp.asarray(array)
+        return on_device(self.xp, array)
+
+
+def on_device(xp, value):
+    """`value` in `xp`'s memory; tf.string values (object arrays) stay on the host, where their ops run."""
+    if xp is np or getattr(value, "dtype", None) == object:
+        return value
+    return xp.asarray(value)
 
 
 _BUILD_TIME = ExecContext()

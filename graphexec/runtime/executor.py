@@ -15,6 +15,7 @@ import numpy as np
 from graphexec import errors, ir
 from graphexec.compiler.plan import Plan, Step
 from graphexec.ops import registry
+from graphexec.runtime.context import on_device
 
 
 @dataclass
@@ -124,7 +125,7 @@ class LoadedPlan:
         self.xp = xp
         self.template = [None] * plan.num_slots
         for slot, value in plan.constants.items():
-            self.template[slot] = value if xp is np else xp.asarray(value)
+            self.template[slot] = on_device(xp, value)
         self.feed_slots = tuple(e.slot for e in plan.feeds)
         self.fetch_slots = tuple(e.slot for e in plan.fetches)
         donors = _donors(plan, feeds_owned)

@@ -31,7 +31,7 @@ from graphexec.compiler.plan import Plan
 from graphexec.ops.state_ops import VARIABLE_OPS
 from graphexec.rpc import convert
 from graphexec.runtime import placement
-from graphexec.runtime.context import ExecContext
+from graphexec.runtime.context import ExecContext, on_device
 from graphexec.runtime.executor import LoadedPlan
 from graphexec.runtime.store import DEFAULT_LOCK_TIMEOUT_S, Store
 
@@ -186,7 +186,7 @@ class WorkerCore:
         if loaded.xp is np:
             results = loaded.run(ctx, call.feeds, stats)
         else:
-            results = [_to_host(r) for r in loaded.run(ctx, [loaded.xp.asarray(f) for f in call.feeds], stats)]
+            results = [_to_host(r) for r in loaded.run(ctx, [on_device(loaded.xp, f) for f in call.feeds], stats)]
         if cached.writes_variables:
             changed = {k: v for k, v in run_variables.items() if variables.get(k) is not v}
             if changed:
@@ -210,7 +210,7 @@ class WorkerCore:
             return hot[1]
         version, values = self.store.read_variables(container)
         if device_type == placement.GPU:
-            values = {k: self.xp.asarray(v) for k, v in values.items()}
+            values = {k: on_device(self.xp, v) for k, v in values.items()}
         self._hot[container, device_type] = (version, values)
         return values
 
@@ -292,6 +292,6 @@ def _on_host(fn):
 
 def _on_device(fn):
     def run_on_device(ctx, *args):
-        return fn(ctx, *[ctx.xp.asarray(a) if isinstance(a, np.ndarray) else a for a in args])
+        return fn(ctx, *[on_device(ctx.xp, a) if isinstance(a, np.ndarray) else a for a in args])
 
     return run_on_device

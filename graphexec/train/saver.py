@@ -9,7 +9,8 @@ File format (one file per checkpoint, `<prefix>-<step>.gxckpt`, or `<prefix>.gxc
                    "tensors": [{"name": str, "dtype": str, "shape": [int, ...],
                                 "offset": int, "nbytes": int, "sha256": hex str}, ...]}
     then          data: each tensor's raw bytes, C order, little-endian, at `offset` from the start of
-                  the data section (16 + H), tensors in header order, each starting on a 64-byte boundary
+                  the data section (16 + H), tensors in header order, each starting on a 64-byte boundary;
+                  a "string" tensor's bytes are, per element, a u32 little-endian length then its bytes
 
 `name` is the variable's name without ":0" (as TF's checkpoint keys), `dtype` a graphexec dtype name
 (float32, int64, bool...). Reading parses JSON and raw numbers only (no pickle, nothing executable), and
@@ -55,7 +56,10 @@ def encode(tensors: dict[str, np.ndarray], global_step: int | None = None) -> by
     for name, value in tensors.items():
         array = np.asarray(value, order="C")  # (not ascontiguousarray: it turns scalars into [1])
         dtype = dtypes.from_numpy(array.dtype)
-        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        if dtype is dtypes.string:
+            data = dtypes.string_content(array)
+        else:
+            data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
         padding = -offset % ALIGNMENT
         chunks.append(b"\0" * padding + data)
         offset += padding
@@ -98,12 +102,18 @@ def _tensor(entry, data, damaged) -> np.ndarray:
         shape = tuple(int(d) for d in entry["shape"])
     except (KeyError, TypeError, ValueError) as exc:
         raise damaged(f"bad tensor entry {entry!r} ({exc})") from None
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.size
-    if nbytes != expected or offset < 0 or offset + nbytes > len(data) or min(shape, default=0) < 0:
+    count = int(np.prod(shape, dtype=np.int64))
+    fits = dtype is dtypes.string or nbytes == count * dtype.size  # (string records are checked as decoded)
+    if not fits or offset < 0 or offset + nbytes > len(data) or min(shape, default=0) < 0:
         raise damaged(f"tensor '{name}' does not fit the file (offset {offset}, {nbytes} bytes, shape {list(shape)})")
     raw = data[offset:offset + nbytes]
     if hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
         raise damaged(f"checksum mismatch for tensor '{name}'")
+    if dtype is dtypes.string:
+        try:
+            return dtypes.strings_from_content(raw, count, shape)
+        except ValueError as exc:
+            raise damaged(f"tensor '{name}': {exc}") from None
     little = np.frombuffer(raw, dtype=dtype.np.newbyteorder("<")).reshape(shape)
     return little.astype(dtype.np)  # native byte order, and a private writable copy
 
