@@ -33,6 +33,7 @@ from graphexec.session import InteractiveSession, Session
 from graphexec.gradients import gradients
 from graphexec import losses, metrics, nn, train  # noqa: E402 - tf.nn, tf.train, tf.losses, tf.metrics
 from graphexec import linalg, math, random, strings  # noqa: E402 - tf.linalg, tf.math, tf.random, tf.strings
+from graphexec import summary  # noqa: E402 - tf.summary
 from graphexec.variables import (GraphKeys, Variable, assign, assign_add, assign_sub, global_variables,
                                  global_variables_initializer, initialize_all_variables, local_variables,
                                  local_variables_initializer, trainable_variables, variables_initializer)

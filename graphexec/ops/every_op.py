@@ -2,5 +2,6 @@
 not just those its own imports happened to define)."""
 from graphexec.ops import (array_ops, control_ops, conv_ops, convert, indexing_ops,  # noqa: F401
                            internal_ops, joining_ops, linalg_ops, math_ops, nn_ops, random_ops, reduction_ops,
-                           scan_ops, scatter_ops, segment_ops, slicing_ops, state_ops, string_ops, training_ops)
+                           scan_ops, scatter_ops, segment_ops, slicing_ops, state_ops, string_ops, summary_ops,
+                           training_ops)
 from graphexec.ops.registry import REGISTRY, schema  # noqa: F401
