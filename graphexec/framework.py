@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from graphexec import errors, ir
+from graphexec import display, errors, ir
 from graphexec.default_session import clear_default_sessions, default_session_for
 from graphexec.digest import NodeDigester
 from graphexec.ops import registry
@@ -213,6 +213,11 @@ class Operation:
     def __repr__(self):
         return f"<tf.Operation '{self.name}' type={self.type}>"
 
+    def _repr_svg_(self) -> str:
+        """Jupyter draws the op with everything it depends on."""
+        return display.render(display.node_boxes(display.subgraph(self.graph.nodes(), [self.name])),
+                              title=repr(self)[1:-1])
+
 
 class Graph:
     """A growable dataflow graph. Ops are appended in creation order, which is a topological order."""
@@ -403,6 +408,10 @@ class Graph:
 
     def __repr__(self):
         return f"<tf.Graph with {len(self._ops)} ops>"
+
+    def _repr_svg_(self) -> str:
+        """Jupyter draws the graph: every op with its type, output dtypes and shapes, and device."""
+        return display.render(display.node_boxes(self.nodes()), title=repr(self)[1:-1])
 
 
 # -- default graph ---------------------------------------------------------------------------------
