@@ -84,10 +84,10 @@ def render(boxes: list[Box], title: str = "") -> str:
             x += box.width + GAP_X
         y += max(b.height for b in layer) + GAP_Y
     total_h = y - GAP_Y / 2 + (LINE_H if left_out else 0)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w:.0f}" height="{total_h:.0f}" '
-             f'viewBox="0 0 {total_w:.0f} {total_h:.0f}" font-family="monospace" font-size="11">',
-             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
-             'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w:.0f}" height="{total_h:.0f}" '
+              f'viewBox="0 0 {total_w:.0f} {total_h:.0f}" font-family="monospace" font-size="11">'),
+             ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
+              'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>')]
     if title:
         parts.append(f'<text x="{GAP_X / 2}" y="{LINE_H}" font-weight="bold">{html.escape(title)}</text>')
     for box in boxes:
