@@ -9,10 +9,12 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import Process, free_port
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -87,3 +89,26 @@ def test_remote_training_run_is_readable_by_tensorboard(redis_server, serve, wor
     assert f"events in {tmp_path}" in printed
     assert_tensorboard_reads(tmp_path)
     assert_trace(tmp_path / "timeline.json", worker=worker_id)
+
+
+def test_tensorboard_server_serves_every_tab(processes, tmp_path):
+    """The real `tensorboard` server, started on the run's logdir, lists the run in its scalars, histograms,
+    images and text tabs and serves its graph."""
+    _run_example(tmp_path / "run1", "")
+    port = free_port()
+    processes.append(Process([sys.executable, "-m", "tensorboard.main", "--logdir", str(tmp_path), "--port", str(port),
+                              "--host", "127.0.0.1"], r"TensorBoard \S+ at http"))
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+            return response.read().decode()
+
+    assert json.loads(get("/data/runs")) == ["run1"]
+    assert sorted(json.loads(get("/data/plugin/scalars/tags"))["run1"]) == ["bias", "loss"]
+    assert list(json.loads(get("/data/plugin/histograms/tags"))["run1"]) == ["weights"]
+    assert list(json.loads(get("/data/plugin/images/tags"))["run1"]) == ["weights_as_image/image/0"]
+    assert json.loads(get("/data/plugin/text/tags")) == {"run1": ["about"]}
+    loss = json.loads(get("/data/plugin/scalars/scalars?run=run1&tag=loss"))
+    assert [step for _, step, _ in loss] == list(range(STEPS))
+    graph = get("/data/plugin/graphs/graph?run=run1&conceptual=false")  # the GraphDef as text
+    assert 'name: "model/MatMul"' in graph and 'input: "model/w"' in graph and 'op: "ApplyGradientDescent"' in graph
