@@ -2,10 +2,10 @@
 FileWriter's event files load in TensorBoard's own EventAccumulator (a whole training run: test_tensorboard.py)."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import pathlib
+import runpy
 
 import numpy as np
 import pytest
@@ -18,13 +18,6 @@ from graphexec import errors
 from graphexec.ops.summary_ops import histogram_proto, png
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "summaries"
-
-
-def _golden_program():
-    spec = importlib.util.spec_from_file_location("summaries_golden_program", GOLDEN / "make_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _pillow_png(data: bytes) -> np.ndarray:
@@ -47,14 +40,14 @@ def _assert_same(got, want, where):
 
 
 def test_summaries_match_tensorflow():
-    program = _golden_program()
+    program = runpy.run_path(str(GOLDEN / "make_golden.py"))  # the same program real TensorFlow ran
     golden = json.loads((GOLDEN / "summaries.json").read_text())
-    fetches, feed = program.program(tf)
+    fetches, feed = program["program"](tf)
     with tf.Session() as sess:
         results = sess.run(fetches, feed)
     for key, value in results.items():
         assert type(value) is bytes, key  # a fetched summary is serialized Summary bytes, as in TF1
-    got = {key: program.describe(value, Summary, _pillow_png) for key, value in results.items()}
+    got = {key: program["describe"](value, Summary, _pillow_png) for key, value in results.items()}
     _assert_same(got, golden, "summaries")
 
 
