@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from graphexec import errors, ir
+from graphexec import errors, ir, progress
 from graphexec.default_session import DefaultSession
 from graphexec.fetches import FetchMapper
 from graphexec.framework import Graph, Tensor, get_default_graph
@@ -34,7 +34,12 @@ class BaseSession:
 
     def stream(self, fetches, feed_iter, max_in_flight=32, options=None):
         """Yield `run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order. Remote sessions
-        pipeline these over one streaming call with at most `max_in_flight` outstanding."""
+        pipeline these over one streaming call with at most `max_in_flight` outstanding. A sized `feed_iter`
+        (a list) shows a progress bar on a terminal (graphexec.progress)."""
+        results = self._stream(fetches, feed_iter, max_in_flight, options)
+        return progress.track(results, progress.length(feed_iter), "sess.stream")
+
+    def _stream(self, fetches, feed_iter, max_in_flight, options):
         for feed_dict in feed_iter:
             yield self.run(fetches, feed_dict, options)
 

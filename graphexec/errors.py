@@ -21,6 +21,12 @@ class OpError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show instead of the Python traceback: the class and the message, which
+        names the node, its op and the line of the user's program that built it (%tb shows the rest)."""
+        first, *rest = self.message.splitlines() or [""]
+        return [f"tf.errors.{type(self).__name__}: {first}", *rest]
+
 
 def _error(name: str, code: int) -> type[OpError]:
     return type(name, (OpError,), {"error_code": code, "__doc__": f"gRPC status {code}."})

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from graphexec import errors, ir
+from graphexec import display, errors, ir
 from graphexec.default_session import clear_default_sessions, default_session_for
 from graphexec.digest import NodeDigester
 from graphexec.ops import registry
@@ -237,6 +237,11 @@ class Operation:
                 lines.append(f'attr {{\n  key: "{key}"\n  value: {ir.format_attr(value)}\n}}')
         return "\n".join(lines) + "\n"
 
+    def _repr_svg_(self) -> str:
+        """Jupyter draws the op with everything it depends on."""
+        return display.render(display.node_boxes(display.subgraph(self.graph.nodes(), [self.name])),
+                              title=repr(self)[1:-1])
+
 
 class Graph:
     """A growable dataflow graph. Ops are appended in creation order, which is a topological order."""
@@ -444,6 +449,10 @@ class Graph:
 
     def __repr__(self):
         return f"<tf.Graph with {len(self._ops)} ops>"
+
+    def _repr_svg_(self) -> str:
+        """Jupyter draws the graph: every op with its type, output dtypes and shapes, and device."""
+        return display.render(display.node_boxes(self.nodes()), title=repr(self)[1:-1])
 
 
 # -- default graph ---------------------------------------------------------------------------------

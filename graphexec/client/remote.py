@@ -217,7 +217,7 @@ class RemoteSession(BaseSession):
             made.made = None
 
     # -- streaming ----------------------------------------------------------------------------------
-    def stream(self, fetches, feed_iter, max_in_flight: int = 32, options=None):
+    def _stream(self, fetches, feed_iter, max_in_flight: int, options):
         """Yield `sess.run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order, over one
         bidirectional Run call with at most `max_in_flight` runs outstanding. A failed run raises its
         tf.errors class at its position and ends the stream.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphexec import ir
+from graphexec import display, ir
 from graphexec.ops import registry
 
 COMPILER_VERSION = "graphexec-compiler-1"
@@ -74,6 +74,10 @@ class Plan:
                 if isinstance(value, Plan):
                     ops |= value.step_ops()
         return ops
+
+    def _repr_svg_(self) -> str:
+        """Jupyter draws the plan: feeds, steps (fused ones list what they cover) and fetches."""
+        return display.render(display.plan_boxes(self), title=f"plan {self.graph_digest[:12]} ({len(self.steps)} steps)")
 
     def executed_nodes(self) -> list[str]:
         return [name for step in self.steps for name in step.covers]

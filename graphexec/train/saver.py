@@ -36,7 +36,7 @@ import tempfile
 
 import numpy as np
 
-from graphexec import dtypes, errors
+from graphexec import dtypes, errors, progress
 from graphexec.framework import get_default_graph
 from graphexec.ops.array_ops import placeholder
 from graphexec.ops.control_ops import group
@@ -48,11 +48,13 @@ VERSION = 1
 SUFFIX = ".gxckpt"
 INDEX_FILENAME = "checkpoint"
 ALIGNMENT = 64
+LARGE_CHECKPOINT_BYTES = 64 << 20  # saving or restoring more shows a progress bar (on a terminal)
 
 
 # -- the file format: pure functions over bytes -------------------------------------------------------------
-def encode(tensors: dict[str, np.ndarray], global_step: int | None = None) -> bytes:
-    """The checkpoint file's bytes for `tensors` (name -> array), in the documented format."""
+def encode(tensors: dict[str, np.ndarray], global_step: int | None = None, on_bytes=None) -> bytes:
+    """The checkpoint file's bytes for `tensors` (name -> array), in the documented format; `on_bytes(n)`
+    is called after each tensor with its size."""
     entries, chunks, offset = [], [], 0
     for name, value in tensors.items():
         array = np.asarray(value, order="C")  # (not ascontiguousarray: it turns scalars into [1])
@@ -67,13 +69,16 @@ def encode(tensors: dict[str, np.ndarray], global_step: int | None = None) -> by
         entries.append({"name": name, "dtype": dtype.name, "shape": list(array.shape), "offset": offset,
                         "nbytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
         offset += len(data)
+        if on_bytes is not None:
+            on_bytes(len(data))
     header = json.dumps({"format": FORMAT, "version": VERSION, "global_step": global_step, "tensors": entries},
                         separators=(",", ":")).encode()
     return MAGIC + struct.pack("<Q", len(header)) + header + b"".join(chunks)
 
 
-def decode(blob: bytes, what: str = "checkpoint") -> tuple[dict[str, np.ndarray], dict]:
-    """(name -> array, header) from a checkpoint file's bytes; DataLossError if anything is off."""
+def decode(blob: bytes, what: str = "checkpoint", on_bytes=None) -> tuple[dict[str, np.ndarray], dict]:
+    """(name -> array, header) from a checkpoint file's bytes; DataLossError if anything is off.
+    `on_bytes(n)` is called after each tensor with its size."""
     def damaged(reason):
         return errors.DataLossError(None, None, f"{what} is not a valid graphexec checkpoint: {reason}")
 
@@ -93,6 +98,8 @@ def decode(blob: bytes, what: str = "checkpoint") -> tuple[dict[str, np.ndarray]
     tensors = {}
     for entry in header.get("tensors", []):
         tensors[entry["name"]] = _tensor(entry, data, damaged)
+        if on_bytes is not None:
+            on_bytes(tensors[entry["name"]].nbytes)
     return tensors, header
 
 
@@ -178,7 +185,8 @@ def _file_of(prefix: str) -> str:
 
 
 def load_checkpoint(checkpoint_prefix) -> dict[str, np.ndarray]:
-    """Every tensor of a checkpoint as name -> numpy array (tf.train.load_checkpoint, simplified)."""
+    """Every tensor of a checkpoint as name -> numpy array (tf.train.load_checkpoint, simplified); a large
+    one shows a progress bar while it is checked and decoded."""
     path = _file_of(checkpoint_prefix)
     try:
         with open(path, "rb") as f:
@@ -186,7 +194,9 @@ def load_checkpoint(checkpoint_prefix) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise errors.NotFoundError(None, None, f"Unsuccessful TensorSliceReader constructor: Failed to find any "
                                                f"matching files for {checkpoint_prefix}") from None
-    return decode(blob, path)[0]
+    with progress.bar(len(blob), f"restoring {os.path.basename(path)}", unit="B", unit_scale=True,
+                      shown=len(blob) >= LARGE_CHECKPOINT_BYTES) as bar:
+        return decode(blob, path, bar.update)[0]
 
 
 # -- Saver ---------------------------------------------------------------------------------------------------------
@@ -226,7 +236,10 @@ class Saver:
         values = sess.run([self._variables[n].value() for n in names])
         directory = os.path.dirname(os.path.abspath(prefix))
         os.makedirs(directory, exist_ok=True)
-        write_atomically(_file_of(prefix), encode(dict(zip(names, values)), step))
+        size = sum(np.asarray(v).nbytes for v in values)
+        with progress.bar(size, f"saving {os.path.basename(_file_of(prefix))}", unit="B", unit_scale=True,
+                          shown=size >= LARGE_CHECKPOINT_BYTES) as bar:
+            write_atomically(_file_of(prefix), encode(dict(zip(names, values)), step, bar.update))
         if write_state:
             self._update_index(directory, prefix, latest_filename or INDEX_FILENAME)
         return prefix
