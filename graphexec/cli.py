@@ -10,24 +10,9 @@ Redis and place runs on live `graphexec worker` processes (it runs none itself).
 `graphexec worker ID serving on HOST:PORT`. Both bind 127.0.0.1 unless told otherwise: listening on
 other interfaces takes an explicit --host (e.g. 0.0.0.0).
 
-Every flag can also come from the environment (the flag wins):
-
-| command | flag          | environment variable        | default                     |
-| ------- | ------------- | --------------------------- | --------------------------- |
-| serve   | --host        | GRAPHEXEC_HOST              | 127.0.0.1                   |
-| serve   | --port        | GRAPHEXEC_PORT              | 7470 (0: any free port)     |
-| both    | --redis       | GRAPHEXEC_REDIS_URL         | none (serve: in-memory)     |
-| both    | --device      | GRAPHEXEC_DEVICE            | cpu                         |
-| serve   | --threads     | GRAPHEXEC_THREADS           | 32 (concurrent RPCs)        |
-| worker  | --host        | GRAPHEXEC_WORKER_HOST       | 127.0.0.1                   |
-| worker  | --port        | GRAPHEXEC_WORKER_PORT       | 0 (any free port)           |
-| worker  | --advertise   | GRAPHEXEC_WORKER_ADVERTISE  | HOST:PORT as bound (1)      |
-| worker  | --threads     | GRAPHEXEC_WORKER_THREADS    | 16                          |
-| both    | --log-level   | GRAPHEXEC_LOG_LEVEL         | WARNING                     |
-
-(1) Servers reach a worker at the address it registers. With a wildcard --host (0.0.0.0) the default
-is this machine's own address (a container's or pod's IP) and the bound port; set --advertise when
-servers must use another name (a Service, a NAT).
+Every flag can also come from an environment variable (the flag wins). SETTINGS below is the one table
+of flags, variables and defaults: `--help` prints it, and docs/configuration.md repeats it (a test holds
+them equal). `graphexec --version` prints the installed version.
 
 Clients: `tf.Session("grpc://HOST:PORT")`, or set GRAPHEXEC_TARGET=grpc://HOST:PORT and keep
 `tf.Session()`.
@@ -35,13 +20,16 @@ Clients: `tf.Session("grpc://HOST:PORT")`, or set GRAPHEXEC_TARGET=grpc://HOST:P
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 
+import graphexec
 from graphexec import errors
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
@@ -55,46 +43,115 @@ DEFAULT_PORT = 7470
 # OpenBLAS's threads spin for ~2^28 cycles after every matrix product unless told otherwise; 2^4 lets
 # them sleep at once. See _reexec_with_short_blas_spin.
 BLAS_SPIN_VARIABLE, BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT", "4"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+REDIS_URL_FORMS = "redis://HOST:6379/0, rediss://HOST:PORT/DB (TLS) or unix:///PATH/redis.sock"
 
 
-def _env(name, default):
-    return os.environ.get(name, default)
+@dataclass(frozen=True)
+class Setting:
+    """One flag of `serve` and/or `worker`, the environment variable that sets it, and its default."""
+
+    command: str  # "serve", "worker" or "both"
+    flag: str
+    variable: str
+    default: str  # parsed like a command-line value
+    shown_default: str  # the default as --help and docs/configuration.md state it
+    help: str
+    type: type = str
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    def commands(self) -> tuple[str, ...]:
+        return ("serve", "worker") if self.command == "both" else (self.command,)
+
+
+SETTINGS = (
+    Setting("serve", "--host", "GRAPHEXEC_HOST", "127.0.0.1", "127.0.0.1",
+            "address to listen on (0.0.0.0: every interface)"),
+    Setting("serve", "--port", "GRAPHEXEC_PORT", str(DEFAULT_PORT), f"{DEFAULT_PORT} (0: any free port)",
+            "port of the GraphExec API", int),
+    Setting("both", "--redis", "GRAPHEXEC_REDIS_URL", "",
+            "none (serve: in-memory state and an embedded worker; worker: required)",
+            f"Redis URL ({REDIS_URL_FORMS}); serve: share state through it and run on `graphexec worker` "
+            "processes", metavar="URL"),
+    Setting("both", "--device", "GRAPHEXEC_DEVICE", "cpu", "cpu",
+            "device to run on (serve: of the embedded worker, without --redis)", choices=("cpu", "gpu")),
+    Setting("serve", "--threads", "GRAPHEXEC_THREADS", "32", "32 (concurrent RPCs)",
+            "RPCs served at once", int, metavar="N"),
+    Setting("worker", "--host", "GRAPHEXEC_WORKER_HOST", "127.0.0.1", "127.0.0.1",
+            "address to listen on (0.0.0.0: every interface)"),
+    Setting("worker", "--port", "GRAPHEXEC_WORKER_PORT", "0", "0 (any free port)", "port of the Worker API", int),
+    Setting("worker", "--advertise", "GRAPHEXEC_WORKER_ADVERTISE", "", "HOST:PORT as bound",
+            "address servers dial to reach this worker; with a wildcard --host the default is this machine's "
+            "own address (a container's or pod's IP): set it when servers must use another name (a "
+            "Service, a NAT)", metavar="HOST:PORT"),
+    Setting("worker", "--threads", "GRAPHEXEC_WORKER_THREADS", "16", "16", "plan runs served at once", int, metavar="N"),
+    Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
+            f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
+)
+
+
+class UsageError(Exception):
+    """A setting that cannot work as given (exit status 2, like argparse's own errors)."""
+
+
+def version() -> str:
+    """The installed distribution's version; the source's own when run from a checkout not installed."""
+    try:
+        return importlib.metadata.version("graphexec")
+    except importlib.metadata.PackageNotFoundError:
+        return graphexec.__version__
+
+
+def _help(setting: Setting) -> str:
+    now = f", now {os.environ[setting.variable]!r}" if setting.variable in os.environ else ""
+    text = f"{setting.help} (default: {setting.shown_default}; env {setting.variable}{now})"
+    return text.replace("%", "%%")  # argparse %-formats help strings
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphexec", description="Remote execution of TF1-style graphs.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="serve the GraphExec API")
-    serve.add_argument("--host", default=_env("GRAPHEXEC_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(_env("GRAPHEXEC_PORT", DEFAULT_PORT)))
-    serve.add_argument("--redis", default=_env("GRAPHEXEC_REDIS_URL", ""),
-                       help="share state through Redis and run on `graphexec worker` processes")
-    serve.add_argument("--device", choices=("cpu", "gpu"), default=_env("GRAPHEXEC_DEVICE", "cpu"),
-                       help="device of the embedded worker (without --redis)")
-    serve.add_argument("--threads", type=int, default=int(_env("GRAPHEXEC_THREADS", 32)))
-
-    worker = commands.add_parser("worker", help="run plans for the servers sharing a Redis")
-    worker.add_argument("--redis", default=_env("GRAPHEXEC_REDIS_URL", ""), required="GRAPHEXEC_REDIS_URL" not in
-                        os.environ)
-    worker.add_argument("--device", choices=("cpu", "gpu"), default=_env("GRAPHEXEC_DEVICE", "cpu"))
-    worker.add_argument("--host", default=_env("GRAPHEXEC_WORKER_HOST", "127.0.0.1"))
-    worker.add_argument("--port", type=int, default=int(_env("GRAPHEXEC_WORKER_PORT", 0)))
-    worker.add_argument("--advertise", default=_env("GRAPHEXEC_WORKER_ADVERTISE", ""),
-                        help="address servers use to reach this worker (default: HOST:PORT as bound)")
-    worker.add_argument("--threads", type=int, default=int(_env("GRAPHEXEC_WORKER_THREADS", 16)))
-    for command in (serve, worker):
-        command.add_argument("--log-level", default=_env("GRAPHEXEC_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--version", action="version", version=f"graphexec {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,worker}")
+    parsers = {
+        "serve": commands.add_parser("serve", help="serve the GraphExec API",
+                                     description="Serve the GraphExec API (without --redis: all in this process)."),
+        "worker": commands.add_parser("worker", help="run plans for the servers sharing a Redis",
+                                      description="Run plans for the servers that share a Redis."),
+    }
+    for setting in SETTINGS:
+        for command in setting.commands():
+            # A string default is parsed like a command-line value, so a bad variable is reported like a bad flag.
+            parsers[command].add_argument(setting.flag, default=os.environ.get(setting.variable, setting.default),
+                                          type=setting.type, choices=setting.choices or None, metavar=setting.metavar,
+                                          help=_help(setting),
+                                          required=(command, setting.flag) == ("worker", "--redis")
+                                          and setting.variable not in os.environ)
     return parser
 
 
-def _store(redis_url: str):
-    return RedisStore(redis_url) if redis_url else MemoryStore()
+def _redis_store(url: str, command: str) -> RedisStore:
+    """A RedisStore that answered a first request, or a one-line reason it cannot be."""
+    try:
+        store = RedisStore(url)
+    except ValueError as exc:
+        raise UsageError(f"--redis {url!r} is not a Redis URL ({exc}); use {REDIS_URL_FORMS}") from None
+    try:
+        workers = store.live_workers()
+    except errors.UnavailableError as exc:
+        store.close()
+        raise errors.UnavailableError(None, None, f"{str(exc).rstrip('.')}; start Redis there or point --redis "
+                                                  "(GRAPHEXEC_REDIS_URL) at a running one") from None
+    if command == "serve" and not workers:
+        print(f"graphexec serve: warning: no live worker is registered in Redis at {url}; runs fail with "
+              f"UNAVAILABLE until one starts (graphexec worker --redis {url})", file=sys.stderr, flush=True)
+    return store
 
 
 def serve(args) -> None:
-    store = _store(args.redis)
+    store = _redis_store(args.redis, "serve") if args.redis else MemoryStore()
     local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()))
+    _check_free(args.host, args.port, "--port (GRAPHEXEC_PORT)")
     pool = WorkerPool(store, local)
     server, port = create_server(Service(store, pool), f"{args.host}:{args.port}", args.threads)
     server.start()
@@ -105,7 +162,8 @@ def serve(args) -> None:
 
 
 def worker(args) -> None:
-    store = _store(args.redis)
+    store = _redis_store(args.redis, "worker")
+    _check_free(args.host, args.port, "--port (GRAPHEXEC_WORKER_PORT)")
     core = WorkerCore(store, args.device.upper())
     server, port = create_worker_server(core, args.host, args.port, args.threads)
     core.address = args.advertise or f"{_reachable_host(args.host)}:{port}"
@@ -116,6 +174,22 @@ def worker(args) -> None:
     _wait_for_signal()
     heartbeat.stop()
     server.stop(grace=1.0).wait()
+
+
+def _check_free(host: str, port: int, flag: str) -> None:
+    """OSError with the fix when HOST:PORT cannot be bound (before gRPC tries, which logs its own lines)."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror} (--host must name this machine)") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                hint = f"choose another {flag}, or 0 for any free port" if port else "--host must name this machine"
+                raise OSError(f"cannot listen on {host}:{port}: {exc.strerror} ({hint})") from None
 
 
 def _reachable_host(host: str) -> str:
@@ -140,23 +214,36 @@ def _reexec_with_short_blas_spin() -> None:
     benchmark on 2 cores: about 200 -> 300 steps/s). OpenBLAS reads the setting only when it loads,
     with numpy, before this module runs; so a server started from the command line sets it and
     starts over. An explicit OPENBLAS_THREAD_TIMEOUT in the environment is left as it is.
+
+    The new process imports this same copy of graphexec, and not the current folder: `python -m` would
+    put the current folder first on sys.path, where a clone's folder (named graphexec, holding
+    server/ and client/) would shadow the package.
     """
     if BLAS_SPIN_VARIABLE in os.environ or not sys.executable:
         return
     os.environ[BLAS_SPIN_VARIABLE] = BLAS_SPIN
     sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "graphexec", *sys.argv[1:]])
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(graphexec.__file__)))
+    start = ("import sys\n"
+             "if sys.path[0] == '': del sys.path[0]\n"
+             f"sys.path.insert(0, {package_root!r})\n"
+             "from graphexec.cli import main\n"
+             "main()")
+    os.execv(sys.executable, [sys.executable, "-c", start, *sys.argv[1:]])
 
 
 def main(argv=None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if argv is None:  # the command line (python -m graphexec, or the console script), not a caller's argv
         _reexec_with_short_blas_spin()
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         {"serve": serve, "worker": worker}[args.command](args)
+    except UsageError as exc:
+        parser.exit(2, f"graphexec {args.command}: error: {exc}\n")
     except (errors.OpError, OSError) as exc:  # e.g. Redis unreachable, port taken: say so, exit non-zero
-        sys.exit(f"graphexec {args.command}: {exc}")
+        parser.exit(1, f"graphexec {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":
