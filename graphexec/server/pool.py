@@ -136,9 +136,8 @@ class WorkerPool:
         candidates = [w for w in self.workers() if device_type in w.device_types and w.id not in exclude]
         if not candidates:
             live = ", ".join(sorted(w.name for w in self.workers())) or "none"
-            start = "" if self.workers() else "; start one: graphexec worker --redis URL, with this server's Redis URL"
             raise errors.UnavailableError(None, None, f"no live worker has a {device_type} device (live workers: "
-                                                      f"{live}){start}")
+                                                      f"{live})")
         if sticky:
             preferred = self._affinity.get(container)
             for worker in candidates:
