@@ -91,9 +91,9 @@ def test_serve_with_redis_and_no_worker_warns_then_runs_fail_precisely(redis_ser
     warning = next(line for line in server.output if "warning" in line)
     assert f"no live worker is registered in Redis at {redis_server.url}" in warning
     assert f"graphexec worker --redis {redis_server.url}" in warning
-    with tf.Session(server.match.group(1)) as session:
-        with pytest.raises(tf.errors.UnavailableError, match="no live worker: start one with `graphexec worker --redis URL`"):
-            session.run(tf.add(tf.constant(1), tf.constant(2)))
+    no_worker = "no live worker: start one with `graphexec worker --redis URL`"
+    with tf.Session(server.match.group(1)) as session, pytest.raises(tf.errors.UnavailableError, match=no_worker):
+        session.run(tf.add(tf.constant(1), tf.constant(2)))
 
 
 def test_serve_from_the_folder_that_holds_a_clone(tmp_path, processes):

@@ -8,7 +8,7 @@ import re
 from graphexec import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-ROW = re.compile(r"^\|\s*(serve|worker|both)\s*\|\s*`(--[\w-]+)`\s*\|\s*`(GRAPHEXEC_\w+)`\s*\|([^|]*)\|", re.M)
+ROW = re.compile(r"^\|\s*(serve|worker|both)\s*\|\s*`(--[\w-]+)`\s*\|\s*`(GRAPHEXEC_\w+)`\s*\|([^|]*)\|", re.MULTILINE)
 
 
 def documented_settings() -> list[tuple[str, str, str, str]]:

@@ -316,5 +316,5 @@ def test_docker_build_context_keeps_out_what_images_do_not_need():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", ".dockerignore is an allowlist: everything out, then what the images COPY"
-    for needed in ("!pyproject.toml", "!README.md", "!graphexec", "!server/healthcheck.py"):
+    for needed in ("!pyproject.toml", "!README.md", "!LICENSE", "!graphexec", "!server/healthcheck.py"):
         assert needed in patterns, f".dockerignore drops {needed[1:]}, which the Dockerfiles COPY"
