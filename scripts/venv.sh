@@ -19,7 +19,11 @@ use_venv() {
     say "graphexec needs Python $MIN_PYTHON or newer; $python is $("$python" -c 'import platform; print(platform.python_version())'): set PYTHON=/path/to/python3.X"
     return 1
   fi
+  local minor='import sys; print("%d.%d" % sys.version_info[:2])'
   if ! "$venv/bin/python" -c "" >/dev/null 2>&1; then
+    _make_venv "$python" "$venv" || return 1
+  elif [ "$("$venv/bin/python" -c "$minor")" != "$("$python" -c "$minor")" ]; then
+    say "${venv#"$PWD/"} has Python $("$venv/bin/python" -c "$minor"), $python is $("$python" -c "$minor"): making it anew"
     _make_venv "$python" "$venv" || return 1
   fi
 
