@@ -75,7 +75,7 @@ SETTINGS = (
             f"Redis URL ({REDIS_URL_FORMS}); serve: share state through it and run on `graphexec worker` "
             "processes", metavar="URL"),
     Setting("both", "--device", "GRAPHEXEC_DEVICE", "cpu", "cpu",
-            "device to run on (serve: of the embedded worker, without --redis)", choices=("cpu", "gpu")),
+            "device to run on (serve: of the embedded worker, without --redis)", str.lower, ("cpu", "gpu")),
     Setting("serve", "--threads", "GRAPHEXEC_THREADS", "32", "32 (concurrent RPCs)",
             "RPCs served at once", int, metavar="N"),
     Setting("worker", "--host", "GRAPHEXEC_WORKER_HOST", "127.0.0.1", "127.0.0.1",
@@ -235,6 +235,11 @@ def _reexec_with_short_blas_spin() -> None:
 def main(argv=None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
+    for setting in SETTINGS:  # argparse checks the choices of flags given, not of defaults from variables
+        value = getattr(args, setting.flag[2:].replace("-", "_"), None)
+        if setting.choices and args.command in setting.commands() and value not in setting.choices:
+            parser.error(f"{setting.variable}={os.environ.get(setting.variable)!r}: "
+                         f"choose from {', '.join(setting.choices)}")
     if argv is None:  # the command line (python -m graphexec, or the console script), not a caller's argv
         _reexec_with_short_blas_spin()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -82,6 +82,8 @@ def test_unreachable_redis_is_one_line_saying_what_to_do():
 def test_bad_variable_is_reported_like_a_bad_flag():
     done = graphexec_command("serve", env={"GRAPHEXEC_PORT": "seventy"})
     assert done.returncode == 2 and "argument --port: invalid int value: 'seventy'" in done.stderr, done.stderr
+    done = graphexec_command("serve", env={"GRAPHEXEC_DEVICE": "tpu"})
+    assert done.returncode == 2 and "GRAPHEXEC_DEVICE='tpu': choose from cpu, gpu" in done.stderr, done.stderr
 
 
 def test_serve_with_redis_and_no_worker_warns_then_runs_fail_precisely(redis_server, processes):
