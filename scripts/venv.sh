@@ -36,9 +36,9 @@ use_venv() {
     say "installing graphexec${extra:+[$extra]} and its dependencies into ${venv#"$PWD/"} (about a minute the first time)"
     # compat: the repository's root goes on sys.path (a .pth file), so `python -m graphexec` finds the real
     # package from any folder, even one holding a clone named graphexec; the default editable finder
-    # would let that folder win.
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".${extra:+[$extra]}" \
-      --config-settings editable_mode=compat || return 1
+    # would let that folder win. setuptools calls compat transitional: should it go, the default serves.
+    local install=("$venv/bin/python" -m pip install -qq --disable-pip-version-check -e ".${extra:+[$extra]}")
+    "${install[@]}" --config-settings editable_mode=compat || "${install[@]}" || return 1
     { grep -vx ".* ${extra:-none}" "$stamp" 2>/dev/null || true; echo "$key"; } >"$stamp.new" && mv "$stamp.new" "$stamp"
   fi
   export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"
