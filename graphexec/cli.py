@@ -10,45 +10,17 @@ Redis and place runs on live `graphexec worker` processes (it runs none itself).
 `graphexec worker ID serving on HOST:PORT`. Both bind 127.0.0.1 unless told otherwise: listening on
 other interfaces takes an explicit --host (e.g. 0.0.0.0).
 
-Every flag can also come from the environment (the flag wins):
+Every flag can also come from an environment variable (the flag wins). SETTINGS below is the one table
+of flags, variables and defaults: `--help` prints it, and docs/configuration.md repeats it (a test holds
+them equal). `graphexec --version` prints the installed version.
 
-| command | flag          | environment variable        | default                     |
-| ------- | ------------- | --------------------------- | --------------------------- |
-| serve   | --host        | GRAPHEXEC_HOST              | 127.0.0.1                   |
-| serve   | --port        | GRAPHEXEC_PORT              | 7470 (0: any free port)     |
-| both    | --redis       | GRAPHEXEC_REDIS_URL         | none (serve: in-memory)     |
-| both    | --device      | GRAPHEXEC_DEVICE            | cpu                         |
-| serve   | --threads     | GRAPHEXEC_THREADS           | 32 (concurrent RPCs)        |
-| worker  | --host        | GRAPHEXEC_WORKER_HOST       | 127.0.0.1                   |
-| worker  | --port        | GRAPHEXEC_WORKER_PORT       | 0 (any free port)           |
-| worker  | --advertise   | GRAPHEXEC_WORKER_ADVERTISE  | HOST:PORT as bound (1)      |
-| worker  | --threads     | GRAPHEXEC_WORKER_THREADS    | 16                          |
-| both    | --log-level   | GRAPHEXEC_LOG_LEVEL         | WARNING                     |
-| both    | --tls-cert    | GRAPHEXEC_TLS_CERT          | none: plaintext             |
-| both    | --tls-key     | GRAPHEXEC_TLS_KEY           | none                        |
-| both    | --tls-client-ca | GRAPHEXEC_TLS_CLIENT_CA   | none: no client certificates|
-| serve   | --tls-ca      | GRAPHEXEC_TLS_CA            | system roots (TLS workers)  |
-| serve   | --auth-tokens | GRAPHEXEC_AUTH_TOKENS_FILE  | none: one tenant            |
-| both    | --worker-secret-file | GRAPHEXEC_WORKER_SECRET_FILE | none                 |
-| both    | --redis-password-file | GRAPHEXEC_REDIS_PASSWORD_FILE | the URL's          |
-| both    | --insecure    | GRAPHEXEC_INSECURE=1        | off (2)                     |
-| serve   | --no-reflection | GRAPHEXEC_NO_REFLECTION=1 | reflection on               |
-| both    | --log-format  | GRAPHEXEC_LOG_FORMAT        | text (or json)              |
-| both    | --metrics-port | GRAPHEXEC_METRICS_PORT     | none: no metrics (0: any)   |
-
-(1) Servers reach a worker at the address it registers. With a wildcard --host (0.0.0.0) the default
-is this machine's own address (a container's or pod's IP) and the bound port; set --advertise when
-servers must use another name (a Service, a NAT).
-
-(2) A non-loopback --host needs TLS, --auth-tokens (serve) and --worker-secret-file (worker, and serve
-with --redis); without them the command refuses to start, naming what is missing, unless --insecure.
-
-Clients: `tf.Session("grpc://HOST:PORT")` (`grpcs://` over TLS), or set GRAPHEXEC_TARGET=grpc://HOST:PORT
-and keep `tf.Session()`; GRAPHEXEC_TOKEN is their tenant's token.
+Clients: `tf.Session("grpc://HOST:PORT")`, or set GRAPHEXEC_TARGET=grpc://HOST:PORT and keep
+`tf.Session()`.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import ipaddress
 import os
 import signal
@@ -57,12 +29,13 @@ import sys
 import threading
 from dataclasses import dataclass
 
+import graphexec
 from graphexec import errors
 from graphexec.rpc import tls
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
-from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
 from graphexec.server import logs
+from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
 from graphexec.server.pool import LocalWorker, WorkerPool
 from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
@@ -74,78 +47,145 @@ DEFAULT_PORT = 7470
 # OpenBLAS's threads spin for ~2^28 cycles after every matrix product unless told otherwise; 2^4 lets
 # them sleep at once. See _reexec_with_short_blas_spin.
 BLAS_SPIN_VARIABLE, BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT", "4"
-
-
-def _env(name, default):
-    return os.environ.get(name, default)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graphexec", description="Remote execution of TF1-style graphs.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="serve the GraphExec API")
-    serve.add_argument("--host", default=_env("GRAPHEXEC_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(_env("GRAPHEXEC_PORT", DEFAULT_PORT)))
-    serve.add_argument("--redis", default=_env("GRAPHEXEC_REDIS_URL", ""),
-                       help="share state through Redis and run on `graphexec worker` processes")
-    serve.add_argument("--device", choices=("cpu", "gpu"), default=_env("GRAPHEXEC_DEVICE", "cpu"),
-                       help="device of the embedded worker (without --redis)")
-    serve.add_argument("--threads", type=int, default=int(_env("GRAPHEXEC_THREADS", 32)))
-
-    worker = commands.add_parser("worker", help="run plans for the servers sharing a Redis")
-    worker.add_argument("--redis", default=_env("GRAPHEXEC_REDIS_URL", ""), required="GRAPHEXEC_REDIS_URL" not in
-                        os.environ)
-    worker.add_argument("--device", choices=("cpu", "gpu"), default=_env("GRAPHEXEC_DEVICE", "cpu"))
-    worker.add_argument("--host", default=_env("GRAPHEXEC_WORKER_HOST", "127.0.0.1"))
-    worker.add_argument("--port", type=int, default=int(_env("GRAPHEXEC_WORKER_PORT", 0)))
-    worker.add_argument("--advertise", default=_env("GRAPHEXEC_WORKER_ADVERTISE", ""),
-                        help="address servers use to reach this worker (default: HOST:PORT as bound)")
-    worker.add_argument("--threads", type=int, default=int(_env("GRAPHEXEC_WORKER_THREADS", 16)))
-    for command in (serve, worker):
-        command.add_argument("--log-level", default=_env("GRAPHEXEC_LOG_LEVEL", "WARNING"))
-        command.add_argument("--log-format", choices=logs.FORMATS, default=_env("GRAPHEXEC_LOG_FORMAT", "text"))
-        command.add_argument("--metrics-port", type=_optional_port, default=_env("GRAPHEXEC_METRICS_PORT", ""),
-                             help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port)")
-        _add_security_flags(command, command is serve)
-    return parser
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+REDIS_URL_FORMS = "redis://HOST:6379/0, rediss://HOST:PORT/DB (TLS) or unix:///PATH/redis.sock"
 
 
 def _optional_port(text: str) -> int | None:
     return int(text) if text != "" else None
 
 
-def _metrics(args, host: str) -> Metrics:
-    """This process's metrics, served over HTTP (on the gRPC host) when --metrics-port is set."""
-    metrics = Metrics()
-    if args.metrics_port is not None:
-        port = serve_metrics(metrics, host, args.metrics_port)
-        print(f"graphexec metrics on http://{host}:{port}/metrics", flush=True)
-    return metrics
+def _switch(text: str) -> bool:
+    """A switch's variable: "1" turns it on."""
+    return text == "1"
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One flag of `serve` and/or `worker`, the environment variable that sets it, and its default."""
+
+    command: str  # "serve", "worker" or "both"
+    flag: str
+    variable: str
+    default: str  # parsed like a command-line value
+    shown_default: str  # the default as --help and docs/configuration.md state it
+    help: str
+    type: type = str
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    switch: bool = False  # a flag without a value; its variable turns it on with "1"
+
+    def commands(self) -> tuple[str, ...]:
+        return ("serve", "worker") if self.command == "both" else (self.command,)
 
 
-# -- security: TLS, tenants' tokens, the worker secret (README "Security") ----------------------------
-def _add_security_flags(command, is_server: bool) -> None:
-    group = command.add_argument_group("security")
-    group.add_argument("--tls-cert", default=_env("GRAPHEXEC_TLS_CERT", ""), help="serve TLS with this PEM certificate")
-    group.add_argument("--tls-key", default=_env("GRAPHEXEC_TLS_KEY", ""), help="the certificate's PEM key")
-    group.add_argument("--tls-client-ca", default=_env("GRAPHEXEC_TLS_CLIENT_CA", ""),
-                       help="require client certificates signed by this CA (mutual TLS)")
-    group.add_argument("--worker-secret-file", default=_env("GRAPHEXEC_WORKER_SECRET_FILE", ""),
-                       help="secret shared by servers and workers: authenticates RunPlan, signs registrations")
-    group.add_argument("--redis-password-file", default=_env("GRAPHEXEC_REDIS_PASSWORD_FILE", ""),
-                       help="Redis password (else the one in the --redis URL, if any)")
-    group.add_argument("--insecure", action="store_true", default=_env("GRAPHEXEC_INSECURE", "") == "1",
-                       help="listen on a non-loopback address without TLS and authentication anyway")
-    if is_server:
-        group.add_argument("--tls-ca", default=_env("GRAPHEXEC_TLS_CA", ""),
-                           help="CA of the workers' certificates, for workers that serve TLS (default: system roots)")
-        group.add_argument("--auth-tokens", default=_env("GRAPHEXEC_AUTH_TOKENS_FILE", ""),
-                           help="file of `TENANT TOKEN` lines: callers must send a token; tenants are isolated")
-        group.add_argument("--no-reflection", action="store_true", default=_env("GRAPHEXEC_NO_REFLECTION", "") == "1",
-                           help="do not serve gRPC reflection")
+SETTINGS = (
+    Setting("serve", "--host", "GRAPHEXEC_HOST", "127.0.0.1", "127.0.0.1",
+            "address to listen on (0.0.0.0: every interface)"),
+    Setting("serve", "--port", "GRAPHEXEC_PORT", str(DEFAULT_PORT), f"{DEFAULT_PORT} (0: any free port)",
+            "port of the GraphExec API", int),
+    Setting("both", "--redis", "GRAPHEXEC_REDIS_URL", "",
+            "none (serve: in-memory state and an embedded worker; worker: required)",
+            f"Redis URL ({REDIS_URL_FORMS}); serve: share state through it and run on `graphexec worker` "
+            "processes", metavar="URL"),
+    Setting("both", "--device", "GRAPHEXEC_DEVICE", "cpu", "cpu",
+            "device to run on (serve: of the embedded worker, without --redis)", str.lower, ("cpu", "gpu")),
+    Setting("serve", "--threads", "GRAPHEXEC_THREADS", "32", "32 (concurrent RPCs)",
+            "RPCs served at once", int, metavar="N"),
+    Setting("worker", "--host", "GRAPHEXEC_WORKER_HOST", "127.0.0.1", "127.0.0.1",
+            "address to listen on (0.0.0.0: every interface)"),
+    Setting("worker", "--port", "GRAPHEXEC_WORKER_PORT", "0", "0 (any free port)", "port of the Worker API", int),
+    Setting("worker", "--advertise", "GRAPHEXEC_WORKER_ADVERTISE", "", "HOST:PORT as bound",
+            "address servers dial to reach this worker; with a wildcard --host the default is this machine's "
+            "own address (a container's or pod's IP): set it when servers must use another name (a "
+            "Service, a NAT)", metavar="HOST:PORT"),
+    Setting("worker", "--threads", "GRAPHEXEC_WORKER_THREADS", "16", "16", "plan runs served at once", int, metavar="N"),
+    Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
+            f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
+    Setting("both", "--log-format", "GRAPHEXEC_LOG_FORMAT", "text", "text",
+            "log lines as text, or as one JSON object each", str.lower, logs.FORMATS),
+    Setting("both", "--metrics-port", "GRAPHEXEC_METRICS_PORT", "", "none: no metrics endpoint (0: any free port)",
+            "serve Prometheus metrics at http://HOST:PORT/metrics", _optional_port, metavar="PORT"),
+    # Security (README, "Security")
+    Setting("both", "--tls-cert", "GRAPHEXEC_TLS_CERT", "", "none: plaintext", "serve TLS with this PEM certificate",
+            metavar="PEM"),
+    Setting("both", "--tls-key", "GRAPHEXEC_TLS_KEY", "", "none", "the certificate's PEM key", metavar="PEM"),
+    Setting("both", "--tls-client-ca", "GRAPHEXEC_TLS_CLIENT_CA", "", "none: no client certificates",
+            "require client certificates signed by this CA (mutual TLS)", metavar="PEM"),
+    Setting("serve", "--tls-ca", "GRAPHEXEC_TLS_CA", "", "the system's roots",
+            "CA of the workers' certificates, for workers that serve TLS", metavar="PEM"),
+    Setting("serve", "--auth-tokens", "GRAPHEXEC_AUTH_TOKENS_FILE", "", "none: one tenant, no tokens",
+            "file of `TENANT TOKEN` lines: callers must send a token; tenants are isolated", metavar="FILE"),
+    Setting("both", "--worker-secret-file", "GRAPHEXEC_WORKER_SECRET_FILE", "", "none: workers serve any caller",
+            "secret shared by servers and workers: authenticates RunPlan, signs registrations", metavar="FILE"),
+    Setting("both", "--redis-password-file", "GRAPHEXEC_REDIS_PASSWORD_FILE", "", "the --redis URL's password, if any",
+            "Redis password", metavar="FILE"),
+    Setting("both", "--insecure", "GRAPHEXEC_INSECURE", "", "off: a non-loopback --host needs TLS and tokens",
+            "listen on a non-loopback address without TLS and authentication anyway", _switch, switch=True),
+    Setting("serve", "--no-reflection", "GRAPHEXEC_NO_REFLECTION", "", "reflection on",
+            "do not serve gRPC reflection", _switch, switch=True),
+)
+
+
+class UsageError(Exception):
+    """A setting that cannot work as given (exit status 2, like argparse's own errors)."""
+
+
+def version() -> str:
+    """The installed distribution's version; the source's own when run from a checkout not installed."""
+    try:
+        return importlib.metadata.version("graphexec")
+    except importlib.metadata.PackageNotFoundError:
+        return graphexec.__version__
+
+
+def _help(setting: Setting) -> str:
+    now = f", now {os.environ[setting.variable]!r}" if setting.variable in os.environ else ""
+    text = f"{setting.help} (default: {setting.shown_default}; env {setting.variable}{now})"
+    return text.replace("%", "%%")  # argparse %-formats help strings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphexec", description="Remote execution of TF1-style graphs.")
+    parser.add_argument("--version", action="version", version=f"graphexec {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,worker}")
+    parsers = {
+        "serve": commands.add_parser("serve", help="serve the GraphExec API",
+                                     description="Serve the GraphExec API (without --redis: all in this process)."),
+        "worker": commands.add_parser("worker", help="run plans for the servers sharing a Redis",
+                                      description="Run plans for the servers that share a Redis."),
+    }
+    for setting in SETTINGS:
+        for command in setting.commands():
+            if setting.switch:
+                parsers[command].add_argument(setting.flag, action="store_true", help=_help(setting),
+                                              default=setting.type(os.environ.get(setting.variable, setting.default)))
+                continue
+            # A string default is parsed like a command-line value, so a bad variable is reported like a bad flag.
+            parsers[command].add_argument(setting.flag, default=os.environ.get(setting.variable, setting.default),
+                                          type=setting.type, choices=setting.choices or None, metavar=setting.metavar,
+                                          help=_help(setting),
+                                          required=(command, setting.flag) == ("worker", "--redis")
+                                          and setting.variable not in os.environ)
+    return parser
+
+
+def _redis_store(url: str, command: str, password: str | None, metrics: Metrics) -> RedisStore:
+    """A RedisStore that answered a first request, or a one-line reason it cannot be."""
+    try:
+        store = RedisStore(url, password, metrics=metrics)
+    except ValueError as exc:
+        raise UsageError(f"--redis {url!r} is not a Redis URL ({exc}); use {REDIS_URL_FORMS}") from None
+    try:
+        workers = store.live_workers()
+    except errors.UnavailableError as exc:
+        store.close()
+        raise errors.UnavailableError(None, None, f"{str(exc).rstrip('.')}; start Redis there or point --redis "
+                                                  "(GRAPHEXEC_REDIS_URL) at a running one") from None
+    if command == "serve" and not workers:
+        print(f"graphexec serve: warning: no live worker is registered in Redis at {store.url}; runs fail with "
+              f"UNAVAILABLE until one starts (graphexec worker --redis URL)", file=sys.stderr, flush=True)
+    return store
 
 
 @dataclass
@@ -158,12 +198,12 @@ class Security:
 
 
 def _security(args, is_server: bool) -> Security:
-    """The security settings of the command line, refusing (ValueError, one line) a non-loopback listener
+    """The security settings of the command line, refusing (UsageError, one line) a non-loopback listener
     that anyone who reaches it could use."""
     if bool(args.tls_cert) != bool(args.tls_key):
-        raise ValueError("--tls-cert and --tls-key go together")
+        raise UsageError("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
-        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
     security = Security()
     if args.tls_cert:
         security.credentials = tls.server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
@@ -180,7 +220,7 @@ def _security(args, is_server: bool) -> Security:
                                         ("a worker secret (--worker-secret-file)",
                                          args.worker_secret_file or (is_server and not args.redis))) if not given]
     if missing and not args.insecure and not _is_loopback(args.host):
-        raise ValueError(f"refusing to listen on {args.host} without {' and '.join(missing)}: anyone who reaches it "
+        raise UsageError(f"refusing to listen on {args.host} without {' and '.join(missing)}: anyone who reaches it "
                          f"could run graphs and read or overwrite variables; give them, or --insecure to accept that")
     return security
 
@@ -194,14 +234,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _store(redis_url: str, metrics: Metrics, password: str | None = None):
-    return RedisStore(redis_url, password, metrics=metrics) if redis_url else MemoryStore()
+def _metrics(args, host: str) -> Metrics:
+    """This process's metrics, served over HTTP (on the gRPC host) when --metrics-port is set."""
+    metrics = Metrics()
+    if args.metrics_port is not None:
+        port = serve_metrics(metrics, host, args.metrics_port)
+        print(f"graphexec metrics on http://{host}:{port}/metrics", flush=True)
+    return metrics
 
 
 def serve(args) -> None:
     security = _security(args, is_server=True)
+    _check_free(args.host, args.port, "--port (GRAPHEXEC_PORT)")
     metrics = _metrics(args, args.host)
-    store = _store(args.redis, metrics, security.redis_password)
+    store = _redis_store(args.redis, "serve", security.redis_password, metrics) if args.redis else MemoryStore()
     local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()), metrics)
     pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
     server, port = create_server(Service(store, pool, metrics), f"{args.host}:{args.port}", args.threads,
@@ -216,8 +262,9 @@ def serve(args) -> None:
 
 def worker(args) -> None:
     security = _security(args, is_server=False)
+    _check_free(args.host, args.port, "--port (GRAPHEXEC_WORKER_PORT)")
     metrics = _metrics(args, args.host)
-    store = _store(args.redis, metrics, security.redis_password)
+    store = _redis_store(args.redis, "worker", security.redis_password, metrics)
     core = WorkerCore(store, args.device.upper())
     server, port = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
                                         security.credentials, metrics)
@@ -230,6 +277,22 @@ def worker(args) -> None:
     _wait_for_signal()
     heartbeat.stop()
     server.stop(grace=1.0).wait()
+
+
+def _check_free(host: str, port: int, flag: str) -> None:
+    """OSError with the fix when HOST:PORT cannot be bound (before gRPC tries, which logs its own lines)."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror} (--host must name this machine)") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                hint = f"choose another {flag}, or 0 for any free port" if port else "--host must name this machine"
+                raise OSError(f"cannot listen on {host}:{port}: {exc.strerror} ({hint})") from None
 
 
 def _reachable_host(host: str) -> str:
@@ -254,23 +317,41 @@ def _reexec_with_short_blas_spin() -> None:
     benchmark on 2 cores: about 200 -> 300 steps/s). OpenBLAS reads the setting only when it loads,
     with numpy, before this module runs; so a server started from the command line sets it and
     starts over. An explicit OPENBLAS_THREAD_TIMEOUT in the environment is left as it is.
+
+    The new process imports this same copy of graphexec, and not the current folder: `python -m` would
+    put the current folder first on sys.path, where a clone's folder (named graphexec, holding
+    server/ and client/) would shadow the package.
     """
     if BLAS_SPIN_VARIABLE in os.environ or not sys.executable:
         return
     os.environ[BLAS_SPIN_VARIABLE] = BLAS_SPIN
     sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "graphexec", *sys.argv[1:]])
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(graphexec.__file__)))
+    start = ("import sys\n"
+             "if sys.path[0] == '': del sys.path[0]\n"
+             f"sys.path.insert(0, {package_root!r})\n"
+             "from graphexec.cli import main\n"
+             "main()")
+    os.execv(sys.executable, [sys.executable, "-c", start, *sys.argv[1:]])
 
 
 def main(argv=None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for setting in SETTINGS:  # argparse checks the choices of flags given, not of defaults from variables
+        value = getattr(args, setting.flag[2:].replace("-", "_"), None)
+        if setting.choices and args.command in setting.commands() and value not in setting.choices:
+            parser.error(f"{setting.variable}={os.environ.get(setting.variable)!r}: "
+                         f"choose from {', '.join(setting.choices)}")
     if argv is None:  # the command line (python -m graphexec, or the console script), not a caller's argv
         _reexec_with_short_blas_spin()
     logs.configure(args.log_level, args.log_format)
     try:
         {"serve": serve, "worker": worker}[args.command](args)
-    except (errors.OpError, OSError, ValueError) as exc:  # e.g. Redis unreachable, port taken, a bad tokens file
-        sys.exit(f"graphexec {args.command}: {exc}")
+    except UsageError as exc:
+        parser.exit(2, f"graphexec {args.command}: error: {exc}\n")
+    except (errors.OpError, OSError, ValueError) as exc:  # Redis unreachable, port taken, a bad tokens file...
+        parser.exit(1, f"graphexec {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -121,7 +121,11 @@ def create_server(service, servicer, address: str, max_threads: int, options, re
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflect:
         reflection.enable_server_reflection((service.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    try:  # grpcio returns 0 or, in newer releases, raises RuntimeError when it cannot bind
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
     if not port:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(f"cannot listen on {address}: the port is in use or the host is not an address of this "
+                      "machine (choose another port, or port 0 for any free one)")
     return server, port

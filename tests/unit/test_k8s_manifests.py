@@ -18,6 +18,8 @@ import sys
 
 import pytest
 
+from graphexec import cli
+
 yaml = pytest.importorskip("yaml")
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -95,9 +97,9 @@ def documented_variables() -> set[str]:
 
 @functools.cache
 def cli_variables() -> set[str]:
-    """Variables graphexec/cli.py reads (through its _env helper or os.environ), not those it only mentions."""
-    reads = r"(?:_env|environ\.get|getenv)\(\s*\"(GRAPHEXEC_[A-Z0-9_]+)\""
-    return set(re.findall(reads, (ROOT / "graphexec" / "cli.py").read_text()))
+    """Variables the CLI reads: those of its settings table (test_documented_variable_sets_its_flag checks
+    that each one does set its flag)."""
+    return {setting.variable for setting in cli.SETTINGS}
 
 
 # -- checks shared by the raw files and the rendered kustomizations ------------------------------
@@ -366,5 +368,5 @@ def test_docker_build_context_keeps_out_what_images_do_not_need():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", ".dockerignore is an allowlist: everything out, then what the images COPY"
-    for needed in ("!pyproject.toml", "!README.md", "!graphexec", "!server/healthcheck.py"):
+    for needed in ("!pyproject.toml", "!README.md", "!LICENSE", "!graphexec", "!server/healthcheck.py"):
         assert needed in patterns, f".dockerignore drops {needed[1:]}, which the Dockerfiles COPY"
