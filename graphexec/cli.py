@@ -184,7 +184,7 @@ def _redis_store(url: str, command: str, password: str | None, metrics: Metrics)
                                                   "(GRAPHEXEC_REDIS_URL) at a running one") from None
     if command == "serve" and not workers:
         print(f"graphexec serve: warning: no live worker is registered in Redis at {store.url}; runs fail with "
-              f"UNAVAILABLE until one starts (graphexec worker --redis URL)", file=sys.stderr, flush=True)
+              f"UNAVAILABLE until one starts (graphexec worker --redis {store.url})", file=sys.stderr, flush=True)
     return store
 
 
