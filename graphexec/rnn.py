@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec import dtypes
-from graphexec.framework import TensorShape
+from graphexec.framework import TensorShape, current_function
 from graphexec.ops.array_ops import expand_dims, identity, transpose, zeros
 from graphexec.ops.array_ops import range as tf_range
 from graphexec.ops.array_ops import shape as shape_of
@@ -21,6 +21,7 @@ from graphexec.ops.joining_ops import concat, stack
 from graphexec.ops.math_ops import cast, greater_equal, less, subtract, where
 from graphexec.ops.structure import flatten, pack_sequence_as
 from graphexec.ops.tensor_array_ops import TensorArray
+from graphexec.rnn_cell import LoopStep, loop_step
 from graphexec.variable_scope import variable_scope
 
 __all__ = ["dynamic_rnn", "static_rnn", "bidirectional_dynamic_rnn", "static_bidirectional_rnn"]
@@ -101,9 +102,12 @@ def _dynamic_loop(cell, inputs, flat, state, sequence_length, batch_size, parall
     zero_output = _zero_output(cell, batch_size, out_dtype) if sequence_length is not None else None
     arrays = [TensorArray(out_dtype) for _ in flatten(cell.output_size)]
 
+    outside = current_function()
+
     def body(time, written, state):
         step_input = pack_sequence_as(inputs, [gather(x, time) for x in flat])
-        output, new_state = cell(step_input, state)
+        with loop_step(LoopStep(time, time_steps, batch_size, outside)):
+            output, new_state = cell(step_input, state)
         if sequence_length is not None:
             output = pack_sequence_as(output, [_copy_past_end(time, sequence_length, z, o) for z, o in
                                                zip(flatten(zero_output), flatten(output))])

@@ -9,17 +9,20 @@ same numbers.
 from __future__ import annotations
 
 import collections
+import contextlib
 import numbers
+import zlib
 
 import numpy as np
 
 from graphexec import dtypes
-from graphexec.framework import Tensor, name_scope
+from graphexec.framework import Tensor, control_dependencies, name_scope
 from graphexec.initializers import Constant, Zeros
 from graphexec.layers.base import Layer
 from graphexec.ops.array_ops import shape as shape_of
 from graphexec.ops.array_ops import zeros
 from graphexec.ops.convert import convert_to_tensor
+from graphexec.ops.indexing_ops import gather
 from graphexec.ops.joining_ops import concat, split, stack
 from graphexec.ops.math_ops import (add, cast, clip_by_value, greater_equal, matmul, multiply, sigmoid, subtract,
                                     tanh, truediv)
@@ -295,19 +298,52 @@ def _keep_all(keep_prob) -> bool:
     return isinstance(keep_prob, numbers.Real) and float(keep_prob) == 1.0
 
 
+class LoopStep:
+    """The dynamic_rnn step being traced (`time` inside the loop; `steps`, `batch_size` and the function
+    `outside` it from before the loop). DropoutWrapper draws its noise for every step at once outside the
+    loop and reads this step's row: the loop's gradient, which recomputes the body, then sees the masks
+    the forward pass used."""
+
+    def __init__(self, time, steps, batch_size, outside):
+        self.time, self.steps, self.batch_size, self.outside = time, steps, batch_size, outside
+
+    def uniform(self, like: Tensor, seed) -> Tensor | None:
+        dims = like.shape.dims
+        if dims is None or None in dims[1:]:
+            return None
+        building_outside = self.outside.entered() if self.outside is not None else control_dependencies(None)
+        with building_outside:
+            noise = random_uniform(stack([self.steps, self.batch_size, *dims[1:]]), dtype=like.dtype, seed=seed)
+        return gather(noise, self.time)
+
+
+_LOOP_STEPS: list[LoopStep] = []  # the dynamic_rnn steps being traced, innermost last
+
+
+@contextlib.contextmanager
+def loop_step(step: LoopStep):
+    _LOOP_STEPS.append(step)
+    try:
+        yield step
+    finally:
+        _LOOP_STEPS.pop()
+
+
 def _dropout(x, keep_prob, seed):
     """TF1's nn.dropout: keep each element with probability keep_prob, scaled by 1 / keep_prob."""
     keep = convert_to_tensor(keep_prob, dtype=x.dtype)
-    kept = cast(greater_equal(random_uniform(shape_of(x), dtype=x.dtype, seed=seed), subtract(1.0, keep)), x.dtype)
+    noise = _LOOP_STEPS[-1].uniform(x, seed) if _LOOP_STEPS else None
+    if noise is None:
+        noise = random_uniform(shape_of(x), dtype=x.dtype, seed=seed)
+    kept = cast(greater_equal(noise, subtract(1.0, keep)), x.dtype)
     return multiply(truediv(x, keep), kept)
 
 
 class DropoutWrapper(_Wrapper):
     """Dropout on the cell's inputs, outputs and new state (an LSTM's `c` is never dropped, as TF1).
 
-    Each of the three draws has its own seed derived from `seed`. Inside `dynamic_rnn` the masks are drawn
-    on each step; the gradient of a loop recomputes its body, so with keep probabilities below 1 the
-    gradient sees fresh masks (graphexec's loops keep no per-step random values)."""
+    Each draw (inputs, outputs, each state tensor) has its own seed derived from `seed`. Inside
+    `dynamic_rnn` every step draws new masks, and gradients use the masks of the forward pass (LoopStep)."""
 
     def __init__(self, cell, input_keep_prob=1.0, output_keep_prob=1.0, state_keep_prob=1.0,
                  variational_recurrent=False, input_size=None, dtype=None, seed=None,
@@ -322,26 +358,26 @@ class DropoutWrapper(_Wrapper):
         self._state_keep_prob, self._seed = state_keep_prob, seed
         self._state_filter = dropout_state_filter_visitor
 
-    def _seed_for(self, salt: int):
-        return None if self._seed is None else int(self._seed) * 3 + salt
+    def _seed_for(self, what: str):
+        return None if self._seed is None else zlib.crc32(f"{self._seed}:{what}".encode()) & 0x7FFFFFFF
 
-    def _drop_state(self, state):
+    def _drop_state(self, state, path="state"):
         if isinstance(state, LSTMStateTuple):
-            return LSTMStateTuple(state.c, _dropout(state.h, self._state_keep_prob, self._seed_for(2)))
+            return LSTMStateTuple(state.c, _dropout(state.h, self._state_keep_prob, self._seed_for(path + "/h")))
         if isinstance(state, (list, tuple)):
-            return type(state)(self._drop_state(s) for s in state)
+            return type(state)(self._drop_state(s, f"{path}/{i}") for i, s in enumerate(state))
         if self._state_filter is not None and not self._state_filter(state):
             return state
-        return _dropout(state, self._state_keep_prob, self._seed_for(2))
+        return _dropout(state, self._state_keep_prob, self._seed_for(path))
 
     def call(self, inputs, state, scope=None):
         if not _keep_all(self._input_keep_prob):
-            inputs = _dropout(inputs, self._input_keep_prob, self._seed_for(0))
+            inputs = _dropout(inputs, self._input_keep_prob, self._seed_for("input"))
         output, new_state = self.cell(inputs, state, scope=scope)
         if not _keep_all(self._state_keep_prob):
             new_state = self._drop_state(new_state)
         if not _keep_all(self._output_keep_prob):
-            output = _dropout(output, self._output_keep_prob, self._seed_for(1))
+            output = _dropout(output, self._output_keep_prob, self._seed_for("output"))
         return output, new_state
 
 
