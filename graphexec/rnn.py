@@ -11,7 +11,7 @@ import numpy as np
 
 from graphexec import dtypes
 from graphexec.framework import TensorShape, current_function
-from graphexec.ops.array_ops import expand_dims, identity, transpose, zeros
+from graphexec.ops.array_ops import expand_dims, identity, reshape, transpose, zeros
 from graphexec.ops.array_ops import range as tf_range
 from graphexec.ops.array_ops import shape as shape_of
 from graphexec.ops.control_flow_ops import while_loop
@@ -124,7 +124,8 @@ def _dynamic_loop(cell, inputs, flat, state, sequence_length, batch_size, parall
         parallel_iterations=parallel_iterations, maximum_iterations=time_steps)
     outputs = []
     for ta, size in zip(written, flatten(cell.output_size)):
-        rows = ta.stack()
+        # the shape given again: no step at all leaves the rows as TensorArray's empty [0] start
+        rows = reshape(ta.stack(), stack([time_steps, batch_size, int(size)]))
         rows.set_shape((static_steps, flat[0].shape.dims[1], int(size)))
         outputs.append(rows)
     return pack_sequence_as(cell.output_size, outputs), final_state
