@@ -15,8 +15,8 @@ import zlib
 
 import numpy as np
 
-from graphexec import dtypes
-from graphexec.framework import Tensor, control_dependencies, name_scope
+from graphexec import api_gaps, dtypes
+from graphexec.framework import Tensor, control_dependencies, device, name_scope
 from graphexec.initializers import Constant, Zeros
 from graphexec.layers.base import Layer
 from graphexec.ops.array_ops import shape as shape_of
@@ -32,7 +32,7 @@ from graphexec.ops.structure import flatten, pack_sequence_as
 from graphexec.variable_scope import variable_scope
 
 __all__ = ["RNNCell", "BasicRNNCell", "BasicLSTMCell", "LSTMCell", "GRUCell", "MultiRNNCell", "DropoutWrapper",
-           "ResidualWrapper", "LSTMStateTuple"]
+           "ResidualWrapper", "DeviceWrapper", "LSTMStateTuple"]
 
 
 class LSTMStateTuple(collections.namedtuple("LSTMStateTuple", ("c", "h"))):
@@ -393,3 +393,18 @@ class ResidualWrapper(_Wrapper):
         if self._residual_fn is not None:
             return self._residual_fn(inputs, output), new_state
         return add(inputs, output), new_state
+
+
+class DeviceWrapper(_Wrapper):
+    """The cell's ops placed on `device` (tf.device)."""
+
+    def __init__(self, cell, device):
+        super().__init__(cell)
+        self._device = device
+
+    def call(self, inputs, state, scope=None):
+        with device(self._device):
+            return self.cell(inputs, state, scope=scope)
+
+
+__getattr__ = api_gaps.missing_names("nn.rnn_cell", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

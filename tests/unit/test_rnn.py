@@ -179,3 +179,13 @@ def test_bad_calls_say_what_is_wrong():
         tf.nn.static_rnn(tf.nn.rnn_cell.GRUCell(2), x, dtype=tf.float32)
     with pytest.raises(ValueError, match="Must specify at least one cell"):
         tf.nn.rnn_cell.MultiRNNCell([])
+
+
+def test_device_wrapper_places_the_cell_ops():
+    x = tf.placeholder(tf.float32, [2, 3, 4])
+    outputs, _ = tf.nn.dynamic_rnn(tf.nn.rnn_cell.DeviceWrapper(tf.nn.rnn_cell.GRUCell(2), "/cpu:0"), x,
+                                   dtype=tf.float32)
+    matmuls = [op for op in tf.get_default_graph().get_operations() if op.type == "MatMul"]
+    assert matmuls and all(op.device.lower().endswith("cpu:0") for op in matmuls)
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchCell'"):  # not a TF1 name either
+        tf.nn.rnn_cell.NoSuchCell  # noqa: B018
