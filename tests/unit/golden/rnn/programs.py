@@ -138,6 +138,25 @@ def bidirectional_dynamic(tf):
     return {"x": x, "lengths": lengths}, _with_gradients(tf, x, fetches, loss)
 
 
+def bidirectional_time_major(tf):
+    """Time-major, no sequence_length: the backward direction reverses whole sequences."""
+    x = tf.placeholder(tf.float32, [None, None, DEPTH], name="x")
+    lengths = tf.placeholder(tf.int32, [None], name="lengths")
+    (out_fw, out_bw), (state_fw, state_bw) = tf.nn.bidirectional_dynamic_rnn(
+        tf.nn.rnn_cell.GRUCell(3), tf.nn.rnn_cell.LSTMCell(2, use_peepholes=True), tf.transpose(x, [1, 0, 2]),
+        dtype=tf.float32, time_major=True)
+    fetches = {"out_fw": out_fw, "out_bw": out_bw}
+    loss = (tf.reduce_sum(out_fw * tf.range(3, dtype=tf.float32)) + tf.reduce_sum(tf.square(out_bw))
+            + _flat_state(tf, state_fw, fetches, "state_fw") + _flat_state(tf, state_bw, fetches, "state_bw"))
+    return {"x": x, "lengths": lengths}, _with_gradients(tf, x, fetches, loss)
+
+
+def multi_rnn_concat_state(tf):
+    return _dynamic(tf, lambda: tf.nn.rnn_cell.MultiRNNCell(
+        [tf.nn.rnn_cell.BasicLSTMCell(3, state_is_tuple=False),
+         tf.nn.rnn_cell.LSTMCell(2, num_proj=4, state_is_tuple=False)], state_is_tuple=False), use_lengths=True)
+
+
 def static_bidirectional(tf, static_bidirectional_rnn=None):
     x = tf.placeholder(tf.float32, [BATCH, STEPS, DEPTH], name="x")
     lengths = tf.placeholder(tf.int32, [None], name="lengths")
@@ -153,7 +172,7 @@ def static_bidirectional(tf, static_bidirectional_rnn=None):
 PROGRAMS = {f.__name__: f for f in (basic_rnn, basic_lstm, basic_lstm_concat_state, lstm_peepholes_projection,
                                     lstm_plain, gru, multi_rnn, dynamic_sequence_length, dynamic_time_major,
                                     dropout_keep_one, residual, static_rnn, bidirectional_dynamic,
-                                    static_bidirectional)}
+                                    static_bidirectional, bidirectional_time_major, multi_rnn_concat_state)}
 # Every program runs on 5 steps; those of unknown time dimension on 3 steps too.
 CASES = {"steps5": inputs_case(1), "steps3": inputs_case(2, steps=3, lengths=[3, 1, 2])}
 STATIC = {"static_rnn", "static_bidirectional"}
