@@ -15,7 +15,8 @@ from tests.unit.golden.rnn.programs import PROGRAMS, cases_of, lstm_classifier, 
 
 pytestmark = pytest.mark.timeout(300)
 
-TUTORIAL_GOLDEN = os.path.join(os.path.dirname(tutorial.__file__), "lstm_classifier.golden.json")
+TUTORIAL_GOLDEN = os.path.join(os.path.dirname(__file__), os.pardir, "unit", "golden", "rnn",
+                               "lstm_classifier_tutorial.json")
 
 
 def _run_program(name, target):
