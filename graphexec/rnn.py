@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphexec import dtypes
-from graphexec.framework import TensorShape, current_function
+from graphexec.debugging import assert_equal
+from graphexec.framework import TensorShape, control_dependencies, current_function
 from graphexec.ops.array_ops import expand_dims, identity, reshape, transpose, zeros
 from graphexec.ops.array_ops import range as tf_range
 from graphexec.ops.array_ops import shape as shape_of
@@ -87,6 +88,11 @@ def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=No
             flat = [_swap_batch_time(x) for x in flat]
         sequence_length = _sequence_length(sequence_length)
         batch_size = _batch_size(flat, 1)
+        if sequence_length is not None:  # as TF1: a wrong length fails here, not somewhere inside the loop
+            check = assert_equal(shape_of(sequence_length), stack([batch_size]),
+                                 message=f"Expected shape for Tensor {sequence_length.name} is [batch_size]")
+            with control_dependencies([check]):
+                sequence_length = identity(sequence_length, name="CheckSeqLen")
         state = _initial_state(cell, initial_state, dtype, batch_size)
         outputs, final_state = _dynamic_loop(cell, inputs, flat, state, sequence_length, batch_size,
                                              parallel_iterations or 32)

@@ -70,3 +70,21 @@ def test_lstm_digits_tutorial_matches_tensorflow_and_runs_remotely_the_same(embe
     assert local["test_accuracy"] > 0.85
     remote = tutorial.main(embedded)
     assert remote == local
+
+
+def test_mismatched_sequence_lengths_are_invalid_argument_and_the_server_stays_up(embedded):
+    """sequence_length of the wrong batch size fails on the server before the loop, as TF1's check does:
+    INVALID_ARGUMENT saying what was expected, and the next run on the same server works."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, None, 2])
+        lengths = tf.placeholder(tf.int32, [None])
+        outputs, _ = tf.nn.dynamic_rnn(tf.nn.rnn_cell.GRUCell(3), x, sequence_length=lengths, dtype=tf.float32)
+        init = tf.global_variables_initializer()
+    tf.Session.reset(embedded)
+    with tf.Session(embedded, graph=graph) as sess:
+        sess.run(init)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"Expected shape for Tensor rnn/sequence_length:0 is \[batch_size\]"):
+            sess.run(outputs, {x: np.ones((2, 3, 2)), lengths: [3, 1, 2]})
+        got = sess.run(outputs, {x: np.ones((2, 3, 2)), lengths: [3, 1]})
+    assert got.shape == (2, 3, 3) and np.all(got[1, 1:] == 0) and np.all(got[0] != 0)
