@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 
 from graphexec import api_gaps, dtypes
-from graphexec.framework import Tensor, control_dependencies, device, name_scope
+from graphexec.framework import Tensor, control_dependencies, device, get_default_graph, name_scope
 from graphexec.initializers import Constant, Zeros
 from graphexec.layers.base import Layer
 from graphexec.ops.array_ops import shape as shape_of
@@ -317,22 +317,24 @@ class LoopStep:
         return gather(noise, self.time)
 
 
-_LOOP_STEPS: list[LoopStep] = []  # the dynamic_rnn steps being traced, innermost last
+_LOOP_STEPS = ("__rnn_loop_steps",)  # a graph collection: the dynamic_rnn steps being traced, innermost last
 
 
 @contextlib.contextmanager
 def loop_step(step: LoopStep):
-    _LOOP_STEPS.append(step)
+    steps = get_default_graph().get_collection_ref(_LOOP_STEPS)
+    steps.append(step)
     try:
         yield step
     finally:
-        _LOOP_STEPS.pop()
+        steps.pop()
 
 
 def _dropout(x, keep_prob, seed):
     """TF1's nn.dropout: keep each element with probability keep_prob, scaled by 1 / keep_prob."""
     keep = convert_to_tensor(keep_prob, dtype=x.dtype)
-    noise = _LOOP_STEPS[-1].uniform(x, seed) if _LOOP_STEPS else None
+    steps = get_default_graph().get_collection(_LOOP_STEPS)
+    noise = steps[-1].uniform(x, seed) if steps else None
     if noise is None:
         noise = random_uniform(shape_of(x), dtype=x.dtype, seed=seed)
     kept = cast(greater_equal(noise, subtract(1.0, keep)), x.dtype)
