@@ -585,5 +585,11 @@ def device(device_name):
     return get_default_graph().device(device_name)
 
 
+def current_function(graph: Graph | None = None) -> FunctionScope | None:
+    """The function (cond branch or loop body) being traced; None at the graph's top level."""
+    graph = graph or get_default_graph()
+    return graph._function_stack[-1] if graph._function_stack else None
+
+
 def control_dependencies(control_inputs):
     return get_default_graph().control_dependencies(control_inputs)

@@ -27,7 +27,8 @@ __all__ = ["relu", "relu6", "elu", "leaky_relu", "sigmoid", "tanh", "softmax", "
            "softmax_cross_entropy_with_logits", "softmax_cross_entropy_with_logits_v2",
            "sparse_softmax_cross_entropy_with_logits", "sigmoid_cross_entropy_with_logits", "l2_loss", "bias_add",
            "dropout", "conv2d", "max_pool", "avg_pool", "moments", "batch_normalization", "xw_plus_b",
-           *nn_ops.__all__]
+           *nn_ops.__all__, "rnn_cell", "dynamic_rnn", "static_rnn", "bidirectional_dynamic_rnn",
+           "static_bidirectional_rnn"]
 
 
 # -- activations ------------------------------------------------------------------------------------------------
@@ -373,5 +374,9 @@ def fused_batch_norm(x, scale, offset, mean=None, variance=None, epsilon=0.001, 
         corrected = multiply(batch_variance, truediv(count, maximum(subtract(count, 1), 1)))
         return y, batch_mean, corrected
 
+
+# Last: the cells are tf.layers layers, and graphexec.layers reads this module's functions as it loads.
+from graphexec import rnn_cell  # noqa: E402,F401 - tf.nn.rnn_cell
+from graphexec.rnn import bidirectional_dynamic_rnn, dynamic_rnn, static_bidirectional_rnn, static_rnn  # noqa: E402,F401
 
 __getattr__ = api_gaps.missing_names("nn", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

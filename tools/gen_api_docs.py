@@ -35,7 +35,8 @@ Regenerate with `python tools/gen_api_docs.py` (and the TF1 name list with `pyth
 
 # TF1 namespaces graphexec offers as modules of its own (rendered when present; tf.flags is absl's).
 NAMESPACES = ("app", "compat", "contrib", "debugging", "errors", "flags", "gfile", "initializers", "layers", "linalg",
-              "logging", "losses", "math", "metrics", "nn", "random", "sparse", "strings", "train")
+              "logging", "losses", "math", "metrics", "nn", "random", "sparse", "strings", "train",
+              "contrib.layers", "contrib.rnn", "nn.rnn_cell")
 FOREIGN = {"flags": "absl-py's `absl.flags` (as TF1's tf.flags): `DEFINE_string`, `DEFINE_integer`, `DEFINE_float`, "
                     "`DEFINE_boolean`, `FLAGS`..."}
 
@@ -44,7 +45,9 @@ def namespaces() -> list[tuple[str, types.ModuleType]]:
     """("", graphexec), then ("nn", graphexec.nn)...: the modules exposed under TF1 namespace names."""
     found = [("", graphexec)]
     for name in NAMESPACES:
-        value = graphexec.__dict__.get(name)
+        value = graphexec
+        for part in name.split("."):
+            value = value.__dict__.get(part) if isinstance(value, types.ModuleType) else None
         if isinstance(value, types.ModuleType) and value is not graphexec:
             found.append((name, value))
     return found

@@ -12,7 +12,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NAMESPACES = ["", "app", "compat", "data", "debugging", "errors", "flags", "gfile", "image", "initializers",
               "layers", "linalg", "logging", "losses", "math", "metrics", "nn", "random", "sparse", "strings",
-              "summary", "train"]
+              "summary", "train", "nn.rnn_cell"]
 
 
 def public_names(module) -> list[str]:
