@@ -11,4 +11,4 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 # The Node.js client's tests and buf lint first, so pytest's summary is the last line printed.
 bash .ci/node_and_buf.sh
 
-python3 -m pytest tests/unit tests/integration tests/gpu -q -p no:cacheprovider "$@"
+python3 -m pytest tests/unit tests/integration tests/tutorials tests/gpu -q -p no:cacheprovider "$@"

@@ -77,7 +77,7 @@ def _apply_adagrad(ctx, lr, grad, var, slots, dtype, shape):
 
 def _apply_adadelta(ctx, lr, rho, epsilon, grad, var, slots, dtype, shape):
     xp = ctx.xp
-    value = _read(ctx, var, grad)
+    value = _read(ctx, var, grad, dtype, shape)
     accum, accum_update = (ctx.read_variable(s) for s in slots)
     accum = _write(ctx, slots[0], accum * rho + grad * grad * (1 - rho))
     update = xp.sqrt(accum_update + epsilon) / xp.sqrt(accum + epsilon) * grad
@@ -87,7 +87,7 @@ def _apply_adadelta(ctx, lr, rho, epsilon, grad, var, slots, dtype, shape):
 
 def _apply_proximal_gradient_descent(ctx, alpha, l1, l2, grad, var, slots, dtype, shape):
     xp = ctx.xp
-    moved = _read(ctx, var, grad) - alpha * grad
+    moved = _read(ctx, var, grad, dtype, shape) - alpha * grad
     if l1 > 0:
         shrunk = xp.sign(moved) * xp.maximum(xp.abs(moved) - alpha * l1, 0)
         return _write(ctx, var, shrunk / (1 + alpha * l2))
@@ -97,7 +97,7 @@ def _apply_proximal_gradient_descent(ctx, alpha, l1, l2, grad, var, slots, dtype
 def _apply_ftrl(ctx, grad, lr, l1, l2, l2_shrinkage, lr_power, var, slots, dtype, shape):
     """FTRL-Proximal as TF's ApplyFtrlV2 kernel (l2_shrinkage 0: ApplyFtrl)."""
     xp = ctx.xp
-    value = _read(ctx, var, grad)
+    value = _read(ctx, var, grad, dtype, shape)
     accum, linear = (ctx.read_variable(s) for s in slots)
     new_accum = accum + grad * grad
     if lr_power == -0.5:

@@ -10,9 +10,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tensorflow.compat.v1 as tf  # noqa: E402
-
-import tutorial_programs as programs  # noqa: E402
+import tensorflow.compat.v1 as tf
+import tutorial_programs as programs
 
 tf.disable_v2_behavior()
 tf.logging.set_verbosity(tf.logging.ERROR)
@@ -20,10 +19,10 @@ LAUNCHER = (str(programs.HERE / "as_tensorflow.py"),)
 
 
 def golden_for(name: str) -> dict:
-    module = programs.load(name, tf)
-    if hasattr(module, "ARGV"):
-        return programs.run_script(name, module.ARGV, {"PYTHONWARNINGS": "ignore"}, LAUNCHER)
-    return programs.run_main(module)
+    argv = programs.script_argv(name)
+    if argv is not None:
+        return programs.run_script(name, argv, {"PYTHONWARNINGS": "ignore"}, LAUNCHER)
+    return programs.run_main(programs.load(name, tf))
 
 
 def main(names):

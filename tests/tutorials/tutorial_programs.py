@@ -12,6 +12,7 @@ Under real TensorFlow the same source runs with the name `graphexec` bound to `t
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import math
 import os
@@ -31,6 +32,16 @@ ACCURACY_TOLERANCE = 0.02  # keys naming an accuracy: two points
 
 def program_names() -> list[str]:
     return sorted(path.stem for path in PROGRAMS.glob("*.py") if not path.stem.startswith("_"))
+
+
+def script_argv(name: str) -> list[str] | None:
+    """A script program's ARGV (read from its source: running it here would define its flags twice), or
+    None for a program with main()."""
+    tree = ast.parse((PROGRAMS / f"{name}.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["ARGV"]:
+            return ast.literal_eval(node.value)
+    return None
 
 
 def load(name: str, tf_module=None):
@@ -71,8 +82,11 @@ def run_main(module) -> dict:
 
 def run_script(name: str, argv, env: dict, launcher=()) -> dict:
     """Run programs/<name>.py as a script with `argv`; its stdout and stderr."""
+    # A script's own folder heads sys.path, so PYTHONPATH names this checkout for `import graphexec`.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     done = subprocess.run([sys.executable, *launcher, str(PROGRAMS / f"{name}.py"), *argv], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+                          env={**os.environ, "PYTHONPATH": path, **env}, capture_output=True, text=True, timeout=120,
+                          check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{name} exited with {done.returncode}:\n{done.stderr}")
     return {"stdout": done.stdout, "stderr": done.stderr}

@@ -19,4 +19,5 @@ def main():
 
 
 if __name__ == "__main__":
-    print(main())
+    for key, value in main().items():
+        print(key, value)
