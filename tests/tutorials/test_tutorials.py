@@ -59,6 +59,14 @@ def test_remote_print_lines_reach_the_clients_stderr_in_order(server):
                                                         + ["weights (1/1000)"] * 3 + ["loss (1/1000)"])
 
 
+def test_programs_are_plain_tf1_sources():
+    """The same source runs under TensorFlow: graphexec is imported once, as tf, and nowhere else."""
+    for name in NAMES:
+        source = (programs.PROGRAMS / f"{name}.py").read_text()
+        imports = [line for line in source.splitlines() if "graphexec" in line and "import" in line]
+        assert imports == ["import graphexec as tf"], name
+
+
 def test_every_golden_has_its_program():
     assert sorted(p.stem for p in programs.GOLDEN.glob("*.json")) == NAMES
 

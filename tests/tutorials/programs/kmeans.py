@@ -1,4 +1,4 @@
-"""k-means on the digits with graph ops only: distances by broadcasting, assignment by argmin, new
+"""k-means on the digits with graph ops only: distances by broadcasting (tf.squared_difference), assignment by argmin, new
 centroids by tf.unsorted_segment_sum over the assignments, an assign op per iteration (Lloyd's algorithm).
 The first k images start as centroids, so the run is deterministic."""
 import numpy as np
@@ -15,7 +15,7 @@ def main():
     points = tf.constant(digits.data / 16.0, dtype=tf.float64)
     centroids = tf.Variable(digits.data[:K] / 16.0, name="centroids")
 
-    distances = tf.reduce_sum(tf.square(tf.expand_dims(points, 1) - tf.expand_dims(centroids, 0)), axis=2)
+    distances = tf.reduce_sum(tf.squared_difference(tf.expand_dims(points, 1), tf.expand_dims(centroids, 0)), axis=2)
     assignments = tf.argmin(distances, axis=1, output_type=tf.int32)
     inertia = tf.reduce_sum(tf.reduce_min(distances, axis=1))
     sums = tf.unsorted_segment_sum(points, assignments, K)
