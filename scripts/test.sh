@@ -14,4 +14,4 @@ use_venv test
 # The Node.js client's tests and buf lint first, so pytest's summary is the last line printed.
 bash .ci/node_and_buf.sh
 
-python -m pytest tests/unit tests/integration tests/gpu -q -p no:cacheprovider "$@"
+python -m pytest tests/unit tests/integration tests/tutorials tests/gpu -q -p no:cacheprovider "$@"

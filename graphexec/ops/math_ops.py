@@ -14,11 +14,12 @@ from graphexec.ops.emit import dynamic_shape, emit
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>).
-__all__ = ["abs", "add", "add_n", "cast", "clip_by_value", "cos", "divide", "equal", "exp", "floordiv", "floormod",
+__all__ = ["abs", "add", "add_n", "cast", "ceil", "clip_by_value", "cos", "divide", "equal", "exp", "floor", "floordiv",
+           "floormod",
            "greater", "greater_equal", "less", "less_equal", "log", "log1p", "logical_and", "logical_not",
-           "logical_or", "matmul", "maximum", "minimum", "mod", "multiply", "negative", "not_equal", "pow", "rsqrt",
-           "sigmoid", "sign", "sin", "sqrt", "square", "subtract", "tanh", "to_float", "truediv", "where",
-           "where_v2"]
+           "logical_or", "matmul", "maximum", "minimum", "mod", "multiply", "negative", "not_equal", "pow", "round",
+           "rsqrt", "sigmoid", "sign", "sin", "sqrt", "square", "squared_difference", "subtract", "tanh", "to_float",
+           "truediv", "where", "where_v2"]
 
 SIGNED = tuple(d for d in NUMERIC if d.np.kind != "u")
 
@@ -104,6 +105,12 @@ def _sign_grad(op, dz):
     return [emit("ZerosLike", op.inputs[0])]
 
 
+def _squared_difference_grad(op, dz):
+    x, y = op.inputs
+    dx = multiply(multiply(dz, 2), subtract(x, y))
+    return _unbroadcast(op, dx, negative(dx))
+
+
 def _cast_grad(op, dz):
     source = op.inputs[0].dtype
     return [cast(dz, source) if source.is_floating and dz.dtype.is_floating else None]
@@ -143,6 +150,9 @@ Greater = binary("Greater", "greater", out=dtypes.bool)
 GreaterEqual = binary("GreaterEqual", "greater_equal", out=dtypes.bool)
 LogicalAnd = binary("LogicalAnd", "logical_and", allowed=(dtypes.bool,), commutative=True, grad=NOT_DIFFERENTIABLE)
 LogicalOr = binary("LogicalOr", "logical_or", allowed=(dtypes.bool,), commutative=True, grad=NOT_DIFFERENTIABLE)
+SquaredDifference = op("SquaredDifference", shape=rules.broadcast, dtype=rules.same_dtype(*SIGNED),
+                       kernel=lambda ctx, x, y: ctx.xp.square(x - y), elementwise=True, commutative=True,
+                       grad=_squared_difference_grad, inputs=("x", "y"))
 
 
 # -- elementwise unary --------------------------------------------------------------------------
@@ -184,6 +194,11 @@ Tanh = unary("Tanh", ufunc_kernel("tanh"), allowed=FLOATING, ufunc="tanh",
              grad=_output_grad(lambda x, z, dz: multiply(dz, subtract(1, square(z)))))
 Sigmoid = unary("Sigmoid", _sigmoid, allowed=FLOATING,
                 grad=_output_grad(lambda x, z, dz: multiply(dz, multiply(z, subtract(1, z)))))
+# Piecewise constant: TF gives them no gradient (None), so a loss through them trains nothing before them.
+# Round is half to even, as TF's (and numpy's) round; integers pass through unchanged.
+Round = unary("Round", ufunc_kernel("round"), grad=lambda op, dz: [None])
+Floor = unary("Floor", ufunc_kernel("floor"), allowed=FLOATING, ufunc="floor", grad=lambda op, dz: [None])
+Ceil = unary("Ceil", ufunc_kernel("ceil"), allowed=FLOATING, ufunc="ceil", grad=lambda op, dz: [None])
 LogicalNot = op("LogicalNot", shape=rules.unchanged, dtype=rules.same_dtype(dtypes.bool),
                 kernel=ufunc_kernel("logical_not"), elementwise=True, ufunc="logical_not", grad=NOT_DIFFERENTIABLE,
                 inputs=("x",))
@@ -348,6 +363,10 @@ cos = _unary_api("Cos", "Cos")
 tanh = _unary_api("Tanh", "Tanh")
 sigmoid = _unary_api("Sigmoid", "Sigmoid")
 logical_not = _unary_api("LogicalNot", "LogicalNot")
+round = _unary_api("Round", "Round")  # noqa: A001 - TF's name
+floor = _unary_api("Floor", "Floor")
+ceil = _unary_api("Ceil", "Ceil")
+squared_difference = _binary_api("SquaredDifference", "SquaredDifference")
 
 
 def truediv(x, y, name=None):
