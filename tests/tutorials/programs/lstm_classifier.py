@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-import graphexec
+import graphexec as tf
 
 UNITS, BATCH, STEPS, LEARNING_RATE = 32, 64, 200, 0.01
 
@@ -72,8 +72,8 @@ def train(tf, session):
 
 def main(target: str = "") -> dict:
     if target:  # the server keeps variables by name across sessions: start from an empty container, as TF1
-        graphexec.Session.reset(target)
-    return train(graphexec, lambda graph: graphexec.Session(target, graph=graph))
+        tf.Session.reset(target)
+    return train(tf, lambda graph: tf.Session(target, graph=graph))
 
 
 if __name__ == "__main__":
