@@ -5,7 +5,9 @@ points, printed text exactly); then the same program runs against a real `graphe
 run as subprocesses, so a remote run's tf.Print lines are read from the client's own stderr, in order."""
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import tutorial_programs as programs
@@ -13,6 +15,25 @@ import tutorial_programs as programs
 import graphexec as tf
 
 pytestmark = pytest.mark.timeout(300)
+
+# The process helpers of tests/integration's conftest, loaded from its file: a conftest.py here would be a
+# second module named `conftest`, which the integration tests import by that name.
+_spec = importlib.util.spec_from_file_location("integration_processes",
+                                               Path(__file__).resolve().parents[1] / "integration" / "conftest.py")
+processes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(processes)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The target of a `graphexec serve` with no Redis (its embedded worker), for this module's tests."""
+    started = []
+    try:
+        yield processes.start_serve(started)
+    finally:
+        for process in started:
+            process.kill()
+
 NAMES = programs.program_names()
 LOCAL: dict[str, dict] = {}  # in-process results, for the remote runs to equal
 
