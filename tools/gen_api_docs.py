@@ -34,8 +34,8 @@ Regenerate with `python tools/gen_api_docs.py` (and the TF1 name list with `pyth
 
 
 # TF1 namespaces graphexec offers as modules of its own (rendered when present; tf.flags is absl's).
-NAMESPACES = ("app", "compat", "contrib", "debugging", "errors", "flags", "gfile", "initializers", "layers", "linalg",
-              "logging", "losses", "math", "metrics", "nn", "random", "sparse", "strings", "train")
+NAMESPACES = ("app", "compat", "contrib", "data", "debugging", "errors", "flags", "gfile", "initializers", "layers", "linalg",
+              "logging", "losses", "math", "metrics", "nn", "random", "sparse", "strings", "train", "io", "python_io")
 FOREIGN = {"flags": "absl-py's `absl.flags` (as TF1's tf.flags): `DEFINE_string`, `DEFINE_integer`, `DEFINE_float`, "
                     "`DEFINE_boolean`, `FLAGS`..."}
 

@@ -1,4 +1,5 @@
 """tf.data: input pipelines of TF1 graph mode (see docs/architecture.md, "Input pipelines")."""
+from graphexec import api_gaps
 from graphexec.data.dataset import AUTOTUNE, Dataset, TFRecordDataset
 from graphexec.data.iterator import Iterator
 
@@ -23,3 +24,6 @@ def make_initializable_iterator(dataset, shared_name=None):
 
 class experimental:
     AUTOTUNE = AUTOTUNE
+
+
+__getattr__ = api_gaps.missing_names("data", __name__)  # TF1 names graphexec lacks say so (see api_gaps)
