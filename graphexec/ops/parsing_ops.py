@@ -3,7 +3,8 @@
 One `ParseExampleFeature` node per requested feature reads it from each serialized Example (a string
 scalar or vector): a FixedLenFeature is a dense tensor [batch..., *shape] (its default where the Example
 lacks it), a VarLenFeature a SparseTensor. The Example message is graphexec/v1/example.proto, which has
-TensorFlow's field numbers, so records written by TensorFlow parse here."""
+TensorFlow's field numbers, so records written by TensorFlow parse here; graphexec/rpc/example.py reads
+it (protobuf stays in graphexec/rpc)."""
 from __future__ import annotations
 
 import collections
@@ -15,7 +16,7 @@ from graphexec.framework import apply_op, name_scope
 from graphexec.ops.convert import convert_to_tensor, shape_attr
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.string_ops import SparseTensor
-from graphexec.proto.v1.example_pb2 import Example
+from graphexec.rpc.example import feature_values
 
 __all__ = ["FixedLenFeature", "VarLenFeature", "parse_example", "parse_single_example"]
 
@@ -46,19 +47,10 @@ def _dtype(args, attrs):
 
 def _values(serialized: bytes, key: str, dtype, where: str):
     """The feature's values in one Example, or None when the Example lacks it."""
-    example = Example.FromString(serialized)
-    feature = example.features.feature.get(key)
-    if feature is None or feature.WhichOneof("kind") is None:
-        return None
-    kind = feature.WhichOneof("kind")
-    if kind != _KINDS[dtype]:
-        raise ValueError(f"{where}: feature {key!r} holds a {kind}, but {dtype.name} was asked for")
-    values = getattr(feature, kind).value
-    if dtype is dtypes.string:
-        out = np.empty(len(values), dtype=object)
-        out[:] = list(values)
-        return out
-    return np.asarray(values, dtype=dtype.np)
+    try:
+        return feature_values(serialized, key, _KINDS[dtype], dtype.np)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _parse(ctx, serialized, key, dtype, shape, kind, default):
