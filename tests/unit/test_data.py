@@ -1,9 +1,11 @@
 """tf.data in-process: the programs of golden/data/programs.py give TensorFlow's batches and trained
 numbers (golden/data/goldens.json, made by make_fixtures.py with real TensorFlow), TFRecords written by
 TensorFlow read back and ours are byte-identical to TensorFlow's, and the TF1 iterator protocol holds."""
+import gc
 import json
 import pathlib
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -130,3 +132,25 @@ def test_make_callable_pulls_the_next_element():
         assert [float(step()), float(step())] == [3.0, 5.0]
         with pytest.raises(tf.errors.OutOfRangeError):
             step()
+
+
+def test_a_pulled_element_is_freed_by_reference_counting_alone():
+    """No reference cycle keeps a batch alive until the garbage collector runs (a 1 GB loop would hold
+    hundreds of MB of old batches otherwise)."""
+    made = []
+
+    def batches():
+        for i in range(3):
+            batch = np.full([4], i, np.float32)
+            made.append(weakref.ref(batch))
+            yield batch
+
+    element = tf.data.Dataset.from_generator(batches, tf.float32, [4]).make_one_shot_iterator().get_next()
+    gc.disable()
+    try:
+        with tf.Session() as sess:
+            assert sess.run(element).tolist() == [0.0] * 4
+            assert sess.run(element).tolist() == [1.0] * 4
+            assert made[0]() is None
+    finally:
+        gc.enable()
