@@ -96,7 +96,9 @@ def test_a_training_loop_streams_client_data_over_one_run_call(server):
     after = Scrape(metrics)  # a streaming call is counted when it ends: the session's close ends it
     assert done == steps
     assert losses[-1] < losses[0] * 0.5  # it trained
-    assert peak - baseline < RSS_LIMIT_MB, f"client RSS grew {peak - baseline:.0f} MB over {STREAM_MB} MB of data"
+    # 300 MB for the 1 GB run; half the data for smaller runs, so that keeping the batches would fail too
+    limit = min(RSS_LIMIT_MB, STREAM_MB / 2)
+    assert peak - baseline < limit, f"client RSS grew {peak - baseline:.0f} MB over {STREAM_MB} MB of data"
     assert moved(before, after, "graphexec_grpc_calls_total", method=RUN_CALLABLE) == 0
     assert moved(before, after, "graphexec_grpc_calls_total", method=RUN, code="OK") == 1
     assert moved(before, after, "graphexec_runs_total") == steps - 1
