@@ -125,7 +125,7 @@ class BaseSession:
         for iterator in iterators:
             outputs = iterator.output_tensors()
             if outputs and outputs[0].op.name in needed and outputs[0].name not in fed:
-                pulled += zip(outputs, iterator.next_values(self))
+                pulled += zip(outputs, iterator.next_values(self, feed_dict))
         if not pulled:
             return self._run_flat(feed_names, feed_values, mapper.tensor_names, targets, options, run_metadata)
         named = sorted([(name, value) for name, value in zip(feed_names, feed_values)] +

@@ -5,7 +5,10 @@ arguments (a placeholder-fed file list, say) with one `sess.run`, then pulls ele
 stages below, in the client's process. An element is a nested structure (tuple, dict) of arrays."""
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import itertools
+import os
 import queue
 import threading
 
@@ -18,13 +21,13 @@ from graphexec.data.iterator import Iterator
 from graphexec.data.structure import (
     Spec,
     along,
-    to_shape,
     as_array,
     dtype_of,
     flatten,
     normalize_shape,
     pack_sequence_as,
     spec_of,
+    to_shape,
     typed_structure,
 )
 from graphexec.framework import Tensor
@@ -239,13 +242,30 @@ class _Unary(Dataset):
 
 
 class _Map(_Unary):
+    """`num_parallel_calls=n` runs n elements at once on n copies of the traced function (each its own
+    graph and session), in a thread pool, and yields results in input order."""
+
     def __init__(self, parent, fn, num_parallel_calls):
         super().__init__(parent)
-        self._function = GraphFunction(fn, parent.structure, "map")
-        self.structure = self._function.structure
+        copies = 1 if not num_parallel_calls else int(num_parallel_calls)
+        copies = min(4, os.cpu_count() or 1) if copies == AUTOTUNE else max(1, copies)
+        self._functions = [GraphFunction(fn, parent.structure, "map") for _ in range(copies)]
+        self.structure = self._functions[0].structure
 
     def _elements(self, values):
-        return map(self._function, self._parent._elements(values))
+        elements = self._parent._elements(values)
+        if len(self._functions) == 1:
+            yield from map(self._functions[0], elements)
+            return
+        # Element k runs on copy k % n; at most n run at once, so a copy is free when its turn comes.
+        with concurrent.futures.ThreadPoolExecutor(len(self._functions), "graphexec-map") as pool:
+            running = collections.deque()
+            for k, element in enumerate(elements):
+                if len(running) == len(self._functions):
+                    yield running.popleft().result()
+                running.append(pool.submit(self._functions[k % len(self._functions)], element))
+            while running:
+                yield running.popleft().result()
 
 
 class _Filter(_Unary):

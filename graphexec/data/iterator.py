@@ -10,9 +10,12 @@ the session intercepts: it resolves the dataset's tensor arguments with the run'
 from __future__ import annotations
 
 import threading
+import uuid
 import weakref
 
-from graphexec import errors
+import numpy as np
+
+from graphexec import dtypes, errors
 from graphexec.base_session import ITERATORS
 from graphexec.data.structure import (
     flatten,
@@ -23,6 +26,7 @@ from graphexec.data.structure import (
 from graphexec.framework import get_default_graph
 from graphexec.ops.array_ops import placeholder
 from graphexec.ops.control_ops import no_op
+from graphexec.ops.convert import constant
 
 
 class Iterator:
@@ -35,6 +39,7 @@ class Iterator:
         self._lock = threading.Lock()
         self._outputs = None
         self._initializer = None
+        self._handle = None
         if one_shot:
             self._one_shot_dataset = dataset
         elif dataset is not None:
@@ -86,7 +91,21 @@ class Iterator:
     def initialize(self, session, initializer_name: str, feed_dict) -> None:
         self._start(session, self._datasets[initializer_name], feed_dict)
 
-    def next_values(self, session) -> list:
+    def string_handle(self, name=None):
+        """A string tensor naming this iterator, for `Iterator.from_string_handle` (feedable iterators)."""
+        if self._handle is None:
+            self._handle = f"graphexec-iterator-{uuid.uuid4().hex}"
+            _BY_HANDLE[self._handle] = self
+        with self.graph.as_default():
+            return constant(self._handle, dtype=dtypes.string, name=name or "IteratorToStringHandle")
+
+    @staticmethod
+    def from_string_handle(string_handle, output_types, output_shapes=None, output_classes=None):
+        """A feedable iterator: each run pulls from the iterator whose `string_handle()` value
+        `string_handle` (a placeholder, usually) has in that run."""
+        return _FeedableIterator(string_handle, typed_structure(output_types, output_shapes))
+
+    def next_values(self, session, feed_dict=None) -> list:
         """The next element's components for `session`; OutOfRangeError at the end."""
         with self._lock:
             position = self._positions.get(session)
@@ -118,3 +137,34 @@ class Iterator:
 
 def _generator(dataset, values):
     yield from dataset._elements(values)
+
+
+_BY_HANDLE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # string_handle() value -> iterator
+
+
+class _FeedableIterator(Iterator):
+    def __init__(self, handle, structure):
+        super().__init__(structure=structure)
+        self._handle_tensor = handle
+
+    def next_values(self, session, feed_dict=None) -> list:
+        handle = _fed_value(self._handle_tensor, feed_dict)
+        if handle is None:
+            handle = session.run(self._handle_tensor, feed_dict)
+        handle = np.asarray(handle, dtype=object)[()]
+        handle = handle.decode() if isinstance(handle, bytes) else str(handle)
+        source = _BY_HANDLE.get(handle)
+        if source is None:
+            raise errors.InvalidArgumentError(None, None, f"no iterator has the string handle {handle!r}")
+        if [s.dtype for s in flatten(source._structure)] != [s.dtype for s in flatten(self._structure)]:
+            raise errors.InvalidArgumentError(None, None, "the iterator of the string handle has output types "
+                                              f"{source.output_types}, this one {self.output_types}")
+        return source.next_values(session, feed_dict)
+
+
+def _fed_value(tensor, feed_dict):
+    """The value `feed_dict` gives `tensor` (keyed by the tensor or its name), else None."""
+    for key, value in (feed_dict or {}).items():
+        if key is tensor or (isinstance(key, str) and key in (tensor.name, tensor.name[:-2])):
+            return value
+    return None

@@ -10,15 +10,16 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import (
+    Process,  # tests/integration is on sys.path (rootdir-relative conftest)
+)
+from test_metrics import Scrape, metrics_url, moved
 
 import graphexec as tf
 
-from conftest import Process  # tests/integration is on sys.path (rootdir-relative conftest)
-from test_metrics import Scrape, metrics_url, moved
-
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "unit" / "golden" / "data"
 sys.path.insert(0, str(FIXTURES))
-import programs  # noqa: E402
+import programs
 
 GOLDENS = json.loads((FIXTURES / "goldens.json").read_text())
 RUN = "graphexec.v1.GraphExecService/Run"
@@ -104,3 +105,9 @@ def test_a_training_loop_streams_client_data_over_one_run_call(server):
     assert moved(before, after, "graphexec_runs_total") == steps - 1
     assert moved(before, after, "graphexec_grpc_received_bytes_total", method=RUN) >= (steps - 1) * rows * width * 4
     print(f"streamed {STREAM_MB} MB in {steps} steps; client RSS grew {peak - baseline:.1f} MB")
+
+
+def test_a_feedable_iterator_remotely(server):
+    target, _ = server
+    tf.reset_default_graph()
+    assert programs.feedable(tf, session_of(target)) == GOLDENS["feedable"]

@@ -154,3 +154,13 @@ def test_a_pulled_element_is_freed_by_reference_counting_alone():
             assert made[0]() is None
     finally:
         gc.enable()
+
+
+def test_parallel_map_keeps_the_input_order():
+    squares = tf.data.Dataset.range(40).map(lambda i: i * i, num_parallel_calls=4).batch(40)
+    with tf.Session() as sess:
+        assert sess.run(squares.make_one_shot_iterator().get_next()).tolist() == [i * i for i in range(40)]
+
+
+def test_a_feedable_iterator_switches_by_string_handle():
+    assert programs.feedable(tf, tf.Session) == GOLDENS["feedable"]

@@ -40,7 +40,8 @@ def main():
     goldens = {}
     for name, program in [("one_shot", lambda: programs.one_shot(tf, tf.Session)),
                           ("train_from_files", lambda: programs.train_from_files(tf, tf.Session, HERE)),
-                          ("parse_batch", lambda: programs.parse_batch(tf, tf.Session, HERE))]:
+                          ("parse_batch", lambda: programs.parse_batch(tf, tf.Session, HERE)),
+                          ("feedable", lambda: programs.feedable(tf, tf.Session))]:
         tf.reset_default_graph()
         goldens[name] = program()
     (HERE / "goldens.json").write_text(json.dumps(goldens, indent=1) + "\n")

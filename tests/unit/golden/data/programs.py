@@ -93,3 +93,23 @@ def parse_batch(tf, make_session, fixture_dir):
             indices, values, shape, label = value
             out.append([indices.tolist(), [v.decode() for v in values], shape.tolist(), label.tolist()])
     return out
+
+
+def feedable(tf, make_session):
+    """A feedable iterator switches between a training and a validation iterator by string handle."""
+    handle = tf.placeholder(tf.string, [])
+    training = tf.data.Dataset.range(100).map(lambda i: i * 2).batch(3)
+    validation = tf.data.Dataset.range(5).batch(2)
+    iterator = tf.data.Iterator.from_string_handle(handle, training.output_types, training.output_shapes)
+    element = iterator.get_next()
+    training_iterator = tf.data.make_one_shot_iterator(training)
+    validation_iterator = tf.data.make_initializable_iterator(validation)
+    out = []
+    with make_session() as sess:
+        training_handle, validation_handle = sess.run([training_iterator.string_handle(),
+                                                       validation_iterator.string_handle()])
+        for _ in range(2):
+            out.append(sess.run(element, {handle: training_handle}).tolist())
+            sess.run(validation_iterator.initializer)
+            out.append([b.tolist() for b in _drain_tf(tf, sess, element, {handle: validation_handle})])
+    return out
