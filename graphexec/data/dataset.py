@@ -348,13 +348,13 @@ class _Shuffle(_Unary):
         self._size = max(1, buffer_size)
         self._seed = seed
         self._reshuffle = reshuffle
-        self._epoch = 0
 
     def _elements(self, values):
-        seed = self._seed if self._seed is not None else None
+        key = ("shuffle epoch", id(self))  # counted per initialization, so a re-initialization repeats
+        epoch = values[key] = values.get(key, -1) + 1
+        seed = self._seed
         if seed is not None and self._reshuffle:
-            seed = (seed, self._epoch)
-        self._epoch += 1
+            seed = (seed, epoch)
         rng = np.random.default_rng(seed)
         buffer = []
         for element in self._parent._elements(values):
@@ -396,22 +396,19 @@ class _Slice(_Unary):
 
 
 class _Cache(_Unary):
-    """The first full pass is kept in memory; later passes (after repeat, or a re-initialization of the
-    same dataset) read it. A pass that stops early is not kept, as in TF."""
-
-    def __init__(self, parent):
-        super().__init__(parent)
-        self._cached = None
+    """The first full pass is kept in memory; later passes of the same initialization (after repeat) read
+    it. A pass that stops early is not kept, and an initialization starts a new cache, as in TF."""
 
     def _elements(self, values):
-        if self._cached is not None:
-            yield from self._cached
+        key = ("cache", id(self))  # `values` belongs to one initialization of one iterator
+        if key in values:
+            yield from values[key]
             return
         kept = []
         for element in self._parent._elements(values):
             kept.append(element)
             yield element
-        self._cached = kept
+        values[key] = kept
 
 
 class _Prefetch(_Unary):

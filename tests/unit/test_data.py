@@ -164,3 +164,14 @@ def test_parallel_map_keeps_the_input_order():
 
 def test_a_feedable_iterator_switches_by_string_handle():
     assert programs.feedable(tf, tf.Session) == GOLDENS["feedable"]
+
+
+def test_cache_belongs_to_one_initialization():
+    values = tf.placeholder(tf.int32, [None])
+    iterator = tf.data.Dataset.from_tensor_slices(values).cache().repeat(2).batch(10).make_initializable_iterator()
+    element = iterator.get_next()
+    with tf.Session() as sess:
+        sess.run(iterator.initializer, {values: [1, 2]})
+        assert sess.run(element).tolist() == [1, 2, 1, 2]
+        sess.run(iterator.initializer, {values: [7]})
+        assert sess.run(element).tolist() == [7, 7]
