@@ -93,3 +93,8 @@ orthogonal_initializer = initializers.Orthogonal
 from graphexec import contrib, layers  # noqa: E402 - tf.layers, tf.contrib.layers
 
 __getattr__ = api_gaps.missing_names("", __name__)  # TF1 names graphexec lacks say so (see api_gaps)
+
+from graphexec import data  # noqa: E402 - tf.data (input pipelines run in the client: graphexec/data/)
+from graphexec import io  # noqa: E402 - tf.io: TFRecord files, Example parsing
+from graphexec.ops.parsing_ops import *  # noqa: E402,F401,F403 - tf.parse_example, tf.FixedLenFeature...
+python_io = io  # TF1's tf.python_io.TFRecordWriter / tf_record_iterator

@@ -13,6 +13,8 @@ from graphexec.fetches import FetchMapper
 from graphexec.framework import Graph, Tensor, get_default_graph
 from graphexec.runtime.feeds import convert_feed
 
+ITERATORS = "graphexec_iterators"  # graph collection of tf.data iterators (graphexec/data/iterator.py)
+
 
 class BaseSession:
     def __init__(self, target="", graph=None, config=None):
@@ -21,6 +23,7 @@ class BaseSession:
         self.config = config
         self._closed = False
         self._default_context = None
+        self._ancestor_cache: dict = {}
 
     # -- public API -----------------------------------------------------------------------------
     def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
@@ -28,9 +31,7 @@ class BaseSession:
             raise RuntimeError("Attempted to use a closed Session.")
         mapper = FetchMapper(self.graph, fetches)
         feed_names, feed_values = self._normalize_feeds(feed_dict)
-        results = self._run_flat(feed_names, feed_values, mapper.tensor_names, mapper.target_names, options,
-                                 run_metadata)
-        return mapper.build(results)
+        return mapper.build(self._run_mapped(mapper, feed_names, feed_values, options, run_metadata, feed_dict))
 
     def stream(self, fetches, feed_iter, max_in_flight=32, options=None):
         """Yield `run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order. Remote sessions
@@ -54,8 +55,7 @@ class BaseSession:
                 raise TypeError(f"expected {len(feeds)} feed values, got {len(values)}")
             arrays = [convert_feed(v, ir.TensorType(t.dtype, t._shape), t.name, t.op.source)
                       for t, v in zip(feeds, values)]
-            return mapper.build(self._run_flat(names, arrays, mapper.tensor_names, mapper.target_names, options,
-                                               run_metadata))
+            return mapper.build(self._run_mapped(mapper, names, arrays, options, run_metadata, dict(zip(feeds, values))))
 
         return call
 
@@ -105,6 +105,56 @@ class BaseSession:
 
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
         raise NotImplementedError
+
+    def _run_pipelined(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
+        """A run fed by a tf.data iterator: RemoteSession sends these over one long-lived Run stream."""
+        return self._run_flat(feed_names, feed_values, fetch_names, targets, options, run_metadata)
+
+    # -- tf.data iterators -------------------------------------------------------------------------
+    def _run_mapped(self, mapper, feed_names, feed_values, options, run_metadata, feed_dict):
+        iterators = self.graph.get_collection(ITERATORS)
+        targets = mapper.target_names
+        if not iterators:
+            return self._run_flat(feed_names, feed_values, mapper.tensor_names, targets, options, run_metadata)
+        targets = list(targets)
+        for iterator in iterators:  # an iterator's initializer runs here, in the client
+            for name in iterator.initializer_names():
+                if name in targets:
+                    iterator.initialize(self, name, feed_dict)
+                    targets.remove(name)
+        if not targets and not mapper.tensor_names:
+            return []
+        fed = set(feed_names)
+        needed = self._ancestors(mapper.tensor_names, targets)
+        pulled = []
+        for iterator in iterators:
+            outputs = iterator.output_tensors()
+            if outputs and outputs[0].op.name in needed and outputs[0].name not in fed:
+                pulled += zip(outputs, iterator.next_values(self, feed_dict))
+        if not pulled:
+            return self._run_flat(feed_names, feed_values, mapper.tensor_names, targets, options, run_metadata)
+        named = sorted([(name, value) for name, value in zip(feed_names, feed_values)] +
+                       [(t.name, convert_feed(v, ir.TensorType(t.dtype, t._shape), t.name, t.op.source))
+                        for t, v in pulled], key=_first)
+        return self._run_pipelined([n for n, _ in named], [v for _, v in named], mapper.tensor_names, targets,
+                                   options, run_metadata)
+
+    def _ancestors(self, tensor_names, targets) -> frozenset:
+        """Names of the ops a run of these fetches reads (cached: an op's inputs never change)."""
+        key = (tuple(tensor_names), tuple(targets))
+        found = self._ancestor_cache.get(key)
+        if found is None:
+            stack = [self.graph.as_graph_element(n).op for n in tensor_names]
+            stack += [self.graph.get_operation_by_name(n) for n in targets]
+            seen = {}
+            while stack:
+                op = stack.pop()
+                if op.name not in seen:
+                    seen[op.name] = op
+                    stack.extend(t.op for t in op.inputs)
+                    stack.extend(op.control_inputs)
+            found = self._ancestor_cache[key] = frozenset(seen)
+        return found
 
 
 def write_printed(printed) -> None:

@@ -34,9 +34,9 @@ Regenerate with `python tools/gen_api_docs.py` (and the TF1 name list with `pyth
 
 
 # TF1 namespaces graphexec offers as modules of its own (rendered when present; tf.flags is absl's).
-NAMESPACES = ("app", "compat", "contrib", "debugging", "errors", "flags", "gfile", "initializers", "layers", "linalg",
-              "logging", "losses", "math", "metrics", "nn", "random", "sparse", "strings", "train",
-              "contrib.layers", "contrib.rnn", "nn.rnn_cell")
+NAMESPACES = ("app", "compat", "contrib", "data", "debugging", "errors", "flags", "gfile", "initializers", "io", "layers",
+              "linalg", "logging", "losses", "math", "metrics", "nn", "python_io", "random", "sparse", "strings",
+              "summary", "train", "contrib.layers", "contrib.rnn", "nn.rnn_cell")
 FOREIGN = {"flags": "absl-py's `absl.flags` (as TF1's tf.flags): `DEFINE_string`, `DEFINE_integer`, `DEFINE_float`, "
                     "`DEFINE_boolean`, `FLAGS`..."}
 

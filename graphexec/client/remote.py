@@ -33,6 +33,7 @@ import grpc
 import numpy as np
 
 from graphexec import errors
+from graphexec.base_session import BaseSession, printing_failures, write_printed
 from graphexec.client.connection import Connection, ResponseAssembler, request_frames
 from graphexec.client.retry import RetryPolicy
 from graphexec.config import RunOptions
@@ -40,7 +41,6 @@ from graphexec.fetches import FetchMapper
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, convert, status
 from graphexec.rpc.codec import CHUNK_BYTES
-from graphexec.base_session import BaseSession, printing_failures, write_printed
 
 COPY_BELOW_BYTES = 1 << 20
 _DEFAULT_OPTIONS = RunOptions()  # read only, never changed
@@ -86,6 +86,7 @@ class RemoteSession(BaseSession):
         self._lock = threading.Lock()
         # Request ids: a random 62-bit start per session, then consecutive (unique without a syscall per run).
         self._request_ids = itertools.count(secrets.randbits(62) | 1)
+        self._pipeline = SessionStream(self._connection)  # the Run stream of tf.data-fed runs, opened on first use
 
     # -- graph sync -------------------------------------------------------------------------------
     def _sync_graph(self) -> None:
@@ -208,6 +209,32 @@ class RemoteSession(BaseSession):
             raise status.error_from_rpc(exc) from None
         raise errors.UnavailableError(None, None, "the server closed the Run stream without answering")
 
+    def _run_pipelined(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
+        """A run fed by a tf.data iterator goes over this session's one long-lived Run stream: a training
+        loop over a dataset is one call, not one unary call per step. Each sess.run still waits for its
+        answer, so one run (one batch) is on the wire at a time, and the iterator's prefetch buffer bounds
+        what waits in the client."""
+        if run_metadata is not None:
+            return self._run_flat(feed_names, feed_values, fetch_names, targets, options, run_metadata)
+        options = options or _DEFAULT_OPTIONS
+        request_id = next(self._request_ids)
+        for attempt in range(2):
+            made = self._callable(feed_names, fetch_names, targets)
+            feeds = [feed_values[i] for i in made.feed_indices]
+            if made.streamed or _any_large(feeds):
+                frames = request_frames(self._request(made, request_id, options, False), feeds)
+            else:
+                frames = (_encode_run(self._header(made, options, False), request_id, feeds),)
+            try:
+                response, fetches = printing_failures(lambda frames=frames: self._pipeline.run(frames))
+                break
+            except errors.NotFoundError as exc:  # the server lost the callable: make it again, once
+                if attempt or not str(exc).startswith("callable "):
+                    raise
+                self._forget_callable(feed_names, fetch_names, targets)
+        write_printed(response.printed)
+        return [_result(f) for f in fetches]
+
     def _record(self, response, made: _Callable, run_metadata) -> None:
         convert.metadata_from_proto(response.metadata, run_metadata)
         if made.made is not None:  # the first run of a callable reports how its plan was obtained
@@ -301,6 +328,7 @@ class RemoteSession(BaseSession):
         if self._closed:
             return
         super().close()
+        self._pipeline.close()
         try:
             self._connection.call("CloseSession", spb.CloseSessionRequest(session_handle=self._handle)
                                   .SerializeToString(), timeout=5, retry=False)
@@ -317,6 +345,70 @@ class RemoteSession(BaseSession):
             connection.call("Reset", spb.ResetRequest(containers=containers or []).SerializeToString())
         finally:
             connection.close()
+
+
+class SessionStream:
+    """One bidirectional Run call kept open for a session's successive runs: each `run(frames)` sends one
+    run's frames and returns its (response, fetches). A failed run raises its tf.errors class and the
+    stream keeps serving (the server answers failures in the body); a broken stream is reopened by the
+    next run."""
+
+    def __init__(self, connection: Connection):
+        self._connection = connection
+        self._lock = threading.Lock()
+        self._outbox = None
+        self._call = None
+        self._answers = None
+        self._assembler = None
+
+    def run(self, frames):
+        with self._lock:
+            if self._call is None:
+                self._open()
+            self._outbox.put(frames)
+            try:
+                for data in self._answers:
+                    done = self._assembler.feed(data)
+                    if done is not None:
+                        return done
+            except grpc.RpcError as exc:
+                self._close_locked()
+                raise status.error_from_rpc(exc) from None
+            self._close_locked()
+            raise errors.UnavailableError(None, None, "the server closed the Run stream without answering")
+
+    def _open(self) -> None:
+        outbox = self._outbox = queue.SimpleQueue()
+
+        def requests():
+            while True:
+                frames = outbox.get()
+                if frames is None:
+                    return
+                yield from frames
+
+        self._call = self._connection.stream(requests())
+        self._answers = iter(self._call)
+        self._assembler = ResponseAssembler()
+
+    def close(self) -> None:
+        """Ends the request side and lets the server finish the call (no cancellation)."""
+        with self._lock:
+            if self._call is None:
+                return
+            self._outbox.put(None)
+            try:
+                for _ in self._answers:
+                    pass
+            except grpc.RpcError:
+                pass  # the call ended badly on its own; nothing is left to close
+            self._call = None
+
+    def _close_locked(self) -> None:
+        if self._call is not None:
+            self._outbox.put(None)
+            self._call.cancel()
+            self._call = None
 
 
 def _encode_run(header: bytes, request_id: int, feeds) -> bytes:

@@ -5,4 +5,5 @@ from graphexec.ops import (array_ops, control_ops, conv_ops, convert, debug_ops,
                            scan_ops, scatter_ops, segment_ops, slicing_ops, state_ops, string_ops, summary_ops,
                            training_ops)
 from graphexec.ops import control_flow_ops, functional_ops, loop_ops, tensor_array_ops  # noqa: F401
+from graphexec.ops import parsing_ops  # noqa: F401
 from graphexec.ops.registry import REGISTRY, schema  # noqa: F401

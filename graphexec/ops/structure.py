@@ -25,22 +25,24 @@ def pack_sequence_as(structure, leaves):
     """`structure` with its leaves replaced, in order, by `leaves`."""
     leaves = list(leaves)
     position = [0]
-
-    def build(item):
-        if isinstance(item, dict):
-            built = {k: build(item[k]) for k in sorted(item)}
-            return type(item)((k, built[k]) for k in item)
-        if isinstance(item, (list, tuple)):
-            parts = [build(x) for x in item]
-            if isinstance(item, tuple) and hasattr(item, "_fields"):  # a namedtuple
-                return type(item)(*parts)
-            return type(item)(parts)
-        if position[0] >= len(leaves):
-            raise ValueError(f"structure has more leaves than the {len(leaves)} given")
-        position[0] += 1
-        return leaves[position[0] - 1]
-
-    result = build(structure)
+    result = _build(structure, leaves, position)
     if position[0] != len(leaves):
         raise ValueError(f"structure has {position[0]} leaves, but {len(leaves)} were given")
     return result
+
+
+def _build(item, leaves: list, position: list):
+    # A module-level function, not a closure that calls itself: such a closure is a reference cycle,
+    # which would keep `leaves` (a pipeline's batches, say) alive until the garbage collector runs.
+    if isinstance(item, dict):
+        built = {k: _build(item[k], leaves, position) for k in sorted(item)}
+        return type(item)((k, built[k]) for k in item)
+    if isinstance(item, (list, tuple)):
+        parts = [_build(x, leaves, position) for x in item]
+        if isinstance(item, tuple) and hasattr(item, "_fields"):  # a namedtuple
+            return type(item)(*parts)
+        return type(item)(parts)
+    if position[0] >= len(leaves):
+        raise ValueError(f"structure has more leaves than the {len(leaves)} given")
+    position[0] += 1
+    return leaves[position[0] - 1]

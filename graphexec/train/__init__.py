@@ -18,5 +18,11 @@ __all__ = ["AdagradOptimizer", "AdamOptimizer", "GradientDescentOptimizer", "Mom
 
 __all__ += ["replica_device_setter"]
 
+# tf.train.Example and its parts (graphexec/v1/example.proto, wire-compatible with TensorFlow's)
+from graphexec.rpc.example import (Example, Feature, FeatureBytesList as BytesList,  # noqa: E402
+                                   FeatureFloatList as FloatList, FeatureInt64List as Int64List, Features)
+
+__all__ += ["BytesList", "Example", "Feature", "Features", "FloatList", "Int64List"]
+
 
 __getattr__ = api_gaps.missing_names("train", __name__)  # TF1 names graphexec lacks say so (see api_gaps)
