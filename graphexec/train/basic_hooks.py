@@ -107,9 +107,7 @@ class CheckpointSaverHook(SessionRunHook):
             listener.begin()
 
     def after_create_session(self, session, coord):
-        step = int(session.run(self._global_step))
-        if self._save_graph_def:
-            self._writer.add_graph(get_default_graph())
+        step = int(session.run(self._global_step))  # the graph is in the events file: FileWriterCache wrote it
         self._save(session, step)
         self._timer.update_last_triggered_step(step)
 
@@ -130,6 +128,7 @@ class CheckpointSaverHook(SessionRunHook):
             self._save(session, step)
         for listener in self._listeners:
             listener.end(session, step)
+        self._writer.flush()
 
     def _save(self, session, step) -> bool:
         """Save; True when a listener asks to stop."""
