@@ -156,9 +156,8 @@ class Estimator:
         directory = os.path.join(self.model_dir, "eval" if not name else f"eval_{name}")
         values = [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in sorted(results.items())
                   if tag != GraphKeys.GLOBAL_STEP and np.ndim(value) == 0]
-        writer = FileWriterCache.get(directory)
-        writer.add_summary(Summary(value=values), int(results[GraphKeys.GLOBAL_STEP]))
-        writer.flush()
+        FileWriterCache.get(directory).add_summary(Summary(value=values), int(results[GraphKeys.GLOBAL_STEP]))
+        FileWriterCache.clear()
 
     # -- predict ---------------------------------------------------------------------------------------
     def predict(self, input_fn, predict_keys=None, hooks=None, checkpoint_path=None, yield_single_examples=True):

@@ -23,15 +23,15 @@ from graphexec.ops.array_ops import placeholder
 from graphexec.train.session_run_hook import SessionRunArgs, SessionRunHook
 
 INPUT_FEEDERS = "graphexec_input_feeders"
-_SINGLE_KEY = "__x_key"
+_SINGLE_KEY, _SINGLE_LABEL_KEY = "__x_key", "__y_key"
 
 
-def _as_dict(value, what):
+def _as_dict(value, what, single_key):
     if isinstance(value, dict):
         if not value:
             raise ValueError(f"{what} cannot be an empty dict.")
         return {key: np.asarray(array) for key, array in value.items()}
-    return {_SINGLE_KEY: np.asarray(value)}
+    return {single_key: np.asarray(value)}
 
 
 class NumpyFeeder:
@@ -91,8 +91,8 @@ def numpy_input_fn(x, y=None, batch_size=128, num_epochs=1, shuffle=None, queue_
                          f"True for training); got {shuffle}")
     if num_epochs is not None and num_epochs <= 0:
         raise ValueError(f"num_epochs must be > 0 or None, got {num_epochs}")
-    features = _as_dict(x, "x")
-    labels = None if y is None else _as_dict(y, "y")
+    features = _as_dict(x, "x", _SINGLE_KEY)
+    labels = None if y is None else _as_dict(y, "y", _SINGLE_LABEL_KEY)
     overlap = set(features) & set(labels or ())
     if overlap:
         raise ValueError(f"{sorted(overlap)} duplicate keys are found in both x and y: keys of x and y must be unique.")
@@ -116,6 +116,6 @@ def numpy_input_fn(x, y=None, batch_size=128, num_epochs=1, shuffle=None, queue_
         if labels is None:
             return feature_tensors
         label_tensors = {key: placeholders[("label", key)] for key in labels}
-        return feature_tensors, label_tensors.get(_SINGLE_KEY, label_tensors)
+        return feature_tensors, label_tensors.get(_SINGLE_LABEL_KEY, label_tensors)
 
     return input_fn

@@ -17,6 +17,7 @@ from graphexec.initializers import tables_initializer
 from graphexec.ops.control_ops import group
 from graphexec.session import Session
 from graphexec.summary import merge_all
+from graphexec.summary.writer_cache import FileWriterCache
 from graphexec.train.basic_hooks import CheckpointSaverHook, StepCounterHook, SummarySaverHook
 from graphexec.train.saver import Saver, latest_checkpoint
 from graphexec.train.session_run_hook import SessionRunArgs, SessionRunContext, SessionRunValues
@@ -207,6 +208,7 @@ class _MonitoredSession:
         finally:
             self._session.close()
             self._session = None
+            FileWriterCache.clear()  # the hooks' events are on disk when the session is closed
 
     def __enter__(self):
         return self
