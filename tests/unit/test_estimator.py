@@ -87,7 +87,7 @@ def rows_fed(input_fn, runs):
             for _ in range(runs):
                 if sess.should_stop():
                     break
-                batches.append(sess.run(tf.identity(x)).tolist() if False else sess.run(x).tolist())
+                batches.append(sess.run(x).tolist())
             else:
                 return batches
     return batches + [None]
@@ -203,10 +203,13 @@ def test_a_nan_loss_stops_training_with_tf_error(tmp_path):
         estimator.train(linear_input(), steps=5)
 
 
-@pytest.mark.parametrize("setting, shown", [("1", True), ("0", False)])
+@pytest.mark.parametrize("setting, shown", [("1", True), ("0", False), (None, False)])  # None: stderr no terminal
 def test_train_evaluate_and_predict_show_progress_bars_only_when_enabled(tmp_path, monkeypatch, capsys, setting,
                                                                           shown):
-    monkeypatch.setenv("GRAPHEXEC_PROGRESS", setting)
+    if setting is None:
+        monkeypatch.delenv("GRAPHEXEC_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("GRAPHEXEC_PROGRESS", setting)
     estimator = tf.estimator.Estimator(linear_model_fn, model_dir=str(tmp_path))
     estimator.train(linear_input(), steps=3)
     estimator.evaluate(linear_input(epochs=1))
