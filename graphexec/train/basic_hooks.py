@@ -85,6 +85,22 @@ class StopAtStepHook(SessionRunHook):
                 run_context.request_stop()
 
 
+class CheckpointSaverListener:
+    """Called around each save of a CheckpointSaverHook; after_save returning True stops training."""
+
+    def begin(self):
+        pass
+
+    def before_save(self, session, global_step_value):
+        pass
+
+    def after_save(self, session, global_step_value):
+        pass
+
+    def end(self, session, global_step_value):
+        pass
+
+
 class CheckpointSaverHook(SessionRunHook):
     """Saves `<checkpoint_dir>/model.ckpt-<step>` when the session starts, every `save_steps` steps or
     `save_secs` seconds, and at the end."""

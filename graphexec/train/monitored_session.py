@@ -85,7 +85,14 @@ def _one_in(graph, key):
     return items[0] if items else None
 
 
-class ChiefSessionCreator:
+class SessionCreator:
+    """Makes the session a MonitoredSession runs (create_session())."""
+
+    def create_session(self):
+        raise NotImplementedError("create_session is not implemented for this SessionCreator")
+
+
+class ChiefSessionCreator(SessionCreator):
     """Creates a session and prepares the model: restore `checkpoint_filename_with_path`, or the latest
     checkpoint in `checkpoint_dir`, else run the init op (and init_fn); then the local init op."""
 

@@ -155,6 +155,26 @@ def test_train_steps_add_and_max_steps_stop_at_the_global_step(tmp_path):
     assert estimator.evaluate(linear_input(), steps=3)["loss"] == pytest.approx(results["loss"], rel=1e-5)
 
 
+def test_saving_listeners_hear_every_save_and_can_stop_training(tmp_path):
+    class StopAfterSecondSave(tf.train.CheckpointSaverListener):
+        def __init__(self):
+            self.heard = []
+
+        def before_save(self, session, global_step_value):
+            self.heard.append(("before", int(global_step_value)))
+
+        def after_save(self, session, global_step_value):
+            self.heard.append(("after", int(global_step_value)))
+            return global_step_value >= 2
+
+    listener = StopAfterSecondSave()
+    config = tf.estimator.RunConfig(model_dir=str(tmp_path), save_checkpoints_steps=2)
+    tf.estimator.Estimator(linear_model_fn, config=config).train(linear_input(), steps=10,
+                                                                 saving_listeners=[listener])
+    assert listener.heard == [("before", 0), ("after", 0), ("before", 2), ("after", 2)]
+    assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-2")
+
+
 def test_predict_keys_and_batches(tmp_path):
     estimator = tf.estimator.Estimator(linear_model_fn, model_dir=str(tmp_path))
     estimator.train(linear_input(), steps=1)  # w = 1.5
