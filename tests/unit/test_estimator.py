@@ -175,6 +175,21 @@ def test_saving_listeners_hear_every_save_and_can_stop_training(tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-2")
 
 
+def test_an_input_fn_may_return_tensors_of_its_own(tmp_path):
+    """Not only numpy_input_fn: any (features, labels) tensors work (as a tf.data iterator's get_next() will)."""
+    def constant_input():
+        x = tf.constant([1.0, 2.0])
+        return x, 3 * x
+
+    estimator = tf.estimator.Estimator(linear_model_fn, model_dir=str(tmp_path))
+    estimator.train(constant_input, steps=4)
+    weight = 0.0
+    for _ in range(4):
+        weight -= 0.1 * 5 * (weight - 3)
+    assert estimator.get_variable_value("w") == pytest.approx(weight, rel=1e-5)
+    assert estimator.evaluate(constant_input, steps=2)["mean_prediction"] == pytest.approx(1.5 * weight, rel=1e-5)
+
+
 def test_predict_keys_and_batches(tmp_path):
     estimator = tf.estimator.Estimator(linear_model_fn, model_dir=str(tmp_path))
     estimator.train(linear_input(), steps=1)  # w = 1.5
