@@ -258,7 +258,7 @@ class LoggingTensorHook(SessionRunHook):
             raise ValueError(f"invalid every_n_iter={every_n_iter}.")
         if not isinstance(tensors, dict):
             tensors = {getattr(item, "name", item): item for item in tensors}
-        self._tags, self._tensors = sorted(tensors), tensors
+        self._tags, self._tensors = list(tensors), tensors  # logged in the given order, as TF
         self._timer = None if only_at_end else SecondOrStepTimer(every_secs=every_n_secs, every_steps=every_n_iter)
         self._at_end, self._formatter = at_end, formatter
 
@@ -283,12 +283,16 @@ class LoggingTensorHook(SessionRunHook):
             self._log(session.run(self._fetches))
 
     def _log(self, values):
+        seconds, _ = self._timer.update_last_triggered_step(self._iteration) if self._timer else (None, None)
         if self._formatter is not None:
             logging.info(self._formatter(values))
             return
-        seconds, _ = self._timer.update_last_triggered_step(self._iteration) if self._timer else (None, None)
-        line = ", ".join(f"{tag} = {values[tag]}" for tag in self._tags)
-        logging.info("%s (%.3f sec)", line, seconds) if seconds is not None else logging.info("%s", line)
+        with np.printoptions(suppress=True):
+            line = ", ".join(f"{tag} = {values[tag]}" for tag in self._tags)
+        if seconds is None:
+            logging.info("%s", line)
+        else:
+            logging.info("%s (%.3f sec)", line, seconds)
 
 
 class NanLossDuringTrainingError(RuntimeError):
