@@ -44,6 +44,7 @@ from graphexec.debugging import (assert_equal, assert_greater, assert_greater_eq
                                  assert_type, is_finite, is_inf, is_nan, assert_near, is_non_decreasing,
                                  is_numeric_tensor, is_strictly_increasing)
 from graphexec import summary  # noqa: E402 - tf.summary
+from graphexec import estimator  # noqa: E402 - tf.estimator
 from graphexec.variables import (GraphKeys, Variable, assign, assign_add, assign_sub, global_variables,
                                  global_variables_initializer, initialize_all_variables, local_variables,
                                  local_variables_initializer, trainable_variables, variables_initializer)

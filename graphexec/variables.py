@@ -22,6 +22,10 @@ class GraphKeys:
     METRIC_VARIABLES = "metric_variables"
     TRAIN_OP = "train_op"
     SAVERS = "savers"
+    INIT_OP = "init_op"
+    LOCAL_INIT_OP = "local_init_op"
+    SUMMARY_OP = "summary_op"
+    READY_OP = "ready_op"
 
 
 class Variable:

@@ -13,9 +13,10 @@ from graphexec.framework import apply_op, get_default_graph, name_scope
 from graphexec.ops import summary_ops as _summary_ops  # noqa: F401 - declares the summary ops
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.summary.writer import FileWriter
+from graphexec.summary.writer_cache import FileWriterCache
 from graphexec.variables import GraphKeys
 
-__all__ = ["FileWriter", "histogram", "image", "merge", "merge_all", "scalar", "text"]
+__all__ = ["FileWriter", "FileWriterCache", "histogram", "image", "merge", "merge_all", "scalar", "text"]
 
 
 def _clean_tag(name: str | None) -> str | None:

@@ -24,5 +24,20 @@ from graphexec.rpc.example import (Example, Feature, FeatureBytesList as BytesLi
 
 __all__ += ["BytesList", "Example", "Feature", "Features", "FloatList", "Int64List"]
 
+from graphexec.train.session_run_hook import (SessionRunArgs, SessionRunContext, SessionRunHook,  # noqa: E402
+                                              SessionRunValues)
+from graphexec.train.basic_hooks import (CheckpointSaverHook, CheckpointSaverListener, FeedFnHook, FinalOpsHook, LoggingTensorHook,  # noqa: E402
+                                         NanLossDuringTrainingError, NanTensorHook, SecondOrStepTimer,
+                                         StepCounterHook, StopAtStepHook, SummarySaverHook)
+from graphexec.train.monitored_session import (ChiefSessionCreator, MonitoredSession,  # noqa: E402
+                                               MonitoredTrainingSession, Scaffold, SessionCreator,
+                                               SingularMonitoredSession, WorkerSessionCreator)
+
+__all__ += ["SessionRunArgs", "SessionRunContext", "SessionRunHook", "SessionRunValues", "CheckpointSaverHook",
+            "FeedFnHook", "FinalOpsHook", "LoggingTensorHook", "NanLossDuringTrainingError", "NanTensorHook",
+            "SecondOrStepTimer", "StepCounterHook", "StopAtStepHook", "SummarySaverHook", "ChiefSessionCreator",
+            "MonitoredSession", "MonitoredTrainingSession", "Scaffold", "SingularMonitoredSession",
+            "WorkerSessionCreator", "CheckpointSaverListener", "SessionCreator"]
+
 
 __getattr__ = api_gaps.missing_names("train", __name__)  # TF1 names graphexec lacks say so (see api_gaps)
