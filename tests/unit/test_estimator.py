@@ -190,6 +190,21 @@ def test_an_input_fn_may_return_tensors_of_its_own(tmp_path):
     assert estimator.evaluate(constant_input, steps=2)["mean_prediction"] == pytest.approx(1.5 * weight, rel=1e-5)
 
 
+def test_an_input_fn_may_return_a_dataset_read_until_it_ends(tmp_path):
+    """A tf.data Dataset from the input_fn: train runs until the data ends (OutOfRangeError), one step a batch."""
+    def dataset_input():
+        x = np.array([1.0, 2.0, 1.0, 2.0, 1.0, 2.0], np.float32)
+        return tf.data.Dataset.from_tensor_slices((x, 3 * x)).batch(2).repeat(2)
+
+    estimator = tf.estimator.Estimator(linear_model_fn, model_dir=str(tmp_path))
+    estimator.train(dataset_input)
+    assert estimator.get_variable_value("global_step") == 6  # 3 batches, twice
+    weight = 0.0
+    for _ in range(6):
+        weight -= 0.1 * 5 * (weight - 3)  # every batch is [1, 2], as in the constant input above
+    assert estimator.get_variable_value("w") == pytest.approx(weight, rel=1e-5)
+
+
 def test_predict_keys_and_batches(tmp_path):
     estimator = tf.estimator.Estimator(linear_model_fn, model_dir=str(tmp_path))
     estimator.train(linear_input(), steps=1)  # w = 1.5
