@@ -66,7 +66,8 @@ def repository_paths() -> set[str]:
     """Every file and folder of the checkout, as POSIX paths relative to its root (folders end in /)."""
     paths = set()
     for folder, folders, files in os.walk(ROOT):
-        folders[:] = [f for f in folders if f not in SKIPPED]
+        # a virtual environment (scripts/venv.sh makes .venv here) holds other projects' files
+        folders[:] = [f for f in folders if f not in SKIPPED and not os.path.exists(os.path.join(folder, f, "pyvenv.cfg"))]
         relative = Path(folder).relative_to(ROOT).as_posix()
         prefix = "" if relative == "." else f"{relative}/"
         paths.update(f"{prefix}{name}/" for name in folders)
@@ -203,8 +204,13 @@ def run_python(block: Block, workdir: Path) -> str:
     code = compile("\n" * block.line + block.source, str(block.doc), "exec")
     workdir.mkdir()
     printed = io.StringIO()
-    with contextlib.chdir(workdir), contextlib.redirect_stdout(printed):
-        exec(code, {"__name__": "__main__"})  # noqa: S102 - the repository's own documentation
+    before = os.getcwd()
+    os.chdir(workdir)  # contextlib.chdir is Python 3.11+
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(code, {"__name__": "__main__"})  # noqa: S102 - the repository's own documentation
+    finally:
+        os.chdir(before)
     return printed.getvalue()
 
 
@@ -214,6 +220,7 @@ def test_python_block_runs_in_process_and_on_a_server(block, embedded, tmp_path,
     local = run_python(block, tmp_path / "in-process")
     check_output(block, local)
     tf.reset_default_graph()
+    tf.Session.reset(embedded)  # each block is its own program: no variables left by the blocks before it
     monkeypatch.setenv("GRAPHEXEC_TARGET", embedded)
     remote = run_python(block, tmp_path / "remote")
     assert remote == local, f"{block.where} prints differently on {embedded}"
@@ -235,6 +242,7 @@ def node_project(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("block", blocks_to_run("js"))
 def test_js_block_runs_with_the_node_client_on_a_server(block, embedded, node_project):
     (node_project / "app.js").write_text(block.source)
+    tf.Session.reset(embedded)  # each block is its own program: no variables left by the blocks before it
     result = subprocess.run(["node", "app.js"], check=False, cwd=node_project, capture_output=True, text=True,
                             timeout=60, env={**os.environ, "GRAPHEXEC_TARGET": embedded})
     assert result.returncode == 0, f"{block.where}:\n{result.stderr}"
