@@ -18,7 +18,7 @@ Every flag can also come from the environment (the flag wins):
 | serve   | --port        | GRAPHEXEC_PORT              | 7470 (0: any free port)     |
 | both    | --redis       | GRAPHEXEC_REDIS_URL         | none (serve: in-memory)     |
 | both    | --device      | GRAPHEXEC_DEVICE            | cpu                         |
-| serve   | --threads     | GRAPHEXEC_THREADS           | 32 (concurrent RPCs)        |
+| serve   | --threads     | GRAPHEXEC_THREADS           | 32 (runs at once)           |
 | worker  | --host        | GRAPHEXEC_WORKER_HOST       | 127.0.0.1                   |
 | worker  | --port        | GRAPHEXEC_WORKER_PORT       | 0 (any free port)           |
 | worker  | --advertise   | GRAPHEXEC_WORKER_ADVERTISE  | HOST:PORT as bound (1)      |
@@ -33,6 +33,7 @@ Every flag can also come from the environment (the flag wins):
 | both    | --redis-password-file | GRAPHEXEC_REDIS_PASSWORD_FILE | the URL's          |
 | both    | --insecure    | GRAPHEXEC_INSECURE=1        | off (2)                     |
 | serve   | --no-reflection | GRAPHEXEC_NO_REFLECTION=1 | reflection on               |
+| both    | limits (3)    | GRAPHEXEC_<FLAG>, e.g. GRAPHEXEC_MAX_STREAMS | see docs/configuration.md |
 
 (1) Servers reach a worker at the address it registers. With a wildcard --host (0.0.0.0) the default
 is this machine's own address (a container's or pod's IP) and the bound port; set --advertise when
@@ -40,6 +41,11 @@ servers must use another name (a Service, a NAT).
 
 (2) A non-loopback --host needs TLS, --auth-tokens (serve) and --worker-secret-file (worker, and serve
 with --redis); without them the command refuses to start, naming what is missing, unless --insecure.
+
+(3) The limits (graphexec/server/limits.py, README "Security"): serve --max-message-bytes,
+--max-graph-nodes, --max-graph-bytes, --max-string-bytes, --run-memory-bytes, --max-streams,
+--max-streams-per-connection, --stream-idle-timeout, --queue-depth; worker (and embedded serve)
+--memory-limit. Sizes take K/M/G/Ki/Mi/Gi suffixes.
 
 Clients: `tf.Session("grpc://HOST:PORT")` (`grpcs://` over TLS), or set GRAPHEXEC_TARGET=grpc://HOST:PORT
 and keep `tf.Session()`; GRAPHEXEC_TOKEN is their tenant's token.
@@ -50,6 +56,8 @@ import argparse
 import ipaddress
 import logging
 import os
+import re
+import resource
 import signal
 import socket
 import sys
@@ -61,7 +69,9 @@ from graphexec.rpc import tls
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
 from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
+from graphexec.server.limits import Limits
 from graphexec.server.pool import LocalWorker, WorkerPool
+from graphexec.server.readiness import Readiness
 from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
@@ -102,7 +112,68 @@ def _parser() -> argparse.ArgumentParser:
     for command in (serve, worker):
         command.add_argument("--log-level", default=_env("GRAPHEXEC_LOG_LEVEL", "WARNING"))
         _add_security_flags(command, command is serve)
+        _add_limit_flags(command, command is serve)
     return parser
+
+
+# -- limits (README "Security", graphexec/server/limits.py) ----------------------------------------
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
+
+
+def parse_size(text) -> int:
+    """Bytes: 1048576, 1M (10**6), 1Mi or 1MiB (2**20)."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"not a size: {text!r} (e.g. 64MiB, 2G, 1048576)")
+    number, unit, binary = match.groups()
+    power = "KMGT".find(unit.upper()) + 1 if unit else 0
+    return int(float(number) * (1024 if binary else 1000) ** power)
+
+
+def _add_limit_flags(command, is_server: bool) -> None:
+    """Values stay text here and are parsed by _limits (a bad one is a one-line error at start)."""
+    group = command.add_argument_group("limits")
+    group.add_argument("--memory-limit", default=_env("GRAPHEXEC_MEMORY_LIMIT", "0"),
+                       help="address-space limit of this process (RLIMIT_AS), so a run that allocates too much "
+                            "fails RESOURCE_EXHAUSTED instead of killing it; 0: 80%% of physical memory; CPU only")
+    if not is_server:
+        return
+    d = Limits()
+    for flag, default, what in (
+            ("--max-message-bytes", _env("GRAPHEXEC_MAX_MESSAGE_BYTES", d.max_message_bytes), "largest message"),
+            ("--max-graph-nodes", _env("GRAPHEXEC_MAX_GRAPH_NODES", d.max_graph_nodes), "nodes of a graph"),
+            ("--max-graph-bytes", _env("GRAPHEXEC_MAX_GRAPH_BYTES", d.max_graph_bytes), "bytes of a graph upload"),
+            ("--max-string-bytes", _env("GRAPHEXEC_MAX_STRING_BYTES", d.max_string_bytes), "container names"),
+            ("--run-memory-bytes", _env("GRAPHEXEC_RUN_MEMORY_BYTES", d.run_memory_bytes),
+             "statically known tensors of a run"),
+            ("--max-streams", _env("GRAPHEXEC_MAX_STREAMS", d.max_streams), "open Run streams"),
+            ("--max-streams-per-connection", _env("GRAPHEXEC_MAX_STREAMS_PER_CONNECTION",
+                                                  d.max_streams_per_connection), "concurrent calls per connection"),
+            ("--stream-idle-timeout", _env("GRAPHEXEC_STREAM_IDLE_TIMEOUT", d.stream_idle_timeout_s),
+             "seconds before an idle Run stream is closed"),
+            ("--queue-depth", _env("GRAPHEXEC_QUEUE_DEPTH", d.queue_depth), "runs waiting beyond --threads")):
+        group.add_argument(flag, default=str(default), help=f"{what} (default {default})")
+
+
+def _limits(args) -> Limits:
+    return Limits(max_message_bytes=parse_size(args.max_message_bytes), max_graph_nodes=int(args.max_graph_nodes),
+                  max_graph_bytes=parse_size(args.max_graph_bytes), max_string_bytes=parse_size(args.max_string_bytes),
+                  run_memory_bytes=parse_size(args.run_memory_bytes), max_streams=int(args.max_streams),
+                  max_streams_per_connection=int(args.max_streams_per_connection),
+                  stream_idle_timeout_s=float(args.stream_idle_timeout), threads=args.threads,
+                  queue_depth=int(args.queue_depth))
+
+
+def _limit_memory(text: str, device: str) -> None:
+    """Cap this process's address space, so numpy's allocations beyond it raise MemoryError (answered
+    RESOURCE_EXHAUSTED) rather than the kernel's OOM killer ending the process. Not on GPU: CUDA maps
+    far more address space than it uses."""
+    limit = parse_size(text)
+    if device != "cpu":
+        return
+    if not limit:
+        limit = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
 # -- security: TLS, tenants' tokens, the worker secret (README "Security") ----------------------------
@@ -179,21 +250,28 @@ def _store(redis_url: str, password: str | None = None):
 
 def serve(args) -> None:
     security = _security(args, is_server=True)
+    limits = _limits(args)
     store = _store(args.redis, security.redis_password)
-    local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()))
+    local = None
+    if not args.redis:
+        _limit_memory(args.memory_limit, args.device)  # the embedded worker's kernels run in this process
+        local = LocalWorker(WorkerCore(store, args.device.upper()))
     pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
-    server, port = create_server(Service(store, pool), f"{args.host}:{args.port}", args.threads, security.tokens,
-                                 security.credentials, reflect=not args.no_reflection)
+    readiness = Readiness(store, pool).start()
+    server, port = create_server(Service(store, pool, limits), f"{args.host}:{args.port}", limits, security.tokens,
+                                 security.credentials, reflect=not args.no_reflection, health=readiness.servicer)
     server.start()
     scheme = "grpcs" if security.credentials else "grpc"
     print(f"graphexec serving on {scheme}://{args.host}:{port}", flush=True)
     _wait_for_signal()
+    readiness.stop()
     server.stop(grace=1.0).wait()
     pool.close()
 
 
 def worker(args) -> None:
     security = _security(args, is_server=False)
+    _limit_memory(args.memory_limit, args.device)
     store = _store(args.redis, security.redis_password)
     core = WorkerCore(store, args.device.upper())
     server, port = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,

@@ -86,16 +86,18 @@ def client_calls(channel: grpc.Channel, service) -> dict:
 
 
 def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False,
-                  credentials: grpc.ServerCredentials | None = None, authenticate=None):
+                  credentials: grpc.ServerCredentials | None = None, authenticate=None, health_servicer=None):
     """(grpc server, bound port) serving `service` through `servicer`, with health checking (and
     reflection when `reflect`), over TLS with `credentials`, to callers `authenticate` accepts (health
-    checks are open to all); OSError naming the address when it cannot listen there."""
+    checks are open to all; `health_servicer`: one whose statuses the caller keeps, else one always
+    SERVING); OSError naming the address when it cannot listen there."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="graphexec"),
                          options=options)
     server.add_generic_rpc_handlers((generic_handler(service, servicer, authenticate),))
-    health_servicer = health.HealthServicer()
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
+    if health_servicer is None:
+        health_servicer = health.HealthServicer()
+        health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        health_servicer.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflect:
         reflection.enable_server_reflection((service.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -88,6 +88,9 @@ class Store:
     def live_workers(self) -> list[dict]:
         raise NotImplementedError
 
+    def ping(self) -> None:
+        """UnavailableError when the store cannot be reached (readiness checks call it)."""
+
     def close(self) -> None:
         pass
 

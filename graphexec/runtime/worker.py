@@ -173,7 +173,7 @@ class WorkerCore:
             request_id = call.request_id if cached.writes_variables else 0
             version, stored = self.store.begin_run(call.container, request_id)
             if stored is not None:
-                return PlanResult(_replayed(stored), [], deduplicated=True, worker=self.name)
+                return PlanResult(replayed(stored), [], deduplicated=True, worker=self.name)
             variables = self._variables(call.container, call.device_type, version)
         run_variables = dict(variables)
         rngs = self._rngs.get(call.session_handle)
@@ -194,12 +194,21 @@ class WorkerCore:
             if changed:
                 result = _retained(results) if call.request_id else b""  # kept only to answer a retry
                 host = changed if loaded.xp is np else {k: _to_host(v) for k, v in changed.items()}
-                new_version = self.store.commit(call.container, version, host, call.request_id, result)
+                try:
+                    new_version = self.store.commit(call.container, version, host, call.request_id, result)
+                except errors.AbortedError:
+                    stored = self._applied(call)  # a copy of this request, held up while Redis was away, won
+                    if stored is None:
+                        raise
+                    return PlanResult(replayed(stored), [], deduplicated=True, worker=self.name)
                 self._hot[call.container, call.device_type] = (new_version, run_variables)
         if stats:
             for s in stats:
                 s.worker = self.name
         return PlanResult(results, stats or [], False, self.name)
+
+    def _applied(self, call: PlanCall) -> bytes | None:
+        return self.store.begin_run(call.container, call.request_id)[1] if call.request_id else None
 
     def _session_rngs(self, handle: str) -> dict:
         rngs = self._rngs[handle] = {}
@@ -265,7 +274,7 @@ def _retained(results) -> bytes:
     return convert.fetches_to_bytes(results)
 
 
-def _replayed(stored: bytes) -> list:
+def replayed(stored: bytes) -> list:
     if stored == NOT_RETAINED:
         raise errors.AlreadyExistsError(None, None, "this request was already applied; its result was too large to "
                                                     "keep for a replay")

@@ -73,6 +73,9 @@ def _guarded(method):
             return method(self, *args, **kwargs)
         except redis.AuthenticationError as exc:  # a wrong or missing password: retrying will not help
             raise errors.FailedPreconditionError(None, None, f"Redis at {self.url} refused us: {exc}") from None
+        except redis.exceptions.OutOfMemoryError as exc:  # maxmemory reached: writes refused until space frees
+            raise errors.ResourceExhaustedError(None, None, f"Redis at {self.url} is out of memory (its maxmemory): "
+                                                            f"{exc}") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise _unavailable(self.url, exc) from None
 
@@ -98,6 +101,10 @@ class RedisStore(Store):
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew_held_locks, name="graphexec-lock-renewal", daemon=True)
         self._renewer.start()
+
+    @_guarded
+    def ping(self):
+        self.client.ping()
 
     # -- blobs and sessions ---------------------------------------------------------------------
     @_guarded

@@ -114,6 +114,7 @@ def check_container(obj: dict, container: dict) -> None:
         check_graphexec_container(where, container, known_images()[name])
 
 
+READINESS = "graphexec.v1.GraphExecService"
 # Which variable names the port that each subcommand listens on (and must be probed on).
 PORT_VARIABLE = {"serve": "GRAPHEXEC_PORT", "worker": "GRAPHEXEC_WORKER_PORT"}
 
@@ -137,6 +138,9 @@ def check_graphexec_container(where: str, container: dict, dockerfile: str) -> N
             grpc_probe = container[probe].get("grpc")
             assert grpc_probe, f"{where}: {probe} must use the gRPC health service"
             assert grpc_probe["port"] == listen_port, f"{where}: {probe} probes {grpc_probe['port']}, not {listen_port}"
+    if args[0] == "serve":  # readiness is the API's service name, liveness the process (graphexec/server/readiness.py)
+        assert container["readinessProbe"]["grpc"].get("service") == READINESS, f"{where}: readiness must ask {READINESS}"
+        assert not container["livenessProbe"]["grpc"].get("service"), f"{where}: liveness must ask the process (\"\")"
     assert ports <= exposed_ports(dockerfile), f"{where}: ports {ports} not all EXPOSEd by {dockerfile}"
     defined = []
     for item in container.get("env", []):
