@@ -44,7 +44,7 @@ with --redis); without them the command refuses to start, naming what is missing
 
 (3) The limits (graphexec/server/limits.py, README "Security"): serve --max-message-bytes,
 --max-graph-nodes, --max-graph-bytes, --max-string-bytes, --run-memory-bytes, --max-streams,
---max-streams-per-connection, --stream-idle-timeout, --queue-depth; worker (and embedded serve)
+--max-streams-per-connection, --stream-idle-timeout, --queue-depth, --cache-bytes; worker (and embedded serve)
 --memory-limit. Sizes take K/M/G/Ki/Mi/Gi suffixes.
 
 Clients: `tf.Session("grpc://HOST:PORT")` (`grpcs://` over TLS), or set GRAPHEXEC_TARGET=grpc://HOST:PORT
@@ -151,7 +151,9 @@ def _add_limit_flags(command, is_server: bool) -> None:
                                                   d.max_streams_per_connection), "concurrent calls per connection"),
             ("--stream-idle-timeout", _env("GRAPHEXEC_STREAM_IDLE_TIMEOUT", d.stream_idle_timeout_s),
              "seconds before an idle Run stream is closed"),
-            ("--queue-depth", _env("GRAPHEXEC_QUEUE_DEPTH", d.queue_depth), "runs waiting beyond --threads")):
+            ("--queue-depth", _env("GRAPHEXEC_QUEUE_DEPTH", d.queue_depth), "runs waiting beyond --threads"),
+            ("--cache-bytes", _env("GRAPHEXEC_CACHE_BYTES", d.cache_bytes),
+             "each in-memory cache: graphs, plans, and (without --redis) uploads")):
         group.add_argument(flag, default=str(default), help=f"{what} (default {default})")
 
 
@@ -161,7 +163,7 @@ def _limits(args) -> Limits:
                   run_memory_bytes=parse_size(args.run_memory_bytes), max_streams=int(args.max_streams),
                   max_streams_per_connection=int(args.max_streams_per_connection),
                   stream_idle_timeout_s=float(args.stream_idle_timeout), threads=args.threads,
-                  queue_depth=int(args.queue_depth))
+                  queue_depth=int(args.queue_depth), cache_bytes=parse_size(args.cache_bytes))
 
 
 def _limit_memory(text: str, device: str) -> None:
@@ -244,14 +246,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _store(redis_url: str, password: str | None = None):
-    return RedisStore(redis_url, password) if redis_url else MemoryStore()
+def _store(redis_url: str, password: str | None = None, cache_bytes: int | None = None):
+    if redis_url:
+        return RedisStore(redis_url, password)
+    return MemoryStore(cache_bytes) if cache_bytes else MemoryStore()
 
 
 def serve(args) -> None:
     security = _security(args, is_server=True)
     limits = _limits(args)
-    store = _store(args.redis, security.redis_password)
+    store = _store(args.redis, security.redis_password, limits.cache_bytes)
     local = None
     if not args.redis:
         _limit_memory(args.memory_limit, args.device)  # the embedded worker's kernels run in this process

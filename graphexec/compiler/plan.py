@@ -64,6 +64,10 @@ class Plan:
         lines += [f"  fetch {e.tensor} <- ${e.slot}" for e in self.fetches]
         return "\n".join(lines)
 
+    def nbytes(self) -> int:
+        """Roughly what the plan holds in memory: its constants, and a little per step."""
+        return sum(np.asarray(v).nbytes for v in self.constants.values()) + 256 * len(self.steps)
+
     def executed_nodes(self) -> list[str]:
         return [name for step in self.steps for name in step.covers]
 

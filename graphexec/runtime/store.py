@@ -24,9 +24,12 @@ from collections import OrderedDict
 import numpy as np
 
 from graphexec import errors
+from graphexec.runtime.bounded import BoundedCache
 
 APPLIED_TTL_S = 3600  # how long a request id is remembered: far longer than any client's retries
 MAX_APPLIED_IN_MEMORY = 100_000
+MAX_BLOBS, MAX_BLOB_BYTES = 100_000, 256 << 20
+MAX_SESSIONS = 100_000
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 
 
@@ -125,9 +128,11 @@ class MemoryStore(Store):
 
     description = "in-memory store"
 
-    def __init__(self):
-        self._blobs: dict[tuple[str, str], bytes] = {}
-        self._sessions: dict[str, bytes] = {}
+    def __init__(self, max_blob_bytes: int = MAX_BLOB_BYTES):
+        # Bounded like Redis's TTLs bound it: a dropped graph is sent again by its client, a dropped
+        # plan compiled again, a session unused the longest is gone (NOT_FOUND).
+        self._blobs = BoundedCache(MAX_BLOBS, max_blob_bytes)
+        self._sessions = BoundedCache(MAX_SESSIONS)
         self._containers: dict[str, _Container] = {}
         self._workers: dict[str, tuple[float, dict]] = {}
         self._guard = threading.Lock()
@@ -136,16 +141,16 @@ class MemoryStore(Store):
         return self._blobs.get((kind, key))
 
     def put_blob(self, kind, key, data):
-        self._blobs[kind, key] = data
+        self._blobs.put((kind, key), data, len(data))
 
     def get_session(self, handle):
         return self._sessions.get(handle)
 
     def put_session(self, handle, record):
-        self._sessions[handle] = record
+        self._sessions.put(handle, record, len(record))
 
     def delete_session(self, handle):
-        self._sessions.pop(handle, None)
+        self._sessions.pop(handle)
 
     def _container(self, name: str) -> _Container:
         container = self._containers.get(name)

@@ -31,12 +31,14 @@ from graphexec.compiler.plan import Plan
 from graphexec.ops.state_ops import VARIABLE_OPS
 from graphexec.rpc import convert
 from graphexec.runtime import placement
+from graphexec.runtime.bounded import BoundedCache
 from graphexec.runtime.context import ExecContext
 from graphexec.runtime.executor import LoadedPlan
 from graphexec.runtime.store import DEFAULT_LOCK_TIMEOUT_S, Store
 
 MAX_RETAINED_RESULT = 64 << 20  # results above this are not kept for replays of a request id
 MAX_LOADED_PLANS = 4096
+MAX_LOADED_PLAN_BYTES = 256 << 20  # constants included; a dropped plan is loaded again on its next run
 MAX_SESSIONS = 10_000  # random-number states kept (oldest dropped first)
 NOT_RETAINED = b"!"
 
@@ -134,7 +136,7 @@ class WorkerCore:
         self.address = address
         self.tls = False  # whether servers must dial it over TLS (a `graphexec worker` serving TLS)
         self.device_types = frozenset({placement.CPU, device_type})
-        self._plans: dict[tuple[str, str], tuple[CachedPlan, LoadedPlan]] = {}
+        self._plans = BoundedCache(MAX_LOADED_PLANS, MAX_LOADED_PLAN_BYTES)  # -> (CachedPlan, LoadedPlan)
         self._hot: dict[tuple[str, str], tuple[int, dict]] = {}  # (container, device type) -> (version, values)
         self._rngs: dict[str, dict] = {}
         self.in_flight = 0
@@ -232,8 +234,8 @@ class WorkerCore:
             if blob is None:
                 raise errors.NotFoundError(None, None, f"plan {call.plan_key[:16]} is not in the plan cache")
             plan = CachedPlan.of(call.plan_key, convert.plan_from_bytes(blob))
-        entry = self._plans[call.plan_key, call.device_type] = (plan, self._load(plan.plan, call))
-        _bound(self._plans, MAX_LOADED_PLANS)
+        entry = (plan, self._load(plan.plan, call))
+        self._plans.put((call.plan_key, call.device_type), entry, plan.plan.nbytes())
         return entry
 
     def _load(self, plan: Plan, call: PlanCall) -> LoadedPlan:

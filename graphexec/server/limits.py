@@ -40,8 +40,7 @@ class Limits:
     stream_idle_timeout_s: float = 300.0
     threads: int = 32
     queue_depth: int = 256
-    compile_timeout_s: float = 60.0
-    max_sessions_per_tenant: int = 10_000
+    cache_bytes: int = 256 * MIB
 
 
 DEFAULT = Limits()

@@ -58,8 +58,8 @@ class Service:
         self.pool = pool
         self.limits = limits
         self.sessions = SessionTable(store)
-        self.graphs = GraphLibrary(store)
-        self.plans = PlanCache(store)
+        self.graphs = GraphLibrary(store, limits.cache_bytes)
+        self.plans = PlanCache(store, limits.cache_bytes)
         self.poison = PoisonList()
 
     # -- sessions and graphs ----------------------------------------------------------------------

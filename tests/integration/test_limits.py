@@ -3,6 +3,7 @@ gets its documented status at once, and the server keeps serving everyone else."
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 
 import grpc
@@ -16,7 +17,7 @@ from graphexec.client.connection import parse_target
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import methods
 
-from conftest import deadline_model  # tests/integration is on sys.path (rootdir-relative conftest)
+from conftest import Process, deadline_model  # tests/integration is on sys.path (rootdir-relative conftest)
 
 pytestmark = pytest.mark.timeout(240)
 READINESS = "graphexec.v1.GraphExecService"
@@ -169,3 +170,30 @@ def test_a_plan_above_the_run_memory_budget_is_refused_before_allocating(serve):
         small = tf.reduce_sum(tf.tile(x, [1000]))
         with tf.Session(target) as sess:
             assert sess.run(small, {x: [2.0]}) == 2000.0
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_embedded_serve_frees_unused_uploaded_graphs(processes):
+    process = Process([sys.executable, "-m", "graphexec", "serve", "--port", "0", "--cache-bytes", "64MiB"],
+                      r"serving on (grpcs?://\S+)")
+    processes.append(process)
+    target = process.match.group(1)
+    rss = []
+    for i in range(10):  # ten graphs of a 32 MiB constant each, one session each, closed after one run
+        with tf.Graph().as_default():
+            weights = tf.constant(np.full(8 << 20, float(i), np.float32))
+            total = tf.reduce_sum(weights[:4])
+            with tf.Session(target) as sess:
+                assert sess.run(total) == 4.0 * i
+        rss.append(_rss_bytes(process.pid))
+    # Unbounded, each graph stayed (upload, decoded graph, plan, loaded plan: ~4 x 32 MiB apiece).
+    assert rss[-1] - rss[2] < 160 << 20, [r >> 20 for r in rss]
+    with tf.Graph().as_default():  # a session whose graph was dropped gets it again from its client
+        x = tf.placeholder(tf.float32, [2])
+        with tf.Session(target) as sess:
+            assert sess.run(tf.reduce_sum(x), {x: [1.0, 2.0]}) == 3.0
