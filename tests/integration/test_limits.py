@@ -197,3 +197,4 @@ def test_embedded_serve_frees_unused_uploaded_graphs(processes):
         x = tf.placeholder(tf.float32, [2])
         with tf.Session(target) as sess:
             assert sess.run(tf.reduce_sum(x), {x: [1.0, 2.0]}) == 3.0
+
