@@ -44,7 +44,7 @@ with --redis); without them the command refuses to start, naming what is missing
 
 (3) The limits (graphexec/server/limits.py, README "Security"): serve --max-message-bytes,
 --max-graph-nodes, --max-graph-bytes, --max-string-bytes, --run-memory-bytes, --max-streams,
---max-streams-per-connection, --stream-idle-timeout, --queue-depth, --cache-bytes; worker (and embedded serve)
+--max-streams-per-connection, --stream-idle-timeout, --queue-depth, --cache-bytes, --max-sessions-per-tenant; worker (and embedded serve)
 --memory-limit. Sizes take K/M/G/Ki/Mi/Gi suffixes.
 
 Clients: `tf.Session("grpc://HOST:PORT")` (`grpcs://` over TLS), or set GRAPHEXEC_TARGET=grpc://HOST:PORT
@@ -153,7 +153,9 @@ def _add_limit_flags(command, is_server: bool) -> None:
              "seconds before an idle Run stream is closed"),
             ("--queue-depth", _env("GRAPHEXEC_QUEUE_DEPTH", d.queue_depth), "runs waiting beyond --threads"),
             ("--cache-bytes", _env("GRAPHEXEC_CACHE_BYTES", d.cache_bytes),
-             "each in-memory cache: graphs, plans, and (without --redis) uploads")):
+             "each in-memory cache: graphs, plans, and (without --redis) uploads"),
+            ("--max-sessions-per-tenant", _env("GRAPHEXEC_MAX_SESSIONS_PER_TENANT", d.max_sessions_per_tenant),
+             "open sessions of one tenant")):
         group.add_argument(flag, default=str(default), help=f"{what} (default {default})")
 
 
@@ -163,7 +165,8 @@ def _limits(args) -> Limits:
                   run_memory_bytes=parse_size(args.run_memory_bytes), max_streams=int(args.max_streams),
                   max_streams_per_connection=int(args.max_streams_per_connection),
                   stream_idle_timeout_s=float(args.stream_idle_timeout), threads=args.threads,
-                  queue_depth=int(args.queue_depth), cache_bytes=parse_size(args.cache_bytes))
+                  queue_depth=int(args.queue_depth), cache_bytes=parse_size(args.cache_bytes),
+                  max_sessions_per_tenant=int(args.max_sessions_per_tenant))
 
 
 def _limit_memory(text: str, device: str) -> None:

@@ -86,13 +86,15 @@ def client_calls(channel: grpc.Channel, service) -> dict:
 
 
 def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False,
-                  credentials: grpc.ServerCredentials | None = None, authenticate=None, health_servicer=None):
+                  credentials: grpc.ServerCredentials | None = None, authenticate=None, health_servicer=None,
+                  max_concurrent_rpcs: int | None = None):
     """(grpc server, bound port) serving `service` through `servicer`, with health checking (and
     reflection when `reflect`), over TLS with `credentials`, to callers `authenticate` accepts (health
     checks are open to all; `health_servicer`: one whose statuses the caller keeps, else one always
-    SERVING); OSError naming the address when it cannot listen there."""
+    SERVING); beyond `max_concurrent_rpcs` calls at once gRPC answers RESOURCE_EXHAUSTED rather than
+    queueing; OSError naming the address when it cannot listen there."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="graphexec"),
-                         options=options)
+                         options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
     server.add_generic_rpc_handlers((generic_handler(service, servicer, authenticate),))
     if health_servicer is None:
         health_servicer = health.HealthServicer()

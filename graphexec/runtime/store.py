@@ -61,6 +61,13 @@ class Store:
     def delete_session(self, handle: str) -> None:
         raise NotImplementedError
 
+    def claim_session(self, tenant: str, handle: str, limit: int) -> bool:
+        """Count `handle` among `tenant`'s open sessions, unless it has `limit` already (then False)."""
+        raise NotImplementedError
+
+    def release_session(self, tenant: str, handle: str) -> None:
+        raise NotImplementedError
+
     # variables
     def begin_run(self, container: str, request_id: int) -> tuple[int, bytes | None]:
         """(variable version, stored result if request_id was already applied) in one round trip."""
@@ -133,6 +140,7 @@ class MemoryStore(Store):
         # plan compiled again, a session unused the longest is gone (NOT_FOUND).
         self._blobs = BoundedCache(MAX_BLOBS, max_blob_bytes)
         self._sessions = BoundedCache(MAX_SESSIONS)
+        self._tenant_sessions: dict[str, set[str]] = {}
         self._containers: dict[str, _Container] = {}
         self._workers: dict[str, tuple[float, dict]] = {}
         self._guard = threading.Lock()
@@ -151,6 +159,20 @@ class MemoryStore(Store):
 
     def delete_session(self, handle):
         self._sessions.pop(handle)
+
+    def claim_session(self, tenant, handle, limit):
+        with self._guard:
+            held = self._tenant_sessions.setdefault(tenant, set())
+            if len(held) >= limit:  # forget sessions dropped from the bounded table
+                held.intersection_update(h for h in list(held) if h in self._sessions)
+            if len(held) >= limit:
+                return False
+            held.add(handle)
+            return True
+
+    def release_session(self, tenant, handle):
+        with self._guard:
+            self._tenant_sessions.get(tenant, set()).discard(handle)
 
     def _container(self, name: str) -> _Container:
         container = self._containers.get(name)

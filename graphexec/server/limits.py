@@ -8,12 +8,13 @@ one is refused with a precise status at once, before anything large is decoded o
 * a plan whose statically known tensors need more than the per-run memory budget: RESOURCE_EXHAUSTED
   naming the op and the bytes, when the callable is made (nothing allocated);
 * open Run streams: RESOURCE_EXHAUSTED beyond the cap; a stream idle longer than the idle timeout is
-  closed (DEADLINE_EXCEEDED for its client) so idle streams cannot hold the server's threads;
+  closed (CANCELLED for its client) so idle streams cannot hold the server's threads;
 * runs: `threads` run at once and `queue_depth` more wait; beyond that RESOURCE_EXHAUSTED at once
   instead of an unbounded queue.
 
-Streams get threads of their own (the executor is sized for max_streams plus the unary calls), so
-health checks and CreateSession are answered however many streams are open.
+Streams get threads of their own (the executor is sized for max_streams plus the runs plus
+UNARY_THREADS), so health checks and CreateSession are answered however many streams are open; calls
+beyond the executor's size are answered RESOURCE_EXHAUSTED by gRPC at once, not queued.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class Limits:
     threads: int = 32
     queue_depth: int = 256
     cache_bytes: int = 256 * MIB
+    max_sessions_per_tenant: int = 10_000
 
 
 DEFAULT = Limits()

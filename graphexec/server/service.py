@@ -57,7 +57,7 @@ class Service:
         self.store = store
         self.pool = pool
         self.limits = limits
-        self.sessions = SessionTable(store)
+        self.sessions = SessionTable(store, limits.max_sessions_per_tenant)
         self.graphs = GraphLibrary(store, limits.cache_bytes)
         self.plans = PlanCache(store, limits.cache_bytes)
         self.poison = PoisonList()

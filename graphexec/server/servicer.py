@@ -322,7 +322,8 @@ def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits
                ("grpc.max_concurrent_streams", limits.max_streams_per_connection)]
     return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service, limits), address,
                                  server_limits.executor_threads(limits), options, reflect=reflect,
-                                 credentials=credentials, authenticate=authenticate, health_servicer=health)
+                                 credentials=credentials, authenticate=authenticate, health_servicer=health,
+                                 max_concurrent_rpcs=server_limits.executor_threads(limits))
 
 
 def _single_tenant(metadata) -> str:

@@ -46,14 +46,18 @@ class SessionRecord:
 
 
 class SessionTable:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, max_per_tenant: int = 10_000):
         self.store = store
+        self.max_per_tenant = max_per_tenant
         self._cache = BoundedCache(MAX_CACHED_SESSIONS)  # the store has them all
 
     def create(self, tenant: str, container: str, allow_soft_placement: bool, default_timeout_ms: int
                ) -> SessionRecord:
         record = SessionRecord(secrets.token_hex(16), tenant, container, allow_soft_placement,
                                max(default_timeout_ms, 0))
+        if not self.store.claim_session(tenant, record.handle, self.max_per_tenant):
+            raise errors.ResourceExhaustedError(None, None, f"this tenant has {self.max_per_tenant} open sessions, "
+                                                            f"the limit (--max-sessions-per-tenant): close some")
         self._save(record)
         return record
 
@@ -89,6 +93,7 @@ class SessionTable:
         except errors.NotFoundError:
             return  # closed already (or not the caller's to close)
         self.store.delete_session(handle)
+        self.store.release_session(tenant, handle)
         self._cache.pop(handle)
 
     def _save(self, record: SessionRecord) -> None:

@@ -188,3 +188,16 @@ def test_runs_retried_across_a_10s_redis_pause_report_the_truth(redis_server, se
         applied = sess.run(counter)
     assert succeeded and not failed, failed[:3]
     assert applied == len(succeeded)  # every reported success applied exactly once, nothing else applied
+
+
+@pytest.mark.parametrize("with_redis", [True, False])
+def test_open_sessions_per_tenant_are_limited(redis_server, serve, with_redis):
+    target = serve("--max-sessions-per-tenant", "3", *(("--redis", redis_server.url) if with_redis else ()))
+    graph = tf.Graph()
+    sessions = [tf.Session(target, graph=graph) for _ in range(3)]
+    with pytest.raises(errors.ResourceExhaustedError, match="3 open sessions.*--max-sessions-per-tenant"):
+        tf.Session(target, graph=graph)
+    sessions.pop().close()
+    sessions.append(tf.Session(target, graph=graph))  # a closed session no longer counts
+    for session in sessions:
+        session.close()
