@@ -89,17 +89,21 @@ class GraphLibrary:
         return graph
 
     def _decode(self, base: StoredGraph, segment) -> StoredGraph:
-        types = base.types.copy()
-        nodes = convert.nodes_from_proto(segment.nodes, types)
-        if segment.node_count != len(base.nodes) + len(nodes):
+        carried = len(segment.nodes.nodes)
+        if segment.node_count != len(base.nodes) + carried:
             raise DecodeError(f"segment claims {segment.node_count} nodes in all but carries "
-                                   f"{len(nodes)} after a prefix of {len(base.nodes)}")
-        chain = digest.chain(base.chain, nodes)
-        if chain != segment.chain:
-            raise DecodeError(f"segment nodes hash to chain {chain.hex()[:16]}, not the claimed "
-                                   f"{segment.chain.hex()[:16]}: client and server disagree on the graph")
-        graph = StoredGraph(chain, base.nodes + tuple(nodes), types)
-        self._cache.put(chain, graph, segment.ByteSize())
+                                   f"{carried} after a prefix of {len(base.nodes)}")
+
+        def check_chain(untyped_nodes):  # before the types are inferred: a wrong digest is rejected sooner
+            chain = digest.chain(base.chain, untyped_nodes)
+            if chain != segment.chain:
+                raise DecodeError(f"segment nodes hash to chain {chain.hex()[:16]}, not the claimed "
+                                       f"{segment.chain.hex()[:16]}: client and server disagree on the graph")
+
+        types = base.types.copy()
+        nodes = convert.nodes_from_proto(segment.nodes, types, check_chain)
+        graph = StoredGraph(segment.chain, base.nodes + tuple(nodes), types)
+        self._cache.put(graph.chain, graph, segment.ByteSize())
         return graph
 
     def _cached(self, chain: bytes) -> StoredGraph | None:

@@ -14,8 +14,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import graphexec as tf
 from graphexec import errors
 from graphexec.client.connection import parse_target
+from graphexec.proto.v1 import graph_pb2
 from graphexec.proto.v1 import service_pb2 as spb
-from graphexec.rpc import methods
+from graphexec.rpc import convert, methods
 
 from conftest import Process, deadline_model  # tests/integration is on sys.path (rootdir-relative conftest)
 
@@ -198,3 +199,25 @@ def test_embedded_serve_frees_unused_uploaded_graphs(processes):
         with tf.Session(target) as sess:
             assert sess.run(tf.reduce_sum(x), {x: [1.0, 2.0]}) == 3.0
 
+
+
+def test_a_graph_with_a_wrong_digest_is_rejected_before_its_types_are_inferred(serve):
+    """Its nodes are malformed too (an unknown op): the digest is what the answer names, so the check
+    came first (and graphs above --max-graph-nodes are refused before either)."""
+    target = serve()
+    graph = graph_pb2.GraphDef(format_version=convert.GRAPH_FORMAT_VERSION)
+    for i in range(1000):
+        graph.nodes.add(name=f"n{i}", op="NoSuchOp")
+    segment = spb.GraphSegment(node_count=1000, chain=b"\1" * 32, nodes=graph)
+    with _channel(target) as channel:
+        create = methods.client_calls(channel, methods.GRAPH_EXEC_SERVICE)["CreateSession"]
+        with pytest.raises(grpc.RpcError) as failure:
+            create(spb.CreateSessionRequest(graph=segment).SerializeToString(), timeout=30)
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not the claimed 0101010101010101" in failure.value.details()
+        segment.node_count = 300_000
+        with pytest.raises(grpc.RpcError) as failure:
+            create(spb.CreateSessionRequest(graph=segment).SerializeToString(), timeout=30)
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "graph of 300000 nodes is above the limit of 200000" in failure.value.details()
+    assert _small_run(target) == 12.0
