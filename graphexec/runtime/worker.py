@@ -36,7 +36,7 @@ from graphexec.runtime.context import ExecContext
 from graphexec.runtime.executor import LoadedPlan
 from graphexec.runtime.store import DEFAULT_LOCK_TIMEOUT_S, Store
 
-MAX_RETAINED_RESULT = 64 << 20  # results above this are not kept for replays of a request id
+MAX_RETAINED_RESULT = 1 << 20  # results above this are not kept for replays of a request id (bounds Redis)
 MAX_LOADED_PLANS = 4096
 MAX_LOADED_PLAN_BYTES = 256 << 20  # constants included; a dropped plan is loaded again on its next run
 MAX_SESSIONS = 10_000  # random-number states kept (oldest dropped first)
