@@ -5,7 +5,9 @@ graphexec.client.remote.RemoteSession on a server.
 """
 from __future__ import annotations
 
-from graphexec import ir
+import sys
+
+from graphexec import errors, ir, progress
 from graphexec.default_session import DefaultSession
 from graphexec.fetches import FetchMapper
 from graphexec.framework import Graph, Tensor, get_default_graph
@@ -32,7 +34,12 @@ class BaseSession:
 
     def stream(self, fetches, feed_iter, max_in_flight=32, options=None):
         """Yield `run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order. Remote sessions
-        pipeline these over one streaming call with at most `max_in_flight` outstanding."""
+        pipeline these over one streaming call with at most `max_in_flight` outstanding. A sized `feed_iter`
+        (a list) shows a progress bar on a terminal (graphexec.progress)."""
+        results = self._stream(fetches, feed_iter, max_in_flight, options)
+        return progress.track(results, progress.length(feed_iter), "sess.stream")
+
+    def _stream(self, fetches, feed_iter, max_in_flight, options):
         for feed_dict in feed_iter:
             yield self.run(fetches, feed_dict, options)
 
@@ -45,7 +52,8 @@ class BaseSession:
         def call(*values, options=None, run_metadata=None):
             if len(values) != len(feeds):
                 raise TypeError(f"expected {len(feeds)} feed values, got {len(values)}")
-            arrays = [convert_feed(v, ir.TensorType(t.dtype, t._shape), t.name) for t, v in zip(feeds, values)]
+            arrays = [convert_feed(v, ir.TensorType(t.dtype, t._shape), t.name, t.op.source)
+                      for t, v in zip(feeds, values)]
             return mapper.build(self._run_flat(names, arrays, mapper.tensor_names, mapper.target_names, options,
                                                run_metadata))
 
@@ -92,11 +100,27 @@ class BaseSession:
             named.append((tensor.name, tensor, value))
         named.sort(key=_first)  # by name only (stable), as tensors do not compare
         names = [name for name, _, _ in named]
-        values = [convert_feed(v, ir.TensorType(t.dtype, t._shape), name) for name, t, v in named]
+        values = [convert_feed(v, ir.TensorType(t.dtype, t._shape), name, t.op.source) for name, t, v in named]
         return names, values
 
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
         raise NotImplementedError
+
+
+def write_printed(printed) -> None:
+    """Text the run's printing ops (tf.Print, tf.print) wrote, to the user's stderr, in order."""
+    if printed:
+        sys.stderr.write("".join(printed))
+        sys.stderr.flush()
+
+
+def printing_failures(run):
+    """Calls `run()`; when the run fails, what it printed before failing is written first."""
+    try:
+        return run()
+    except errors.OpError as exc:
+        write_printed(exc.printed)
+        raise
 
 
 def _first(item):

@@ -10,42 +10,9 @@ Redis and place runs on live `graphexec worker` processes (it runs none itself).
 `graphexec worker ID serving on HOST:PORT`. Both bind 127.0.0.1 unless told otherwise: listening on
 other interfaces takes an explicit --host (e.g. 0.0.0.0).
 
-Every flag can also come from the environment (the flag wins):
-
-| command | flag          | environment variable        | default                     |
-| ------- | ------------- | --------------------------- | --------------------------- |
-| serve   | --host        | GRAPHEXEC_HOST              | 127.0.0.1                   |
-| serve   | --port        | GRAPHEXEC_PORT              | 7470 (0: any free port)     |
-| both    | --redis       | GRAPHEXEC_REDIS_URL         | none (serve: in-memory)     |
-| both    | --device      | GRAPHEXEC_DEVICE            | cpu                         |
-| serve   | --threads     | GRAPHEXEC_THREADS           | 32 (runs at once)           |
-| worker  | --host        | GRAPHEXEC_WORKER_HOST       | 127.0.0.1                   |
-| worker  | --port        | GRAPHEXEC_WORKER_PORT       | 0 (any free port)           |
-| worker  | --advertise   | GRAPHEXEC_WORKER_ADVERTISE  | HOST:PORT as bound (1)      |
-| worker  | --threads     | GRAPHEXEC_WORKER_THREADS    | 16                          |
-| both    | --log-level   | GRAPHEXEC_LOG_LEVEL         | WARNING                     |
-| both    | --tls-cert    | GRAPHEXEC_TLS_CERT          | none: plaintext             |
-| both    | --tls-key     | GRAPHEXEC_TLS_KEY           | none                        |
-| both    | --tls-client-ca | GRAPHEXEC_TLS_CLIENT_CA   | none: no client certificates|
-| serve   | --tls-ca      | GRAPHEXEC_TLS_CA            | system roots (TLS workers)  |
-| serve   | --auth-tokens | GRAPHEXEC_AUTH_TOKENS_FILE  | none: one tenant            |
-| both    | --worker-secret-file | GRAPHEXEC_WORKER_SECRET_FILE | none                 |
-| both    | --redis-password-file | GRAPHEXEC_REDIS_PASSWORD_FILE | the URL's          |
-| both    | --insecure    | GRAPHEXEC_INSECURE=1        | off (2)                     |
-| serve   | --no-reflection | GRAPHEXEC_NO_REFLECTION=1 | reflection on               |
-| both    | limits (3)    | GRAPHEXEC_<FLAG>, e.g. GRAPHEXEC_MAX_STREAMS | see docs/configuration.md |
-
-(1) Servers reach a worker at the address it registers. With a wildcard --host (0.0.0.0) the default
-is this machine's own address (a container's or pod's IP) and the bound port; set --advertise when
-servers must use another name (a Service, a NAT).
-
-(2) A non-loopback --host needs TLS, --auth-tokens (serve) and --worker-secret-file (worker, and serve
-with --redis); without them the command refuses to start, naming what is missing, unless --insecure.
-
-(3) The limits (graphexec/server/limits.py, README "Security"): serve --max-message-bytes,
---max-graph-nodes, --max-graph-bytes, --max-string-bytes, --run-memory-bytes, --max-streams,
---max-streams-per-connection, --stream-idle-timeout, --queue-depth, --cache-bytes, --max-sessions-per-tenant; worker (and embedded serve)
---memory-limit. Sizes take K/M/G/Ki/Mi/Gi suffixes.
+Every flag can also come from an environment variable (the flag wins). SETTINGS below is the one table
+of flags, variables and defaults: `--help` prints it, and docs/configuration.md repeats it (a test holds
+them equal). `graphexec --version` prints the installed version.
 
 Clients: `tf.Session("grpc://HOST:PORT")` (`grpcs://` over TLS), or set GRAPHEXEC_TARGET=grpc://HOST:PORT
 and keep `tf.Session()`; GRAPHEXEC_TOKEN is their tenant's token.
@@ -53,8 +20,8 @@ and keep `tf.Session()`; GRAPHEXEC_TOKEN is their tenant's token.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import ipaddress
-import logging
 import os
 import re
 import resource
@@ -64,10 +31,12 @@ import sys
 import threading
 from dataclasses import dataclass
 
+import graphexec
 from graphexec import errors
 from graphexec.rpc import tls
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
+from graphexec.server import logs
 from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
 from graphexec.server.limits import Limits
 from graphexec.server.pool import LocalWorker, WorkerPool
@@ -75,48 +44,27 @@ from graphexec.server.readiness import Readiness
 from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
+from graphexec.server.telemetry import Metrics, serve_metrics
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 DEFAULT_PORT = 7470
 # OpenBLAS's threads spin for ~2^28 cycles after every matrix product unless told otherwise; 2^4 lets
 # them sleep at once. See _reexec_with_short_blas_spin.
 BLAS_SPIN_VARIABLE, BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT", "4"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+REDIS_URL_FORMS = "redis://HOST:6379/0, rediss://HOST:PORT/DB (TLS) or unix:///PATH/redis.sock"
+_LIMITS = Limits()  # the limits' defaults
 
 
-def _env(name, default):
-    return os.environ.get(name, default)
+def _optional_port(text: str) -> int | None:
+    return int(text) if text != "" else None
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graphexec", description="Remote execution of TF1-style graphs.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="serve the GraphExec API")
-    serve.add_argument("--host", default=_env("GRAPHEXEC_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(_env("GRAPHEXEC_PORT", DEFAULT_PORT)))
-    serve.add_argument("--redis", default=_env("GRAPHEXEC_REDIS_URL", ""),
-                       help="share state through Redis and run on `graphexec worker` processes")
-    serve.add_argument("--device", choices=("cpu", "gpu"), default=_env("GRAPHEXEC_DEVICE", "cpu"),
-                       help="device of the embedded worker (without --redis)")
-    serve.add_argument("--threads", type=int, default=int(_env("GRAPHEXEC_THREADS", 32)))
-
-    worker = commands.add_parser("worker", help="run plans for the servers sharing a Redis")
-    worker.add_argument("--redis", default=_env("GRAPHEXEC_REDIS_URL", ""), required="GRAPHEXEC_REDIS_URL" not in
-                        os.environ)
-    worker.add_argument("--device", choices=("cpu", "gpu"), default=_env("GRAPHEXEC_DEVICE", "cpu"))
-    worker.add_argument("--host", default=_env("GRAPHEXEC_WORKER_HOST", "127.0.0.1"))
-    worker.add_argument("--port", type=int, default=int(_env("GRAPHEXEC_WORKER_PORT", 0)))
-    worker.add_argument("--advertise", default=_env("GRAPHEXEC_WORKER_ADVERTISE", ""),
-                        help="address servers use to reach this worker (default: HOST:PORT as bound)")
-    worker.add_argument("--threads", type=int, default=int(_env("GRAPHEXEC_WORKER_THREADS", 16)))
-    for command in (serve, worker):
-        command.add_argument("--log-level", default=_env("GRAPHEXEC_LOG_LEVEL", "WARNING"))
-        _add_security_flags(command, command is serve)
-        _add_limit_flags(command, command is serve)
-    return parser
+def _switch(text: str) -> bool:
+    """A switch's variable: "1" turns it on."""
+    return text == "1"
 
 
-# -- limits (README "Security", graphexec/server/limits.py) ----------------------------------------
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
 
 
@@ -124,83 +72,195 @@ def parse_size(text) -> int:
     """Bytes: 1048576, 1M (10**6), 1Mi or 1MiB (2**20)."""
     match = _SIZE.match(str(text))
     if not match:
-        raise ValueError(f"not a size: {text!r} (e.g. 64MiB, 2G, 1048576)")
+        # An ArgumentTypeError's message is what argparse prints for a bad flag (a ValueError's is not).
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 64MiB, 2G, 1048576)")
     number, unit, binary = match.groups()
     power = "KMGT".find(unit.upper()) + 1 if unit else 0
     return int(float(number) * (1024 if binary else 1000) ** power)
 
 
-def _add_limit_flags(command, is_server: bool) -> None:
-    """Values stay text here and are parsed by _limits (a bad one is a one-line error at start)."""
-    group = command.add_argument_group("limits")
-    group.add_argument("--memory-limit", default=_env("GRAPHEXEC_MEMORY_LIMIT", "0"),
-                       help="address-space limit of this process (RLIMIT_AS), so a run that allocates too much "
-                            "fails RESOURCE_EXHAUSTED instead of killing it; 0: 80%% of physical memory; CPU only")
-    if not is_server:
-        return
-    d = Limits()
-    for flag, default, what in (
-            ("--max-message-bytes", _env("GRAPHEXEC_MAX_MESSAGE_BYTES", d.max_message_bytes), "largest message"),
-            ("--max-graph-nodes", _env("GRAPHEXEC_MAX_GRAPH_NODES", d.max_graph_nodes), "nodes of a graph"),
-            ("--max-graph-bytes", _env("GRAPHEXEC_MAX_GRAPH_BYTES", d.max_graph_bytes), "bytes of a graph upload"),
-            ("--max-string-bytes", _env("GRAPHEXEC_MAX_STRING_BYTES", d.max_string_bytes), "container names"),
-            ("--run-memory-bytes", _env("GRAPHEXEC_RUN_MEMORY_BYTES", d.run_memory_bytes),
-             "statically known tensors of a run"),
-            ("--max-streams", _env("GRAPHEXEC_MAX_STREAMS", d.max_streams), "open Run streams"),
-            ("--max-streams-per-connection", _env("GRAPHEXEC_MAX_STREAMS_PER_CONNECTION",
-                                                  d.max_streams_per_connection), "concurrent calls per connection"),
-            ("--stream-idle-timeout", _env("GRAPHEXEC_STREAM_IDLE_TIMEOUT", d.stream_idle_timeout_s),
-             "seconds before an idle Run stream is closed"),
-            ("--queue-depth", _env("GRAPHEXEC_QUEUE_DEPTH", d.queue_depth), "runs waiting beyond --threads"),
-            ("--cache-bytes", _env("GRAPHEXEC_CACHE_BYTES", d.cache_bytes),
-             "each in-memory cache: graphs, plans, and (without --redis) uploads"),
-            ("--max-sessions-per-tenant", _env("GRAPHEXEC_MAX_SESSIONS_PER_TENANT", d.max_sessions_per_tenant),
-             "open sessions of one tenant")):
-        group.add_argument(flag, default=str(default), help=f"{what} (default {default})")
+@dataclass(frozen=True)
+class Setting:
+    """One flag of `serve` and/or `worker`, the environment variable that sets it, and its default."""
+
+    command: str  # "serve", "worker" or "both"
+    flag: str
+    variable: str
+    default: str  # parsed like a command-line value
+    shown_default: str  # the default as --help and docs/configuration.md state it
+    help: str
+    type: type = str
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    switch: bool = False  # a flag without a value; its variable turns it on with "1"
+
+    def commands(self) -> tuple[str, ...]:
+        return ("serve", "worker") if self.command == "both" else (self.command,)
+
+
+SETTINGS = (
+    Setting("serve", "--host", "GRAPHEXEC_HOST", "127.0.0.1", "127.0.0.1",
+            "address to listen on (0.0.0.0: every interface)"),
+    Setting("serve", "--port", "GRAPHEXEC_PORT", str(DEFAULT_PORT), f"{DEFAULT_PORT} (0: any free port)",
+            "port of the GraphExec API", int),
+    Setting("both", "--redis", "GRAPHEXEC_REDIS_URL", "",
+            "none (serve: in-memory state and an embedded worker; worker: required)",
+            f"Redis URL ({REDIS_URL_FORMS}); serve: share state through it and run on `graphexec worker` "
+            "processes", metavar="URL"),
+    Setting("both", "--device", "GRAPHEXEC_DEVICE", "cpu", "cpu",
+            "device to run on (serve: of the embedded worker, without --redis)", str.lower, ("cpu", "gpu")),
+    Setting("serve", "--threads", "GRAPHEXEC_THREADS", str(_LIMITS.threads),
+            f"{_LIMITS.threads} (runs at once; more wait in the queue)",
+            "runs served at once (Run streams and other calls have threads of their own)", int, metavar="N"),
+    Setting("worker", "--host", "GRAPHEXEC_WORKER_HOST", "127.0.0.1", "127.0.0.1",
+            "address to listen on (0.0.0.0: every interface)"),
+    Setting("worker", "--port", "GRAPHEXEC_WORKER_PORT", "0", "0 (any free port)", "port of the Worker API", int),
+    Setting("worker", "--advertise", "GRAPHEXEC_WORKER_ADVERTISE", "", "HOST:PORT as bound",
+            "address servers dial to reach this worker; with a wildcard --host the default is this machine's "
+            "own address (a container's or pod's IP): set it when servers must use another name (a "
+            "Service, a NAT)", metavar="HOST:PORT"),
+    Setting("worker", "--threads", "GRAPHEXEC_WORKER_THREADS", "16", "16", "plan runs served at once", int, metavar="N"),
+    Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
+            f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
+    Setting("both", "--log-format", "GRAPHEXEC_LOG_FORMAT", "text", "text",
+            "log lines as text, or as one JSON object each", str.lower, logs.FORMATS),
+    Setting("both", "--metrics-port", "GRAPHEXEC_METRICS_PORT", "", "none: no metrics endpoint (0: any free port)",
+            "serve Prometheus metrics at http://HOST:PORT/metrics", _optional_port, metavar="PORT"),
+    # Security (README, "Security")
+    Setting("both", "--tls-cert", "GRAPHEXEC_TLS_CERT", "", "none: plaintext", "serve TLS with this PEM certificate",
+            metavar="PEM"),
+    Setting("both", "--tls-key", "GRAPHEXEC_TLS_KEY", "", "none", "the certificate's PEM key", metavar="PEM"),
+    Setting("both", "--tls-client-ca", "GRAPHEXEC_TLS_CLIENT_CA", "", "none: no client certificates",
+            "require client certificates signed by this CA (mutual TLS)", metavar="PEM"),
+    Setting("serve", "--tls-ca", "GRAPHEXEC_TLS_CA", "", "the system's roots",
+            "CA of the workers' certificates, for workers that serve TLS", metavar="PEM"),
+    Setting("serve", "--auth-tokens", "GRAPHEXEC_AUTH_TOKENS_FILE", "", "none: one tenant, no tokens",
+            "file of `TENANT TOKEN` lines: callers must send a token; tenants are isolated", metavar="FILE"),
+    Setting("both", "--worker-secret-file", "GRAPHEXEC_WORKER_SECRET_FILE", "", "none: workers serve any caller",
+            "secret shared by servers and workers: authenticates RunPlan, signs registrations", metavar="FILE"),
+    Setting("both", "--redis-password-file", "GRAPHEXEC_REDIS_PASSWORD_FILE", "", "the --redis URL's password, if any",
+            "Redis password", metavar="FILE"),
+    Setting("both", "--insecure", "GRAPHEXEC_INSECURE", "", "off: a non-loopback --host needs TLS and tokens",
+            "listen on a non-loopback address without TLS and authentication anyway", _switch, switch=True),
+    Setting("serve", "--no-reflection", "GRAPHEXEC_NO_REFLECTION", "", "reflection on",
+            "do not serve gRPC reflection", _switch, switch=True),
+    # Limits (README "Security: Limits", graphexec/server/limits.py); sizes take K/M/G/Ki/Mi/Gi suffixes
+    Setting("both", "--memory-limit", "GRAPHEXEC_MEMORY_LIMIT", "0", "0: 80% of physical memory (CPU; none on GPU)",
+            "address-space limit (RLIMIT_AS) of the process running kernels (worker, or serve without --redis), so "
+            "a run that allocates too much fails RESOURCE_EXHAUSTED instead of killing it", parse_size,
+            metavar="BYTES"),
+    Setting("serve", "--max-message-bytes", "GRAPHEXEC_MAX_MESSAGE_BYTES", str(_LIMITS.max_message_bytes),
+            f"{_LIMITS.max_message_bytes} (256 MiB)", "largest message received", parse_size, metavar="BYTES"),
+    Setting("serve", "--max-graph-nodes", "GRAPHEXEC_MAX_GRAPH_NODES", str(_LIMITS.max_graph_nodes),
+            str(_LIMITS.max_graph_nodes), "nodes of an uploaded graph", int, metavar="N"),
+    Setting("serve", "--max-graph-bytes", "GRAPHEXEC_MAX_GRAPH_BYTES", str(_LIMITS.max_graph_bytes),
+            f"{_LIMITS.max_graph_bytes} (256 MiB)", "bytes of a graph upload (attributes and constants included)",
+            parse_size, metavar="BYTES"),
+    Setting("serve", "--max-string-bytes", "GRAPHEXEC_MAX_STRING_BYTES", str(_LIMITS.max_string_bytes),
+            str(_LIMITS.max_string_bytes), "container names and other strings of a request", parse_size,
+            metavar="BYTES"),
+    Setting("serve", "--run-memory-bytes", "GRAPHEXEC_RUN_MEMORY_BYTES", str(_LIMITS.run_memory_bytes),
+            f"{_LIMITS.run_memory_bytes} (8 GiB)", "the statically known tensors of a run", parse_size,
+            metavar="BYTES"),
+    Setting("serve", "--max-streams", "GRAPHEXEC_MAX_STREAMS", str(_LIMITS.max_streams), str(_LIMITS.max_streams),
+            "open Run streams", int, metavar="N"),
+    Setting("serve", "--max-streams-per-connection", "GRAPHEXEC_MAX_STREAMS_PER_CONNECTION",
+            str(_LIMITS.max_streams_per_connection), str(_LIMITS.max_streams_per_connection),
+            "concurrent calls of one connection", int, metavar="N"),
+    Setting("serve", "--stream-idle-timeout", "GRAPHEXEC_STREAM_IDLE_TIMEOUT", f"{_LIMITS.stream_idle_timeout_s:g}",
+            f"{_LIMITS.stream_idle_timeout_s:g} (seconds)",
+            "seconds before an idle Run stream is closed", float, metavar="SECONDS"),
+    Setting("serve", "--queue-depth", "GRAPHEXEC_QUEUE_DEPTH", str(_LIMITS.queue_depth), str(_LIMITS.queue_depth),
+            "runs waiting beyond --threads; more are refused RESOURCE_EXHAUSTED", int, metavar="N"),
+    Setting("serve", "--max-sessions-per-tenant", "GRAPHEXEC_MAX_SESSIONS_PER_TENANT",
+            str(_LIMITS.max_sessions_per_tenant), str(_LIMITS.max_sessions_per_tenant),
+            "open sessions of one tenant", int, metavar="N"),
+    Setting("serve", "--cache-bytes", "GRAPHEXEC_CACHE_BYTES", str(_LIMITS.cache_bytes),
+            f"{_LIMITS.cache_bytes} (256 MiB) each for graphs, plans and (without --redis) uploads",
+            "bytes of each in-memory cache", parse_size, metavar="BYTES"),
+)
+
+
+class UsageError(Exception):
+    """A setting that cannot work as given (exit status 2, like argparse's own errors)."""
+
+
+def version() -> str:
+    """The installed distribution's version; the source's own when run from a checkout not installed."""
+    try:
+        return importlib.metadata.version("graphexec")
+    except importlib.metadata.PackageNotFoundError:
+        return graphexec.__version__
+
+
+def _help(setting: Setting) -> str:
+    now = f", now {os.environ[setting.variable]!r}" if setting.variable in os.environ else ""
+    text = f"{setting.help} (default: {setting.shown_default}; env {setting.variable}{now})"
+    return text.replace("%", "%%")  # argparse %-formats help strings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphexec", description="Remote execution of TF1-style graphs.")
+    parser.add_argument("--version", action="version", version=f"graphexec {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,worker}")
+    parsers = {
+        "serve": commands.add_parser("serve", help="serve the GraphExec API",
+                                     description="Serve the GraphExec API (without --redis: all in this process)."),
+        "worker": commands.add_parser("worker", help="run plans for the servers sharing a Redis",
+                                      description="Run plans for the servers that share a Redis."),
+    }
+    for setting in SETTINGS:
+        for command in setting.commands():
+            if setting.switch:
+                parsers[command].add_argument(setting.flag, action="store_true", help=_help(setting),
+                                              default=setting.type(os.environ.get(setting.variable, setting.default)))
+                continue
+            # A string default is parsed like a command-line value, so a bad variable is reported like a bad flag.
+            parsers[command].add_argument(setting.flag, default=os.environ.get(setting.variable, setting.default),
+                                          type=setting.type, choices=setting.choices or None, metavar=setting.metavar,
+                                          help=_help(setting),
+                                          required=(command, setting.flag) == ("worker", "--redis")
+                                          and setting.variable not in os.environ)
+    return parser
+
+
+def _redis_store(url: str, command: str, password: str | None, metrics: Metrics) -> RedisStore:
+    """A RedisStore that answered a first request, or a one-line reason it cannot be."""
+    try:
+        store = RedisStore(url, password, metrics=metrics)
+    except ValueError as exc:
+        raise UsageError(f"--redis {url!r} is not a Redis URL ({exc}); use {REDIS_URL_FORMS}") from None
+    try:
+        workers = store.live_workers()
+    except errors.UnavailableError as exc:
+        store.close()
+        raise errors.UnavailableError(None, None, f"{str(exc).rstrip('.')}; start Redis there or point --redis "
+                                                  "(GRAPHEXEC_REDIS_URL) at a running one") from None
+    if command == "serve" and not workers:
+        print(f"graphexec serve: warning: no live worker is registered in Redis at {store.url}; runs fail with "
+              f"UNAVAILABLE until one starts (graphexec worker --redis {store.url})", file=sys.stderr, flush=True)
+    return store
 
 
 def _limits(args) -> Limits:
-    return Limits(max_message_bytes=parse_size(args.max_message_bytes), max_graph_nodes=int(args.max_graph_nodes),
-                  max_graph_bytes=parse_size(args.max_graph_bytes), max_string_bytes=parse_size(args.max_string_bytes),
-                  run_memory_bytes=parse_size(args.run_memory_bytes), max_streams=int(args.max_streams),
-                  max_streams_per_connection=int(args.max_streams_per_connection),
-                  stream_idle_timeout_s=float(args.stream_idle_timeout), threads=args.threads,
-                  queue_depth=int(args.queue_depth), cache_bytes=parse_size(args.cache_bytes),
-                  max_sessions_per_tenant=int(args.max_sessions_per_tenant))
+    return Limits(max_message_bytes=args.max_message_bytes, max_graph_nodes=args.max_graph_nodes,
+                  max_graph_bytes=args.max_graph_bytes, max_string_bytes=args.max_string_bytes,
+                  run_memory_bytes=args.run_memory_bytes, max_streams=args.max_streams,
+                  max_streams_per_connection=args.max_streams_per_connection,
+                  stream_idle_timeout_s=args.stream_idle_timeout, threads=args.threads,
+                  queue_depth=args.queue_depth, cache_bytes=args.cache_bytes,
+                  max_sessions_per_tenant=args.max_sessions_per_tenant)
 
 
-def _limit_memory(text: str, device: str) -> None:
+def _limit_memory(limit: int, device: str) -> None:
     """Cap this process's address space, so numpy's allocations beyond it raise MemoryError (answered
     RESOURCE_EXHAUSTED) rather than the kernel's OOM killer ending the process. Not on GPU: CUDA maps
     far more address space than it uses."""
-    limit = parse_size(text)
     if device != "cpu":
         return
     if not limit:
         limit = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-
-
-# -- security: TLS, tenants' tokens, the worker secret (README "Security") ----------------------------
-def _add_security_flags(command, is_server: bool) -> None:
-    group = command.add_argument_group("security")
-    group.add_argument("--tls-cert", default=_env("GRAPHEXEC_TLS_CERT", ""), help="serve TLS with this PEM certificate")
-    group.add_argument("--tls-key", default=_env("GRAPHEXEC_TLS_KEY", ""), help="the certificate's PEM key")
-    group.add_argument("--tls-client-ca", default=_env("GRAPHEXEC_TLS_CLIENT_CA", ""),
-                       help="require client certificates signed by this CA (mutual TLS)")
-    group.add_argument("--worker-secret-file", default=_env("GRAPHEXEC_WORKER_SECRET_FILE", ""),
-                       help="secret shared by servers and workers: authenticates RunPlan, signs registrations")
-    group.add_argument("--redis-password-file", default=_env("GRAPHEXEC_REDIS_PASSWORD_FILE", ""),
-                       help="Redis password (else the one in the --redis URL, if any)")
-    group.add_argument("--insecure", action="store_true", default=_env("GRAPHEXEC_INSECURE", "") == "1",
-                       help="listen on a non-loopback address without TLS and authentication anyway")
-    if is_server:
-        group.add_argument("--tls-ca", default=_env("GRAPHEXEC_TLS_CA", ""),
-                           help="CA of the workers' certificates, for workers that serve TLS (default: system roots)")
-        group.add_argument("--auth-tokens", default=_env("GRAPHEXEC_AUTH_TOKENS_FILE", ""),
-                           help="file of `TENANT TOKEN` lines: callers must send a token; tenants are isolated")
-        group.add_argument("--no-reflection", action="store_true", default=_env("GRAPHEXEC_NO_REFLECTION", "") == "1",
-                           help="do not serve gRPC reflection")
 
 
 @dataclass
@@ -213,12 +273,12 @@ class Security:
 
 
 def _security(args, is_server: bool) -> Security:
-    """The security settings of the command line, refusing (ValueError, one line) a non-loopback listener
+    """The security settings of the command line, refusing (UsageError, one line) a non-loopback listener
     that anyone who reaches it could use."""
     if bool(args.tls_cert) != bool(args.tls_key):
-        raise ValueError("--tls-cert and --tls-key go together")
+        raise UsageError("--tls-cert and --tls-key go together")
     if args.tls_client_ca and not args.tls_cert:
-        raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        raise UsageError("--tls-client-ca needs --tls-cert and --tls-key")
     security = Security()
     if args.tls_cert:
         security.credentials = tls.server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
@@ -235,7 +295,7 @@ def _security(args, is_server: bool) -> Security:
                                         ("a worker secret (--worker-secret-file)",
                                          args.worker_secret_file or (is_server and not args.redis))) if not given]
     if missing and not args.insecure and not _is_loopback(args.host):
-        raise ValueError(f"refusing to listen on {args.host} without {' and '.join(missing)}: anyone who reaches it "
+        raise UsageError(f"refusing to listen on {args.host} without {' and '.join(missing)}: anyone who reaches it "
                          f"could run graphs and read or overwrite variables; give them, or --insecure to accept that")
     return security
 
@@ -249,24 +309,32 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _store(redis_url: str, password: str | None = None, cache_bytes: int | None = None):
-    if redis_url:
-        return RedisStore(redis_url, password)
-    return MemoryStore(cache_bytes) if cache_bytes else MemoryStore()
+def _metrics(args, host: str) -> Metrics:
+    """This process's metrics, served over HTTP (on the gRPC host) when --metrics-port is set."""
+    metrics = Metrics()
+    if args.metrics_port is not None:
+        port = serve_metrics(metrics, host, args.metrics_port)
+        print(f"graphexec metrics on http://{host}:{port}/metrics", flush=True)
+    return metrics
 
 
 def serve(args) -> None:
     security = _security(args, is_server=True)
+    _check_free(args.host, args.port, "--port (GRAPHEXEC_PORT)")
     limits = _limits(args)
-    store = _store(args.redis, security.redis_password, limits.cache_bytes)
-    local = None
-    if not args.redis:
+    metrics = _metrics(args, args.host)
+    if args.redis:
+        store = _redis_store(args.redis, "serve", security.redis_password, metrics)
+        local = None
+    else:
+        store = MemoryStore(limits.cache_bytes)
         _limit_memory(args.memory_limit, args.device)  # the embedded worker's kernels run in this process
-        local = LocalWorker(WorkerCore(store, args.device.upper()))
+        local = LocalWorker(WorkerCore(store, args.device.upper()), metrics)
     pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
     readiness = Readiness(store, pool).start()
-    server, port = create_server(Service(store, pool, limits), f"{args.host}:{args.port}", limits, security.tokens,
-                                 security.credentials, reflect=not args.no_reflection, health=readiness.servicer)
+    server, port = create_server(Service(store, pool, metrics, limits), f"{args.host}:{args.port}", limits,
+                                 security.tokens, security.credentials, reflect=not args.no_reflection,
+                                 health=readiness.servicer)
     server.start()
     scheme = "grpcs" if security.credentials else "grpc"
     print(f"graphexec serving on {scheme}://{args.host}:{port}", flush=True)
@@ -278,11 +346,13 @@ def serve(args) -> None:
 
 def worker(args) -> None:
     security = _security(args, is_server=False)
+    _check_free(args.host, args.port, "--port (GRAPHEXEC_WORKER_PORT)")
     _limit_memory(args.memory_limit, args.device)
-    store = _store(args.redis, security.redis_password)
+    metrics = _metrics(args, args.host)
+    store = _redis_store(args.redis, "worker", security.redis_password, metrics)
     core = WorkerCore(store, args.device.upper())
     server, port = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
-                                        security.credentials)
+                                        security.credentials, metrics)
     core.address = args.advertise or f"{_reachable_host(args.host)}:{port}"
     core.tls = security.credentials is not None
     server.start()
@@ -292,6 +362,22 @@ def worker(args) -> None:
     _wait_for_signal()
     heartbeat.stop()
     server.stop(grace=1.0).wait()
+
+
+def _check_free(host: str, port: int, flag: str) -> None:
+    """OSError with the fix when HOST:PORT cannot be bound (before gRPC tries, which logs its own lines)."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror} (--host must name this machine)") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                hint = f"choose another {flag}, or 0 for any free port" if port else "--host must name this machine"
+                raise OSError(f"cannot listen on {host}:{port}: {exc.strerror} ({hint})") from None
 
 
 def _reachable_host(host: str) -> str:
@@ -316,23 +402,41 @@ def _reexec_with_short_blas_spin() -> None:
     benchmark on 2 cores: about 200 -> 300 steps/s). OpenBLAS reads the setting only when it loads,
     with numpy, before this module runs; so a server started from the command line sets it and
     starts over. An explicit OPENBLAS_THREAD_TIMEOUT in the environment is left as it is.
+
+    The new process imports this same copy of graphexec, and not the current folder: `python -m` would
+    put the current folder first on sys.path, where a clone's folder (named graphexec, holding
+    server/ and client/) would shadow the package.
     """
     if BLAS_SPIN_VARIABLE in os.environ or not sys.executable:
         return
     os.environ[BLAS_SPIN_VARIABLE] = BLAS_SPIN
     sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "graphexec", *sys.argv[1:]])
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(graphexec.__file__)))
+    start = ("import sys\n"
+             "if sys.path[0] == '': del sys.path[0]\n"
+             f"sys.path.insert(0, {package_root!r})\n"
+             "from graphexec.cli import main\n"
+             "main()")
+    os.execv(sys.executable, [sys.executable, "-c", start, *sys.argv[1:]])
 
 
 def main(argv=None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for setting in SETTINGS:  # argparse checks the choices of flags given, not of defaults from variables
+        value = getattr(args, setting.flag[2:].replace("-", "_"), None)
+        if setting.choices and args.command in setting.commands() and value not in setting.choices:
+            parser.error(f"{setting.variable}={os.environ.get(setting.variable)!r}: "
+                         f"choose from {', '.join(setting.choices)}")
     if argv is None:  # the command line (python -m graphexec, or the console script), not a caller's argv
         _reexec_with_short_blas_spin()
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(args.log_level, args.log_format)
     try:
         {"serve": serve, "worker": worker}[args.command](args)
-    except (errors.OpError, OSError, ValueError) as exc:  # e.g. Redis unreachable, port taken, a bad tokens file
-        sys.exit(f"graphexec {args.command}: {exc}")
+    except UsageError as exc:
+        parser.exit(2, f"graphexec {args.command}: error: {exc}\n")
+    except (errors.OpError, OSError, ValueError) as exc:  # Redis unreachable, port taken, a bad tokens file...
+        parser.exit(1, f"graphexec {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ value = one kind byte, then its payload:
     0x05 dtype     str name ("float32", "int64", "bool", ...: graphexec.v1.DataType without the prefix, lower case)
     0x06 shape     1 byte unknown_rank (0/1), u32 rank, i64 per dim (-1 = unknown); rank 0 when unknown_rank
     0x07 tensor    str dtype name, u32 rank, i64 per dim, then 32 bytes: sha256 of the row-major little-endian
-                   content (graphexec.v1.Tensor.content; bool one byte per element)
+                   content (graphexec.v1.Tensor.content; bool one byte per element; string: per element a
+                   u32 byte length then the bytes)
     0x08 list      u32 count, then each item as a value (kind byte included)
 A list attr is 0x08 however the wire carries it (IntList, FloatList, StringList or AttrList); an empty list
 is 08 00 00 00 00.
@@ -48,7 +49,7 @@ import sys
 
 import numpy as np
 
-from graphexec.dtypes import DType
+from graphexec.dtypes import DType, string_content
 from graphexec.ir import ShapeAttr
 
 CHAIN_START = hashlib.sha256(b"graphexec-graph-v2").digest()
@@ -110,8 +111,10 @@ def _tensor(value: np.ndarray) -> bytes:
     dtype = value.dtype
     name = _dtype_names.get(dtype)
     if name is None:
-        name = _dtype_names[dtype] = _str(dtype.name)
+        name = _dtype_names[dtype] = _str("string" if dtype == object else dtype.name)
     little = dtype.byteorder in "<|" or (dtype.byteorder == "=" and sys.byteorder == "little")
+    if dtype == object:  # tf.string: the wire's length-prefixed content
+        return TENSOR + name + _dims(value.shape) + hashlib.sha256(string_content(value)).digest()
     data = value.tobytes() if little else value.astype(dtype.newbyteorder("<")).tobytes()  # tobytes is C order
     return TENSOR + name + _dims(value.shape) + hashlib.sha256(data).digest()
 

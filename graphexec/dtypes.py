@@ -1,7 +1,13 @@
-"""Element types, with TF1 names (tf.float32) and string spellings ("float", "int32")."""
+"""Element types, with TF1 names (tf.float32) and string spellings ("float", "int32").
+
+tf.string tensors are numpy object arrays of `bytes` (as TF1's sess.run returns them). On the wire
+and in checkpoints their content is, per element in row-major order, a u32 little-endian byte length
+then the bytes (`string_content` / `strings_from_content`; graphexec.v1.Tensor documents it too).
+"""
 from __future__ import annotations
 
 import builtins
+import struct
 
 import numpy as np
 
@@ -23,6 +29,7 @@ class DType:
     is_integer = property(lambda self: self.np.kind in "iu")
     is_bool = property(lambda self: self.np.kind == "b")
     is_numeric = property(lambda self: self.np.kind in "iuf")
+    is_string = property(lambda self: self.np.kind == "O")
 
     @property
     def base_dtype(self) -> DType:
@@ -57,8 +64,9 @@ int64 = DType("int64", np.int64)
 uint8 = DType("uint8", np.uint8)
 uint16 = DType("uint16", np.uint16)
 bool = DType("bool", np.bool_)  # noqa: A001 - TF's public name
+string = DType("string", object)  # elements are Python bytes
 
-ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, uint16, bool)
+ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, uint16, bool, string)
 FLOATING = tuple(d for d in ALL if d.is_floating)
 INTEGER = tuple(d for d in ALL if d.is_integer)
 NUMERIC = FLOATING + INTEGER
@@ -91,3 +99,55 @@ def as_dtype(value) -> DType:
 
 def from_numpy(np_dtype) -> DType:
     return as_dtype(np.dtype(np_dtype))
+
+
+# -- string tensors -----------------------------------------------------------------------------------
+_LENGTH = struct.Struct("<I")
+
+
+def as_bytes(element) -> bytes:
+    """One string element as bytes: str is UTF-8 encoded (as TF does), bytes-likes kept."""
+    if isinstance(element, str):
+        return element.encode()
+    if isinstance(element, (bytes, bytearray, memoryview, np.bytes_)):
+        return bytes(element)
+    raise TypeError(f"expected bytes or str for a tf.string element, got {type(element).__name__} {element!r}")
+
+
+def string_array(value) -> np.ndarray:
+    """An object array of bytes from nested lists, str/bytes scalars, or numpy str/bytes/object arrays."""
+    array = np.asarray(value, dtype=object)
+    out = np.empty(array.shape, dtype=object)
+    flat_out, flat_in = out.reshape(-1), array.reshape(-1)
+    for i in range(flat_in.size):
+        flat_out[i] = as_bytes(flat_in[i])
+    return out
+
+
+def string_content(array: np.ndarray) -> bytes:
+    """The wire/checkpoint content of a string tensor: per element, u32 LE length then its bytes."""
+    parts = []
+    for element in np.asarray(array, dtype=object).reshape(-1):
+        data = as_bytes(element)
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def strings_from_content(buffer, count: int, shape) -> np.ndarray:
+    """The object array of `count` bytes elements encoded in `buffer` (ValueError when it does not fit)."""
+    view = memoryview(buffer).cast("B")
+    out = np.empty(count, dtype=object)
+    pos, end = 0, len(view)
+    for i in range(count):
+        if pos + 4 > end:
+            raise ValueError(f"string tensor content ends after {i} of {count} elements")
+        (length,) = _LENGTH.unpack_from(view, pos)
+        pos += 4
+        if pos + length > end:
+            raise ValueError(f"string element {i} of {length} bytes runs past the end of the content")
+        out[i] = bytes(view[pos:pos + length])
+        pos += length
+    if pos != end:
+        raise ValueError(f"string tensor content has {end - pos} bytes after its {count} elements")
+    return out.reshape(shape)

@@ -10,6 +10,7 @@ class OpError(Exception):
     """A failure attributable to a graph node; `node_def`/`op` name it where known."""
 
     error_code = UNKNOWN
+    printed = ()  # text the run's printing ops wrote before it failed (the session writes it to stderr)
 
     def __init__(self, node_def=None, op=None, message: str = ""):
         super().__init__(message)
@@ -19,6 +20,12 @@ class OpError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show instead of the Python traceback: the class and the message, which
+        names the node, its op and the line of the user's program that built it (%tb shows the rest)."""
+        first, *rest = self.message.splitlines() or [""]
+        return [f"tf.errors.{type(self).__name__}: {first}", *rest]
 
 
 def _error(name: str, code: int) -> type[OpError]:

@@ -40,7 +40,9 @@ class FetchMapper:
         if isinstance(fetch, dict):
             return ("dict", type(fetch), [(k, self._flatten(v)) for k, v in fetch.items()])
         if isinstance(fetch, tuple) and hasattr(fetch, "_fields"):
-            return ("namedtuple", type(fetch), [self._flatten(v) for v in fetch])
+            # a fetched SparseTensor comes back as a SparseTensorValue (its `value_type`), as in TF
+            value_type = getattr(type(fetch), "value_type", type(fetch))
+            return ("namedtuple", value_type, [self._flatten(v) for v in fetch])
         if isinstance(fetch, (list, tuple)):
             return ("seq", type(fetch), [self._flatten(v) for v in fetch])
         return self._element(fetch)

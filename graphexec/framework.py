@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 
 import numpy as np
 
-from graphexec import errors, ir
+from graphexec import display, errors, ir
 from graphexec.default_session import clear_default_sessions, default_session_for
 from graphexec.digest import NodeDigester
 from graphexec.ops import registry
@@ -83,10 +84,17 @@ class TensorShape:
     def __hash__(self):
         return hash(self.dims)
 
+    # TF1's printing: str "(?, 3)", repr "TensorShape([Dimension(None), Dimension(3)])".
     def __repr__(self):
-        return "TensorShape(<unknown>)" if self.dims is None else f"TensorShape({list(self.dims)})"
+        if self.dims is None:
+            return "TensorShape(None)"
+        return "TensorShape([" + ", ".join(f"Dimension({d})" for d in self.dims) + "])"
 
-    __str__ = lambda self: ir.format_shape(self.dims).replace("?", "None")  # noqa: E731
+    def __str__(self):
+        if self.dims is None:
+            return "<unknown>"
+        text = ", ".join("?" if d is None else str(d) for d in self.dims)
+        return f"({text},)" if len(self.dims) == 1 else f"({text})"
 
 
 class Tensor:
@@ -140,6 +148,10 @@ class Tensor:
 
     def __repr__(self):
         return f"<tf.Tensor '{self.name}' shape={self.shape} dtype={self.dtype.name}>"
+
+    def __str__(self):
+        shape = "" if self._shape is None else f"shape={self.shape}, "  # TF1 leaves an unknown rank out
+        return f'Tensor("{self.name}", {shape}dtype={self.dtype.name})'
 
     def __bool__(self):
         raise TypeError("Using a tf.Tensor as a Python bool is not allowed in graph mode; use tf.cond or "
@@ -213,6 +225,23 @@ class Operation:
     def __repr__(self):
         return f"<tf.Operation '{self.name}' type={self.type}>"
 
+    def __str__(self):
+        """The op's NodeDef in the text form TF1 prints (attrs as the IR spells their values)."""
+        lines = [f'name: "{self.name}"', f'op: "{self.type}"']
+        lines += [f'input: "{t.name[:-2] if t.value_index == 0 else t.name}"' for t in self.inputs]
+        lines += [f'input: "^{op.name}"' for op in self.control_inputs]
+        if self.device:
+            lines.append(f'device: "{self.device}"')
+        for key, value in self.attrs.items():
+            if not key.startswith("_"):
+                lines.append(f'attr {{\n  key: "{key}"\n  value: {ir.format_attr(value)}\n}}')
+        return "\n".join(lines) + "\n"
+
+    def _repr_svg_(self) -> str:
+        """Jupyter draws the op with everything it depends on."""
+        return display.render(display.node_boxes(display.subgraph(self.graph.nodes(), [self.name])),
+                              title=repr(self)[1:-1])
+
 
 class Graph:
     """A growable dataflow graph. Ops are appended in creation order, which is a topological order."""
@@ -222,8 +251,9 @@ class Graph:
         self._by_name: dict[str, Operation] = {}
         self._names_in_use: dict[str, int] = {}
         self._name_stack = ""
-        self._device_stack: list[str] = []
+        self._device_stack: list = []  # device strings, or TF1 device functions (op -> device string)
         self._control_stack: list[list[Operation]] = []
+        self._function_stack: list[FunctionScope] = []  # functions being traced (cond branches, loop bodies)
         self._collections: dict[str, list] = {}
         self.seed: int | None = None
         self._last_id = 0
@@ -250,6 +280,10 @@ class Graph:
             return candidate
         return full
 
+    def get_name_scope(self) -> str:
+        """The current name scope, without a trailing slash ("" at the root)."""
+        return self._name_stack
+
     @contextlib.contextmanager
     def name_scope(self, name):
         old = self._name_stack
@@ -274,12 +308,13 @@ class Graph:
 
     @contextlib.contextmanager
     def control_dependencies(self, control_inputs):
-        if control_inputs is None:
+        if control_inputs is None:  # as in TF1, this also leaves any cond branch or loop body being traced
             saved, self._control_stack = self._control_stack, []
+            functions, self._function_stack = self._function_stack, []
             try:
                 yield
             finally:
-                self._control_stack = saved
+                self._control_stack, self._function_stack = saved, functions
             return
         ops = []
         for c in control_inputs:
@@ -306,16 +341,26 @@ class Graph:
             if self._finalized:
                 raise RuntimeError("Graph is finalized and cannot be modified.")
             control = [op for deps in self._control_stack for op in deps]
-            device = next((d for d in reversed(self._device_stack) if d), "")
-            op = Operation(self, name, op_type, inputs, dict.fromkeys(control), attrs, device, source)
+            op = Operation(self, name, op_type, inputs, dict.fromkeys(control), attrs, "", source)
             op.outputs = tuple(Tensor(op, i, a.dtype, a.shape, a.value) for i, a in enumerate(out_avals))
+            op.device = self._device_for(op)
             self._ops.append(op)
             self._by_name[name] = op
+            if self._function_stack:
+                self._function_stack[-1].adopt(op)
             # IR node and digest are kept current as the graph grows (as TF builds its NodeDefs), so a
             # run never re-walks the whole graph to name it.
             self._digester.add(op.node_def)
             self._last_id += 1
             return op
+
+    def _device_for(self, op) -> str:
+        """The innermost tf.device that names one; a device function is called with the op, as in TF1."""
+        for entry in reversed(self._device_stack):
+            device_name = entry(op) if callable(entry) else entry
+            if device_name:
+                return device_name if isinstance(device_name, str) else device_name.to_string()
+        return ""
 
     def finalize(self):
         self._finalized = True
@@ -362,7 +407,8 @@ class Graph:
         items = self._collections.get(name, [])
         if scope is None:
             return list(items)
-        return [i for i in items if getattr(i, "name", "").startswith(scope)]
+        pattern = re.compile(scope)  # as TF: a regex matched at the start of each item's name; unnamed items drop
+        return [i for i in items if isinstance(getattr(i, "name", None), str) and pattern.match(i.name)]
 
     def get_collection_ref(self, name):
         return self._collections.setdefault(name, [])
@@ -404,6 +450,10 @@ class Graph:
     def __repr__(self):
         return f"<tf.Graph with {len(self._ops)} ops>"
 
+    def _repr_svg_(self) -> str:
+        """Jupyter draws the graph: every op with its type, output dtypes and shapes, and device."""
+        return display.render(display.node_boxes(self.nodes()), title=repr(self)[1:-1])
+
 
 # -- default graph ---------------------------------------------------------------------------------
 _global_default_graph = Graph()
@@ -444,6 +494,9 @@ def apply_op(op_type: str, inputs=(), attrs=None, name=None, graph=None) -> Oper
             raise ValueError(f"Tensor {t.name} must be from the same graph as the other inputs of {op_type}.")
     # A name ending in "/" is taken exactly (TF's convention for re-entering a scope).
     op_name = name[:-1] if name and name.endswith("/") else graph.unique_name(name or op_type)
+    if graph._function_stack:  # outer tensors used inside a traced function become its arguments
+        scope = graph._function_stack[-1]
+        inputs = [t if id(t.op) in scope.op_ids else scope.capture(t) for t in inputs]
     avals = [t.aval for t in inputs]
     try:
         attrs, out = registry.infer(definition, avals, attrs)  # the op keeps its attrs with defaults filled in
@@ -456,6 +509,70 @@ def apply_op(op_type: str, inputs=(), attrs=None, name=None, graph=None) -> Oper
     return graph.create_op(op_type, inputs, attrs, op_name, out, user_source())
 
 
+class FunctionScope:
+    """The ops of one function being traced into the user's graph: a cond branch, a loop's cond or body.
+
+    Its nodes live in the graph like any other; the calling If/While names its argument nodes (FuncArg)
+    and result tensors, and the compiler runs the ancestors of those results as a sub-plan. An outer
+    tensor used inside is captured: it becomes a FuncArg here and an input of the caller (`outer`).
+    A constant is copied in instead, so shape rules inside still see its value.
+    """
+
+    def __init__(self, graph: Graph, name: str):
+        self.graph, self.name = graph, name
+        self.parent = graph._function_stack[-1] if graph._function_stack else None
+        self.op_ids: set[int] = set()
+        self.args: list[Tensor] = []  # FuncArg outputs, in argument order
+        self.outer: list[Tensor | None] = []  # per argument: the captured outer tensor, None when declared
+        self._captured: dict[int, Tensor] = {}
+
+    def adopt(self, op: Operation) -> None:
+        foreign = [c.name for c in op.control_inputs if id(c) not in self.op_ids]
+        if foreign:
+            raise ValueError(f"op '{op.name}' inside '{self.name}' has a control dependency on {foreign}, which are "
+                             f"outside it; create the dependency outside the branch or loop body")
+        self.op_ids.add(id(op))
+
+    @contextlib.contextmanager
+    def entered(self):
+        """Make this function the one being traced (control dependencies from outside do not reach in)."""
+        graph = self.graph
+        saved = graph._function_stack, graph._control_stack, graph._name_stack
+        chain, scope = [], self
+        while scope is not None:
+            chain.insert(0, scope)
+            scope = scope.parent
+        graph._function_stack, graph._control_stack = chain, []
+        try:
+            yield self
+        finally:
+            graph._function_stack, graph._control_stack, graph._name_stack = saved
+
+    def add_arg(self, dtype, shape, outer: Tensor | None = None) -> Tensor:
+        with self.entered():
+            self.graph._name_stack = self.name
+            arg = apply_op("FuncArg", (), {"dtype": dtype, "shape": ir.ShapeAttr(shape)}, "arg",
+                           graph=self.graph).outputs[0]
+        self.args.append(arg)
+        self.outer.append(outer)
+        return arg
+
+    def capture(self, t: Tensor) -> Tensor:
+        if id(t.op) in self.op_ids:
+            return t
+        arg = self._captured.get(id(t))
+        if arg is None:
+            outer = self.parent.capture(t) if self.parent is not None else t
+            if t.op.type == "Const":
+                with self.entered():
+                    self.graph._name_stack = self.name
+                    arg = apply_op("Const", (), t.op.attrs, "captured_const", graph=self.graph).outputs[0]
+            else:
+                arg = self.add_arg(t.dtype, t._shape, outer)
+            self._captured[id(t)] = arg
+        return arg
+
+
 def name_scope(name, default_name=None, values=None):
     """tf.name_scope(name) / tf.name_scope(name, default_name, values) on the default graph."""
     graph = get_default_graph()
@@ -466,6 +583,12 @@ def name_scope(name, default_name=None, values=None):
 
 def device(device_name):
     return get_default_graph().device(device_name)
+
+
+def current_function(graph: Graph | None = None) -> FunctionScope | None:
+    """The function (cond branch or loop body) being traced; None at the graph's top level."""
+    graph = graph or get_default_graph()
+    return graph._function_stack[-1] if graph._function_stack else None
 
 
 def control_dependencies(control_inputs):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from graphexec.framework import Operation, Tensor, get_default_graph, name_scope
 from graphexec.ops import registry
-from graphexec.ops.array_ops import ones_like
+from graphexec.ops.array_ops import ones, shape
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.math_ops import add_n
 from graphexec.ops.registry import NOT_DIFFERENTIABLE
@@ -79,8 +79,16 @@ def _seed(pending, ys, grad_ys, reached):
     for y, dy in zip(ys, grad_ys):
         if id(y) not in reached:
             continue
-        dy = ones_like(y, name=f"grad_ys_{len(pending)}") if dy is None else convert_to_tensor(dy, dtype=y.dtype)
+        dy = _default_grad_y(y, len(pending)) if dy is None else convert_to_tensor(dy, dtype=y.dtype)
         pending.setdefault(id(y), []).append(dy)
+
+
+def _default_grad_y(y: Tensor, index: int) -> Tensor:
+    """Ones shaped like y. TF1 seeds with ones(shape(y)) and grappler folds a static shape to a constant,
+    so computing the gradient of a y of known shape does not run y's own op: a tf.Print on the loss
+    stays silent when only the train op runs. An unknown shape is read from y at run time."""
+    dims = y.shape.as_list() if y.shape.is_fully_defined() else shape(y)
+    return ones(dims, y.dtype, name=f"grad_ys_{index}")
 
 
 def _backprop_op(op: Operation, pending, reached, blocked):

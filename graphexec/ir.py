@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from graphexec.dtypes import DType
+from graphexec.dtypes import DType, string_content
 
 Shape = tuple | None
 
@@ -55,7 +55,7 @@ class ShapeAttr(tuple):
 def _fingerprint(value):
     """A hashable stand-in for an attr value: values `_same` as each other have equal fingerprints."""
     if isinstance(value, np.ndarray):
-        return ("tensor", value.dtype.str, value.shape, hash(value.tobytes()))
+        return ("tensor", value.dtype.str, value.shape, hash(_content(value)))
     if isinstance(value, (list, tuple)) and not isinstance(value, ShapeAttr):
         return (type(value), *(_fingerprint(v) for v in value))
     if isinstance(value, Mapping) and not isinstance(value, Attrs):
@@ -63,12 +63,17 @@ def _fingerprint(value):
     return (type(value), value)  # the type keeps 1, 1.0 and True apart
 
 
+def _content(array: np.ndarray) -> bytes:
+    """An array's elements as bytes (a string tensor's own bytes, not its object pointers)."""
+    return string_content(array) if array.dtype == object else array.tobytes()
+
+
 def _same(a, b) -> bool:
     """Attr values are the same: same type and content (arrays: dtype, shape and bytes)."""
     if type(a) is not type(b):
         return False
     if isinstance(a, np.ndarray):
-        return a is b or (a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes())
+        return a is b or (a.dtype == b.dtype and a.shape == b.shape and _content(a) == _content(b))
     if isinstance(a, (list, tuple)) and not isinstance(a, ShapeAttr):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, Mapping) and not isinstance(a, Attrs):

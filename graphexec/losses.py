@@ -7,7 +7,7 @@ float32 or wider, and the result has the predictions' dtype.
 """
 from __future__ import annotations
 
-from graphexec import dtypes
+from graphexec import api_gaps, dtypes
 from graphexec.framework import get_default_graph, name_scope
 from graphexec.nn import (sigmoid_cross_entropy_with_logits, softmax_cross_entropy_with_logits_v2,
                           sparse_softmax_cross_entropy_with_logits)
@@ -189,3 +189,6 @@ def get_total_loss(add_regularization_losses=True, name="total_loss", scope=None
     if not losses:
         raise ValueError("No losses found in the LOSSES collection.")
     return add_n(losses, name=name)
+
+
+__getattr__ = api_gaps.missing_names("losses", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

@@ -6,7 +6,7 @@ local_variables_initializer() resets them.
 """
 from __future__ import annotations
 
-from graphexec import dtypes
+from graphexec import api_gaps, dtypes
 from graphexec.framework import get_default_graph, name_scope
 from graphexec.ops.array_ops import ones_like, zeros_like
 from graphexec.ops.convert import convert_to_tensor
@@ -64,3 +64,6 @@ def accuracy(labels, predictions, weights=None, metrics_collections=None, update
 
 
 __all__ = ["mean", "accuracy"]
+
+
+__getattr__ = api_gaps.missing_names("metrics", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

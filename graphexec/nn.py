@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphexec import api_gaps
 from graphexec.framework import Tensor, apply_op, name_scope
 from graphexec.ops import conv_ops, math_ops, nn_ops  # noqa: F401 - registers the fused and conv ops
-from graphexec.ops.array_ops import shape, squeeze, stop_gradient, transpose
+from graphexec.ops.array_ops import expand_dims, shape, squeeze, stop_gradient, transpose
 from graphexec.ops.convert import convert_pair, convert_to_tensor
 from graphexec.ops.random_ops import random_uniform
 from graphexec.ops.math_ops import (abs, add, cast, exp, greater, greater_equal, log1p, maximum, minimum,  # noqa: A004
                                     multiply, rsqrt, sigmoid, square, subtract, tanh, truediv, where)
-from graphexec.ops.reduction_ops import reduce_mean, reduce_sum
+from graphexec.ops.random_ops import log_uniform_candidate_sampler, uniform_candidate_sampler
+from graphexec.ops.reduction_ops import reduce_mean, reduce_prod, reduce_sum
 from graphexec.ops.nn_ops import *  # noqa: F401,F403 - its __all__ is part of tf.nn
+from graphexec.nn_sampled import (compute_accidental_hits, embedding_lookup, nce_loss,  # noqa: F401
+                                  sampled_softmax_loss)
 
 __all__ = ["relu", "relu6", "elu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
            "softmax_cross_entropy_with_logits", "softmax_cross_entropy_with_logits_v2",
            "sparse_softmax_cross_entropy_with_logits", "sigmoid_cross_entropy_with_logits", "l2_loss", "bias_add",
            "dropout", "conv2d", "max_pool", "avg_pool", "moments", "batch_normalization", "xw_plus_b",
-           *nn_ops.__all__]
+           *nn_ops.__all__, "rnn_cell", "dynamic_rnn", "static_rnn", "bidirectional_dynamic_rnn",
+           "static_bidirectional_rnn"]
 
 
 # -- activations ------------------------------------------------------------------------------------------------
@@ -205,6 +210,41 @@ def conv2d(input=None, filter=None, strides=None, padding=None, use_cudnn_on_gpu
     return apply_op("Conv2D", (x, w), attrs, name or "Conv2D").outputs[0]
 
 
+def conv2d_transpose(value=None, filter=None, output_shape=None, strides=None, padding="SAME",  # noqa: A002
+                     data_format="NHWC", name=None, input=None, filters=None, dilations=None):  # noqa: A002
+    """The adjoint of conv2d (its gradient with respect to the input): `filter` is [h, w, out, in] and
+    `output_shape` the [batch, height, width, out] of the result."""
+    value = input if value is None else value
+    filter = filters if filter is None else filter  # noqa: A001
+    if value is None or filter is None or output_shape is None or strides is None:
+        raise ValueError("conv2d_transpose needs value, filter, output_shape and strides")
+    if dilations is not None and _four(dilations, "dilations") != (1, 1, 1, 1):
+        raise NotImplementedError("dilated convolution is not supported")
+    x = convert_to_tensor(value)
+    w = convert_to_tensor(filter, dtype=x.dtype)
+    sizes = convert_to_tensor(output_shape, dtype="int32")
+    attrs = {"strides": _four(strides, "strides"), "padding": str(padding).upper(), "data_format": data_format}
+    with name_scope(name, "conv2d_transpose") as scope:
+        return apply_op("Conv2DBackpropInput", (sizes, w, x), attrs, scope).outputs[0]
+
+
+def conv1d(value=None, filters=None, stride=None, padding=None, use_cudnn_on_gpu=None, data_format="NWC",
+           name=None, input=None, dilations=None):  # noqa: A002
+    """1-D convolution of [batch, width, in] with a [width, in, out] filter, as a conv2d of height 1."""
+    value = input if value is None else value
+    if data_format not in ("NWC", "NHWC", None):
+        raise ValueError(f"conv1d supports the NWC data format only, got {data_format!r}")
+    stride = stride[0] if isinstance(stride, (list, tuple)) and len(stride) == 1 else stride
+    stride = stride[1] if isinstance(stride, (list, tuple)) else stride
+    with name_scope(name, "conv1d") as scope:
+        x = expand_dims(convert_to_tensor(value), 1)
+        w = expand_dims(convert_to_tensor(filters, dtype=x.dtype), 0)
+        return squeeze(conv2d(x, w, strides=[1, 1, int(stride), 1], padding=padding), [1], name=scope)
+
+
+__all__ += ["conv2d_transpose", "conv1d"]
+
+
 def _pool(op_type, value, ksize, strides, padding, data_format, name):
     attrs = {"ksize": _four(ksize, "ksize"), "strides": _four(strides, "strides"), "padding": str(padding).upper(),
              "data_format": data_format}
@@ -247,3 +287,96 @@ def batch_normalization(x, mean, variance, offset, scale, variance_epsilon, name
         if offset is not None:
             shifted = add(shifted, convert_to_tensor(offset, dtype=x.dtype))
         return add(multiply(x, inv), shifted, name=scope)
+
+
+# -- more activations, normalizations and cross-entropies (TF1's compositions) ------------------------------------
+__all__ += ["selu", "softplus", "softsign", "swish", "silu", "l2_normalize", "weighted_cross_entropy_with_logits",
+            "fused_batch_norm", "log_uniform_candidate_sampler", "uniform_candidate_sampler", "embedding_lookup",
+            "nce_loss", "sampled_softmax_loss", "compute_accidental_hits"]
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def selu(features, name=None):
+    features = convert_to_tensor(features)
+    with name_scope(name, "Selu") as scope:
+        return multiply(where(greater(features, 0), features, multiply(elu(features), SELU_ALPHA)), SELU_SCALE,
+                        name=scope)
+
+
+def softplus(features, name=None):
+    """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|."""
+    features = convert_to_tensor(features)
+    with name_scope(name, "Softplus") as scope:
+        return add(relu(features), log1p(exp(-abs(features))), name=scope)
+
+
+def softsign(features, name=None):
+    features = convert_to_tensor(features)
+    with name_scope(name, "Softsign") as scope:
+        return truediv(features, add(abs(features), 1), name=scope)
+
+
+def swish(features, beta=1.0, name=None):
+    """x * sigmoid(beta * x) (tf.nn.swish, also tf.nn.silu)."""
+    features = convert_to_tensor(features)
+    with name_scope(name, "swish") as scope:
+        gate = sigmoid(features if beta == 1.0 else multiply(features, beta))
+        return multiply(features, gate, name=scope)
+
+
+silu = swish
+
+
+def l2_normalize(x, axis=None, epsilon=1e-12, name=None, dim=None):
+    """x / sqrt(max(sum(x ** 2, axis), epsilon))."""
+    x = convert_to_tensor(x)
+    axis = dim if axis is None else axis
+    with name_scope(name, "l2_normalize") as scope:
+        squares = reduce_sum(square(x), axis=axis, keepdims=True)
+        return multiply(x, rsqrt(maximum(squares, epsilon)), name=scope)
+
+
+def weighted_cross_entropy_with_logits(labels=None, logits=None, pos_weight=None, name=None, targets=None):
+    """Sigmoid cross-entropy with positives weighted by pos_weight, as TF's stable formulation:
+    (1 - z) * x + (1 + (q - 1) * z) * (log1p(exp(-|x|)) + max(-x, 0))."""
+    labels = targets if labels is None else labels
+    if labels is None or logits is None or pos_weight is None:
+        raise ValueError("weighted_cross_entropy_with_logits needs labels, logits and pos_weight")
+    logits = convert_to_tensor(logits)
+    labels = convert_to_tensor(labels, dtype=logits.dtype)
+    with name_scope(name, "logistic_loss") as scope:
+        log_weight = add(multiply(subtract(convert_to_tensor(pos_weight, dtype=logits.dtype), 1), labels), 1)
+        tail = add(log1p(exp(-abs(logits))), relu(-logits))
+        return add(multiply(subtract(1, labels), logits), multiply(log_weight, tail), name=scope)
+
+
+def fused_batch_norm(x, scale, offset, mean=None, variance=None, epsilon=0.001, data_format="NHWC",
+                     is_training=True, name=None, exponential_avg_factor=1.0):
+    """(y, batch mean, batch variance) of channels-last x. Training normalizes with the batch's moments
+    and returns the variance with Bessel's correction (n / (n - 1)), as TF's kernel does for the moving
+    averages; inference normalizes with the given mean and variance and returns them."""
+    if data_format not in ("NHWC", "NDHWC"):
+        raise ValueError(f"fused_batch_norm supports channels-last data only, got data_format={data_format!r}")
+    if exponential_avg_factor != 1.0:
+        raise NotImplementedError("fused_batch_norm with exponential_avg_factor != 1 is not supported")
+    x = convert_to_tensor(x)
+    with name_scope(name, "FusedBatchNorm"):
+        if not is_training:
+            if mean is None or variance is None:
+                raise ValueError("fused_batch_norm in inference needs mean= and variance=")
+            mean, variance = convert_to_tensor(mean, dtype=x.dtype), convert_to_tensor(variance, dtype=x.dtype)
+            return batch_normalization(x, mean, variance, offset, scale, epsilon), mean, variance
+        axes = list(range(x.shape.ndims - 1))
+        batch_mean, batch_variance = moments(x, axes)
+        y = batch_normalization(x, batch_mean, batch_variance, offset, scale, epsilon)
+        count = reduce_prod(cast(shape(x)[:-1], x.dtype))  # elements per channel (the batch may be unknown)
+        corrected = multiply(batch_variance, truediv(count, maximum(subtract(count, 1), 1)))
+        return y, batch_mean, corrected
+
+
+# Last: the cells are tf.layers layers, and graphexec.layers reads this module's functions as it loads.
+from graphexec import rnn_cell  # noqa: E402,F401 - tf.nn.rnn_cell
+from graphexec.rnn import bidirectional_dynamic_rnn, dynamic_rnn, static_bidirectional_rnn, static_rnn  # noqa: E402,F401
+
+__getattr__ = api_gaps.missing_names("nn", __name__)  # TF1 names graphexec lacks say so (see api_gaps)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphexec import ir
-from graphexec.base_session import BaseSession
+from graphexec import dtypes, ir
+from graphexec.base_session import BaseSession, printing_failures, write_printed
 from graphexec.client.remote import RemoteSession
 from graphexec.compiler.pipeline import compile_program
 from graphexec.config import RunOptions
@@ -107,20 +107,32 @@ class Session(BaseSession):
         options = options or _DEFAULT_OPTIONS
         timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms else None
         trace = run_metadata is not None and options.trace_level >= RunOptions.SOFTWARE_TRACE
-        result = self._runner.run(prepared, feed_values, trace, timeout)
+        result = printing_failures(lambda: self._runner.run(prepared, feed_values, trace, timeout))
+        write_printed(result.printed)
         if run_metadata is not None:
             describe_run(prepared.cached.plan, prepared.placement, result, source, compile_ms,
                          options.trace_level >= RunOptions.FULL_TRACE, run_metadata)
         return [_owned(r, feed_values) for r in result.fetches]
 
     def load_variable(self, name, value, dtype):
-        self._runner.load_variable(name, np.array(value, dtype=dtype.np))
+        array = dtypes.string_array(value) if dtype is dtypes.string else np.array(value, dtype=dtype.np)
+        self._runner.load_variable(name, array)
+
+    @staticmethod
+    def reset(target, containers=None, config=None):
+        """tf.Session.reset: drop the variables of `containers` on the server at `target`. In-process
+        sessions share no state (each holds its own variables), so an empty target resets nothing."""
+        target = target or os.environ.get("GRAPHEXEC_TARGET", "")
+        if target:
+            RemoteSession.reset(target, containers, config)
 
 
 def _owned(value, feeds):
     """Fetched arrays are the caller's: never a view of a variable, constant or feed (a fetched
     placeholder is the fed array itself)."""
     if isinstance(value, np.ndarray):
+        if value.dtype == object and value.ndim == 0:  # a tf.string scalar is fetched as bytes, as in TF1
+            return value[()]
         if value.base is not None or not value.flags.writeable:
             return value.copy()
         for feed in feeds:

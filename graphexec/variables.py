@@ -28,13 +28,17 @@ class Variable:
     """A named, mutable tensor stored by the session (or server). `var.name` is "<name>:0"."""
 
     def __init__(self, initial_value=None, trainable=True, collections=None, validate_shape=True,
-                 name=None, dtype=None, expected_shape=None, use_resource=None, shape=None):
+                 name=None, dtype=None, expected_shape=None, use_resource=None, shape=None, constraint=None):
         if initial_value is None:
             raise ValueError("initial_value must be specified.")
         graph = get_default_graph()
         with graph.control_dependencies(None), graph.name_scope(name or "Variable") as scope:
             self._var_name = scope[:-1]
-            value = initial_value() if callable(initial_value) else initial_value
+            if callable(initial_value):
+                with graph.name_scope("Initializer"):  # TF1 builds an initializer function's ops here
+                    value = initial_value()
+            else:
+                value = initial_value
             if isinstance(value, Variable):
                 value = value.initialized_value()
             with graph.name_scope("initial_value"):
@@ -49,6 +53,7 @@ class Variable:
             self._snapshot = apply_op("ReadVariable", (), self._attrs, self._var_name + "/").outputs[0]
         self._graph = graph
         self._trainable = trainable
+        self._constraint = constraint  # exposed as in TF1; tf.train optimizers do not apply it (nor do TF1's)
         collections = list(collections) if collections is not None else [GraphKeys.GLOBAL_VARIABLES]
         if trainable and GraphKeys.TRAINABLE_VARIABLES not in collections:
             collections.append(GraphKeys.TRAINABLE_VARIABLES)
@@ -64,6 +69,7 @@ class Variable:
     initializer = property(lambda self: self._initializer_op)
     initial_value = property(lambda self: self._initial_value)
     shape = property(lambda self: self._snapshot.shape)
+    constraint = property(lambda self: self._constraint)
 
     def get_shape(self):
         return self.shape
@@ -113,7 +119,7 @@ class Variable:
         default_session_for(self._graph, session).load_variable(self._var_name, value, self.dtype)
 
     def __repr__(self):
-        return f"<tf.Variable '{self.name}' shape={self.shape} dtype={self.dtype.name}>"
+        return f"<tf.Variable '{self.name}' shape={self.shape} dtype={self.dtype.name}_ref>"  # TF1's ref variables
 
 
 def assign(ref, value, validate_shape=None, use_locking=None, name=None):

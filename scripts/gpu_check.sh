@@ -8,7 +8,8 @@ out=${OUT:-/tmp}
 python3 --version; nvidia-smi -L || true
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    .whl/redis-*.whl .whl/grpcio_health*.whl .whl/grpcio_reflection*.whl .whl/protobuf-*.whl
+    .whl/redis-*.whl .whl/grpcio_health*.whl .whl/grpcio_reflection*.whl .whl/protobuf-*.whl \
+    .whl/tensorboard[xX]-*.whl .whl/tqdm-*.whl .whl/packaging-*.whl
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/grpcio-1*.whl || echo "keeping the image's grpcio"
   export PYTHONPATH=/tmp/site:$PWD

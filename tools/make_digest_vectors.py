@@ -34,7 +34,7 @@ STRINGS = {"empty": "", "ascii": 'plain "quoted" \\ /', "latin": "é ü ß", "cj
 # Keys whose UTF-8 (code point) order differs from UTF-16 order: "\ufb01" < "😀" by code point only.
 ODD_KEYS = {"😀": 1, "\ufb01": 2, "z": 3, "Z": 4, "é": 5, "a": 6, "ab": 7, "_hidden": 8}
 DTYPES = {d.name: d for d in (tf.float16, tf.float32, tf.float64, tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8,
-                              tf.uint16, tf.bool)}
+                              tf.uint16, tf.bool, tf.string)}
 SHAPES = {"unknown_rank": SHAPE(None), "scalar": SHAPE([]), "batch_by_3": SHAPE([None, 3]),
           "partial": SHAPE([2, None, None]), "empty_dim": SHAPE([0]), "big": SHAPE([2**40])}
 TENSORS = {
@@ -49,6 +49,8 @@ TENSORS = {
     "uint16": np.array([65535, 1], dtype=np.uint16),
     "bool": np.array([[True, False], [False, True]]),
     "empty": np.zeros((0, 3), dtype=np.float32),
+    "string": np.array([[b"Hello, TensorFlow!", b""], ["é 😀".encode(), b"nul\x00"]], dtype=object),
+    "string_scalar": np.array(b"graphexec", dtype=object),
 }
 LISTS = {
     "ints": (1, 2, 3), "int_extremes": (INT64_MIN, -1, 0, INT64_MAX), "floats": (0.1, -0.0, float("nan"), float("inf")),
@@ -103,6 +105,17 @@ def api_graph():
     return relative, graph.seed
 
 
+def string_graph():
+    """String constants and a string placeholder (tf.string content is length-prefixed before hashing)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        hello = tf.constant("Hello, TensorFlow!", name="hello")
+        words = tf.placeholder(tf.string, [None], name="words")
+        tf.strings.join([words, hello, tf.constant(["é", "😀"])], separator=" ", name="joined")
+    relative = [dataclasses.replace(n, source=n.source.replace(f"{ROOT}/", "")) for n in graph.nodes()]
+    return relative, graph.seed
+
+
 def vector(name, nodes, seed=None, server_decodable=False):
     graph_def = convert.graph_to_proto(nodes, seed)
     data = graph_def.SerializeToString(deterministic=True)  # map entries (attrs) sorted: the file regenerates alike
@@ -133,6 +146,7 @@ def vectors():
             vector("empty graph, seed 0", [], seed=0),
             *(vector(f"one node, seed {s}", one, seed=s) for s in (None, 0, -1, 1234, INT64_MAX, INT64_MIN)),
             vector("built with the Python API", *api_graph(), server_decodable=True),
+            vector("string constants", *string_graph(), server_decodable=True),
         ],
     }
 

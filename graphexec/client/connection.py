@@ -112,7 +112,7 @@ class ResponseAssembler:
     def _answer(self, response, fetches):
         if response.status.code:
             self._parts.clear()
-            return status.error_from_status(response.status.code, response.status.message)
+            return status.error_from_status(response.status.code, response.status.message, response.status.printed)
         for index in response.parted_fetches:
             array, filled = self._parts.pop(index)
             if filled != array.nbytes:

@@ -40,7 +40,7 @@ from graphexec.fetches import FetchMapper
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, convert, status
 from graphexec.rpc.codec import CHUNK_BYTES
-from graphexec.base_session import BaseSession
+from graphexec.base_session import BaseSession, printing_failures, write_printed
 
 COPY_BELOW_BYTES = 1 << 20
 _DEFAULT_OPTIONS = RunOptions()  # read only, never changed
@@ -151,6 +151,15 @@ class RemoteSession(BaseSession):
 
     # -- running ------------------------------------------------------------------------------------
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
+        response, made, fetches = printing_failures(
+            lambda: self._run_once(feed_names, feed_values, fetch_names, targets, options, run_metadata))
+        write_printed(response.printed)
+        if run_metadata is not None:
+            self._record(response, made, run_metadata)
+        return [_result(f) for f in fetches]
+
+    def _run_once(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
+        """(response, callable, fetches) of one run, made again once when the server lost the callable."""
         options = options or _DEFAULT_OPTIONS
         request_id = next(self._request_ids)
         for attempt in range(2):
@@ -166,7 +175,7 @@ class RemoteSession(BaseSession):
                     data = _encode_run(header, request_id, feeds)
                     reply = self._connection.call("RunCallable", data, timeout)
                     response, fetches, _ = codec.decode_tensor_message(spb.RunCallableResponse, reply, "fetches")
-                break
+                return response, made, fetches
             except errors.NotFoundError as exc:  # another replica, or a restarted server: make it again
                 if attempt or not str(exc).startswith(("callable ", "graph ")):
                     raise
@@ -174,9 +183,6 @@ class RemoteSession(BaseSession):
                     with self._lock:
                         self._acked = (0, b"", None)
                 self._forget_callable(feed_names, fetch_names, targets)
-        if run_metadata is not None:
-            self._record(response, made, run_metadata)
-        return [_result(f) for f in fetches]
 
     def _request(self, made: _Callable, request_id: int, options, with_metadata: bool, message=spb.RunRequest):
         """The run request (a Run stream item by default; RunCallableRequest has the same fields 1-5)."""
@@ -214,7 +220,7 @@ class RemoteSession(BaseSession):
             made.made = None
 
     # -- streaming ----------------------------------------------------------------------------------
-    def stream(self, fetches, feed_iter, max_in_flight: int = 32, options=None):
+    def _stream(self, fetches, feed_iter, max_in_flight: int, options):
         """Yield `sess.run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order, over one
         bidirectional Run call with at most `max_in_flight` runs outstanding. A failed run raises its
         tf.errors class at its position and ends the stream.
@@ -270,7 +276,9 @@ class RemoteSession(BaseSession):
                 for answer in assembler.answers(data):
                     window.release()
                     if isinstance(answer, errors.OpError):
+                        write_printed(answer.printed)
                         raise answer
+                    write_printed(answer[0].printed)
                     yield mapper.build([_result(f) for f in answer[1]])
         except grpc.RpcError as exc:
             if not failure:

@@ -12,6 +12,7 @@ from graphexec import ir
 from graphexec.compiler.cse import eliminate_common_subexpressions
 from graphexec.compiler.feeds import bind_feeds, require_feeds
 from graphexec.compiler.fold import fold_constants
+from graphexec.compiler.functions import attach_functions
 from graphexec.compiler.fuse import fuse_elementwise
 from graphexec.compiler.plan import Plan, build_plan
 from graphexec.compiler.prune import prune
@@ -51,5 +52,11 @@ def optimize(program: ir.Program, passes=PASSES, check: bool | None = None) -> i
     return program
 
 
-def compile_program(program: ir.Program, graph_digest: str, check: bool | None = None) -> Plan:
+def compile_program(program: ir.Program, graph_digest: str, check: bool | None = None, depth: int = 0) -> Plan:
+    """The program's plan. Functional nodes (If, While) first get their functions' sub-plans, compiled
+    here the same way, before pruning drops the function bodies from the outer program."""
+    def compile_function(sub: ir.Program, name: str) -> Plan:
+        return compile_program(sub, f"{graph_digest}/{name}", check, depth + 1)
+
+    program = attach_functions(program, compile_function, depth)
     return build_plan(optimize(program, check=check), graph_digest)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphexec import ir
+from graphexec import display, ir
 from graphexec.ops import registry
 
 COMPILER_VERSION = "graphexec-compiler-1"
@@ -41,10 +41,11 @@ class Step:
         ins = ", ".join(f"${s}" for s in self.inputs)
         free = f"  free {', '.join(f'${s}' for s in self.free)}" if self.free else ""
         bodies = "".join(f" {v}" for v in self.attrs.values() if isinstance(v, ir.Subprogram))
+        bodies += "".join(f" {k}=<{len(v.steps)} steps>" for k, v in self.attrs.items() if isinstance(v, Plan))
         return f"{outs} = {self.op}({ins}){bodies}  # {self.node}{free}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: a functional step holds its sub-plans as attrs
 class Plan:
     graph_digest: str
     feeds: tuple[Endpoint, ...]
@@ -65,8 +66,24 @@ class Plan:
         return "\n".join(lines)
 
     def nbytes(self) -> int:
-        """Roughly what the plan holds in memory: its constants, and a little per step."""
-        return sum(np.asarray(v).nbytes for v in self.constants.values()) + 256 * len(self.steps)
+        """Roughly what the plan holds in memory: its constants, and a little per step (sub-plans of If
+        and While steps included)."""
+        return (sum(np.asarray(v).nbytes for v in self.constants.values()) + 256 * len(self.steps) +
+                sum(value.nbytes() for step in self.steps for value in step.attrs.values() if isinstance(value, Plan)))
+
+    def step_ops(self) -> set[str]:
+        """The ops of every step, those of sub-plans (If and While bodies) included."""
+        ops = set()
+        for step in self.steps:
+            ops.add(step.op)
+            for value in step.attrs.values():
+                if isinstance(value, Plan):
+                    ops |= value.step_ops()
+        return ops
+
+    def _repr_svg_(self) -> str:
+        """Jupyter draws the plan: feeds, steps (fused ones list what they cover) and fetches."""
+        return display.render(display.plan_boxes(self), title=f"plan {self.graph_digest[:12]} ({len(self.steps)} steps)")
 
     def executed_nodes(self) -> list[str]:
         return [name for step in self.steps for name in step.covers]

@@ -18,8 +18,8 @@ from graphexec.ops import rules
 from graphexec.ops.convert import convert_to_tensor, shape_attr
 from graphexec.ops.emit import emit
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
-from graphexec.ops.shape_inputs import (INDEX_TYPES, check_index_dtype, dims_shape, host_ints, int_tensor,
-                                        is_tensorlike, rank_of, scalar_value, shape_of, vector_length, vector_value,
+from graphexec.ops.shape_inputs import (INDEX_TYPES, check_index_dtype, dims_shape, host_ints, int_array,
+                                        int_tensor, is_tensorlike, rank_of, scalar_value, shape_of, vector_length, vector_value,
                                         with_known_elements)
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>).
@@ -141,7 +141,11 @@ Reshape = op("Reshape", shape=_reshape_shape, dtype=lambda args, attrs: args[0].
 
 
 def reshape(tensor, shape, name=None):
-    target = convert_to_tensor(shape, dtype=dtypes.int32) if not isinstance(shape, Tensor) else shape
+    if isinstance(shape, Tensor) or is_tensorlike(shape) or (
+            isinstance(shape, (list, tuple)) and any(is_tensorlike(d) for d in shape)):
+        target = shape if isinstance(shape, Tensor) else convert_to_tensor(shape, dtype=dtypes.int32)
+    else:  # numbers: int64 when they need it; a huge Python int is an error, not wrapped to int32
+        target = convert_to_tensor(int_array(shape, "shape"))
     return apply_op("Reshape", (convert_to_tensor(tensor), target), {}, name).outputs[0]
 
 
@@ -238,9 +242,16 @@ def _value_independent(op, *dzs):
 
 Fill = op("Fill", shape=_fill_shape, dtype=lambda args, attrs: args[1].dtype, kernel=_fill, inputs=("dims", "value"),
           grad=lambda op, dz: [None, emit("Sum", dz, axis=None, keepdims=False)])
+def _zeros_like(ctx, x):
+    if x.dtype == object:  # tf.string: the empty string is its zero, as in TF
+        return np.full(x.shape, b"", dtype=object)
+    return ctx.xp.zeros_like(x)
+
+
 ZerosLike = op("ZerosLike", shape=rules.unchanged, dtype=rules.same_dtype(), grad=_value_independent,
-               kernel=lambda ctx, x: ctx.xp.zeros_like(x), inputs=("x",))
-OnesLike = op("OnesLike", shape=rules.unchanged, dtype=rules.same_dtype(), grad=_value_independent,
+               kernel=_zeros_like, inputs=("x",))
+OnesLike = op("OnesLike", shape=rules.unchanged, dtype=rules.same_dtype(*(d for d in dtypes.ALL if not d.is_string)),
+              grad=_value_independent,
               kernel=lambda ctx, x: ctx.xp.ones_like(x), inputs=("x",))
 
 

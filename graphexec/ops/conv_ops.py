@@ -101,6 +101,12 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
 
 def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format="NHWC"):
     kh, kw, _, o = w.shape
+    sizes = host_ints(ctx, input_sizes)
+    oh, ow, _ = _geometry(sizes, kh, kw, strides, padding)
+    if tuple(dy.shape) != (sizes[0], oh, ow, o):
+        raise ValueError(f"out_backprop of shape {list(dy.shape)} does not match the {list(sizes)} input a "
+                         f"{kh}x{kw} {padding} convolution with strides {list(strides)} would read: it expects "
+                         f"{[sizes[0], oh, ow, o]}")
     cols = dy.reshape(-1, o) @ w.reshape(-1, o).T
     return _col2im(ctx, cols, host_ints(ctx, input_sizes), kh, kw, strides, padding)
 
@@ -144,8 +150,15 @@ def _sizes_shape(arg):
 
 
 def _conv_backprop_input_shape(args, attrs):
+    """The input_sizes; when they are known, dy must have the shape the convolution of such an input gives."""
     _check_window_attrs(attrs)
-    return _sizes_shape(args[0])
+    sizes, w, dy = _sizes_shape(args[0]), args[1].shape, args[2].shape
+    if None not in sizes and w is not None and dy is not None and len(dy) == 4:
+        expected = _conv_out_shape(sizes, w, attrs)
+        if any(a is not None and b is not None and a != b for a, b in zip(expected, dy)):
+            raise ShapeError(f"out_backprop {rules.fmt(dy)} does not match the convolution of an input of shape "
+                             f"{rules.fmt(sizes)} with filter {rules.fmt(w)}, which gives {rules.fmt(expected)}")
+    return sizes
 
 
 def _conv_backprop_filter_shape(args, attrs):

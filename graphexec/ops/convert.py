@@ -29,6 +29,11 @@ def numpy_value(value, dtype=None) -> np.ndarray:
     """numpy array with TF's defaults: Python floats -> float32, Python ints -> int32 (int64 if needed)."""
     if dtype is not None:
         dtype = dtypes.as_dtype(dtype)
+    if dtype is dtypes.string or (dtype is None and _looks_like_strings(value)):
+        try:
+            return dtypes.string_array(value)
+        except TypeError:
+            raise TypeError(f"Cannot convert {value!r} to a tensor of dtype string") from None
     if isinstance(value, np.ndarray) or isinstance(value, np.generic):
         array = np.asarray(value)
     else:
@@ -49,6 +54,16 @@ def numpy_value(value, dtype=None) -> np.ndarray:
         raise TypeError(f"Cannot convert {value!r} to a tensor: unsupported element type {array.dtype}")
     dtypes.from_numpy(array.dtype)  # raises for unsupported types
     return array
+
+
+def _looks_like_strings(value) -> bool:
+    """str/bytes scalars, numpy str/bytes arrays, and (nested) lists whose first element is one."""
+    while isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    if isinstance(value, (str, bytes, np.str_, np.bytes_)):
+        return True
+    return isinstance(value, np.ndarray) and (value.dtype.kind in "SU" or (
+        value.dtype == object and value.size > 0 and isinstance(value.reshape(-1)[0], (str, bytes))))
 
 
 def constant(value, dtype=None, shape=None, name="Const", verify_shape=False):
@@ -107,6 +122,9 @@ def _is_tensorlike(v) -> bool:
     return isinstance(v, Tensor) or hasattr(v, "_as_tensor")
 
 
+MAX_DIM = 1 << 63  # a dimension is an int64
+
+
 def shape_attr(shape) -> ShapeAttr:
     """A user's shape argument (None, list with None/-1 dims, TensorShape) as a shape attribute."""
     if shape is None:
@@ -114,4 +132,8 @@ def shape_attr(shape) -> ShapeAttr:
     dims = shape.dims if hasattr(shape, "dims") else shape
     if dims is None:
         return ShapeAttr(None)
+    for d in dims:
+        if d is not None and not -MAX_DIM <= int(d) < MAX_DIM:  # TF's message and class
+            raise TypeError(f"Error converting {list(dims)} (arg name = shape) to a TensorShape: Value out of range: "
+                            f"{int(d)}")
     return ShapeAttr([None if d is None or int(d) < 0 else int(d) for d in dims])

@@ -20,7 +20,7 @@ from graphexec.ops.shape_inputs import (axis_of, axis_tensor, check_index_dtype,
                                         int_tensor, is_tensorlike, known_axis, rank_of, scalar_value, shape_of)
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>).
-__all__ = ["gather", "gather_nd", "one_hot", "scatter_nd"]
+__all__ = ["gather", "gather_nd", "one_hot", "scatter_nd", "unsorted_segment_sum"]
 
 
 # -- GatherV2 and its adjoint UnsortedSegmentSum ----------------------------------------------------------
@@ -185,7 +185,13 @@ def _scatter_nd(ctx, indices, updates, shape):
     return out.reshape(dims)
 
 
-ScatterNd = op("ScatterNd", shape=_scatter_nd_shape, dtype=lambda args, attrs: args[1].dtype, kernel=_scatter_nd,
+def _scatter_nd_dtype(args, attrs):
+    if args[1].dtype is dtypes.string:  # its updates add up where indices repeat
+        raise ShapeError("scatter_nd takes number or bool updates, got string")
+    return args[1].dtype
+
+
+ScatterNd = op("ScatterNd", shape=_scatter_nd_shape, dtype=_scatter_nd_dtype, kernel=_scatter_nd,
                grad=lambda op, dy: [None, gather_nd(dy, op.inputs[0]), None], inputs=("indices", "updates", "shape"))
 
 

@@ -14,11 +14,12 @@ from graphexec.ops.emit import dynamic_shape, emit
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>).
-__all__ = ["abs", "add", "add_n", "cast", "clip_by_value", "cos", "divide", "equal", "exp", "floordiv", "floormod",
+__all__ = ["abs", "add", "add_n", "cast", "ceil", "clip_by_value", "cos", "divide", "equal", "exp", "floor", "floordiv",
+           "floormod",
            "greater", "greater_equal", "less", "less_equal", "log", "log1p", "logical_and", "logical_not",
-           "logical_or", "matmul", "maximum", "minimum", "mod", "multiply", "negative", "not_equal", "pow", "rsqrt",
-           "sigmoid", "sign", "sin", "sqrt", "square", "subtract", "tanh", "to_float", "truediv", "where",
-           "where_v2"]
+           "logical_or", "matmul", "maximum", "minimum", "mod", "multiply", "negative", "not_equal", "pow", "round",
+           "rsqrt", "sigmoid", "sign", "sin", "sqrt", "square", "squared_difference", "subtract", "tanh", "to_float",
+           "truediv", "where", "where_v2"]
 
 SIGNED = tuple(d for d in NUMERIC if d.np.kind != "u")
 
@@ -104,6 +105,12 @@ def _sign_grad(op, dz):
     return [emit("ZerosLike", op.inputs[0])]
 
 
+def _squared_difference_grad(op, dz):
+    x, y = op.inputs
+    dx = multiply(multiply(dz, 2), subtract(x, y))
+    return _unbroadcast(op, dx, negative(dx))
+
+
 def _cast_grad(op, dz):
     source = op.inputs[0].dtype
     return [cast(dz, source) if source.is_floating and dz.dtype.is_floating else None]
@@ -143,6 +150,9 @@ Greater = binary("Greater", "greater", out=dtypes.bool)
 GreaterEqual = binary("GreaterEqual", "greater_equal", out=dtypes.bool)
 LogicalAnd = binary("LogicalAnd", "logical_and", allowed=(dtypes.bool,), commutative=True, grad=NOT_DIFFERENTIABLE)
 LogicalOr = binary("LogicalOr", "logical_or", allowed=(dtypes.bool,), commutative=True, grad=NOT_DIFFERENTIABLE)
+SquaredDifference = op("SquaredDifference", shape=rules.broadcast, dtype=rules.same_dtype(*SIGNED),
+                       kernel=lambda ctx, x, y: ctx.xp.square(x - y), elementwise=True, commutative=True,
+                       grad=_squared_difference_grad, inputs=("x", "y"))
 
 
 # -- elementwise unary --------------------------------------------------------------------------
@@ -184,10 +194,22 @@ Tanh = unary("Tanh", ufunc_kernel("tanh"), allowed=FLOATING, ufunc="tanh",
              grad=_output_grad(lambda x, z, dz: multiply(dz, subtract(1, square(z)))))
 Sigmoid = unary("Sigmoid", _sigmoid, allowed=FLOATING,
                 grad=_output_grad(lambda x, z, dz: multiply(dz, multiply(z, subtract(1, z)))))
+# Piecewise constant: TF gives them no gradient (None), so a loss through them trains nothing before them.
+# Round is half to even, as TF's (and numpy's) round; integers pass through unchanged.
+Round = unary("Round", ufunc_kernel("round"), grad=lambda op, dz: [None])
+Floor = unary("Floor", ufunc_kernel("floor"), allowed=FLOATING, ufunc="floor", grad=lambda op, dz: [None])
+Ceil = unary("Ceil", ufunc_kernel("ceil"), allowed=FLOATING, ufunc="ceil", grad=lambda op, dz: [None])
 LogicalNot = op("LogicalNot", shape=rules.unchanged, dtype=rules.same_dtype(dtypes.bool),
                 kernel=ufunc_kernel("logical_not"), elementwise=True, ufunc="logical_not", grad=NOT_DIFFERENTIABLE,
                 inputs=("x",))
-Cast = op("Cast", shape=rules.unchanged, dtype=rules.attr_dtype("DstT"), elementwise=True, grad=_cast_grad,
+def _cast_dtype(args, attrs):
+    if (args[0].dtype is dtypes.string) != (attrs["DstT"] is dtypes.string):  # as TF: as_string/to_number
+        raise ShapeError(f"Cast from {args[0].dtype.name} to {attrs['DstT'].name} is not supported; use "
+                         f"tf.as_string or tf.strings.to_number")
+    return attrs["DstT"]
+
+
+Cast = op("Cast", shape=rules.unchanged, dtype=_cast_dtype, elementwise=True, grad=_cast_grad,
           kernel=lambda ctx, x, DstT: x.astype(DstT.np),  # noqa: N803 - TF's attr name
           inputs=("x",), attrs={"DstT": attr("type")})
 
@@ -327,22 +349,23 @@ def _named(fn, name: str):
     return fn
 
 
-add = _binary_api("Add", "add")
-subtract = _binary_api("Sub", "sub")
-multiply = _binary_api("Mul", "mul")
+# Default names as TF1: tf.add(x, y) is "Add", x + y is "add" (graphexec.ops.overloads names those).
+add = _binary_api("Add", "Add")
+subtract = _binary_api("Sub", "Sub")
+multiply = _binary_api("Mul", "Mul")
 floordiv = _binary_api("FloorDiv", "floordiv")
-mod = floormod = _binary_api("FloorMod", "mod")
-pow = _binary_api("Pow", "pow")  # noqa: A001 - TF's name
-maximum = _binary_api("Maximum", "maximum")
-minimum = _binary_api("Minimum", "minimum")
-equal = _binary_api("Equal", "equal")
-not_equal = _binary_api("NotEqual", "not_equal")
-less = _binary_api("Less", "less")
-less_equal = _binary_api("LessEqual", "less_equal")
-greater = _binary_api("Greater", "greater")
-greater_equal = _binary_api("GreaterEqual", "greater_equal")
-logical_and = _binary_api("LogicalAnd", "logical_and")
-logical_or = _binary_api("LogicalOr", "logical_or")
+mod = floormod = _binary_api("FloorMod", "FloorMod")
+pow = _binary_api("Pow", "Pow")  # noqa: A001 - TF's name
+maximum = _binary_api("Maximum", "Maximum")
+minimum = _binary_api("Minimum", "Minimum")
+equal = _binary_api("Equal", "Equal")
+not_equal = _binary_api("NotEqual", "NotEqual")
+less = _binary_api("Less", "Less")
+less_equal = _binary_api("LessEqual", "LessEqual")
+greater = _binary_api("Greater", "Greater")
+greater_equal = _binary_api("GreaterEqual", "GreaterEqual")
+logical_and = _binary_api("LogicalAnd", "LogicalAnd")
+logical_or = _binary_api("LogicalOr", "LogicalOr")
 negative = _unary_api("Neg", "Neg")
 abs = _unary_api("Abs", "Abs")  # noqa: A001
 sign = _unary_api("Sign", "Sign")
@@ -357,6 +380,10 @@ cos = _unary_api("Cos", "Cos")
 tanh = _unary_api("Tanh", "Tanh")
 sigmoid = _unary_api("Sigmoid", "Sigmoid")
 logical_not = _unary_api("LogicalNot", "LogicalNot")
+round = _unary_api("Round", "Round")  # noqa: A001 - TF's name
+floor = _unary_api("Floor", "Floor")
+ceil = _unary_api("Ceil", "Ceil")
+squared_difference = _binary_api("SquaredDifference", "SquaredDifference")
 
 
 def truediv(x, y, name=None):

@@ -13,11 +13,11 @@ from graphexec.framework import Tensor, apply_op, name_scope
 from graphexec.ops import rules
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.emit import emit
-from graphexec.ops.registry import ShapeError, attr, op
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import check_index_dtype, dim_of, scalar_value, shape_of
 
 # The public API (graphexec/nn.py star-imports it as tf.nn.<name>).
-__all__ = ["top_k"]
+__all__ = ["top_k", "in_top_k", "local_response_normalization", "lrn"]
 
 FLOAT = rules.same_dtype(*dtypes.FLOATING)
 
@@ -218,3 +218,91 @@ def top_k(input, k=1, sorted=True, name=None):  # noqa: A002 - TF's names
     with name_scope(name, "TopKV2") as scope:
         k = k if isinstance(k, Tensor) else convert_to_tensor(k, dtype=dtypes.int32, name="k")
         return TopK(*apply_op("TopKV2", (x, k), {"sorted": bool(sorted)}, scope).outputs)
+
+
+# -- InTopKV2 -----------------------------------------------------------------------------------------------------
+def _in_top_k_shape(args, attrs):
+    predictions, targets, k = args
+    check_index_dtype(targets, "targets")
+    check_index_dtype(k, "k")
+    if predictions.dtype is not dtypes.float32:
+        raise ShapeError(f"predictions must be float32, got {predictions.dtype.name}")
+    if predictions.rank not in (None, 2) or targets.rank not in (None, 1):
+        raise ShapeError(f"predictions must be a matrix and targets a vector, got shapes "
+                         f"{rules.fmt(predictions.shape)} and {rules.fmt(targets.shape)}")
+    batch = rules.broadcast_shapes(predictions.shape[:1] if predictions.shape else None, targets.shape)
+    if predictions.shape and targets.shape and batch is None:
+        raise ShapeError(f"predictions {rules.fmt(predictions.shape)} and targets {rules.fmt(targets.shape)} must "
+                         f"have the same batch size")
+    return batch if batch is not None else (targets.shape or (predictions.shape[:1] if predictions.shape else None))
+
+
+def _in_top_k(ctx, predictions, targets, k):
+    """targets[i] is among the k largest of predictions[i]: fewer than k values are larger (so ties at the
+    boundary are all in). As TF, a row with a non-finite prediction or an out-of-range target is False."""
+    xp = ctx.xp
+    classes = predictions.shape[1]
+    in_range = (targets >= 0) & (targets < classes)
+    picked = xp.where(in_range, targets, 0).astype(np.int64)[:, None]
+    target = xp.take_along_axis(predictions, picked, axis=1)
+    larger = xp.sum(predictions > target, axis=1)
+    return (larger < int(k)) & in_range & xp.all(xp.isfinite(predictions), axis=1)
+
+
+InTopKV2 = op("InTopKV2", shape=_in_top_k_shape, dtype=lambda args, attrs: dtypes.bool, kernel=_in_top_k,
+              grad=NOT_DIFFERENTIABLE, inputs=("predictions", "targets", "k"))
+
+
+def in_top_k(predictions, targets, k, name=None):
+    """tf.nn.in_top_k: bool [batch], whether each target class is among the k highest predictions."""
+    predictions, targets = convert_to_tensor(predictions), convert_to_tensor(targets)
+    with name_scope(name, "in_top_k") as scope:
+        k = k if isinstance(k, Tensor) else convert_to_tensor(k, dtype=targets.dtype, name="k")
+        return apply_op("InTopKV2", (predictions, targets, k), {}, scope).outputs[0]
+
+
+# -- LRN (local response normalization over the channels of NHWC input) -------------------------------------------
+_LRN_ATTRS = {"depth_radius": attr("int", 5), "bias": attr("float", 1.0), "alpha": attr("float", 1.0),
+              "beta": attr("float", 0.5)}
+
+
+def _window_sum(xp, x, radius):
+    """sum of x[..., c - radius : c + radius + 1] for each channel c (a difference of cumulative sums)."""
+    channels = x.shape[-1]
+    padded = xp.concatenate([xp.zeros(x.shape[:-1] + (1,), x.dtype), xp.cumsum(x, axis=-1)], axis=-1)
+    upper = xp.minimum(xp.arange(channels) + radius + 1, channels)
+    lower = xp.maximum(xp.arange(channels) - radius, 0)
+    return padded[..., upper] - padded[..., lower]
+
+
+def _lrn(ctx, x, depth_radius, bias, alpha, beta):
+    scale = bias + alpha * _window_sum(ctx.xp, x * x, depth_radius)
+    return x * scale ** -beta
+
+
+def _lrn_grad_kernel(ctx, dy, x, y, depth_radius, bias, alpha, beta):
+    """d/dx_c of sum_j dy_j x_j s_j^-beta, s_j = bias + alpha * sum over j's window of x^2:
+    dy_c s_c^-beta - 2 alpha beta x_c * sum over c's window of dy_j y_j / s_j."""
+    scale = bias + alpha * _window_sum(ctx.xp, x * x, depth_radius)
+    return dy * scale ** -beta - 2 * alpha * beta * x * _window_sum(ctx.xp, dy * y / scale, depth_radius)
+
+
+def _lrn_shape(args, attrs):
+    if args[0].rank not in (None, 4):
+        raise ShapeError(f"input must be 4-D (NHWC), got {rules.fmt(args[0].shape)}")
+    return args[0].shape
+
+
+LRN = op("LRN", shape=_lrn_shape, dtype=FLOAT, kernel=_lrn, inputs=("input",), attrs=_LRN_ATTRS,
+         grad=lambda op, dy: [emit("LRNGrad", dy, op.inputs[0], op.outputs[0], **op.attrs)])
+LRNGrad = op("LRNGrad", shape=lambda args, attrs: args[1].shape, dtype=FLOAT, kernel=_lrn_grad_kernel,
+             grad=NOT_DIFFERENTIABLE, inputs=("input_grads", "input_image", "output_image"), attrs=_LRN_ATTRS)
+
+
+def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0, beta=0.5, name=None):  # noqa: A002
+    """tf.nn.lrn: input / (bias + alpha * sum of squares over 2 * depth_radius + 1 channels) ** beta."""
+    attrs = {"depth_radius": int(depth_radius), "bias": float(bias), "alpha": float(alpha), "beta": float(beta)}
+    return apply_op("LRN", (convert_to_tensor(input),), attrs, name or "LRN").outputs[0]
+
+
+lrn = local_response_normalization

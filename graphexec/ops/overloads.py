@@ -7,8 +7,8 @@ from graphexec.ops import math_ops, slicing_ops
 from graphexec.variables import Variable
 
 
-def _binary(fn):
-    return lambda self, other: fn(self, other), lambda self, other: fn(other, self)
+def _binary(fn, name):
+    return lambda self, other: fn(self, other, name=name), lambda self, other: fn(other, self, name=name)
 
 
 _OPERATORS = {
@@ -20,7 +20,7 @@ _OPERATORS = {
 
 def _attach(cls):
     for name, fn in _OPERATORS.items():
-        forward, reflected = _binary(fn)
+        forward, reflected = _binary(fn, name)  # TF1 names operator ops in lower case: "add", "mul", "and"
         setattr(cls, f"__{name}__", forward)
         setattr(cls, f"__r{name}__", reflected)
     cls.__lt__ = lambda self, other: math_ops.less(self, other)

@@ -36,11 +36,20 @@ def int_tensor(value, what: str) -> Tensor:
         value = value.as_list()
     if isinstance(value, (list, tuple)) and any(is_tensorlike(v) for v in value):
         return convert_to_tensor(value, name=what)  # e.g. [tf.shape(x)[0], 3]: packed at run time
+    return convert_to_tensor(int_array(value, what), name=what)
+
+
+def int_array(value, what: str) -> np.ndarray:
+    """Python or numpy integers as int32, or int64 when they need it; a huge Python int is an
+    OverflowError naming the argument rather than a dimension wrapped around."""
     array = np.asarray(value)
     if array.size and array.dtype.kind not in "iu":
+        if array.dtype == object and all(isinstance(v, int) for v in array.flat):
+            raise OverflowError(f"{what} {value!r}: {max(array.flat, key=abs)} does not fit in int64")
         raise TypeError(f"{what} must be integers, got {value!r}")
-    return convert_to_tensor(array.astype(np.int64) if array.size and array.max(initial=0) >= 2**31
-                             else array.astype(np.int32), name=what)
+    if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:  # would wrap negative
+        raise OverflowError(f"{what} {value!r}: {int(array.max())} does not fit in int64")
+    return array.astype(np.int64) if array.size and array.max(initial=0) >= 2**31 else array.astype(np.int32)
 
 
 def axis_tensor(axis, name="axis") -> Tensor:

@@ -6,10 +6,12 @@ Pad is the adjoint of slice (and slice of pad), so each one's gradient is the ot
 from __future__ import annotations
 
 import builtins
+import builtins
 import functools
 
 import numpy as np
 
+from graphexec import dtypes
 from graphexec.framework import Tensor, apply_op, name_scope
 from graphexec.ops import rules
 from graphexec.ops.convert import convert_to_tensor
@@ -250,6 +252,11 @@ def _pad_shape(args, attrs):
 
 def _pad(ctx, x, paddings, constant_values):
     pairs = np.asarray(ctx.to_host(paddings)).tolist()
+    if x.dtype == object:  # tf.string: np.pad would turn the fill into a numpy bytes scalar
+        out = np.full([before + d + after for d, (before, after) in zip(x.shape, pairs)], constant_values.item(),
+                      dtype=object)
+        out[tuple(builtins.slice(before, before + d) for d, (before, _) in zip(x.shape, pairs))] = x
+        return out
     return ctx.xp.pad(x, pairs, mode="constant", constant_values=constant_values.item())
 
 
@@ -337,6 +344,8 @@ def pad(tensor, paddings, mode="CONSTANT", name=None, constant_values=0):
         pads = int_tensor(paddings, "paddings")
         if mode != "CONSTANT":
             return apply_op("MirrorPad", (x, pads), {"mode": mode}, scope).outputs[0]
+        if x.dtype is dtypes.string and not is_tensorlike(constant_values) and constant_values == 0:
+            constant_values = b""  # the default pad of a string tensor is the empty string, as in TF
         fill_value = convert_to_tensor(constant_values, dtype=None if is_tensorlike(constant_values) else x.dtype,
                                        name="constant_values")
         return apply_op("PadV2", (x, pads, fill_value), {}, scope).outputs[0]

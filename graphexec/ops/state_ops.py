@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphexec.ops import rules, training_ops
+from graphexec.ops import rules, scatter_ops, training_ops
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.runtime.context import check_declared
 
@@ -83,4 +83,5 @@ NoOp = op("NoOp", shape=lambda args, attrs: [], dtype=lambda args, attrs: [], ke
 
 # Ops that read or write the variable store. The optimizers' Apply* ops (graphexec.ops.training_ops) write
 # their `var` and the slot variables named in `slots` (training_ops.touched_variables lists both).
-VARIABLE_OPS = frozenset({"ReadVariable", "Assign", "AssignAdd", "AssignSub"}) | training_ops.UPDATE_OPS
+VARIABLE_OPS = (frozenset({"ReadVariable", "Assign", "AssignAdd", "AssignSub"}) | training_ops.UPDATE_OPS
+                | scatter_ops.UPDATE_OPS)

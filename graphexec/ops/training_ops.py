@@ -75,6 +75,43 @@ def _apply_adagrad(ctx, lr, grad, var, slots, dtype, shape):
     return _write(ctx, var, value - lr * grad / xp.sqrt(accum))
 
 
+def _apply_adadelta(ctx, lr, rho, epsilon, grad, var, slots, dtype, shape):
+    xp = ctx.xp
+    value = _read(ctx, var, grad, dtype, shape)
+    accum, accum_update = (ctx.read_variable(s) for s in slots)
+    accum = _write(ctx, slots[0], accum * rho + grad * grad * (1 - rho))
+    update = xp.sqrt(accum_update + epsilon) / xp.sqrt(accum + epsilon) * grad
+    _write(ctx, slots[1], accum_update * rho + update * update * (1 - rho))
+    return _write(ctx, var, value - update * lr)
+
+
+def _apply_proximal_gradient_descent(ctx, alpha, l1, l2, grad, var, slots, dtype, shape):
+    xp = ctx.xp
+    moved = _read(ctx, var, grad, dtype, shape) - alpha * grad
+    if l1 > 0:
+        shrunk = xp.sign(moved) * xp.maximum(xp.abs(moved) - alpha * l1, 0)
+        return _write(ctx, var, shrunk / (1 + alpha * l2))
+    return _write(ctx, var, moved / (1 + alpha * l2))
+
+
+def _apply_ftrl(ctx, grad, lr, l1, l2, l2_shrinkage, lr_power, var, slots, dtype, shape):
+    """FTRL-Proximal as TF's ApplyFtrlV2 kernel (l2_shrinkage 0: ApplyFtrl)."""
+    xp = ctx.xp
+    value = _read(ctx, var, grad, dtype, shape)
+    accum, linear = (ctx.read_variable(s) for s in slots)
+    new_accum = accum + grad * grad
+    if lr_power == -0.5:
+        sigma = (xp.sqrt(new_accum) - xp.sqrt(accum)) / lr
+        quadratic = xp.sqrt(new_accum) / lr + 2 * l2
+    else:
+        sigma = (new_accum ** -lr_power - accum ** -lr_power) / lr
+        quadratic = new_accum ** -lr_power / lr + 2 * l2
+    linear = _write(ctx, slots[1], linear + (grad + 2 * l2_shrinkage * value) - sigma * value)
+    _write(ctx, slots[0], new_accum)
+    shrunk = (l1 * xp.sign(linear) - linear) / quadratic
+    return _write(ctx, var, xp.where(xp.abs(linear) > l1, shrunk, xp.zeros_like(shrunk)))
+
+
 def _update_rule(grad_index: int):
     """Shape rule: scalar hyperparameters, a gradient shaped like the variable; outputs its new value."""
     def shape(args, attrs):
@@ -120,8 +157,13 @@ ApplyAdam = _declare("ApplyAdam", _apply_adam,
 ApplyRMSProp = _declare("ApplyRMSProp", _apply_rms_prop, ("lr", "rho", "momentum", "epsilon", "grad"),
                         centered=attr("bool", False))
 ApplyAdagrad = _declare("ApplyAdagrad", _apply_adagrad, ("lr", "grad"))
+ApplyAdadelta = _declare("ApplyAdadelta", _apply_adadelta, ("lr", "rho", "epsilon", "grad"))
+ApplyProximalGradientDescent = _declare("ApplyProximalGradientDescent", _apply_proximal_gradient_descent,
+                                        ("alpha", "l1", "l2", "grad"))
+ApplyFtrlV2 = _declare("ApplyFtrlV2", _apply_ftrl, ("grad", "lr", "l1", "l2", "l2_shrinkage", "lr_power"))
 
-UPDATE_OPS = frozenset({"ApplyGradientDescent", "ApplyMomentum", "ApplyAdam", "ApplyRMSProp", "ApplyAdagrad"})
+UPDATE_OPS = frozenset({"ApplyGradientDescent", "ApplyMomentum", "ApplyAdam", "ApplyRMSProp", "ApplyAdagrad",
+                        "ApplyAdadelta", "ApplyProximalGradientDescent", "ApplyFtrlV2"})
 
 
 def touched_variables(attrs) -> tuple[str, ...]:

@@ -77,6 +77,9 @@ def _tensor_head(number: int, dtype: np.dtype, shape: tuple, nbytes: int) -> byt
 def _tensor_pieces(number: int, array) -> list:
     """Wire pieces of one `Tensor` element of repeated field `number`; the content is a view."""
     array = little_endian(array)
+    if array.dtype == object:  # tf.string: length-prefixed content (dtypes.string_content)
+        content = dtypes.string_content(array)
+        return [_tensor_head(number, array.dtype, array.shape, len(content)), content]
     head = _tensor_head(number, array.dtype, array.shape, array.nbytes)
     if not array.nbytes:
         return [head]
@@ -130,8 +133,8 @@ def parted_frames(message, field: str, tensors, parted: list):
     cls = type(message)
     shells = {}
     for index, value in enumerate(tensors):
-        if getattr(value, "nbytes", 0) <= CHUNK_BYTES:
-            continue
+        if getattr(value, "nbytes", 0) <= CHUNK_BYTES or getattr(value, "dtype", None) == object:
+            continue  # small, or tf.string (its content is not a flat array: it travels whole)
         value = little_endian(value)
         dtype_value = numpy_dtype_enum(value.dtype)
         flat = value.reshape(-1).view(np.uint8)

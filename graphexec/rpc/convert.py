@@ -190,7 +190,11 @@ def _step_to_proto(step: Step, out: pb.PlanStep) -> None:
             attrs_to_proto(node.attrs, fused.attrs)
             shape_to_proto(out_type.shape, fused.shape)
     else:
-        attrs_to_proto(step.attrs, out.attrs)
+        for key, value in step.attrs.items():
+            if isinstance(value, Plan):  # an If or While function
+                out.functions[key].CopyFrom(plan_to_proto(value))
+            else:
+                attr_to_proto(value, out.attrs[key])
 
 
 def plan_from_proto(msg: pb.Plan) -> Plan:
@@ -228,6 +232,8 @@ def _step_from_proto(msg: pb.PlanStep) -> Step:
         attrs = ir.Attrs({"body": body, "covers": covers})
     else:
         attrs = attrs_from_proto(msg.attrs)
+        if msg.functions:
+            attrs = ir.Attrs({**attrs, **{key: plan_from_proto(msg.functions[key]) for key in msg.functions}})
     output_types = tuple(ir.TensorType(dtype_from_enum(d), shape_from_proto(s))
                          for d, s in zip(msg.output_dtypes, msg.output_shapes))
     return Step(node=msg.node, op=msg.op, attrs=attrs, inputs=tuple(msg.inputs), outputs=tuple(msg.outputs),
@@ -263,10 +269,11 @@ def run_plan_request(feeds, **fields) -> bytes:
     return encode_tensor_message(wpb.RunPlanRequest(**fields), "feeds", feeds)
 
 
-def run_plan_reply(data: bytes) -> tuple[list, list[NodeStats], bool, str]:
-    """(fetches, node stats, deduplicated, worker) of a RunPlanResponse; fetches view `data`."""
+def run_plan_reply(data: bytes) -> tuple[list, list[NodeStats], bool, str, list[str]]:
+    """(fetches, node stats, deduplicated, worker, printed text) of a RunPlanResponse; fetches view `data`."""
     response, fetches, _ = decode_tensor_message(wpb.RunPlanResponse, data, "fetches")
-    return fetches, stats_from_proto(response.node_stats), response.deduplicated, response.worker
+    return (fetches, stats_from_proto(response.node_stats), response.deduplicated, response.worker,
+            list(response.printed))
 
 
 # -- run metadata -----------------------------------------------------------------------------------

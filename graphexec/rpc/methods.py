@@ -85,16 +85,38 @@ def client_calls(channel: grpc.Channel, service) -> dict:
             for method in service.methods}
 
 
+class _QueueCountingExecutor(futures.ThreadPoolExecutor):
+    """Keeps `queued` (anything with inc() and dec(), e.g. a Prometheus gauge) at the number of calls
+    waiting for a free thread: gRPC hands each call to the executor, where it waits while all are busy."""
+
+    def __init__(self, queued, **kwargs):
+        super().__init__(**kwargs)
+        self._queued = queued
+
+    def submit(self, fn, /, *args, **kwargs):
+        queued = self._queued
+        queued.inc()
+
+        def started(*call_args, **call_kwargs):
+            queued.dec()
+            return fn(*call_args, **call_kwargs)
+
+        return super().submit(started, *args, **kwargs)
+
+
 def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False,
-                  credentials: grpc.ServerCredentials | None = None, authenticate=None, health_servicer=None,
-                  max_concurrent_rpcs: int | None = None):
+                  credentials: grpc.ServerCredentials | None = None, authenticate=None, interceptors=(),
+                  queued=None, health_servicer=None, max_concurrent_rpcs: int | None = None):
     """(grpc server, bound port) serving `service` through `servicer`, with health checking (and
     reflection when `reflect`), over TLS with `credentials`, to callers `authenticate` accepts (health
     checks are open to all; `health_servicer`: one whose statuses the caller keeps, else one always
-    SERVING); beyond `max_concurrent_rpcs` calls at once gRPC answers RESOURCE_EXHAUSTED rather than
-    queueing; OSError naming the address when it cannot listen there."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="graphexec"),
-                         options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
+    SERVING), every call passing through `interceptors` and, when given, `queued` counting the calls
+    that wait for a thread; beyond `max_concurrent_rpcs` calls at once gRPC answers RESOURCE_EXHAUSTED
+    rather than queueing; OSError naming the address when it cannot listen there."""
+    threads = {"max_workers": max_threads, "thread_name_prefix": "graphexec"}
+    executor = _QueueCountingExecutor(queued, **threads) if queued is not None else futures.ThreadPoolExecutor(**threads)
+    server = grpc.server(executor, options=options, interceptors=interceptors,
+                         maximum_concurrent_rpcs=max_concurrent_rpcs)
     server.add_generic_rpc_handlers((generic_handler(service, servicer, authenticate),))
     if health_servicer is None:
         health_servicer = health.HealthServicer()
@@ -103,7 +125,11 @@ def create_server(service, servicer, address: str, max_threads: int, options, re
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflect:
         reflection.enable_server_reflection((service.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    try:  # grpcio returns 0 or, in newer releases, raises RuntimeError when it cannot bind
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
     if not port:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(f"cannot listen on {address}: the port is in use or the host is not an address of this "
+                      "machine (choose another port, or port 0 for any free one)")
     return server, port

@@ -12,11 +12,16 @@ import logging
 import grpc
 
 from graphexec import errors
+from graphexec.proto.v1 import service_pb2 as spb
 
 _STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 # Statuses a client retries: every unary call is idempotent (see graphexec.client.retry).
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE})
 log = logging.getLogger("graphexec.rpc")
+# Trailing metadata of a failed unary call whose run printed text: a serialized Status with it. gRPC
+# limits metadata (8 KiB by default), so only the last MAX_TRAILING_PRINTED characters travel there.
+STATUS_METADATA_KEY = "graphexec-status-bin"
+MAX_TRAILING_PRINTED = 4096
 
 
 def status_code(error: BaseException) -> grpc.StatusCode:
@@ -36,15 +41,38 @@ def failure_status(error: BaseException, where: str = "a handler", log_bugs: boo
     return grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"
 
 
-def error_from_status(code, message: str) -> errors.OpError:
+def failure_message(error: BaseException, where: str = "a handler") -> spb.Status:
+    """The Status message a failure is answered with in a body, with the text its run printed."""
+    code, message = failure_status(error, where)
+    return spb.Status(code=code.value[0], message=message, printed=getattr(error, "printed", ()))
+
+
+def error_from_status(code, message: str, printed=()) -> errors.OpError:
     """The tf.errors instance for a gRPC status (a grpc.StatusCode or its number)."""
     number = code.value[0] if isinstance(code, grpc.StatusCode) else int(code)
-    return errors.from_code(number, message)
+    error = errors.from_code(number, message)
+    if printed:
+        error.printed = list(printed)
+    return error
 
 
 def error_from_rpc(error: grpc.RpcError) -> errors.OpError:
-    """The tf.errors instance for a failed call, with the server's message."""
-    return error_from_status(error.code(), error.details() or str(error))
+    """The tf.errors instance for a failed call, with the server's message and the text its run printed."""
+    printed = ()
+    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == STATUS_METADATA_KEY:
+            printed = spb.Status.FromString(value).printed
+    return error_from_status(error.code(), error.details() or str(error), printed)
+
+
+def _last_printed(printed) -> list[str]:
+    """The end of the printed text, within MAX_TRAILING_PRINTED characters, saying what was dropped."""
+    total = sum(len(text) for text in printed)
+    if total <= MAX_TRAILING_PRINTED:
+        return list(printed)
+    tail = "".join(printed)[-MAX_TRAILING_PRINTED:]
+    return [f"[graphexec: {total - len(tail)} earlier characters of printed output were dropped]\n", tail]
 
 
 def answers_failures(handler):
@@ -55,7 +83,10 @@ def answers_failures(handler):
         try:
             return handler(*args)
         except Exception as exc:  # the handler boundary: a bug is answered INTERNAL and the server keeps serving
-            code, message = failure_status(exc, handler.__name__)
-            args[-1].abort(code, message)
+            answer = failure_message(exc, handler.__name__)
+            if answer.printed:  # what the failed run printed still reaches the user
+                details = spb.Status(code=answer.code, printed=_last_printed(answer.printed))
+                args[-1].set_trailing_metadata(((STATUS_METADATA_KEY, details.SerializeToString()),))
+            args[-1].abort(_STATUS_BY_NUMBER[answer.code], answer.message)
 
     return answered

@@ -1,7 +1,8 @@
 """dtypes, shapes and tensors <-> protobuf, and DecodeError, the failure of every decoding step.
 
 A Tensor travels as raw little-endian bytes; decoding is `np.frombuffer` over the received bytes
-(a read-only view, no copy).
+(a read-only view, no copy). String tensors are the exception: their length-prefixed content
+(dtypes.string_content) decodes into an object array of bytes.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def tensor_to_proto(array, out: pb.Tensor | None = None) -> pb.Tensor:
     out = out if out is not None else pb.Tensor()
     out.dtype = _ENUM_BY_DTYPE[dtypes.from_numpy(array.dtype)]
     out.shape.extend(array.shape)
-    out.content = array.tobytes()
+    out.content = dtypes.string_content(array) if array.dtype == object else array.tobytes()
     return out
 
 
@@ -91,6 +92,11 @@ def checked_array(buffer, dtype_value: int, shape, offset: int, length: int) -> 
     if shape and min(shape) < 0:
         raise DecodeError(f"tensor shape {list(shape)} has a negative dimension")
     count = math.prod(shape)
+    if dtype == object:
+        try:
+            return dtypes.strings_from_content(memoryview(buffer)[offset:offset + length], count, shape)
+        except ValueError as exc:
+            raise DecodeError(f"string tensor of shape {list(shape)}: {exc}") from None
     if count * dtype.itemsize != length:
         raise DecodeError(f"tensor of dtype {dtype.name} and shape {list(shape)} needs "
                           f"{count * dtype.itemsize} bytes of content, got {length}")

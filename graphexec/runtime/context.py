@@ -11,16 +11,18 @@ from graphexec import errors
 class ExecContext:
     """Per-run state handed to kernels. `xp` is numpy or cupy; the same kernels serve both."""
 
-    __slots__ = ("xp", "variables", "rngs", "seed", "deadline", "cancelled", "device")
+    __slots__ = ("xp", "variables", "rngs", "seed", "deadline", "cancelled", "device", "printed", "stats")
 
-    def __init__(self, xp=np, variables=None, rngs=None, seed=None, deadline=None, device="/cpu:0"):
+    def __init__(self, xp=np, variables=None, rngs=None, seed=None, deadline=None, device="/cpu:0", printed=None):
         self.xp = xp
         self.variables = variables if variables is not None else {}
-        self.rngs = rngs if rngs is not None else {}
+        self.rngs = rngs if rngs is not None else {}  # the session's kernel state: RNGs, tf.Print counts
+        self.printed = printed if printed is not None else []  # text printing ops wrote, for the client
         self.seed = seed
         self.deadline = deadline  # time.monotonic() value, or None
         self.cancelled = False
         self.device = device
+        self.stats = None  # the run's NodeStats list when traced (sub-plans of If/While append to it too)
 
     def check_interrupt(self) -> None:
         """Called between steps: stop a cancelled or expired run at the op boundary."""
@@ -45,7 +47,14 @@ class ExecContext:
         return array.get() if hasattr(array, "get") and self.xp is not np else array
 
     def from_host(self, array):
-        return array if self.xp is np else self.xp.asarray(array)
+        return on_device(self.xp, array)
+
+
+def on_device(xp, value):
+    """`value` in `xp`'s memory; tf.string values (object arrays) stay on the host, where their ops run."""
+    if xp is np or getattr(value, "dtype", None) == object:
+        return value
+    return xp.asarray(value)
 
 
 def check_declared(name: str, value, dtype, shape, action: str) -> None:

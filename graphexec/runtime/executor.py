@@ -15,6 +15,7 @@ import numpy as np
 from graphexec import errors, ir
 from graphexec.compiler.plan import Plan, Step
 from graphexec.ops import registry
+from graphexec.runtime.context import on_device
 
 
 @dataclass
@@ -37,11 +38,29 @@ def _wants_node(kernel) -> bool:
         return False
 
 
+class _Function:
+    """An If/While function's sub-plan, bound on first use for each array module (a step pinned to the
+    host in a GPU plan runs its functions with numpy)."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.loaded: dict = {}
+
+    def run(self, ctx, args: list, stats: list | None = None) -> list:
+        loaded = self.loaded.get(ctx.xp)
+        if loaded is None:
+            loaded = self.loaded[ctx.xp] = LoadedPlan(self.plan, ctx.xp)
+        return loaded.run(ctx, args, stats)
+
+
 def _bind(step: Step):
     definition = registry.get(step.op)
     if definition.is_fused:
         return _bind_fused(step.attrs["body"])
     attrs = registry.kernel_attrs(definition, step.attrs)  # a node may omit attrs that have defaults
+    for key, value in attrs.items():
+        if isinstance(value, Plan):  # an If or While function: its kernel runs it
+            attrs[key] = _Function(value)
     if _wants_node(definition.kernel):
         attrs["node"] = step.node
     return functools.partial(definition.kernel, **attrs) if attrs else definition.kernel
@@ -124,7 +143,7 @@ class LoadedPlan:
         self.xp = xp
         self.template = [None] * plan.num_slots
         for slot, value in plan.constants.items():
-            self.template[slot] = value if xp is np else xp.asarray(value)
+            self.template[slot] = on_device(xp, value)
         self.feed_slots = tuple(e.slot for e in plan.feeds)
         self.fetch_slots = tuple(e.slot for e in plan.fetches)
         donors = _donors(plan, feeds_owned)
@@ -140,6 +159,7 @@ class LoadedPlan:
         slots = self.template.copy()
         for slot, value in zip(self.feed_slots, feed_values):
             slots[slot] = value
+        ctx.stats = stats
         interruptible = ctx.deadline is not None or ctx.cancelled is not False
         with np.errstate(all="ignore"):
             for fn, ins, outs, free, single, step in self.steps:
@@ -151,11 +171,11 @@ class LoadedPlan:
                 try:
                     result = fn(ctx, *args)
                 except errors.OpError as exc:
-                    raise _with_node(type(exc), step, str(exc)) from None
+                    raise _with_node(type(exc), step, str(exc)) from None  # the kernel's own words, as TF
                 except MemoryError:
-                    raise _with_node(errors.ResourceExhaustedError, step, "out of memory") from None
+                    raise _with_node(errors.ResourceExhaustedError, step, "out of memory", args) from None
                 except Exception as exc:  # a kernel failure: re-raised against the user's node
-                    raise _with_node(errors.InvalidArgumentError, step, f"{type(exc).__name__}: {exc}") from None
+                    raise _with_node(errors.InvalidArgumentError, step, f"{type(exc).__name__}: {exc}", args) from None
                 if stats is not None:
                     end = time.perf_counter()
                     stats.append(NodeStats(step.node, step.op, start * 1e6, (end - start) * 1e6, step.covers,
@@ -170,7 +190,20 @@ class LoadedPlan:
         return [slots[i] for i in self.fetch_slots]
 
 
-def _with_node(error_class, step: Step, message: str) -> errors.OpError:
+def _with_node(error_class, step: Step, message: str, args=None) -> errors.OpError:
+    """The failure of a step, naming its node and op, the user's line and, for a kernel that failed
+    unexpectedly (`args` given), the shapes it was given."""
     where = f" (defined at {step.source})" if step.source else ""
     covered = f", fused from {', '.join(step.covers)}" if len(step.covers) > 1 else ""
+    if args is not None:
+        inputs = ", ".join(_describe(a) for a in args)
+        message = f"{step.op} '{step.node}' failed on inputs {inputs or '(none)'}: {message}"
     return error_class(None, step.node, f"{message}\n\t [[node {step.node} ({step.op}{covered}){where}]]")
+
+
+def _describe(value) -> str:
+    """`float32[2,3]` for an array, the type name otherwise."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        return type(value).__name__
+    return f"{np.dtype(dtype).name}[{','.join(str(d) for d in shape)}]"

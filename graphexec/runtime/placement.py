@@ -13,6 +13,8 @@ Policy (a pure function of the plan and the available device types):
   decision is reported (RunMetadata.soft_placement); without allow_soft_placement it is UNAVAILABLE.
 * Colocation: every op that reads or updates a variable runs on one device, the device the
   variable's updates ask for (else its reads'), so a variable never moves between devices.
+* tf.string values live on the host: a step that reads or produces one runs on the CPU (TF has no GPU
+  string kernels either); one pinned to a GPU is a soft-placement decision, an error without it.
 """
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ import functools
 import re
 from dataclasses import dataclass
 
-from graphexec import errors
+from graphexec import dtypes, errors
 from graphexec.compiler.plan import Plan
 from graphexec.ops.state_ops import VARIABLE_OPS
 
 CPU, GPU = "CPU", "GPU"
 DEVICE_NAMES = {CPU: "/cpu:0", GPU: "/device:GPU:0"}
 _DEVICE = re.compile(r"(?:^|/)(?:device:)?(cpu|gpu)(?::(\d+))?$", re.IGNORECASE)
-_UPDATES = ("Assign", "AssignAdd", "AssignSub")
+_UPDATES = ("Assign", "AssignAdd", "AssignSub", "ScatterUpdate", "ScatterAdd", "ScatterSub")
 
 
 class SoftDecision(str):
@@ -84,12 +86,37 @@ def requested_types(plan: Plan) -> list[str | None]:
     return wanted
 
 
+def string_steps(plan: Plan) -> frozenset[int]:
+    """Indices of the steps that read or write a tf.string value (slots are reused: followed in order)."""
+    strings = {e.slot for e in plan.feeds if e.type.dtype is dtypes.string}
+    strings |= {slot for slot, value in plan.constants.items() if value.dtype == object}
+    found = set()
+    for index, step in enumerate(plan.steps):
+        writes = [t.dtype is dtypes.string for t in step.output_types]
+        if any(writes) or any(slot in strings for slot in step.inputs):
+            found.add(index)
+        for slot, is_string in zip(step.outputs, writes):
+            (strings.add if is_string else strings.discard)(slot)
+    return frozenset(found)
+
+
 def place(plan: Plan, available: frozenset[str], allow_soft: bool = True) -> Placement:
     if not available:
         raise errors.UnavailableError(None, None, "no live worker: start one with `graphexec worker --redis URL`")
     wanted = requested_types(plan)
     if GPU in available:
-        return Placement(GPU, tuple(DEVICE_NAMES[CPU if t == CPU else GPU] for t in wanted))
+        host = string_steps(plan)
+        soft = []
+        for i in sorted(host):
+            if wanted[i] == GPU:  # asked for a GPU explicitly: moved like any soft placement
+                step = plan.steps[i]
+                if not allow_soft:
+                    raise errors.InvalidArgumentError(
+                        None, step.node, f"node '{step.node}' ({step.op}) reads or writes tf.string values, which "
+                                         f"only a CPU holds, but its device is '{step.device}'; allow soft placement")
+                soft.append(SoftDecision(step.node, step.device, DEVICE_NAMES[CPU], "tf.string values live on the host"))
+        return Placement(GPU, tuple(DEVICE_NAMES[CPU if t == CPU or i in host else GPU] for i, t in enumerate(wanted)),
+                         tuple(soft))
     gpu_steps = [i for i, t in enumerate(wanted) if t == GPU]
     soft = []
     for i in gpu_steps:

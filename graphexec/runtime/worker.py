@@ -32,7 +32,7 @@ from graphexec.ops.state_ops import VARIABLE_OPS
 from graphexec.rpc import convert
 from graphexec.runtime import placement
 from graphexec.runtime.bounded import BoundedCache
-from graphexec.runtime.context import ExecContext
+from graphexec.runtime.context import ExecContext, on_device
 from graphexec.runtime.executor import LoadedPlan
 from graphexec.runtime.store import DEFAULT_LOCK_TIMEOUT_S, Store
 
@@ -78,7 +78,7 @@ class CachedPlan:
 
     @classmethod
     def of(cls, key: str, plan: Plan) -> CachedPlan:
-        ops = {step.op for step in plan.steps}
+        ops = plan.step_ops()
         return cls(key, plan, writes_variables=bool(ops & (VARIABLE_OPS - {"ReadVariable"})),
                    uses_variables=bool(ops & VARIABLE_OPS))
 
@@ -112,6 +112,7 @@ class PlanResult:
     stats: list
     deduplicated: bool = False
     worker: str = ""
+    printed: list = field(default_factory=list)  # text the printing ops wrote, in order, for the client
 
 
 def load_array_module(device_type: str):
@@ -187,10 +188,14 @@ class WorkerCore:
         if call.cancellation is not None:
             ctx.cancelled = call.cancellation
         stats = [] if call.trace else None
-        if loaded.xp is np:
-            results = loaded.run(ctx, call.feeds, stats)
-        else:
-            results = [_to_host(r) for r in loaded.run(ctx, [loaded.xp.asarray(f) for f in call.feeds], stats)]
+        try:
+            if loaded.xp is np:
+                results = loaded.run(ctx, call.feeds, stats)
+            else:
+                results = [_to_host(r) for r in loaded.run(ctx, [on_device(loaded.xp, f) for f in call.feeds], stats)]
+        except errors.OpError as exc:
+            exc.printed = ctx.printed  # what printed before the failure still reaches the user
+            raise
         if cached.writes_variables:
             changed = {k: v for k, v in run_variables.items() if variables.get(k) is not v}
             if changed:
@@ -207,7 +212,7 @@ class WorkerCore:
         if stats:
             for s in stats:
                 s.worker = self.name
-        return PlanResult(results, stats or [], False, self.name)
+        return PlanResult(results, stats or [], False, self.name, ctx.printed)
 
     def _applied(self, call: PlanCall) -> bytes | None:
         return self.store.begin_run(call.container, call.request_id)[1] if call.request_id else None
@@ -223,7 +228,7 @@ class WorkerCore:
             return hot[1]
         version, values = self.store.read_variables(container)
         if device_type == placement.GPU:
-            values = {k: self.xp.asarray(v) for k, v in values.items()}
+            values = {k: on_device(self.xp, v) for k, v in values.items()}
         self._hot[container, device_type] = (version, values)
         return values
 
@@ -297,7 +302,8 @@ def _run_on_host(loaded: LoadedPlan, host_steps: frozenset[int]) -> None:
 
 def _on_host(fn):
     def run_on_host(ctx, *args):
-        host = ExecContext(np, ctx.variables, ctx.rngs, ctx.seed, ctx.deadline, placement.DEVICE_NAMES[placement.CPU])
+        host = ExecContext(np, ctx.variables, ctx.rngs, ctx.seed, ctx.deadline, placement.DEVICE_NAMES[placement.CPU],
+                           ctx.printed)
         return fn(host, *[_to_host(a) for a in args])
 
     return run_on_host
@@ -305,6 +311,6 @@ def _on_host(fn):
 
 def _on_device(fn):
     def run_on_device(ctx, *args):
-        return fn(ctx, *[ctx.xp.asarray(a) if isinstance(a, np.ndarray) else a for a in args])
+        return fn(ctx, *[on_device(ctx.xp, a) if isinstance(a, np.ndarray) else a for a in args])
 
     return run_on_device

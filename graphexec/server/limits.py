@@ -108,12 +108,14 @@ def _over_budget(step, why: str, budget: int) -> errors.ResourceExhaustedError:
 
 
 class Admission:
-    """`threads` runs at a time, `queue_depth` more waiting; beyond that RESOURCE_EXHAUSTED at once."""
+    """`threads` runs at a time, `queue_depth` more waiting; beyond that RESOURCE_EXHAUSTED at once.
+    `queued` (anything with inc() and dec(), e.g. a Prometheus gauge) counts the runs waiting."""
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, queued=None):
         self.running = threading.BoundedSemaphore(limits.threads)
         self.capacity = limits.threads + limits.queue_depth
         self.limits = limits
+        self.queued = queued
         self._admitted = 0
         self._lock = threading.Lock()
 
@@ -124,7 +126,14 @@ class Admission:
                                                                 f"running and {self.limits.queue_depth} waiting "
                                                                 f"(--threads, --queue-depth); retry later")
             self._admitted += 1
-        self.running.acquire()
+        if not self.running.acquire(blocking=False):
+            if self.queued is not None:
+                self.queued.inc()
+            try:
+                self.running.acquire()
+            finally:
+                if self.queued is not None:
+                    self.queued.dec()
         return self
 
     def __exit__(self, *exc):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 from graphexec import errors
 from graphexec.compiler.plan import COMPILER_VERSION
@@ -16,6 +17,7 @@ from graphexec.runtime.bounded import BoundedCache
 from graphexec.runtime.metadata import COMPILED, MEMORY, STORE
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import CachedPlan
+from graphexec.server.telemetry import Metrics
 
 MAX_CACHED_PLANS = 4096
 MAX_CACHED_PLAN_BYTES = 256 << 20  # constants included; a dropped plan is reloaded from the store
@@ -27,19 +29,22 @@ def plan_key(graph_digest: str, feeds, fetches, targets, device_types) -> str:
 
 
 class PlanCache:
-    def __init__(self, store: Store, max_bytes: int = MAX_CACHED_PLAN_BYTES):
+    def __init__(self, store: Store, metrics: Metrics | None = None, max_bytes: int = MAX_CACHED_PLAN_BYTES):
         self.store = store
+        self.metrics = metrics or Metrics()
         self._plans = BoundedCache(MAX_CACHED_PLANS, max_bytes)
 
     def lookup(self, key: str) -> tuple[CachedPlan, str] | None:
         cached = self._plans.get(key)
         if cached is not None:
+            self.metrics.plan_lookups.labels(MEMORY).inc()
             return cached, MEMORY
         blob = self.store.get_blob("plan", key)
         if blob is None:
             return None
         cached = CachedPlan.of(key, convert.plan_from_bytes(blob))
         self._remember(cached)
+        self.metrics.plan_lookups.labels(STORE).inc()
         return cached, STORE
 
     def get(self, key: str) -> tuple[CachedPlan, str]:
@@ -54,7 +59,10 @@ class PlanCache:
         found = self.lookup(key)
         if found is not None:
             return found
+        started = time.perf_counter()
         cached = CachedPlan.of(key, compile_plan())
+        self.metrics.compile_seconds.observe(time.perf_counter() - started)
+        self.metrics.plan_lookups.labels(COMPILED).inc()
         self.store.put_blob("plan", key, convert.plan_to_bytes(cached.plan))
         self._remember(cached)
         return cached, COMPILED

@@ -21,6 +21,7 @@ from graphexec.rpc import convert, methods, status
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
 from graphexec.server.auth import WorkerSecret
+from graphexec.server.telemetry import Metrics
 from graphexec.server.worker_service import GRPC_OPTIONS
 
 REFRESH_S = 0.5
@@ -47,8 +48,10 @@ _BROKE = ("socket closed", "connection reset", "broken pipe", "end of file", "eo
 class LocalWorker:
     """The embedded worker: the same process, no RPC."""
 
-    def __init__(self, core: WorkerCore):
+    def __init__(self, core: WorkerCore, metrics: Metrics | None = None):
         self.core = core
+        self.metrics = metrics or Metrics()
+        self.metrics.worker_runs_in_flight.set_function(lambda: core.in_flight)
         self.id = core.worker_id
         self.name = core.name
         self.device_types = core.device_types
@@ -60,7 +63,8 @@ class LocalWorker:
         return self.core.devices()
 
     def run(self, call: PlanCall, plan) -> PlanResult:
-        return self.core.run(call, plan)
+        with self.metrics.worker_run(call.device_type):
+            return self.core.run(call, plan)
 
 
 class RemoteWorker:
@@ -107,15 +111,15 @@ class RemoteWorker:
             raise _worker_error(self, exc) from None
         finally:
             self.in_flight -= 1
-        fetches, stats, deduplicated, worker = convert.run_plan_reply(reply)
-        return PlanResult(fetches, stats, deduplicated, worker or self.name)
+        fetches, stats, deduplicated, worker, printed = convert.run_plan_reply(reply)
+        return PlanResult(fetches, stats, deduplicated, worker or self.name, printed)
 
     def close(self):
         self.channel.close()
 
 
 def _worker_error(worker, exc: grpc.RpcError) -> errors.OpError:
-    error = status.error_from_status(exc.code(), exc.details() or "")
+    error = status.error_from_rpc(exc)
     if isinstance(error, errors.UnavailableError):
         message = error.message.lower()
         if any(sign in message for sign in _NEVER_REACHED):

@@ -35,6 +35,7 @@ from redis.retry import Retry
 from graphexec import errors
 from graphexec.rpc import tensors
 from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, Store
+from graphexec.server.telemetry import Metrics
 
 PREFIX = "graphexec:"
 SOCKET_TIMEOUT_S = 1.5
@@ -71,9 +72,12 @@ def _unavailable(url: str, exc: Exception) -> errors.UnavailableError:
 
 
 def _guarded(method):
-    """Redis connection failures become UNAVAILABLE naming Redis."""
+    """Redis connection failures become UNAVAILABLE naming Redis; each call is timed (and a failure
+    counted) under the operation's name."""
+    operation = method.__name__.lstrip("_")
 
     def wrapper(self, *args, **kwargs):
+        started = time.perf_counter()
         try:
             return method(self, *args, **kwargs)
         except redis.AuthenticationError as exc:  # a wrong or missing password: retrying will not help
@@ -82,7 +86,10 @@ def _guarded(method):
             raise errors.ResourceExhaustedError(None, None, f"Redis at {self.url} is out of memory (its maxmemory): "
                                                             f"{exc}") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self.metrics.redis_errors.labels(operation).inc()
             raise _unavailable(self.url, exc) from None
+        finally:
+            self.metrics.redis_seconds.labels(operation).observe(time.perf_counter() - started)
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
@@ -93,10 +100,11 @@ class RedisStore(Store):
     """`url`: redis://[[USER]:PASSWORD@]HOST:PORT/DB, or rediss:// for TLS (redis-py reads it); a
     `password` given apart wins over the URL's. Messages name the URL without its password."""
 
-    def __init__(self, url: str, password: str | None = None):
+    def __init__(self, url: str, password: str | None = None, *, metrics: Metrics | None = None):
         self.url = _without_password(url)
         self.description = f"Redis at {self.url}"
         extra = {"password": password} if password else {}
+        self.metrics = metrics or Metrics()
         self.client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S,
                                            socket_connect_timeout=SOCKET_TIMEOUT_S,
                                            retry=Retry(NoBackoff(), 0), health_check_interval=0, **extra)

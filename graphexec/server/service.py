@@ -30,6 +30,7 @@ from graphexec.server.plans import PlanCache
 from graphexec.server.poison import PoisonList
 from graphexec.server.pool import WorkerDied, WorkerLost, WorkerPool
 from graphexec.server.sessions import SessionRecord, SessionTable
+from graphexec.server.telemetry import DEFAULT_TENANT, Metrics, annotate, tenant
 
 MAX_FAILOVERS = 3
 
@@ -53,20 +54,26 @@ class RunOutcome:
 
 
 class Service:
-    def __init__(self, store: Store, pool: WorkerPool, limits: Limits = server_limits.DEFAULT):
+    def __init__(self, store: Store, pool: WorkerPool, metrics: Metrics | None = None,
+                 limits: Limits = server_limits.DEFAULT):
         self.store = store
         self.pool = pool
+        self.metrics = metrics or Metrics()
+        self.metrics.live_workers.set_function(lambda: len(pool.workers()))
         self.limits = limits
         self.sessions = SessionTable(store, limits.max_sessions_per_tenant)
         self.graphs = GraphLibrary(store, limits.cache_bytes)
-        self.plans = PlanCache(store, limits.cache_bytes)
+        self.plans = PlanCache(store, self.metrics, limits.cache_bytes)
         self.poison = PoisonList()
 
     # -- sessions and graphs ----------------------------------------------------------------------
     def create_session(self, config, tenant: str) -> SessionRecord:
         """`config`: a SessionConfig message. The session belongs to `tenant`, and so do its variables."""
-        return self.sessions.create(tenant, config.container, config.allow_soft_placement,
-                                    config.default_timeout_ms)
+        record = self.sessions.create(tenant, config.container, config.allow_soft_placement,
+                                      config.default_timeout_ms)
+        self.metrics.sessions.labels(tenant or DEFAULT_TENANT).inc()
+        annotate(session=record.handle[:8])
+        return record
 
     def extend_session(self, record: SessionRecord, segment) -> tuple[SessionRecord, bool]:
         """The session with its graph set to `segment`'s; (record, True) when the nodes must be sent."""
@@ -103,6 +110,7 @@ class Service:
             return plan
 
         cached, source = self.plans.get_or_compile(key, compile_plan)
+        annotate(session=record.handle[:8], plan=key[:16], plan_source=source)
         position = {name: i for i, name in enumerate(feeds)}
         indices = tuple(position[e.tensor] for e in cached.plan.feeds)
         return MadeCallable(cached, source, (time.perf_counter() - started) * 1e3, indices)
@@ -110,6 +118,12 @@ class Service:
     # -- runs ---------------------------------------------------------------------------------------
     def run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
             remaining_s: float | None, cancellation: Cancellation) -> RunOutcome:
+        annotate(session=record.handle[:8], plan=cached.key[:16], request_id=request_id or None)
+        with self.metrics.run(tenant()):
+            return self._run(record, cached, feeds, request_id, options, remaining_s, cancellation)
+
+    def _run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
+             remaining_s: float | None, cancellation: Cancellation) -> RunOutcome:
         _check_feeds(cached, feeds)
         self.poison.check(cached.key, feeds)
         placed = cached.placement(self.pool.device_types(), record.allow_soft_placement)

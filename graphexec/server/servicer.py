@@ -17,11 +17,12 @@ from graphexec.rpc import codec, convert, methods, status
 from graphexec.rpc.codec import CHUNK_BYTES, parse
 from graphexec.rpc.tensors import DecodeError, dtype_from_enum, tensors_from_protos
 from graphexec.server import auth
+from graphexec.runtime.worker import Cancellation
 from graphexec.server import limits as server_limits
 from graphexec.server import plans as plan_cache
+from graphexec.server import telemetry
 from graphexec.server.limits import Admission, Limits, StreamGuard
 from graphexec.server.service import RunOutcome, Service
-from graphexec.runtime.worker import Cancellation
 from graphexec.server.worker_service import remaining_seconds
 
 SERVICE = methods.GRAPH_EXEC_SERVICE.full_name
@@ -40,7 +41,7 @@ class GraphExecServicer:
     def __init__(self, service: Service, limits: Limits = server_limits.DEFAULT):
         self.service = service
         self.limits = limits
-        self.admission = Admission(limits)
+        self.admission = Admission(limits, service.metrics.calls_queued)  # runs waiting beyond --threads
         self.streams = StreamGuard(limits)
 
     # -- sessions -------------------------------------------------------------------------------------
@@ -124,7 +125,7 @@ class GraphExecServicer:
         made = self.service.make_callable(record, request.feed_names, request.fetches, request.targets)
         outcome = self._run(record, made.plan, [feeds[i] for i in made.feed_indices], request.request_id,
                             request.options, context)
-        response = spb.RunStepResponse()
+        response = spb.RunStepResponse(printed=outcome.result.printed)
         if _wants_metadata(request.options):
             _fill_metadata(response.metadata, outcome, request.options, made.source, made.compile_ms)
         return codec.encode_tensor_message(response, "fetches", outcome.result.fetches)
@@ -133,7 +134,7 @@ class GraphExecServicer:
         record = self.service.sessions.get(request.session_handle, context.caller)
         cached, source = self.service.plans.get(request.callable_handle)
         outcome = self._run(record, cached, feeds, request.request_id, request.options, context, cancellation)
-        response = response_class()
+        response = response_class(printed=outcome.result.printed)
         if _wants_metadata(request.options):
             _fill_metadata(response.metadata, outcome, request.options, source, 0.0)
         return response, outcome.result.fetches
@@ -228,8 +229,7 @@ def _batch_frame(answers: list) -> bytes:
 
 def _status_frame(failure: BaseException) -> bytes:
     """The answer of a failed run of the Run stream: its status, in the body."""
-    code, message = status.failure_status(failure, "the Run stream")
-    return spb.RunResponse(status=spb.Status(code=code.value[0], message=message)).SerializeToString()
+    return spb.RunResponse(status=status.failure_message(failure, "the Run stream")).SerializeToString()
 
 
 def _wants_metadata(options) -> bool:
@@ -315,16 +315,27 @@ def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits
     API (`health`: the grpc_health servicer whose statuses a Readiness keeps); over TLS with
     `credentials`. With `tokens`, each call's tenant is the one its bearer token names (others are
     UNAUTHENTICATED); without, every caller is the single tenant. `limits`: graphexec.server.limits."""
-    authenticate = tokens.tenant_of if tokens is not None else _single_tenant
+    authenticate = _labelled(tokens.tenant_of if tokens is not None else _single_tenant)
     # Never below one part of the Run stream (CHUNK_BYTES and its header): larger tensors travel in parts.
     max_message = max(limits.max_message_bytes, CHUNK_BYTES + PART_HEADER_BYTES)
     options = [*GRPC_OPTIONS, ("grpc.max_receive_message_length", max_message),
                ("grpc.max_concurrent_streams", limits.max_streams_per_connection)]
-    return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service, limits), address,
-                                 server_limits.executor_threads(limits), options, reflect=reflect,
-                                 credentials=credentials, authenticate=authenticate, health_servicer=health,
-                                 max_concurrent_rpcs=server_limits.executor_threads(limits))
+    threads = server_limits.executor_threads(limits)
+    return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service, limits), address, threads,
+                                 options, reflect=reflect, credentials=credentials, authenticate=authenticate,
+                                 interceptors=(telemetry.Interceptor(service.metrics),),
+                                 queued=service.metrics.calls_queued, health_servicer=health,
+                                 max_concurrent_rpcs=threads)
 
 
 def _single_tenant(metadata) -> str:
     return auth.SINGLE_TENANT
+
+
+def _labelled(authenticate):
+    """`authenticate`, also naming the tenant in the call's metrics and log line."""
+    def tenant_of(metadata) -> str:
+        tenant = authenticate(metadata)
+        telemetry.annotate(tenant=tenant or telemetry.DEFAULT_TENANT)
+        return tenant
+    return tenant_of

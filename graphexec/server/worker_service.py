@@ -19,6 +19,7 @@ from graphexec.rpc.tensors import DecodeError
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import Cancellation, PlanCall, WorkerCore
 from graphexec.server.auth import WorkerSecret
+from graphexec.server import telemetry
 
 HEARTBEAT_S = 1.0
 REGISTRATION_TTL_S = 3.0
@@ -29,8 +30,10 @@ log = logging.getLogger("graphexec.worker")
 
 
 class WorkerServicer:
-    def __init__(self, core: WorkerCore):
+    def __init__(self, core: WorkerCore, metrics: telemetry.Metrics):
         self.core = core
+        self.metrics = metrics
+        metrics.worker_runs_in_flight.set_function(lambda: core.in_flight)
 
     @status.answers_failures
     def run_plan(self, data: bytes, context) -> bytes:
@@ -42,8 +45,11 @@ class WorkerServicer:
         call = PlanCall(request.container, request.plan_key, feeds, request.request_id, request.session_handle,
                         request.device_type or "CPU", tuple(request.host_steps), request.trace_level > 0,
                         remaining_seconds(context), cancellation)
-        result = self.core.run(call)
-        response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker)
+        telemetry.annotate(session=request.session_handle[:8], plan=request.plan_key[:16],
+                           request_id=request.request_id or None)
+        with self.metrics.worker_run(call.device_type):
+            result = self.core.run(call)
+        response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker, printed=result.printed)
         convert.stats_to_proto(result.stats, response.node_stats)
         return codec.encode_tensor_message(response, "fetches", result.fetches)
 
@@ -55,11 +61,13 @@ def remaining_seconds(context) -> float | None:
 
 
 def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 0, max_threads: int = 16,
-                         secret: WorkerSecret | None = None, credentials=None):
+                         secret: WorkerSecret | None = None, credentials=None, metrics: telemetry.Metrics | None = None):
     """With `secret`, only callers that send it (servers) may run plans: others are UNAUTHENTICATED."""
     authenticate = secret.check_caller if secret is not None else None
-    return methods.create_server(methods.WORKER_SERVICE, WorkerServicer(core), f"{host}:{port}", max_threads,
-                                 GRPC_OPTIONS, credentials=credentials, authenticate=authenticate)
+    metrics = metrics or telemetry.Metrics()
+    return methods.create_server(methods.WORKER_SERVICE, WorkerServicer(core, metrics), f"{host}:{port}", max_threads,
+                                 GRPC_OPTIONS, credentials=credentials, authenticate=authenticate,
+                                 interceptors=(telemetry.Interceptor(metrics),), queued=metrics.calls_queued)
 
 
 class Heartbeat:

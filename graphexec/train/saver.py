@@ -9,7 +9,8 @@ File format (one file per checkpoint, `<prefix>-<step>.gxckpt`, or `<prefix>.gxc
                    "tensors": [{"name": str, "dtype": str, "shape": [int, ...],
                                 "offset": int, "nbytes": int, "sha256": hex str}, ...]}
     then          data: each tensor's raw bytes, C order, little-endian, at `offset` from the start of
-                  the data section (16 + H), tensors in header order, each starting on a 64-byte boundary
+                  the data section (16 + H), tensors in header order, each starting on a 64-byte boundary;
+                  a "string" tensor's bytes are, per element, a u32 little-endian length then its bytes
 
 `name` is the variable's name without ":0" (as TF's checkpoint keys), `dtype` a graphexec dtype name
 (float32, int64, bool...). Reading parses JSON and raw numbers only (no pickle, nothing executable), and
@@ -26,6 +27,7 @@ the new one) intact and loadable.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,7 +36,7 @@ import tempfile
 
 import numpy as np
 
-from graphexec import dtypes, errors
+from graphexec import dtypes, errors, progress
 from graphexec.framework import get_default_graph
 from graphexec.ops.array_ops import placeholder
 from graphexec.ops.control_ops import group
@@ -46,29 +48,37 @@ VERSION = 1
 SUFFIX = ".gxckpt"
 INDEX_FILENAME = "checkpoint"
 ALIGNMENT = 64
+LARGE_CHECKPOINT_BYTES = 64 << 20  # saving or restoring more shows a progress bar (on a terminal)
 
 
 # -- the file format: pure functions over bytes -------------------------------------------------------------
-def encode(tensors: dict[str, np.ndarray], global_step: int | None = None) -> bytes:
-    """The checkpoint file's bytes for `tensors` (name -> array), in the documented format."""
+def encode(tensors: dict[str, np.ndarray], global_step: int | None = None, on_bytes=None) -> bytes:
+    """The checkpoint file's bytes for `tensors` (name -> array), in the documented format; `on_bytes(n)`
+    is called after each tensor with its size."""
     entries, chunks, offset = [], [], 0
     for name, value in tensors.items():
         array = np.asarray(value, order="C")  # (not ascontiguousarray: it turns scalars into [1])
         dtype = dtypes.from_numpy(array.dtype)
-        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        if dtype is dtypes.string:
+            data = dtypes.string_content(array)
+        else:
+            data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
         padding = -offset % ALIGNMENT
         chunks.append(b"\0" * padding + data)
         offset += padding
         entries.append({"name": name, "dtype": dtype.name, "shape": list(array.shape), "offset": offset,
                         "nbytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
         offset += len(data)
+        if on_bytes is not None:
+            on_bytes(len(data))
     header = json.dumps({"format": FORMAT, "version": VERSION, "global_step": global_step, "tensors": entries},
                         separators=(",", ":")).encode()
     return MAGIC + struct.pack("<Q", len(header)) + header + b"".join(chunks)
 
 
-def decode(blob: bytes, what: str = "checkpoint") -> tuple[dict[str, np.ndarray], dict]:
-    """(name -> array, header) from a checkpoint file's bytes; DataLossError if anything is off."""
+def decode(blob: bytes, what: str = "checkpoint", on_bytes=None) -> tuple[dict[str, np.ndarray], dict]:
+    """(name -> array, header) from a checkpoint file's bytes; DataLossError if anything is off.
+    `on_bytes(n)` is called after each tensor with its size."""
     def damaged(reason):
         return errors.DataLossError(None, None, f"{what} is not a valid graphexec checkpoint: {reason}")
 
@@ -88,6 +98,8 @@ def decode(blob: bytes, what: str = "checkpoint") -> tuple[dict[str, np.ndarray]
     tensors = {}
     for entry in header.get("tensors", []):
         tensors[entry["name"]] = _tensor(entry, data, damaged)
+        if on_bytes is not None:
+            on_bytes(tensors[entry["name"]].nbytes)
     return tensors, header
 
 
@@ -98,12 +110,18 @@ def _tensor(entry, data, damaged) -> np.ndarray:
         shape = tuple(int(d) for d in entry["shape"])
     except (KeyError, TypeError, ValueError) as exc:
         raise damaged(f"bad tensor entry {entry!r} ({exc})") from None
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.size
-    if nbytes != expected or offset < 0 or offset + nbytes > len(data) or min(shape, default=0) < 0:
+    count = int(np.prod(shape, dtype=np.int64))
+    fits = dtype is dtypes.string or nbytes == count * dtype.size  # (string records are checked as decoded)
+    if not fits or offset < 0 or offset + nbytes > len(data) or min(shape, default=0) < 0:
         raise damaged(f"tensor '{name}' does not fit the file (offset {offset}, {nbytes} bytes, shape {list(shape)})")
     raw = data[offset:offset + nbytes]
     if hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
         raise damaged(f"checksum mismatch for tensor '{name}'")
+    if dtype is dtypes.string:
+        try:
+            return dtypes.strings_from_content(raw, count, shape)
+        except ValueError as exc:
+            raise damaged(f"tensor '{name}': {exc}") from None
     little = np.frombuffer(raw, dtype=dtype.np.newbyteorder("<")).reshape(shape)
     return little.astype(dtype.np)  # native byte order, and a private writable copy
 
@@ -167,7 +185,8 @@ def _file_of(prefix: str) -> str:
 
 
 def load_checkpoint(checkpoint_prefix) -> dict[str, np.ndarray]:
-    """Every tensor of a checkpoint as name -> numpy array (tf.train.load_checkpoint, simplified)."""
+    """Every tensor of a checkpoint as name -> numpy array (tf.train.load_checkpoint, simplified); a large
+    one shows a progress bar while it is checked and decoded."""
     path = _file_of(checkpoint_prefix)
     try:
         with open(path, "rb") as f:
@@ -175,7 +194,9 @@ def load_checkpoint(checkpoint_prefix) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise errors.NotFoundError(None, None, f"Unsuccessful TensorSliceReader constructor: Failed to find any "
                                                f"matching files for {checkpoint_prefix}") from None
-    return decode(blob, path)[0]
+    with progress.bar(len(blob), f"restoring {os.path.basename(path)}", unit="B", unit_scale=True,
+                      shown=len(blob) >= LARGE_CHECKPOINT_BYTES) as bar:
+        return decode(blob, path, bar.update)[0]
 
 
 # -- Saver ---------------------------------------------------------------------------------------------------------
@@ -215,7 +236,10 @@ class Saver:
         values = sess.run([self._variables[n].value() for n in names])
         directory = os.path.dirname(os.path.abspath(prefix))
         os.makedirs(directory, exist_ok=True)
-        write_atomically(_file_of(prefix), encode(dict(zip(names, values)), step))
+        size = sum(np.asarray(v).nbytes for v in values)
+        with progress.bar(size, f"saving {os.path.basename(_file_of(prefix))}", unit="B", unit_scale=True,
+                          shown=size >= LARGE_CHECKPOINT_BYTES) as bar:
+            write_atomically(_file_of(prefix), encode(dict(zip(names, values)), step, bar.update))
         if write_state:
             self._update_index(directory, prefix, latest_filename or INDEX_FILENAME)
         return prefix
@@ -281,3 +305,22 @@ def _step_value(sess, global_step):
     if isinstance(global_step, (int, np.integer)):
         return int(global_step)
     return int(sess.run(global_step))
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointState:
+    """What a directory's checkpoint index names (TF's CheckpointState proto, as a plain object)."""
+
+    model_checkpoint_path: str
+    all_model_checkpoint_paths: tuple[str, ...]
+
+
+def get_checkpoint_state(checkpoint_dir, latest_filename=None) -> CheckpointState | None:
+    """The latest checkpoint and all kept ones named by `checkpoint_dir`'s index (paths joined to the
+    directory, as TF does with relative paths), or None without an index."""
+    index = read_index(checkpoint_dir, latest_filename or INDEX_FILENAME)
+    if index is None:
+        return None
+    paths = [p for p in index.get("all_model_checkpoint_paths", []) if isinstance(p, str)]
+    return CheckpointState(os.path.join(checkpoint_dir, index["model_checkpoint_path"]),
+                           tuple(os.path.join(checkpoint_dir, p) for p in paths))

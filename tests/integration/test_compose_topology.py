@@ -29,12 +29,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 import graphexec as tf
 from graphexec.runtime.worker import WorkerCore
@@ -55,6 +57,8 @@ REGISTRY_IMAGES = {
 }
 PORT_VARIABLE = {"serve": "GRAPHEXEC_PORT", "worker": "GRAPHEXEC_WORKER_PORT"}
 HOST_VARIABLE = {"serve": "GRAPHEXEC_HOST", "worker": "GRAPHEXEC_WORKER_HOST"}
+METRICS_VARIABLE = "GRAPHEXEC_METRICS_PORT"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
@@ -136,6 +140,7 @@ class Replica:
     service: str
     index: int
     port: int  # where this replica listens locally
+    metrics_port: int = 0  # where it serves /metrics locally (graphexec services)
     process: subprocess.Popen | None = None
     log: pathlib.Path | None = None
     stopped: bool = False  # stopped on purpose (docker stop), not crashed
@@ -162,7 +167,7 @@ class LocalCompose:
     def plan(self, names):
         for name in names:
             count = int(self.service(name).get("deploy", {}).get("replicas", 1))
-            self.replicas[name] = [Replica(name, i + 1, free_port()) for i in range(count)]
+            self.replicas[name] = [Replica(name, i + 1, free_port(), free_port()) for i in range(count)]
 
     # -- translation --------------------------------------------------------------------------------
     def container_port(self, name: str) -> int | None:
@@ -251,6 +256,8 @@ class LocalCompose:
         if replica and subcommand:
             env[PORT_VARIABLE[subcommand]] = str(replica.port)
             env[HOST_VARIABLE[subcommand]] = "127.0.0.1"
+            if METRICS_VARIABLE in env:
+                env[METRICS_VARIABLE] = str(replica.metrics_port)
         if replica and registry_image(service):
             argv += registry_image(service)["listen_args"](replica.port)
         cwd = next((source for _, source in mounts if source.is_relative_to(self.workdir)), self.workdir)
@@ -379,6 +386,37 @@ def registered_addresses(topology) -> set[str]:
         store.close()
 
 
+def scrape(port: int) -> dict[str, float]:
+    """Sum of each sample name's values in a replica's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+    return sums
+
+
+def test_prometheus_scrapes_every_graphexec_service_on_its_metrics_port():
+    """deploy/prometheus/prometheus.yml (the `monitoring` profile's Prometheus) targets every service running
+    `graphexec`, at the port its environment serves metrics on."""
+    compose = load_compose()
+    local = LocalCompose(compose, pathlib.Path("/nonexistent"))
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    targets = set()
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            targets |= {tuple(t.rsplit(":", 1)) for t in static["targets"]}
+        for dns in job.get("dns_sd_configs", []):
+            targets |= {(name, str(dns["port"])) for name in dns["names"]}
+    expected = {(name, local.environment(service)[METRICS_VARIABLE]) for name, service in compose["services"].items()
+                if local.subcommand(service)}
+    assert expected and targets == expected
+    prometheus = compose["services"]["prometheus"]
+    assert "monitoring" in prometheus["profiles"]
+    assert any(v.startswith("./deploy/prometheus/prometheus.yml:") for v in prometheus["volumes"])
+
+
 @pytest.fixture
 def topology(tmp_path):
     local = LocalCompose(load_compose(), tmp_path)
@@ -444,6 +482,15 @@ def test_quickstart_runs_through_the_compose_topology(topology, monkeypatch):
                                   if topology.subcommand(topology.service(n)) == "worker"), advertised
     for address in advertised:
         assert health_status(address) == "SERVING", f"worker address {address} is not reachable"
+
+    # Every server and worker serves the metrics Prometheus scrapes, and they counted these runs.
+    runs = {"serve": 0.0, "worker": 0.0}
+    for name, replicas in topology.replicas.items():
+        role = topology.subcommand(topology.service(name))
+        for replica in replicas if role else ():
+            samples = scrape(replica.metrics_port)
+            runs[role] += samples.get("graphexec_runs_total" if role == "serve" else "graphexec_worker_runs_total", 0)
+    assert runs["serve"] >= 4 + 2 and runs["worker"] == runs["serve"], runs  # 4 runs here, the quickstart's before
 
     # No affinity: with one server replica stopped, the same target still serves the quickstart.
     assert topology.stop(topology.replicas["server"][0]) == 0

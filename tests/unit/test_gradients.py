@@ -19,7 +19,8 @@ POSITIVE = np.abs(M) + 0.5
 @pytest.mark.parametrize("fn, low, high", [
     (tf.add, -2, 2), (tf.subtract, -2, 2), (tf.multiply, -2, 2), (tf.truediv, 0.5, 2), (tf.pow, 0.5, 2),
     (tf.maximum, -2, 2), (tf.minimum, -2, 2), (tf.mod, 0.3, 2), (lambda x, y: x + y * x - y / 3, -2, 2),
-], ids=["add", "sub", "mul", "div", "pow", "maximum", "minimum", "mod", "expression"])
+    (tf.squared_difference, -2, 2),
+], ids=["add", "sub", "mul", "div", "pow", "maximum", "minimum", "mod", "expression", "squared_difference"])
 def test_binary_ops_across_broadcast_shapes(fn, low, high):
     check_binary_grad(fn, low=low, high=high)
 
@@ -212,3 +213,23 @@ def test_a_100000_node_chain_differentiates_without_recursion():
         (g,) = tf.gradients(tf.reduce_sum(y * y), x)
         with tf.Session(graph=graph) as sess:
             np.testing.assert_allclose(sess.run(g, {x: [1.0, -2.0]}), [2.0, -4.0])
+
+
+def test_default_grad_ys_do_not_run_a_printed_loss_of_known_shape(capsys):
+    """As TF1 (whose grappler folds the seed's shape(y) to a constant): the train op alone does not run
+    a tf.Print wrapped around a loss of known shape; fetching the loss does. With an unknown shape the
+    seed reads y's shape, so the Print runs (as in TF)."""
+    w = tf.Variable([1.0, 2.0])
+    loss = tf.Print(tf.reduce_sum(tf.square(w)), [w], "loss ran: ")
+    train = tf.assign_sub(w, 0.25 * tf.gradients(loss, w)[0])
+    x = tf.placeholder(tf.float32, [None])
+    unknown = tf.Print(x * w[0], [x], "unknown ran: ")
+    dx = tf.gradients(unknown, x)[0]
+    with tf.Session() as sess:
+        sess.run(w.initializer)
+        sess.run(train)
+        assert capsys.readouterr().err == ""
+        np.testing.assert_allclose(sess.run(w), [0.5, 1.0])
+        assert sess.run(loss) == 1.25
+        np.testing.assert_allclose(sess.run(dx, {x: [3.0, 4.0]}), [0.5, 0.5])
+    assert capsys.readouterr().err == "loss ran: [0.5 1]\nunknown ran: [3 4]\n"

@@ -22,7 +22,7 @@ def test_default_names_are_made_unique():
     assert names == ["Const", "Const_1", "Const_2"]
     x = tf.placeholder(tf.float32, name="Const_3")
     assert x.op.name == "Const_3" and tf.constant(1.0).op.name == "Const_4"  # skips a name the user took
-    assert tf.add(x, x).op.name == "add" and tf.add(x, x, name="add").op.name == "add_1"
+    assert tf.add(x, x).op.name == "Add" and tf.add(x, x, name="add").op.name == "add_1"
     assert tf.identity(x, name="Add").op.name == "Add_2"  # case-insensitive: shares the counter of "add"
 
 

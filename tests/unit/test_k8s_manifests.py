@@ -18,6 +18,8 @@ import sys
 
 import pytest
 
+from graphexec import cli
+
 yaml = pytest.importorskip("yaml")
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -95,9 +97,9 @@ def documented_variables() -> set[str]:
 
 @functools.cache
 def cli_variables() -> set[str]:
-    """Variables graphexec/cli.py reads (through its _env helper or os.environ), not those it only mentions."""
-    reads = r"(?:_env|environ\.get|getenv)\(\s*\"(GRAPHEXEC_[A-Z0-9_]+)\""
-    return set(re.findall(reads, (ROOT / "graphexec" / "cli.py").read_text()))
+    """Variables the CLI reads: those of its settings table (test_documented_variable_sets_its_flag checks
+    that each one does set its flag)."""
+    return {setting.variable for setting in cli.SETTINGS}
 
 
 # -- checks shared by the raw files and the rendered kustomizations ------------------------------
@@ -112,11 +114,28 @@ def check_container(obj: dict, container: dict) -> None:
     assert name in known_images(), f"{where}: image {container['image']} is neither built nor pulled by compose"
     if known_images()[name] in GRAPHEXEC_IMAGES_BUILT_BY:
         check_graphexec_container(where, container, known_images()[name])
+        check_metrics_endpoint(obj, where, container)
+
+
+def check_metrics_endpoint(obj: dict, where: str, container: dict) -> None:
+    """Servers and workers serve metrics on a declared port named `metrics`, which the pod's scrape
+    annotations and the label that the metrics Service (and its ServiceMonitor) selects point at."""
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert METRICS_VARIABLE in env, f"{where}: set {METRICS_VARIABLE} (Prometheus scrapes it)"
+    ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    assert ports.get("metrics") == int(env[METRICS_VARIABLE]), f"{where}: no port `metrics` at {METRICS_VARIABLE}"
+    template = obj["spec"]["template"]["metadata"]
+    annotations = template.get("annotations", {})
+    assert annotations.get("prometheus.io/scrape") == "true", f"{where}: pod not annotated for scraping"
+    assert annotations.get("prometheus.io/port") == env[METRICS_VARIABLE], f"{where}: prometheus.io/port differs"
+    assert annotations.get("prometheus.io/path") == "/metrics"
+    assert template["labels"].get("graphexec/metrics") == "true", f"{where}: not selected by the metrics Service"
 
 
 READINESS = "graphexec.v1.GraphExecService"
 # Which variable names the port that each subcommand listens on (and must be probed on).
 PORT_VARIABLE = {"serve": "GRAPHEXEC_PORT", "worker": "GRAPHEXEC_WORKER_PORT"}
+METRICS_VARIABLE = "GRAPHEXEC_METRICS_PORT"
 
 
 def check_graphexec_container(where: str, container: dict, dockerfile: str) -> None:
@@ -249,6 +268,33 @@ def test_topology_has_what_the_deployment_needs():
     assert known_images()[image_name(gpu_container["image"])] == "server/Dockerfile.gpu"
 
 
+def test_service_monitor_scrapes_every_server_and_worker_pod():
+    """The ServiceMonitor selects the metrics Service by its labels and scrapes its `metrics` port; that
+    Service selects the pods of every server and worker Deployment (GPU workers included)."""
+    objects = all_objects()
+    monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    assert monitors, "a ServiceMonitor for the Prometheus Operator"
+    services = [o for o in objects if o["kind"] == "Service"]
+    graphexec_workloads = [w for w in workloads(objects)
+                           if any(known_images().get(image_name(c["image"])) in GRAPHEXEC_IMAGES_BUILT_BY
+                                  for c in containers(w))]
+    assert {w["metadata"]["name"] for w in graphexec_workloads} >= {"graphexec-server", "graphexec-worker",
+                                                                    "graphexec-worker-gpu"}
+    for monitor in monitors:
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        selected = [s for s in services if selector.items() <= s["metadata"].get("labels", {}).items()]
+        assert len(selected) == 1, f"ServiceMonitor/{monitor['metadata']['name']} selects {len(selected)} Services"
+        service = selected[0]
+        for endpoint in monitor["spec"]["endpoints"]:
+            port = next((p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]), None)
+            assert port and port["targetPort"] == "metrics", f"{service['metadata']['name']} has no {endpoint}"
+            assert endpoint.get("path", "/metrics") == "/metrics"
+        for workload in graphexec_workloads:
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            assert service["spec"]["selector"].items() <= labels.items(), \
+                f"{workload['metadata']['name']} pods are not behind {service['metadata']['name']}"
+
+
 @pytest.mark.parametrize("path", kustomization_files(), ids=lambda p: str(p.parent.relative_to(K8S)))
 def test_kustomization_lists_files_that_exist(path):
     doc = yaml.safe_load(path.read_text())
@@ -276,10 +322,18 @@ def configuration_rows() -> list[tuple[str, str, str]]:
 BOOLEAN_FLAGS = {"--insecure", "--no-reflection"}  # their variables are on when set to 1
 
 
+# The limits are numbers (sizes, counts); each sample reads back as itself once parsed.
+NUMERIC_SAMPLES = {"--stream-idle-timeout": "2.5"} | dict.fromkeys(
+    ("--memory-limit", "--max-message-bytes", "--max-graph-nodes", "--max-graph-bytes", "--max-string-bytes",
+     "--run-memory-bytes", "--max-streams", "--max-streams-per-connection", "--queue-depth",
+     "--max-sessions-per-tenant", "--cache-bytes"), "3")
+
+
 def sample_value(flag: str) -> str:
     if flag in BOOLEAN_FLAGS:
         return "1"
-    return {"--port": "4321", "--threads": "3", "--device": "gpu", "--log-level": "DEBUG"}.get(flag, "sample-value")
+    return {"--port": "4321", "--threads": "3", "--device": "gpu", "--log-level": "DEBUG", "--log-format": "json",
+            "--metrics-port": "9471", **NUMERIC_SAMPLES}.get(flag, "sample-value")
 
 
 @pytest.mark.parametrize("command,flag,variable", configuration_rows())
@@ -315,7 +369,8 @@ def test_image_is_multi_stage_non_root_and_checks_grpc_health(dockerfile):
         f"{dockerfile}: HEALTHCHECK must run server/healthcheck.py (the gRPC health service)"
     assert re.search(r'^ENTRYPOINT \["graphexec"\]', final, re.M), f"{dockerfile}: the command picks serve or worker"
     env = dict(re.findall(r"(GRAPHEXEC_\w+)=(\S+)", final))
-    assert {int(env["GRAPHEXEC_PORT"]), int(env["GRAPHEXEC_WORKER_PORT"])} == exposed_ports(dockerfile)
+    listening = {int(env[v]) for v in ("GRAPHEXEC_PORT", "GRAPHEXEC_WORKER_PORT", METRICS_VARIABLE)}
+    assert listening == exposed_ports(dockerfile)
     for variable in env:
         check_variable(dockerfile, variable)
 
@@ -324,5 +379,5 @@ def test_docker_build_context_keeps_out_what_images_do_not_need():
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*", ".dockerignore is an allowlist: everything out, then what the images COPY"
-    for needed in ("!pyproject.toml", "!README.md", "!graphexec", "!server/healthcheck.py"):
+    for needed in ("!pyproject.toml", "!README.md", "!LICENSE", "!graphexec", "!server/healthcheck.py"):
         assert needed in patterns, f".dockerignore drops {needed[1:]}, which the Dockerfiles COPY"

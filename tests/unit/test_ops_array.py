@@ -42,7 +42,7 @@ def test_constant_errors_and_copies():
     with pytest.raises(TypeError):
         tf.constant(1.5, dtype=tf.int32)
     with pytest.raises(TypeError):
-        tf.constant("text")
+        tf.constant(["text", 1])  # a string tensor holds only str/bytes
     source = np.ones(3, np.float32)
     c = tf.constant(source)
     source[0] = 7  # the graph keeps its own copy; the caller's array stays writable

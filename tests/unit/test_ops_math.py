@@ -34,6 +34,7 @@ BINARY = {
     "greater_equal": (tf.greater_equal, np.greater_equal, NUMERIC, False),
     "logical_and": (tf.logical_and, np.logical_and, [tf.bool], False),
     "logical_or": (tf.logical_or, np.logical_or, [tf.bool], False),
+    "squared_difference": (tf.squared_difference, lambda x, y: np.square(x - y), SIGNED, False),
 }
 BINARY_BY_DTYPE = [(name, d) for name, (_, _, supported, _) in BINARY.items() for d in supported]
 
@@ -108,6 +109,9 @@ UNARY = {
     "tanh": (tf.tanh, np.tanh, FLOATS, -3),
     "sigmoid": (tf.sigmoid, _sigmoid, FLOATS, -3),
     "logical_not": (tf.logical_not, np.logical_not, [tf.bool], -3),
+    "round": (tf.round, np.round, NUMERIC, -3),
+    "floor": (tf.floor, np.floor, FLOATS, -3),
+    "ceil": (tf.math.ceil, np.ceil, FLOATS, -3),
 }
 UNARY_BY_DTYPE = [(name, d) for name, (_, _, supported, _) in UNARY.items() for d in supported]
 
@@ -368,3 +372,19 @@ def test_tensor_equality_is_identity_so_tensors_key_dicts():
     x, y = tf.constant(1.0), tf.constant(1.0)
     assert x == x and x != y
     assert {x: 1, y: 2}[y] == 2
+
+
+def test_round_is_half_to_even_as_tf():
+    # TF 2.21 tf.compat.v1.round on these values: [-2, -2, -0, 0, 2, 2, 3]
+    values = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 2.6], np.float32)
+    with tf.Session() as sess:
+        rounded = sess.run(tf.round(values))
+    np.testing.assert_array_equal(rounded, [-2, -2, -0, 0, 2, 2, 3])
+    assert np.signbit(rounded[2]) and not np.signbit(rounded[3])
+
+
+def test_rounding_ops_have_no_gradient_as_tf():
+    x = tf.constant([0.3, 1.7])
+    for fn in (tf.round, tf.floor, tf.ceil):
+        assert tf.gradients(tf.reduce_sum(fn(x) * x), x)[0] is not None  # through the product only
+        assert tf.gradients(tf.reduce_sum(fn(x)), x) == [None]

@@ -28,7 +28,7 @@ from graphexec.server.worker_service import WorkerServicer
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("dtype", [d.np for d in dtypes.ALL])
+@pytest.mark.parametrize("dtype", [d.np for d in dtypes.ALL if not d.is_string])
 @pytest.mark.parametrize("shape", [(), (0,), (3,), (2, 0, 4), (2, 3, 4)])
 def test_tensor_round_trip(dtype, shape):
     value = (np.arange(int(np.prod(shape))) % 7).astype(dtype).reshape(shape)

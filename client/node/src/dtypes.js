@@ -1,7 +1,8 @@
 'use strict';
 // Element types: the wire enum (graphexec.v1.DataType), the Python name, and the typed array that holds
 // the elements in JavaScript. float16 has no typed array in Node 20: its elements travel as raw IEEE
-// half bits in a Uint16Array.
+// half bits in a Uint16Array. string elements are Buffers in a plain Array (their wire content is, per
+// element, a u32 little-endian byte length then the bytes: see graphexec.v1.Tensor).
 
 /** @typedef {{name: string, wire: string, itemsize: number, ArrayType: Function, isFloat: boolean}} DType */
 
@@ -26,6 +27,7 @@ const DTYPES = Object.freeze({
   uint8: dtype('uint8', Uint8Array),
   uint16: dtype('uint16', Uint16Array),
   bool: dtype('bool', Uint8Array),
+  string: Object.freeze({ name: 'string', wire: 'DATA_TYPE_STRING', itemsize: 0, ArrayType: Array, isFloat: false }),
 });
 
 const BY_WIRE = new Map(Object.values(DTYPES).map((d) => [d.wire, d]));

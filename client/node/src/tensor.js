@@ -2,6 +2,7 @@
 // Values in and out: JavaScript values <-> graphexec.v1.Tensor (dtype, shape, little-endian bytes).
 // In: a typed array (1-D unless a shape is given), {data, shape, dtype}, a number/boolean/bigint scalar,
 // or nested arrays of them. Out: {dtype, shape, data} with `data` a typed array of the dtype.
+// Strings (dtype 'string'): JavaScript strings (UTF-8 encoded) or Buffers in, an Array of Buffers out.
 const os = require('node:os');
 const { asDType, dtypeOfArray, DTYPES } = require('./dtypes');
 
@@ -18,6 +19,7 @@ function isTypedArray(value) {
 
 /** The dtype TF gives plain JavaScript elements: booleans bool, bigints int64, integers int32, else float32. */
 function defaultDType(elements) {
+  if (elements.length && elements.every((e) => typeof e === 'string' || Buffer.isBuffer(e))) return DTYPES.string;
   for (const e of elements) {
     if (!['boolean', 'bigint', 'number'].includes(typeof e)) throw new TypeError(`cannot convert ${typeof e} ${String(e)} to a tensor element`);
   }
@@ -38,6 +40,7 @@ function flatten(nested) {
 }
 
 function fromElements(elements, dtype) {
+  if (dtype === DTYPES.string) return elements.map(asBuffer);
   if (dtype === DTYPES.int64) return BigInt64Array.from(elements, (e) => BigInt(e));
   if (dtype === DTYPES.bool) return Uint8Array.from(elements, (e) => (e ? 1 : 0));
   return dtype.ArrayType.from(elements, Number);
@@ -77,9 +80,42 @@ function checked(array) {
   return array;
 }
 
+function asBuffer(element) {
+  if (Buffer.isBuffer(element)) return element;
+  if (typeof element === 'string') return Buffer.from(element, 'utf8');
+  throw new TypeError(`a string tensor element must be a string or Buffer, got ${typeof element} ${String(element)}`);
+}
+
+/** The wire content of string elements: per element a u32 little-endian byte length, then the bytes. */
+function stringContent(elements) {
+  const parts = [];
+  for (const element of elements) {
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(element.length);
+    parts.push(length, element);
+  }
+  return Buffer.concat(parts);
+}
+
+function stringsFromContent(content, count) {
+  const out = [];
+  let pos = 0;
+  for (let i = 0; i < count; i += 1) {
+    if (pos + 4 > content.length) throw new TypeError(`string tensor content ends after ${i} of ${count} elements`);
+    const length = content.readUInt32LE(pos);
+    pos += 4;
+    if (pos + length > content.length) throw new TypeError(`string element ${i} of ${length} bytes runs past the end of the content`);
+    out.push(Buffer.from(content.subarray(pos, pos + length)));
+    pos += length;
+  }
+  if (pos !== content.length) throw new TypeError(`string tensor content has ${content.length - pos} bytes after its ${count} elements`);
+  return out;
+}
+
 /** A graphexec.v1.Tensor message (plain object for @grpc/proto-loader) from any accepted input. */
 function toTensorProto(value, dtype = undefined) {
   const { dtype: d, shape, data } = toArray(value, dtype);
+  if (d === DTYPES.string) return { dtype: d.wire, shape, content: stringContent(data) };
   return { dtype: d.wire, shape, content: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
 }
 
@@ -88,6 +124,7 @@ function fromTensorProto(tensor) {
   const dtype = asDType(tensor.dtype);
   const shape = (tensor.shape || []).map(Number);
   const content = tensor.content || Buffer.alloc(0);
+  if (dtype === DTYPES.string) return { dtype: dtype.name, shape, data: stringsFromContent(Buffer.from(content), product(shape)) };
   if (content.length !== product(shape) * dtype.itemsize) {
     throw new TypeError(`tensor content has ${content.length} bytes, expected ${product(shape) * dtype.itemsize} for ${dtype.name}[${shape}]`);
   }

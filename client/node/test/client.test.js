@@ -136,3 +136,21 @@ test('one client round-robins over every address of its target', { skip: !fs.exi
     await second.stop();
   }
 });
+
+test('string tensors: a constant, a fed placeholder and a variable come back as Buffers', async () => {
+  const g = new Graph();
+  const hello = g.constant('Hello, TensorFlow!');
+  const words = g.placeholder('string', { shape: [null], name: 'words' });
+  const names = g.variable(['a', 'é'], { name: 'names' });
+  const session = await client.session(g, { container: `node-strings-${process.pid}` });
+  await session.run(g.globalVariablesInitializer());
+  const [greeting, echoed, stored] = await session.run([hello, words, names], { feeds: { words: ['x', Buffer.from([0, 255]), ''] } });
+  assert.equal(greeting.dtype, 'string');
+  assert.deepEqual(greeting.shape, []);
+  assert.equal(greeting.data[0].toString(), 'Hello, TensorFlow!');
+  assert.deepEqual(echoed.data.map((b) => [...b]), [[120], [0, 255], []]);
+  assert.deepEqual(stored.data.map((b) => b.toString()), ['a', 'é']);
+  await assert.rejects(session.run(words, { feeds: { words: [1, 2] } }), /dtype int32 .* which has dtype string/);
+  await assert.rejects(session.run(words, { feeds: new Map([[words, [1, 2]]]) }), /must be a string or Buffer/);
+  await session.close();
+});

@@ -34,6 +34,20 @@ test('bad input is rejected before it reaches the wire', () => {
   assert.throws(() => toArray({ data: new Float32Array(3), shape: [2, 2] }), /needs 4 elements, got 3/);
   assert.throws(() => toArray([[1], [2, 3]]), /ragged/);
   assert.throws(() => toArray(new Float32Array(2), 'int32'), /dtype int32 needs Int32Array data/);
-  assert.throws(() => toArray('text'), /cannot convert string/);
+  assert.throws(() => toArray(['text', 1]), /cannot convert string/);
   assert.throws(() => fromTensorProto({ dtype: 'DATA_TYPE_FLOAT32', shape: ['3'], content: Buffer.alloc(8) }), /has 8 bytes, expected 12/);
+});
+
+test('strings travel as u32 little-endian lengths then bytes, and come back as Buffers', () => {
+  const proto = toTensorProto([['ab', ''], ['é', Buffer.from([0, 255])]]);
+  assert.equal(proto.dtype, 'DATA_TYPE_STRING');
+  assert.deepEqual(proto.shape, [2, 2]);
+  assert.deepEqual([...proto.content], [2, 0, 0, 0, 97, 98, 0, 0, 0, 0, 2, 0, 0, 0, 0xc3, 0xa9, 2, 0, 0, 0, 0, 255]);
+  const back = fromTensorProto(proto);
+  assert.equal(back.dtype, 'string');
+  assert.deepEqual(back.data.map((b) => [...b]), [[97, 98], [], [0xc3, 0xa9], [0, 255]]);
+  assert.equal(roundTrip('Hello, TensorFlow!').data[0].toString(), 'Hello, TensorFlow!');
+  assert.throws(() => fromTensorProto({ dtype: 'DATA_TYPE_STRING', shape: ['2'], content: Buffer.from([1, 0, 0, 0, 97]) }), /ends after 1 of 2/);
+  assert.throws(() => fromTensorProto({ dtype: 'DATA_TYPE_STRING', shape: ['1'], content: Buffer.from([9, 0, 0, 0, 97]) }), /runs past the end/);
+  assert.throws(() => toArray(['a', 1], 'string'), /must be a string or Buffer/);
 });

@@ -1,0 +1,246 @@
+"""Prometheus metrics and per-request logs of `graphexec serve` and `graphexec worker`.
+
+`Metrics` is the one place that defines every metric. Each server owns one, with its own
+CollectorRegistry (several servers may share a process, as in tests), served over HTTP by
+`serve_metrics` when `--metrics-port` is set. `Interceptor` observes every gRPC call: count and
+latency by method and status code, bytes in and out, calls in flight, and one log line per call on
+the `graphexec.requests` logger (DEBUG when it succeeds, INFO when it fails). What the handlers
+learn from the request (session, plan, request id, tenant) they `annotate` onto the current call.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import time
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import start_http_server
+
+from graphexec.rpc import status
+
+DEFAULT_TENANT = "default"  # the tenant label of every call until services have several tenants
+SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+log = logging.getLogger("graphexec.requests")
+
+
+class Metrics:
+    """Every metric a server or worker exports, registered in its own registry."""
+
+    def __init__(self):
+        self.registry = registry = CollectorRegistry()
+
+        def counter(name, help_text, labels=()):
+            return Counter(name, help_text, labels, registry=registry)
+
+        def histogram(name, help_text, labels=()):
+            return Histogram(name, help_text, labels, buckets=SECONDS, registry=registry)
+
+        def gauge(name, help_text):
+            return Gauge(name, help_text, registry=registry)
+
+        # every gRPC call (interceptor)
+        self.calls = counter("graphexec_grpc_calls", "gRPC calls handled, by method and status code",
+                             ("method", "code"))
+        self.call_seconds = histogram("graphexec_grpc_call_duration_seconds",
+                                      "Time to handle a gRPC call, by method and status code", ("method", "code"))
+        self.received_bytes = counter("graphexec_grpc_received_bytes", "Request bytes received, by method",
+                                      ("method",))
+        self.sent_bytes = counter("graphexec_grpc_sent_bytes", "Response bytes sent, by method", ("method",))
+        self.calls_in_flight = gauge("graphexec_grpc_calls_in_flight", "gRPC calls being handled now")
+        self.calls_queued = gauge("graphexec_grpc_calls_queued",
+                                  "gRPC calls waiting for a free handler thread, and runs waiting for their "
+                                  "turn (all --threads runs busy)")
+        # the service (serve)
+        self.runs = counter("graphexec_runs", "Runs handled by this server, by tenant and status code",
+                            ("tenant", "code"))
+        self.run_seconds = histogram("graphexec_run_duration_seconds",
+                                     "Time from a run's arrival to its answer (placing, queueing, running)",
+                                     ("tenant",))
+        self.sessions = counter("graphexec_sessions_created", "Sessions created, by tenant", ("tenant",))
+        self.plan_lookups = counter("graphexec_plan_cache_lookups",
+                                    "Plan lookups by where the plan came from: memory (this process), store "
+                                    "(Redis: another replica compiled it) or compiled (a miss)", ("source",))
+        self.compile_seconds = histogram("graphexec_plan_compile_duration_seconds",
+                                         "Time to decode, check and compile a graph into a plan")
+        self.live_workers = gauge("graphexec_live_workers", "Workers this server can place runs on")
+        # the worker that runs plans (worker, or serve's embedded one)
+        self.worker_runs = counter("graphexec_worker_runs", "Plans run by this worker, by device and status code",
+                                   ("device", "code"))
+        self.worker_run_seconds = histogram("graphexec_worker_run_duration_seconds",
+                                            "Time a worker takes to run a plan, by device", ("device",))
+        self.worker_runs_in_flight = gauge("graphexec_worker_runs_in_flight", "Plans this worker is running now")
+        # the shared store
+        self.redis_seconds = histogram("graphexec_redis_operation_duration_seconds",
+                                       "Time of a Redis operation, by store operation", ("operation",))
+        self.redis_errors = counter("graphexec_redis_errors", "Redis operations that failed (Redis unreachable or "
+                                                             "timing out), by store operation", ("operation",))
+
+    @contextlib.contextmanager
+    def run(self, tenant_name: str):
+        """Counts and times a run the server handles (a failure by the status it is answered with)."""
+        with _outcome(self.runs, self.run_seconds, tenant_name):
+            yield
+
+    @contextlib.contextmanager
+    def worker_run(self, device_type: str):
+        """Counts and times a plan a worker runs."""
+        with _outcome(self.worker_runs, self.worker_run_seconds, device_type):
+            yield
+
+
+@contextlib.contextmanager
+def _outcome(counter, histogram, label: str):
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+    except Exception as exc:
+        code = status.status_code(exc).name
+        raise
+    finally:
+        counter.labels(label, code).inc()
+        histogram.labels(label).observe(time.perf_counter() - started)
+
+
+def serve_metrics(metrics: Metrics, host: str, port: int) -> int:
+    """Serve `metrics` at http://HOST:PORT/metrics from a daemon thread; returns the bound port (0: any)."""
+    httpd, _ = start_http_server(port, host, registry=metrics.registry)
+    return httpd.server_port
+
+
+# -- the current call ---------------------------------------------------------------------------------
+class Call:
+    """What is known about one gRPC call, logged when it ends."""
+
+    __slots__ = ("fields", "method", "received", "sent", "started")
+
+    def __init__(self, method: str):
+        self.method = method
+        self.fields = {"tenant": DEFAULT_TENANT}
+        self.received = self.sent = 0
+        self.started = time.perf_counter()
+
+
+_current = threading.local()  # a call is handled start to end on one thread of the server's pool
+
+
+def annotate(**fields) -> None:
+    """Add fields (session, plan, request_id, ...) to the log line of the call being handled, if any;
+    None values are left out."""
+    call = getattr(_current, "call", None)
+    if call is not None:
+        call.fields.update((k, v) for k, v in fields.items() if v is not None)
+
+
+def tenant() -> str:
+    """The tenant of the call being handled (DEFAULT_TENANT outside one)."""
+    call = getattr(_current, "call", None)
+    return DEFAULT_TENANT if call is None else call.fields["tenant"]
+
+
+def _size(message) -> int:
+    return len(message) if isinstance(message, (bytes, bytearray, memoryview)) else 0
+
+
+class Interceptor(grpc.ServerInterceptor):
+    """Metrics and a log line for every call; handlers run unchanged inside."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+        self._series: dict[tuple[str, str], tuple] = {}  # (method, code) -> its labelled series, looked up once
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method.lstrip("/")
+        if handler.unary_unary:
+            return handler._replace(unary_unary=self._unary(method, handler.unary_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=self._streaming(method, handler.unary_stream, False))
+        if handler.stream_stream:
+            return handler._replace(stream_stream=self._streaming(method, handler.stream_stream, True))
+        return handler._replace(stream_unary=self._unary(method, handler.stream_unary, streamed_request=True))
+
+    def _unary(self, method, behavior, streamed_request=False):
+        def observed(request, context):
+            call = self._begin(method)
+            failure = None
+            try:
+                if streamed_request:
+                    request = self._counted(call, request)
+                else:
+                    call.received = _size(request)
+                response = behavior(request, context)
+                call.sent = _size(response)
+                return response
+            except BaseException as exc:  # observed and re-raised: gRPC answers it as before
+                failure = exc
+                raise
+            finally:
+                self._end(call, context, failure)
+
+        return observed
+
+    def _streaming(self, method, behavior, streamed_request):
+        def observed(request, context):
+            call = self._begin(method)
+            failure = None
+            try:
+                if streamed_request:
+                    request = self._counted(call, request)
+                else:
+                    call.received = _size(request)
+                for response in behavior(request, context):
+                    call.sent += _size(response)
+                    yield response
+            except BaseException as exc:  # observed and re-raised (GeneratorExit: the client went away)
+                failure = exc
+                raise
+            finally:
+                self._end(call, context, failure)
+
+        return observed
+
+    @staticmethod
+    def _counted(call: Call, requests):
+        for request in requests:
+            call.received += _size(request)
+            yield request
+
+    def _begin(self, method: str) -> Call:
+        call = _current.call = Call(method)
+        self.metrics.calls_in_flight.inc()
+        return call
+
+    def _end(self, call: Call, context, failure) -> None:
+        _current.call = None
+        seconds = time.perf_counter() - call.started
+        code = context.code()
+        if code is None:
+            code = grpc.StatusCode.OK if failure is None else (
+                grpc.StatusCode.CANCELLED if isinstance(failure, GeneratorExit) else grpc.StatusCode.UNKNOWN)
+        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        self.metrics.calls_in_flight.dec()
+        calls, call_seconds, received, sent = self._labelled(call.method, name)
+        calls.inc()
+        call_seconds.observe(seconds)
+        received.inc(call.received)
+        sent.inc(call.sent)
+        level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
+        if log.isEnabledFor(level):
+            fields = {"call_id": secrets.token_hex(8), "method": call.method, "code": name,
+                      "duration_ms": round(seconds * 1e3, 3), "received_bytes": call.received,
+                      "sent_bytes": call.sent, **call.fields}
+            log.log(level, "%s %s in %.1f ms", call.method, name, seconds * 1e3, extra=fields)
+
+    def _labelled(self, method: str, code: str) -> tuple:
+        series = self._series.get((method, code))
+        if series is None:
+            m = self.metrics
+            series = self._series[method, code] = (m.calls.labels(method, code), m.call_seconds.labels(method, code),
+                                                   m.received_bytes.labels(method), m.sent_bytes.labels(method))
+        return series
