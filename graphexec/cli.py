@@ -14,8 +14,8 @@ Every flag can also come from an environment variable (the flag wins). SETTINGS 
 of flags, variables and defaults: `--help` prints it, and docs/configuration.md repeats it (a test holds
 them equal). `graphexec --version` prints the installed version.
 
-Clients: `tf.Session("grpc://HOST:PORT")`, or set GRAPHEXEC_TARGET=grpc://HOST:PORT and keep
-`tf.Session()`.
+Clients: `tf.Session("grpc://HOST:PORT")` (`grpcs://` over TLS), or set GRAPHEXEC_TARGET=grpc://HOST:PORT
+and keep `tf.Session()`; GRAPHEXEC_TOKEN is their tenant's token.
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ import argparse
 import importlib.metadata
 import ipaddress
 import os
+import re
+import resource
 import signal
 import socket
 import sys
@@ -36,7 +38,9 @@ from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
 from graphexec.server import logs
 from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
+from graphexec.server.limits import Limits
 from graphexec.server.pool import LocalWorker, WorkerPool
+from graphexec.server.readiness import Readiness
 from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
@@ -49,6 +53,7 @@ DEFAULT_PORT = 7470
 BLAS_SPIN_VARIABLE, BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT", "4"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDIS_URL_FORMS = "redis://HOST:6379/0, rediss://HOST:PORT/DB (TLS) or unix:///PATH/redis.sock"
+_LIMITS = Limits()  # the limits' defaults
 
 
 def _optional_port(text: str) -> int | None:
@@ -58,6 +63,20 @@ def _optional_port(text: str) -> int | None:
 def _switch(text: str) -> bool:
     """A switch's variable: "1" turns it on."""
     return text == "1"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
+
+
+def parse_size(text) -> int:
+    """Bytes: 1048576, 1M (10**6), 1Mi or 1MiB (2**20)."""
+    match = _SIZE.match(str(text))
+    if not match:
+        # An ArgumentTypeError's message is what argparse prints for a bad flag (a ValueError's is not).
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 64MiB, 2G, 1048576)")
+    number, unit, binary = match.groups()
+    power = "KMGT".find(unit.upper()) + 1 if unit else 0
+    return int(float(number) * (1024 if binary else 1000) ** power)
 
 
 @dataclass(frozen=True)
@@ -90,8 +109,9 @@ SETTINGS = (
             "processes", metavar="URL"),
     Setting("both", "--device", "GRAPHEXEC_DEVICE", "cpu", "cpu",
             "device to run on (serve: of the embedded worker, without --redis)", str.lower, ("cpu", "gpu")),
-    Setting("serve", "--threads", "GRAPHEXEC_THREADS", "32", "32 (concurrent RPCs)",
-            "RPCs served at once", int, metavar="N"),
+    Setting("serve", "--threads", "GRAPHEXEC_THREADS", str(_LIMITS.threads),
+            f"{_LIMITS.threads} (runs at once; more wait in the queue)",
+            "runs served at once (Run streams and other calls have threads of their own)", int, metavar="N"),
     Setting("worker", "--host", "GRAPHEXEC_WORKER_HOST", "127.0.0.1", "127.0.0.1",
             "address to listen on (0.0.0.0: every interface)"),
     Setting("worker", "--port", "GRAPHEXEC_WORKER_PORT", "0", "0 (any free port)", "port of the Worker API", int),
@@ -124,6 +144,40 @@ SETTINGS = (
             "listen on a non-loopback address without TLS and authentication anyway", _switch, switch=True),
     Setting("serve", "--no-reflection", "GRAPHEXEC_NO_REFLECTION", "", "reflection on",
             "do not serve gRPC reflection", _switch, switch=True),
+    # Limits (README "Security: Limits", graphexec/server/limits.py); sizes take K/M/G/Ki/Mi/Gi suffixes
+    Setting("both", "--memory-limit", "GRAPHEXEC_MEMORY_LIMIT", "0", "0: 80% of physical memory (CPU; none on GPU)",
+            "address-space limit (RLIMIT_AS) of the process running kernels (worker, or serve without --redis), so "
+            "a run that allocates too much fails RESOURCE_EXHAUSTED instead of killing it", parse_size,
+            metavar="BYTES"),
+    Setting("serve", "--max-message-bytes", "GRAPHEXEC_MAX_MESSAGE_BYTES", str(_LIMITS.max_message_bytes),
+            f"{_LIMITS.max_message_bytes} (256 MiB)", "largest message received", parse_size, metavar="BYTES"),
+    Setting("serve", "--max-graph-nodes", "GRAPHEXEC_MAX_GRAPH_NODES", str(_LIMITS.max_graph_nodes),
+            str(_LIMITS.max_graph_nodes), "nodes of an uploaded graph", int, metavar="N"),
+    Setting("serve", "--max-graph-bytes", "GRAPHEXEC_MAX_GRAPH_BYTES", str(_LIMITS.max_graph_bytes),
+            f"{_LIMITS.max_graph_bytes} (256 MiB)", "bytes of a graph upload (attributes and constants included)",
+            parse_size, metavar="BYTES"),
+    Setting("serve", "--max-string-bytes", "GRAPHEXEC_MAX_STRING_BYTES", str(_LIMITS.max_string_bytes),
+            str(_LIMITS.max_string_bytes), "container names and other strings of a request", parse_size,
+            metavar="BYTES"),
+    Setting("serve", "--run-memory-bytes", "GRAPHEXEC_RUN_MEMORY_BYTES", str(_LIMITS.run_memory_bytes),
+            f"{_LIMITS.run_memory_bytes} (8 GiB)", "the statically known tensors of a run", parse_size,
+            metavar="BYTES"),
+    Setting("serve", "--max-streams", "GRAPHEXEC_MAX_STREAMS", str(_LIMITS.max_streams), str(_LIMITS.max_streams),
+            "open Run streams", int, metavar="N"),
+    Setting("serve", "--max-streams-per-connection", "GRAPHEXEC_MAX_STREAMS_PER_CONNECTION",
+            str(_LIMITS.max_streams_per_connection), str(_LIMITS.max_streams_per_connection),
+            "concurrent calls of one connection", int, metavar="N"),
+    Setting("serve", "--stream-idle-timeout", "GRAPHEXEC_STREAM_IDLE_TIMEOUT", f"{_LIMITS.stream_idle_timeout_s:g}",
+            f"{_LIMITS.stream_idle_timeout_s:g} (seconds)",
+            "seconds before an idle Run stream is closed", float, metavar="SECONDS"),
+    Setting("serve", "--queue-depth", "GRAPHEXEC_QUEUE_DEPTH", str(_LIMITS.queue_depth), str(_LIMITS.queue_depth),
+            "runs waiting beyond --threads; more are refused RESOURCE_EXHAUSTED", int, metavar="N"),
+    Setting("serve", "--max-sessions-per-tenant", "GRAPHEXEC_MAX_SESSIONS_PER_TENANT",
+            str(_LIMITS.max_sessions_per_tenant), str(_LIMITS.max_sessions_per_tenant),
+            "open sessions of one tenant", int, metavar="N"),
+    Setting("serve", "--cache-bytes", "GRAPHEXEC_CACHE_BYTES", str(_LIMITS.cache_bytes),
+            f"{_LIMITS.cache_bytes} (256 MiB) each for graphs, plans and (without --redis) uploads",
+            "bytes of each in-memory cache", parse_size, metavar="BYTES"),
 )
 
 
@@ -188,6 +242,27 @@ def _redis_store(url: str, command: str, password: str | None, metrics: Metrics)
     return store
 
 
+def _limits(args) -> Limits:
+    return Limits(max_message_bytes=args.max_message_bytes, max_graph_nodes=args.max_graph_nodes,
+                  max_graph_bytes=args.max_graph_bytes, max_string_bytes=args.max_string_bytes,
+                  run_memory_bytes=args.run_memory_bytes, max_streams=args.max_streams,
+                  max_streams_per_connection=args.max_streams_per_connection,
+                  stream_idle_timeout_s=args.stream_idle_timeout, threads=args.threads,
+                  queue_depth=args.queue_depth, cache_bytes=args.cache_bytes,
+                  max_sessions_per_tenant=args.max_sessions_per_tenant)
+
+
+def _limit_memory(limit: int, device: str) -> None:
+    """Cap this process's address space, so numpy's allocations beyond it raise MemoryError (answered
+    RESOURCE_EXHAUSTED) rather than the kernel's OOM killer ending the process. Not on GPU: CUDA maps
+    far more address space than it uses."""
+    if device != "cpu":
+        return
+    if not limit:
+        limit = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+
 @dataclass
 class Security:
     credentials: object = None  # grpc.ServerCredentials, or None for plaintext
@@ -246,16 +321,25 @@ def _metrics(args, host: str) -> Metrics:
 def serve(args) -> None:
     security = _security(args, is_server=True)
     _check_free(args.host, args.port, "--port (GRAPHEXEC_PORT)")
+    limits = _limits(args)
     metrics = _metrics(args, args.host)
-    store = _redis_store(args.redis, "serve", security.redis_password, metrics) if args.redis else MemoryStore()
-    local = None if args.redis else LocalWorker(WorkerCore(store, args.device.upper()), metrics)
+    if args.redis:
+        store = _redis_store(args.redis, "serve", security.redis_password, metrics)
+        local = None
+    else:
+        store = MemoryStore(limits.cache_bytes)
+        _limit_memory(args.memory_limit, args.device)  # the embedded worker's kernels run in this process
+        local = LocalWorker(WorkerCore(store, args.device.upper()), metrics)
     pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
-    server, port = create_server(Service(store, pool, metrics), f"{args.host}:{args.port}", args.threads,
-                                 security.tokens, security.credentials, reflect=not args.no_reflection)
+    readiness = Readiness(store, pool).start()
+    server, port = create_server(Service(store, pool, metrics, limits), f"{args.host}:{args.port}", limits,
+                                 security.tokens, security.credentials, reflect=not args.no_reflection,
+                                 health=readiness.servicer)
     server.start()
     scheme = "grpcs" if security.credentials else "grpc"
     print(f"graphexec serving on {scheme}://{args.host}:{port}", flush=True)
     _wait_for_signal()
+    readiness.stop()
     server.stop(grace=1.0).wait()
     pool.close()
 
@@ -263,6 +347,7 @@ def serve(args) -> None:
 def worker(args) -> None:
     security = _security(args, is_server=False)
     _check_free(args.host, args.port, "--port (GRAPHEXEC_WORKER_PORT)")
+    _limit_memory(args.memory_limit, args.device)
     metrics = _metrics(args, args.host)
     store = _redis_store(args.redis, "worker", security.redis_password, metrics)
     core = WorkerCore(store, args.device.upper())

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 
 from graphexec import errors
-from graphexec.client.retry import RetryPolicy
+from graphexec.client.retry import RetryPolicy, store_unavailable
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, methods, status, tls
 from graphexec.rpc.tensors import dtype_from_enum, tensors_from_protos
@@ -21,6 +21,9 @@ from graphexec.rpc.tensors import dtype_from_enum, tensors_from_protos
 # or ipv4:a:p,b:q): sessions and callables live in the shared store, so any replica serves any call.
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
                 ("grpc.enable_retries", 0), ("grpc.lb_policy_name", "round_robin")]
+
+
+RUNS = frozenset({"RunCallable", "RunStep"})
 
 
 def parse_target(target: str) -> tuple[str, bool]:
@@ -56,7 +59,9 @@ class Connection:
             return stub(data, timeout=remaining, metadata=self.metadata)
 
         try:
-            return self.retry.call(attempt, deadline) if retry else attempt()
+            # A run carries a request id: retrying it while its outcome is unknown ends in the truth.
+            outcome_unknown = store_unavailable if method in RUNS else None
+            return self.retry.call(attempt, deadline, outcome_unknown) if retry else attempt()
         except grpc.RpcError as exc:
             raise status.error_from_rpc(exc) from None
 

@@ -178,8 +178,11 @@ class RemoteSession(BaseSession):
                     response, fetches, _ = codec.decode_tensor_message(spb.RunCallableResponse, reply, "fetches")
                 return response, made, fetches
             except errors.NotFoundError as exc:  # another replica, or a restarted server: make it again
-                if attempt or not str(exc).startswith("callable "):
+                if attempt or not str(exc).startswith(("callable ", "graph ")):
                     raise
+                if str(exc).startswith("graph "):  # the server dropped the unused graph: send it again
+                    with self._lock:
+                        self._acked = (0, b"", None)
                 self._forget_callable(feed_names, fetch_names, targets)
 
     def _request(self, made: _Callable, request_id: int, options, with_metadata: bool, message=spb.RunRequest):

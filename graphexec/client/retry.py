@@ -4,6 +4,13 @@ Every unary GraphExec call is idempotent: uploads are content-addressed, callabl
 content, and runs carry a request id that the server never applies twice. So a call that fails
 with UNAVAILABLE (server restarting, worker lost, Redis briefly away) is retried, with jittered
 exponential backoff, until `max_attempts` or the call's deadline runs out.
+
+A run whose server says its store (Redis) is unavailable may still be applied once the store is
+back (its commit may be on its way): giving up then would report as failed a run that took effect.
+So such failures are retried past max_attempts, for up to `unknown_outcome_s` (longer than a store
+restart or failover takes, far shorter than the server's request-id de-dup window of an hour), and
+the answer that ends the retries is the truth: the stored result of the applied run, or the run
+applied now, once.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ class RetryPolicy:
     max_backoff_s: float = 2.0
     multiplier: float = 2.0
     retryable: frozenset = status.RETRYABLE
+    unknown_outcome_s: float = 60.0
 
     def backoffs(self):
         """Waits before attempt 2, 3, ... (full jitter)."""
@@ -31,9 +39,11 @@ class RetryPolicy:
             yield random.uniform(0, wait)
             wait = min(wait * self.multiplier, self.max_backoff_s)
 
-    def call(self, attempt, deadline: float | None = None):
-        """`attempt()` until it succeeds, fails with a non-retryable status, or attempts/time run out."""
+    def call(self, attempt, deadline: float | None = None, outcome_unknown=None):
+        """`attempt()` until it succeeds, fails with a non-retryable status, or attempts/time run out;
+        while `outcome_unknown(error)` says a failure may yet take effect, until unknown_outcome_s."""
         waits = self.backoffs()
+        give_up_at = time.monotonic() + self.unknown_outcome_s
         while True:
             try:
                 return attempt()
@@ -41,9 +51,19 @@ class RetryPolicy:
                 if exc.code() not in self.retryable:
                     raise
                 wait = next(waits, None)
+                if wait is None and self.max_attempts > 1 and outcome_unknown is not None and outcome_unknown(exc):
+                    wait = random.uniform(0, self.max_backoff_s)
+                    if time.monotonic() + wait >= give_up_at:
+                        raise
                 if wait is None or (deadline is not None and time.monotonic() + wait >= deadline):
                     raise
                 time.sleep(wait)
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def store_unavailable(exc: grpc.RpcError) -> bool:
+    """Whether a failed run says the server's store was unreachable (graphexec.server.redis_store): its
+    update may still be committed, so its outcome is unknown until the store answers again."""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and (exc.details() or "").startswith("Redis at ")

@@ -65,6 +65,12 @@ class Plan:
         lines += [f"  fetch {e.tensor} <- ${e.slot}" for e in self.fetches]
         return "\n".join(lines)
 
+    def nbytes(self) -> int:
+        """Roughly what the plan holds in memory: its constants, and a little per step (sub-plans of If
+        and While steps included)."""
+        return (sum(np.asarray(v).nbytes for v in self.constants.values()) + 256 * len(self.steps) +
+                sum(value.nbytes() for step in self.steps for value in step.attrs.values() if isinstance(value, Plan)))
+
     def step_ops(self) -> set[str]:
         """The ops of every step, those of sub-plans (If and While bodies) included."""
         ops = set()

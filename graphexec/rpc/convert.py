@@ -124,23 +124,35 @@ def graph_to_proto(nodes, seed=None) -> pb.GraphDef:
     return graph
 
 
-def nodes_from_proto(graph: pb.GraphDef, known: GraphTypes) -> list[ir.Node]:
-    """IR nodes of `graph`, typed by their ops' rules against `known` (which grows as they decode)."""
+def nodes_from_proto(graph: pb.GraphDef, known: GraphTypes, check_untyped=None) -> list[ir.Node]:
+    """IR nodes of `graph`, typed by their ops' rules against `known` (which grows as they decode).
+    `check_untyped(nodes)` sees the nodes before their types are inferred, which costs more than
+    reading them: a graph whose digest is wrong is rejected there, before the inference."""
     if graph.format_version != GRAPH_FORMAT_VERSION:
         raise DecodeError(f"graph format version {graph.format_version} is not supported "
                           f"(this server reads version {GRAPH_FORMAT_VERSION})")
-    return [node_from_proto(node, known) for node in graph.nodes]
+    untyped = [_untyped_node(node) for node in graph.nodes]
+    if check_untyped is not None:
+        check_untyped([node for node, _ in untyped])
+    return [_typed(node, declared, known) for node, declared in untyped]
 
 
 def node_from_proto(msg: pb.NodeDef, known: GraphTypes) -> ir.Node:
-    # Hot for large uploads: protobuf fields are read once each.
-    name, op, inputs, control_inputs = msg.name, msg.op, tuple(msg.inputs), tuple(msg.control_inputs)
-    source = _source_from_proto(msg.source)
-    attrs = attrs_from_proto(msg.attrs)
-    declared = [shape_from_proto(s) for s in msg.output_shapes]
-    outputs = known.add_node(name, op, inputs, control_inputs, attrs, source, declared)
-    return ir.Node(name=name, op=op, inputs=inputs, control_inputs=control_inputs, attrs=attrs, outputs=outputs,
-                   device=msg.device, source=source)
+    return _typed(*_untyped_node(msg), known)
+
+
+def _untyped_node(msg: pb.NodeDef) -> tuple[ir.Node, list]:
+    """(the node without output types, its declared output shapes). Hot for large uploads: protobuf
+    fields are read once each."""
+    node = ir.Node(name=msg.name, op=msg.op, inputs=tuple(msg.inputs), control_inputs=tuple(msg.control_inputs),
+                   attrs=attrs_from_proto(msg.attrs), device=msg.device, source=_source_from_proto(msg.source))
+    return node, [shape_from_proto(s) for s in msg.output_shapes]
+
+
+def _typed(node: ir.Node, declared: list, known: GraphTypes) -> ir.Node:
+    outputs = known.add_node(node.name, node.op, node.inputs, node.control_inputs, node.attrs, node.source, declared)
+    return ir.Node(name=node.name, op=node.op, inputs=node.inputs, control_inputs=node.control_inputs,
+                   attrs=node.attrs, outputs=outputs, device=node.device, source=node.source)
 
 
 # -- plans ------------------------------------------------------------------------------------------

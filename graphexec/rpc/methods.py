@@ -106,18 +106,22 @@ class _QueueCountingExecutor(futures.ThreadPoolExecutor):
 
 def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False,
                   credentials: grpc.ServerCredentials | None = None, authenticate=None, interceptors=(),
-                  queued=None):
+                  queued=None, health_servicer=None, max_concurrent_rpcs: int | None = None):
     """(grpc server, bound port) serving `service` through `servicer`, with health checking (and
     reflection when `reflect`), over TLS with `credentials`, to callers `authenticate` accepts (health
-    checks are open to all), every call passing through `interceptors` and, when given, `queued`
-    counting the calls that wait for a thread; OSError naming the address when it cannot listen there."""
+    checks are open to all; `health_servicer`: one whose statuses the caller keeps, else one always
+    SERVING), every call passing through `interceptors` and, when given, `queued` counting the calls
+    that wait for a thread; beyond `max_concurrent_rpcs` calls at once gRPC answers RESOURCE_EXHAUSTED
+    rather than queueing; OSError naming the address when it cannot listen there."""
     threads = {"max_workers": max_threads, "thread_name_prefix": "graphexec"}
     executor = _QueueCountingExecutor(queued, **threads) if queued is not None else futures.ThreadPoolExecutor(**threads)
-    server = grpc.server(executor, options=options, interceptors=interceptors)
+    server = grpc.server(executor, options=options, interceptors=interceptors,
+                         maximum_concurrent_rpcs=max_concurrent_rpcs)
     server.add_generic_rpc_handlers((generic_handler(service, servicer, authenticate),))
-    health_servicer = health.HealthServicer()
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    health_servicer.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
+    if health_servicer is None:
+        health_servicer = health.HealthServicer()
+        health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        health_servicer.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflect:
         reflection.enable_server_reflection((service.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -24,9 +24,12 @@ from collections import OrderedDict
 import numpy as np
 
 from graphexec import errors
+from graphexec.runtime.bounded import BoundedCache
 
 APPLIED_TTL_S = 3600  # how long a request id is remembered: far longer than any client's retries
 MAX_APPLIED_IN_MEMORY = 100_000
+MAX_BLOBS, MAX_BLOB_BYTES = 100_000, 256 << 20
+MAX_SESSIONS = 100_000
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 
 
@@ -58,6 +61,13 @@ class Store:
     def delete_session(self, handle: str) -> None:
         raise NotImplementedError
 
+    def claim_session(self, tenant: str, handle: str, limit: int) -> bool:
+        """Count `handle` among `tenant`'s open sessions, unless it has `limit` already (then False)."""
+        raise NotImplementedError
+
+    def release_session(self, tenant: str, handle: str) -> None:
+        raise NotImplementedError
+
     # variables
     def begin_run(self, container: str, request_id: int) -> tuple[int, bytes | None]:
         """(variable version, stored result if request_id was already applied) in one round trip."""
@@ -87,6 +97,9 @@ class Store:
 
     def live_workers(self) -> list[dict]:
         raise NotImplementedError
+
+    def ping(self) -> None:
+        """UnavailableError when the store cannot be reached (readiness checks call it)."""
 
     def close(self) -> None:
         pass
@@ -122,9 +135,12 @@ class MemoryStore(Store):
 
     description = "in-memory store"
 
-    def __init__(self):
-        self._blobs: dict[tuple[str, str], bytes] = {}
-        self._sessions: dict[str, bytes] = {}
+    def __init__(self, max_blob_bytes: int = MAX_BLOB_BYTES):
+        # Bounded like Redis's TTLs bound it: a dropped graph is sent again by its client, a dropped
+        # plan compiled again, a session unused the longest is gone (NOT_FOUND).
+        self._blobs = BoundedCache(MAX_BLOBS, max_blob_bytes)
+        self._sessions = BoundedCache(MAX_SESSIONS)
+        self._tenant_sessions: dict[str, set[str]] = {}
         self._containers: dict[str, _Container] = {}
         self._workers: dict[str, tuple[float, dict]] = {}
         self._guard = threading.Lock()
@@ -133,16 +149,30 @@ class MemoryStore(Store):
         return self._blobs.get((kind, key))
 
     def put_blob(self, kind, key, data):
-        self._blobs[kind, key] = data
+        self._blobs.put((kind, key), data, len(data))
 
     def get_session(self, handle):
         return self._sessions.get(handle)
 
     def put_session(self, handle, record):
-        self._sessions[handle] = record
+        self._sessions.put(handle, record, len(record))
 
     def delete_session(self, handle):
-        self._sessions.pop(handle, None)
+        self._sessions.pop(handle)
+
+    def claim_session(self, tenant, handle, limit):
+        with self._guard:
+            held = self._tenant_sessions.setdefault(tenant, set())
+            if len(held) >= limit:  # forget sessions dropped from the bounded table
+                held.intersection_update(h for h in list(held) if h in self._sessions)
+            if len(held) >= limit:
+                return False
+            held.add(handle)
+            return True
+
+    def release_session(self, tenant, handle):
+        with self._guard:
+            self._tenant_sessions.get(tenant, set()).discard(handle)
 
     def _container(self, name: str) -> _Container:
         container = self._containers.get(name)

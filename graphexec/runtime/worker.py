@@ -31,12 +31,14 @@ from graphexec.compiler.plan import Plan
 from graphexec.ops.state_ops import VARIABLE_OPS
 from graphexec.rpc import convert
 from graphexec.runtime import placement
+from graphexec.runtime.bounded import BoundedCache
 from graphexec.runtime.context import ExecContext, on_device
 from graphexec.runtime.executor import LoadedPlan
 from graphexec.runtime.store import DEFAULT_LOCK_TIMEOUT_S, Store
 
-MAX_RETAINED_RESULT = 64 << 20  # results above this are not kept for replays of a request id
+MAX_RETAINED_RESULT = 1 << 20  # results above this are not kept for replays of a request id (bounds Redis)
 MAX_LOADED_PLANS = 4096
+MAX_LOADED_PLAN_BYTES = 256 << 20  # constants included; a dropped plan is loaded again on its next run
 MAX_SESSIONS = 10_000  # random-number states kept (oldest dropped first)
 NOT_RETAINED = b"!"
 
@@ -135,7 +137,7 @@ class WorkerCore:
         self.address = address
         self.tls = False  # whether servers must dial it over TLS (a `graphexec worker` serving TLS)
         self.device_types = frozenset({placement.CPU, device_type})
-        self._plans: dict[tuple[str, str], tuple[CachedPlan, LoadedPlan]] = {}
+        self._plans = BoundedCache(MAX_LOADED_PLANS, MAX_LOADED_PLAN_BYTES)  # -> (CachedPlan, LoadedPlan)
         self._hot: dict[tuple[str, str], tuple[int, dict]] = {}  # (container, device type) -> (version, values)
         self._rngs: dict[str, dict] = {}
         self.in_flight = 0
@@ -174,7 +176,7 @@ class WorkerCore:
             request_id = call.request_id if cached.writes_variables else 0
             version, stored = self.store.begin_run(call.container, request_id)
             if stored is not None:
-                return PlanResult(_replayed(stored), [], deduplicated=True, worker=self.name)
+                return PlanResult(replayed(stored), [], deduplicated=True, worker=self.name)
             variables = self._variables(call.container, call.device_type, version)
         run_variables = dict(variables)
         rngs = self._rngs.get(call.session_handle)
@@ -199,12 +201,21 @@ class WorkerCore:
             if changed:
                 result = _retained(results) if call.request_id else b""  # kept only to answer a retry
                 host = changed if loaded.xp is np else {k: _to_host(v) for k, v in changed.items()}
-                new_version = self.store.commit(call.container, version, host, call.request_id, result)
+                try:
+                    new_version = self.store.commit(call.container, version, host, call.request_id, result)
+                except errors.AbortedError:
+                    stored = self._applied(call)  # a copy of this request, held up while Redis was away, won
+                    if stored is None:
+                        raise
+                    return PlanResult(replayed(stored), [], deduplicated=True, worker=self.name)
                 self._hot[call.container, call.device_type] = (new_version, run_variables)
         if stats:
             for s in stats:
                 s.worker = self.name
         return PlanResult(results, stats or [], False, self.name, ctx.printed)
+
+    def _applied(self, call: PlanCall) -> bytes | None:
+        return self.store.begin_run(call.container, call.request_id)[1] if call.request_id else None
 
     def _session_rngs(self, handle: str) -> dict:
         rngs = self._rngs[handle] = {}
@@ -228,8 +239,8 @@ class WorkerCore:
             if blob is None:
                 raise errors.NotFoundError(None, None, f"plan {call.plan_key[:16]} is not in the plan cache")
             plan = CachedPlan.of(call.plan_key, convert.plan_from_bytes(blob))
-        entry = self._plans[call.plan_key, call.device_type] = (plan, self._load(plan.plan, call))
-        _bound(self._plans, MAX_LOADED_PLANS)
+        entry = (plan, self._load(plan.plan, call))
+        self._plans.put((call.plan_key, call.device_type), entry, plan.plan.nbytes())
         return entry
 
     def _load(self, plan: Plan, call: PlanCall) -> LoadedPlan:
@@ -270,7 +281,7 @@ def _retained(results) -> bytes:
     return convert.fetches_to_bytes(results)
 
 
-def _replayed(stored: bytes) -> list:
+def replayed(stored: bytes) -> list:
     if stored == NOT_RETAINED:
         raise errors.AlreadyExistsError(None, None, "this request was already applied; its result was too large to "
                                                     "keep for a replay")

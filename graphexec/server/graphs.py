@@ -7,23 +7,24 @@ received. Decoding re-infers every node's output types from its op's rules (neve
 client) and recomputes the chain over the decoded nodes: a segment whose nodes do not hash to the
 chain it claims is rejected.
 
-Assembled graphs are cached in-process (least recently used first out). Extending a cached graph
+Assembled graphs are cached in-process (least recently used first out, bounded in count and in
+bytes: an unused graph is dropped, and decoded again from the store should a session need it). Extending a cached graph
 copies its type table once (O(nodes)), which is what lets a TF1 program grow its graph between
 runs while sending only the new nodes.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from graphexec import digest, errors, ir
 from graphexec.rpc import convert
 from graphexec.rpc.graph_types import GraphTypes
 from graphexec.rpc.tensors import DecodeError
+from graphexec.runtime.bounded import BoundedCache
 from graphexec.runtime.store import Store
 
 MAX_CACHED_GRAPHS = 256
+MAX_CACHED_GRAPH_BYTES = 256 << 20
 EMPTY = digest.CHAIN_START
 
 
@@ -38,10 +39,9 @@ _EMPTY_GRAPH = StoredGraph(EMPTY, (), GraphTypes())
 
 
 class GraphLibrary:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, max_bytes: int = MAX_CACHED_GRAPH_BYTES):
         self.store = store
-        self._cache: OrderedDict[bytes, StoredGraph] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache = BoundedCache(MAX_CACHED_GRAPHS, max_bytes)
 
     def has(self, chain: bytes, node_count: int) -> bool:
         """Whether this graph is known (here or in the store), without decoding it."""
@@ -89,25 +89,22 @@ class GraphLibrary:
         return graph
 
     def _decode(self, base: StoredGraph, segment) -> StoredGraph:
-        types = base.types.copy()
-        nodes = convert.nodes_from_proto(segment.nodes, types)
-        if segment.node_count != len(base.nodes) + len(nodes):
+        carried = len(segment.nodes.nodes)
+        if segment.node_count != len(base.nodes) + carried:
             raise DecodeError(f"segment claims {segment.node_count} nodes in all but carries "
-                                   f"{len(nodes)} after a prefix of {len(base.nodes)}")
-        chain = digest.chain(base.chain, nodes)
-        if chain != segment.chain:
-            raise DecodeError(f"segment nodes hash to chain {chain.hex()[:16]}, not the claimed "
-                                   f"{segment.chain.hex()[:16]}: client and server disagree on the graph")
-        graph = StoredGraph(chain, base.nodes + tuple(nodes), types)
-        with self._lock:
-            self._cache[chain] = graph
-            while len(self._cache) > MAX_CACHED_GRAPHS:
-                self._cache.popitem(last=False)
+                                   f"{carried} after a prefix of {len(base.nodes)}")
+
+        def check_chain(untyped_nodes):  # before the types are inferred: a wrong digest is rejected sooner
+            chain = digest.chain(base.chain, untyped_nodes)
+            if chain != segment.chain:
+                raise DecodeError(f"segment nodes hash to chain {chain.hex()[:16]}, not the claimed "
+                                       f"{segment.chain.hex()[:16]}: client and server disagree on the graph")
+
+        types = base.types.copy()
+        nodes = convert.nodes_from_proto(segment.nodes, types, check_chain)
+        graph = StoredGraph(segment.chain, base.nodes + tuple(nodes), types)
+        self._cache.put(graph.chain, graph, segment.ByteSize())
         return graph
 
     def _cached(self, chain: bytes) -> StoredGraph | None:
-        with self._lock:
-            graph = self._cache.get(chain)
-            if graph is not None:
-                self._cache.move_to_end(chain)
-            return graph
+        return self._cache.get(chain)

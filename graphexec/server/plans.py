@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
-from collections import OrderedDict
 
 from graphexec import errors
 from graphexec.compiler.plan import COMPILER_VERSION
 from graphexec.rpc import convert
+from graphexec.runtime.bounded import BoundedCache
 from graphexec.runtime.metadata import COMPILED, MEMORY, STORE
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import CachedPlan
 from graphexec.server.telemetry import Metrics
 
 MAX_CACHED_PLANS = 4096
+MAX_CACHED_PLAN_BYTES = 256 << 20  # constants included; a dropped plan is reloaded from the store
 
 
 def plan_key(graph_digest: str, feeds, fetches, targets, device_types) -> str:
@@ -29,11 +29,10 @@ def plan_key(graph_digest: str, feeds, fetches, targets, device_types) -> str:
 
 
 class PlanCache:
-    def __init__(self, store: Store, metrics: Metrics | None = None):
+    def __init__(self, store: Store, metrics: Metrics | None = None, max_bytes: int = MAX_CACHED_PLAN_BYTES):
         self.store = store
         self.metrics = metrics or Metrics()
-        self._plans: OrderedDict[str, CachedPlan] = OrderedDict()
-        self._lock = threading.Lock()
+        self._plans = BoundedCache(MAX_CACHED_PLANS, max_bytes)
 
     def lookup(self, key: str) -> tuple[CachedPlan, str] | None:
         cached = self._plans.get(key)
@@ -69,7 +68,4 @@ class PlanCache:
         return cached, COMPILED
 
     def _remember(self, cached: CachedPlan) -> None:
-        with self._lock:
-            self._plans[cached.key] = cached
-            while len(self._plans) > MAX_CACHED_PLANS:
-                self._plans.popitem(last=False)
+        self._plans.put(cached.key, cached, cached.plan.nbytes())

@@ -31,7 +31,18 @@ log = logging.getLogger("graphexec.pool")
 
 
 class WorkerLost(errors.UnavailableError):
-    """The worker could not be reached or died during the call."""
+    """The worker could not be reached: the call never started there, so another worker may run it."""
+
+
+class WorkerDied(errors.AbortedError):
+    """The worker's connection broke after the call was sent: it most likely died running it."""
+
+
+# How gRPC says a call never reached its worker, and how it says the connection broke under a call
+# (an UNAVAILABLE that is neither is the worker's own answer, e.g. its store being away).
+_NEVER_REACHED = ("failed to connect", "connection refused", "dns resolution", "name resolution", "no route to host")
+_BROKE = ("socket closed", "connection reset", "broken pipe", "end of file", "eof", "goaway", "stream removed",
+          "rst_stream", "connection aborted")
 
 
 class LocalWorker:
@@ -110,7 +121,13 @@ class RemoteWorker:
 def _worker_error(worker, exc: grpc.RpcError) -> errors.OpError:
     error = status.error_from_rpc(exc)
     if isinstance(error, errors.UnavailableError):
-        return WorkerLost(None, None, f"worker {worker.name} is unavailable: {error.message}")
+        message = error.message.lower()
+        if any(sign in message for sign in _NEVER_REACHED):
+            return WorkerLost(None, None, f"worker {worker.name} is unavailable: {error.message}")
+        if not any(sign in message for sign in _BROKE):
+            return error
+        return WorkerDied(None, None, f"worker {worker.name} died while running this run ({error.message}); it is "
+                                      f"not resent to another worker")
     return error
 
 

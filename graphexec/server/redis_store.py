@@ -13,6 +13,8 @@ Keys (prefix `graphexec:`):
                                renews while the lock is held (a dead holder's lock expires quickly)
   worker:{id}                  JSON {id, address, devices, load}, with a heartbeat TTL
   workers                      set of worker ids (pruned as their keys expire)
+  tenant_sessions:{tenant}     sorted set: the tenant's session handles, scored by when they stop
+                               counting (SESSION_TTL_S after creation), for --max-sessions-per-tenant
 
 Socket timeouts are short and there are no hidden retries, so when Redis is down a run fails fast
 with UNAVAILABLE naming it; the connection pool reconnects once it is back.
@@ -42,6 +44,9 @@ LOCK_TTL_MS = 3000
 SESSION_TTL_S = 7 * 24 * 3600  # idle time after which a session record is dropped (variables stay)
 BLOB_TTL_S = 30 * 24 * 3600  # idle time after which a graph segment or plan is dropped (rebuilt on demand)
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_CLAIM = ("redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) "
+          "if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end "
+          "redis.call('zadd', KEYS[1], ARGV[2], ARGV[4]) redis.call('expire', KEYS[1], ARGV[5]) return 1")
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
           "else return 0 end")
 
@@ -77,6 +82,9 @@ def _guarded(method):
             return method(self, *args, **kwargs)
         except redis.AuthenticationError as exc:  # a wrong or missing password: retrying will not help
             raise errors.FailedPreconditionError(None, None, f"Redis at {self.url} refused us: {exc}") from None
+        except redis.exceptions.OutOfMemoryError as exc:  # maxmemory reached: writes refused until space frees
+            raise errors.ResourceExhaustedError(None, None, f"Redis at {self.url} is out of memory (its maxmemory): "
+                                                            f"{exc}") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             self.metrics.redis_errors.labels(operation).inc()
             raise _unavailable(self.url, exc) from None
@@ -102,10 +110,15 @@ class RedisStore(Store):
                                            retry=Retry(NoBackoff(), 0), health_check_interval=0, **extra)
         self._release = self.client.register_script(_RELEASE)
         self._renew = self.client.register_script(_RENEW)
+        self._claim = self.client.register_script(_CLAIM)
         self._held: dict[str, str] = {}  # lock key -> token, renewed until released
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew_held_locks, name="graphexec-lock-renewal", daemon=True)
         self._renewer.start()
+
+    @_guarded
+    def ping(self):
+        self.client.ping()
 
     # -- blobs and sessions ---------------------------------------------------------------------
     @_guarded
@@ -127,6 +140,16 @@ class RedisStore(Store):
     @_guarded
     def delete_session(self, handle):
         self.client.delete(f"{PREFIX}session:{handle}")
+
+    @_guarded
+    def claim_session(self, tenant, handle, limit):
+        now = time.time()
+        return bool(self._claim(keys=[f"{PREFIX}tenant_sessions:{tenant}"],
+                                args=[now, now + SESSION_TTL_S, limit, handle, SESSION_TTL_S]))
+
+    @_guarded
+    def release_session(self, tenant, handle):
+        self.client.zrem(f"{PREFIX}tenant_sessions:{tenant}", handle)
 
     # -- variables ------------------------------------------------------------------------------
     @_guarded

@@ -3,9 +3,11 @@
 A run: find the plan by callable handle (this process, else the shared plan cache), check the feeds
 against the plan's feed types, place it on the live device types (once per plan and device set; the
 placement travels with the call), pick a worker, and call it with the remaining deadline. Runs that
-update variables hold the container's update lock, so updates to one container are serialized; a
-worker lost mid-run is set aside and the run goes to another worker with the same request id (which
-the worker's commit makes safe to repeat).
+update variables hold the container's update lock, so updates to one container are serialized. A
+worker that cannot be reached is set aside and the run goes to another worker with the same request
+id (which the worker's commit makes safe to repeat). A worker that died while running the run is set
+aside too, but the run is not resent (it may be what killed the worker, graphexec.server.poison): it
+is answered from the store if its update was committed, else fails ABORTED.
 """
 from __future__ import annotations
 
@@ -19,11 +21,14 @@ from graphexec.runtime.feeds import check_feed
 from graphexec.runtime.metadata import describe_run
 from graphexec.runtime.placement import Placement
 from graphexec.runtime.store import Store, store_container
-from graphexec.runtime.worker import CachedPlan, Cancellation, PlanCall, PlanResult, run_serialized
+from graphexec.runtime.worker import CachedPlan, Cancellation, PlanCall, PlanResult, replayed, run_serialized
+from graphexec.server import limits as server_limits
 from graphexec.server import plans as plan_cache
 from graphexec.server.graphs import GraphLibrary
+from graphexec.server.limits import Limits
 from graphexec.server.plans import PlanCache
-from graphexec.server.pool import WorkerLost, WorkerPool
+from graphexec.server.poison import PoisonList
+from graphexec.server.pool import WorkerDied, WorkerLost, WorkerPool
 from graphexec.server.sessions import SessionRecord, SessionTable
 from graphexec.server.telemetry import DEFAULT_TENANT, Metrics, annotate, tenant
 
@@ -49,14 +54,17 @@ class RunOutcome:
 
 
 class Service:
-    def __init__(self, store: Store, pool: WorkerPool, metrics: Metrics | None = None):
+    def __init__(self, store: Store, pool: WorkerPool, metrics: Metrics | None = None,
+                 limits: Limits = server_limits.DEFAULT):
         self.store = store
         self.pool = pool
         self.metrics = metrics or Metrics()
         self.metrics.live_workers.set_function(lambda: len(pool.workers()))
-        self.sessions = SessionTable(store)
-        self.graphs = GraphLibrary(store)
-        self.plans = PlanCache(store, self.metrics)
+        self.limits = limits
+        self.sessions = SessionTable(store, limits.max_sessions_per_tenant)
+        self.graphs = GraphLibrary(store, limits.cache_bytes)
+        self.plans = PlanCache(store, self.metrics, limits.cache_bytes)
+        self.poison = PoisonList()
 
     # -- sessions and graphs ----------------------------------------------------------------------
     def create_session(self, config, tenant: str) -> SessionRecord:
@@ -72,6 +80,8 @@ class Service:
         if len(segment.chain) != len(digest.CHAIN_START) or segment.node_count < 0:
             raise errors.InvalidArgumentError(None, None, "a graph segment needs a 32-byte chain and a node count")
         if segment.HasField("nodes"):
+            server_limits.check_segment_size(max(segment.node_count, len(segment.nodes.nodes)),
+                                             segment.nodes.ByteSize(), self.limits)
             graph = self.graphs.add(segment)
             chain, node_count = graph.chain, len(graph.nodes)
         elif self.graphs.has(segment.chain, segment.node_count):  # decoded later, only if a compile needs it
@@ -95,7 +105,9 @@ class Service:
             graph = self.graphs.get(bytes.fromhex(record.chain))
             _check_names(graph, feeds, fetches, targets)
             program = ir.Program(graph.nodes, tuple(feeds), tuple(fetches), tuple(targets), record.seed)
-            return compile_program(program, record.graph_digest)
+            plan = compile_program(program, record.graph_digest)
+            server_limits.check_plan_memory(plan, self.limits.run_memory_bytes)
+            return plan
 
         cached, source = self.plans.get_or_compile(key, compile_plan)
         annotate(session=record.handle[:8], plan=key[:16], plan_source=source)
@@ -113,6 +125,7 @@ class Service:
     def _run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
              remaining_s: float | None, cancellation: Cancellation) -> RunOutcome:
         _check_feeds(cached, feeds)
+        self.poison.check(cached.key, feeds)
         placed = cached.placement(self.pool.device_types(), record.allow_soft_placement)
         timeout = _earliest(remaining_s, options.timeout_ms / 1e3 if options.timeout_ms else None,
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
@@ -126,12 +139,26 @@ class Service:
             worker = self.pool.choose(call.device_type, call.container, cached.uses_variables, exclude=tried)
             try:
                 return worker.run(call, cached)
+            except WorkerDied:
+                self.pool.mark_lost(worker)
+                self.poison.add(call.plan_key, call.feeds)
+                applied = self._applied(call, cached)
+                if applied is not None:
+                    return applied
+                raise
             except WorkerLost:
                 self.pool.mark_lost(worker)
                 tried.append(worker.id)
                 # Without a request id a repeat could apply an update twice: let the client decide.
                 if (cached.writes_variables and not call.request_id) or len(tried) > MAX_FAILOVERS:
                     raise
+
+    def _applied(self, call: PlanCall, cached: CachedPlan) -> PlanResult | None:
+        """The stored result of a run whose worker died after committing its update, else None."""
+        if not (cached.writes_variables and call.request_id):
+            return None
+        _, stored = self.store.begin_run(call.container, call.request_id)
+        return None if stored is None else PlanResult(replayed(stored), [], deduplicated=True)
 
     # -- the rest -------------------------------------------------------------------------------------
     def list_devices(self) -> list[tuple[object, dict]]:

@@ -18,31 +18,37 @@ from graphexec.rpc.codec import CHUNK_BYTES, parse
 from graphexec.rpc.tensors import DecodeError, dtype_from_enum, tensors_from_protos
 from graphexec.server import auth
 from graphexec.runtime.worker import Cancellation
+from graphexec.server import limits as server_limits
 from graphexec.server import plans as plan_cache
 from graphexec.server import telemetry
+from graphexec.server.limits import Admission, Limits, StreamGuard
 from graphexec.server.service import RunOutcome, Service
 from graphexec.server.worker_service import remaining_seconds
 
 SERVICE = methods.GRAPH_EXEC_SERVICE.full_name
-GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
-                ("grpc.so_reuseport", 0),
+GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0),
                 # Clients reconnect (and re-resolve dns:/// targets) every 10 minutes, so replicas that an
                 # autoscaler adds get traffic. No grace limit: calls in flight, long streams included, finish.
                 ("grpc.max_connection_age_ms", 10 * 60 * 1000)]
 MAX_UNARY_FETCH_BYTES = (2 << 30) - (16 << 20)  # what fits one message; bigger fetches need the Run stream
 MAX_PARTED_TENSOR_BYTES = 1 << 40
+PART_HEADER_BYTES = 64 << 10
 _PLAN_SOURCES = {plan_cache.COMPILED: spb.PLAN_SOURCE_COMPILED, plan_cache.MEMORY: spb.PLAN_SOURCE_MEMORY,
                  plan_cache.STORE: spb.PLAN_SOURCE_STORE}
 
 
 class GraphExecServicer:
-    def __init__(self, service: Service):
+    def __init__(self, service: Service, limits: Limits = server_limits.DEFAULT):
         self.service = service
+        self.limits = limits
+        self.admission = Admission(limits, service.metrics.calls_queued)  # runs waiting beyond --threads
+        self.streams = StreamGuard(limits)
 
     # -- sessions -------------------------------------------------------------------------------------
     @status.answers_failures
     def create_session(self, data, context):
         request = parse(spb.CreateSessionRequest, data)
+        server_limits.check_string("the container name", request.config.container, self.limits)
         record = self.service.create_session(request.config, context.caller)
         missing = False
         if request.HasField("graph"):
@@ -137,16 +143,29 @@ class GraphExecServicer:
         if cancellation is None:
             cancellation = Cancellation()
             context.add_callback(cancellation.cancel)
-        return self.service.run(record, cached, feeds, request_id, options, remaining_seconds(context), cancellation)
+        with self.admission:
+            return self.service.run(record, cached, feeds, request_id, options, remaining_seconds(context),
+                                    cancellation)
 
     # -- the Run stream -----------------------------------------------------------------------------------
     def run(self, request_iterator, context):
         """One answer per run, in order; a failed run carries its status in the body. A batch request
         is answered by one batched response (runs with large fetches are answered alone, in order)."""
+        try:
+            stream = self.streams.open(context)
+        except errors.OpError as exc:
+            context.abort(status.status_code(exc), exc.message)
+        try:
+            yield from self._serve_stream(request_iterator, context, stream)
+        finally:
+            self.streams.close(stream)
+
+    def _serve_stream(self, request_iterator, context, stream):
         parts: dict[int, _PartedTensor] = {}
         cancellation = Cancellation()  # one for the whole stream: cancelling it stops the current run
         context.add_callback(cancellation.cancel)
         for data in request_iterator:
+            self.streams.active(stream, busy=True)
             try:
                 request, feeds, raw = codec.decode_tensor_message(spb.RunRequest, data, "feeds", "part_data")
                 if request.batch:
@@ -164,6 +183,7 @@ class GraphExecServicer:
             except Exception as exc:  # answered in the body (a bug is logged): the stream keeps serving
                 parts = {}
                 yield _status_frame(exc)
+            self.streams.active(stream, busy=False)
 
     def _run_batch(self, items, context, cancellation):
         """Run the items of a batch in order. Answers go out as one batch message, except that a run
@@ -289,16 +309,23 @@ def _response_frames(response, fetches):
     return codec.parted_frames(response, "fetches", fetches, response.parted_fetches)
 
 
-def create_server(service: Service, address: str = "127.0.0.1:0", max_threads: int = 32,
-                  tokens: auth.TokenTable | None = None, credentials=None, reflect: bool = True):
+def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits = server_limits.DEFAULT,
+                  tokens: auth.TokenTable | None = None, credentials=None, reflect: bool = True, health=None):
     """(grpc server, bound port). Health checking (and reflection when `reflect`) are served beside the
-    API; over TLS with `credentials`. With `tokens`, each call's tenant is the one its bearer token names
-    (others are UNAUTHENTICATED); without, every caller is the single tenant."""
+    API (`health`: the grpc_health servicer whose statuses a Readiness keeps); over TLS with
+    `credentials`. With `tokens`, each call's tenant is the one its bearer token names (others are
+    UNAUTHENTICATED); without, every caller is the single tenant. `limits`: graphexec.server.limits."""
     authenticate = _labelled(tokens.tenant_of if tokens is not None else _single_tenant)
-    return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service), address, max_threads,
-                                 GRPC_OPTIONS, reflect=reflect, credentials=credentials, authenticate=authenticate,
+    # Never below one part of the Run stream (CHUNK_BYTES and its header): larger tensors travel in parts.
+    max_message = max(limits.max_message_bytes, CHUNK_BYTES + PART_HEADER_BYTES)
+    options = [*GRPC_OPTIONS, ("grpc.max_receive_message_length", max_message),
+               ("grpc.max_concurrent_streams", limits.max_streams_per_connection)]
+    threads = server_limits.executor_threads(limits)
+    return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service, limits), address, threads,
+                                 options, reflect=reflect, credentials=credentials, authenticate=authenticate,
                                  interceptors=(telemetry.Interceptor(service.metrics),),
-                                 queued=service.metrics.calls_queued)
+                                 queued=service.metrics.calls_queued, health_servicer=health,
+                                 max_concurrent_rpcs=threads)
 
 
 def _single_tenant(metadata) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from dataclasses import asdict, dataclass, replace
 
 from graphexec import digest, errors
+from graphexec.runtime.bounded import BoundedCache
 from graphexec.runtime.store import Store, store_container
+
+MAX_CACHED_SESSIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,18 @@ class SessionRecord:
 
 
 class SessionTable:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, max_per_tenant: int = 10_000):
         self.store = store
-        self._cache: dict[str, SessionRecord] = {}
-        self._lock = threading.Lock()
+        self.max_per_tenant = max_per_tenant
+        self._cache = BoundedCache(MAX_CACHED_SESSIONS)  # the store has them all
 
     def create(self, tenant: str, container: str, allow_soft_placement: bool, default_timeout_ms: int
                ) -> SessionRecord:
         record = SessionRecord(secrets.token_hex(16), tenant, container, allow_soft_placement,
                                max(default_timeout_ms, 0))
+        if not self.store.claim_session(tenant, record.handle, self.max_per_tenant):
+            raise errors.ResourceExhaustedError(None, None, f"this tenant has {self.max_per_tenant} open sessions, "
+                                                            f"the limit (--max-sessions-per-tenant): close some")
         self._save(record)
         return record
 
@@ -66,8 +71,7 @@ class SessionTable:
             if data is None:
                 raise _no_session(handle)
             record = SessionRecord.from_bytes(data)
-            with self._lock:
-                self._cache[handle] = record
+            self._cache.put(handle, record)
         if record.tenant != tenant:
             raise _no_session(handle)
         if record.node_count < min_node_count or graph_digest and record.graph_digest != graph_digest:
@@ -89,13 +93,12 @@ class SessionTable:
         except errors.NotFoundError:
             return  # closed already (or not the caller's to close)
         self.store.delete_session(handle)
-        with self._lock:
-            self._cache.pop(handle, None)
+        self.store.release_session(tenant, handle)
+        self._cache.pop(handle)
 
     def _save(self, record: SessionRecord) -> None:
         self.store.put_session(record.handle, record.to_bytes())
-        with self._lock:
-            self._cache[record.handle] = record
+        self._cache.put(record.handle, record)
 
 
 def _no_session(handle: str) -> errors.NotFoundError:

@@ -51,7 +51,8 @@ class Metrics:
         self.sent_bytes = counter("graphexec_grpc_sent_bytes", "Response bytes sent, by method", ("method",))
         self.calls_in_flight = gauge("graphexec_grpc_calls_in_flight", "gRPC calls being handled now")
         self.calls_queued = gauge("graphexec_grpc_calls_queued",
-                                  "gRPC calls waiting for a free handler thread (all --threads busy)")
+                                  "gRPC calls waiting for a free handler thread, and runs waiting for their "
+                                  "turn (all --threads runs busy)")
         # the service (serve)
         self.runs = counter("graphexec_runs", "Runs handled by this server, by tenant and status code",
                             ("tenant", "code"))

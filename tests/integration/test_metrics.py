@@ -8,7 +8,6 @@ import json
 import pathlib
 import re
 import sys
-import threading
 import time
 import urllib.request
 
@@ -199,26 +198,24 @@ def test_dashboard_queries_name_only_metrics_a_real_scrape_has(processes, redis_
         assert names <= exposed, f"{query}: {sorted(names - exposed)} not exported"
 
 
-def test_calls_waiting_for_a_thread_are_counted_as_queued(processes):
-    """With one handler thread held by an open Run stream, a unary call waits in the queue until the
-    stream ends; the gauges show it meanwhile."""
+def test_runs_waiting_for_their_turn_are_counted_as_queued(processes):
+    """With --threads 1 and an endless loop holding the one run slot until its deadline, another run
+    waits in the queue (Run streams and other calls have threads of their own); the gauges show it
+    meanwhile, and the waiting run is answered once the loop stops."""
     target, url, _ = start_serve(processes, "--threads", "1")
     graph, x, y, *_ = doubling_graph()
-    release = threading.Event()
-
-    def feeds():
-        yield {x: FEED}
-        release.wait(20)  # the stream stays open, holding the server's only thread
-
-    with tf.Session(target, graph=graph) as streaming, tf.Session(target, graph=graph) as other:
-        for sess in (streaming, other):  # sessions, graph and callable made before the thread is taken
-            assert sess.run(y, {x: FEED}) == 24.0
-        results = streaming.stream(y, feeds())
-        assert next(results) == 24.0
-        with concurrent.futures.ThreadPoolExecutor(1) as caller:
-            waiting = caller.submit(other.run, y, {x: FEED})
+    endless = tf.Graph()
+    with endless.as_default():
+        forever = tf.while_loop(lambda v: v > 0, lambda v: v + 1, [tf.constant(1.0)])
+    with tf.Session(target, graph=endless) as looping, tf.Session(target, graph=graph) as other:
+        assert other.run(y, {x: FEED}) == 24.0  # session, graph and callable made before the slot is taken
+        with concurrent.futures.ThreadPoolExecutor(2) as callers:
+            loop = callers.submit(looping.run, forever, options=tf.RunOptions(timeout_in_ms=10_000))
+            wait_until(lambda: Scrape(url).value("graphexec_worker_runs_in_flight") == 1)
+            waiting = callers.submit(other.run, y, {x: FEED})
             wait_until(lambda: Scrape(url).value("graphexec_grpc_calls_queued") == 1)
-            assert Scrape(url).value("graphexec_grpc_calls_in_flight") == 1  # the stream
-            release.set()
-            assert list(results) == [] and waiting.result(timeout=30) == 24.0
+            assert not waiting.done()
+            with pytest.raises(errors.DeadlineExceededError):
+                loop.result(timeout=60)
+            assert waiting.result(timeout=30) == 24.0
     wait_until(lambda: Scrape(url).value("graphexec_grpc_calls_queued") == 0)

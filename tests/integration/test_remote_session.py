@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import graphexec as tf
-from graphexec import errors, ir
+from graphexec import digest, errors, ir
 from graphexec.client.connection import ResponseAssembler
 from graphexec.client.remote import RemoteSession
 from graphexec.ops import registry
@@ -297,7 +297,11 @@ def test_a_wrong_attr_type_on_the_wire_is_invalid_argument_naming_the_node(embed
     node = graph.nodes.add(name="s", op="Sum", inputs=["c:0"])
     convert.attr_to_proto("zero", node.attrs["axis"])
     convert.attr_to_proto(False, node.attrs["keepdims"])
-    segment = spb.GraphSegment(node_count=2, chain=b"\0" * 32, nodes=graph)
+    # With its true digest: a wrong one is rejected first, before the nodes' types are inferred.
+    chain = digest.chain(digest.CHAIN_START, [
+        ir.Node("c", "Const", attrs={"value": np.ones(3, np.float32), "dtype": tf.float32}),
+        ir.Node("s", "Sum", inputs=("c:0",), attrs={"axis": "zero", "keepdims": False})])
+    segment = spb.GraphSegment(node_count=2, chain=chain, nodes=graph)
     with grpc.insecure_channel(embedded.removeprefix("grpc://")) as channel:
         create = channel.unary_unary("/graphexec.v1.GraphExecService/CreateSession")
         with pytest.raises(grpc.RpcError) as failure:

@@ -132,6 +132,7 @@ def check_metrics_endpoint(obj: dict, where: str, container: dict) -> None:
     assert template["labels"].get("graphexec/metrics") == "true", f"{where}: not selected by the metrics Service"
 
 
+READINESS = "graphexec.v1.GraphExecService"
 # Which variable names the port that each subcommand listens on (and must be probed on).
 PORT_VARIABLE = {"serve": "GRAPHEXEC_PORT", "worker": "GRAPHEXEC_WORKER_PORT"}
 METRICS_VARIABLE = "GRAPHEXEC_METRICS_PORT"
@@ -156,6 +157,9 @@ def check_graphexec_container(where: str, container: dict, dockerfile: str) -> N
             grpc_probe = container[probe].get("grpc")
             assert grpc_probe, f"{where}: {probe} must use the gRPC health service"
             assert grpc_probe["port"] == listen_port, f"{where}: {probe} probes {grpc_probe['port']}, not {listen_port}"
+    if args[0] == "serve":  # readiness is the API's service name, liveness the process (graphexec/server/readiness.py)
+        assert container["readinessProbe"]["grpc"].get("service") == READINESS, f"{where}: readiness must ask {READINESS}"
+        assert not container["livenessProbe"]["grpc"].get("service"), f"{where}: liveness must ask the process (\"\")"
     assert ports <= exposed_ports(dockerfile), f"{where}: ports {ports} not all EXPOSEd by {dockerfile}"
     defined = []
     for item in container.get("env", []):
@@ -318,11 +322,18 @@ def configuration_rows() -> list[tuple[str, str, str]]:
 BOOLEAN_FLAGS = {"--insecure", "--no-reflection"}  # their variables are on when set to 1
 
 
+# The limits are numbers (sizes, counts); each sample reads back as itself once parsed.
+NUMERIC_SAMPLES = {"--stream-idle-timeout": "2.5"} | dict.fromkeys(
+    ("--memory-limit", "--max-message-bytes", "--max-graph-nodes", "--max-graph-bytes", "--max-string-bytes",
+     "--run-memory-bytes", "--max-streams", "--max-streams-per-connection", "--queue-depth",
+     "--max-sessions-per-tenant", "--cache-bytes"), "3")
+
+
 def sample_value(flag: str) -> str:
     if flag in BOOLEAN_FLAGS:
         return "1"
     return {"--port": "4321", "--threads": "3", "--device": "gpu", "--log-level": "DEBUG", "--log-format": "json",
-            "--metrics-port": "9471"}.get(flag, "sample-value")
+            "--metrics-port": "9471", **NUMERIC_SAMPLES}.get(flag, "sample-value")
 
 
 @pytest.mark.parametrize("command,flag,variable", configuration_rows())
