@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent import futures
 
 import grpc
 import numpy as np
 import pytest
 from conftest import Process, free_port, start_serve
+from prometheus_client.parser import text_string_to_metric_families
 from security_setup import (
     ALICE_TOKEN,
     BOB_TOKEN,
@@ -379,3 +381,27 @@ def test_redis_with_a_password_works_through_the_url(processes):
     assert "refused" in refused.stderr
     wrong = run_cli("serve", "--port", "0", "--redis", f"redis://:wrong-password@127.0.0.1:{port}/0")
     assert wrong.returncode != 0 and "wrong-password" not in wrong.stderr and "***" in wrong.stderr, wrong.stderr
+
+
+# -- metrics by tenant ---------------------------------------------------------------------------------
+def test_metrics_count_runs_and_sessions_by_authenticated_tenant(pki, processes):
+    """The tenant label of a server's metrics is the tenant its caller's token names."""
+    server = Process([sys.executable, "-m", "graphexec", "serve", "--port", "0", "--metrics-port", "0",
+                      "--auth-tokens", str(pki / "tokens")], r"serving on (grpc://\S+)")
+    processes.append(server)
+    target = server.match.group(1)
+    url = next(re.search(r"metrics on (http://\S+)", line).group(1) for line in server.output if "metrics on" in line)
+    for token, runs in ((ALICE_TOKEN, 2), (BOB_TOKEN, 1)):
+        graph, _, init, total = weights_graph()
+        with session(target, token=token, graph=graph) as sess:
+            sess.run(init)
+            for _ in range(runs - 1):
+                sess.run(total)
+    with urllib.request.urlopen(url, timeout=10) as response:
+        families = text_string_to_metric_families(response.read().decode())
+    samples = {(s.name, s.labels.get("tenant"), s.labels.get("code")): s.value for f in families for s in f.samples}
+    assert samples[("graphexec_runs_total", "alice", "OK")] == 2
+    assert samples[("graphexec_runs_total", "bob", "OK")] == 1
+    assert samples[("graphexec_sessions_created_total", "alice", None)] == 1
+    assert samples[("graphexec_sessions_created_total", "bob", None)] == 1
+    assert not any(tenant in ("", "default") for (_, tenant, _) in samples if tenant is not None)
