@@ -11,6 +11,10 @@ So such failures are retried past max_attempts, for up to `unknown_outcome_s` (l
 restart or failover takes, far shorter than the server's request-id de-dup window of an hour), and
 the answer that ends the retries is the truth: the stored result of the applied run, or the run
 applied now, once.
+
+"No live worker" is retried past max_attempts too, for up to `no_worker_s`: the run was never
+dispatched, and workers reappear within seconds when they restart or when Redis comes back from a
+pause (their registrations expire meanwhile). A server that has no worker at all still fails fast enough.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ class RetryPolicy:
     multiplier: float = 2.0
     retryable: frozenset = status.RETRYABLE
     unknown_outcome_s: float = 60.0
+    no_worker_s: float = 10.0
 
     def backoffs(self):
         """Waits before attempt 2, 3, ... (full jitter)."""
@@ -43,7 +48,7 @@ class RetryPolicy:
         """`attempt()` until it succeeds, fails with a non-retryable status, or attempts/time run out;
         while `outcome_unknown(error)` says a failure may yet take effect, until unknown_outcome_s."""
         waits = self.backoffs()
-        give_up_at = time.monotonic() + self.unknown_outcome_s
+        started = time.monotonic()
         while True:
             try:
                 return attempt()
@@ -51,13 +56,21 @@ class RetryPolicy:
                 if exc.code() not in self.retryable:
                     raise
                 wait = next(waits, None)
-                if wait is None and self.max_attempts > 1 and outcome_unknown is not None and outcome_unknown(exc):
+                window = self._extended_window(exc, outcome_unknown)
+                if wait is None and self.max_attempts > 1 and window:
                     wait = random.uniform(0, self.max_backoff_s)
-                    if time.monotonic() + wait >= give_up_at:
+                    if time.monotonic() + wait >= started + window:
                         raise
                 if wait is None or (deadline is not None and time.monotonic() + wait >= deadline):
                     raise
                 time.sleep(wait)
+
+
+    def _extended_window(self, exc: grpc.RpcError, outcome_unknown) -> float:
+        """Seconds to keep retrying `exc` after max_attempts: 0, or a window that its cause may outlast."""
+        if outcome_unknown is not None and outcome_unknown(exc):
+            return self.unknown_outcome_s
+        return self.no_worker_s if no_live_worker(exc) else 0.0
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -67,3 +80,8 @@ def store_unavailable(exc: grpc.RpcError) -> bool:
     """Whether a failed run says the server's store was unreachable (graphexec.server.redis_store): its
     update may still be committed, so its outcome is unknown until the store answers again."""
     return exc.code() == grpc.StatusCode.UNAVAILABLE and (exc.details() or "").startswith("Redis at ")
+
+
+def no_live_worker(exc: grpc.RpcError) -> bool:
+    """Whether a call failed before dispatch because its server saw no live worker (graphexec.runtime.placement)."""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and (exc.details() or "").startswith("no live worker: ")
