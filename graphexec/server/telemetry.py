@@ -170,10 +170,7 @@ class Interceptor(grpc.ServerInterceptor):
             call = self._begin(method)
             failure = None
             try:
-                if streamed_request:
-                    request = self._counted(call, request)
-                else:
-                    call.received = _size(request)
+                request = self._received(call, request, streamed_request)
                 response = behavior(request, context)
                 call.sent = _size(response)
                 return response
@@ -190,10 +187,7 @@ class Interceptor(grpc.ServerInterceptor):
             call = self._begin(method)
             failure = None
             try:
-                if streamed_request:
-                    request = self._counted(call, request)
-                else:
-                    call.received = _size(request)
+                request = self._received(call, request, streamed_request)
                 for response in behavior(request, context):
                     call.sent += _size(response)
                     yield response
@@ -204,6 +198,14 @@ class Interceptor(grpc.ServerInterceptor):
                 self._end(call, context, failure)
 
         return observed
+
+    @classmethod
+    def _received(cls, call: Call, request, streamed: bool):
+        """The request as the handler takes it, its bytes counted (a stream's as they arrive)."""
+        if streamed:
+            return cls._counted(call, request)
+        call.received = _size(request)
+        return request
 
     @staticmethod
     def _counted(call: Call, requests):
