@@ -36,9 +36,11 @@ import io
 import itertools
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,10 +252,17 @@ def test_js_block_runs_with_the_node_client_on_a_server(block, embedded, node_pr
 
 
 def run_sh(source: str, target: str, bin_dir: Path) -> subprocess.CompletedProcess:
-    (bin_dir / "python").symlink_to(sys.executable)  # `python` as the docs say, whatever the machine calls it
-    # PIP_REQUIRE_VIRTUALENV: a block that installs packages fails here instead of changing this machine
-    env = {**os.environ, "GRAPHEXEC_TARGET": target, "PYTHONPATH": str(ROOT), "PIP_REQUIRE_VIRTUALENV": "1",
+    # `python` as the docs say, whatever the machine calls it: the base interpreter with this one's packages on
+    # PYTHONPATH, outside any virtual environment, so that PIP_REQUIRE_VIRTUALENV makes a block that installs
+    # packages fail here instead of changing this machine or the project's .venv.
+    paths = sysconfig.get_paths()
+    python = bin_dir / "python"
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(getattr(sys, "_base_executable", sys.executable))} "$@"\n')
+    python.chmod(0o755)
+    env = {**os.environ, "GRAPHEXEC_TARGET": target, "PIP_REQUIRE_VIRTUALENV": "1",
+           "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(ROOT), paths["purelib"], paths["platlib"]])),
            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("VIRTUAL_ENV", None)
     return subprocess.run(["bash", "-euo", "pipefail", "-c", source], check=False, cwd=ROOT, capture_output=True,
                           text=True, timeout=60, env=env)
 
