@@ -8,6 +8,7 @@ const { chainState } = require('./digest');
 const { fromGrpcError, NotFoundError } = require('./errors');
 const { Graph, Tensor, Operation, Variable } = require('./graph');
 const { toTensorProto, fromTensorProto } = require('./tensor');
+const { parseTarget, tlsCredentials, bearerToken, callMetadata } = require('./security');
 
 // Spread calls over every address the resolver returns (all server replicas behind a dns:/// name).
 const CHANNEL_OPTIONS = {
@@ -17,11 +18,11 @@ const CHANNEL_OPTIONS = {
 };
 
 /**
- * A gRPC target from what users write: "grpc://host:port" (as the Python client), "host:port",
- * or any gRPC name such as "dns:///graphexec-server.ns.svc:50051" or "ipv4:10.0.0.1:50051,10.0.0.2:50051".
+ * The gRPC address in what users write: "grpc://host:port" or "grpcs://host:port" (as the Python client),
+ * "host:port", or any gRPC name such as "dns:///graphexec-server.ns.svc:50051" or "ipv4:10.0.0.1:50051,10.0.0.2:50051".
  */
 function grpcTarget(target) {
-  return target.startsWith('grpc://') ? target.slice('grpc://'.length) : target;
+  return parseTarget(target).address;
 }
 
 /** A fresh id for one logical run: retries reuse it, so the server applies a variable update once. */
@@ -31,21 +32,29 @@ function newRequestId() {
 
 class Client {
   /**
+   * A grpcs:// target is dialled over TLS with the settings of GRAPHEXEC_TLS_CA/_CERT/_KEY (see
+   * security.js); every call carries GRAPHEXEC_TOKEN (or GRAPHEXEC_TOKEN_FILE's token) as its bearer token.
    * @param {string} target see grpcTarget(); defaults to $GRAPHEXEC_TARGET
-   * @param {{credentials?: grpc.ChannelCredentials, channelOptions?: object}} options
+   * @param {{credentials?: grpc.ChannelCredentials, token?: string, channelOptions?: object}} options
+   *   `credentials` and `token` replace what the target's scheme and the environment give
    */
-  constructor(target = process.env.GRAPHEXEC_TARGET, { credentials = grpc.credentials.createInsecure(), channelOptions = {} } = {}) {
+  constructor(target = process.env.GRAPHEXEC_TARGET, { credentials = undefined, token = undefined, channelOptions = {} } = {}) {
     if (!target) throw new TypeError('no target: pass one (e.g. "grpc://localhost:50051") or set GRAPHEXEC_TARGET');
-    this.target = grpcTarget(target);
+    const { address, secure } = parseTarget(target);
+    this.target = address;
+    this.secure = secure;
+    const channelCredentials = credentials ?? (secure ? tlsCredentials() : grpc.credentials.createInsecure());
+    this.metadata = callMetadata(token ?? bearerToken());
     const { service } = load();
-    this.stub = new service(this.target, credentials, { ...CHANNEL_OPTIONS, ...channelOptions });
+    this.stub = new service(this.target, channelCredentials, { ...CHANNEL_OPTIONS, ...channelOptions });
   }
 
   /** Call a unary RPC; failures become GraphexecError subclasses. */
   call(method, request, { timeoutMs = undefined } = {}) {
     const options = timeoutMs ? { deadline: Date.now() + timeoutMs } : {};
     return new Promise((resolve, reject) => {
-      this.stub[method](request, options, (error, response) => (error ? reject(fromGrpcError(error)) : resolve(response)));
+      this.stub[method](request, this.metadata.clone(), options,
+        (error, response) => (error ? reject(fromGrpcError(error)) : resolve(response)));
     });
   }
 
@@ -177,4 +186,4 @@ function tensorName(item) {
   throw new TypeError(`cannot fetch or feed ${String(item)}: expected a Tensor, Variable or tensor name`);
 }
 
-module.exports = { Client, Session, grpcTarget, Graph };
+module.exports = { Client, Session, grpcTarget, parseTarget, Graph };

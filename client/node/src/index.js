@@ -8,7 +8,7 @@
 //   const client = new Client('grpc://localhost:50051');
 //   const session = await client.session(g);
 //   const { data } = await session.run(y, { feeds: new Map([[x, { data: new Float32Array([1, 2, 3, 4]), shape: [2, 2] }]]) });
-const { Client, Session, grpcTarget } = require('./client');
+const { Client, Session, grpcTarget, parseTarget } = require('./client');
 const { Graph, Tensor, Operation, Variable } = require('./graph');
 const { graphDigest } = require('./digest');
 const { decodeMessage, encodeMessage } = require('./protos');
@@ -27,5 +27,5 @@ function graphToBytes(graph) {
 
 module.exports = {
   Client, Session, Graph, Tensor, Operation, Variable, DTYPES, graphDigest, graphFromBytes, graphToBytes, grpcTarget,
-  errors, ...errors,
+  parseTarget,   errors, ...errors,
 };

@@ -28,7 +28,7 @@ function startServer(...args) {
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`server did not start:\n${output}`)); }, READY_TIMEOUT_MS);
     const onData = (chunk) => {
       output += chunk;
-      const match = /graphexec serving on (grpc:\/\/\S+:(\d+))/.exec(output);
+      const match = /graphexec serving on (grpcs?:\/\/\S+:(\d+))/.exec(output);
       if (match) {
         clearTimeout(timer);
         resolve({ target: match[1], port: Number(match[2]), stop });
@@ -40,6 +40,23 @@ function startServer(...args) {
   });
 }
 
+/**
+ * A fresh CA with server (for 127.0.0.1 and localhost) and client certificates, and a tokens file with
+ * tenants alice and bob, made in `folder` by the Python security tests' own helper
+ * (tests/integration/security_setup.py). Resolves to {folder, aliceToken, bobToken}.
+ */
+function makePki(folder) {
+  const out = runPython(['-c', [
+    'import json, pathlib, sys',
+    "sys.path.insert(0, 'tests/integration')",
+    'import security_setup as s',
+    'folder = s.make_pki(pathlib.Path(sys.argv[1]))',
+    's.write_tokens(folder)',
+    'print(json.dumps({"aliceToken": s.ALICE_TOKEN, "bobToken": s.BOB_TOKEN}))',
+  ].join('\n'), folder]);
+  return { folder, ...JSON.parse(out) };
+}
+
 /** Run a Python script (path relative to the repository, or '-c' code) and return its stdout. */
 function runPython(args, { input = undefined } = {}) {
   const done = spawnSync(PYTHON, args, { cwd: REPO_ROOT, env: PYTHON_ENV, input, encoding: input instanceof Buffer ? undefined : 'utf8', maxBuffer: 64 << 20, timeout: 120_000 });
@@ -47,4 +64,4 @@ function runPython(args, { input = undefined } = {}) {
   return done.stdout.toString();
 }
 
-module.exports = { startServer, runPython, REPO_ROOT, PYTHON };
+module.exports = { startServer, runPython, makePki, REPO_ROOT, PYTHON };
