@@ -10,7 +10,6 @@ import os
 import tempfile
 
 import numpy as np
-from tensorboardX.proto.summary_pb2 import Summary
 
 from graphexec import metrics, progress, summary
 from graphexec import tf_logging as logging
@@ -20,6 +19,7 @@ from graphexec.estimator.run_config import RunConfig
 from graphexec.framework import Graph, get_default_graph
 from graphexec.ops.control_ops import group
 from graphexec.ops.random_ops import set_random_seed
+from graphexec.rpc.summary import Summary
 from graphexec.summary.writer_cache import FileWriterCache
 from graphexec.train.basic_hooks import (CheckpointSaverHook, FinalOpsHook, LoggingTensorHook, NanTensorHook,
                                          StopAtStepHook)

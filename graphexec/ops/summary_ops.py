@@ -2,8 +2,8 @@
 
 Each kernel returns a scalar tf.string holding a serialized TensorBoard `Summary` protobuf, as in TF1:
 `sess.run(merged)` gives bytes that `tf.summary.FileWriter.add_summary(bytes, step)` takes, whether the
-run was in-process or on a server. The messages are tensorboardX's copies of TensorBoard's protos, so
-the kernels (which run on the worker) need only that small pure-Python dependency.
+run was in-process or on a server. The messages are graphexec/v1/summary.proto's, wire-compatible with
+TensorFlow's, so the kernels (which run on the worker) need no TensorBoard package.
 
 The tf.summary functions that build these ops live in graphexec/summary/; none of the ops has a gradient.
 """
@@ -13,13 +13,11 @@ import struct
 import zlib
 
 import numpy as np
-from tensorboardX.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
-from tensorboardX.proto.tensor_pb2 import TensorProto
-from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
 
 from graphexec import dtypes, errors
 from graphexec.ops import rules
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
+from graphexec.rpc.summary import DT_STRING, HistogramProto, Summary, SummaryMetadata, SummaryTensor, SummaryTensorShape
 
 __all__: list[str] = []  # the public names are tf.summary's (graphexec/summary/)
 
@@ -165,8 +163,8 @@ ImageSummary = op("ImageSummary", shape=_image_shape, dtype=_image_dtype, kernel
 # -- TensorSummaryV2 (tf.summary.text) ----------------------------------------------------------------------
 def _text(ctx, tensor, tag, plugin_name):
     strings = np.asarray(tensor, dtype=object)
-    shape = TensorShapeProto(dim=[TensorShapeProto.Dim(size=n) for n in strings.shape])
-    proto = TensorProto(dtype="DT_STRING", tensor_shape=shape, string_val=list(strings.reshape(-1)))
+    shape = SummaryTensorShape(dim=[SummaryTensorShape.Dim(size=n) for n in strings.shape])
+    proto = SummaryTensor(dtype=DT_STRING, tensor_shape=shape, string_val=list(strings.reshape(-1)))
     metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name=plugin_name))
     return _serialized(Summary(value=[Summary.Value(tag=tag, metadata=metadata, tensor=proto)]))
 

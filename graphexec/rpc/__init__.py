@@ -7,6 +7,7 @@ and graphexec.client) that imports the generated *_pb2 modules.
 * convert: attributes, nodes, graphs, plans and run metadata <-> protobuf.
 * graph_types: typing received nodes by their ops' rules (no protobuf).
 * example: tf.train.Example records (the TFRecord input format) and their features as numpy.
+* summary: TensorBoard's Summary and Event messages (wire-compatible with TensorFlow's).
 * status: the one map between tf.errors classes and gRPC statuses.
 * methods: the services' method tables, read from the .proto service descriptors.
 """

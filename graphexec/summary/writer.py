@@ -2,6 +2,10 @@
 
 `add_summary` takes what `sess.run` of a summary op returns (the serialized `Summary` bytes) or a
 Summary message; `add_graph` writes the graph as a TF `GraphDef` for TensorBoard's graph tab.
+The only module (with graph_def.py, which only it imports) that imports tensorboardX, whose import costs
+more than the rest of graphexec's: `import graphexec` does not load it, tf.summary.FileWriter's first use
+does (graphexec/summary/__init__.py). Messages from anywhere (ours, TensorFlow's, TensorBoard's) are
+converted to tensorboardX's by their bytes.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ def as_summary(summary) -> Summary:
         summary = summary.item()
     if isinstance(summary, (bytes, bytearray, memoryview)):
         return Summary.FromString(bytes(summary))
-    if hasattr(summary, "SerializeToString"):  # TF's, TensorBoard's or tensorboardX's Summary
+    if hasattr(summary, "SerializeToString"):  # ours, TF's, TensorBoard's or tensorboardX's Summary
         return Summary.FromString(summary.SerializeToString())
     raise TypeError(f"add_summary takes serialized Summary bytes or a Summary message, got {type(summary).__name__}")
 
@@ -51,6 +55,9 @@ class FileWriter:
         self._writer.add_event(event, None if global_step is None else int(global_step))
 
     def add_event(self, event) -> None:
+        """Write an Event message (ours, TensorFlow's, TensorBoard's or tensorboardX's)."""
+        if not isinstance(event, event_pb2.Event):
+            event = event_pb2.Event.FromString(event.SerializeToString())
         self._writer.add_event(event)
 
     def flush(self) -> None:

@@ -11,23 +11,25 @@ import os
 import threading
 from typing import ClassVar
 
+from graphexec import summary
 from graphexec.framework import get_default_graph
-from graphexec.summary.writer import FileWriter
 
 
 class FileWriterCache:
-    _writers: ClassVar[dict[str, FileWriter]] = {}
+    # FileWriter through the package (whose first use of it imports tensorboardX), so that the hooks and
+    # sessions that import this class, and clear() with no writer made, do not.
+    _writers: ClassVar[dict[str, summary.FileWriter]] = {}
     _lock = threading.Lock()
     _sequence = itertools.count()
 
     @staticmethod
-    def get(logdir) -> FileWriter:
+    def get(logdir) -> summary.FileWriter:
         """The directory's writer, created (with the default graph) on first use."""
         with FileWriterCache._lock:
             logdir = str(logdir)
             if logdir not in FileWriterCache._writers:
                 suffix = f".{os.getpid()}.{next(FileWriterCache._sequence):06d}"
-                FileWriterCache._writers[logdir] = FileWriter(logdir, graph=get_default_graph(),
+                FileWriterCache._writers[logdir] = summary.FileWriter(logdir, graph=get_default_graph(),
                                                               filename_suffix=suffix)
             return FileWriterCache._writers[logdir]
 

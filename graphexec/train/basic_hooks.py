@@ -6,11 +6,10 @@ import os
 import time
 
 import numpy as np
-from tensorboardX.proto.event_pb2 import Event, SessionLog
-from tensorboardX.proto.summary_pb2 import Summary
 
 from graphexec import tf_logging as logging
 from graphexec.framework import get_default_graph
+from graphexec.rpc.summary import Event, SessionLog, Summary
 from graphexec.summary.writer_cache import FileWriterCache
 from graphexec.train.saver import Saver
 from graphexec.train.session_run_hook import SessionRunArgs, SessionRunHook
@@ -153,7 +152,7 @@ class CheckpointSaverHook(SessionRunHook):
             listener.before_save(session, step)
         self._get_saver().save(session, self._save_path, global_step=step)
         self._writer.add_event(Event(wall_time=time.time(), step=step, session_log=SessionLog(
-            status=SessionLog.CHECKPOINT, checkpoint_path=self._save_path)))
+            status=SessionLog.SESSION_STATUS_CHECKPOINT, checkpoint_path=self._save_path)))
         return any([listener.after_save(session, step) for listener in self._listeners])  # every listener hears
 
     def _get_saver(self):
@@ -205,7 +204,7 @@ class SummarySaverHook(SessionRunHook):
             step = int(run_context.session.run(self._global_step))
         if self._next_step is None:
             self._writer.add_event(Event(wall_time=time.time(), step=step,
-                                         session_log=SessionLog(status=SessionLog.START)))
+                                         session_log=SessionLog(status=SessionLog.SESSION_STATUS_START)))
         if self._request_summary:
             self._timer.update_last_triggered_step(step)
             for summary in run_values.results.get("summary", ()):
