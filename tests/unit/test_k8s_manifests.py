@@ -41,8 +41,16 @@ def load_documents(path: pathlib.Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
+@functools.cache
+def patch_files() -> frozenset[pathlib.Path]:
+    """Strategic-merge patches that kustomizations list: partial objects, checked once rendered."""
+    return frozenset((path.parent / p["path"]).resolve() for path in kustomization_files()
+                     for p in (yaml.safe_load(path.read_text()).get("patches") or []) if "path" in p)
+
+
 def all_objects() -> list[dict]:
-    return [doc for path in manifest_files() for doc in load_documents(path)]
+    """The whole objects of the manifests (patches left out)."""
+    return [doc for path in manifest_files() if path.resolve() not in patch_files() for doc in load_documents(path)]
 
 
 def containers(obj: dict) -> list[dict]:
@@ -154,12 +162,11 @@ def check_graphexec_container(where: str, container: dict, dockerfile: str) -> N
     assert listen_port in ports, f"{where}: {listen_variable}={listen_port} is not a container port"
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         if probe in container:
-            grpc_probe = container[probe].get("grpc")
-            assert grpc_probe, f"{where}: {probe} must use the gRPC health service"
-            assert grpc_probe["port"] == listen_port, f"{where}: {probe} probes {grpc_probe['port']}, not {listen_port}"
+            port, _ = probed(f"{where}: {probe}", container[probe])
+            assert port == listen_port, f"{where}: {probe} probes {port}, not {listen_port}"
     if args[0] == "serve":  # readiness is the API's service name, liveness the process (graphexec/server/readiness.py)
-        assert container["readinessProbe"]["grpc"].get("service") == READINESS, f"{where}: readiness must ask {READINESS}"
-        assert not container["livenessProbe"]["grpc"].get("service"), f"{where}: liveness must ask the process (\"\")"
+        assert probed(where, container["readinessProbe"])[1] == READINESS, f"{where}: readiness must ask {READINESS}"
+        assert not probed(where, container["livenessProbe"])[1], f"{where}: liveness must ask the process (\"\")"
     assert ports <= exposed_ports(dockerfile), f"{where}: ports {ports} not all EXPOSEd by {dockerfile}"
     defined = []
     for item in container.get("env", []):
@@ -168,6 +175,33 @@ def check_graphexec_container(where: str, container: dict, dockerfile: str) -> N
         defined.append(item["name"])
         if item["name"].startswith("GRAPHEXEC_"):
             check_variable(where, item["name"])
+
+
+HEALTHCHECK = "graphexec-healthcheck"  # server/healthcheck.py in the images (test_image_is_multi_stage_...)
+
+
+@functools.cache
+def healthcheck_flags() -> frozenset[str]:
+    done = subprocess.run([sys.executable, str(ROOT / "server" / "healthcheck.py"), "--help"], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return frozenset(re.findall(r"(--[\w-]+)", done.stdout))
+
+
+def probed(where: str, probe: dict) -> tuple[int, str]:
+    """(port, health service name) a probe asks: the kubelet's gRPC probe, or, where servers serve TLS
+    (which the kubelet's gRPC probes do not speak), the image's health check run in the container."""
+    if "grpc" in probe:
+        return probe["grpc"]["port"], probe["grpc"].get("service", "")
+    command = probe.get("exec", {}).get("command") or []
+    assert command[:1] == [HEALTHCHECK], f"{where}: must use the gRPC health service (a grpc probe or {HEALTHCHECK})"
+    options = dict(zip(command[1::2], command[2::2]))
+    assert set(options) <= healthcheck_flags() and len(command) % 2 == 1, f"{where}: {command} has unknown flags"
+    assert "--address" in options and "--target" not in options, \
+        f"{where}: probe the container's own --address (TLS follows its GRAPHEXEC_TLS_CERT)"
+    host, port = options["--address"].rsplit(":", 1)
+    assert host == "127.0.0.1", f"{where}: probe 127.0.0.1, the container itself"
+    return int(port), options.get("--service", "")
 
 
 def check_variable(where: str, variable: str) -> None:
@@ -239,7 +273,7 @@ def test_base_objects_have_probes_resources_and_real_references():
 
 def test_overlay_objects_have_probes_resources_and_real_images():
     for path in manifest_files():
-        if "overlays" in path.parts:
+        if "overlays" in path.parts and path.resolve() not in patch_files():
             for obj in workloads(load_documents(path)):
                 for container in containers(obj):
                     check_container(obj, container)
