@@ -3,12 +3,40 @@ checkpoint. They go to stderr, only when it is a terminal; GRAPHEXEC_PROGRESS=0 
 GRAPHEXEC_PROGRESS=1 shows them even when stderr is not a terminal (a log file, a notebook)."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
-from tqdm import tqdm
-
 OFF, ON = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
+
+
+def __getattr__(name: str):
+    """`tqdm` (the class) loads with the first bar shown (PEP 562), not with graphexec: importing tqdm costs
+    about as much as a tenth of `import graphexec` (it reads its version from the installed package's
+    metadata), and bars are drawn only for a person watching."""
+    if name != "tqdm":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = importlib.import_module("tqdm").tqdm
+    return value
+
+
+class SilentBar:
+    """What bar() gives when no bar is shown: the tqdm methods graphexec calls, doing nothing."""
+
+    def update(self, n: float = 1) -> None:
+        pass
+
+    def reset(self, total: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SilentBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 def enabled() -> bool:
@@ -20,11 +48,13 @@ def enabled() -> bool:
     return sys.stderr is not None and sys.stderr.isatty()
 
 
-def bar(total: float | None, desc: str, unit: str = "it", unit_scale: bool = False, shown: bool = True) -> tqdm:
-    """A bar on stderr; a silent one (its update() does nothing) when progress is off or not `shown` (work
-    too small to deserve one). It disappears once closed."""
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, disable=not (shown and enabled()),
-                file=sys.stderr, leave=False, dynamic_ncols=True)
+def bar(total: float | None, desc: str, unit: str = "it", unit_scale: bool = False, shown: bool = True):
+    """A tqdm bar on stderr; a SilentBar when progress is off or not `shown` (work too small to deserve
+    one). It disappears once closed."""
+    if not (shown and enabled()):
+        return SilentBar()
+    return sys.modules[__name__].tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, file=sys.stderr,
+                                      leave=False, dynamic_ncols=True)
 
 
 def length(iterable) -> int | None:

@@ -47,7 +47,7 @@ def namespaces() -> list[tuple[str, types.ModuleType]]:
     for name in NAMESPACES:
         value = graphexec
         for part in name.split("."):
-            value = value.__dict__.get(part) if isinstance(value, types.ModuleType) else None
+            value = getattr(value, part, None) if isinstance(value, types.ModuleType) else None  # lazy ones too
         if isinstance(value, types.ModuleType) and value is not graphexec:
             found.append((name, value))
     return found
@@ -56,7 +56,7 @@ def namespaces() -> list[tuple[str, types.ModuleType]]:
 def public_names(namespace: str, module: types.ModuleType) -> list[str]:
     names = getattr(module, "__all__", None)
     if names is None:
-        names = [n for n in vars(module) if not n.startswith("_")]
+        names = [n for n in dir(module) if not n.startswith("_")]  # dir(): with names loaded on first use
     out = []
     for name in names:
         value = getattr(module, name)

@@ -1,6 +1,7 @@
-"""What `import graphexec` loads: nothing that only writing event files needs (tensorboardX, and the boto3
-it brings where installed), checked in a fresh interpreter; and our TensorBoard messages keep TensorFlow's
-field numbers and wire types (compared with tensorboardX's copies of TensorFlow's protos)."""
+"""What `import graphexec` loads, checked in a fresh interpreter: not what only some uses need, which loads
+on first use: tensorboardX (and the boto3 it brings where installed) with tf.summary.FileWriter, absl
+with tf.app/tf.flags, tqdm with the first progress bar shown. And our TensorBoard messages keep
+TensorFlow's field numbers and wire types (compared with TensorBoard's copies of TensorFlow's protos)."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from graphexec.rpc import summary as ours
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFERRED = ("tensorboardX", "boto3", "botocore")
+DEFERRED = ("tensorboardX", "boto3", "botocore", "absl", "tqdm")
 
 
 def modules_after(code: str) -> list[str]:
@@ -29,6 +30,18 @@ def test_import_graphexec_loads_no_event_file_writer():
     loaded = modules_after("import graphexec as tf; tf.summary.scalar; tf.train.SummarySaverHook")
     assert "graphexec" in loaded
     assert [name for name in DEFERRED if name in loaded] == []
+
+
+def test_tf_app_and_tf_flags_load_absl_on_first_use():
+    assert "absl" in modules_after("import graphexec as tf; tf.flags.DEFINE_string('who', 'me', 'who')\n"
+                                   "assert tf.app.flags is tf.flags and 'flags' in dir(tf)")
+
+
+def test_progress_bars_load_tqdm_only_when_one_is_shown():
+    with_bars = "import os; os.environ['GRAPHEXEC_PROGRESS'] = '{}'\nimport graphexec as tf\n" \
+                "s = tf.Session(); list(s.stream(tf.constant(1), [{{}}] * 3)); s.close()"
+    assert "tqdm" not in modules_after(with_bars.format("0"))
+    assert "tqdm" in modules_after(with_bars.format("1"))
 
 
 def test_summaries_run_without_it_and_the_file_writer_loads_it_on_first_use():
