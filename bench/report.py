@@ -15,10 +15,11 @@ class Target:
 
     ratio: float
     lower_is_better: bool
-    reference: str  # a system name in BASELINES, or "self" (then `self_key`/`system` apply)
+    reference: str  # a system name in BASELINES, "self" (then `self_key`/`system` apply), or "system"
     self_key: str = ""
     system: str = GRAPHEXEC
     text: str = ""
+    versus: str = ""  # reference "system": the system whose same figure is the reference
 
     def met(self, value):
         return value <= self.ratio if self.lower_is_better else value >= self.ratio
@@ -35,6 +36,7 @@ class Row:
     label: str
     unit: str  # "time", "bytes_per_s" or "per_s"
     targets: tuple = ()
+    ratio_only: bool = False  # a row that only compares systems' figures shown in an earlier row
 
 
 def lower(ratio, reference, **kw):
@@ -61,6 +63,11 @@ ROWS = (
         (lower(0.1, "self", self_key="w6_cold_compile_s", system="graphexec_redis", text="cold compile"),)),
     Row("w7_runs_per_s", "W7 streaming runs/s", "per_s",
         (higher(3, "self", self_key="w1_runs_per_s", text="own W1 runs/s"),)),
+    # W9: the Redis deployment (serve --redis + 1 worker) against embedded serve, from W1 and W3 above
+    Row("w1_p50_s", "W9 W1 p50, redis/embedded", "time",
+        (lower(1.3, "system", system="graphexec_redis", versus=GRAPHEXEC, text="embedded"),), ratio_only=True),
+    Row("w3_steps_per_s", "W9 W3 steps/s, embedded/redis", "per_s",
+        (lower(1.3, "system", system=GRAPHEXEC, versus="graphexec_redis", text="redis"),), ratio_only=True),
 )
 
 
@@ -96,6 +103,9 @@ def build_table(results):
     for row in ROWS:
         if f"W{row.key[1]}" not in run:
             continue
+        if row.ratio_only:
+            rows.append([row.label, *[""] * (len(systems) + len(BASELINES)), *target_cells(row, results, {})])
+            continue
         cells = [row.label]
         for system in systems:
             value, text = figure(results, system, row.key)
@@ -116,9 +126,9 @@ def target_cells(row, results, ratios):
         return ["", ""]
     verdicts = []
     for target in row.targets:
-        if target.reference == "self":
+        if target.reference in ("self", "system"):
             value, _ = figure(results, target.system, row.key)
-            reference, _ = figure(results, target.system, target.self_key)
+            reference, _ = figure(results, target.versus or target.system, target.self_key or row.key)
             ratio = value / reference if value is not None and reference else None
             shown = f"{ratio:.2f}x " if ratio is not None else ""
         else:

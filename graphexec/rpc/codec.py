@@ -92,6 +92,15 @@ def _shell_pieces(number: int, dtype_value: int, shape) -> list:
     return [_key(number, _DELIMITED) + _varint(len(body)) + bytes(body)]
 
 
+def tensor_parts(array) -> tuple[bytes, object]:
+    """A serialized `Tensor` message in two parts: everything before the content, and the content (a view
+    of the array when it can be), so a caller that can send buffers apart copies nothing."""
+    array = little_endian(array)
+    content = dtypes.string_content(array) if array.dtype == object else memoryview(array.reshape(-1).view(np.uint8))
+    head = _dtype_and_shape(dtype_enum(dtypes.from_numpy(array.dtype)), array.shape) + _CONTENT_KEY
+    return bytes(head + _varint(len(content))), content
+
+
 def encode_tensor_message(message, field: str, arrays=(), *, shells=None, raw_field: str | None = None, raw=None,
                           message_class=None) -> bytes:
     """`message` (without its tensor field) followed by `arrays` as elements of its repeated Tensor

@@ -39,10 +39,23 @@ def store_container(tenant: str, container: str) -> str:
     return f"{tenant}/{container}"
 
 
+class AlreadyApplied(Exception):
+    """A commit found its request id applied already: `result` is the stored result of that run."""
+
+    def __init__(self, result: bytes):
+        super().__init__("request already applied")
+        self.result = result
+
+
 class Store:
-    """The interface; see the module docstring. `description` names the store in error messages."""
+    """The interface; see the module docstring. `description` names the store in error messages.
+
+    `shared`: other processes write the variables too (Redis). Then a worker holding a hot copy runs a
+    step that updates variables without asking for the version first: the commit checks it (and the
+    request id) in its one round trip, and the server runs the step again under the lock if it aborts."""
 
     description = "store"
+    shared = False
 
     # blobs
     def get_blob(self, kind: str, key: str) -> bytes | None:
@@ -78,14 +91,16 @@ class Store:
 
     def commit(self, container: str, base_version: int, updates: dict, request_id: int, result: bytes) -> int:
         """Atomically write `updates`, bump the version and record request_id -> result; returns the new
-        version. Raises AbortedError if the version is no longer `base_version`."""
+        version. Raises AlreadyApplied if request_id was applied already, else AbortedError if the
+        version is no longer `base_version` or another run holds the container's lock (shared stores)."""
         raise NotImplementedError
 
     def reset(self, container: str) -> None:
         raise NotImplementedError
 
-    def lock(self, container: str, timeout_s: float):
-        """Context manager holding the container's update lock; DeadlineExceededError on timeout."""
+    def lock(self, container: str, timeout_s: float, owner: int = 0):
+        """Context manager holding the container's update lock for the run with request id `owner`
+        (whose commits it lets through); DeadlineExceededError on timeout."""
         raise NotImplementedError
 
     # workers
@@ -196,6 +211,9 @@ class MemoryStore(Store):
     def commit(self, container, base_version, updates, request_id, result):
         c = self._container(container)
         with self._guard:
+            entry = c.applied.get(request_id) if request_id else None
+            if entry is not None and entry[0] >= time.monotonic():
+                raise AlreadyApplied(entry[1])
             if c.version != base_version:
                 raise errors.AbortedError(None, None, f"variables of container '{container}' changed during "
                                                       f"the run (version {base_version} -> {c.version}); retry")
@@ -214,7 +232,7 @@ class MemoryStore(Store):
                 c.variables.clear()
                 c.version += 1
 
-    def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S):
+    def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S, owner=0):
         return _Held(self._container(container).lock, timeout_s, container)
 
     def register_worker(self, worker_id, info, ttl_s):

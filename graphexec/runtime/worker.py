@@ -34,7 +34,7 @@ from graphexec.runtime import placement
 from graphexec.runtime.bounded import BoundedCache
 from graphexec.runtime.context import ExecContext, on_device
 from graphexec.runtime.executor import LoadedPlan
-from graphexec.runtime.store import DEFAULT_LOCK_TIMEOUT_S, Store
+from graphexec.runtime.store import DEFAULT_LOCK_TIMEOUT_S, AlreadyApplied, Store
 
 MAX_RETAINED_RESULT = 1 << 20  # results above this are not kept for replays of a request id (bounds Redis)
 MAX_LOADED_PLANS = 4096
@@ -171,13 +171,19 @@ class WorkerCore:
             self.in_flight -= 1
 
     def _run(self, call: PlanCall, cached: CachedPlan, loaded: LoadedPlan) -> PlanResult:
-        version, variables = 0, {}
+        version, variables, checked = 0, {}, True
         if cached.uses_variables:
-            request_id = call.request_id if cached.writes_variables else 0
-            version, stored = self.store.begin_run(call.container, request_id)
-            if stored is not None:
-                return PlanResult(replayed(stored), [], deduplicated=True, worker=self.name)
-            variables = self._variables(call.container, call.device_type, version)
+            hot = None
+            if cached.writes_variables and call.request_id and self.store.shared:
+                hot = self._hot.get((call.container, call.device_type))
+            if hot is not None:  # the commit checks the version and the request id (Store.shared)
+                (version, variables), checked = hot, False
+            else:
+                request_id = call.request_id if cached.writes_variables else 0
+                version, stored = self.store.begin_run(call.container, request_id)
+                if stored is not None:
+                    return PlanResult(replayed(stored), [], deduplicated=True, worker=self.name)
+                variables = self._variables(call.container, call.device_type, version)
         run_variables = dict(variables)
         rngs = self._rngs.get(call.session_handle)
         if rngs is None:
@@ -203,19 +209,25 @@ class WorkerCore:
                 host = changed if loaded.xp is np else {k: _to_host(v) for k, v in changed.items()}
                 try:
                     new_version = self.store.commit(call.container, version, host, call.request_id, result)
+                except AlreadyApplied as applied:  # a copy of this request, held up somewhere, won
+                    self._hot.pop((call.container, call.device_type), None)
+                    return PlanResult(replayed(applied.result), [], deduplicated=True, worker=self.name)
                 except errors.AbortedError:
-                    stored = self._applied(call)  # a copy of this request, held up while Redis was away, won
-                    if stored is None:
-                        raise
-                    return PlanResult(replayed(stored), [], deduplicated=True, worker=self.name)
+                    self._hot.pop((call.container, call.device_type), None)  # the next run reads afresh
+                    raise
                 self._hot[call.container, call.device_type] = (new_version, run_variables)
+            elif not checked:  # nothing to commit, so nothing checked that the values read were current
+                current, stored = self.store.begin_run(call.container, call.request_id)
+                if stored is not None:
+                    return PlanResult(replayed(stored), [], deduplicated=True, worker=self.name)
+                if current != version:
+                    self._hot.pop((call.container, call.device_type), None)
+                    raise errors.AbortedError(None, None, f"variables of container '{call.container}' changed "
+                                                          f"during the run (version {version} -> {current}); retry")
         if stats:
             for s in stats:
                 s.worker = self.name
         return PlanResult(results, stats or [], False, self.name, ctx.printed)
-
-    def _applied(self, call: PlanCall) -> bytes | None:
-        return self.store.begin_run(call.container, call.request_id)[1] if call.request_id else None
 
     def _session_rngs(self, handle: str) -> dict:
         rngs = self._rngs[handle] = {}
@@ -250,17 +262,25 @@ class WorkerCore:
         return loaded
 
 
-def run_serialized(store: Store, call: PlanCall, cached: CachedPlan, dispatch) -> PlanResult:
-    """`dispatch(call, cached)`, holding the container's update lock when the plan updates variables,
-    so that updates to one container are serialized (the lock wait counts against the deadline)."""
+def run_serialized(store: Store, call: PlanCall, cached: CachedPlan, dispatch, optimistic: bool = False) -> PlanResult:
+    """`dispatch(call, cached)` serialized with the other updates of the container when the plan updates
+    variables. `optimistic` (a shared store, and feeds the dispatch does not consume): first without the
+    lock, the commit's version check making it safe, then once more holding the lock if that aborted;
+    else holding the container's update lock. The lock wait counts against the deadline."""
     if not cached.writes_variables:
         return dispatch(call, cached)
+    started = time.monotonic()
+    if optimistic and call.request_id:
+        try:
+            return dispatch(call, cached)
+        except errors.AbortedError as exc:
+            if not getattr(exc, "retry_under_lock", True):
+                raise
     timeout = call.timeout_s
     if timeout is None:
-        with store.lock(call.container, DEFAULT_LOCK_TIMEOUT_S):
+        with store.lock(call.container, DEFAULT_LOCK_TIMEOUT_S, call.request_id):
             return dispatch(call, cached)
-    started = time.monotonic()
-    with store.lock(call.container, timeout):
+    with store.lock(call.container, timeout - (time.monotonic() - started), call.request_id):
         call.timeout_s = timeout - (time.monotonic() - started)
         return dispatch(call, cached)
 

@@ -7,10 +7,14 @@ Keys (prefix `graphexec:`):
                                of clients that died without closing do not pile up
   vars:{container}             hash: variable name -> serialized Tensor
   version:{container}          integer bumped by every commit
-  applied:{container}:{id}     result of an applied request id, with a TTL; set in the same
-                               MULTI/EXEC as the variable updates it acknowledges
-  lock:{container}             update lock: a random token with a short TTL that a background thread
-                               renews while the lock is held (a dead holder's lock expires quickly)
+  applied:{container}:{id}     result of an applied request id, with a TTL; set by the same script
+                               run as the variable updates it acknowledges
+  stage:{container}:{token}:{i}  a value staged for a commit, pipelined just before the script that
+                               moves it into vars: (or drops it); expires unused after STAGED_TTL_MS
+  lock:{container}             update lock, taken after a commit aborted: "{request id}:{random}" with
+                               a short TTL that a background thread renews while the lock is held (a
+                               dead holder's lock expires quickly); commits of other runs abort while
+                               it is held, so the holder's goes through
   worker:{id}                  JSON {id, address, devices, load}, with a heartbeat TTL
   workers                      set of worker ids (pruned as their keys expire)
   tenant_sessions:{tenant}     sorted set: the tenant's session handles, scored by when they stop
@@ -33,20 +37,52 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from graphexec import errors
-from graphexec.rpc import tensors
-from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, Store
+from graphexec.rpc import codec, tensors
+from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, AlreadyApplied, Store
 from graphexec.server.telemetry import Metrics
 
 PREFIX = "graphexec:"
 SOCKET_TIMEOUT_S = 1.5
 LOCK_POLL_S = (0.001, 0.02)  # first and longest wait between tries for a held lock
 LOCK_TTL_MS = 3000
+COMMIT_WAIT_MS = (SOCKET_TIMEOUT_S - 0.5) * 1000  # a commit applies only this soon after it was sent
+CLOCK_CHECK_S = 60.0  # how often the offset between our clock and Redis's is measured
+STAGED_TTL_MS = 60_000  # values staged for a commit that never came (its writer died) expire
 SESSION_TTL_S = 7 * 24 * 3600  # idle time after which a session record is dropped (variables stay)
 BLOB_TTL_S = 30 * 24 * 3600  # idle time after which a graph segment or plan is dropped (rebuilt on demand)
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 _CLAIM = ("redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) "
           "if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end "
           "redis.call('zadd', KEYS[1], ARGV[2], ARGV[4]) redis.call('expire', KEYS[1], ARGV[5]) return 1")
+# KEYS: version, applied:{request id}, vars, lock, staged values...; ARGV: base version, result, its TTL,
+# the lock owner prefix (the request id and ":"), whether there is a request id, the time (Redis's
+# clock, ms) after which the sender no longer waits, then name and head of each staged value.
+# A request id already applied is answered with its stored result; a version that moved, a commit
+# that arrives too late (Redis was paused) or a lock held by another run aborts; else the values go
+# into place (head and staged content), the version is bumped and the result recorded: one atomic
+# step. Staged keys go either way.
+_COMMIT = """
+local function drop() for i = 5, #KEYS do redis.call('del', KEYS[i]) end end
+if ARGV[5] == '1' then
+  local stored = redis.call('get', KEYS[2])
+  if stored then drop() return {'applied', stored} end
+end
+local version = redis.call('get', KEYS[1]) or '0'
+if version ~= ARGV[1] then drop() return {'version ' .. ARGV[1] .. ' -> ' .. version, ''} end
+local now = redis.call('time')
+if now[1] * 1000 + math.floor(now[2] / 1000) > tonumber(ARGV[6]) then drop() return {'late', ''} end
+local holder = redis.call('get', KEYS[4])
+if holder and string.sub(holder, 1, #ARGV[4]) ~= ARGV[4] then drop() return {'another run holds the lock', ''} end
+for i = 5, #KEYS do
+  local content = redis.call('get', KEYS[i])
+  if not content then drop() return {'a staged value expired', ''} end
+  redis.call('hset', KEYS[3], ARGV[2 * i - 3], ARGV[2 * i - 2] .. content)
+end
+drop()
+local new = redis.call('incr', KEYS[1])
+if ARGV[5] == '1' then redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+return {'ok', tostring(new)}
+"""
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
           "else return 0 end")
 
@@ -91,6 +127,7 @@ def _guarded(method):
         finally:
             self.metrics.redis_seconds.labels(operation).observe(time.perf_counter() - started)
 
+    wrapper.__wrapped__ = method
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__
     return wrapper
@@ -99,6 +136,8 @@ def _guarded(method):
 class RedisStore(Store):
     """`url`: redis://[[USER]:PASSWORD@]HOST:PORT/DB, or rediss:// for TLS (redis-py reads it); a
     `password` given apart wins over the URL's. Messages name the URL without its password."""
+
+    shared = True
 
     def __init__(self, url: str, password: str | None = None, *, metrics: Metrics | None = None):
         self.url = _without_password(url)
@@ -111,6 +150,8 @@ class RedisStore(Store):
         self._release = self.client.register_script(_RELEASE)
         self._renew = self.client.register_script(_RENEW)
         self._claim = self.client.register_script(_CLAIM)
+        self._commit_sha = self.client.register_script(_COMMIT).sha  # loaded at the first NOSCRIPT
+        self._clock_offset, self._clock_checked = 0.0, -CLOCK_CHECK_S
         self._held: dict[str, str] = {}  # lock key -> token, renewed until released
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew_held_locks, name="graphexec-lock-renewal", daemon=True)
@@ -171,25 +212,48 @@ class RedisStore(Store):
 
     @_guarded
     def commit(self, container, base_version, updates, request_id, result):
-        version_key = f"{PREFIX}version:{container}"
-        encoded = {name: tensors.tensor_to_bytes(value) for name, value in updates.items()}
-        with self.client.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(version_key)
-                current = int(pipe.get(version_key) or 0)
-                if current != base_version:
-                    raise errors.AbortedError(None, None, f"variables of container '{container}' changed during "
-                                                          f"the run (version {base_version} -> {current}); retry")
-                pipe.multi()
-                if encoded:
-                    pipe.hset(f"{PREFIX}vars:{container}", mapping=encoded)
-                pipe.incr(version_key)
-                if request_id:
-                    pipe.set(f"{PREFIX}applied:{container}:{request_id}", result, ex=APPLIED_TTL_S)
-                return int(pipe.execute()[-2 if request_id else -1])
-            except redis.WatchError:
-                raise errors.AbortedError(None, None, f"variables of container '{container}' changed during "
-                                                      f"the run; retry") from None
+        # One round trip: each value is staged under a key of its own (its content sent straight from
+        # the array), then the _COMMIT script checks and applies them atomically.
+        stage = f"{PREFIX}stage:{container}:{secrets.token_hex(8)}:"
+        keys = [f"{PREFIX}version:{container}", f"{PREFIX}applied:{container}:{request_id}",
+                f"{PREFIX}vars:{container}", f"{PREFIX}lock:{container}"]
+        # A commit that reaches Redis after we stopped waiting (Redis was paused) must not apply: the
+        # caller reports it failed.
+        args = [base_version, result, APPLIED_TTL_S, f"{request_id}:", 1 if request_id else 0,
+                int(self._redis_clock_ms() + COMMIT_WAIT_MS)]
+        pipe = self.client.pipeline(transaction=False)
+        for index, (name, value) in enumerate(updates.items()):
+            head, content = codec.tensor_parts(value)
+            keys.append(f"{stage}{index}")
+            args += [name, head]
+            pipe.set(keys[-1], content, px=STAGED_TTL_MS)
+        pipe.evalsha(self._commit_sha, len(keys), *keys, *args)
+        try:
+            outcome, value = pipe.execute()[-1]
+        except redis.exceptions.NoScriptError:  # Redis restarted since we loaded it (or we never did)
+            if len(keys) > 4:
+                self.client.delete(*keys[4:])
+            self._commit_sha = self.client.script_load(_COMMIT)
+            return self.commit.__wrapped__(self, container, base_version, updates, request_id, result)
+        if outcome == b"ok":
+            return int(value)
+        if outcome == b"applied":
+            raise AlreadyApplied(value)
+        if outcome == b"late":
+            self._clock_checked = -CLOCK_CHECK_S  # in case our clock jumped: measure it again
+            raise _unavailable(self.url, TimeoutError("the commit reached Redis after its wait ended"))
+        raise errors.AbortedError(None, None, f"variables of container '{container}' changed during the run "
+                                              f"({outcome.decode()}); retry")
+
+    def _redis_clock_ms(self) -> float:
+        """Redis's clock now, in ms, from ours and an offset measured now and then."""
+        now = time.monotonic()
+        if now - self._clock_checked > CLOCK_CHECK_S:
+            sent = time.time()
+            seconds, micros = self.client.time()
+            self._clock_offset = seconds + micros / 1e6 - (sent + time.time()) / 2
+            self._clock_checked = now
+        return (time.time() + self._clock_offset) * 1000
 
     @_guarded
     def reset(self, container):
@@ -199,8 +263,8 @@ class RedisStore(Store):
         pipe.execute()
 
     @contextlib.contextmanager
-    def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S):
-        key, token = f"{PREFIX}lock:{container}", secrets.token_hex(8)
+    def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S, owner=0):
+        key, token = f"{PREFIX}lock:{container}", f"{owner}:{secrets.token_hex(8)}"  # commits check the owner
         self._acquire(key, token, time.monotonic() + max(timeout_s, 0), container)
         self._held[key] = token
         try:

@@ -3,7 +3,8 @@
 A run: find the plan by callable handle (this process, else the shared plan cache), check the feeds
 against the plan's feed types, place it on the live device types (once per plan and device set; the
 placement travels with the call), pick a worker, and call it with the remaining deadline. Runs that
-update variables hold the container's update lock, so updates to one container are serialized. A
+update variables are serialized per container: with Redis by the commit's version check (a run whose
+commit aborted runs again holding the container's update lock), else by holding that lock. A
 worker that cannot be reached is set aside and the run goes to another worker with the same request
 id (which the worker's commit makes safe to repeat). A worker that died while running the run is set
 aside too, but the run is not resent (it may be what killed the worker, graphexec.server.poison): it
@@ -131,7 +132,9 @@ class Service:
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
         call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,
                         placed.host_steps, options.trace_level > 0, timeout, cancellation)
-        return RunOutcome(run_serialized(self.store, call, cached, self._dispatch), placed, cached)
+        # Runs go to remote workers (which decode their own copy of the feeds) when the store is shared.
+        optimistic = self.store.shared and self.pool.local is None
+        return RunOutcome(run_serialized(self.store, call, cached, self._dispatch, optimistic), placed, cached)
 
     def _dispatch(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
         tried = []

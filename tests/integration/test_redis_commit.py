@@ -1,0 +1,124 @@
+"""The Redis data path: a committing step is one pipelined round trip (staged values and a checking
+script), which aborts on a moved version or another run's lock and answers a request id already
+applied; a client that goes away cancels its run on the worker."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import redis
+
+import graphexec as tf
+from graphexec.errors import AbortedError
+from graphexec.runtime.store import AlreadyApplied
+from graphexec.server.redis_store import PREFIX, RedisStore
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _calls(client) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()}
+
+
+def test_a_commit_is_one_pipeline_of_staged_values_and_one_script(redis_server):
+    store, client = RedisStore(redis_server.url), redis.Redis.from_url(redis_server.url)
+    try:
+        w, b = np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1.5], np.float64)
+        store.commit("c", 0, {"w": w}, 7, b"result")  # loads the script (NOSCRIPT once)
+        client.config_resetstat()
+        assert store.commit("c", 1, {"w": w * 2, "b": b}, 8, b"eight") == 2
+        calls = _calls(client)
+        # (commands the script runs count too: the staged SETs and the request id's SET make 3)
+        assert calls["evalsha"] == 1 and calls["set"] == 3
+        assert not {"watch", "multi", "exec", "eval", "script|load"} & set(calls)  # no transaction, no lock
+        version, values = store.read_variables("c")
+        assert version == 2 and set(values) == {"w", "b"}
+        np.testing.assert_array_equal(values["w"], w * 2)
+        assert values["b"].dtype == np.float64 and values["b"].tolist() == [1.5]
+        assert not client.keys(f"{PREFIX}stage:*")  # staged values were moved into place
+        assert store.begin_run("c", 8) == (2, b"eight")
+    finally:
+        store.close()
+
+
+def test_a_commit_answers_a_seen_request_id_and_aborts_on_a_moved_version_or_another_runs_lock(redis_server):
+    store, client = RedisStore(redis_server.url), redis.Redis.from_url(redis_server.url)
+    try:
+        store.commit("c", 0, {"v": np.zeros(2, np.float32)}, 1, b"first")
+        with pytest.raises(AlreadyApplied) as seen:  # a replay: nothing written, the stored result
+            store.commit("c", 0, {"v": np.ones(2, np.float32)}, 1, b"again")
+        assert seen.value.result == b"first"
+        with pytest.raises(AbortedError, match="version 0 -> 1"):
+            store.commit("c", 0, {"v": np.ones(2, np.float32)}, 2, b"")
+        with store.lock("c", 5.0, owner=3):
+            with pytest.raises(AbortedError, match="holds the lock"):
+                store.commit("c", 1, {"v": np.ones(2, np.float32)}, 4, b"")
+            assert store.commit("c", 1, {"v": np.full(2, 3, np.float32)}, 3, b"") == 2  # the holder's goes in
+        version, values = store.read_variables("c")
+        assert version == 2 and values["v"].tolist() == [3.0, 3.0]
+        assert store.begin_run("c", 2)[1] is None and store.begin_run("c", 4)[1] is None  # aborted: not applied
+        assert not client.keys(f"{PREFIX}stage:*")
+    finally:
+        store.close()
+
+
+def test_a_redis_restart_reloads_the_commit_script(redis_server):
+    store = RedisStore(redis_server.url)
+    try:
+        store.commit("c", 0, {"v": np.ones(1, np.float32)}, 0, b"")
+        redis.Redis.from_url(redis_server.url).script_flush()  # what a restarted Redis has
+        assert store.commit("c", 1, {"v": np.ones(1, np.float32)}, 0, b"") == 2
+    finally:
+        store.close()
+
+
+_CLIENT = """
+import sys
+import graphexec as tf
+with tf.Graph().as_default():
+    r = tf.random_normal([2048, 2048], seed=1)
+    counter = tf.Variable(0, name="counter")
+    y = r
+    for _ in range(60):  # a minute or more of matmuls: only a cancellation ends it early
+        y = tf.tanh(tf.matmul(y, r))
+    with tf.control_dependencies([y]):
+        update = counter.assign_add(1)
+    with tf.Session(sys.argv[1], config=tf.ConfigProto(container="cancel")) as sess:
+        sess.run(counter.initializer)
+        print("running", flush=True)
+        sess.run(update)
+"""
+
+
+def _worker_load(client) -> int:
+    records = [client.get(key) for key in client.keys(f"{PREFIX}worker:*")]
+    return sum(json.loads(r)["load"] for r in records if r)
+
+
+def test_a_client_that_goes_away_cancels_its_run_on_the_worker(redis_server, serve, worker, wait_for_workers):
+    worker(redis_server.url)
+    target = serve("--redis", redis_server.url)
+    wait_for_workers(target, 1)
+    client = redis.Redis.from_url(redis_server.url)
+    runner = subprocess.Popen([sys.executable, "-c", _CLIENT, target], stdout=subprocess.PIPE, text=True)
+    try:
+        assert runner.stdout.readline().strip() == "running"
+        deadline = time.monotonic() + 60
+        while _worker_load(client) < 1:  # the worker's heartbeat reports it busy
+            assert time.monotonic() < deadline, "the run never reached the worker"
+            time.sleep(0.1)
+    finally:
+        runner.kill()  # its connection drops: the server's call is cancelled, and with it the worker's
+        runner.wait()
+    deadline = time.monotonic() + 20  # generous; the run itself would take far longer
+    while _worker_load(client) > 0:
+        assert time.monotonic() < deadline, "the worker kept running a cancelled run"
+        time.sleep(0.1)
+    with tf.Graph().as_default():
+        counter = tf.Variable(0, name="counter")
+        with tf.Session(target, config=tf.ConfigProto(container="cancel")) as sess:
+            assert sess.run(counter) == 0  # the cancelled run applied nothing
