@@ -13,6 +13,8 @@ Keys (prefix `graphexec:`):
                                renews while the lock is held (a dead holder's lock expires quickly)
   worker:{id}                  JSON {id, address, devices, load}, with a heartbeat TTL
   workers                      set of worker ids (pruned as their keys expire)
+  poison                       sorted set: signatures of runs that killed their worker, scored by
+                               when their cool-down ends (graphexec.server.poison)
   tenant_sessions:{tenant}     sorted set: the tenant's session handles, scored by when they stop
                                counting (SESSION_TTL_S after creation), for --max-sessions-per-tenant
 
@@ -99,6 +101,8 @@ def _guarded(method):
 class RedisStore(Store):
     """`url`: redis://[[USER]:PASSWORD@]HOST:PORT/DB, or rediss:// for TLS (redis-py reads it); a
     `password` given apart wins over the URL's. Messages name the URL without its password."""
+
+    shared = True
 
     def __init__(self, url: str, password: str | None = None, *, metrics: Metrics | None = None):
         self.url = _without_password(url)
@@ -230,6 +234,22 @@ class RedisStore(Store):
                     self._renew(keys=[key], args=[token, LOCK_TTL_MS])
                 except (redis.ConnectionError, redis.TimeoutError, OSError):
                     pass  # Redis is away: the run holding the lock fails on its own next call
+
+    # -- runs that killed their worker ------------------------------------------------------------
+    @_guarded
+    def add_poison(self, member, ttl_s, keep):
+        now, key = time.time(), f"{PREFIX}poison"
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {member: now + ttl_s})
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zremrangebyrank(key, 0, -keep - 1)
+        pipe.expire(key, int(ttl_s) + 1)
+        pipe.execute()
+
+    @_guarded
+    def poison_list(self):
+        members = self.client.zrangebyscore(f"{PREFIX}poison", time.time(), "+inf", withscores=True)
+        return [(member.decode(errors="replace"), until) for member, until in members]
 
     # -- workers --------------------------------------------------------------------------------
     @_guarded

@@ -64,7 +64,7 @@ class Service:
         self.sessions = SessionTable(store, limits.max_sessions_per_tenant)
         self.graphs = GraphLibrary(store, limits.cache_bytes)
         self.plans = PlanCache(store, self.metrics, limits.cache_bytes)
-        self.poison = PoisonList()
+        self.poison = PoisonList(store=store if store.shared else None)
 
     # -- sessions and graphs ----------------------------------------------------------------------
     def create_session(self, config, tenant: str) -> SessionRecord:
