@@ -175,6 +175,17 @@ SETTINGS = (
     Setting("serve", "--max-sessions-per-tenant", "GRAPHEXEC_MAX_SESSIONS_PER_TENANT",
             str(_LIMITS.max_sessions_per_tenant), str(_LIMITS.max_sessions_per_tenant),
             "open sessions of one tenant", int, metavar="N"),
+    Setting("serve", "--compile-processes", "GRAPHEXEC_COMPILE_PROCESSES", str(_LIMITS.compile_processes),
+            f"{_LIMITS.compile_processes} (0: compile every graph in the server's own threads)",
+            "child processes that decode and compile large graphs, so their compiles never stall other runs",
+            int, metavar="N"),
+    Setting("serve", "--compile-process-nodes", "GRAPHEXEC_COMPILE_PROCESS_NODES",
+            str(_LIMITS.compile_process_nodes), str(_LIMITS.compile_process_nodes),
+            "graphs of at least this many nodes are decoded and compiled in the compile processes", int, metavar="N"),
+    Setting("serve", "--compile-timeout-s", "GRAPHEXEC_COMPILE_TIMEOUT_S", f"{_LIMITS.compile_timeout_s:g}",
+            f"{_LIMITS.compile_timeout_s:g} (seconds)",
+            "deadline of a decode or compile in a compile process (DEADLINE_EXCEEDED past it)", float,
+            metavar="SECONDS"),
     Setting("serve", "--cache-bytes", "GRAPHEXEC_CACHE_BYTES", str(_LIMITS.cache_bytes),
             f"{_LIMITS.cache_bytes} (256 MiB) each for graphs, plans and (without --redis) uploads",
             "bytes of each in-memory cache", parse_size, metavar="BYTES"),
@@ -249,7 +260,8 @@ def _limits(args) -> Limits:
                   max_streams_per_connection=args.max_streams_per_connection,
                   stream_idle_timeout_s=args.stream_idle_timeout, threads=args.threads,
                   queue_depth=args.queue_depth, cache_bytes=args.cache_bytes,
-                  max_sessions_per_tenant=args.max_sessions_per_tenant)
+                  max_sessions_per_tenant=args.max_sessions_per_tenant, compile_processes=args.compile_processes,
+                  compile_process_nodes=args.compile_process_nodes, compile_timeout_s=args.compile_timeout_s)
 
 
 def _limit_memory(limit: int, device: str) -> None:
@@ -332,7 +344,8 @@ def serve(args) -> None:
         local = LocalWorker(WorkerCore(store, args.device.upper()), metrics)
     pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
     readiness = Readiness(store, pool).start()
-    server, port = create_server(Service(store, pool, metrics, limits), f"{args.host}:{args.port}", limits,
+    service = Service(store, pool, metrics, limits)
+    server, port = create_server(service, f"{args.host}:{args.port}", limits,
                                  security.tokens, security.credentials, reflect=not args.no_reflection,
                                  health=readiness.servicer)
     server.start()
@@ -341,6 +354,7 @@ def serve(args) -> None:
     _wait_for_signal()
     readiness.stop()
     server.stop(grace=1.0).wait()
+    service.compiler.close()
     pool.close()
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from graphexec import dtypes
 from graphexec.framework import apply_op
-from graphexec.ops import rules
+from graphexec.ops import interruptible, rules
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import host_ints, shape_of
 
@@ -68,14 +68,23 @@ def _crop(x, pads, shape):
     return x[:, top:top + shape[1], left:left + shape[2], :]
 
 
+IM2COL_CHUNK_BYTES = 64 << 20
+
+
 # -- Conv2D and its two backprops ------------------------------------------------------------------------------
 def _im2col(ctx, x, kh, kw, strides, padding):
     xp = ctx.xp
     oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
     padded = _pad(xp, x, pads)
     cols = xp.empty((x.shape[0], oh, ow, kh, kw, x.shape[3]), dtype=x.dtype)
-    for i, j, view in _windows(xp, padded, kh, kw, strides[1], strides[2], oh, ow):
-        cols[:, :, :, i, j, :] = view
+    # Filled a few images at a time, checking the deadline between them: the first pass over a large
+    # fresh buffer page-faults all of it (about a second per 500 MB), too long to go unchecked.
+    images = max(1, IM2COL_CHUNK_BYTES // max(cols[:1].nbytes, 1))
+    for start in range(0, x.shape[0], images):
+        chunk = slice(start, start + images)
+        for i, j, view in _windows(xp, padded[chunk], kh, kw, strides[1], strides[2], oh, ow):
+            ctx.check_interrupt()
+            cols[chunk, :, :, i, j, :] = view
     return cols.reshape(-1, kh * kw * x.shape[3]), oh, ow
 
 
@@ -87,6 +96,7 @@ def _col2im(ctx, cols, shape, kh, kw, strides, padding):
     cols = cols.reshape(n, oh, ow, kh, kw, c)
     padded = xp.zeros((n, h + pads[1][0] + pads[1][1], w + pads[2][0] + pads[2][1], c), dtype=cols.dtype)
     for i, j, view in _windows(xp, padded, kh, kw, strides[1], strides[2], oh, ow):
+        ctx.check_interrupt()
         view += cols[:, :, :, i, j, :]
     return _crop(padded, pads, shape)
 
@@ -96,7 +106,7 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
     if x.shape[3] != c:
         raise ValueError(f"input depth {x.shape[3]} does not match the filter's input depth {c}")
     cols, oh, ow = _im2col(ctx, x, kh, kw, strides, padding)
-    return (cols @ w.reshape(-1, o)).reshape(x.shape[0], oh, ow, o)
+    return interruptible.matmul(ctx, cols, w.reshape(-1, o)).reshape(x.shape[0], oh, ow, o)
 
 
 def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format="NHWC"):
@@ -107,14 +117,14 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
         raise ValueError(f"out_backprop of shape {list(dy.shape)} does not match the {list(sizes)} input a "
                          f"{kh}x{kw} {padding} convolution with strides {list(strides)} would read: it expects "
                          f"{[sizes[0], oh, ow, o]}")
-    cols = dy.reshape(-1, o) @ w.reshape(-1, o).T
+    cols = interruptible.matmul(ctx, dy.reshape(-1, o), w.reshape(-1, o).T)
     return _col2im(ctx, cols, host_ints(ctx, input_sizes), kh, kw, strides, padding)
 
 
 def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_format="NHWC"):
     kh, kw, c, o = host_ints(ctx, filter_sizes)
     cols, _, _ = _im2col(ctx, x, kh, kw, strides, padding)
-    return (cols.T @ dy.reshape(-1, o)).reshape(kh, kw, c, o)
+    return interruptible.matmul(ctx, cols.T, dy.reshape(-1, o)).reshape(kh, kw, c, o)
 
 
 def _conv_out_shape(x_shape, w_shape, attrs):

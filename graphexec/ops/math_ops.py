@@ -8,7 +8,7 @@ from graphexec import dtypes
 from graphexec.dtypes import FLOATING, NUMERIC
 from graphexec.framework import Tensor, apply_op
 from graphexec.ir import ShapeAttr
-from graphexec.ops import rules
+from graphexec.ops import interruptible, rules
 from graphexec.ops.convert import constant, convert_pair, convert_to_tensor
 from graphexec.ops.emit import dynamic_shape, emit
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
@@ -263,29 +263,12 @@ def _matmul_shape(args, attrs):
     return batch + (m, n)
 
 
-# A run with a deadline or a cancellation computes large matrix products in blocks of rows of about
-# this many multiply-adds (tens of ms on one core), checking between blocks, so it stops soon after.
-INTERRUPTIBLE_BLOCK_MACS = 1 << 28
-
-
 def _matmul(ctx, a, b, transpose_a, transpose_b):
     if transpose_a:
         a = ctx.xp.swapaxes(a, -1, -2)
     if transpose_b:
         b = ctx.xp.swapaxes(b, -1, -2)
-    if (a.ndim == 2 and b.ndim == 2 and ctx.xp is np and (ctx.deadline is not None or ctx.cancelled is not False)
-            and a.shape[0] * a.shape[1] * b.shape[1] > INTERRUPTIBLE_BLOCK_MACS):
-        return _interruptible_matmul(ctx, a, b)
-    return ctx.xp.matmul(a, b)
-
-
-def _interruptible_matmul(ctx, a, b):
-    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
-    rows = max(1, INTERRUPTIBLE_BLOCK_MACS // max(a.shape[1] * b.shape[1], 1))
-    for start in range(0, a.shape[0], rows):
-        ctx.check_interrupt()
-        np.matmul(a[start:start + rows], b, out=out[start:start + rows])
-    return out
+    return interruptible.matmul(ctx, a, b)  # in blocks when large, so a cancellation stops it soon
 
 
 MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_matmul, grad=_matmul_grad,

@@ -55,7 +55,7 @@ class Store:
     request id) in its one round trip, and the server runs the step again under the lock if it aborts."""
 
     description = "store"
-    shared = False
+    shared = False  # whether other processes (replicas, workers) see what is written here
 
     # blobs
     def get_blob(self, kind: str, key: str) -> bytes | None:
@@ -111,6 +111,15 @@ class Store:
         raise NotImplementedError
 
     def live_workers(self) -> list[dict]:
+        raise NotImplementedError
+
+    # runs that killed their worker (graphexec.server.poison), for shared stores
+    def add_poison(self, member: str, ttl_s: float, keep: int) -> None:
+        """List `member` for `ttl_s` seconds, keeping at most `keep` members (the latest)."""
+        raise NotImplementedError
+
+    def poison_list(self) -> list[tuple[str, float]]:
+        """(member, wall-clock expiry) of the members listed and not expired."""
         raise NotImplementedError
 
     def ping(self) -> None:

@@ -75,6 +75,23 @@ class GraphLibrary:
             base = self._decode(base, segment)
         return base
 
+    def segment_blobs(self, chain: bytes) -> list[bytes]:
+        """The stored segments of the graph with this chain state, oldest first (what a compile process
+        decodes: graphexec.server.compile_process)."""
+        blobs = []
+        while chain != EMPTY:
+            blob = self.store.get_blob("segment", chain.hex())
+            if blob is None:
+                raise errors.NotFoundError(None, None, f"graph {chain.hex()[:16]} is not known to this server; "
+                                                       f"upload it again")
+            blobs.append(blob)
+            chain = convert.segment_from_bytes(blob).base_chain or EMPTY
+        return blobs[::-1]
+
+    def put_checked(self, segment, blob: bytes) -> None:
+        """Store a segment that a compile process decoded and verified (it is not decoded here)."""
+        self.store.put_blob("segment", segment.chain.hex(), blob)
+
     def add(self, segment) -> StoredGraph:
         """Decode, verify and store a segment that carries its nodes; returns the whole graph."""
         base_chain = segment.base_chain or EMPTY

@@ -9,6 +9,9 @@ one is refused with a precise status at once, before anything large is decoded o
   naming the op and the bytes, when the callable is made (nothing allocated);
 * open Run streams: RESOURCE_EXHAUSTED beyond the cap; a stream idle longer than the idle timeout is
   closed (CANCELLED for its client) so idle streams cannot hold the server's threads;
+* compiles: graphs of at least `compile_process_nodes` nodes are decoded and compiled in
+  `compile_processes` child processes (graphexec.server.compile_pool), so they never hold the GIL
+  other tenants' runs need, within `compile_timeout_s` each: DEADLINE_EXCEEDED naming the node count;
 * runs: `threads` run at once and `queue_depth` more wait; beyond that RESOURCE_EXHAUSTED at once
   instead of an unbounded queue.
 
@@ -43,6 +46,9 @@ class Limits:
     queue_depth: int = 256
     cache_bytes: int = 256 * MIB
     max_sessions_per_tenant: int = 10_000
+    compile_processes: int = 2
+    compile_process_nodes: int = 1000
+    compile_timeout_s: float = 60.0
 
 
 DEFAULT = Limits()

@@ -60,10 +60,12 @@ class PlanCache:
         if found is not None:
             return found
         started = time.perf_counter()
-        cached = CachedPlan.of(key, compile_plan())
+        compiled = compile_plan()  # a Plan, or one serialized by a compile process
+        blob = compiled if isinstance(compiled, bytes) else convert.plan_to_bytes(compiled)
+        cached = CachedPlan.of(key, convert.plan_from_bytes(blob) if isinstance(compiled, bytes) else compiled)
         self.metrics.compile_seconds.observe(time.perf_counter() - started)
         self.metrics.plan_lookups.labels(COMPILED).inc()
-        self.store.put_blob("plan", key, convert.plan_to_bytes(cached.plan))
+        self.store.put_blob("plan", key, blob)
         self._remember(cached)
         return cached, COMPILED
 

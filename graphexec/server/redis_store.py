@@ -17,6 +17,8 @@ Keys (prefix `graphexec:`):
                                it is held, so the holder's goes through
   worker:{id}                  JSON {id, address, devices, load}, with a heartbeat TTL
   workers                      set of worker ids (pruned as their keys expire)
+  poison                       sorted set: signatures of runs that killed their worker, scored by
+                               when their cool-down ends (graphexec.server.poison)
   tenant_sessions:{tenant}     sorted set: the tenant's session handles, scored by when they stop
                                counting (SESSION_TTL_S after creation), for --max-sessions-per-tenant
 
@@ -294,6 +296,22 @@ class RedisStore(Store):
                     self._renew(keys=[key], args=[token, LOCK_TTL_MS])
                 except (redis.ConnectionError, redis.TimeoutError, OSError):
                     pass  # Redis is away: the run holding the lock fails on its own next call
+
+    # -- runs that killed their worker ------------------------------------------------------------
+    @_guarded
+    def add_poison(self, member, ttl_s, keep):
+        now, key = time.time(), f"{PREFIX}poison"
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zadd(key, {member: now + ttl_s})
+        pipe.zremrangebyscore(key, "-inf", now)
+        pipe.zremrangebyrank(key, 0, -keep - 1)
+        pipe.expire(key, int(ttl_s) + 1)
+        pipe.execute()
+
+    @_guarded
+    def poison_list(self):
+        members = self.client.zrangebyscore(f"{PREFIX}poison", time.time(), "+inf", withscores=True)
+        return [(member.decode(errors="replace"), until) for member, until in members]
 
     # -- workers --------------------------------------------------------------------------------
     @_guarded

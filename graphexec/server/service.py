@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 
 from graphexec import digest, errors, ir
-from graphexec.compiler.pipeline import compile_program
 from graphexec.config import RunMetadata
 from graphexec.runtime.feeds import check_feed
 from graphexec.runtime.metadata import describe_run
@@ -24,7 +23,10 @@ from graphexec.runtime.placement import Placement
 from graphexec.runtime.store import Store, store_container
 from graphexec.runtime.worker import CachedPlan, Cancellation, PlanCall, PlanResult, replayed, run_serialized
 from graphexec.server import limits as server_limits
+from graphexec.rpc import convert
 from graphexec.server import plans as plan_cache
+from graphexec.server.compile_pool import CompilePool
+from graphexec.server.compile_process import compile_signature
 from graphexec.server.graphs import GraphLibrary
 from graphexec.server.limits import Limits
 from graphexec.server.plans import PlanCache
@@ -65,7 +67,11 @@ class Service:
         self.sessions = SessionTable(store, limits.max_sessions_per_tenant)
         self.graphs = GraphLibrary(store, limits.cache_bytes)
         self.plans = PlanCache(store, self.metrics, limits.cache_bytes)
-        self.poison = PoisonList()
+        self.poison = PoisonList(store=store if store.shared else None)
+        self.compiler = CompilePool(limits.compile_processes, limits.compile_timeout_s)
+
+    def _in_compile_process(self, node_count: int) -> bool:
+        return self.limits.compile_processes > 0 and node_count >= self.limits.compile_process_nodes
 
     # -- sessions and graphs ----------------------------------------------------------------------
     def create_session(self, config, tenant: str) -> SessionRecord:
@@ -83,8 +89,15 @@ class Service:
         if segment.HasField("nodes"):
             server_limits.check_segment_size(max(segment.node_count, len(segment.nodes.nodes)),
                                              segment.nodes.ByteSize(), self.limits)
-            graph = self.graphs.add(segment)
-            chain, node_count = graph.chain, len(graph.nodes)
+            if self._in_compile_process(segment.node_count):  # decoded there: seconds of Python for a large one
+                blob, base = convert.segment_to_bytes(segment), segment.base_chain or digest.CHAIN_START
+                node_count = self.compiler.check(self.graphs.segment_blobs(base) + [blob], segment.node_count,
+                                                 base.hex(), segment.chain.hex())
+                self.graphs.put_checked(segment, blob)
+                chain = segment.chain
+            else:
+                graph = self.graphs.add(segment)
+                chain, node_count = graph.chain, len(graph.nodes)
         elif self.graphs.has(segment.chain, segment.node_count):  # decoded later, only if a compile needs it
             chain, node_count = segment.chain, segment.node_count
         else:
@@ -103,12 +116,14 @@ class Service:
         key = plan_cache.plan_key(record.graph_digest, feeds, fetches, targets, self.pool.device_types())
 
         def compile_plan():
-            graph = self.graphs.get(bytes.fromhex(record.chain))
-            _check_names(graph, feeds, fetches, targets)
-            program = ir.Program(graph.nodes, tuple(feeds), tuple(fetches), tuple(targets), record.seed)
-            plan = compile_program(program, record.graph_digest)
-            server_limits.check_plan_memory(plan, self.limits.run_memory_bytes)
-            return plan
+            chain = bytes.fromhex(record.chain)
+            if self._in_compile_process(record.node_count):  # returns the plan serialized, as the store keeps it
+                return self.compiler.compile(self.graphs.segment_blobs(chain), record.node_count, chain=record.chain,
+                                             feeds=feeds, fetches=fetches, targets=list(targets), seed=record.seed,
+                                             graph_digest=record.graph_digest,
+                                             memory_budget=self.limits.run_memory_bytes)
+            return compile_signature(self.graphs.get(chain), feeds, fetches, targets, record.seed,
+                                     record.graph_digest, self.limits.run_memory_bytes)
 
         cached, source = self.plans.get_or_compile(key, compile_plan)
         annotate(session=record.handle[:8], plan=key[:16], plan_source=source)
@@ -183,17 +198,6 @@ def _earliest(*timeouts):
         return None
     given = [t for t in timeouts if t is not None]
     return min(given) if given else None
-
-
-def _check_names(graph, feeds, fetches, targets) -> None:
-    for what, names in (("feed", feeds), ("fetch", fetches)):
-        for name in names:
-            if name not in graph.types.avals:
-                raise errors.InvalidArgumentError(None, None, f"Cannot {what} '{name}': it is not a tensor of the "
-                                                              f"graph")
-    for name in targets:
-        if name not in graph.types.output_counts:
-            raise errors.InvalidArgumentError(None, None, f"Cannot run '{name}': it is not an op of the graph")
 
 
 def _check_feeds(cached: CachedPlan, feeds: list) -> None:

@@ -85,6 +85,45 @@ def test_a_run_whose_worker_died_is_not_resent_and_is_refused_for_a_cool_down(re
     assert survivor.proc.poll() is None
 
 
+def test_a_run_that_killed_its_worker_is_refused_by_every_replica(redis_server, serve, worker, wait_for_workers):
+    """The cool-down is shared through Redis: sending the same run to another replica does not get it
+    another worker to kill."""
+    workers = [worker(redis_server.url) for _ in range(2)]
+    replicas = [serve("--redis", redis_server.url) for _ in range(2)]
+    for target in replicas:
+        wait_for_workers(target, 2)
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None, None])
+        y = x
+        for _ in range(400):
+            y = tf.tanh(tf.matmul(y, x))
+        total = tf.reduce_sum(y)
+        value = np.random.default_rng(1).normal(size=(600, 600)).astype(np.float32) * 0.03
+        failure = {}
+        with tf.Session(replicas[0]) as sess:
+            def run_long():
+                try:
+                    sess.run(total, {x: value})
+                except errors.OpError as exc:
+                    failure["error"] = exc
+
+            runner = threading.Thread(target=run_long)
+            runner.start()
+            victim = _busiest(workers)  # killed as the kernel's OOM killer would
+            victim.signal(signal.SIGKILL)
+            runner.join(timeout=120)
+        assert isinstance(failure.get("error"), errors.AbortedError), failure
+        survivor = next(w for w in workers if w is not victim)
+        time.sleep(1.0)  # replicas merge the shared list every 0.5 s
+        with tf.Session(replicas[1]) as other:
+            with pytest.raises(errors.ResourceExhaustedError, match="killed the worker running it; it is refused"):
+                other.run(total, {x: value})
+            small = np.eye(3, dtype=np.float32) * 0.1  # other feeds of the same graph still run
+            np.testing.assert_allclose(other.run(total, {x: small}), _numpy_chain(small.astype(np.float64), 400).sum(),
+                                       rtol=1e-4)
+    assert survivor.proc.poll() is None
+
+
 def _numpy_chain(x, steps):
     y = x
     for _ in range(steps):

@@ -1,0 +1,90 @@
+"""Large graphs are decoded and compiled in compile processes (graphexec.server.compile_pool), under a
+compile deadline, while the server keeps serving everyone else. How much other tenants' runs are
+slowed is measured by `python -m bench.compile_stall`, not here."""
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import graphexec as tf
+from graphexec import errors
+
+from conftest import Process, start_serve  # tests/integration is on sys.path (rootdir-relative conftest)
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _chain(length: int):
+    """(x, y): y = ((x * 1.0001 + x) * 1.0001 + x) ..., `length` times: 1 + 3 * length nodes."""
+    x = tf.placeholder(tf.float32, [4], name="x")
+    y = x
+    for _ in range(length):
+        y = y * 1.0001 + x
+    return x, y
+
+
+def _numpy_chain(x: np.ndarray, length: int) -> np.ndarray:
+    y = x
+    for _ in range(length):
+        y = y * np.float32(1.0001) + x
+    return y
+
+
+def test_a_compile_past_the_deadline_is_deadline_exceeded_naming_the_graph_and_the_server_goes_on(serve):
+    target = serve("--compile-timeout-s", "1", "--compile-process-nodes", "100", "--max-graph-nodes", "100000")
+    with tf.Graph().as_default():
+        _, y = _chain(25_000)  # 75,001 nodes: decoding them alone takes seconds
+        with tf.Session(target) as sess:
+            with pytest.raises(errors.DeadlineExceededError,
+                               match=r"decoding a graph of 75001 nodes took longer than the compile deadline of 1 s "
+                                     r"\(--compile-timeout-s\)"):
+                sess.run(y, {"x:0": np.ones(4, np.float32)})
+    value = np.arange(4, dtype=np.float32)
+    with tf.Graph().as_default():  # the killed compile process was replaced: the next large graph compiles
+        x, y = _chain(40)
+        with tf.Session(target) as sess:
+            np.testing.assert_allclose(sess.run(y, {x: value}), _numpy_chain(value, 40), rtol=1e-5)
+    with tf.Graph().as_default():  # and small graphs compile in the server as ever
+        x = tf.placeholder(tf.float32, [3])
+        with tf.Session(target) as sess:
+            assert sess.run(tf.reduce_sum(x * 2.0), {x: [1.0, 2.0, 3.0]}) == 12.0
+
+
+def test_a_large_graph_compiles_in_a_compile_process_while_other_tenants_runs_go_on(processes):
+    server = Process([sys.executable, "-m", "graphexec", "serve", "--port", "0", "--log-level", "INFO"],
+                     r"serving on (grpcs?://\S+)")
+    processes.append(server)
+    target = server.match.group(1)
+    small_runs, stop = [], threading.Event()
+
+    def other_tenant():
+        with tf.Graph().as_default():
+            a = tf.placeholder(tf.float32, [3])
+            total = tf.reduce_sum(a * 2.0)
+            with tf.Session(target) as sess:
+                while not stop.is_set():
+                    small_runs.append((time.monotonic(), float(sess.run(total, {a: [1.0, 2.0, 3.0]}))))
+
+    runner = threading.Thread(target=other_tenant)
+    runner.start()
+    value = np.linspace(0.0, 1.0, 4, dtype=np.float32)
+    with tf.Graph().as_default():
+        x, y = _chain(3000)  # 9,001 nodes, above --compile-process-nodes (1000)
+        with tf.Session(target) as sess:
+            started = time.monotonic()
+            result = sess.run(y, {x: value})
+            finished = time.monotonic()
+    stop.set()
+    runner.join(timeout=30)
+    np.testing.assert_allclose(result, _numpy_chain(value, 3000), rtol=1e-4)
+    assert all(total == 12.0 for _, total in small_runs)
+    assert any(started < at < finished for at, _ in small_runs)  # answered while the large graph compiled
+    server.proc.kill()
+    log = "".join(server.output) + server.proc.stdout.read()
+    pids = {int(pid) for pid in re.findall(r"a graph of 9001 nodes in compile process (\d+)", log)}
+    assert pids and server.pid not in pids, log[-2000:]  # decoded and compiled there, not in the server
