@@ -24,6 +24,7 @@ from graphexec.runtime.store import Store, store_container
 from graphexec.runtime.worker import CachedPlan, Cancellation, PlanCall, PlanResult, replayed, run_serialized
 from graphexec.server import limits as server_limits
 from graphexec.server import plans as plan_cache
+from graphexec.server.batching import Batcher
 from graphexec.server.graphs import GraphLibrary
 from graphexec.server.limits import Limits
 from graphexec.server.plans import PlanCache
@@ -54,8 +55,10 @@ class RunOutcome:
 
 
 class Service:
+    """`max_batch_size` > 1 turns dynamic batching on (graphexec.server.batching), with `max_batch_delay_us`."""
+
     def __init__(self, store: Store, pool: WorkerPool, metrics: Metrics | None = None,
-                 limits: Limits = server_limits.DEFAULT):
+                 limits: Limits = server_limits.DEFAULT, max_batch_size: int = 0, max_batch_delay_us: int = 0):
         self.store = store
         self.pool = pool
         self.metrics = metrics or Metrics()
@@ -65,6 +68,8 @@ class Service:
         self.graphs = GraphLibrary(store, limits.cache_bytes)
         self.plans = PlanCache(store, self.metrics, limits.cache_bytes)
         self.poison = PoisonList()
+        self.batcher = (Batcher(max_batch_size, max_batch_delay_us, self._execute, self.metrics)
+                        if max_batch_size > 1 else None)
 
     # -- sessions and graphs ----------------------------------------------------------------------
     def create_session(self, config, tenant: str) -> SessionRecord:
@@ -131,7 +136,12 @@ class Service:
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
         call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,
                         placed.host_steps, options.trace_level > 0, timeout, cancellation)
-        return RunOutcome(run_serialized(self.store, call, cached, self._dispatch), placed, cached)
+        if self.batcher is not None:
+            return RunOutcome(self.batcher.run(call, cached), placed, cached)
+        return RunOutcome(self._execute(call, cached), placed, cached)
+
+    def _execute(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
+        return run_serialized(self.store, call, cached, self._dispatch)
 
     def _dispatch(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
         tried = []
