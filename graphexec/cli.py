@@ -112,6 +112,13 @@ SETTINGS = (
     Setting("serve", "--threads", "GRAPHEXEC_THREADS", str(_LIMITS.threads),
             f"{_LIMITS.threads} (runs at once; more wait in the queue)",
             "runs served at once (Run streams and other calls have threads of their own)", int, metavar="N"),
+    # Dynamic batching (graphexec/server/batching.py, docs/operations.md)
+    Setting("serve", "--max-batch-size", "GRAPHEXEC_MAX_BATCH_SIZE", "0", "0: off (every run alone)",
+            "dynamic batching: concurrent runs of one row-wise plan run as one kernel call of up to N rows "
+            "(dimension 0)", int, metavar="N"),
+    Setting("serve", "--max-batch-delay-us", "GRAPHEXEC_MAX_BATCH_DELAY_US", "0",
+            "0: batch what queued while the previous batch ran",
+            "microseconds a batch waits for more runs before it runs unfull", int, metavar="US"),
     Setting("worker", "--host", "GRAPHEXEC_WORKER_HOST", "127.0.0.1", "127.0.0.1",
             "address to listen on (0.0.0.0: every interface)"),
     Setting("worker", "--port", "GRAPHEXEC_WORKER_PORT", "0", "0 (any free port)", "port of the Worker API", int),
@@ -334,6 +341,8 @@ def serve(args) -> None:
     security = _security(args, is_server=True)
     _check_free(args.host, args.port, "--port (GRAPHEXEC_PORT)")
     limits = _limits(args)
+    if args.max_batch_size < 0 or args.max_batch_delay_us < 0:
+        raise UsageError("--max-batch-size and --max-batch-delay-us cannot be negative")
     metrics = _metrics(args, args.host)
     if args.redis:
         store = _redis_store(args.redis, "serve", security.redis_password, metrics)
@@ -344,7 +353,7 @@ def serve(args) -> None:
         local = LocalWorker(WorkerCore(store, args.device.upper()), metrics)
     pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
     readiness = Readiness(store, pool).start()
-    service = Service(store, pool, metrics, limits)
+    service = Service(store, pool, metrics, limits, args.max_batch_size, args.max_batch_delay_us)
     server, port = create_server(service, f"{args.host}:{args.port}", limits,
                                  security.tokens, security.credentials, reflect=not args.no_reflection,
                                  health=readiness.servicer)

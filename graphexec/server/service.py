@@ -25,6 +25,7 @@ from graphexec.runtime.worker import CachedPlan, Cancellation, PlanCall, PlanRes
 from graphexec.server import limits as server_limits
 from graphexec.rpc import convert
 from graphexec.server import plans as plan_cache
+from graphexec.server.batching import Batcher
 from graphexec.server.compile_pool import CompilePool
 from graphexec.server.compile_process import compile_signature
 from graphexec.server.graphs import GraphLibrary
@@ -57,8 +58,10 @@ class RunOutcome:
 
 
 class Service:
+    """`max_batch_size` > 1 turns dynamic batching on (graphexec.server.batching), with `max_batch_delay_us`."""
+
     def __init__(self, store: Store, pool: WorkerPool, metrics: Metrics | None = None,
-                 limits: Limits = server_limits.DEFAULT):
+                 limits: Limits = server_limits.DEFAULT, max_batch_size: int = 0, max_batch_delay_us: int = 0):
         self.store = store
         self.pool = pool
         self.metrics = metrics or Metrics()
@@ -69,6 +72,8 @@ class Service:
         self.plans = PlanCache(store, self.metrics, limits.cache_bytes)
         self.poison = PoisonList(store=store if store.shared else None)
         self.compiler = CompilePool(limits.compile_processes, limits.compile_timeout_s)
+        self.batcher = (Batcher(max_batch_size, max_batch_delay_us, self._execute, self.metrics)
+                        if max_batch_size > 1 else None)
 
     def _in_compile_process(self, node_count: int) -> bool:
         return self.limits.compile_processes > 0 and node_count >= self.limits.compile_process_nodes
@@ -147,9 +152,14 @@ class Service:
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
         call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,
                         placed.host_steps, options.trace_level > 0, timeout, cancellation)
+        if self.batcher is not None:
+            return RunOutcome(self.batcher.run(call, cached), placed, cached)
+        return RunOutcome(self._execute(call, cached), placed, cached)
+
+    def _execute(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
         # Runs go to remote workers (which decode their own copy of the feeds) when the store is shared.
         optimistic = self.store.shared and self.pool.local is None
-        return RunOutcome(run_serialized(self.store, call, cached, self._dispatch, optimistic), placed, cached)
+        return run_serialized(self.store, call, cached, self._dispatch, optimistic)
 
     def _dispatch(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
         tried = []

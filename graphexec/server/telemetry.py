@@ -23,6 +23,7 @@ from graphexec.rpc import status
 
 DEFAULT_TENANT = "default"  # the tenant label of every call until services have several tenants
 SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 log = logging.getLogger("graphexec.requests")
 
 
@@ -66,6 +67,13 @@ class Metrics:
         self.compile_seconds = histogram("graphexec_plan_compile_duration_seconds",
                                          "Time to decode, check and compile a graph into a plan")
         self.live_workers = gauge("graphexec_live_workers", "Workers this server can place runs on")
+        # dynamic batching (serve --max-batch-size)
+        self.batch_size = Histogram("graphexec_batch_size", "Runs served by one kernel call of the dynamic batcher",
+                                    buckets=BATCH_SIZES, registry=registry)
+        self.unbatched_runs = counter("graphexec_unbatched_runs", "Runs that went alone while dynamic batching is "
+                                                                  "on, by reason: plan (not row-wise) or request "
+                                                                  "(traced, or its feeds' rows disagree or are too "
+                                                                  "many)", ("reason",))
         # the worker that runs plans (worker, or serve's embedded one)
         self.worker_runs = counter("graphexec_worker_runs", "Plans run by this worker, by device and status code",
                                    ("device", "code"))

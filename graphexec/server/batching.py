@@ -1,0 +1,262 @@
+"""Dynamic batching: concurrent small runs of one row-wise plan become one kernel call.
+
+`graphexec serve --max-batch-size N` (off by default) turns it on. A run joins a batch when:
+
+* its plan is row-wise (`compiler.rowwise`, decided once per plan): read-only, feeds `[None, ...]`,
+  every step keeps rows apart; else it runs alone, as without batching;
+* it is not traced, and its feeds all have the same number of rows, fewer than N.
+
+Runs that may share a batch have the same batch key: the plan, the variable container (a tenant's own,
+graphexec.server.auth), the placement, and the feeds' dtypes and shapes past dimension 0 (so they
+concatenate). Per key, one batch runs at a time on this server; runs that arrive meanwhile queue, in
+order. The first run in an empty queue leads: it waits until the queue holds N rows or
+--max-batch-delay-us has passed since it arrived (0: take what is queued at once), takes whole runs
+from the front up to N rows, runs them as one call (one RunPlan to a worker with --redis), answers
+each run its own rows of every fetch (a fetch that does not depend on the feeds is the same for all),
+then hands the lead to the oldest run still queued.
+
+Each run keeps its own deadline and cancellation: one that expires or is cancelled while queued is
+answered at once (DEADLINE_EXCEEDED or CANCELLED) and leaves the queue; one already in a running batch
+is answered at once too, and its rows are dropped. The batch itself runs until the latest deadline of
+its runs. Feeds were checked against the plan before a run queued, so one client's bad feed fails only
+its own run; if the batch still fails (a kernel error that depends on the values, e.g. an index out of
+range), every run of it is run again alone and gets its own answer. A worker lost under a batch fails
+every run of it ABORTED, as it would each of them alone.
+
+Metrics: graphexec_batch_size (runs per batched kernel call) and graphexec_unbatched_runs_total (runs
+that went alone while batching is on, by reason: `plan` not row-wise, or `request`).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+
+import numpy as np
+
+from graphexec import errors
+from graphexec.compiler.rowwise import RowWise, rowwise
+from graphexec.runtime.bounded import BoundedCache
+from graphexec.runtime.worker import CachedPlan, PlanCall, PlanResult
+from graphexec.server.telemetry import Metrics
+
+MAX_VERDICTS = 4096
+log = logging.getLogger("graphexec.batching")
+
+# A run's state: waiting in its queue, taken into a batch, answered, or told to run alone.
+QUEUED, TAKEN, DONE, ALONE = range(4)
+
+
+class _Queue:
+    __slots__ = ("runs", "rows", "leading", "ready")
+
+    def __init__(self, lock):
+        self.runs: collections.deque[_Run] = collections.deque()
+        self.rows = 0
+        self.leading = False  # a run leads this queue (forming or running a batch)
+        self.ready = threading.Condition(lock)  # a leader waiting for more rows is told when there are N
+
+
+class _Run:
+    __slots__ = ("call", "rows", "queue", "arrived", "deadline", "state", "leads", "result", "error", "event")
+
+    def __init__(self, call: PlanCall, rows: int, queue: _Queue):
+        self.call = call
+        self.rows = rows
+        self.queue = queue
+        self.arrived = time.monotonic()
+        self.deadline = None if call.timeout_s is None else self.arrived + call.timeout_s
+        self.state = QUEUED
+        self.leads = False
+        self.result = self.error = None
+        self.event = threading.Event()
+
+    def expired(self) -> errors.OpError | None:
+        if self.call.cancellation:
+            return errors.CancelledError(None, None, "Run was cancelled")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return errors.DeadlineExceededError(None, None, "Run exceeded its deadline waiting for its batch")
+        return None
+
+
+class Batcher:
+    """`execute(call, cached) -> PlanResult` runs one call (a run alone, or a batch)."""
+
+    def __init__(self, max_batch_size: int, max_delay_us: int, execute, metrics: Metrics | None = None):
+        self.max_rows = max_batch_size
+        self.delay_s = max_delay_us / 1e6
+        self.execute = execute
+        self.metrics = metrics or Metrics()
+        self._verdicts = BoundedCache(MAX_VERDICTS)
+        self._queues: dict[tuple, _Queue] = {}
+        self._lock = threading.Lock()
+
+    def verdict(self, cached: CachedPlan) -> RowWise:
+        """Whether the plan may be batched, decided once per plan key."""
+        verdict = self._verdicts.get(cached.key)
+        if verdict is None:
+            verdict = rowwise(cached.plan)
+            if cached.writes_variables:  # rowwise refuses writes already; this keeps it so whatever it says
+                verdict = RowWise(False, "the plan writes variables")
+            self._verdicts.put(cached.key, verdict)
+        return verdict
+
+    def run(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
+        """The run's result, from a batch when it may join one, else run alone."""
+        rows = _rows(call, self.max_rows)
+        if not self.verdict(cached).ok:
+            self.metrics.unbatched_runs.labels("plan").inc()
+            return self.execute(call, cached)
+        if rows is None:
+            self.metrics.unbatched_runs.labels("request").inc()
+            return self.execute(call, cached)
+        key = (cached.key, call.container, call.device_type, call.host_steps,
+               tuple((f.dtype.str, f.shape[1:]) for f in call.feeds))
+        with self._lock:
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = _Queue(self._lock)
+            run = _Run(call, rows, queue)
+            queue.runs.append(run)
+            queue.rows += rows
+            if not queue.leading:
+                queue.leading = run.leads = True
+            elif queue.rows >= self.max_rows:
+                queue.ready.notify()
+        if not run.leads:
+            self._wait(run)
+        if run.leads:
+            self._lead(key, queue, cached)
+        if run.state == ALONE:  # its batch failed: run alone, in what is left of its own time
+            if run.deadline is not None:
+                call.timeout_s = max(run.deadline - time.monotonic(), 0.0)
+            return self.execute(call, cached)
+        if run.error is not None:
+            raise run.error
+        return run.result
+
+    def _wait(self, run: _Run) -> None:
+        """Until the run is answered, told to lead, or gives up (answered with its own error)."""
+        if run.call.cancellation is not None:
+            run.call.cancellation.on_cancel(run.event.set)
+        while True:
+            timeout = None if run.deadline is None else max(run.deadline - time.monotonic(), 0.0)
+            run.event.wait(timeout)
+            with self._lock:
+                if run.leads or run.state in (DONE, ALONE):
+                    return
+                error = run.expired()
+                if error is None:
+                    run.event.clear()
+                    continue
+                if run.state == QUEUED:  # leave the queue; a batch already running just drops its rows
+                    run.queue.runs.remove(run)
+                    run.queue.rows -= run.rows
+                run.state, run.error = DONE, error
+                return
+
+    def _lead(self, key, queue: _Queue, cached: CachedPlan) -> None:
+        with self._lock:
+            if self.delay_s > 0:
+                until = queue.runs[0].arrived + self.delay_s
+                while queue.rows < self.max_rows and time.monotonic() < until:
+                    queue.ready.wait(until - time.monotonic())
+            batch, rows = [], 0
+            while queue.runs and (not batch or rows + queue.runs[0].rows <= self.max_rows):
+                run = queue.runs.popleft()
+                queue.rows -= run.rows
+                rows += run.rows
+                run.state = TAKEN
+                batch.append(run)
+        try:
+            self._run_batch(batch, cached)
+        except BaseException as exc:  # a bug: answer every run of the batch with it, never leave one waiting
+            for run in batch:
+                _answer(run, DONE, error=exc)
+            raise
+        finally:
+            with self._lock:
+                if queue.runs:
+                    queue.runs[0].leads = True
+                    queue.runs[0].event.set()
+                else:
+                    queue.leading = False
+                    del self._queues[key]
+
+    def _run_batch(self, batch: list[_Run], cached: CachedPlan) -> None:
+        live = []
+        for run in batch:
+            error = run.expired()
+            if error is not None:
+                _answer(run, DONE, error=error)
+            else:
+                live.append(run)
+        if not live:
+            return
+        self.metrics.batch_size.observe(len(live))
+        if len(live) == 1:  # nothing to stack: the run's own call, and its own answer
+            run = live[0]
+            if run.deadline is not None:
+                run.call.timeout_s = max(run.deadline - time.monotonic(), 0.0)
+            try:
+                _answer(run, DONE, result=self.execute(run.call, cached))
+            except errors.OpError as exc:
+                _answer(run, DONE, error=exc)
+            return
+        try:
+            result = self.execute(_batch_call(live), cached)
+            answers = _split(result, [run.rows for run in live], self.verdict(cached).fetch_rows)
+        except errors.AbortedError as exc:  # the worker was lost under the batch: as it would be for each run
+            for run in live:
+                _answer(run, DONE, error=exc)
+            return
+        except errors.OpError as exc:  # may be one run's values: each run again alone, for its own answer
+            log.warning("a batch of %d runs failed (%s); running each alone", len(live), exc.message)
+            for run in live:
+                _answer(run, ALONE)
+            return
+        for run, fetches in zip(live, answers):
+            _answer(run, DONE, result=PlanResult(fetches, [], False, result.worker))
+
+
+def _answer(run: _Run, state: int, result=None, error=None) -> None:
+    if run.state == DONE:  # it gave up waiting and has its own error
+        return
+    run.result, run.error, run.state = result, error, state
+    run.event.set()
+
+
+def _rows(call: PlanCall, max_rows: int) -> int | None:
+    """The rows of a run that may join a batch (its feeds agree on dimension 0), else None."""
+    if call.trace or not call.feeds:
+        return None
+    rows = {f.shape[0] if getattr(f, "ndim", 0) else None for f in call.feeds}
+    if len(rows) != 1:
+        return None
+    n = rows.pop()
+    return n if n is not None and 0 < n < max_rows else None
+
+
+def _batch_call(runs: list[_Run]) -> PlanCall:
+    """One call for the runs: their feeds stacked, lasting until the latest of their deadlines."""
+    first = runs[0].call
+    deadlines = [run.deadline for run in runs]
+    timeout = None if None in deadlines else max(deadlines) - time.monotonic()
+    feeds = [np.concatenate(column) for column in zip(*(run.call.feeds for run in runs))]
+    return dataclasses.replace(first, feeds=feeds, request_id=0, timeout_s=timeout, cancellation=None)
+
+
+def _split(result: PlanResult, rows: list[int], fetch_rows: tuple[bool, ...]) -> list[list]:
+    """Each run's fetches: its rows of the row-wise ones, the shared ones whole."""
+    total = sum(rows)
+    for value, by_rows in zip(result.fetches, fetch_rows):
+        if by_rows and np.shape(value)[:1] != (total,):
+            raise errors.InternalError(None, None, f"a batched fetch has {np.shape(value)[:1]} rows, not {total}")
+    answers, start = [], 0
+    for n in rows:
+        answers.append([value[start:start + n] if by_rows else value
+                        for value, by_rows in zip(result.fetches, fetch_rows)])
+        start += n
+    return answers
