@@ -70,7 +70,8 @@ def _crop(x, pads, shape):
 
 # -- Conv2D and its two backprops ------------------------------------------------------------------------------
 # The batch is processed in chunks whose im2col columns take about this much memory: they stay in the
-# cache between being written and being multiplied, and live in the thread's reused scratch buffer.
+# cache between being written and being multiplied, live in the thread's reused scratch buffer, and
+# a cancelled or expired run stops between two chunks.
 CHUNK_BYTES = 4 << 20
 
 
@@ -116,6 +117,7 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
         return out
     patches = _patches(xp, _pad(xp, x, pads), kh, kw, strides[1], strides[2], oh, ow)
     for start, stop in _chunks(n, oh * ow * kh * kw * c * x.itemsize):
+        ctx.check_interrupt()
         xp.matmul(_columns(ctx, patches, start, stop), w2, out=out[start:stop].reshape(-1, o))
     return out
 
@@ -139,6 +141,7 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
     padded = xp.zeros((n, h + pads[1][0] + pads[1][1], wd + pads[2][0] + pads[2][1], c), dtype=dtype)
     dy2 = dy.reshape(n, -1, o)
     for start, stop in _chunks(n, oh * ow * kh * kw * c * padded.itemsize):
+        ctx.check_interrupt()
         cols = workspace.scratch(xp, ((stop - start) * oh * ow, kh * kw * c), dtype)
         xp.matmul(dy2[start:stop].reshape(-1, o), w2t, out=cols)
         cols = cols.reshape(stop - start, oh, ow, kh, kw, c)
@@ -159,6 +162,7 @@ def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_forma
     patches = _patches(xp, _pad(xp, x, pads), kh, kw, strides[1], strides[2], oh, ow)
     dy2 = dy.reshape(n, -1, o)
     for start, stop in _chunks(n, oh * ow * kh * kw * c * x.itemsize):
+        ctx.check_interrupt()
         grad += _columns(ctx, patches, start, stop).T @ dy2[start:stop].reshape(-1, o)
     return grad.reshape(kh, kw, c, o)
 
