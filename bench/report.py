@@ -15,7 +15,7 @@ class Target:
 
     ratio: float
     lower_is_better: bool
-    reference: str  # a system name in BASELINES, or "self" (then `self_key`/`system` apply)
+    reference: str  # a system name (`system`'s figure over its), or "self" (then `self_key` applies)
     self_key: str = ""
     system: str = GRAPHEXEC
     text: str = ""
@@ -25,7 +25,7 @@ class Target:
 
     def describe(self):
         sign = "<=" if self.lower_is_better else ">="
-        where = {"tf_grpc": "TF-grpc", "grpc_echo": "echo"}.get(self.reference, self.text)
+        where = self.text or {"tf_grpc": "TF-grpc", "grpc_echo": "echo"}.get(self.reference, self.reference)
         return f"{sign}{self.ratio:g}x {where}"
 
 
@@ -61,7 +61,16 @@ ROWS = (
         (lower(0.1, "self", self_key="w6_cold_compile_s", system="graphexec_redis", text="cold compile"),)),
     Row("w7_runs_per_s", "W7 streaming runs/s", "per_s",
         (higher(3, "self", self_key="w1_runs_per_s", text="own W1 runs/s"),)),
+    Row("w10_steps_per_s", "W10 CNN train steps/s", "per_s",
+        (higher(1.0, "tf_grpc"),
+         higher(0.8, "tf_inprocess", system="graphexec_inprocess", text="TF in-process (in-process)"))),
+    Row("w10_step_p50_s", "W10 CNN p50 step", "time"),
 )
+
+
+def workload_of(key):
+    """"W10" for "w10_steps_per_s"."""
+    return key.split("_")[0].upper()
 
 
 def format_value(value, unit):
@@ -77,7 +86,7 @@ def format_value(value, unit):
 
 def figure(results, system, key):
     """(value or None, cell text) of one figure."""
-    workload = f"W{key[1]}"
+    workload = workload_of(key)
     entry = results.get(system, {}).get("workloads", {}).get(workload)
     if entry is None:
         return None, ""
@@ -94,7 +103,7 @@ def build_table(results):
     rows = []
     run = {w for result in results.values() for w in result.get("workloads", {})}
     for row in ROWS:
-        if f"W{row.key[1]}" not in run:
+        if workload_of(row.key) not in run:
             continue
         cells = [row.label]
         for system in systems:
@@ -116,13 +125,15 @@ def target_cells(row, results, ratios):
         return ["", ""]
     verdicts = []
     for target in row.targets:
-        if target.reference == "self":
+        if target.reference in ratios and target.system == GRAPHEXEC:
+            ratio, shown = ratios[target.reference], ""
+        else:
             value, _ = figure(results, target.system, row.key)
-            reference, _ = figure(results, target.system, target.self_key)
+            reference_key = target.self_key if target.reference == "self" else row.key
+            reference, _ = figure(results, target.system if target.reference == "self" else target.reference,
+                                  reference_key)
             ratio = value / reference if value is not None and reference else None
             shown = f"{ratio:.2f}x " if ratio is not None else ""
-        else:
-            ratio, shown = ratios.get(target.reference), ""
         verdicts.append("?" if ratio is None else shown + ("yes" if target.met(ratio) else "NO"))
     return [", ".join(t.describe() for t in row.targets), ", ".join(verdicts)]
 
