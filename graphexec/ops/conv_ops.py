@@ -1,8 +1,9 @@
 """2-D convolution and pooling (NHWC) with their gradients.
 
-Convolution is im2col + one matmul: the loops run over the kernel's few offsets (3x3 = 9), never over
-pixels, and every kernel uses `ctx.xp`, so the CuPy backend runs the same code. The Python API that
-builds these ops is graphexec.nn.
+Convolution is im2col + matmul, a few images at a time: the columns of a chunk are copied once from a
+strided view of the windows into the thread's scratch buffer and multiplied by the filter; the loops
+run over chunks and the kernel's few offsets (5x5 = 25), never over pixels. Every kernel uses `ctx.xp`,
+so the CuPy backend runs the same code. The Python API that builds these ops is graphexec.nn.
 """
 from __future__ import annotations
 
