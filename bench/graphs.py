@@ -15,6 +15,7 @@ LEARNING_RATE = 0.1
 CHAIN_LENGTH = 1000
 CHAIN_WIDTH = 1000
 CHAIN_ADD, CHAIN_MUL = 0.001, 0.999
+CNN_BATCH, CNN_KEEP_PROB, CNN_LEARNING_RATE = 128, 0.75, 1e-3
 
 
 # -- inputs ----------------------------------------------------------------------------
@@ -54,6 +55,52 @@ def mlp_batches(count=8, seed=1):
     return batches
 
 
+def cnn_initial_values(seed=2):
+    """W10's (conv1 w, b, conv2 w, b, dense w, b, logits w, b) float32, the same for every system."""
+    rng = np.random.default_rng(seed)
+    shapes = ((5, 5, 1, 32), (5, 5, 32, 64), (7 * 7 * 64, 1024), (1024, 10))
+    values = []
+    for shape in shapes:
+        values.append(rng.normal(0.0, 0.1, shape).astype(np.float32))  # the tutorial's truncated_normal(0.1)
+        values.append(np.full(shape[-1], 0.1, np.float32))
+    return tuple(values)
+
+
+def cnn_batches(count=4, seed=3):
+    """`count` (images float32[128, 28, 28, 1], one-hot labels float32[128, 10]) batches to cycle through."""
+    rng = np.random.default_rng(seed)
+    return [(rng.random((CNN_BATCH, 28, 28, 1), dtype=np.float32),
+             np.eye(10, dtype=np.float32)[rng.integers(0, 10, CNN_BATCH)]) for _ in range(count)]
+
+
+def _conv_same_relu(x, w, b):
+    """Reference 5x5 SAME convolution + bias + ReLU: one product per filter offset, no im2col."""
+    kh, kw = w.shape[:2]
+    padded = np.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    out = np.zeros(x.shape[:3] + (w.shape[3],), np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            out += padded[:, i:i + x.shape[1], j:j + x.shape[2], :] @ w[i, j].astype(np.float64)
+    return np.maximum(out + b, 0)
+
+
+def _max_pool_2(x):
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def cnn_reference_loss(images, labels):
+    """W10's loss before any step with dropout off (keep_prob 1), in float64 numpy."""
+    c1w, c1b, c2w, c2b, d1w, d1b, d2w, d2b = cnn_initial_values()
+    h = _max_pool_2(_conv_same_relu(images.astype(np.float64), c1w, c1b))
+    h = _max_pool_2(_conv_same_relu(h, c2w, c2b))
+    h = np.maximum(h.reshape(len(h), -1) @ d1w + d1b, 0)
+    logits = h @ d2w + d2b
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-(labels * log_probs).sum(axis=1).mean())
+
+
 def chain_reference(x, first_add=CHAIN_ADD):
     """W5 computed eagerly with numpy: the expected result and the numpy system's W5."""
     y = x
@@ -91,6 +138,31 @@ def mlp_graph(api):
     loss = api.reduce_mean(xent(labels=labels, logits=logits))
     train = api.train.GradientDescentOptimizer(LEARNING_RATE).minimize(loss)
     return x, labels, train, loss, api.global_variables_initializer()
+
+
+def cnn_graph(api):
+    """W10: the classic TF1 MNIST CNN (the "Deep MNIST for experts" tutorial) trained with Adam.
+
+    Returns (images, labels, keep_prob, train, loss, init); keep_prob defaults to 0.75 and is fed 1.0
+    for the check against numpy.
+    """
+    c1w, c1b, c2w, c2b, d1w, d1b, d2w, d2b = (api.Variable(v) for v in cnn_initial_values())
+    images = api.placeholder(api.float32, [CNN_BATCH, 28, 28, 1], name="images")
+    labels = api.placeholder(api.float32, [CNN_BATCH, 10], name="labels")
+    keep_prob = api.placeholder_with_default(np.float32(CNN_KEEP_PROB), [], name="keep_prob")
+
+    def conv_pool(x, w, b):
+        h = api.nn.relu(api.nn.conv2d(x, w, strides=[1, 1, 1, 1], padding="SAME") + b)
+        return api.nn.max_pool(h, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME")
+
+    h = conv_pool(conv_pool(images, c1w, c1b), c2w, c2b)
+    h = api.nn.relu(api.matmul(api.reshape(h, [-1, 7 * 7 * 64]), d1w) + d1b)
+    logits = api.matmul(api.nn.dropout(h, keep_prob=keep_prob), d2w) + d2b
+    xent = getattr(api.nn, "softmax_cross_entropy_with_logits_v2", None)
+    xent = xent or api.nn.softmax_cross_entropy_with_logits
+    loss = api.reduce_mean(xent(labels=labels, logits=logits))
+    train = api.train.AdamOptimizer(CNN_LEARNING_RATE).minimize(loss)
+    return images, labels, keep_prob, train, loss, api.global_variables_initializer()
 
 
 def chain_graph(api, first_add=CHAIN_ADD):

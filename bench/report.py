@@ -15,7 +15,9 @@ class Target:
 
     ratio: float
     lower_is_better: bool
-    reference: str  # a system name in BASELINES, "self" (then `self_key`/`system` apply), or "system"
+    # a system name (`system`'s figure over its), "self" (then `self_key` applies), or "system"
+    # (then `versus`'s figure, `self_key` or the row's, is the reference)
+    reference: str
     self_key: str = ""
     system: str = GRAPHEXEC
     text: str = ""
@@ -26,7 +28,7 @@ class Target:
 
     def describe(self):
         sign = "<=" if self.lower_is_better else ">="
-        where = {"tf_grpc": "TF-grpc", "grpc_echo": "echo"}.get(self.reference, self.text)
+        where = self.text or {"tf_grpc": "TF-grpc", "grpc_echo": "echo"}.get(self.reference, self.reference)
         return f"{sign}{self.ratio:g}x {where}"
 
 
@@ -68,7 +70,16 @@ ROWS = (
         (lower(1.3, "system", system="graphexec_redis", versus=GRAPHEXEC, text="embedded"),), ratio_only=True),
     Row("w3_steps_per_s", "W9 W3 steps/s, embedded/redis", "per_s",
         (lower(1.3, "system", system=GRAPHEXEC, versus="graphexec_redis", text="redis"),), ratio_only=True),
+    Row("w10_steps_per_s", "W10 CNN train steps/s", "per_s",
+        (higher(1.0, "tf_grpc"),
+         higher(0.8, "tf_inprocess", system="graphexec_inprocess", text="TF in-process (in-process)"))),
+    Row("w10_step_p50_s", "W10 CNN p50 step", "time"),
 )
+
+
+def workload_of(key):
+    """"W10" for "w10_steps_per_s"."""
+    return key.split("_")[0].upper()
 
 
 def format_value(value, unit):
@@ -84,7 +95,7 @@ def format_value(value, unit):
 
 def figure(results, system, key):
     """(value or None, cell text) of one figure."""
-    workload = f"W{key[1]}"
+    workload = workload_of(key)
     entry = results.get(system, {}).get("workloads", {}).get(workload)
     if entry is None:
         return None, ""
@@ -101,7 +112,7 @@ def build_table(results):
     rows = []
     run = {w for result in results.values() for w in result.get("workloads", {})}
     for row in ROWS:
-        if f"W{row.key[1]}" not in run:
+        if workload_of(row.key) not in run:
             continue
         if row.ratio_only:
             rows.append([row.label, *[""] * (len(systems) + len(BASELINES)), *target_cells(row, results, {})])
@@ -126,13 +137,19 @@ def target_cells(row, results, ratios):
         return ["", ""]
     verdicts = []
     for target in row.targets:
-        if target.reference in ("self", "system"):
+        if target.reference in ratios and target.system == GRAPHEXEC:
+            ratio, shown = ratios[target.reference], ""
+        else:
             value, _ = figure(results, target.system, row.key)
-            reference, _ = figure(results, target.versus or target.system, target.self_key or row.key)
+            if target.reference == "self":
+                versus = target.system
+            elif target.reference == "system":
+                versus = target.versus or target.system
+            else:
+                versus = target.reference
+            reference, _ = figure(results, versus, target.self_key or row.key)
             ratio = value / reference if value is not None and reference else None
             shown = f"{ratio:.2f}x " if ratio is not None else ""
-        else:
-            ratio, shown = ratios.get(target.reference), ""
         verdicts.append("?" if ratio is None else shown + ("yes" if target.met(ratio) else "NO"))
     return [", ".join(t.describe() for t in row.targets), ", ".join(verdicts)]
 

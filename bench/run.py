@@ -25,7 +25,7 @@ import time
 from bench import report, workloads
 from bench.systems import SYSTEMS
 
-ORDER = ["graphexec", "tf_grpc", "grpc_echo", "tf_inprocess", "numpy", "graphexec_redis"]
+ORDER = ["graphexec", "tf_grpc", "grpc_echo", "tf_inprocess", "graphexec_inprocess", "numpy", "graphexec_redis"]
 TIMEOUT_S = {"quick": 100, "full": 480}  # per system; a hung system is killed and shown as error
 NETNS_PREFIX = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
 

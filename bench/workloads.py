@@ -1,4 +1,4 @@
-"""W1..W7 (see /work/shared/bench/WORKLOADS.md), timed against the `System` interface.
+"""W1..W7 and W10 (see /work/shared/bench/WORKLOADS.md), timed against the `System` interface.
 
 Each `measure_wN(system, params)` returns a dict of figures in base units: seconds,
 bytes per second, runs per second. Results are checked against numpy once, outside timing.
@@ -34,12 +34,16 @@ class Params:
     w4_processes: int
     w5_cached_runs: int
     w7_runs: int
+    w10_steps: int
+    w10_warmup: int
 
 
 FULL = Params(w1_runs=2000, w1_warmup=200, w2_runs=20, w2_warmup=2, w3_steps=200, w3_warmup=20,
-              w4_seconds=5.0, w4_threads=8, w4_processes=4, w5_cached_runs=50, w7_runs=10_000)
+              w4_seconds=5.0, w4_threads=8, w4_processes=4, w5_cached_runs=50, w7_runs=10_000,
+              w10_steps=30, w10_warmup=5)
 QUICK = Params(w1_runs=500, w1_warmup=50, w2_runs=5, w2_warmup=1, w3_steps=50, w3_warmup=5,
-               w4_seconds=2.0, w4_threads=8, w4_processes=4, w5_cached_runs=20, w7_runs=2_000)
+               w4_seconds=2.0, w4_threads=8, w4_processes=4, w5_cached_runs=20, w7_runs=2_000,
+               w10_steps=10, w10_warmup=2)
 
 
 def percentile(samples, q):
@@ -235,5 +239,30 @@ def measure_w7(system, p):
     return {"w7_runs_per_s": count / elapsed}
 
 
+# W10's first loss is float32 arithmetic over ~20 layers of sums compared with float64 numpy.
+CNN_TOLERANCE = 1e-4
+
+
+def measure_w10(system, p):
+    """The MNIST CNN, one Adam step per call on fed random batches: steps/s. The loss before any step,
+    with dropout off, is checked against numpy first."""
+    step, first_loss = system.build_w10()
+    batches = graphs.cnn_batches()
+    check_close(system, first_loss(*batches[0]), graphs.cnn_reference_loss(*batches[0]), "W10 first loss",
+                CNN_TOLERANCE, CNN_TOLERANCE)
+    losses = [step(*batches[i % len(batches)]) for i in range(p.w10_warmup)]
+    samples = []
+    start = now()
+    for i in range(p.w10_steps):
+        t0 = now()
+        losses.append(step(*batches[i % len(batches)]))
+        samples.append(now() - t0)
+    total = now() - start
+    if not np.isfinite(losses).all():
+        raise AssertionError(f"W10: loss not finite: {losses[-3:]}")
+    return {"w10_steps_per_s": p.w10_steps / total, "w10_step_p50_s": percentile(samples, 50),
+            "w10_first_loss": float(losses[0]), "w10_last_loss": float(losses[-1])}
+
+
 MEASURES = {"W1": measure_w1, "W2": measure_w2, "W3": measure_w3, "W4": measure_w4,
-            "W5": measure_w5, "W6": measure_w6, "W7": measure_w7}
+            "W5": measure_w5, "W6": measure_w6, "W7": measure_w7, "W10": measure_w10}

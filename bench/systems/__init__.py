@@ -74,11 +74,17 @@ class System:
         """`stream(a, b, n) -> iterator of n results` over one streaming call."""
         raise NotApplicable("no streaming call")
 
+    def build_w10(self):
+        """`(step(images, labels) -> loss, first_loss(images, labels) -> loss)`: one Adam step of the
+        MNIST CNN, and its loss with dropout off and no step taken."""
+        raise NotApplicable("not defined for this system")
+
 
 # name -> (module:class, column label). Modules are imported only in the process that
 # runs that system, so the driver never imports TensorFlow.
 SYSTEMS = {
     "graphexec": ("bench.systems.graphexec_sys:GraphexecEmbedded", "graphexec"),
+    "graphexec_inprocess": ("bench.systems.graphexec_sys:GraphexecInProcess", "graphexec in-process"),
     "graphexec_redis": ("bench.systems.graphexec_sys:GraphexecRedis", "graphexec+redis"),
     "tf_grpc": ("bench.systems.tf_grpc:TfGrpc", "TF-grpc"),
     "tf_inprocess": ("bench.systems.tf_inprocess:TfInProcess", "TF in-process"),

@@ -1,5 +1,6 @@
 """graphexec, through its TF1-style client (`import graphexec as tf`).
 
+- GraphexecInProcess: `tf.Session()` in the benchmark process (no server), beside TF in-process.
 - GraphexecEmbedded: one `python -m graphexec serve --port 0` process that runs graphs itself.
 - GraphexecRedis: a private `redis-server`, one `graphexec worker` and two
   `graphexec serve --redis` replicas; the workloads use replica A, W6 also replica B.
@@ -52,6 +53,20 @@ def start_serve(name, extra_args=()):
         raise Unavailable(str(error)) from error
 
 
+class GraphexecInProcess(Tf1StyleSystem):
+    name = "graphexec_inprocess"
+    has_server = False
+
+    def start(self):
+        self.api = import_graphexec()
+
+    build_w1 = feature_or_unavailable(Tf1StyleSystem.build_w1)
+    build_w2 = feature_or_unavailable(Tf1StyleSystem.build_w2)
+    build_w3 = feature_or_unavailable(Tf1StyleSystem.build_w3)
+    build_w5 = feature_or_unavailable(Tf1StyleSystem.build_w5)
+    build_w10 = feature_or_unavailable(Tf1StyleSystem.build_w10)
+
+
 class GraphexecEmbedded(Tf1StyleSystem):
     name = "graphexec"
 
@@ -84,6 +99,7 @@ class GraphexecEmbedded(Tf1StyleSystem):
     build_w2 = feature_or_unavailable(Tf1StyleSystem.build_w2)
     build_w3 = feature_or_unavailable(Tf1StyleSystem.build_w3)
     build_w5 = feature_or_unavailable(Tf1StyleSystem.build_w5)
+    build_w10 = feature_or_unavailable(Tf1StyleSystem.build_w10)
 
     @feature_or_unavailable
     def build_w7(self):

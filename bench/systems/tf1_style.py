@@ -54,6 +54,19 @@ class Tf1StyleSystem(System):
         session.run(init)
         return lambda vx, vlabels: session.run([train, loss], {x: vx, labels: vlabels})[1]
 
+    def build_w10(self):
+        graph, (images, labels, keep_prob, train, loss, init) = self.build_graph(graphs.cnn_graph)
+        session = self.new_session(graph)
+        session.run(init)
+
+        def step(vx, vlabels):
+            return session.run([train, loss], {images: vx, labels: vlabels})[1]
+
+        def first_loss(vx, vlabels):
+            return session.run(loss, {images: vx, labels: vlabels, keep_prob: 1.0})
+
+        return step, first_loss
+
     def build_w5(self, first_add):
         graph, (x, y) = self.build_graph(graphs.chain_graph, first_add)
         session = self.new_session(graph)

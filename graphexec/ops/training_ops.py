@@ -5,12 +5,17 @@ momentum's accumulator...) in `slots`, reads them from the run's variable store 
 keyed by name: the session's dict or the server's store), writes the new values back and outputs
 the variable's new value. Inputs are the gradient and the hyperparameters as scalar tensors (so a
 learning rate can be a placeholder or a decayed tensor). The update formulas are TF's kernels'.
+
+A new value never overwrites the committed one (a run that fails later must leave it untouched), but
+the common optimizers compute it without allocating: into the buffer that held the value before the
+committed one (`ctx.spares`, filled by the worker after each commit), once nothing references that
+buffer any more (`workspace.reusable`). Operations keep TF's order, so results are bit-identical.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from graphexec.ops import rules
+from graphexec.ops import rules, workspace
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 
@@ -30,17 +35,67 @@ def _read(ctx, var, grad, dtype, shape):
     return value
 
 
+def _buffer(ctx, name, like):
+    """A writable array for `name`'s new value, shaped like `like`: its spare buffer when nothing else
+    references it any more, else a new one."""
+    spares = ctx.spares
+    if spares is not None:
+        spare = spares.pop(name, None)
+        if spare is not None and workspace.reusable(spare, like):
+            spare.setflags(write=True)
+            return spare
+    return ctx.xp.empty(like.shape, dtype=like.dtype)
+
+
+def _fits(value, grad):
+    """Whether the allocation-free path applies: same-typed contiguous numpy operands (else the plain
+    expressions below, e.g. on CuPy)."""
+    return type(value) is np.ndarray and type(grad) is np.ndarray and value.dtype == grad.dtype
+
+
 def _apply_gradient_descent(ctx, alpha, grad, var, slots, dtype, shape):
-    return _write(ctx, var, _read(ctx, var, grad, dtype, shape) - alpha * grad)
+    value = _read(ctx, var, grad, dtype, shape)
+    if not _fits(value, grad):
+        return _write(ctx, var, value - alpha * grad)
+    new = _buffer(ctx, var, value)
+    np.multiply(grad, alpha, out=new)
+    return _write(ctx, var, np.subtract(value, new, out=new))
+
+
+def _moving(ctx, name, old, grad, decay):
+    """`old + (grad - old) * (1 - decay)` (Adam's m) into `name`'s buffer."""
+    new = _buffer(ctx, name, old)
+    np.subtract(grad, old, out=new)
+    new *= 1 - decay
+    new += old
+    return _write(ctx, name, new)
+
+
+def _moving_square(ctx, name, old, grad, decay):
+    """`old + (grad * grad - old) * (1 - decay)` (Adam's v, RMSProp's ms) into `name`'s buffer."""
+    new = _buffer(ctx, name, old)
+    np.multiply(grad, grad, out=new)
+    new -= old
+    new *= 1 - decay
+    new += old
+    return _write(ctx, name, new)
 
 
 def _apply_momentum(ctx, lr, grad, momentum, var, slots, dtype, shape, use_nesterov):
     value = _read(ctx, var, grad, dtype, shape)
-    accum = ctx.read_variable(slots[0]) * momentum + grad
+    old = ctx.read_variable(slots[0])
+    if use_nesterov or not _fits(value, grad) or old.dtype != grad.dtype:
+        accum = _write(ctx, slots[0], old * momentum + grad)
+        if use_nesterov:
+            return _write(ctx, var, value - (grad * lr + accum * momentum * lr))
+        return _write(ctx, var, value - lr * accum)
+    accum = _buffer(ctx, slots[0], old)
+    np.multiply(old, momentum, out=accum)
+    accum += grad
     _write(ctx, slots[0], accum)
-    if use_nesterov:
-        return _write(ctx, var, value - (grad * lr + accum * momentum * lr))
-    return _write(ctx, var, value - lr * accum)
+    new = _buffer(ctx, var, value)
+    np.multiply(accum, lr, out=new)
+    return _write(ctx, var, np.subtract(value, new, out=new))
 
 
 def _apply_adam(ctx, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, var, slots, dtype, shape):
@@ -48,15 +103,37 @@ def _apply_adam(ctx, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, 
     value = _read(ctx, var, grad, dtype, shape)
     m, v = (ctx.read_variable(s) for s in slots)
     lr_t = lr * xp.sqrt(1 - beta2_power) / (1 - beta1_power)
-    m = _write(ctx, slots[0], m + (grad - m) * (1 - beta1))
-    v = _write(ctx, slots[1], v + (grad * grad - v) * (1 - beta2))
-    return _write(ctx, var, value - lr_t * m / (xp.sqrt(v) + epsilon))
+    if not (_fits(value, grad) and m.dtype == v.dtype == grad.dtype):
+        m = _write(ctx, slots[0], m + (grad - m) * (1 - beta1))
+        v = _write(ctx, slots[1], v + (grad * grad - v) * (1 - beta2))
+        return _write(ctx, var, value - lr_t * m / (xp.sqrt(v) + epsilon))
+    m = _moving(ctx, slots[0], m, grad, beta1)
+    v = _moving_square(ctx, slots[1], v, grad, beta2)
+    denominator = workspace.scratch(np, value.shape, value.dtype)
+    np.sqrt(v, out=denominator)
+    denominator += epsilon
+    new = _buffer(ctx, var, value)
+    np.multiply(m, lr_t, out=new)
+    new /= denominator
+    return _write(ctx, var, np.subtract(value, new, out=new))
 
 
 def _apply_rms_prop(ctx, lr, rho, momentum, epsilon, grad, var, slots, dtype, shape, centered):
     xp = ctx.xp
     value = _read(ctx, var, grad, dtype, shape)
     ms = ctx.read_variable(slots[0])
+    old_mom = ctx.read_variable(slots[1])
+    if not centered and _fits(value, grad) and ms.dtype == old_mom.dtype == grad.dtype:
+        ms = _moving_square(ctx, slots[0], ms, grad, rho)
+        scratch = workspace.scratch(np, value.shape, value.dtype)
+        np.add(ms, epsilon, out=scratch)
+        np.sqrt(scratch, out=scratch)
+        mom = _buffer(ctx, slots[1], old_mom)
+        np.multiply(grad, lr, out=mom)
+        mom /= scratch
+        mom += np.multiply(old_mom, momentum, out=scratch)
+        _write(ctx, slots[1], mom)
+        return _write(ctx, var, np.subtract(value, mom, out=_buffer(ctx, var, value)))
     ms = _write(ctx, slots[0], ms + (grad * grad - ms) * (1 - rho))
     if centered:
         mg = ctx.read_variable(slots[2])
@@ -64,7 +141,7 @@ def _apply_rms_prop(ctx, lr, rho, momentum, epsilon, grad, var, slots, dtype, sh
         denominator = (ms - mg * mg) + epsilon
     else:
         denominator = ms + epsilon
-    mom = _write(ctx, slots[1], ctx.read_variable(slots[1]) * momentum + lr * grad / xp.sqrt(denominator))
+    mom = _write(ctx, slots[1], old_mom * momentum + lr * grad / xp.sqrt(denominator))
     return _write(ctx, var, value - mom)
 
 

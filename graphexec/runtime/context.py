@@ -11,7 +11,8 @@ from graphexec import errors
 class ExecContext:
     """Per-run state handed to kernels. `xp` is numpy or cupy; the same kernels serve both."""
 
-    __slots__ = ("xp", "variables", "rngs", "seed", "deadline", "cancelled", "device", "printed", "stats")
+    __slots__ = ("xp", "variables", "rngs", "seed", "deadline", "cancelled", "device", "printed", "stats",
+                 "spares")
 
     def __init__(self, xp=np, variables=None, rngs=None, seed=None, deadline=None, device="/cpu:0", printed=None):
         self.xp = xp
@@ -23,6 +24,7 @@ class ExecContext:
         self.cancelled = False
         self.device = device
         self.stats = None  # the run's NodeStats list when traced (sub-plans of If/While append to it too)
+        self.spares = None  # variable name -> its previous value's buffer, for updates to write into (numpy only)
 
     def check_interrupt(self) -> None:
         """Called between steps: stop a cancelled or expired run at the op boundary."""

@@ -12,6 +12,10 @@ State and policy:
   check); it re-reads all variables only when the version moved (another worker or replica wrote).
 * A run that changed variables writes them through to the store, with its request id and result,
   in one atomic commit BEFORE the worker answers: an acknowledged update survives this worker.
+* Double buffers: after a commit, each replaced value's array becomes its variable's spare
+  (`ExecContext.spares`); an optimizer update of the next run writes its new value into it instead of
+  allocating, but only when nothing references it any more (ops/workspace.reusable). The committed
+  value is never written, so a run that fails leaves the variables as they were.
   A request id that was already applied is answered from the stored result, without running.
 * Random-number state per session (like an in-process Session's).
 * Placement is the caller's: a run arrives with its device type and the steps pinned to the host
@@ -139,6 +143,7 @@ class WorkerCore:
         self.device_types = frozenset({placement.CPU, device_type})
         self._plans = BoundedCache(MAX_LOADED_PLANS, MAX_LOADED_PLAN_BYTES)  # -> (CachedPlan, LoadedPlan)
         self._hot: dict[tuple[str, str], tuple[int, dict]] = {}  # (container, device type) -> (version, values)
+        self._spares: dict[str, dict] = {}  # container -> variable name -> its previous value's array (numpy)
         self._rngs: dict[str, dict] = {}
         self.in_flight = 0
 
@@ -193,6 +198,9 @@ class WorkerCore:
                           placement.DEVICE_NAMES[call.device_type])
         if call.cancellation is not None:
             ctx.cancelled = call.cancellation
+        spares = None
+        if cached.writes_variables and loaded.xp is np and call.device_type == placement.CPU:
+            spares = ctx.spares = self._spares.setdefault(call.container, {})
         stats = [] if call.trace else None
         try:
             if loaded.xp is np:
@@ -216,6 +224,11 @@ class WorkerCore:
                     self._hot.pop((call.container, call.device_type), None)  # the next run reads afresh
                     raise
                 self._hot[call.container, call.device_type] = (new_version, run_variables)
+                if spares is not None:
+                    for name in changed:
+                        previous = variables.get(name)
+                        if previous is not None:
+                            spares[name] = previous
             elif not checked:  # nothing to commit, so nothing checked that the values read were current
                 current, stored = self.store.begin_run(call.container, call.request_id)
                 if stored is not None:

@@ -1,0 +1,62 @@
+"""Scratch memory that kernels reuse across steps instead of allocating.
+
+`scratch` hands out one growing buffer per thread and dtype: a kernel's temporary (a convolution's
+im2col columns) lives in memory that is already mapped and warm in the cache, rather than in a fresh
+array that the OS must fault in page by page on every step. The buffer is the calling thread's, so
+concurrent runs on a server's threads never share one; a kernel must be done with it before it returns
+(kernels never nest, so one buffer per thread suffices).
+
+`reusable` decides whether an array that nothing else references may be written over: the optimizers'
+double buffers (ops/training_ops.py) rely on it.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+
+_local = threading.local()
+
+
+def scratch(xp, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialized C-contiguous array of `shape`, valid until the calling kernel returns."""
+    if xp is not np:  # CuPy has its own memory pool
+        return xp.empty(shape, dtype=dtype)
+    size = 1
+    for d in shape:
+        size *= d
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    dtype = np.dtype(dtype)
+    buffer = buffers.get(dtype)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[dtype] = np.empty(max(size, 1), dtype=dtype)
+    return buffer[:size].reshape(shape)
+
+
+def _count(value) -> int:
+    return sys.getrefcount(value)
+
+
+def _probe(array) -> int:
+    return _count(array)  # the same call chain as in `reusable`
+
+
+def _calibrate() -> int:
+    array = np.empty(1)  # held by this one local variable, as a caller's spare is
+    return _probe(array)
+
+
+# What `_count` reports inside `reusable` for an array that only the caller's one local variable
+# references: measured, since interpreters differ in how many references their call frames hold.
+_SOLE = _calibrate()
+
+
+def reusable(array, like) -> bool:
+    """Whether `array`, held only by the caller's one local variable, may be overwritten with a value
+    shaped like `like`: nothing else references it (no dict, list, view or exported buffer), it owns its
+    memory, and it has `like`'s shape and dtype."""
+    return (type(array) is np.ndarray and array.base is None and array.flags.c_contiguous
+            and array.shape == like.shape and array.dtype == like.dtype and _count(array) <= _SOLE)
