@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphexec import dtypes, ir
+from graphexec import client, dtypes, ir
 from graphexec.base_session import BaseSession, printing_failures, write_printed
-from graphexec.client.remote import RemoteSession
 from graphexec.compiler.pipeline import compile_program
 from graphexec.config import RunOptions
 from graphexec.framework import Graph
@@ -95,7 +94,7 @@ class Session(BaseSession):
     def __new__(cls, target="", graph=None, config=None):
         target = target or os.environ.get("GRAPHEXEC_TARGET", "")
         if cls is Session and target:
-            return RemoteSession(target, graph, config)
+            return client.RemoteSession(target, graph, config)
         return super().__new__(cls)
 
     def __init__(self, target="", graph=None, config=None):
@@ -124,7 +123,7 @@ class Session(BaseSession):
         sessions share no state (each holds its own variables), so an empty target resets nothing."""
         target = target or os.environ.get("GRAPHEXEC_TARGET", "")
         if target:
-            RemoteSession.reset(target, containers, config)
+            client.RemoteSession.reset(target, containers, config)
 
 
 def _owned(value, feeds):

@@ -3,17 +3,26 @@ length, the data, and the masked CRC-32C of the data. Files written by TensorFlo
 other way round. CRC-32C comes from the `crc32c` package."""
 from __future__ import annotations
 
+import importlib
 import struct
-
-import crc32c
+import sys
 
 from graphexec import errors
 
 _MASK_DELTA = 0xA282EAD8
 
 
+def __getattr__(name: str):
+    """`crc32c` (the function) loads with the first record read or written (PEP 562), not with graphexec:
+    the package reads its version from its installed metadata when imported, which costs several ms."""
+    if name != "crc32c":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = importlib.import_module("crc32c").crc32c
+    return value
+
+
 def masked_crc(data) -> int:
-    crc = crc32c.crc32c(data)
+    crc = sys.modules[__name__].crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 

@@ -30,7 +30,7 @@ class FileWriterCache:
             if logdir not in FileWriterCache._writers:
                 suffix = f".{os.getpid()}.{next(FileWriterCache._sequence):06d}"
                 FileWriterCache._writers[logdir] = summary.FileWriter(logdir, graph=get_default_graph(),
-                                                              filename_suffix=suffix)
+                                                                      filename_suffix=suffix)
             return FileWriterCache._writers[logdir]
 
     @staticmethod

@@ -1,6 +1,7 @@
 """What `import graphexec` loads, checked in a fresh interpreter: not what only some uses need, which loads
 on first use: tensorboardX (and the boto3 it brings where installed) with tf.summary.FileWriter, absl
-with tf.app/tf.flags, tqdm with the first progress bar shown. And our TensorBoard messages keep
+with tf.app/tf.flags, tqdm with the first progress bar shown, grpc with the first remote session, crc32c
+with the first TFRecord read or written. And our TensorBoard messages keep
 TensorFlow's field numbers and wire types (compared with TensorBoard's copies of TensorFlow's protos)."""
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from graphexec.rpc import summary as ours
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFERRED = ("tensorboardX", "boto3", "botocore", "absl", "tqdm")
+DEFERRED = ("tensorboardX", "boto3", "botocore", "absl", "tqdm", "grpc", "crc32c")
 
 
 def modules_after(code: str) -> list[str]:
@@ -30,6 +31,13 @@ def test_import_graphexec_loads_no_event_file_writer():
     loaded = modules_after("import graphexec as tf; tf.summary.scalar; tf.train.SummarySaverHook")
     assert "graphexec" in loaded
     assert [name for name in DEFERRED if name in loaded] == []
+
+
+def test_in_process_sessions_load_no_grpc_and_remote_ones_do():
+    in_process = "import graphexec as tf\nwith tf.Session() as s: assert s.run(tf.constant(2) + 1) == 3\n"
+    assert "grpc" not in modules_after(in_process)
+    remote = in_process + "import graphexec.client\nassert graphexec.client.RemoteSession.__name__ == 'RemoteSession'"
+    assert "grpc" in modules_after(remote)
 
 
 def test_tf_app_and_tf_flags_load_absl_on_first_use():
