@@ -11,7 +11,7 @@ import numpy as np
 
 from graphexec import dtypes
 from graphexec.framework import apply_op
-from graphexec.ops import rules, workspace
+from graphexec.ops import interruptible, rules, workspace
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import host_ints, shape_of
 
@@ -111,7 +111,7 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
     oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
     w2 = w.reshape(-1, o)
     if _pointwise(x.shape, kh, kw, strides):
-        return (xp.ascontiguousarray(x).reshape(-1, c) @ w2).reshape(n, oh, ow, o)
+        return interruptible.matmul(ctx, xp.ascontiguousarray(x).reshape(-1, c), w2).reshape(n, oh, ow, o)
     out = xp.empty((n, oh, ow, o), dtype=xp.result_type(x, w))
     if out.size == 0 or w2.shape[0] == 0:
         out[...] = 0
@@ -119,7 +119,7 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
     patches = _patches(xp, _pad(xp, x, pads), kh, kw, strides[1], strides[2], oh, ow)
     for start, stop in _chunks(n, oh * ow * kh * kw * c * x.itemsize):
         ctx.check_interrupt()
-        xp.matmul(_columns(ctx, patches, start, stop), w2, out=out[start:stop].reshape(-1, o))
+        interruptible.matmul(ctx, _columns(ctx, patches, start, stop), w2, out=out[start:stop].reshape(-1, o))
     return out
 
 
@@ -137,14 +137,14 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
     n, h, wd, _ = sizes
     w2t = w.reshape(-1, o).T
     if _pointwise(sizes, kh, kw, strides):
-        return (xp.ascontiguousarray(dy).reshape(-1, o) @ w2t).reshape(sizes)
+        return interruptible.matmul(ctx, xp.ascontiguousarray(dy).reshape(-1, o), w2t).reshape(sizes)
     dtype = xp.result_type(w, dy)
     padded = xp.zeros((n, h + pads[1][0] + pads[1][1], wd + pads[2][0] + pads[2][1], c), dtype=dtype)
     dy2 = dy.reshape(n, -1, o)
     for start, stop in _chunks(n, oh * ow * kh * kw * c * padded.itemsize):
         ctx.check_interrupt()
         cols = workspace.scratch(xp, ((stop - start) * oh * ow, kh * kw * c), dtype)
-        xp.matmul(dy2[start:stop].reshape(-1, o), w2t, out=cols)
+        interruptible.matmul(ctx, dy2[start:stop].reshape(-1, o), w2t, out=cols)
         cols = cols.reshape(stop - start, oh, ow, kh, kw, c)
         target = padded[start:stop]
         for i, j, view in _windows(xp, target, kh, kw, strides[1], strides[2], oh, ow):
@@ -158,13 +158,14 @@ def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_forma
     n = x.shape[0]
     oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
     if _pointwise(x.shape, kh, kw, strides):
-        return (xp.ascontiguousarray(x).reshape(-1, c).T @ dy.reshape(-1, o)).reshape(kh, kw, c, o)
+        grad = interruptible.matmul(ctx, xp.ascontiguousarray(x).reshape(-1, c).T, dy.reshape(-1, o))
+        return grad.reshape(kh, kw, c, o)
     grad = xp.zeros((kh * kw * c, o), dtype=xp.result_type(x, dy))
     patches = _patches(xp, _pad(xp, x, pads), kh, kw, strides[1], strides[2], oh, ow)
     dy2 = dy.reshape(n, -1, o)
     for start, stop in _chunks(n, oh * ow * kh * kw * c * x.itemsize):
         ctx.check_interrupt()
-        grad += _columns(ctx, patches, start, stop).T @ dy2[start:stop].reshape(-1, o)
+        grad += interruptible.matmul(ctx, _columns(ctx, patches, start, stop).T, dy2[start:stop].reshape(-1, o))
     return grad.reshape(kh, kw, c, o)
 
 

@@ -14,13 +14,15 @@ import numpy as np
 BLOCK_MACS = 1 << 28
 
 
-def matmul(ctx, a, b):
-    """a @ b, in interruptible blocks when it is large and the run can be stopped (numpy, 2-D)."""
+def matmul(ctx, a, b, out=None):
+    """a @ b (into `out` when given), in interruptible blocks when it is large and the run can be
+    stopped (numpy, 2-D)."""
     if not (a.ndim == 2 and b.ndim == 2 and ctx.xp is np and (ctx.deadline is not None or ctx.cancelled is not False)
             and a.shape[0] * a.shape[1] * b.shape[1] > BLOCK_MACS):
-        return ctx.xp.matmul(a, b)
+        return ctx.xp.matmul(a, b, out=out)
     (m, k), n = a.shape, b.shape[1]
-    out = np.empty((m, n), np.result_type(a, b))
+    if out is None:
+        out = np.empty((m, n), np.result_type(a, b))
     rows = max(1, BLOCK_MACS // max(k * n, 1))
     depth = k if k * n <= BLOCK_MACS else max(1, BLOCK_MACS // max(n, 1))
     for start in range(0, m, rows):
