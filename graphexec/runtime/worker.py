@@ -10,13 +10,19 @@ State and policy:
 * Hot variables per container, tagged with the store's variable version. A run that reads or writes
   variables first asks the store for the version (one round trip, together with the request-id
   check); it re-reads all variables only when the version moved (another worker or replica wrote).
+  On a shared store (Redis) a run that writes variables and has a request id skips that question
+  when its variables are hot: its commit checks both, and aborts if the version moved (the server
+  then runs it again under the container's lock, and this worker re-reads: its copy is dropped).
+  So a training step on a hot worker is one round trip to Redis.
 * A run that changed variables writes them through to the store, with its request id and result,
   in one atomic commit BEFORE the worker answers: an acknowledged update survives this worker.
+  A request id that was already applied is answered from the stored result, without running (or,
+  on the path without the question, after running: its commit writes nothing and answers the
+  stored result).
 * Double buffers: after a commit, each replaced value's array becomes its variable's spare
   (`ExecContext.spares`); an optimizer update of the next run writes its new value into it instead of
   allocating, but only when nothing references it any more (ops/workspace.reusable). The committed
   value is never written, so a run that fails leaves the variables as they were.
-  A request id that was already applied is answered from the stored result, without running.
 * Random-number state per session (like an in-process Session's).
 * Placement is the caller's: a run arrives with its device type and the steps pinned to the host
   CPU (`PlanCall.host_steps`). A GPU worker runs with CuPy as the array module; the host steps run

@@ -83,6 +83,7 @@ class RemoteWorker:
         self._metadata = metadata or None
         self._idle: list[_Lane] = []  # lanes not carrying a call (list.pop/append are atomic)
         self._lanes: set[_Lane] = set()  # all open lanes, closed with the worker
+        self._guard = threading.Lock()  # for _lanes (touched when a lane opens or closes, not per call)
         self.in_flight = 0
 
     def _lane(self) -> _Lane:
@@ -91,7 +92,8 @@ class RemoteWorker:
         else:
             channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
         lane = _Lane(channel, methods.client_calls(channel, methods.WORKER_SERVICE)["RunPlan"])
-        self._lanes.add(lane)
+        with self._guard:
+            self._lanes.add(lane)
         return lane
 
     def update(self, info: dict) -> None:
@@ -122,21 +124,24 @@ class RemoteWorker:
         except (grpc.RpcError, ValueError) as exc:  # ValueError: the lane was closed before the call began
             if lane.cancelled:
                 raise errors.CancelledError(None, None, "Run was cancelled") from None
-            if isinstance(exc, ValueError):
-                raise
+            if isinstance(exc, ValueError):  # closed with the worker, which left the registry
+                raise WorkerLost(None, None, f"worker {self.name} is no longer registered") from None
             raise _worker_error(self, exc) from None
         finally:
             self.in_flight -= 1
             if lane.release():
                 self._idle.append(lane)
             else:
-                self._lanes.discard(lane)
+                with self._guard:
+                    self._lanes.discard(lane)
         fetches, stats, deduplicated, worker, printed = convert.run_plan_reply(reply)
         return PlanResult(fetches, stats, deduplicated, worker or self.name, printed)
 
     def close(self):
         self._idle = []
-        for lane in list(self._lanes):
+        with self._guard:
+            lanes, self._lanes = self._lanes, set()
+        for lane in lanes:
             lane.channel.close()
 
 

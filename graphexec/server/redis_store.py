@@ -5,12 +5,15 @@ Keys (prefix `graphexec:`):
                                after BLOB_TTL_S unread (a client re-sends a graph the server lost)
   session:{handle}             session record (JSON); expires after SESSION_TTL_S unused, so sessions
                                of clients that died without closing do not pile up
-  vars:{container}             hash: variable name -> serialized Tensor
+  heads:{container}            hash: variable name -> its serialized Tensor up to the content bytes
+  var:{container}:{name}       the variable's content bytes (the head and these make the Tensor)
+  vars:{container}             hash: variable name -> serialized Tensor, as earlier versions wrote
+                               them: read (heads: wins), deleted by reset, never written
   version:{container}          integer bumped by every commit
   applied:{container}:{id}     result of an applied request id, with a TTL; set by the same script
                                run as the variable updates it acknowledges
-  stage:{container}:{token}:{i}  a value staged for a commit, pipelined just before the script that
-                               moves it into vars: (or drops it); expires unused after STAGED_TTL_MS
+  stage:{container}:{token}:{i}  content staged for a commit, pipelined just before the script that
+                               renames it into place (or drops it); expires unused after STAGED_TTL_MS
   lock:{container}             update lock, taken after a commit aborted: "{request id}:{random}" with
                                a short TTL that a background thread renews while the lock is held (a
                                dead holder's lock expires quickly); commits of other runs abort while
@@ -56,15 +59,16 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 _CLAIM = ("redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) "
           "if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end "
           "redis.call('zadd', KEYS[1], ARGV[2], ARGV[4]) redis.call('expire', KEYS[1], ARGV[5]) return 1")
-# KEYS: version, applied:{request id}, vars, lock, staged values...; ARGV: base version, result, its TTL,
-# the lock owner prefix (the request id and ":"), whether there is a request id, the time (Redis's
-# clock, ms) after which the sender no longer waits, then name and head of each staged value.
-# A request id already applied is answered with its stored result; a version that moved, a commit
-# that arrives too late (Redis was paused) or a lock held by another run aborts; else the values go
-# into place (head and staged content), the version is bumped and the result recorded: one atomic
-# step. Staged keys go either way.
+# KEYS: version, applied:{request id}, heads, lock, then (staged content, variable key) per value;
+# ARGV: base version, result, its TTL, the lock owner prefix (the request id and ":"), whether there is
+# a request id, the time (Redis's clock, ms) after which the sender no longer waits, then (name, head)
+# per value. A request id already applied is answered with its stored result; a version that moved, a
+# commit that arrives too late (Redis was paused) or a lock held by another run aborts; else the staged
+# contents are renamed into place (no copy), the heads set, the version bumped and the result recorded:
+# one atomic step. Staged keys are dropped when it aborts. (Under Redis's maxmemory only a script's
+# first write can be refused: HSET comes first, so a refused commit writes nothing.)
 _COMMIT = """
-local function drop() for i = 5, #KEYS do redis.call('del', KEYS[i]) end end
+local function drop() for i = 5, #KEYS, 2 do redis.call('del', KEYS[i]) end end
 if ARGV[5] == '1' then
   local stored = redis.call('get', KEYS[2])
   if stored then drop() return {'applied', stored} end
@@ -75,15 +79,31 @@ local now = redis.call('time')
 if now[1] * 1000 + math.floor(now[2] / 1000) > tonumber(ARGV[6]) then drop() return {'late', ''} end
 local holder = redis.call('get', KEYS[4])
 if holder and string.sub(holder, 1, #ARGV[4]) ~= ARGV[4] then drop() return {'another run holds the lock', ''} end
-for i = 5, #KEYS do
-  local content = redis.call('get', KEYS[i])
-  if not content then drop() return {'a staged value expired', ''} end
-  redis.call('hset', KEYS[3], ARGV[2 * i - 3], ARGV[2 * i - 2] .. content)
+for i = 5, #KEYS, 2 do
+  if redis.call('exists', KEYS[i]) == 0 then drop() return {'a staged value expired', ''} end
 end
-drop()
+for i = 5, #KEYS, 2 do redis.call('hset', KEYS[3], ARGV[i + 2], ARGV[i + 3]) end  -- first: OOM stops it here
+for i = 5, #KEYS, 2 do
+  redis.call('rename', KEYS[i], KEYS[i + 1])
+  redis.call('persist', KEYS[i + 1])  -- the staged key's expiry came along
+end
 local new = redis.call('incr', KEYS[1])
 if ARGV[5] == '1' then redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
 return {'ok', tostring(new)}
+"""
+# KEYS: version, heads, the earlier versions' vars hash; ARGV: the prefix of variable keys. Returns
+# version, heads (name, head, ...), their contents in that order, and the earlier hash (name, value, ...).
+_READ = """
+local heads = redis.call('hgetall', KEYS[2])
+local contents = {}
+for i = 1, #heads, 2 do contents[#contents + 1] = redis.call('get', ARGV[1] .. heads[i]) or '' end
+return {redis.call('get', KEYS[1]) or '0', heads, contents, redis.call('hgetall', KEYS[3])}
+"""
+# KEYS: version, heads, the earlier versions' vars hash; ARGV: the prefix of variable keys.
+_RESET = """
+for _, name in ipairs(redis.call('hkeys', KEYS[2])) do redis.call('del', ARGV[1] .. name) end
+redis.call('del', KEYS[2], KEYS[3])
+return redis.call('incr', KEYS[1])
 """
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
           "else return 0 end")
@@ -152,6 +172,8 @@ class RedisStore(Store):
         self._release = self.client.register_script(_RELEASE)
         self._renew = self.client.register_script(_RENEW)
         self._claim = self.client.register_script(_CLAIM)
+        self._read = self.client.register_script(_READ)
+        self._reset = self.client.register_script(_RESET)
         self._commit_sha = self.client.register_script(_COMMIT).sha  # loaded at the first NOSCRIPT
         self._clock_offset, self._clock_checked = 0.0, -CLOCK_CHECK_S
         self._held: dict[str, str] = {}  # lock key -> token, renewed until released
@@ -206,11 +228,16 @@ class RedisStore(Store):
 
     @_guarded
     def read_variables(self, container):
-        pipe = self.client.pipeline(transaction=True)  # one snapshot: version and values together
-        pipe.get(f"{PREFIX}version:{container}")
-        pipe.hgetall(f"{PREFIX}vars:{container}")
-        version, values = pipe.execute()
-        return int(version or 0), {name.decode(): tensors.tensor_from_bytes(data) for name, data in values.items()}
+        version, heads, contents, earlier = self._read(keys=self._variable_keys(container),
+                                                       args=[f"{PREFIX}var:{container}:"])
+        values = {earlier[i].decode(): tensors.tensor_from_bytes(earlier[i + 1]) for i in range(0, len(earlier), 2)}
+        for i, content in enumerate(contents):
+            values[heads[2 * i].decode()] = tensors.tensor_from_bytes(heads[2 * i + 1] + content)
+        return int(version), values
+
+    @staticmethod
+    def _variable_keys(container):
+        return [f"{PREFIX}version:{container}", f"{PREFIX}heads:{container}", f"{PREFIX}vars:{container}"]
 
     @_guarded
     def commit(self, container, base_version, updates, request_id, result):
@@ -218,7 +245,7 @@ class RedisStore(Store):
         # the array), then the _COMMIT script checks and applies them atomically.
         stage = f"{PREFIX}stage:{container}:{secrets.token_hex(8)}:"
         keys = [f"{PREFIX}version:{container}", f"{PREFIX}applied:{container}:{request_id}",
-                f"{PREFIX}vars:{container}", f"{PREFIX}lock:{container}"]
+                f"{PREFIX}heads:{container}", f"{PREFIX}lock:{container}"]
         # A commit that reaches Redis after we stopped waiting (Redis was paused) must not apply: the
         # caller reports it failed.
         args = [base_version, result, APPLIED_TTL_S, f"{request_id}:", 1 if request_id else 0,
@@ -226,15 +253,15 @@ class RedisStore(Store):
         pipe = self.client.pipeline(transaction=False)
         for index, (name, value) in enumerate(updates.items()):
             head, content = codec.tensor_parts(value)
-            keys.append(f"{stage}{index}")
+            keys += [f"{stage}{index}", f"{PREFIX}var:{container}:{name}"]
             args += [name, head]
-            pipe.set(keys[-1], content, px=STAGED_TTL_MS)
+            pipe.set(keys[-2], content, px=STAGED_TTL_MS)
         pipe.evalsha(self._commit_sha, len(keys), *keys, *args)
         try:
             outcome, value = pipe.execute()[-1]
         except redis.exceptions.NoScriptError:  # Redis restarted since we loaded it (or we never did)
             if len(keys) > 4:
-                self.client.delete(*keys[4:])
+                self.client.delete(*keys[4::2])
             self._commit_sha = self.client.script_load(_COMMIT)
             return self.commit.__wrapped__(self, container, base_version, updates, request_id, result)
         if outcome == b"ok":
@@ -259,10 +286,7 @@ class RedisStore(Store):
 
     @_guarded
     def reset(self, container):
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(f"{PREFIX}vars:{container}")
-        pipe.incr(f"{PREFIX}version:{container}")
-        pipe.execute()
+        self._reset(keys=self._variable_keys(container), args=[f"{PREFIX}var:{container}:"])
 
     @contextlib.contextmanager
     def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S, owner=0):

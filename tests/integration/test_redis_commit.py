@@ -14,6 +14,7 @@ import redis
 
 import graphexec as tf
 from graphexec.errors import AbortedError
+from graphexec.rpc import tensors
 from graphexec.runtime.store import AlreadyApplied
 from graphexec.server.redis_store import PREFIX, RedisStore
 
@@ -62,6 +63,23 @@ def test_a_commit_answers_a_seen_request_id_and_aborts_on_a_moved_version_or_ano
         assert version == 2 and values["v"].tolist() == [3.0, 3.0]
         assert store.begin_run("c", 2)[1] is None and store.begin_run("c", 4)[1] is None  # aborted: not applied
         assert not client.keys(f"{PREFIX}stage:*")
+    finally:
+        store.close()
+
+
+def test_variables_an_earlier_version_wrote_are_read_and_reset(redis_server):
+    store, client = RedisStore(redis_server.url), redis.Redis.from_url(redis_server.url)
+    try:  # earlier versions kept each variable whole in one hash
+        client.hset(f"{PREFIX}vars:c", mapping={"old": tensors.tensor_to_bytes(np.arange(3, dtype=np.int32)),
+                                                "both": tensors.tensor_to_bytes(np.zeros(2, np.float32))})
+        client.set(f"{PREFIX}version:c", 5)
+        assert store.commit("c", 5, {"both": np.ones(2, np.float32)}, 0, b"") == 6
+        version, values = store.read_variables("c")
+        assert version == 6 and values["old"].tolist() == [0, 1, 2] and values["both"].tolist() == [1.0, 1.0]
+        assert client.ttl(f"{PREFIX}var:c:both") == -1  # not the staged key's expiry
+        store.reset("c")
+        assert store.read_variables("c") == (7, {})
+        assert not client.keys(f"{PREFIX}var*:c*") and not client.keys(f"{PREFIX}heads:*")
     finally:
         store.close()
 

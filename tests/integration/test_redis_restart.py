@@ -95,6 +95,7 @@ def test_session_records_and_blobs_expire_when_unused_but_variables_never(redis_
         assert store.get_blob("plan", "k") == b"plan bytes"
         assert client.ttl(f"{redis_store.PREFIX}blob:plan:k") > redis_store.BLOB_TTL_S - 60  # refreshed
         assert 0 < client.ttl(f"{redis_store.PREFIX}session:h") <= redis_store.SESSION_TTL_S
-        assert client.ttl(f"{redis_store.PREFIX}vars:c") == -1  # no expiry on variables
+        assert client.ttl(f"{redis_store.PREFIX}heads:c") == -1  # no expiry on variables
+        assert client.ttl(f"{redis_store.PREFIX}var:c:w") == -1
     finally:
         store.close()
