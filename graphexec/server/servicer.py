@@ -41,7 +41,8 @@ class GraphExecServicer:
     def __init__(self, service: Service, limits: Limits = server_limits.DEFAULT):
         self.service = service
         self.limits = limits
-        self.admission = Admission(limits, service.metrics.calls_queued)  # runs waiting beyond --threads
+        self.admission = Admission(limits)
+        service.metrics.count_queued(self.admission.waiting)  # runs waiting beyond --threads
         self.streams = StreamGuard(limits)
 
     # -- sessions -------------------------------------------------------------------------------------
@@ -324,7 +325,7 @@ def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits
     return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service, limits), address, threads,
                                  options, reflect=reflect, credentials=credentials, authenticate=authenticate,
                                  interceptors=(telemetry.Interceptor(service.metrics),),
-                                 queued=service.metrics.calls_queued, health_servicer=health,
+                                 queued=service.metrics.count_queued, health_servicer=health,
                                  max_concurrent_rpcs=threads)
 
 
