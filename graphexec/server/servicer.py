@@ -238,8 +238,9 @@ def _wants_metadata(options) -> bool:
 
 
 def _require_content(feeds) -> None:
-    if any(isinstance(f, tuple) for f in feeds):
-        raise DecodeError("a feed without content (parts are only accepted on the Run stream)")
+    for feed in feeds:
+        if isinstance(feed, tuple):
+            raise DecodeError("a feed without content (parts are only accepted on the Run stream)")
 
 
 def _fill_metadata(out: spb.RunMetadata, outcome: RunOutcome, options, source: str, compile_ms: float) -> None:
@@ -337,6 +338,7 @@ def _labelled(authenticate):
     """`authenticate`, also naming the tenant in the call's metrics and log line."""
     def tenant_of(metadata) -> str:
         tenant = authenticate(metadata)
-        telemetry.annotate(tenant=tenant or telemetry.DEFAULT_TENANT)
+        if tenant:  # the single tenant is logged as DEFAULT_TENANT, each call's default
+            telemetry.annotate(tenant=tenant)
         return tenant
     return tenant_of

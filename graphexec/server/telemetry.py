@@ -164,7 +164,7 @@ def annotate(**fields) -> None:
     None values are left out."""
     call = getattr(_current, "call", None)
     if call is not None:
-        call.fields.update((k, v) for k, v in fields.items() if v is not None)
+        call.fields.update(fields)  # None values are dropped when the line is logged
 
 
 def tenant() -> str:
@@ -268,7 +268,7 @@ class Interceptor(grpc.ServerInterceptor):
         if log.isEnabledFor(level):
             fields = {"call_id": secrets.token_hex(8), "method": call.method, "code": name,
                       "duration_ms": round(seconds * 1e3, 3), "received_bytes": call.received,
-                      "sent_bytes": call.sent, **call.fields}
+                      "sent_bytes": call.sent, **{k: v for k, v in call.fields.items() if v is not None}}
             log.log(level, "%s %s in %.1f ms", call.method, name, seconds * 1e3, extra=fields)
 
     def _labelled(self, method: str, code) -> tuple:
