@@ -1,12 +1,16 @@
 """Run every workload against every system, back to back, and print one table.
 
-    python -m bench.run [--quick] [--systems graphexec tf_grpc ...] [--workloads W1,W2]
+    python -m bench.run [--quick] [--busy] [--systems graphexec tf_grpc ...] [--workloads W1,W2]
                         [--rounds N] [--out bench/results]
 
 Each system runs in its own child process (bench.child), inside a private network namespace
 with only loopback (`unshare --net`, needs root) when possible; TF's gRPC server refuses to
 run without one. A full run does 3 rounds (alternating the system order) and reports each
 figure's median. Writes OUT/latest.json and OUT/latest.md.
+
+`--busy`: the same run with one CPU-bound neighbour process (a pure-Python spin loop) running the
+whole time, as on a shared machine; written to OUT/latest-busy.json and .md, so a quiet run's
+results stay.
 """
 
 import argparse
@@ -27,6 +31,7 @@ from bench.systems import SYSTEMS
 
 ORDER = ["graphexec", "tf_grpc", "grpc_echo", "tf_inprocess", "graphexec_inprocess", "numpy", "graphexec_redis"]
 TIMEOUT_S = {"quick": 100, "full": 480}  # per system; a hung system is killed and shown as error
+NEIGHBOUR = "while True: pass"  # --busy: a pure-Python spin loop holds one core
 NETNS_PREFIX = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
 
 
@@ -82,6 +87,8 @@ def parse_args():
     parser.add_argument("--workloads", default=",".join(workloads.MEASURES), help="e.g. W1,W2")
     parser.add_argument("--out", default="bench/results", help="directory for latest.json/.md")
     parser.add_argument("--timeout", type=float, help="seconds per system before it is killed")
+    parser.add_argument("--busy", action="store_true",
+                        help="run with one CPU-bound neighbour process the whole time; writes latest-busy.*")
     parser.add_argument("--rounds", type=int,
                         help="run everything this many times and report medians (default: quick 1, full 3)")
     args = parser.parse_args()
@@ -101,12 +108,18 @@ def main():
     print(f"bench: {'quick' if args.quick else 'full'} run, systems {' '.join(args.systems)}; "
           f"private network namespace: {'yes' if netns else 'no (not root?)'}; logs in {log_dir}",
           file=sys.stderr, flush=True)
+    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if args.busy else None
     rounds = []
-    for number in range(args.rounds):
-        # Every other round runs the systems in reverse, so slow drift hits all of them alike.
-        order = args.systems if number % 2 == 0 else args.systems[::-1]
-        print(f"bench: round {number + 1}/{args.rounds}: {' '.join(order)}", file=sys.stderr, flush=True)
-        rounds.append({system: run_child(system, args, netns, log_dir) for system in order})
+    try:
+        for number in range(args.rounds):
+            # Every other round runs the systems in reverse, so slow drift hits all of them alike.
+            order = args.systems if number % 2 == 0 else args.systems[::-1]
+            print(f"bench: round {number + 1}/{args.rounds}: {' '.join(order)}", file=sys.stderr, flush=True)
+            rounds.append({system: run_child(system, args, netns, log_dir) for system in order})
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
     results = report.merge_rounds([{s: r[s] for s in args.systems} for r in rounds])
 
     header, rows, notes = report.build_table(results)
@@ -114,6 +127,7 @@ def main():
     meta = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "mode": "quick" if args.quick else "full",
+        "busy": args.busy,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "machine": platform.platform(),
@@ -123,13 +137,15 @@ def main():
         "duration_s": round(time.time() - started, 1),
         "params": (workloads.QUICK if args.quick else workloads.FULL).__dict__,
     }
+    busy = ", BUSY: one CPU-bound neighbour process throughout" if args.busy else ""
     heading = (f"{meta['date_utc']}, {meta['mode']} run ({args.rounds} round{'s' * (args.rounds > 1)}, "
-               f"medians), {meta['cpus']} CPUs, took {meta['duration_s']:.0f} s")
+               f"medians), {meta['cpus']} CPUs{busy}, took {meta['duration_s']:.0f} s")
     print(f"\n{heading}\n{table}")
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "latest.json"), "w") as f:
+    name = "latest-busy" if args.busy else "latest"
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
         json.dump({"meta": meta, "results": results, "rounds": rounds, "table": table}, f, indent=1)
-    with open(os.path.join(args.out, "latest.md"), "w") as f:
+    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
         f.write(f"# Benchmark results\n\n{heading}\n\n{table}\n")
 
 

@@ -13,6 +13,7 @@ from graphexec.fetches import FetchMapper
 from graphexec.framework import Graph, Tensor, get_default_graph
 from graphexec.runtime.feeds import convert_feed
 
+MAX_PREPARED_RUNS = 256
 ITERATORS = "graphexec_iterators"  # graph collection of tf.data iterators (graphexec/data/iterator.py)
 
 
@@ -24,14 +25,50 @@ class BaseSession:
         self._closed = False
         self._default_context = None
         self._ancestor_cache: dict = {}
+        self._prepared_runs: dict = {}  # see _prepared
 
     # -- public API -----------------------------------------------------------------------------
     def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
         if self._closed:
             raise RuntimeError("Attempted to use a closed Session.")
-        mapper = FetchMapper(self.graph, fetches)
-        feed_names, feed_values = self._normalize_feeds(feed_dict)
+        prepared = self._prepared(fetches, feed_dict)
+        if prepared is None:
+            mapper = FetchMapper(self.graph, fetches)
+            feed_names, feed_values = self._normalize_feeds(feed_dict)
+        else:
+            mapper, feed_names, fed = prepared
+            values = list(feed_dict.values()) if feed_dict else ()
+            feed_values = [convert_feed(values[i], ir.TensorType(t.dtype, t._shape), name, t.op.source)
+                           for i, t, name in fed]
         return mapper.build(self._run_mapped(mapper, feed_names, feed_values, options, run_metadata, feed_dict))
+
+    def _prepared(self, fetches, feed_dict):
+        """(mapper, feed names, [(position in feed_dict, tensor, name)] in name order) for a run that
+        repeats an earlier one's fetches and feed keys (a training loop's): resolved once, not per run.
+        None when the fetches are nested or unhashable (those are resolved every time)."""
+        kind = type(fetches)
+        if kind is list or kind is tuple:
+            for fetch in fetches:
+                if isinstance(fetch, (list, tuple, dict)):
+                    return None
+            fetch_key = (kind, *fetches)
+        elif isinstance(fetches, (tuple, dict)):  # namedtuples and dicts: structures of their own
+            return None
+        else:
+            fetch_key = (kind, fetches)
+        key = (fetch_key, *feed_dict) if feed_dict else fetch_key
+        try:
+            prepared = self._prepared_runs.get(key)
+        except TypeError:  # an unhashable fetch or feed key
+            return None
+        if prepared is None:
+            mapper = FetchMapper(self.graph, fetches)
+            named = sorted(((self._feed_key(k), i) for i, k in enumerate(feed_dict or ())), key=_name_of_first)
+            fed = tuple((i, tensor, tensor.name) for tensor, i in named)
+            if len(self._prepared_runs) >= MAX_PREPARED_RUNS:
+                self._prepared_runs.clear()
+            prepared = self._prepared_runs[key] = (mapper, [name for _, _, name in fed], fed)
+        return prepared
 
     def stream(self, fetches, feed_iter, max_in_flight=32, options=None):
         """Yield `run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order. Remote sessions
@@ -175,3 +212,7 @@ def printing_failures(run):
 
 def _first(item):
     return item[0]
+
+
+def _name_of_first(item):
+    return item[0].name

@@ -53,6 +53,12 @@ class Connection:
         """Raw unary call with retries on UNAVAILABLE; raises the matching tf.errors class."""
         deadline = None if timeout is None else time.monotonic() + timeout
         stub = self._calls[method]
+        try:  # the first attempt directly: retries are rare, and the retry machinery costs on every call
+            return stub(data, timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            if not retry:
+                raise status.error_from_rpc(exc) from None
+            failed = exc
 
         def attempt():
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
@@ -61,7 +67,7 @@ class Connection:
         try:
             # A run carries a request id: retrying it while its outcome is unknown ends in the truth.
             outcome_unknown = store_unavailable if method in RUNS else None
-            return self.retry.call(attempt, deadline, outcome_unknown) if retry else attempt()
+            return self.retry.call(attempt, deadline, outcome_unknown, failed)
         except grpc.RpcError as exc:
             raise status.error_from_rpc(exc) from None
 

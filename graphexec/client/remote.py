@@ -152,9 +152,14 @@ class RemoteSession(BaseSession):
 
     # -- running ------------------------------------------------------------------------------------
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
-        response, made, fetches = printing_failures(
-            lambda: self._run_once(feed_names, feed_values, fetch_names, targets, options, run_metadata))
-        write_printed(response.printed)
+        try:
+            response, made, fetches = self._run_once(feed_names, feed_values, fetch_names, targets, options,
+                                                     run_metadata)
+        except errors.OpError as exc:
+            write_printed(exc.printed)  # what the run printed before failing
+            raise
+        if response.printed:
+            write_printed(response.printed)
         if run_metadata is not None:
             self._record(response, made, run_metadata)
         return [_result(f) for f in fetches]
@@ -414,11 +419,14 @@ class SessionStream:
             self._call = None
 
 
+_REQUEST_ID_KEY = codec.varint_field(spb.RunCallableRequest, "request_id", 0)[:-1]  # the field's key (value 0 is one byte)
+
+
 def _encode_run(header: bytes, request_id: int, feeds) -> bytes:
     """A RunCallableRequest (or, field for field, a Run stream RunRequest): the cached header, the run's
     request id, and the feeds."""
-    data = header + codec.varint_field(spb.RunCallableRequest, "request_id", request_id)
-    return codec.encode_tensor_message(data, "feeds", feeds, message_class=spb.RunCallableRequest)
+    return codec.encode_tensor_message(header + _REQUEST_ID_KEY + codec.varint(request_id), "feeds", feeds,
+                                       message_class=spb.RunCallableRequest)
 
 
 def _any_large(feeds) -> bool:

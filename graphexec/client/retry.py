@@ -44,27 +44,31 @@ class RetryPolicy:
             yield random.uniform(0, wait)
             wait = min(wait * self.multiplier, self.max_backoff_s)
 
-    def call(self, attempt, deadline: float | None = None, outcome_unknown=None):
+    def call(self, attempt, deadline: float | None = None, outcome_unknown=None, failed: grpc.RpcError | None = None):
         """`attempt()` until it succeeds, fails with a non-retryable status, or attempts/time run out;
-        while `outcome_unknown(error)` says a failure may yet take effect, until unknown_outcome_s."""
+        while `outcome_unknown(error)` says a failure may yet take effect, until unknown_outcome_s.
+        `failed`: the first attempt, made already (a fast path that tries once before coming here), failed so."""
         waits = self.backoffs()
         started = time.monotonic()
+        failure = failed
         while True:
-            try:
-                return attempt()
-            except grpc.RpcError as exc:
-                if exc.code() not in self.retryable:
-                    raise
-                wait = next(waits, None)
-                window = self._extended_window(exc, outcome_unknown)
-                if wait is None and self.max_attempts > 1 and window:
-                    wait = random.uniform(0, self.max_backoff_s)
-                    if time.monotonic() + wait >= started + window:
-                        raise
-                if wait is None or (deadline is not None and time.monotonic() + wait >= deadline):
-                    raise
-                time.sleep(wait)
-
+            if failure is None:
+                try:
+                    return attempt()
+                except grpc.RpcError as exc:
+                    failure = exc
+            if failure.code() not in self.retryable:
+                raise failure
+            wait = next(waits, None)
+            window = self._extended_window(failure, outcome_unknown)
+            if wait is None and self.max_attempts > 1 and window:
+                wait = random.uniform(0, self.max_backoff_s)
+                if time.monotonic() + wait >= started + window:
+                    raise failure
+            if wait is None or (deadline is not None and time.monotonic() + wait >= deadline):
+                raise failure
+            time.sleep(wait)
+            failure = None
 
     def _extended_window(self, exc: grpc.RpcError, outcome_unknown) -> float:
         """Seconds to keep retrying `exc` after max_attempts: 0, or a window that its cause may outlast."""

@@ -41,7 +41,10 @@ def field_number(message_class, name: str) -> int:
 
 
 # -- writing ------------------------------------------------------------------------------------------
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """A non-negative int as a protobuf varint."""
+    if 0 <= value < 0x80:
+        return _SMALL_VARINTS[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -50,8 +53,11 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SMALL_VARINTS = [bytes((i,)) for i in range(0x80)]
+
+
 def _key(number: int, wire_type: int) -> bytes:
-    return _varint((number << 3) | wire_type)
+    return varint((number << 3) | wire_type)
 
 
 _DTYPE_KEY = _key(TENSOR_DTYPE, _VARINT)
@@ -60,18 +66,18 @@ _CONTENT_KEY = _key(TENSOR_CONTENT, _DELIMITED)
 
 
 def _dtype_and_shape(dtype_value: int, shape) -> bytearray:
-    body = bytearray(_DTYPE_KEY) + _varint(dtype_value)
+    body = bytearray(_DTYPE_KEY) + varint(dtype_value)
     if shape:
-        dims = b"".join(_varint(d) for d in shape)
-        body += _SHAPE_KEY + _varint(len(dims)) + dims
+        dims = b"".join(varint(d) for d in shape)
+        body += _SHAPE_KEY + varint(len(dims)) + dims
     return body
 
 
 @functools.lru_cache(maxsize=4096)
 def _tensor_head(number: int, dtype: np.dtype, shape: tuple, nbytes: int) -> bytes:
     """Everything of a `Tensor` element but its content bytes (cached: runs repeat their shapes)."""
-    body = _dtype_and_shape(dtype_enum(dtypes.from_numpy(dtype)), shape) + _CONTENT_KEY + _varint(nbytes)
-    return _key(number, _DELIMITED) + _varint(len(body) + nbytes) + bytes(body)
+    body = _dtype_and_shape(dtype_enum(dtypes.from_numpy(dtype)), shape) + _CONTENT_KEY + varint(nbytes)
+    return _key(number, _DELIMITED) + varint(len(body) + nbytes) + bytes(body)
 
 
 def _tensor_pieces(number: int, array) -> list:
@@ -89,7 +95,7 @@ def _tensor_pieces(number: int, array) -> list:
 def _shell_pieces(number: int, dtype_value: int, shape) -> list:
     """A Tensor element with dtype and shape but no content (its content travels in parts)."""
     body = _dtype_and_shape(dtype_value, shape)
-    return [_key(number, _DELIMITED) + _varint(len(body)) + bytes(body)]
+    return [_key(number, _DELIMITED) + varint(len(body)) + bytes(body)]
 
 
 def tensor_parts(array) -> tuple[bytes, object]:
@@ -118,18 +124,18 @@ def encode_tensor_message(message, field: str, arrays=(), *, shells=None, raw_fi
         else:
             pieces += _tensor_pieces(number, array)
     if raw is not None:
-        pieces += [_key(field_number(cls, raw_field), _DELIMITED) + _varint(len(raw)), raw]
+        pieces += [_key(field_number(cls, raw_field), _DELIMITED) + varint(len(raw)), raw]
     return b"".join(pieces)
 
 
 def varint_field(message_class, name: str, value: int) -> bytes:
     """Varint field `name` of `message_class`, to append to a serialized message (protobuf merges it in)."""
-    return _key(field_number(message_class, name), _VARINT) + _varint(value)
+    return _key(field_number(message_class, name), _VARINT) + varint(value)
 
 
 def message_field(message_class, name: str, data: bytes) -> bytes:
     """An element of repeated message field `name` of `message_class`, holding serialized `data`."""
-    return _key(field_number(message_class, name), _DELIMITED) + _varint(len(data)) + data
+    return _key(field_number(message_class, name), _DELIMITED) + varint(len(data)) + data
 
 
 def parted_frames(message, field: str, tensors, parted: list):

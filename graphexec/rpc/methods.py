@@ -85,36 +85,21 @@ def client_calls(channel: grpc.Channel, service) -> dict:
             for method in service.methods}
 
 
-class _QueueCountingExecutor(futures.ThreadPoolExecutor):
-    """Keeps `queued` (anything with inc() and dec(), e.g. a Prometheus gauge) at the number of calls
-    waiting for a free thread: gRPC hands each call to the executor, where it waits while all are busy."""
-
-    def __init__(self, queued, **kwargs):
-        super().__init__(**kwargs)
-        self._queued = queued
-
-    def submit(self, fn, /, *args, **kwargs):
-        queued = self._queued
-        queued.inc()
-
-        def started(*call_args, **call_kwargs):
-            queued.dec()
-            return fn(*call_args, **call_kwargs)
-
-        return super().submit(started, *args, **kwargs)
-
-
 def create_server(service, servicer, address: str, max_threads: int, options, reflect: bool = False,
                   credentials: grpc.ServerCredentials | None = None, authenticate=None, interceptors=(),
                   queued=None, health_servicer=None, max_concurrent_rpcs: int | None = None):
     """(grpc server, bound port) serving `service` through `servicer`, with health checking (and
     reflection when `reflect`), over TLS with `credentials`, to callers `authenticate` accepts (health
     checks are open to all; `health_servicer`: one whose statuses the caller keeps, else one always
-    SERVING), every call passing through `interceptors` and, when given, `queued` counting the calls
-    that wait for a thread; beyond `max_concurrent_rpcs` calls at once gRPC answers RESOURCE_EXHAUSTED
+    SERVING), every call passing through `interceptors`; when given, `queued(source)` is told of a
+    function that says how many calls wait for a thread; beyond `max_concurrent_rpcs` calls at once gRPC answers RESOURCE_EXHAUSTED
     rather than queueing; OSError naming the address when it cannot listen there."""
     threads = {"max_workers": max_threads, "thread_name_prefix": "graphexec"}
-    executor = _QueueCountingExecutor(queued, **threads) if queued is not None else futures.ThreadPoolExecutor(**threads)
+    executor = futures.ThreadPoolExecutor(**threads)
+    if queued is not None:
+        # Calls handed to the executor wait in its queue while every thread is busy. Read when scraped
+        # (rather than counted up and down per call, which cost more than a small run's kernel).
+        queued(executor._work_queue.qsize)
     server = grpc.server(executor, options=options, interceptors=interceptors,
                          maximum_concurrent_rpcs=max_concurrent_rpcs)
     server.add_generic_rpc_handlers((generic_handler(service, servicer, authenticate),))

@@ -115,37 +115,46 @@ def _over_budget(step, why: str, budget: int) -> errors.ResourceExhaustedError:
 
 class Admission:
     """`threads` runs at a time, `queue_depth` more waiting; beyond that RESOURCE_EXHAUSTED at once.
-    `queued` (anything with inc() and dec(), e.g. a Prometheus gauge) counts the runs waiting."""
+    `waiting()` says how many runs wait for their turn now.
 
-    def __init__(self, limits: Limits, queued=None):
-        self.running = threading.BoundedSemaphore(limits.threads)
+    One lock, taken once on the way in and once on the way out when no run waits (a run's overhead
+    matters: threading.Semaphore is Python code around a Condition)."""
+
+    def __init__(self, limits: Limits):
+        self.threads = limits.threads
         self.capacity = limits.threads + limits.queue_depth
         self.limits = limits
-        self.queued = queued
-        self._admitted = 0
+        self._running = 0
+        self._waiting = 0
         self._lock = threading.Lock()
+        self._turn = threading.Condition(self._lock)
+
+    def waiting(self) -> int:
+        return self._waiting
 
     def __enter__(self):
         with self._lock:
-            if self._admitted >= self.capacity:
+            if self._running < self.threads:
+                self._running += 1
+                return self
+            if self._running + self._waiting >= self.capacity:
                 raise errors.ResourceExhaustedError(None, None, f"the server is overloaded: {self.limits.threads} runs "
                                                                 f"running and {self.limits.queue_depth} waiting "
                                                                 f"(--threads, --queue-depth); retry later")
-            self._admitted += 1
-        if not self.running.acquire(blocking=False):
-            if self.queued is not None:
-                self.queued.inc()
+            self._waiting += 1
             try:
-                self.running.acquire()
+                while self._running >= self.threads:
+                    self._turn.wait()
             finally:
-                if self.queued is not None:
-                    self.queued.dec()
+                self._waiting -= 1
+            self._running += 1
         return self
 
     def __exit__(self, *exc):
-        self.running.release()
         with self._lock:
-            self._admitted -= 1
+            self._running -= 1
+            if self._waiting:
+                self._turn.notify()
 
 
 class StreamGuard:

@@ -37,14 +37,14 @@ class PlanCache:
     def lookup(self, key: str) -> tuple[CachedPlan, str] | None:
         cached = self._plans.get(key)
         if cached is not None:
-            self.metrics.plan_lookups.labels(MEMORY).inc()
+            self.metrics.plan_lookup(MEMORY)
             return cached, MEMORY
         blob = self.store.get_blob("plan", key)
         if blob is None:
             return None
         cached = CachedPlan.of(key, convert.plan_from_bytes(blob))
         self._remember(cached)
-        self.metrics.plan_lookups.labels(STORE).inc()
+        self.metrics.plan_lookup(STORE)
         return cached, STORE
 
     def get(self, key: str) -> tuple[CachedPlan, str]:
@@ -64,7 +64,7 @@ class PlanCache:
         blob = compiled if isinstance(compiled, bytes) else convert.plan_to_bytes(compiled)
         cached = CachedPlan.of(key, convert.plan_from_bytes(blob) if isinstance(compiled, bytes) else compiled)
         self.metrics.compile_seconds.observe(time.perf_counter() - started)
-        self.metrics.plan_lookups.labels(COMPILED).inc()
+        self.metrics.plan_lookup(COMPILED)
         self.store.put_blob("plan", key, blob)
         self._remember(cached)
         return cached, COMPILED

@@ -22,7 +22,7 @@ from graphexec.rpc import convert, methods, status
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
 from graphexec.server.auth import WorkerSecret
-from graphexec.server.telemetry import Metrics
+from graphexec.server.telemetry import Metrics, code_name
 from graphexec.server.worker_service import GRPC_OPTIONS
 
 REFRESH_S = 0.5
@@ -66,8 +66,14 @@ class LocalWorker:
         return self.core.devices()
 
     def run(self, call: PlanCall, plan) -> PlanResult:
-        with self.metrics.worker_run(call.device_type):
+        started, code = time.perf_counter(), "OK"
+        try:
             return self.core.run(call, plan)
+        except Exception as exc:
+            code = code_name(exc)
+            raise
+        finally:
+            self.metrics.worker_run_done(call.device_type, code, started)
 
 
 class RemoteWorker:

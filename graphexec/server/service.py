@@ -34,7 +34,7 @@ from graphexec.server.plans import PlanCache
 from graphexec.server.poison import PoisonList
 from graphexec.server.pool import WorkerDied, WorkerLost, WorkerPool
 from graphexec.server.sessions import SessionRecord, SessionTable
-from graphexec.server.telemetry import DEFAULT_TENANT, Metrics, annotate, tenant
+from graphexec.server.telemetry import DEFAULT_TENANT, Metrics, annotate, code_name, tenant
 
 MAX_FAILOVERS = 3
 
@@ -140,8 +140,14 @@ class Service:
     def run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
             remaining_s: float | None, cancellation: Cancellation) -> RunOutcome:
         annotate(session=record.handle[:8], plan=cached.key[:16], request_id=request_id or None)
-        with self.metrics.run(tenant()):
+        started, code = time.perf_counter(), "OK"
+        try:
             return self._run(record, cached, feeds, request_id, options, remaining_s, cancellation)
+        except Exception as exc:
+            code = code_name(exc)
+            raise
+        finally:
+            self.metrics.run_done(tenant(), code, started)
 
     def _run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
              remaining_s: float | None, cancellation: Cancellation) -> RunOutcome:

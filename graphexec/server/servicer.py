@@ -41,7 +41,8 @@ class GraphExecServicer:
     def __init__(self, service: Service, limits: Limits = server_limits.DEFAULT):
         self.service = service
         self.limits = limits
-        self.admission = Admission(limits, service.metrics.calls_queued)  # runs waiting beyond --threads
+        self.admission = Admission(limits)
+        service.metrics.count_queued(self.admission.waiting)  # runs waiting beyond --threads
         self.streams = StreamGuard(limits)
 
     # -- sessions -------------------------------------------------------------------------------------
@@ -237,8 +238,9 @@ def _wants_metadata(options) -> bool:
 
 
 def _require_content(feeds) -> None:
-    if any(isinstance(f, tuple) for f in feeds):
-        raise DecodeError("a feed without content (parts are only accepted on the Run stream)")
+    for feed in feeds:
+        if isinstance(feed, tuple):
+            raise DecodeError("a feed without content (parts are only accepted on the Run stream)")
 
 
 def _fill_metadata(out: spb.RunMetadata, outcome: RunOutcome, options, source: str, compile_ms: float) -> None:
@@ -324,7 +326,7 @@ def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits
     return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service, limits), address, threads,
                                  options, reflect=reflect, credentials=credentials, authenticate=authenticate,
                                  interceptors=(telemetry.Interceptor(service.metrics),),
-                                 queued=service.metrics.calls_queued, health_servicer=health,
+                                 queued=service.metrics.count_queued, health_servicer=health,
                                  max_concurrent_rpcs=threads)
 
 
@@ -336,6 +338,7 @@ def _labelled(authenticate):
     """`authenticate`, also naming the tenant in the call's metrics and log line."""
     def tenant_of(metadata) -> str:
         tenant = authenticate(metadata)
-        telemetry.annotate(tenant=tenant or telemetry.DEFAULT_TENANT)
+        if tenant:  # the single tenant is logged as DEFAULT_TENANT, each call's default
+            telemetry.annotate(tenant=tenant)
         return tenant
     return tenant_of

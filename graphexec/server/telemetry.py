@@ -9,7 +9,7 @@ learn from the request (session, plan, request id, tenant) they `annotate` onto 
 """
 from __future__ import annotations
 
-import contextlib
+import bisect
 import logging
 import secrets
 import threading
@@ -54,6 +54,9 @@ class Metrics:
         self.calls_queued = gauge("graphexec_grpc_calls_queued",
                                   "gRPC calls waiting for a free handler thread, and runs waiting for their "
                                   "turn (all --threads runs busy)")
+        # Read when scraped, not counted per call: the queues themselves know their length.
+        self._queued_sources: list = []
+        self.calls_queued.set_function(lambda: sum(source() for source in self._queued_sources))
         # the service (serve)
         self.runs = counter("graphexec_runs", "Runs handled by this server, by tenant and status code",
                             ("tenant", "code"))
@@ -86,31 +89,60 @@ class Metrics:
         self.redis_errors = counter("graphexec_redis_errors", "Redis operations that failed (Redis unreachable or "
                                                              "timing out), by store operation", ("operation",))
 
-    @contextlib.contextmanager
-    def run(self, tenant_name: str):
-        """Counts and times a run the server handles (a failure by the status it is answered with)."""
-        with _outcome(self.runs, self.run_seconds, tenant_name):
-            yield
+        self._series: dict[tuple, tuple] = {}  # labelled series of the per-run metrics, looked up once
 
-    @contextlib.contextmanager
-    def worker_run(self, device_type: str):
-        """Counts and times a plan a worker runs."""
-        with _outcome(self.worker_runs, self.worker_run_seconds, device_type):
-            yield
+    def count_queued(self, source) -> None:
+        """Add `source()` (how many calls or runs wait somewhere now) to graphexec_grpc_calls_queued."""
+        self._queued_sources.append(source)
+
+    def run_done(self, tenant_name: str, code: str, started: float) -> None:
+        """Count and time a run the server handled since `started` (perf_counter), answered with `code`."""
+        counter, seconds = self._pair(self.runs, self.run_seconds, tenant_name, code)
+        counter(1)
+        seconds(time.perf_counter() - started)
+
+    def worker_run_done(self, device_type: str, code: str, started: float) -> None:
+        """Count and time a plan a worker ran since `started`."""
+        counter, seconds = self._pair(self.worker_runs, self.worker_run_seconds, device_type, code)
+        counter(1)
+        seconds(time.perf_counter() - started)
+
+    def _pair(self, counter, histogram, label: str, code: str) -> tuple:
+        key = (id(counter), label, code)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (incrementer(counter.labels(label, code)), observer(histogram.labels(label)))
+        return series
+
+    def plan_lookup(self, source: str) -> None:
+        series = self._series.get(source)
+        if series is None:
+            series = self._series[source] = incrementer(self.plan_lookups.labels(source))
+        series(1)
 
 
-@contextlib.contextmanager
-def _outcome(counter, histogram, label: str):
-    started = time.perf_counter()
-    code = "OK"
-    try:
-        yield
-    except Exception as exc:
-        code = status.status_code(exc).name
-        raise
-    finally:
-        counter.labels(label, code).inc()
-        histogram.labels(label).observe(time.perf_counter() - started)
+# Per-call and per-run metrics sit on the hot path, where prometheus_client's labels(), inc() and
+# observe() (several Python calls each) cost more than a small run's kernel: the labelled series are
+# looked up once and updated through their values (the same lock-protected values inc() updates).
+def incrementer(series):
+    """`add(amount)` for a labelled counter or gauge series."""
+    return series._value.inc
+
+
+def observer(series):
+    """`observe(seconds)` for a labelled histogram series."""
+    bounds, buckets, add_to_sum = series._upper_bounds, [b.inc for b in series._buckets], series._sum.inc
+
+    def observe(value: float) -> None:
+        add_to_sum(value)
+        buckets[bisect.bisect_left(bounds, value)](1)  # the first bucket whose bound is >= value
+
+    return observe
+
+
+def code_name(failure: BaseException) -> str:
+    """The status code name a failure is answered with (for metrics)."""
+    return status.status_code(failure).name
 
 
 def serve_metrics(metrics: Metrics, host: str, port: int) -> int:
@@ -140,7 +172,7 @@ def annotate(**fields) -> None:
     None values are left out."""
     call = getattr(_current, "call", None)
     if call is not None:
-        call.fields.update((k, v) for k, v in fields.items() if v is not None)
+        call.fields.update(fields)  # None values are dropped when the line is logged
 
 
 def tenant() -> str:
@@ -158,7 +190,8 @@ class Interceptor(grpc.ServerInterceptor):
 
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
-        self._series: dict[tuple[str, str], tuple] = {}  # (method, code) -> its labelled series, looked up once
+        self._series: dict[tuple, tuple] = {}  # (method, code) -> its labelled series, looked up once
+        self._in_flight = incrementer(metrics.calls_in_flight)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -223,7 +256,7 @@ class Interceptor(grpc.ServerInterceptor):
 
     def _begin(self, method: str) -> Call:
         call = _current.call = Call(method)
-        self.metrics.calls_in_flight.inc()
+        self._in_flight(1)
         return call
 
     def _end(self, call: Call, context, failure) -> None:
@@ -233,24 +266,25 @@ class Interceptor(grpc.ServerInterceptor):
         if code is None:
             code = grpc.StatusCode.OK if failure is None else (
                 grpc.StatusCode.CANCELLED if isinstance(failure, GeneratorExit) else grpc.StatusCode.UNKNOWN)
-        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-        self.metrics.calls_in_flight.dec()
-        calls, call_seconds, received, sent = self._labelled(call.method, name)
-        calls.inc()
-        call_seconds.observe(seconds)
-        received.inc(call.received)
-        sent.inc(call.sent)
+        self._in_flight(-1)
+        calls, call_seconds, received, sent, name = self._labelled(call.method, code)
+        calls(1)
+        call_seconds(seconds)
+        received(call.received)
+        sent(call.sent)
         level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
         if log.isEnabledFor(level):
             fields = {"call_id": secrets.token_hex(8), "method": call.method, "code": name,
                       "duration_ms": round(seconds * 1e3, 3), "received_bytes": call.received,
-                      "sent_bytes": call.sent, **call.fields}
+                      "sent_bytes": call.sent, **{k: v for k, v in call.fields.items() if v is not None}}
             log.log(level, "%s %s in %.1f ms", call.method, name, seconds * 1e3, extra=fields)
 
-    def _labelled(self, method: str, code: str) -> tuple:
+    def _labelled(self, method: str, code) -> tuple:
         series = self._series.get((method, code))
         if series is None:
+            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             m = self.metrics
-            series = self._series[method, code] = (m.calls.labels(method, code), m.call_seconds.labels(method, code),
-                                                   m.received_bytes.labels(method), m.sent_bytes.labels(method))
+            series = self._series[method, code] = (
+                incrementer(m.calls.labels(method, name)), observer(m.call_seconds.labels(method, name)),
+                incrementer(m.received_bytes.labels(method)), incrementer(m.sent_bytes.labels(method)), name)
         return series

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from graphexec import errors
 from graphexec.proto.v1 import worker_pb2 as wpb
@@ -47,8 +48,14 @@ class WorkerServicer:
                         remaining_seconds(context), cancellation)
         telemetry.annotate(session=request.session_handle[:8], plan=request.plan_key[:16],
                            request_id=request.request_id or None)
-        with self.metrics.worker_run(call.device_type):
+        started, code = time.perf_counter(), "OK"
+        try:
             result = self.core.run(call)
+        except Exception as exc:
+            code = telemetry.code_name(exc)
+            raise
+        finally:
+            self.metrics.worker_run_done(call.device_type, code, started)
         response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker, printed=result.printed)
         convert.stats_to_proto(result.stats, response.node_stats)
         return codec.encode_tensor_message(response, "fetches", result.fetches)
@@ -67,7 +74,7 @@ def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 
     metrics = metrics or telemetry.Metrics()
     return methods.create_server(methods.WORKER_SERVICE, WorkerServicer(core, metrics), f"{host}:{port}", max_threads,
                                  GRPC_OPTIONS, credentials=credentials, authenticate=authenticate,
-                                 interceptors=(telemetry.Interceptor(metrics),), queued=metrics.calls_queued)
+                                 interceptors=(telemetry.Interceptor(metrics),), queued=metrics.count_queued)
 
 
 class Heartbeat:
