@@ -61,6 +61,14 @@ ROWS = (
         (lower(0.1, "self", self_key="w6_cold_compile_s", system="graphexec_redis", text="cold compile"),)),
     Row("w7_runs_per_s", "W7 streaming runs/s", "per_s",
         (higher(3, "self", self_key="w1_runs_per_s", text="own W1 runs/s"),)),
+    Row("w8_runs_per_s", "W8 serving runs/s, 64 clients", "per_s"),
+    Row("w8_p50_s", "W8 serving p50 latency", "time"),
+    Row("w8_p99_s", "W8 serving p99 latency", "time"),
+    Row("w8_batched_runs_per_s", "W8 runs/s, dynamic batching", "per_s",
+        (higher(3, "self", self_key="w8_runs_per_s", text="unbatched"),)),
+    Row("w8_batched_p50_s", "W8 p50, dynamic batching", "time"),
+    Row("w8_batched_p99_s", "W8 p99, dynamic batching", "time",
+        (lower(2, "self", self_key="w8_p99_s", text="unbatched p99"),)),
 )
 
 

@@ -178,12 +178,16 @@ class Batcher:
             raise
         finally:
             with self._lock:
-                if queue.runs:
-                    queue.runs[0].leads = True
-                    queue.runs[0].event.set()
-                else:
-                    queue.leading = False
-                    del self._queues[key]
+                self._hand_off(key, queue)
+
+    def _hand_off(self, key, queue: _Queue) -> None:
+        """The lead to the oldest run still queued (the lock held)."""
+        if queue.runs:
+            queue.runs[0].leads = True
+            queue.runs[0].event.set()
+        else:
+            queue.leading = False
+            del self._queues[key]
 
     def _run_batch(self, batch: list[_Run], cached: CachedPlan) -> None:
         live = []
