@@ -101,6 +101,20 @@ def cnn_reference_loss(images, labels):
     return float(-(labels * log_probs).sum(axis=1).mean())
 
 
+def w8_rows(count=64, seed=2):
+    """W8: one float32[1, 784] request per client."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(0.0, 1.0, (1, MLP_SIZES[0])).astype(np.float32) for _ in range(count)]
+
+
+def mlp_forward_reference(x):
+    """W8's answer computed with numpy (float64): the MLP's softmax probabilities for the rows of x."""
+    w1, b1, w2, b2 = (v.astype(np.float64) for v in mlp_initial_values())
+    logits = np.maximum(x @ w1 + b1, 0.0) @ w2 + b2
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def chain_reference(x, first_add=CHAIN_ADD):
     """W5 computed eagerly with numpy: the expected result and the numpy system's W5."""
     y = x
@@ -163,6 +177,18 @@ def cnn_graph(api):
     loss = api.reduce_mean(xent(labels=labels, logits=logits))
     train = api.train.AdamOptimizer(CNN_LEARNING_RATE).minimize(loss)
     return images, labels, keep_prob, train, loss, api.global_variables_initializer()
+
+
+def mlp_forward_graph(api):
+    """W8: W3's MLP for serving, its forward pass on any number of rows (`[None, 784]`, as servers that
+    batch requests need), variables on the server. Returns (x, probabilities, init)."""
+    w1, b1, w2, b2 = mlp_initial_values()
+    x = api.placeholder(api.float32, [None, MLP_SIZES[0]], name="x")
+    weights1, bias1 = api.Variable(w1, name="w1"), api.Variable(b1, name="b1")
+    weights2, bias2 = api.Variable(w2, name="w2"), api.Variable(b2, name="b2")
+    hidden = api.nn.relu(api.matmul(x, weights1) + bias1)
+    probabilities = api.nn.softmax(api.matmul(hidden, weights2) + bias2)
+    return x, probabilities, api.global_variables_initializer()
 
 
 def chain_graph(api, first_add=CHAIN_ADD):

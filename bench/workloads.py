@@ -1,4 +1,4 @@
-"""W1..W7 and W10 (see /work/shared/bench/WORKLOADS.md), timed against the `System` interface.
+"""W1..W8 and W10 (see /work/shared/bench/WORKLOADS.md), timed against the `System` interface.
 
 Each `measure_wN(system, params)` returns a dict of figures in base units: seconds,
 bytes per second, runs per second. Results are checked against numpy once, outside timing.
@@ -36,6 +36,10 @@ class Params:
     w7_runs: int
     w10_steps: int
     w10_warmup: int
+    w8_seconds: float = 10.0
+    w8_processes: int = 4
+    w8_threads: int = 16  # per process: 64 clients
+    w8_warmup: int = 20
 
 
 FULL = Params(w1_runs=2000, w1_warmup=200, w2_runs=20, w2_warmup=2, w3_steps=200, w3_warmup=20,
@@ -43,7 +47,7 @@ FULL = Params(w1_runs=2000, w1_warmup=200, w2_runs=20, w2_warmup=2, w3_steps=200
               w10_steps=30, w10_warmup=5)
 QUICK = Params(w1_runs=500, w1_warmup=50, w2_runs=5, w2_warmup=1, w3_steps=50, w3_warmup=5,
                w4_seconds=2.0, w4_threads=8, w4_processes=4, w5_cached_runs=20, w7_runs=2_000,
-               w10_steps=10, w10_warmup=2)
+               w10_steps=10, w10_warmup=2, w8_seconds=3.0)
 
 
 def percentile(samples, q):
@@ -161,8 +165,35 @@ def _w4_processes(system, p):
         return None
     argv = [sys.executable, "-m", "bench.client_proc", system.name, json.dumps(config),
             str(p.w1_warmup), str(p.w4_seconds)]
-    logs = [open(os.path.join(procs.log_dir(), f"w4-client-{system.name}-{os.getpid()}-{i}.log"), "w+")
-            for i in range(p.w4_processes)]
+    reports = _client_processes(system, argv, p.w4_processes, "w4")
+    return sum(r["runs"] / r["elapsed_s"] for r in reports)
+
+
+def measure_w8(system, p):
+    """Serving: 64 clients (threads in 4 processes) each run the MLP forward pass on one row, against a
+    server without dynamic batching, then (where the system has it) one with: runs/s, p50 and p99."""
+    if not system.has_server:
+        raise NotApplicable("in-process: no server for clients to share")
+    figures = {}
+    for batching, prefix in ((False, "w8"), (True, "w8_batched")):
+        try:
+            config = system.w8_config(batching)
+        except NotApplicable:
+            continue
+        argv = [sys.executable, "-m", "bench.w8_client", system.name, json.dumps(config), str(p.w8_threads),
+                str(p.w8_warmup), str(p.w8_seconds)]
+        reports = _client_processes(system, argv, p.w8_processes, f"w8-{prefix}")
+        samples = [s for r in reports for s in r["latencies_s"]]
+        figures.update({f"{prefix}_runs_per_s": sum(r["runs"] / r["elapsed_s"] for r in reports),
+                        f"{prefix}_p50_s": percentile(samples, 50), f"{prefix}_p99_s": percentile(samples, 99)})
+    return figures
+
+
+def _client_processes(system, argv, count, what):
+    """Start `count` client processes of `argv`, wait until each prints "ready", start them together,
+    and return their JSON reports."""
+    logs = [open(os.path.join(procs.log_dir(), f"{what}-client-{system.name}-{os.getpid()}-{i}.log"), "w+")
+            for i in range(count)]
     clients = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
                for log in logs]
     try:
@@ -181,7 +212,7 @@ def _w4_processes(system, p):
                 client.wait()
         for log in logs:
             log.close()
-    return sum(r["runs"] / r["elapsed_s"] for r in reports)
+    return reports
 
 
 def _wait_for_line(client, log, prefix):
@@ -191,7 +222,7 @@ def _wait_for_line(client, log, prefix):
             return line
     code = client.wait()
     log.seek(0)
-    raise RuntimeError(f"W4 client process exited with code {code} before printing {prefix!r}; "
+    raise RuntimeError(f"client process exited with code {code} before printing {prefix!r}; "
                        f"{log.name}: {log.read()[-400:].strip()}")
 
 
@@ -265,4 +296,4 @@ def measure_w10(system, p):
 
 
 MEASURES = {"W1": measure_w1, "W2": measure_w2, "W3": measure_w3, "W4": measure_w4,
-            "W5": measure_w5, "W6": measure_w6, "W7": measure_w7, "W10": measure_w10}
+            "W5": measure_w5, "W6": measure_w6, "W7": measure_w7, "W8": measure_w8, "W10": measure_w10}

@@ -49,6 +49,12 @@ class System:
         """A client-only adapter for `config`, used inside W4 client processes."""
         raise NotApplicable("no server to connect further clients to")
 
+    def w8_config(self, batching: bool) -> dict:
+        """W8: the `client_config` of a server that batches runs dynamically (`batching`) or not."""
+        if batching:
+            raise NotApplicable("no dynamic batching")
+        return self.client_config()
+
     # -- workloads -----------------------------------------------------------------------
     def build_w1(self):
         """`run(a, b) -> a + b` for float32[3] inputs (W1, W4)."""
@@ -60,6 +66,10 @@ class System:
 
     def build_w3(self):
         """`step(x, labels) -> loss`: one SGD step of the 784-256-10 MLP."""
+        raise NotApplicable("not defined for this system")
+
+    def build_w8(self):
+        """`run(x) -> probabilities`: W3's MLP forward pass on float32[n, 784], in a session of its own."""
         raise NotApplicable("not defined for this system")
 
     def build_w5(self, first_add: float):

@@ -18,6 +18,8 @@ from bench import graphs, procs
 from bench.systems import Unavailable
 from bench.systems.tf1_style import Tf1StyleSystem
 
+# W8 with dynamic batching: a second server started with these flags.
+BATCHING_ARGS = ("--max-batch-size", "64", "--max-batch-delay-us", "2000")
 SERVE_READY = r"serving on (grpc://\S+)"  # graphexec serving on grpc://127.0.0.1:PORT
 WORKER_READY = r"graphexec worker .*serving on"  # graphexec worker ID serving on HOST:PORT
 # Raised by a graphexec that lacks a feature the workload uses (a missing op, Session.stream, ...).
@@ -73,6 +75,8 @@ class GraphexecEmbedded(Tf1StyleSystem):
     def __init__(self):
         super().__init__()
         self._processes = []
+        self._serve_args = ()  # what every server of this system is started with (GraphexecRedis: --redis URL)
+        self._batching_target = None
 
     def start(self):
         self.api = import_graphexec()
@@ -100,6 +104,16 @@ class GraphexecEmbedded(Tf1StyleSystem):
     build_w3 = feature_or_unavailable(Tf1StyleSystem.build_w3)
     build_w5 = feature_or_unavailable(Tf1StyleSystem.build_w5)
     build_w10 = feature_or_unavailable(Tf1StyleSystem.build_w10)
+    build_w8 = feature_or_unavailable(Tf1StyleSystem.build_w8)
+
+    def w8_config(self, batching):
+        if not batching:
+            return self.client_config()
+        if self._batching_target is None:
+            server = start_serve(f"{self.name}-batching", [*self._serve_args, *BATCHING_ARGS])
+            self._processes.append(server)
+            self._batching_target = server.match.group(1)
+        return {"target": self._batching_target}
 
     @feature_or_unavailable
     def build_w7(self):
@@ -128,6 +142,7 @@ class GraphexecRedis(GraphexecEmbedded):
                       "--save", "", "--appendonly", "no"],
             ready=r"Ready to accept connections"))
         redis_url = f"redis://127.0.0.1:{port}"
+        self._serve_args = ("--redis", redis_url)
         try:
             self._processes.append(procs.ServerProcess(
                 "graphexec-worker", [sys.executable, "-m", "graphexec", "worker", "--redis", redis_url],

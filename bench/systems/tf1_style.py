@@ -71,3 +71,9 @@ class Tf1StyleSystem(System):
         graph, (x, y) = self.build_graph(graphs.chain_graph, first_add)
         session = self.new_session(graph)
         return lambda vx: session.run(y, {x: vx})
+
+    def build_w8(self):
+        graph, (x, probabilities, init) = self.build_graph(graphs.mlp_forward_graph)
+        session = self.new_session(graph)
+        session.run(init)  # every client writes the same initial values
+        return lambda vx: session.run(probabilities, {x: vx})

@@ -70,6 +70,11 @@ class Cancellation:
         if self.is_set:
             callback()
 
+    def forget(self, callback) -> None:
+        """Drop a callback added by on_cancel (its run ended first: one cancellation may serve a whole stream)."""
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
     def cancel(self) -> None:
         self.is_set = True
         for callback in self._callbacks:

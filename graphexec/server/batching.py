@@ -139,23 +139,35 @@ class Batcher:
 
     def _wait(self, run: _Run) -> None:
         """Until the run is answered, told to lead, or gives up (answered with its own error)."""
-        if run.call.cancellation is not None:
-            run.call.cancellation.on_cancel(run.event.set)
-        while True:
-            timeout = None if run.deadline is None else max(run.deadline - time.monotonic(), 0.0)
-            run.event.wait(timeout)
-            with self._lock:
-                if run.leads or run.state in (DONE, ALONE):
+        cancellation = run.call.cancellation
+        if cancellation is not None:
+            cancellation.on_cancel(run.event.set)
+        try:
+            while True:
+                timeout = None if run.deadline is None else max(run.deadline - time.monotonic(), 0.0)
+                run.event.wait(timeout)
+                with self._lock:  # answers and hand-offs are made under it, so clearing loses none
+                    if run.leads or run.state in (DONE, ALONE):
+                        return
+                    error = run.expired()
+                    if error is None:
+                        run.event.clear()
+                        continue
+                    if run.state == QUEUED:  # leave the queue; a batch already running just drops its rows
+                        run.queue.runs.remove(run)
+                        run.queue.rows -= run.rows
+                    run.state, run.error = DONE, error
                     return
-                error = run.expired()
-                if error is None:
-                    run.event.clear()
-                    continue
-                if run.state == QUEUED:  # leave the queue; a batch already running just drops its rows
-                    run.queue.runs.remove(run)
-                    run.queue.rows -= run.rows
-                run.state, run.error = DONE, error
+        finally:
+            if cancellation is not None:
+                cancellation.forget(run.event.set)
+
+    def _answer(self, run: _Run, state: int, result=None, error=None) -> None:
+        with self._lock:
+            if run.state == DONE:  # it gave up waiting and has its own error
                 return
+            run.result, run.error, run.state = result, error, state
+            run.event.set()
 
     def _lead(self, key, queue: _Queue, cached: CachedPlan) -> None:
         with self._lock:
@@ -174,23 +186,27 @@ class Batcher:
             self._run_batch(batch, cached)
         except BaseException as exc:  # a bug: answer every run of the batch with it, never leave one waiting
             for run in batch:
-                _answer(run, DONE, error=exc)
+                self._answer(run, DONE, error=exc)
             raise
         finally:
             with self._lock:
-                if queue.runs:
-                    queue.runs[0].leads = True
-                    queue.runs[0].event.set()
-                else:
-                    queue.leading = False
-                    del self._queues[key]
+                self._hand_off(key, queue)
+
+    def _hand_off(self, key, queue: _Queue) -> None:
+        """The lead to the oldest run still queued (the lock held)."""
+        if queue.runs:
+            queue.runs[0].leads = True
+            queue.runs[0].event.set()
+        else:
+            queue.leading = False
+            del self._queues[key]
 
     def _run_batch(self, batch: list[_Run], cached: CachedPlan) -> None:
         live = []
         for run in batch:
             error = run.expired()
             if error is not None:
-                _answer(run, DONE, error=error)
+                self._answer(run, DONE, error=error)
             else:
                 live.append(run)
         if not live:
@@ -201,31 +217,24 @@ class Batcher:
             if run.deadline is not None:
                 run.call.timeout_s = max(run.deadline - time.monotonic(), 0.0)
             try:
-                _answer(run, DONE, result=self.execute(run.call, cached))
+                self._answer(run, DONE, result=self.execute(run.call, cached))
             except errors.OpError as exc:
-                _answer(run, DONE, error=exc)
+                self._answer(run, DONE, error=exc)
             return
         try:
             result = self.execute(_batch_call(live), cached)
             answers = _split(result, [run.rows for run in live], self.verdict(cached).fetch_rows)
         except errors.AbortedError as exc:  # the worker was lost under the batch: as it would be for each run
             for run in live:
-                _answer(run, DONE, error=exc)
+                self._answer(run, DONE, error=exc)
             return
         except errors.OpError as exc:  # may be one run's values: each run again alone, for its own answer
             log.warning("a batch of %d runs failed (%s); running each alone", len(live), exc.message)
             for run in live:
-                _answer(run, ALONE)
+                self._answer(run, ALONE)
             return
         for run, fetches in zip(live, answers):
-            _answer(run, DONE, result=PlanResult(fetches, [], False, result.worker))
-
-
-def _answer(run: _Run, state: int, result=None, error=None) -> None:
-    if run.state == DONE:  # it gave up waiting and has its own error
-        return
-    run.result, run.error, run.state = result, error, state
-    run.event.set()
+            self._answer(run, DONE, result=PlanResult(fetches, [], False, result.worker))
 
 
 def _rows(call: PlanCall, max_rows: int) -> int | None:
