@@ -125,7 +125,7 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
 
 def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format="NHWC"):
     """The adjoint of im2col: each chunk's column gradients (dy @ w.T) added back to the input positions
-    they were read from, one strided add per filter offset."""
+    they were read from, one strided add per filter offset (at stride 1, a convolution instead)."""
     xp = ctx.xp
     kh, kw, c, o = w.shape
     sizes = host_ints(ctx, input_sizes)
@@ -138,6 +138,8 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
     w2t = w.reshape(-1, o).T
     if _pointwise(sizes, kh, kw, strides):
         return interruptible.matmul(ctx, xp.ascontiguousarray(dy).reshape(-1, o), w2t).reshape(sizes)
+    if strides[1] == strides[2] == 1:
+        return _transposed_at_stride_1(ctx, w, dy, pads)
     dtype = xp.result_type(w, dy)
     padded = xp.zeros((n, h + pads[1][0] + pads[1][1], wd + pads[2][0] + pads[2][1], c), dtype=dtype)
     dy2 = dy.reshape(n, -1, o)
@@ -150,6 +152,18 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
         for i, j, view in _windows(xp, target, kh, kw, strides[1], strides[2], oh, ow):
             view += cols[:, :, :, i, j, :]
     return _crop(padded, pads, sizes)
+
+
+def _transposed_at_stride_1(ctx, w, dy, pads):
+    """At stride 1 the input gradient is the VALID convolution of dy, padded by the filter's extent less
+    the forward padding, with the filter flipped and its in/out channels swapped: per chunk one im2col
+    copy and one product with a long inner dimension, ~15% less than the 25 scattered adds (W10)."""
+    xp = ctx.xp
+    kh, kw = w.shape[:2]
+    _, (top, bottom), (left, right), _ = pads
+    flipped = xp.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+    padded = _pad(xp, dy, ((0, 0), (kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right), (0, 0)))
+    return _conv2d(ctx, padded, flipped, (1, 1, 1, 1), "VALID")
 
 
 def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_format="NHWC"):
