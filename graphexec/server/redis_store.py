@@ -15,6 +15,12 @@ Keys (prefix `graphexec:`):
   workers                      set of worker ids (pruned as their keys expire)
   poison                       sorted set: signatures of runs that killed their worker, scored by
                                when their cool-down ends (graphexec.server.poison)
+  var_bytes:{container}        bytes of the container's variables, and
+  tenant_var_bytes:{tenant}    of all the tenant's containers (--max-variable-bytes-per-tenant); changed
+                               in the commit's MULTI/EXEC, only by commits that grow or shrink them
+  tenant_graphs:{tenant}       sorted set: "CHAIN:BYTES" of the graph segments the tenant uploaded, scored
+                               by when they stop counting (BLOB_TTL_S after upload), and
+  tenant_graph_bytes:{tenant}  their total (--max-graph-bytes-per-tenant)
   tenant_sessions:{tenant}     sorted set: the tenant's session handles, scored by when they stop
                                counting (SESSION_TTL_S after creation), for --max-sessions-per-tenant
 
@@ -36,7 +42,7 @@ from redis.retry import Retry
 
 from graphexec import errors
 from graphexec.rpc import tensors
-from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, Store
+from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, Store, over_quota, tenant_of
 from graphexec.server.telemetry import Metrics
 
 PREFIX = "graphexec:"
@@ -49,6 +55,21 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 _CLAIM = ("redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) "
           "if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end "
           "redis.call('zadd', KEYS[1], ARGV[2], ARGV[4]) redis.call('expire', KEYS[1], ARGV[5]) return 1")
+_RESET = ("local freed = tonumber(redis.call('get', KEYS[3]) or '0') "
+          "redis.call('del', KEYS[1], KEYS[3]) redis.call('incr', KEYS[2]) "
+          "if freed ~= 0 then redis.call('decrby', KEYS[4], freed) end return freed")
+# KEYS: tenant_graphs, tenant_graph_bytes; ARGV: now, expiry, member, bytes, quota, ttl -> {counted, used before}
+_CLAIM_GRAPH = ("local used = tonumber(redis.call('get', KEYS[2]) or '0') "
+                "for _, m in ipairs(redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])) do "
+                "used = used - tonumber(string.match(m, ':(%d+)$')) end "
+                "redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) "
+                "local counted = 1 "
+                "if redis.call('zscore', KEYS[1], ARGV[3]) then redis.call('zadd', KEYS[1], ARGV[2], ARGV[3]) "
+                "elseif used + tonumber(ARGV[4]) > tonumber(ARGV[5]) then counted = 0 "
+                "else redis.call('zadd', KEYS[1], ARGV[2], ARGV[3]) redis.call('set', KEYS[2], used + tonumber(ARGV[4])) "
+                "redis.call('expire', KEYS[1], ARGV[6]) redis.call('expire', KEYS[2], ARGV[6]) return {1, used} end "
+                "redis.call('set', KEYS[2], used) return {counted, used}")
+_RELEASE_GRAPH = ("if redis.call('zrem', KEYS[1], ARGV[1]) == 1 then redis.call('decrby', KEYS[2], ARGV[2]) end")
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
           "else return 0 end")
 
@@ -115,6 +136,9 @@ class RedisStore(Store):
         self._release = self.client.register_script(_RELEASE)
         self._renew = self.client.register_script(_RENEW)
         self._claim = self.client.register_script(_CLAIM)
+        self._reset = self.client.register_script(_RESET)
+        self._claim_graph = self.client.register_script(_CLAIM_GRAPH)
+        self._release_graph = self.client.register_script(_RELEASE_GRAPH)
         self._held: dict[str, str] = {}  # lock key -> token, renewed until released
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew_held_locks, name="graphexec-lock-renewal", daemon=True)
@@ -174,8 +198,9 @@ class RedisStore(Store):
         return int(version or 0), {name.decode(): tensors.tensor_from_bytes(data) for name, data in values.items()}
 
     @_guarded
-    def commit(self, container, base_version, updates, request_id, result):
+    def commit(self, container, base_version, updates, request_id, result, added_bytes=0):
         version_key = f"{PREFIX}version:{container}"
+        tenant_key = f"{PREFIX}tenant_var_bytes:{tenant_of(container)}"
         encoded = {name: tensors.tensor_to_bytes(value) for name, value in updates.items()}
         with self.client.pipeline(transaction=True) as pipe:
             try:
@@ -184,9 +209,17 @@ class RedisStore(Store):
                 if current != base_version:
                     raise errors.AbortedError(None, None, f"variables of container '{container}' changed during "
                                                           f"the run (version {base_version} -> {current}); retry")
+                if added_bytes > 0 and self.variable_quota is not None:  # only commits that grow: not training steps
+                    used = int(pipe.get(tenant_key) or 0)
+                    if used + added_bytes > self.variable_quota:
+                        raise over_quota("stored variables", tenant_of(container), used, added_bytes,
+                                         self.variable_quota, "--max-variable-bytes-per-tenant")
                 pipe.multi()
                 if encoded:
                     pipe.hset(f"{PREFIX}vars:{container}", mapping=encoded)
+                if added_bytes:
+                    pipe.incrby(f"{PREFIX}var_bytes:{container}", added_bytes)
+                    pipe.incrby(tenant_key, added_bytes)
                 pipe.incr(version_key)
                 if request_id:
                     pipe.set(f"{PREFIX}applied:{container}:{request_id}", result, ex=APPLIED_TTL_S)
@@ -197,10 +230,20 @@ class RedisStore(Store):
 
     @_guarded
     def reset(self, container):
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(f"{PREFIX}vars:{container}")
-        pipe.incr(f"{PREFIX}version:{container}")
-        pipe.execute()
+        self._reset(keys=[f"{PREFIX}vars:{container}", f"{PREFIX}version:{container}",
+                          f"{PREFIX}var_bytes:{container}", f"{PREFIX}tenant_var_bytes:{tenant_of(container)}"])
+
+    @_guarded
+    def claim_graph_bytes(self, tenant, chain, nbytes, quota):
+        now = time.time()
+        counted, used = self._claim_graph(keys=[f"{PREFIX}tenant_graphs:{tenant}", f"{PREFIX}tenant_graph_bytes:{tenant}"],
+                                          args=[now, now + BLOB_TTL_S, f"{chain}:{nbytes}", nbytes, quota, BLOB_TTL_S])
+        return bool(counted), int(used)
+
+    @_guarded
+    def release_graph_bytes(self, tenant, chain, nbytes):
+        self._release_graph(keys=[f"{PREFIX}tenant_graphs:{tenant}", f"{PREFIX}tenant_graph_bytes:{tenant}"],
+                            args=[f"{chain}:{nbytes}", nbytes])
 
     @contextlib.contextmanager
     def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S):
