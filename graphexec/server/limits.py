@@ -52,7 +52,7 @@ class Limits:
     max_variable_bytes_per_tenant: int = 16 << 30
     max_graph_bytes_per_tenant: int = 4 << 30
     compile_processes: int = 2
-    compile_process_nodes: int = 1000
+    compile_process_nodes: int = 5000
     compile_timeout_s: float = 60.0
 
 
