@@ -31,6 +31,7 @@ MAX_APPLIED_IN_MEMORY = 100_000
 MAX_BLOBS, MAX_BLOB_BYTES = 100_000, 256 << 20
 MAX_SESSIONS = 100_000
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+REFUSED, NEWLY, ALREADY = 0, 1, 2  # how claim_graph_bytes counted a segment
 
 
 def tenant_of(container: str) -> str:
@@ -108,9 +109,9 @@ class Store:
         raise NotImplementedError
 
     # uploaded graphs, counted per tenant (--max-graph-bytes-per-tenant)
-    def claim_graph_bytes(self, tenant: str, chain: str, nbytes: int, quota: int) -> tuple[bool, int]:
+    def claim_graph_bytes(self, tenant: str, chain: str, nbytes: int, quota: int) -> tuple[int, int]:
         """Count the segment `chain` (hex) of `nbytes` against `tenant`'s uploads unless that would pass
-        `quota` (counted once per segment); (whether it is counted, the bytes counted before)."""
+        `quota`; (REFUSED, NEWLY or ALREADY counted, the bytes counted before)."""
         raise NotImplementedError
 
     def release_graph_bytes(self, tenant: str, chain: str, nbytes: int) -> None:
@@ -218,16 +219,16 @@ class MemoryStore(Store):
         with self._guard:
             held = self._tenant_graphs.setdefault(tenant, {})
             if chain in held:
-                return True, sum(held.values())
+                return ALREADY, sum(held.values())
             used = sum(held.values())
             if used + nbytes > quota:  # forget segments the bounded cache dropped
                 for gone in [c for c in held if ("segment", c) not in self._blobs]:
                     del held[gone]
                 used = sum(held.values())
                 if used + nbytes > quota:
-                    return False, used
+                    return REFUSED, used
             held[chain] = nbytes
-            return True, used
+            return NEWLY, used
 
     def release_graph_bytes(self, tenant, chain, nbytes):
         with self._guard:

@@ -58,17 +58,19 @@ _CLAIM = ("redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) "
 _RESET = ("local freed = tonumber(redis.call('get', KEYS[3]) or '0') "
           "redis.call('del', KEYS[1], KEYS[3]) redis.call('incr', KEYS[2]) "
           "if freed ~= 0 then redis.call('decrby', KEYS[4], freed) end return freed")
-# KEYS: tenant_graphs, tenant_graph_bytes; ARGV: now, expiry, member, bytes, quota, ttl -> {counted, used before}
+# KEYS: tenant_graphs, tenant_graph_bytes; ARGV: now, expiry, member, bytes, quota, ttl.
+# Returns {counted (0: refused, 1: newly, 2: already), bytes counted before}.
 _CLAIM_GRAPH = ("local used = tonumber(redis.call('get', KEYS[2]) or '0') "
                 "for _, m in ipairs(redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])) do "
                 "used = used - tonumber(string.match(m, ':(%d+)$')) end "
                 "redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) "
                 "local counted = 1 "
-                "if redis.call('zscore', KEYS[1], ARGV[3]) then redis.call('zadd', KEYS[1], ARGV[2], ARGV[3]) "
-                "elseif used + tonumber(ARGV[4]) > tonumber(ARGV[5]) then counted = 0 "
-                "else redis.call('zadd', KEYS[1], ARGV[2], ARGV[3]) redis.call('set', KEYS[2], used + tonumber(ARGV[4])) "
-                "redis.call('expire', KEYS[1], ARGV[6]) redis.call('expire', KEYS[2], ARGV[6]) return {1, used} end "
-                "redis.call('set', KEYS[2], used) return {counted, used}")
+                "if redis.call('zscore', KEYS[1], ARGV[3]) then counted = 2 "
+                "elseif used + tonumber(ARGV[4]) > tonumber(ARGV[5]) then counted = 0 end "
+                "if counted > 0 then redis.call('zadd', KEYS[1], ARGV[2], ARGV[3]) "
+                "redis.call('expire', KEYS[1], ARGV[6]) redis.call('expire', KEYS[2], ARGV[6]) end "
+                "redis.call('set', KEYS[2], used + (counted == 1 and tonumber(ARGV[4]) or 0)) "
+                "return {counted, used}")
 _RELEASE_GRAPH = ("if redis.call('zrem', KEYS[1], ARGV[1]) == 1 then redis.call('decrby', KEYS[2], ARGV[2]) end")
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
           "else return 0 end")
@@ -236,9 +238,10 @@ class RedisStore(Store):
     @_guarded
     def claim_graph_bytes(self, tenant, chain, nbytes, quota):
         now = time.time()
-        counted, used = self._claim_graph(keys=[f"{PREFIX}tenant_graphs:{tenant}", f"{PREFIX}tenant_graph_bytes:{tenant}"],
-                                          args=[now, now + BLOB_TTL_S, f"{chain}:{nbytes}", nbytes, quota, BLOB_TTL_S])
-        return bool(counted), int(used)
+        keys = [f"{PREFIX}tenant_graphs:{tenant}", f"{PREFIX}tenant_graph_bytes:{tenant}"]
+        counted, used = self._claim_graph(keys=keys, args=[now, now + BLOB_TTL_S, f"{chain}:{nbytes}", nbytes, quota,
+                                                           BLOB_TTL_S])
+        return int(counted), int(used)
 
     @_guarded
     def release_graph_bytes(self, tenant, chain, nbytes):

@@ -8,6 +8,10 @@ worker that cannot be reached is set aside and the run goes to another worker wi
 id (which the worker's commit makes safe to repeat). A worker that died while running the run is set
 aside too, but the run is not resent (it may be what killed the worker, graphexec.server.poison): it
 is answered from the store if its update was committed, else fails ABORTED.
+
+Uploads count against the tenant's graph-bytes quota before they are decoded. Large graphs (at least
+--compile-process-nodes) are decoded and compiled in compile processes (graphexec.server.compile_pool),
+not in the threads that serve other runs.
 """
 from __future__ import annotations
 
@@ -17,13 +21,13 @@ from dataclasses import dataclass
 
 from graphexec import digest, errors, ir
 from graphexec.config import RunMetadata
+from graphexec.rpc import convert
 from graphexec.runtime.feeds import check_feed
 from graphexec.runtime.metadata import describe_run
 from graphexec.runtime.placement import Placement
-from graphexec.runtime.store import Store, over_quota, store_container
+from graphexec.runtime.store import NEWLY, REFUSED, Store, over_quota, store_container
 from graphexec.runtime.worker import CachedPlan, Cancellation, PlanCall, PlanResult, replayed, run_serialized
 from graphexec.server import limits as server_limits
-from graphexec.rpc import convert
 from graphexec.server import plans as plan_cache
 from graphexec.server.compile_pool import CompilePool
 from graphexec.server.compile_process import compile_signature
@@ -104,12 +108,13 @@ class Service:
         no longer if it is refused."""
         chain, nbytes, quota = segment.chain.hex(), segment.ByteSize(), self.limits.max_graph_bytes_per_tenant
         counted, used = self.store.claim_graph_bytes(tenant, chain, nbytes, quota)
-        if not counted:
+        if counted == REFUSED:
             raise over_quota("uploaded graphs", tenant, used, nbytes, quota, "--max-graph-bytes-per-tenant")
         try:
             yield
         except BaseException:
-            self.store.release_graph_bytes(tenant, chain, nbytes)
+            if counted == NEWLY:  # a segment counted before stays counted
+                self.store.release_graph_bytes(tenant, chain, nbytes)
             raise
 
     def _add_segment(self, segment) -> tuple[bytes, int]:

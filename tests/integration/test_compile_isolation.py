@@ -10,11 +10,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import Process  # tests/integration is on sys.path (rootdir-relative conftest)
 
 import graphexec as tf
 from graphexec import errors
-
-from conftest import Process, start_serve  # tests/integration is on sys.path (rootdir-relative conftest)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -90,8 +89,8 @@ def test_a_large_graph_compiles_in_a_compile_process_while_other_tenants_runs_go
     assert pids and server.pid not in pids, log[-2000:]  # decoded and compiled there, not in the server
 
 
-def test_replicas_share_a_large_graph_checked_and_compiled_in_another_replicas_compile_process(redis_server, serve,
-                                                                                               worker, wait_for_workers):
+def test_replicas_share_a_large_graph_checked_and_compiled_in_another_replicas_compile_process(
+        redis_server, serve, worker, wait_for_workers):
     worker(redis_server.url)
     replicas = [serve("--redis", redis_server.url, "--compile-process-nodes", "1000") for _ in range(2)]
     for target in replicas:

@@ -11,7 +11,7 @@ import graphexec as tf
 from graphexec import errors
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import convert
-from graphexec.runtime.store import MemoryStore
+from graphexec.runtime.store import ALREADY, NEWLY, REFUSED, MemoryStore
 from graphexec.server import compile_process
 from graphexec.server.graphs import GraphLibrary
 
@@ -34,12 +34,12 @@ def test_uploaded_graph_bytes_count_once_per_segment_while_stored():
     store = MemoryStore()
     for chain in ("c1", "c2"):
         store.put_blob("segment", chain, b"." * 600)
-    assert store.claim_graph_bytes("alice", "c1", 600, 1000) == (True, 0)
-    assert store.claim_graph_bytes("alice", "c1", 600, 1000) == (True, 600)  # the same segment again
-    assert store.claim_graph_bytes("alice", "c2", 600, 1000) == (False, 600)
-    assert store.claim_graph_bytes("bob", "c2", 600, 1000) == (True, 0)
+    assert store.claim_graph_bytes("alice", "c1", 600, 1000) == (NEWLY, 0)
+    assert store.claim_graph_bytes("alice", "c1", 600, 1000) == (ALREADY, 600)  # the same segment again
+    assert store.claim_graph_bytes("alice", "c2", 600, 1000) == (REFUSED, 600)
+    assert store.claim_graph_bytes("bob", "c2", 600, 1000) == (NEWLY, 0)
     store.release_graph_bytes("alice", "c1", 600)
-    assert store.claim_graph_bytes("alice", "c2", 600, 1000) == (True, 0)
+    assert store.claim_graph_bytes("alice", "c2", 600, 1000) == (NEWLY, 0)
 
 
 def _segment_blob(graph) -> tuple[bytes, str]:
