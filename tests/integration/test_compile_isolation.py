@@ -3,7 +3,9 @@ compile deadline, while the server keeps serving everyone else. How much other t
 slowed is measured by `python -m bench.compile_stall`, not here."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -13,7 +15,10 @@ import pytest
 from conftest import Process  # tests/integration is on sys.path (rootdir-relative conftest)
 
 import graphexec as tf
-from graphexec import errors
+from graphexec import digest, errors
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import convert
+from graphexec.server.compile_pool import CompilePool
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -105,3 +110,21 @@ def test_replicas_share_a_large_graph_checked_and_compiled_in_another_replicas_c
             np.testing.assert_allclose(sess.run(y, {x: value * 2}), _numpy_chain(value * 2, 500), rtol=1e-5)
         with tf.Session(replicas[1]) as sess:  # a signature not compiled yet: compiled there from Redis's segments
             np.testing.assert_allclose(sess.run(y * 3.0, {x: value}), _numpy_chain(value, 500) * 3, rtol=1e-5)
+
+
+def test_a_compile_process_killed_while_idle_is_replaced_without_failing_the_next_request():
+    graph = tf.Graph()
+    with graph.as_default():
+        _chain(10)
+    nodes, seed, _, chain = graph.snapshot()
+    segment = spb.GraphSegment(node_count=len(nodes), chain=chain, seed=seed)
+    segment.nodes.CopyFrom(convert.graph_to_proto(nodes))
+    blob = convert.segment_to_bytes(segment)
+    pool = CompilePool(1, 30.0)
+    try:
+        assert pool.check([blob], len(nodes), digest.CHAIN_START.hex(), chain.hex()) == 31
+        os.kill(pool._slots[0].child.process.pid, signal.SIGKILL)  # as the OOM killer might
+        pool._slots[0].child.process.wait()
+        assert pool.check([blob], len(nodes), digest.CHAIN_START.hex(), chain.hex()) == 31
+    finally:
+        pool.close()
