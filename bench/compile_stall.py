@@ -20,8 +20,6 @@ import sys
 import threading
 import time
 
-import numpy as np
-
 import graphexec as tf
 from bench.procs import ServerProcess
 
@@ -77,7 +75,8 @@ def measure(processes: int, nodes: int) -> dict:
         out = {"large_s": done - go}
         for name, start, end in (("before", go - 3.0, go), ("during", go, done)):
             window = sorted(lat for at, lat in latencies if start <= at < end)
-            out[name] = (window[len(window) // 2], window[int(len(window) * 0.99)], window[-1], len(window) / (end - start))
+            out[name] = (window[len(window) // 2], window[int(len(window) * 0.99)], window[-1],
+                         len(window) / (end - start))
         return out
     finally:
         server.stop()

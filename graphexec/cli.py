@@ -182,6 +182,13 @@ SETTINGS = (
     Setting("serve", "--max-sessions-per-tenant", "GRAPHEXEC_MAX_SESSIONS_PER_TENANT",
             str(_LIMITS.max_sessions_per_tenant), str(_LIMITS.max_sessions_per_tenant),
             "open sessions of one tenant", int, metavar="N"),
+    Setting("both", "--max-variable-bytes-per-tenant", "GRAPHEXEC_MAX_VARIABLE_BYTES_PER_TENANT",
+            str(_LIMITS.max_variable_bytes_per_tenant), f"{_LIMITS.max_variable_bytes_per_tenant} (16 GiB)",
+            "bytes of stored variables of one tenant, checked where runs commit them (worker, or serve without "
+            "--redis): give workers the servers' value", parse_size, metavar="BYTES"),
+    Setting("serve", "--max-graph-bytes-per-tenant", "GRAPHEXEC_MAX_GRAPH_BYTES_PER_TENANT",
+            str(_LIMITS.max_graph_bytes_per_tenant), f"{_LIMITS.max_graph_bytes_per_tenant} (4 GiB)",
+            "bytes of the graphs one tenant uploaded that the store holds", parse_size, metavar="BYTES"),
     Setting("serve", "--compile-processes", "GRAPHEXEC_COMPILE_PROCESSES", str(_LIMITS.compile_processes),
             f"{_LIMITS.compile_processes} (0: compile every graph in the server's own threads)",
             "child processes that decode and compile large graphs, so their compiles never stall other runs",
@@ -267,7 +274,9 @@ def _limits(args) -> Limits:
                   max_streams_per_connection=args.max_streams_per_connection,
                   stream_idle_timeout_s=args.stream_idle_timeout, threads=args.threads,
                   queue_depth=args.queue_depth, cache_bytes=args.cache_bytes,
-                  max_sessions_per_tenant=args.max_sessions_per_tenant, compile_processes=args.compile_processes,
+                  max_sessions_per_tenant=args.max_sessions_per_tenant,
+                  max_variable_bytes_per_tenant=args.max_variable_bytes_per_tenant,
+                  max_graph_bytes_per_tenant=args.max_graph_bytes_per_tenant, compile_processes=args.compile_processes,
                   compile_process_nodes=args.compile_process_nodes, compile_timeout_s=args.compile_timeout_s)
 
 
@@ -351,6 +360,7 @@ def serve(args) -> None:
         store = MemoryStore(limits.cache_bytes)
         _limit_memory(args.memory_limit, args.device)  # the embedded worker's kernels run in this process
         local = LocalWorker(WorkerCore(store, args.device.upper()), metrics)
+    store.variable_quota = limits.max_variable_bytes_per_tenant
     pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
     readiness = Readiness(store, pool).start()
     service = Service(store, pool, metrics, limits, args.max_batch_size, args.max_batch_delay_us)
@@ -373,6 +383,7 @@ def worker(args) -> None:
     _limit_memory(args.memory_limit, args.device)
     metrics = _metrics(args, args.host)
     store = _redis_store(args.redis, "worker", security.redis_password, metrics)
+    store.variable_quota = args.max_variable_bytes_per_tenant
     core = WorkerCore(store, args.device.upper())
     server, port = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
                                         security.credentials, metrics)

@@ -31,6 +31,18 @@ MAX_APPLIED_IN_MEMORY = 100_000
 MAX_BLOBS, MAX_BLOB_BYTES = 100_000, 256 << 20
 MAX_SESSIONS = 100_000
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+REFUSED, NEWLY, ALREADY = 0, 1, 2  # how claim_graph_bytes counted a segment
+
+
+def tenant_of(container: str) -> str:
+    """The tenant whose container this is (the inverse of store_container's prefix)."""
+    return container.partition("/")[0]
+
+
+def over_quota(what: str, tenant: str, used: int, asked: int, quota: int, flag: str) -> errors.ResourceExhaustedError:
+    who = f"tenant {tenant!r}" if tenant else "the tenant"
+    return errors.ResourceExhaustedError(None, None, f"{who} is over its quota of {what}: {used} bytes stored, "
+                                                     f"{asked} more asked, {quota} allowed ({flag})")
 
 
 def store_container(tenant: str, container: str) -> str:
@@ -56,6 +68,9 @@ class Store:
 
     description = "store"
     shared = False  # whether other processes (replicas, workers) see what is written here
+    # Bytes of stored variables one tenant may hold (--max-variable-bytes-per-tenant; None: no limit),
+    # checked by commits that grow them.
+    variable_quota: int | None = None
 
     # blobs
     def get_blob(self, kind: str, key: str) -> bytes | None:
@@ -89,10 +104,13 @@ class Store:
     def read_variables(self, container: str) -> tuple[int, dict[str, np.ndarray]]:
         raise NotImplementedError
 
-    def commit(self, container: str, base_version: int, updates: dict, request_id: int, result: bytes) -> int:
+    def commit(self, container: str, base_version: int, updates: dict, request_id: int, result: bytes,
+               added_bytes: int = 0) -> int:
         """Atomically write `updates`, bump the version and record request_id -> result; returns the new
         version. Raises AlreadyApplied if request_id was applied already, else AbortedError if the
-        version is no longer `base_version` or another run holds the container's lock (shared stores)."""
+        version is no longer `base_version` or another run holds the container's lock (shared stores).
+        `added_bytes`: how much the updates grow the container's variables (new ones, larger shapes),
+        counted against the tenant's variable quota (RESOURCE_EXHAUSTED, nothing written, beyond it)."""
         raise NotImplementedError
 
     def reset(self, container: str) -> None:
@@ -101,6 +119,16 @@ class Store:
     def lock(self, container: str, timeout_s: float, owner: int = 0):
         """Context manager holding the container's update lock for the run with request id `owner`
         (whose commits it lets through); DeadlineExceededError on timeout."""
+        raise NotImplementedError
+
+    # uploaded graphs, counted per tenant (--max-graph-bytes-per-tenant)
+    def claim_graph_bytes(self, tenant: str, chain: str, nbytes: int, quota: int) -> tuple[int, int]:
+        """Count the segment `chain` (hex) of `nbytes` against `tenant`'s uploads unless that would pass
+        `quota`; (REFUSED, NEWLY or ALREADY counted, the bytes counted before)."""
+        raise NotImplementedError
+
+    def release_graph_bytes(self, tenant: str, chain: str, nbytes: int) -> None:
+        """Stop counting a claimed segment (its upload failed)."""
         raise NotImplementedError
 
     # workers
@@ -165,6 +193,8 @@ class MemoryStore(Store):
         self._blobs = BoundedCache(MAX_BLOBS, max_blob_bytes)
         self._sessions = BoundedCache(MAX_SESSIONS)
         self._tenant_sessions: dict[str, set[str]] = {}
+        self._tenant_graphs: dict[str, dict[str, int]] = {}  # tenant -> segment chain -> bytes
+        self._tenant_bytes: dict[str, int] = {}  # tenant -> bytes of its stored variables
         self._containers: dict[str, _Container] = {}
         self._workers: dict[str, tuple[float, dict]] = {}
         self._guard = threading.Lock()
@@ -198,6 +228,25 @@ class MemoryStore(Store):
         with self._guard:
             self._tenant_sessions.get(tenant, set()).discard(handle)
 
+    def claim_graph_bytes(self, tenant, chain, nbytes, quota):
+        with self._guard:
+            held = self._tenant_graphs.setdefault(tenant, {})
+            if chain in held:
+                return ALREADY, sum(held.values())
+            used = sum(held.values())
+            if used + nbytes > quota:  # forget segments the bounded cache dropped
+                for gone in [c for c in held if ("segment", c) not in self._blobs]:
+                    del held[gone]
+                used = sum(held.values())
+                if used + nbytes > quota:
+                    return REFUSED, used
+            held[chain] = nbytes
+            return NEWLY, used
+
+    def release_graph_bytes(self, tenant, chain, nbytes):
+        with self._guard:
+            self._tenant_graphs.get(tenant, {}).pop(chain, None)
+
     def _container(self, name: str) -> _Container:
         container = self._containers.get(name)
         if container is None:
@@ -217,7 +266,7 @@ class MemoryStore(Store):
         with self._guard:
             return c.version, dict(c.variables)
 
-    def commit(self, container, base_version, updates, request_id, result):
+    def commit(self, container, base_version, updates, request_id, result, added_bytes=0):
         c = self._container(container)
         with self._guard:
             entry = c.applied.get(request_id) if request_id else None
@@ -226,6 +275,13 @@ class MemoryStore(Store):
             if c.version != base_version:
                 raise errors.AbortedError(None, None, f"variables of container '{container}' changed during "
                                                       f"the run (version {base_version} -> {c.version}); retry")
+            if added_bytes:
+                tenant = tenant_of(container)
+                used = self._tenant_bytes.get(tenant, 0)
+                if added_bytes > 0 and self.variable_quota is not None and used + added_bytes > self.variable_quota:
+                    raise over_quota("stored variables", tenant, used, added_bytes, self.variable_quota,
+                                     "--max-variable-bytes-per-tenant")
+                self._tenant_bytes[tenant] = used + added_bytes
             c.variables.update(updates)
             c.version += 1
             if request_id:
@@ -238,6 +294,9 @@ class MemoryStore(Store):
         with self._guard:
             c = self._containers.get(container)
             if c is not None:
+                tenant = tenant_of(container)
+                freed = sum(getattr(v, "nbytes", 0) for v in c.variables.values())
+                self._tenant_bytes[tenant] = max(self._tenant_bytes.get(tenant, 0) - freed, 0)
                 c.variables.clear()
                 c.version += 1
 

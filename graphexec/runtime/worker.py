@@ -226,8 +226,11 @@ class WorkerCore:
             if changed:
                 result = _retained(results) if call.request_id else b""  # kept only to answer a retry
                 host = changed if loaded.xp is np else {k: _to_host(v) for k, v in changed.items()}
+                # What the update adds to the stored bytes (0 for a training step), for the tenant's quota.
+                added = sum(v.nbytes for v in changed.values()) - sum(variables[k].nbytes for k in changed
+                                                                       if k in variables)
                 try:
-                    new_version = self.store.commit(call.container, version, host, call.request_id, result)
+                    new_version = self.store.commit(call.container, version, host, call.request_id, result, added)
                 except AlreadyApplied as applied:  # a copy of this request, held up somewhere, won
                     self._hot.pop((call.container, call.device_type), None)
                     return PlanResult(replayed(applied.result), [], deduplicated=True, worker=self.name)

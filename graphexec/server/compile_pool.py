@@ -140,6 +140,8 @@ class CompilePool:
         try:
             if slot.child is None:
                 slot.child, slot.recent = _Child(), []
+            elif slot.child.process.poll() is not None:  # died while idle (killed from outside): start anew
+                slot.restart()
             started = time.monotonic()
             reply, plan = slot.child.request(header, blobs, max(give_up_at - time.monotonic(), 0.0))
             slot.used_for(holds)

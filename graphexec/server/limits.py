@@ -5,6 +5,9 @@ one is refused with a precise status at once, before anything large is decoded o
 
 * message size: gRPC itself answers RESOURCE_EXHAUSTED (larger tensors travel in parts on the Run stream);
 * graph nodes and bytes (attributes and constants) per upload, container names and other strings: INVALID_ARGUMENT;
+* per tenant: open sessions, bytes of stored variables (checked by each commit that grows them, in
+  the worker that commits) and bytes of uploaded graph segments (checked before decoding an upload):
+  RESOURCE_EXHAUSTED naming the tenant's quota, the bytes it holds and the bytes asked;
 * a plan whose statically known tensors need more than the per-run memory budget: RESOURCE_EXHAUSTED
   naming the op and the bytes, when the callable is made (nothing allocated);
 * open Run streams: RESOURCE_EXHAUSTED beyond the cap; a stream idle longer than the idle timeout is
@@ -46,8 +49,10 @@ class Limits:
     queue_depth: int = 256
     cache_bytes: int = 256 * MIB
     max_sessions_per_tenant: int = 10_000
+    max_variable_bytes_per_tenant: int = 16 << 30
+    max_graph_bytes_per_tenant: int = 4 << 30
     compile_processes: int = 2
-    compile_process_nodes: int = 1000
+    compile_process_nodes: int = 5000
     compile_timeout_s: float = 60.0
 
 

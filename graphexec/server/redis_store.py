@@ -22,6 +22,12 @@ Keys (prefix `graphexec:`):
   workers                      set of worker ids (pruned as their keys expire)
   poison                       sorted set: signatures of runs that killed their worker, scored by
                                when their cool-down ends (graphexec.server.poison)
+  var_bytes:{container}        bytes of the container's variables, and
+  tenant_var_bytes:{tenant}    of all the tenant's containers (--max-variable-bytes-per-tenant); changed
+                               in the commit's MULTI/EXEC, only by commits that grow or shrink them
+  tenant_graphs:{tenant}       sorted set: "CHAIN:BYTES" of the graph segments the tenant uploaded, scored
+                               by when they stop counting (BLOB_TTL_S after upload), and
+  tenant_graph_bytes:{tenant}  their total (--max-graph-bytes-per-tenant)
   tenant_sessions:{tenant}     sorted set: the tenant's session handles, scored by when they stop
                                counting (SESSION_TTL_S after creation), for --max-sessions-per-tenant
 
@@ -43,7 +49,7 @@ from redis.retry import Retry
 
 from graphexec import errors
 from graphexec.rpc import codec, tensors
-from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, AlreadyApplied, Store
+from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, AlreadyApplied, Store, over_quota, tenant_of
 from graphexec.server.telemetry import Metrics
 
 PREFIX = "graphexec:"
@@ -59,16 +65,18 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 _CLAIM = ("redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) "
           "if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end "
           "redis.call('zadd', KEYS[1], ARGV[2], ARGV[4]) redis.call('expire', KEYS[1], ARGV[5]) return 1")
-# KEYS: version, applied:{request id}, heads, lock, then (staged content, variable key) per value;
-# ARGV: base version, result, its TTL, the lock owner prefix (the request id and ":"), whether there is
-# a request id, the time (Redis's clock, ms) after which the sender no longer waits, then (name, head)
+# KEYS: version, applied:{request id}, heads, lock, the container's variable bytes, the tenant's, then
+# (staged content, variable key) per value; ARGV: base version, result, its TTL, the lock owner prefix
+# (the request id and ":"), whether there is a request id, the time (Redis's clock, ms) after which the
+# sender no longer waits, the bytes the commit adds, the tenant's quota (-1: none), then (name, head)
 # per value. A request id already applied is answered with its stored result; a version that moved, a
-# commit that arrives too late (Redis was paused) or a lock held by another run aborts; else the staged
+# commit that arrives too late (Redis was paused), a lock held by another run or a commit that would
+# take the tenant over its quota aborts; else the staged
 # contents are renamed into place (no copy), the heads set, the version bumped and the result recorded:
 # one atomic step. Staged keys are dropped when it aborts. (Under Redis's maxmemory only a script's
 # first write can be refused: HSET comes first, so a refused commit writes nothing.)
 _COMMIT = """
-local function drop() for i = 5, #KEYS, 2 do redis.call('del', KEYS[i]) end end
+local function drop() for i = 7, #KEYS, 2 do redis.call('del', KEYS[i]) end end
 if ARGV[5] == '1' then
   local stored = redis.call('get', KEYS[2])
   if stored then drop() return {'applied', stored} end
@@ -79,14 +87,20 @@ local now = redis.call('time')
 if now[1] * 1000 + math.floor(now[2] / 1000) > tonumber(ARGV[6]) then drop() return {'late', ''} end
 local holder = redis.call('get', KEYS[4])
 if holder and string.sub(holder, 1, #ARGV[4]) ~= ARGV[4] then drop() return {'another run holds the lock', ''} end
-for i = 5, #KEYS, 2 do
+local added = tonumber(ARGV[7])
+if added > 0 and tonumber(ARGV[8]) >= 0 then  -- only commits that grow the variables: not training steps
+  local used = tonumber(redis.call('get', KEYS[6]) or '0')
+  if used + added > tonumber(ARGV[8]) then drop() return {'quota', tostring(used)} end
+end
+for i = 7, #KEYS, 2 do
   if redis.call('exists', KEYS[i]) == 0 then drop() return {'a staged value expired', ''} end
 end
-for i = 5, #KEYS, 2 do redis.call('hset', KEYS[3], ARGV[i + 2], ARGV[i + 3]) end  -- first: OOM stops it here
-for i = 5, #KEYS, 2 do
+for i = 7, #KEYS, 2 do redis.call('hset', KEYS[3], ARGV[i + 2], ARGV[i + 3]) end  -- first: OOM stops it here
+for i = 7, #KEYS, 2 do
   redis.call('rename', KEYS[i], KEYS[i + 1])
   redis.call('persist', KEYS[i + 1])  -- the staged key's expiry came along
 end
+if added ~= 0 then redis.call('incrby', KEYS[5], added) redis.call('incrby', KEYS[6], added) end
 local new = redis.call('incr', KEYS[1])
 if ARGV[5] == '1' then redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
 return {'ok', tostring(new)}
@@ -99,12 +113,29 @@ local contents = {}
 for i = 1, #heads, 2 do contents[#contents + 1] = redis.call('get', ARGV[1] .. heads[i]) or '' end
 return {redis.call('get', KEYS[1]) or '0', heads, contents, redis.call('hgetall', KEYS[3])}
 """
-# KEYS: version, heads, the earlier versions' vars hash; ARGV: the prefix of variable keys.
+# KEYS: version, heads, the earlier versions' vars hash, the container's variable bytes, the tenant's;
+# ARGV: the prefix of variable keys. The freed bytes leave the tenant's count.
 _RESET = """
 for _, name in ipairs(redis.call('hkeys', KEYS[2])) do redis.call('del', ARGV[1] .. name) end
-redis.call('del', KEYS[2], KEYS[3])
+local freed = tonumber(redis.call('get', KEYS[4]) or '0')
+redis.call('del', KEYS[2], KEYS[3], KEYS[4])
+if freed ~= 0 then redis.call('decrby', KEYS[5], freed) end
 return redis.call('incr', KEYS[1])
 """
+# KEYS: tenant_graphs, tenant_graph_bytes; ARGV: now, expiry, member, bytes, quota, ttl.
+# Returns {counted (0: refused, 1: newly, 2: already), bytes counted before}.
+_CLAIM_GRAPH = ("local used = tonumber(redis.call('get', KEYS[2]) or '0') "
+                "for _, m in ipairs(redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])) do "
+                "used = used - tonumber(string.match(m, ':(%d+)$')) end "
+                "redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1]) "
+                "local counted = 1 "
+                "if redis.call('zscore', KEYS[1], ARGV[3]) then counted = 2 "
+                "elseif used + tonumber(ARGV[4]) > tonumber(ARGV[5]) then counted = 0 end "
+                "if counted > 0 then redis.call('zadd', KEYS[1], ARGV[2], ARGV[3]) "
+                "redis.call('expire', KEYS[1], ARGV[6]) redis.call('expire', KEYS[2], ARGV[6]) end "
+                "redis.call('set', KEYS[2], used + (counted == 1 and tonumber(ARGV[4]) or 0)) "
+                "return {counted, used}")
+_RELEASE_GRAPH = ("if redis.call('zrem', KEYS[1], ARGV[1]) == 1 then redis.call('decrby', KEYS[2], ARGV[2]) end")
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
           "else return 0 end")
 
@@ -174,6 +205,8 @@ class RedisStore(Store):
         self._claim = self.client.register_script(_CLAIM)
         self._read = self.client.register_script(_READ)
         self._reset = self.client.register_script(_RESET)
+        self._claim_graph = self.client.register_script(_CLAIM_GRAPH)
+        self._release_graph = self.client.register_script(_RELEASE_GRAPH)
         self._commit_sha = self.client.register_script(_COMMIT).sha  # loaded at the first NOSCRIPT
         self._clock_offset, self._clock_checked = 0.0, -CLOCK_CHECK_S
         self._held: dict[str, str] = {}  # lock key -> token, renewed until released
@@ -240,16 +273,18 @@ class RedisStore(Store):
         return [f"{PREFIX}version:{container}", f"{PREFIX}heads:{container}", f"{PREFIX}vars:{container}"]
 
     @_guarded
-    def commit(self, container, base_version, updates, request_id, result):
+    def commit(self, container, base_version, updates, request_id, result, added_bytes=0):
         # One round trip: each value is staged under a key of its own (its content sent straight from
         # the array), then the _COMMIT script checks and applies them atomically.
         stage = f"{PREFIX}stage:{container}:{secrets.token_hex(8)}:"
         keys = [f"{PREFIX}version:{container}", f"{PREFIX}applied:{container}:{request_id}",
-                f"{PREFIX}heads:{container}", f"{PREFIX}lock:{container}"]
+                f"{PREFIX}heads:{container}", f"{PREFIX}lock:{container}", f"{PREFIX}var_bytes:{container}",
+                f"{PREFIX}tenant_var_bytes:{tenant_of(container)}"]
         # A commit that reaches Redis after we stopped waiting (Redis was paused) must not apply: the
         # caller reports it failed.
         args = [base_version, result, APPLIED_TTL_S, f"{request_id}:", 1 if request_id else 0,
-                int(self._redis_clock_ms() + COMMIT_WAIT_MS)]
+                int(self._redis_clock_ms() + COMMIT_WAIT_MS), added_bytes,
+                -1 if self.variable_quota is None else self.variable_quota]
         pipe = self.client.pipeline(transaction=False)
         for index, (name, value) in enumerate(updates.items()):
             head, content = codec.tensor_parts(value)
@@ -260,14 +295,18 @@ class RedisStore(Store):
         try:
             outcome, value = pipe.execute()[-1]
         except redis.exceptions.NoScriptError:  # Redis restarted since we loaded it (or we never did)
-            if len(keys) > 4:
-                self.client.delete(*keys[4::2])
+            if len(keys) > 6:
+                self.client.delete(*keys[6::2])
             self._commit_sha = self.client.script_load(_COMMIT)
-            return self.commit.__wrapped__(self, container, base_version, updates, request_id, result)
+            return self.commit.__wrapped__(self, container, base_version, updates, request_id, result,
+                                           added_bytes)
         if outcome == b"ok":
             return int(value)
         if outcome == b"applied":
             raise AlreadyApplied(value)
+        if outcome == b"quota":
+            raise over_quota("stored variables", tenant_of(container), int(value), added_bytes, self.variable_quota,
+                             "--max-variable-bytes-per-tenant")
         if outcome == b"late":
             self._clock_checked = -CLOCK_CHECK_S  # in case our clock jumped: measure it again
             raise _unavailable(self.url, TimeoutError("the commit reached Redis after its wait ended"))
@@ -286,7 +325,21 @@ class RedisStore(Store):
 
     @_guarded
     def reset(self, container):
-        self._reset(keys=self._variable_keys(container), args=[f"{PREFIX}var:{container}:"])
+        self._reset(keys=[*self._variable_keys(container), f"{PREFIX}var_bytes:{container}",
+                          f"{PREFIX}tenant_var_bytes:{tenant_of(container)}"], args=[f"{PREFIX}var:{container}:"])
+
+    @_guarded
+    def claim_graph_bytes(self, tenant, chain, nbytes, quota):
+        now = time.time()
+        keys = [f"{PREFIX}tenant_graphs:{tenant}", f"{PREFIX}tenant_graph_bytes:{tenant}"]
+        counted, used = self._claim_graph(keys=keys, args=[now, now + BLOB_TTL_S, f"{chain}:{nbytes}", nbytes, quota,
+                                                           BLOB_TTL_S])
+        return int(counted), int(used)
+
+    @_guarded
+    def release_graph_bytes(self, tenant, chain, nbytes):
+        self._release_graph(keys=[f"{PREFIX}tenant_graphs:{tenant}", f"{PREFIX}tenant_graph_bytes:{tenant}"],
+                            args=[f"{chain}:{nbytes}", nbytes])
 
     @contextlib.contextmanager
     def lock(self, container, timeout_s=DEFAULT_LOCK_TIMEOUT_S, owner=0):

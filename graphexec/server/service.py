@@ -9,21 +9,26 @@ worker that cannot be reached is set aside and the run goes to another worker wi
 id (which the worker's commit makes safe to repeat). A worker that died while running the run is set
 aside too, but the run is not resent (it may be what killed the worker, graphexec.server.poison): it
 is answered from the store if its update was committed, else fails ABORTED.
+
+Uploads count against the tenant's graph-bytes quota before they are decoded. Large graphs (at least
+--compile-process-nodes) are decoded and compiled in compile processes (graphexec.server.compile_pool),
+not in the threads that serve other runs.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
 from graphexec import digest, errors, ir
 from graphexec.config import RunMetadata
+from graphexec.rpc import convert
 from graphexec.runtime.feeds import check_feed
 from graphexec.runtime.metadata import describe_run
 from graphexec.runtime.placement import Placement
-from graphexec.runtime.store import Store, store_container
+from graphexec.runtime.store import NEWLY, REFUSED, Store, over_quota, store_container
 from graphexec.runtime.worker import CachedPlan, Cancellation, PlanCall, PlanResult, replayed, run_serialized
 from graphexec.server import limits as server_limits
-from graphexec.rpc import convert
 from graphexec.server import plans as plan_cache
 from graphexec.server.batching import Batcher
 from graphexec.server.compile_pool import CompilePool
@@ -94,21 +99,40 @@ class Service:
         if segment.HasField("nodes"):
             server_limits.check_segment_size(max(segment.node_count, len(segment.nodes.nodes)),
                                              segment.nodes.ByteSize(), self.limits)
-            if self._in_compile_process(segment.node_count):  # decoded there: seconds of Python for a large one
-                blob, base = convert.segment_to_bytes(segment), segment.base_chain or digest.CHAIN_START
-                node_count = self.compiler.check(self.graphs.segment_blobs(base) + [blob], segment.node_count,
-                                                 base.hex(), segment.chain.hex())
-                self.graphs.put_checked(segment, blob)
-                chain = segment.chain
-            else:
-                graph = self.graphs.add(segment)
-                chain, node_count = graph.chain, len(graph.nodes)
+            with self._counted_upload(record.tenant, segment):
+                chain, node_count = self._add_segment(segment)
         elif self.graphs.has(segment.chain, segment.node_count):  # decoded later, only if a compile needs it
             chain, node_count = segment.chain, segment.node_count
         else:
             return record, True
         seed = segment.seed if segment.HasField("seed") else None
         return self.sessions.set_graph(record, chain, node_count, seed), False
+
+    @contextlib.contextmanager
+    def _counted_upload(self, tenant: str, segment):
+        """Count the segment against the tenant's uploads (--max-graph-bytes-per-tenant) before it is decoded;
+        no longer if it is refused."""
+        chain, nbytes, quota = segment.chain.hex(), segment.ByteSize(), self.limits.max_graph_bytes_per_tenant
+        counted, used = self.store.claim_graph_bytes(tenant, chain, nbytes, quota)
+        if counted == REFUSED:
+            raise over_quota("uploaded graphs", tenant, used, nbytes, quota, "--max-graph-bytes-per-tenant")
+        try:
+            yield
+        except BaseException:
+            if counted == NEWLY:  # a segment counted before stays counted
+                self.store.release_graph_bytes(tenant, chain, nbytes)
+            raise
+
+    def _add_segment(self, segment) -> tuple[bytes, int]:
+        """Decode, verify and store an uploaded segment; (chain, node count) of the graph it completes."""
+        if self._in_compile_process(segment.node_count):  # decoded there: seconds of Python for a large one
+            blob, base = convert.segment_to_bytes(segment), segment.base_chain or digest.CHAIN_START
+            node_count = self.compiler.check(self.graphs.segment_blobs(base) + [blob], segment.node_count,
+                                             base.hex(), segment.chain.hex())
+            self.graphs.put_checked(segment, blob)
+            return segment.chain, node_count
+        graph = self.graphs.add(segment)
+        return graph.chain, len(graph.nodes)
 
     # -- callables ----------------------------------------------------------------------------------
     def make_callable(self, record: SessionRecord, feeds, fetches, targets) -> MadeCallable:

@@ -11,14 +11,13 @@ import time
 import grpc
 import numpy as np
 import pytest
+from conftest import Process, start_serve  # tests/integration is on sys.path (rootdir-relative conftest)
 
 import graphexec as tf
 from graphexec import errors
 from graphexec.client.connection import parse_target
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, methods
-
-from conftest import Process, start_serve  # tests/integration is on sys.path (rootdir-relative conftest)
 
 pytestmark = pytest.mark.timeout(240)
 SLACK_S = 1.5  # the goal is 0.2 s past the deadline; a loaded CI machine gets more

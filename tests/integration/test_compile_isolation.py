@@ -3,18 +3,22 @@ compile deadline, while the server keeps serving everyone else. How much other t
 slowed is measured by `python -m bench.compile_stall`, not here."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 import threading
 import time
 
 import numpy as np
 import pytest
+from conftest import Process  # tests/integration is on sys.path (rootdir-relative conftest)
 
 import graphexec as tf
-from graphexec import errors
-
-from conftest import Process, start_serve  # tests/integration is on sys.path (rootdir-relative conftest)
+from graphexec import digest, errors
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import convert
+from graphexec.server.compile_pool import CompilePool
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -74,7 +78,7 @@ def test_a_large_graph_compiles_in_a_compile_process_while_other_tenants_runs_go
     runner.start()
     value = np.linspace(0.0, 1.0, 4, dtype=np.float32)
     with tf.Graph().as_default():
-        x, y = _chain(3000)  # 9,001 nodes, above --compile-process-nodes (1000)
+        x, y = _chain(3000)  # 9,001 nodes, above --compile-process-nodes (5000)
         with tf.Session(target) as sess:
             started = time.monotonic()
             result = sess.run(y, {x: value})
@@ -88,3 +92,39 @@ def test_a_large_graph_compiles_in_a_compile_process_while_other_tenants_runs_go
     log = "".join(server.output) + server.proc.stdout.read()
     pids = {int(pid) for pid in re.findall(r"a graph of 9001 nodes in compile process (\d+)", log)}
     assert pids and server.pid not in pids, log[-2000:]  # decoded and compiled there, not in the server
+
+
+def test_replicas_share_a_large_graph_checked_and_compiled_in_another_replicas_compile_process(
+        redis_server, serve, worker, wait_for_workers):
+    worker(redis_server.url)
+    replicas = [serve("--redis", redis_server.url, "--compile-process-nodes", "1000") for _ in range(2)]
+    for target in replicas:
+        wait_for_workers(target, 1)
+    value = np.linspace(0.0, 1.0, 4, dtype=np.float32)
+    with tf.Graph().as_default():
+        x, y = _chain(500)  # 1,501 nodes: decoded and compiled in compile processes
+        with tf.Session(replicas[0]) as sess:
+            np.testing.assert_allclose(sess.run(y, {x: value}), _numpy_chain(value, 500), rtol=1e-5)
+        with tf.Session(replicas[1]) as sess:  # the segments and the plan come from Redis
+            np.testing.assert_allclose(sess.run(y, {x: value}), _numpy_chain(value, 500), rtol=1e-5)
+            np.testing.assert_allclose(sess.run(y, {x: value * 2}), _numpy_chain(value * 2, 500), rtol=1e-5)
+        with tf.Session(replicas[1]) as sess:  # a signature not compiled yet: compiled there from Redis's segments
+            np.testing.assert_allclose(sess.run(y * 3.0, {x: value}), _numpy_chain(value, 500) * 3, rtol=1e-5)
+
+
+def test_a_compile_process_killed_while_idle_is_replaced_without_failing_the_next_request():
+    graph = tf.Graph()
+    with graph.as_default():
+        _chain(10)
+    nodes, seed, _, chain = graph.snapshot()
+    segment = spb.GraphSegment(node_count=len(nodes), chain=chain, seed=seed)
+    segment.nodes.CopyFrom(convert.graph_to_proto(nodes))
+    blob = convert.segment_to_bytes(segment)
+    pool = CompilePool(1, 30.0)
+    try:
+        assert pool.check([blob], len(nodes), digest.CHAIN_START.hex(), chain.hex()) == 31
+        os.kill(pool._slots[0].child.process.pid, signal.SIGKILL)  # as the OOM killer might
+        pool._slots[0].child.process.wait()
+        assert pool.check([blob], len(nodes), digest.CHAIN_START.hex(), chain.hex()) == 31
+    finally:
+        pool.close()
