@@ -45,6 +45,7 @@ from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
 from graphexec.server.telemetry import Metrics, serve_metrics
+from graphexec.server.tuning import keep_freed_memory, limit_blas_threads
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 DEFAULT_PORT = 7470
@@ -127,6 +128,9 @@ SETTINGS = (
             "own address (a container's or pod's IP): set it when servers must use another name (a "
             "Service, a NAT)", metavar="HOST:PORT"),
     Setting("worker", "--threads", "GRAPHEXEC_WORKER_THREADS", "16", "16", "plan runs served at once", int, metavar="N"),
+    Setting("both", "--blas-threads", "GRAPHEXEC_BLAS_THREADS", "1", "1 (0: the BLAS library's own default)",
+            "threads each matrix product may use: more helps only one large product at a time on idle cores "
+            "(graphexec/server/tuning.py)", int, metavar="N"),
     Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
             f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
     Setting("both", "--log-format", "GRAPHEXEC_LOG_FORMAT", "text", "text",
@@ -348,6 +352,7 @@ def _metrics(args, host: str) -> Metrics:
 
 def serve(args) -> None:
     security = _security(args, is_server=True)
+    _tune(args)
     _check_free(args.host, args.port, "--port (GRAPHEXEC_PORT)")
     limits = _limits(args)
     if args.max_batch_size < 0 or args.max_batch_delay_us < 0:
@@ -379,6 +384,7 @@ def serve(args) -> None:
 
 def worker(args) -> None:
     security = _security(args, is_server=False)
+    _tune(args)
     _check_free(args.host, args.port, "--port (GRAPHEXEC_WORKER_PORT)")
     _limit_memory(args.memory_limit, args.device)
     metrics = _metrics(args, args.host)
@@ -426,6 +432,13 @@ def _wait_for_signal() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+
+
+def _tune(args) -> None:
+    if args.blas_threads < 0:
+        raise UsageError("--blas-threads cannot be negative")
+    limit_blas_threads(args.blas_threads)
+    keep_freed_memory()
 
 
 def _reexec_with_short_blas_spin() -> None:
