@@ -10,8 +10,9 @@ Runs that may share a batch have the same batch key: the plan, the variable cont
 graphexec.server.auth), the placement, and the feeds' dtypes and shapes past dimension 0 (so they
 concatenate). Per key, one batch runs at a time on this server; runs that arrive meanwhile queue, in
 order. The first run in an empty queue leads: it waits until the queue holds N rows or
---max-batch-delay-us has passed since it arrived (0: take what is queued at once), takes whole runs
-from the front up to N rows, runs them as one call (one RunPlan to a worker with --redis), answers
+--max-batch-delay-us has passed since it arrived (0: take what is queued at once), but only when the
+key's last batch had several runs (so a lone client, or the one-after-another runs of a Run stream, never
+waits for company that does not come), takes whole runs from the front up to N rows, runs them as one call (one RunPlan to a worker with --redis), answers
 each run its own rows of every fetch (a fetch that does not depend on the feeds is the same for all),
 then hands the lead to the oldest run still queued.
 
@@ -91,6 +92,7 @@ class Batcher:
         self.metrics = metrics or Metrics()
         self._verdicts = BoundedCache(MAX_VERDICTS)
         self._queues: dict[tuple, _Queue] = {}
+        self._company = BoundedCache(MAX_VERDICTS)  # batch key -> whether its last batch had several runs
         self._lock = threading.Lock()
 
     def verdict(self, cached: CachedPlan) -> RowWise:
@@ -171,7 +173,7 @@ class Batcher:
 
     def _lead(self, key, queue: _Queue, cached: CachedPlan) -> None:
         with self._lock:
-            if self.delay_s > 0:
+            if self.delay_s > 0 and self._company.get(key, True):
                 until = queue.runs[0].arrived + self.delay_s
                 while queue.rows < self.max_rows and time.monotonic() < until:
                     queue.ready.wait(until - time.monotonic())
@@ -182,6 +184,7 @@ class Batcher:
                 rows += run.rows
                 run.state = TAKEN
                 batch.append(run)
+            self._company.put(key, len(batch) > 1)
         try:
             self._run_batch(batch, cached)
         except BaseException as exc:  # a bug: answer every run of the batch with it, never leave one waiting

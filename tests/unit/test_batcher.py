@@ -104,3 +104,16 @@ def test_runs_too_large_or_traced_go_alone(doubled):
     batcher.run(traced, prepared.cached)
     assert sizes == [4, 1]
     assert batcher.metrics.unbatched_runs.labels("request")._value.get() == 2
+
+
+def test_a_lone_client_waits_for_company_once_then_no_more(doubled):
+    """One run after another (a lone client, a Run stream): only the first waits out the delay."""
+    runner, prepared = doubled
+    batcher = Batcher(64, 300_000, lambda call, cached: runner.core.run(call, cached))
+    started = time.monotonic()
+    batcher.run(call_of(prepared, rows(1)), prepared.cached)
+    first = time.monotonic() - started
+    started = time.monotonic()
+    for i in range(20):
+        assert np.array_equal(batcher.run(call_of(prepared, rows(1, i)), prepared.cached).fetches[0], rows(1, i) * 2)
+    assert first >= 0.3 and time.monotonic() - started < 0.3 * 5  # 20 runs, not 20 delays (6 s)
