@@ -7,7 +7,9 @@ update variables hold the container's update lock, so updates to one container a
 worker that cannot be reached is set aside and the run goes to another worker with the same request
 id (which the worker's commit makes safe to repeat). A worker that died while running the run is set
 aside too, but the run is not resent (it may be what killed the worker, graphexec.server.poison): it
-is answered from the store if its update was committed, else fails ABORTED.
+is answered from the store if its update was committed, else fails ABORTED. With dynamic batching on
+(`serve --max-batch-size`, graphexec.server.batching), a run of a row-wise plan may share its worker call
+with other clients' runs, stacked along dimension 0.
 """
 from __future__ import annotations
 
