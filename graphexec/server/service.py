@@ -137,7 +137,9 @@ class Service:
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
         call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,
                         placed.host_steps, options.trace_level > 0, timeout, cancellation)
-        return RunOutcome(run_serialized(self.store, call, cached, self._dispatch), placed, cached)
+        if cached.writes_variables:
+            return RunOutcome(run_serialized(self.store, call, cached, self._dispatch), placed, cached)
+        return RunOutcome(self._dispatch(call, cached), placed, cached)  # nothing to serialize
 
     def _dispatch(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
         tried = []
