@@ -48,7 +48,7 @@ def test_feed_keys_in_another_order_or_by_name_feed_the_right_tensors(program):
 def test_every_run_checks_its_own_feeds(program):
     sess, a, b, total, _ = program
     assert sess.run(total, {a: [1, 2], b: [3, 4]}).tolist() == [4, 6]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="shape \[3\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape \[3\]"):
         sess.run(total, {a: [1, 2, 3], b: [3, 4]})
     with pytest.raises(TypeError):
         sess.run(total, {a: [1, 2], object(): [3, 4]})
