@@ -189,6 +189,8 @@ class Service:
         return RunOutcome(self._execute(call, cached), placed, cached)
 
     def _execute(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
+        if not cached.writes_variables:
+            return self._dispatch(call, cached)  # nothing to serialize
         # Runs go to remote workers (which decode their own copy of the feeds) when the store is shared.
         optimistic = self.store.shared and self.pool.local is None
         return run_serialized(self.store, call, cached, self._dispatch, optimistic)
