@@ -11,7 +11,6 @@ features) exists the adapter raises Unavailable, so the harness reports "n/a: <r
 """
 
 import functools
-import os
 import shutil
 import sys
 
@@ -19,11 +18,9 @@ from bench import graphs, procs
 from bench.systems import Unavailable
 from bench.systems.tf1_style import Tf1StyleSystem
 
-# W8 runs against two servers of its own: one plain, one with these flags. Both get W8_ENV: one OpenBLAS
-# thread, as docs/architecture.md ("Dynamic batching") recommends for a batching server (a batch's matrix
-# product split over OpenBLAS threads cost ~12 ms instead of ~0.2 ms on a busy 2-core machine).
+# W8 runs against two servers of its own: one plain, one with these flags (both with serve's default of
+# one BLAS thread, which a batching server wants: docs/architecture.md, "Dynamic batching").
 BATCHING_ARGS = ("--max-batch-size", "64", "--max-batch-delay-us", "2000")
-W8_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 SERVE_READY = r"serving on (grpc://\S+)"  # graphexec serving on grpc://127.0.0.1:PORT
 WORKER_READY = r"graphexec worker .*serving on"  # graphexec worker ID serving on HOST:PORT
 # Raised by a graphexec that lacks a feature the workload uses (a missing op, Session.stream, ...).
@@ -51,10 +48,10 @@ def feature_or_unavailable(method):
     return wrapper
 
 
-def start_serve(name, extra_args=(), env=None):
+def start_serve(name, extra_args=()):
     argv = [sys.executable, "-m", "graphexec", "serve", "--port", "0", *extra_args]
     try:
-        return procs.ServerProcess(name, argv, ready=SERVE_READY, timeout_s=60, env=env)
+        return procs.ServerProcess(name, argv, ready=SERVE_READY, timeout_s=60)
     except procs.ServerStartError as error:
         raise Unavailable(str(error)) from error
 
@@ -113,7 +110,7 @@ class GraphexecEmbedded(Tf1StyleSystem):
     def w8_config(self, batching):
         if batching not in self._w8_targets:
             args = [*self._serve_args, *(BATCHING_ARGS if batching else ())]
-            server = start_serve(f"{self.name}-w8{'-batching' * batching}", args, env={**os.environ, **W8_ENV})
+            server = start_serve(f"{self.name}-w8{'-batching' * batching}", args)
             self._processes.append(server)
             self._w8_targets[batching] = server.match.group(1)
         return {"target": self._w8_targets[batching]}
