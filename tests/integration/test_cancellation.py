@@ -42,8 +42,8 @@ def _big_product():
 
 def _big_convolution():
     s = tf.placeholder(tf.float32, [])
-    images = tf.fill([16, 112, 112, 64], s)
-    filters = tf.fill([3, 3, 64, 256], s)
+    images = tf.fill([16, 112, 112, 256], s)  # 118 G multiply-adds: seconds on one core, even with AVX-512
+    filters = tf.fill([3, 3, 256, 256], s)
     return s, tf.reduce_sum(tf.nn.conv2d(images, filters, [1, 1, 1, 1], "SAME"))
 
 
