@@ -104,7 +104,7 @@ def tensor_parts(array) -> tuple[bytes, object]:
     array = little_endian(array)
     content = dtypes.string_content(array) if array.dtype == object else memoryview(array.reshape(-1).view(np.uint8))
     head = _dtype_and_shape(dtype_enum(dtypes.from_numpy(array.dtype)), array.shape) + _CONTENT_KEY
-    return bytes(head + _varint(len(content))), content
+    return bytes(head + varint(len(content))), content
 
 
 def encode_tensor_message(message, field: str, arrays=(), *, shells=None, raw_field: str | None = None, raw=None,
