@@ -360,7 +360,9 @@ BOOLEAN_FLAGS = {"--insecure", "--no-reflection"}  # their variables are on when
 NUMERIC_SAMPLES = {"--stream-idle-timeout": "2.5", "--compile-timeout-s": "2.5"} | dict.fromkeys(
     ("--memory-limit", "--max-message-bytes", "--max-graph-nodes", "--max-graph-bytes", "--max-string-bytes",
      "--run-memory-bytes", "--max-streams", "--max-streams-per-connection", "--queue-depth",
-     "--max-sessions-per-tenant", "--cache-bytes", "--max-batch-size", "--max-batch-delay-us", "--compile-processes", "--compile-process-nodes"), "3")
+     "--max-sessions-per-tenant", "--cache-bytes", "--max-batch-size", "--max-batch-delay-us", "--compile-processes", "--compile-process-nodes",
+     "--max-variable-bytes-per-tenant", "--max-graph-bytes-per-tenant",
+     "--direct-port"), "3")
 
 
 def sample_value(flag: str) -> str:
