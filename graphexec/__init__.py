@@ -5,9 +5,8 @@
     with tf.Session() as sess:                  # or tf.Session("grpc://host:port")
         print(sess.run(y, {x: [[1, 2, 3]]}))
 """
-import importlib
 
-from graphexec import api_gaps, errors
+from graphexec import api_gaps, errors, lazy
 from graphexec.config import ConfigProto, GPUOptions, RunMetadata, RunOptions
 from graphexec.dtypes import (DType, as_dtype, bool, double, float16, float32, float64, half, int8, int16,  # noqa: A004
                               int32, int64, string, uint8, uint16)
@@ -96,21 +95,8 @@ from graphexec import contrib, layers  # noqa: E402 - tf.layers, tf.contrib.laye
 
 # tf.app and tf.flags (absl's, as TF1's) load on first use (PEP 562): absl's app and flags cost a tenth of
 # `import graphexec`, and few programs use them. Other TF1 names graphexec lacks say so (see api_gaps).
-_LAZY = {"app": ("graphexec.app", None), "flags": ("graphexec.app", "flags")}
-_missing = api_gaps.missing_names("", __name__)
-
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        return _missing(name)
-    module, attribute = _LAZY[name]
-    value = importlib.import_module(module)
-    value = globals()[name] = value if attribute is None else getattr(value, attribute)
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy.attributes(globals(), {"app": ("graphexec.app", None), "flags": ("graphexec.app", "flags")},
+                                       api_gaps.missing_names("", __name__))
 
 from graphexec import data  # noqa: E402 - tf.data (input pipelines run in the client: graphexec/data/)
 from graphexec import io  # noqa: E402 - tf.io: TFRecord files, Example parsing

@@ -45,6 +45,7 @@ from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
 from graphexec.server.telemetry import Metrics, serve_metrics
+from graphexec.server.tuning import keep_freed_memory, limit_blas_threads
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 DEFAULT_PORT = 7470
@@ -131,6 +132,9 @@ SETTINGS = (
             "port of the direct link servers run plans over (framed RunPlan on TCP, with the Worker API's TLS "
             "and worker secret; announced in the registration, on the advertised host); -1: servers use the "
             "Worker API", int, metavar="PORT"),
+    Setting("both", "--blas-threads", "GRAPHEXEC_BLAS_THREADS", "1", "1 (0: the BLAS library's own default)",
+            "threads each matrix product may use: more helps only one large product at a time on idle cores "
+            "(graphexec/server/tuning.py)", int, metavar="N"),
     Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
             f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
     Setting("both", "--log-format", "GRAPHEXEC_LOG_FORMAT", "text", "text",
@@ -356,6 +360,7 @@ def _metrics(args, host: str) -> Metrics:
 
 def serve(args) -> None:
     security = _security(args, is_server=True)
+    _tune(args)
     _check_free(args.host, args.port, "--port (GRAPHEXEC_PORT)")
     limits = _limits(args)
     if args.max_batch_size < 0 or args.max_batch_delay_us < 0:
@@ -387,6 +392,7 @@ def serve(args) -> None:
 
 def worker(args) -> None:
     security = _security(args, is_server=False)
+    _tune(args)
     _check_free(args.host, args.port, "--port (GRAPHEXEC_WORKER_PORT)")
     _limit_memory(args.memory_limit, args.device)
     metrics = _metrics(args, args.host)
@@ -442,6 +448,13 @@ def _wait_for_signal() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+
+
+def _tune(args) -> None:
+    if args.blas_threads < 0:
+        raise UsageError("--blas-threads cannot be negative")
+    limit_blas_threads(args.blas_threads)
+    keep_freed_memory()
 
 
 def _reexec_with_short_blas_spin() -> None:

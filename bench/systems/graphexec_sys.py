@@ -18,7 +18,8 @@ from bench import graphs, procs
 from bench.systems import Unavailable
 from bench.systems.tf1_style import Tf1StyleSystem
 
-# W8 with dynamic batching: a second server started with these flags.
+# W8 runs against two servers of its own: one plain, one with these flags (both with serve's default of
+# one BLAS thread, which a batching server wants: docs/architecture.md, "Dynamic batching").
 BATCHING_ARGS = ("--max-batch-size", "64", "--max-batch-delay-us", "2000")
 SERVE_READY = r"serving on (grpc://\S+)"  # graphexec serving on grpc://127.0.0.1:PORT
 WORKER_READY = r"graphexec worker .*serving on"  # graphexec worker ID serving on HOST:PORT
@@ -76,7 +77,7 @@ class GraphexecEmbedded(Tf1StyleSystem):
         super().__init__()
         self._processes = []
         self._serve_args = ()  # what every server of this system is started with (GraphexecRedis: --redis URL)
-        self._batching_target = None
+        self._w8_targets = {}  # batching -> target
 
     def start(self):
         self.api = import_graphexec()
@@ -107,13 +108,12 @@ class GraphexecEmbedded(Tf1StyleSystem):
     build_w8 = feature_or_unavailable(Tf1StyleSystem.build_w8)
 
     def w8_config(self, batching):
-        if not batching:
-            return self.client_config()
-        if self._batching_target is None:
-            server = start_serve(f"{self.name}-batching", [*self._serve_args, *BATCHING_ARGS])
+        if batching not in self._w8_targets:
+            args = [*self._serve_args, *(BATCHING_ARGS if batching else ())]
+            server = start_serve(f"{self.name}-w8{'-batching' * batching}", args)
             self._processes.append(server)
-            self._batching_target = server.match.group(1)
-        return {"target": self._batching_target}
+            self._w8_targets[batching] = server.match.group(1)
+        return {"target": self._w8_targets[batching]}
 
     @feature_or_unavailable
     def build_w7(self):

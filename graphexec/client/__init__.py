@@ -4,18 +4,9 @@ Both load on first use (PEP 562): their modules bring grpc, which costs about a 
 `import graphexec`, and in-process sessions never need it."""
 from __future__ import annotations
 
-import importlib
+from graphexec import lazy
 
 __all__ = ["RemoteSession", "RetryPolicy"]
-_LAZY = {"RemoteSession": "graphexec.client.remote", "RetryPolicy": "graphexec.client.retry"}
-
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy.attributes(globals(), {
+    "RemoteSession": ("graphexec.client.remote", "RemoteSession"),
+    "RetryPolicy": ("graphexec.client.retry", "RetryPolicy")})

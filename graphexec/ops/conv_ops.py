@@ -97,7 +97,7 @@ def _columns(ctx, patches, start, stop):
     return cols
 
 
-def _pointwise(shape, kh, kw, strides):
+def _pointwise(kh, kw, strides):
     """A 1x1 stride-1 convolution is one product of the input's rows with the filter: no im2col."""
     return kh == kw == 1 and strides[1] == strides[2] == 1
 
@@ -110,7 +110,7 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
     n = x.shape[0]
     oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
     w2 = w.reshape(-1, o)
-    if _pointwise(x.shape, kh, kw, strides):
+    if _pointwise(kh, kw, strides):
         return interruptible.matmul(ctx, xp.ascontiguousarray(x).reshape(-1, c), w2).reshape(n, oh, ow, o)
     out = xp.empty((n, oh, ow, o), dtype=xp.result_type(x, w))
     if out.size == 0 or w2.shape[0] == 0:
@@ -136,7 +136,7 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
                          f"{[sizes[0], oh, ow, o]}")
     n, h, wd, _ = sizes
     w2t = w.reshape(-1, o).T
-    if _pointwise(sizes, kh, kw, strides):
+    if _pointwise(kh, kw, strides):
         return interruptible.matmul(ctx, xp.ascontiguousarray(dy).reshape(-1, o), w2t).reshape(sizes)
     if strides[1] == strides[2] == 1:
         return _transposed_at_stride_1(ctx, w, dy, pads)
@@ -171,7 +171,7 @@ def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_forma
     kh, kw, c, o = host_ints(ctx, filter_sizes)
     n = x.shape[0]
     oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
-    if _pointwise(x.shape, kh, kw, strides):
+    if _pointwise(kh, kw, strides):
         grad = interruptible.matmul(ctx, xp.ascontiguousarray(x).reshape(-1, c).T, dy.reshape(-1, o))
         return grad.reshape(kh, kw, c, o)
     grad = xp.zeros((kh * kw * c, o), dtype=xp.result_type(x, dy))

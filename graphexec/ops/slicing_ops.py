@@ -6,7 +6,6 @@ Pad is the adjoint of slice (and slice of pad), so each one's gradient is the ot
 from __future__ import annotations
 
 import builtins
-import builtins
 import functools
 
 import numpy as np

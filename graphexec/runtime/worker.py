@@ -249,8 +249,8 @@ class WorkerCore:
                 except AlreadyApplied as applied:  # a copy of this request, held up somewhere, won
                     self._hot.pop((call.container, call.device_type), None)
                     return PlanResult(replayed(applied.result), [], deduplicated=True, worker=self.name)
-                except errors.AbortedError:
-                    self._hot.pop((call.container, call.device_type), None)  # the next run reads afresh
+                except Exception:  # aborted, or unknown (Redis away): the next run reads afresh
+                    self._hot.pop((call.container, call.device_type), None)
                     raise
                 finally:
                     with self._hot_guard:
@@ -331,12 +331,20 @@ def run_serialized(store: Store, call: PlanCall, cached: CachedPlan, dispatch, o
             if not getattr(exc, "retry_under_lock", True):
                 raise
     timeout = call.timeout_s
-    if timeout is None:
-        with store.lock(call.container, DEFAULT_LOCK_TIMEOUT_S, call.request_id):
+    wait = DEFAULT_LOCK_TIMEOUT_S if timeout is None else timeout - (time.monotonic() - started)
+    with store.lock(call.container, wait, call.request_id):
+        if timeout is not None:
+            call.timeout_s = timeout - (time.monotonic() - started)
+        try:
             return dispatch(call, cached)
-    with store.lock(call.container, timeout - (time.monotonic() - started), call.request_id):
-        call.timeout_s = timeout - (time.monotonic() - started)
-        return dispatch(call, cached)
+        except errors.AbortedError as exc:
+            # Holding the lock, only a worker's stale hot copy aborts a commit; the worker dropped it on
+            # the abort (nothing was written), so one more try reads the current values.
+            if not (optimistic and call.request_id and getattr(exc, "retry_under_lock", True)):
+                raise
+            if timeout is not None:
+                call.timeout_s = timeout - (time.monotonic() - started)
+            return dispatch(call, cached)
 
 
 def _bound(table: dict, size: int) -> None:

@@ -10,8 +10,10 @@ Runs that may share a batch have the same batch key: the plan, the variable cont
 graphexec.server.auth), the placement, and the feeds' dtypes and shapes past dimension 0 (so they
 concatenate). Per key, one batch runs at a time on this server; runs that arrive meanwhile queue, in
 order. The first run in an empty queue leads: it waits until the queue holds N rows or
---max-batch-delay-us has passed since it arrived (0: take what is queued at once), takes whole runs
-from the front up to N rows, runs them as one call (one RunPlan to a worker with --redis), answers
+--max-batch-delay-us has passed since it arrived (0: take what is queued at once), but only while runs
+of the key come from several sessions (another session's run arrived in the last COMPANY_S, or 10 delays):
+a lone client, or the one-after-another runs of a Run stream, never waits for company that does not come;
+it takes whole runs from the front up to N rows, runs them as one call (one RunPlan to a worker with --redis), answers
 each run its own rows of every fetch (a fetch that does not depend on the feeds is the same for all),
 then hands the lead to the oldest run still queued.
 
@@ -38,11 +40,11 @@ import numpy as np
 
 from graphexec import errors
 from graphexec.compiler.rowwise import RowWise, rowwise
-from graphexec.runtime.bounded import BoundedCache
 from graphexec.runtime.worker import CachedPlan, PlanCall, PlanResult
 from graphexec.server.telemetry import Metrics
 
-MAX_VERDICTS = 4096
+COMPANY_S = 1.0  # a leader waits for company only when other sessions sent runs of its key this recently
+MAX_ENTRIES = 4096  # plans' verdicts, and batch keys' queues and history, kept at most
 log = logging.getLogger("graphexec.batching")
 
 # A run's state: waiting in its queue, taken into a batch, answered, or told to run alone.
@@ -71,7 +73,7 @@ class _Run:
         self.state = QUEUED
         self.leads = False
         self.result = self.error = None
-        self.event = threading.Event()
+        self.event: threading.Event | None = None
 
     def expired(self) -> errors.OpError | None:
         if self.call.cancellation:
@@ -89,8 +91,12 @@ class Batcher:
         self.delay_s = max_delay_us / 1e6
         self.execute = execute
         self.metrics = metrics or Metrics()
-        self._verdicts = BoundedCache(MAX_VERDICTS)
-        self._queues: dict[tuple, _Queue] = {}
+        # Plain dicts, emptied when full (a dropped entry is recomputed): this is on every run's path.
+        self._verdicts: dict[str, RowWise] = {}
+        self._queues: dict[tuple, _Queue] = {}  # kept while idle, so a steady key allocates no queue per run
+        # batch key -> [session of its last run, when a run of another session last arrived]
+        self._sessions: dict[tuple, list] = {}
+        self._company_s = max(COMPANY_S, 10 * self.delay_s)
         self._lock = threading.Lock()
 
     def verdict(self, cached: CachedPlan) -> RowWise:
@@ -100,7 +106,9 @@ class Batcher:
             verdict = rowwise(cached.plan)
             if cached.writes_variables:  # rowwise refuses writes already; this keeps it so whatever it says
                 verdict = RowWise(False, "the plan writes variables")
-            self._verdicts.put(cached.key, verdict)
+            if len(self._verdicts) >= MAX_ENTRIES:
+                self._verdicts.clear()
+            self._verdicts[cached.key] = verdict
         return verdict
 
     def run(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
@@ -119,12 +127,15 @@ class Batcher:
             if queue is None:
                 queue = self._queues[key] = _Queue(self._lock)
             run = _Run(call, rows, queue)
+            self._seen(key, call.session_handle, run.arrived)
             queue.runs.append(run)
             queue.rows += rows
             if not queue.leading:
                 queue.leading = run.leads = True
-            elif queue.rows >= self.max_rows:
-                queue.ready.notify()
+            else:
+                run.event = threading.Event()  # only a run that waits needs one
+                if queue.rows >= self.max_rows:
+                    queue.ready.notify()
         if not run.leads:
             self._wait(run)
         if run.leads:
@@ -167,12 +178,15 @@ class Batcher:
             if run.state == DONE:  # it gave up waiting and has its own error
                 return
             run.result, run.error, run.state = result, error, state
-            run.event.set()
+            if run.event is not None:
+                run.event.set()
 
     def _lead(self, key, queue: _Queue, cached: CachedPlan) -> None:
         with self._lock:
-            if self.delay_s > 0:
-                until = queue.runs[0].arrived + self.delay_s
+            if self.delay_s > 0 and queue.rows < self.max_rows and self._company(key, queue.runs[0].arrived):
+                oldest = queue.runs[0]  # the leader's own run: stop waiting when it expires, run the others
+                until = oldest.arrived + self.delay_s if oldest.deadline is None else min(
+                    oldest.arrived + self.delay_s, oldest.deadline)
                 while queue.rows < self.max_rows and time.monotonic() < until:
                     queue.ready.wait(until - time.monotonic())
             batch, rows = [], 0
@@ -192,6 +206,22 @@ class Batcher:
             with self._lock:
                 self._hand_off(key, queue)
 
+    def _seen(self, key, session: str, now: float) -> None:
+        """Note a run's arrival (the lock held)."""
+        seen = self._sessions.get(key)
+        if seen is None:
+            if len(self._sessions) >= MAX_ENTRIES:
+                self._sessions.clear()
+            self._sessions[key] = [session, None]
+        elif seen[0] != session:
+            seen[0], seen[1] = session, now
+
+    def _company(self, key, now: float) -> bool:
+        """Whether runs of several sessions arrive for the key (else waiting only delays a lone client, or
+        a Run stream's one-after-another runs, which can never share a call)."""
+        seen = self._sessions.get(key)
+        return seen is not None and seen[1] is not None and now - seen[1] < self._company_s
+
     def _hand_off(self, key, queue: _Queue) -> None:
         """The lead to the oldest run still queued (the lock held)."""
         if queue.runs:
@@ -199,7 +229,8 @@ class Batcher:
             queue.runs[0].event.set()
         else:
             queue.leading = False
-            del self._queues[key]
+            if len(self._queues) > MAX_ENTRIES:
+                del self._queues[key]
 
     def _run_batch(self, batch: list[_Run], cached: CachedPlan) -> None:
         live = []

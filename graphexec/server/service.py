@@ -8,7 +8,9 @@ commit aborted runs again holding the container's update lock), else by holding 
 worker that cannot be reached is set aside and the run goes to another worker with the same request
 id (which the worker's commit makes safe to repeat). A worker that died while running the run is set
 aside too, but the run is not resent (it may be what killed the worker, graphexec.server.poison): it
-is answered from the store if its update was committed, else fails ABORTED.
+is answered from the store if its update was committed, else fails ABORTED. With dynamic batching on
+(`serve --max-batch-size`, graphexec.server.batching), a run of a row-wise plan may share its worker call
+with other clients' runs, stacked along dimension 0.
 
 Uploads count against the tenant's graph-bytes quota before they are decoded. Large graphs (at least
 --compile-process-nodes) are decoded and compiled in compile processes (graphexec.server.compile_pool),
@@ -187,6 +189,8 @@ class Service:
         return RunOutcome(self._execute(call, cached), placed, cached)
 
     def _execute(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
+        if not cached.writes_variables:
+            return self._dispatch(call, cached)  # nothing to serialize
         # Runs go to remote workers (which decode their own copy of the feeds) when the store is shared.
         optimistic = self.store.shared and self.pool.local is None
         return run_serialized(self.store, call, cached, self._dispatch, optimistic)

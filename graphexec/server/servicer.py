@@ -317,7 +317,8 @@ def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits
     API (`health`: the grpc_health servicer whose statuses a Readiness keeps); over TLS with
     `credentials`. With `tokens`, each call's tenant is the one its bearer token names (others are
     UNAUTHENTICATED); without, every caller is the single tenant. `limits`: graphexec.server.limits."""
-    authenticate = _labelled(tokens.tenant_of if tokens is not None else _single_tenant)
+    # Without tokens every caller is the single tenant, which the metrics and logs show as DEFAULT_TENANT.
+    authenticate = _labelled(tokens.tenant_of) if tokens is not None else auth.SINGLE_TENANT
     # Never below one part of the Run stream (CHUNK_BYTES and its header): larger tensors travel in parts.
     max_message = max(limits.max_message_bytes, CHUNK_BYTES + PART_HEADER_BYTES)
     options = [*GRPC_OPTIONS, ("grpc.max_receive_message_length", max_message),
@@ -330,15 +331,10 @@ def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits
                                  max_concurrent_rpcs=threads)
 
 
-def _single_tenant(metadata) -> str:
-    return auth.SINGLE_TENANT
-
-
 def _labelled(authenticate):
     """`authenticate`, also naming the tenant in the call's metrics and log line."""
     def tenant_of(metadata) -> str:
         tenant = authenticate(metadata)
-        if tenant:  # the single tenant is logged as DEFAULT_TENANT, each call's default
-            telemetry.annotate(tenant=tenant)
+        telemetry.annotate(tenant=tenant or telemetry.DEFAULT_TENANT)
         return tenant
     return tenant_of

@@ -124,14 +124,19 @@ class Metrics:
 # Per-call and per-run metrics sit on the hot path, where prometheus_client's labels(), inc() and
 # observe() (several Python calls each) cost more than a small run's kernel: the labelled series are
 # looked up once and updated through their values (the same lock-protected values inc() updates).
+# A prometheus_client that no longer has these internals gets its public methods instead: slower, correct.
 def incrementer(series):
     """`add(amount)` for a labelled counter or gauge series."""
-    return series._value.inc
+    value = getattr(series, "_value", None)
+    return value.inc if hasattr(value, "inc") else series.inc
 
 
 def observer(series):
     """`observe(seconds)` for a labelled histogram series."""
-    bounds, buckets, add_to_sum = series._upper_bounds, [b.inc for b in series._buckets], series._sum.inc
+    try:
+        bounds, buckets, add_to_sum = series._upper_bounds, [b.inc for b in series._buckets], series._sum.inc
+    except AttributeError:
+        return series.observe
 
     def observe(value: float) -> None:
         add_to_sum(value)
@@ -192,11 +197,19 @@ class Interceptor(grpc.ServerInterceptor):
         self.metrics = metrics
         self._series: dict[tuple, tuple] = {}  # (method, code) -> its labelled series, looked up once
         self._in_flight = incrementer(metrics.calls_in_flight)
+        self._wrapped: dict[str, tuple] = {}  # method path -> (handler, observed handler)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
+        # Registered handlers are the same objects call after call: each is wrapped once.
+        wrapped = self._wrapped.get(handler_call_details.method)
+        if wrapped is None or wrapped[0] is not handler:
+            wrapped = self._wrapped[handler_call_details.method] = (handler, self._wrap(handler_call_details, handler))
+        return wrapped[1]
+
+    def _wrap(self, handler_call_details, handler):
         method = handler_call_details.method.lstrip("/")
         if handler.unary_unary:
             return handler._replace(unary_unary=self._unary(method, handler.unary_unary))
@@ -216,7 +229,10 @@ class Interceptor(grpc.ServerInterceptor):
             call = self._begin(method)
             failure = None
             try:
-                request = self._received(call, request, streamed_request)
+                if streamed_request:
+                    request = self._counted(call, request)
+                else:
+                    call.received = _size(request)
                 response = behavior(request, context)
                 call.sent = _size(response)
                 return response
@@ -272,7 +288,7 @@ class Interceptor(grpc.ServerInterceptor):
             code = grpc.StatusCode.OK if failure is None else (
                 grpc.StatusCode.CANCELLED if isinstance(failure, GeneratorExit) else grpc.StatusCode.UNKNOWN)
         self._in_flight(-1)
-        calls, call_seconds, received, sent, name = self._labelled(call.method, code)
+        calls, call_seconds, received, sent, name, _ = self._labelled(call.method, code)
         calls(1)
         call_seconds(seconds)
         received(call.received)
@@ -285,11 +301,13 @@ class Interceptor(grpc.ServerInterceptor):
             log.log(level, "%s %s in %.1f ms", call.method, name, seconds * 1e3, extra=fields)
 
     def _labelled(self, method: str, code) -> tuple:
-        series = self._series.get((method, code))
+        key = (method, id(code))  # status codes are singletons (and Enum.__hash__ is Python code)
+        series = self._series.get(key)
         if series is None:
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             m = self.metrics
-            series = self._series[method, code] = (
+            series = self._series[key] = (
                 incrementer(m.calls.labels(method, name)), observer(m.call_seconds.labels(method, name)),
-                incrementer(m.received_bytes.labels(method)), incrementer(m.sent_bytes.labels(method)), name)
+                incrementer(m.received_bytes.labels(method)), incrementer(m.sent_bytes.labels(method)), name,
+                code)  # held, so that its id is never another object's
         return series

@@ -7,9 +7,9 @@
 """
 from __future__ import annotations
 
-import importlib
 import re
 
+from graphexec import lazy
 from graphexec.framework import apply_op, get_default_graph, name_scope
 from graphexec.ops import summary_ops as _summary_ops  # noqa: F401 - declares the summary ops
 from graphexec.ops.convert import convert_to_tensor
@@ -20,18 +20,9 @@ __all__ = ["FileWriter", "FileWriterCache", "histogram", "image", "merge", "merg
 # Loaded on first use (PEP 562): FileWriter's module imports tensorboardX, which costs more than the rest
 # of `import graphexec` (it brings boto3 and more where they are installed), and only writing event files
 # needs it. writer_cache itself is light (hooks import it), but imports this package for FileWriter.
-_LAZY = {"FileWriter": "graphexec.summary.writer", "FileWriterCache": "graphexec.summary.writer_cache"}
-
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy.attributes(globals(), {
+    "FileWriter": ("graphexec.summary.writer", "FileWriter"),
+    "FileWriterCache": ("graphexec.summary.writer_cache", "FileWriterCache")})
 
 
 def _clean_tag(name: str | None) -> str | None:

@@ -30,8 +30,15 @@ def doubled():
     return runner, prepared
 
 
-def call_of(prepared, rows, cancellation=None, timeout_s=None):
-    return PlanCall("", prepared.cached.key, [rows], cancellation=cancellation, timeout_s=timeout_s)
+def call_of(prepared, rows, cancellation=None, timeout_s=None, session="s"):
+    return PlanCall("", prepared.cached.key, [rows], session_handle=session, cancellation=cancellation,
+                    timeout_s=timeout_s)
+
+
+def with_company(batcher, prepared):
+    """Runs of two sessions, so the batcher's leaders wait for company (as under many clients)."""
+    for session in ("a", "b"):
+        batcher.run(call_of(prepared, rows(1), session=session), prepared.cached)
 
 
 def rows(n, start=0.0):
@@ -47,9 +54,11 @@ def test_runs_that_arrive_together_share_one_call_and_get_their_rows(doubled):
         return runner.core.run(call, cached)
 
     batcher = Batcher(64, 200_000, execute)
+    with_company(batcher, prepared)
+    calls.clear()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(batcher.run, call_of(prepared, rows(1 + i % 3, 100 * i)), prepared.cached)
-                   for i in range(8)]
+        futures = [pool.submit(batcher.run, call_of(prepared, rows(1 + i % 3, 100 * i), session=str(i)),
+                               prepared.cached) for i in range(8)]
         answers = [f.result().fetches[0] for f in futures]
     for i, answer in enumerate(answers):
         assert np.array_equal(answer, rows(1 + i % 3, 100 * i) * 2)
@@ -59,6 +68,7 @@ def test_runs_that_arrive_together_share_one_call_and_get_their_rows(doubled):
 def test_a_run_cancelled_while_queued_is_answered_at_once_and_forgets_its_callback(doubled):
     runner, prepared = doubled
     batcher = Batcher(64, 1_500_000, lambda call, cached: runner.core.run(call, cached))
+    with_company(batcher, prepared)
     cancellation = Cancellation()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         leader = pool.submit(batcher.run, call_of(prepared, rows(2)), prepared.cached)
@@ -87,8 +97,10 @@ def test_a_bug_in_the_batch_call_answers_every_run_and_the_next_runs_work(double
         return runner.core.run(call, cached)
 
     batcher = Batcher(64, 200_000, execute)
+    with_company(batcher, prepared)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(batcher.run, call_of(prepared, rows(1, i)), prepared.cached) for i in range(4)]
+        futures = [pool.submit(batcher.run, call_of(prepared, rows(1, i), session=str(i)), prepared.cached)
+                   for i in range(4)]
         outcomes = [f.exception(timeout=10) for f in futures]
     assert broken.is_set() and any(isinstance(o, RuntimeError) for o in outcomes)
     assert np.array_equal(batcher.run(call_of(prepared, rows(2)), prepared.cached).fetches[0], rows(2) * 2)
@@ -104,3 +116,18 @@ def test_runs_too_large_or_traced_go_alone(doubled):
     batcher.run(traced, prepared.cached)
     assert sizes == [4, 1]
     assert batcher.metrics.unbatched_runs.labels("request")._value.get() == 2
+
+
+def test_a_lone_session_never_waits_for_company(doubled):
+    """One run after another of one session (a lone client, a Run stream): no run waits out the delay,
+    until another session's runs arrive."""
+    runner, prepared = doubled
+    batcher = Batcher(64, 300_000, lambda call, cached: runner.core.run(call, cached))
+    started = time.monotonic()
+    for i in range(20):
+        assert np.array_equal(batcher.run(call_of(prepared, rows(1, i)), prepared.cached).fetches[0], rows(1, i) * 2)
+    assert time.monotonic() - started < 0.3 * 3  # 20 runs, not 20 delays (6 s)
+    batcher.run(call_of(prepared, rows(1), session="another"), prepared.cached)
+    started = time.monotonic()
+    batcher.run(call_of(prepared, rows(1)), prepared.cached)
+    assert time.monotonic() - started >= 0.3

@@ -169,3 +169,16 @@ def test_adam_writes_into_the_previous_buffer_and_matches_the_formula():
         arrays.append(weakref.ref(stored()["Variable"]))
     assert arrays[3]() is not None and arrays[3]() is arrays[1]()  # step 4 wrote into step 2's buffer
     assert not arrays[3]().flags.writeable  # and a committed value is read-only
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_values_fetched_before_a_step_never_change_after_it(name):
+    sess, step, _, variables = _training(OPTIMIZERS[name]())
+    kept = []
+    for batch in BATCHES:
+        fetched = sess.run(variables)
+        kept.append((fetched, [np.array(v) for v in fetched]))
+        step(batch)  # two steps later the buffer of `fetched` would be a spare, were it not referenced
+    for fetched, copies in kept:
+        for value, copy in zip(fetched, copies):
+            np.testing.assert_array_equal(value, copy)

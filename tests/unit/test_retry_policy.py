@@ -69,3 +69,15 @@ def test_non_retryable_codes_fail_at_once():
     with pytest.raises(Failure):
         POLICY.call(attempt)
     assert len(calls) == 1
+
+
+def test_a_first_attempt_made_by_the_caller_counts_towards_max_attempts():
+    """Connection tries a call once itself and hands a failure to the policy (`failed`)."""
+    attempt, calls = failing(10**9, "connection refused")
+    with pytest.raises(Failure):
+        POLICY.call(attempt, failed=Failure(grpc.StatusCode.UNAVAILABLE, "connection refused"))
+    assert len(calls) == 1  # max_attempts 2: the caller's attempt and one more
+    attempt, calls = failing(0, "")
+    assert POLICY.call(attempt, failed=Failure(grpc.StatusCode.UNAVAILABLE, "connection refused")) == "done"
+    with pytest.raises(Failure, match="bad graph"):
+        POLICY.call(attempt, failed=Failure(grpc.StatusCode.INVALID_ARGUMENT, "bad graph"))
