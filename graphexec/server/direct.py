@@ -27,7 +27,6 @@ import struct
 import threading
 
 from graphexec import errors
-from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import status
 from graphexec.runtime.worker import Cancellation
 from graphexec.server.auth import WORKER_SECRET_HEADER, WorkerSecret
@@ -78,7 +77,7 @@ def send_frame(sock, kind: int, *parts) -> None:
 
 
 def _failure(error: BaseException) -> bytes:
-    return status.failure_message(error, "RunPlan").SerializeToString()
+    return status.failure_bytes(error, "RunPlan")
 
 
 # -- the worker's side --------------------------------------------------------------------------------
@@ -88,7 +87,7 @@ class DirectServer:
 
     def __init__(self, answer, host: str, port: int = 0, max_running: int = 16, secret: WorkerSecret | None = None,
                  ssl_context: ssl.SSLContext | None = None):
-        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+        family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
         self._listener = socket.create_server(address[:2], family=family, reuse_port=False)
         self.port = self._listener.getsockname()[1]
@@ -250,8 +249,7 @@ class DirectLane:
 
 def failure(body: bytes) -> errors.OpError:
     """The error a FAILURE frame carries."""
-    answer = spb.Status.FromString(body)
-    return status.error_from_status(answer.code, answer.message, answer.printed)
+    return status.error_from_failure_bytes(body)
 
 
 def server_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import socket
 import threading
 import time
 
@@ -153,7 +152,7 @@ class RemoteWorker:
             if call.cancellation is not None:
                 call.cancellation.on_cancel(functools.partial(lane.cancel, generation))
             kind, body = lane.call(data, call.timeout_s)  # the feeds' contents are written from where they are
-        except socket.timeout:
+        except TimeoutError:  # socket.timeout: no answer GRACE_S past the deadline
             lane.cancel(generation)
             raise errors.DeadlineExceededError(None, None, "Deadline Exceeded") from None
         except (direct.Closed, OSError) as exc:
