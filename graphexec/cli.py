@@ -36,7 +36,7 @@ from graphexec import errors
 from graphexec.rpc import tls
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
-from graphexec.server import logs
+from graphexec.server import direct, logs
 from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
 from graphexec.server.limits import Limits
 from graphexec.server.pool import LocalWorker, WorkerPool
@@ -128,6 +128,10 @@ SETTINGS = (
             "own address (a container's or pod's IP): set it when servers must use another name (a "
             "Service, a NAT)", metavar="HOST:PORT"),
     Setting("worker", "--threads", "GRAPHEXEC_WORKER_THREADS", "16", "16", "plan runs served at once", int, metavar="N"),
+    Setting("worker", "--direct-port", "GRAPHEXEC_WORKER_DIRECT_PORT", "0", "0 (any free port; -1: none)",
+            "port of the direct link servers run plans over (framed RunPlan on TCP, with the Worker API's TLS "
+            "and worker secret; announced in the registration, on the advertised host); -1: servers use the "
+            "Worker API", int, metavar="PORT"),
     Setting("both", "--blas-threads", "GRAPHEXEC_BLAS_THREADS", "1", "1 (0: the BLAS library's own default)",
             "threads each matrix product may use: more helps only one large product at a time on idle cores "
             "(graphexec/server/tuning.py)", int, metavar="N"),
@@ -302,6 +306,7 @@ class Security:
     worker_secret: WorkerSecret | None = None
     redis_password: str | None = None
     worker_channel: object = None  # how servers dial workers that serve TLS
+    direct_tls: object = None  # ssl.SSLContext: a worker's direct link's TLS, or how servers dial it
 
 
 def _security(args, is_server: bool) -> Security:
@@ -314,6 +319,8 @@ def _security(args, is_server: bool) -> Security:
     security = Security()
     if args.tls_cert:
         security.credentials = tls.server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
+        if not is_server:
+            security.direct_tls = direct.server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
     if is_server and args.auth_tokens:
         security.tokens = TokenTable.load(args.auth_tokens)
     if args.worker_secret_file:
@@ -322,6 +329,7 @@ def _security(args, is_server: bool) -> Security:
         security.redis_password = read_secret(args.redis_password_file, "Redis password")
     if is_server and args.redis:
         security.worker_channel = tls.channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+        security.direct_tls = direct.client_context(args.tls_ca, args.tls_cert, args.tls_key)
     missing = [what for what, given in (("TLS (--tls-cert/--tls-key)", args.tls_cert),
                                         ("tokens (--auth-tokens)", not is_server or args.auth_tokens),
                                         ("a worker secret (--worker-secret-file)",
@@ -366,7 +374,7 @@ def serve(args) -> None:
         _limit_memory(args.memory_limit, args.device)  # the embedded worker's kernels run in this process
         local = LocalWorker(WorkerCore(store, args.device.upper()), metrics)
     store.variable_quota = limits.max_variable_bytes_per_tenant
-    pool = WorkerPool(store, local, security.worker_secret, security.worker_channel)
+    pool = WorkerPool(store, local, security.worker_secret, security.worker_channel, security.direct_tls)
     readiness = Readiness(store, pool).start()
     service = Service(store, pool, metrics, limits, args.max_batch_size, args.max_batch_delay_us)
     server, port = create_server(service, f"{args.host}:{args.port}", limits,
@@ -391,16 +399,24 @@ def worker(args) -> None:
     store = _redis_store(args.redis, "worker", security.redis_password, metrics)
     store.variable_quota = args.max_variable_bytes_per_tenant
     core = WorkerCore(store, args.device.upper())
-    server, port = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
-                                        security.credentials, metrics)
+    if args.direct_port < -1:
+        raise UsageError("--direct-port is a port, 0 for any free one, or -1 for none")
+    server, port, link = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
+                                              security.credentials, metrics,
+                                              None if args.direct_port == -1 else args.direct_port,
+                                              security.direct_tls)
     core.address = args.advertise or f"{_reachable_host(args.host)}:{port}"
     core.tls = security.credentials is not None
     server.start()
+    if link is not None:
+        link.start()
     heartbeat = Heartbeat(store, core, security.worker_secret).start()
     devices = ", ".join(d["name"] for d in core.devices())
     print(f"graphexec worker {core.worker_id} ({devices}) serving on {core.address}", flush=True)
     _wait_for_signal()
     heartbeat.stop()
+    if link is not None:
+        link.stop()
     server.stop(grace=1.0).wait()
 
 

@@ -115,6 +115,14 @@ def encode_tensor_message(message, field: str, arrays=(), *, shells=None, raw_fi
     `message` is a message, or its serialized bytes with `message_class` naming its type.
     `shells` maps positions to (dtype enum, shape): those elements carry no content (sent in parts).
     """
+    return b"".join(tensor_message_pieces(message, field, arrays, shells=shells, raw_field=raw_field, raw=raw,
+                                          message_class=message_class))
+
+
+def tensor_message_pieces(message, field: str, arrays=(), *, shells=None, raw_field: str | None = None, raw=None,
+                          message_class=None) -> list:
+    """encode_tensor_message's message as the buffers it joins: contents are views of the arrays, so a
+    caller that writes buffers apart (socket.sendmsg) copies nothing."""
     cls = message_class or type(message)
     number = field_number(cls, field)
     pieces = [message if isinstance(message, (bytes, bytearray)) else message.SerializeToString()]
@@ -125,7 +133,7 @@ def encode_tensor_message(message, field: str, arrays=(), *, shells=None, raw_fi
             pieces += _tensor_pieces(number, array)
     if raw is not None:
         pieces += [_key(field_number(cls, raw_field), _DELIMITED) + varint(len(raw)), raw]
-    return b"".join(pieces)
+    return pieces
 
 
 def varint_field(message_class, name: str, value: int) -> bytes:

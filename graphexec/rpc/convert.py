@@ -15,7 +15,7 @@ from graphexec.ops import registry
 from graphexec.proto.v1 import graph_pb2 as pb
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.proto.v1 import worker_pb2 as wpb
-from graphexec.rpc.codec import decode_tensor_message, encode_tensor_message
+from graphexec.rpc.codec import decode_tensor_message, encode_tensor_message, tensor_message_pieces
 from graphexec.rpc.graph_types import GraphTypes
 from graphexec.rpc.tensors import (DecodeError, dtype_enum, dtype_from_enum, shape_from_proto, shape_to_proto,
                                    tensor_from_proto, tensor_to_proto)
@@ -264,9 +264,10 @@ def fetches_from_bytes(data: bytes) -> list:
 
 
 # -- the Worker service's RunPlan, as a server calls it --------------------------------------------
-def run_plan_request(feeds, **fields) -> bytes:
-    """A RunPlanRequest with `fields` (container, plan_key, request_id, ...) and `feeds`."""
-    return encode_tensor_message(wpb.RunPlanRequest(**fields), "feeds", feeds)
+def run_plan_request(feeds, **fields) -> list:
+    """A RunPlanRequest with `fields` (container, plan_key, request_id, ...) and `feeds`, as buffers to
+    write in order (feed contents are views of the feeds: b"".join them for one message)."""
+    return tensor_message_pieces(wpb.RunPlanRequest(**fields), "feeds", feeds)
 
 
 def run_plan_reply(data: bytes) -> tuple[list, list[NodeStats], bool, str, list[str]]:

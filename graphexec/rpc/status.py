@@ -47,6 +47,17 @@ def failure_message(error: BaseException, where: str = "a handler") -> spb.Statu
     return spb.Status(code=code.value[0], message=message, printed=getattr(error, "printed", ()))
 
 
+def failure_bytes(error: BaseException, where: str = "a handler") -> bytes:
+    """failure_message serialized: how a failure travels in a frame of a worker's direct link."""
+    return failure_message(error, where).SerializeToString()
+
+
+def error_from_failure_bytes(data: bytes) -> errors.OpError:
+    """The tf.errors instance of a serialized Status (failure_bytes)."""
+    answer = spb.Status.FromString(data)
+    return error_from_status(answer.code, answer.message, answer.printed)
+
+
 def error_from_status(code, message: str, printed=()) -> errors.OpError:
     """The tf.errors instance for a gRPC status (a grpc.StatusCode or its number)."""
     number = code.value[0] if isinstance(code, grpc.StatusCode) else int(code)

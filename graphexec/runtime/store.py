@@ -10,7 +10,8 @@ workers, or an in-process session's own variables.
 * variables, per container (a tenant's: see store_container): name -> array, plus a version counter that every commit bumps;
 * applied request ids, per container, with the result of the run that applied them, written in the
   same atomic step as the variable updates (so a retried run is answered, never applied twice);
-* a per-container lock that serializes runs which update variables;
+* a per-container lock that serializes runs which update variables (on a shared store, only those
+  whose commit aborted: the others rely on the commit's version check, see Store.shared);
 * the worker registry: each live worker's id, address, devices and load, kept alive by heartbeats.
 
 Every method may raise errors.UnavailableError when the backing store cannot be reached.

@@ -30,6 +30,7 @@ State and policy:
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -151,9 +152,15 @@ class WorkerCore:
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.address = address
         self.tls = False  # whether servers must dial it over TLS (a `graphexec worker` serving TLS)
+        self.direct_port = 0  # a `graphexec worker`'s direct link port (server.direct), when it serves one
         self.device_types = frozenset({placement.CPU, device_type})
         self._plans = BoundedCache(MAX_LOADED_PLANS, MAX_LOADED_PLAN_BYTES)  # -> (CachedPlan, LoadedPlan)
         self._hot: dict[tuple[str, str], tuple[int, dict]] = {}  # (container, device type) -> (version, values)
+        # Commits of this worker in flight, by (container, device type): while one is, its hot copy may be
+        # older than the store (the commit landed, the copy is not replaced yet), and a run holding the
+        # container's lock must not start from it (its commit would abort with nothing left to retry).
+        self._committing: dict[tuple[str, str], int] = {}
+        self._hot_guard = threading.Lock()  # for _committing, and so that a newer hot copy is never replaced by an older
         self._spares: dict[str, dict] = {}  # container -> variable name -> its previous value's array (numpy)
         self._rngs: dict[str, dict] = {}
         self.in_flight = 0
@@ -172,8 +179,11 @@ class WorkerCore:
                 for t in sorted(self.device_types)]
 
     def info(self) -> dict:
-        return {"id": self.worker_id, "address": self.address, "tls": self.tls, "devices": self.devices(),
+        info = {"id": self.worker_id, "address": self.address, "tls": self.tls, "devices": self.devices(),
                 "load": self.in_flight}
+        if self.direct_port:
+            info["direct_port"] = self.direct_port
+        return info
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, call: PlanCall, plan: CachedPlan | None = None) -> PlanResult:
@@ -190,7 +200,8 @@ class WorkerCore:
         version, variables, checked = 0, {}, True
         if cached.uses_variables:
             hot = None
-            if cached.writes_variables and call.request_id and self.store.shared:
+            if (cached.writes_variables and call.request_id and self.store.shared
+                    and not self._committing.get((call.container, call.device_type))):
                 hot = self._hot.get((call.container, call.device_type))
             if hot is not None:  # the commit checks the version and the request id (Store.shared)
                 (version, variables), checked = hot, False
@@ -229,15 +240,23 @@ class WorkerCore:
                 # What the update adds to the stored bytes (0 for a training step), for the tenant's quota.
                 added = sum(v.nbytes for v in changed.values()) - sum(variables[k].nbytes for k in changed
                                                                        if k in variables)
+                key = (call.container, call.device_type)
+                with self._hot_guard:
+                    self._committing[key] = self._committing.get(key, 0) + 1
                 try:
                     new_version = self.store.commit(call.container, version, host, call.request_id, result, added)
+                    self._keep_hot(key, new_version, run_variables)
                 except AlreadyApplied as applied:  # a copy of this request, held up somewhere, won
                     self._hot.pop((call.container, call.device_type), None)
                     return PlanResult(replayed(applied.result), [], deduplicated=True, worker=self.name)
                 except Exception:  # aborted, or unknown (Redis away): the next run reads afresh
                     self._hot.pop((call.container, call.device_type), None)
                     raise
-                self._hot[call.container, call.device_type] = (new_version, run_variables)
+                finally:
+                    with self._hot_guard:
+                        self._committing[key] -= 1
+                        if not self._committing[key]:
+                            del self._committing[key]
                 if spares is not None:
                     for name in changed:
                         previous = variables.get(name)
@@ -268,8 +287,16 @@ class WorkerCore:
         version, values = self.store.read_variables(container)
         if device_type == placement.GPU:
             values = {k: on_device(self.xp, v) for k, v in values.items()}
-        self._hot[container, device_type] = (version, values)
+        self._keep_hot((container, device_type), version, values)
         return values
+
+    def _keep_hot(self, key: tuple[str, str], version: int, values: dict) -> None:
+        """Keep `values` as the hot copy unless a newer one is kept already (a read that started before
+        another run's commit may finish after it)."""
+        with self._hot_guard:
+            kept = self._hot.get(key)
+            if kept is None or kept[0] <= version:
+                self._hot[key] = (version, values)
 
     def _loaded(self, call: PlanCall, plan: CachedPlan | None) -> tuple[CachedPlan, LoadedPlan]:
         """Load a plan not loaded yet: the caller's, else the store's."""

@@ -21,6 +21,7 @@ from graphexec import errors
 from graphexec.rpc import convert, methods, status
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
+from graphexec.server import direct
 from graphexec.server.auth import WorkerSecret
 from graphexec.server.telemetry import Metrics, code_name
 from graphexec.server.worker_service import GRPC_OPTIONS
@@ -79,15 +80,21 @@ class LocalWorker:
 class RemoteWorker:
     """A `graphexec worker` process, reached over the Worker gRPC API."""
 
-    def __init__(self, info: dict, metadata: tuple = (), credentials=None):
+    def __init__(self, info: dict, metadata: tuple = (), credentials=None, direct_tls=None):
         self.id = info["id"]
         self.address = info["address"]
         self.tls = bool(info.get("tls"))
+        self.direct_port = info.get("direct_port")
         self.name = f"{self.id}@{self.address}"
         self.update(info)
         self._credentials = credentials
         self._metadata = metadata or None
-        self._idle: list[_Lane] = []  # lanes not carrying a call (list.pop/append are atomic)
+        self._link = None  # the worker's direct link (server.direct), when it announces one
+        if isinstance(self.direct_port, int) and self.direct_port > 0 and (direct_tls is not None or not self.tls):
+            host = self.address.rsplit(":", 1)[0].strip("[]")
+            self._link = direct.Link(host, self.direct_port, direct_tls if self.tls else None,
+                                     dict(metadata).get(direct.WORKER_SECRET_HEADER, "").encode())
+        self._idle: list = []  # lanes not carrying a call (list.pop/append are atomic)
         self._lanes: set[_Lane] = set()  # all open lanes, closed with the worker
         self._guard = threading.Lock()  # for _lanes (touched when a lane opens or closes, not per call)
         self.in_flight = 0
@@ -117,6 +124,59 @@ class RemoteWorker:
                                         request_id=call.request_id, session_handle=call.session_handle,
                                         device_type=call.device_type, trace_level=1 if call.trace else 0,
                                         host_steps=call.host_steps)
+        reply = self._run_direct(call, data) if self._link is not None else self._run_grpc(call, b"".join(data))
+        fetches, stats, deduplicated, worker, printed = convert.run_plan_reply(reply)
+        return PlanResult(fetches, stats, deduplicated, worker or self.name, printed)
+
+    def _run_direct(self, call: PlanCall, data: list):
+        lane = None
+        while self._idle:  # an idle connection the worker closed (it restarted) is dropped, not used
+            try:
+                lane = self._idle.pop()
+            except IndexError:
+                break
+            if not lane.stale():
+                break
+            self._forget(lane)
+            lane = None
+        if lane is None:
+            try:
+                lane = direct.DirectLane(self._link)
+            except OSError as exc:
+                raise WorkerLost(None, None, f"worker {self.name} is unavailable: {exc}") from None
+            with self._guard:
+                self._lanes.add(lane)
+        generation = lane.take()
+        self.in_flight += 1
+        try:
+            if call.cancellation is not None:
+                call.cancellation.on_cancel(functools.partial(lane.cancel, generation))
+            kind, body = lane.call(data, call.timeout_s)  # the feeds' contents are written from where they are
+        except TimeoutError:  # socket.timeout: no answer GRACE_S past the deadline
+            lane.cancel(generation)
+            raise errors.DeadlineExceededError(None, None, "Deadline Exceeded") from None
+        except (direct.Closed, OSError) as exc:
+            if lane.cancelled:
+                raise errors.CancelledError(None, None, "Run was cancelled") from None
+            lane.cancelled = True  # a broken connection carries nothing more
+            raise WorkerDied(None, None, f"worker {self.name} died while running this run (connection closed: "
+                                         f"{exc or 'end of file'}); it is not resent to another worker") from None
+        finally:
+            self.in_flight -= 1
+            if lane.release():
+                self._idle.append(lane)
+            else:
+                self._forget(lane)
+        if kind != direct.RESULT:
+            raise direct.failure(body)
+        return body
+
+    def _forget(self, lane) -> None:
+        lane.close()
+        with self._guard:
+            self._lanes.discard(lane)
+
+    def _run_grpc(self, call: PlanCall, data: bytes):
         try:
             lane = self._idle.pop()
         except IndexError:
@@ -140,15 +200,14 @@ class RemoteWorker:
             else:
                 with self._guard:
                     self._lanes.discard(lane)
-        fetches, stats, deduplicated, worker, printed = convert.run_plan_reply(reply)
-        return PlanResult(fetches, stats, deduplicated, worker or self.name, printed)
+        return reply
 
     def close(self):
         self._idle = []
         with self._guard:
             lanes, self._lanes = self._lanes, set()
         for lane in lanes:
-            lane.channel.close()
+            lane.close()
 
 
 class _Lane:
@@ -166,6 +225,9 @@ class _Lane:
         self.channel, self.run_plan = channel, run_plan
         self.cancelled, self.generation = False, 0
         self._guard = threading.Lock()
+
+    def close(self) -> None:
+        self.channel.close()
 
     def take(self) -> int:
         """Start carrying a call; returns its number, which its cancellation names."""
@@ -206,8 +268,9 @@ class WorkerPool:
     `credentials` are the channel credentials for workers that serve TLS."""
 
     def __init__(self, store: Store, local: LocalWorker | None = None, secret: WorkerSecret | None = None,
-                 credentials=None):
+                 credentials=None, direct_tls=None):
         self.store = store
+        self.direct_tls = direct_tls  # ssl.SSLContext for TLS workers' direct links
         self.local = local
         self.secret = secret
         self.credentials = credentials
@@ -264,8 +327,10 @@ class WorkerPool:
         current, fresh = self._remote, {}
         for info in filter(None, map(self._trusted, self.store.live_workers())):
             worker = current.get(info["id"])
-            if worker is None or worker.address != info["address"] or worker.tls != bool(info.get("tls")):
-                worker = RemoteWorker(info, self.secret.metadata() if self.secret else (), self.credentials)
+            if (worker is None or worker.address != info["address"] or worker.tls != bool(info.get("tls"))
+                    or worker.direct_port != info.get("direct_port")):
+                worker = RemoteWorker(info, self.secret.metadata() if self.secret else (), self.credentials,
+                                      self.direct_tls)
             else:
                 worker.update(info)
             fresh[worker.id] = worker

@@ -219,6 +219,11 @@ class Interceptor(grpc.ServerInterceptor):
             return handler._replace(stream_stream=self._streaming(method, handler.stream_stream, True))
         return handler._replace(stream_unary=self._unary(method, handler.stream_unary, streamed_request=True))
 
+    def observe(self, method: str, behavior):
+        """`behavior(request, context)` observed as a unary call of `method`, for calls that do not come
+        through gRPC (a worker's direct link); `context.code()` is the status it answered, None for OK."""
+        return self._unary(method, behavior)
+
     def _unary(self, method, behavior, streamed_request=False):
         def observed(request, context):
             call = self._begin(method)

@@ -10,6 +10,7 @@ a RunPlan call is the run's deadline, and cancelling the call stops the run at t
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 
@@ -20,6 +21,7 @@ from graphexec.rpc.tensors import DecodeError
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import Cancellation, PlanCall, WorkerCore
 from graphexec.server.auth import WorkerSecret
+from graphexec.server.direct import DirectServer
 from graphexec.server import telemetry
 
 HEARTBEAT_S = 1.0
@@ -38,14 +40,18 @@ class WorkerServicer:
 
     @status.answers_failures
     def run_plan(self, data: bytes, context) -> bytes:
+        cancellation = Cancellation()
+        context.add_callback(cancellation.cancel)
+        return self.answer(data, remaining_seconds(context), cancellation)
+
+    def answer(self, data, timeout_s: float | None, cancellation: Cancellation) -> bytes:
+        """The RunPlanResponse to a RunPlanRequest (gRPC's or the direct link's); raises its failure."""
         request, feeds, _ = codec.decode_tensor_message(wpb.RunPlanRequest, data, "feeds")
         if any(isinstance(f, tuple) for f in feeds):
             raise DecodeError("RunPlan feeds must carry their content")
-        cancellation = Cancellation()
-        context.add_callback(cancellation.cancel)
         call = PlanCall(request.container, request.plan_key, feeds, request.request_id, request.session_handle,
                         request.device_type or "CPU", tuple(request.host_steps), request.trace_level > 0,
-                        remaining_seconds(context), cancellation)
+                        timeout_s, cancellation)
         telemetry.annotate(session=request.session_handle[:8], plan=request.plan_key[:16],
                            request_id=request.request_id or None)
         started, code = time.perf_counter(), "OK"
@@ -61,6 +67,36 @@ class WorkerServicer:
         return codec.encode_tensor_message(response, "fetches", result.fetches)
 
 
+class _Answered:
+    """A direct link call's context for the call observer: the status code it was answered with."""
+
+    __slots__ = ("status",)
+
+    def __init__(self):
+        self.status = None
+
+    def code(self):
+        return self.status
+
+
+def _observed_direct(servicer: WorkerServicer, interceptor: telemetry.Interceptor):
+    """servicer.answer for the direct link, counted and logged as RunPlan calls (as gRPC's are)."""
+
+    def behavior(request, context: _Answered) -> bytes:
+        try:
+            return servicer.answer(*request)
+        except Exception as exc:
+            context.status = status.status_code(exc)
+            raise
+
+    observed = interceptor.observe(f"{SERVICE}/RunPlan", behavior)
+
+    def answer(data, timeout_s: float | None, cancellation: Cancellation) -> bytes:
+        return observed((data, timeout_s, cancellation), _Answered())
+
+    return answer
+
+
 def remaining_seconds(context) -> float | None:
     """Seconds left before the call's deadline; None without one."""
     remaining = context.time_remaining()
@@ -68,13 +104,25 @@ def remaining_seconds(context) -> float | None:
 
 
 def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 0, max_threads: int = 16,
-                         secret: WorkerSecret | None = None, credentials=None, metrics: telemetry.Metrics | None = None):
-    """With `secret`, only callers that send it (servers) may run plans: others are UNAUTHENTICATED."""
+                         secret: WorkerSecret | None = None, credentials=None, metrics: telemetry.Metrics | None = None,
+                         direct_port: int | None = 0, direct_tls: ssl.SSLContext | None = None):
+    """(gRPC server, port, direct link server or None). With `secret`, only callers that send it (servers)
+    may run plans: others are UNAUTHENTICATED. `direct_port` (0: any free one; None: no direct link) is
+    announced in the worker's registration as `direct_port`; `direct_tls` is its TLS, which must match
+    `credentials`' (servers dial both the same way)."""
     authenticate = secret.check_caller if secret is not None else None
     metrics = metrics or telemetry.Metrics()
-    return methods.create_server(methods.WORKER_SERVICE, WorkerServicer(core, metrics), f"{host}:{port}", max_threads,
-                                 GRPC_OPTIONS, credentials=credentials, authenticate=authenticate,
-                                 interceptors=(telemetry.Interceptor(metrics),), queued=metrics.count_queued)
+    servicer = WorkerServicer(core, metrics)
+    interceptor = telemetry.Interceptor(metrics)
+    server, bound = methods.create_server(methods.WORKER_SERVICE, servicer, f"{host}:{port}", max_threads,
+                                          GRPC_OPTIONS, credentials=credentials, authenticate=authenticate,
+                                          interceptors=(interceptor,), queued=metrics.count_queued)
+    link = None
+    if direct_port is not None:
+        link = DirectServer(_observed_direct(servicer, interceptor), host, direct_port, max_threads, secret,
+                            direct_tls)
+        core.direct_port = link.port
+    return server, bound, link
 
 
 class Heartbeat:

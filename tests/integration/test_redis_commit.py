@@ -16,7 +16,9 @@ import graphexec as tf
 from graphexec.errors import AbortedError
 from graphexec.rpc import tensors
 from graphexec.runtime.store import AlreadyApplied
+from graphexec.runtime.worker import PlanCall, WorkerCore, run_serialized
 from graphexec.server.redis_store import PREFIX, RedisStore
+from graphexec.session import InProcessRunner
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -140,3 +142,48 @@ def test_a_client_that_goes_away_cancels_its_run_on_the_worker(redis_server, ser
         counter = tf.Variable(0, name="counter")
         with tf.Session(target, config=tf.ConfigProto(container="cancel")) as sess:
             assert sess.run(counter) == 0  # the cancelled run applied nothing
+
+
+def _counter_plan():
+    """The CachedPlan of `counter.assign_add(1)` (fetched), and counter's initial value."""
+    with tf.Graph().as_default() as graph:
+        counter = tf.Variable(0, name="counter")
+        bump = counter.assign_add(1)
+    prepared, _, _ = InProcessRunner().prepare(graph, [], [bump.name], [])
+    return prepared.cached
+
+
+def test_two_workers_with_hot_copies_of_one_container_take_turns_without_losing_a_step(redis_server):
+    """Each worker's copy goes stale whenever the other commits: its commit aborts, it drops the copy,
+    and the run goes again under the container's lock; no step is lost, none applied twice."""
+    cached = _counter_plan()
+    stores = [RedisStore(redis_server.url) for _ in range(2)]
+    cores = [WorkerCore(store, feeds_owned=False) for store in stores]
+    try:
+        stores[0].commit("c", 0, {"counter": np.array(0, np.int32)}, 0, b"")
+        seen, aborted = [], []
+
+        def dispatch(core):
+            def run(call, plan):
+                try:
+                    return core.run(call, plan)
+                except AbortedError:
+                    aborted.append(call.request_id)
+                    raise
+            return run
+
+        for step in range(1, 13):
+            index = (step // 2) % 2  # two steps on one worker (the second on its hot copy), then the other
+            call = PlanCall("c", cached.key, [], request_id=step)
+            result = run_serialized(stores[index], call, cached, dispatch(cores[index]), optimistic=True)
+            assert not result.deduplicated
+            seen.append(int(result.fetches[0]))
+        assert seen == list(range(1, 13))
+        assert aborted == [4, 6, 8, 10, 12]  # the first step after a switch ran on a stale copy, then again
+        replay = run_serialized(stores[1], PlanCall("c", cached.key, [], request_id=5), cached, cores[1].run,
+                                optimistic=True)
+        assert replay.deduplicated and int(replay.fetches[0]) == 5  # the stored result, not a 13th step
+        assert int(stores[0].read_variables("c")[1]["counter"]) == 12
+    finally:
+        for store in stores:
+            store.close()

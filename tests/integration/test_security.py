@@ -294,8 +294,9 @@ def test_a_worker_written_straight_into_redis_gets_no_work(pki, redis_server, pr
 def test_a_workers_run_plan_is_only_for_callers_with_the_worker_secret(pki, redis_server, processes):
     real = start_worker_process(processes, redis_server.url, "--worker-secret-file", str(pki / "worker-secret"))
     address = real.match.group(2)
-    request = convert.run_plan_request([], container="/", plan_key="no-such-plan", request_id=0,
-                                       session_handle="", device_type="CPU", trace_level=0, host_steps=())
+    request = b"".join(convert.run_plan_request([], container="/", plan_key="no-such-plan", request_id=0,
+                                                session_handle="", device_type="CPU", trace_level=0,
+                                                host_steps=()))
     with grpc.insecure_channel(address) as channel:
         run_plan = methods.client_calls(channel, methods.WORKER_SERVICE)["RunPlan"]
         for metadata in (None, (("graphexec-worker-secret", "not-the-secret"),),

@@ -1,0 +1,270 @@
+"""The direct link from a server to a `graphexec worker`: RunPlan as frames on a TCP (or TLS) socket.
+
+Why: in Redis mode gRPC's Python machinery was the floor of a run. One echo of a small RunPlan-sized
+message cost ~300 us of CPU (both processes) through grpcio's blocking unary call, ~190-225 us through
+a persistent bidirectional stream, and 18 us as a frame on a socket (tools/bench_worker_link.py, same
+run, 2-core machine); a 406 KB one 684 / 609-633 / 129 us. The worker still serves RunPlan over gRPC
+(for other callers); servers use this link when the worker's signed registration announces it.
+
+A connection carries one call at a time. The caller opens it with HELLO (a random token naming the
+connection, then the worker secret, if any), then sends RUN frames, each answered by RESULT (a
+RunPlanResponse) or FAILURE (a Status: code, message, printed text). A worker with a secret answers a
+HELLO without it FAILURE UNAUTHENTICATED and closes, as its gRPC service would. Cancelling a run
+sends CANCEL, naming the token, on a fresh connection (the run's own one is busy waiting for the
+answer) and closes the run's connection. A run's deadline travels in its RUN frame; the caller waits
+GRACE_S longer before giving up on the worker.
+
+What gRPC did by itself and this does not: a worker does not notice that its caller died mid-run (the
+run finishes and its answer is dropped; the request id makes the client's retry safe).
+"""
+from __future__ import annotations
+
+import os
+import select
+import socket
+import ssl
+import struct
+import threading
+
+from graphexec import errors
+from graphexec.rpc import status
+from graphexec.runtime.worker import Cancellation
+from graphexec.server.auth import WORKER_SECRET_HEADER, WorkerSecret
+
+HELLO, RUN, CANCEL, RESULT, FAILURE = b"HRCOF"
+_HEAD = struct.Struct("<BI")  # kind, body length
+_DEADLINE = struct.Struct("<d")  # seconds left; negative: none
+TOKEN_BYTES = 16
+MAX_HELLO_BYTES = 4096  # before the caller is authenticated, nothing larger is read
+GRACE_S = 2.0
+CONNECT_TIMEOUT_S = 5.0
+COPY_BELOW = 64 << 10  # smaller frames are joined into one write (one packet); larger ones are not copied
+MAX_BUFFERS = 512  # buffers per sendmsg (the system's IOV_MAX is 1024)
+
+
+class Closed(Exception):
+    """The other end closed the connection (or sent something that is not a frame)."""
+
+
+def read_frame(reader, limit: int | None = None) -> tuple[int, bytes]:
+    head = reader.read(_HEAD.size)
+    if len(head) < _HEAD.size:
+        raise Closed()
+    kind, size = _HEAD.unpack(head)
+    if limit is not None and size > limit:
+        raise Closed()
+    body = reader.read(size)
+    if len(body) < size:
+        raise Closed()
+    return kind, body
+
+
+def send_frame(sock, kind: int, *parts) -> None:
+    """One frame of `parts` (buffers); on a plain socket large parts are written from where they are."""
+    views = [memoryview(p).cast("B") for p in parts]
+    size = sum(v.nbytes for v in views)
+    head = _HEAD.pack(kind, size)
+    if size < COPY_BELOW or isinstance(sock, ssl.SSLSocket):  # SSL sockets have no sendmsg
+        sock.sendall(b"".join((head, *views)))
+        return
+    views.insert(0, memoryview(head))
+    while views:
+        sent = sock.sendmsg(views[:MAX_BUFFERS])
+        while views and sent >= views[0].nbytes:
+            sent -= views.pop(0).nbytes
+        if sent:
+            views[0] = views[0][sent:]
+
+
+def _failure(error: BaseException) -> bytes:
+    return status.failure_bytes(error, "RunPlan")
+
+
+# -- the worker's side --------------------------------------------------------------------------------
+class DirectServer:
+    """Serves `answer(request bytes, seconds left or None, Cancellation) -> response bytes` (raising a
+    failure) to servers; at most `max_running` runs at once, the rest wait (as gRPC's thread pool does)."""
+
+    def __init__(self, answer, host: str, port: int = 0, max_running: int = 16, secret: WorkerSecret | None = None,
+                 ssl_context: ssl.SSLContext | None = None):
+        family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        self._listener = socket.create_server(address[:2], family=family, reuse_port=False)
+        self.port = self._listener.getsockname()[1]
+        self._answer = answer
+        self._secret = secret
+        self._ssl = ssl_context
+        self._slots = threading.BoundedSemaphore(max_running)
+        self._running: dict[bytes, Cancellation] = {}  # connection token -> its run's cancellation
+
+    def start(self) -> DirectServer:
+        threading.Thread(target=self._accept, name="graphexec-direct", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # stopped
+            threading.Thread(target=self._serve, args=(conn,), name="graphexec-direct-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                conn.settimeout(CONNECT_TIMEOUT_S)  # a handshake that never ends holds no thread
+                conn = self._ssl.wrap_socket(conn, server_side=True)
+                conn.settimeout(None)
+            reader = conn.makefile("rb")
+            kind, body = read_frame(reader, MAX_HELLO_BYTES)
+            if kind != HELLO or len(body) < TOKEN_BYTES:
+                return
+            token = body[:TOKEN_BYTES]
+            if self._secret is not None:
+                try:
+                    self._secret.check_caller(((WORKER_SECRET_HEADER, body[TOKEN_BYTES:].decode("utf-8", "replace")),))
+                except errors.OpError as exc:
+                    send_frame(conn, FAILURE, _failure(exc))
+                    return
+            while True:
+                kind, body = read_frame(reader)
+                if kind == CANCEL:
+                    cancellation = self._running.get(bytes(body))
+                    if cancellation is not None:
+                        cancellation.cancel()
+                elif kind == RUN:
+                    send_frame(conn, *self._run(token, body))
+                else:
+                    return
+        except (Closed, OSError):  # the caller went away (ssl.SSLError is an OSError)
+            pass
+        finally:
+            conn.close()
+
+    def _run(self, token: bytes, body: bytes) -> tuple[int, bytes]:
+        left = _DEADLINE.unpack_from(body)[0]
+        cancellation = Cancellation()
+        self._running[token] = cancellation
+        try:
+            with self._slots:
+                return RESULT, self._answer(memoryview(body)[_DEADLINE.size:], None if left < 0 else left,
+                                            cancellation)
+        except Exception as exc:  # the frame boundary: every failure is answered, the worker keeps serving
+            return FAILURE, _failure(exc)
+        finally:
+            self._running.pop(token, None)
+
+
+# -- the server's side --------------------------------------------------------------------------------
+class Link:
+    """Where and how a server reaches one worker's direct port."""
+
+    __slots__ = ("host", "port", "ssl_context", "secret")
+
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, secret: bytes):
+        self.host, self.port, self.ssl_context, self.secret = host, port, ssl_context, secret
+
+    def connect(self, token: bytes) -> socket.socket:
+        """A connection that has said HELLO; OSError when the worker cannot be reached."""
+        sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+            sock.settimeout(None)
+            send_frame(sock, HELLO, token, self.secret)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+class DirectLane:
+    """One connection to a worker carrying one call at a time (see pool._Lane for the gRPC one)."""
+
+    __slots__ = ("link", "sock", "reader", "token", "cancelled", "generation", "_guard")
+
+    def __init__(self, link: Link):
+        self.link = link
+        self.token = os.urandom(TOKEN_BYTES)
+        self.sock = link.connect(self.token)  # OSError: never reached
+        self.reader = self.sock.makefile("rb")
+        self.cancelled, self.generation = False, 0
+        self._guard = threading.Lock()
+
+    def stale(self) -> bool:
+        """Whether the idle connection was closed by the worker (it died or restarted since)."""
+        try:
+            return bool(select.select((self.sock,), (), (), 0)[0])
+        except (OSError, ValueError):
+            return True
+
+    def call(self, request: list, timeout_s: float | None) -> tuple[int, bytes]:
+        """(RESULT or FAILURE, body) of the request (a list of buffers); socket.timeout past the deadline,
+        Closed or OSError when the connection broke."""
+        self.sock.settimeout(None if timeout_s is None else timeout_s + GRACE_S)
+        send_frame(self.sock, RUN, _DEADLINE.pack(-1.0 if timeout_s is None else timeout_s), *request)
+        return read_frame(self.reader)
+
+    def take(self) -> int:
+        with self._guard:
+            self.generation += 1
+            return self.generation
+
+    def cancel(self, generation: int) -> None:
+        """Stop call `generation` if the lane still carries it: the worker is told on a fresh connection,
+        in the background (a cancellation callback must not block), and this lane's waiting ends now."""
+        with self._guard:
+            if generation != self.generation or self.cancelled:
+                return
+            self.cancelled = True
+        threading.Thread(target=self._tell_worker, name="graphexec-cancel", daemon=True).start()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _tell_worker(self) -> None:
+        try:
+            with self.link.connect(os.urandom(TOKEN_BYTES)) as sock:
+                send_frame(sock, CANCEL, self.token)
+        except OSError:
+            pass  # the worker is gone: nothing runs there to stop
+
+    def release(self) -> bool:
+        with self._guard:
+            self.generation += 1
+            return not self.cancelled
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def failure(body: bytes) -> errors.OpError:
+    """The error a FAILURE frame carries."""
+    return status.error_from_failure_bytes(body)
+
+
+def server_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
+    """The worker's TLS, as its gRPC port serves it (tls.server_credentials)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
+    return context
+
+
+def client_context(ca: str = "", cert: str = "", key: str = "") -> ssl.SSLContext:
+    """How a server dials TLS workers, as its gRPC channels do (tls.channel_credentials)."""
+    context = ssl.create_default_context(cafile=ca or None)
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context

@@ -1,0 +1,85 @@
+"""The worker's direct link (graphexec/server/direct.py) on a real `graphexec worker`: announced in its
+signed registration, served only to callers with the worker secret, every failure answered in a frame
+with the connection still serving; servers run plans over it, and over gRPC RunPlan with a worker
+started with `--direct-port -1`, with the same results."""
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import redis
+from security_setup import WORKER_SECRET, write_secret
+
+import graphexec as tf
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.server import direct
+from graphexec.server.auth import WorkerSecret
+from graphexec.server.redis_store import PREFIX
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _registration(redis_url: str, worker_id: str, secret: str | None = None) -> dict:
+    record = json.loads(redis.Redis.from_url(redis_url).get(f"{PREFIX}worker:{worker_id}"))
+    return WorkerSecret(secret).verify(record) if secret else record
+
+
+def _connect(port: int, secret: str) -> tuple[socket.socket, object]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    direct.send_frame(sock, direct.HELLO, b"t" * direct.TOKEN_BYTES, secret.encode())
+    return sock, sock.makefile("rb")
+
+
+def _run(sock, reader, request: bytes) -> tuple[int, bytes]:
+    direct.send_frame(sock, direct.RUN, direct._DEADLINE.pack(10.0), request)
+    return direct.read_frame(reader)
+
+
+def test_the_direct_link_serves_only_callers_with_the_worker_secret(redis_server, worker, tmp_path):
+    secret_file = write_secret(tmp_path, "worker-secret", WORKER_SECRET)
+    process = worker(redis_server.url, "--worker-secret-file", str(secret_file))
+    info = _registration(redis_server.url, process.match.group(1), WORKER_SECRET)
+    assert info is not None and isinstance(info["direct_port"], int)  # signed with the rest of the record
+
+    sock, reader = _connect(info["direct_port"], "not-the-secret")
+    with sock:
+        kind, body = _run(sock, reader, b"")
+        assert kind == direct.FAILURE
+        assert spb.Status.FromString(body).code == 16  # UNAUTHENTICATED
+        with pytest.raises(direct.Closed):  # and the worker hung up
+            direct.read_frame(reader)
+
+    sock, reader = _connect(info["direct_port"], WORKER_SECRET)
+    with sock:
+        for _ in range(2):  # a malformed request is answered, and the connection keeps serving
+            kind, body = _run(sock, reader, b"\xff\xff\xff")
+            assert kind == direct.FAILURE
+            assert spb.Status.FromString(body).code == 3  # INVALID_ARGUMENT
+
+    with socket.create_connection(("127.0.0.1", info["direct_port"]), timeout=30) as sock:
+        sock.sendall(direct._HEAD.pack(direct.HELLO, direct.MAX_HELLO_BYTES + 1))  # before authentication:
+        assert sock.makefile("rb").read(1) == b""  # nothing that large is read, the connection is closed
+
+
+@pytest.mark.parametrize("link", ["direct", "grpc"])
+def test_training_steps_agree_over_either_link(link, redis_server, serve, worker, wait_for_workers):
+    process = worker(redis_server.url, *(("--direct-port", "-1") if link == "grpc" else ()))
+    assert ("direct_port" in _registration(redis_server.url, process.match.group(1))) == (link == "direct")
+    target = serve("--redis", redis_server.url)
+    wait_for_workers(target, 1)
+    rng = np.random.default_rng(0)
+    x_value, w_value = rng.standard_normal((64, 8)).astype(np.float32), rng.standard_normal((8, 1)).astype(np.float32)
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None, 8])
+        w = tf.Variable(w_value)
+        loss = tf.reduce_mean(tf.square(tf.matmul(x, w)))
+        train = tf.train.GradientDescentOptimizer(0.1).minimize(loss)
+        with tf.Session(target, config=tf.ConfigProto(container=f"link-{link}")) as sess:
+            sess.run(w.initializer)
+            for _ in range(5):
+                sess.run(train, {x: x_value})
+                expected_w = w_value - 0.1 * (2 / 64) * x_value.T @ (x_value @ w_value)
+                w_value = expected_w
+            np.testing.assert_allclose(sess.run(w), w_value, rtol=1e-4, atol=1e-5)
