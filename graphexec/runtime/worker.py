@@ -73,12 +73,14 @@ class Cancellation:
 
     def forget(self, callback) -> None:
         """Drop a callback added by on_cancel (its run ended first: one cancellation may serve a whole stream)."""
-        if callback in self._callbacks:
+        try:
             self._callbacks.remove(callback)
+        except ValueError:
+            pass
 
     def cancel(self) -> None:
         self.is_set = True
-        for callback in self._callbacks:
+        for callback in list(self._callbacks):  # runs of the stream may forget theirs meanwhile
             callback()
 
 

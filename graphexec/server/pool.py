@@ -147,10 +147,11 @@ class RemoteWorker:
             with self._guard:
                 self._lanes.add(lane)
         generation = lane.take()
+        hook = functools.partial(lane.cancel, generation)
         self.in_flight += 1
         try:
             if call.cancellation is not None:
-                call.cancellation.on_cancel(functools.partial(lane.cancel, generation))
+                call.cancellation.on_cancel(hook)
             kind, body = lane.call(data, call.timeout_s)  # the feeds' contents are written from where they are
         except TimeoutError:  # socket.timeout: no answer GRACE_S past the deadline
             lane.cancel(generation)
@@ -162,6 +163,8 @@ class RemoteWorker:
             raise WorkerDied(None, None, f"worker {self.name} died while running this run (connection closed: "
                                          f"{exc or 'end of file'}); it is not resent to another worker") from None
         finally:
+            if call.cancellation is not None:  # one Cancellation may serve a whole Run stream
+                call.cancellation.forget(hook)
             self.in_flight -= 1
             if lane.release():
                 self._idle.append(lane)
@@ -182,10 +185,11 @@ class RemoteWorker:
         except IndexError:
             lane = self._lane()
         generation = lane.take()
+        hook = functools.partial(lane.cancel, generation)
         self.in_flight += 1
         try:
             if call.cancellation is not None:
-                call.cancellation.on_cancel(functools.partial(lane.cancel, generation))
+                call.cancellation.on_cancel(hook)
             reply = lane.run_plan(data, timeout=call.timeout_s, metadata=self._metadata)
         except (grpc.RpcError, ValueError) as exc:  # ValueError: the lane was closed before the call began
             if lane.cancelled:
@@ -194,6 +198,8 @@ class RemoteWorker:
                 raise WorkerLost(None, None, f"worker {self.name} is no longer registered") from None
             raise _worker_error(self, exc) from None
         finally:
+            if call.cancellation is not None:  # one Cancellation may serve a whole Run stream
+                call.cancellation.forget(hook)
             self.in_flight -= 1
             if lane.release():
                 self._idle.append(lane)
