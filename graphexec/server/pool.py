@@ -94,7 +94,8 @@ class RemoteWorker:
             host = self.address.rsplit(":", 1)[0].strip("[]")
             self._link = direct.Link(host, self.direct_port, direct_tls if self.tls else None,
                                      dict(metadata).get(direct.WORKER_SECRET_HEADER, "").encode())
-        self._idle: list = []  # lanes not carrying a call (list.pop/append are atomic)
+        self._idle: list = []  # direct lanes not carrying a call (list.pop/append are atomic)
+        self._idle_grpc: list = []  # the same for gRPC lanes (a worker's direct port may turn out blocked)
         self._lanes: set[_Lane] = set()  # all open lanes, closed with the worker
         self._guard = threading.Lock()  # for _lanes (touched when a lane opens or closes, not per call)
         self.in_flight = 0
@@ -143,7 +144,7 @@ class RemoteWorker:
             try:
                 lane = direct.DirectLane(self._link)
             except OSError as exc:
-                raise WorkerLost(None, None, f"worker {self.name} is unavailable: {exc}") from None
+                return self._run_without_link(call, data, exc)
             with self._guard:
                 self._lanes.add(lane)
         generation = lane.take()
@@ -174,6 +175,17 @@ class RemoteWorker:
             raise direct.failure(body)
         return body
 
+    def _run_without_link(self, call: PlanCall, data: list, exc: OSError):
+        """The direct port could not be reached. If the Worker API answers, that port is blocked on the way
+        (a NAT, a firewall, a policy): run over gRPC from now on. If it does not, the worker is down, and
+        _run_grpc says so (WorkerLost: the run was never sent)."""
+        reply = self._run_grpc(call, b"".join(data))
+        if self._link is not None:
+            log.warning("worker %s: its direct link on port %s cannot be reached (%s); running plans over its "
+                        "Worker API instead", self.name, self.direct_port, exc)
+            self._link = None
+        return reply
+
     def _forget(self, lane) -> None:
         lane.close()
         with self._guard:
@@ -181,7 +193,7 @@ class RemoteWorker:
 
     def _run_grpc(self, call: PlanCall, data: bytes):
         try:
-            lane = self._idle.pop()
+            lane = self._idle_grpc.pop()
         except IndexError:
             lane = self._lane()
         generation = lane.take()
@@ -202,14 +214,14 @@ class RemoteWorker:
                 call.cancellation.forget(hook)
             self.in_flight -= 1
             if lane.release():
-                self._idle.append(lane)
+                self._idle_grpc.append(lane)
             else:
                 with self._guard:
                     self._lanes.discard(lane)
         return reply
 
     def close(self):
-        self._idle = []
+        self._idle, self._idle_grpc = [], []
         with self._guard:
             lanes, self._lanes = self._lanes, set()
         for lane in lanes:
