@@ -147,15 +147,11 @@ class RemoteWorker:
                 return self._run_without_link(call, data, exc)
             with self._guard:
                 self._lanes.add(lane)
-        generation = lane.take()
-        hook = functools.partial(lane.cancel, generation)
-        self.in_flight += 1
+        hook = self._begin(lane, call)
         try:
-            if call.cancellation is not None:
-                call.cancellation.on_cancel(hook)
             kind, body = lane.call(data, call.timeout_s)  # the feeds' contents are written from where they are
         except TimeoutError:  # socket.timeout: no answer GRACE_S past the deadline
-            lane.cancel(generation)
+            hook()
             raise errors.DeadlineExceededError(None, None, "Deadline Exceeded") from None
         except (direct.Closed, OSError) as exc:
             if lane.cancelled:
@@ -164,13 +160,7 @@ class RemoteWorker:
             raise WorkerDied(None, None, f"worker {self.name} died while running this run (connection closed: "
                                          f"{exc or 'end of file'}); it is not resent to another worker") from None
         finally:
-            if call.cancellation is not None:  # one Cancellation may serve a whole Run stream
-                call.cancellation.forget(hook)
-            self.in_flight -= 1
-            if lane.release():
-                self._idle.append(lane)
-            else:
-                self._forget(lane)
+            self._end(lane, call, hook, self._idle)
         if kind != direct.RESULT:
             raise direct.failure(body)
         return body
@@ -186,6 +176,25 @@ class RemoteWorker:
             self._link = None
         return reply
 
+    def _begin(self, lane, call: PlanCall):
+        """`lane` (direct or gRPC) starts carrying `call`; returns the hook that cancels this call on it."""
+        hook = functools.partial(lane.cancel, lane.take())
+        self.in_flight += 1
+        if call.cancellation is not None:
+            call.cancellation.on_cancel(hook)
+        return hook
+
+    def _end(self, lane, call: PlanCall, hook, idle: list) -> None:
+        """The call ended: its hook goes (one Cancellation may serve a whole Run stream), and the lane goes
+        back to `idle`, or is dropped when a cancellation closed it."""
+        if call.cancellation is not None:
+            call.cancellation.forget(hook)
+        self.in_flight -= 1
+        if lane.release():
+            idle.append(lane)
+        else:
+            self._forget(lane)
+
     def _forget(self, lane) -> None:
         lane.close()
         with self._guard:
@@ -196,12 +205,8 @@ class RemoteWorker:
             lane = self._idle_grpc.pop()
         except IndexError:
             lane = self._lane()
-        generation = lane.take()
-        hook = functools.partial(lane.cancel, generation)
-        self.in_flight += 1
+        hook = self._begin(lane, call)
         try:
-            if call.cancellation is not None:
-                call.cancellation.on_cancel(hook)
             reply = lane.run_plan(data, timeout=call.timeout_s, metadata=self._metadata)
         except (grpc.RpcError, ValueError) as exc:  # ValueError: the lane was closed before the call began
             if lane.cancelled:
@@ -210,14 +215,7 @@ class RemoteWorker:
                 raise WorkerLost(None, None, f"worker {self.name} is no longer registered") from None
             raise _worker_error(self, exc) from None
         finally:
-            if call.cancellation is not None:  # one Cancellation may serve a whole Run stream
-                call.cancellation.forget(hook)
-            self.in_flight -= 1
-            if lane.release():
-                self._idle_grpc.append(lane)
-            else:
-                with self._guard:
-                    self._lanes.discard(lane)
+            self._end(lane, call, hook, self._idle_grpc)
         return reply
 
     def close(self):

@@ -48,33 +48,46 @@ def _busiest(workers: list[Process]) -> Process:
     return max(workers, key=lambda w: _cpu_ticks(w) - before[workers.index(w)])
 
 
+def _long_chain():
+    """(x, total): 400 products of a fed [n, n] x, long enough to kill its worker while it runs."""
+    x = tf.placeholder(tf.float32, [None, None])
+    y = x
+    for _ in range(400):
+        y = tf.tanh(tf.matmul(y, x))
+    return x, tf.reduce_sum(y)
+
+
+def _run_killing_its_worker(sess, total, feed, workers) -> tuple[errors.OpError | None, Process]:
+    """Run `total` while its worker (the busiest) is SIGKILLed, as the kernel's OOM killer would; returns
+    the run's error and the killed worker."""
+    failure = {}
+
+    def run_long():
+        try:
+            sess.run(total, feed)
+        except errors.OpError as exc:
+            failure["error"] = exc
+
+    runner = threading.Thread(target=run_long)
+    runner.start()
+    victim = _busiest(workers)
+    victim.signal(signal.SIGKILL)
+    runner.join(timeout=120)
+    return failure.get("error"), victim
+
+
 def test_a_run_whose_worker_died_is_not_resent_and_is_refused_for_a_cool_down(redis_server, serve, worker,
                                                                               wait_for_workers):
     workers = [worker(redis_server.url) for _ in range(2)]
     target = serve("--redis", redis_server.url)
     wait_for_workers(target, 2)
     with tf.Graph().as_default():
-        x = tf.placeholder(tf.float32, [None, None])
-        y = x
-        for _ in range(400):
-            y = tf.tanh(tf.matmul(y, x))
-        total = tf.reduce_sum(y)
+        x, total = _long_chain()
         value = np.random.default_rng(0).normal(size=(600, 600)).astype(np.float32) * 0.03
-        failure = {}
         with tf.Session(target) as sess:
-            def run_long():
-                try:
-                    sess.run(total, {x: value})
-                except errors.OpError as exc:
-                    failure["error"] = exc
-
-            runner = threading.Thread(target=run_long)
-            runner.start()
-            victim = _busiest(workers)  # the one running it (as an OOM kill would)
-            victim.signal(signal.SIGKILL)
-            runner.join(timeout=120)
-            assert isinstance(failure.get("error"), errors.AbortedError), failure
-            assert "died while running this run" in failure["error"].message
+            error, victim = _run_killing_its_worker(sess, total, {x: value}, workers)
+            assert isinstance(error, errors.AbortedError), error
+            assert "died while running this run" in error.message
             survivor = next(w for w in workers if w is not victim)
             assert survivor.proc.poll() is None  # not sent the run that killed the other one
             with pytest.raises(errors.ResourceExhaustedError, match="killed the worker running it; it is refused"):
@@ -93,26 +106,11 @@ def test_a_run_that_killed_its_worker_is_refused_by_every_replica(redis_server, 
     for target in replicas:
         wait_for_workers(target, 2)
     with tf.Graph().as_default():
-        x = tf.placeholder(tf.float32, [None, None])
-        y = x
-        for _ in range(400):
-            y = tf.tanh(tf.matmul(y, x))
-        total = tf.reduce_sum(y)
+        x, total = _long_chain()
         value = np.random.default_rng(1).normal(size=(600, 600)).astype(np.float32) * 0.03
-        failure = {}
         with tf.Session(replicas[0]) as sess:
-            def run_long():
-                try:
-                    sess.run(total, {x: value})
-                except errors.OpError as exc:
-                    failure["error"] = exc
-
-            runner = threading.Thread(target=run_long)
-            runner.start()
-            victim = _busiest(workers)  # killed as the kernel's OOM killer would
-            victim.signal(signal.SIGKILL)
-            runner.join(timeout=120)
-        assert isinstance(failure.get("error"), errors.AbortedError), failure
+            error, victim = _run_killing_its_worker(sess, total, {x: value}, workers)
+        assert isinstance(error, errors.AbortedError), error
         survivor = next(w for w in workers if w is not victim)
         time.sleep(1.0)  # replicas merge the shared list every 0.5 s
         with tf.Session(replicas[1]) as other:
