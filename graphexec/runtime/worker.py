@@ -200,11 +200,11 @@ class WorkerCore:
 
     def _run(self, call: PlanCall, cached: CachedPlan, loaded: LoadedPlan) -> PlanResult:
         version, variables, checked = 0, {}, True
+        key = (call.container, call.device_type)  # of the hot copy
         if cached.uses_variables:
             hot = None
-            if (cached.writes_variables and call.request_id and self.store.shared
-                    and not self._committing.get((call.container, call.device_type))):
-                hot = self._hot.get((call.container, call.device_type))
+            if cached.writes_variables and call.request_id and self.store.shared and not self._committing.get(key):
+                hot = self._hot.get(key)
             if hot is not None:  # the commit checks the version and the request id (Store.shared)
                 (version, variables), checked = hot, False
             else:
@@ -242,17 +242,16 @@ class WorkerCore:
                 # What the update adds to the stored bytes (0 for a training step), for the tenant's quota.
                 added = sum(v.nbytes for v in changed.values()) - sum(variables[k].nbytes for k in changed
                                                                        if k in variables)
-                key = (call.container, call.device_type)
                 with self._hot_guard:
                     self._committing[key] = self._committing.get(key, 0) + 1
                 try:
                     new_version = self.store.commit(call.container, version, host, call.request_id, result, added)
                     self._keep_hot(key, new_version, run_variables)
                 except AlreadyApplied as applied:  # a copy of this request, held up somewhere, won
-                    self._hot.pop((call.container, call.device_type), None)
+                    self._hot.pop(key, None)
                     return PlanResult(replayed(applied.result), [], deduplicated=True, worker=self.name)
                 except Exception:  # aborted, or unknown (Redis away): the next run reads afresh
-                    self._hot.pop((call.container, call.device_type), None)
+                    self._hot.pop(key, None)
                     raise
                 finally:
                     with self._hot_guard:
@@ -269,7 +268,7 @@ class WorkerCore:
                 if stored is not None:
                     return PlanResult(replayed(stored), [], deduplicated=True, worker=self.name)
                 if current != version:
-                    self._hot.pop((call.container, call.device_type), None)
+                    self._hot.pop(key, None)
                     raise errors.AbortedError(None, None, f"variables of container '{call.container}' changed "
                                                           f"during the run (version {version} -> {current}); retry")
         if stats:
