@@ -108,7 +108,15 @@ def checked_array(buffer, dtype_value: int, shape, offset: int, length: int) -> 
     if count * dtype.itemsize != length:
         raise DecodeError(f"tensor of dtype {dtype.name} and shape {list(shape)} needs "
                           f"{count * dtype.itemsize} bytes of content, got {length}")
-    return np.ndarray(shape, dtype, buffer, offset)  # a view (np.frombuffer(...).reshape() costs 3x as much)
+    array = np.ndarray(shape, dtype, buffer, offset)  # a view (np.frombuffer(...).reshape() costs 3x as much)
+    # A view whose elements do not start on their own size's boundary (content sits wherever the message
+    # put it) is copied: numpy hands only aligned arrays to BLAS, so a misaligned feed would take numpy's
+    # own loops and give other last bits than the same program in-process.
+    if array.flags.aligned:
+        return array
+    array = array.copy()
+    array.flags.writeable = False  # read-only, as the views are
+    return array
 
 
 def tensor_from_proto(msg: pb.Tensor) -> np.ndarray:

@@ -18,7 +18,7 @@ from graphexec.ir import ShapeAttr
 from graphexec.ops import registry
 from graphexec.proto.v1 import graph_pb2, service_pb2 as spb
 from graphexec.rpc import codec, convert, methods, status
-from graphexec.rpc.tensors import dtype_enum, tensor_from_proto, tensor_to_proto
+from graphexec.rpc.tensors import checked_array, dtype_enum, tensor_from_proto, tensor_to_proto
 from graphexec.rpc.graph_types import GraphTypes
 from graphexec.runtime.context import ExecContext
 from graphexec.runtime.executor import LoadedPlan
@@ -60,11 +60,24 @@ def test_tensor_messages_decode_as_views_and_parse_as_plain_protobuf(size):
     assert (message.session_handle, message.callable_handle, message.request_id) == ("s", "c", 9)
     for value, array in zip(values, arrays):
         assert array.dtype == value.dtype and array.shape == value.shape and not array.flags.writeable
+        assert array.flags.aligned  # numpy gives BLAS only aligned arrays (same bits as in-process)
         np.testing.assert_array_equal(array, value)
     plain = spb.RunCallableRequest.FromString(data)  # any protobuf reader sees the same message
     assert len(plain.feeds) == 4 and tensor_from_proto(plain.feeds[3]).tolist() == values[3].tolist()
     if size > codec.WALK_THRESHOLD:
-        assert np.shares_memory(arrays[0], np.frombuffer(data, np.uint8))  # no copy of the content
+        received = np.frombuffer(data, np.uint8)
+        start = received.ctypes.data + bytes(data).find(values[0].tobytes())
+        # no copy of content that sits on its elements' boundary; misaligned content is copied
+        assert np.shares_memory(arrays[0], received) == (start % values[0].itemsize == 0)
+
+
+def test_misaligned_content_decodes_to_an_aligned_copy_with_the_same_matmul_bits():
+    value = np.random.default_rng(0).normal(size=(64, 33)).astype(np.float32)
+    buffer = b"\0" + value.tobytes()  # content one byte past the start: misaligned for float32
+    array = checked_array(buffer, dtype_enum(tf.float32), value.shape, 1, value.nbytes)
+    assert array.flags.aligned and not array.flags.writeable
+    weights = np.random.default_rng(1).normal(size=(33, 7)).astype(np.float32)
+    assert (array @ weights).tobytes() == (value @ weights).tobytes()
 
 
 def test_shells_and_raw_bytes_of_parted_tensors():
