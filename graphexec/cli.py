@@ -104,6 +104,10 @@ SETTINGS = (
             "address to listen on (0.0.0.0: every interface)"),
     Setting("serve", "--port", "GRAPHEXEC_PORT", str(DEFAULT_PORT), f"{DEFAULT_PORT} (0: any free port)",
             "port of the GraphExec API", int),
+    Setting("serve", "--direct-port", "GRAPHEXEC_DIRECT_PORT", "0", "0 (any free port; -1: none)",
+            "port of the direct link Python clients send their runs over (framed RunCallable/RunStep on TCP, "
+            "with the API's TLS and tokens; announced by CreateSession, dialled on the host the client "
+            "reached); -1: every call over gRPC", int, metavar="PORT"),
     Setting("both", "--redis", "GRAPHEXEC_REDIS_URL", "",
             "none (serve: in-memory state and an embedded worker; worker: required)",
             f"Redis URL ({REDIS_URL_FORMS}); serve: share state through it and run on `graphexec worker` "
@@ -307,6 +311,7 @@ class Security:
     redis_password: str | None = None
     worker_channel: object = None  # how servers dial workers that serve TLS
     direct_tls: object = None  # ssl.SSLContext: a worker's direct link's TLS, or how servers dial it
+    api_direct_tls: object = None  # ssl.SSLContext: the TLS of serve's direct link for clients
 
 
 def _security(args, is_server: bool) -> Security:
@@ -319,8 +324,11 @@ def _security(args, is_server: bool) -> Security:
     security = Security()
     if args.tls_cert:
         security.credentials = tls.server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
-        if not is_server:
-            security.direct_tls = direct.server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+        link_tls = direct.server_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+        if is_server:
+            security.api_direct_tls = link_tls
+        else:
+            security.direct_tls = link_tls
     if is_server and args.auth_tokens:
         security.tokens = TokenTable.load(args.auth_tokens)
     if args.worker_secret_file:
@@ -362,7 +370,11 @@ def serve(args) -> None:
     security = _security(args, is_server=True)
     _tune(args)
     _check_free(args.host, args.port, "--port (GRAPHEXEC_PORT)")
+    if args.direct_port > 0:
+        _check_free(args.host, args.direct_port, "--direct-port (GRAPHEXEC_DIRECT_PORT)")
     limits = _limits(args)
+    if args.direct_port < -1:
+        raise UsageError("--direct-port is a port, 0 for any free one, or -1 for none")
     if args.max_batch_size < 0 or args.max_batch_delay_us < 0:
         raise UsageError("--max-batch-size and --max-batch-delay-us cannot be negative")
     metrics = _metrics(args, args.host)
@@ -377,14 +389,20 @@ def serve(args) -> None:
     pool = WorkerPool(store, local, security.worker_secret, security.worker_channel, security.direct_tls)
     readiness = Readiness(store, pool).start()
     service = Service(store, pool, metrics, limits, args.max_batch_size, args.max_batch_delay_us)
-    server, port = create_server(service, f"{args.host}:{args.port}", limits,
-                                 security.tokens, security.credentials, reflect=not args.no_reflection,
-                                 health=readiness.servicer)
+    server, port, link = create_server(service, f"{args.host}:{args.port}", limits,
+                                       security.tokens, security.credentials, reflect=not args.no_reflection,
+                                       health=readiness.servicer,
+                                       direct_port=None if args.direct_port == -1 else args.direct_port,
+                                       direct_tls=security.api_direct_tls)
     server.start()
+    if link is not None:
+        link.start()
     scheme = "grpcs" if security.credentials else "grpc"
     print(f"graphexec serving on {scheme}://{args.host}:{port}", flush=True)
     _wait_for_signal()
     readiness.stop()
+    if link is not None:
+        link.stop()
     server.stop(grace=1.0).wait()
     service.compiler.close()
     pool.close()

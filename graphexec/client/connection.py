@@ -12,9 +12,11 @@ import grpc
 import numpy as np
 
 from graphexec import errors
+from graphexec.client import direct
 from graphexec.client.retry import RetryPolicy, store_unavailable
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, methods, status, tls
+from graphexec.rpc.frames import API_METHOD_NUMBERS
 from graphexec.rpc.tensors import dtype_from_enum, tensors_from_protos
 
 # Round-robin over every address the target resolves to (dns:///name:port behind several replicas,
@@ -40,17 +42,32 @@ class Connection:
     GRAPHEXEC_TOKEN, when set, as its bearer token (graphexec.rpc.tls)."""
 
     def __init__(self, target: str, retry: RetryPolicy | None = None):
-        self.address, secure = parse_target(target)
+        self.address, self.secure = parse_target(target)
         self.retry = retry or RetryPolicy()
-        if secure:
+        self.direct: direct.DirectLink | None = None  # the server's direct link for runs, once announced
+        if self.secure:
             self.channel = grpc.secure_channel(self.address, tls.client_channel_credentials(), options=GRPC_OPTIONS)
         else:
             self.channel = grpc.insecure_channel(self.address, options=GRPC_OPTIONS)
         self.metadata = tls.bearer_metadata() or None
         self._calls = methods.client_calls(self.channel, methods.GRAPH_EXEC_SERVICE)
 
+    def use_direct(self, port: int) -> None:
+        """Send runs over the server's direct link on `port` (of the target's host), when it can be used."""
+        host = direct.host_of(self.address)
+        if not port or host is None or not direct.enabled() or (self.direct and self.direct.port == port):
+            return
+        token = next((value[len("Bearer "):] for key, value in self.metadata or () if key == "authorization"), "")
+        self.direct = direct.DirectLink(host, port, tls.client_ssl_context() if self.secure else None, token)
+
     def call(self, method: str, data: bytes, timeout: float | None = None, retry: bool = True) -> bytes:
-        """Raw unary call with retries on UNAVAILABLE; raises the matching tf.errors class."""
+        """Raw unary call with retries on UNAVAILABLE; raises the matching tf.errors class. Runs take the
+        direct link when there is one, and gRPC when it cannot carry them."""
+        if self.direct is not None and method in API_METHOD_NUMBERS:
+            try:
+                return self.direct.call(API_METHOD_NUMBERS[method], data, timeout)
+            except direct.Unusable:
+                pass
         deadline = None if timeout is None else time.monotonic() + timeout
         stub = self._calls[method]
         try:  # the first attempt directly: retries are rare, and the retry machinery costs on every call
@@ -79,6 +96,8 @@ class Connection:
         return self._calls["Run"](frames, timeout=timeout, metadata=self.metadata)
 
     def close(self):
+        if self.direct is not None:
+            self.direct.close()
         self.channel.close()
 
 

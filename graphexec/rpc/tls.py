@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import ssl
 
 import grpc
 
@@ -61,3 +62,28 @@ def bearer_metadata() -> tuple:
         except OSError as exc:
             raise ValueError(f"cannot read GRAPHEXEC_TOKEN_FILE {path}: {exc.strerror or exc}") from None
     return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+# The direct links (frames on a socket, graphexec.rpc.frames) use Python's ssl with the same files.
+def ssl_server_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
+    """server_credentials' TLS for a plain socket."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
+    return context
+
+
+def ssl_client_context(ca: str = "", cert: str = "", key: str = "") -> ssl.SSLContext:
+    """channel_credentials' TLS for a plain socket (the server's name is checked as gRPC checks it)."""
+    context = ssl.create_default_context(cafile=ca or None)
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def client_ssl_context() -> ssl.SSLContext:
+    """A client's TLS settings for a plain socket, from the same variables as client_channel_credentials."""
+    env = os.environ.get
+    return ssl_client_context(env("GRAPHEXEC_TLS_CA", ""), env("GRAPHEXEC_TLS_CERT", ""), env("GRAPHEXEC_TLS_KEY", ""))

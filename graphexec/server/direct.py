@@ -27,53 +27,17 @@ import struct
 import threading
 
 from graphexec import errors
-from graphexec.rpc import status
+from graphexec.rpc import status, tls
+from graphexec.rpc.frames import CANCEL, FAILURE, HEAD, HELLO, RESULT, RUN, Closed, read_frame, send_frame
 from graphexec.runtime.worker import Cancellation
 from graphexec.server.auth import WORKER_SECRET_HEADER, WorkerSecret
 
-HELLO, RUN, CANCEL, RESULT, FAILURE = b"HRCOF"
-_HEAD = struct.Struct("<BI")  # kind, body length
 _DEADLINE = struct.Struct("<d")  # seconds left; negative: none
+_HEAD = HEAD
 TOKEN_BYTES = 16
 MAX_HELLO_BYTES = 4096  # before the caller is authenticated, nothing larger is read
 GRACE_S = 2.0
 CONNECT_TIMEOUT_S = 5.0
-COPY_BELOW = 64 << 10  # smaller frames are joined into one write (one packet); larger ones are not copied
-MAX_BUFFERS = 512  # buffers per sendmsg (the system's IOV_MAX is 1024)
-
-
-class Closed(Exception):
-    """The other end closed the connection (or sent something that is not a frame)."""
-
-
-def read_frame(reader, limit: int | None = None) -> tuple[int, bytes]:
-    head = reader.read(_HEAD.size)
-    if len(head) < _HEAD.size:
-        raise Closed()
-    kind, size = _HEAD.unpack(head)
-    if limit is not None and size > limit:
-        raise Closed()
-    body = reader.read(size)
-    if len(body) < size:
-        raise Closed()
-    return kind, body
-
-
-def send_frame(sock, kind: int, *parts) -> None:
-    """One frame of `parts` (buffers); on a plain socket large parts are written from where they are."""
-    views = [memoryview(p).cast("B") for p in parts]
-    size = sum(v.nbytes for v in views)
-    head = _HEAD.pack(kind, size)
-    if size < COPY_BELOW or isinstance(sock, ssl.SSLSocket):  # SSL sockets have no sendmsg
-        sock.sendall(b"".join((head, *views)))
-        return
-    views.insert(0, memoryview(head))
-    while views:
-        sent = sock.sendmsg(views[:MAX_BUFFERS])
-        while views and sent >= views[0].nbytes:
-            sent -= views.pop(0).nbytes
-        if sent:
-            views[0] = views[0][sent:]
 
 
 def _failure(error: BaseException) -> bytes:
@@ -252,19 +216,5 @@ def failure(body: bytes) -> errors.OpError:
     return status.error_from_failure_bytes(body)
 
 
-def server_context(cert: str, key: str, client_ca: str = "") -> ssl.SSLContext:
-    """The worker's TLS, as its gRPC port serves it (tls.server_credentials)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    if client_ca:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(client_ca)
-    return context
-
-
-def client_context(ca: str = "", cert: str = "", key: str = "") -> ssl.SSLContext:
-    """How a server dials TLS workers, as its gRPC channels do (tls.channel_credentials)."""
-    context = ssl.create_default_context(cafile=ca or None)
-    if cert:
-        context.load_cert_chain(cert, key)
-    return context
+# The worker's TLS, as its gRPC port serves it; how a server dials TLS workers, as its gRPC channels do.
+server_context, client_context = tls.ssl_server_context, tls.ssl_client_context

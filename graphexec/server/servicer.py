@@ -21,6 +21,7 @@ from graphexec.runtime.worker import Cancellation
 from graphexec.server import limits as server_limits
 from graphexec.server import plans as plan_cache
 from graphexec.server import telemetry
+from graphexec.server.direct_api import DirectApiServer
 from graphexec.server.limits import Admission, Limits, StreamGuard
 from graphexec.server.service import RunOutcome, Service
 from graphexec.server.worker_service import remaining_seconds
@@ -44,6 +45,7 @@ class GraphExecServicer:
         self.admission = Admission(limits)
         service.metrics.count_queued(self.admission.waiting)  # runs waiting beyond --threads
         self.streams = StreamGuard(limits)
+        self.direct_port = 0  # the API's direct link (graphexec.server.direct_api), announced by CreateSession
 
     # -- sessions -------------------------------------------------------------------------------------
     @status.answers_failures
@@ -55,7 +57,8 @@ class GraphExecServicer:
         if request.HasField("graph"):
             record, missing = self.service.extend_session(record, request.graph)
         return spb.CreateSessionResponse(session_handle=record.handle, graph_missing=missing,
-                                         node_count=record.node_count).SerializeToString()
+                                         node_count=record.node_count, direct_port=self.direct_port
+                                         ).SerializeToString()
 
     @status.answers_failures
     def extend_session(self, data, context):
@@ -312,11 +315,15 @@ def _response_frames(response, fetches):
 
 
 def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits = server_limits.DEFAULT,
-                  tokens: auth.TokenTable | None = None, credentials=None, reflect: bool = True, health=None):
-    """(grpc server, bound port). Health checking (and reflection when `reflect`) are served beside the
-    API (`health`: the grpc_health servicer whose statuses a Readiness keeps); over TLS with
-    `credentials`. With `tokens`, each call's tenant is the one its bearer token names (others are
-    UNAUTHENTICATED); without, every caller is the single tenant. `limits`: graphexec.server.limits."""
+                  tokens: auth.TokenTable | None = None, credentials=None, reflect: bool = True, health=None,
+                  direct_port: int | None = None, direct_tls=None):
+    """(grpc server, bound port, direct link server or None). Health checking (and reflection when
+    `reflect`) are served beside the API (`health`: the grpc_health servicer whose statuses a Readiness
+    keeps); over TLS with `credentials`. With `tokens`, each call's tenant is the one its bearer token
+    names (others are UNAUTHENTICATED); without, every caller is the single tenant. `limits`:
+    graphexec.server.limits. `direct_port` (0: any free one; None: none) serves runs on the API's direct
+    link (graphexec.server.direct_api) on the same host, with `direct_tls` (an ssl.SSLContext matching
+    `credentials`); it is started with the gRPC server's start() by the caller."""
     # Without tokens every caller is the single tenant, which the metrics and logs show as DEFAULT_TENANT.
     authenticate = _labelled(tokens.tenant_of) if tokens is not None else auth.SINGLE_TENANT
     # Never below one part of the Run stream (CHUNK_BYTES and its header): larger tensors travel in parts.
@@ -324,11 +331,19 @@ def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits
     options = [*GRPC_OPTIONS, ("grpc.max_receive_message_length", max_message),
                ("grpc.max_concurrent_streams", limits.max_streams_per_connection)]
     threads = server_limits.executor_threads(limits)
-    return methods.create_server(methods.GRAPH_EXEC_SERVICE, GraphExecServicer(service, limits), address, threads,
-                                 options, reflect=reflect, credentials=credentials, authenticate=authenticate,
-                                 interceptors=(telemetry.Interceptor(service.metrics),),
-                                 queued=service.metrics.count_queued, health_servicer=health,
-                                 max_concurrent_rpcs=threads)
+    servicer = GraphExecServicer(service, limits)
+    interceptor = telemetry.Interceptor(service.metrics)
+    server, port = methods.create_server(methods.GRAPH_EXEC_SERVICE, servicer, address, threads,
+                                         options, reflect=reflect, credentials=credentials, authenticate=authenticate,
+                                         interceptors=(interceptor,),
+                                         queued=service.metrics.count_queued, health_servicer=health,
+                                         max_concurrent_rpcs=threads)
+    link = None
+    if direct_port is not None:
+        host = address.rsplit(":", 1)[0].strip("[]")
+        link = DirectApiServer(servicer, host, direct_port, authenticate, direct_tls, interceptor)
+        servicer.direct_port = link.port
+    return server, port, link
 
 
 def _labelled(authenticate):

@@ -58,7 +58,7 @@ REGISTRY_IMAGES = {
 PORT_VARIABLE = {"serve": "GRAPHEXEC_PORT", "worker": "GRAPHEXEC_WORKER_PORT"}
 HOST_VARIABLE = {"serve": "GRAPHEXEC_HOST", "worker": "GRAPHEXEC_WORKER_HOST"}
 METRICS_VARIABLE = "GRAPHEXEC_METRICS_PORT"
-DIRECT_PORT_VARIABLE = "GRAPHEXEC_WORKER_DIRECT_PORT"
+DIRECT_PORT_VARIABLES = ("GRAPHEXEC_WORKER_DIRECT_PORT", "GRAPHEXEC_DIRECT_PORT")
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -259,8 +259,9 @@ class LocalCompose:
             env[HOST_VARIABLE[subcommand]] = "127.0.0.1"
             if METRICS_VARIABLE in env:
                 env[METRICS_VARIABLE] = str(replica.metrics_port)
-            if DIRECT_PORT_VARIABLE in env:  # each container has its own address; here all share one
-                env[DIRECT_PORT_VARIABLE] = "0"
+            for variable in DIRECT_PORT_VARIABLES:  # each container has its own address; here all share one
+                if variable in env:
+                    env[variable] = "0"
         if replica and registry_image(service):
             argv += registry_image(service)["listen_args"](replica.port)
         cwd = next((source for _, source in mounts if source.is_relative_to(self.workdir)), self.workdir)

@@ -404,8 +404,8 @@ def test_image_is_multi_stage_non_root_and_checks_grpc_health(dockerfile):
         f"{dockerfile}: HEALTHCHECK must run server/healthcheck.py (the gRPC health service)"
     assert re.search(r'^ENTRYPOINT \["graphexec"\]', final, re.M), f"{dockerfile}: the command picks serve or worker"
     env = dict(re.findall(r"(GRAPHEXEC_\w+)=(\S+)", final))
-    listening = {int(env[v]) for v in ("GRAPHEXEC_PORT", "GRAPHEXEC_WORKER_PORT", "GRAPHEXEC_WORKER_DIRECT_PORT",
-                                       METRICS_VARIABLE)}
+    listening = {int(env[v]) for v in ("GRAPHEXEC_PORT", "GRAPHEXEC_DIRECT_PORT", "GRAPHEXEC_WORKER_PORT",
+                                       "GRAPHEXEC_WORKER_DIRECT_PORT", METRICS_VARIABLE)}
     assert listening == exposed_ports(dockerfile)
     for variable in env:
         check_variable(dockerfile, variable)

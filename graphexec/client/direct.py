@@ -1,0 +1,182 @@
+"""The client's end of the API's direct link (graphexec.server.direct_api): runs as frames on a socket.
+
+A session's Connection sends RunCallable and RunStep here when CreateSession announced a direct port;
+the host is the one the gRPC target names. Each connection carries one call at a time; idle ones are
+kept for the next call (several threads sharing a session open several). When the link cannot be
+used (the port is not reachable, the server refused the connection, a connection broke) the call goes
+over gRPC instead, which retries by its own rules: a run's request id makes sending it again safe.
+GRAPHEXEC_DIRECT=0 turns the link off.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+
+from graphexec import errors
+from graphexec.rpc import status
+from graphexec.rpc.frames import API_PREFIX, FAILURE, HELLO, RESULT, RUN, Closed, read_frame, send_frame
+
+_PREFIXES = {}  # (method, seconds left or None) -> RUN prefix, for the few timeouts a program uses
+CONNECT_TIMEOUT_S = 1.0  # an unreachable port (a firewall that drops) costs the first run this much, once
+RETRY_AFTER_S = 30.0  # after the link failed, calls take gRPC for this long before it is tried again
+MAX_AGE_S = 600.0  # connections are replaced after this, as gRPC channels reconnect, so new replicas get runs
+GRACE_S = 1.0  # past the deadline the server answers DEADLINE_EXCEEDED itself; this long after, the client gives up
+log = logging.getLogger("graphexec.client")
+
+
+class Unusable(Exception):
+    """The link could not carry this call: send it over gRPC."""
+
+
+def enabled() -> bool:
+    return os.environ.get("GRAPHEXEC_DIRECT", "1") != "0"
+
+
+def host_of(address: str) -> str | None:
+    """The host to dial of a gRPC address: "host:port", "[v6]:port" or "dns:///name:port" (the name
+    resolves to any replica, and any replica serves any run); None for the forms that list addresses
+    or name a socket file (ipv4:, ipv6:, unix:), whose runs stay on gRPC."""
+    if address.startswith("dns:"):
+        address = address.split("/")[-1]
+    if "," in address or address.startswith(("ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")):
+        return None
+    host = address.rsplit(":", 1)[0]
+    return host[1:-1] if host.startswith("[") else host
+
+
+class _Lane:
+    __slots__ = ("born", "reader", "sock", "timeout")
+
+    def __init__(self, sock):
+        self.sock, self.reader, self.born = sock, sock.makefile("rb"), time.monotonic()
+        self.timeout = CONNECT_TIMEOUT_S
+
+    def stale(self, now: float) -> bool:
+        """Whether the idle connection was closed by the server (idle timeout, restart) or is too old."""
+        if now - self.born > MAX_AGE_S:
+            return True
+        try:
+            return bool(select.select((self.sock,), (), (), 0)[0])
+        except (OSError, ValueError):
+            return True
+
+    def close(self) -> None:
+        """Close the connection now (the reader holds the socket open otherwise): a run in progress on
+        it is cancelled by the server."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.reader.close()
+        self.sock.close()
+
+
+class DirectLink:
+    """The direct link of one server: `call(method, request buffers, timeout)` -> response bytes."""
+
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, token: str):
+        self.host, self.port, self.ssl_context = host, port, ssl_context
+        self._hello = token.encode()
+        self._idle: list[_Lane] = []
+        self._retry_at = 0.0  # while the link is out of use, the monotonic time to try it again
+        self._lock = threading.Lock()
+        self.calls = 0  # calls answered over it, failures included (tests and debugging read it)
+
+    def call(self, method_number: int, data, timeout: float | None) -> bytes:
+        """The response of a call; raises the tf.errors class of a FAILURE, Unusable to go over gRPC."""
+        lane = self._lane()
+        try:
+            prefix = _prefix(method_number, timeout)
+            if timeout != lane.timeout:  # (each settimeout is a system call)
+                lane.sock.settimeout(None if timeout is None else timeout + GRACE_S)
+                lane.timeout = timeout
+            send_frame(lane.sock, RUN, prefix, data)
+            kind, body = read_frame(lane.reader)
+        except socket.timeout:
+            lane.close()
+            raise errors.DeadlineExceededError(None, None, "Deadline Exceeded") from None
+        except (Closed, OSError) as exc:
+            lane.close()
+            self._set_aside(f"the connection broke ({exc or type(exc).__name__})")
+            raise Unusable() from None
+        except BaseException:  # KeyboardInterrupt: closing the connection cancels the run on the server
+            lane.close()
+            raise
+        self._idle.append(lane)
+        if kind == RESULT:
+            self.calls += 1
+            return body
+        if kind == FAILURE:
+            self.calls += 1
+            raise status.error_from_failure_bytes(body)
+        lane.close()
+        raise Unusable()
+
+    def _lane(self) -> _Lane:
+        now = time.monotonic()
+        while self._idle:
+            try:
+                lane = self._idle.pop()
+            except IndexError:
+                break
+            if not lane.stale(now):
+                return lane
+            lane.close()
+        if now < self._retry_at:
+            raise Unusable()
+        return self._connect()
+
+    def _connect(self) -> _Lane:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S)
+        except OSError as exc:
+            self._set_aside(f"cannot connect to {self.host}:{self.port} ({exc.strerror or exc})")
+            raise Unusable() from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+            send_frame(sock, HELLO, self._hello)
+            lane = _Lane(sock)
+            kind, body = read_frame(lane.reader)
+        except (Closed, OSError) as exc:
+            sock.close()
+            self._set_aside(f"{self.host}:{self.port} did not answer its HELLO ({exc or type(exc).__name__})")
+            raise Unusable() from None
+        if kind != RESULT:
+            sock.close()
+            why = status.error_from_failure_bytes(body).message if kind == FAILURE else f"frame {kind}"
+            self._set_aside(f"{self.host}:{self.port} refused the connection: {why}")
+            raise Unusable()
+        sock.settimeout(None)
+        lane.timeout = None
+        return lane
+
+    def _set_aside(self, why: str) -> None:
+        with self._lock:
+            first = self._retry_at == 0.0
+            self._retry_at = time.monotonic() + RETRY_AFTER_S
+        if first:
+            log.warning("runs go over gRPC for %.0f s: the direct link %s", RETRY_AFTER_S, why)
+
+    def close(self) -> None:
+        while self._idle:
+            try:
+                self._idle.pop().close()
+            except IndexError:
+                break
+
+
+def _prefix(method_number: int, timeout: float | None) -> bytes:
+    key = (method_number, timeout)
+    prefix = _PREFIXES.get(key)
+    if prefix is None:
+        prefix = API_PREFIX.pack(-1.0 if timeout is None else timeout, method_number)
+        if len(_PREFIXES) < 64:
+            _PREFIXES[key] = prefix
+    return prefix

@@ -1,0 +1,66 @@
+"""Frames on a socket: how graphexec's direct links (server -> worker, client -> server) carry calls.
+
+A frame is a 5-byte head (kind, body length: little-endian u8, u32) and its body. A connection opens
+with HELLO and then carries one call at a time: a RUN frame, answered by RESULT (the response
+message) or FAILURE (a serialized graphexec.v1.Status: code, message, printed text). Bodies are the
+same protobuf messages the gRPC services carry, so any language with protobuf and sockets can speak it.
+"""
+from __future__ import annotations
+
+import ssl
+import struct
+
+HELLO, RUN, CANCEL, RESULT, FAILURE = b"HRCOF"
+HEAD = struct.Struct("<BI")  # kind, body length
+COPY_BELOW = 64 << 10  # smaller frames are joined into one write (one packet); larger ones are not copied
+MAX_BUFFERS = 512  # buffers per sendmsg (the system's IOV_MAX is 1024)
+
+
+class Closed(Exception):
+    """The other end closed the connection (or sent something that is not a frame)."""
+
+
+class TooLarge(Closed):
+    """A frame above the reader's limit: its body was not read, so the connection cannot go on."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"a frame of {size} bytes is above the limit of {limit}")
+        self.size, self.limit = size, limit
+
+
+def read_frame(reader, limit: int | None = None) -> tuple[int, bytes]:
+    """(kind, body) of the next frame from a buffered reader (socket.makefile("rb")); Closed at the end."""
+    head = reader.read(HEAD.size)
+    if len(head) < HEAD.size:
+        raise Closed()
+    kind, size = HEAD.unpack(head)
+    if limit is not None and size > limit:
+        raise TooLarge(size, limit)
+    body = reader.read(size)
+    if len(body) < size:
+        raise Closed()
+    return kind, body
+
+
+def send_frame(sock, kind: int, *parts) -> None:
+    """One frame of `parts` (buffers); on a plain socket large parts are written from where they are."""
+    views = [memoryview(p).cast("B") for p in parts]
+    size = sum(v.nbytes for v in views)
+    head = HEAD.pack(kind, size)
+    if size < COPY_BELOW or isinstance(sock, ssl.SSLSocket):  # SSL sockets have no sendmsg
+        sock.sendall(b"".join((head, *views)))
+        return
+    views.insert(0, memoryview(head))
+    while views:
+        sent = sock.sendmsg(views[:MAX_BUFFERS])
+        while views and sent >= views[0].nbytes:
+            sent -= views.pop(0).nbytes
+        if sent:
+            views[0] = views[0][sent:]
+
+
+# The API's direct link (graphexec.server.direct_api): a RUN body starts with this prefix (seconds left,
+# negative for none; the method), then the request message, which so starts 8-aligned in the body.
+API_PREFIX = struct.Struct("<dB7x")
+API_METHODS = {1: "RunCallable", 2: "RunStep"}
+API_METHOD_NUMBERS = {name: number for number, name in API_METHODS.items()}

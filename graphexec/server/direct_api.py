@@ -1,0 +1,226 @@
+"""The API's direct link: RunCallable and RunStep as frames on a TCP (or TLS) socket, beside gRPC.
+
+Why: a small run's own work is a few tens of microseconds, but a unary gRPC call through grpcio costs
+~300 us of CPU in the two processes (its echo floor, bench/README.md); the same call as a frame on a
+socket costs ~20 us. Python clients learn the port from CreateSession (`direct_port`) and send their
+runs here, falling back to gRPC when the port cannot be reached; everything else (sessions, graphs,
+callables, the Run stream) stays on gRPC, and other languages may keep every call there.
+
+The link keeps gRPC's promises: the same handlers answer (GraphExecServicer's, so the same limits,
+tenant checks, request ids and error statuses), the same TLS (with client certificates when the gRPC
+port requires them) and bearer tokens, checked once per connection in HELLO; the run's deadline
+travels in its RUN frame; a connection counts as an open Run stream (--max-streams) and is closed
+when idle past --stream-idle-timeout-s; and a run whose client hangs up is cancelled (a watcher
+polls the connections of runs in progress, as gRPC notices a cancelled call).
+
+Frames (graphexec.rpc.frames): HELLO carries the bearer token (UTF-8, may be empty) and is answered
+RESULT (empty), or FAILURE (UNAUTHENTICATED, or RESOURCE_EXHAUSTED when too many are open) and closed. RUN
+carries a 16-byte prefix (seconds left as a little-endian f64, negative for none; the method, 1
+RunCallable or 2 RunStep; 7 zero bytes) and the request message, so the message starts 8-aligned.
+"""
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import threading
+import time
+
+from graphexec import errors
+from graphexec.rpc import methods, status
+from graphexec.rpc.frames import (API_METHODS, API_PREFIX, FAILURE, HELLO, RESULT, RUN, Closed, TooLarge, read_frame,
+                                  send_frame)
+from graphexec.server import telemetry
+
+PREFIX, METHODS = API_PREFIX, API_METHODS
+MAX_HELLO_BYTES = 4096  # before the caller is authenticated, nothing larger is read
+HANDSHAKE_TIMEOUT_S = 5.0
+WATCH_INTERVAL_S = 0.05  # how often the connections of runs in progress are checked for a hang-up
+SERVICE = methods.GRAPH_EXEC_SERVICE.full_name
+_UNKNOWN_METHOD = "the direct link carries RunCallable (1) and RunStep (2) only"
+
+
+class _Call:
+    """The context a handler sees for one direct call (the part of grpc.ServicerContext it uses)."""
+
+    __slots__ = ("callbacks", "caller", "code_answered", "deadline")
+
+    def __init__(self, caller: str, left: float):
+        self.caller = caller
+        self.deadline = None if left < 0 else time.monotonic() + left
+        self.callbacks: list = []
+        self.code_answered = None
+
+    def add_callback(self, callback) -> bool:
+        self.callbacks.append(callback)
+        return True
+
+    def time_remaining(self):
+        return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
+
+    def code(self):
+        return self.code_answered
+
+    def cancel(self) -> None:
+        for callback in self.callbacks:
+            callback()
+
+
+class _Connection:
+    """One client connection: what the stream guard and the hang-up watcher act on."""
+
+    __slots__ = ("call", "sock")
+
+    def __init__(self, sock):
+        self.sock, self.call = sock, None
+
+    def cancel(self) -> None:
+        """Close the connection (idle past the timeout); the client reconnects on its next run."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class DirectApiServer:
+    """Serves the servicer's RunCallable and RunStep on `port` of `host` (0: any free one)."""
+
+    def __init__(self, servicer, host: str, port: int = 0, authenticate=None, ssl_context: ssl.SSLContext | None = None,
+                 interceptor: telemetry.Interceptor | None = None):
+        family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
+        self._listener = socket.create_server(address[:2], family=family)
+        self.port = self._listener.getsockname()[1]
+        self._servicer = servicer
+        self._authenticate = authenticate  # metadata -> tenant, or a fixed tenant (a str), as methods._authenticated
+        self._ssl = ssl_context
+        self._limit = servicer.limits.max_message_bytes
+        interceptor = interceptor or telemetry.Interceptor(servicer.service.metrics)
+        self._handlers = {number: interceptor.observe(f"{SERVICE}/{name}", self._behavior(name))
+                          for number, name in METHODS.items()}
+        self._busy: set[_Connection] = set()  # connections whose run is in progress
+        self._stopped = threading.Event()
+
+    def start(self) -> DirectApiServer:
+        threading.Thread(target=self._accept, name="graphexec-direct-api", daemon=True).start()
+        threading.Thread(target=self._watch, name="graphexec-direct-api-watch", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Accept no more connections; runs in progress finish (their connections close after)."""
+        self._stopped.set()
+        self._listener.close()
+
+    def _behavior(self, name: str):
+        handler = getattr(self._servicer, methods.handler_name(name)).__wrapped__  # without the gRPC abort
+        servicer = self._servicer
+
+        def behavior(body, call: _Call) -> bytes:
+            telemetry.annotate(tenant=call.caller or telemetry.DEFAULT_TENANT)
+            try:
+                return handler(servicer, body, call)
+            except Exception as exc:
+                call.code_answered = status.status_code(exc)
+                raise
+
+        return behavior
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return  # stopped
+            threading.Thread(target=self._serve, args=(sock,), name="graphexec-direct-api-conn", daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        connection, key, reader = None, None, None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(HANDSHAKE_TIMEOUT_S)  # a handshake or HELLO that never comes holds no thread
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_side=True)
+            reader = sock.makefile("rb")
+            kind, body = read_frame(reader, MAX_HELLO_BYTES)
+            if kind != HELLO:
+                return
+            sock.settimeout(None)
+            try:
+                caller = self._caller(body)
+                connection = _Connection(sock)
+                key = self._servicer.streams.open(connection)
+            except errors.OpError as exc:
+                send_frame(sock, FAILURE, status.failure_bytes(exc, "the direct link"))
+                return
+            send_frame(sock, RESULT)
+            self._calls(sock, reader, connection, key, caller)
+        except (Closed, OSError, ValueError):  # the client went away or spoke something else; ssl errors are OSErrors
+            pass
+        finally:
+            if key is not None:
+                self._servicer.streams.close(key)
+            if reader is not None:
+                reader.close()  # (it holds the socket open)
+            sock.close()
+
+    def _caller(self, hello: bytes) -> str:
+        if isinstance(self._authenticate, str):
+            return self._authenticate
+        token = hello.decode("utf-8", "replace")
+        return self._authenticate((("authorization", f"Bearer {token}"),) if token else ())
+
+    def _calls(self, sock, reader, connection: _Connection, key: int, caller: str) -> None:
+        streams, handlers, busy = self._servicer.streams, self._handlers, self._busy
+        while not self._stopped.is_set():
+            try:
+                kind, body = read_frame(reader, self._limit)
+            except TooLarge as exc:
+                send_frame(sock, FAILURE, status.failure_bytes(errors.ResourceExhaustedError(
+                    None, None, f"a request of {exc.size} bytes is above the server's limit of {exc.limit} "
+                                "(--max-message-bytes); larger tensors travel in parts on the Run stream")))
+                return
+            if kind != RUN or len(body) < PREFIX.size:
+                return
+            left, number = PREFIX.unpack_from(body)
+            handler = handlers.get(number)
+            if handler is None:
+                send_frame(sock, FAILURE, status.failure_bytes(errors.UnimplementedError(None, None, _UNKNOWN_METHOD)))
+                continue
+            call = connection.call = _Call(caller, left)
+            streams.active(key, busy=True)
+            busy.add(connection)
+            try:
+                answer = RESULT, handler(memoryview(body)[PREFIX.size:], call)
+            except Exception as exc:  # the frame boundary: every failure is answered, the link keeps serving
+                answer = FAILURE, status.failure_bytes(exc, METHODS[number])
+            finally:
+                busy.discard(connection)
+                streams.active(key, busy=False)
+            send_frame(sock, *answer)
+
+    def _watch(self) -> None:
+        """Cancel the runs whose clients hung up: their connection turns readable (at its end) mid-run,
+        since a client sends nothing else while it waits for an answer."""
+        poller = select.poll()
+        while not self._stopped.wait(WATCH_INTERVAL_S):
+            watched = {}
+            for connection in list(self._busy):
+                try:
+                    fd = connection.sock.fileno()
+                except (OSError, ValueError):
+                    continue
+                if fd >= 0:
+                    watched[fd] = connection
+                    poller.register(fd, select.POLLIN | select.POLLRDHUP if hasattr(select, "POLLRDHUP")
+                                    else select.POLLIN)
+            if not watched:
+                continue
+            try:
+                for fd, _ in poller.poll(0):
+                    connection = watched[fd]
+                    call = connection.call
+                    if connection in self._busy and call is not None:
+                        call.cancel()
+            finally:
+                for fd in watched:
+                    poller.unregister(fd)
