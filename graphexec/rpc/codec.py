@@ -1,7 +1,10 @@
 """Tensor-carrying messages, encoded and decoded by hand around protobuf for speed.
 
 A message's repeated Tensor field is written after the rest of the message, so large contents are
-copied once into the outgoing buffer, and read back as zero-copy views of the incoming one. The
+copied once into the outgoing buffer, and read back as zero-copy views of the incoming one. Each
+content starts on an ALIGNMENT boundary of the message (a `padding` field before it takes up the
+difference), so in a received bytes object (8-aligned) the views are aligned too, as numpy needs them
+to hand them to BLAS; content that is not (from other writers) is decoded to an aligned copy. The
 result is ordinary protobuf wire format (grpcurl and other languages read it as usual).
 
 Callers name fields (`encode_tensor_message(response, "fetches", arrays)`); their numbers are read
@@ -26,12 +29,18 @@ WALK_THRESHOLD = 32 << 10
 # parts pipeline the copies on both sides (a 64 MiB round trip took half the time in 4 MiB parts
 # than as one message on a 2-core machine, and 1 MiB parts were another ~13% faster than 4 MiB).
 CHUNK_BYTES = 1 << 20
+# Tensor contents start on this boundary of the message they are encoded into (numpy's largest element
+# alignment; the message must be the outermost one, or start on such a boundary of it).
+ALIGNMENT = 8
+# Smaller contents are not padded: any reader copies them for less than the padding costs it to parse.
+ALIGN_FROM_BYTES = 64
 
 _VARINT, _FIXED64, _DELIMITED, _FIXED32 = 0, 1, 2, 5  # protobuf wire types
 _TENSOR_FIELDS = pb.Tensor.DESCRIPTOR.fields_by_name
 TENSOR_DTYPE = _TENSOR_FIELDS["dtype"].number
 TENSOR_SHAPE = _TENSOR_FIELDS["shape"].number
 TENSOR_CONTENT = _TENSOR_FIELDS["content"].number
+TENSOR_PADDING = _TENSOR_FIELDS["padding"].number
 
 
 @functools.cache
@@ -63,6 +72,7 @@ def _key(number: int, wire_type: int) -> bytes:
 _DTYPE_KEY = _key(TENSOR_DTYPE, _VARINT)
 _SHAPE_KEY = _key(TENSOR_SHAPE, _DELIMITED)  # packed
 _CONTENT_KEY = _key(TENSOR_CONTENT, _DELIMITED)
+_PADDING_KEY = _key(TENSOR_PADDING, _DELIMITED)
 
 
 def _dtype_and_shape(dtype_value: int, shape) -> bytearray:
@@ -73,21 +83,39 @@ def _dtype_and_shape(dtype_value: int, shape) -> bytearray:
     return body
 
 
+def _element_head(number: int, body: bytes, nbytes: int) -> bytes:
+    return _key(number, _DELIMITED) + varint(len(body) + nbytes) + body
+
+
 @functools.lru_cache(maxsize=4096)
-def _tensor_head(number: int, dtype: np.dtype, shape: tuple, nbytes: int) -> bytes:
-    """Everything of a `Tensor` element but its content bytes (cached: runs repeat their shapes)."""
-    body = _dtype_and_shape(dtype_enum(dtypes.from_numpy(dtype)), shape) + _CONTENT_KEY + varint(nbytes)
-    return _key(number, _DELIMITED) + varint(len(body) + nbytes) + bytes(body)
+def _tensor_head(number: int, dtype: np.dtype, shape: tuple, nbytes: int, at: int) -> bytes:
+    """Everything of a `Tensor` element but its content bytes, for an element written at offset `at`
+    (modulo ALIGNMENT) of the message: padded so that the content after it starts on the boundary
+    (cached: runs repeat their shapes and their offsets)."""
+    fields = bytes(_dtype_and_shape(dtype_enum(dtypes.from_numpy(dtype)), shape))
+    content_key = _CONTENT_KEY + varint(nbytes)
+    if dtype == object or nbytes < ALIGN_FROM_BYTES:  # (string content is parsed, never viewed)
+        return _element_head(number, fields + content_key, nbytes)
+    # No padding when the content is aligned without it. Otherwise each filler byte adds one byte to the
+    # head, except where the element's length varint grows a byte; over 2 * ALIGNMENT fillers that
+    # happens at most once, so every remainder is reached.
+    padded = (fields + _PADDING_KEY + varint(filler) + bytes(filler) for filler in range(2 * ALIGNMENT))
+    heads = (_element_head(number, body + content_key, nbytes) for body in (fields, *padded))
+    return next(head for head in heads if (at + len(head)) % ALIGNMENT == 0)
 
 
-def _tensor_pieces(number: int, array) -> list:
-    """Wire pieces of one `Tensor` element of repeated field `number`; the content is a view."""
+def _tensor_pieces(number: int, array, written: list) -> list:
+    """Wire pieces of one `Tensor` element of repeated field `number`, to follow the pieces `written`
+    (the message so far); the content is a view."""
     array = little_endian(array)
     if array.dtype == object:  # tf.string: length-prefixed content (dtypes.string_content)
         content = dtypes.string_content(array)
-        return [_tensor_head(number, array.dtype, array.shape, len(content)), content]
-    head = _tensor_head(number, array.dtype, array.shape, array.nbytes)
-    if not array.nbytes:
+        return [_tensor_head(number, array.dtype, array.shape, len(content), 0), content]
+    nbytes = array.nbytes
+    # (the offset only matters to padded contents; contents are flat uint8 views: len is their size)
+    at = sum(map(len, written)) % ALIGNMENT if nbytes >= ALIGN_FROM_BYTES else 0
+    head = _tensor_head(number, array.dtype, array.shape, nbytes, at)
+    if not nbytes:
         return [head]
     return [head, memoryview(array.reshape(-1).view(np.uint8))]
 
@@ -114,6 +142,8 @@ def encode_tensor_message(message, field: str, arrays=(), *, shells=None, raw_fi
 
     `message` is a message, or its serialized bytes with `message_class` naming its type.
     `shells` maps positions to (dtype enum, shape): those elements carry no content (sent in parts).
+    Contents start on ALIGNMENT boundaries of the result: aligned where the result is written at such a
+    boundary of the buffer the reader receives (as a whole message, or behind a head of 8 bytes).
     """
     return b"".join(tensor_message_pieces(message, field, arrays, shells=shells, raw_field=raw_field, raw=raw,
                                           message_class=message_class))
@@ -130,7 +160,7 @@ def tensor_message_pieces(message, field: str, arrays=(), *, shells=None, raw_fi
         if shells and position in shells:
             pieces += _shell_pieces(number, *shells[position])
         else:
-            pieces += _tensor_pieces(number, array)
+            pieces += _tensor_pieces(number, array, pieces)
     if raw is not None:
         pieces += [_key(field_number(cls, raw_field), _DELIMITED) + varint(len(raw)), raw]
     return pieces

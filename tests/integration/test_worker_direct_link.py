@@ -14,6 +14,8 @@ from security_setup import WORKER_SECRET, write_secret
 
 import graphexec as tf
 from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.proto.v1 import worker_pb2 as wpb
+from graphexec.rpc import codec, convert
 from graphexec.server import direct
 from graphexec.server.auth import WorkerSecret
 from graphexec.server.redis_store import PREFIX
@@ -83,3 +85,35 @@ def test_training_steps_agree_over_either_link(link, redis_server, serve, worker
                 expected_w = w_value - 0.1 * (2 / 64) * x_value.T @ (x_value @ w_value)
                 w_value = expected_w
             np.testing.assert_allclose(sess.run(w), w_value, rtol=1e-4, atol=1e-5)
+
+
+def _in_place(array, data) -> bool:
+    return np.shares_memory(array, np.frombuffer(data, np.uint8)) and array.ctypes.data % 8 == 0
+
+
+def test_tensor_contents_arrive_8_byte_aligned_on_both_sides_of_the_link():
+    """The frames put no head between the buffer's start and the message that would shift its contents
+    (the RUN frame's 8-byte deadline keeps them on the boundary), so both sides view them in place."""
+    feeds = [np.arange(n, dtype=np.float32) for n in (100_000, 10, 5000)]
+    seen = []
+
+    def answer(data, timeout_s, cancellation):
+        _, arrays, _ = codec.decode_tensor_message(wpb.RunPlanRequest, data, "feeds")
+        seen.extend(_in_place(a, data.obj) for a in arrays if a.nbytes >= codec.ALIGN_FROM_BYTES)
+        return codec.encode_tensor_message(wpb.RunPlanResponse(worker="w"), "fetches", [a * 2 for a in arrays])
+
+    server = direct.DirectServer(answer, "127.0.0.1").start()
+    try:
+        for handle_length in range(8):  # every remainder of the request's header length
+            lane = direct.DirectLane(direct.Link("127.0.0.1", server.port, None, b""))
+            request = convert.run_plan_request(feeds, container="c" * handle_length, request_id=1)
+            kind, body = lane.call(request, 30.0)
+            lane.close()
+            assert kind == direct.RESULT
+            fetches = convert.run_plan_reply(body)[0]
+            for feed, fetch in zip(feeds, fetches):
+                np.testing.assert_array_equal(fetch, feed * 2)
+                assert _in_place(fetch, body) or fetch.nbytes < codec.ALIGN_FROM_BYTES
+    finally:
+        server.stop()
+    assert seen == [True] * 16

@@ -51,6 +51,21 @@ test('typed arrays in, typed arrays out: matmul and reductions match known value
   await session.close();
 });
 
+test('fetches the server pads onto 8-byte boundaries (Tensor.padding) decode to their values', async () => {
+  const g = new Graph();
+  const x = g.placeholder('float64', { name: 'x' });
+  const doubled = g.multiply(x, 2);
+  const tripled = g.multiply(x, 3);
+  const session = await client.session(g);
+  for (const count of [3, 9, 100, 5001]) { // under and over the padding's 64 bytes, and a walked message
+    const data = Float64Array.from({ length: count }, (_, i) => i + 0.5);
+    const [twice, thrice] = await session.run([doubled, tripled], { feeds: { x: data } });
+    assert.deepEqual(twice, { dtype: 'float64', shape: [count], data: data.map((v) => 2 * v) });
+    assert.deepEqual(thrice.data, data.map((v) => 3 * v));
+  }
+  await session.close();
+});
+
 test('variables: initialize, update in place, read back', async () => {
   const g = new Graph();
   const counter = g.variable(new Int32Array([10, 20]), { name: 'counter' });
