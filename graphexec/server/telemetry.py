@@ -43,7 +43,7 @@ class Metrics:
             return Gauge(name, help_text, registry=registry)
 
         # every gRPC call (interceptor)
-        self.calls = counter("graphexec_grpc_calls", "gRPC calls handled, by method and status code",
+        self.calls = counter("graphexec_grpc_calls", "Calls handled (over gRPC or a direct link), by method and status code",
                              ("method", "code"))
         self.call_seconds = histogram("graphexec_grpc_call_duration_seconds",
                                       "Time to handle a gRPC call, by method and status code", ("method", "code"))
