@@ -35,6 +35,7 @@ from graphexec.server import telemetry
 PREFIX, METHODS = API_PREFIX, API_METHODS
 MAX_HELLO_BYTES = 4096  # before the caller is authenticated, nothing larger is read
 HANDSHAKE_TIMEOUT_S = 5.0
+MAX_HANDSHAKES = 256  # connections not yet past HELLO; more are closed at once (each holds a thread meanwhile)
 WATCH_INTERVAL_S = 0.05  # how often the connections of runs in progress are checked for a hang-up
 SERVICE = methods.GRAPH_EXEC_SERVICE.full_name
 _UNKNOWN_METHOD = "the direct link carries RunCallable (1) and RunStep (2) only"
@@ -99,6 +100,7 @@ class DirectApiServer:
         self._handlers = {number: interceptor.observe(f"{SERVICE}/{name}", self._behavior(name))
                           for number, name in METHODS.items()}
         self._busy: set[_Connection] = set()  # connections whose run is in progress
+        self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
         self._stopped = threading.Event()
 
     def start(self) -> DirectApiServer:
@@ -131,10 +133,13 @@ class DirectApiServer:
                 sock, _ = self._listener.accept()
             except OSError:
                 return  # stopped
+            if not self._handshakes.acquire(blocking=False):
+                sock.close()  # a flood of connections that say nothing: the client falls back to gRPC
+                continue
             threading.Thread(target=self._serve, args=(sock,), name="graphexec-direct-api-conn", daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
-        connection, key, reader = None, None, None
+        connection, key, reader, handshaking = None, None, None, True
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(HANDSHAKE_TIMEOUT_S)  # a handshake or HELLO that never comes holds no thread
@@ -142,6 +147,8 @@ class DirectApiServer:
                 sock = self._ssl.wrap_socket(sock, server_side=True)
             reader = sock.makefile("rb")
             kind, body = read_frame(reader, MAX_HELLO_BYTES)
+            self._handshakes.release()
+            handshaking = False
             if kind != HELLO:
                 return
             sock.settimeout(None)
@@ -157,6 +164,8 @@ class DirectApiServer:
         except (Closed, OSError, ValueError):  # the client went away or spoke something else; ssl errors are OSErrors
             pass
         finally:
+            if handshaking:
+                self._handshakes.release()
             if key is not None:
                 self._servicer.streams.close(key)
             if reader is not None:
