@@ -68,6 +68,9 @@ class Connection:
                 return self.direct.call(API_METHOD_NUMBERS[method], data, timeout)
             except direct.Unusable:
                 pass
+            except errors.UnavailableError:  # retried as gRPC retries it: over gRPC, under its policy
+                if not retry:
+                    raise
         deadline = None if timeout is None else time.monotonic() + timeout
         stub = self._calls[method]
         try:  # the first attempt directly: retries are rare, and the retry machinery costs on every call
