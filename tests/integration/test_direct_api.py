@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import Process, free_port, start_serve  # tests/integration is on sys.path
 from security_setup import ALICE_TOKEN, BOB_TOKEN, client_env, make_pki, write_tokens
+from test_cancellation import _big_product  # a product of many seconds, fed a scalar
 
 import graphexec as tf
 from graphexec import errors
@@ -102,9 +103,7 @@ def test_a_failed_run_raises_its_class_message_and_printed_text(one_thread, monk
 
 def test_past_its_deadline_a_run_is_deadline_exceeded_and_the_server_is_free(one_thread):
     with tf.Graph().as_default():
-        s = tf.placeholder(tf.float32, [])
-        a = tf.fill([6000, 6000], s)
-        total = tf.reduce_sum(tf.matmul(a, a * 0.5))
+        s, total = _big_product()
         quick = s * 2.0
         with tf.Session(one_thread) as sess:
             assert sess.run(quick, {s: 1.0}) == 2.0
@@ -135,9 +134,7 @@ def test_a_client_that_hangs_up_mid_run_cancels_it(one_thread):
     """gRPC cancels a call whose client went away; so does the direct link: the one run thread is soon
     free for the next run, which waited for it."""
     with tf.Graph().as_default():
-        s = tf.placeholder(tf.float32, [])
-        a = tf.fill([6000, 6000], s)
-        total = tf.reduce_sum(tf.matmul(a, a * 0.5))
+        s, total = _big_product()
         quick = s * 2.0
         with tf.Session(one_thread) as sess:
             assert sess.run(quick, {s: 1.0}) == 2.0
