@@ -3,7 +3,9 @@
 It shares BaseSession's fetch and feed handling and replaces `_run_flat`:
 1. Graph sync. The session remembers how many nodes (and which chain state) the server holds. When
    the graph has grown, it names the new state by its digest and, unless the server already has it,
-   sends only the nodes after the acknowledged prefix (ExtendSession).
+   sends only the nodes after the acknowledged prefix (ExtendSession). A graph of PROBE_MIN_NODES new
+   nodes or more is named first, by the MakeCallable that needs it: a server that holds it (another
+   client or replica uploaded it) answers with the callable, one call in all.
 2. Callables. Each (feeds, fetches, targets) signature becomes a callable once (MakeCallable, which
    may find the plan already compiled by another client or replica); every run then sends only the
    feed tensors (RunCallable), with a fresh request id that retries reuse.
@@ -90,17 +92,23 @@ class RemoteSession(BaseSession):
         self._pipeline = SessionStream(self._connection)  # the Run stream of tf.data-fed runs, opened on first use
 
     # -- graph sync -------------------------------------------------------------------------------
-    def _sync_graph(self) -> None:
+    def _sync_graph(self, key: tuple) -> _Callable | None:
+        """Bring the server's graph up to date. Fewer than PROBE_MIN_NODES new nodes are sent at once. A
+        larger graph is first named without its nodes (another client or replica may have uploaded it), by
+        the MakeCallable of `key`, whose callable is returned when the server held the graph."""
         nodes, seed, graph_digest, chain = self.graph.snapshot()
         base_count, base_chain, acked_seed = self._acked
         if len(nodes) == base_count and seed == acked_seed:
-            return
+            return None
         segment = spb.GraphSegment(base_node_count=base_count, base_chain=base_chain, node_count=len(nodes),
                                    chain=chain, seed=seed)
-        ask_first = len(nodes) - base_count >= PROBE_MIN_NODES  # another client may have uploaded it already
-        if not ask_first or self._extend(segment).graph_missing:
+        made = None
+        if len(nodes) - base_count >= PROBE_MIN_NODES:
+            made = self._make_callable(*key, len(nodes), graph_digest, named_graph=segment)
+        if made is None:
             self._extend_with_nodes(segment, nodes)
         self._acked, self._digest = (len(nodes), chain, seed), graph_digest
+        return made
 
     def _extend(self, segment):
         return self._connection.message("ExtendSession", spb.ExtendSessionRequest(
@@ -124,19 +132,24 @@ class RemoteSession(BaseSession):
             if made is not None:
                 return made
         with self._lock:
-            self._sync_graph()
+            made = self._sync_graph(key)
             version = self._acked
             if version != self._callables_version:
                 self._callables, self._callables_version = {}, version
-            made = self._callables.get(key)
-            if made is None:
-                made = self._callables[key] = self._make_callable(*key)
+            made = made or self._callables.get(key) or self._make_callable(*key, version[0], self._digest)
+            self._callables[key] = made
             return made
 
-    def _make_callable(self, feed_names, fetch_names, targets) -> _Callable:
+    def _make_callable(self, feed_names, fetch_names, targets, node_count: int, graph_digest: str,
+                       named_graph=None) -> _Callable | None:
+        """The callable of a signature of the graph of `node_count` nodes and `graph_digest`. With
+        `named_graph` (that graph's segment without its nodes) the call also extends the session to it,
+        and None says that the server lacks it."""
         response = self._connection.message("MakeCallable", spb.MakeCallableRequest(
             session_handle=self._handle, feeds=feed_names, fetches=fetch_names, targets=targets,
-            graph_node_count=self._acked[0], graph_digest=self._digest), spb.MakeCallableResponse)
+            graph_node_count=node_count, graph_digest=graph_digest, graph=named_graph), spb.MakeCallableResponse)
+        if response.graph_missing:
+            return None
         return _Callable(response.callable_handle, tuple(response.feed_indices),
                          any(self._static_nbytes(name) > CHUNK_BYTES for name in fetch_names), response)
 

@@ -286,6 +286,21 @@ def decode_tensor_message(cls, data: bytes, field: str, raw_field: str | None = 
         raise DecodeError(f"malformed {cls.DESCRIPTOR.name}: {exc}") from None
 
 
+def leading_varint(data: bytes, number: int) -> int | None:
+    """The value of varint field `number` when it comes before `data` (a message's first bytes) ends,
+    else None (then only the whole message says)."""
+    pos, end = 0, len(data)
+    try:
+        while pos < end:
+            key, pos = _read_varint(data, pos, end)
+            if key >> 3 == number and key & 7 == _VARINT:
+                return _read_varint(data, pos, end)[0]
+            pos = _skip(data, pos, end, key & 7)
+    except DecodeError:  # the field being read runs past the head
+        pass
+    return None
+
+
 def parse(cls, data: bytes):
     """`cls.FromString(data)`, with any failure a DecodeError (INVALID_ARGUMENT)."""
     try:

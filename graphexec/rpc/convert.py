@@ -15,7 +15,8 @@ from graphexec.ops import registry
 from graphexec.proto.v1 import graph_pb2 as pb
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.proto.v1 import worker_pb2 as wpb
-from graphexec.rpc.codec import decode_tensor_message, encode_tensor_message, tensor_message_pieces
+from graphexec.rpc.codec import (decode_tensor_message, encode_tensor_message, field_number, leading_varint,
+                                 tensor_message_pieces)
 from graphexec.rpc.graph_types import GraphTypes
 from graphexec.rpc.tensors import (DecodeError, dtype_enum, dtype_from_enum, shape_from_proto, shape_to_proto,
                                    tensor_from_proto, tensor_to_proto)
@@ -244,6 +245,16 @@ def _step_from_proto(msg: pb.PlanStep) -> Step:
 # -- graph segments and run results ------------------------------------------------------------------
 def segment_from_bytes(data: bytes) -> spb.GraphSegment:
     return spb.GraphSegment.FromString(data)
+
+
+# A stored segment's fields before its nodes (two 32-byte chains, two counts) fit in this many bytes.
+SEGMENT_HEAD_BYTES = 128
+
+
+def segment_node_count(head: bytes) -> int | None:
+    """The node count of a stored segment from its first SEGMENT_HEAD_BYTES bytes; None when they do not
+    hold it (then parse the whole segment)."""
+    return leading_varint(head, field_number(spb.GraphSegment, "node_count"))
 
 
 def segment_to_bytes(segment: spb.GraphSegment) -> bytes:

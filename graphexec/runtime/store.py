@@ -77,6 +77,10 @@ class Store:
     def get_blob(self, kind: str, key: str) -> bytes | None:
         raise NotImplementedError
 
+    def get_blob_head(self, kind: str, key: str, nbytes: int) -> bytes | None:
+        """The first `nbytes` bytes of a blob (all of a shorter one), or None when there is no such blob."""
+        raise NotImplementedError
+
     def put_blob(self, kind: str, key: str, data: bytes) -> None:
         raise NotImplementedError
 
@@ -202,6 +206,10 @@ class MemoryStore(Store):
 
     def get_blob(self, kind, key):
         return self._blobs.get((kind, key))
+
+    def get_blob_head(self, kind, key, nbytes):
+        blob = self._blobs.get((kind, key))
+        return None if blob is None else blob[:nbytes]
 
     def put_blob(self, kind, key, data):
         self._blobs.put((kind, key), data, len(data))

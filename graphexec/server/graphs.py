@@ -50,8 +50,15 @@ class GraphLibrary:
         cached = self._cached(chain)
         if cached is not None:
             return len(cached.nodes) == node_count
-        blob = self.store.get_blob("segment", chain.hex())
-        return blob is not None and convert.segment_from_bytes(blob).node_count == node_count
+        # The count comes first in a stored segment: its head says, without fetching and parsing the nodes.
+        head = self.store.get_blob_head("segment", chain.hex(), convert.SEGMENT_HEAD_BYTES)
+        if head is None:
+            return False
+        stored_count = convert.segment_node_count(head)
+        if stored_count is None:
+            blob = self.store.get_blob("segment", chain.hex())
+            stored_count = None if blob is None else convert.segment_from_bytes(blob).node_count
+        return stored_count == node_count
 
     def get(self, chain: bytes) -> StoredGraph:
         """The graph with this chain state, assembled from stored segments if not cached."""

@@ -224,6 +224,16 @@ class RedisStore(Store):
         return self.client.getex(f"{PREFIX}blob:{kind}:{key}", ex=BLOB_TTL_S)  # reading keeps it alive
 
     @_guarded
+    def get_blob_head(self, kind, key, nbytes):
+        # One round trip; reading keeps the blob alive, as get_blob does. Blobs are never empty, and
+        # GETRANGE answers a missing key with no bytes.
+        pipe = self.client.pipeline(transaction=False)
+        pipe.getrange(f"{PREFIX}blob:{kind}:{key}", 0, nbytes - 1)
+        pipe.expire(f"{PREFIX}blob:{kind}:{key}", BLOB_TTL_S)
+        head, _ = pipe.execute()
+        return head or None
+
+    @_guarded
     def put_blob(self, kind, key, data):
         self.client.set(f"{PREFIX}blob:{kind}:{key}", data, ex=BLOB_TTL_S)
 

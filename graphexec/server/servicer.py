@@ -95,6 +95,8 @@ class GraphExecServicer:
     @status.answers_failures
     def make_callable(self, data, context):
         request = parse(spb.MakeCallableRequest, data)
+        if request.HasField("graph") and self._graph_missing(request.session_handle, request.graph, context.caller):
+            return spb.MakeCallableResponse(graph_missing=True).SerializeToString()
         record = self.service.sessions.get(request.session_handle, context.caller, request.graph_node_count,
                                            request.graph_digest)
         made = self.service.make_callable(record, request.feeds, request.fetches, request.targets)
@@ -102,6 +104,14 @@ class GraphExecServicer:
             callable_handle=made.plan.key, plan_cache_hit=made.source != plan_cache.COMPILED,
             feed_indices=made.feed_indices, plan_source=_PLAN_SOURCES[made.source], compile_ms=made.compile_ms,
         ).SerializeToString()
+
+    def _graph_missing(self, handle: str, segment, caller: str) -> bool:
+        """MakeCallable's graph, named without its nodes: the session is extended to it when this server
+        holds it (as ExtendSession would), else True."""
+        if segment.HasField("nodes"):
+            raise errors.InvalidArgumentError(None, None, "MakeCallable names a graph without its nodes; send nodes "
+                                                          "with ExtendSession")
+        return self.service.extend_session(self.service.sessions.get(handle, caller), segment)[1]
 
     @status.answers_failures
     def release_callable(self, data, context):

@@ -177,6 +177,40 @@ def test_redis_servers_and_worker_count_store_hits_worker_runs_and_redis_calls(p
     assert first_after.total("graphexec_redis_errors_total") == 0
 
 
+def chain_graph(length: int = 40):
+    """A graph above the client's probe size (remote.PROBE_MIN_NODES): a session asks before sending it."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [4], name="x")
+        y = x
+        for i in range(length):
+            y = y * 1.01 if i % 2 else y + 0.5
+    return graph, x, y
+
+
+def test_a_replica_finding_a_graph_in_redis_reads_its_segments_head_and_the_plan(processes, redis_server):
+    """A replica asked whether it has a graph that another replica received reads the first bytes of the
+    stored segment (its node count), not its nodes; the plan is the one blob it reads whole."""
+    start_worker(processes, redis_server.url)
+    first, first_url, _ = start_serve(processes, "--redis", redis_server.url)
+    second, second_url, _ = start_serve(processes, "--redis", redis_server.url)
+    for url in (first_url, second_url):
+        wait_until(lambda url=url: Scrape(url).value("graphexec_live_workers") == 1)
+    results = []
+    for target in (first, second):
+        graph, x, y = chain_graph()  # each client builds its own copy
+        before = Scrape(second_url)
+        with tf.Session(target, graph=graph) as sess:
+            results.append(sess.run(y, {x: np.ones(4, np.float32)}))
+    after = Scrape(second_url)
+    np.testing.assert_array_equal(results[0], results[1])
+    redis_calls = "graphexec_redis_operation_duration_seconds_count"
+    assert moved(before, after, redis_calls, operation="get_blob_head") == 1  # the probe
+    assert moved(before, after, redis_calls, operation="get_blob") == 1  # the plan
+    assert moved(before, after, redis_calls, operation="put_blob") == 0
+    assert moved(before, after, "graphexec_plan_cache_lookups_total", source="store") == 1
+
+
 def wait_until(condition, timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

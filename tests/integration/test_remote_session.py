@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import graphexec as tf
 from graphexec import digest, errors, ir
-from graphexec.client.connection import ResponseAssembler
+from graphexec.client.connection import Connection, ResponseAssembler
 from graphexec.client.remote import RemoteSession
 from graphexec.ops import registry
 from graphexec.proto.v1 import graph_pb2, service_pb2 as spb
@@ -147,10 +147,36 @@ def test_second_client_with_the_same_graph_uploads_nothing(embedded):
         results.append((sent, metadata.plan_cache_hit))
     first_sent, first_hit = results[1]
     second_sent, second_hit = results[3]
-    assert first_sent == [(None, 0), (graph.version, 0)] or first_sent == [(None, 0)]  # probe, then upload
-    assert second_sent == [(None, 0)]  # the probe found the graph: no nodes sent
+    # MakeCallable names the graph first: the first client then uploads it (unless an earlier test did),
+    # the second sends no ExtendSession at all.
+    assert first_sent == [(graph.version, 0)]
+    assert second_sent == []
     assert second_hit
     np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_a_make_callable_naming_a_graph_the_server_lacks_makes_nothing(embedded):
+    graph, _, y = _chain_graph(40)
+    nodes, _, graph_digest, chain = graph.snapshot()
+    connection = Connection(embedded)
+    handle = connection.message("CreateSession", spb.CreateSessionRequest(), spb.CreateSessionResponse).session_handle
+    segment = spb.GraphSegment(node_count=len(nodes), chain=chain)
+    request = spb.MakeCallableRequest(session_handle=handle, feeds=["x:0"], fetches=[y.name], graph=segment,
+                                      graph_node_count=len(nodes), graph_digest=graph_digest)
+
+    def make():
+        return connection.message("MakeCallable", request, spb.MakeCallableResponse)
+
+    assert make() == spb.MakeCallableResponse(graph_missing=True)
+    request.graph.nodes.CopyFrom(convert.graph_to_proto(nodes))
+    with pytest.raises(errors.InvalidArgumentError, match="without its nodes"):
+        make()  # nodes go with ExtendSession, which counts them against the tenant's quota
+    connection.message("ExtendSession", spb.ExtendSessionRequest(session_handle=handle, graph=request.graph),
+                       spb.ExtendSessionResponse)
+    request.graph.ClearField("nodes")
+    made = make()
+    assert not made.graph_missing and made.callable_handle and list(made.feed_indices) == [0]
+    connection.close()
 
 
 def test_errors_carry_the_op_and_the_users_line(embedded):

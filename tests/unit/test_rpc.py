@@ -123,6 +123,24 @@ def test_garbage_is_invalid_argument_not_a_crash():
             codec.decode_tensor_message(spb.RunCallableRequest, data, "feeds")
 
 
+def test_a_stored_segments_node_count_is_read_from_its_head():
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.placeholder(tf.float32, [3], name="x") * 2.0
+    nodes, _, _, chain = graph.snapshot()
+    segment = spb.GraphSegment(base_node_count=1, base_chain=b"\2" * 32, node_count=len(nodes), chain=chain, seed=7)
+    segment.nodes.CopyFrom(convert.graph_to_proto(nodes[1:]))
+    blob = convert.segment_to_bytes(segment)
+    assert len(blob) > convert.SEGMENT_HEAD_BYTES
+    assert convert.segment_node_count(blob[:convert.SEGMENT_HEAD_BYTES]) == len(nodes)
+    assert convert.segment_node_count(blob[:20]) is None  # cut inside the base chain, before the count
+    # Protobuf may write fields in any order: with the nodes first, the head does not say (the whole segment does).
+    nodes_first = (spb.GraphSegment(nodes=segment.nodes).SerializeToString()
+                   + spb.GraphSegment(node_count=len(nodes), chain=chain).SerializeToString())
+    assert convert.segment_node_count(nodes_first[:convert.SEGMENT_HEAD_BYTES]) is None
+    assert convert.segment_from_bytes(nodes_first).node_count == len(nodes)
+
+
 ATTRS = [None, True, False, 0, -7, 2**40, 0.5, float("inf"), "same", "", tf.float16, tf.bool,
          ShapeAttr(None), ShapeAttr([]), ShapeAttr([None, 3]), np.arange(4, dtype=np.int16).reshape(2, 2),
          (), (1, 2, 3), (0.5, 1.0), ("a", "b"), ((1, 1), (2, 2)), (True, False), (1, 0.5, "x", None)]
