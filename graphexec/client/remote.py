@@ -104,7 +104,10 @@ class RemoteSession(BaseSession):
                                    chain=chain, seed=seed)
         made = None
         if len(nodes) - base_count >= PROBE_MIN_NODES:
-            made = self._make_callable(*key, len(nodes), graph_digest, named_graph=segment)
+            try:
+                made = self._make_callable(*key, len(nodes), graph_digest, named_graph=segment)
+            except errors.FailedPreconditionError:  # a server older than named graphs: upload, then ask again
+                made = None
         if made is None:
             self._extend_with_nodes(segment, nodes)
         self._acked, self._digest = (len(nodes), chain, seed), graph_digest
