@@ -85,6 +85,7 @@ class DirectLink:
         self._idle: list[_Lane] = []
         self._retry_at = 0.0  # while the link is out of use, the monotonic time to try it again
         self._lock = threading.Lock()
+        self._pid = os.getpid()  # a forked child must not share its parent's connections
         self.calls = 0  # calls answered over it, failures included (tests and debugging read it)
 
     def call(self, method_number: int, data, timeout: float | None) -> bytes:
@@ -118,6 +119,8 @@ class DirectLink:
         raise Unusable()
 
     def _lane(self) -> _Lane:
+        if os.getpid() != self._pid:  # forked: the idle connections are the parent's (left open for it)
+            self._idle, self._pid = [], os.getpid()
         now = time.monotonic()
         while self._idle:
             try:

@@ -271,3 +271,28 @@ def test_host_of_leaves_address_lists_and_socket_files_on_grpc():
     assert direct.host_of("dns:///graphexec-server.ns.svc:7470") == "graphexec-server.ns.svc"
     for address in ("ipv4:10.0.0.1:7470,10.0.0.2:7470", "ipv4:10.0.0.1:7470", "unix:/tmp/sock"):
         assert direct.host_of(address) is None
+
+
+def test_a_forked_child_opens_its_own_connections(one_thread):
+    """A child forked after runs (multiprocessing's default on Linux) must not write into its parent's
+    connection: both go on running, each over a connection of its own."""
+    import multiprocessing
+
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [2])
+        doubled = x * 2
+        with tf.Session(one_thread) as sess:
+            assert list(sess.run(doubled, {x: [1, 2]})) == [2, 4]
+
+            def child(answers):
+                answers.put([list(sess.run(doubled, {x: [float(i), 1.0]})) for i in range(50)])
+
+            answers = multiprocessing.get_context("fork").Queue()
+            forked = multiprocessing.get_context("fork").Process(target=child, args=(answers,))
+            forked.start()
+            mine = [list(sess.run(doubled, {x: [1.0, float(i)]})) for i in range(50)]
+            theirs = answers.get(timeout=60)
+            forked.join(timeout=60)
+            assert mine == [[2.0, 2.0 * i] for i in range(50)]
+            assert theirs == [[2.0 * i, 2.0] for i in range(50)]
+            assert sess._connection.direct.calls == 51
