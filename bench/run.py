@@ -29,7 +29,7 @@ import time
 from bench import report, workloads
 from bench.systems import SYSTEMS
 
-ORDER = ["graphexec", "tf_grpc", "grpc_echo", "tf_inprocess", "graphexec_inprocess", "numpy", "graphexec_redis"]
+ORDER = ["graphexec", "graphexec_grpc", "tf_grpc", "grpc_echo", "tf_inprocess", "graphexec_inprocess", "numpy", "graphexec_redis"]
 TIMEOUT_S = {"quick": 100, "full": 480}  # per system; a hung system is killed and shown as error
 NEIGHBOUR = "while True: pass"  # --busy: a pure-Python spin loop holds one core
 NETNS_PREFIX = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]

@@ -94,6 +94,7 @@ class System:
 # runs that system, so the driver never imports TensorFlow.
 SYSTEMS = {
     "graphexec": ("bench.systems.graphexec_sys:GraphexecEmbedded", "graphexec"),
+    "graphexec_grpc": ("bench.systems.graphexec_sys:GraphexecGrpc", "graphexec over gRPC"),
     "graphexec_inprocess": ("bench.systems.graphexec_sys:GraphexecInProcess", "graphexec in-process"),
     "graphexec_redis": ("bench.systems.graphexec_sys:GraphexecRedis", "graphexec+redis"),
     "tf_grpc": ("bench.systems.tf_grpc:TfGrpc", "TF-grpc"),

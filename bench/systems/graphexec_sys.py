@@ -2,6 +2,7 @@
 
 - GraphexecInProcess: `tf.Session()` in the benchmark process (no server), beside TF in-process.
 - GraphexecEmbedded: one `python -m graphexec serve --port 0` process that runs graphs itself.
+- GraphexecGrpc: the same with every call over gRPC (`--direct-port -1`: no direct link for runs).
 - GraphexecRedis: a private `redis-server`, one `graphexec worker` and two
   `graphexec serve --redis` replicas; the workloads use replica A, W6 also replica B.
 
@@ -81,7 +82,7 @@ class GraphexecEmbedded(Tf1StyleSystem):
 
     def start(self):
         self.api = import_graphexec()
-        server = start_serve("graphexec-serve")
+        server = start_serve(self.name, self._serve_args)
         self._processes.append(server)
         self.target = server.match.group(1)
 
@@ -126,6 +127,17 @@ class GraphexecEmbedded(Tf1StyleSystem):
             return session.stream(c, ({a: va, b: vb} for _ in range(n)))
 
         return run
+
+
+class GraphexecGrpc(GraphexecEmbedded):
+    """GraphexecEmbedded with every call over gRPC: its servers have no direct link (--direct-port -1),
+    as a client in another language, or one that cannot reach the link's port, uses them."""
+
+    name = "graphexec_grpc"
+
+    def __init__(self):
+        super().__init__()
+        self._serve_args = ("--direct-port", "-1")
 
 
 class GraphexecRedis(GraphexecEmbedded):
