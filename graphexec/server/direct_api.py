@@ -208,28 +208,41 @@ class DirectApiServer:
             send_frame(sock, *answer)
 
     def _watch(self) -> None:
-        """Cancel the runs whose clients hung up: their connection turns readable (at its end) mid-run,
-        since a client sends nothing else while it waits for an answer."""
+        """Cancel the runs whose clients hung up, every WATCH_INTERVAL_S."""
         poller = select.poll()
         while not self._stopped.wait(WATCH_INTERVAL_S):
-            watched = {}
-            for connection in list(self._busy):
-                try:
-                    fd = connection.sock.fileno()
-                except (OSError, ValueError):
-                    continue
-                if fd >= 0:
-                    watched[fd] = connection
-                    poller.register(fd, select.POLLIN | select.POLLRDHUP if hasattr(select, "POLLRDHUP")
-                                    else select.POLLIN)
-            if not watched:
-                continue
-            try:
-                for fd, _ in poller.poll(0):
-                    connection = watched[fd]
-                    call = connection.call
-                    if connection in self._busy and call is not None:
-                        call.cancel()
-            finally:
-                for fd in watched:
-                    poller.unregister(fd)
+            cancel_hung_up(poller, self._busy, runs_in_progress(self._busy))
+
+
+def runs_in_progress(busy: set) -> dict:
+    """{fd: (connection, call)} of the runs in progress on the connections in `busy` now."""
+    watched = {}
+    for connection in list(busy):
+        call = connection.call
+        try:
+            fd = connection.sock.fileno()
+        except (OSError, ValueError):
+            continue
+        if fd >= 0 and call is not None:
+            watched[fd] = connection, call
+    return watched
+
+
+def cancel_hung_up(poller, busy: set, watched: dict) -> None:
+    """Cancel each watched run whose connection is readable while that same run is still in progress: a
+    client sends nothing while it waits for an answer, so readable means it hung up. A connection whose
+    run ended since `watched` was taken is readable for another reason (the client's next RUN frame), and
+    its new run is not the watched one, so it is left alone."""
+    if not watched:
+        return
+    events = select.POLLIN | getattr(select, "POLLRDHUP", 0)
+    for fd in watched:
+        poller.register(fd, events)
+    try:
+        for fd, _ in poller.poll(0):
+            connection, call = watched[fd]
+            if connection in busy and connection.call is call:
+                call.cancel()
+    finally:
+        for fd in watched:
+            poller.unregister(fd)
