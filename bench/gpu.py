@@ -2,8 +2,10 @@
 
     python -m bench.gpu [--steps N]
 
-Prints one table: MLP 784-256-10 SGD training steps/s (W3's model, batch 128 fed each step), a chain of
-four 2048x2048 matmuls per run, and x*2 on a 64 MiB feed, each as runs/s, with the GPU/CPU ratio.
+Prints one table: MLP 784-256-10 SGD training steps/s (W3's model, batch 128 fed each step), a 4096-wide
+MLP (three 4096x4096 layers, batch 1024), a chain of four 2048x2048 matmuls per run, and x*2 on a 64 MiB
+feed, each as runs/s: on a CPU server, on a GPU server with the graph pinned to the GPU (GPU/CPU ratio),
+and on the GPU server unpinned, where its placer chooses per run (which device, and the ratio).
 Runs where CuPy sees a GPU; otherwise says so and exits 0.
 """
 from __future__ import annotations
@@ -47,13 +49,14 @@ def _rate(fn, seconds_budget: float, min_runs: int) -> float:
     return runs / (time.perf_counter() - start)
 
 
-def measure(target: str, steps: int) -> dict[str, float]:
+def measure(target: str, steps: int, device: str) -> dict[str, tuple[float, str]]:
+    """{workload: (runs/s, where the runs went)}, every graph built under tf.device(device)."""
     import graphexec as tf
 
     rng = np.random.default_rng(0)
     results = {}
     graph = tf.Graph()
-    with graph.as_default():
+    with graph.as_default(), tf.device(device):
         x = tf.placeholder(tf.float32, [None, 784])
         y = tf.placeholder(tf.int64, [None])
         w1 = tf.Variable(tf.random_normal([784, 256], stddev=0.05, seed=1))
@@ -61,6 +64,14 @@ def measure(target: str, steps: int) -> dict[str, float]:
         logits = tf.matmul(tf.nn.relu(tf.matmul(x, w1)), w2)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         train = tf.train.GradientDescentOptimizer(0.1).minimize(loss)
+        wide_x = tf.placeholder(tf.float32, [None, 4096])
+        hidden = wide_x
+        for layer in range(3):
+            hidden = tf.nn.relu(tf.matmul(hidden, tf.Variable(tf.random_normal([4096, 4096], stddev=0.01,
+                                                                               seed=10 + layer))))
+        wide_logits = tf.matmul(hidden, tf.Variable(tf.random_normal([4096, 10], stddev=0.01, seed=20)))
+        wide_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=wide_logits))
+        wide_train = tf.train.GradientDescentOptimizer(0.01).minimize(wide_loss)
         a = tf.placeholder(tf.float32, [2048, 2048])
         chain = a
         for _ in range(4):
@@ -70,13 +81,22 @@ def measure(target: str, steps: int) -> dict[str, float]:
         doubled = big * 2.0
         with tf.Session(target, graph=graph) as sess:
             sess.run(tf.global_variables_initializer())
+
+            def timed(name, fetches, feeds, min_runs):
+                metadata = tf.RunMetadata()
+                sess.run(fetches, feeds, run_metadata=metadata)
+                types = {d.split(":")[-2].strip("/").upper() for d in metadata.devices.values()}
+                went = "+".join(sorted(types)) or "?"
+                results[name] = _rate(lambda: sess.run(fetches, feeds), 3.0, min_runs), went
+
             bx = rng.normal(size=(128, 784)).astype(np.float32)
             by = rng.integers(0, 10, 128)
-            results["MLP train steps/s"] = _rate(lambda: sess.run([train, loss], {x: bx, y: by}), 3.0, steps)
-            mat = rng.normal(size=(2048, 2048)).astype(np.float32)
-            results["4x matmul 2048^2 runs/s"] = _rate(lambda: sess.run(total, {a: mat}), 3.0, 5)
-            vec = rng.normal(size=16 * 1024 * 1024).astype(np.float32)
-            results["x*2 64 MiB runs/s"] = _rate(lambda: sess.run(doubled, {big: vec}), 3.0, 5)
+            timed("MLP 784-256-10 train steps/s, batch 128", [train, loss], {x: bx, y: by}, steps)
+            wx = rng.normal(size=(1024, 4096)).astype(np.float32)
+            wy = rng.integers(0, 10, 1024)
+            timed("MLP 4096x3 train steps/s, batch 1024", [wide_train, wide_loss], {wide_x: wx, y: wy}, 3)
+            timed("4x matmul 2048^2 runs/s", total, {a: rng.normal(size=(2048, 2048)).astype(np.float32)}, 5)
+            timed("x*2 64 MiB runs/s", doubled, {big: rng.normal(size=16 * 1024 * 1024).astype(np.float32)}, 5)
     return results
 
 
@@ -88,10 +108,12 @@ def main(argv=None) -> int:
         print("bench.gpu: CuPy sees no GPU here; nothing to measure")
         return 0
     table = {}
-    for device in ("cpu", "gpu"):
-        proc, target = _serve(device)
+    # The CPU server; the GPU server with every step pinned to its GPU (what the device does); the GPU
+    # server with no pins (where its placer sends each run: graphexec.runtime.cost).
+    for column, server, device in (("cpu", "cpu", ""), ("gpu", "gpu", "/device:GPU:0"), ("placed", "gpu", "")):
+        proc, target = _serve(server)
         try:
-            table[device] = measure(target, args.steps)
+            table[column] = measure(target, args.steps, device)
         finally:
             proc.terminate()
             try:
@@ -99,12 +121,13 @@ def main(argv=None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        print(f"{device}: " + ", ".join(f"{k} {v:,.1f}" for k, v in table[device].items()), flush=True)
-    print(f"| workload | cpu | gpu | gpu/cpu |   ({os.uname().nodename}, {time.strftime('%Y-%m-%d')})")
-    print("| --- | --- | --- | --- |")
+        print(f"{column}: " + ", ".join(f"{k} {v:,.1f} ({on})" for k, (v, on) in table[column].items()), flush=True)
+    print(f"| workload | cpu | gpu | gpu/cpu | placer's choice | placed/cpu |   ({os.uname().nodename}, "
+          f"{time.strftime('%Y-%m-%d')})")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name in table["cpu"]:
-        cpu, gpu = table["cpu"][name], table["gpu"][name]
-        print(f"| {name} | {cpu:,.1f} | {gpu:,.1f} | {gpu / cpu:.2f}x |")
+        (cpu, _), (gpu, _), (placed, on) = table["cpu"][name], table["gpu"][name], table["placed"][name]
+        print(f"| {name} | {cpu:,.1f} | {gpu:,.1f} | {gpu / cpu:.2f}x | {on} | {placed / cpu:.2f}x |")
     return 0
 
 

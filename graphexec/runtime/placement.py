@@ -9,6 +9,11 @@ Policy (a pure function of the plan and the available device types):
 * As in TensorFlow, a GPU is preferred: when a GPU worker is live the run goes to it and every step
   not pinned to the CPU runs on its GPU; steps pinned to the CPU stay on the CPU. Otherwise the run
   goes to any worker's CPU.
+* Except where transfer would dominate: a run none of whose steps asks for a GPU goes to a CPU when
+  its estimated time there (graphexec.runtime.cost: FLOPs against step launches and bus copies) is
+  below its estimated time on the GPU. The server decides per run, from the rows fed (a small batch
+  stays on the CPU, a large one of the same callable goes to the GPU); `tf.device("/gpu:0")` on the
+  graph keeps every run on the GPU, as in TensorFlow.
 * Soft placement: a step asking for a GPU when no GPU worker is live is placed on the CPU and the
   decision is reported (RunMetadata.soft_placement); without allow_soft_placement it is UNAVAILABLE.
 * Colocation: every op that reads or updates a variable runs on one device, the device the
@@ -20,11 +25,12 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from graphexec import dtypes, errors
 from graphexec.compiler.plan import Plan
 from graphexec.ops.state_ops import VARIABLE_OPS
+from graphexec.runtime import cost
 
 CPU, GPU = "CPU", "GPU"
 DEVICE_NAMES = {CPU: "/cpu:0", GPU: "/device:GPU:0"}
@@ -47,6 +53,15 @@ class Placement:
     device_type: str  # the worker device type the run needs: CPU or GPU
     step_devices: tuple[str, ...]  # device name per plan step
     soft: tuple[SoftDecision, ...] = ()
+    # A GPU placement that no step asked for: the CPU placement to use instead when the GPU would not pay.
+    on_cpu: Placement | None = field(default=None, compare=False)
+    work: cost.Work | None = field(default=None, compare=False)
+
+    def for_run(self, plan: Plan, feeds) -> Placement:
+        """This placement, or the CPU one when this run's rows are too few for the GPU to pay."""
+        if self.on_cpu is None or self.work.gpu_pays(cost.rows_of(plan, feeds)):
+            return self
+        return self.on_cpu
 
     @property
     def mixed(self) -> bool:
@@ -115,8 +130,11 @@ def place(plan: Plan, available: frozenset[str], allow_soft: bool = True) -> Pla
                         None, step.node, f"node '{step.node}' ({step.op}) reads or writes tf.string values, which "
                                          f"only a CPU holds, but its device is '{step.device}'; allow soft placement")
                 soft.append(SoftDecision(step.node, step.device, DEVICE_NAMES[CPU], "tf.string values live on the host"))
-        return Placement(GPU, tuple(DEVICE_NAMES[CPU if t == CPU or i in host else GPU] for i, t in enumerate(wanted)),
-                         tuple(soft))
+        devices = tuple(DEVICE_NAMES[CPU if t == CPU or i in host else GPU] for i, t in enumerate(wanted))
+        if CPU in available and GPU not in wanted:
+            on_cpu = Placement(CPU, (DEVICE_NAMES[CPU],) * len(plan.steps))
+            return Placement(GPU, devices, tuple(soft), on_cpu, cost.estimate(plan))
+        return Placement(GPU, devices, tuple(soft))
     gpu_steps = [i for i, t in enumerate(wanted) if t == GPU]
     soft = []
     for i in gpu_steps:

@@ -100,11 +100,14 @@ class CachedPlan:
         return cls(key, plan, writes_variables=bool(ops & (VARIABLE_OPS - {"ReadVariable"})),
                    uses_variables=bool(ops & VARIABLE_OPS))
 
-    def placement(self, available: frozenset[str], allow_soft: bool) -> placement.Placement:
+    def placement(self, available: frozenset[str], allow_soft: bool, feeds=None) -> placement.Placement:
+        """Where a run goes; with its `feeds`, a run that would not pay for a GPU stays on a CPU."""
         key = (available, allow_soft)
         placed = self._placements.get(key)
         if placed is None:
             placed = self._placements[key] = placement.place(self.plan, available, allow_soft)
+        if placed.on_cpu is not None and feeds is not None:
+            return placed.for_run(self.plan, feeds)
         return placed
 
 

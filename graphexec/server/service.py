@@ -179,7 +179,7 @@ class Service:
              remaining_s: float | None, cancellation: Cancellation) -> RunOutcome:
         _check_feeds(cached, feeds)
         self.poison.check(cached.key, feeds)
-        placed = cached.placement(self.pool.device_types(), record.allow_soft_placement)
+        placed = cached.placement(self.pool.device_types(), record.allow_soft_placement, feeds)
         timeout = _earliest(remaining_s, options.timeout_ms / 1e3 if options.timeout_ms else None,
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
         call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,

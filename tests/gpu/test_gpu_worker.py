@@ -112,3 +112,19 @@ def test_gpu_server_lists_its_gpu_and_keeps_cpu_pinned_steps_on_the_cpu(gpu_serv
         result = sess.run(w, {x: [0, 1, 2, 3]}, run_metadata=metadata)
     np.testing.assert_allclose(result, 2 * np.sqrt(np.exp([0, 1, 2, 3])), rtol=1e-6)
     assert metadata.devices["cpu_sqrt"] == "/cpu:0" and metadata.devices["gpu_exp"] == "/device:GPU:0"
+
+
+def test_the_placer_keeps_small_runs_on_the_cpu_and_sends_wide_ones_to_the_gpu(gpu_server):
+    graph, m = _mlp()  # no device asked for: the server's cost model decides per run
+    x, labels = _batches()
+    with graph.as_default():
+        wide_x = tf.placeholder(tf.float32, [None, 4096])
+        wide = tf.reduce_sum(tf.matmul(tf.matmul(wide_x, tf.ones([4096, 4096])), tf.ones([4096, 4096])))
+    with tf.Session(gpu_server, graph=graph) as sess:
+        sess.run(m["init"])
+        small, large = tf.RunMetadata(), tf.RunMetadata()
+        sess.run(m["train"], {m["x"]: x, m["labels"]: labels}, run_metadata=small)
+        got = sess.run(wide, {wide_x: np.ones((1024, 4096), np.float32)}, run_metadata=large)
+    assert set(small.devices.values()) == {"/cpu:0"}
+    assert "/device:GPU:0" in set(large.devices.values())
+    assert got == pytest.approx(1024 * 4096 * 4096 * 4096, rel=1e-4)
