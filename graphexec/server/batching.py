@@ -25,6 +25,10 @@ its own run; if the batch still fails (a kernel error that depends on the values
 range), every run of it is run again alone and gets its own answer. A worker lost under a batch fails
 every run of it ABORTED, as it would each of them alone.
 
+A run that waits for a batch it does not lead steps out of its --threads turn (graphexec.server.limits)
+and takes one again only to run a call itself, so a batch can gather more runs than the server has
+threads; it sleeps on a lock of its own, which the leader releases with its answer.
+
 Metrics: graphexec_batch_size (runs per batched kernel call) and graphexec_unbatched_runs_total (runs
 that went alone while batching is on, by reason: `plan` not row-wise, or `request`).
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -41,6 +46,7 @@ import numpy as np
 from graphexec import errors
 from graphexec.compiler.rowwise import RowWise, rowwise
 from graphexec.runtime.worker import CachedPlan, PlanCall, PlanResult
+from graphexec.server.limits import Slot
 from graphexec.server.telemetry import Metrics
 
 COMPANY_S = 1.0  # a leader waits for company only when other sessions sent runs of its key this recently
@@ -62,7 +68,7 @@ class _Queue:
 
 
 class _Run:
-    __slots__ = ("call", "rows", "queue", "arrived", "deadline", "state", "leads", "result", "error", "event")
+    __slots__ = ("call", "rows", "queue", "arrived", "deadline", "state", "leads", "result", "error", "wake", "woken")
 
     def __init__(self, call: PlanCall, rows: int, queue: _Queue):
         self.call = call
@@ -73,7 +79,10 @@ class _Run:
         self.state = QUEUED
         self.leads = False
         self.result = self.error = None
-        self.event: threading.Event | None = None
+        # A run that waits blocks on acquiring `wake`, held until it is woken (answered, told to lead or
+        # cancelled): one C-level lock release per wake-up, where an Event is Python code around a Condition.
+        self.wake: threading.Lock | None = None
+        self.woken = False
 
     def expired(self) -> errors.OpError | None:
         if self.call.cancellation:
@@ -111,8 +120,10 @@ class Batcher:
             self._verdicts[cached.key] = verdict
         return verdict
 
-    def run(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
-        """The run's result, from a batch when it may join one, else run alone."""
+    def run(self, call: PlanCall, cached: CachedPlan, slot: Slot | None = None) -> PlanResult:
+        """The run's result, from a batch when it may join one, else run alone. `slot` (the run's turn,
+        graphexec.server.limits.Admission) is stepped out of while the run waits for another's batch, so
+        that batches may gather more concurrent runs than the server has --threads."""
         rows = _rows(call, self.max_rows)
         if not self.verdict(cached).ok:
             self.metrics.unbatched_runs.labels("plan").inc()
@@ -133,11 +144,16 @@ class Batcher:
             if not queue.leading:
                 queue.leading = run.leads = True
             else:
-                run.event = threading.Event()  # only a run that waits needs one
+                run.wake = threading.Lock()  # only a run that waits needs one
+                run.wake.acquire()
                 if queue.rows >= self.max_rows:
                     queue.ready.notify()
         if not run.leads:
+            if slot is not None:
+                slot.step_aside()
             self._wait(run)
+            if slot is not None and (run.leads or run.state == ALONE):  # it runs a call itself
+                slot.step_back()
         if run.leads:
             self._lead(key, queue, cached)
         if run.state == ALONE:  # its batch failed: run alone, in what is left of its own time
@@ -151,18 +167,25 @@ class Batcher:
     def _wait(self, run: _Run) -> None:
         """Until the run is answered, told to lead, or gives up (answered with its own error)."""
         cancellation = run.call.cancellation
+        poke = None
         if cancellation is not None:
-            cancellation.on_cancel(run.event.set)
+            poke = functools.partial(self._poke, run)
+            cancellation.on_cancel(poke)
         try:
             while True:
-                timeout = None if run.deadline is None else max(run.deadline - time.monotonic(), 0.0)
-                run.event.wait(timeout)
-                with self._lock:  # answers and hand-offs are made under it, so clearing loses none
+                timeout = -1 if run.deadline is None else max(run.deadline - time.monotonic(), 0.0)
+                woken = run.wake.acquire(True, timeout)
+                if woken and (run.leads or run.state in (DONE, ALONE)):  # set before the wake-up: no lock needed
+                    return
+                with self._lock:
+                    if run.woken:  # re-arm: `wake` held again, for a waker to release
+                        if not woken:
+                            run.wake.acquire()  # released just after the timeout: at once
+                        run.woken = False
                     if run.leads or run.state in (DONE, ALONE):
                         return
                     error = run.expired()
                     if error is None:
-                        run.event.clear()
                         continue
                     if run.state == QUEUED:  # leave the queue; a batch already running just drops its rows
                         run.queue.runs.remove(run)
@@ -170,16 +193,22 @@ class Batcher:
                     run.state, run.error = DONE, error
                     return
         finally:
-            if cancellation is not None:
-                cancellation.forget(run.event.set)
+            if poke is not None:
+                cancellation.forget(poke)
 
-    def _answer(self, run: _Run, state: int, result=None, error=None) -> None:
+    def _poke(self, run: _Run) -> None:
+        """Wake a waiting run to look at its cancellation."""
         with self._lock:
-            if run.state == DONE:  # it gave up waiting and has its own error
-                return
-            run.result, run.error, run.state = result, error, state
-            if run.event is not None:
-                run.event.set()
+            _wake(run)
+
+    def _answer(self, runs: list[_Run], state: int, results=None, error=None) -> None:
+        """Answer runs (under one taking of the lock) and wake those that wait."""
+        with self._lock:
+            for i, run in enumerate(runs):
+                if run.state == DONE:  # it gave up waiting and has its own error
+                    continue
+                run.result, run.error, run.state = None if results is None else results[i], error, state
+                _wake(run)
 
     def _lead(self, key, queue: _Queue, cached: CachedPlan) -> None:
         with self._lock:
@@ -199,8 +228,7 @@ class Batcher:
         try:
             self._run_batch(batch, cached)
         except BaseException as exc:  # a bug: answer every run of the batch with it, never leave one waiting
-            for run in batch:
-                self._answer(run, DONE, error=exc)
+            self._answer(batch, DONE, error=exc)
             raise
         finally:
             with self._lock:
@@ -226,7 +254,7 @@ class Batcher:
         """The lead to the oldest run still queued (the lock held)."""
         if queue.runs:
             queue.runs[0].leads = True
-            queue.runs[0].event.set()
+            _wake(queue.runs[0])
         else:
             queue.leading = False
             if len(self._queues) > MAX_ENTRIES:
@@ -237,7 +265,7 @@ class Batcher:
         for run in batch:
             error = run.expired()
             if error is not None:
-                self._answer(run, DONE, error=error)
+                self._answer([run], DONE, error=error)
             else:
                 live.append(run)
         if not live:
@@ -248,24 +276,28 @@ class Batcher:
             if run.deadline is not None:
                 run.call.timeout_s = max(run.deadline - time.monotonic(), 0.0)
             try:
-                self._answer(run, DONE, result=self.execute(run.call, cached))
+                self._answer(live, DONE, [self.execute(run.call, cached)])
             except errors.OpError as exc:
-                self._answer(run, DONE, error=exc)
+                self._answer(live, DONE, error=exc)
             return
         try:
             result = self.execute(_batch_call(live), cached)
             answers = _split(result, [run.rows for run in live], self.verdict(cached).fetch_rows)
         except errors.AbortedError as exc:  # the worker was lost under the batch: as it would be for each run
-            for run in live:
-                self._answer(run, DONE, error=exc)
+            self._answer(live, DONE, error=exc)
             return
         except errors.OpError as exc:  # may be one run's values: each run again alone, for its own answer
             log.warning("a batch of %d runs failed (%s); running each alone", len(live), exc.message)
-            for run in live:
-                self._answer(run, ALONE)
+            self._answer(live, ALONE)
             return
-        for run, fetches in zip(live, answers):
-            self._answer(run, DONE, result=PlanResult(fetches, [], False, result.worker))
+        self._answer(live, DONE, [PlanResult(fetches, [], False, result.worker) for fetches in answers])
+
+
+def _wake(run: _Run) -> None:
+    """Release a waiting run's `wake` once (the batcher's lock held)."""
+    if run.wake is not None and not run.woken:
+        run.woken = True
+        run.wake.release()
 
 
 def _rows(call: PlanCall, max_rows: int) -> int | None:

@@ -16,7 +16,7 @@ one is refused with a precise status at once, before anything large is decoded o
   `compile_processes` child processes (graphexec.server.compile_pool), so they never hold the GIL
   other tenants' runs need, within `compile_timeout_s` each: DEADLINE_EXCEEDED naming the node count;
 * runs: `threads` run at once and `queue_depth` more wait; beyond that RESOURCE_EXHAUSTED at once
-  instead of an unbounded queue.
+  instead of an unbounded queue (a run waiting in a dynamic batch holds no thread, but counts).
 
 Streams get threads of their own (the executor is sized for max_streams plus the runs plus
 UNARY_THREADS), so health checks and CreateSession are answered however many streams are open; calls
@@ -120,7 +120,14 @@ def _over_budget(step, why: str, budget: int) -> errors.ResourceExhaustedError:
 
 class Admission:
     """`threads` runs at a time, `queue_depth` more waiting; beyond that RESOURCE_EXHAUSTED at once.
-    `waiting()` says how many runs wait for their turn now.
+    `waiting()` says how many runs wait for their turn now. A run holds its turn through `slot()`:
+
+        with admission.slot() as slot:
+            ...  # slot.step_aside() while it waits for another run's work, slot.step_back() to work again
+
+    A run that steps aside (a follower of a dynamic batch, whose rows the batch's leader runs) frees its
+    thread for another run meanwhile, but still counts against threads + queue_depth: otherwise a batch
+    could never gather more runs than --threads (the others wait here for a turn, not in the batch).
 
     One lock, taken once on the way in and once on the way out when no run waits (a run's overhead
     matters: threading.Semaphore is Python code around a Condition)."""
@@ -131,35 +138,86 @@ class Admission:
         self.limits = limits
         self._running = 0
         self._waiting = 0
+        self._aside = 0  # admitted runs that stepped aside: they hold no thread
         self._lock = threading.Lock()
         self._turn = threading.Condition(self._lock)
 
     def waiting(self) -> int:
         return self._waiting
 
-    def __enter__(self):
+    def slot(self) -> Slot:
+        return Slot(self)
+
+    def _enter(self) -> None:
         with self._lock:
             if self._running < self.threads:
                 self._running += 1
-                return self
-            if self._running + self._waiting >= self.capacity:
+                return
+            if self._running + self._waiting + self._aside >= self.capacity:
                 raise errors.ResourceExhaustedError(None, None, f"the server is overloaded: {self.limits.threads} runs "
                                                                 f"running and {self.limits.queue_depth} waiting "
                                                                 f"(--threads, --queue-depth); retry later")
-            self._waiting += 1
-            try:
-                while self._running >= self.threads:
-                    self._turn.wait()
-            finally:
-                self._waiting -= 1
-            self._running += 1
-        return self
+            self._await_turn()
 
-    def __exit__(self, *exc):
+    def _await_turn(self) -> None:
+        """Wait for a thread and take it (the lock held)."""
+        self._waiting += 1
+        try:
+            while self._running >= self.threads:
+                self._turn.wait()
+        finally:
+            self._waiting -= 1
+        self._running += 1
+
+    def _leave(self, aside: bool) -> None:
         with self._lock:
+            if aside:
+                self._aside -= 1
+                return
             self._running -= 1
             if self._waiting:
                 self._turn.notify()
+
+    def _step_aside(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._aside += 1
+            if self._waiting:
+                self._turn.notify()
+
+    def _step_back(self) -> None:
+        with self._lock:  # admitted already: it waits for a thread however many wait, never refused
+            self._aside -= 1
+            self._await_turn()
+
+
+class Slot:
+    """One admitted run's turn (Admission.slot)."""
+
+    __slots__ = ("_admission", "_aside")
+
+    def __init__(self, admission: Admission):
+        self._admission = admission
+        self._aside = False
+
+    def __enter__(self) -> Slot:
+        self._admission._enter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._admission._leave(self._aside)
+
+    def step_aside(self) -> None:
+        """Free the run's thread for another run while this one waits on other work."""
+        if not self._aside:
+            self._admission._step_aside()
+            self._aside = True
+
+    def step_back(self) -> None:
+        """Take a thread again (waiting for one) before the run does work of its own."""
+        if self._aside:
+            self._admission._step_back()
+            self._aside = False
 
 
 class StreamGuard:

@@ -36,7 +36,7 @@ from graphexec.server.batching import Batcher
 from graphexec.server.compile_pool import CompilePool
 from graphexec.server.compile_process import compile_signature
 from graphexec.server.graphs import GraphLibrary
-from graphexec.server.limits import Limits
+from graphexec.server.limits import Limits, Slot
 from graphexec.server.plans import PlanCache
 from graphexec.server.poison import PoisonList
 from graphexec.server.pool import WorkerDied, WorkerLost, WorkerPool
@@ -164,11 +164,13 @@ class Service:
 
     # -- runs ---------------------------------------------------------------------------------------
     def run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
-            remaining_s: float | None, cancellation: Cancellation) -> RunOutcome:
+            remaining_s: float | None, cancellation: Cancellation, slot: Slot | None = None) -> RunOutcome:
+        """`slot`: the run's turn (graphexec.server.limits.Admission), which it steps out of while it waits
+        in a dynamic batch."""
         annotate(session=record.handle[:8], plan=cached.key[:16], request_id=request_id or None)
         started, code = time.perf_counter(), "OK"
         try:
-            return self._run(record, cached, feeds, request_id, options, remaining_s, cancellation)
+            return self._run(record, cached, feeds, request_id, options, remaining_s, cancellation, slot)
         except Exception as exc:
             code = code_name(exc)
             raise
@@ -176,7 +178,7 @@ class Service:
             self.metrics.run_done(tenant(), code, started)
 
     def _run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
-             remaining_s: float | None, cancellation: Cancellation) -> RunOutcome:
+             remaining_s: float | None, cancellation: Cancellation, slot: Slot | None) -> RunOutcome:
         _check_feeds(cached, feeds)
         self.poison.check(cached.key, feeds)
         placed = cached.placement(self.pool.device_types(), record.allow_soft_placement, feeds)
@@ -185,7 +187,7 @@ class Service:
         call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,
                         placed.host_steps, options.trace_level > 0, timeout, cancellation)
         if self.batcher is not None:
-            return RunOutcome(self.batcher.run(call, cached), placed, cached)
+            return RunOutcome(self.batcher.run(call, cached, slot), placed, cached)
         return RunOutcome(self._execute(call, cached), placed, cached)
 
     def _execute(self, call: PlanCall, cached: CachedPlan) -> PlanResult:

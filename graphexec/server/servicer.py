@@ -157,9 +157,9 @@ class GraphExecServicer:
         if cancellation is None:
             cancellation = Cancellation()
             context.add_callback(cancellation.cancel)
-        with self.admission:
+        with self.admission.slot() as slot:
             return self.service.run(record, cached, feeds, request_id, options, remaining_seconds(context),
-                                    cancellation)
+                                    cancellation, slot)
 
     # -- the Run stream -----------------------------------------------------------------------------------
     def run(self, request_iterator, context):

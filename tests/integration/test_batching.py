@@ -235,3 +235,33 @@ def test_redis_replica_sends_each_batch_to_the_worker_as_one_run(processes, redi
     assert runs == CLIENTS * RUNS and calls < runs * 0.8, (calls, runs)
     plans_run = moved(worker_before, worker_after, "graphexec_worker_runs_total", code="OK")
     assert plans_run == calls + CLIENTS * RUNS + 1  # a RunPlan per batch, per traced run, and the initializer
+
+
+@pytest.mark.parametrize("link", ["direct", "grpc"])
+def test_a_batch_gathers_more_runs_than_the_server_has_threads(processes, link):
+    """A run waiting for its batch frees its --threads turn: with 2 threads, 8 clients that send together
+    share one kernel call (before, the 2 runs holding the threads were all a batch could ever hold)."""
+    clients, rounds = 8, 3
+    grpc_only = ("--direct-port", "-1") if link == "grpc" else ()
+    target, url = start_serve(processes, "--threads", "2", "--max-batch-size", str(clients),
+                              "--max-batch-delay-us", "1000000", *grpc_only)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 6])
+        y = tf.tanh(x) * 3.0
+    together = threading.Barrier(clients)
+
+    def work(index):
+        with tf.Session(target, graph=graph) as sess:
+            for run in range(rounds):  # the first round's leader may not know yet that other sessions send
+                rows = client_rows(index, run)[:1]
+                together.wait()
+                assert np.array_equal(sess.run(y, {x: rows}), np.tanh(rows) * np.float32(3.0))
+
+    before = Scrape(url)
+    concurrently(clients, work)
+    after = Scrape(url)
+    calls, runs = batches(before, after)
+    assert runs == clients * rounds, (calls, runs)
+    beyond_threads = calls - moved(before, after, "graphexec_batch_size_bucket", le="2.0")
+    assert beyond_threads >= 1, (calls, runs)  # a batch of more than 2 runs
