@@ -66,9 +66,10 @@ def test_installed_wheel_runs_the_quickstart_outside_the_repository(artifacts, t
     # An empty environment; this interpreter's pip installs into it (no ensurepip needed).
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
-    run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--disable-pip-version-check",
-         str(artifacts["wheel"])])
+    # Without PYTHONPATH: pip would count a checkout on it as graphexec installed, and skip the wheel.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GRAPHEXEC_TARGET", "VIRTUAL_ENV")}
+    run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--disable-pip-version-check",
+         str(artifacts["wheel"])], env=env)
 
     where = run([str(python), "-c", "import graphexec; print(graphexec.__file__)"], cwd=outside, env=env).stdout
     assert pathlib.Path(where.strip()).is_relative_to(venv)
