@@ -45,7 +45,8 @@ from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
 from graphexec.server.telemetry import Metrics, serve_metrics
-from graphexec.server.tuning import keep_freed_memory, limit_blas_threads
+from graphexec.runtime import blas
+from graphexec.server.tuning import keep_freed_memory
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 DEFAULT_PORT = 7470
@@ -471,7 +472,7 @@ def _wait_for_signal() -> None:
 def _tune(args) -> None:
     if args.blas_threads < 0:
         raise UsageError("--blas-threads cannot be negative")
-    limit_blas_threads(args.blas_threads)
+    blas.limit_threads(args.blas_threads)
     keep_freed_memory()
 
 

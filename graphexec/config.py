@@ -38,7 +38,8 @@ class RunMetadata:
 
 
 class ConfigProto:
-    """Accepted for compatibility; graphexec ignores thread and placement tuning knobs it does not need."""
+    """Accepted for compatibility. An in-process session takes `intra_op_parallelism_threads` as the BLAS
+    threads of each product (process-wide) and `allow_soft_placement`; graphexec needs no other knob."""
 
     def __init__(self, **kwargs):
         self.__dict__.update(kwargs)

@@ -4,7 +4,7 @@ BLAS threads (`--blas-threads`, default 1): a server runs many small products fr
 threads at once, and OpenBLAS's own worker threads then only compete with them and with gRPC's
 threads for the cores; on a machine whose other cores are busy a product waits for threads that are
 not scheduled (W3 on 2 cores with a busy neighbour: a step stalled for tens of ms). One thread per
-product keeps a step's time what its arithmetic costs.
+product keeps a step's time what its arithmetic costs (set through graphexec.runtime.blas).
 
 Freed memory (glibc only): by default glibc gives every freed array above its mmap threshold back to
 the kernel, so a training step that allocates the same 800 KB arrays every time page-faults them in
@@ -17,17 +17,9 @@ import ctypes
 import os
 import platform
 
-import threadpoolctl
-
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 MMAP_BYTES = 64 << 20
 KEEP_BYTES = 256 << 20
-
-
-def limit_blas_threads(threads: int) -> None:
-    """Let each BLAS call use `threads` threads (0: leave the library's default)."""
-    if threads > 0:
-        threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
 
 
 def keep_freed_memory() -> bool:

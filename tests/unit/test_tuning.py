@@ -1,4 +1,4 @@
-"""serve/worker process settings (graphexec/server/tuning.py), each checked in a fresh interpreter."""
+"""Process settings (graphexec/server/tuning.py, graphexec/runtime/blas.py), each checked in a fresh interpreter."""
 import json
 import os
 import subprocess
@@ -16,10 +16,10 @@ def _run(code: str, **env) -> dict:
     return json.loads(out.stdout)
 
 
-BLAS = ("import json, threadpoolctl\n"
-        "from graphexec.server import tuning\n"
-        "tuning.limit_blas_threads({threads})\n"
-        "print(json.dumps([i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']))")
+BLAS_THREADS = "print(json.dumps([i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']))"
+BLAS = "import json, threadpoolctl\nfrom graphexec.runtime import blas\nblas.limit_threads({threads})\n" + BLAS_THREADS
+SESSION = ("import json, threadpoolctl\nimport graphexec as tf\n"
+           "tf.Session(config=tf.ConfigProto({setting}))\n" + BLAS_THREADS)
 
 
 def test_blas_threads_are_limited_to_the_setting():
@@ -29,6 +29,11 @@ def test_blas_threads_are_limited_to_the_setting():
 
 def test_zero_leaves_the_librarys_own_thread_count():
     assert set(_run(BLAS.format(threads=0), OPENBLAS_NUM_THREADS="2")) == {2}
+
+
+def test_an_in_process_session_takes_intra_op_parallelism_threads_as_tensorflow_does():
+    assert _run(SESSION.format(setting="intra_op_parallelism_threads=1"), OPENBLAS_NUM_THREADS="2") == [1]
+    assert set(_run(SESSION.format(setting=""), OPENBLAS_NUM_THREADS="2")) == {2}
 
 
 KEEP = ("import json\nfrom graphexec.server import tuning\nprint(json.dumps(tuning.keep_freed_memory()))")
