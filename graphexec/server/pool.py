@@ -311,6 +311,10 @@ class WorkerPool:
         self.credentials = credentials
         self._rejected: set[str] = set()  # registrations already warned about
         self._remote: dict[str, RemoteWorker] = {}
+        # The registry's workers and their device types, as of the last refresh: a run reads these instead
+        # of building them (a few us of each run's Python) while no worker is set aside.
+        self._live: list = []
+        self._live_device_types: frozenset[str] = frozenset()
         self._suspect: dict[str, float] = {}
         self._affinity: dict[str, str] = {}
         self._stop = threading.Event()
@@ -323,12 +327,16 @@ class WorkerPool:
     def workers(self) -> list:
         if self.local is not None:
             return [self.local]
+        if not self._suspect:
+            return self._live
         now = time.monotonic()
         return [w for w in self._remote.values() if self._suspect.get(w.id, 0) < now]
 
     def device_types(self) -> frozenset[str]:
         if self.local is not None:
             return self.local.device_types
+        if not self._suspect:
+            return self._live_device_types
         return frozenset(t for w in self.workers() for t in w.device_types)
 
     def choose(self, device_type: str, container: str, sticky: bool, exclude=()):
@@ -371,6 +379,12 @@ class WorkerPool:
                 worker.update(info)
             fresh[worker.id] = worker
         self._remote = fresh
+        self._live = list(fresh.values())
+        self._live_device_types = frozenset(t for w in self._live for t in w.device_types)
+        now = time.monotonic()
+        for worker_id, until in list(self._suspect.items()):  # (list(): mark_lost may add one meanwhile)
+            if until <= now:
+                self._suspect.pop(worker_id, None)
         for worker_id, worker in current.items():
             if fresh.get(worker_id) is not worker:
                 worker.close()
