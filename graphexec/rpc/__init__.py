@@ -10,4 +10,6 @@ and graphexec.client) that imports the generated *_pb2 modules.
 * summary: TensorBoard's Summary and Event messages (wire-compatible with TensorFlow's).
 * status: the one map between tf.errors classes and gRPC statuses.
 * methods: the services' method tables, read from the .proto service descriptors.
+* frames: the direct links' frames on a socket; link_format: the server -> worker link's PLAN and
+  ANSWER bodies, laid out by hand (no protobuf objects per run).
 """

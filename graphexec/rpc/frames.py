@@ -4,6 +4,8 @@ A frame is a 5-byte head (kind, body length: little-endian u8, u32) and its body
 with HELLO and then carries one call at a time: a RUN frame, answered by RESULT (the response
 message) or FAILURE (a serialized graphexec.v1.Status: code, message, printed text). Bodies are the
 same protobuf messages the gRPC services carry, so any language with protobuf and sockets can speak it.
+The server -> worker link also carries PLAN, answered by ANSWER: a run laid out by hand
+(graphexec.rpc.link_format), for workers that announce it.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import ssl
 import struct
 
 HELLO, RUN, CANCEL, RESULT, FAILURE = b"HRCOF"
+PLAN, ANSWER = b"PA"  # the server -> worker link's lean run and its answer (graphexec.rpc.link_format)
 HEAD = struct.Struct("<BI")  # kind, body length
 COPY_BELOW = 64 << 10  # smaller frames are joined into one write (one packet); larger ones are not copied
 MAX_BUFFERS = 512  # buffers per sendmsg (the system's IOV_MAX is 1024)

@@ -158,6 +158,7 @@ class WorkerCore:
         self.address = address
         self.tls = False  # whether servers must dial it over TLS (a `graphexec worker` serving TLS)
         self.direct_port = 0  # a `graphexec worker`'s direct link port (server.direct), when it serves one
+        self.direct_version = 1  # which frames that link reads (rpc.link_format.VERSION: PLAN frames too)
         self.device_types = frozenset({placement.CPU, device_type})
         self._plans = BoundedCache(MAX_LOADED_PLANS, MAX_LOADED_PLAN_BYTES)  # -> (CachedPlan, LoadedPlan)
         self._hot: dict[tuple[str, str], tuple[int, dict]] = {}  # (container, device type) -> (version, values)
@@ -188,6 +189,7 @@ class WorkerCore:
                 "load": self.in_flight}
         if self.direct_port:
             info["direct_port"] = self.direct_port
+            info["direct_version"] = self.direct_version
         return info
 
     # -- running ----------------------------------------------------------------------------------

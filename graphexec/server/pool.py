@@ -18,7 +18,7 @@ import time
 import grpc
 
 from graphexec import errors
-from graphexec.rpc import convert, methods, status
+from graphexec.rpc import convert, link_format, methods, status
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
 from graphexec.server import direct
@@ -85,6 +85,8 @@ class RemoteWorker:
         self.address = info["address"]
         self.tls = bool(info.get("tls"))
         self.direct_port = info.get("direct_port")
+        # 2 (link_format.VERSION): the direct link reads PLAN frames; workers before it read RUN frames only
+        self.direct_version = info.get("direct_version", 1)
         self.name = f"{self.id}@{self.address}"
         self.update(info)
         self._credentials = credentials
@@ -139,15 +141,19 @@ class RemoteWorker:
         return list(self.info.get("devices", ()))
 
     def run(self, call: PlanCall, plan) -> PlanResult:
-        data = convert.run_plan_request(call.feeds, container=call.container, plan_key=call.plan_key,
-                                        request_id=call.request_id, session_handle=call.session_handle,
-                                        device_type=call.device_type, trace_level=1 if call.trace else 0,
-                                        host_steps=call.host_steps)
-        reply = self._run_direct(call, data) if self._link is not None else self._run_grpc(call, b"".join(data))
-        fetches, stats, deduplicated, worker, printed = convert.run_plan_reply(reply)
+        if self._link is not None:
+            fetches, stats, deduplicated, worker, printed = self._run_direct(call)
+        else:
+            fetches, stats, deduplicated, worker, printed = convert.run_plan_reply(self._run_grpc(call))
         return PlanResult(fetches, stats, deduplicated, worker or self.name, printed)
 
-    def _run_direct(self, call: PlanCall, data: list):
+    def _run_direct(self, call: PlanCall) -> tuple:
+        """(fetches, stats, deduplicated, worker, printed) of `call` run over the direct link: as a PLAN
+        frame to workers that read them, else as a RUN frame."""
+        plan = None
+        if self.direct_version >= link_format.VERSION:
+            plan = link_format.plan_pieces(call.timeout_s, call.container, call.plan_key, call.session_handle,
+                                           call.device_type, call.host_steps, call.request_id, call.trace, call.feeds)
         lane = None
         while self._idle:  # an idle connection the worker closed (it restarted) is dropped, not used
             try:
@@ -162,12 +168,15 @@ class RemoteWorker:
             try:
                 lane = direct.DirectLane(self._link)
             except OSError as exc:
-                return self._run_without_link(call, data, exc)
+                return convert.run_plan_reply(self._run_without_link(call, exc))
             with self._guard:
                 self._lanes.add(lane)
         hook = self._begin(lane, call)
-        try:
-            kind, body = lane.call(data, call.timeout_s)  # the feeds' contents are written from where they are
+        try:  # the feeds' contents are written from where they are
+            if plan is not None:
+                kind, body = lane.call_plan(plan, call.timeout_s)
+            else:
+                kind, body = lane.call(_request(call), call.timeout_s)
         except TimeoutError:  # socket.timeout: no answer GRACE_S past the deadline
             hook()
             raise errors.DeadlineExceededError(None, None, "Deadline Exceeded") from None
@@ -179,15 +188,17 @@ class RemoteWorker:
                                          f"{exc or 'end of file'}); it is not resent to another worker") from None
         finally:
             self._end(lane, call, hook, self._idle)
-        if kind != direct.RESULT:
-            raise direct.failure(body)
-        return body
+        if kind == direct.ANSWER:
+            return link_format.read_answer(body)
+        if kind == direct.RESULT:
+            return convert.run_plan_reply(body)
+        raise direct.failure(body)
 
-    def _run_without_link(self, call: PlanCall, data: list, exc: OSError):
+    def _run_without_link(self, call: PlanCall, exc: OSError):
         """The direct port could not be reached. If the Worker API answers, that port is blocked on the way
         (a NAT, a firewall, a policy): run over gRPC from now on. If it does not, the worker is down, and
         _run_grpc says so (WorkerLost: the run was never sent)."""
-        reply = self._run_grpc(call, b"".join(data))
+        reply = self._run_grpc(call)
         if self._link is not None:
             log.warning("worker %s: its direct link on port %s cannot be reached (%s); running plans over its "
                         "Worker API instead", self.name, self.direct_port, exc)
@@ -218,7 +229,8 @@ class RemoteWorker:
         with self._guard:
             self._lanes.discard(lane)
 
-    def _run_grpc(self, call: PlanCall, data: bytes):
+    def _run_grpc(self, call: PlanCall):
+        data = b"".join(_request(call))
         try:
             lane = self._idle_grpc.pop()
         except IndexError:
@@ -243,6 +255,14 @@ class RemoteWorker:
             lanes, self._lanes = self._lanes, set()
         for lane in lanes:
             lane.close()
+
+
+def _request(call: PlanCall) -> list:
+    """The RunPlanRequest of `call`, as buffers (feed contents are views of the feeds)."""
+    return convert.run_plan_request(call.feeds, container=call.container, plan_key=call.plan_key,
+                                    request_id=call.request_id, session_handle=call.session_handle,
+                                    device_type=call.device_type, trace_level=1 if call.trace else 0,
+                                    host_steps=call.host_steps)
 
 
 class _Lane:
@@ -311,6 +331,10 @@ class WorkerPool:
         self.credentials = credentials
         self._rejected: set[str] = set()  # registrations already warned about
         self._remote: dict[str, RemoteWorker] = {}
+        # The registry's workers and their device types, as of the last refresh: a run reads these instead
+        # of building them (a few us of each run's Python) while no worker is set aside.
+        self._live: list = []
+        self._live_device_types: frozenset[str] = frozenset()
         self._suspect: dict[str, float] = {}
         self._affinity: dict[str, str] = {}
         self._stop = threading.Event()
@@ -323,12 +347,16 @@ class WorkerPool:
     def workers(self) -> list:
         if self.local is not None:
             return [self.local]
+        if not self._suspect:
+            return self._live
         now = time.monotonic()
         return [w for w in self._remote.values() if self._suspect.get(w.id, 0) < now]
 
     def device_types(self) -> frozenset[str]:
         if self.local is not None:
             return self.local.device_types
+        if not self._suspect:
+            return self._live_device_types
         return frozenset(t for w in self.workers() for t in w.device_types)
 
     def choose(self, device_type: str, container: str, sticky: bool, exclude=()):
@@ -363,7 +391,8 @@ class WorkerPool:
         for info in filter(None, map(self._trusted, self.store.live_workers())):
             worker = current.get(info["id"])
             if (worker is None or worker.address != info["address"] or worker.tls != bool(info.get("tls"))
-                    or worker.direct_port != info.get("direct_port")):
+                    or worker.direct_port != info.get("direct_port")
+                    or worker.direct_version != info.get("direct_version", 1)):
                 worker = RemoteWorker(info, self.secret.metadata() if self.secret else (), self.credentials,
                                       self.direct_tls)
                 threading.Thread(target=worker.connect_ahead, name="graphexec-connect", daemon=True).start()
@@ -371,6 +400,12 @@ class WorkerPool:
                 worker.update(info)
             fresh[worker.id] = worker
         self._remote = fresh
+        self._live = list(fresh.values())
+        self._live_device_types = frozenset(t for w in self._live for t in w.device_types)
+        now = time.monotonic()
+        for worker_id, until in list(self._suspect.items()):  # (list(): mark_lost may add one meanwhile)
+            if until <= now:
+                self._suspect.pop(worker_id, None)
         for worker_id, worker in current.items():
             if fresh.get(worker_id) is not worker:
                 worker.close()

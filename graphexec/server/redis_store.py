@@ -50,6 +50,7 @@ from redis.retry import Retry
 from graphexec import errors
 from graphexec.rpc import codec, tensors
 from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, AlreadyApplied, Store, over_quota, tenant_of
+from graphexec.server.resp import Lanes
 from graphexec.server.telemetry import Metrics
 
 PREFIX = "graphexec:"
@@ -208,6 +209,7 @@ class RedisStore(Store):
         self._claim_graph = self.client.register_script(_CLAIM_GRAPH)
         self._release_graph = self.client.register_script(_RELEASE_GRAPH)
         self._commit_sha = self.client.register_script(_COMMIT).sha  # loaded at the first NOSCRIPT
+        self._lanes = Lanes(self.client.connection_pool)  # for the commit's hand-packed pipeline (server.resp)
         self._clock_offset, self._clock_checked = 0.0, -CLOCK_CHECK_S
         self._held: dict[str, str] = {}  # lock key -> token, renewed until released
         self._stop = threading.Event()
@@ -295,15 +297,15 @@ class RedisStore(Store):
         args = [base_version, result, APPLIED_TTL_S, f"{request_id}:", 1 if request_id else 0,
                 int(self._redis_clock_ms() + COMMIT_WAIT_MS), added_bytes,
                 -1 if self.variable_quota is None else self.variable_quota]
-        pipe = self.client.pipeline(transaction=False)
+        commands = []
         for index, (name, value) in enumerate(updates.items()):
             head, content = codec.tensor_parts(value)
             keys += [f"{stage}{index}", f"{PREFIX}var:{container}:{name}"]
             args += [name, head]
-            pipe.set(keys[-2], content, px=STAGED_TTL_MS)
-        pipe.evalsha(self._commit_sha, len(keys), *keys, *args)
+            commands.append((b"SET", keys[-2], content, b"PX", STAGED_TTL_MS))
+        commands.append((b"EVALSHA", self._commit_sha, len(keys), *keys, *args))
         try:
-            outcome, value = pipe.execute()[-1]
+            outcome, value = self._lanes.call(commands)[-1]
         except redis.exceptions.NoScriptError:  # Redis restarted since we loaded it (or we never did)
             if len(keys) > 6:
                 self.client.delete(*keys[6::2])
@@ -428,4 +430,5 @@ class RedisStore(Store):
 
     def close(self):
         self._stop.set()
+        self._lanes.close()
         self.client.close()

@@ -187,6 +187,8 @@ def tenant() -> str:
 
 
 def _size(message) -> int:
+    if isinstance(message, list):  # a message as the buffers it is written from (the direct link's ANSWER)
+        return sum(map(len, message))
     return len(message) if isinstance(message, (bytes, bytearray, memoryview)) else 0
 
 

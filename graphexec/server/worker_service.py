@@ -16,7 +16,7 @@ import time
 
 from graphexec import errors
 from graphexec.proto.v1 import worker_pb2 as wpb
-from graphexec.rpc import codec, convert, methods, status
+from graphexec.rpc import codec, convert, link_format, methods, status
 from graphexec.rpc.tensors import DecodeError
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import Cancellation, PlanCall, WorkerCore
@@ -52,49 +52,63 @@ class WorkerServicer:
         call = PlanCall(request.container, request.plan_key, feeds, request.request_id, request.session_handle,
                         request.device_type or "CPU", tuple(request.host_steps), request.trace_level > 0,
                         timeout_s, cancellation)
-        telemetry.annotate(session=request.session_handle[:8], plan=request.plan_key[:16],
-                           request_id=request.request_id or None)
+        result = self._run(call)
+        response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker, printed=result.printed)
+        convert.stats_to_proto(result.stats, response.node_stats)
+        return codec.encode_tensor_message(response, "fetches", result.fetches)
+
+    def answer_plan(self, body: bytes, cancellation: Cancellation) -> list:
+        """The ANSWER body (buffers) to a direct link PLAN body (graphexec.rpc.link_format); raises its failure."""
+        timeout_s, container, plan_key, session, device_type, host_steps, request_id, trace, feeds = \
+            link_format.read_plan(body)
+        result = self._run(PlanCall(container, plan_key, feeds, request_id, session, device_type or "CPU", host_steps,
+                                    trace, timeout_s, cancellation))
+        return link_format.answer_pieces(result.fetches, result.stats, result.deduplicated, result.worker,
+                                         result.printed)
+
+    def _run(self, call: PlanCall):
+        telemetry.annotate(session=call.session_handle[:8], plan=call.plan_key[:16], request_id=call.request_id or None)
         started, code = time.perf_counter(), "OK"
         try:
-            result = self.core.run(call)
+            return self.core.run(call)
         except Exception as exc:
             code = telemetry.code_name(exc)
             raise
         finally:
             self.metrics.worker_run_done(call.device_type, code, started)
-        response = wpb.RunPlanResponse(deduplicated=result.deduplicated, worker=result.worker, printed=result.printed)
-        convert.stats_to_proto(result.stats, response.node_stats)
-        return codec.encode_tensor_message(response, "fetches", result.fetches)
 
 
 class _Answered:
-    """A direct link call's context for the call observer: the status code it was answered with."""
+    """A direct link call's context for the call observer: the status code it was answered with (and the
+    answer's arguments besides the request, which the observer counts)."""
 
-    __slots__ = ("status",)
+    __slots__ = ("status", "arguments")
 
-    def __init__(self):
+    def __init__(self, arguments: tuple):
         self.status = None
+        self.arguments = arguments
 
     def code(self):
         return self.status
 
 
-def _observed_direct(servicer: WorkerServicer, interceptor: telemetry.Interceptor):
-    """servicer.answer for the direct link, counted and logged as RunPlan calls (as gRPC's are)."""
+def _observed_direct(answer, interceptor: telemetry.Interceptor):
+    """`answer` (servicer.answer or answer_plan) for the direct link, counted and logged as RunPlan calls
+    (as gRPC's are)."""
 
-    def behavior(request, context: _Answered) -> bytes:
+    def behavior(request, context: _Answered):
         try:
-            return servicer.answer(*request)
+            return answer(request, *context.arguments)
         except Exception as exc:
             context.status = status.status_code(exc)
             raise
 
     observed = interceptor.observe(f"{SERVICE}/RunPlan", behavior)
 
-    def answer(data, timeout_s: float | None, cancellation: Cancellation) -> bytes:
-        return observed((data, timeout_s, cancellation), _Answered())
+    def answer_observed(data, *arguments):
+        return observed(data, _Answered(arguments))
 
-    return answer
+    return answer_observed
 
 
 def remaining_seconds(context) -> float | None:
@@ -108,7 +122,8 @@ def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 
                          direct_port: int | None = 0, direct_tls: ssl.SSLContext | None = None):
     """(gRPC server, port, direct link server or None). With `secret`, only callers that send it (servers)
     may run plans: others are UNAUTHENTICATED. `direct_port` (0: any free one; None: no direct link) is
-    announced in the worker's registration as `direct_port`; `direct_tls` is its TLS, which must match
+    announced in the worker's registration as `direct_port`, with `direct_version` (link_format.VERSION:
+    the frames it reads); `direct_tls` is its TLS, which must match
     `credentials`' (servers dial both the same way)."""
     authenticate = secret.check_caller if secret is not None else None
     metrics = metrics or telemetry.Metrics()
@@ -119,9 +134,9 @@ def create_worker_server(core: WorkerCore, host: str = "127.0.0.1", port: int = 
                                           interceptors=(interceptor,), queued=metrics.count_queued)
     link = None
     if direct_port is not None:
-        link = DirectServer(_observed_direct(servicer, interceptor), host, direct_port, max_threads, secret,
-                            direct_tls)
-        core.direct_port = link.port
+        link = DirectServer(_observed_direct(servicer.answer, interceptor), host, direct_port, max_threads, secret,
+                            direct_tls, answer_plan=_observed_direct(servicer.answer_plan, interceptor))
+        core.direct_port, core.direct_version = link.port, link_format.VERSION
     return server, bound, link
 
 

@@ -15,8 +15,9 @@ from security_setup import WORKER_SECRET, write_secret
 import graphexec as tf
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.proto.v1 import worker_pb2 as wpb
-from graphexec.rpc import codec, convert
-from graphexec.server import direct
+from graphexec.rpc import codec, convert, link_format
+from graphexec.runtime.worker import PlanCall
+from graphexec.server import direct, pool
 from graphexec.server.auth import WorkerSecret
 from graphexec.server.redis_store import PREFIX
 
@@ -117,3 +118,34 @@ def test_tensor_contents_arrive_8_byte_aligned_on_both_sides_of_the_link():
     finally:
         server.stop()
     assert seen == [True] * 16
+
+
+def test_plan_frames_are_announced_answered_when_malformed_and_either_frame_kind_reaches_the_worker(redis_server,
+                                                                                                     worker):
+    """A worker announces `direct_version` 2: servers send it PLAN frames, and RUN frames to workers without
+    it (older ones); a worker reads both, and answers a malformed PLAN with FAILURE, still serving."""
+    info = _registration(redis_server.url, worker(redis_server.url).match.group(1))
+    assert info["direct_version"] == link_format.VERSION
+
+    sock, reader = _connect(info["direct_port"], "")
+    with sock:
+        for _ in range(2):
+            direct.send_frame(sock, direct.PLAN, b"\x01" * 40)
+            kind, body = direct.read_frame(reader)
+            assert kind == direct.FAILURE
+            status = spb.Status.FromString(body)
+            assert status.code == 3 and "runs past the end" in status.message  # INVALID_ARGUMENT
+        plan = link_format.plan_pieces(10.0, "c", "no-such-plan", "s", "CPU", (), 1, False, [np.ones(3, np.float32)])
+        direct.send_frame(sock, direct.PLAN, *plan)  # decoded, then looked up
+        kind, body = direct.read_frame(reader)
+        assert kind == direct.FAILURE and spb.Status.FromString(body).code == 5  # NOT_FOUND
+
+    old = dict(info)
+    del old["direct_version"]  # as a worker before PLAN frames registers
+    for registration in (info, old):
+        remote = pool.RemoteWorker(registration)
+        try:
+            with pytest.raises(tf.errors.NotFoundError, match="not in the plan cache"):
+                remote.run(PlanCall("c", "no-such-plan", [np.ones(3, np.float32)], 1, "s"), None)
+        finally:
+            remote.close()

@@ -1,0 +1,80 @@
+"""Redis pipelines packed by hand (RESP) and sent on connections of our own.
+
+Why: a training step's commit is one pipeline (a SET staging each changed variable, then the EVALSHA
+that applies them). Through redis-py's Pipeline it took about half of the worker's Python per W3 step
+outside the kernels (py-spy, GIL held): command objects, the pool's checks and its bookkeeping, response
+callbacks. Here the commands are laid out as bytes at once, large contents are written from the arrays
+where they are, and each reply is read by the connection's own parser. The connections are made as the
+client's pool makes its own (same URL, password, TLS), so they behave as its connections do.
+"""
+from __future__ import annotations
+
+import os
+
+import redis
+
+COPY_BELOW = 64 << 10  # arguments at least this large are written from where they are, not copied
+
+
+def pack(commands) -> list:
+    """The RESP of `commands` (sequences of bytes, str, int or buffers) as buffers to write in order."""
+    out, small = [], bytearray()
+    for command in commands:
+        small += b"*%d\r\n" % len(command)
+        for arg in command:
+            if isinstance(arg, str):
+                arg = arg.encode()
+            elif isinstance(arg, int):
+                arg = b"%d" % arg
+            size = len(arg) if isinstance(arg, bytes) else memoryview(arg).nbytes
+            small += b"$%d\r\n" % size
+            if size < COPY_BELOW:
+                small += arg
+                small += b"\r\n"
+            else:
+                out += (small, arg)
+                small = bytearray(b"\r\n")
+    out.append(small)
+    return out
+
+
+class Lanes:
+    """Connections to the Redis of `pool` (a redis-py ConnectionPool) for hand-packed pipelines, one per
+    caller at a time (list.pop/append are atomic)."""
+
+    def __init__(self, pool: redis.ConnectionPool):
+        self._pool = pool
+        self._idle: list = []
+        self._pid = os.getpid()
+
+    def call(self, commands) -> list:
+        """The replies to `commands`, sent as one pipeline (one round trip). An error reply is raised (the
+        first one) after every reply was read; a broken connection raises redis.ConnectionError or
+        TimeoutError and is closed."""
+        if os.getpid() != self._pid:  # a forked child: its parent's connections are not its own
+            self._idle, self._pid = [], os.getpid()
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = self._pool.connection_class(**self._pool.connection_kwargs)
+        replies, failure = [], None
+        try:
+            connection.send_packed_command(pack(commands), check_health=False)
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.ResponseError as exc:  # the reply was read whole: the connection stays usable
+                    failure = failure or exc
+                    replies.append(exc)
+        except BaseException:
+            connection.disconnect()
+            raise
+        self._idle.append(connection)
+        if failure is not None:
+            raise failure
+        return replies
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.disconnect()
