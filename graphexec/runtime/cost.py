@@ -56,7 +56,8 @@ class Work:
         return self.flops.at(rows) / CPU_FLOPS
 
     def gpu_seconds(self, rows: int) -> float:
-        return self.steps * GPU_LAUNCH_S + self.transfer_bytes.at(rows) / BUS_BYTES_PER_S + self.flops.at(rows) / GPU_FLOPS
+        copies = self.transfer_bytes.at(rows) / BUS_BYTES_PER_S
+        return self.steps * GPU_LAUNCH_S + copies + self.flops.at(rows) / GPU_FLOPS
 
     def gpu_pays(self, rows: int) -> bool:
         return self.gpu_seconds(rows) < self.cpu_seconds(rows)
@@ -78,7 +79,7 @@ def estimate(plan: Plan) -> Work:
         shapes.update((slot, t.shape) for slot, t in zip(step.outputs, step.output_types))
     moved = Linear()
     for endpoint in (*plan.feeds, *plan.fetches):
-        moved += elements(endpoint.type.shape).scaled(_itemsize(endpoint.type.dtype))
+        moved += elements(endpoint.type.shape).scaled(endpoint.type.dtype.size)  # a string: its pointer
     return Work(flops, moved, steps)
 
 
@@ -109,7 +110,3 @@ def _step_flops(step, inputs: list) -> Linear:
     for output in step.output_types:
         total += elements(output.shape)
     return total
-
-
-def _itemsize(dtype) -> int:
-    return 8 if dtype.is_string else dtype.np.itemsize  # a string: at least its pointer's worth
