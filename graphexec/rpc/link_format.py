@@ -84,7 +84,8 @@ def plan_pieces(timeout_s: float | None, container: str, plan_key: str, session:
     tail, lengths = _call_head(container, plan_key, session, device_type, tuple(host_steps))
     if len(feeds) > MAX_FEEDS or max(lengths) > MAX_TEXT:
         return None
-    pieces = [PLAN_HEAD.pack(-1.0 if timeout_s is None else timeout_s, request_id, _TRACE if trace else 0,
+    # A deadline already passed is 0 seconds left (DEADLINE_EXCEEDED there), never a negative, which says none.
+    pieces = [PLAN_HEAD.pack(-1.0 if timeout_s is None else max(timeout_s, 0.0), request_id, _TRACE if trace else 0,
                              len(feeds), len(host_steps), *lengths), tail]
     for value in feeds:
         _tensor_pieces(value, pieces)

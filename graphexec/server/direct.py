@@ -183,13 +183,15 @@ class DirectLane:
     def call(self, request: list, timeout_s: float | None) -> tuple[int, bytes]:
         """(RESULT or FAILURE, body) of the request (a list of buffers); socket.timeout past the deadline,
         Closed or OSError when the connection broke."""
+        if timeout_s is not None:  # a deadline already passed is 0 seconds left; a negative says none
+            timeout_s = max(timeout_s, 0.0)
         self.sock.settimeout(None if timeout_s is None else timeout_s + GRACE_S)
         send_frame(self.sock, RUN, _DEADLINE.pack(-1.0 if timeout_s is None else timeout_s), *request)
         return read_frame(self.reader)
 
     def call_plan(self, plan: list, timeout_s: float | None) -> tuple[int, bytes]:
         """(ANSWER or FAILURE, body) of a PLAN body (buffers, its deadline inside), as `call` does."""
-        self.sock.settimeout(None if timeout_s is None else timeout_s + GRACE_S)
+        self.sock.settimeout(None if timeout_s is None else max(timeout_s, 0.0) + GRACE_S)
         send_frame(self.sock, PLAN, *plan)
         return read_frame(self.reader)
 

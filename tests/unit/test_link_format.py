@@ -45,6 +45,12 @@ def test_a_plan_reads_back_with_its_feeds_in_place(container):
     assert link_format.read_plan(_plan(timeout_s=None, trace=False))[0::7][:2] == (None, False)
 
 
+def test_a_deadline_already_passed_travels_as_zero_seconds_left_not_as_no_deadline():
+    # run_serialized's lock wait can leave a call a few ms past its deadline: the worker must see 0
+    # seconds left (DEADLINE_EXCEEDED), where a negative would read back as "no deadline".
+    assert link_format.read_plan(_plan(timeout_s=-0.25))[0] == 0.0
+
+
 def test_an_answer_reads_back_with_printed_text_and_node_stats():
     stats = [NodeStats("add", "Add", 5, 3, ("add", "mul"), "/cpu:0", "w1")]
     body = b"".join(link_format.answer_pieces(VALUES, stats, True, "w1@host:1", ["hello\n", "ünïcode"]))
