@@ -70,7 +70,7 @@ class BaseSession:
             prepared = self._prepared_runs[key] = (mapper, [name for _, _, name in fed], fed)
         return prepared
 
-    def stream(self, fetches, feed_iter, max_in_flight=32, options=None):
+    def stream(self, fetches, feed_iter, max_in_flight=256, options=None):
         """Yield `run(fetches, feed_dict)` for each feed dict of `feed_iter`, in order. Remote sessions
         pipeline these over one streaming call with at most `max_in_flight` outstanding. A sized `feed_iter`
         (a list) shows a progress bar on a terminal (graphexec.progress)."""
