@@ -64,9 +64,13 @@ def shape_from_proto(msg: pb.TensorShape):
         if len(msg.dims):
             raise DecodeError("a shape of unknown rank cannot list dimensions")
         return None
-    if any(d < -1 for d in msg.dims):
-        raise DecodeError(f"invalid dimension in shape {list(msg.dims)}")
-    return tuple(None if d == -1 else int(d) for d in msg.dims)
+    dims = tuple(msg.dims)
+    if not dims:
+        return dims
+    lowest = min(dims)
+    if lowest < -1:
+        raise DecodeError(f"invalid dimension in shape {list(dims)}")
+    return tuple(None if d == -1 else d for d in dims) if lowest == -1 else dims
 
 
 # -- tensors ----------------------------------------------------------------------------------------
