@@ -14,4 +14,8 @@ use_venv test
 # The Node.js client's tests and buf lint first, so pytest's summary is the last line printed.
 bash .ci/node_and_buf.sh
 
+echo "== ruff check (pyproject.toml [tool.ruff]: syntax errors and pyflakes)"
+python -m ruff check --quiet .
+echo "ruff: clean"
+
 python -m pytest tests/unit tests/integration tests/tutorials tests/gpu -q -p no:cacheprovider "$@"

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from gpu_required import cupy  # noqa: E402 - skips this module without CuPy or a GPU
+from gpu_required import cupy  # noqa: F401, E402 - skips this module without CuPy or a GPU
 
 pytestmark = pytest.mark.timeout(300)
 
