@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import graphexec
 from graphexec import errors
 from graphexec.rpc import tls
+from graphexec.runtime import blas
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
 from graphexec.server import direct, logs
@@ -45,7 +46,6 @@ from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
 from graphexec.server.telemetry import Metrics, serve_metrics
-from graphexec.runtime import blas
 from graphexec.server.tuning import keep_freed_memory
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
