@@ -39,6 +39,9 @@ _HEAD = HEAD
 TOKEN_BYTES = 16
 MAX_HELLO_BYTES = 4096  # before the caller is authenticated, nothing larger is read
 GRACE_S = 2.0
+# Pipelined runs (call_plans) unanswered at once, in request bytes: well under what the two ends'
+# socket buffers hold, so the sender never blocks while the worker waits for its answers to be read.
+PIPELINE_BYTES = 32 << 10
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -194,6 +197,33 @@ class DirectLane:
         self.sock.settimeout(None if timeout_s is None else max(timeout_s, 0.0) + GRACE_S)
         send_frame(self.sock, PLAN, *plan)
         return read_frame(self.reader)
+
+    def call_plans(self, plans: list, timeout_s: float | None) -> tuple[list, BaseException | None]:
+        """Pipelined PLAN bodies: each is sent without waiting for the answers before it (the worker
+        reads a connection's frames in order and answers each in turn), keeping at most PIPELINE_BYTES
+        of them unanswered so that neither side can block the other on a full socket. Returns the
+        (ANSWER or FAILURE, body) of the first k runs, and None when k is all of them, else what stopped
+        the reading (socket.timeout past `timeout_s` + GRACE_S, Closed or OSError): then the worker was
+        running run k, and the runs after it were never read."""
+        self.sock.settimeout(None if timeout_s is None else max(timeout_s, 0.0) + GRACE_S)
+        answers, sizes, unanswered = [], [], 0
+        try:
+            for plan in plans:
+                size = sum(map(len, plan))
+                while unanswered and unanswered + size > PIPELINE_BYTES:
+                    answers.append(read_frame(self.reader))
+                    unanswered -= sizes[len(answers) - 1]
+                send_frame(self.sock, PLAN, *plan)
+                sizes.append(size)
+                unanswered += size
+        except (Closed, OSError):  # the answers the worker sent before it went are still to be read
+            plans = plans[:len(sizes)]
+        try:
+            while len(answers) < len(plans):
+                answers.append(read_frame(self.reader))
+        except (Closed, OSError) as exc:  # (socket.timeout is an OSError)
+            return answers, exc
+        return answers, None
 
     def take(self) -> int:
         with self._guard:

@@ -76,6 +76,16 @@ class LocalWorker:
         finally:
             self.metrics.worker_run_done(call.device_type, code, started)
 
+    def run_many(self, calls: list, plan) -> list:
+        """Each call's PlanResult, or the error it failed with, in order."""
+        results = []
+        for call in calls:
+            try:
+                results.append(self.run(call, plan))
+            except Exception as exc:  # this run's failure; the next runs still go
+                results.append(exc)
+        return results
+
 
 class RemoteWorker:
     """A `graphexec worker` process, reached over the Worker gRPC API."""
@@ -154,23 +164,10 @@ class RemoteWorker:
         if self.direct_version >= link_format.VERSION:
             plan = link_format.plan_pieces(call.timeout_s, call.container, call.plan_key, call.session_handle,
                                            call.device_type, call.host_steps, call.request_id, call.trace, call.feeds)
-        lane = None
-        while self._idle:  # an idle connection the worker closed (it restarted) is dropped, not used
-            try:
-                lane = self._idle.pop()
-            except IndexError:
-                break
-            if not lane.stale():
-                break
-            self._forget(lane)
-            lane = None
-        if lane is None:
-            try:
-                lane = direct.DirectLane(self._link)
-            except OSError as exc:
-                return convert.run_plan_reply(self._run_without_link(call, exc))
-            with self._guard:
-                self._lanes.add(lane)
+        try:
+            lane = self._direct_lane()
+        except OSError as exc:
+            return convert.run_plan_reply(self._run_without_link(call, exc))
         hook = self._begin(lane, call)
         try:  # the feeds' contents are written from where they are
             if plan is not None:
@@ -193,6 +190,77 @@ class RemoteWorker:
         if kind == direct.RESULT:
             return convert.run_plan_reply(body)
         raise direct.failure(body)
+
+    def _direct_lane(self) -> direct.DirectLane:
+        """An idle direct connection, else a new one (OSError when the worker's port cannot be reached)."""
+        while self._idle:  # an idle connection the worker closed (it restarted) is dropped, not used
+            try:
+                lane = self._idle.pop()
+            except IndexError:
+                break
+            if not lane.stale():
+                return lane
+            self._forget(lane)
+        lane = direct.DirectLane(self._link)
+        with self._guard:
+            self._lanes.add(lane)
+        return lane
+
+    def run_many(self, calls: list, plan) -> list:
+        """Each call's PlanResult, or the error it failed with, in order; WorkerLost for the calls never
+        sent (or never read by the worker) after the worker was lost or died running one (WorkerDied).
+        Calls of a plan that writes no variables, from a Run stream's batch: to a worker that reads PLAN
+        frames they are pipelined on one direct connection, one hop for the batch rather than one each."""
+        plans = None
+        if self._link is not None and self.direct_version >= link_format.VERSION:
+            plans = [link_format.plan_pieces(c.timeout_s, c.container, c.plan_key, c.session_handle, c.device_type,
+                                             c.host_steps, c.request_id, c.trace, c.feeds) for c in calls]
+        if plans is None or None in plans:
+            return _one_by_one(self, calls, plan)
+        try:
+            lane = self._direct_lane()
+        except OSError:
+            return _one_by_one(self, calls, plan)  # (run reports the blocked port and goes over gRPC)
+        timeouts = [c.timeout_s for c in calls]
+        hook = self._begin(lane, calls[0])  # the calls of a batch share their stream's cancellation
+        answers, stopped = [], None
+        try:
+            answers, stopped = lane.call_plans(plans, None if None in timeouts else max(timeouts))
+        finally:
+            cancelled = lane.cancelled
+            if isinstance(stopped, TimeoutError):
+                hook()  # the worker is told to stop the run it is on, and the connection is dropped
+            elif len(answers) < len(calls):
+                lane.cancelled = True  # out of step with the worker: the connection carries nothing more
+            self._end(lane, calls[0], hook, self._idle)
+        results = [self._answered(kind, body) for kind, body in answers]
+        if stopped is not None:
+            failure = self._stopped(cancelled, stopped)
+            results.append(failure)
+            if isinstance(failure, WorkerDied):  # the worker never read the rest: they may go to another
+                failure = WorkerLost(None, None, f"worker {self.name} was lost before running this run")
+            results += [failure] * (len(calls) - len(results))
+        return results
+
+    def _answered(self, kind: int, body) -> PlanResult | Exception:
+        if kind == direct.ANSWER:
+            try:
+                fetches, stats, deduplicated, worker, printed = link_format.read_answer(body)
+            except Exception as exc:  # a malformed answer fails its run only
+                return exc
+            return PlanResult(fetches, stats, deduplicated, worker or self.name, printed)
+        if kind == direct.FAILURE:
+            return direct.failure(body)
+        return errors.InternalError(None, None, f"worker {self.name} answered a PLAN frame with a frame of kind {kind}")
+
+    def _stopped(self, cancelled: bool, exc: BaseException) -> errors.OpError:
+        """The error of the run whose answer never came: the connection broke or timed out while the worker ran it."""
+        if cancelled:
+            return errors.CancelledError(None, None, "Run was cancelled")
+        if isinstance(exc, TimeoutError):
+            return errors.DeadlineExceededError(None, None, "Deadline Exceeded")
+        return WorkerDied(None, None, f"worker {self.name} died while running this run (connection closed: "
+                                      f"{exc or 'end of file'}); it is not resent to another worker")
 
     def _run_without_link(self, call: PlanCall, exc: OSError):
         """The direct port could not be reached. If the Worker API answers, that port is blocked on the way
@@ -255,6 +323,22 @@ class RemoteWorker:
             lanes, self._lanes = self._lanes, set()
         for lane in lanes:
             lane.close()
+
+
+def _one_by_one(worker, calls: list, plan) -> list:
+    """run_many as one run() after another: once the worker is lost or dies, the rest are not sent."""
+    results = []
+    for call in calls:
+        try:
+            results.append(worker.run(call, plan))
+        except (WorkerLost, WorkerDied) as exc:
+            results.append(exc)
+            results += [WorkerLost(None, None, f"worker {worker.name} was lost before running this run")
+                        for _ in calls[len(results):]]
+            break
+        except Exception as exc:  # this run's failure; the next runs still go
+            results.append(exc)
+    return results
 
 
 def _request(call: PlanCall) -> list:

@@ -217,6 +217,81 @@ class Service:
                 if (cached.writes_variables and not call.request_id) or len(tried) > MAX_FAILOVERS:
                     raise
 
+    # -- a Run stream's batch ---------------------------------------------------------------------------
+    def run_many(self, record: SessionRecord, cached: CachedPlan, runs: list, deadline: float | None,
+                 cancellation: Cancellation, slot: Slot | None = None) -> list:
+        """Run `runs` ((feeds, request id, RunOptions) each) of one plan, in order, within `deadline` (on the
+        time.monotonic() clock, or None); each run's RunOutcome, or the error it failed with.
+
+        A Run stream sends its runs in batches. A batch of a plan that writes no variables, without
+        per-run timeouts or traces, and without dynamic batching, goes to one worker as one call
+        (LocalWorker: a loop; RemoteWorker: PLAN frames pipelined on one connection), and what is the
+        same for all its runs is done once; a run counts in the metrics with its share of the batch's
+        time. Any other batch runs run by run, as unary runs do."""
+        if not self._batchable(record, cached, runs):
+            return [self._run_or_failure(record, cached, *run, deadline, cancellation, slot) for run in runs]
+        annotate(session=record.handle[:8], plan=cached.key[:16])
+        started = time.perf_counter()
+        outcomes, calls, device_types = [None] * len(runs), [], self.pool.device_types()
+        for index, (feeds, request_id, _) in enumerate(runs):
+            try:
+                _check_feeds(cached, feeds)
+                self.poison.check(cached.key, feeds)
+                placed = cached.placement(device_types, record.allow_soft_placement, feeds)
+                timeout = None if deadline is None else deadline - time.monotonic()
+                calls.append((index, placed, PlanCall(record.variable_container, cached.key, feeds, request_id,
+                                                      record.handle, placed.device_type, placed.host_steps, False,
+                                                      timeout, cancellation)))
+            except Exception as exc:
+                outcomes[index] = exc
+        # Runs go out in order, each stretch of one device type to one worker (a seeded random op's
+        # values depend on the order of the runs).
+        for stretch in _stretches(calls):
+            for (index, placed, _), result in zip(stretch, self._dispatch_many([c for _, _, c in stretch], cached)):
+                outcomes[index] = result if isinstance(result, Exception) else RunOutcome(result, placed, cached)
+        share, name = (time.perf_counter() - started) / len(runs), tenant()
+        for outcome in outcomes:
+            self.metrics.run_done(name, "OK" if isinstance(outcome, RunOutcome) else code_name(outcome),
+                                  time.perf_counter() - share)
+        return outcomes
+
+    def _batchable(self, record: SessionRecord, cached: CachedPlan, runs: list) -> bool:
+        if self.batcher is not None or cached.writes_variables or record.default_timeout_ms or len(runs) < 2:
+            return False
+        return not any(options.timeout_ms or options.trace_level > 0 for _, _, options in runs)
+
+    def _run_or_failure(self, record, cached, feeds, request_id, options, deadline, cancellation, slot):
+        try:
+            return self.run(record, cached, feeds, request_id, options,
+                            None if deadline is None else deadline - time.monotonic(), cancellation, slot)
+        except Exception as exc:
+            return exc
+
+    def _dispatch_many(self, calls: list, cached: CachedPlan) -> list:
+        """_dispatch for calls of one device type, to one worker at a time: a run whose worker died is
+        not resent (it may be what killed it); the runs that worker never read go to another one."""
+        results, pending, tried = [None] * len(calls), list(range(len(calls))), []
+        first = calls[0]
+        while pending:
+            try:
+                worker = self.pool.choose(first.device_type, first.container, cached.uses_variables, exclude=tried)
+            except Exception as exc:
+                for index in pending:
+                    results[index] = exc
+                break
+            lost = []
+            for index, result in zip(pending, worker.run_many([calls[i] for i in pending], cached)):
+                results[index] = result
+                if isinstance(result, WorkerDied):
+                    self.poison.add(cached.key, calls[index].feeds)
+                elif isinstance(result, WorkerLost):
+                    lost.append(index)
+            if lost or any(isinstance(results[i], WorkerDied) for i in pending):
+                self.pool.mark_lost(worker)
+                tried.append(worker.id)
+            pending = lost if len(tried) <= MAX_FAILOVERS else []
+        return results
+
     def _applied(self, call: PlanCall, cached: CachedPlan) -> PlanResult | None:
         """The stored result of a run whose worker died after committing its update, else None."""
         if not (cached.writes_variables and call.request_id):
@@ -232,6 +307,15 @@ class Service:
         """Drop the variables of `tenant`'s `containers` (its default container when none are named)."""
         for container in containers or [""]:
             self.store.reset(store_container(tenant, container))
+
+
+def _stretches(calls: list):
+    """Runs of consecutive (index, placement, call) items with one device type."""
+    start = 0
+    for end in range(1, len(calls) + 1):
+        if end == len(calls) or calls[end][2].device_type != calls[start][2].device_type:
+            yield calls[start:end]
+            start = end
 
 
 def _canonical(tensor: str) -> str:

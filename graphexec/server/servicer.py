@@ -9,6 +9,8 @@ caller's tenant (graphexec.server.auth), whose sessions and variables are the on
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from graphexec import errors
@@ -201,24 +203,87 @@ class GraphExecServicer:
 
     def _run_batch(self, items, context, cancellation):
         """Run the items of a batch in order. Answers go out as one batch message, except that a run
-        whose fetches are above the chunk size is answered alone, in parts, between batch messages."""
-        answers = []
-        for item in items:
-            try:
-                response, fetches = self._run_callable(item, _batch_item_feeds(item), context, cancellation,
-                                                       spb.RunResponse)
-            except Exception as exc:  # this run's answer carries it (a bug is logged); the runs after it still run
-                answers.append(_status_frame(exc))
-                continue
-            if any(getattr(f, "nbytes", 0) > CHUNK_BYTES for f in fetches):
-                if answers:
-                    yield _batch_frame(answers)
-                    answers = []
-                yield from _response_frames(response, fetches)
-            else:
-                answers.append(codec.encode_tensor_message(response, "fetches", fetches))
+        whose fetches are above the chunk size is answered alone, in parts, between batch messages.
+
+        Consecutive runs of one callable of one session (a stream's runs mostly are) are looked up once
+        and run together (Service.run_many: one worker call for the lot where it can), in one turn of
+        admission; the turn is not held while answers are sent."""
+        answers, deadline = [], _deadline(context)
+        for group in _groups(items):
+            outcomes, source = self._run_group(group, context, deadline, cancellation)
+            for item, outcome in zip(group, outcomes):
+                if isinstance(outcome, Exception):  # this run's answer carries it (a bug is logged)
+                    answers.append(_status_frame(outcome))
+                    continue
+                fetches = outcome.result.fetches
+                header = _response_header(outcome, item.options, source)
+                if any(getattr(f, "nbytes", 0) > CHUNK_BYTES for f in fetches):
+                    if answers:
+                        yield _batch_frame(answers)
+                        answers = []
+                    yield from _response_frames(spb.RunResponse.FromString(header), fetches)
+                else:
+                    answers.append(codec.encode_tensor_message(header, "fetches", fetches,
+                                                               message_class=spb.RunResponse))
         if answers:
             yield _batch_frame(answers)
+
+    def _run_group(self, group: list, context, deadline, cancellation) -> tuple[list, str]:
+        """(the outcome or failure of each run of a group (one session, one callable), the plan's source)."""
+        try:
+            record, cached, source = self._lookup(group[0], context)
+        except Exception as exc:
+            return [exc] * len(group), plan_cache.MEMORY
+        outcomes, runs, positions = [None] * len(group), [], []
+        for position, item in enumerate(group):
+            try:
+                runs.append((_batch_item_feeds(item), item.request_id, item.options))
+                positions.append(position)
+            except Exception as exc:
+                outcomes[position] = exc
+        if runs:
+            try:
+                with self.admission.slot() as slot:
+                    done = self.service.run_many(record, cached, runs, deadline, cancellation, slot)
+            except Exception as exc:  # not admitted
+                done = [exc] * len(runs)
+            for position, outcome in zip(positions, done):
+                outcomes[position] = outcome
+        return outcomes, source
+
+    def _lookup(self, request, context) -> tuple:
+        """(session record, plan, plan source) of a run request."""
+        record = self.service.sessions.get(request.session_handle, context.caller)
+        return (record, *self.service.plans.get(request.callable_handle))
+
+
+def _deadline(context) -> float | None:
+    """The call's deadline on the time.monotonic() clock; None without one."""
+    remaining = remaining_seconds(context)
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def _groups(items):
+    """Consecutive items with one session handle and callable handle, as lists."""
+    group = []
+    for item in items:
+        if group and (item.session_handle != group[0].session_handle
+                      or item.callable_handle != group[0].callable_handle):
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group
+
+
+def _response_header(outcome: RunOutcome, options, source: str) -> bytes:
+    """A RunResponse without its fetches; empty (the common case) when there is nothing to say."""
+    if not outcome.result.printed and not _wants_metadata(options):
+        return b""
+    response = spb.RunResponse(printed=outcome.result.printed)
+    if _wants_metadata(options):
+        _fill_metadata(response.metadata, outcome, options, source, 0.0)
+    return response.SerializeToString()
 
 
 def _batch_items(request, raw, feeds, parts) -> list:

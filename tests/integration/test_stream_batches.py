@@ -1,0 +1,125 @@
+"""A Run stream's batches on the Redis deployment (real Redis, workers and replica): the runs of a batch go
+to a worker as PLAN frames pipelined on one direct connection (graphexec.server.direct.DirectLane.call_plans);
+each run keeps its own answer, its own failure, and its own fate when the worker dies under it."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_limits_cluster import _busiest, _long_chain, _numpy_chain
+from test_worker_direct_link import _registration
+
+import graphexec as tf
+from graphexec import errors
+from graphexec.client import remote
+from graphexec.client.connection import ResponseAssembler
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import codec, link_format
+from graphexec.server import direct, pool
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _batch_answers(sess, fetch, placeholder, values) -> list:
+    """The answers of one batch RunRequest carrying a run for each value (as a stream's sender batches
+    them): each run's fetched value, or the tf.errors exception it failed with, in order."""
+    sess.run(fetch, {placeholder: values[0]})  # makes the callable
+    made = sess._callable([placeholder.name], [fetch.name], [])
+    header = sess._header(made, remote._DEFAULT_OPTIONS, False)
+    items = [remote._encode_run(header, index + 1, [value]) for index, value in enumerate(values)]
+    frame = b"".join(codec.message_field(spb.RunRequest, "batch", item) for item in items)
+    assembler, answers = ResponseAssembler(), []
+    for data in sess._connection.stream(iter([frame])):
+        answers += assembler.answers(data)
+    assert len(answers) == len(values)
+    return [a if isinstance(a, errors.OpError) else a[1][0] for a in answers]
+
+
+def test_a_batch_runs_in_order_on_the_worker_with_each_failure_in_its_place(redis_server, serve, worker,
+                                                                           wait_for_workers):
+    worker(redis_server.url)
+    target = serve("--redis", redis_server.url)
+    wait_for_workers(target, 1)
+    values = [np.full(4, i + 1.0, np.float32) for i in range(300)]
+    values[120] = np.array([1.0, -1.0, 2.0, 3.0], np.float32)  # log(-1): check_numerics fails on the worker
+    values[121] = np.ones(5, np.float32)  # the wrong shape: refused by the replica before it is sent
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [4])
+        y = tf.debugging.check_numerics(tf.log(x), "log of x") * 2.0
+        with tf.Session(target) as sess:
+            answers = _batch_answers(sess, y, x, values)
+            for index, (value, answer) in enumerate(zip(values, answers)):
+                if index == 120:
+                    assert isinstance(answer, errors.InvalidArgumentError) and "log of x" in answer.message
+                elif index == 121:
+                    assert isinstance(answer, errors.InvalidArgumentError) and "shape" in answer.message
+                else:
+                    np.testing.assert_allclose(answer, np.log(value) * 2.0, rtol=1e-6)
+            # The stream API gives the same values, and the connection is in step after the failures.
+            streamed = list(sess.stream(y, ({x: v} for v in values[:100])))
+            np.testing.assert_allclose(np.stack(streamed), np.log(np.stack(values[:100])) * 2.0, rtol=1e-6)
+
+
+def test_runs_after_the_one_that_killed_the_worker_go_to_another_and_it_is_refused(redis_server, serve, worker,
+                                                                                 wait_for_workers):
+    """The worker reads a connection's runs in order: the run it died running is ABORTED and not resent
+    (it may be what killed it), and the runs queued behind it, which it never read, go to another worker."""
+    workers = [worker(redis_server.url) for _ in range(2)]
+    target = serve("--redis", redis_server.url)
+    wait_for_workers(target, 2)
+    small = [np.eye(3, dtype=np.float32) * (1.2 + 0.1 * i) for i in range(8)]  # tanh(s y) = y: distinct sums
+    large = np.random.default_rng(2).normal(size=(600, 600)).astype(np.float32) * 0.03
+    values = small[:3] + [large] + small[3:]
+    with tf.Graph().as_default():
+        x, total = _long_chain()
+        with tf.Session(target) as sess:
+            sess.run(total, {x: small[0]})
+            result = {}
+            runner = threading.Thread(target=lambda: result.update(answers=_batch_answers(sess, total, x, values)))
+            runner.start()
+            victim = _busiest(workers)
+            victim.signal(signal.SIGKILL)
+            runner.join(timeout=120)
+            answers = result["answers"]
+            assert isinstance(answers[3], errors.AbortedError) and "died while running this run" in answers[3].message
+            for index in (0, 1, 2, 4, 5, 6, 7, 8):
+                np.testing.assert_allclose(answers[index], _numpy_chain(values[index].astype(np.float64), 400).sum(),
+                                           rtol=1e-4)
+            survivor = next(w for w in workers if w is not victim)
+            time.sleep(0.2)
+            assert survivor.proc.poll() is None
+            with pytest.raises(errors.ResourceExhaustedError, match="killed the worker running it; it is refused"):
+                sess.run(total, {x: large})
+
+
+def test_pipelined_plan_frames_are_answered_in_order_past_the_window(redis_server, serve, worker, wait_for_workers):
+    """3,000 runs (~500 KB of frames, many times PIPELINE_BYTES) on one connection: every answer is its
+    own run's, in order; a malformed frame among them is answered FAILURE and the rest still run."""
+    process = worker(redis_server.url)
+    target = serve("--redis", redis_server.url)
+    wait_for_workers(target, 1)
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [8])
+        y = x * 3.0 + 1.0
+        with tf.Session(target) as sess:
+            sess.run(y, {x: np.zeros(8, np.float32)})  # the plan is now in Redis, where the worker finds it
+            made = sess._callable([x.name], [y.name], [])
+            handle = sess._handle
+    values = [np.arange(8, dtype=np.float32) + i for i in range(3000)]
+    plans = [link_format.plan_pieces(30.0, "", made.handle, handle, "CPU", (), 0, False, [v]) for v in values]
+    plans[1500] = [b"\x01" * 40]
+    lane = direct.DirectLane(pool.RemoteWorker(_registration(redis_server.url, process.match.group(1)))._link)
+    try:
+        answers, stopped = lane.call_plans(plans, 30.0)
+    finally:
+        lane.close()
+    assert stopped is None and len(answers) == len(values)
+    for index, (kind, body) in enumerate(answers):
+        if index == 1500:
+            assert kind == direct.FAILURE and spb.Status.FromString(body).code == 3  # INVALID_ARGUMENT
+            continue
+        assert kind == direct.ANSWER
+        np.testing.assert_array_equal(link_format.read_answer(body)[0][0], values[index] * 3.0 + 1.0)
