@@ -325,8 +325,10 @@ class RemoteSession(BaseSession):
         assembler = ResponseAssembler()
         try:
             for data in call:
-                for answer in assembler.answers(data):
-                    window.leave()
+                answers = assembler.answers(data)
+                if answers:
+                    window.leave(len(answers))
+                for answer in answers:
                     if isinstance(answer, errors.OpError):
                         write_printed(answer.printed)
                         raise answer
@@ -396,9 +398,11 @@ class _Window:
             self._bytes += nbytes
             return True
 
-    def leave(self) -> None:
+    def leave(self, runs: int = 1) -> None:
+        """`runs` runs were answered (a batch message's answers leave together: one lock, one wake-up)."""
         with self._changed:
-            self._bytes -= self._sizes.popleft()
+            for _ in range(runs):
+                self._bytes -= self._sizes.popleft()
             self._changed.notify()
 
 
