@@ -123,3 +123,45 @@ def test_pipelined_plan_frames_are_answered_in_order_past_the_window(redis_serve
             continue
         assert kind == direct.ANSWER
         np.testing.assert_array_equal(link_format.read_answer(body)[0][0], values[index] * 3.0 + 1.0)
+
+
+def test_streamed_training_steps_commit_one_by_one_and_seeded_randoms_keep_their_order(redis_server, serve, worker,
+                                                                                      wait_for_workers):
+    """A stream of updates goes run by run (each commits before the next reads); a stream of a seeded
+    random op, pipelined, gives the values that the same runs give one after another."""
+    worker(redis_server.url)
+    target = serve("--redis", redis_server.url)
+    wait_for_workers(target, 1)
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((16, 4)).astype(np.float32) for _ in range(40)]
+    w_start = rng.standard_normal((4, 1)).astype(np.float32)
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None, 4])
+        w = tf.Variable(w_start)
+        loss = tf.reduce_mean(tf.square(tf.matmul(x, w)))
+        train = tf.train.GradientDescentOptimizer(0.05).minimize(loss)
+        with tf.Session(target, config=tf.ConfigProto(container="streamed-steps")) as sess:
+            sess.run(w.initializer)
+            losses = [float(step[1]) for step in sess.stream([train, loss], ({x: v} for v in xs))]
+            expected_w, expected_losses = w_start.astype(np.float64), []
+            for value in xs:
+                value = value.astype(np.float64)
+                expected_losses.append(float(np.mean((value @ expected_w) ** 2)))  # fetched before the update
+                expected_w = expected_w - 0.05 * (2 / 16) * value.T @ (value @ expected_w)
+            np.testing.assert_allclose(sess.run(w), expected_w, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(losses, expected_losses, rtol=1e-4)
+
+    def draws(stream: bool) -> np.ndarray:
+        with tf.Graph().as_default():
+            tf.set_random_seed(7)
+            scale = tf.placeholder(tf.float32, [])
+            noise = tf.random_uniform([3]) * scale
+            with tf.Session(target) as sess:
+                feeds = [{scale: 1.0 + i} for i in range(200)]
+                if stream:
+                    return np.stack(list(sess.stream(noise, feeds)))
+                return np.stack([sess.run(noise, feed) for feed in feeds])
+
+    streamed, one_by_one = draws(True), draws(False)
+    assert len({tuple(row) for row in streamed}) == 200  # a new draw each run
+    np.testing.assert_array_equal(streamed, one_by_one)
