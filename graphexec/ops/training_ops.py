@@ -10,6 +10,11 @@ A new value never overwrites the committed one (a run that fails later must leav
 the common optimizers compute it without allocating: into the buffer that held the value before the
 committed one (`ctx.spares`, filled by the worker after each commit), once nothing references that
 buffer any more (`workspace.reusable`). Operations keep TF's order, so results are bit-identical.
+
+Large variables are updated a block at a time (`_blockwise`): every operation of the update runs over
+one block while it is in the cache, so a dense layer's Adam step reads and writes memory about once per
+operand instead of once per operation (Adam on W10's 3.2M-weight layer: 33-38 -> 20-23 ms a step on a
+2-vCPU machine). Each element still goes through the same operations in the same order.
 """
 from __future__ import annotations
 
@@ -47,6 +52,23 @@ def _buffer(ctx, name, like):
     return ctx.xp.empty(like.shape, dtype=like.dtype)
 
 
+# Elements per block: the ~7 float32 operands of an Adam block (~900 KB) stay in a core's L2.
+BLOCK_ELEMENTS = 32768
+
+
+def _blockwise(body, *arrays) -> None:
+    """`body(*blocks)` over consecutive blocks of the flattened `arrays` (all of one size). Arrays that
+    `body` writes must be C-contiguous (so that their flat blocks are views)."""
+    flat = [a.reshape(-1) for a in arrays]
+    size = flat[0].size
+    if size <= BLOCK_ELEMENTS:
+        body(*flat)
+        return
+    for start in range(0, size, BLOCK_ELEMENTS):
+        stop = start + BLOCK_ELEMENTS
+        body(*[f[start:stop] for f in flat])
+
+
 def _fits(value, grad):
     """Whether the allocation-free path applies: same-typed contiguous numpy operands (else the plain
     expressions below, e.g. on CuPy)."""
@@ -58,27 +80,28 @@ def _apply_gradient_descent(ctx, alpha, grad, var, slots, dtype, shape):
     if not _fits(value, grad):
         return _write(ctx, var, value - alpha * grad)
     new = _buffer(ctx, var, value)
-    np.multiply(grad, alpha, out=new)
-    return _write(ctx, var, np.subtract(value, new, out=new))
+
+    def descend(new, grad, value):
+        np.multiply(grad, alpha, out=new)
+        np.subtract(value, new, out=new)
+
+    _blockwise(descend, new, grad, value)
+    return _write(ctx, var, new)
 
 
-def _moving(ctx, name, old, grad, decay):
-    """`old + (grad - old) * (1 - decay)` (Adam's m) into `name`'s buffer."""
-    new = _buffer(ctx, name, old)
+def _moving(new, old, grad, keep):
+    """`old + (grad - old) * keep` (Adam's m, keep = 1 - decay) into `new`."""
     np.subtract(grad, old, out=new)
-    new *= 1 - decay
+    new *= keep
     new += old
-    return _write(ctx, name, new)
 
 
-def _moving_square(ctx, name, old, grad, decay):
-    """`old + (grad * grad - old) * (1 - decay)` (Adam's v, RMSProp's ms) into `name`'s buffer."""
-    new = _buffer(ctx, name, old)
+def _moving_square(new, old, grad, keep):
+    """`old + (grad * grad - old) * keep` (Adam's v, RMSProp's ms) into `new`."""
     np.multiply(grad, grad, out=new)
     new -= old
-    new *= 1 - decay
+    new *= keep
     new += old
-    return _write(ctx, name, new)
 
 
 def _apply_momentum(ctx, lr, grad, momentum, var, slots, dtype, shape, use_nesterov):
@@ -89,13 +112,17 @@ def _apply_momentum(ctx, lr, grad, momentum, var, slots, dtype, shape, use_neste
         if use_nesterov:
             return _write(ctx, var, value - (grad * lr + accum * momentum * lr))
         return _write(ctx, var, value - lr * accum)
-    accum = _buffer(ctx, slots[0], old)
-    np.multiply(old, momentum, out=accum)
-    accum += grad
+    accum, new = _buffer(ctx, slots[0], old), _buffer(ctx, var, value)
+
+    def step(accum, new, old, grad, value):
+        np.multiply(old, momentum, out=accum)
+        accum += grad
+        np.multiply(accum, lr, out=new)
+        np.subtract(value, new, out=new)
+
+    _blockwise(step, accum, new, old, grad, value)
     _write(ctx, slots[0], accum)
-    new = _buffer(ctx, var, value)
-    np.multiply(accum, lr, out=new)
-    return _write(ctx, var, np.subtract(value, new, out=new))
+    return _write(ctx, var, new)
 
 
 def _apply_adam(ctx, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, var, slots, dtype, shape):
@@ -107,15 +134,23 @@ def _apply_adam(ctx, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, 
         m = _write(ctx, slots[0], m + (grad - m) * (1 - beta1))
         v = _write(ctx, slots[1], v + (grad * grad - v) * (1 - beta2))
         return _write(ctx, var, value - lr_t * m / (xp.sqrt(v) + epsilon))
-    m = _moving(ctx, slots[0], m, grad, beta1)
-    v = _moving_square(ctx, slots[1], v, grad, beta2)
+    new_m, new_v, new = _buffer(ctx, slots[0], m), _buffer(ctx, slots[1], v), _buffer(ctx, var, value)
     denominator = workspace.scratch(np, value.shape, value.dtype)
-    np.sqrt(v, out=denominator)
-    denominator += epsilon
-    new = _buffer(ctx, var, value)
-    np.multiply(m, lr_t, out=new)
-    new /= denominator
-    return _write(ctx, var, np.subtract(value, new, out=new))
+    keep_m, keep_v = 1 - beta1, 1 - beta2
+
+    def step(new_m, new_v, new, denominator, m, v, grad, value):
+        _moving(new_m, m, grad, keep_m)
+        _moving_square(new_v, v, grad, keep_v)
+        np.sqrt(new_v, out=denominator)
+        denominator += epsilon
+        np.multiply(new_m, lr_t, out=new)
+        new /= denominator
+        np.subtract(value, new, out=new)
+
+    _blockwise(step, new_m, new_v, new, denominator, m, v, grad, value)
+    _write(ctx, slots[0], new_m)
+    _write(ctx, slots[1], new_v)
+    return _write(ctx, var, new)
 
 
 def _apply_rms_prop(ctx, lr, rho, momentum, epsilon, grad, var, slots, dtype, shape, centered):
@@ -124,16 +159,23 @@ def _apply_rms_prop(ctx, lr, rho, momentum, epsilon, grad, var, slots, dtype, sh
     ms = ctx.read_variable(slots[0])
     old_mom = ctx.read_variable(slots[1])
     if not centered and _fits(value, grad) and ms.dtype == old_mom.dtype == grad.dtype:
-        ms = _moving_square(ctx, slots[0], ms, grad, rho)
+        new_ms, mom, new = _buffer(ctx, slots[0], ms), _buffer(ctx, slots[1], old_mom), _buffer(ctx, var, value)
         scratch = workspace.scratch(np, value.shape, value.dtype)
-        np.add(ms, epsilon, out=scratch)
-        np.sqrt(scratch, out=scratch)
-        mom = _buffer(ctx, slots[1], old_mom)
-        np.multiply(grad, lr, out=mom)
-        mom /= scratch
-        mom += np.multiply(old_mom, momentum, out=scratch)
+        keep = 1 - rho
+
+        def step(new_ms, mom, new, scratch, ms, old_mom, grad, value):
+            _moving_square(new_ms, ms, grad, keep)
+            np.add(new_ms, epsilon, out=scratch)
+            np.sqrt(scratch, out=scratch)
+            np.multiply(grad, lr, out=mom)
+            mom /= scratch
+            mom += np.multiply(old_mom, momentum, out=scratch)
+            np.subtract(value, mom, out=new)
+
+        _blockwise(step, new_ms, mom, new, scratch, ms, old_mom, grad, value)
+        _write(ctx, slots[0], new_ms)
         _write(ctx, slots[1], mom)
-        return _write(ctx, var, np.subtract(value, mom, out=_buffer(ctx, var, value)))
+        return _write(ctx, var, new)
     ms = _write(ctx, slots[0], ms + (grad * grad - ms) * (1 - rho))
     if centered:
         mg = ctx.read_variable(slots[2])

@@ -1,7 +1,8 @@
 """The allocation-saving kernel paths: convolutions in batch chunks through a reused scratch buffer,
-MaxPoolGrad over tiling windows, and optimizer updates into double buffers. Each is checked against a
-naive numpy reference or the plain formula, gradients against finite differences, and the double
-buffers against what they must never do: change a committed value, or write a buffer still referenced.
+MaxPoolGrad over tiling windows, and optimizer updates into double buffers, a block at a time. Each
+is checked against a naive numpy reference or the plain formula, gradients against finite differences,
+and the double buffers against what they must never do: change a committed value, or write a buffer
+still referenced.
 """
 import weakref
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphexec as tf
-from graphexec.ops import conv_ops, workspace
+from graphexec.ops import conv_ops, training_ops, workspace
 from opcheck import check_grad, check_op
 from test_nn import np_conv2d
 
@@ -182,3 +183,30 @@ def test_values_fetched_before_a_step_never_change_after_it(name):
     for fetched, copies in kept:
         for value, copy in zip(fetched, copies):
             np.testing.assert_array_equal(value, copy)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_large_variables_update_in_blocks_to_the_same_bits(name, monkeypatch):
+    """A variable above training_ops.BLOCK_ELEMENTS is updated a block at a time (the last one partial);
+    its values, and its slots', are the bits of one pass over the whole array."""
+    rng = np.random.default_rng(4)
+    start, batches = rng.standard_normal((1001, 7)).astype(np.float32), [
+        rng.standard_normal((6, 1001)).astype(np.float32) for _ in range(4)]
+
+    def trained(block: int) -> list:
+        monkeypatch.setattr(training_ops, "BLOCK_ELEMENTS", block)
+        with tf.Graph().as_default() as graph:
+            x = tf.placeholder(tf.float32, [None, 1001])
+            w = tf.Variable(start)
+            train = OPTIMIZERS[name]().minimize(tf.reduce_mean(tf.square(tf.matmul(x, w))))
+            init = tf.global_variables_initializer()
+        with tf.Session(graph=graph) as sess:
+            sess.run(init)
+            for batch in batches:
+                sess.run(train, {x: batch})
+            return sess.run(graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES))
+
+    blocked, whole = trained(1000), trained(10 ** 9)
+    assert len(blocked) == len(whole) >= 1 and not np.array_equal(blocked[0], start)
+    for ours, theirs in zip(blocked, whole, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
