@@ -289,8 +289,21 @@ class Service:
             if lost or any(isinstance(results[i], WorkerDied) for i in pending):
                 self.pool.mark_lost(worker)
                 tried.append(worker.id)
-            pending = lost if len(tried) <= MAX_FAILOVERS else []
+            pending = self._resendable(lost, calls, cached, results) if len(tried) <= MAX_FAILOVERS else []
         return results
+
+    def _resendable(self, lost: list, calls: list, cached: CachedPlan, results: list) -> list:
+        """The runs a lost worker never read that may go to another one: not a copy of the run that just
+        killed it (later in the same batch), which is refused as that run will be."""
+        resend = []
+        for index in lost:
+            try:
+                self.poison.check(cached.key, calls[index].feeds)
+            except errors.OpError as exc:
+                results[index] = exc
+            else:
+                resend.append(index)
+        return resend
 
     def _applied(self, call: PlanCall, cached: CachedPlan) -> PlanResult | None:
         """The stored result of a run whose worker died after committing its update, else None."""

@@ -66,13 +66,14 @@ def test_a_batch_runs_in_order_on_the_worker_with_each_failure_in_its_place(redi
 def test_runs_after_the_one_that_killed_the_worker_go_to_another_and_it_is_refused(redis_server, serve, worker,
                                                                                  wait_for_workers):
     """The worker reads a connection's runs in order: the run it died running is ABORTED and not resent
-    (it may be what killed it), and the runs queued behind it, which it never read, go to another worker."""
+    (it may be what killed it), and the runs queued behind it, which it never read, go to another worker,
+    except a copy of that run, refused like it (else a batch of copies could kill every worker)."""
     workers = [worker(redis_server.url) for _ in range(2)]
     target = serve("--redis", redis_server.url)
     wait_for_workers(target, 2)
     small = [np.eye(3, dtype=np.float32) * (1.2 + 0.1 * i) for i in range(8)]  # tanh(s y) = y: distinct sums
     large = np.random.default_rng(2).normal(size=(600, 600)).astype(np.float32) * 0.03
-    values = small[:3] + [large] + small[3:]
+    values = small[:3] + [large, large] + small[3:]
     with tf.Graph().as_default():
         x, total = _long_chain()
         with tf.Session(target) as sess:
@@ -85,7 +86,8 @@ def test_runs_after_the_one_that_killed_the_worker_go_to_another_and_it_is_refus
             runner.join(timeout=120)
             answers = result["answers"]
             assert isinstance(answers[3], errors.AbortedError) and "died while running this run" in answers[3].message
-            for index in (0, 1, 2, 4, 5, 6, 7, 8):
+            assert isinstance(answers[4], errors.ResourceExhaustedError) and "refused" in answers[4].message
+            for index in (0, 1, 2, 5, 6, 7, 8, 9):
                 np.testing.assert_allclose(answers[index], _numpy_chain(values[index].astype(np.float64), 400).sum(),
                                            rtol=1e-4)
             survivor = next(w for w in workers if w is not victim)
