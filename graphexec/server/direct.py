@@ -42,6 +42,18 @@ GRACE_S = 2.0
 # Pipelined runs (call_plans) unanswered at once, in request bytes: well under what the two ends'
 # socket buffers hold, so the sender never blocks while the worker waits for its answers to be read.
 PIPELINE_BYTES = 32 << 10
+# ... and at most this much of their answers on the way back, as the largest answer so far predicts.
+PIPELINE_ANSWER_BYTES = 16 << 20
+PIPELINE_RUNS = 256
+
+
+def _runs_in_flight(largest_answer: int | None) -> int:
+    """How many runs may be unanswered, given the largest answer so far (None: none has come yet, and
+    the first says how large they are: one round trip per batch)."""
+    if largest_answer is None:
+        return 1
+    return max(1, min(PIPELINE_RUNS, PIPELINE_ANSWER_BYTES // max(largest_answer, 1)))
+
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -198,32 +210,51 @@ class DirectLane:
         send_frame(self.sock, PLAN, *plan)
         return read_frame(self.reader)
 
-    def call_plans(self, plans: list, timeout_s: float | None) -> tuple[list, BaseException | None]:
+    def call_plans(self, plans: list, timeout_s: float | None,
+                   answer_bytes: int | None = None) -> tuple[list, BaseException | None, int]:
         """Pipelined PLAN bodies: each is sent without waiting for the answers before it (the worker
         reads a connection's frames in order and answers each in turn), keeping at most PIPELINE_BYTES
-        of them unanswered so that neither side can block the other on a full socket. Returns the
-        (ANSWER or FAILURE, body) of the first k runs, and None when k is all of them, else what stopped
-        the reading (socket.timeout past `timeout_s` + GRACE_S, Closed or OSError): then the worker was
-        running run k, and the runs after it were never read."""
+        of them unanswered so that neither side can block the other on a full socket, and only as many
+        runs as PIPELINE_ANSWER_BYTES of answers the size of the largest so far (1 before the first).
+
+        Returns (the (ANSWER or FAILURE, body) of the first k runs, what broke or None, how many runs
+        were sent). What broke is socket.timeout (past `timeout_s` + GRACE_S), Closed or OSError: if k is
+        short of the runs sent, the worker was running run k when it broke, and never read the ones after
+        it; if not, a send broke. With `answer_bytes`, no run is sent once the answers read reach it (the
+        first always is); the runs not sent ran nowhere."""
         self.sock.settimeout(None if timeout_s is None else max(timeout_s, 0.0) + GRACE_S)
-        answers, sizes, unanswered = [], [], 0
+        answers, sizes = [], []
+        unanswered = answered = largest = 0  # request bytes in flight; answer bytes read, the largest
+
+        def read_one():
+            nonlocal unanswered, answered, largest
+            kind, body = read_frame(self.reader)
+            unanswered -= sizes[len(answers)]
+            answered += len(body)
+            largest = max(largest, len(body))
+            answers.append((kind, body))
+
+        budget = answer_bytes if answer_bytes is not None else float("inf")
+        broken = None
         try:
             for plan in plans:
                 size = sum(map(len, plan))
-                while unanswered and unanswered + size > PIPELINE_BYTES:
-                    answers.append(read_frame(self.reader))
-                    unanswered -= sizes[len(answers) - 1]
+                while len(answers) < len(sizes) and (unanswered + size > PIPELINE_BYTES or len(sizes) - len(answers)
+                                                     >= _runs_in_flight(largest if answers else None)):
+                    read_one()
+                if answered >= budget:
+                    break
                 send_frame(self.sock, PLAN, *plan)
                 sizes.append(size)
                 unanswered += size
-        except (Closed, OSError):  # the answers the worker sent before it went are still to be read
-            plans = plans[:len(sizes)]
+        except (Closed, OSError) as exc:  # the answers the worker sent before it went are still to be read
+            broken = exc
         try:
-            while len(answers) < len(plans):
-                answers.append(read_frame(self.reader))
+            while len(answers) < len(sizes):
+                read_one()
         except (Closed, OSError) as exc:  # (socket.timeout is an OSError)
-            return answers, exc
-        return answers, None
+            broken = exc
+        return answers, broken, len(sizes)
 
     def take(self) -> int:
         with self._guard:

@@ -76,15 +76,10 @@ class LocalWorker:
         finally:
             self.metrics.worker_run_done(call.device_type, code, started)
 
-    def run_many(self, calls: list, plan) -> list:
-        """Each call's PlanResult, or the error it failed with, in order."""
-        results = []
-        for call in calls:
-            try:
-                results.append(self.run(call, plan))
-            except Exception as exc:  # this run's failure; the next runs still go
-                results.append(exc)
-        return results
+    def run_many(self, calls: list, plan, fetch_bytes: int | None = None) -> list:
+        """Each call's PlanResult, or the error it failed with, in order; none after the fetches reach
+        `fetch_bytes` (the list is then shorter than `calls`)."""
+        return _one_by_one(self, calls, plan, fetch_bytes)
 
 
 class RemoteWorker:
@@ -206,37 +201,40 @@ class RemoteWorker:
             self._lanes.add(lane)
         return lane
 
-    def run_many(self, calls: list, plan) -> list:
+    def run_many(self, calls: list, plan, fetch_bytes: int | None = None) -> list:
         """Each call's PlanResult, or the error it failed with, in order; WorkerLost for the calls never
         sent (or never read by the worker) after the worker was lost or died running one (WorkerDied).
         Calls of a plan that writes no variables, from a Run stream's batch: to a worker that reads PLAN
-        frames they are pipelined on one direct connection, one hop for the batch rather than one each."""
+        frames they are pipelined on one direct connection, one hop for the batch rather than one each.
+        Once the answers reach `fetch_bytes`, no more calls are sent: the list is then shorter than
+        `calls`, and the calls left out ran nowhere."""
         plans = None
         if self._link is not None and self.direct_version >= link_format.VERSION:
             plans = [link_format.plan_pieces(c.timeout_s, c.container, c.plan_key, c.session_handle, c.device_type,
                                              c.host_steps, c.request_id, c.trace, c.feeds) for c in calls]
         if plans is None or None in plans:
-            return _one_by_one(self, calls, plan)
+            return _one_by_one(self, calls, plan, fetch_bytes)
         try:
             lane = self._direct_lane()
         except OSError:
-            return _one_by_one(self, calls, plan)  # (run reports the blocked port and goes over gRPC)
+            return _one_by_one(self, calls, plan, fetch_bytes)  # (run reports the blocked port, goes over gRPC)
         timeouts = [c.timeout_s for c in calls]
         hook = self._begin(lane, calls[0])  # the calls of a batch share their stream's cancellation
-        answers, stopped = [], None
+        answers, stopped, sent = [], None, 0
         try:
-            answers, stopped = lane.call_plans(plans, None if None in timeouts else max(timeouts))
+            answers, stopped, sent = lane.call_plans(plans, None if None in timeouts else max(timeouts), fetch_bytes)
         finally:
             cancelled = lane.cancelled
             if isinstance(stopped, TimeoutError):
                 hook()  # the worker is told to stop the run it is on, and the connection is dropped
-            elif len(answers) < len(calls):
+            elif stopped is not None or len(answers) < sent:
                 lane.cancelled = True  # out of step with the worker: the connection carries nothing more
             self._end(lane, calls[0], hook, self._idle)
         results = [self._answered(kind, body) for kind, body in answers]
         if stopped is not None:
             failure = self._stopped(cancelled, stopped)
-            results.append(failure)
+            if len(answers) < sent:  # the worker was running this one
+                results.append(failure)
             if isinstance(failure, WorkerDied):  # the worker never read the rest: they may go to another
                 failure = WorkerLost(None, None, f"worker {self.name} was lost before running this run")
             results += [failure] * (len(calls) - len(results))
@@ -325,12 +323,15 @@ class RemoteWorker:
             lane.close()
 
 
-def _one_by_one(worker, calls: list, plan) -> list:
+def _one_by_one(worker, calls: list, plan, fetch_bytes: int | None = None) -> list:
     """run_many as one run() after another: once the worker is lost or dies, the rest are not sent."""
-    results = []
+    results, fetched = [], 0
     for call in calls:
+        if fetch_bytes is not None and fetched >= fetch_bytes:
+            break
         try:
             results.append(worker.run(call, plan))
+            fetched += _nbytes(results[-1])
         except (WorkerLost, WorkerDied) as exc:
             results.append(exc)
             results += [WorkerLost(None, None, f"worker {worker.name} was lost before running this run")
@@ -339,6 +340,10 @@ def _one_by_one(worker, calls: list, plan) -> list:
         except Exception as exc:  # this run's failure; the next runs still go
             results.append(exc)
     return results
+
+
+def _nbytes(result: PlanResult) -> int:
+    return sum(getattr(f, "nbytes", 0) for f in result.fetches)
 
 
 def _request(call: PlanCall) -> list:

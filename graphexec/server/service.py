@@ -44,6 +44,8 @@ from graphexec.server.sessions import SessionRecord, SessionTable
 from graphexec.server.telemetry import DEFAULT_TENANT, Metrics, annotate, code_name, tenant
 
 MAX_FAILOVERS = 3
+# What the runs of one run_many call may fetch in all before the rest wait for their answers to be sent.
+FETCH_BYTES_PER_CALL = 64 << 20
 
 
 @dataclass
@@ -227,7 +229,11 @@ class Service:
         per-run timeouts or traces, and without dynamic batching, goes to one worker as one call
         (LocalWorker: a loop; RemoteWorker: PLAN frames pipelined on one connection), and what is the
         same for all its runs is done once; a run counts in the metrics with its share of the batch's
-        time. Any other batch runs run by run, as unary runs do."""
+        time. Any other batch runs run by run, as unary runs do.
+
+        Runs stop being sent once their fetches reach FETCH_BYTES_PER_CALL: the list then holds the
+        first runs' outcomes only (at least one), and the caller, having sent their answers, calls
+        again with the rest (so a batch of runs with large fetches never holds them all at once)."""
         if not self._batchable(record, cached, runs):
             return [self._run_or_failure(record, cached, *run, deadline, cancellation, slot) for run in runs]
         annotate(session=record.handle[:8], plan=cached.key[:16])
@@ -246,10 +252,16 @@ class Service:
                 outcomes[index] = exc
         # Runs go out in order, each stretch of one device type to one worker (a seeded random op's
         # values depend on the order of the runs).
+        done = len(runs)
         for stretch in _stretches(calls):
-            for (index, placed, _), result in zip(stretch, self._dispatch_many([c for _, _, c in stretch], cached)):
+            results = self._dispatch_many([c for _, _, c in stretch], cached)
+            for (index, placed, _), result in zip(stretch, results):
                 outcomes[index] = result if isinstance(result, Exception) else RunOutcome(result, placed, cached)
-        share, name = (time.perf_counter() - started) / len(runs), tenant()
+            if len(results) < len(stretch):  # the fetch budget is spent: the rest wait for the next call
+                done = stretch[len(results)][0]
+                break
+        outcomes = outcomes[:done]
+        share, name = (time.perf_counter() - started) / len(outcomes), tenant()
         for outcome in outcomes:
             self.metrics.run_done(name, "OK" if isinstance(outcome, RunOutcome) else code_name(outcome),
                                   time.perf_counter() - share)
@@ -269,7 +281,8 @@ class Service:
 
     def _dispatch_many(self, calls: list, cached: CachedPlan) -> list:
         """_dispatch for calls of one device type, to one worker at a time: a run whose worker died is
-        not resent (it may be what killed it); the runs that worker never read go to another one."""
+        not resent (it may be what killed it); the runs that worker never read go to another one. The
+        results of the first calls, up to where FETCH_BYTES_PER_CALL stopped the sending."""
         results, pending, tried = [None] * len(calls), list(range(len(calls))), []
         first = calls[0]
         while pending:
@@ -279,8 +292,8 @@ class Service:
                 for index in pending:
                     results[index] = exc
                 break
-            lost = []
-            for index, result in zip(pending, worker.run_many([calls[i] for i in pending], cached)):
+            lost, answered = [], worker.run_many([calls[i] for i in pending], cached, FETCH_BYTES_PER_CALL)
+            for index, result in zip(pending, answered):
                 results[index] = result
                 if isinstance(result, WorkerDied):
                     self.poison.add(cached.key, calls[index].feeds)
@@ -289,8 +302,10 @@ class Service:
             if lost or any(isinstance(results[i], WorkerDied) for i in pending):
                 self.pool.mark_lost(worker)
                 tried.append(worker.id)
+            if len(answered) < len(pending):  # the fetch budget is spent
+                break
             pending = self._resendable(lost, calls, cached, results) if len(tried) <= MAX_FAILOVERS else []
-        return results
+        return results[:results.index(None)] if None in results else results
 
     def _resendable(self, lost: list, calls: list, cached: CachedPlan, results: list) -> list:
         """The runs a lost worker never read that may go to another one: not a copy of the run that just

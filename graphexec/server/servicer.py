@@ -210,8 +210,7 @@ class GraphExecServicer:
         admission; the turn is not held while answers are sent."""
         answers, deadline = [], _deadline(context)
         for group in _groups(items):
-            outcomes, source = self._run_group(group, context, deadline, cancellation)
-            for item, outcome in zip(group, outcomes):
+            for item, outcome, source in self._run_group(group, context, deadline, cancellation):
                 if isinstance(outcome, Exception):  # this run's answer carries it (a bug is logged)
                     answers.append(_status_frame(outcome))
                     continue
@@ -228,28 +227,41 @@ class GraphExecServicer:
         if answers:
             yield _batch_frame(answers)
 
-    def _run_group(self, group: list, context, deadline, cancellation) -> tuple[list, str]:
-        """(the outcome or failure of each run of a group (one session, one callable), the plan's source)."""
+    def _run_group(self, group: list, context, deadline, cancellation):
+        """(item, its outcome or failure, the plan's source) for each run of a group (one session, one
+        callable), in order; Service.run_many runs as many as their fetches allow at a time, and each
+        call's outcomes are answered (here, by the caller) before the next call runs more."""
         try:
             record, cached, source = self._lookup(group[0], context)
         except Exception as exc:
-            return [exc] * len(group), plan_cache.MEMORY
-        outcomes, runs, positions = [None] * len(group), [], []
-        for position, item in enumerate(group):
+            for item in group:
+                yield item, exc, plan_cache.MEMORY
+            return
+        runs = []  # (item, its run, or why it cannot be decoded)
+        for item in group:
             try:
-                runs.append((_batch_item_feeds(item), item.request_id, item.options))
-                positions.append(position)
-            except Exception as exc:
-                outcomes[position] = exc
-        if runs:
+                runs.append((item, (_batch_item_feeds(item), item.request_id, item.options)))
+            except Exception as exc:  # answered in its place
+                runs.append((item, exc))
+        position = 0
+        while position < len(runs):
+            if isinstance(runs[position][1], Exception):
+                yield runs[position][0], runs[position][1], source
+                position += 1
+                continue
+            end = position
+            while end < len(runs) and not isinstance(runs[end][1], Exception):
+                end += 1
             try:
                 with self.admission.slot() as slot:
-                    done = self.service.run_many(record, cached, runs, deadline, cancellation, slot)
+                    done = self.service.run_many(record, cached, [run for _, run in runs[position:end]], deadline,
+                                                 cancellation, slot)
             except Exception as exc:  # not admitted
-                done = [exc] * len(runs)
-            for position, outcome in zip(positions, done):
-                outcomes[position] = outcome
-        return outcomes, source
+                done = [exc] * (end - position)
+            for offset, outcome in enumerate(done):
+                yield runs[position + offset][0], outcome, source
+            position += len(done)  # fetches may have stopped the call short: the rest go in the next one
+            del done, outcome  # answered: not held while the next runs fetch theirs
 
     def _lookup(self, request, context) -> tuple:
         """(session record, plan, plan source) of a run request."""

@@ -115,10 +115,15 @@ def test_pipelined_plan_frames_are_answered_in_order_past_the_window(redis_serve
     plans[1500] = [b"\x01" * 40]
     lane = direct.DirectLane(pool.RemoteWorker(_registration(redis_server.url, process.match.group(1)))._link)
     try:
-        answers, stopped = lane.call_plans(plans, 30.0)
+        answers, stopped, sent = lane.call_plans(plans, 30.0)
+        assert stopped is None and sent == len(answers) == len(values)
+        # With a budget for the answers, sending stops once the answers read reach it.
+        budget = 40 * len(answers[0][1])
+        few, stopped, sent = lane.call_plans(plans[:500], 30.0, answer_bytes=budget)
+        assert stopped is None and sent == len(few) and 40 <= len(few) < 500
+        assert [body for _, body in few] == [body for _, body in answers[:len(few)]]
     finally:
         lane.close()
-    assert stopped is None and len(answers) == len(values)
     for index, (kind, body) in enumerate(answers):
         if index == 1500:
             assert kind == direct.FAILURE and spb.Status.FromString(body).code == 3  # INVALID_ARGUMENT
@@ -167,3 +172,23 @@ def test_streamed_training_steps_commit_one_by_one_and_seeded_randoms_keep_their
     streamed, one_by_one = draws(True), draws(False)
     assert len({tuple(row) for row in streamed}) == 200  # a new draw each run
     np.testing.assert_array_equal(streamed, one_by_one)
+
+
+@pytest.mark.parametrize("deployment", ["embedded", "redis"])
+def test_a_batch_of_runs_with_large_fetches_runs_a_few_at_a_time(deployment, redis_server, serve, worker,
+                                                                 wait_for_workers):
+    """Runs whose fetches reach Service.FETCH_BYTES_PER_CALL (64 MiB) are answered before the next runs of
+    the batch are run, rather than all held at once; every answer is still its own run's, in order."""
+    if deployment == "redis":
+        worker(redis_server.url)
+        target = serve("--redis", redis_server.url)
+        wait_for_workers(target, 1)
+    else:
+        target = serve()
+    with tf.Graph().as_default():
+        scale = tf.placeholder(tf.float32, [])
+        wide = tf.fill([6 << 20], 1.0) * scale  # 24 MiB fetched per run
+        with tf.Session(target) as sess:
+            answers = _batch_answers(sess, wide, scale, [np.float32(i) for i in range(7)])
+    for index, answer in enumerate(answers):
+        assert answer.shape == (6 << 20,) and answer[0] == answer[-1] == index
