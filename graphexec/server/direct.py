@@ -47,10 +47,10 @@ PIPELINE_ANSWER_BYTES = 16 << 20
 PIPELINE_RUNS = 256
 
 
-def _runs_in_flight(largest_answer: int | None) -> int:
-    """How many runs may be unanswered, given the largest answer so far (None: none has come yet, and
-    the first says how large they are: one round trip per batch)."""
-    if largest_answer is None:
+def _runs_in_flight(largest_answer: int) -> int:
+    """How many runs may be unanswered, given the largest answer so far (0: none has come yet, and the
+    first says how large they are: one round trip per batch)."""
+    if not largest_answer:
         return 1
     return max(1, min(PIPELINE_RUNS, PIPELINE_ANSWER_BYTES // max(largest_answer, 1)))
 
@@ -239,8 +239,8 @@ class DirectLane:
         try:
             for plan in plans:
                 size = sum(map(len, plan))
-                while len(answers) < len(sizes) and (unanswered + size > PIPELINE_BYTES or len(sizes) - len(answers)
-                                                     >= _runs_in_flight(largest if answers else None)):
+                while len(answers) < len(sizes) and (unanswered + size > PIPELINE_BYTES
+                                                     or len(sizes) - len(answers) >= _runs_in_flight(largest)):
                     read_one()
                 if answered >= budget:
                     break

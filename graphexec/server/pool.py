@@ -169,15 +169,13 @@ class RemoteWorker:
                 kind, body = lane.call_plan(plan, call.timeout_s)
             else:
                 kind, body = lane.call(_request(call), call.timeout_s)
-        except TimeoutError:  # socket.timeout: no answer GRACE_S past the deadline
-            hook()
-            raise errors.DeadlineExceededError(None, None, "Deadline Exceeded") from None
-        except (direct.Closed, OSError) as exc:
-            if lane.cancelled:
-                raise errors.CancelledError(None, None, "Run was cancelled") from None
-            lane.cancelled = True  # a broken connection carries nothing more
-            raise WorkerDied(None, None, f"worker {self.name} died while running this run (connection closed: "
-                                         f"{exc or 'end of file'}); it is not resent to another worker") from None
+        except (direct.Closed, OSError) as exc:  # (socket.timeout: no answer GRACE_S past the deadline)
+            cancelled = lane.cancelled
+            if isinstance(exc, TimeoutError):
+                hook()  # the worker is told to stop the run, and the connection is dropped
+            else:
+                lane.cancelled = True  # a broken connection carries nothing more
+            raise self._stopped(cancelled, exc) from None
         finally:
             self._end(lane, call, hook, self._idle)
         if kind == direct.ANSWER:
@@ -252,7 +250,8 @@ class RemoteWorker:
         return errors.InternalError(None, None, f"worker {self.name} answered a PLAN frame with a frame of kind {kind}")
 
     def _stopped(self, cancelled: bool, exc: BaseException) -> errors.OpError:
-        """The error of the run whose answer never came: the connection broke or timed out while the worker ran it."""
+        """The error of a run whose answer never came: its connection was cancelled, timed out or broke
+        (the worker died running it)."""
         if cancelled:
             return errors.CancelledError(None, None, "Run was cancelled")
         if isinstance(exc, TimeoutError):

@@ -147,8 +147,7 @@ class GraphExecServicer:
         return codec.encode_tensor_message(response, "fetches", outcome.result.fetches)
 
     def _run_callable(self, request, feeds, context, cancellation=None, response_class=spb.RunCallableResponse):
-        record = self.service.sessions.get(request.session_handle, context.caller)
-        cached, source = self.service.plans.get(request.callable_handle)
+        record, cached, source = self._lookup(request, context)
         outcome = self._run(record, cached, feeds, request.request_id, request.options, context, cancellation)
         response = response_class(printed=outcome.result.printed)
         if _wants_metadata(request.options):
@@ -261,7 +260,7 @@ class GraphExecServicer:
             for offset, outcome in enumerate(done):
                 yield runs[position + offset][0], outcome, source
             position += len(done)  # fetches may have stopped the call short: the rest go in the next one
-            del done, outcome  # answered: not held while the next runs fetch theirs
+            del done  # answered: not held while the next runs fetch theirs
 
     def _lookup(self, request, context) -> tuple:
         """(session record, plan, plan source) of a run request."""
