@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import graphexec
 from graphexec import errors
 from graphexec.rpc import tls
-from graphexec.runtime import blas
+from graphexec.runtime import blas, intra_op
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
 from graphexec.server import direct, logs
@@ -140,6 +140,10 @@ SETTINGS = (
     Setting("both", "--blas-threads", "GRAPHEXEC_BLAS_THREADS", "1", "1 (0: the BLAS library's own default)",
             "threads each matrix product may use: more helps only one large product at a time on idle cores "
             "(graphexec/server/tuning.py)", int, metavar="N"),
+    Setting("both", "--intra-op-threads", "GRAPHEXEC_INTRA_OP_THREADS", "0", "0 (the cores this process may use)",
+            "threads one large kernel (a convolution, a large matrix product) is split over, each part a "
+            "one-thread BLAS call; used while --blas-threads is 1 (graphexec/runtime/intra_op.py)", int,
+            metavar="N"),
     Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
             f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
     Setting("both", "--log-format", "GRAPHEXEC_LOG_FORMAT", "text", "text",
@@ -472,7 +476,10 @@ def _wait_for_signal() -> None:
 def _tune(args) -> None:
     if args.blas_threads < 0:
         raise UsageError("--blas-threads cannot be negative")
+    if args.intra_op_threads < 0:
+        raise UsageError("--intra-op-threads cannot be negative")
     blas.limit_threads(args.blas_threads)
+    intra_op.set_threads(args.intra_op_threads)
     keep_freed_memory()
 
 

@@ -2,7 +2,8 @@
 
 Convolution is im2col + matmul, a few images at a time: the columns of a chunk are copied once from a
 strided view of the windows into the thread's scratch buffer and multiplied by the filter; the loops
-run over chunks and the kernel's few offsets (5x5 = 25), never over pixels. Every kernel uses `ctx.xp`,
+run over chunks and the kernel's few offsets (5x5 = 25), never over pixels. Chunks run on the
+intra-op threads (graphexec.runtime.intra_op), each with its own scratch buffer. Every kernel uses `ctx.xp`,
 so the CuPy backend runs the same code. The Python API that builds these ops is graphexec.nn.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from graphexec.framework import apply_op
 from graphexec.ops import interruptible, rules, workspace
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import host_ints, shape_of
+from graphexec.runtime import intra_op
 
 FLOAT = rules.same_dtype(*dtypes.FLOATING)
 
@@ -74,6 +76,7 @@ def _crop(x, pads, shape):
 # cache between being written and being multiplied, live in the thread's reused scratch buffer, and
 # a cancelled or expired run stops between two chunks.
 CHUNK_BYTES = 4 << 20
+GROUPS_PER_THREAD = 4  # a filter gradient's partial sums: this many per intra-op thread
 
 
 def _patches(xp, padded, kh, kw, sh, sw, oh, ow):
@@ -117,9 +120,14 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
         out[...] = 0
         return out
     patches = _patches(xp, _pad(xp, x, pads), kh, kw, strides[1], strides[2], oh, ow)
-    for start, stop in _chunks(n, oh * ow * kh * kw * c * x.itemsize):
+    chunks = _chunks(n, oh * ow * kh * kw * c * x.itemsize)
+
+    def chunk(part, _slot):
+        start, stop = chunks[part]
         ctx.check_interrupt()
         interruptible.matmul(ctx, _columns(ctx, patches, start, stop), w2, out=out[start:stop].reshape(-1, o))
+
+    intra_op.run(len(chunks), chunk, intra_op.ways(out.size * w2.shape[0]))
     return out
 
 
@@ -143,7 +151,10 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
     dtype = xp.result_type(w, dy)
     padded = xp.zeros((n, h + pads[1][0] + pads[1][1], wd + pads[2][0] + pads[2][1], c), dtype=dtype)
     dy2 = dy.reshape(n, -1, o)
-    for start, stop in _chunks(n, oh * ow * kh * kw * c * padded.itemsize):
+    chunks = _chunks(n, oh * ow * kh * kw * c * padded.itemsize)
+
+    def chunk(part, _slot):  # chunks write disjoint images of `padded`
+        start, stop = chunks[part]
         ctx.check_interrupt()
         cols = workspace.scratch(xp, ((stop - start) * oh * ow, kh * kw * c), dtype)
         interruptible.matmul(ctx, dy2[start:stop].reshape(-1, o), w2t, out=cols)
@@ -151,6 +162,8 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
         target = padded[start:stop]
         for i, j, view in _windows(xp, target, kh, kw, strides[1], strides[2], oh, ow):
             view += cols[:, :, :, i, j, :]
+
+    intra_op.run(len(chunks), chunk, intra_op.ways(dy.size * w2t.shape[1]))
     return _crop(padded, pads, sizes)
 
 
@@ -174,12 +187,28 @@ def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_forma
     if _pointwise(kh, kw, strides):
         grad = interruptible.matmul(ctx, xp.ascontiguousarray(x).reshape(-1, c).T, dy.reshape(-1, o))
         return grad.reshape(kh, kw, c, o)
-    grad = xp.zeros((kh * kw * c, o), dtype=xp.result_type(x, dy))
     patches = _patches(xp, _pad(xp, x, pads), kh, kw, strides[1], strides[2], oh, ow)
     dy2 = dy.reshape(n, -1, o)
-    for start, stop in _chunks(n, oh * ow * kh * kw * c * x.itemsize):
-        ctx.check_interrupt()
-        grad += interruptible.matmul(ctx, _columns(ctx, patches, start, stop).T, dy2[start:stop].reshape(-1, o))
+    chunks = _chunks(n, oh * ow * kh * kw * c * x.itemsize)
+    ways = intra_op.ways(dy.size * kh * kw * c)
+    # Each group of consecutive chunks sums into its own partial, and the partials add up in order: the
+    # same bits however the threads took the groups. Several groups per thread keep them all busy.
+    groups = intra_op.split(len(chunks), GROUPS_PER_THREAD * ways if ways > 1 else 1)
+    partials = [None] * len(groups)
+
+    def group(part, _slot):
+        for start, stop in chunks[groups[part]]:
+            ctx.check_interrupt()
+            product = interruptible.matmul(ctx, _columns(ctx, patches, start, stop).T, dy2[start:stop].reshape(-1, o))
+            if partials[part] is None:
+                partials[part] = product
+            else:
+                partials[part] += product
+
+    intra_op.run(len(groups), group, ways)
+    grad = xp.zeros((kh * kw * c, o), dtype=xp.result_type(x, dy)) if not partials else partials[0]
+    for partial in partials[1:]:
+        grad += partial
     return grad.reshape(kh, kw, c, o)
 
 

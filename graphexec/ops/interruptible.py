@@ -1,36 +1,50 @@
-"""Kernel pieces that stop soon after a run's deadline passes or it is cancelled.
+"""Large matrix products: split over graphexec's intra-op threads, and stopped soon after a run's
+deadline passes or it is cancelled.
 
-A run checks its deadline and cancellation between steps; a single large matrix product (MatMul,
-and the products inside Conv2D and its gradients) would otherwise run to its end however long it
-takes. In a run that has a deadline or a cancellation, such a product goes in blocks of about
-BLOCK_MACS multiply-adds (tens of ms on one core), with a check before each block: in rows, and
-also along the inner dimension when one row alone is above the block size (a convolution's filter
-gradient sums over every pixel of the batch).
+A product of at least intra_op.MIN_MACS multiply-adds is cut into one block of rows (or of columns,
+whichever side is longer) per intra-op thread, each a one-thread BLAS call. A run checks its deadline
+and cancellation between steps; a single large product would otherwise run to its end however long it
+takes, so in a run that can be stopped the blocks are also at most BLOCK_MACS multiply-adds (tens of
+ms on one core), with a check before each: also along the inner dimension when one row alone is above
+the block size (a convolution's filter gradient sums over every pixel of the batch).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from graphexec.runtime import intra_op
+
 BLOCK_MACS = 1 << 28
 
 
 def matmul(ctx, a, b, out=None):
-    """a @ b (into `out` when given), in interruptible blocks when it is large and the run can be
-    stopped (numpy, 2-D)."""
-    if not (a.ndim == 2 and b.ndim == 2 and ctx.xp is np and (ctx.deadline is not None or ctx.cancelled is not False)
-            and a.shape[0] * a.shape[1] * b.shape[1] > BLOCK_MACS):
+    """a @ b (into `out` when given): split over the intra-op threads when large, and in interruptible
+    blocks when the run can be stopped (numpy, 2-D)."""
+    if ctx.xp is not np or a.ndim != 2 or b.ndim != 2:
         return ctx.xp.matmul(a, b, out=out)
     (m, k), n = a.shape, b.shape[1]
+    macs = m * k * n
+    ways = intra_op.ways(macs)
+    stoppable = ctx.deadline is not None or ctx.cancelled is not False
+    if ways == 1 and not (stoppable and macs > BLOCK_MACS):
+        return np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((m, n), np.result_type(a, b))
-    rows = max(1, BLOCK_MACS // max(k * n, 1))
-    depth = k if k * n <= BLOCK_MACS else max(1, BLOCK_MACS // max(n, 1))
-    for start in range(0, m, rows):
-        block = out[start:start + rows]
+    by_rows = m >= n
+    length, across = (m, n) if by_rows else (n, m)  # the side cut into blocks, and the other one
+    most = max(1, BLOCK_MACS // max(k * across, 1)) if stoppable else None
+    depth = k if not stoppable or k * across <= BLOCK_MACS else max(1, BLOCK_MACS // max(across, 1))
+    blocks = intra_op.split(length, ways, most)
+
+    def product(part, _slot):
+        cut = blocks[part]
+        a_part, b_part, into = (a[cut], b, out[cut]) if by_rows else (a, b[:, cut], out[:, cut])
         for inner in range(0, k, depth):
             ctx.check_interrupt()
             if inner == 0:
-                np.matmul(a[start:start + rows, :depth], b[:depth], out=block)
+                np.matmul(a_part[:, :depth], b_part[:depth], out=into)
             else:
-                block += a[start:start + rows, inner:inner + depth] @ b[inner:inner + depth]
+                into += a_part[:, inner:inner + depth] @ b_part[inner:inner + depth]
+
+    intra_op.run(len(blocks), product, ways)
     return out

@@ -1,4 +1,4 @@
-"""Process settings (graphexec/server/tuning.py, graphexec/runtime/blas.py), each checked in a fresh interpreter."""
+"""Process settings (graphexec/server/tuning.py, graphexec/runtime/blas.py and intra_op.py), each checked in a fresh interpreter."""
 import json
 import os
 import subprocess
@@ -18,8 +18,10 @@ def _run(code: str, **env) -> dict:
 
 BLAS_THREADS = "print(json.dumps([i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']))"
 BLAS = "import json, threadpoolctl\nfrom graphexec.runtime import blas\nblas.limit_threads({threads})\n" + BLAS_THREADS
-SESSION = ("import json, threadpoolctl\nimport graphexec as tf\n"
-           "tf.Session(config=tf.ConfigProto({setting}))\n" + BLAS_THREADS)
+SESSION = ("import json, threadpoolctl\nimport graphexec as tf\nfrom graphexec.runtime import intra_op\n"
+           "tf.Session(config=tf.ConfigProto({setting}))\n"
+           "print(json.dumps([[i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'], "
+           "intra_op.threads()]))")
 
 
 def test_blas_threads_are_limited_to_the_setting():
@@ -31,9 +33,28 @@ def test_zero_leaves_the_librarys_own_thread_count():
     assert set(_run(BLAS.format(threads=0), OPENBLAS_NUM_THREADS="2")) == {2}
 
 
-def test_an_in_process_session_takes_intra_op_parallelism_threads_as_tensorflow_does():
-    assert _run(SESSION.format(setting="intra_op_parallelism_threads=1"), OPENBLAS_NUM_THREADS="2") == [1]
-    assert set(_run(SESSION.format(setting=""), OPENBLAS_NUM_THREADS="2")) == {2}
+def test_an_in_process_session_splits_kernels_over_intra_op_parallelism_threads_as_tensorflow_does():
+    """The session's own threads split large kernels, each part a one-thread BLAS call."""
+    assert _run(SESSION.format(setting="intra_op_parallelism_threads=3"), OPENBLAS_NUM_THREADS="2") == [[1], 3]
+    cores = len(os.sched_getaffinity(0))
+    assert _run(SESSION.format(setting=""), OPENBLAS_NUM_THREADS="2") == [[1], cores]
+
+
+SERVER = ("import json, sys\nfrom graphexec import cli\nfrom graphexec.runtime import blas, intra_op\n"
+          "cli._tune(cli._parser().parse_args(sys.argv[1:]))\n"
+          "print(json.dumps([blas.single_threaded(), intra_op.threads()]))")
+
+
+def test_a_server_takes_its_intra_op_threads_and_splits_only_over_one_thread_blas():
+    def run(*argv):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GRAPHEXEC_"))}
+        out = subprocess.run([sys.executable, "-c", SERVER, *argv], capture_output=True, text=True, check=True,
+                             cwd=ROOT, env={**clean, "PYTHONPATH": ROOT, "OPENBLAS_NUM_THREADS": "2"})
+        return json.loads(out.stdout)
+
+    assert run("serve") == [True, len(os.sched_getaffinity(0))]
+    assert run("serve", "--intra-op-threads", "5") == [True, 5]
+    assert run("serve", "--blas-threads", "0") == [False, len(os.sched_getaffinity(0))]
 
 
 KEEP = ("import json\nfrom graphexec.server import tuning\nprint(json.dumps(tuning.keep_freed_memory()))")

@@ -1,0 +1,104 @@
+"""graphexec.runtime.intra_op: large kernels split over several threads give what one thread gives, and
+a part's failure or a run's cancellation comes back to the caller after every started part ended."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from graphexec import errors
+from graphexec.ops import conv_ops, interruptible
+from graphexec.runtime import blas, intra_op
+from graphexec.runtime.context import ExecContext
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two intra-op threads, and parts small enough that test-sized kernels split."""
+    blas.limit_threads(1)
+    previous = intra_op.threads()
+    intra_op.set_threads(2)
+    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
+    monkeypatch.setattr(conv_ops, "CHUNK_BYTES", 4096)  # a few images per chunk
+    yield
+    intra_op.set_threads(previous)
+
+
+def test_every_part_runs_once_on_both_threads(two_threads):
+    seen, names = [], set()
+
+    def body(part, slot):
+        time.sleep(0.002)
+        seen.append(part)
+        names.add(threading.current_thread().name)
+
+    assert intra_op.run(40, body) == 2
+    assert sorted(seen) == list(range(40))
+    assert len(names) == 2  # the caller and a helper
+
+
+def test_a_failing_part_raises_in_the_caller_after_the_others_ended(two_threads):
+    running = []
+
+    def body(part, slot):
+        running.append(part)
+        time.sleep(0.005)
+        if part == 3:
+            raise ValueError("part 3 failed")
+        running.remove(part)
+
+    with pytest.raises(ValueError, match="part 3 failed"):
+        intra_op.run(50, body)
+    assert running == [3]  # nothing still running when the error came back
+    intra_op.run(4, lambda part, slot: None)  # the helpers are free again
+
+
+def test_parts_do_not_split_again(two_threads):
+    inner = []
+
+    def body(part, slot):
+        inner.append(intra_op.ways(1 << 40))
+
+    intra_op.run(8, body)
+    assert set(inner) == {1}
+
+
+def test_split_products_and_convolutions_equal_one_thread(two_threads):
+    rng = np.random.default_rng(0)
+    ctx = ExecContext(np)
+    a, b = rng.normal(size=(64, 70)).astype(np.float32), rng.normal(size=(70, 30)).astype(np.float32)
+    np.testing.assert_array_equal(interruptible.matmul(ctx, a, b), a @ b)  # rows cut; each row one product
+    np.testing.assert_allclose(interruptible.matmul(ctx, b.T.copy(), a.T.copy()), (a @ b).T, rtol=1e-5, atol=1e-5)
+    x, w = rng.normal(size=(12, 9, 9, 3)).astype(np.float32), rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
+    attrs = dict(strides=(1, 2, 2, 1), padding="SAME")
+    split = conv_ops._conv2d(ctx, x, w, **attrs)
+    dy = rng.normal(size=split.shape).astype(np.float32)
+    split_input = conv_ops._conv_backprop_input(ctx, np.array(x.shape), w, dy, **attrs)
+    split_filter = [conv_ops._conv_backprop_filter(ctx, x, np.array(w.shape), dy, **attrs) for _ in range(5)]
+    intra_op.set_threads(1)
+    np.testing.assert_allclose(split, conv_ops._conv2d(ctx, x, w, **attrs), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(split_input, conv_ops._conv_backprop_input(ctx, np.array(x.shape), w, dy, **attrs),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(split_filter[0], conv_ops._conv_backprop_filter(ctx, x, np.array(w.shape), dy, **attrs),
+                               rtol=1e-4, atol=1e-4)
+    for again in split_filter[1:]:  # partial sums add up in one order, whichever thread took which
+        np.testing.assert_array_equal(again, split_filter[0])
+
+
+def test_a_cancelled_run_stops_a_split_convolution(two_threads):
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(40, 8, 8, 2)).astype(np.float32), rng.normal(size=(3, 3, 2, 5)).astype(np.float32)
+    ctx = ExecContext(np)
+    checks = []
+
+    class CancelledAfter:
+        def __bool__(self):
+            checks.append(1)
+            return len(checks) > 3
+
+    ctx.cancelled = CancelledAfter()
+    with pytest.raises(errors.CancelledError):
+        conv_ops._conv2d(ctx, x, w, strides=(1, 1, 1, 1), padding="SAME")
+    assert len(checks) < 40  # stopped well before every chunk ran
