@@ -14,7 +14,8 @@ buffer any more (`workspace.reusable`). Operations keep TF's order, so results a
 Large variables are updated a block at a time (`_blockwise`): every operation of the update runs over
 one block while it is in the cache, so a dense layer's Adam step reads and writes memory about once per
 operand instead of once per operation (Adam on W10's 3.2M-weight layer: 33-38 -> 20-23 ms a step on a
-2-vCPU machine). Each element still goes through the same operations in the same order.
+2-vCPU machine), and groups of blocks run on the intra-op threads (7.1 -> 4.8 ms on another day). Each
+element still goes through the same operations in the same order.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from graphexec.ops import rules, workspace
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
+from graphexec.runtime import intra_op
 
 
 def _write(ctx, name, value):
@@ -57,16 +59,24 @@ BLOCK_ELEMENTS = 32768
 
 
 def _blockwise(body, *arrays) -> None:
-    """`body(*blocks)` over consecutive blocks of the flattened `arrays` (all of one size). Arrays that
-    `body` writes must be C-contiguous (so that their flat blocks are views)."""
+    """`body(*blocks)` over consecutive blocks of the flattened `arrays` (all of one size), spread over
+    the intra-op threads in groups of consecutive blocks. Arrays that `body` writes must be
+    C-contiguous (so that their flat blocks are views)."""
     flat = [a.reshape(-1) for a in arrays]
     size = flat[0].size
     if size <= BLOCK_ELEMENTS:
         body(*flat)
         return
-    for start in range(0, size, BLOCK_ELEMENTS):
-        stop = start + BLOCK_ELEMENTS
-        body(*[f[start:stop] for f in flat])
+    starts = range(0, size, BLOCK_ELEMENTS)
+    ways = intra_op.ways_for_elements(size)
+    groups = intra_op.split(len(starts), 4 * ways if ways > 1 else 1)
+
+    def group(part, _slot):
+        for start in starts[groups[part]]:
+            stop = start + BLOCK_ELEMENTS
+            body(*[f[start:stop] for f in flat])
+
+    intra_op.run(len(groups), group, ways)
 
 
 def _fits(value, grad):

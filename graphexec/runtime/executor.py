@@ -15,6 +15,7 @@ import numpy as np
 from graphexec import errors, ir
 from graphexec.compiler.plan import Plan, Step
 from graphexec.ops import registry
+from graphexec.runtime import elementwise_parts
 from graphexec.runtime.context import on_device
 
 
@@ -149,9 +150,13 @@ class LoadedPlan:
         donors = _donors(plan, feeds_owned)
         bound = []
         for index, s in enumerate(plan.steps):
-            fn = _bind(s)
+            fn = plain = _bind(s)
+            definition = registry.get(s.op)
             if index in donors:
-                fn = _in_place(fn, registry.get(s.op).ufunc, donors[index])
+                fn = _in_place(fn, definition.ufunc, donors[index])
+            if (xp is np and (definition.elementwise or definition.is_fused) and len(s.output_types) == 1
+                    and elementwise_parts.may_split(s.output_types[0])):
+                fn = elementwise_parts.split(fn, plain, s.output_types[0], definition.ufunc, donors.get(index))
             bound.append((fn, s.inputs, s.outputs, s.free, len(s.outputs) == 1, s))
         self.steps = tuple(bound)
 

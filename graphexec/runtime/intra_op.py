@@ -124,3 +124,14 @@ def split(length: int, parts: int, most: int | None = None) -> list[slice]:
     if most is not None:
         size = max(1, min(size, most))
     return [slice(start, min(start + size, length)) for start in range(0, length, size)]
+
+
+# An elementwise pass over fewer elements (~0.1-0.3 ms) is not worth waking a thread for.
+MIN_ELEMENTS = 1 << 18
+
+
+def ways_for_elements(size: int) -> int:
+    """Into how many threads' parts an elementwise pass over `size` elements should go (1: one)."""
+    if _threads <= 1 or size < MIN_ELEMENTS or getattr(_inside, "active", False):
+        return 1
+    return _threads
