@@ -46,7 +46,7 @@ from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
 from graphexec.server.telemetry import Metrics, serve_metrics
-from graphexec.server.tuning import keep_freed_memory
+from graphexec.runtime.tuning import keep_freed_memory
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 DEFAULT_PORT = 7470
@@ -139,7 +139,7 @@ SETTINGS = (
             "Worker API", int, metavar="PORT"),
     Setting("both", "--blas-threads", "GRAPHEXEC_BLAS_THREADS", "1", "1 (0: the BLAS library's own default)",
             "threads each matrix product may use: more helps only one large product at a time on idle cores "
-            "(graphexec/server/tuning.py)", int, metavar="N"),
+            "(graphexec/runtime/tuning.py)", int, metavar="N"),
     Setting("both", "--intra-op-threads", "GRAPHEXEC_INTRA_OP_THREADS", "0", "0 (the cores this process may use)",
             "threads one large kernel (a convolution, a large matrix product) is split over, each part a "
             "one-thread BLAS call; used while --blas-threads is 1 (graphexec/runtime/intra_op.py)", int,
@@ -480,7 +480,7 @@ def _tune(args) -> None:
         raise UsageError("--intra-op-threads cannot be negative")
     blas.limit_threads(args.blas_threads)
     intra_op.set_threads(args.intra_op_threads)
-    keep_freed_memory()
+    keep_freed_memory(one_arena=True)
 
 
 def _reexec_with_short_blas_spin() -> None:

@@ -46,6 +46,7 @@ from graphexec.fetches import FetchMapper
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, convert, status
 from graphexec.rpc.codec import CHUNK_BYTES
+from graphexec.runtime import tuning
 
 COPY_BELOW_BYTES = 1 << 20
 _DEFAULT_OPTIONS = RunOptions()  # read only, never changed
@@ -77,6 +78,7 @@ class DeviceAttributes:
 class RemoteSession(BaseSession):
     def __init__(self, target, graph=None, config=None, retry: RetryPolicy | None = None):
         super().__init__(target, graph, config)
+        tuning.keep_freed_memory()  # large answers reuse freed memory (graphexec/runtime/tuning.py)
         self._connection = Connection(target, retry)
         session_config = spb.SessionConfig(
             allow_soft_placement=bool(getattr(config, "allow_soft_placement", True)),

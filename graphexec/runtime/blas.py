@@ -1,6 +1,6 @@
 """The BLAS library's thread count, which is process-wide (OpenBLAS keeps one pool of threads).
 
-Servers set it with `--blas-threads` (default 1, graphexec/server/tuning.py says why), and so does an
+Servers set it with `--blas-threads` (default 1, graphexec/runtime/tuning.py says why), and so does an
 in-process session (1): graphexec's own threads (graphexec.runtime.intra_op) split large kernels
 into one-thread products instead. On a machine whose other cores are busy, more than one BLAS thread
 per product makes each product wait for threads that are not scheduled (W10 in process with a busy

@@ -1,4 +1,4 @@
-"""Process settings (graphexec/server/tuning.py, graphexec/runtime/blas.py and intra_op.py), each checked in a fresh interpreter."""
+"""Process settings (graphexec/runtime/tuning.py, graphexec/runtime/blas.py and intra_op.py), each checked in a fresh interpreter."""
 import json
 import os
 import subprocess
@@ -57,10 +57,31 @@ def test_a_server_takes_its_intra_op_threads_and_splits_only_over_one_thread_bla
     assert run("serve", "--blas-threads", "0") == [False, len(os.sched_getaffinity(0))]
 
 
-KEEP = ("import json\nfrom graphexec.server import tuning\nprint(json.dumps(tuning.keep_freed_memory()))")
+KEEP = ("import json\nfrom graphexec.runtime import tuning\nprint(json.dumps(tuning.keep_freed_memory()))")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_memory_is_kept_unless_the_environment_says_otherwise():
     assert _run(KEEP) is True
     assert _run(KEEP, MALLOC_TRIM_THRESHOLD_="131072") is False
+
+
+FAULTS = ("import json, resource, sys\nfrom graphexec.runtime import tuning\n"
+          "kept = tuning.keep_freed_memory(one_arena=True) if sys.argv[1] == 'keep' else None\n"
+          "def faults():\n    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+          "buffer = bytearray(64 << 20)\ndel buffer\nbefore = faults()\nbuffer = bytearray(64 << 20)\n"
+          "print(json.dumps([kept, faults() - before]))")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_a_large_buffer_reuses_freed_memory_instead_of_faulting_in_new_pages():
+    """What a remote session's process and servers gain: W2's 64 MiB answer, received twice."""
+    def run(mode):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True,
+                             cwd=ROOT, env={**clean, "PYTHONPATH": ROOT})
+        return json.loads(out.stdout)
+
+    kept, faults = run("keep")
+    assert kept is True and faults < 1000
+    assert run("default")[1] > 8000  # glibc maps 64 MiB anew: one fault per 4 KiB page
