@@ -25,7 +25,7 @@ from graphexec.base_session import BaseSession, printing_failures, write_printed
 from graphexec.compiler.pipeline import compile_program
 from graphexec.config import RunOptions
 from graphexec.framework import Graph
-from graphexec.runtime import blas, intra_op, placement
+from graphexec.runtime import blas, intra_op, placement, tuning
 from graphexec.runtime.metadata import COMPILED, MEMORY, describe_run
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import CachedPlan, PlanCall, PlanResult, WorkerCore, run_serialized
@@ -100,6 +100,7 @@ class Session(BaseSession):
     def __init__(self, target="", graph=None, config=None):
         super().__init__(target, graph, config)
         blas.limit_threads(1)  # graphexec splits large kernels over its own threads (runtime/intra_op.py)
+        tuning.keep_freed_memory()  # each step's arrays reuse freed memory (runtime/tuning.py)
         intra_op.set_threads(int(getattr(config, "intra_op_parallelism_threads", 0) or 0))
         self._runner = InProcessRunner(allow_soft_placement=bool(getattr(config, "allow_soft_placement", True)))
 

@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from graphexec.runtime import blas
 
-# A product below this many multiply-adds (~0.2-0.4 ms on one core) is not worth waking a thread for.
+# Waking a helper thread costs ~0.1-0.2 ms on a VM: a product below this many multiply-adds (~1 ms on
+# one core) was no faster split (128 x 784 x 512 with a sleeping helper: 1.25 ms whole, 1.31 split).
 MIN_MACS = 1 << 24
 
 _threads = 1
@@ -62,7 +63,7 @@ def _pool() -> ThreadPoolExecutor:
     global _executor
     with _lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(_threads - 1, thread_name_prefix="graphexec-intra-op")
+            _executor = ThreadPoolExecutor(max(1, _threads - 1), thread_name_prefix="graphexec-intra-op")
         return _executor
 
 
@@ -110,7 +111,10 @@ def run(count: int, body, ways_: int | None = None) -> int:
     job = _Job(count, body)
     pool = _pool()
     for slot in range(1, ways_):
-        pool.submit(job.work, slot)  # a helper that starts after the parts are gone returns at once
+        try:
+            pool.submit(job.work, slot)  # a helper that starts after the parts are gone returns at once
+        except RuntimeError:  # set_threads replaced the pool meanwhile: this thread does the rest
+            break
     job.work(0)
     job.done.wait()
     if job.error is not None:
@@ -126,8 +130,9 @@ def split(length: int, parts: int, most: int | None = None) -> list[slice]:
     return [slice(start, min(start + size, length)) for start in range(0, length, size)]
 
 
-# An elementwise pass over fewer elements (~0.1-0.3 ms) is not worth waking a thread for.
-MIN_ELEMENTS = 1 << 18
+# Likewise an elementwise pass over fewer elements (~1 ms of a fused chain): with a sleeping helper, a
+# 1M-element chain took 1.16 ms whole and 1.62 split, a 4M-element one 5.2 and 3.0.
+MIN_ELEMENTS = 1 << 21
 
 
 def ways_for_elements(size: int) -> int:

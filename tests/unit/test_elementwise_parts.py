@@ -8,7 +8,7 @@ import pytest
 import graphexec as tf
 from graphexec.runtime import intra_op
 
-ROWS, COLS = 600, 1000  # 600,000 elements: above intra_op.MIN_ELEMENTS
+ROWS, COLS = 600, 1000  # 600,000 elements: above the MIN_ELEMENTS the tests set
 
 
 @pytest.fixture
@@ -16,6 +16,7 @@ def parts_seen(monkeypatch):
     """Two intra-op threads; records the part counts of every split step."""
     seen = []
     run = intra_op.run
+    monkeypatch.setattr(intra_op, "MIN_ELEMENTS", 1 << 18)
 
     def counting(count, body, ways_=None):
         seen.append(count)
