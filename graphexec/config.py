@@ -38,8 +38,9 @@ class RunMetadata:
 
 
 class ConfigProto:
-    """Accepted for compatibility. An in-process session takes `intra_op_parallelism_threads` as the BLAS
-    threads of each product (process-wide) and `allow_soft_placement`; graphexec needs no other knob."""
+    """Accepted for compatibility. An in-process session takes `intra_op_parallelism_threads` as the
+    threads one large kernel is split over (process-wide; graphexec/runtime/intra_op.py) and
+    `allow_soft_placement`; graphexec needs no other knob."""
 
     def __init__(self, **kwargs):
         self.__dict__.update(kwargs)
