@@ -18,6 +18,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from graphexec.runtime import blas
 
 # Waking a helper thread costs ~0.1-0.2 ms on a VM: a product below this many multiply-adds (~1 ms on
@@ -72,6 +74,7 @@ class _Job:
 
     def __init__(self, count, body):
         self.count, self.body = count, body
+        self.errors = np.geterr()  # numpy's error handling is per thread: helpers take the caller's
         self.taken = self.finished = 0
         self.error: BaseException | None = None
         self.lock = threading.Lock()
@@ -80,23 +83,27 @@ class _Job:
     def work(self, slot: int) -> None:
         _inside.active = True
         try:
-            while True:
-                with self.lock:
-                    if self.error is not None or self.taken == self.count:
-                        return
-                    part = self.taken
-                    self.taken += 1
-                try:
-                    self.body(part, slot)
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
-                    with self.lock:
-                        self.error = self.error or exc
-                with self.lock:
-                    self.finished += 1
-                    if self.finished == self.taken and (self.taken == self.count or self.error is not None):
-                        self.done.set()
+            with np.errstate(**self.errors):
+                self._take_parts(slot)
         finally:
             _inside.active = False
+
+    def _take_parts(self, slot: int) -> None:
+        while True:
+            with self.lock:
+                if self.error is not None or self.taken == self.count:
+                    return
+                part = self.taken
+                self.taken += 1
+            try:
+                self.body(part, slot)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                with self.lock:
+                    self.error = self.error or exc
+            with self.lock:
+                self.finished += 1
+                if self.finished == self.taken and (self.taken == self.count or self.error is not None):
+                    self.done.set()
 
 
 def run(count: int, body, ways_: int | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -119,3 +120,24 @@ def test_split_pooling_equals_one_thread(two_threads, monkeypatch, padding, size
     np.testing.assert_array_equal(z, conv_ops._max_pool(ctx, x, **attrs))
     np.testing.assert_array_equal(grad, conv_ops._max_pool_grad_kernel(ctx, x, z, dy, **attrs))
     assert grad.sum() == pytest.approx(dy.sum(), rel=1e-5)  # each window's dy went to exactly one input
+
+
+def test_parts_on_helper_threads_follow_the_callers_numpy_error_handling(two_threads):
+    """numpy's error state is per thread: a helper must neither warn where the caller ignores (the
+    executor runs kernels under errstate(all="ignore")) nor ignore where the caller raises."""
+    zeros = np.zeros((64, 100), np.float32)
+    names = set()
+
+    def log_rows(part, slot):
+        names.add(threading.current_thread().name)
+        time.sleep(0.002)
+        np.log(zeros[part:part + 1])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning in any thread would reach this filter
+        with np.errstate(all="ignore"):
+            intra_op.run(64, log_rows)
+    assert len(names) == 2
+    with np.errstate(divide="raise"):
+        with pytest.raises(FloatingPointError):
+            intra_op.run(64, log_rows)
