@@ -76,9 +76,8 @@ def _crop(x, pads, shape):
 # cache between being written and being multiplied, live in the thread's reused scratch buffer, and
 # a cancelled or expired run stops between two chunks.
 CHUNK_BYTES = 4 << 20
-GROUPS_PER_THREAD = 4  # a filter gradient's partial sums: this many per intra-op thread
-POOL_CHUNK_ELEMENTS = 1 << 18
-FEW_CHANNELS = 8  # inputs with fewer channels get transposed im2col columns (see _columns)  # pooling's chunks of images, on the intra-op threads
+POOL_CHUNK_ELEMENTS = 1 << 18  # pooling's chunks of images, on the intra-op threads
+FEW_CHANNELS = 8  # inputs with fewer channels get transposed im2col columns (see _columns)
 
 
 def _patches(xp, padded, kh, kw, sh, sw, oh, ow):
@@ -131,7 +130,7 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
     patches = _patches(xp, _pad(xp, x, pads), kh, kw, strides[1], strides[2], oh, ow)
     chunks = _chunks(n, oh * ow * kh * kw * c * x.itemsize)
 
-    def chunk(part, _slot):
+    def chunk(part):
         start, stop = chunks[part]
         ctx.check_interrupt()
         interruptible.matmul(ctx, _columns(ctx, patches, start, stop), w2, out=out[start:stop].reshape(-1, o))
@@ -162,7 +161,7 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
     dy2 = dy.reshape(n, -1, o)
     chunks = _chunks(n, oh * ow * kh * kw * c * padded.itemsize)
 
-    def chunk(part, _slot):  # chunks write disjoint images of `padded`
+    def chunk(part):  # chunks write disjoint images of `padded`
         start, stop = chunks[part]
         ctx.check_interrupt()
         cols = workspace.scratch(xp, ((stop - start) * oh * ow, kh * kw * c), dtype)
@@ -201,11 +200,11 @@ def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_forma
     chunks = _chunks(n, oh * ow * kh * kw * c * x.itemsize)
     ways = intra_op.ways(dy.size * kh * kw * c)
     # Each group of consecutive chunks sums into its own partial, and the partials add up in order: the
-    # same bits however the threads took the groups. Several groups per thread keep them all busy.
-    groups = intra_op.split(len(chunks), GROUPS_PER_THREAD * ways if ways > 1 else 1)
+    # same bits however the threads took the groups.
+    groups = intra_op.groups(len(chunks), ways)
     partials = [None] * len(groups)
 
-    def group(part, _slot):
+    def group(part):
         for start, stop in chunks[groups[part]]:
             ctx.check_interrupt()
             product = interruptible.matmul(ctx, _columns(ctx, patches, start, stop).T, dy2[start:stop].reshape(-1, o))
@@ -336,7 +335,7 @@ def _images(ctx, x, run) -> None:
     ways = intra_op.ways_for_elements(x.size) if ctx.xp is np and n > 1 else 1
     chunks = intra_op.split(n, 1, max(1, POOL_CHUNK_ELEMENTS // max(x.size // max(n, 1), 1))) if ways > 1 else [
         slice(0, n)]
-    intra_op.run(len(chunks), lambda part, _slot: run(chunks[part].start, chunks[part].stop), ways)
+    intra_op.run(len(chunks), lambda part: run(chunks[part].start, chunks[part].stop), ways)
 
 
 def _max_pool(ctx, x, ksize, strides, padding, data_format="NHWC"):

@@ -36,7 +36,7 @@ def matmul(ctx, a, b, out=None):
     depth = k if not stoppable or k * across <= BLOCK_MACS else max(1, BLOCK_MACS // max(across, 1))
     blocks = intra_op.split(length, ways, most)
 
-    def product(part, _slot):
+    def product(part):
         cut = blocks[part]
         a_part, b_part, into = (a[cut], b, out[cut]) if by_rows else (a, b[:, cut], out[:, cut])
         for inner in range(0, k, depth):

@@ -2,6 +2,8 @@
 (tf.add, tf.matmul, tf.reduce_sum...), reductions included (declared in graphexec.ops.reduction_ops)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from graphexec import dtypes
@@ -297,20 +299,13 @@ def _sum_to_shape(ctx, grad, shape, static_shape):
             and grad.flags.c_contiguous):
         # A bias's gradient sums the leading axes: as ones @ rows it is one BLAS pass over memory, ~10x
         # numpy's sum over those axes (W10's conv1 bias, [128, 28, 28, 32] -> [32]: 1.64 -> 0.17 ms).
-        rows = grad.reshape(-1, grad.size // max(_prod(grad.shape[:len(axes)]), 1))
+        rows = grad.reshape(math.prod(grad.shape[:len(axes)]), -1)
         return (np.ones(rows.shape[0], grad.dtype) @ rows).reshape(target)
     return ctx.xp.sum(grad, axis=axes).reshape(target)
 
 
 _GEMV_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 GEMV_ELEMENTS = 1 << 16
-
-
-def _prod(dims) -> int:
-    size = 1
-    for d in dims:
-        size *= d
-    return size
 
 
 SumToShape = op("SumToShape", shape=lambda args, attrs: attrs["static_shape"].dims,

@@ -69,9 +69,9 @@ def _blockwise(body, *arrays) -> None:
         return
     starts = range(0, size, BLOCK_ELEMENTS)
     ways = intra_op.ways_for_elements(size)
-    groups = intra_op.split(len(starts), 4 * ways if ways > 1 else 1)
+    groups = intra_op.groups(len(starts), ways)
 
-    def group(part, _slot):
+    def group(part):
         for start in starts[groups[part]]:
             stop = start + BLOCK_ELEMENTS
             body(*[f[start:stop] for f in flat])

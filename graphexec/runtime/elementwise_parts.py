@@ -8,6 +8,8 @@ goes through the same operations as unsplit, so the bits are unchanged.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from graphexec.ir import TensorType
@@ -16,19 +18,12 @@ from graphexec.runtime import intra_op
 PART_ELEMENTS = 1 << 18
 
 
-def _size(shape) -> int:
-    size = 1
-    for d in shape:
-        size *= d
-    return size
-
-
 def may_split(out_type: TensorType) -> bool:
     """Whether a step of this static result type might be large enough to split (decided per run)."""
     if out_type.dtype.np.kind not in "biuf":
         return False
     shape = out_type.shape
-    return shape is None or None in shape or (len(shape) > 0 and _size(shape) >= intra_op.MIN_ELEMENTS)
+    return shape is None or None in shape or (len(shape) > 0 and math.prod(shape) >= intra_op.MIN_ELEMENTS)
 
 
 def _whole(a, shape) -> bool:
@@ -52,12 +47,11 @@ def split(whole_fn, fn, out_type: TensorType, ufunc: str | None = None, donor: i
             shape = np.broadcast_shapes(*(getattr(a, "shape", ()) for a in args))
         except ValueError:
             return whole_fn(ctx, *args)  # the kernel reports the mismatch
-        size = _size(shape)
+        size = math.prod(shape)
         ways = intra_op.ways_for_elements(size)
         if ways == 1 or not shape or any(type(a) is not np.ndarray and getattr(a, "shape", ()) for a in args):
             return whole_fn(ctx, *args)
-        flat = all(a.shape == shape and a.flags.c_contiguous for a in args if type(a) is np.ndarray) and all(
-            type(a) is np.ndarray for a in args)
+        flat = all(type(a) is np.ndarray and a.shape == shape and a.flags.c_contiguous for a in args)
         if not flat and shape[0] < 2:
             return whole_fn(ctx, *args)
         out = args[donor] if donor is not None else None
@@ -70,7 +64,7 @@ def split(whole_fn, fn, out_type: TensorType, ufunc: str | None = None, donor: i
             operands, whole, target_of, length = args, [_whole(a, shape) for a in args], out, shape[0]
         cuts = intra_op.split(length, 1, max(1, PART_ELEMENTS // max(size // length, 1)))
 
-        def part(index, _slot):
+        def part(index):
             cut = cuts[index]
             target = target_of[cut]
             pieces = [a if keep else a[cut] for a, keep in zip(operands, whole)]

@@ -22,9 +22,14 @@ import numpy as np
 
 from graphexec.runtime import blas
 
-# Waking a helper thread costs ~0.1-0.2 ms on a VM: a product below this many multiply-adds (~1 ms on
-# one core) was no faster split (128 x 784 x 512 with a sleeping helper: 1.25 ms whole, 1.31 split).
+# Waking a helper thread costs ~0.1-0.2 ms on a VM, so below this many multiply-adds (~0.3 ms on one
+# core) a split cannot pay. Inside W3's step a 128 x 784 x 256 product took 0.45 ms split against 0.59
+# whole; with the helper asleep 1-2 ms before every call, products up to ~50M were no faster split.
 MIN_MACS = 1 << 24
+# Likewise an elementwise pass over fewer elements (~1 ms of a fused chain): with a sleeping helper, a
+# 1M-element chain took 1.16 ms whole and 1.62 split, a 4M-element one 5.2 and 3.0.
+MIN_ELEMENTS = 1 << 21
+GROUPS_PER_THREAD = 4  # partial sums or block runs per thread (see groups): enough to keep all busy
 
 _threads = 1
 _executor: ThreadPoolExecutor | None = None
@@ -55,8 +60,17 @@ def threads() -> int:
 
 
 def ways(macs: int) -> int:
-    """Into how many parts a kernel of `macs` multiply-adds should split (1: run it as one)."""
-    if _threads <= 1 or macs < MIN_MACS or getattr(_inside, "active", False) or not blas.single_threaded():
+    """On how many threads a kernel of `macs` multiply-adds (BLAS products) should run (1: as one)."""
+    return _ways(macs, MIN_MACS) if blas.single_threaded() else 1
+
+
+def ways_for_elements(size: int) -> int:
+    """On how many threads an elementwise pass over `size` elements should run (1: as one)."""
+    return _ways(size, MIN_ELEMENTS)
+
+
+def _ways(work: int, least: int) -> int:
+    if _threads <= 1 or work < least or getattr(_inside, "active", False):
         return 1
     return _threads
 
@@ -80,15 +94,15 @@ class _Job:
         self.lock = threading.Lock()
         self.done = threading.Event()
 
-    def work(self, slot: int) -> None:
+    def work(self) -> None:
         _inside.active = True
         try:
             with np.errstate(**self.errors):
-                self._take_parts(slot)
+                self._take_parts()
         finally:
             _inside.active = False
 
-    def _take_parts(self, slot: int) -> None:
+    def _take_parts(self) -> None:
         while True:
             with self.lock:
                 if self.error is not None or self.taken == self.count:
@@ -96,7 +110,7 @@ class _Job:
                 part = self.taken
                 self.taken += 1
             try:
-                self.body(part, slot)
+                self.body(part)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
                 with self.lock:
                     self.error = self.error or exc
@@ -107,22 +121,22 @@ class _Job:
 
 
 def run(count: int, body, ways_: int | None = None) -> int:
-    """Call body(part, slot) for every part in range(count), on up to `ways_` (default: all) threads at
-    once; `slot` (0..returned-1) names the thread, for per-thread partial results. Returns the number of
-    slots. The first error a part raises is raised here, after every part that started has ended."""
+    """Call body(part) for every part in range(count), on up to `ways_` (default: all) threads at once;
+    returns how many threads took part. The first error a part raises is raised here, after every part
+    that started has ended."""
     ways_ = min(count, ways_ or _threads)
     if ways_ <= 1 or getattr(_inside, "active", False):
         for part in range(count):
-            body(part, 0)
+            body(part)
         return 1
     job = _Job(count, body)
     pool = _pool()
-    for slot in range(1, ways_):
+    for _ in range(1, ways_):
         try:
-            pool.submit(job.work, slot)  # a helper that starts after the parts are gone returns at once
+            pool.submit(job.work)  # a helper that starts after the parts are gone returns at once
         except RuntimeError:  # set_threads replaced the pool meanwhile: this thread does the rest
             break
-    job.work(0)
+    job.work()
     job.done.wait()
     if job.error is not None:
         raise job.error
@@ -137,13 +151,7 @@ def split(length: int, parts: int, most: int | None = None) -> list[slice]:
     return [slice(start, min(start + size, length)) for start in range(0, length, size)]
 
 
-# Likewise an elementwise pass over fewer elements (~1 ms of a fused chain): with a sleeping helper, a
-# 1M-element chain took 1.16 ms whole and 1.62 split, a 4M-element one 5.2 and 3.0.
-MIN_ELEMENTS = 1 << 21
-
-
-def ways_for_elements(size: int) -> int:
-    """Into how many threads' parts an elementwise pass over `size` elements should go (1: one)."""
-    if _threads <= 1 or size < MIN_ELEMENTS or getattr(_inside, "active", False):
-        return 1
-    return _threads
+def groups(count: int, ways_: int) -> list[slice]:
+    """`count` items in runs of consecutive ones, GROUPS_PER_THREAD runs per thread of `ways_` (one run
+    when 1): a fixed grouping, so partial sums per group add up the same however threads take them."""
+    return split(count, GROUPS_PER_THREAD * ways_ if ways_ > 1 else 1)

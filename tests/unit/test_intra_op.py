@@ -30,7 +30,7 @@ def two_threads(monkeypatch):
 def test_every_part_runs_once_on_both_threads(two_threads):
     seen, names = [], set()
 
-    def body(part, slot):
+    def body(part):
         time.sleep(0.002)
         seen.append(part)
         names.add(threading.current_thread().name)
@@ -43,7 +43,7 @@ def test_every_part_runs_once_on_both_threads(two_threads):
 def test_a_failing_part_raises_in_the_caller_after_the_others_ended(two_threads):
     running = []
 
-    def body(part, slot):
+    def body(part):
         running.append(part)
         time.sleep(0.005)
         if part == 3:
@@ -53,13 +53,13 @@ def test_a_failing_part_raises_in_the_caller_after_the_others_ended(two_threads)
     with pytest.raises(ValueError, match="part 3 failed"):
         intra_op.run(50, body)
     assert running == [3]  # nothing still running when the error came back
-    intra_op.run(4, lambda part, slot: None)  # the helpers are free again
+    intra_op.run(4, lambda part: None)  # the helpers are free again
 
 
 def test_parts_do_not_split_again(two_threads):
     inner = []
 
-    def body(part, slot):
+    def body(part):
         inner.append(intra_op.ways(1 << 40))
 
     intra_op.run(8, body)
@@ -128,7 +128,7 @@ def test_parts_on_helper_threads_follow_the_callers_numpy_error_handling(two_thr
     zeros = np.zeros((64, 100), np.float32)
     names = set()
 
-    def log_rows(part, slot):
+    def log_rows(part):
         names.add(threading.current_thread().name)
         time.sleep(0.002)
         np.log(zeros[part:part + 1])
