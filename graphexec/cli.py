@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import ipaddress
+import logging
 import os
 import re
 import resource
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 import graphexec
 from graphexec import errors
 from graphexec.rpc import tls
-from graphexec.runtime import blas, intra_op
+from graphexec.runtime import blas, conv_library, intra_op
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
 from graphexec.server import direct, logs
@@ -49,6 +50,7 @@ from graphexec.server.telemetry import Metrics, serve_metrics
 from graphexec.runtime.tuning import keep_freed_memory
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
+log = logging.getLogger("graphexec.cli")
 DEFAULT_PORT = 7470
 # OpenBLAS's threads spin for ~2^28 cycles after every matrix product unless told otherwise; 2^4 lets
 # them sleep at once. See _reexec_with_short_blas_spin.
@@ -144,6 +146,10 @@ SETTINGS = (
             "threads one large kernel (a convolution, a large matrix product) is split over, each part a "
             "one-thread BLAS call; used while --blas-threads is 1 (graphexec/runtime/intra_op.py)", int,
             metavar="N"),
+    Setting("both", "--conv-library", "GRAPHEXEC_CONV_LIBRARY", "auto", "auto (oneDNN when torch is installed)",
+            "float32 convolutions and max-pool gradients on the CPU: oneDNN through PyTorch's CPU build (torch: "
+            "required), or graphexec's own im2col + BLAS kernels (numpy) (graphexec/runtime/conv_library.py)",
+            str.lower, conv_library.CHOICES),
     Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
             f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
     Setting("both", "--log-format", "GRAPHEXEC_LOG_FORMAT", "text", "text",
@@ -480,6 +486,11 @@ def _tune(args) -> None:
         raise UsageError("--intra-op-threads cannot be negative")
     blas.limit_threads(args.blas_threads)
     intra_op.set_threads(args.intra_op_threads)
+    try:  # loaded now: a first request would otherwise wait ~1 s for torch's import
+        kernels = conv_library.choose(args.conv_library)
+    except ImportError as error:
+        raise UsageError(f"--conv-library torch: {error}") from None
+    log.info("convolutions: %s; intra-op threads: %d", kernels, intra_op.threads())
     keep_freed_memory(one_arena=True)
 
 

@@ -9,7 +9,7 @@ source scripts/venv.sh
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing redis-server"; (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
 fi
-use_venv test
+use_venv test,kernels
 
 # The Node.js client's tests and buf lint first, so pytest's summary is the last line printed.
 bash .ci/node_and_buf.sh

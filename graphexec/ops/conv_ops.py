@@ -4,9 +4,13 @@ Convolution is im2col + matmul, a few images at a time: the columns of a chunk a
 strided view of the windows into the thread's scratch buffer and multiplied by the filter; the loops
 run over chunks and the kernel's few offsets (5x5 = 25), never over pixels. Chunks run on the
 intra-op threads (graphexec.runtime.intra_op), each with its own scratch buffer. Every kernel uses `ctx.xp`,
-so the CuPy backend runs the same code. The Python API that builds these ops is graphexec.nn.
+so the CuPy backend runs the same code. With torch installed, float32 convolutions, their gradients and
+the max-pool gradient on the host go to oneDNN instead (graphexec.runtime.conv_library), by fixed slices
+of the batch on the same threads. The Python API that builds these ops is graphexec.nn.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -15,7 +19,7 @@ from graphexec.framework import apply_op
 from graphexec.ops import interruptible, rules, workspace
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import host_ints, shape_of
-from graphexec.runtime import intra_op
+from graphexec.runtime import conv_library, intra_op
 
 FLOAT = rules.same_dtype(*dtypes.FLOATING)
 
@@ -127,6 +131,12 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
     if out.size == 0 or w2.shape[0] == 0:
         out[...] = 0
         return out
+    if conv_library.usable(xp, x, w):
+        def library_slice(s):
+            out[s] = conv_library.forward(x[s], w, strides, pads)
+
+        _on_library_slices(ctx, n, out.size * w2.shape[0], library_slice)
+        return out
     patches = _patches(xp, _pad(xp, x, pads), kh, kw, strides[1], strides[2], oh, ow)
     chunks = _chunks(n, oh * ow * kh * kw * c * x.itemsize)
 
@@ -154,6 +164,14 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
     w2t = w.reshape(-1, o).T
     if _pointwise(kh, kw, strides):
         return interruptible.matmul(ctx, xp.ascontiguousarray(dy).reshape(-1, o), w2t).reshape(sizes)
+    if dy.size and w.size and conv_library.usable(xp, w, dy):
+        grad = xp.empty(sizes, dtype=dy.dtype)
+
+        def library_slice(s):
+            grad[s] = conv_library.input_gradient(dy[s], w, (s.stop - s.start, h, wd, c), strides, pads)
+
+        _on_library_slices(ctx, n, dy.size * kh * kw * c, library_slice)
+        return grad
     if strides[1] == strides[2] == 1:
         return _transposed_at_stride_1(ctx, w, dy, pads)
     dtype = xp.result_type(w, dy)
@@ -195,6 +213,8 @@ def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_forma
     if _pointwise(kh, kw, strides):
         grad = interruptible.matmul(ctx, xp.ascontiguousarray(x).reshape(-1, c).T, dy.reshape(-1, o))
         return grad.reshape(kh, kw, c, o)
+    if dy.size and x.size and conv_library.usable(xp, x, dy):
+        return _library_filter_gradient(ctx, x, (kh, kw, c, o), dy, strides, pads)
     patches = _patches(xp, _pad(xp, x, pads), kh, kw, strides[1], strides[2], oh, ow)
     dy2 = dy.reshape(n, -1, o)
     chunks = _chunks(n, oh * ow * kh * kw * c * x.itemsize)
@@ -218,6 +238,35 @@ def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_forma
     for partial in partials[1:]:
         grad += partial
     return grad.reshape(kh, kw, c, o)
+
+
+def _library_filter_gradient(ctx, x, filter_shape, dy, strides, pads):
+    partials = {}
+
+    def library_slice(s):
+        partials[s.start] = conv_library.filter_gradient(x[s], dy[s], filter_shape, strides, pads)
+
+    _on_library_slices(ctx, x.shape[0], dy.size * math.prod(filter_shape[:3]), library_slice)
+    order = sorted(partials)  # the same bits however the threads took the slices
+    grad = partials[order[0]].copy()
+    for start in order[1:]:
+        grad += partials[start]
+    return grad
+
+
+def _on_library_slices(ctx, n, macs, body):
+    """body(slice of the batch) for fixed slices of at most interruptible.BLOCK_MACS multiply-adds (a
+    run stops between two), on the intra-op threads. Fixed, so partial sums add up the same every time:
+    they depend on the batch and the thread count alone."""
+    ways = intra_op.ways(macs, one_thread_calls=True)
+    most = max(1, interruptible.BLOCK_MACS * n // max(macs, 1))
+    slices = intra_op.split(n, intra_op.GROUPS_PER_THREAD * ways if ways > 1 else 1, most)
+
+    def part(index):
+        ctx.check_interrupt()
+        body(slices[index])
+
+    intra_op.run(len(slices), part, ways)
 
 
 def _conv_out_shape(x_shape, w_shape, attrs):
@@ -361,6 +410,10 @@ def _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format="N
     xp = ctx.xp
     _, kh, kw, _ = ksize
     oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
+    if x.size and dy.size and conv_library.usable(xp, x, dy):
+        grad = _library_max_pool_grad(ctx, x, dy, ksize, strides, pads)
+        if grad is not None:
+            return grad
     if tuple(strides[1:3]) == (kh, kw) and not any(b or a for b, a in pads):
         grad = xp.zeros(x.shape, dtype=dy.dtype)
         finite = bool(xp.isfinite(dy).all())
@@ -376,6 +429,24 @@ def _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format="N
         target += xp.where(hit, dy, dy.dtype.type(0))
         taken |= hit
     return _crop(grad, pads, x.shape)
+
+
+def _library_max_pool_grad(ctx, x, dy, ksize, strides, pads):
+    """conv_library's gradient by slices of images on the intra-op threads, or None when any slice must
+    take graphexec's kernel."""
+    ways = intra_op.ways_for_elements(x.size)
+    slices = intra_op.split(x.shape[0], intra_op.GROUPS_PER_THREAD * ways if ways > 1 else 1)
+    grad = np.empty(x.shape, dy.dtype)
+    declined = []
+
+    def part(index):
+        s = slices[index]
+        ctx.check_interrupt()
+        if not conv_library.max_pool_gradient(x[s], dy[s], ksize, strides, pads, grad[s]):
+            declined.append(s)
+
+    intra_op.run(len(slices), part, ways)
+    return None if declined else grad
 
 
 def _tiled_max_pool_grad(xp, x, z, dy, kh, kw, oh, ow, grad, finite):

@@ -59,9 +59,12 @@ def threads() -> int:
     return _threads
 
 
-def ways(macs: int) -> int:
-    """On how many threads a kernel of `macs` multiply-adds (BLAS products) should run (1: as one)."""
-    return _ways(macs, MIN_MACS) if blas.single_threaded() else 1
+def ways(macs: int, one_thread_calls: bool | None = None) -> int:
+    """On how many threads a kernel of `macs` multiply-adds should run (1: as one). Its parts' library
+    calls must each run on one thread (`one_thread_calls`; default: whether BLAS calls do)."""
+    if one_thread_calls is None:
+        one_thread_calls = blas.single_threaded()
+    return _ways(macs, MIN_MACS) if one_thread_calls else 1
 
 
 def ways_for_elements(size: int) -> int:

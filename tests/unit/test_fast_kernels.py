@@ -28,7 +28,7 @@ def small_chunks(monkeypatch):
     ((5, 6, 6, 2), (3, 3, 2, 3), (1, 1), "SAME"), ((4, 7, 5, 3), (3, 2, 3, 2), (2, 2), "SAME"),
     ((3, 7, 8, 2), (2, 3, 2, 4), (2, 3), "VALID"), ((4, 5, 5, 1), (5, 5, 1, 2), (1, 1), "VALID"),
     ((3, 6, 6, 2), (1, 1, 2, 3), (2, 2), "SAME"), ((3, 4, 4, 2), (1, 1, 2, 3), (1, 1), "VALID")])
-def test_chunked_convolution_and_its_gradients(small_chunks, x_shape, w_shape, stride, padding):
+def test_chunked_convolution_and_its_gradients(small_chunks, x_shape, w_shape, stride, padding, conv_library):
     x, w = RNG.standard_normal(x_shape), RNG.standard_normal(w_shape)
     oh, ow, _ = conv_ops._geometry(x_shape, w_shape[0], w_shape[1], (1, *stride, 1), padding)
     assert len(conv_ops._chunks(x_shape[0], oh * ow * int(np.prod(w_shape[:3])) * 8)) > 1
@@ -40,7 +40,7 @@ def test_chunked_convolution_and_its_gradients(small_chunks, x_shape, w_shape, s
     check_grad(conv, [x, w])  # Conv2DBackpropInput and Conv2DBackpropFilter against finite differences
 
 
-def test_float32_convolution_matches_float64(small_chunks):
+def test_float32_convolution_matches_float64(small_chunks, conv_library):
     x, w = RNG.standard_normal((6, 9, 9, 3)), RNG.standard_normal((5, 5, 3, 4))
     images = tf.placeholder(tf.float32, [None, 9, 9, 3])
     out = tf.nn.conv2d(images, tf.constant(w.astype(np.float32)), [1, 1, 1, 1], "SAME")
@@ -61,7 +61,7 @@ def _max_pool_grad(x, dy, k, padding="VALID"):
         return sess.run(grad)
 
 
-def test_tiled_max_pool_grad_routes_ties_to_the_first_maximum():
+def test_tiled_max_pool_grad_routes_ties_to_the_first_maximum(conv_library):
     x = np.zeros((1, 4, 4, 2), np.float32)  # all ties, as after a ReLU
     x[0, 1, 1, 0] = 1.0
     dy = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2) + 1
@@ -73,7 +73,7 @@ def test_tiled_max_pool_grad_routes_ties_to_the_first_maximum():
     np.testing.assert_array_equal(grad, expected)
 
 
-def test_tiled_max_pool_grad_leaves_unpooled_rows_zero_and_keeps_nan_out():
+def test_tiled_max_pool_grad_leaves_unpooled_rows_zero_and_keeps_nan_out(conv_library):
     x = RNG.standard_normal((2, 5, 7, 3)).astype(np.float32)  # VALID 2x2: the last row and column unread
     dy = RNG.standard_normal((2, 2, 3, 3)).astype(np.float32)
     grad = _max_pool_grad(x, dy, 2)

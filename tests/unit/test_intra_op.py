@@ -66,7 +66,7 @@ def test_parts_do_not_split_again(two_threads):
     assert set(inner) == {1}
 
 
-def test_split_products_and_convolutions_equal_one_thread(two_threads):
+def test_split_products_and_convolutions_equal_one_thread(two_threads, conv_library):
     rng = np.random.default_rng(0)
     ctx = ExecContext(np)
     a, b = rng.normal(size=(64, 70)).astype(np.float32), rng.normal(size=(70, 30)).astype(np.float32)
@@ -88,7 +88,7 @@ def test_split_products_and_convolutions_equal_one_thread(two_threads):
         np.testing.assert_array_equal(again, split_filter[0])
 
 
-def test_a_cancelled_run_stops_a_split_convolution(two_threads):
+def test_a_cancelled_run_stops_a_split_convolution(two_threads, conv_library):
     rng = np.random.default_rng(1)
     x, w = rng.normal(size=(40, 8, 8, 2)).astype(np.float32), rng.normal(size=(3, 3, 2, 5)).astype(np.float32)
     ctx = ExecContext(np)

@@ -1,0 +1,173 @@
+"""Convolution kernels (and the max-pool gradient) from oneDNN, through PyTorch's CPU build, when it is
+installed.
+
+oneDNN's direct, cache-blocked convolutions beat graphexec's own im2col + BLAS kernels on the shapes of
+classic CNNs (W10's conv2 on 2 cores, same minutes: forward 10.8 against 15.7 ms, input gradient 10.0
+against 17.8, filter gradient 10.3 against 18.1). graphexec keeps its own threads: every call here runs
+on one thread (torch's thread count is set to 1, process-wide, when the library is first used), and
+ops/conv_ops.py hands it fixed slices of the batch on the intra-op threads (runtime/intra_op.py), as it
+does its own kernels, so a busy neighbour core delays one slice rather than the whole convolution.
+
+Only float32 NHWC on the host goes here; other dtypes, 1x1 convolutions (one product already) and CuPy
+arrays keep graphexec's kernels. Arrays cross without copies: an NHWC array is an NCHW tensor in
+channels-last layout, which oneDNN reads as it is.
+
+The choice (`--conv-library`, GRAPHEXEC_CONV_LIBRARY): auto (oneDNN when torch imports), torch (oneDNN,
+and an error when torch is missing), numpy (graphexec's kernels only).
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+
+import numpy as np
+
+CHOICES = ("auto", "torch", "numpy")
+VARIABLE = "GRAPHEXEC_CONV_LIBRARY"
+
+_lock = threading.Lock()
+_local = threading.local()  # .ready: this thread's OpenMP team size is set to 1
+_torch = None
+_choice: str | None = None  # None: not yet decided (the variable is read at first use)
+
+
+def choose(choice: str) -> str:
+    """Set the library (one of CHOICES) and load it now; returns what convolutions will use, in words.
+    ImportError when `choice` is torch and torch cannot be imported."""
+    global _torch, _choice
+    if choice not in CHOICES:
+        raise ValueError(f"{VARIABLE} must be one of {', '.join(CHOICES)}, got {choice!r}")
+    with _lock:
+        _torch = None
+        if choice != "numpy":
+            try:
+                import torch
+            except ImportError:
+                if choice == "torch":
+                    raise ImportError("the torch convolution library was asked for, but torch is not installed "
+                                      "(pip install 'graphexec[kernels]')") from None
+            else:
+                torch.set_num_threads(1)  # graphexec's intra-op threads split the work (module docstring)
+                # torch warns once per process that a read-only array (a constant, a feed decoded in
+                # place) could be written through its tensor; graphexec only reads them: spend it here.
+                read_only = np.zeros(1, np.float32)
+                read_only.setflags(write=False)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    torch.from_numpy(read_only)
+                _torch = torch
+        _choice = choice
+    return describe()
+
+
+def choice() -> str:
+    """The library chosen: one of CHOICES (the variable's, or auto, when nothing chose yet)."""
+    if _choice is None:
+        choose(os.environ.get(VARIABLE, "auto").strip().lower() or "auto")
+    return _choice
+
+
+def describe() -> str:
+    if _torch is None:
+        return "graphexec im2col + BLAS"
+    return f"oneDNN (torch {_torch.__version__})"
+
+
+def usable(xp, *arrays) -> bool:
+    """Whether these arrays' convolution runs here: float32 numpy arrays, with the library loaded."""
+    if xp is not np or any(a.dtype != np.float32 for a in arrays):
+        return False
+    if _choice is None:
+        choice()
+    return _torch is not None
+
+
+# pads, below, are what conv_ops._geometry returns: ((0, 0), (top, bottom), (left, right), (0, 0)).
+def forward(x, w, strides, pads) -> np.ndarray:
+    """The convolution of NHWC `x` with HWIO `w`, as an NHWC array."""
+    _one_thread()
+    x, padding = _padded(x, pads)
+    out = _torch.nn.functional.conv2d(_nchw(x), _oihw(w), stride=tuple(strides[1:3]), padding=padding)
+    return _nhwc(out)
+
+
+def input_gradient(dy, w, input_shape, strides, pads) -> np.ndarray:
+    """The gradient of the convolution with respect to its NHWC input of `input_shape`."""
+    _one_thread()
+    n, h, wd, c = input_shape
+    (top, bottom), (left, right) = pads[1], pads[2]
+    padding = (top, left) if top == bottom and left == right else None
+    shape = (n, h, wd, c) if padding else (n, h + top + bottom, wd + left + right, c)
+    # Only the input's shape and layout matter to the backward pass: an uninitialized one is never read.
+    like = _torch.empty(shape).permute(0, 3, 1, 2)
+    grad = _torch.ops.aten.convolution_backward(
+        _nchw(dy), like, _oihw(w), None, tuple(strides[1:3]), padding or (0, 0), (1, 1), False, (0, 0), 1,
+        [True, False, False])[0]
+    grad = _nhwc(grad)
+    return grad if padding else grad[:, top:top + h, left:left + wd]
+
+
+def filter_gradient(x, dy, filter_shape, strides, pads) -> np.ndarray:
+    """The gradient of the convolution with respect to its HWIO filter of `filter_shape`."""
+    _one_thread()
+    kh, kw, c, o = filter_shape
+    x, padding = _padded(x, pads)
+    like = _torch.empty((o, c, kh, kw))
+    grad = _torch.ops.aten.convolution_backward(
+        _nchw(dy), _nchw(x), like, None, tuple(strides[1:3]), padding, (1, 1), False, (0, 0), 1,
+        [False, True, False])[1]
+    return grad.permute(2, 3, 1, 0).numpy()
+
+
+def max_pool_gradient(x, dy, ksize, strides, pads, out) -> bool:
+    """TF's MaxPoolGrad: `dy` routed to the first maximum (row-major) of each window of NHWC `x`, written
+    into `out` (NHWC, like x). False, with nothing written, where torch's rules differ from TF's: a window
+    holding a NaN, or padding that is not the same on both sides or wider than half the window."""
+    _one_thread()
+    (top, bottom), (left, right) = pads[1], pads[2]
+    kh, kw = ksize[1:3]
+    if top != bottom or left != right or 2 * top > kh or 2 * left > kw:
+        return False
+    tx = _nchw(x)
+    args = [kh, kw], list(strides[1:3]), [top, left], [1, 1], False
+    pooled, indices = _torch.ops.aten.max_pool2d_with_indices(tx, *args)
+    # A sum is finite only without NaN (a cheaper pass than isnan's, which runs only when it is not)
+    if not math.isfinite(pooled.sum()) and _torch.isnan(pooled).any():
+        return False
+    _torch.ops.aten.max_pool2d_with_indices_backward.grad_input(_nchw(dy), tx, *args, indices,
+                                                                 grad_input=_nchw(out))
+    return True
+
+
+def _one_thread() -> None:
+    """oneDNN sizes its OpenMP team from the calling thread's setting, which starts at the core count on
+    every new thread (an intra-op helper's too): without this, each call would start a team of its own,
+    and a filter gradient's sums would come out in an order that varies from run to run."""
+    if not getattr(_local, "ready", False):
+        _torch.set_num_threads(1)
+        _local.ready = True
+
+
+def _padded(x, pads):
+    """`x` and the torch padding for it: TF's SAME puts an odd extra row or column after, which torch's
+    symmetric padding cannot say, so such inputs are padded here."""
+    (top, bottom), (left, right) = pads[1], pads[2]
+    if top == bottom and left == right:
+        return x, (top, left)
+    return np.pad(x, pads), (0, 0)
+
+
+def _nchw(array):
+    if not all(stride >= 0 for stride in array.strides):  # torch takes no negative strides
+        array = np.ascontiguousarray(array)
+    return _torch.from_numpy(array).permute(0, 3, 1, 2)
+
+
+def _oihw(w):
+    return _torch.from_numpy(np.ascontiguousarray(w)).permute(3, 2, 0, 1)
+
+
+def _nhwc(tensor) -> np.ndarray:
+    return tensor.permute(0, 2, 3, 1).numpy()

@@ -1,0 +1,155 @@
+"""graphexec.runtime.conv_library: oneDNN's convolutions (through torch) give what graphexec's own kernels
+give, for every padding and stride TF allows, on any input layout, with the same bits every time; and
+the choice between them is the user's."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import graphexec as tf
+from graphexec.ops import conv_ops
+from graphexec.runtime import blas, conv_library, intra_op
+from graphexec.runtime.context import ExecContext
+
+torch = pytest.importorskip("torch")
+
+# (x shape, filter shape, strides, padding): SAME with the odd extra row and column after (even filters,
+# stride 2 over odd sizes), VALID with rows that no window reads, one input channel, rectangular filters.
+CASES = [
+    ((3, 9, 9, 3), (3, 3, 3, 4), (1, 1), "SAME"),
+    ((3, 9, 9, 3), (3, 3, 3, 4), (2, 2), "SAME"),
+    ((2, 8, 7, 2), (4, 4, 2, 5), (1, 1), "SAME"),
+    ((2, 9, 8, 2), (2, 3, 2, 3), (2, 3), "SAME"),
+    ((2, 10, 9, 4), (3, 2, 4, 2), (3, 2), "VALID"),
+    ((4, 12, 12, 1), (5, 5, 1, 6), (1, 1), "SAME"),
+    ((1, 5, 5, 2), (5, 5, 2, 3), (1, 1), "VALID"),
+]
+
+
+def _kernels(ctx, x, w, dy, strides, padding):
+    strides = (1, *strides, 1)
+    return (conv_ops._conv2d(ctx, x, w, strides, padding),
+            conv_ops._conv_backprop_input(ctx, np.array(x.shape), w, dy, strides, padding),
+            conv_ops._conv_backprop_filter(ctx, x, np.array(w.shape), dy, strides, padding))
+
+
+@pytest.fixture
+def restore_choice():
+    previous = conv_library.choice()
+    yield
+    conv_library.choose(previous)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, strides, padding", CASES)
+def test_onednn_matches_graphexec_kernels_in_float64(x_shape, w_shape, strides, padding, restore_choice):
+    rng = np.random.default_rng(sum(x_shape))
+    x, w = rng.normal(size=x_shape), rng.normal(size=w_shape)
+    oh, ow, _ = conv_ops._geometry(x_shape, w_shape[0], w_shape[1], (1, *strides, 1), padding)
+    dy = rng.normal(size=(x_shape[0], oh, ow, w_shape[3]))
+    conv_library.choose("torch")
+    ctx = ExecContext(np)
+    assert conv_library.usable(np, x.astype(np.float32)) and not conv_library.usable(np, x)  # float64: ours
+    exact = _kernels(ctx, x, w, dy, strides, padding)
+    fast = _kernels(ctx, *(a.astype(np.float32) for a in (x, w, dy)), strides, padding)
+    for name, got, want in zip(("forward", "input gradient", "filter gradient"), fast, exact):
+        assert got.dtype == np.float32 and got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=name)
+
+
+def test_any_input_layout_and_read_only_inputs(restore_choice):
+    conv_library.choose("torch")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 6, 7, 2)).astype(np.float32)
+    w = rng.normal(size=(3, 3, 2, 4)).astype(np.float32)
+    ctx = ExecContext(np)
+    want = conv_ops._conv2d(ctx, x, w, (1, 1, 1, 1), "SAME")
+    flipped = np.ascontiguousarray(x[:, ::-1])[:, ::-1]  # negative strides: torch takes none
+    transposed = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)  # NCHW memory
+    read_only = x.copy()
+    read_only.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns about arrays it may not write: none may leak out
+        for layout in (flipped, transposed, read_only):
+            np.testing.assert_array_equal(conv_ops._conv2d(ctx, layout, w, (1, 1, 1, 1), "SAME"), want)
+
+
+def test_filter_gradient_bits_repeat_and_no_thread_team_starts(monkeypatch, restore_choice):
+    """Split over two intra-op threads, each call one-threaded: the partial sums add up in one order, and
+    oneDNN starts no OpenMP threads of its own (it would on a helper thread left at the core count)."""
+    conv_library.choose("torch")
+    blas.limit_threads(1)
+    previous = intra_op.threads()
+    intra_op.set_threads(2)
+    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
+    try:
+        rng = np.random.default_rng(4)
+        x = rng.normal(size=(16, 9, 9, 3)).astype(np.float32)
+        dy = rng.normal(size=(16, 5, 5, 4)).astype(np.float32)
+        ctx = ExecContext(np)
+        threads_before = len(os.listdir("/proc/self/task"))
+        grads = [conv_ops._conv_backprop_filter(ctx, x, np.array([3, 3, 3, 4]), dy, (1, 2, 2, 1), "SAME")
+                 for _ in range(30)]
+        for grad in grads[1:]:
+            np.testing.assert_array_equal(grad, grads[0])
+        assert len(os.listdir("/proc/self/task")) <= threads_before + 1  # at most the intra-op helper
+    finally:
+        intra_op.set_threads(previous)
+
+
+def test_a_cnn_trains_the_same_way_with_either_library(restore_choice):
+    """A small conv + max-pool + dense model, 5 Adam steps in float32: losses agree to float32 rounding."""
+    rng = np.random.default_rng(5)
+    images = rng.normal(size=(8, 12, 12, 1)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    losses = {}
+    for library in ("numpy", "torch"):
+        conv_library.choose(library)
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.set_random_seed(1)
+            x = tf.placeholder(tf.float32, [None, 12, 12, 1])
+            y = tf.placeholder(tf.float32, [None, 3])
+            h = tf.layers.conv2d(x, 4, 3, padding="same", activation=tf.nn.relu)
+            h = tf.layers.max_pooling2d(h, 2, 2)
+            logits = tf.layers.dense(tf.reshape(h, [-1, 6 * 6 * 4]), 3)
+            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=y, logits=logits))
+            train = tf.train.AdamOptimizer(0.01).minimize(loss)
+            with tf.Session() as sess:
+                sess.run(tf.global_variables_initializer())
+                losses[library] = [sess.run([train, loss], {x: images, y: labels})[1] for _ in range(5)]
+    np.testing.assert_allclose(losses["torch"], losses["numpy"], rtol=1e-4)
+    assert losses["torch"][-1] < losses["torch"][0]
+
+
+def test_choice_is_checked_and_described(restore_choice):
+    with pytest.raises(ValueError, match="GRAPHEXEC_CONV_LIBRARY must be one of auto, torch, numpy"):
+        conv_library.choose("mkl")
+    assert conv_library.choose("numpy") == "graphexec im2col + BLAS"
+    assert not conv_library.usable(np, np.zeros(1, np.float32))
+    assert conv_library.choose("auto") == f"oneDNN (torch {torch.__version__})"
+
+
+def _python(code, **env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def test_the_variable_chooses_at_the_first_convolution():
+    code = ("import numpy as np\nfrom graphexec.runtime import conv_library\n"
+            "print(conv_library.usable(np, np.zeros(1, np.float32)), conv_library.choice())")
+    assert _python(code, GRAPHEXEC_CONV_LIBRARY="numpy").stdout.split() == ["False", "numpy"]
+    assert _python(code, GRAPHEXEC_CONV_LIBRARY="").stdout.split() == ["True", "auto"]
+
+
+def test_without_torch_auto_falls_back_and_torch_is_refused():
+    hide = "import sys\nsys.modules['torch'] = None  # as if not installed\n"
+    auto = _python(hide + "from graphexec.runtime import conv_library\nprint(conv_library.choose('auto'))")
+    assert auto.stdout.strip() == "graphexec im2col + BLAS", auto.stderr
+    serve = _python(hide + "from graphexec.cli import main\nmain(['serve', '--port', '0', '--conv-library', 'torch'])")
+    assert serve.returncode == 2
+    assert "--conv-library torch: the torch convolution library was asked for, but torch is not installed" in serve.stderr
