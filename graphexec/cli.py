@@ -147,8 +147,9 @@ SETTINGS = (
             "one-thread BLAS call; used while --blas-threads is 1 (graphexec/runtime/intra_op.py)", int,
             metavar="N"),
     Setting("both", "--conv-library", "GRAPHEXEC_CONV_LIBRARY", "auto", "auto (oneDNN when torch is installed)",
-            "float32 convolutions and max-pool gradients on the CPU: oneDNN through PyTorch's CPU build (torch: "
-            "required), or graphexec's own im2col + BLAS kernels (numpy) (graphexec/runtime/conv_library.py)",
+            "float32 convolutions and max-pool gradients on the CPU: oneDNN through PyTorch's CPU build (auto: "
+            "when torch imports, at the first convolution; torch: loaded at start, required), or graphexec's "
+            "own im2col + BLAS kernels (numpy) (graphexec/runtime/conv_library.py)",
             str.lower, conv_library.CHOICES),
     Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
             f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
@@ -486,8 +487,8 @@ def _tune(args) -> None:
         raise UsageError("--intra-op-threads cannot be negative")
     blas.limit_threads(args.blas_threads)
     intra_op.set_threads(args.intra_op_threads)
-    try:  # loaded now: a first request would otherwise wait ~1 s for torch's import
-        kernels = conv_library.choose(args.conv_library)
+    try:  # asked for by name: loaded now, so that a missing torch stops the start (auto: when first needed)
+        kernels = conv_library.choose(args.conv_library, now=args.conv_library == "torch")
     except ImportError as error:
         raise UsageError(f"--conv-library torch: {error}") from None
     log.info("convolutions: %s; intra-op threads: %d", kernels, intra_op.threads())

@@ -15,6 +15,9 @@ The rules:
 * Chains of floating-point adds, subtracts, multiplies by constants and negations collapse into one
   affine map `x * a + b` (x*1 and x+0 vanish as the special case a=1, b=0). A constant may only take
   part when it does not change the shape of `x` (it broadcasts into it).
+* A ReLU's gradient taken after a max-pool's, ReluGrad(MaxPoolGrad(r, MaxPool(r), dy), r), masks the
+  pooled gradient instead: MaxPoolGrad(r, MaxPool(r), ReluGrad(dy, MaxPool(r))), on a quarter of the
+  elements for 2x2 windows (the classic CNN's conv -> ReLU -> pool).
 """
 from __future__ import annotations
 
@@ -79,10 +82,38 @@ def collapse_affine_chain(node: ir.Node, facts: Facts):
     return _emit(node, form)
 
 
+POOL_ATTRS = ("ksize", "strides", "padding", "data_format")
+
+
+def mask_before_max_pool_grad(node: ir.Node, facts: Facts):
+    """ReluGrad(g, r) = where(r > 0, g, 0). MaxPoolGrad routes each window's gradient only to the
+    window's first maximum of r, where r equals the window's pooled value z: so masking by z > 0 before
+    routing gives the same values, and the same bits (every sum of routed values adds values under one
+    mask value, the position's own)."""
+    grad, features = (canonical(t) for t in node.inputs)
+    pool_grad = facts.by_name.get(ir.split_tensor_name(grad)[0])
+    if (pool_grad is None or pool_grad.op != "MaxPoolGrad" or pool_grad.control_inputs or node.control_inputs
+            or facts.users.get(pool_grad.name) != [node.name] or pool_grad.name in facts.pinned):
+        return None
+    r, z, dy = (canonical(t) for t in pool_grad.inputs)
+    pool = facts.by_name.get(ir.split_tensor_name(z)[0])
+    if (r != features or pool is None or pool.op != "MaxPool" or canonical(pool.inputs[0]) != r
+            or any(pool.attrs.get(k) != pool_grad.attrs.get(k) for k in POOL_ATTRS)
+            or node.outputs != pool_grad.outputs or _type_of(dy, facts) != _type_of(z, facts)):
+        return None
+    masked_name = f"{node.name}/pooled_mask"
+    if masked_name in facts.by_name:
+        return None
+    masked = replace(node, name=masked_name, inputs=(dy, z), outputs=(_type_of(z, facts),))
+    return (masked, replace(pool_grad, name=node.name, inputs=(r, z, f"{masked_name}:0"), device=node.device,
+                            source=node.source))
+
+
 AFFINE_OPS = ("Add", "Sub", "Mul", "Neg")
 RULES = (
     (("Identity", "StopGradient", "PlaceholderWithDefault"), forward_identity),  # unfed: its default flows on
     (AFFINE_OPS, collapse_affine_chain),
+    (("ReluGrad",), mask_before_max_pool_grad),
 )
 RULES_BY_OP = {op: tuple(rule for ops, rule in RULES if op in ops) for ops, _ in RULES for op in ops}
 
@@ -200,4 +231,4 @@ def _as(value, dtype) -> np.ndarray:
     return array
 
 
-__all__ = ["simplify", "RULES", "Forward", "forward_identity", "collapse_affine_chain"]
+__all__ = ["simplify", "RULES", "Forward", "forward_identity", "collapse_affine_chain", "mask_before_max_pool_grad"]

@@ -31,45 +31,56 @@ _lock = threading.Lock()
 _local = threading.local()  # .ready: this thread's OpenMP team size is set to 1
 _torch = None
 _choice: str | None = None  # None: not yet decided (the variable is read at first use)
+_loaded = False  # whether _choice has been acted on (torch imported, or found missing)
 
 
-def choose(choice: str) -> str:
-    """Set the library (one of CHOICES) and load it now; returns what convolutions will use, in words.
-    ImportError when `choice` is torch and torch cannot be imported."""
-    global _torch, _choice
+def choose(choice: str, now: bool = True) -> str:
+    """Set the library (one of CHOICES); returns what convolutions will use, in words. With `now`, load
+    it at once (ImportError when `choice` is torch and torch cannot be imported); else at the first
+    float32 convolution, so that processes that never run one never import torch (~1.7 s, ~190 MB)."""
+    global _choice, _loaded
     if choice not in CHOICES:
         raise ValueError(f"{VARIABLE} must be one of {', '.join(CHOICES)}, got {choice!r}")
     with _lock:
-        _torch = None
-        if choice != "numpy":
-            try:
-                import torch
-            except ImportError:
-                if choice == "torch":
-                    raise ImportError("the torch convolution library was asked for, but torch is not installed "
-                                      "(pip install 'graphexec[kernels]')") from None
-            else:
-                torch.set_num_threads(1)  # graphexec's intra-op threads split the work (module docstring)
-                # torch warns once per process that a read-only array (a constant, a feed decoded in
-                # place) could be written through its tensor; graphexec only reads them: spend it here.
-                read_only = np.zeros(1, np.float32)
-                read_only.setflags(write=False)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    torch.from_numpy(read_only)
-                _torch = torch
-        _choice = choice
+        _choice, _loaded = choice, False
+        if now:
+            _load()
     return describe()
+
+
+def _load() -> None:
+    global _torch, _loaded
+    _torch = None
+    if _choice != "numpy":
+        try:
+            import torch
+        except ImportError:
+            if _choice == "torch":
+                raise ImportError("the torch convolution library was asked for, but torch is not installed "
+                                  "(pip install 'graphexec[kernels]')") from None
+        else:
+            torch.set_num_threads(1)  # graphexec's intra-op threads split the work (module docstring)
+            # torch warns once per process that a read-only array (a constant, a feed decoded in place)
+            # could be written through its tensor; graphexec only reads them: spend the warning here.
+            read_only = np.zeros(1, np.float32)
+            read_only.setflags(write=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.from_numpy(read_only)
+            _torch = torch
+    _loaded = True
 
 
 def choice() -> str:
     """The library chosen: one of CHOICES (the variable's, or auto, when nothing chose yet)."""
     if _choice is None:
-        choose(os.environ.get(VARIABLE, "auto").strip().lower() or "auto")
+        choose(os.environ.get(VARIABLE, "auto").strip().lower() or "auto", now=False)
     return _choice
 
 
 def describe() -> str:
+    if not _loaded:
+        return f"{_choice}: decided at the first float32 convolution"
     if _torch is None:
         return "graphexec im2col + BLAS"
     return f"oneDNN (torch {_torch.__version__})"
@@ -79,8 +90,11 @@ def usable(xp, *arrays) -> bool:
     """Whether these arrays' convolution runs here: float32 numpy arrays, with the library loaded."""
     if xp is not np or any(a.dtype != np.float32 for a in arrays):
         return False
-    if _choice is None:
+    if not _loaded:
         choice()
+        with _lock:
+            if not _loaded:
+                _load()
     return _torch is not None
 
 

@@ -233,3 +233,51 @@ def test_prune_is_listed_once_and_reruns_until_no_dead_code_is_left():
     out = pipeline.optimize(program([y], [x]), check=True)
     assert prune(out) == out  # nothing left for another prune to remove
     assert ops_of(out).count("Exp") <= 1 and "Fused" in ops_of(out)
+
+
+def _relu_pool_gradient(x_value, ksize, stride, padding, also_fetch_pool_grad=False):
+    x = tf.placeholder(tf.float32, x_value.shape, name="x")
+    r = tf.nn.relu(x)
+    z = tf.nn.max_pool(r, [1, ksize, ksize, 1], [1, stride, stride, 1], padding)
+    weights = tf.constant(np.random.default_rng(1).normal(size=z.shape.as_list()).astype(np.float32))
+    (grad,) = tf.gradients(tf.reduce_sum(z * weights), [x])
+    pool_grad = tf.get_default_graph().get_operation_by_name("gradients/MaxPool_grad/MaxPoolGrad").outputs[0]
+    fetches = [grad, pool_grad] if also_fetch_pool_grad else [grad]
+    ops = ops_of(pipeline.optimize(program(fetches, [x]), passes=pipeline.PASSES[:-1], check=True))  # unfused
+    with tf.Session() as sess:
+        return sess.run(grad, {x: x_value}), ops, weights
+
+
+def _first_max_routing(r, dy, ksize, stride, padding):
+    """Reference: each window's gradient to its first maximum of r (TF's MaxPoolGrad), then the ReLU mask."""
+    n, h, w, c = r.shape
+    oh, ow = dy.shape[1:3]
+    top = left = 0
+    if padding == "SAME":
+        top = max((oh - 1) * stride + ksize - h, 0) // 2
+        left = max((ow - 1) * stride + ksize - w, 0) // 2
+    grad = np.zeros(r.shape, np.float32)
+    for b, i, j, k in np.ndindex(n, oh, ow, c):
+        rows = range(max(i * stride - top, 0), min(i * stride - top + ksize, h))
+        cols = range(max(j * stride - left, 0), min(j * stride - left + ksize, w))
+        window = [(y, x) for y in rows for x in cols]
+        y, x = max(window, key=lambda p: (r[b, p[0], p[1], k], -window.index(p)))
+        grad[b, y, x, k] += dy[b, i, j, k]
+    return np.where(r > 0, grad, np.float32(0))
+
+
+@pytest.mark.parametrize("ksize, stride, padding", [(2, 2, "VALID"), (3, 2, "SAME"), (3, 1, "SAME")])
+def test_relu_mask_moves_before_max_pool_gradient_with_the_same_bits(ksize, stride, padding):
+    x_value = np.random.default_rng(0).normal(size=(2, 7, 6, 3)).astype(np.float32)
+    x_value[0, :4, :4, :] = -1.0  # windows of ReLU zeros: ties, and maxima of 0 that the mask removes
+    grad, ops, weights = _relu_pool_gradient(x_value, ksize, stride, padding)
+    assert "MaxPoolGrad" in ops and "ReluGrad" in ops
+    assert ops.index("ReluGrad") < ops.index("MaxPoolGrad")  # rewritten: the mask runs on the pooled side
+    with tf.Session() as sess:
+        dy = np.broadcast_to(sess.run(weights), grad.shape[:1] + tuple(sess.run(weights).shape[1:]))
+    expected = _first_max_routing(np.maximum(x_value, 0), dy, ksize, stride, padding)
+    np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=0)  # overlapping windows sum in any order
+    tf.reset_default_graph()
+    unrewritten, ops, _ = _relu_pool_gradient(x_value, ksize, stride, padding, also_fetch_pool_grad=True)
+    assert ops.index("MaxPoolGrad") < ops.index("ReluGrad")  # the pool gradient is fetched: left as built
+    np.testing.assert_array_equal(grad, unrewritten)

@@ -139,11 +139,13 @@ def _python(code, **env):
                           env={**os.environ, **env})
 
 
-def test_the_variable_chooses_at_the_first_convolution():
-    code = ("import numpy as np\nfrom graphexec.runtime import conv_library\n"
-            "print(conv_library.usable(np, np.zeros(1, np.float32)), conv_library.choice())")
-    assert _python(code, GRAPHEXEC_CONV_LIBRARY="numpy").stdout.split() == ["False", "numpy"]
-    assert _python(code, GRAPHEXEC_CONV_LIBRARY="").stdout.split() == ["True", "auto"]
+def test_the_variable_chooses_and_torch_loads_at_the_first_convolution():
+    """A process that never convolves in float32 never pays torch's import."""
+    code = ("import sys\nimport numpy as np\nfrom graphexec.runtime import conv_library\n"
+            "print(conv_library.choice(), 'torch' in sys.modules, conv_library.usable(np, np.zeros(1)))\n"
+            "print(conv_library.usable(np, np.zeros(1, np.float32)), 'torch' in sys.modules)")
+    assert _python(code, GRAPHEXEC_CONV_LIBRARY="numpy").stdout.split() == ["numpy", "False", "False", "False", "False"]
+    assert _python(code, GRAPHEXEC_CONV_LIBRARY="").stdout.split() == ["auto", "False", "False", "True", "True"]
 
 
 def test_without_torch_auto_falls_back_and_torch_is_refused():
