@@ -14,6 +14,7 @@ from graphexec.compiler.feeds import bind_feeds, require_feeds
 from graphexec.compiler.fold import fold_constants
 from graphexec.compiler.functions import attach_functions
 from graphexec.compiler.fuse import fuse_elementwise
+from graphexec.compiler.fuse_conv import fuse_conv_epilogues
 from graphexec.compiler.plan import Plan, build_plan
 from graphexec.compiler.prune import prune
 from graphexec.compiler.simplify import simplify
@@ -26,6 +27,7 @@ PASSES = (
     fold_constants,
     simplify,  # before CSE: a collapsed chain leaves its many constants dead, so CSE never sees them
     eliminate_common_subexpressions,
+    fuse_conv_epilogues,  # before elementwise fusion would take the bias and the Relu into a chain
     fuse_elementwise,
 )
 # Passes whose rewrites can leave nodes without users (folded inputs, collapsed chains, merged duplicates).

@@ -130,7 +130,7 @@ def build_plan(program: ir.Program, graph_digest: str) -> Plan:
             outputs.append(slot)
             if name not in last_use and name not in fetched:
                 slots.free.append(slot)  # produced but never used: recycle right away
-        covers = node.attrs["covers"] if registry.get(node.op).is_fused else (node.name,)
+        covers = node.attrs["covers"] if "covers" in node.attrs else (node.name,)  # Fused, _FusedConv2D
         steps.append(Step(node.name, node.op, node.attrs, inputs, tuple(outputs), free_now, node.device,
                           node.source, covers, node.outputs))
     by_name = program.by_name()

@@ -229,6 +229,11 @@ def _conv(inputs, attrs, types) -> bool:
     return _only(ROWS, SHARED)(inputs) and attrs["strides"][0] == 1
 
 
+def _fused_conv(inputs, attrs, types) -> bool:
+    """_FusedConv2D: Conv2D's rule, and a shared bias."""
+    return _only(ROWS, SHARED, SHARED)(inputs) and attrs["strides"][0] == 1
+
+
 def _pool(inputs, attrs, types) -> bool:
     return attrs["ksize"][0] == 1 and attrs["strides"][0] == 1
 
@@ -253,6 +258,7 @@ RULES = {
     "ConcatV2": _concat,
     "GatherV2": _gather,
     "Conv2D": _conv,
+    "_FusedConv2D": _fused_conv,
     **dict.fromkeys(("MaxPool", "AvgPool"), _pool),
     "TopKV2": _top_k,
 }

@@ -117,7 +117,9 @@ def _pointwise(kh, kw, strides):
     return kh == kw == 1 and strides[1] == strides[2] == 1
 
 
-def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
+def _conv2d(ctx, x, w, strides, padding, data_format="NHWC", epilogue=None):
+    """`epilogue(xp, result, into)`, when given, finishes each chunk's result while it is in the cache: it
+    writes into `into` (which may be `result`) what the fused ops after the convolution make of it."""
     xp = ctx.xp
     kh, kw, c, o = w.shape
     if x.shape[3] != c:
@@ -125,15 +127,23 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
     n = x.shape[0]
     oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
     w2 = w.reshape(-1, o)
+    finish = epilogue or _no_epilogue
     if _pointwise(kh, kw, strides):
-        return interruptible.matmul(ctx, xp.ascontiguousarray(x).reshape(-1, c), w2).reshape(n, oh, ow, o)
+        out = interruptible.matmul(ctx, xp.ascontiguousarray(x).reshape(-1, c), w2).reshape(n, oh, ow, o)
+        finish(xp, out, out)
+        return out
     out = xp.empty((n, oh, ow, o), dtype=xp.result_type(x, w))
     if out.size == 0 or w2.shape[0] == 0:
         out[...] = 0
+        finish(xp, out, out)
         return out
     if conv_library.usable(xp, x, w):
         def library_slice(s):
-            out[s] = conv_library.forward(x[s], w, strides, pads)
+            result = conv_library.forward(x[s], w, strides, pads)
+            if epilogue is None:
+                out[s] = result
+            else:
+                epilogue(xp, result, out[s])
 
         _on_library_slices(ctx, n, out.size * w2.shape[0], library_slice)
         return out
@@ -143,10 +153,32 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
     def chunk(part):
         start, stop = chunks[part]
         ctx.check_interrupt()
-        interruptible.matmul(ctx, _columns(ctx, patches, start, stop), w2, out=out[start:stop].reshape(-1, o))
+        into = out[start:stop]
+        interruptible.matmul(ctx, _columns(ctx, patches, start, stop), w2, out=into.reshape(-1, o))
+        finish(xp, into, into)
 
     intra_op.run(len(chunks), chunk, intra_op.ways(out.size * w2.shape[0]))
     return out
+
+
+def _no_epilogue(xp, result, into):
+    if into is not result:
+        into[...] = result
+
+
+def _fused_conv2d(ctx, x, w, bias, strides, padding, data_format="NHWC", activation="", covers=()):
+    """Conv2D, then + bias, then the activation (Relu or none), each chunk finished while in the cache."""
+    if bias.shape != (w.shape[3],):
+        raise ValueError(f"bias of shape {list(bias.shape)} does not match the filter's {w.shape[3]} outputs")
+    if activation not in ("", "Relu"):
+        raise ValueError(f"unknown activation {activation!r}")
+
+    def epilogue(xp, result, into):
+        xp.add(result, bias, out=into)
+        if activation == "Relu":
+            xp.maximum(into, 0, out=into)
+
+    return _conv2d(ctx, x, w, strides, padding, data_format, epilogue)
 
 
 def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format="NHWC"):
@@ -354,6 +386,11 @@ def _conv_backprop_filter_grad(op, g):
 _CONV_ATTRS = {"strides": attr("list(int)"), "padding": attr("string"), "data_format": attr("string", "NHWC")}
 Conv2D = op("Conv2D", shape=_conv_shape, dtype=FLOAT, kernel=_conv2d, grad=_conv_grad, inputs=("input", "filter"),
             attrs=_CONV_ATTRS)
+# Conv2D + bias (+ Relu), made by the compiler (compiler/fuse_conv.py) after gradients were built; `covers`
+# names the graph nodes it replaced (for errors and traces).
+FusedConv2D = op("_FusedConv2D", shape=_conv_shape, dtype=FLOAT, kernel=_fused_conv2d, grad=NOT_DIFFERENTIABLE,
+                 inputs=("input", "filter", "bias"), compiler_only=True,
+                 attrs={**_CONV_ATTRS, "activation": attr("string", ""), "covers": attr("list(string)")})
 Conv2DBackpropInput = op("Conv2DBackpropInput", shape=_conv_backprop_input_shape,
                          dtype=lambda args, attrs: FLOAT(args[1:], attrs), kernel=_conv_backprop_input,
                          grad=_conv_backprop_input_grad, inputs=("input_sizes", "filter", "out_backprop"),

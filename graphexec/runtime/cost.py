@@ -21,7 +21,7 @@ CPU_FLOPS = 1e11  # per second: a worker's BLAS on a few cores
 GPU_FLOPS = 2e13  # per second, float32, well below a data-centre GPU's peak
 GPU_LAUNCH_S = 1e-4  # per plan step: the executor's Python and CuPy's launches (784-256-10 MLP: 22 steps, ~2.6 ms)
 BUS_BYTES_PER_S = 1e10  # host <-> device copies of feeds and fetches from pageable memory
-_PRODUCTS = {"MatMul", "Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"}
+_PRODUCTS = {"MatMul", "Conv2D", "_FusedConv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ def _step_flops(step, inputs: list) -> Linear:
             inner = a[-2] if step.attrs.get("transpose_a") else a[-1]
             return elements(out).times(elements((inner,))).scaled(2.0)
         kernel = out if step.op == "Conv2DBackpropFilter" else inputs[1]  # [height, width, in, out]
-        produced = inputs[2] if step.op != "Conv2D" and len(inputs) > 2 and inputs[2] else out
+        backprop = step.op in ("Conv2DBackpropInput", "Conv2DBackpropFilter")
+        produced = inputs[2] if backprop and len(inputs) > 2 and inputs[2] else out
         if len(kernel) == 4:
             return elements(produced).times(elements(kernel[:3])).scaled(2.0)
     total = Linear()

@@ -60,6 +60,6 @@ def test_run_sh_makes_a_venv_runs_the_quickstart_then_reuses_it(clone):
 def test_test_sh_runs_node_buf_and_pytest_in_the_venv(clone):
     done = clean_run(clone, "bash", "graphexec/scripts/test.sh", "-k", "test_docs_table_states_the_cli_settings")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "installing graphexec[test]" in done.stdout
+    assert "installing graphexec[test,kernels]" in done.stdout
     assert "buf lint: clean" in done.stdout
     assert done.stdout.strip().splitlines()[-1].startswith("1 passed, ")
