@@ -117,7 +117,11 @@ def _pointwise(kh, kw, strides):
     return kh == kw == 1 and strides[1] == strides[2] == 1
 
 
-def _conv2d(ctx, x, w, strides, padding, data_format="NHWC", epilogue=None):
+def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
+    return _convolve(ctx, x, w, strides, padding)
+
+
+def _convolve(ctx, x, w, strides, padding, epilogue=None):
     """`epilogue(xp, result, into)`, when given, finishes each chunk's result while it is in the cache: it
     writes into `into` (which may be `result`) what the fused ops after the convolution make of it."""
     xp = ctx.xp
@@ -178,7 +182,7 @@ def _fused_conv2d(ctx, x, w, bias, strides, padding, data_format="NHWC", activat
         if activation == "Relu":
             xp.maximum(into, 0, out=into)
 
-    return _conv2d(ctx, x, w, strides, padding, data_format, epilogue)
+    return _convolve(ctx, x, w, strides, padding, epilogue)
 
 
 def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format="NHWC"):
