@@ -35,17 +35,34 @@ def _model():
 
 
 def test_scoped_layers_model_trains_remotely_as_in_process(embedded):
+    _check_trains_as_in_process(embedded)
+
+
+def test_the_fused_convolution_crosses_redis_to_a_worker(redis_server, serve, worker, wait_for_workers):
+    """The plan (with its _FusedConv2D step: conv + bias + ReLU) goes through Redis to a worker process,
+    which runs it with the same bits as in process."""
+    target = serve("--redis", redis_server.url)
+    worker(redis_server.url)
+    wait_for_workers(target, 1)
+    _check_trains_as_in_process(target)
+
+
+def _check_trains_as_in_process(target):
     rng = np.random.default_rng(0)
     batch = rng.standard_normal((8, 6, 6, 1)).astype(np.float32)
     classes = rng.integers(0, 3, 8)
     results = []
-    for target in ("", embedded):
+    for target in ("", target):
         graph, (images, labels, training), init, train, loss, logits = _model()
         with tf.Session(target, graph=graph) as sess:
             sess.run(init)
             losses = [sess.run([train, loss], {images: batch, labels: classes, training: True})[1] for _ in range(5)]
             variables = sess.run({v.name: v for v in graph.get_collection(tf.GraphKeys.GLOBAL_VARIABLES)})
             results.append((losses, variables, sess.run(logits, {images: batch})))
+            traced = tf.RunMetadata()
+            sess.run(logits, {images: batch}, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                     run_metadata=traced)
+            assert "_FusedConv2D" in traced.plan_text  # conv + bias + ReLU ran as one step
     (local_losses, local_vars, local_logits), (remote_losses, remote_vars, remote_logits) = results
     assert sorted(local_vars) == [
         "model/features/batch_normalization/beta:0", "model/features/batch_normalization/gamma:0",
