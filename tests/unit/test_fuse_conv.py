@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import graphexec as tf
+import small_cnn
 from graphexec import ir
 from graphexec.compiler import pipeline
 from graphexec.compiler.fuse_conv import fuse_conv_epilogues
@@ -87,23 +88,7 @@ def test_parts_read_elsewhere_stay_apart(conv_library):
 def test_a_cnn_trains_identically_with_and_without_the_fusion(conv_library, monkeypatch):
     images = RNG.normal(size=(6, 10, 10, 1)).astype(np.float32)
     labels = np.eye(3, dtype=np.float32)[RNG.integers(0, 3, 6)]
-
-    def train():
-        graph = tf.Graph()
-        with graph.as_default():
-            tf.set_random_seed(3)
-            x = tf.placeholder(tf.float32, [None, 10, 10, 1])
-            y = tf.placeholder(tf.float32, [None, 3])
-            h = tf.layers.conv2d(x, 4, 3, padding="same", activation=tf.nn.relu)
-            h = tf.layers.max_pooling2d(h, 2, 2)
-            logits = tf.layers.dense(tf.reshape(h, [-1, 5 * 5 * 4]), 3)
-            loss = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits_v2(labels=y, logits=logits))
-            step = tf.train.AdamOptimizer(0.01).minimize(loss)
-            with tf.Session() as sess:
-                sess.run(tf.global_variables_initializer())
-                return [sess.run([step, loss], {x: images, y: labels})[1] for _ in range(4)]
-
-    fused = train()
+    fused = small_cnn.train_losses(images, labels, 4, seed=3)
     monkeypatch.setattr(pipeline, "PASSES", tuple(p for p in pipeline.PASSES if p is not fuse_conv_epilogues))
-    np.testing.assert_array_equal(fused, train())
+    np.testing.assert_array_equal(fused, small_cnn.train_losses(images, labels, 4, seed=3))
     assert fused[-1] < fused[0]
