@@ -24,6 +24,8 @@ CONV_ATTRS = ("strides", "padding", "data_format")
 
 
 def fuse_conv_epilogues(program: ir.Program) -> ir.Program:
+    if not any(node.op == "Conv2D" for node in program.nodes):  # most programs: no lookups built
+        return program
     by_name = program.by_name()
     users = consumers(program.nodes)
     pinned = pinned_nodes(program)
