@@ -139,6 +139,12 @@ def test_conv_and_pool_over_rows_and_embedding_lookup():
                              [1, 2, 2, 1], "VALID")
     assert check(graph, [images], [net], [(6, 6, 1)]).ok
     graph = tf.Graph()
+    with graph.as_default():  # conv + bias + ReLU: one _FusedConv2D step (compiler/fuse_conv.py)
+        images = tf.placeholder(tf.float32, [None, 6, 6, 1])
+        net = tf.nn.relu(tf.nn.conv2d(images, tf.ones([3, 3, 1, 2]), [1, 1, 1, 1], "SAME") + tf.constant([0.5, -1.0]))
+    assert "_FusedConv2D" in [step.op for step in plan_of(graph, [images], [net])[1].cached.plan.steps]
+    assert check(graph, [images], [net], [(6, 6, 1)]).ok
+    graph = tf.Graph()
     with graph.as_default():
         ids = tf.placeholder(tf.int32, [None, 2])
         table = tf.constant(RNG.normal(size=(5, 3)).astype(np.float32))
