@@ -18,6 +18,7 @@ and an error when torch is missing), numpy (graphexec's kernels only).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -99,7 +100,22 @@ def usable(xp, *arrays) -> bool:
     return _torch is not None
 
 
+def _memory_errors(kernel):
+    """torch reports a failed allocation as a RuntimeError; the executor answers MemoryError with
+    RESOURCE_EXHAUSTED (as numpy's), where a RuntimeError would read as the caller's mistake."""
+    @functools.wraps(kernel)
+    def wrapped(*args):
+        try:
+            return kernel(*args)
+        except RuntimeError as error:
+            if "can't allocate memory" in str(error):
+                raise MemoryError(str(error).split("DefaultCPUAllocator: ")[-1]) from None
+            raise
+    return wrapped
+
+
 # pads, below, are what conv_ops._geometry returns: ((0, 0), (top, bottom), (left, right), (0, 0)).
+@_memory_errors
 def forward(x, w, strides, pads) -> np.ndarray:
     """The convolution of NHWC `x` with HWIO `w`, as an NHWC array."""
     _one_thread()
@@ -108,6 +124,7 @@ def forward(x, w, strides, pads) -> np.ndarray:
     return _nhwc(out)
 
 
+@_memory_errors
 def input_gradient(dy, w, input_shape, strides, pads) -> np.ndarray:
     """The gradient of the convolution with respect to its NHWC input of `input_shape`."""
     _one_thread()
@@ -124,6 +141,7 @@ def input_gradient(dy, w, input_shape, strides, pads) -> np.ndarray:
     return grad if padding else grad[:, top:top + h, left:left + wd]
 
 
+@_memory_errors
 def filter_gradient(x, dy, filter_shape, strides, pads) -> np.ndarray:
     """The gradient of the convolution with respect to its HWIO filter of `filter_shape`."""
     _one_thread()
@@ -136,6 +154,7 @@ def filter_gradient(x, dy, filter_shape, strides, pads) -> np.ndarray:
     return grad.permute(2, 3, 1, 0).numpy()
 
 
+@_memory_errors
 def max_pool_gradient(x, dy, ksize, strides, pads, out) -> bool:
     """TF's MaxPoolGrad: `dy` routed to the first maximum (row-major) of each window of NHWC `x`, written
     into `out` (NHWC, like x). False, with nothing written, where torch's rules differ from TF's: a window

@@ -143,3 +143,28 @@ def test_without_torch_auto_falls_back_and_torch_is_refused():
     serve = _python(hide + "from graphexec.cli import main\nmain(['serve', '--port', '0', '--conv-library', 'torch'])")
     assert serve.returncode == 2
     assert "--conv-library torch: the torch convolution library was asked for, but torch is not installed" in serve.stderr
+
+
+def test_a_failed_allocation_in_torch_is_a_memory_error():
+    """torch reports a failed allocation as a RuntimeError; conv_library raises MemoryError, which the
+    executor answers RESOURCE_EXHAUSTED (as under `--memory-limit`), and the next call works."""
+    code = """
+import resource
+import numpy as np
+from graphexec.runtime import conv_library
+conv_library.choose("torch")
+x = np.ones((512, 64, 64, 8), np.float32)  # 64 MiB in; the convolution's result is 512 MiB
+w = np.ones((3, 3, 8, 64), np.float32)
+same = ((0, 0), (1, 1), (1, 1), (0, 0))
+conv_library.forward(x[:2], w, (1, 1, 1, 1), same)  # torch warm
+used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + (256 << 20), resource.RLIM_INFINITY))
+try:
+    conv_library.forward(x, w, (1, 1, 1, 1), same)
+except MemoryError as error:
+    print("MemoryError", "you tried to allocate" in str(error))
+print(float(conv_library.forward(x[:2], w, (1, 1, 1, 1), same).sum()))
+"""
+    done = _python(code)
+    ones_sum = 2 * 64 * 8 * (64 * 3 - 2) ** 2  # 2 images, 64 channels, 8 inputs, SAME windows of ones
+    assert done.stdout.split() == ["MemoryError", "True", str(float(ones_sum))], done.stdout + done.stderr
