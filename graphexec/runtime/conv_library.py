@@ -19,6 +19,7 @@ and an error when torch is missing), numpy (graphexec's kernels only).
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import threading
@@ -26,6 +27,7 @@ import warnings
 
 import numpy as np
 
+log = logging.getLogger("graphexec.kernels")
 CHOICES = ("auto", "torch", "numpy")
 VARIABLE = "GRAPHEXEC_CONV_LIBRARY"
 
@@ -56,10 +58,12 @@ def _load() -> None:
     if _choice != "numpy":
         try:
             import torch
-        except ImportError:
+        except ImportError as error:
             if _choice == "torch":
                 raise ImportError("the torch convolution library was asked for, but torch is not installed "
-                                  "(pip install 'graphexec[kernels]')") from None
+                                  f"(pip install 'graphexec[kernels]'): {error}") from None
+            if not isinstance(error, ModuleNotFoundError):  # installed, but it failed (a memory limit...)
+                log.warning("torch failed to import (%s): convolutions run on graphexec's own kernels", error)
         else:
             torch.set_num_threads(1)  # graphexec's intra-op threads split the work (module docstring)
             # torch warns once per process that a read-only array (a constant, a feed decoded in place)

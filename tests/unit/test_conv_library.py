@@ -168,3 +168,24 @@ print(float(conv_library.forward(x[:2], w, (1, 1, 1, 1), same).sum()))
     done = _python(code)
     ones_sum = 2 * 64 * 8 * (64 * 3 - 2) ** 2  # 2 images, 64 channels, 8 inputs, SAME windows of ones
     assert done.stdout.split() == ["MemoryError", "True", str(float(ones_sum))], done.stdout + done.stderr
+
+
+def test_a_torch_that_fails_to_import_is_named_and_auto_carries_on():
+    """Under a tight address-space limit (as `--memory-limit` sets) torch's libraries cannot be mapped:
+    auto says so once and convolves with graphexec's kernels; torch asked for by name fails."""
+    code = """
+import logging, resource
+import numpy as np
+logging.basicConfig()
+used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + (300 << 20), resource.RLIM_INFINITY))
+from graphexec.runtime import conv_library
+print(conv_library.choose("auto"), "|", conv_library.usable(np, np.zeros(1, np.float32)))
+try:
+    conv_library.choose("torch")
+except ImportError as error:
+    print("ImportError |", "failed to map" in str(error))
+"""
+    done = _python(code)
+    assert done.stdout.splitlines() == ["graphexec im2col + BLAS | False", "ImportError | True"], done.stdout + done.stderr
+    assert "torch failed to import" in done.stderr and "convolutions run on graphexec's own kernels" in done.stderr
