@@ -15,7 +15,7 @@ caller's, and nesting deeper than MAX_NESTING.
 from __future__ import annotations
 
 from graphexec import dtypes, errors, ir
-from graphexec.compiler.util import canonical
+from graphexec.compiler.util import canonical, type_of
 from graphexec.ops.functional_ops import FUNCTIONS, FuncArg
 
 MAX_NESTING = 32
@@ -114,13 +114,8 @@ def _function_program(node, index, args, outputs, program, by_name, position) ->
                       fetches=tuple(canonical(t) for t in outputs), seed=program.seed)
 
 
-def _type_of(by_name, tensor: str) -> ir.TensorType:
-    producer, i = ir.split_tensor_name(tensor)
-    return by_name[producer].outputs[i]
-
-
 def _check_types(node, index, name, args, outputs, by_name) -> None:
-    inputs = [_type_of(by_name, t).dtype for t in node.inputs]
+    inputs = [type_of(by_name, t).dtype for t in node.inputs]
     results = [t.dtype for t in node.outputs]
     if node.op == "If":
         inputs = inputs[1:]
@@ -131,7 +126,7 @@ def _check_types(node, index, name, args, outputs, by_name) -> None:
         expected = inputs[:len(outputs)]
     else:  # the VJP of WhileGrad: one gradient per loop input
         expected = results
-    got = [_type_of(by_name, t).dtype for t in outputs]
+    got = [type_of(by_name, t).dtype for t in outputs]
     if got != expected:
         raise _invalid(node, f"its {name} function returns {[d.name for d in got]} where "
                              f"{[d.name for d in expected]} are expected")

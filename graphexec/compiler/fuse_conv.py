@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from graphexec import ir
-from graphexec.compiler.util import canonical, consumers, pinned_nodes
+from graphexec.compiler.util import canonical, consumers, pinned_nodes, type_of
 from graphexec.ops.conv_ops import FusedConv2D
 
 FUSED_CONV = FusedConv2D.name
@@ -48,7 +48,7 @@ def fuse_conv_epilogues(program: ir.Program) -> ir.Program:
             bias = canonical(add.inputs[1 - conv_side])
             if (conv is not None and conv.op == "Conv2D" and conv.attrs.get("data_format", "NHWC") == "NHWC"
                     and only_feeds(conv, add) and conv.outputs[0] == add.outputs[0]
-                    and _is_channel_vector(_type_of(by_name, bias), conv.outputs[0])):
+                    and _is_channel_vector(type_of(by_name, bias), conv.outputs[0])):
                 return conv, bias
         return None
 
@@ -76,12 +76,6 @@ def fuse_conv_epilogues(program: ir.Program) -> ir.Program:
     return program.with_nodes([fused.get(n.name, n) for n in program.nodes if n.name not in absorbed])
 
 
-def _type_of(by_name, tensor: str) -> ir.TensorType | None:
-    name, index = ir.split_tensor_name(tensor)
-    node = by_name.get(name)
-    return node.outputs[index] if node is not None and index < len(node.outputs) else None
-
-
-def _is_channel_vector(bias: ir.TensorType | None, out: ir.TensorType) -> bool:
-    return (bias is not None and out.shape is not None and len(out.shape) == 4 and out.shape[-1] is not None
+def _is_channel_vector(bias: ir.TensorType, out: ir.TensorType) -> bool:
+    return (out.shape is not None and len(out.shape) == 4 and out.shape[-1] is not None
             and bias.dtype == out.dtype and tuple(bias.shape or ()) == (out.shape[-1],))

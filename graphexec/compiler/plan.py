@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphexec import display, ir
+from graphexec.compiler.util import type_of
 from graphexec.ops import registry
 
 COMPILER_VERSION = "graphexec-compiler-1"
@@ -138,11 +139,6 @@ def build_plan(program: ir.Program, graph_digest: str) -> Plan:
         graph_digest=graph_digest,
         feeds=tuple(Endpoint(t, feeds[t], by_name[ir.split_tensor_name(t)[0]].outputs[0])
                     for t in program.feeds if t in feeds),
-        fetches=tuple(Endpoint(t, where[t], _type_of(by_name, t)) for t in program.fetches),
+        fetches=tuple(Endpoint(t, where[t], type_of(by_name, t)) for t in program.fetches),
         steps=tuple(steps), num_slots=slots.count, constants=constants, targets=program.targets,
         seed=program.seed)
-
-
-def _type_of(by_name, tensor) -> ir.TensorType:
-    name, index = ir.split_tensor_name(tensor)
-    return by_name[name].outputs[index]

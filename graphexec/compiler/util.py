@@ -31,6 +31,12 @@ def pinned_nodes(program: ir.Program) -> set[str]:
             | control_users(program.nodes))
 
 
+def type_of(by_name: dict[str, ir.Node], tensor: str) -> ir.TensorType:
+    """The type of `tensor` ("node:index"), produced by a node of `by_name`."""
+    name, index = ir.split_tensor_name(tensor)
+    return by_name[name].outputs[index]
+
+
 @functools.lru_cache(maxsize=1 << 20)
 def canonical(tensor_name: str) -> str:
     node, index = ir.split_tensor_name(tensor_name)

@@ -277,32 +277,33 @@ def _conv_backprop_filter(ctx, x, filter_sizes, dy, strides, padding, data_forma
 
 
 def _library_filter_gradient(ctx, x, filter_shape, dy, strides, pads):
-    partials = {}
-
-    def library_slice(s):
-        partials[s.start] = conv_library.filter_gradient(x[s], dy[s], filter_shape, strides, pads)
-
-    _on_library_slices(ctx, x.shape[0], dy.size * math.prod(filter_shape[:3]), library_slice)
-    order = sorted(partials)  # the same bits however the threads took the slices
-    grad = partials[order[0]].copy()
-    for start in order[1:]:
-        grad += partials[start]
+    partials = _on_library_slices(ctx, x.shape[0], dy.size * math.prod(filter_shape[:3]), lambda s: (
+        conv_library.filter_gradient(x[s], dy[s], filter_shape, strides, pads)))
+    grad = partials[0].copy()
+    for partial in partials[1:]:  # in slice order: the same bits however the threads took the slices
+        grad += partial
     return grad
 
 
-def _on_library_slices(ctx, n, macs, body):
-    """body(slice of the batch) for fixed slices of at most interruptible.BLOCK_MACS multiply-adds (a
-    run stops between two), on the intra-op threads. Fixed, so partial sums add up the same every time:
-    they depend on the batch and the thread count alone."""
-    ways = intra_op.ways(macs, one_thread_calls=True)
+def _on_library_slices(ctx, n, macs, body) -> list:
+    """conv_library's one-thread calls, body(slice of the batch), over fixed slices of at most
+    interruptible.BLOCK_MACS multiply-adds (a run stops between two): see _on_slices."""
     most = max(1, interruptible.BLOCK_MACS * n // max(macs, 1))
-    slices = intra_op.split(n, intra_op.GROUPS_PER_THREAD * ways if ways > 1 else 1, most)
+    return _on_slices(ctx, n, intra_op.ways(macs, one_thread_calls=True), body, most)
+
+
+def _on_slices(ctx, n, ways, body, most=None) -> list:
+    """[body(slice) for each slice of the batch], run on `ways` intra-op threads. The slices depend on
+    the batch and the thread count alone, so partial sums over them add up the same every time."""
+    slices = intra_op.groups(n, ways, most)
+    results = [None] * len(slices)
 
     def part(index):
         ctx.check_interrupt()
-        body(slices[index])
+        results[index] = body(slices[index])
 
     intra_op.run(len(slices), part, ways)
+    return results
 
 
 def _conv_out_shape(x_shape, w_shape, attrs):
@@ -475,19 +476,10 @@ def _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format="N
 def _library_max_pool_grad(ctx, x, dy, ksize, strides, pads):
     """conv_library's gradient by slices of images on the intra-op threads, or None when any slice must
     take graphexec's kernel."""
-    ways = intra_op.ways_for_elements(x.size)
-    slices = intra_op.split(x.shape[0], intra_op.GROUPS_PER_THREAD * ways if ways > 1 else 1)
     grad = np.empty(x.shape, dy.dtype)
-    declined = []
-
-    def part(index):
-        s = slices[index]
-        ctx.check_interrupt()
-        if not conv_library.max_pool_gradient(x[s], dy[s], ksize, strides, pads, grad[s]):
-            declined.append(s)
-
-    intra_op.run(len(slices), part, ways)
-    return None if declined else grad
+    taken = _on_slices(ctx, x.shape[0], intra_op.ways_for_elements(x.size), lambda s: (
+        conv_library.max_pool_gradient(x[s], dy[s], ksize, strides, pads, grad[s])))
+    return grad if all(taken) else None
 
 
 def _tiled_max_pool_grad(xp, x, z, dy, kh, kw, oh, ow, grad, finite):

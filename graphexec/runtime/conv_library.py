@@ -104,11 +104,13 @@ def usable(xp, *arrays) -> bool:
     return _torch is not None
 
 
-def _memory_errors(kernel):
-    """torch reports a failed allocation as a RuntimeError; the executor answers MemoryError with
-    RESOURCE_EXHAUSTED (as numpy's), where a RuntimeError would read as the caller's mistake."""
+def _library_call(kernel):
+    """Every call into torch: on one thread (see _one_thread), and with torch's failed allocations (a
+    RuntimeError) raised as MemoryError, which the executor answers RESOURCE_EXHAUSTED as numpy's, where
+    a RuntimeError would read as the caller's mistake."""
     @functools.wraps(kernel)
     def wrapped(*args):
+        _one_thread()
         try:
             return kernel(*args)
         except RuntimeError as error:
@@ -119,36 +121,34 @@ def _memory_errors(kernel):
 
 
 # pads, below, are what conv_ops._geometry returns: ((0, 0), (top, bottom), (left, right), (0, 0)).
-@_memory_errors
+@_library_call
 def forward(x, w, strides, pads) -> np.ndarray:
     """The convolution of NHWC `x` with HWIO `w`, as an NHWC array."""
-    _one_thread()
     x, padding = _padded(x, pads)
     out = _torch.nn.functional.conv2d(_nchw(x), _oihw(w), stride=tuple(strides[1:3]), padding=padding)
     return _nhwc(out)
 
 
-@_memory_errors
+@_library_call
 def input_gradient(dy, w, input_shape, strides, pads) -> np.ndarray:
     """The gradient of the convolution with respect to its NHWC input of `input_shape`."""
-    _one_thread()
     n, h, wd, c = input_shape
     (top, bottom), (left, right) = pads[1], pads[2]
-    padding = (top, left) if top == bottom and left == right else None
-    shape = (n, h, wd, c) if padding else (n, h + top + bottom, wd + left + right, c)
+    padding = _symmetric(pads)
+    cropped = padding is None  # the gradient of the input padded here, then cropped (see _padded)
+    shape = (n, h + top + bottom, wd + left + right, c) if cropped else (n, h, wd, c)
     # Only the input's shape and layout matter to the backward pass: an uninitialized one is never read.
     like = _torch.empty(shape).permute(0, 3, 1, 2)
     grad = _torch.ops.aten.convolution_backward(
-        _nchw(dy), like, _oihw(w), None, tuple(strides[1:3]), padding or (0, 0), (1, 1), False, (0, 0), 1,
-        [True, False, False])[0]
+        _nchw(dy), like, _oihw(w), None, tuple(strides[1:3]), (0, 0) if cropped else padding, (1, 1), False,
+        (0, 0), 1, [True, False, False])[0]
     grad = _nhwc(grad)
-    return grad if padding else grad[:, top:top + h, left:left + wd]
+    return grad[:, top:top + h, left:left + wd] if cropped else grad
 
 
-@_memory_errors
+@_library_call
 def filter_gradient(x, dy, filter_shape, strides, pads) -> np.ndarray:
     """The gradient of the convolution with respect to its HWIO filter of `filter_shape`."""
-    _one_thread()
     kh, kw, c, o = filter_shape
     x, padding = _padded(x, pads)
     like = _torch.empty((o, c, kh, kw))
@@ -158,18 +158,17 @@ def filter_gradient(x, dy, filter_shape, strides, pads) -> np.ndarray:
     return grad.permute(2, 3, 1, 0).numpy()
 
 
-@_memory_errors
+@_library_call
 def max_pool_gradient(x, dy, ksize, strides, pads, out) -> bool:
     """TF's MaxPoolGrad: `dy` routed to the first maximum (row-major) of each window of NHWC `x`, written
     into `out` (NHWC, like x). False, with nothing written, where torch's rules differ from TF's: a window
     holding a NaN, or padding that is not the same on both sides or wider than half the window."""
-    _one_thread()
-    (top, bottom), (left, right) = pads[1], pads[2]
     kh, kw = ksize[1:3]
-    if top != bottom or left != right or 2 * top > kh or 2 * left > kw:
+    padding = _symmetric(pads)
+    if padding is None or 2 * padding[0] > kh or 2 * padding[1] > kw:
         return False
     tx = _nchw(x)
-    args = [kh, kw], list(strides[1:3]), [top, left], [1, 1], False
+    args = [kh, kw], list(strides[1:3]), list(padding), [1, 1], False
     pooled, indices = _torch.ops.aten.max_pool2d_with_indices(tx, *args)
     # A sum is finite only without NaN (a cheaper pass than isnan's, which runs only when it is not)
     if not math.isfinite(pooled.sum()) and _torch.isnan(pooled).any():
@@ -188,13 +187,17 @@ def _one_thread() -> None:
         _local.ready = True
 
 
-def _padded(x, pads):
-    """`x` and the torch padding for it: TF's SAME puts an odd extra row or column after, which torch's
-    symmetric padding cannot say, so such inputs are padded here."""
+def _symmetric(pads):
+    """torch's padding (top, left) for TF's, or None: TF's SAME puts an odd extra row or column after,
+    which torch's padding (the same on both sides) cannot say."""
     (top, bottom), (left, right) = pads[1], pads[2]
-    if top == bottom and left == right:
-        return x, (top, left)
-    return np.pad(x, pads), (0, 0)
+    return (top, left) if top == bottom and left == right else None
+
+
+def _padded(x, pads):
+    """`x` and the torch padding for it; inputs whose padding torch cannot say are padded here."""
+    padding = _symmetric(pads)
+    return (x, padding) if padding is not None else (np.pad(x, pads), (0, 0))
 
 
 def _nchw(array):

@@ -154,7 +154,8 @@ def split(length: int, parts: int, most: int | None = None) -> list[slice]:
     return [slice(start, min(start + size, length)) for start in range(0, length, size)]
 
 
-def groups(count: int, ways_: int) -> list[slice]:
+def groups(count: int, ways_: int, most: int | None = None) -> list[slice]:
     """`count` items in runs of consecutive ones, GROUPS_PER_THREAD runs per thread of `ways_` (one run
-    when 1): a fixed grouping, so partial sums per group add up the same however threads take them."""
-    return split(count, GROUPS_PER_THREAD * ways_ if ways_ > 1 else 1)
+    when 1), none longer than `most`: a fixed grouping, so partial sums per group add up the same however
+    threads take them."""
+    return split(count, GROUPS_PER_THREAD * ways_ if ways_ > 1 else 1, most)
