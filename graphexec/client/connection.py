@@ -60,9 +60,11 @@ class Connection:
         token = next((value[len("Bearer "):] for key, value in self.metadata or () if key == "authorization"), "")
         self.direct = direct.DirectLink(host, port, tls.client_ssl_context() if self.secure else None, token)
 
-    def call(self, method: str, data: bytes, timeout: float | None = None, retry: bool = True) -> bytes:
+    def call(self, method: str, data, timeout: float | None = None, retry: bool = True) -> bytes:
         """Raw unary call with retries on UNAVAILABLE; raises the matching tf.errors class. Runs take the
-        direct link when there is one, and gRPC when it cannot carry them."""
+        direct link when there is one, and gRPC when it cannot carry them. `data` is the request's bytes,
+        or a list of the buffers they join (a run's feeds as views of their arrays): the direct link
+        writes those from where they are, so a large feed is not copied into one request first."""
         if self.direct is not None and method in API_METHOD_NUMBERS:
             try:
                 return self.direct.call(API_METHOD_NUMBERS[method], data, timeout)
@@ -71,6 +73,8 @@ class Connection:
             except errors.UnavailableError:  # retried as gRPC retries it: over gRPC, under its policy
                 if not retry:
                     raise
+        if isinstance(data, list):
+            data = b"".join(data)
         deadline = None if timeout is None else time.monotonic() + timeout
         stub = self._calls[method]
         try:  # the first attempt directly: retries are rare, and the retry machinery costs on every call

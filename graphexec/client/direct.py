@@ -89,14 +89,18 @@ class DirectLink:
         self.calls = 0  # calls answered over it, failures included (tests and debugging read it)
 
     def call(self, method_number: int, data, timeout: float | None) -> bytes:
-        """The response of a call; raises the tf.errors class of a FAILURE, Unusable to go over gRPC."""
+        """The response of a call (`data`: the request's bytes, or a list of the buffers they join); raises
+        the tf.errors class of a FAILURE, Unusable to go over gRPC."""
         lane = self._lane()
         try:
             prefix = _prefix(method_number, timeout)
             if timeout != lane.timeout:  # (each settimeout is a system call)
                 lane.sock.settimeout(None if timeout is None else timeout + GRACE_S)
                 lane.timeout = timeout
-            send_frame(lane.sock, RUN, prefix, data)
+            if isinstance(data, list):
+                send_frame(lane.sock, RUN, prefix, *data)
+            else:
+                send_frame(lane.sock, RUN, prefix, data)
             kind, body = read_frame(lane.reader)
         except socket.timeout:
             lane.close()

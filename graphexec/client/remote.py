@@ -201,8 +201,7 @@ class RemoteSession(BaseSession):
                     response, fetches = self._run_streamed(request, feeds, timeout)
                 else:
                     header = self._header(made, options, run_metadata is not None)
-                    data = _encode_run(header, request_id, feeds)
-                    reply = self._connection.call("RunCallable", data, timeout)
+                    reply = self._connection.call("RunCallable", _run_pieces(header, request_id, feeds), timeout)
                     response, fetches, _ = codec.decode_tensor_message(spb.RunCallableResponse, reply, "fetches")
                 return response, made, fetches
             except errors.NotFoundError as exc:  # another replica, or a restarted server: make it again
@@ -478,7 +477,12 @@ _REQUEST_ID_KEY = codec.varint_field(spb.RunCallableRequest, "request_id", 0)[:-
 def _encode_run(header: bytes, request_id: int, feeds) -> bytes:
     """A RunCallableRequest (or, field for field, a Run stream RunRequest): the cached header, the run's
     request id, and the feeds."""
-    return codec.encode_tensor_message(header + _REQUEST_ID_KEY + codec.varint(request_id), "feeds", feeds,
+    return b"".join(_run_pieces(header, request_id, feeds))
+
+
+def _run_pieces(header: bytes, request_id: int, feeds) -> list:
+    """_encode_run's message as the buffers it joins (the feeds' contents are views of their arrays)."""
+    return codec.tensor_message_pieces(header + _REQUEST_ID_KEY + codec.varint(request_id), "feeds", feeds,
                                        message_class=spb.RunCallableRequest)
 
 

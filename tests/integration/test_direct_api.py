@@ -82,6 +82,29 @@ def test_runs_take_the_direct_link_and_answer_as_grpc_does(one_thread, monkeypat
             assert sess._connection.direct.calls == 1
 
 
+def test_large_feeds_written_from_their_arrays_arrive_exactly(one_thread, monkeypatch):
+    """A run's feeds go to the link as views of their arrays (no joined copy): feeds above the frame
+    copy threshold, a transposed (non-contiguous) one, a big-endian one, strings and a scalar all arrive
+    bit for bit, over the link and not over gRPC."""
+    monkeypatch.setenv("GRAPHEXEC_DIRECT", "1")
+    rng = np.random.default_rng(5)
+    big = rng.normal(size=(300, 257)).astype(np.float32)  # 308 KB, above frames.COPY_BELOW
+    transposed = rng.normal(size=(257, 300)).T  # float64, a view in Fortran order
+    swapped = rng.integers(-1 << 40, 1 << 40, size=(40000,)).astype(">i8")
+    words = np.array([b"a", b"", "naïve".encode()], dtype=object)
+    with tf.Graph().as_default():
+        fed = [tf.placeholder(tf.float32, [None, 257]), tf.placeholder(tf.float64, [None, 257]),
+               tf.placeholder(tf.int64, [None]), tf.placeholder(tf.string, [None]), tf.placeholder(tf.float32, [])]
+        outs = [tf.identity(p) for p in fed]
+        with tf.Session(one_thread) as sess:
+            got = sess.run(outs, dict(zip(fed, (big, transposed, swapped, words, np.float32(2.5)))))
+            assert sess._connection.direct.calls == 1
+    assert got[0].tobytes() == big.tobytes()
+    assert np.array_equal(got[1], transposed) and got[1].dtype == np.float64
+    assert np.array_equal(got[2], swapped.astype(np.int64))
+    assert list(got[3]) == list(words) and got[4] == np.float32(2.5)
+
+
 def test_a_failed_run_raises_its_class_message_and_printed_text(one_thread, monkeypatch, capsys):
     answers = []
     for switch in ("1", "0"):
