@@ -55,13 +55,29 @@ def run_child(system, args, netns, log_dir):
     try:
         code = child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)  # the child's own process group: it and its servers
-        child.wait()
+        kill_group(child)
         return failed(system, args, f"killed after {timeout} s (timeout)")
+    except BaseException:  # interrupted or terminated: the child's servers must not outlive the bench
+        kill_group(child)
+        raise
     if code != 0 or not os.path.exists(out):
         return failed(system, args, f"bench.child exited with code {code}")
     with open(out) as f:
         return json.load(f)
+
+
+def kill_group(child):
+    """Kill the child's own process group (its session: it and the servers it started), and reap it."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
+def _terminated(signum, frame):
+    """SIGTERM ends the bench as Ctrl-C does, through the `finally`s that stop its processes."""
+    raise SystemExit(128 + signum)
 
 
 def failed(system, args, reason):
@@ -102,6 +118,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    signal.signal(signal.SIGTERM, _terminated)
     started = time.time()
     netns = netns_available()
     log_dir = tempfile.mkdtemp(prefix="bench-")
