@@ -26,7 +26,9 @@ def pack(commands) -> list:
                 arg = arg.encode()
             elif isinstance(arg, int):
                 arg = b"%d" % arg
-            size = len(arg) if isinstance(arg, bytes) else memoryview(arg).nbytes
+            elif not isinstance(arg, bytes):  # a buffer: as bytes (`small += an ndarray` would add numbers)
+                arg = memoryview(arg).cast("B")
+            size = len(arg)
             small += b"$%d\r\n" % size
             if size < COPY_BELOW:
                 small += arg

@@ -26,6 +26,18 @@ def test_a_pipeline_writes_what_redis_py_reads_back(redis_server):
     lanes.close()
 
 
+def test_arrays_are_written_as_their_bytes_whatever_their_size(redis_server):
+    """An ndarray argument is a buffer like any other: its bytes go out, small (packed with the command)
+    or large (written from the array). Before, a small one was added to the packed bytes as numbers."""
+    client = redis.Redis.from_url(redis_server.url)
+    lanes = resp.Lanes(client.connection_pool)
+    small = np.arange(6, dtype=np.float32).reshape(2, 3)
+    large = np.arange(resp.COPY_BELOW // 2, dtype=np.float64).reshape(-1, 8)
+    assert lanes.call([(b"SET", "small", small), (b"SET", "large", large)]) == [b"OK", b"OK"]
+    assert client.get("small") == small.tobytes() and client.get("large") == large.tobytes()
+    lanes.close()
+
+
 def test_an_error_reply_is_raised_once_every_reply_was_read(redis_server):
     lanes = resp.Lanes(redis.Redis.from_url(redis_server.url).connection_pool)
     with pytest.raises(redis.exceptions.NoScriptError):
