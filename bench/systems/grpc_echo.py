@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 
 from bench import procs
-from bench.systems import System
+from bench.systems import NotApplicable, System
 
 SERVICE = "bench.Echo"
 MESSAGE_LIMIT = 2**31 - 1
@@ -65,6 +65,9 @@ class GrpcEcho(System):
     @classmethod
     def connect(cls, config):
         return cls(config["address"])
+
+    def w8_config(self, batching):
+        raise NotApplicable("an echo server serves no model")
 
     def build_w1(self):
         unary = self._stub("Unary")
