@@ -15,6 +15,11 @@ import numpy as np
 from graphexec.runtime import intra_op
 
 BLOCK_MACS = 1 << 28
+# Blocks of rows start at multiples of this: BLAS kernels compute rows in tiles (OpenBLAS's sgemm: 12 rows
+# on Haswell and Zen, 16 on SkylakeX; dgemm 2-16), and a block that starts inside a tile gets other
+# tiles, so other roundings, than the unsplit product. 48 is a multiple of each: every row comes out
+# with the same bits however many threads split the product.
+ROW_TILE = 48
 
 
 def matmul(ctx, a, b, out=None):
@@ -34,7 +39,7 @@ def matmul(ctx, a, b, out=None):
     length, across = (m, n) if by_rows else (n, m)  # the side cut into blocks, and the other one
     most = max(1, BLOCK_MACS // max(k * across, 1)) if stoppable else None
     depth = k if not stoppable or k * across <= BLOCK_MACS else max(1, BLOCK_MACS // max(across, 1))
-    blocks = intra_op.split(length, ways, most)
+    blocks = intra_op.split(length, ways, most, ROW_TILE if by_rows else 1)
 
     def product(part):
         cut = blocks[part]

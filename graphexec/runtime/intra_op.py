@@ -146,11 +146,17 @@ def run(count: int, body, ways_: int | None = None) -> int:
     return ways_
 
 
-def split(length: int, parts: int, most: int | None = None) -> list[slice]:
-    """`length` cut into about `parts` equal slices, none longer than `most`."""
+def split(length: int, parts: int, most: int | None = None, multiple: int = 1) -> list[slice]:
+    """`length` cut into about `parts` equal slices, none longer than `most`; with `multiple`, every cut
+    at a multiple of it, the slices' length the nearest multiple to theirs (a short last slice may
+    follow), unless `most` is below it: `most` wins."""
     size = max(1, -(-length // max(parts, 1)))
     if most is not None:
         size = max(1, min(size, most))
+    if multiple > 1 and (most is None or most >= multiple):
+        size = max(multiple, (size + multiple // 2) // multiple * multiple)
+        if most is not None:
+            size = min(size, most // multiple * multiple)
     return [slice(start, min(start + size, length)) for start in range(0, length, size)]
 
 

@@ -88,6 +88,29 @@ def test_split_products_and_convolutions_equal_one_thread(two_threads, conv_libr
         np.testing.assert_array_equal(again, split_filter[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_blocks_of_a_product_keep_its_bits(two_threads, dtype):
+    """Blocks of rows start on interruptible.ROW_TILE, a multiple of BLAS kernels' row tiles: on
+    OpenBLAS's Haswell kernel (12-row sgemm tiles) halves of 64 rows gave rows 24-31 other last bits."""
+    rng = np.random.default_rng(4)
+    ctx = ExecContext(np)
+    for m, k, n in ((64, 70, 30), (100, 33, 20), (131, 784, 24), (250, 16, 40)):
+        a, b = rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)
+        np.testing.assert_array_equal(interruptible.matmul(ctx, a, b), a @ b)
+
+
+def test_aligned_splits_cut_at_multiples_and_keep_their_bound():
+    def cuts(*args):
+        return [(part.start, part.stop) for part in intra_op.split(*args)]
+
+    assert cuts(784, 2, None, 48) == [(0, 384), (384, 768), (768, 784)]  # the nearest multiple to 392
+    assert cuts(64, 2, None, 48) == [(0, 48), (48, 64)]
+    assert cuts(30, 2, None, 48) == [(0, 30)]
+    assert cuts(300, 2, 100, 48) == [(0, 96), (96, 192), (192, 288), (288, 300)]  # at most 100 each
+    assert cuts(100, 2, 30, 48) == [(0, 30), (30, 60), (60, 90), (90, 100)]  # a bound below 48 wins
+    assert cuts(10, 3) == [(0, 4), (4, 8), (8, 10)]  # unaligned as before
+
+
 def test_a_cancelled_run_stops_a_split_convolution(two_threads, conv_library):
     rng = np.random.default_rng(1)
     x, w = rng.normal(size=(40, 8, 8, 2)).astype(np.float32), rng.normal(size=(3, 3, 2, 5)).astype(np.float32)
