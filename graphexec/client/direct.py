@@ -97,10 +97,7 @@ class DirectLink:
             if timeout != lane.timeout:  # (each settimeout is a system call)
                 lane.sock.settimeout(None if timeout is None else timeout + GRACE_S)
                 lane.timeout = timeout
-            if isinstance(data, list):
-                send_frame(lane.sock, RUN, prefix, *data)
-            else:
-                send_frame(lane.sock, RUN, prefix, data)
+            send_frame(lane.sock, RUN, prefix, *(data if isinstance(data, list) else (data,)))
             kind, body = read_frame(lane.reader)
         except socket.timeout:
             lane.close()

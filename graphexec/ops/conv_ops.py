@@ -143,11 +143,7 @@ def _convolve(ctx, x, w, strides, padding, epilogue=None):
         return out
     if conv_library.usable(xp, x, w):
         def library_slice(s):
-            result = conv_library.forward(x[s], w, strides, pads)
-            if epilogue is None:
-                out[s] = result
-            else:
-                epilogue(xp, result, out[s])
+            finish(xp, conv_library.forward(x[s], w, strides, pads), out[s])
 
         _on_library_slices(ctx, n, out.size * w2.shape[0], library_slice)
         return out
