@@ -84,4 +84,6 @@ def test_a_large_buffer_reuses_freed_memory_instead_of_faulting_in_new_pages():
 
     kept, faults = run("keep")
     assert kept is True and faults < 1000
-    assert run("default")[1] > 8000  # glibc maps 64 MiB anew: one fault per 4 KiB page
+    # glibc maps 64 MiB anew: one fault per page, 4 KiB, or 16 KiB where the kernel maps anonymous memory
+    # in 16 KiB folios (multi-size THP, /sys/kernel/mm/transparent_hugepage/hugepages-16kB: 4,196 faults)
+    assert run("default")[1] > 3000
