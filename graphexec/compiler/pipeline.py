@@ -16,6 +16,7 @@ from graphexec.compiler.functions import attach_functions
 from graphexec.compiler.fuse import fuse_elementwise
 from graphexec.compiler.fuse_conv import fuse_conv_epilogues
 from graphexec.compiler.plan import Plan, build_plan
+from graphexec.compiler.pool_indices import keep_pool_indices
 from graphexec.compiler.prune import prune
 from graphexec.compiler.simplify import simplify
 from graphexec.compiler.verify import verify
@@ -28,6 +29,7 @@ PASSES = (
     simplify,  # before CSE: a collapsed chain leaves its many constants dead, so CSE never sees them
     eliminate_common_subexpressions,
     fuse_conv_epilogues,  # before elementwise fusion would take the bias and the Relu into a chain
+    keep_pool_indices,
     fuse_elementwise,
 )
 # Passes whose rewrites can leave nodes without users (folded inputs, collapsed chains, merged duplicates).

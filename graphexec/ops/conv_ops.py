@@ -121,9 +121,28 @@ def _conv2d(ctx, x, w, strides, padding, data_format="NHWC"):
     return _convolve(ctx, x, w, strides, padding)
 
 
-def _convolve(ctx, x, w, strides, padding, epilogue=None):
-    """`epilogue(xp, result, into)`, when given, finishes each chunk's result while it is in the cache: it
-    writes into `into` (which may be `result`) what the fused ops after the convolution make of it."""
+class _Epilogue:
+    """What the ops fused after a convolution make of its result (+ bias, then Relu or nothing), applied
+    to each chunk while it is in the cache: `epilogue(xp, result, into)` writes into `into` (which may be
+    `result`). conv_library takes `bias` and `relu` into its own call instead."""
+
+    def __init__(self, bias=None, relu=False):
+        self.bias, self.relu = bias, relu
+
+    def __call__(self, xp, result, into):
+        if self.bias is not None:
+            xp.add(result, self.bias, out=into)
+        elif into is not result:
+            into[...] = result
+        if self.relu:
+            xp.maximum(into, 0, out=into)
+
+
+_NO_EPILOGUE = _Epilogue()
+
+
+def _convolve(ctx, x, w, strides, padding, finish=_NO_EPILOGUE):
+    """The convolution, each chunk finished by `finish` (an _Epilogue)."""
     xp = ctx.xp
     kh, kw, c, o = w.shape
     if x.shape[3] != c:
@@ -131,7 +150,6 @@ def _convolve(ctx, x, w, strides, padding, epilogue=None):
     n = x.shape[0]
     oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
     w2 = w.reshape(-1, o)
-    finish = epilogue or _no_epilogue
     if _pointwise(kh, kw, strides):
         out = interruptible.matmul(ctx, xp.ascontiguousarray(x).reshape(-1, c), w2).reshape(n, oh, ow, o)
         finish(xp, out, out)
@@ -143,7 +161,7 @@ def _convolve(ctx, x, w, strides, padding, epilogue=None):
         return out
     if conv_library.usable(xp, x, w):
         def library_slice(s):
-            finish(xp, conv_library.forward(x[s], w, strides, pads), out[s])
+            out[s] = conv_library.forward(x[s], w, strides, pads, finish.bias, finish.relu)
 
         _on_library_slices(ctx, n, out.size * w2.shape[0], library_slice)
         return out
@@ -161,11 +179,6 @@ def _convolve(ctx, x, w, strides, padding, epilogue=None):
     return out
 
 
-def _no_epilogue(xp, result, into):
-    if into is not result:
-        into[...] = result
-
-
 def _fused_conv2d(ctx, x, w, bias, strides, padding, data_format="NHWC", activation="", covers=()):
     """Conv2D, then + bias, then the activation (Relu or none), each chunk finished while in the cache."""
     if bias.shape != (w.shape[3],):
@@ -173,12 +186,7 @@ def _fused_conv2d(ctx, x, w, bias, strides, padding, data_format="NHWC", activat
     if activation not in ("", "Relu"):
         raise ValueError(f"unknown activation {activation!r}")
 
-    def epilogue(xp, result, into):
-        xp.add(result, bias, out=into)
-        if activation == "Relu":
-            xp.maximum(into, 0, out=into)
-
-    return _convolve(ctx, x, w, strides, padding, epilogue)
+    return _convolve(ctx, x, w, strides, padding, _Epilogue(bias, activation == "Relu"))
 
 
 def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format="NHWC"):
@@ -469,11 +477,17 @@ def _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format="N
     return _crop(grad, pads, x.shape)
 
 
+def _library_pool_ways(x) -> int:
+    """Threads for a conv_library pool over `x`: its kernels cost about two elementwise passes per input
+    (W10's 128x14x14x64 max-pool with indices: ~1 ms on one thread), so they split from half the size."""
+    return intra_op.ways_for_elements(2 * x.size)
+
+
 def _library_max_pool_grad(ctx, x, dy, ksize, strides, pads):
     """conv_library's gradient by slices of images on the intra-op threads, or None when any slice must
     take graphexec's kernel."""
     grad = np.empty(x.shape, dy.dtype)
-    taken = _on_slices(ctx, x.shape[0], intra_op.ways_for_elements(x.size), lambda s: (
+    taken = _on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
         conv_library.max_pool_gradient(x[s], dy[s], ksize, strides, pads, grad[s])))
     return grad if all(taken) else None
 
@@ -500,6 +514,37 @@ def _tiled_max_pool_grad(xp, x, z, dy, kh, kw, oh, ow, grad, finite):
         xp.copyto(targets, shares, where=hits)
 
 
+def _max_pool_with_indices(ctx, x, ksize, strides, padding, data_format="NHWC"):
+    """MaxPool, and where each maximum came from, for its gradient (compiler/pool_indices.py). The
+    indices come from conv_library; where it does not run they are empty, and the gradient finds the
+    maxima again."""
+    xp = ctx.xp
+    if x.size and conv_library.usable(xp, x):
+        _, kh, kw, _ = ksize
+        oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
+        out = np.empty((x.shape[0], oh, ow, x.shape[3]), x.dtype)
+        indices = np.empty(out.shape, np.int64)
+        if all(_on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
+                conv_library.max_pool_with_indices(x[s], ksize, strides, pads, out[s], indices[s])))):
+            return out, indices
+    return _max_pool(ctx, x, ksize, strides, padding), xp.zeros((0,), np.int64)
+
+
+def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, data_format="NHWC"):
+    """MaxPoolGrad from the forward pass's indices: dy added where each maximum came from. TF's
+    MaxPoolGrad exactly, so where a window held a NaN (TF routes nothing to it; torch's index points at
+    the NaN) or there are no indices, that kernel runs instead."""
+    if (indices.size and indices.shape == dy.shape and dy.size and conv_library.usable(ctx.xp, x, dy)
+            and not conv_library.has_nan(z)):
+        _, kh, kw, _ = ksize
+        _, _, pads = _geometry(x.shape, kh, kw, strides, padding)
+        grad = np.empty(x.shape, dy.dtype)
+        _on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
+            conv_library.max_pool_gradient_at(x[s], dy[s], indices[s], ksize, strides, pads, grad[s])))
+        return grad
+    return _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format)
+
+
 def _pool_attrs(op):
     return {k: op.attrs[k] for k in ("ksize", "strides", "padding", "data_format")}
 
@@ -510,6 +555,19 @@ MaxPool = op("MaxPool", shape=_pool_shape, dtype=FLOAT, kernel=_max_pool, inputs
                                            "MaxPoolGrad").outputs[0]])
 MaxPoolGrad = op("MaxPoolGrad", shape=lambda args, attrs: args[0].shape, dtype=FLOAT, kernel=_max_pool_grad_kernel,
                  grad=NOT_DIFFERENTIABLE, inputs=("orig_input", "orig_output", "grad"), attrs=_POOL_ATTRS)
+
+
+# MaxPool and MaxPoolGrad of one window, rewritten by the compiler (compiler/pool_indices.py) so that the
+# gradient reads the forward pass's indices instead of finding every maximum again (TF's
+# MaxPoolWithArgmax and MaxPoolGradWithArgmax do the same; W10: ~4.5 -> ~1.5 ms a step).
+MaxPoolWithIndices = op("_MaxPoolWithIndices", kernel=_max_pool_with_indices, grad=NOT_DIFFERENTIABLE,
+                        shape=lambda args, attrs: [_pool_shape(args, attrs)] * 2, inputs=("input",),
+                        dtype=lambda args, attrs: [FLOAT(args, attrs), dtypes.int64], attrs=_POOL_ATTRS,
+                        compiler_only=True)
+MaxPoolGradAtIndices = op("_MaxPoolGradAtIndices", shape=lambda args, attrs: args[0].shape,
+                          dtype=lambda args, attrs: FLOAT(args[:3], attrs),
+                          kernel=_max_pool_grad_at_indices, grad=NOT_DIFFERENTIABLE, compiler_only=True,
+                          inputs=("orig_input", "orig_output", "grad", "indices"), attrs=_POOL_ATTRS)
 
 
 def _window_counts(xp, shape, kh, kw, strides, padding, dtype):

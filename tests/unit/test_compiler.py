@@ -271,13 +271,14 @@ def test_relu_mask_moves_before_max_pool_gradient_with_the_same_bits(ksize, stri
     x_value = np.random.default_rng(0).normal(size=(2, 7, 6, 3)).astype(np.float32)
     x_value[0, :4, :4, :] = -1.0  # windows of ReLU zeros: ties, and maxima of 0 that the mask removes
     grad, ops, weights = _relu_pool_gradient(x_value, ksize, stride, padding)
-    assert "MaxPoolGrad" in ops and "ReluGrad" in ops
-    assert ops.index("ReluGrad") < ops.index("MaxPoolGrad")  # rewritten: the mask runs on the pooled side
+    # the pool keeps its indices for its gradient (compiler/pool_indices.py)
+    assert "_MaxPoolWithIndices" in ops and "_MaxPoolGradAtIndices" in ops and "ReluGrad" in ops
+    assert ops.index("ReluGrad") < ops.index("_MaxPoolGradAtIndices")  # rewritten: the mask on the pooled side
     with tf.Session() as sess:
         dy = np.broadcast_to(sess.run(weights), grad.shape[:1] + tuple(sess.run(weights).shape[1:]))
     expected = _first_max_routing(np.maximum(x_value, 0), dy, ksize, stride, padding)
     np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=0)  # overlapping windows sum in any order
     tf.reset_default_graph()
     unrewritten, ops, _ = _relu_pool_gradient(x_value, ksize, stride, padding, also_fetch_pool_grad=True)
-    assert ops.index("MaxPoolGrad") < ops.index("ReluGrad")  # the pool gradient is fetched: left as built
+    assert ops.index("_MaxPoolGradAtIndices") < ops.index("ReluGrad")  # the pool gradient is fetched: left as built
     np.testing.assert_array_equal(grad, unrewritten)

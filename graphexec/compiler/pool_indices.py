@@ -1,0 +1,50 @@
+"""A max-pool whose gradient is in the same program keeps where each maximum came from, so that the
+gradient reads those indices instead of finding every maximum again (TF's MaxPoolWithArgmax and
+MaxPoolGradWithArgmax):
+
+    %z = MaxPool(%x); %g = MaxPoolGrad(%x, %z, %dy)
+ -> %z = _MaxPoolWithIndices(%x)  (outputs: the pooled values, int64 indices)
+    %g = _MaxPoolGradAtIndices(%x, %z, %dy, %z:1)
+
+The pool keeps its name and its first output, so its consumers and fetches are unchanged. Only NHWC
+pools on one device, with the same window as their gradient, are rewritten; the kernels fall back to
+MaxPool's and MaxPoolGrad's where they cannot use indices (ops/conv_ops.py).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from graphexec import dtypes, ir
+from graphexec.compiler.util import canonical
+from graphexec.ops.conv_ops import MaxPoolGradAtIndices, MaxPoolWithIndices
+
+WINDOW_ATTRS = ("ksize", "strides", "padding", "data_format")
+
+
+def keep_pool_indices(program: ir.Program) -> ir.Program:
+    if not any(node.op == "MaxPoolGrad" for node in program.nodes):
+        return program
+    by_name = program.by_name()
+    pools, grads = set(), {}
+    for node in program.nodes:
+        if node.op != "MaxPoolGrad":
+            continue
+        name, index = ir.split_tensor_name(canonical(node.inputs[1]))
+        pool = by_name.get(name)
+        if (pool is not None and pool.op == "MaxPool" and index == 0 and pool.device == node.device
+                and canonical(pool.inputs[0]) == canonical(node.inputs[0])
+                and pool.attrs.get("data_format", "NHWC") == "NHWC"
+                and all(pool.attrs.get(k) == node.attrs.get(k) for k in WINDOW_ATTRS)):
+            pools.add(name)
+            grads[node.name] = replace(node, op=MaxPoolGradAtIndices.name, inputs=(*node.inputs, f"{name}:1"))
+    if not grads:
+        return program
+
+    def rewritten(node: ir.Node) -> ir.Node:
+        if node.name in pools:
+            pooled = node.outputs[0]
+            return replace(node, op=MaxPoolWithIndices.name,
+                           outputs=(pooled, ir.TensorType(dtypes.int64, pooled.shape)))
+        return grads.get(node.name, node)
+
+    return program.with_nodes([rewritten(node) for node in program.nodes])

@@ -1,0 +1,102 @@
+"""A max-pool keeps where each maximum came from for its gradient (compiler/pool_indices.py): the
+rewrite is made only where it applies, and its gradient has the same bits as MaxPoolGrad's, which
+finds every maximum again, on every path (oneDNN's indices, graphexec's kernels, NaN, uneven padding,
+one thread or several).
+"""
+import numpy as np
+import pytest
+
+import graphexec as tf
+from graphexec.ops import conv_ops
+from graphexec.runtime import intra_op
+from graphexec.runtime.context import ExecContext
+
+# (ksize, stride, padding, input shape): tiling windows, overlapping ones, stride 1, SAME padding that
+# is the same on both sides and SAME padding with an extra row and column after (torch cannot say it).
+CASES = [(2, 2, "SAME", (4, 28, 28, 8)), (3, 2, "SAME", (3, 9, 9, 4)), (3, 1, "SAME", (2, 7, 7, 3)),
+         (2, 2, "VALID", (2, 7, 9, 5)), (3, 2, "SAME", (3, 8, 8, 4)), (3, 3, "VALID", (2, 9, 9, 2))]
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    previous = intra_op.threads()
+    intra_op.set_threads(2)
+    monkeypatch.setattr(intra_op, "MIN_ELEMENTS", 1)  # test-sized pools split over both threads
+    yield
+    intra_op.set_threads(previous)
+
+
+def _values(shape, ties, dtype=np.float32):
+    rng = np.random.default_rng(sum(shape))
+    # few distinct values: many windows hold their maximum twice or more (ReLU's zeros, as in a CNN)
+    x = rng.integers(-2, 3, shape).astype(dtype) if ties else rng.standard_normal(shape).astype(dtype)
+    return x
+
+
+def _pool_gradient(x, dy, k, s, padding):
+    """(pooled, gradient, the plan's text) of a max-pool and its gradient with `dy`, in a session."""
+    tf.reset_default_graph()
+    value = tf.placeholder(tf.as_dtype(x.dtype), x.shape)
+    pooled = tf.nn.max_pool(value, [1, k, k, 1], [1, s, s, 1], padding)
+    (grad,) = tf.gradients(pooled, [value], grad_ys=[tf.constant(dy)])
+    traced = tf.RunMetadata()
+    with tf.Session() as sess:
+        z, g = sess.run([pooled, grad], {value: x}, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                        run_metadata=traced)
+    return z, g, traced.plan_text
+
+
+def _max_pool_grad(x, z, dy, k, s, padding):
+    """TF's MaxPoolGrad as graphexec ran it before the rewrite: the maxima found again from x and z."""
+    return conv_ops._max_pool_grad_kernel(ExecContext(np), x, z, dy, [1, k, k, 1], [1, s, s, 1], padding)
+
+
+@pytest.mark.parametrize("k, s, padding, shape", CASES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_gradient_from_indices_has_maxpoolgrads_bits(k, s, padding, shape, ties, conv_library, two_threads):
+    x = _values(shape, ties)
+    oh, ow, _ = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)
+    dy = np.random.default_rng(1).standard_normal((shape[0], oh, ow, shape[3])).astype(np.float32)
+    z, grad, plan = _pool_gradient(x, dy, k, s, padding)
+    assert "_MaxPoolWithIndices" in plan and "_MaxPoolGradAtIndices" in plan and " MaxPoolGrad(" not in plan
+    np.testing.assert_array_equal(z, conv_ops._max_pool(ExecContext(np), x, [1, k, k, 1], [1, s, s, 1], padding))
+    np.testing.assert_array_equal(grad, _max_pool_grad(x, z, dy, k, s, padding))
+    # every window's gradient reaches exactly one input of it (windows may share inputs: sums compared)
+    np.testing.assert_allclose(grad.sum(axis=(1, 2)), dy.sum(axis=(1, 2)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("where", ["input", "gradient"])
+def test_nan_takes_maxpoolgrads_own_rules(where, conv_library, two_threads):
+    """A NaN in a window: torch's index points at it, TF's MaxPoolGrad routes nothing there; the rewrite
+    gives TF's answer. A NaN in dy reaches its window's maximum only."""
+    x, dy = _values((2, 6, 6, 3), ties=False), np.ones((2, 3, 3, 3), np.float32)
+    if where == "input":
+        x[0, 1, 1, 0] = np.nan
+    else:
+        dy[1, 2, 0, 2] = np.nan
+    z, grad, _ = _pool_gradient(x, dy, 2, 2, "VALID")
+    np.testing.assert_array_equal(grad, _max_pool_grad(x, z, dy, 2, 2, "VALID"))  # NaN in the same places
+    assert np.isnan(grad).sum() == (where == "gradient")
+
+
+def test_float64_pools_run_graphexecs_kernels_with_the_same_answer(two_threads):
+    x = _values((3, 8, 8, 2), ties=True, dtype=np.float64)
+    dy = np.random.default_rng(2).standard_normal((3, 4, 4, 2))
+    z, grad, plan = _pool_gradient(x, dy, 2, 2, "SAME")
+    assert "_MaxPoolGradAtIndices" in plan and grad.dtype == np.float64
+    np.testing.assert_array_equal(grad, _max_pool_grad(x, z, dy, 2, 2, "SAME"))
+
+
+def test_a_pool_is_left_alone_where_its_gradient_is_not_in_the_run():
+    tf.reset_default_graph()
+    x = tf.placeholder(tf.float32, [2, 4, 4, 1])
+    pooled = tf.nn.max_pool(x, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+    (grad,) = tf.gradients(tf.reduce_sum(pooled), [x])
+    value = np.arange(32, dtype=np.float32).reshape(2, 4, 4, 1)
+    with tf.Session() as sess:
+        for fetches, rewritten in ((pooled, False), ([pooled, grad], True)):
+            traced = tf.RunMetadata()
+            sess.run(fetches, {x: value}, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                     run_metadata=traced)
+            assert ("_MaxPoolWithIndices" in traced.plan_text) == rewritten
+            assert (" MaxPool(" in traced.plan_text) != rewritten
