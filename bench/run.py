@@ -14,8 +14,10 @@ results stay.
 """
 
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -25,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import threadpoolctl
 
 from bench import report, workloads
 from bench.systems import SYSTEMS
@@ -147,6 +151,7 @@ def main():
         "busy": args.busy,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
+        "cpu": cpu_and_blas(),
         "machine": platform.platform(),
         "python": platform.python_version(),
         "versions": versions(),
@@ -156,7 +161,7 @@ def main():
     }
     busy = ", BUSY: one CPU-bound neighbour process throughout" if args.busy else ""
     heading = (f"{meta['date_utc']}, {meta['mode']} run ({args.rounds} round{'s' * (args.rounds > 1)}, "
-               f"medians), {meta['cpus']} CPUs{busy}, took {meta['duration_s']:.0f} s")
+               f"medians), {meta['cpus']} CPUs ({meta['cpu']}){busy}, took {meta['duration_s']:.0f} s")
     print(f"\n{heading}\n{table}")
     os.makedirs(args.out, exist_ok=True)
     name = "latest-busy" if args.busy else "latest"
@@ -164,6 +169,21 @@ def main():
         json.dump({"meta": meta, "results": results, "rounds": rounds, "table": table}, f, indent=1)
     with open(os.path.join(args.out, f"{name}.md"), "w") as f:
         f.write(f"# Benchmark results\n\n{heading}\n\n{table}\n")
+
+
+def cpu_and_blas() -> str:
+    """The CPU and the kernels numpy's OpenBLAS runs on it, which the servers inherit: they decide the
+    matrix products of W3 and W10 (an OPENBLAS_CORETYPE in the environment picks them)."""
+    fields = {}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in itertools.takewhile(str.strip, info):
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    vector = "AVX-512" if "avx512f" in fields.get("flags", "").split() else "no AVX-512"
+    cpu = (f"{fields.get('model name', platform.processor() or 'unknown CPU')} family {fields.get('cpu family', '?')} "
+           f"model {fields.get('model', '?')}, {vector}")
+    kernels = [info.get("architecture") for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
+    return f"{cpu}; BLAS kernels: {', '.join(map(str, kernels)) or 'unknown'}"
 
 
 if __name__ == "__main__":
