@@ -20,6 +20,11 @@ BLOCK_MACS = 1 << 28
 # tiles, so other roundings, than the unsplit product. 48 is a multiple of each: every row comes out
 # with the same bits however many threads split the product.
 ROW_TILE = 48
+# OpenBLAS's SkylakeX kernels multiply a product of at most 100^3 multiply-adds with kernels of their own
+# (its small-matrix path), which sum in another order: a row block of a larger product is never smaller,
+# or its rows would differ in the last bits from the unsplit product's (seen on Zen 5, 1 Dec: 48 of 131
+# rows by 784 by 24, 0.90M, differed; 48 of 300 by 700 by 30, 1.01M, kept them).
+SMALL_PRODUCT_MACS = 100 ** 3
 
 
 def matmul(ctx, a, b, out=None):
@@ -40,6 +45,8 @@ def matmul(ctx, a, b, out=None):
     most = max(1, BLOCK_MACS // max(k * across, 1)) if stoppable else None
     depth = k if not stoppable or k * across <= BLOCK_MACS else max(1, BLOCK_MACS // max(across, 1))
     blocks = intra_op.split(length, ways, most, ROW_TILE if by_rows else 1)
+    if by_rows and macs > SMALL_PRODUCT_MACS:
+        blocks = _at_least(blocks, SMALL_PRODUCT_MACS // (k * across) + 1)
 
     def product(part):
         cut = blocks[part]
@@ -53,3 +60,15 @@ def matmul(ctx, a, b, out=None):
 
     intra_op.run(len(blocks), product, ways)
     return out
+
+
+def _at_least(blocks: list[slice], rows: int) -> list[slice]:
+    """Consecutive `blocks` merged until each has at least `rows` rows (a short one joins the block before
+    it, or after it when it is the first), so every block still starts where one of `blocks` started."""
+    merged: list[slice] = []
+    for block in blocks:
+        if merged and (block.stop - block.start < rows or merged[-1].stop - merged[-1].start < rows):
+            merged[-1] = slice(merged[-1].start, block.stop)
+        else:
+            merged.append(block)
+    return merged

@@ -91,10 +91,12 @@ def test_split_products_and_convolutions_equal_one_thread(two_threads, conv_libr
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_blocks_of_a_product_keep_its_bits(two_threads, dtype):
     """Blocks of rows start on interruptible.ROW_TILE, a multiple of BLAS kernels' row tiles: on
-    OpenBLAS's Haswell kernel (12-row sgemm tiles) halves of 64 rows gave rows 24-31 other last bits."""
+    OpenBLAS's Haswell kernel (12-row sgemm tiles) halves of 64 rows gave rows 24-31 other last bits. And
+    no block of a product above OpenBLAS's small-matrix bound falls under it (SkylakeX kernels: 48 of 131
+    rows by 784 by 24 gave other bits)."""
     rng = np.random.default_rng(4)
     ctx = ExecContext(np)
-    for m, k, n in ((64, 70, 30), (100, 33, 20), (131, 784, 24), (250, 16, 40)):
+    for m, k, n in ((64, 70, 30), (100, 33, 20), (131, 784, 24), (250, 16, 40), (300, 700, 30), (200, 784, 24)):
         a, b = rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)
         np.testing.assert_array_equal(interruptible.matmul(ctx, a, b), a @ b)
 
@@ -164,3 +166,11 @@ def test_parts_on_helper_threads_follow_the_callers_numpy_error_handling(two_thr
     with np.errstate(divide="raise"):
         with pytest.raises(FloatingPointError):
             intra_op.run(64, log_rows)
+
+
+def test_short_row_blocks_join_their_neighbour():
+    at_least = interruptible._at_least
+    assert at_least([slice(0, 48), slice(48, 96), slice(96, 131)], 54) == [slice(0, 131)]
+    assert at_least([slice(0, 96), slice(96, 192), slice(192, 200)], 54) == [slice(0, 96), slice(96, 200)]
+    assert at_least([slice(0, 150), slice(150, 300)], 20) == [slice(0, 150), slice(150, 300)]
+    assert at_least([slice(0, 10)], 54) == [slice(0, 10)]
