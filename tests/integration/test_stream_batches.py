@@ -72,7 +72,7 @@ def test_runs_after_the_one_that_killed_the_worker_go_to_another_and_it_is_refus
     target = serve("--redis", redis_server.url)
     wait_for_workers(target, 2)
     small = [np.eye(3, dtype=np.float32) * (1.2 + 0.1 * i) for i in range(8)]  # tanh(s y) = y: distinct sums
-    large = np.random.default_rng(2).normal(size=(600, 600)).astype(np.float32) * 0.03
+    large = np.random.default_rng(2).normal(size=(800, 800)).astype(np.float32) * 0.03
     values = small[:3] + [large, large] + small[3:]
     with tf.Graph().as_default():
         x, total = _long_chain()
