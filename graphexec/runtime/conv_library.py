@@ -32,7 +32,6 @@ CHOICES = ("auto", "torch", "numpy")
 VARIABLE = "GRAPHEXEC_CONV_LIBRARY"
 
 _lock = threading.Lock()
-_local = threading.local()  # .ready: this thread's OpenMP team size is set to 1
 _torch = None
 _choice: str | None = None  # None: not yet decided (the variable is read at first use)
 _loaded = False  # whether _choice has been acted on (torch imported, or found missing)
@@ -223,10 +222,12 @@ def _pool_args(ksize, strides, pads):
 def _one_thread() -> None:
     """oneDNN sizes its OpenMP team from the calling thread's setting, which starts at the core count on
     every new thread (an intra-op helper's too): without this, each call would start a team of its own,
-    and a filter gradient's sums would come out in an order that varies from run to run."""
-    if not getattr(_local, "ready", False):
-        _torch.set_num_threads(1)
-        _local.ready = True
+    and a filter gradient's sums would come out in an order that varies from run to run. Set before
+    every call (~0.1 us), not once per thread: others change the setting too. threadpoolctl's
+    `threadpool_limits` puts back every OpenMP library's setting on exit, torch's included, so a
+    convolution run inside it once left later ones on two threads, with other bits than a worker's
+    (tests/unit/test_conv_library.py)."""
+    _torch.set_num_threads(1)
 
 
 def _symmetric(pads):

@@ -145,6 +145,29 @@ def test_without_torch_auto_falls_back_and_torch_is_refused():
     assert "--conv-library torch: the torch convolution library was asked for, but torch is not installed" in serve.stderr
 
 
+def test_every_call_runs_on_one_openmp_thread_even_after_threadpoolctl_put_settings_back():
+    """threadpoolctl's `threadpool_limits` puts every OpenMP library's setting back on exit, torch's too:
+    a first convolution run inside one (the digits example's) left the calls after it on two OpenMP
+    threads, whose sums differ in the last bits from a worker's (found as an order-dependent failure of
+    test_the_fused_convolution_crosses_redis_to_a_worker)."""
+    code = """
+import numpy as np
+import torch  # imported before threadpoolctl looks, as a notebook may have
+from threadpoolctl import threadpool_info, threadpool_limits
+from graphexec.runtime import conv_library
+conv_library.choose("torch", now=False)  # torch's library is set up at the first convolution
+x, w = np.ones((2, 6, 6, 1), np.float32), np.ones((3, 3, 1, 4), np.float32)
+same = ((0, 0), (1, 1), (1, 1), (0, 0))
+with threadpool_limits(limits=1, user_api="blas"):
+    assert conv_library.usable(np, x)
+    conv_library.forward(x, w, (1, 1, 1, 1), same)
+conv_library.forward(x, w, (1, 1, 1, 1), same)
+print(*[i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp" and "torch" in i["filepath"]])
+"""
+    done = _python(code)
+    assert done.stdout.split() == ["1"], done.stdout + done.stderr
+
+
 def test_a_failed_allocation_in_torch_is_a_memory_error():
     """torch reports a failed allocation as a RuntimeError; conv_library raises MemoryError, which the
     executor answers RESOURCE_EXHAUSTED (as under `--memory-limit`), and the next call works."""
