@@ -147,7 +147,7 @@ SETTINGS = (
             "one-thread BLAS call; used while --blas-threads is 1 (graphexec/runtime/intra_op.py)", int,
             metavar="N"),
     Setting("both", "--conv-library", "GRAPHEXEC_CONV_LIBRARY", "auto", "auto (oneDNN when torch is installed)",
-            "float32 convolutions and max-pool gradients on the CPU: oneDNN through PyTorch's CPU build (auto: "
+            "float32 convolutions and max-pooling on the CPU: oneDNN through PyTorch's CPU build (auto: "
             "when torch imports, at the first convolution; torch: loaded at start, required), or graphexec's "
             "own im2col + BLAS kernels (numpy) (graphexec/runtime/conv_library.py)",
             str.lower, conv_library.CHOICES),

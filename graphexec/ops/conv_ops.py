@@ -5,7 +5,7 @@ strided view of the windows into the thread's scratch buffer and multiplied by t
 run over chunks and the kernel's few offsets (5x5 = 25), never over pixels. Chunks run on the
 intra-op threads (graphexec.runtime.intra_op), each with its own scratch buffer. Every kernel uses `ctx.xp`,
 so the CuPy backend runs the same code. With torch installed, float32 convolutions, their gradients and
-the max-pool gradient on the host go to oneDNN instead (graphexec.runtime.conv_library), by fixed slices
+max-pooling with its gradient on the host go to torch's kernels instead (graphexec.runtime.conv_library), by fixed slices
 of the batch on the same threads. The Python API that builds these ops is graphexec.nn.
 """
 from __future__ import annotations

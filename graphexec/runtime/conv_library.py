@@ -1,11 +1,11 @@
-"""Convolution kernels (and the max-pool gradient) from oneDNN, through PyTorch's CPU build, when it is
-installed.
+"""Convolution kernels from oneDNN, and max-pooling with its gradient, through PyTorch's CPU build, when it
+is installed.
 
 oneDNN's direct, cache-blocked convolutions beat graphexec's own im2col + BLAS kernels on the shapes of
 classic CNNs (W10's conv2 on 2 cores, same minutes, both split over graphexec's threads: forward 11.5
 against 15.6 ms, input gradient 10.8 against 18.8, filter gradient 11.6 against 18.0; TF's own kernels
 are oneDNN's too). graphexec keeps its own threads: every call here runs
-on one thread (torch's thread count is set to 1, process-wide, when the library is first used), and
+on one thread (torch's thread count is set to 1 before every call: see _one_thread), and
 ops/conv_ops.py hands it fixed slices of the batch on the intra-op threads (runtime/intra_op.py), as it
 does its own kernels, so a busy neighbour core delays one slice rather than the whole convolution.
 
