@@ -34,33 +34,48 @@ def one_thread():
             process.kill()
 
 
+# Each build returns (the fed scalar, a run of many seconds, and a run as long as the longest piece of it
+# that cannot stop midway, or None when those are short).
 def _big_product():
     s = tf.placeholder(tf.float32, [])
     a = tf.fill([6000, 6000], s)  # made in the run (a fed scalar), so not folded at compile time
-    return s, tf.reduce_sum(tf.matmul(a, a * 0.5))
+    return s, tf.reduce_sum(tf.matmul(a, a * 0.5)), None
 
 
 def _big_convolution():
     s = tf.placeholder(tf.float32, [])
-    images = tf.fill([16, 112, 112, 256], s)  # 118 G multiply-adds: seconds on one core, even with AVX-512
     filters = tf.fill([3, 3, 256, 256], s)
-    return s, tf.reduce_sum(tf.nn.conv2d(images, filters, [1, 1, 1, 1], "SAME"))
+
+    def convolved(images):  # 7.4 G multiply-adds an image: 118 G for the batch, seconds even with AVX-512
+        return tf.reduce_sum(tf.nn.conv2d(tf.fill([images, 112, 112, 256], s), filters, [1, 1, 1, 1], "SAME"))
+
+    # A run stops between two parts of a kernel, and a convolution's smallest part is one image: one
+    # library call (225 ms on a slow 2-vCPU machine, AMD family 25).
+    return s, convolved(16), convolved(1)
 
 
 def _endless_loop():
     s = tf.placeholder(tf.float32, [])
     _, value = tf.while_loop(lambda i, v: i < 1_000_000_000, lambda i, v: (i + 1, v * 0.5 + 1.0),
                              [tf.constant(0), tf.fill([64], s)])
-    return s, tf.reduce_sum(value)
+    return s, tf.reduce_sum(value), None
 
 
 @pytest.mark.parametrize("build", [_big_product, _big_convolution, _endless_loop])
 def test_a_long_kernel_stops_soon_after_a_1s_deadline(one_thread, build):
     with tf.Graph().as_default():
-        s, total = build()
+        s, total, piece = build()
         quick = s * 2.0
         with tf.Session(one_thread) as sess:
             assert sess.run(quick, {s: 1.0}) == 2.0  # compiled and warm before anything is timed
+            piece_s = 0.0
+            if piece is not None:  # what the run may still finish after its deadline, on this machine
+                # The first also imports torch (1-2 s that no deadline stops: conv_library imports it at
+                # a process's first float32 convolution, not at startup) and builds oneDNN's kernels.
+                sess.run(piece, {s: 1.0})
+                started = time.monotonic()
+                sess.run(piece, {s: 1.0})
+                piece_s = time.monotonic() - started
             started = time.monotonic()
             with pytest.raises(errors.DeadlineExceededError):
                 sess.run(total, {s: 1.0}, options=tf.RunOptions(timeout_in_ms=1000))
@@ -68,15 +83,15 @@ def test_a_long_kernel_stops_soon_after_a_1s_deadline(one_thread, build):
             assert sess.run(quick, {s: 3.0}) == 6.0
             free = time.monotonic() - started
     print(f"\n{build.__name__}: DEADLINE_EXCEEDED {(answered - 1) * 1e3:.0f} ms after the 1 s deadline; "
-          f"the run thread free {(free - 1) * 1e3:.0f} ms after it")
-    assert answered < 1.0 + SLACK_S and free < 1.0 + SLACK_S
+          f"the run thread free {(free - 1) * 1e3:.0f} ms after it; its longest piece {piece_s * 1e3:.0f} ms")
+    assert answered < 1.0 + SLACK_S + piece_s and free < 1.0 + SLACK_S + piece_s
 
 
 def test_a_cancelled_run_frees_the_server_soon(one_thread):
     """The client cancels the call: the server stops the product at its next block, and its one run
     thread runs the next run (which waited for it)."""
     with tf.Graph().as_default():
-        s, total = _big_product()
+        s, total, _ = _big_product()
         quick = s * 2.0
         with tf.Session(one_thread) as sess:
             assert sess.run(quick, {s: 1.0}) == 2.0
