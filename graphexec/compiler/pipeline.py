@@ -18,6 +18,7 @@ from graphexec.compiler.fuse_conv import fuse_conv_epilogues
 from graphexec.compiler.plan import Plan, build_plan
 from graphexec.compiler.pool_indices import keep_pool_indices
 from graphexec.compiler.prune import prune
+from graphexec.compiler.schedule import schedule_updates_early
 from graphexec.compiler.simplify import simplify
 from graphexec.compiler.verify import verify
 
@@ -31,6 +32,7 @@ PASSES = (
     fuse_conv_epilogues,  # before elementwise fusion would take the bias and the Relu into a chain
     keep_pool_indices,
     fuse_elementwise,
+    schedule_updates_early,  # last: only the order changes
 )
 # Passes whose rewrites can leave nodes without users (folded inputs, collapsed chains, merged duplicates).
 LEAVES_DEAD_CODE = frozenset({fold_constants, simplify, eliminate_common_subexpressions})
@@ -40,7 +42,8 @@ def debug_enabled() -> bool:
     return os.environ.get("GRAPHEXEC_DEBUG", "") not in ("", "0")
 
 
-def optimize(program: ir.Program, passes=PASSES, check: bool | None = None) -> ir.Program:
+def optimize(program: ir.Program, passes=None, check: bool | None = None) -> ir.Program:
+    passes = PASSES if passes is None else passes
     check = debug_enabled() if check is None else check
     if check:
         verify(program, "input")

@@ -85,3 +85,13 @@ NoOp = op("NoOp", shape=lambda args, attrs: [], dtype=lambda args, attrs: [], ke
 # their `var` and the slot variables named in `slots` (training_ops.touched_variables lists both).
 VARIABLE_OPS = (frozenset({"ReadVariable", "Assign", "AssignAdd", "AssignSub"}) | training_ops.UPDATE_OPS
                 | scatter_ops.UPDATE_OPS)
+_WRITE_OPS = frozenset({"Assign", "AssignAdd", "AssignSub"}) | scatter_ops.UPDATE_OPS
+
+
+def written_variables(op_name: str, attrs) -> tuple[str, ...]:
+    """Names of the variables a step of `op_name` writes (none for other ops)."""
+    if op_name in training_ops.UPDATE_OPS:
+        return training_ops.touched_variables(attrs)
+    if op_name in _WRITE_OPS:
+        return (attrs["var"],)
+    return ()

@@ -12,7 +12,7 @@ class ExecContext:
     """Per-run state handed to kernels. `xp` is numpy or cupy; the same kernels serve both."""
 
     __slots__ = ("xp", "variables", "rngs", "seed", "deadline", "cancelled", "device", "printed", "stats",
-                 "spares")
+                 "spares", "on_final")
 
     def __init__(self, xp=np, variables=None, rngs=None, seed=None, deadline=None, device="/cpu:0", printed=None):
         self.xp = xp
@@ -25,6 +25,7 @@ class ExecContext:
         self.device = device
         self.stats = None  # the run's NodeStats list when traced (sub-plans of If/While append to it too)
         self.spares = None  # variable name -> its previous value's buffer, for updates to write into (numpy only)
+        self.on_final = None  # called with variables the run wrote for the last time (executor.LoadedPlan)
 
     def check_interrupt(self) -> None:
         """Called between steps: stop a cancelled or expired run at the op boundary."""

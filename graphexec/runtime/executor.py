@@ -15,6 +15,7 @@ import numpy as np
 from graphexec import errors, ir
 from graphexec.compiler.plan import Plan, Step
 from graphexec.ops import registry
+from graphexec.ops.state_ops import VARIABLE_OPS, written_variables
 from graphexec.runtime import elementwise_parts
 from graphexec.runtime.context import on_device
 
@@ -132,14 +133,33 @@ def _in_place(kernel, ufunc_name: str, position: int):
     return run
 
 
+def final_writes(plan: Plan) -> dict[int, tuple[str, ...]]:
+    """step index -> the variables whose values the run has once that step is done (no later step writes
+    them); empty when an If or While body writes variables (its steps may run any number of times)."""
+    last: dict[str, int] = {}
+    for index, step in enumerate(plan.steps):
+        for value in step.attrs.values():
+            if isinstance(value, Plan) and value.step_ops() & (VARIABLE_OPS - {"ReadVariable"}):
+                return {}
+        for name in written_variables(step.op, step.attrs):
+            last[name] = index
+    finals: dict[int, tuple[str, ...]] = {}
+    for name, index in last.items():
+        finals[index] = (*finals.get(index, ()), name)
+    return finals
+
+
 class LoadedPlan:
     """A plan bound to kernels for one backend (numpy or CuPy).
 
     `feeds_owned=True` says the caller hands its feed arrays over (a server decoding them from the
     wire): steps may then overwrite a feed buffer after its last use. A user's arrays are never owned.
+    With `announce_writes`, a run whose context has `on_final` set calls it with the names of the
+    variables each step wrote for the last time in the run, once that step is done (`final_writes`), so
+    a worker can send their new values to the store while the rest of the run goes on.
     """
 
-    def __init__(self, plan: Plan, xp=np, feeds_owned: bool = False):
+    def __init__(self, plan: Plan, xp=np, feeds_owned: bool = False, announce_writes: bool = False):
         self.plan = plan
         self.xp = xp
         self.template = [None] * plan.num_slots
@@ -148,6 +168,7 @@ class LoadedPlan:
         self.feed_slots = tuple(e.slot for e in plan.feeds)
         self.fetch_slots = tuple(e.slot for e in plan.fetches)
         donors = _donors(plan, feeds_owned)
+        finals = final_writes(plan) if announce_writes else {}
         bound = []
         for index, s in enumerate(plan.steps):
             fn = plain = _bind(s)
@@ -157,7 +178,7 @@ class LoadedPlan:
             if (xp is np and (definition.elementwise or definition.is_fused) and len(s.output_types) == 1
                     and elementwise_parts.may_split(s.output_types[0])):
                 fn = elementwise_parts.split(fn, plain, s.output_types[0], definition.ufunc, donors.get(index))
-            bound.append((fn, s.inputs, s.outputs, s.free, len(s.outputs) == 1, s))
+            bound.append((fn, s.inputs, s.outputs, s.free, len(s.outputs) == 1, s, finals.get(index)))
         self.steps = tuple(bound)
 
     def run(self, ctx, feed_values, stats: list | None = None) -> list:
@@ -166,8 +187,9 @@ class LoadedPlan:
             slots[slot] = value
         ctx.stats = stats
         interruptible = ctx.deadline is not None or ctx.cancelled is not False
+        on_final = ctx.on_final
         with np.errstate(all="ignore"):
-            for fn, ins, outs, free, single, step in self.steps:
+            for fn, ins, outs, free, single, step, finals in self.steps:
                 if interruptible:
                     ctx.check_interrupt()
                 args = [slots[i] for i in ins]
@@ -192,6 +214,8 @@ class LoadedPlan:
                 else:
                     for slot, value in zip(outs, result):
                         slots[slot] = value
+                if finals is not None and on_final is not None:
+                    on_final(finals)
         return [slots[i] for i in self.fetch_slots]
 
 

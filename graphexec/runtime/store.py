@@ -109,13 +109,19 @@ class Store:
     def read_variables(self, container: str) -> tuple[int, dict[str, np.ndarray]]:
         raise NotImplementedError
 
+    def staging(self, container: str):
+        """Where a run may send its large new values of `container`'s variables before it commits (an
+        object with `offer(name, value)` and `discard()`, passed to `commit`), or None (server.staging)."""
+        return None
+
     def commit(self, container: str, base_version: int, updates: dict, request_id: int, result: bytes,
-               added_bytes: int = 0) -> int:
+               added_bytes: int = 0, staging=None) -> int:
         """Atomically write `updates`, bump the version and record request_id -> result; returns the new
         version. Raises AlreadyApplied if request_id was applied already, else AbortedError if the
         version is no longer `base_version` or another run holds the container's lock (shared stores).
         `added_bytes`: how much the updates grow the container's variables (new ones, larger shapes),
-        counted against the tenant's variable quota (RESOURCE_EXHAUSTED, nothing written, beyond it)."""
+        counted against the tenant's variable quota (RESOURCE_EXHAUSTED, nothing written, beyond it).
+        `staging`: this store's `staging` object, with some of the updates already on their way."""
         raise NotImplementedError
 
     def reset(self, container: str) -> None:
@@ -275,7 +281,7 @@ class MemoryStore(Store):
         with self._guard:
             return c.version, dict(c.variables)
 
-    def commit(self, container, base_version, updates, request_id, result, added_bytes=0):
+    def commit(self, container, base_version, updates, request_id, result, added_bytes=0, staging=None):
         c = self._container(container)
         with self._guard:
             entry = c.applied.get(request_id) if request_id else None

@@ -30,6 +30,7 @@ State and policy:
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -227,9 +228,22 @@ class WorkerCore:
                           placement.DEVICE_NAMES[call.device_type])
         if call.cancellation is not None:
             ctx.cancelled = call.cancellation
-        spares = None
+        spares = staging = None
         if cached.writes_variables and loaded.xp is np and call.device_type == placement.CPU:
             spares = ctx.spares = self._spares.setdefault(call.container, {})
+            staging = self.store.staging(call.container)
+            if staging is not None:
+                ctx.on_final = functools.partial(_offer_changed, staging, run_variables, variables)
+        try:
+            return self._run_and_commit(call, cached, loaded, ctx, version, variables, checked, spares, staging)
+        finally:
+            if staging is not None:
+                staging.discard()  # what the commit did not take (the run failed, or its commit never came)
+
+    def _run_and_commit(self, call: PlanCall, cached: CachedPlan, loaded: LoadedPlan, ctx: ExecContext,
+                        version: int, variables: dict, checked: bool, spares: dict | None, staging) -> PlanResult:
+        """Run the plan, and commit what it changed."""
+        key, run_variables = (call.container, call.device_type), ctx.variables
         stats = [] if call.trace else None
         try:
             if loaded.xp is np:
@@ -250,7 +264,8 @@ class WorkerCore:
                 with self._hot_guard:
                     self._committing[key] = self._committing.get(key, 0) + 1
                 try:
-                    new_version = self.store.commit(call.container, version, host, call.request_id, result, added)
+                    new_version = self.store.commit(call.container, version, host, call.request_id, result, added,
+                                                    staging)
                     self._keep_hot(key, new_version, run_variables)
                 except AlreadyApplied as applied:  # a copy of this request, held up somewhere, won
                     self._hot.pop(key, None)
@@ -311,12 +326,13 @@ class WorkerCore:
             if blob is None:
                 raise errors.NotFoundError(None, None, f"plan {call.plan_key[:16]} is not in the plan cache")
             plan = CachedPlan.of(call.plan_key, convert.plan_from_bytes(blob))
-        entry = (plan, self._load(plan.plan, call))
+        entry = (plan, self._load(plan, call))
         self._plans.put((call.plan_key, call.device_type), entry, plan.plan.nbytes())
         return entry
 
-    def _load(self, plan: Plan, call: PlanCall) -> LoadedPlan:
-        loaded = LoadedPlan(plan, self.xp if call.device_type == placement.GPU else np, feeds_owned=self.feeds_owned)
+    def _load(self, cached: CachedPlan, call: PlanCall) -> LoadedPlan:
+        loaded = LoadedPlan(cached.plan, self.xp if call.device_type == placement.GPU else np,
+                            feeds_owned=self.feeds_owned, announce_writes=cached.writes_variables)
         if loaded.xp is not np and call.host_steps:
             _run_on_host(loaded, frozenset(call.host_steps))
         return loaded
@@ -361,6 +377,14 @@ def _bound(table: dict, size: int) -> None:
 
 def _to_host(value):
     return value.get() if hasattr(value, "get") and not isinstance(value, (np.ndarray, np.generic)) else value
+
+
+def _offer_changed(staging, run_variables: dict, before: dict, names: tuple[str, ...]) -> None:
+    """ExecContext.on_final for a run with early staging: offer the final values the run changed."""
+    for name in names:
+        value = run_variables.get(name)
+        if value is not None and value is not before.get(name):
+            staging.offer(name, value)
 
 
 def _retained(results) -> bytes:

@@ -51,6 +51,7 @@ from graphexec import errors
 from graphexec.rpc import codec, tensors
 from graphexec.runtime.store import APPLIED_TTL_S, DEFAULT_LOCK_TIMEOUT_S, AlreadyApplied, Store, over_quota, tenant_of
 from graphexec.server.resp import Lanes
+from graphexec.server.staging import Staging
 from graphexec.server.telemetry import Metrics
 
 PREFIX = "graphexec:"
@@ -284,10 +285,17 @@ class RedisStore(Store):
     def _variable_keys(container):
         return [f"{PREFIX}version:{container}", f"{PREFIX}heads:{container}", f"{PREFIX}vars:{container}"]
 
+    def staging(self, container):
+        return Staging(self._lanes, f"{PREFIX}stage:{container}:", STAGED_TTL_MS)
+
     @_guarded
-    def commit(self, container, base_version, updates, request_id, result, added_bytes=0):
+    def commit(self, container, base_version, updates, request_id, result, added_bytes=0, staging=None):
         # One round trip: each value is staged under a key of its own (its content sent straight from
-        # the array), then the _COMMIT script checks and applies them atomically.
+        # the array), then the _COMMIT script checks and applies them atomically. Values staged early
+        # (server.staging) are on the way already, on the connection that carries the rest.
+        early = staging.finish() if staging is not None else None
+        connection, owed = early or (None, 0)
+        ahead = dict(staging.staged) if early else {}
         stage = f"{PREFIX}stage:{container}:{secrets.token_hex(8)}:"
         keys = [f"{PREFIX}version:{container}", f"{PREFIX}applied:{container}:{request_id}",
                 f"{PREFIX}heads:{container}", f"{PREFIX}lock:{container}", f"{PREFIX}var_bytes:{container}",
@@ -299,13 +307,18 @@ class RedisStore(Store):
                 -1 if self.variable_quota is None else self.variable_quota]
         commands = []
         for index, (name, value) in enumerate(updates.items()):
-            head, content = codec.tensor_parts(value)
-            keys += [f"{stage}{index}", f"{PREFIX}var:{container}:{name}"]
+            key, head, sent = ahead.pop(name, (None, None, None))
+            if sent is not value:
+                head, content = codec.tensor_parts(value)
+                key = f"{stage}{index}"
+                commands.append((b"SET", key, content, b"PX", STAGED_TTL_MS))
+            keys += [key, f"{PREFIX}var:{container}:{name}"]
             args += [name, head]
-            commands.append((b"SET", keys[-2], content, b"PX", STAGED_TTL_MS))
+        if ahead:  # staged, but not among the updates after all: not to be left behind
+            commands.append((b"DEL", *(key for key, _, _ in ahead.values())))
         commands.append((b"EVALSHA", self._commit_sha, len(keys), *keys, *args))
         try:
-            outcome, value = self._lanes.call(commands)[-1]
+            outcome, value = self._lanes.call(commands, connection, owed)[-1]
         except redis.exceptions.NoScriptError:  # Redis restarted since we loaded it (or we never did)
             if len(keys) > 6:
                 self.client.delete(*keys[6::2])

@@ -49,20 +49,28 @@ class Lanes:
         self._idle: list = []
         self._pid = os.getpid()
 
-    def call(self, commands) -> list:
-        """The replies to `commands`, sent as one pipeline (one round trip). An error reply is raised (the
-        first one) after every reply was read; a broken connection raises redis.ConnectionError or
-        TimeoutError and is closed."""
+    def take(self):
+        """An idle connection, or a new one (it connects when first used); give it back with `give`."""
         if os.getpid() != self._pid:  # a forked child: its parent's connections are not its own
             self._idle, self._pid = [], os.getpid()
         try:
-            connection = self._idle.pop()
+            return self._idle.pop()
         except IndexError:
-            connection = self._pool.connection_class(**self._pool.connection_kwargs)
+            return self._pool.connection_class(**self._pool.connection_kwargs)
+
+    def give(self, connection) -> None:
+        self._idle.append(connection)
+
+    def call(self, commands, connection=None, pending: int = 0) -> list:
+        """The replies to `commands`, sent as one pipeline (one round trip). An error reply is raised (the
+        first one) after every reply was read; a broken connection raises redis.ConnectionError or
+        TimeoutError and is closed. With `connection` (from `take`), on which `pending` commands were sent
+        already and not answered: the commands go after them, and the replies are all of theirs, first."""
+        connection = connection or self.take()
         replies, failure = [], None
         try:
             connection.send_packed_command(pack(commands), check_health=False)
-            for _ in commands:
+            for _ in range(pending + len(commands)):
                 try:
                     replies.append(connection.read_response())
                 except redis.ResponseError as exc:  # the reply was read whole: the connection stays usable
@@ -71,7 +79,7 @@ class Lanes:
         except BaseException:
             connection.disconnect()
             raise
-        self._idle.append(connection)
+        self.give(connection)
         if failure is not None:
             raise failure
         return replies

@@ -24,6 +24,7 @@ from graphexec.compiler.fold import fold_constants
 from graphexec.compiler.fuse import fuse_elementwise
 from graphexec.compiler.plan import build_plan
 from graphexec.compiler.prune import prune
+from graphexec.compiler.schedule import schedule_updates_early
 from graphexec.compiler.simplify import simplify
 from graphexec.compiler.verify import verify
 
@@ -113,6 +114,16 @@ def test_fuse():
     y = tf.tanh(tf.add(m, c, name="a"), name="y")
     z = tf.reduce_sum(y, name="z")
     compare_with_golden("fuse", before_after(fuse_elementwise, bind_feeds(program([z], [x]))))
+
+
+def test_schedule_updates_early():
+    x = tf.placeholder(tf.float32, [2, 3], name="x")
+    w1 = tf.Variable(np.ones((3, 3), np.float32), name="w1")
+    w2 = tf.Variable(np.ones((3, 1), np.float32), name="w2")
+    loss = tf.reduce_sum(tf.matmul(tf.tanh(tf.matmul(x, w1, name="h")), w2, name="y"), name="loss")
+    train = tf.train.GradientDescentOptimizer(0.5).minimize(loss)
+    optimized = pipeline.optimize(program([loss], [x], [train]), passes=pipeline.PASSES[:-1])
+    compare_with_golden("schedule", before_after(schedule_updates_early, optimized))
 
 
 def test_plan():
