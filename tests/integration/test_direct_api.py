@@ -126,7 +126,7 @@ def test_a_failed_run_raises_its_class_message_and_printed_text(one_thread, monk
 
 def test_past_its_deadline_a_run_is_deadline_exceeded_and_the_server_is_free(one_thread):
     with tf.Graph().as_default():
-        s, total = _big_product()
+        s, total, _ = _big_product()
         quick = s * 2.0
         with tf.Session(one_thread) as sess:
             assert sess.run(quick, {s: 1.0}) == 2.0
@@ -157,7 +157,7 @@ def test_a_client_that_hangs_up_mid_run_cancels_it(one_thread):
     """gRPC cancels a call whose client went away; so does the direct link: the one run thread is soon
     free for the next run, which waited for it."""
     with tf.Graph().as_default():
-        s, total = _big_product()
+        s, total, _ = _big_product()
         quick = s * 2.0
         with tf.Session(one_thread) as sess:
             assert sess.run(quick, {s: 1.0}) == 2.0
