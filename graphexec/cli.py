@@ -38,7 +38,7 @@ from graphexec.rpc import tls
 from graphexec.runtime import blas, conv_library, intra_op
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
-from graphexec.server import direct, logs
+from graphexec.server import direct, logs, worker_runs
 from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
 from graphexec.server.limits import Limits
 from graphexec.server.pool import LocalWorker, WorkerPool
@@ -134,6 +134,10 @@ SETTINGS = (
             "address servers dial to reach this worker; with a wildcard --host the default is this machine's "
             "own address (a container's or pod's IP): set it when servers must use another name (a "
             "Service, a NAT)", metavar="HOST:PORT"),
+    Setting("worker", "--run-port", "GRAPHEXEC_WORKER_RUN_PORT", "-1", "-1: none (0: any free port)",
+            "take clients' runs here too, one hop shorter than through a server (the API's direct link, with "
+            "--auth-tokens, TLS and the run limits, which must equal the servers' for them to send clients "
+            "here; graphexec/server/worker_runs.py)", int, metavar="PORT"),
     Setting("worker", "--threads", "GRAPHEXEC_WORKER_THREADS", "16", "16", "plan runs served at once", int, metavar="N"),
     Setting("worker", "--direct-port", "GRAPHEXEC_WORKER_DIRECT_PORT", "0", "0 (any free port; -1: none)",
             "port of the direct link servers run plans over (framed RunPlan on TCP, with the Worker API's TLS "
@@ -165,8 +169,9 @@ SETTINGS = (
             "require client certificates signed by this CA (mutual TLS)", metavar="PEM"),
     Setting("serve", "--tls-ca", "GRAPHEXEC_TLS_CA", "", "the system's roots",
             "CA of the workers' certificates, for workers that serve TLS", metavar="PEM"),
-    Setting("serve", "--auth-tokens", "GRAPHEXEC_AUTH_TOKENS_FILE", "", "none: one tenant, no tokens",
-            "file of `TENANT TOKEN` lines: callers must send a token; tenants are isolated", metavar="FILE"),
+    Setting("both", "--auth-tokens", "GRAPHEXEC_AUTH_TOKENS_FILE", "", "none: one tenant, no tokens",
+            "file of `TENANT TOKEN` lines: callers must send a token; tenants are isolated (worker: for the "
+            "runs it takes on --run-port; give it the servers' file)", metavar="FILE"),
     Setting("both", "--worker-secret-file", "GRAPHEXEC_WORKER_SECRET_FILE", "", "none: workers serve any caller",
             "secret shared by servers and workers: authenticates RunPlan, signs registrations", metavar="FILE"),
     Setting("both", "--redis-password-file", "GRAPHEXEC_REDIS_PASSWORD_FILE", "", "the --redis URL's password, if any",
@@ -180,17 +185,17 @@ SETTINGS = (
             "address-space limit (RLIMIT_AS) of the process running kernels (worker, or serve without --redis), so "
             "a run that allocates too much fails RESOURCE_EXHAUSTED instead of killing it", parse_size,
             metavar="BYTES"),
-    Setting("serve", "--max-message-bytes", "GRAPHEXEC_MAX_MESSAGE_BYTES", str(_LIMITS.max_message_bytes),
+    Setting("both", "--max-message-bytes", "GRAPHEXEC_MAX_MESSAGE_BYTES", str(_LIMITS.max_message_bytes),
             f"{_LIMITS.max_message_bytes} (256 MiB)", "largest message received", parse_size, metavar="BYTES"),
-    Setting("serve", "--max-graph-nodes", "GRAPHEXEC_MAX_GRAPH_NODES", str(_LIMITS.max_graph_nodes),
+    Setting("both", "--max-graph-nodes", "GRAPHEXEC_MAX_GRAPH_NODES", str(_LIMITS.max_graph_nodes),
             str(_LIMITS.max_graph_nodes), "nodes of an uploaded graph", int, metavar="N"),
-    Setting("serve", "--max-graph-bytes", "GRAPHEXEC_MAX_GRAPH_BYTES", str(_LIMITS.max_graph_bytes),
+    Setting("both", "--max-graph-bytes", "GRAPHEXEC_MAX_GRAPH_BYTES", str(_LIMITS.max_graph_bytes),
             f"{_LIMITS.max_graph_bytes} (256 MiB)", "bytes of a graph upload (attributes and constants included)",
             parse_size, metavar="BYTES"),
-    Setting("serve", "--max-string-bytes", "GRAPHEXEC_MAX_STRING_BYTES", str(_LIMITS.max_string_bytes),
+    Setting("both", "--max-string-bytes", "GRAPHEXEC_MAX_STRING_BYTES", str(_LIMITS.max_string_bytes),
             str(_LIMITS.max_string_bytes), "container names and other strings of a request", parse_size,
             metavar="BYTES"),
-    Setting("serve", "--run-memory-bytes", "GRAPHEXEC_RUN_MEMORY_BYTES", str(_LIMITS.run_memory_bytes),
+    Setting("both", "--run-memory-bytes", "GRAPHEXEC_RUN_MEMORY_BYTES", str(_LIMITS.run_memory_bytes),
             f"{_LIMITS.run_memory_bytes} (8 GiB)", "the statically known tensors of a run", parse_size,
             metavar="BYTES"),
     Setting("serve", "--max-streams", "GRAPHEXEC_MAX_STREAMS", str(_LIMITS.max_streams), str(_LIMITS.max_streams),
@@ -198,7 +203,7 @@ SETTINGS = (
     Setting("serve", "--max-streams-per-connection", "GRAPHEXEC_MAX_STREAMS_PER_CONNECTION",
             str(_LIMITS.max_streams_per_connection), str(_LIMITS.max_streams_per_connection),
             "concurrent calls of one connection", int, metavar="N"),
-    Setting("serve", "--stream-idle-timeout", "GRAPHEXEC_STREAM_IDLE_TIMEOUT", f"{_LIMITS.stream_idle_timeout_s:g}",
+    Setting("both", "--stream-idle-timeout", "GRAPHEXEC_STREAM_IDLE_TIMEOUT", f"{_LIMITS.stream_idle_timeout_s:g}",
             f"{_LIMITS.stream_idle_timeout_s:g} (seconds)",
             "seconds before an idle Run stream is closed", float, metavar="SECONDS"),
     Setting("serve", "--queue-depth", "GRAPHEXEC_QUEUE_DEPTH", str(_LIMITS.queue_depth), str(_LIMITS.queue_depth),
@@ -210,7 +215,7 @@ SETTINGS = (
             str(_LIMITS.max_variable_bytes_per_tenant), f"{_LIMITS.max_variable_bytes_per_tenant} (16 GiB)",
             "bytes of stored variables of one tenant, checked where runs commit them (worker, or serve without "
             "--redis): give workers the servers' value", parse_size, metavar="BYTES"),
-    Setting("serve", "--max-graph-bytes-per-tenant", "GRAPHEXEC_MAX_GRAPH_BYTES_PER_TENANT",
+    Setting("both", "--max-graph-bytes-per-tenant", "GRAPHEXEC_MAX_GRAPH_BYTES_PER_TENANT",
             str(_LIMITS.max_graph_bytes_per_tenant), f"{_LIMITS.max_graph_bytes_per_tenant} (4 GiB)",
             "bytes of the graphs one tenant uploaded that the store holds", parse_size, metavar="BYTES"),
     Setting("serve", "--compile-processes", "GRAPHEXEC_COMPILE_PROCESSES", str(_LIMITS.compile_processes),
@@ -224,7 +229,7 @@ SETTINGS = (
             f"{_LIMITS.compile_timeout_s:g} (seconds)",
             "deadline of a decode or compile in a compile process (DEADLINE_EXCEEDED past it)", float,
             metavar="SECONDS"),
-    Setting("serve", "--cache-bytes", "GRAPHEXEC_CACHE_BYTES", str(_LIMITS.cache_bytes),
+    Setting("both", "--cache-bytes", "GRAPHEXEC_CACHE_BYTES", str(_LIMITS.cache_bytes),
             f"{_LIMITS.cache_bytes} (256 MiB) each for graphs, plans and (without --redis) uploads",
             "bytes of each in-memory cache", parse_size, metavar="BYTES"),
 )
@@ -291,17 +296,20 @@ def _redis_store(url: str, command: str, password: str | None, metrics: Metrics)
     return store
 
 
+# Limits fields by the argument that sets them (a worker has those of the runs it takes itself only).
+_LIMIT_ARGS = {"max_message_bytes": "max_message_bytes", "max_graph_nodes": "max_graph_nodes",
+               "max_graph_bytes": "max_graph_bytes", "max_string_bytes": "max_string_bytes",
+               "run_memory_bytes": "run_memory_bytes", "max_streams": "max_streams",
+               "max_streams_per_connection": "max_streams_per_connection",
+               "stream_idle_timeout_s": "stream_idle_timeout", "threads": "threads", "queue_depth": "queue_depth",
+               "cache_bytes": "cache_bytes", "max_sessions_per_tenant": "max_sessions_per_tenant",
+               "max_variable_bytes_per_tenant": "max_variable_bytes_per_tenant",
+               "max_graph_bytes_per_tenant": "max_graph_bytes_per_tenant", "compile_processes": "compile_processes",
+               "compile_process_nodes": "compile_process_nodes", "compile_timeout_s": "compile_timeout_s"}
+
+
 def _limits(args) -> Limits:
-    return Limits(max_message_bytes=args.max_message_bytes, max_graph_nodes=args.max_graph_nodes,
-                  max_graph_bytes=args.max_graph_bytes, max_string_bytes=args.max_string_bytes,
-                  run_memory_bytes=args.run_memory_bytes, max_streams=args.max_streams,
-                  max_streams_per_connection=args.max_streams_per_connection,
-                  stream_idle_timeout_s=args.stream_idle_timeout, threads=args.threads,
-                  queue_depth=args.queue_depth, cache_bytes=args.cache_bytes,
-                  max_sessions_per_tenant=args.max_sessions_per_tenant,
-                  max_variable_bytes_per_tenant=args.max_variable_bytes_per_tenant,
-                  max_graph_bytes_per_tenant=args.max_graph_bytes_per_tenant, compile_processes=args.compile_processes,
-                  compile_process_nodes=args.compile_process_nodes, compile_timeout_s=args.compile_timeout_s)
+    return Limits(**{field: getattr(args, name) for field, name in _LIMIT_ARGS.items() if hasattr(args, name)})
 
 
 def _limit_memory(limit: int, device: str) -> None:
@@ -341,7 +349,7 @@ def _security(args, is_server: bool) -> Security:
             security.api_direct_tls = link_tls
         else:
             security.direct_tls = link_tls
-    if is_server and args.auth_tokens:
+    if args.auth_tokens:
         security.tokens = TokenTable.load(args.auth_tokens)
     if args.worker_secret_file:
         security.worker_secret = WorkerSecret(read_secret(args.worker_secret_file, "worker secret"))
@@ -351,7 +359,8 @@ def _security(args, is_server: bool) -> Security:
         security.worker_channel = tls.channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
         security.direct_tls = direct.client_context(args.tls_ca, args.tls_cert, args.tls_key)
     missing = [what for what, given in (("TLS (--tls-cert/--tls-key)", args.tls_cert),
-                                        ("tokens (--auth-tokens)", not is_server or args.auth_tokens),
+                                        ("tokens (--auth-tokens)",
+                                         args.auth_tokens or (not is_server and args.run_port == -1)),
                                         ("a worker secret (--worker-secret-file)",
                                          args.worker_secret_file or (is_server and not args.redis))) if not given]
     if missing and not args.insecure and not _is_loopback(args.host):
@@ -405,7 +414,10 @@ def serve(args) -> None:
                                        security.tokens, security.credentials, reflect=not args.no_reflection,
                                        health=readiness.servicer,
                                        direct_port=None if args.direct_port == -1 else args.direct_port,
-                                       direct_tls=security.api_direct_tls)
+                                       direct_tls=security.api_direct_tls,
+                                       run_fingerprint=worker_runs.fingerprint(security.tokens, limits,
+                                                                               bool(args.tls_cert), args.tls_client_ca)
+                                       if args.redis else "")
     server.start()
     if link is not None:
         link.start()
@@ -429,24 +441,37 @@ def worker(args) -> None:
     store = _redis_store(args.redis, "worker", security.redis_password, metrics)
     store.variable_quota = args.max_variable_bytes_per_tenant
     core = WorkerCore(store, args.device.upper())
-    if args.direct_port < -1:
-        raise UsageError("--direct-port is a port, 0 for any free one, or -1 for none")
+    if args.direct_port < -1 or args.run_port < -1:
+        raise UsageError("--direct-port and --run-port are ports, 0 for any free one, or -1 for none")
     server, port, link = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
                                               security.credentials, metrics,
                                               None if args.direct_port == -1 else args.direct_port,
                                               security.direct_tls)
     core.address = args.advertise or f"{_reachable_host(args.host)}:{port}"
     core.tls = security.credentials is not None
+    run_link = None
+    if args.run_port != -1:
+        limits = _limits(args)
+        run_link, _ = worker_runs.serve_runs(core, metrics, limits, security.tokens, args.host, args.run_port,
+                                             security.direct_tls)
+        core.run_port = run_link.port
+        core.run_fingerprint = worker_runs.fingerprint(security.tokens, limits, bool(args.tls_cert),
+                                                       args.tls_client_ca)
     server.start()
-    if link is not None:
-        link.start()
+    for started in (link, run_link):
+        if started is not None:
+            started.start()
     heartbeat = Heartbeat(store, core, security.worker_secret).start()
     devices = ", ".join(d["name"] for d in core.devices())
+    if run_link is not None:
+        print(f"graphexec worker {core.worker_id} takes clients' runs on {core.address.rsplit(':', 1)[0]}:"
+              f"{core.run_port}", flush=True)
     print(f"graphexec worker {core.worker_id} ({devices}) serving on {core.address}", flush=True)
     _wait_for_signal()
     heartbeat.stop()
-    if link is not None:
-        link.stop()
+    for started in (link, run_link):
+        if started is not None:
+            started.stop()
     server.stop(grace=1.0).wait()
 
 

@@ -3,7 +3,7 @@
 - GraphexecInProcess: `tf.Session()` in the benchmark process (no server), beside TF in-process.
 - GraphexecEmbedded: one `python -m graphexec serve --port 0` process that runs graphs itself.
 - GraphexecGrpc: the same with every call over gRPC (`--direct-port -1`: no direct link for runs).
-- GraphexecRedis: a private `redis-server`, one `graphexec worker` and two
+- GraphexecRedis: a private `redis-server`, one `graphexec worker --run-port 0` and two
   `graphexec serve --redis` replicas; the workloads use replica A, W6 also replica B.
 
 Servers print `graphexec serving on grpc://127.0.0.1:PORT`, workers
@@ -22,6 +22,9 @@ from bench.systems.tf1_style import Tf1StyleSystem
 # W8 runs against two servers of its own: one plain, one with these flags (both with serve's default of
 # one BLAS thread, which a batching server wants: docs/architecture.md, "Dynamic batching").
 BATCHING_ARGS = ("--max-batch-size", "64", "--max-batch-delay-us", "2000")
+# The worker takes clients' runs itself (graphexec/server/worker_runs.py): W9 measures the deployment
+# at its fastest; docs/operations.md says what --run-port trades.
+WORKER_ARGS = ("--run-port", "0")
 SERVE_READY = r"serving on (grpc://\S+)"  # graphexec serving on grpc://127.0.0.1:PORT
 WORKER_READY = r"graphexec worker .*serving on"  # graphexec worker ID serving on HOST:PORT
 # Raised by a graphexec that lacks a feature the workload uses (a missing op, Session.stream, ...).
@@ -157,7 +160,7 @@ class GraphexecRedis(GraphexecEmbedded):
         self._serve_args = ("--redis", redis_url)
         try:
             self._processes.append(procs.ServerProcess(
-                "graphexec-worker", [sys.executable, "-m", "graphexec", "worker", "--redis", redis_url],
+                "graphexec-worker", [sys.executable, "-m", "graphexec", "worker", "--redis", redis_url, *WORKER_ARGS],
                 ready=WORKER_READY, timeout_s=60))
         except procs.ServerStartError as error:
             raise Unavailable(str(error)) from error

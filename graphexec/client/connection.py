@@ -52,10 +52,15 @@ class Connection:
         self.metadata = tls.bearer_metadata() or None
         self._calls = methods.client_calls(self.channel, methods.GRAPH_EXEC_SERVICE)
 
-    def use_direct(self, port: int) -> None:
-        """Send runs over the server's direct link on `port` (of the target's host), when it can be used."""
+    def use_direct(self, port: int, address: str = "") -> None:
+        """Send runs over a direct link when it can be used: a worker's at `address` (HOST:PORT, one that
+        takes runs itself: graphexec.server.worker_runs), else the server's on `port` of the target's host."""
         host = direct.host_of(self.address)
-        if not port or host is None or not direct.enabled() or (self.direct and self.direct.port == port):
+        if address:
+            host, _, port_text = address.rpartition(":")
+            host, port = host.strip("[]"), int(port_text) if port_text.isdigit() else 0
+        if not port or not host or not direct.enabled() or (
+                self.direct and (self.direct.host, self.direct.port) == (host, port)):
             return
         token = next((value[len("Bearer "):] for key, value in self.metadata or () if key == "authorization"), "")
         self.direct = direct.DirectLink(host, port, tls.client_ssl_context() if self.secure else None, token)

@@ -1,7 +1,8 @@
 """The client's end of the API's direct link (graphexec.server.direct_api): runs as frames on a socket.
 
-A session's Connection sends RunCallable and RunStep here when CreateSession announced a direct port;
-the host is the one the gRPC target names. Each connection carries one call at a time; idle ones are
+A session's Connection sends RunCallable and RunStep here when CreateSession announced a direct port
+(the host is the one the gRPC target names) or a worker's address (a worker that takes the session's
+runs itself, graphexec.server.worker_runs). Each connection carries one call at a time; idle ones are
 kept for the next call (several threads sharing a session open several). When the link cannot be
 used (the port is not reachable, the server refused the connection, a connection broke) the call goes
 over gRPC instead, which retries by its own rules: a run's request id makes sending it again safe.

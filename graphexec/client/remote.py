@@ -87,7 +87,7 @@ class RemoteSession(BaseSession):
         created = self._connection.message("CreateSession", spb.CreateSessionRequest(config=session_config),
                                            spb.CreateSessionResponse)
         self._handle = created.session_handle
-        self._connection.use_direct(created.direct_port)
+        self._connection.use_direct(created.direct_port, created.direct_address)
         self._acked = (0, b"", None)  # node count, chain state, seed the server holds for this session
         self._digest = ""  # digest of that graph
         self._callables: dict[tuple, _Callable] = {}

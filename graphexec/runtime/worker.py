@@ -160,6 +160,8 @@ class WorkerCore:
         self.tls = False  # whether servers must dial it over TLS (a `graphexec worker` serving TLS)
         self.direct_port = 0  # a `graphexec worker`'s direct link port (server.direct), when it serves one
         self.direct_version = 1  # which frames that link reads (rpc.link_format.VERSION: PLAN frames too)
+        self.run_port = 0  # where it takes clients' runs itself (server.worker_runs), and with which settings
+        self.run_fingerprint = ""
         self.device_types = frozenset({placement.CPU, device_type})
         self._plans = BoundedCache(MAX_LOADED_PLANS, MAX_LOADED_PLAN_BYTES)  # -> (CachedPlan, LoadedPlan)
         self._hot: dict[tuple[str, str], tuple[int, dict]] = {}  # (container, device type) -> (version, values)
@@ -191,6 +193,9 @@ class WorkerCore:
         if self.direct_port:
             info["direct_port"] = self.direct_port
             info["direct_version"] = self.direct_version
+        if self.run_port:
+            info["run_port"] = self.run_port
+            info["run_fingerprint"] = self.run_fingerprint
         return info
 
     # -- running ----------------------------------------------------------------------------------

@@ -75,6 +75,12 @@ class TokenTable:
             raise ValueError(f"tokens file {path} names no tenant")
         return cls(digests)
 
+    def fingerprint(self) -> str:
+        """A digest of the whole table (of the tokens' digests, never the tokens): two processes with the
+        same one admit the same callers as the same tenants."""
+        entries = sorted(f"{tenant} {digest.hex()}" for digest, tenant in self._digests)
+        return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
     def tenant_of(self, metadata) -> str:
         presented = b""
         for key, value in metadata or ():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import random
 import threading
 import time
 
@@ -92,6 +93,10 @@ class RemoteWorker:
         self.direct_port = info.get("direct_port")
         # 2 (link_format.VERSION): the direct link reads PLAN frames; workers before it read RUN frames only
         self.direct_version = info.get("direct_version", 1)
+        # Where it takes clients' runs itself (graphexec.server.worker_runs), and with which settings.
+        run_port = info.get("run_port")
+        self.run_port = run_port if isinstance(run_port, int) and 0 < run_port < 65536 else 0
+        self.run_fingerprint = info.get("run_fingerprint", "")
         self.name = f"{self.id}@{self.address}"
         self.update(info)
         self._credentials = credentials
@@ -418,6 +423,7 @@ class WorkerPool:
         self.secret = secret
         self.credentials = credentials
         self._rejected: set[str] = set()  # registrations already warned about
+        self._mismatched: set[str] = set()  # workers taking runs with other settings, already warned about
         self._remote: dict[str, RemoteWorker] = {}
         # The registry's workers and their device types, as of the last refresh: a run reads these instead
         # of building them (a few us of each run's Python) while no worker is set aside.
@@ -468,6 +474,28 @@ class WorkerPool:
             self._affinity[container] = worker.id
         return worker
 
+    def run_address(self, fingerprint: str) -> str:
+        """HOST:PORT where a live worker with these settings takes clients' runs itself (the least loaded;
+        those with more device types first, so that a session's GPU plans can run there), or ""."""
+        candidates = []
+        for worker in self.workers():
+            if not getattr(worker, "run_port", 0):
+                continue
+            if worker.run_fingerprint != fingerprint:
+                if worker.id not in self._mismatched:
+                    self._mismatched.add(worker.id)
+                    log.warning("worker %s takes runs itself but with other tokens, limits or TLS than this server "
+                                "(graphexec.server.worker_runs): this server's clients' runs go through it", worker.name)
+                continue
+            candidates.append(worker)
+        if not candidates:
+            return ""
+        # (at random among equals: the loads are the registrations' snapshots, often all 0, and sessions
+        # should spread over the workers rather than all land on the first)
+        worker = min(candidates, key=lambda w: (-len(w.device_types), w.load(), random.random()))
+        host = worker.address.rsplit(":", 1)[0]
+        return f"{host}:{worker.run_port}"
+
     def mark_lost(self, worker) -> None:
         log.warning("worker %s lost; setting it aside for %.0f s", worker.name, SUSPECT_S)
         self._suspect[worker.id] = time.monotonic() + SUSPECT_S
@@ -480,7 +508,9 @@ class WorkerPool:
             worker = current.get(info["id"])
             if (worker is None or worker.address != info["address"] or worker.tls != bool(info.get("tls"))
                     or worker.direct_port != info.get("direct_port")
-                    or worker.direct_version != info.get("direct_version", 1)):
+                    or worker.direct_version != info.get("direct_version", 1)
+                    or worker.run_port != info.get("run_port", 0)
+                    or worker.run_fingerprint != info.get("run_fingerprint", "")):
                 worker = RemoteWorker(info, self.secret.metadata() if self.secret else (), self.credentials,
                                       self.direct_tls)
                 threading.Thread(target=worker.connect_ahead, name="graphexec-connect", daemon=True).start()

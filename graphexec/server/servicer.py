@@ -48,6 +48,7 @@ class GraphExecServicer:
         service.metrics.count_queued(self.admission.waiting)  # runs waiting beyond --threads
         self.streams = StreamGuard(limits)
         self.direct_port = 0  # the API's direct link (graphexec.server.direct_api), announced by CreateSession
+        self.run_fingerprint = ""  # set: CreateSession names a worker with these settings that takes runs itself
 
     # -- sessions -------------------------------------------------------------------------------------
     @status.answers_failures
@@ -58,9 +59,10 @@ class GraphExecServicer:
         missing = False
         if request.HasField("graph"):
             record, missing = self.service.extend_session(record, request.graph)
+        run_address = self.service.pool.run_address(self.run_fingerprint) if self.run_fingerprint else ""
         return spb.CreateSessionResponse(session_handle=record.handle, graph_missing=missing,
-                                         node_count=record.node_count, direct_port=self.direct_port
-                                         ).SerializeToString()
+                                         node_count=record.node_count, direct_port=self.direct_port,
+                                         direct_address=run_address).SerializeToString()
 
     @status.answers_failures
     def extend_session(self, data, context):
@@ -402,22 +404,24 @@ def _response_frames(response, fetches):
 
 def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits = server_limits.DEFAULT,
                   tokens: auth.TokenTable | None = None, credentials=None, reflect: bool = True, health=None,
-                  direct_port: int | None = None, direct_tls=None):
+                  direct_port: int | None = None, direct_tls=None, run_fingerprint: str = ""):
     """(grpc server, bound port, direct link server or None). Health checking (and reflection when
     `reflect`) are served beside the API (`health`: the grpc_health servicer whose statuses a Readiness
     keeps); over TLS with `credentials`. With `tokens`, each call's tenant is the one its bearer token
     names (others are UNAUTHENTICATED); without, every caller is the single tenant. `limits`:
     graphexec.server.limits. `direct_port` (0: any free one; None: none) serves runs on the API's direct
     link (graphexec.server.direct_api) on the same host, with `direct_tls` (an ssl.SSLContext matching
-    `credentials`); it is started with the gRPC server's start() by the caller."""
-    # Without tokens every caller is the single tenant, which the metrics and logs show as DEFAULT_TENANT.
-    authenticate = _labelled(tokens.tenant_of) if tokens is not None else auth.SINGLE_TENANT
+    `credentials`); it is started with the gRPC server's start() by the caller. With `run_fingerprint`
+    (graphexec.server.worker_runs), CreateSession names a worker with those settings that takes the
+    session's runs itself."""
+    authenticate = authenticator(tokens)
     # Never below one part of the Run stream (CHUNK_BYTES and its header): larger tensors travel in parts.
     max_message = max(limits.max_message_bytes, CHUNK_BYTES + PART_HEADER_BYTES)
     options = [*GRPC_OPTIONS, ("grpc.max_receive_message_length", max_message),
                ("grpc.max_concurrent_streams", limits.max_streams_per_connection)]
     threads = server_limits.executor_threads(limits)
     servicer = GraphExecServicer(service, limits)
+    servicer.run_fingerprint = run_fingerprint
     interceptor = telemetry.Interceptor(service.metrics)
     server, port = methods.create_server(methods.GRAPH_EXEC_SERVICE, servicer, address, threads,
                                          options, reflect=reflect, credentials=credentials, authenticate=authenticate,
@@ -430,6 +434,12 @@ def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits
         link = DirectApiServer(servicer, host, direct_port, authenticate, direct_tls, interceptor)
         servicer.direct_port = link.port
     return server, port, link
+
+
+def authenticator(tokens: auth.TokenTable | None):
+    """What names a call's tenant: the one its bearer token names in `tokens`; without tokens every caller
+    is the single tenant, which the metrics and logs show as DEFAULT_TENANT."""
+    return _labelled(tokens.tenant_of) if tokens is not None else auth.SINGLE_TENANT
 
 
 def _labelled(authenticate):

@@ -361,7 +361,8 @@ NUMERIC_SAMPLES = {"--stream-idle-timeout": "2.5", "--compile-timeout-s": "2.5"}
     ("--memory-limit", "--max-message-bytes", "--max-graph-nodes", "--max-graph-bytes", "--max-string-bytes",
      "--run-memory-bytes", "--max-streams", "--max-streams-per-connection", "--queue-depth",
      "--max-sessions-per-tenant", "--cache-bytes", "--max-batch-size", "--max-batch-delay-us", "--compile-processes", "--compile-process-nodes",
-     "--blas-threads", "--intra-op-threads", "--max-variable-bytes-per-tenant", "--max-graph-bytes-per-tenant", "--direct-port"), "3")
+     "--blas-threads", "--intra-op-threads", "--max-variable-bytes-per-tenant", "--max-graph-bytes-per-tenant", "--direct-port",
+     "--run-port"), "3")
 
 
 def sample_value(flag: str) -> str:

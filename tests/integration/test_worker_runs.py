@@ -1,0 +1,171 @@
+"""Workers that take clients' runs themselves (`graphexec worker --run-port`, graphexec/server/worker_runs.py),
+against a real redis-server, `serve --redis` replicas and workers: servers name such a worker in
+CreateSession only when its tokens, limits and TLS equal theirs; runs there commit to the shared store
+like runs through a server; tokens and TLS hold on the worker; when it goes away runs go through a server."""
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import start_serve, start_worker
+from security_setup import ALICE_TOKEN, BOB_TOKEN, client_env, make_pki, write_tokens
+
+import graphexec as tf
+from graphexec import errors
+from graphexec.client import direct
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import status
+
+pytestmark = pytest.mark.timeout(240)
+RUNS_ON = r"takes clients' runs on (\S+)"
+LEARNING_RATE = 0.1
+
+
+def run_address(worker) -> str:
+    """HOST:PORT the worker printed for the runs it takes itself."""
+    found = re.search(RUNS_ON, "".join(worker.output))
+    assert found, worker.output
+    return found.group(1)
+
+
+def regression():
+    """(graph, x, y, w, loss, train, init): linear least squares trained by gradient descent."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 3], name="x")
+        y = tf.placeholder(tf.float32, [None, 1], name="y")
+        w = tf.Variable(np.zeros((3, 1), np.float32), name="w")
+        loss = tf.reduce_mean(tf.square(tf.matmul(x, w) - y))
+        train = tf.train.GradientDescentOptimizer(LEARNING_RATE).minimize(loss)
+    return graph, x, y, w, loss, train, w.initializer
+
+
+def numpy_regression(batches):
+    w = np.zeros((3, 1), np.float64)
+    for bx, by in batches:
+        w -= LEARNING_RATE * 2.0 * bx.T @ (bx @ w - by) / len(bx)
+    return w
+
+
+def batches(count=12):
+    rng = np.random.default_rng(7)
+    true_w = np.array([[1.0], [-2.0], [0.5]])
+    out = []
+    for _ in range(count):
+        bx = rng.normal(size=(16, 3)).astype(np.float32)
+        out.append((bx, (bx @ true_w).astype(np.float32)))
+    return out
+
+
+def uses(sess, address: str) -> bool:
+    link = sess._connection.direct
+    return link is not None and f"{link.host}:{link.port}" == address
+
+
+def test_runs_go_to_the_worker_and_commit_to_the_store_every_replica_reads(redis_server, processes):
+    worker = start_worker(processes, redis_server.url, "--run-port", "0")
+    address = run_address(worker)
+    replica_a = start_serve(processes, "--redis", redis_server.url)
+    replica_b = start_serve(processes, "--redis", redis_server.url)
+    graph, x, y, w, loss, train, init = regression()
+    data = batches()
+    with tf.Session(replica_a, graph=graph) as sess:
+        assert uses(sess, address)
+        sess.run(init)
+        for bx, by in data:
+            sess.run(train, {x: bx, y: by})
+        assert sess._connection.direct.calls == 1 + len(data)  # every run went to the worker itself
+        trained = sess.run(w)
+    np.testing.assert_allclose(trained, numpy_regression(data), rtol=1e-5, atol=1e-6)
+    with tf.Session(replica_b, graph=graph) as other:  # committed to Redis, read through another replica
+        np.testing.assert_array_equal(other.run(w), trained)
+
+
+def test_a_worker_with_other_limits_or_tokens_is_not_named(redis_server, processes, tmp_path):
+    tokens = write_tokens(tmp_path)
+    start_worker(processes, redis_server.url, "--run-port", "0", "--max-message-bytes", "1MiB")
+    start_worker(processes, redis_server.url, "--run-port", "0", "--auth-tokens", str(tokens))
+    plain = start_serve(processes, "--redis", redis_server.url)
+    with tf.Session(plain, graph=tf.Graph()) as sess:  # neither worker admits what this server admits
+        assert not any(uses(sess, run_address(p)) for p in processes if "worker" in p.argv)
+        with sess.graph.as_default():
+            total = tf.constant(2.0) + tf.constant(3.0)
+        assert sess.run(total) == 5.0  # runs go through the server
+
+
+def test_tokens_hold_on_the_worker_and_tenants_stay_apart(redis_server, processes, tmp_path):
+    tokens = write_tokens(tmp_path)
+    worker = start_worker(processes, redis_server.url, "--run-port", "0", "--auth-tokens", str(tokens))
+    address = run_address(worker)
+    target = start_serve(processes, "--redis", redis_server.url, "--auth-tokens", str(tokens))
+    graph, x, y, w, loss, train, init = regression()
+    with client_env(token=ALICE_TOKEN):
+        alice = tf.Session(target, graph=graph)
+    with alice:
+        assert uses(alice, address)
+        alice.run(init)
+        alice.run(train, {x: np.ones((2, 3), np.float32), y: np.ones((2, 1), np.float32)})
+        handle = alice._handle
+        # bob, on the worker's link with his own token, cannot run alice's session
+        with client_env(token=BOB_TOKEN):
+            bob = tf.Session(target, graph=tf.Graph())
+        with bob:
+            assert uses(bob, address)
+            request = spb.RunStepRequest(session_handle=handle, fetches=["w:0"]).SerializeToString()
+            with pytest.raises(errors.NotFoundError):
+                bob._connection.direct.call(2, request, 10.0)
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:  # a wrong token: refused in HELLO
+        direct.send_frame(sock, direct.HELLO, b"not-a-token")
+        kind, body = direct.read_frame(sock.makefile("rb"))
+    assert kind == direct.FAILURE
+    assert isinstance(status.error_from_failure_bytes(body), errors.UnauthenticatedError)
+
+
+def test_runs_go_through_a_server_when_the_worker_is_gone(redis_server, processes, wait_for_workers):
+    taking = start_worker(processes, redis_server.url, "--run-port", "0")
+    start_worker(processes, redis_server.url)  # takes runs from servers only
+    target = start_serve(processes, "--redis", redis_server.url)
+    wait_for_workers(target, 2)
+    graph, x, y, w, loss, train, init = regression()
+    data = batches()
+    with tf.Session(target, graph=graph) as sess:
+        assert uses(sess, run_address(taking))
+        sess.run(init)
+        for bx, by in data[:6]:
+            sess.run(train, {x: bx, y: by})
+        taking.kill()
+        for bx, by in data[6:]:  # the first finds the link broken and goes through the server
+            sess.run(train, {x: bx, y: by})
+        np.testing.assert_allclose(sess.run(w), numpy_regression(data), rtol=1e-5, atol=1e-6)
+
+
+def test_clients_reach_a_tls_worker_with_the_servers_ca(redis_server, processes, tmp_path):
+    pki = make_pki(tmp_path / "pki")
+    tls_args = ("--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"))
+    worker = start_worker(processes, redis_server.url, "--run-port", "0", *tls_args)
+    address = run_address(worker)
+    target = start_serve(processes, "--redis", redis_server.url, *tls_args,
+                         env={"GRAPHEXEC_TLS_CA": str(pki / "ca.pem")})
+    graph, x, y, w, loss, train, init = regression()
+    with client_env(tls_ca=pki / "ca.pem"):
+        sess = tf.Session(target, graph=graph)
+    with sess:
+        assert uses(sess, address) and sess._connection.direct.ssl_context is not None
+        sess.run(init)
+        sess.run(train, {x: np.ones((2, 3), np.float32), y: np.ones((2, 1), np.float32)})
+        assert sess._connection.direct.calls == 2
+        np.testing.assert_allclose(sess.run(w), np.full((3, 1), 0.2, np.float32), rtol=1e-6)  # 0 + 0.1 * 2
+
+
+def test_a_public_worker_that_takes_runs_needs_tokens_too():
+    done = subprocess.run([sys.executable, "-m", "graphexec", "worker", "--redis", "redis://127.0.0.1:1",
+                           "--host", "0.0.0.0", "--run-port", "0"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert re.fullmatch(r"graphexec worker: error: refusing to listen on 0\.0\.0\.0 without TLS \(--tls-cert/--tls-key\) "
+                        r"and tokens \(--auth-tokens\) and a worker secret \(--worker-secret-file\).*\n",
+                        done.stderr), done.stderr
