@@ -38,7 +38,7 @@ from graphexec.rpc import tls
 from graphexec.runtime import blas, conv_library, intra_op
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
-from graphexec.server import direct, logs, worker_runs
+from graphexec.server import direct, logs, supervisor, worker_runs
 from graphexec.server.auth import TokenTable, WorkerSecret, read_secret
 from graphexec.server.limits import Limits
 from graphexec.server.pool import LocalWorker, WorkerPool
@@ -417,7 +417,7 @@ def serve(args) -> None:
                                        direct_tls=security.api_direct_tls,
                                        run_fingerprint=worker_runs.fingerprint(security.tokens, limits,
                                                                                bool(args.tls_cert), args.tls_client_ca)
-                                       if args.redis else "")
+                                       if args.redis and args.max_batch_size <= 1 else "")  # (batches form here)
     server.start()
     if link is not None:
         link.start()
@@ -436,13 +436,17 @@ def worker(args) -> None:
     security = _security(args, is_server=False)
     _tune(args)
     _check_free(args.host, args.port, "--port (GRAPHEXEC_WORKER_PORT)")
+    if args.direct_port < -1 or args.run_port < -1:
+        raise UsageError("--direct-port and --run-port are ports, 0 for any free one, or -1 for none")
+    in_flight = None
+    if args.run_port != -1:  # watched by a parent process that outlives it (before any thread starts)
+        in_flight = supervisor.InFlight.shared()
+        supervisor.supervise(in_flight, lambda: RedisStore(args.redis, security.redis_password))
     _limit_memory(args.memory_limit, args.device)
     metrics = _metrics(args, args.host)
     store = _redis_store(args.redis, "worker", security.redis_password, metrics)
     store.variable_quota = args.max_variable_bytes_per_tenant
     core = WorkerCore(store, args.device.upper())
-    if args.direct_port < -1 or args.run_port < -1:
-        raise UsageError("--direct-port and --run-port are ports, 0 for any free one, or -1 for none")
     server, port, link = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
                                               security.credentials, metrics,
                                               None if args.direct_port == -1 else args.direct_port,
@@ -452,8 +456,9 @@ def worker(args) -> None:
     run_link = None
     if args.run_port != -1:
         limits = _limits(args)
+        in_flight.set_worker_id(core.worker_id)
         run_link, _ = worker_runs.serve_runs(core, metrics, limits, security.tokens, args.host, args.run_port,
-                                             security.direct_tls)
+                                             security.direct_tls, in_flight)
         core.run_port = run_link.port
         core.run_fingerprint = worker_runs.fingerprint(security.tokens, limits, bool(args.tls_cert),
                                                        args.tls_client_ca)

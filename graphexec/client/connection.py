@@ -63,16 +63,20 @@ class Connection:
                 self.direct and (self.direct.host, self.direct.port) == (host, port)):
             return
         token = next((value[len("Bearer "):] for key, value in self.metadata or () if key == "authorization"), "")
-        self.direct = direct.DirectLink(host, port, tls.client_ssl_context() if self.secure else None, token)
+        self.direct = direct.DirectLink(host, port, tls.client_ssl_context() if self.secure else None, token,
+                                        worker=bool(address))
 
     def call(self, method: str, data, timeout: float | None = None, retry: bool = True) -> bytes:
         """Raw unary call with retries on UNAVAILABLE; raises the matching tf.errors class. Runs take the
         direct link when there is one, and gRPC when it cannot carry them. `data` is the request's bytes,
         or a list of the buffers they join (a run's feeds as views of their arrays): the direct link
         writes those from where they are, so a large feed is not copied into one request first."""
+        metadata = self.metadata
         if self.direct is not None and method in API_METHOD_NUMBERS:
             try:
                 return self.direct.call(API_METHOD_NUMBERS[method], data, timeout)
+            except direct.Broke as exc:  # the server checks whether the run killed that worker
+                metadata = (*(metadata or ()), (methods.WORKER_LINK_BROKE, exc.address))
             except direct.Unusable:
                 pass
             except errors.UnavailableError:  # retried as gRPC retries it: over gRPC, under its policy
@@ -83,7 +87,7 @@ class Connection:
         deadline = None if timeout is None else time.monotonic() + timeout
         stub = self._calls[method]
         try:  # the first attempt directly: retries are rare, and the retry machinery costs on every call
-            return stub(data, timeout=timeout, metadata=self.metadata)
+            return stub(data, timeout=timeout, metadata=metadata)
         except grpc.RpcError as exc:
             if not retry:
                 raise status.error_from_rpc(exc) from None
@@ -91,7 +95,7 @@ class Connection:
 
         def attempt():
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
-            return stub(data, timeout=remaining, metadata=self.metadata)
+            return stub(data, timeout=remaining, metadata=metadata)
 
         try:
             # A run carries a request id: retrying it while its outcome is unknown ends in the truth.

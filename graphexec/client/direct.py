@@ -34,6 +34,15 @@ class Unusable(Exception):
     """The link could not carry this call: send it over gRPC."""
 
 
+class Broke(Unusable):
+    """The connection to a worker that takes runs itself broke after the call was sent: send it over gRPC
+    naming the worker (`address`), which the run may have killed."""
+
+    def __init__(self, address: str):
+        super().__init__(address)
+        self.address = address
+
+
 def enabled() -> bool:
     return os.environ.get("GRAPHEXEC_DIRECT", "1") != "0"
 
@@ -80,8 +89,9 @@ class _Lane:
 class DirectLink:
     """The direct link of one server: `call(method, request buffers, timeout)` -> response bytes."""
 
-    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, token: str):
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, token: str, worker: bool = False):
         self.host, self.port, self.ssl_context = host, port, ssl_context
+        self.worker = worker  # a worker's link (graphexec.server.worker_runs), not the server's
         self._hello = token.encode()
         self._idle: list[_Lane] = []
         self._retry_at = 0.0  # while the link is out of use, the monotonic time to try it again
@@ -106,7 +116,7 @@ class DirectLink:
         except (Closed, OSError) as exc:
             lane.close()
             self._set_aside(f"the connection broke ({exc or type(exc).__name__})")
-            raise Unusable() from None
+            raise (Broke(f"{self.host}:{self.port}") if self.worker else Unusable()) from None
         except BaseException:  # KeyboardInterrupt: closing the connection cancels the run on the server
             lane.close()
             raise

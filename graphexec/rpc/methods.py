@@ -42,6 +42,12 @@ def _kind(method) -> str:
         "stream" if method.server_streaming else "unary")
 
 
+# Metadata of a run sent again over gRPC after its direct link to a worker that takes runs itself broke
+# under it: that worker's HOST:PORT, for the server to check whether the run killed it
+# (graphexec.server.service, `broke_at`).
+WORKER_LINK_BROKE = "graphexec-worker-link-broke"
+
+
 class CallerContext:
     """A call's grpc context plus `caller`: who `authenticate` found the caller to be."""
 

@@ -4,6 +4,8 @@ A run whose worker died while running it (the call broke after it was sent, as w
 process is OOM-killed) is not resent to another worker: it fails ABORTED saying so, and its
 signature (plan key and feed contents) is refused for COOLDOWN_S with RESOURCE_EXHAUSTED, at once.
 Feeds are hashed only for plans that have a signature on the list, so other runs pay nothing.
+A plan can also be refused whatever its feeds (`plan_wide`, an empty signature): what the parent of a
+worker that takes clients' runs itself publishes when it died under them (graphexec.server.supervisor).
 The list is bounded (oldest dropped first). With a shared store (Redis), a signature goes to the
 store too, and every replica merges the store's list into its own every SYNC_S, so the run is
 refused by all replicas, not only by the one whose worker it killed (which would just send it to
@@ -35,6 +37,14 @@ def signature(plan_key: str, feeds) -> bytes:
     return digest.digest()
 
 
+PLAN_WIDE = b""  # the signature of an entry that refuses every run of its plan
+
+
+def plan_wide(store, plan_key: str) -> None:
+    """Refuse every run of `plan_key` on every replica and worker of `store` for the cool-down."""
+    store.add_poison(f"{plan_key}:{PLAN_WIDE.hex()}", COOLDOWN_S, MAX_SIGNATURES)
+
+
 class PoisonList:
     """`store`: a shared store (one with `shared` set) to publish signatures to and merge from, else None."""
 
@@ -61,16 +71,22 @@ class PoisonList:
         """RESOURCE_EXHAUSTED when this run killed a worker less than the cool-down ago."""
         if plan_key not in self._plans:
             return
-        key = (plan_key, signature(plan_key, feeds))
+        if self._refused((plan_key, PLAN_WIDE)):
+            raise errors.ResourceExhaustedError(None, None, f"a run of this graph killed the worker it was sent to; "
+                                                            f"its runs are refused for {self.cooldown_s:.0f} s rather "
+                                                            f"than risking another worker")
+        if self._refused((plan_key, signature(plan_key, feeds))):
+            raise errors.ResourceExhaustedError(None, None, f"this run (the same graph and feeds) killed the worker "
+                                                            f"running it; it is refused for {self.cooldown_s:.0f} s "
+                                                            f"rather than risking another worker")
+
+    def _refused(self, key) -> bool:
         with self._lock:
             until = self._until.get(key)
             if until is not None and until <= time.monotonic():
                 self._forget(key)
                 until = None
-        if until is not None:
-            raise errors.ResourceExhaustedError(None, None, f"this run (the same graph and feeds) killed the worker "
-                                                            f"running it; it is refused for {self.cooldown_s:.0f} s "
-                                                            f"rather than risking another worker")
+        return until is not None
 
     def sync(self) -> None:
         """Merge the shared store's signatures (their expiry is wall-clock time there)."""

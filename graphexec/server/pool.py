@@ -327,6 +327,10 @@ class RemoteWorker:
             lane.close()
 
 
+def _run_address(worker) -> str:
+    return f"{worker.address.rsplit(':', 1)[0]}:{worker.run_port}"
+
+
 def _one_by_one(worker, calls: list, plan, fetch_bytes: int | None = None) -> list:
     """run_many as one run() after another: once the worker is lost or dies, the rest are not sent."""
     results, fetched = [], 0
@@ -474,6 +478,10 @@ class WorkerPool:
             self._affinity[container] = worker.id
         return worker
 
+    def takes_runs_at(self, address: str) -> bool:
+        """Whether a live worker takes clients' runs itself at HOST:PORT `address` (as run_address names it)."""
+        return any(getattr(w, "run_port", 0) and _run_address(w) == address for w in self.workers())
+
     def run_address(self, fingerprint: str) -> str:
         """HOST:PORT where a live worker with these settings takes clients' runs itself (the least loaded;
         those with more device types first, so that a session's GPU plans can run there), or ""."""
@@ -492,9 +500,7 @@ class WorkerPool:
             return ""
         # (at random among equals: the loads are the registrations' snapshots, often all 0, and sessions
         # should spread over the workers rather than all land on the first)
-        worker = min(candidates, key=lambda w: (-len(w.device_types), w.load(), random.random()))
-        host = worker.address.rsplit(":", 1)[0]
-        return f"{host}:{worker.run_port}"
+        return _run_address(min(candidates, key=lambda w: (-len(w.device_types), w.load(), random.random())))
 
     def mark_lost(self, worker) -> None:
         log.warning("worker %s lost; setting it aside for %.0f s", worker.name, SUSPECT_S)

@@ -19,6 +19,7 @@ not in the threads that serve other runs.
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ from graphexec.server.sessions import SessionRecord, SessionTable
 from graphexec.server.telemetry import DEFAULT_TENANT, Metrics, annotate, code_name, tenant
 
 MAX_FAILOVERS = 3
+PROBE_TIMEOUT_S = 1.0  # to connect to a worker whose direct link to a client broke, before calling it gone
 # What the runs of one run_many call may fetch in all before the rest wait for their answers to be sent.
 FETCH_BYTES_PER_CALL = 64 << 20
 
@@ -166,13 +168,15 @@ class Service:
 
     # -- runs ---------------------------------------------------------------------------------------
     def run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
-            remaining_s: float | None, cancellation: Cancellation, slot: Slot | None = None) -> RunOutcome:
+            remaining_s: float | None, cancellation: Cancellation, slot: Slot | None = None,
+            broke_at: str = "") -> RunOutcome:
         """`slot`: the run's turn (graphexec.server.limits.Admission), which it steps out of while it waits
-        in a dynamic batch."""
+        in a dynamic batch. `broke_at`: the worker (HOST:PORT of the runs it takes itself) whose direct
+        link to the client broke under this run before the client sent it here."""
         annotate(session=record.handle[:8], plan=cached.key[:16], request_id=request_id or None)
         started, code = time.perf_counter(), "OK"
         try:
-            return self._run(record, cached, feeds, request_id, options, remaining_s, cancellation, slot)
+            return self._run(record, cached, feeds, request_id, options, remaining_s, cancellation, slot, broke_at)
         except Exception as exc:
             code = code_name(exc)
             raise
@@ -180,7 +184,7 @@ class Service:
             self.metrics.run_done(tenant(), code, started)
 
     def _run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
-             remaining_s: float | None, cancellation: Cancellation, slot: Slot | None) -> RunOutcome:
+             remaining_s: float | None, cancellation: Cancellation, slot: Slot | None, broke_at: str) -> RunOutcome:
         _check_feeds(cached, feeds)
         self.poison.check(cached.key, feeds)
         placed = cached.placement(self.pool.device_types(), record.allow_soft_placement, feeds)
@@ -188,6 +192,8 @@ class Service:
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
         call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,
                         placed.host_steps, options.trace_level > 0, timeout, cancellation)
+        if broke_at and not self._worker_answers(broke_at):
+            return RunOutcome(self._died_under(call, cached, broke_at), placed, cached)
         if self.batcher is not None:
             return RunOutcome(self.batcher.run(call, cached, slot), placed, cached)
         return RunOutcome(self._execute(call, cached), placed, cached)
@@ -319,6 +325,29 @@ class Service:
             else:
                 resend.append(index)
         return resend
+
+    def _worker_answers(self, address: str) -> bool:
+        """Whether the worker that takes runs at `address` is still there (a live registration whose port
+        accepts a connection). Only registered addresses are dialled: a client names the address."""
+        if not self.pool.takes_runs_at(address):
+            return False
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def _died_under(self, call: PlanCall, cached: CachedPlan, address: str) -> PlanResult:
+        """A run whose direct link to a worker broke and the worker is gone: most likely the run killed it,
+        so it is refused as _dispatch refuses one whose worker died under it (answered from the store if
+        its update was committed first)."""
+        self.poison.add(call.plan_key, call.feeds)
+        applied = self._applied(call, cached)
+        if applied is not None:
+            return applied
+        raise errors.AbortedError(None, None, f"the worker at {address} died while running this run (its direct "
+                                              f"link to the client broke); it is not resent to another worker")
 
     def _applied(self, call: PlanCall, cached: CachedPlan) -> PlanResult | None:
         """The stored result of a run whose worker died after committing its update, else None."""

@@ -162,7 +162,7 @@ class GraphExecServicer:
             context.add_callback(cancellation.cancel)
         with self.admission.slot() as slot:
             return self.service.run(record, cached, feeds, request_id, options, remaining_seconds(context),
-                                    cancellation, slot)
+                                    cancellation, slot, _broke_at(context))
 
     # -- the Run stream -----------------------------------------------------------------------------------
     def run(self, request_iterator, context):
@@ -395,6 +395,15 @@ def _with_parts(feeds: list, parted, parts: dict) -> list:
             raise DecodeError(f"feed {index}: its parts describe another dtype or shape")
         feeds[index] = tensor.array
     return feeds
+
+
+def _broke_at(context) -> str:
+    """The worker whose direct link broke under this run before the client sent it here, if it says so
+    (gRPC calls only: a run on a direct link has no metadata)."""
+    metadata = getattr(context, "invocation_metadata", None)
+    if metadata is None:
+        return ""
+    return next((value for key, value in metadata() or () if key == methods.WORKER_LINK_BROKE), "")
 
 
 def _response_frames(response, fetches):

@@ -14,9 +14,10 @@ tokens, the limits a run meets, and TLS with the same client CA. A worker with o
 logged once and its runs keep going through the server. Clients send runs to the worker and fall
 back to the server over gRPC when it cannot be reached; a run's request id makes that resend safe.
 
-What a server does and this path does not: a run that kills its worker is not put on the poison list
-(graphexec.server.poison) by the worker, since nobody watches it die; the client's resend through a
-server then reaches another worker. docs/operations.md says when to leave `--run-port` off for that.
+A run that kills its worker is refused for the cool-down as when a server placed it
+(graphexec.server.poison): the worker's parent process (graphexec.server.supervisor) puts its plan on
+the shared poison list, and the client's resend through a server says which worker's link broke under
+it, so that server answers ABORTED instead of handing it to the next worker (Service, `broke_at`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import json
 import pathlib
 import ssl
 
-from graphexec.runtime.worker import WorkerCore
+from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
 from graphexec.server import telemetry
 from graphexec.server.auth import TokenTable
 from graphexec.server.direct_api import DirectApiServer
@@ -33,6 +34,7 @@ from graphexec.server.limits import Limits
 from graphexec.server.pool import LocalWorker, WorkerPool
 from graphexec.server.service import Service
 from graphexec.server.servicer import GraphExecServicer, authenticator
+from graphexec.server.supervisor import InFlight
 
 # The limits a run meets on the direct link (the others size this process's own resources).
 RUN_LIMITS = ("max_message_bytes", "max_graph_nodes", "max_graph_bytes", "max_string_bytes", "run_memory_bytes",
@@ -48,11 +50,28 @@ def fingerprint(tokens: TokenTable | None, limits: Limits, tls: bool, client_ca:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
+class WatchedWorker(LocalWorker):
+    """The worker's own core, each run's plan key in a slot of `in_flight` while it runs, for the parent
+    process to refuse the plan if the run kills this one (graphexec.server.supervisor)."""
+
+    def __init__(self, core: WorkerCore, metrics: telemetry.Metrics, in_flight: InFlight | None):
+        super().__init__(core, metrics)
+        self.in_flight = in_flight
+
+    def run(self, call: PlanCall, plan) -> PlanResult:
+        if self.in_flight is None:
+            return super().run(call, plan)
+        with self.in_flight.running(call.plan_key):
+            return super().run(call, plan)
+
+
 def serve_runs(core: WorkerCore, metrics: telemetry.Metrics, limits: Limits, tokens: TokenTable | None,
-               host: str, port: int, ssl_context: ssl.SSLContext | None) -> tuple[DirectApiServer, Service]:
+               host: str, port: int, ssl_context: ssl.SSLContext | None,
+               in_flight: InFlight | None = None) -> tuple[DirectApiServer, Service]:
     """The direct link on `host`:`port` (0: any free one) that runs clients' RunCallable and RunStep on
-    `core`, with a Service of its own over the core's store; started by the caller (`.start()`)."""
-    service = Service(core.store, WorkerPool(core.store, LocalWorker(core, metrics)), metrics, limits)
+    `core`, with a Service of its own over the core's store; started by the caller (`.start()`). With
+    `in_flight`, its runs are watched by the parent process (graphexec.server.supervisor)."""
+    service = Service(core.store, WorkerPool(core.store, WatchedWorker(core, metrics, in_flight)), metrics, limits)
     servicer = GraphExecServicer(service, limits)
     link = DirectApiServer(servicer, host, port, authenticator(tokens), ssl_context, telemetry.Interceptor(metrics))
     return link, service

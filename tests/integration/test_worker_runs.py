@@ -4,10 +4,14 @@ CreateSession only when its tokens, limits and TLS equal theirs; runs there comm
 like runs through a server; tokens and TLS hold on the worker; when it goes away runs go through a server."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -59,6 +63,22 @@ def batches(count=12):
         bx = rng.normal(size=(16, 3)).astype(np.float32)
         out.append((bx, (bx @ true_w).astype(np.float32)))
     return out
+
+
+def answers(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def wait_until_gone(address: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while answers(address):
+        assert time.monotonic() < deadline, f"{address} still answers"
+        time.sleep(0.05)
 
 
 def uses(sess, address: str) -> bool:
@@ -138,8 +158,9 @@ def test_runs_go_through_a_server_when_the_worker_is_gone(redis_server, processe
         sess.run(init)
         for bx, by in data[:6]:
             sess.run(train, {x: bx, y: by})
-        taking.kill()
-        for bx, by in data[6:]:  # the first finds the link broken and goes through the server
+        taking.kill()  # (its parent: the worker itself dies with it)
+        wait_until_gone(run_address(taking))
+        for bx, by in data[6:]:  # the first finds the link closed and goes through the server
             sess.run(train, {x: bx, y: by})
         np.testing.assert_allclose(sess.run(w), numpy_regression(data), rtol=1e-5, atol=1e-6)
 
@@ -169,3 +190,68 @@ def test_a_public_worker_that_takes_runs_needs_tokens_too():
     assert re.fullmatch(r"graphexec worker: error: refusing to listen on 0\.0\.0\.0 without TLS \(--tls-cert/--tls-key\) "
                         r"and tokens \(--auth-tokens\) and a worker secret \(--worker-secret-file\).*\n",
                         done.stderr), done.stderr
+
+
+def long_chain():
+    """(x, total): 1500 products of a fed [n, n] x: seconds at n = 400, to be killed in."""
+    x = tf.placeholder(tf.float32, [None, None])
+    y = x
+    for _ in range(1500):
+        y = tf.tanh(tf.matmul(y, x))
+    return x, tf.reduce_sum(y)
+
+
+def child_of(process) -> int:
+    """The worker process under a `graphexec worker --run-port` (its parent watches it)."""
+    with open(f"/proc/{process.pid}/task/{process.pid}/children") as children:
+        pids = [int(pid) for pid in children.read().split()]
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_a_run_that_kills_the_worker_it_was_sent_to_is_refused_everywhere(redis_server, processes,
+                                                                          wait_for_workers):
+    taking = start_worker(processes, redis_server.url, "--run-port", "0")
+    other = start_worker(processes, redis_server.url)
+    replicas = [start_serve(processes, "--redis", redis_server.url) for _ in range(2)]
+    for target in replicas:
+        wait_for_workers(target, 2)
+    child = child_of(taking)
+    with tf.Graph().as_default():
+        x, total = long_chain()
+        value = np.random.default_rng(2).normal(size=(400, 400)).astype(np.float32) * 0.05  # < 1 MiB: not streamed
+        with tf.Session(replicas[0]) as sess:
+            assert uses(sess, run_address(taking))
+            failure = {}
+
+            def run_long():
+                try:
+                    sess.run(total, {x: value})
+                except errors.OpError as exc:
+                    failure["error"] = exc
+
+            runner = threading.Thread(target=run_long)
+            before = cpu_ticks(child)
+            runner.start()
+            deadline = time.monotonic() + 30
+            while cpu_ticks(child) - before < 20:  # 0.2 s of CPU into the run, as the OOM killer would
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            os.kill(child, signal.SIGKILL)
+            runner.join(timeout=120)
+        # the client sent it to the server naming the broken link: not resent to the other worker
+        assert isinstance(failure.get("error"), errors.AbortedError), failure
+        assert "died while running this run" in failure["error"].message
+        assert taking.proc.wait(timeout=10) == 128 + signal.SIGKILL  # the parent exits as the worker did
+        time.sleep(1.0)  # replicas merge the shared list every 0.5 s
+        small = np.eye(3, dtype=np.float32) * 0.1
+        with tf.Session(replicas[1]) as again:  # the parent refused the graph, whatever its feeds
+            with pytest.raises(errors.ResourceExhaustedError, match="a run of this graph killed the worker it was sent"):
+                again.run(total, {x: small})
+    assert other.proc.poll() is None

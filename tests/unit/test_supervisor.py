@@ -1,0 +1,44 @@
+"""The in-flight table a worker that takes clients' runs shares with its parent process
+(graphexec.server.supervisor): what the child marks is what the parent reads after it died."""
+from __future__ import annotations
+
+import os
+import signal
+
+from graphexec.server import supervisor
+
+
+def test_the_parent_reads_the_plans_a_killed_child_was_running():
+    table = supervisor.InFlight.shared()
+    ready_read, ready_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the worker: one run finished, two in progress when it is killed
+        table.set_worker_id("worker-7")
+        with table.running("finished-plan"):
+            pass
+        running = [table.running("plan-a"), table.running("plan-b" * 100)]  # the second cut to fit its slot
+        for context in running:
+            context.__enter__()
+        os.write(ready_write, b"x")
+        signal.pause()
+        os._exit(0)
+    os.read(ready_read, 1)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    busy = table.busy()
+    assert busy[0] == "plan-a" and busy[1].startswith("plan-bplan-b") and len(busy) == 2
+    assert len(busy[1]) == supervisor.SLOT_BYTES - 3
+    assert table.worker_id() == "worker-7"
+
+
+def test_runs_beyond_the_slots_run_unwatched_and_freed_slots_are_reused():
+    table = supervisor.InFlight.shared()
+    held = [table.running(f"plan-{i}") for i in range(supervisor.SLOTS + 1)]
+    for context in held:
+        context.__enter__()
+    assert len(table.busy()) == supervisor.SLOTS
+    for context in held:
+        context.__exit__(None, None, None)
+    assert table.busy() == []
+    with table.running("again"):
+        assert table.busy() == ["again"]
