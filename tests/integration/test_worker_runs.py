@@ -255,3 +255,48 @@ def test_a_run_that_kills_the_worker_it_was_sent_to_is_refused_everywhere(redis_
             with pytest.raises(errors.ResourceExhaustedError, match="a run of this graph killed the worker it was sent"):
                 again.run(total, {x: small})
     assert other.proc.poll() is None
+
+
+def test_concurrent_updates_on_two_workers_apply_each_fed_value_once(redis_server, processes, wait_for_workers):
+    """Runs on a worker commit optimistically (no lock); one whose commit lost the race to the other
+    worker's runs again under the lock, with its feeds as sent (`x * 2` could be computed into the fed
+    buffer were it writable: executor._donors)."""
+    takers = [start_worker(processes, redis_server.url, "--run-port", "0") for _ in range(2)]
+    target = start_serve(processes, "--redis", redis_server.url)
+    wait_for_workers(target, 2)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [4096], name="x")
+        total = tf.Variable(np.zeros(4096, np.float32), name="total")
+        add = total.assign_add(x * 2.0)
+    sessions = {run_address(worker): [] for worker in takers}
+    while min(map(len, sessions.values())) < 2:  # servers name one of the two at random: two sessions on each
+        sess = tf.Session(target, graph=graph)
+        mine = next((a for a in sessions if uses(sess, a)), None)
+        assert mine is not None
+        if len(sessions[mine]) < 2:
+            sessions[mine].append(sess)
+        else:
+            sess.close()
+    clients = [sess for pair in sessions.values() for sess in pair]
+    clients[0].run(total.initializer)
+    runs, failures = 40, []
+
+    def client(index):
+        try:
+            for run in range(runs):
+                clients[index].run(add.op, {x: np.full(4096, index * runs + run + 1, np.float32)})
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures
+    assert all(sess._connection.direct.calls >= runs for sess in clients)  # every run on a worker itself
+    expected = 2.0 * sum(range(1, len(clients) * runs + 1))
+    np.testing.assert_array_equal(clients[0].run(total), np.full(4096, expected, np.float32))
+    for sess in clients:
+        sess.close()
