@@ -99,6 +99,10 @@ class DirectLink:
         self._pid = os.getpid()  # a forked child must not share its parent's connections
         self.calls = 0  # calls answered over it, failures included (tests and debugging read it)
 
+    def usable(self) -> bool:
+        """Whether calls go over the link now (not set aside after a failure)."""
+        return time.monotonic() >= self._retry_at
+
     def call(self, method_number: int, data, timeout: float | None) -> bytes:
         """The response of a call (`data`: the request's bytes, or a list of the buffers they join); raises
         the tf.errors class of a FAILURE, Unusable to go over gRPC."""

@@ -62,7 +62,8 @@ class GraphExecServicer:
         run_address = self.service.pool.run_address(self.run_fingerprint) if self.run_fingerprint else ""
         return spb.CreateSessionResponse(session_handle=record.handle, graph_missing=missing,
                                          node_count=record.node_count, direct_port=self.direct_port,
-                                         direct_address=run_address).SerializeToString()
+                                         direct_address=run_address,
+                                         max_message_bytes=self.limits.max_message_bytes).SerializeToString()
 
     @status.answers_failures
     def extend_session(self, data, context):

@@ -105,6 +105,25 @@ def test_large_feeds_written_from_their_arrays_arrive_exactly(one_thread, monkey
     assert list(got[3]) == list(words) and got[4] == np.float32(2.5)
 
 
+def test_feeds_above_a_chunk_go_in_one_frame_up_to_the_servers_limit_then_in_parts(one_thread, monkeypatch):
+    """A run whose feeds are above the Run stream's chunk (1 MiB) but within DIRECT_RUN_BYTES takes the link
+    in one frame; one above the server's --max-message-bytes (4 MiB here, less room for the rest of the
+    request, as CreateSession says) goes on the Run stream in parts."""
+    monkeypatch.setenv("GRAPHEXEC_DIRECT", "1")
+    rng = np.random.default_rng(6)
+    medium = rng.normal(size=(512, 784)).astype(np.float32)  # 1.6 MB
+    large = rng.normal(size=(1536, 784)).astype(np.float32)  # 4.8 MB
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None, 784])
+        doubled = x * 2.0
+        with tf.Session(one_thread) as sess:
+            np.testing.assert_array_equal(sess.run(doubled, {x: medium}), medium * 2.0)
+            assert sess._connection.direct.calls == 1
+            np.testing.assert_array_equal(sess.run(doubled, {x: large}), large * 2.0)
+            np.testing.assert_array_equal(sess.run(doubled, {x: medium}), medium * 2.0)
+            assert sess._connection.direct.calls == 2  # not the large one
+
+
 def test_a_failed_run_raises_its_class_message_and_printed_text(one_thread, monkeypatch, capsys):
     answers = []
     for switch in ("1", "0"):
