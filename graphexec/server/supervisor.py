@@ -21,6 +21,8 @@ import signal
 import struct
 import threading
 
+from graphexec.server.poison import COOLDOWN_S, plan_wide
+
 log = logging.getLogger("graphexec.worker")
 
 SLOTS = 256  # runs at once on the link (more are admitted, unwatched: Admission keeps far fewer running)
@@ -101,8 +103,6 @@ def supervise(table: InFlight, open_store) -> None:
 
 
 def _publish(table: InFlight, open_store, number: int) -> None:
-    from graphexec.server.poison import COOLDOWN_S, plan_wide
-
     keys, worker_id = table.busy(), table.worker_id()
     log.error("the worker process died of signal %d while running %d run(s) a client sent it; refusing their "
               "graphs for %.0f s", number, len(keys), COOLDOWN_S)
