@@ -30,7 +30,7 @@ import signal
 import socket
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import graphexec
 from graphexec import errors
@@ -296,20 +296,19 @@ def _redis_store(url: str, command: str, password: str | None, metrics: Metrics)
     return store
 
 
-# Limits fields by the argument that sets them (a worker has those of the runs it takes itself only).
-_LIMIT_ARGS = {"max_message_bytes": "max_message_bytes", "max_graph_nodes": "max_graph_nodes",
-               "max_graph_bytes": "max_graph_bytes", "max_string_bytes": "max_string_bytes",
-               "run_memory_bytes": "run_memory_bytes", "max_streams": "max_streams",
-               "max_streams_per_connection": "max_streams_per_connection",
-               "stream_idle_timeout_s": "stream_idle_timeout", "threads": "threads", "queue_depth": "queue_depth",
-               "cache_bytes": "cache_bytes", "max_sessions_per_tenant": "max_sessions_per_tenant",
-               "max_variable_bytes_per_tenant": "max_variable_bytes_per_tenant",
-               "max_graph_bytes_per_tenant": "max_graph_bytes_per_tenant", "compile_processes": "compile_processes",
-               "compile_process_nodes": "compile_process_nodes", "compile_timeout_s": "compile_timeout_s"}
+_LIMIT_ARG_NAMES = {"stream_idle_timeout_s": "stream_idle_timeout"}  # Limits fields whose flag is named otherwise
 
 
 def _limits(args) -> Limits:
-    return Limits(**{field: getattr(args, name) for field, name in _LIMIT_ARGS.items() if hasattr(args, name)})
+    """The limits the command line sets; a worker has only those of the runs it takes itself (--run-port),
+    and the defaults for the rest."""
+    names = {field.name: _LIMIT_ARG_NAMES.get(field.name, field.name) for field in fields(Limits)}
+    return Limits(**{field: getattr(args, name) for field, name in names.items() if hasattr(args, name)})
+
+
+def _run_fingerprint(args, security: Security, limits: Limits) -> str:
+    """The settings a worker that takes runs must share with the servers (graphexec.server.worker_runs)."""
+    return worker_runs.fingerprint(security.tokens, limits, bool(args.tls_cert), args.tls_client_ca)
 
 
 def _limit_memory(limit: int, device: str) -> None:
@@ -415,8 +414,7 @@ def serve(args) -> None:
                                        health=readiness.servicer,
                                        direct_port=None if args.direct_port == -1 else args.direct_port,
                                        direct_tls=security.api_direct_tls,
-                                       run_fingerprint=worker_runs.fingerprint(security.tokens, limits,
-                                                                               bool(args.tls_cert), args.tls_client_ca)
+                                       run_fingerprint=_run_fingerprint(args, security, limits)
                                        if args.redis and args.max_batch_size <= 1 else "")  # (batches form here)
     server.start()
     if link is not None:
@@ -453,15 +451,14 @@ def worker(args) -> None:
                                               security.direct_tls)
     core.address = args.advertise or f"{_reachable_host(args.host)}:{port}"
     core.tls = security.credentials is not None
-    run_link = None
+    run_link = run_service = None
     if args.run_port != -1:
         limits = _limits(args)
         in_flight.set_worker_id(core.worker_id)
-        run_link, _ = worker_runs.serve_runs(core, metrics, limits, security.tokens, args.host, args.run_port,
-                                             security.direct_tls, in_flight)
+        run_link, run_service = worker_runs.serve_runs(core, metrics, limits, security.tokens, args.host,
+                                                       args.run_port, security.direct_tls, in_flight)
         core.run_port = run_link.port
-        core.run_fingerprint = worker_runs.fingerprint(security.tokens, limits, bool(args.tls_cert),
-                                                       args.tls_client_ca)
+        core.run_fingerprint = _run_fingerprint(args, security, limits)
     server.start()
     for started in (link, run_link):
         if started is not None:
@@ -478,6 +475,8 @@ def worker(args) -> None:
         if started is not None:
             started.stop()
     server.stop(grace=1.0).wait()
+    if run_service is not None:
+        run_service.compiler.close()  # its compile processes, as serve closes its own
 
 
 def _check_free(host: str, port: int, flag: str) -> None:

@@ -13,7 +13,7 @@ It shares BaseSession's fetch and feed handling and replaces `_run_flat`:
    static size is above it, goes through the Run stream in parts, so tensors of any size up to
    memory work (and large transfers pipeline). Over the direct link (client/direct.py) feeds of up to
    DIRECT_RUN_BYTES in all go in one frame instead: a 1.6 MB feed took ~3.5 ms a run in parts on the
-   stream and ~0.5 ms in a frame, and runs a worker takes itself stay there.
+   stream and ~0.9 ms in a frame, and runs a worker takes itself stay there.
 
 Fetched arrays below 1 MiB are private copies; larger ones are read-only views of the received
 bytes (no copy): copy them before writing into them. Scalars come back as numpy scalars, as in TF.
