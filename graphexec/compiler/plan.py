@@ -6,7 +6,10 @@ later values, so a long chain needs only a handful of slots.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -14,7 +17,27 @@ from graphexec import display, ir
 from graphexec.compiler.util import type_of
 from graphexec.ops import registry
 
-COMPILER_VERSION = "graphexec-compiler-1"
+COMPILER_FAMILY = "graphexec-compiler-1"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def compiler_version() -> str:
+    """What compiles and runs plans here: this copy of graphexec, by the content of its source. Plans are
+    shared through the store by key and outlive a deployment, so a replica of another version (a rolling
+    upgrade, a Redis kept across releases) must neither find them under its keys nor run one it is handed:
+    its plans may use ops, fusions or step orders that this code does not know or means differently.
+    Computed once per process (~15 ms: servers and workers do it at startup)."""
+    return source_version(PACKAGE_ROOT)
+
+
+def source_version(root: Path) -> str:
+    """COMPILER_FAMILY and a digest of every .py file under `root`, by path and content."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"{COMPILER_FAMILY}+{digest.hexdigest()[:16]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +79,7 @@ class Plan:
     constants: dict[int, np.ndarray] = field(default_factory=dict)
     targets: tuple[str, ...] = ()
     seed: int | None = None
-    compiler_version: str = COMPILER_VERSION
+    compiler_version: str = ""  # what compiled it, when it was read from bytes (convert.plan_from_bytes)
 
     def __str__(self) -> str:
         lines = [f"plan {self.graph_digest[:12]} ({len(self.steps)} steps, {self.num_slots} slots)"]

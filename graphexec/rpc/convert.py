@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 import graphexec.ops.every_op  # noqa: F401  (a decoding process knows every op, not just those it imported)
-from graphexec import dtypes, ir
-from graphexec.compiler.plan import Endpoint, Plan, Step
+from graphexec import dtypes, errors, ir
+from graphexec.compiler.plan import Endpoint, Plan, Step, compiler_version
 from graphexec.config import RunMetadata
 from graphexec.ir import ShapeAttr
 from graphexec.ops import registry
@@ -160,7 +160,7 @@ def _typed(node: ir.Node, declared: list, known: GraphTypes) -> ir.Node:
 
 # -- plans ------------------------------------------------------------------------------------------
 def plan_to_proto(plan: Plan) -> pb.Plan:
-    msg = pb.Plan(compiler_version=plan.compiler_version, graph_digest=plan.graph_digest, num_slots=plan.num_slots)
+    msg = pb.Plan(graph_digest=plan.graph_digest, num_slots=plan.num_slots)
     for endpoints, out in ((plan.feeds, msg.feeds), (plan.fetches, msg.fetches)):
         for e in endpoints:
             item = out.add(tensor=e.tensor, slot=e.slot, dtype=dtype_enum(e.type.dtype))
@@ -214,11 +214,26 @@ def plan_from_proto(msg: pb.Plan) -> Plan:
 
 
 def plan_to_bytes(plan: Plan) -> bytes:
-    return plan_to_proto(plan).SerializeToString()
+    """The plan as the store keeps it, stamped with what compiled it (compiler_version())."""
+    msg = plan_to_proto(plan)
+    msg.compiler_version = compiler_version()
+    return msg.SerializeToString()
+
+
+class OtherCompiler(errors.FailedPreconditionError):
+    """A stored plan compiled by another version of graphexec (compiler_version() says why it is not run)."""
+
+    def __init__(self, theirs: str):
+        super().__init__(None, None, f"the plan was compiled by {theirs or 'an unknown version'}, this process is "
+                                     f"{compiler_version()}: make the callable again")
 
 
 def plan_from_bytes(data: bytes) -> Plan:
-    return plan_from_proto(pb.Plan.FromString(data))
+    """A plan stored by plan_to_bytes; OtherCompiler when another version of graphexec compiled it."""
+    msg = pb.Plan.FromString(data)
+    if msg.compiler_version != compiler_version():
+        raise OtherCompiler(msg.compiler_version)
+    return plan_from_proto(msg)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

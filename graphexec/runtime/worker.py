@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphexec import errors
-from graphexec.compiler.plan import Plan
+from graphexec.compiler.plan import Plan, compiler_version
 from graphexec.ops.state_ops import VARIABLE_OPS
 from graphexec.rpc import convert
 from graphexec.runtime import placement
@@ -189,7 +189,7 @@ class WorkerCore:
 
     def info(self) -> dict:
         info = {"id": self.worker_id, "address": self.address, "tls": self.tls, "devices": self.devices(),
-                "load": self.in_flight}
+                "load": self.in_flight, "compiler_version": compiler_version()}
         if self.direct_port:
             info["direct_port"] = self.direct_port
             info["direct_version"] = self.direct_version

@@ -11,7 +11,7 @@ import json
 import time
 
 from graphexec import errors
-from graphexec.compiler.plan import COMPILER_VERSION
+from graphexec.compiler.plan import compiler_version
 from graphexec.rpc import convert
 from graphexec.runtime.bounded import BoundedCache
 from graphexec.runtime.metadata import COMPILED, MEMORY, STORE
@@ -24,7 +24,7 @@ MAX_CACHED_PLAN_BYTES = 256 << 20  # constants included; a dropped plan is reloa
 
 
 def plan_key(graph_digest: str, feeds, fetches, targets, device_types) -> str:
-    signature = [graph_digest, list(feeds), list(fetches), list(targets), sorted(device_types), COMPILER_VERSION]
+    signature = [graph_digest, list(feeds), list(fetches), list(targets), sorted(device_types), compiler_version()]
     return hashlib.sha256(json.dumps(signature, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -33,6 +33,8 @@ class PlanCache:
         self.store = store
         self.metrics = metrics or Metrics()
         self._plans = BoundedCache(MAX_CACHED_PLANS, max_bytes)
+        compiler_version()  # at startup, not in the first client's compile
+
 
     def lookup(self, key: str) -> tuple[CachedPlan, str] | None:
         cached = self._plans.get(key)
@@ -42,7 +44,11 @@ class PlanCache:
         blob = self.store.get_blob("plan", key)
         if blob is None:
             return None
-        cached = CachedPlan.of(key, convert.plan_from_bytes(blob))
+        try:
+            plan = convert.plan_from_bytes(blob)
+        except convert.OtherCompiler:  # a handle made by another version: the client makes it again here
+            return None
+        cached = CachedPlan.of(key, plan)
         self._remember(cached)
         self.metrics.plan_lookup(STORE)
         return cached, STORE

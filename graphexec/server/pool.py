@@ -19,6 +19,7 @@ import time
 import grpc
 
 from graphexec import errors
+from graphexec.compiler.plan import compiler_version
 from graphexec.rpc import convert, link_format, methods, status
 from graphexec.runtime.store import Store
 from graphexec.runtime.worker import PlanCall, PlanResult, WorkerCore
@@ -428,6 +429,8 @@ class WorkerPool:
         self.credentials = credentials
         self._rejected: set[str] = set()  # registrations already warned about
         self._mismatched: set[str] = set()  # workers taking runs with other settings, already warned about
+        self._other_version: set[str] = set()  # workers of another graphexec version, already warned about
+        self._compiler = compiler_version()
         self._remote: dict[str, RemoteWorker] = {}
         # The registry's workers and their device types, as of the last refresh: a run reads these instead
         # of building them (a few us of each run's Python) while no worker is set aside.
@@ -511,6 +514,8 @@ class WorkerPool:
         """Replace the worker table as a whole (readers iterate it without a lock)."""
         current, fresh = self._remote, {}
         for info in filter(None, map(self._trusted, self.store.live_workers())):
+            if not self._same_compiler(info):
+                continue
             worker = current.get(info["id"])
             if (worker is None or worker.address != info["address"] or worker.tls != bool(info.get("tls"))
                     or worker.direct_port != info.get("direct_port")
@@ -550,6 +555,19 @@ class WorkerPool:
                 log.warning("ignoring a worker registration not signed with the worker secret: %s", key)
             return None
         return info
+
+    def _same_compiler(self, info: dict) -> bool:
+        """Whether a registered worker runs this server's version of graphexec (compiler_version()). One that
+        does not is no worker of this server's (logged once): it could not run the plans compiled here, nor
+        this server the ones it stores. During a rolling upgrade each version so keeps to its own workers."""
+        theirs = info.get("compiler_version", "")
+        if theirs == self._compiler:
+            return True
+        if info["id"] not in self._other_version and len(self._other_version) < MAX_WARNED:
+            self._other_version.add(info["id"])
+            log.warning("worker %s@%s runs another version of graphexec (%s; this server: %s): not using it",
+                        info["id"], info["address"], theirs or "unknown", self._compiler)
+        return False
 
     def _try_refresh(self, warned: bool = False) -> bool:
         """Refresh; on a store failure keep the last list (warning once per outage). Returns `warned`."""

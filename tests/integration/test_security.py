@@ -29,6 +29,7 @@ from security_setup import (
 
 import graphexec as tf
 from graphexec import errors
+from graphexec.compiler.plan import compiler_version
 from graphexec.client.connection import Connection
 from graphexec.client.remote import RemoteSession
 from graphexec.proto.v1 import service_pb2 as spb
@@ -247,7 +248,8 @@ class RecordingWorker:
 
 def redis_worker_record(port: int, signed_by: str | None = None) -> str:
     info = {"id": f"fake{port}", "address": f"127.0.0.1:{port}", "devices": [
-        {"name": "/device:CPU:0", "device_type": "CPU", "memory_limit_bytes": 0}], "load": -1000}
+        {"name": "/device:CPU:0", "device_type": "CPU", "memory_limit_bytes": 0}], "load": -1000,
+        "compiler_version": compiler_version()}  # as a worker of this version registers: only the signature is wrong
     if signed_by is None:
         return json.dumps(info)
     return json.dumps(WorkerSecret(signed_by).sign(info))
