@@ -79,13 +79,18 @@ def test_a_plan_of_another_version_is_refused_by_name(version):
     assert (version or "an unknown version") in caught.value.message
 
 
-def test_a_replica_does_not_serve_a_callable_whose_stored_plan_another_version_compiled():
-    """The client's handle then answers NOT_FOUND ("callable ..."), on which clients make the callable again."""
+def _store_of_both(old: str, current: str) -> MemoryStore:
+    """A store holding the same plan under `old`, stamped by another version, and under `current`."""
     store = MemoryStore()
     blob, _ = _plan_blob()
-    store.put_blob("plan", "old-handle", _stamped(blob, "graphexec-compiler-1"))
-    store.put_blob("plan", "new-handle", blob)
-    cache = PlanCache(store)
+    store.put_blob("plan", old, _stamped(blob, "graphexec-compiler-1"))
+    store.put_blob("plan", current, blob)
+    return store
+
+
+def test_a_replica_does_not_serve_a_callable_whose_stored_plan_another_version_compiled():
+    """The client's handle then answers NOT_FOUND ("callable ..."), on which clients make the callable again."""
+    cache = PlanCache(_store_of_both("old-handle", "new-handle"))
     assert cache.lookup("old-handle") is None
     with pytest.raises(errors.NotFoundError, match="^callable 'old-handle' is not known"):
         cache.get("old-handle")
@@ -94,11 +99,7 @@ def test_a_replica_does_not_serve_a_callable_whose_stored_plan_another_version_c
 
 
 def test_a_worker_handed_a_plan_of_another_version_fails_precondition_and_runs_nothing():
-    store = MemoryStore()
-    blob, _ = _plan_blob()
-    store.put_blob("plan", "old", _stamped(blob, "graphexec-compiler-1"))
-    store.put_blob("plan", "current", blob)
-    core = WorkerCore(store)
+    core = WorkerCore(_store_of_both("old", "current"))
     x = np.array([1.0, 2.0, 3.5], np.float32)
     with pytest.raises(errors.FailedPreconditionError, match="compiled by graphexec-compiler-1, this process is"):
         core.run(PlanCall("", "old", [x]))
