@@ -82,6 +82,13 @@ class Connection:
             except errors.UnavailableError:  # retried as gRPC retries it: over gRPC, under its policy
                 if not retry:
                     raise
+            except errors.NotFoundError as exc:
+                # A worker of another release (a rolling upgrade) neither finds nor runs this release's plans
+                # (compiler.plan.compiler_version); the server, which made the callable, runs it.
+                if not (self.direct.worker and exc.message.startswith("callable ")):
+                    raise
+                self.direct.set_aside(f"to worker {self.direct.host}:{self.direct.port} does not hold this "
+                                      f"session's plans (another release of graphexec?)")
         if isinstance(data, list):
             data = b"".join(data)
         deadline = None if timeout is None else time.monotonic() + timeout

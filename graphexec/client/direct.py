@@ -119,7 +119,7 @@ class DirectLink:
             raise errors.DeadlineExceededError(None, None, "Deadline Exceeded") from None
         except (Closed, OSError) as exc:
             lane.close()
-            self._set_aside(f"the connection broke ({exc or type(exc).__name__})")
+            self.set_aside(f"the connection broke ({exc or type(exc).__name__})")
             raise (Broke(f"{self.host}:{self.port}") if self.worker else Unusable()) from None
         except BaseException:  # KeyboardInterrupt: closing the connection cancels the run on the server
             lane.close()
@@ -154,7 +154,7 @@ class DirectLink:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S)
         except OSError as exc:
-            self._set_aside(f"cannot connect to {self.host}:{self.port} ({exc.strerror or exc})")
+            self.set_aside(f"cannot connect to {self.host}:{self.port} ({exc.strerror or exc})")
             raise Unusable() from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -165,21 +165,24 @@ class DirectLink:
             kind, body = read_frame(lane.reader)
         except (Closed, OSError) as exc:
             sock.close()
-            self._set_aside(f"{self.host}:{self.port} did not answer its HELLO ({exc or type(exc).__name__})")
+            self.set_aside(f"{self.host}:{self.port} did not answer its HELLO ({exc or type(exc).__name__})")
             raise Unusable() from None
         if kind != RESULT:
             sock.close()
             why = status.error_from_failure_bytes(body).message if kind == FAILURE else f"frame {kind}"
-            self._set_aside(f"{self.host}:{self.port} refused the connection: {why}")
+            self.set_aside(f"{self.host}:{self.port} refused the connection: {why}")
             raise Unusable()
         sock.settimeout(None)
         lane.timeout = None
         return lane
 
-    def _set_aside(self, why: str) -> None:
+    def set_aside(self, why: str) -> None:
+        """Send runs over gRPC for RETRY_AFTER_S (logged once, with `why`): the link cannot take them now.
+        Its open connections are closed too (the next run would otherwise still take one)."""
         with self._lock:
             first = self._retry_at == 0.0
             self._retry_at = time.monotonic() + RETRY_AFTER_S
+        self.close()
         if first:
             log.warning("runs go over gRPC for %.0f s: the direct link %s", RETRY_AFTER_S, why)
 

@@ -95,3 +95,25 @@ def test_servers_and_workers_of_two_versions_over_one_redis_keep_to_their_own(tm
     value, cached = _run(old_target)
     np.testing.assert_array_equal(value, [2, 4, 6])
     assert not cached
+
+
+def test_runs_sent_to_a_worker_of_another_version_go_through_the_server(tmp_path, processes, redis_server,
+                                                                        wait_for_workers):
+    """A session whose runs go straight to a worker (`--run-port`) of the release being replaced, while its
+    callables are made by a server of the new one: the old worker does not run the new plans (NOT_FOUND), so
+    the client sets its link aside and the server runs them, on a worker of its own release."""
+    old_worker = Process(_command(_other_version(tmp_path), "worker", "--redis", redis_server.url, "--run-port", "0"),
+                         r"takes clients' runs on (\S+)")
+    processes.append(old_worker)
+    target = start_serve(processes, "--redis", redis_server.url)
+    new_worker = start_worker(processes, redis_server.url)
+    assert wait_for_workers(target, 1) == {new_worker.match.group(1)}
+    graph, x, y = _doubling_graph()
+    with tf.Session(target, graph=graph) as sess:
+        sess._connection.use_direct(0, old_worker.match.group(1))  # as a session made before the upgrade
+        link = sess._connection.direct
+        assert link.worker and link.usable()
+        for value in range(3):
+            np.testing.assert_array_equal(sess.run(y, {x: np.full(3, value, np.float32)}), [2 * value] * 3)
+        assert not link.usable()  # set aside: runs go through the server for a while
+        assert link.calls == 1  # one NOT_FOUND answer, then none
