@@ -34,7 +34,6 @@ from dataclasses import dataclass, fields
 
 import graphexec
 from graphexec import errors
-from graphexec.compiler.plan import compiler_version
 from graphexec.rpc import tls
 from graphexec.runtime import blas, conv_library, intra_op
 from graphexec.runtime.store import MemoryStore
@@ -446,7 +445,6 @@ def worker(args) -> None:
     store = _redis_store(args.redis, "worker", security.redis_password, metrics)
     store.variable_quota = args.max_variable_bytes_per_tenant
     core = WorkerCore(store, args.device.upper())
-    compiler_version()  # at startup, not in the first run: plans read from the store are checked against it
     server, port, link = create_worker_server(core, args.host, args.port, args.threads, security.worker_secret,
                                               security.credentials, metrics,
                                               None if args.direct_port == -1 else args.direct_port,

@@ -27,7 +27,8 @@ def compiler_version() -> str:
     shared through the store by key and outlive a deployment, so a replica of another version (a rolling
     upgrade, a Redis kept across releases) must neither find them under its keys nor run one it is handed:
     its plans may use ops, fusions or step orders that this code does not know or means differently.
-    Computed once per process (~15 ms: servers and workers do it at startup)."""
+    Computed once per process (~15 ms): at startup in servers (their WorkerPool) and workers (their
+    registration)."""
     return source_version(PACKAGE_ROOT)
 
 
@@ -79,7 +80,6 @@ class Plan:
     constants: dict[int, np.ndarray] = field(default_factory=dict)
     targets: tuple[str, ...] = ()
     seed: int | None = None
-    compiler_version: str = ""  # what compiled it, when it was read from bytes (convert.plan_from_bytes)
 
     def __str__(self) -> str:
         lines = [f"plan {self.graph_digest[:12]} ({len(self.steps)} steps, {self.num_slots} slots)"]

@@ -209,8 +209,7 @@ def plan_from_proto(msg: pb.Plan) -> Plan:
         fetches=tuple(endpoint(e) for e in msg.fetches), steps=tuple(_step_from_proto(s) for s in msg.steps),
         num_slots=msg.num_slots,
         constants={slot: _read_only(tensor_from_proto(msg.constants[slot])) for slot in sorted(msg.constants)},
-        targets=tuple(msg.targets), seed=msg.seed if msg.HasField("seed") else None,
-        compiler_version=msg.compiler_version)
+        targets=tuple(msg.targets), seed=msg.seed if msg.HasField("seed") else None)
 
 
 def plan_to_bytes(plan: Plan) -> bytes:

@@ -33,7 +33,6 @@ class PlanCache:
         self.store = store
         self.metrics = metrics or Metrics()
         self._plans = BoundedCache(MAX_CACHED_PLANS, max_bytes)
-        compiler_version()  # at startup, not in the first client's compile
 
     def lookup(self, key: str) -> tuple[CachedPlan, str] | None:
         cached = self._plans.get(key)
