@@ -516,6 +516,7 @@ def _tune(args) -> None:
         raise UsageError("--intra-op-threads cannot be negative")
     blas.limit_threads(args.blas_threads)
     intra_op.set_threads(args.intra_op_threads)
+    blas.warm_buffers(2 * intra_op.threads())  # request threads' products and their parts, at once
     try:  # asked for by name: loaded now, so that a missing torch stops the start (auto: when first needed)
         kernels = conv_library.choose(args.conv_library, now=args.conv_library == "torch")
     except ImportError as error:

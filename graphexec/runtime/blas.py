@@ -5,12 +5,26 @@ in-process session (1): graphexec's own threads (graphexec.runtime.intra_op) spl
 into one-thread products instead. On a machine whose other cores are busy, more than one BLAS thread
 per product makes each product wait for threads that are not scheduled (W10 in process with a busy
 neighbour on 2 cores: 2.7 s a step with the library's 2 threads, 0.17 s with 1).
+
+Packing buffers (`warm_buffers`): OpenBLAS packs each product's operands into a 32 MB scratch buffer,
+one per product running at the same moment, mapped when first needed and faulted in page by page as
+packing writes it. Its kernels also read a little past what a small product wrote; while those pages
+were never written, every such product runs ~3x slower, for as long as the process lives (AMD EPYC
+family 23, one thread: W3's 128 x 784 x 256 product 4.3 ms, 1.45 ms once the pages had been written;
+W10's 3136 x 1600 x 64 im2col product 55 against 21 ms; the same after writing those pages by hand).
+One 384 x 384 product writes them, so servers and sessions run one per buffer they may use at startup.
 """
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import threadpoolctl
 
 _threads: int | None = None  # what we set; None: the library's default, read once when asked
+_warmed = 0  # how many of OpenBLAS's buffers warm_buffers has written
+_warm_lock = threading.Lock()
+WARM_SIZE = 384  # the smallest square product found to write every page later products read (see above)
 
 
 def limit_threads(threads: int) -> None:
@@ -28,3 +42,32 @@ def single_threaded() -> bool:
         counts = [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
         _threads = max(counts, default=1)
     return _threads == 1
+
+
+def _openblas() -> bool:
+    return any(info.get("internal_api") == "openblas" for info in threadpoolctl.threadpool_info())
+
+
+def warm_buffers(calls: int) -> None:
+    """Have OpenBLAS write its packing buffers for up to `calls` products running at once (see the
+    module docstring); once per process, a later call only adds buffers. OpenBLAS hands a product the
+    first buffer no other product holds, so `calls` products are run on as many threads at once (numpy
+    lets go of the GIL for each)."""
+    global _warmed
+    with _warm_lock:
+        if calls <= _warmed or not _openblas():
+            return
+        operand = np.ones((WARM_SIZE, WARM_SIZE), np.float32)
+        start = threading.Barrier(calls)
+
+        def product():
+            start.wait()
+            np.matmul(operand, operand)
+
+        helpers = [threading.Thread(target=product, name="graphexec-blas-warm") for _ in range(calls - 1)]
+        for helper in helpers:
+            helper.start()
+        product()
+        for helper in helpers:
+            helper.join()
+        _warmed = calls

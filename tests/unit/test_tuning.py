@@ -87,3 +87,42 @@ def test_a_large_buffer_reuses_freed_memory_instead_of_faulting_in_new_pages():
     # glibc maps 64 MiB anew: one fault per page, 4 KiB, or 16 KiB where the kernel maps anonymous memory
     # in 16 KiB folios (multi-size THP, /sys/kernel/mm/transparent_hugepage/hugepages-16kB: 4,196 faults)
     assert run("default")[1] > 3000
+
+
+def test_openblas_buffers_are_written_by_as_many_products_at_once_as_asked(monkeypatch):
+    """OpenBLAS gives a product the first buffer no running product holds, so buffer k is written only
+    by a product that runs while k others do: warm_buffers(n) must run its n products at once."""
+    import threading
+    import types
+
+    from graphexec.runtime import blas
+
+    running, most, lock = [0], [0], threading.Lock()
+
+    def matmul(a, b):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        threading.Event().wait(0.05)  # a real 384 x 384 product takes ~5-10 ms on one core
+        with lock:
+            running[0] -= 1
+
+    fake_np = types.SimpleNamespace(ones=lambda shape, dtype: None, float32=None, matmul=matmul)
+    monkeypatch.setattr(blas, "np", fake_np)
+    monkeypatch.setattr(blas, "_warmed", 0)
+    monkeypatch.setattr(blas, "_openblas", lambda: True)
+    blas.warm_buffers(3)
+    assert most[0] == 3
+    most[0] = 0
+    blas.warm_buffers(2)  # fewer than already written: nothing to do
+    assert most[0] == 0
+    blas.warm_buffers(4)
+    assert most[0] == 4
+
+
+def test_servers_and_sessions_write_openblas_buffers_at_startup():
+    code = ("import json\nimport graphexec as tf\nfrom graphexec.runtime import blas, intra_op\n"
+            "tf.Session()\nprint(json.dumps([blas._warmed, intra_op.threads(), blas._openblas()]))")
+    warmed, threads, openblas = _run(code)
+    assert threads >= 1
+    assert warmed == (threads if openblas else 0)  # other BLAS libraries are left alone
