@@ -261,6 +261,9 @@ class Graph:
         self._digester = NodeDigester()
         self._digest_cache: tuple = (None, None, "")  # (chain state, seed, digest): sessions ask on every run
         self._nodes_cache: tuple[int, tuple] = (0, ())
+        # Ops whose output shapes were refined after their rules gave them (set_shape): only theirs are sent
+        # as declared shapes, since a server's rules give every other op the shapes graph building did.
+        self._refined: set[str] = set()
         self._lock = threading.RLock()
 
     # -- naming, scopes -----------------------------------------------------------------------
@@ -437,15 +440,17 @@ class Graph:
         return digest
 
     def snapshot(self):
-        """(nodes, seed, digest, chain state) of one consistent moment, for uploading the graph."""
+        """(nodes, seed, digest, chain state, names of refined ops) of one consistent moment, for uploading
+        the graph."""
         with self._lock:
-            return self.nodes(), self.seed, self.digest(), self._digester.chain_state()
+            return self.nodes(), self.seed, self.digest(), self._digester.chain_state(), frozenset(self._refined)
 
     def _node_changed(self, op) -> None:
         """An op's static output types changed (set_shape): rebuild its IR node on next use."""
         with self._lock:
             op._node = None
             self._nodes_cache = (0, ())
+            self._refined.add(op.name)
 
     def __repr__(self):
         return f"<tf.Graph with {len(self._ops)} ops>"

@@ -108,7 +108,7 @@ class RemoteSession(BaseSession):
         """Bring the server's graph up to date. Fewer than PROBE_MIN_NODES new nodes are sent at once. A
         larger graph is first named without its nodes (another client or replica may have uploaded it), by
         the MakeCallable of `key`, whose callable is returned when the server held the graph."""
-        nodes, seed, graph_digest, chain = self.graph.snapshot()
+        nodes, seed, graph_digest, chain, refined = self.graph.snapshot()
         base_count, base_chain, acked_seed = self._acked
         if len(nodes) == base_count and seed == acked_seed:
             return None
@@ -121,7 +121,7 @@ class RemoteSession(BaseSession):
             except errors.FailedPreconditionError:  # a server older than named graphs: upload, then ask again
                 made = None
         if made is None:
-            self._extend_with_nodes(segment, nodes)
+            self._extend_with_nodes(segment, nodes, refined)
         self._acked, self._digest = (len(nodes), chain, seed), graph_digest
         return made
 
@@ -129,13 +129,14 @@ class RemoteSession(BaseSession):
         return self._connection.message("ExtendSession", spb.ExtendSessionRequest(
             session_handle=self._handle, graph=segment), spb.ExtendSessionResponse)
 
-    def _extend_with_nodes(self, segment, nodes) -> None:
-        segment.nodes.CopyFrom(convert.graph_to_proto(nodes[segment.base_node_count:]))
+    def _extend_with_nodes(self, segment, nodes, refined) -> None:
+        convert.graph_to_proto(nodes[segment.base_node_count:], declared=refined, out=segment.nodes)
         try:
             self._extend(segment)
         except errors.NotFoundError:  # the server lost the prefix (restarted): send the whole graph
             segment.base_node_count, segment.base_chain = 0, b""
-            segment.nodes.CopyFrom(convert.graph_to_proto(nodes))
+            segment.ClearField("nodes")
+            convert.graph_to_proto(nodes, declared=refined, out=segment.nodes)
             self._extend(segment)
 
     # -- callables ----------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def test_a_compile_process_killed_while_idle_is_replaced_without_failing_the_nex
     graph = tf.Graph()
     with graph.as_default():
         _chain(10)
-    nodes, seed, _, chain = graph.snapshot()
+    nodes, seed, _, chain, _ = graph.snapshot()
     segment = spb.GraphSegment(node_count=len(nodes), chain=chain, seed=seed)
     segment.nodes.CopyFrom(convert.graph_to_proto(nodes))
     blob = convert.segment_to_bytes(segment)

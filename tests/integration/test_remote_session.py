@@ -126,6 +126,32 @@ def test_growing_graph_sends_only_new_nodes(embedded):
     assert len(sent) == 2
 
 
+def test_only_shapes_refined_by_set_shape_travel_and_the_server_keeps_them(embedded):
+    """The server infers every node's shapes by its op's rules, as graph building did; shapes a
+    program refined afterwards (set_shape) are the only ones sent, and the server holds feeds to them."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 3], name="x")
+        x.set_shape([2, 3])
+        y = tf.reduce_sum(x * 2.0, axis=1, name="y")
+        with tf.Session(embedded) as sess:
+            declared = {}
+            call = sess._connection.call
+
+            def recording(method, data, *args, **kwargs):
+                if method == "ExtendSession":
+                    for node in spb.ExtendSessionRequest.FromString(data).graph.nodes.nodes:
+                        declared[node.name] = [list(s.dims) for s in node.output_shapes]
+                return call(method, data, *args, **kwargs)
+
+            sess._connection.call = recording
+            np.testing.assert_array_equal(sess.run(y, {x: np.ones((2, 3), np.float32)}), [6, 6])
+            with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape \[4, 3\].*shape \[2,3\]"):
+                sess.run(y, {x: np.ones((4, 3), np.float32)})
+    assert declared["x"] == [[2, 3]]
+    assert declared["y"] == [] and len(declared) == graph.version and sum(map(len, declared.values())) == 1
+
+
 def _chain_graph(length=64):
     graph = tf.Graph()
     with graph.as_default():
@@ -157,7 +183,7 @@ def test_second_client_with_the_same_graph_uploads_nothing(embedded):
 
 def test_a_make_callable_naming_a_graph_the_server_lacks_makes_nothing(embedded):
     graph, _, y = _chain_graph(40)
-    nodes, _, graph_digest, chain = graph.snapshot()
+    nodes, _, graph_digest, chain, _ = graph.snapshot()
     connection = Connection(embedded)
     handle = connection.message("CreateSession", spb.CreateSessionRequest(), spb.CreateSessionResponse).session_handle
     segment = spb.GraphSegment(node_count=len(nodes), chain=chain)

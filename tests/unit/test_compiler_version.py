@@ -46,7 +46,7 @@ def _plan_blob() -> tuple[bytes, str]:
     with graph.as_default():
         x = tf.placeholder(tf.float32, [3], name="x")
         y = tf.reduce_sum(x * 2.0, name="y")
-    nodes, seed, _, chain = graph.snapshot()
+    nodes, seed, _, chain, _ = graph.snapshot()
     segment = spb.GraphSegment(node_count=len(nodes), chain=chain, seed=seed)
     segment.nodes.CopyFrom(convert.graph_to_proto(nodes))
     header = {"op": "compile", "chain": chain.hex(), "feeds": ["x:0"], "fetches": [y.name], "targets": [],

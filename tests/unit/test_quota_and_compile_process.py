@@ -43,7 +43,7 @@ def test_uploaded_graph_bytes_count_once_per_segment_while_stored():
 
 
 def _segment_blob(graph) -> tuple[bytes, str]:
-    nodes, seed, _, chain = graph.snapshot()
+    nodes, seed, _, chain, _ = graph.snapshot()
     segment = spb.GraphSegment(node_count=len(nodes), chain=chain, seed=seed)
     segment.nodes.CopyFrom(convert.graph_to_proto(nodes))
     return convert.segment_to_bytes(segment), chain.hex()

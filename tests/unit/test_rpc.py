@@ -14,6 +14,7 @@ import pytest
 import graphexec as tf
 from graphexec import digest, dtypes, errors, ir
 from graphexec.compiler.pipeline import compile_program
+from graphexec.framework import merge_shapes
 from graphexec.ir import ShapeAttr
 from graphexec.ops import registry
 from graphexec.proto.v1 import graph_pb2, service_pb2 as spb
@@ -24,6 +25,7 @@ from graphexec.runtime.context import ExecContext
 from graphexec.runtime.executor import LoadedPlan
 from graphexec.server.servicer import GraphExecServicer
 from graphexec.server.worker_service import WorkerServicer
+import tf1_programs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -127,7 +129,7 @@ def test_a_stored_segments_node_count_is_read_from_its_head():
     graph = tf.Graph()
     with graph.as_default():
         tf.placeholder(tf.float32, [3], name="x") * 2.0
-    nodes, _, _, chain = graph.snapshot()
+    nodes, _, _, chain, _ = graph.snapshot()
     segment = spb.GraphSegment(base_node_count=1, base_chain=b"\2" * 32, node_count=len(nodes), chain=chain, seed=7)
     segment.nodes.CopyFrom(convert.graph_to_proto(nodes[1:]))
     blob = convert.segment_to_bytes(segment)
@@ -181,6 +183,44 @@ def test_graph_round_trip_is_lossless_and_retyped_by_the_server():
     assert [digest.node_bytes(n) for n in back] == [digest.node_bytes(n) for n in nodes]
     assert [n.outputs for n in back] == [n.outputs for n in nodes]  # re-inferred, not sent
     assert digest.graph_digest(back, graph.seed) == graph.digest()
+
+
+def _control_flow_graph():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 3], name="x")
+        late = tf.reshape(x, [-1])  # made before the refinement below: the client keeps [None] for it
+        x.set_shape([2, 3])
+        i, total = tf.while_loop(lambda i, t: i < 4, lambda i, t: (i + 1, t + tf.reduce_sum(x)),
+                                 [tf.constant(0), tf.constant(0.0)])
+        tf.cond(total > 1.0, lambda: late * 2.0, lambda: late - 1.0, name="branch")
+        tf.concat([x, tf.ones_like(x)], axis=0, name="joined")
+    return graph
+
+
+def _program_graph(name):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1_programs.PROGRAMS[name](tf)
+    return graph
+
+
+@pytest.mark.parametrize("build", [_sample_graph, _control_flow_graph] + [
+    (lambda name=name: _program_graph(name)) for name in sorted(tf1_programs.PROGRAMS)])
+def test_without_declared_shapes_the_receiver_infers_what_graph_building_did(build):
+    """Only set_shape-refined ops declare their output shapes (graph_to_proto's `declared`): every other
+    node's types, re-inferred by the receiver from its op's rules, must be the ones the client has."""
+    graph = build()
+    nodes, seed, _, _, refined = graph.snapshot()
+    message = convert.graph_to_proto(nodes, seed, declared=refined)
+    assert sum(len(n.output_shapes) > 0 for n in message.nodes) == len(refined)
+    back = convert.nodes_from_proto(graph_pb2.GraphDef.FromString(message.SerializeToString()), GraphTypes())
+    for sent, received in zip(nodes, back):
+        for mine, theirs in zip(sent.outputs, received.outputs):
+            assert theirs.dtype == mine.dtype, sent.name
+            # equal, or more precise where an input was refined after this node was made (`late` above)
+            assert merge_shapes(mine.shape, theirs.shape, sent.name) == theirs.shape, sent.name
+    assert [n.name for n in back] == [n.name for n in nodes]
 
 
 def test_graph_digest_is_the_same_in_another_process():
