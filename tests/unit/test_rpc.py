@@ -223,6 +223,29 @@ def test_without_declared_shapes_the_receiver_infers_what_graph_building_did(bui
     assert [n.name for n in back] == [n.name for n in nodes]
 
 
+def test_repeated_nodes_share_inference_but_input_values_and_attrs_keep_them_apart():
+    """The receiver keeps inferred outputs per (op, input types and values, attrs): nodes alike but for
+    a shape given as a constant's value, or an attr, must still get their own types."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [6], name="x")
+        shapes = [[2, 3], [3, 2], [2, 3], [6, 1], [3, 2]]
+        for i, shape in enumerate(shapes):
+            tf.reshape(x, shape, name=f"r{i}")
+        tf.reduce_sum(tf.reshape(x, [2, 3]), axis=0, name="sum0")
+        tf.reduce_sum(tf.reshape(x, [2, 3]), axis=1, name="sum1")
+        tf.reduce_sum(tf.reshape(x, [2, 3]), axis=1, keepdims=True, name="kept")
+        tf.cast(x, tf.int32, name="as_int")
+        tf.cast(x, tf.float64, name="as_double")
+    nodes = graph.nodes()
+    message = convert.graph_to_proto(nodes, declared=frozenset())
+    back = {n.name: n for n in convert.nodes_from_proto(message, GraphTypes())}
+    assert [back[f"r{i}"].outputs[0].shape for i in range(len(shapes))] == [tuple(s) for s in shapes]
+    assert [back[n].outputs[0].shape for n in ("sum0", "sum1", "kept")] == [(3,), (2,), (2, 1)]
+    assert [back[n].outputs[0].dtype for n in ("as_int", "as_double")] == [tf.int32, tf.float64]
+    assert all(back[n.name].outputs == n.outputs for n in nodes)
+
+
 def test_graph_digest_is_the_same_in_another_process():
     script = ("import sys; sys.path.insert(0, %r); from test_rpc import _sample_graph; print(_sample_graph().digest())"
               % str(pathlib.Path(__file__).parent))
