@@ -26,7 +26,30 @@ GRAPH_FORMAT_VERSION = 1
 
 
 # -- attributes -------------------------------------------------------------------------------------
+def _set_type(value, out):
+    out.type = dtype_enum(value)
+
+
+def _set_shape(value, out):
+    shape_to_proto(value.dims, out.shape)
+
+
+def _set_tensor(value, out):
+    tensor_to_proto(value, out.tensor)
+
+
+# Exact-type dispatch for the common attr values (every node of an upload has some); subclasses and numpy
+# scalars take the isinstance chain below.
+_SETTERS = {bool: lambda v, out: setattr(out, "b", v), str: lambda v, out: setattr(out, "s", v),
+            int: lambda v, out: setattr(out, "i", v), float: lambda v, out: setattr(out, "f", v),
+            dtypes.DType: _set_type, ShapeAttr: _set_shape, np.ndarray: _set_tensor}
+
+
 def attr_to_proto(value, out: pb.AttrValue) -> pb.AttrValue:
+    setter = _SETTERS.get(type(value))
+    if setter is not None:
+        setter(value, out)
+        return out
     if value is None:
         out.none = True
     elif isinstance(value, bool):

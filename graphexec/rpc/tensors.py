@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 
 import numpy as np
 
@@ -82,9 +83,22 @@ def little_endian(array) -> np.ndarray:
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)  # (ascontiguousarray makes 0-d 1-d)
 
 
+# numpy dtype -> enum of the dtypes whose arrays travel as their own bytes (native little-endian): a
+# graph upload encodes every constant, and looking the enum up through graphexec's DType costs more.
+_ENUM_BY_NATIVE = {np.dtype(d.np): _ENUM_BY_DTYPE[dtypes.from_numpy(d.np)] for d in dtypes.ALL
+                   if d.np != object and np.dtype(d.np).byteorder in "=|" and sys.byteorder == "little"}
+
+
 def tensor_to_proto(array, out: pb.Tensor | None = None) -> pb.Tensor:
-    array = little_endian(array)
     out = out if out is not None else pb.Tensor()
+    if type(array) is np.ndarray and array.flags.c_contiguous:
+        enum = _ENUM_BY_NATIVE.get(array.dtype)
+        if enum is not None:  # the common case: already the bytes that travel
+            out.dtype = enum
+            out.shape.extend(array.shape)
+            out.content = array.tobytes()
+            return out
+    array = little_endian(array)
     out.dtype = _ENUM_BY_DTYPE[dtypes.from_numpy(array.dtype)]
     out.shape.extend(array.shape)
     out.content = dtypes.string_content(array) if array.dtype == object else array.tobytes()
