@@ -165,7 +165,8 @@ def nodes_from_proto(graph: pb.GraphDef, known: GraphTypes, check_untyped=None) 
     untyped = [_untyped_node(node) for node in graph.nodes]
     if check_untyped is not None:
         check_untyped([node for node, _ in untyped])
-    return [_typed(node, declared, known) for node, declared in untyped]
+    inferred: dict = {}  # outputs of like nodes, for this upload only (graph_types.inference_key)
+    return [_typed(node, declared, known, inferred) for node, declared in untyped]
 
 
 def node_from_proto(msg: pb.NodeDef, known: GraphTypes) -> ir.Node:
@@ -180,8 +181,9 @@ def _untyped_node(msg: pb.NodeDef) -> tuple[ir.Node, list]:
     return node, [shape_from_proto(s) for s in msg.output_shapes]
 
 
-def _typed(node: ir.Node, declared: list, known: GraphTypes) -> ir.Node:
-    outputs = known.add_node(node.name, node.op, node.inputs, node.control_inputs, node.attrs, node.source, declared)
+def _typed(node: ir.Node, declared: list, known: GraphTypes, inferred: dict | None = None) -> ir.Node:
+    outputs = known.add_node(node.name, node.op, node.inputs, node.control_inputs, node.attrs, node.source, declared,
+                             inferred)
     # The node was made here and nothing holds it yet: its types are set in place, as its own __init__
     # sets fields, rather than by building it a second time (hot: a 2,000-node upload decodes every node).
     object.__setattr__(node, "outputs", outputs)

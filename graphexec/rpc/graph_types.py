@@ -7,6 +7,8 @@ source line. Nothing here is protobuf; graphexec.rpc.convert reads the fields an
 """
 from __future__ import annotations
 
+import numpy as np
+
 from graphexec import dtypes, errors, ir
 from graphexec.framework import merge_shapes
 from graphexec.ops import registry
@@ -20,30 +22,23 @@ def _invalid(name: str, op: str, source: str, problem: str) -> errors.InvalidArg
     return errors.InvalidArgumentError(None, None, f"{_where(name, op, source)}: {problem}")
 
 
-# Inferred outputs kept per (op, input types and values, attrs): graphs repeat the same node with other
-# names (a layer's ops, each variable's update, an unrolled loop), and a rule costs several times its key
-# (a 2,000-node upload of 1,000 constants and 1,000 alternating adds and multiplies: 45 -> ~20 ms of typing).
-# Rules are pure functions of these, so a kept result is the result. Bounded per graph and its copies.
-INFERRED_LIMIT = 8192
-
-
 class GraphTypes:
     """Each tensor's abstract value, and each node's output count, of the nodes typed so far."""
 
-    def __init__(self, avals=None, output_counts=None, inferred=None):
+    def __init__(self, avals=None, output_counts=None):
         self.avals: dict[str, registry.Aval] = dict(avals or {})
         self.output_counts: dict[str, int] = dict(output_counts or {})
-        self._inferred: dict = inferred if inferred is not None else {}  # shared by copies: results never change
 
     def copy(self) -> GraphTypes:
-        return GraphTypes(self.avals, self.output_counts, self._inferred)
+        return GraphTypes(self.avals, self.output_counts)
 
     def add_node(self, name: str, op: str, inputs: tuple, control_inputs: tuple, attrs: dict, source: str,
-                 declared_shapes: list) -> tuple[ir.TensorType, ...]:
+                 declared_shapes: list, inferred: dict | None = None) -> tuple[ir.TensorType, ...]:
         """The output types of a received node (which then becomes an input others may name).
 
         `declared_shapes` are the sender's (set_shape-refined) output shapes, merged into the inferred
-        ones and never contradicting them; empty when the sender declared none.
+        ones and never contradicting them; empty when the sender declared none. `inferred`: outputs
+        already inferred for nodes of this upload, by `inference_key` (see there), which this extends.
         """
         # Hot for large uploads: the error prefix is built only on errors.
         output_counts, avals = self.output_counts, self.avals
@@ -64,13 +59,12 @@ class GraphTypes:
         for control in control_inputs:
             if control not in output_counts:
                 raise _invalid(name, op, source, f"control input '{control}' is not an earlier node")
-        key = _inference_key(op, args, attrs)
-        outputs = self._inferred.get(key)
+        key = inference_key(op, args, attrs) if inferred is not None else None
+        outputs = inferred.get(key) if key is not None else None
         if outputs is None:
             outputs = _infer_outputs(definition, args, attrs, (name, op, source))
-            if len(self._inferred) >= INFERRED_LIMIT:
-                self._inferred.clear()
-            self._inferred[key] = outputs
+            if key is not None:
+                inferred[key] = outputs
         if declared_shapes:
             outputs = _with_declared_shapes(outputs, declared_shapes, (name, op, source))
         output_counts[name] = len(outputs)
@@ -79,9 +73,19 @@ class GraphTypes:
         return tuple(ir.TensorType(a.dtype, a.shape) for a in outputs)
 
 
-def _inference_key(op: str, args: list, attrs) -> tuple:
+def inference_key(op: str, args: list, attrs) -> tuple | None:
     """What a node's inferred outputs depend on: its op, its inputs' dtypes, shapes and build-time values
-    (as bytes: arrays do not compare as keys), and its attrs (which compare arrays by content)."""
+    (as bytes: arrays do not compare as keys), and its attrs (which compare arrays by content); None for a
+    node with a large constant among its attrs (hashing it would cost more than its rules).
+
+    Graphs repeat the same node under other names (a layer's ops, each variable's update, an unrolled
+    loop), and rules cost several times their key: W5's upload of 1,000 constants and 1,000 alternating
+    adds and multiplies took ~45 ms of typing, ~29 with the outputs of like nodes reused. Rules are pure
+    functions of these, so a reused result is the result. The reuse lasts one upload (a decoded graph
+    must not keep another graph's constants alive)."""
+    for value in attrs.values():
+        if type(value) is np.ndarray and value.size > registry.BUILD_TIME_VALUE_LIMIT:
+            return None
     return op, attrs, tuple([(a.dtype, a.shape, None) if a.value is None else
                              (a.dtype, a.shape, a.value.dtype.str, a.value.shape, a.value.tobytes()) for a in args])
 
