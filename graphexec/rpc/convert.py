@@ -112,6 +112,8 @@ def attrs_to_proto(attrs: dict, out) -> None:
 
 
 def attrs_from_proto(attrs) -> ir.Attrs:
+    if not attrs:  # many ops carry none (W5's 1,000 adds and multiplies)
+        return ir.EMPTY_ATTRS
     return ir.Attrs.in_key_order({key: attr_from_proto(attrs[key]) for key in sorted(attrs)})
 
 
@@ -176,9 +178,10 @@ def node_from_proto(msg: pb.NodeDef, known: GraphTypes) -> ir.Node:
 def _untyped_node(msg: pb.NodeDef) -> tuple[ir.Node, list]:
     """(the node without output types, its declared output shapes). Hot for large uploads: protobuf
     fields are read once each."""
-    node = ir.Node(name=msg.name, op=msg.op, inputs=tuple(msg.inputs), control_inputs=tuple(msg.control_inputs),
-                   attrs=attrs_from_proto(msg.attrs), device=msg.device, source=_source_from_proto(msg.source))
-    return node, [shape_from_proto(s) for s in msg.output_shapes]
+    node = ir.Node(msg.name, msg.op, tuple(msg.inputs), tuple(msg.control_inputs), attrs_from_proto(msg.attrs),
+                   (), msg.device, _source_from_proto(msg.source))
+    shapes = msg.output_shapes  # sent only for refined ops (graph_to_proto's `declared`)
+    return node, [shape_from_proto(s) for s in shapes] if shapes else []
 
 
 def _typed(node: ir.Node, declared: list, known: GraphTypes, inferred: dict | None = None) -> ir.Node:
