@@ -84,6 +84,18 @@ def _recurring_str(text: str) -> bytes:
     return encoded
 
 
+_sources: dict[str, bytes] = {}  # source lines, kept apart so that they never crowd op names out of _recurring
+
+
+def _source_str(text: str) -> bytes:
+    encoded = _sources.get(text)
+    if encoded is None:
+        encoded = _str(text)
+        if len(_sources) < _RECURRING_LIMIT:
+            _sources[text] = encoded
+    return encoded
+
+
 def _strs(texts) -> bytes:
     return _u32(len(texts)) + b"".join([_str(t) for t in texts])
 
@@ -157,15 +169,25 @@ def canonical_attr(value) -> bytes:
     raise TypeError(f"attribute value of type {type(value).__name__} cannot be serialized: {value!r}")
 
 
+_NOTHING = _u32(0)  # an empty string, list or attr map
+
+
 def node_bytes(node) -> bytes:
-    """The canonical bytes of one node (see the module docstring)."""
-    attrs = node.attrs
-    parts = [_str(node.name), _recurring_str(node.op), _strs(node.inputs), _strs(node.control_inputs), _u32(len(attrs))]
-    for key in sorted(attrs):  # str order is code point order, which is UTF-8 byte order
-        parts.append(_recurring_str(key))
-        parts.append(canonical_attr(attrs[key]))
-    parts.append(_str(node.device))
-    parts.append(_str(node.source))
+    """The canonical bytes of one node (see the module docstring). Hot: every uploaded node is hashed
+    on both ends, so the common empty fields take a constant and a source line (shared by the ops one
+    line of a program makes) is encoded once."""
+    attrs, control_inputs, device = node.attrs, node.control_inputs, node.device
+    parts = [_str(node.name), _recurring_str(node.op), _strs(node.inputs),
+             _strs(control_inputs) if control_inputs else _NOTHING]
+    if attrs:
+        parts.append(_u32(len(attrs)))
+        for key in sorted(attrs):  # str order is code point order, which is UTF-8 byte order
+            parts.append(_recurring_str(key))
+            parts.append(canonical_attr(attrs[key]))
+    else:
+        parts.append(_NOTHING)
+    parts.append(_str(device) if device else _NOTHING)
+    parts.append(_source_str(node.source))
     return b"".join(parts)
 
 
