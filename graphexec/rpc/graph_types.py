@@ -60,17 +60,27 @@ class GraphTypes:
             if control not in output_counts:
                 raise _invalid(name, op, source, f"control input '{control}' is not an earlier node")
         key = inference_key(op, args, attrs) if inferred is not None else None
-        outputs = inferred.get(key) if key is not None else None
-        if outputs is None:
+        known = inferred.get(key) if key is not None else None
+        if known is None:
             outputs = _infer_outputs(definition, args, attrs, (name, op, source))
+            known = outputs, _types(outputs)
             if key is not None:
-                inferred[key] = outputs
+                inferred[key] = known
+        outputs, types = known
         if declared_shapes:
             outputs = _with_declared_shapes(outputs, declared_shapes, (name, op, source))
+            types = _types(outputs)
         output_counts[name] = len(outputs)
-        for i, aval in enumerate(outputs):
-            avals[f"{name}:{i}"] = aval
-        return tuple(ir.TensorType(a.dtype, a.shape) for a in outputs)
+        if len(outputs) == 1:
+            avals[name + ":0"] = outputs[0]
+        else:
+            for i, aval in enumerate(outputs):
+                avals[f"{name}:{i}"] = aval
+        return types
+
+
+def _types(outputs) -> tuple[ir.TensorType, ...]:
+    return tuple([ir.TensorType(a.dtype, a.shape) for a in outputs])
 
 
 def inference_key(op: str, args: list, attrs) -> tuple | None:
