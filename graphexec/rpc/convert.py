@@ -4,6 +4,8 @@ Received nodes are typed by graphexec.rpc.graph_types (their ops' rules), never 
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 import graphexec.ops.every_op  # noqa: F401  (a decoding process knows every op, not just those it imported)
@@ -118,12 +120,17 @@ def attrs_from_proto(attrs) -> ir.Attrs:
 
 
 # -- nodes and graphs -------------------------------------------------------------------------------
-def _source_to_proto(source: str, out: pb.SourceLocation) -> None:
+@functools.lru_cache(maxsize=4096)  # the ops of one line of a program share its source
+def _source_parts(source: str) -> tuple[str, int]:
     file, sep, line = source.rpartition(":")
-    if sep and line.isdigit():
-        out.file, out.line = file, int(line)
-    else:
-        out.file = source
+    return (file, int(line)) if sep and line.isdigit() else (source, 0)
+
+
+def _source_to_proto(source: str, out: pb.SourceLocation) -> None:
+    file, line = _source_parts(source)
+    out.file = file
+    if line:
+        out.line = line
 
 
 def _source_from_proto(msg: pb.SourceLocation) -> str:
@@ -131,11 +138,17 @@ def _source_from_proto(msg: pb.SourceLocation) -> str:
 
 
 def node_to_proto(node: ir.Node, out: pb.NodeDef, with_shapes: bool = True) -> pb.NodeDef:
-    out.name, out.op, out.device = node.name, node.op, node.device
+    # Hot for large uploads: empty fields are left unset rather than set empty.
+    out.name, out.op = node.name, node.op
+    if node.device:
+        out.device = node.device
     out.inputs.extend(node.inputs)
-    out.control_inputs.extend(node.control_inputs)
-    attrs_to_proto(node.attrs, out.attrs)
-    _source_to_proto(node.source, out.source)
+    if node.control_inputs:
+        out.control_inputs.extend(node.control_inputs)
+    if node.attrs:
+        attrs_to_proto(node.attrs, out.attrs)
+    if node.source:
+        _source_to_proto(node.source, out.source)
     if with_shapes:
         for output in node.outputs:
             shape_to_proto(output.shape, out.output_shapes.add())
