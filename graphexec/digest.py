@@ -75,25 +75,21 @@ def _str(text: str) -> bytes:
     return _u32(len(data)) + data
 
 
-def _recurring_str(text: str) -> bytes:
-    encoded = _recurring.get(text)
+def _cached_str(cache: dict, text: str) -> bytes:
+    """`_str(text)`, kept in `cache` while it holds fewer than _RECURRING_LIMIT strings."""
+    encoded = cache.get(text)
     if encoded is None:
         encoded = _str(text)
-        if len(_recurring) < _RECURRING_LIMIT:
-            _recurring[text] = encoded
+        if len(cache) < _RECURRING_LIMIT:
+            cache[text] = encoded
     return encoded
+
+
+def _recurring_str(text: str) -> bytes:
+    return _cached_str(_recurring, text)
 
 
 _sources: dict[str, bytes] = {}  # source lines, kept apart so that they never crowd op names out of _recurring
-
-
-def _source_str(text: str) -> bytes:
-    encoded = _sources.get(text)
-    if encoded is None:
-        encoded = _str(text)
-        if len(_sources) < _RECURRING_LIMIT:
-            _sources[text] = encoded
-    return encoded
 
 
 def _strs(texts) -> bytes:
@@ -187,7 +183,7 @@ def node_bytes(node) -> bytes:
     else:
         parts.append(_NOTHING)
     parts.append(_str(device) if device else _NOTHING)
-    parts.append(_source_str(node.source))
+    parts.append(_cached_str(_sources, node.source))
     return b"".join(parts)
 
 
