@@ -16,6 +16,7 @@ One 384 x 384 product writes them, so servers and sessions run one per buffer th
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -44,6 +45,7 @@ def single_threaded() -> bool:
     return _threads == 1
 
 
+@functools.cache  # sessions ask on every creation, and the library does not change in a process
 def _openblas() -> bool:
     return any(info.get("internal_api") == "openblas" for info in threadpoolctl.threadpool_info())
 
