@@ -78,6 +78,38 @@ def test_any_input_layout_and_read_only_inputs(restore_choice):
             np.testing.assert_array_equal(conv_ops._conv2d(ctx, layout, w, (1, 1, 1, 1), "SAME"), want)
 
 
+# W10's two convolutions, and shapes with large biases that would show a bias added before the sum.
+FUSED_CASES = [((4, 28, 28, 1), (5, 5, 1, 32), (1, 1), "SAME", 1.0),
+               ((4, 14, 14, 32), (5, 5, 32, 64), (1, 1), "SAME", 1.0),
+               *((x, w, s, p, 1e4) for x, w, s, p in CASES)]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, strides, padding, bias_scale", FUSED_CASES)
+def test_bias_and_relu_in_the_convolution_give_the_bits_of_the_add_after_it(
+        x_shape, w_shape, strides, padding, bias_scale, monkeypatch, restore_choice):
+    """oneDNN's post-ops (one primitive) against the same convolution without them, then the add and ReLU:
+    the same bits, biased or not, with ReLU or not; and within float32 rounding of torch's own conv2d."""
+    conv_library.choose("torch")
+    if conv_library._fused is None:
+        pytest.skip("this torch has no oneDNN convolution with post-ops")
+    rng = np.random.default_rng(sum(w_shape))
+    x = rng.normal(size=x_shape).astype(np.float32)
+    w = rng.normal(size=w_shape).astype(np.float32)
+    bias = (rng.normal(size=w_shape[3]) * bias_scale).astype(np.float32)
+    _, _, pads = conv_ops._geometry(x_shape, w_shape[0], w_shape[1], (1, *strides, 1), padding)
+    cases = [(b, relu) for b in (None, bias) for relu in (False, True)]
+    fused = [conv_library.forward(x, w, (1, *strides, 1), pads, b, relu) for b, relu in cases]
+    for (b, relu), got in zip(cases, fused):
+        want = fused[0] + (0 if b is None else b)
+        np.testing.assert_array_equal(got, np.maximum(want, 0) if relu else want,
+                                      err_msg=f"bias {b is not None}, relu {relu}")
+    assert (fused[1] >= 0).all() and (fused[1] > 0).any() and (fused[0] < 0).any()  # the ReLU did something
+    monkeypatch.setattr(conv_library, "_fused", None)
+    for (b, relu), got in zip(cases, fused):
+        unfused = conv_library.forward(x, w, (1, *strides, 1), pads, b, relu)
+        np.testing.assert_allclose(got, unfused, rtol=1e-5, atol=1e-5 * np.abs(unfused).max())
+
+
 def test_filter_gradient_bits_repeat_and_no_thread_team_starts(monkeypatch, restore_choice):
     """Split over two intra-op threads, each call one-threaded: the partial sums add up in one order, and
     oneDNN starts no OpenMP threads of its own (it would on a helper thread left at the core count)."""
