@@ -7,6 +7,10 @@ kept for the next call (several threads sharing a session open several). When th
 used (the port is not reachable, the server refused the connection, a connection broke) the call goes
 over gRPC instead, which retries by its own rules: a run's request id makes sending it again safe.
 GRAPHEXEC_DIRECT=0 turns the link off.
+
+When the server also announced a Unix socket (`direct_socket`) and the client can reach it (same host and
+network namespace), connections go there instead, each with a region of shared memory for requests of
+MIN_BYTES or more (graphexec.rpc.shared_memory); GRAPHEXEC_SHARED_MEMORY=0 keeps them on TCP.
 """
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ import threading
 import time
 
 from graphexec import errors
-from graphexec.rpc import status
-from graphexec.rpc.frames import API_PREFIX, FAILURE, HELLO, RESULT, RUN, Closed, read_frame, send_frame
+from graphexec.rpc import shared_memory, status
+from graphexec.rpc.frames import (API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, SHARED_RUN, Closed, read_frame,
+                                  send_frame)
 
 _PREFIXES = {}  # (method, seconds left or None) -> RUN prefix, for the few timeouts a program uses
 CONNECT_TIMEOUT_S = 1.0  # an unreachable port (a firewall that drops) costs the first run this much, once
@@ -47,6 +52,10 @@ def enabled() -> bool:
     return os.environ.get("GRAPHEXEC_DIRECT", "1") != "0"
 
 
+def shared_memory_enabled() -> bool:
+    return os.environ.get("GRAPHEXEC_SHARED_MEMORY", "1") != "0" and shared_memory.supported()
+
+
 def host_of(address: str) -> str | None:
     """The host to dial of a gRPC address: "host:port", "[v6]:port" or "dns:///name:port" (the name
     resolves to any replica, and any replica serves any run); None for the forms that list addresses
@@ -60,11 +69,12 @@ def host_of(address: str) -> str | None:
 
 
 class _Lane:
-    __slots__ = ("born", "reader", "sock", "timeout")
+    __slots__ = ("born", "reader", "region", "sock", "timeout")
 
-    def __init__(self, sock):
+    def __init__(self, sock, region: shared_memory.Region | None = None):
         self.sock, self.reader, self.born = sock, sock.makefile("rb"), time.monotonic()
         self.timeout = CONNECT_TIMEOUT_S
+        self.region = region  # the shared memory this connection handed over (a Unix socket's), or None
 
     def stale(self, now: float) -> bool:
         """Whether the idle connection was closed by the server (idle timeout, restart) or is too old."""
@@ -84,13 +94,18 @@ class _Lane:
             pass
         self.reader.close()
         self.sock.close()
+        if self.region is not None:
+            self.region.close()
 
 
 class DirectLink:
     """The direct link of one server: `call(method, request buffers, timeout)` -> response bytes."""
 
-    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, token: str, worker: bool = False):
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, token: str, worker: bool = False,
+                 local_name: str = ""):
         self.host, self.port, self.ssl_context = host, port, ssl_context
+        # The server's Unix socket, while it can be reached (graphexec.rpc.shared_memory); "" for TCP only.
+        self.local_name = local_name if ssl_context is None and shared_memory_enabled() else ""
         self.worker = worker  # a worker's link (graphexec.server.worker_runs), not the server's
         self._hello = token.encode()
         self._idle: list[_Lane] = []
@@ -98,6 +113,7 @@ class DirectLink:
         self._lock = threading.Lock()
         self._pid = os.getpid()  # a forked child must not share its parent's connections
         self.calls = 0  # calls answered over it, failures included (tests and debugging read it)
+        self.shared_calls = 0  # of which, requests handed over in shared memory
 
     def usable(self) -> bool:
         """Whether calls go over the link now (not set aside after a failure)."""
@@ -112,7 +128,14 @@ class DirectLink:
             if timeout != lane.timeout:  # (each settimeout is a system call)
                 lane.sock.settimeout(None if timeout is None else timeout + GRACE_S)
                 lane.timeout = timeout
-            send_frame(lane.sock, RUN, prefix, *(data if isinstance(data, list) else (data,)))
+            parts = data if isinstance(data, list) else (data,)
+            region = lane.region
+            size = sum(memoryview(p).nbytes for p in parts) if region is not None else 0
+            if shared_memory.MIN_BYTES <= size <= (region.size if region is not None else 0):
+                send_frame(lane.sock, SHARED_RUN, prefix, shared_memory.LENGTH.pack(region.write(parts)))
+                self.shared_calls += 1
+            else:
+                send_frame(lane.sock, RUN, prefix, *parts)
             kind, body = read_frame(lane.reader)
         except socket.timeout:
             lane.close()
@@ -151,6 +174,12 @@ class DirectLink:
         return self._connect()
 
     def _connect(self) -> _Lane:
+        if self.local_name:
+            try:
+                return self._connect_local()
+            except (Closed, OSError) as exc:  # another host or namespace, or no memfd here: TCP from now on
+                log.info("runs go over TCP: the server's Unix socket cannot be used (%s)", exc or type(exc).__name__)
+                self.local_name = ""
         try:
             sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S)
         except OSError as exc:
@@ -167,12 +196,35 @@ class DirectLink:
             sock.close()
             self.set_aside(f"{self.host}:{self.port} did not answer its HELLO ({exc or type(exc).__name__})")
             raise Unusable() from None
-        if kind != RESULT:
+        return self._welcomed(lane, kind, body, f"{self.host}:{self.port}")
+
+    def _connect_local(self) -> _Lane:
+        """A connection to the server's Unix socket, its region handed over with HELLO."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        region = None
+        try:
+            sock.settimeout(CONNECT_TIMEOUT_S)
+            sock.connect(shared_memory.address(self.local_name))
+            region = shared_memory.Region()
+            socket.send_fds(sock, [HEAD.pack(HELLO, len(self._hello)) + self._hello], [region.fd])
+            region.handed_over()
+            lane = _Lane(sock, region)
+            kind, body = read_frame(lane.reader)
+        except BaseException:
+            if region is not None:
+                region.close()
             sock.close()
+            raise
+        return self._welcomed(lane, kind, body, self.local_name)
+
+    def _welcomed(self, lane: _Lane, kind: int, body: bytes, where: str) -> _Lane:
+        """The new connection `lane`, ready for calls once HELLO's answer (kind, body) accepted it."""
+        if kind != RESULT:  # refused (a token, too many streams)
+            lane.close()
             why = status.error_from_failure_bytes(body).message if kind == FAILURE else f"frame {kind}"
-            self.set_aside(f"{self.host}:{self.port} refused the connection: {why}")
+            self.set_aside(f"{where} refused the connection: {why}")
             raise Unusable()
-        sock.settimeout(None)
+        lane.sock.settimeout(None)
         lane.timeout = None
         return lane
 

@@ -91,7 +91,7 @@ class RemoteSession(BaseSession):
         created = self._connection.message("CreateSession", spb.CreateSessionRequest(config=session_config),
                                            spb.CreateSessionResponse)
         self._handle = created.session_handle
-        self._connection.use_direct(created.direct_port, created.direct_address)
+        self._connection.use_direct(created.direct_port, created.direct_address, created.direct_socket)
         self._acked = (0, b"", None)  # node count, chain state, seed the server holds for this session
         # Feeds a run sends in one direct-link frame at most: what the server reads, less room for the rest.
         self._frame_limit = min(DIRECT_RUN_BYTES, max(created.max_message_bytes - FRAME_HEADROOM_BYTES, 0))

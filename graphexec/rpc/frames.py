@@ -14,6 +14,7 @@ import struct
 
 HELLO, RUN, CANCEL, RESULT, FAILURE = b"HRCOF"
 PLAN, ANSWER = b"PA"  # the server -> worker link's lean run and its answer (graphexec.rpc.link_format)
+SHARED_RUN = b"S"[0]  # a run whose request waits in the connection's shared memory (graphexec.rpc.shared_memory)
 HEAD = struct.Struct("<BI")  # kind, body length
 COPY_BELOW = 64 << 10  # smaller frames are joined into one write (one packet); larger ones are not copied
 MAX_BUFFERS = 512  # buffers per sendmsg (the system's IOV_MAX is 1024)

@@ -17,9 +17,17 @@ Frames (graphexec.rpc.frames): HELLO carries the bearer token (UTF-8, may be emp
 RESULT (empty), or FAILURE (UNAUTHENTICATED, or RESOURCE_EXHAUSTED when too many are open) and closed. RUN
 carries a 16-byte prefix (seconds left as a little-endian f64, negative for none; the method, 1
 RunCallable or 2 RunStep; 7 zero bytes) and the request message, so the message starts 8-aligned.
+
+Without TLS the link also listens on an abstract Unix socket (`local_name`, announced as CreateSession's
+`direct_socket`) for clients on this host: HELLO there may carry a memfd, and a SHARED_RUN frame (the
+prefix and the request's length) then names a request written in it (graphexec.rpc.shared_memory says
+what is checked).
 """
 from __future__ import annotations
 
+import logging
+import os
+import secrets
 import select
 import socket
 import ssl
@@ -27,12 +35,13 @@ import threading
 import time
 
 from graphexec import errors
-from graphexec.rpc import methods, status
-from graphexec.rpc.frames import (API_METHODS, API_PREFIX, FAILURE, HELLO, RESULT, RUN, Closed, TooLarge, read_frame,
-                                  send_frame)
+from graphexec.rpc import methods, shared_memory, status
+from graphexec.rpc.frames import (API_METHODS, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, SHARED_RUN, Closed,
+                                  TooLarge, read_frame, send_frame)
 from graphexec.server import telemetry
 
 PREFIX, METHODS = API_PREFIX, API_METHODS
+log = logging.getLogger("graphexec.server")
 MAX_HELLO_BYTES = 4096  # before the caller is authenticated, nothing larger is read
 HANDSHAKE_TIMEOUT_S = 5.0
 MAX_HANDSHAKES = 256  # connections not yet past HELLO; more are closed at once (each holds a thread meanwhile)
@@ -68,12 +77,13 @@ class _Call:
 
 
 class _Connection:
-    """One client connection: what the stream guard and the hang-up watcher act on."""
+    """One client connection: what the stream guard and the hang-up watcher act on, and the shared
+    memory a same-host client handed over (graphexec.rpc.shared_memory), if any."""
 
-    __slots__ = ("call", "sock")
+    __slots__ = ("call", "region", "sock", "why_no_region")
 
-    def __init__(self, sock):
-        self.sock, self.call = sock, None
+    def __init__(self, sock, region=None, why_no_region="this connection is not the server's Unix socket"):
+        self.sock, self.call, self.region, self.why_no_region = sock, None, region, why_no_region
 
     def cancel(self) -> None:
         """Close the connection (idle past the timeout); the client reconnects on its next run."""
@@ -84,14 +94,28 @@ class _Connection:
 
 
 class DirectApiServer:
-    """Serves the servicer's RunCallable and RunStep on `port` of `host` (0: any free one)."""
+    """Serves the servicer's RunCallable and RunStep on `port` of `host` (0: any free one), and with
+    `local` on an abstract Unix socket too (`local_name`; see the module docstring)."""
 
     def __init__(self, servicer, host: str, port: int = 0, authenticate=None, ssl_context: ssl.SSLContext | None = None,
-                 interceptor: telemetry.Interceptor | None = None):
+                 interceptor: telemetry.Interceptor | None = None, local: bool = False):
         family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                                       flags=socket.AI_PASSIVE)[0]
         self._listener = socket.create_server(address[:2], family=family)
         self.port = self._listener.getsockname()[1]
+        # Same-host clients' runs with shared memory; announced in CreateSession, "" when not offered.
+        self.local_name, self._local = "", None
+        if local and ssl_context is None and shared_memory.supported():
+            name = f"graphexec-direct-{os.getpid()}-{secrets.token_hex(8)}"
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                listener.bind(shared_memory.address(name))
+                listener.listen(128)
+            except OSError as exc:  # a sandbox without abstract sockets: same-host clients use TCP
+                listener.close()
+                log.info("no Unix socket for same-host clients: %s", exc)
+            else:
+                self.local_name, self._local = name, listener
         self._servicer = servicer
         self._authenticate = authenticate  # metadata -> tenant, or a fixed tenant (a str), as methods._authenticated
         self._ssl = ssl_context
@@ -104,7 +128,11 @@ class DirectApiServer:
         self._stopped = threading.Event()
 
     def start(self) -> DirectApiServer:
-        threading.Thread(target=self._accept, name="graphexec-direct-api", daemon=True).start()
+        threading.Thread(target=self._accept, args=(self._listener,), name="graphexec-direct-api",
+                         daemon=True).start()
+        if self._local is not None:
+            threading.Thread(target=self._accept, args=(self._local, True), name="graphexec-direct-api-local",
+                             daemon=True).start()
         threading.Thread(target=self._watch, name="graphexec-direct-api-watch", daemon=True).start()
         return self
 
@@ -112,6 +140,8 @@ class DirectApiServer:
         """Accept no more connections; runs in progress finish (their connections close after)."""
         self._stopped.set()
         self._listener.close()
+        if self._local is not None:
+            self._local.close()
 
     def _behavior(self, name: str):
         handler = getattr(self._servicer, methods.handler_name(name)).__wrapped__  # without the gRPC abort
@@ -127,26 +157,32 @@ class DirectApiServer:
 
         return behavior
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket, local: bool = False) -> None:
         while True:
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except OSError:
                 return  # stopped
             if not self._handshakes.acquire(blocking=False):
                 sock.close()  # a flood of connections that say nothing: the client falls back to gRPC
                 continue
-            threading.Thread(target=self._serve, args=(sock,), name="graphexec-direct-api-conn", daemon=True).start()
+            threading.Thread(target=self._serve, args=(sock, local), name="graphexec-direct-api-conn",
+                             daemon=True).start()
 
-    def _serve(self, sock: socket.socket) -> None:
-        connection, key, reader, handshaking = None, None, None, True
+    def _serve(self, sock: socket.socket, local: bool = False) -> None:
+        connection, key, reader, handshaking, region, why_not = None, None, None, True, None, ""
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(HANDSHAKE_TIMEOUT_S)  # a handshake or HELLO that never comes holds no thread
-            if self._ssl is not None:
-                sock = self._ssl.wrap_socket(sock, server_side=True)
+            if local:  # HELLO may carry the client's shared memory, which a buffered reader would drop
+                kind, body, fds = _hello_with_descriptors(sock)
+                region, why_not = shared_memory.attach(fds) if fds else (None, "the client handed over none")
+            else:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self._ssl is not None:
+                    sock = self._ssl.wrap_socket(sock, server_side=True)
             reader = sock.makefile("rb")
-            kind, body = read_frame(reader, MAX_HELLO_BYTES)
+            if not local:
+                kind, body = read_frame(reader, MAX_HELLO_BYTES)
             self._handshakes.release()
             handshaking = False
             if kind != HELLO:
@@ -154,7 +190,7 @@ class DirectApiServer:
             sock.settimeout(None)
             try:
                 caller = self._caller(body)
-                connection = _Connection(sock)
+                connection = _Connection(sock, region, why_not) if local else _Connection(sock)
                 key = self._servicer.streams.open(connection)
             except errors.OpError as exc:
                 send_frame(sock, FAILURE, status.failure_bytes(exc, "the direct link"))
@@ -170,6 +206,8 @@ class DirectApiServer:
                 self._servicer.streams.close(key)
             if reader is not None:
                 reader.close()  # (it holds the socket open)
+            if region is not None:
+                region.close()
             sock.close()
 
     def _caller(self, hello: bytes) -> str:
@@ -188,18 +226,25 @@ class DirectApiServer:
                     None, None, f"a request of {exc.size} bytes is above the server's limit of {exc.limit} "
                                 "(--max-message-bytes); larger tensors travel in parts on the Run stream")))
                 return
-            if kind != RUN or len(body) < PREFIX.size:
+            if kind not in (RUN, SHARED_RUN) or len(body) < PREFIX.size:
                 return
             left, number = PREFIX.unpack_from(body)
             handler = handlers.get(number)
             if handler is None:
                 send_frame(sock, FAILURE, status.failure_bytes(errors.UnimplementedError(None, None, _UNKNOWN_METHOD)))
                 continue
+            request = memoryview(body)[PREFIX.size:]
+            if kind == SHARED_RUN:
+                try:
+                    request = self._shared_request(connection, request)
+                except errors.OpError as exc:
+                    send_frame(sock, FAILURE, status.failure_bytes(exc, METHODS[number]))
+                    continue
             call = connection.call = _Call(caller, left)
             streams.active(key, busy=True)
             busy.add(connection)
             try:
-                answer = RESULT, handler(memoryview(body)[PREFIX.size:], call)
+                answer = RESULT, handler(request, call)
             except Exception as exc:  # the frame boundary: every failure is answered, the link keeps serving
                 answer = FAILURE, status.failure_bytes(exc, METHODS[number])
             finally:
@@ -207,11 +252,47 @@ class DirectApiServer:
                 streams.active(key, busy=False)
             send_frame(sock, *answer)
 
+    def _shared_request(self, connection: _Connection, body) -> memoryview:
+        """A SHARED_RUN's request, copied out of the connection's region (the client may write it again as
+        soon as it has an answer, and nothing kept may point into it)."""
+        if connection.region is None:
+            raise errors.FailedPreconditionError(None, None, f"no shared memory on this connection: "
+                                                             f"{connection.why_no_region}")
+        if len(body) != shared_memory.LENGTH.size:
+            raise errors.InvalidArgumentError(None, None, "a shared-memory run names its request's length only")
+        (length,) = shared_memory.LENGTH.unpack(body)
+        if length > min(len(connection.region), self._limit):
+            raise errors.ResourceExhaustedError(None, None, f"a request of {length} bytes is above the shared "
+                                                            f"memory's {len(connection.region)} or the server's "
+                                                            f"limit of {self._limit} (--max-message-bytes)")
+        return memoryview(connection.region[:length])
+
     def _watch(self) -> None:
         """Cancel the runs whose clients hung up, every WATCH_INTERVAL_S."""
         poller = select.poll()
         while not self._stopped.wait(WATCH_INTERVAL_S):
             cancel_hung_up(poller, self._busy, runs_in_progress(self._busy))
+
+
+def _hello_with_descriptors(sock: socket.socket) -> tuple[int, bytes, list[int]]:
+    """(kind, body, descriptors) of the first frame on a Unix connection, read unbuffered so that the
+    descriptors sent with it are received (a client sends nothing else before HELLO is answered)."""
+    data, fds = b"", []
+    try:
+        while len(data) < HEAD.size or len(data) < HEAD.size + HEAD.unpack_from(data)[1]:
+            if len(data) >= HEAD.size and HEAD.unpack_from(data)[1] > MAX_HELLO_BYTES:
+                raise Closed()
+            chunk, received, _, _ = socket.recv_fds(sock, HEAD.size + MAX_HELLO_BYTES - len(data), 4)
+            fds += received
+            if not chunk:
+                raise Closed()
+            data += chunk
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    kind, size = HEAD.unpack_from(data)
+    return kind, data[HEAD.size:HEAD.size + size], fds
 
 
 def runs_in_progress(busy: set) -> dict:

@@ -48,6 +48,7 @@ class GraphExecServicer:
         service.metrics.count_queued(self.admission.waiting)  # runs waiting beyond --threads
         self.streams = StreamGuard(limits)
         self.direct_port = 0  # the API's direct link (graphexec.server.direct_api), announced by CreateSession
+        self.direct_socket = ""  # its Unix socket for same-host clients, likewise
         self.run_fingerprint = ""  # set: CreateSession names a worker with these settings that takes runs itself
 
     # -- sessions -------------------------------------------------------------------------------------
@@ -63,6 +64,7 @@ class GraphExecServicer:
         return spb.CreateSessionResponse(session_handle=record.handle, graph_missing=missing,
                                          node_count=record.node_count, direct_port=self.direct_port,
                                          direct_address=run_address,
+                                         direct_socket="" if run_address else self.direct_socket,
                                          max_message_bytes=self.limits.max_message_bytes).SerializeToString()
 
     @status.answers_failures
@@ -441,8 +443,8 @@ def create_server(service: Service, address: str = "127.0.0.1:0", limits: Limits
     link = None
     if direct_port is not None:
         host = address.rsplit(":", 1)[0].strip("[]")
-        link = DirectApiServer(servicer, host, direct_port, authenticate, direct_tls, interceptor)
-        servicer.direct_port = link.port
+        link = DirectApiServer(servicer, host, direct_port, authenticate, direct_tls, interceptor, local=True)
+        servicer.direct_port, servicer.direct_socket = link.port, link.local_name
     return server, port, link
 
 

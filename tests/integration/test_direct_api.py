@@ -283,6 +283,7 @@ def test_over_mutual_tls_with_tokens_runs_are_the_tenants_own(pki, processes):
             alice.run(w.initializer)
             assert alice.run(total) == 15.0
             assert alice._connection.direct.calls == 2
+            assert alice._connection.direct.local_name == ""  # no Unix socket beside TLS (no certificates there)
             made = alice._callable((), (total.name,), ())
             request = spb.RunCallableRequest(session_handle=alice._handle, callable_handle=made.handle)
             with client_env(token=BOB_TOKEN, **tls_files):
