@@ -130,8 +130,8 @@ class DirectLink:
                 lane.timeout = timeout
             parts = data if isinstance(data, list) else (data,)
             region = lane.region
-            size = sum(memoryview(p).nbytes for p in parts) if region is not None else 0
-            if shared_memory.MIN_BYTES <= size <= (region.size if region is not None else 0):
+            if region is not None and (shared_memory.MIN_BYTES <= sum(memoryview(p).nbytes for p in parts)
+                                       <= region.size):
                 send_frame(lane.sock, SHARED_RUN, prefix, shared_memory.LENGTH.pack(region.write(parts)))
                 self.shared_calls += 1
             else:

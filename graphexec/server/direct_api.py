@@ -82,7 +82,7 @@ class _Connection:
 
     __slots__ = ("call", "region", "sock", "why_no_region")
 
-    def __init__(self, sock, region=None, why_no_region="this connection is not the server's Unix socket"):
+    def __init__(self, sock, region=None, why_no_region: str = ""):
         self.sock, self.call, self.region, self.why_no_region = sock, None, region, why_no_region
 
     def cancel(self) -> None:
@@ -170,18 +170,19 @@ class DirectApiServer:
                              daemon=True).start()
 
     def _serve(self, sock: socket.socket, local: bool = False) -> None:
-        connection, key, reader, handshaking, region, why_not = None, None, None, True, None, ""
+        connection, key, reader, handshaking = None, None, None, True
+        region, why_not = None, "this connection is not the server's Unix socket"
         try:
             sock.settimeout(HANDSHAKE_TIMEOUT_S)  # a handshake or HELLO that never comes holds no thread
             if local:  # HELLO may carry the client's shared memory, which a buffered reader would drop
                 kind, body, fds = _hello_with_descriptors(sock)
                 region, why_not = shared_memory.attach(fds) if fds else (None, "the client handed over none")
+                reader = sock.makefile("rb")
             else:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self._ssl is not None:
                     sock = self._ssl.wrap_socket(sock, server_side=True)
-            reader = sock.makefile("rb")
-            if not local:
+                reader = sock.makefile("rb")
                 kind, body = read_frame(reader, MAX_HELLO_BYTES)
             self._handshakes.release()
             handshaking = False
@@ -190,7 +191,7 @@ class DirectApiServer:
             sock.settimeout(None)
             try:
                 caller = self._caller(body)
-                connection = _Connection(sock, region, why_not) if local else _Connection(sock)
+                connection = _Connection(sock, region, why_not)
                 key = self._servicer.streams.open(connection)
             except errors.OpError as exc:
                 send_frame(sock, FAILURE, status.failure_bytes(exc, "the direct link"))
