@@ -143,10 +143,10 @@ def _library_call(kernel):
 def forward(x, w, strides, pads, bias=None, relu=False) -> np.ndarray:
     """The convolution of NHWC `x` with HWIO `w`, plus `bias` (one per output channel) and then ReLU when
     asked, as an NHWC array: one oneDNN primitive with the bias and ReLU as its post-ops (`_fused`), so
-    its output is written once. W10's conv1 on 64 images, one thread (Zen 4, 2 Dec): 1.83 ms against
-    4.82 with torch's add and ReLU on the result; conv2 11.9 against 12.2; in W10's step ~0.3 ms). oneDNN
-    adds the bias to the finished sum, so the bits are those of its convolution followed by the add and
-    ReLU (tests/unit/test_conv_library.py), and every forward convolution, biased or not, takes this one
+    its output is written once (W10's traced step, Zen 4, 2 Dec: conv1's fused step 2.35-2.40 against
+    2.57-2.98 ms with torch's add and ReLU on the result; conv2's within noise). oneDNN adds the bias to
+    the finished sum, so the bits are those of its convolution followed by the add and ReLU
+    (tests/unit/test_conv_library.py), and every forward convolution, biased or not, takes this one
     primitive (torch's conv2d would take its own kernels for some small shapes: other last bits). Where
     torch lacks the op, its convolution, add and ReLU run one after another."""
     x, padding = _padded(x, pads)
