@@ -458,6 +458,7 @@ def worker(args) -> None:
         run_link, run_service = worker_runs.serve_runs(core, metrics, limits, security.tokens, args.host,
                                                        args.run_port, security.direct_tls, in_flight)
         core.run_port = run_link.port
+        core.run_socket = run_link.local_name
         core.run_fingerprint = _run_fingerprint(args, security, limits)
     server.start()
     for started in (link, run_link):

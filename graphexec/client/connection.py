@@ -54,8 +54,8 @@ class Connection:
 
     def use_direct(self, port: int, address: str = "", local_name: str = "") -> None:
         """Send runs over a direct link when it can be used: a worker's at `address` (HOST:PORT, one that
-        takes runs itself: graphexec.server.worker_runs), else the server's on `port` of the target's host
-        (or on its Unix socket `local_name`, when this client can reach it: graphexec.rpc.shared_memory)."""
+        takes runs itself: graphexec.server.worker_runs), else the server's on `port` of the target's host;
+        on its Unix socket `local_name` instead, when this client can reach it (graphexec.rpc.shared_memory)."""
         host = direct.host_of(self.address)
         if address:
             host, _, port_text = address.rpartition(":")
@@ -65,7 +65,7 @@ class Connection:
             return
         token = next((value[len("Bearer "):] for key, value in self.metadata or () if key == "authorization"), "")
         self.direct = direct.DirectLink(host, port, tls.client_ssl_context() if self.secure else None, token,
-                                        worker=bool(address), local_name="" if address else local_name)
+                                        worker=bool(address), local_name=local_name)
 
     def call(self, method: str, data, timeout: float | None = None, retry: bool = True) -> bytes:
         """Raw unary call with retries on UNAVAILABLE; raises the matching tf.errors class. Runs take the

@@ -162,6 +162,7 @@ class WorkerCore:
         self.direct_version = 1  # which frames that link reads (rpc.link_format.VERSION: PLAN frames too)
         self.run_port = 0  # where it takes clients' runs itself (server.worker_runs), and with which settings
         self.run_fingerprint = ""
+        self.run_socket = ""  # and its Unix socket for clients on its host (DirectApiServer.local_name)
         self.device_types = frozenset({placement.CPU, device_type})
         self._plans = BoundedCache(MAX_LOADED_PLANS, MAX_LOADED_PLAN_BYTES)  # -> (CachedPlan, LoadedPlan)
         self._hot: dict[tuple[str, str], tuple[int, dict]] = {}  # (container, device type) -> (version, values)
@@ -196,6 +197,8 @@ class WorkerCore:
         if self.run_port:
             info["run_port"] = self.run_port
             info["run_fingerprint"] = self.run_fingerprint
+            if self.run_socket:
+                info["run_socket"] = self.run_socket
         return info
 
     # -- running ----------------------------------------------------------------------------------

@@ -98,6 +98,8 @@ class RemoteWorker:
         run_port = info.get("run_port")
         self.run_port = run_port if isinstance(run_port, int) and 0 < run_port < 65536 else 0
         self.run_fingerprint = info.get("run_fingerprint", "")
+        # and its Unix socket for clients on its host (passed on to them as CreateSession's direct_socket)
+        self.run_socket = _run_socket(info)
         self.name = f"{self.id}@{self.address}"
         self.update(info)
         self._credentials = credentials
@@ -332,6 +334,12 @@ def _run_address(worker) -> str:
     return f"{worker.address.rsplit(':', 1)[0]}:{worker.run_port}"
 
 
+def _run_socket(info: dict) -> str:
+    """A registration's run_socket when it is a name clients may be given (short printable ASCII), else ""."""
+    name = info.get("run_socket")
+    return name if isinstance(name, str) and 0 < len(name) <= 100 and name.isascii() and name.isprintable() else ""
+
+
 def _one_by_one(worker, calls: list, plan, fetch_bytes: int | None = None) -> list:
     """run_many as one run() after another: once the worker is lost or dies, the rest are not sent."""
     results, fetched = [], 0
@@ -482,12 +490,13 @@ class WorkerPool:
         return worker
 
     def takes_runs_at(self, address: str) -> bool:
-        """Whether a live worker takes clients' runs itself at HOST:PORT `address` (as run_address names it)."""
+        """Whether a live worker takes clients' runs itself at HOST:PORT `address` (as run_target names it)."""
         return any(getattr(w, "run_port", 0) and _run_address(w) == address for w in self.workers())
 
-    def run_address(self, fingerprint: str) -> str:
-        """HOST:PORT where a live worker with these settings takes clients' runs itself (the least loaded;
-        those with more device types first, so that a session's GPU plans can run there), or ""."""
+    def run_target(self, fingerprint: str) -> tuple[str, str]:
+        """(HOST:PORT, Unix socket name or "") where a live worker with these settings takes clients' runs
+        itself (the least loaded; those with more device types first, so that a session's GPU plans can
+        run there), or ("", "")."""
         candidates = []
         for worker in self.workers():
             if not getattr(worker, "run_port", 0):
@@ -500,10 +509,11 @@ class WorkerPool:
                 continue
             candidates.append(worker)
         if not candidates:
-            return ""
+            return "", ""
         # (at random among equals: the loads are the registrations' snapshots, often all 0, and sessions
         # should spread over the workers rather than all land on the first)
-        return _run_address(min(candidates, key=lambda w: (-len(w.device_types), w.load(), random.random())))
+        chosen = min(candidates, key=lambda w: (-len(w.device_types), w.load(), random.random()))
+        return _run_address(chosen), chosen.run_socket
 
     def mark_lost(self, worker) -> None:
         log.warning("worker %s lost; setting it aside for %.0f s", worker.name, SUSPECT_S)
@@ -521,7 +531,8 @@ class WorkerPool:
                     or worker.direct_port != info.get("direct_port")
                     or worker.direct_version != info.get("direct_version", 1)
                     or worker.run_port != info.get("run_port", 0)
-                    or worker.run_fingerprint != info.get("run_fingerprint", "")):
+                    or worker.run_fingerprint != info.get("run_fingerprint", "")
+                    or worker.run_socket != _run_socket(info)):
                 worker = RemoteWorker(info, self.secret.metadata() if self.secret else (), self.credentials,
                                       self.direct_tls)
                 threading.Thread(target=worker.connect_ahead, name="graphexec-connect", daemon=True).start()

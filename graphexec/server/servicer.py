@@ -60,11 +60,12 @@ class GraphExecServicer:
         missing = False
         if request.HasField("graph"):
             record, missing = self.service.extend_session(record, request.graph)
-        run_address = self.service.pool.run_address(self.run_fingerprint) if self.run_fingerprint else ""
+        run_address, run_socket = ("", "") if not self.run_fingerprint else self.service.pool.run_target(
+            self.run_fingerprint)
         return spb.CreateSessionResponse(session_handle=record.handle, graph_missing=missing,
                                          node_count=record.node_count, direct_port=self.direct_port,
                                          direct_address=run_address,
-                                         direct_socket="" if run_address else self.direct_socket,
+                                         direct_socket=run_socket if run_address else self.direct_socket,
                                          max_message_bytes=self.limits.max_message_bytes).SerializeToString()
 
     @status.answers_failures

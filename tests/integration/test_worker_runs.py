@@ -105,6 +105,33 @@ def test_runs_go_to_the_worker_and_commit_to_the_store_every_replica_reads(redis
         np.testing.assert_array_equal(other.run(w), trained)
 
 
+def test_same_host_clients_reach_the_worker_on_its_unix_socket_with_shared_memory(redis_server, processes,
+                                                                                  monkeypatch):
+    """The worker's link also listens on a Unix socket (servers pass its name on): large feeds travel in
+    shared memory, and the store gets the same values as from a client on TCP."""
+    worker = start_worker(processes, redis_server.url, "--run-port", "0")
+    address = run_address(worker)
+    target = start_serve(processes, "--redis", redis_server.url)
+    graph, x, y, w, loss, train, init = regression()
+    rng = np.random.default_rng(3)
+    data = [(bx, (bx @ np.array([[1.0], [-2.0], [0.5]])).astype(np.float32))
+            for bx in (rng.normal(size=(8192, 3)).astype(np.float32) for _ in range(4))]  # 96 KB feeds
+    trained = {}
+    for shared in ("1", "0"):
+        monkeypatch.setenv("GRAPHEXEC_SHARED_MEMORY", shared)
+        with tf.Session(target, graph=graph) as sess:
+            link = sess._connection.direct
+            assert uses(sess, address)
+            assert link.local_name.startswith("graphexec-direct-") == (shared == "1")
+            sess.run(init)
+            for bx, by in data:
+                sess.run(train, {x: bx, y: by})
+            trained[shared] = sess.run(w)
+            assert (link.calls, link.shared_calls) == (2 + len(data), len(data) if shared == "1" else 0)
+    assert trained["1"].tobytes() == trained["0"].tobytes()
+    np.testing.assert_allclose(trained["1"], numpy_regression(data), rtol=1e-5, atol=1e-6)
+
+
 def test_a_worker_with_other_limits_or_tokens_is_not_named(redis_server, processes, tmp_path):
     tokens = write_tokens(tmp_path)
     start_worker(processes, redis_server.url, "--run-port", "0", "--max-message-bytes", "1MiB")
@@ -177,6 +204,7 @@ def test_clients_reach_a_tls_worker_with_the_servers_ca(redis_server, processes,
         sess = tf.Session(target, graph=graph)
     with sess:
         assert uses(sess, address) and sess._connection.direct.ssl_context is not None
+        assert sess._connection.direct.local_name == ""  # no Unix socket beside TLS
         sess.run(init)
         sess.run(train, {x: np.ones((2, 3), np.float32), y: np.ones((2, 1), np.float32)})
         assert sess._connection.direct.calls == 2
