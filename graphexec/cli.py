@@ -47,13 +47,13 @@ from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
 from graphexec.server.telemetry import Metrics, serve_metrics
-from graphexec.runtime.tuning import keep_freed_memory
+from graphexec.runtime.tuning import copy_tunables, keep_freed_memory
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 log = logging.getLogger("graphexec.cli")
 DEFAULT_PORT = 7470
 # OpenBLAS's threads spin for ~2^28 cycles after every matrix product unless told otherwise; 2^4 lets
-# them sleep at once. See _reexec_with_short_blas_spin.
+# them sleep at once. See _reexec_with_process_settings.
 BLAS_SPIN_VARIABLE, BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT", "4"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDIS_URL_FORMS = "redis://HOST:6379/0, rediss://HOST:PORT/DB (TLS) or unix:///PATH/redis.sock"
@@ -526,22 +526,26 @@ def _tune(args) -> None:
     keep_freed_memory(one_arena=True)
 
 
-def _reexec_with_short_blas_spin() -> None:
-    """Re-execute this command once with a short BLAS spin.
+def _reexec_with_process_settings() -> None:
+    """Re-execute this command once with a short BLAS spin (and glibc's copy setting, where it applies).
 
     Why: after each matrix product OpenBLAS's worker threads spin for a long while (about 0.1 s), and
     on a small machine that spinning takes the cores the gRPC threads and other requests need (the MLP
     benchmark on 2 cores: about 200 -> 300 steps/s). OpenBLAS reads the setting only when it loads,
-    with numpy, before this module runs; so a server started from the command line sets it and
-    starts over. An explicit OPENBLAS_THREAD_TIMEOUT in the environment is left as it is.
+    with numpy, before this module runs, and glibc reads its tunables when the process starts
+    (graphexec.runtime.tuning.copy_tunables); so a server started from the command line sets them and
+    starts over. Settings already in the environment are left as they are.
 
     The new process imports this same copy of graphexec, and not the current folder: `python -m` would
     put the current folder first on sys.path, where a clone's folder (named graphexec, holding
     server/ and client/) would shadow the package.
     """
-    if BLAS_SPIN_VARIABLE in os.environ or not sys.executable:
+    changes = copy_tunables()
+    if BLAS_SPIN_VARIABLE not in os.environ:
+        changes[BLAS_SPIN_VARIABLE] = BLAS_SPIN
+    if not changes or not sys.executable:
         return
-    os.environ[BLAS_SPIN_VARIABLE] = BLAS_SPIN
+    os.environ.update(changes)
     sys.stdout.flush()
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(graphexec.__file__)))
     start = ("import sys\n"
@@ -561,7 +565,7 @@ def main(argv=None) -> None:
             parser.error(f"{setting.variable}={os.environ.get(setting.variable)!r}: "
                          f"choose from {', '.join(setting.choices)}")
     if argv is None:  # the command line (python -m graphexec, or the console script), not a caller's argv
-        _reexec_with_short_blas_spin()
+        _reexec_with_process_settings()
     logs.configure(args.log_level, args.log_format)
     try:
         {"serve": serve, "worker": worker}[args.command](args)

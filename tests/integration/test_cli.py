@@ -14,6 +14,7 @@ import pytest
 
 import graphexec as tf
 from graphexec import cli
+from graphexec.runtime import tuning
 
 from conftest import Process, free_port  # tests/integration is on sys.path (rootdir-relative conftest)
 
@@ -106,7 +107,7 @@ def test_serve_from_the_folder_that_holds_a_clone(tmp_path, processes):
         (tmp_path / folder).mkdir(parents=True)
     # As the console script starts: its own folder first on sys.path, the current folder not on it.
     console_script = f"import sys; sys.path[0] = {str(ROOT)!r}; from graphexec.cli import main; main()"
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "PYTHONPATH", "GLIBC_TUNABLES")}
     server = subprocess.Popen([sys.executable, "-c", console_script, "serve", "--port", "0"], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -116,6 +117,8 @@ def test_serve_from_the_folder_that_holds_a_clone(tmp_path, processes):
         # The same process (execv keeps the pid) now runs with the short spin, set before numpy loaded.
         environment = pathlib.Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
         assert f"{cli.BLAS_SPIN_VARIABLE}={cli.BLAS_SPIN}".encode() in environment
+        for name, value in tuning.copy_tunables(env).items():  # glibc's, on AMD processors with FSRM
+            assert f"{name}={value}".encode() in environment
         with tf.Session(address.group(1)) as session:
             assert session.run(tf.add(tf.constant(2), tf.constant(3))) == 5
     finally:

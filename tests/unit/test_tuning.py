@@ -126,3 +126,28 @@ def test_servers_and_sessions_write_openblas_buffers_at_startup():
     warmed, threads, openblas = _run(code)
     assert threads >= 1
     assert warmed == (threads if openblas else 0)  # other BLAS libraries are left alone
+
+
+AMD_ZEN3 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n"
+            "flags\t\t: fpu sse2 avx2 erms fsrm\n\nprocessor\t: 1\nvendor_id\t: AuthenticAMD\n")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's tunables")
+@pytest.mark.parametrize("cpuinfo, environ, expected", [
+    (AMD_ZEN3, {}, {"GLIBC_TUNABLES": "glibc.cpu.x86_rep_movsb_threshold=4611686018427387904"}),
+    (AMD_ZEN3, {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"},
+     {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.cpu.x86_rep_movsb_threshold=4611686018427387904"}),
+    (AMD_ZEN3, {"GLIBC_TUNABLES": "glibc.cpu.x86_rep_movsb_threshold=4096"}, {}),  # the user's own wins
+    (AMD_ZEN3.replace(" fsrm", ""), {}, {}),  # Zen 2: memcpy takes no REP MOVSB for these sizes there
+    (AMD_ZEN3.replace("AuthenticAMD", "GenuineIntel"), {}, {}),
+])
+def test_servers_keep_glibcs_memcpy_off_rep_movsb_on_amd_processors_with_fsrm(tmp_path, cpuinfo, environ, expected):
+    import platform
+
+    from graphexec.runtime import tuning
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    info = tmp_path / "cpuinfo"
+    info.write_text(cpuinfo)
+    assert tuning.copy_tunables(environ, str(info)) == expected
+    assert tuning.copy_tunables(environ, str(tmp_path / "missing")) == {}
