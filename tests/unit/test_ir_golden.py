@@ -88,6 +88,17 @@ def test_fold_constants():
     compare_with_golden("fold", before_after(fold_constants, bind_feeds(program([y], [x]))))
 
 
+def test_fold_static_shapes():
+    """Shape, Size and Rank fold where the input's static type gives them; a partial shape stays a step."""
+    x = tf.placeholder(tf.float32, [2, 3], name="x")
+    y = tf.placeholder(tf.float32, [None, 3], name="y")
+    fixed = tf.add(tf.cast(tf.shape(x, name="shape_x"), tf.float32, name="cast"), 1.0, name="fixed")
+    size, rank = tf.size(x, name="size_x"), tf.rank(y, name="rank_y")
+    partial = tf.shape(y, name="shape_y")
+    compare_with_golden("fold_shapes", before_after(fold_constants, bind_feeds(program([fixed, size, rank, partial],
+                                                                                      [x, y]))))
+
+
 def test_simplify():
     x = tf.placeholder(tf.float32, [4], name="x")
     a = tf.identity(x, name="a")
