@@ -40,7 +40,7 @@ _SEALS = getattr(fcntl, "F_SEAL_SHRINK", 0) | getattr(fcntl, "F_SEAL_SEAL", 0)
 # half a page away instead (a 401 KB feed behind a 40-byte header: 206-245 -> 46-54 us).
 ALIASING_BYTES = 32
 PAGE = 4096
-BOUNCE_MAX_BYTES = 1 << 20
+BOUNCE_MIN_BYTES, BOUNCE_MAX_BYTES = 16 << 10, 1 << 20  # below: a few us at worst, not worth the checks
 
 
 def supported() -> bool:
@@ -68,6 +68,7 @@ class Region:
             raise
         self.size = size
         self._bytes = np.frombuffer(self.map, np.uint8)
+        self._address = self._bytes.ctypes.data
         self._bounce = np.empty(0, np.uint8)
 
     def write(self, buffers) -> int:
@@ -75,11 +76,10 @@ class Region:
         at = 0
         for buffer in buffers:
             source = np.frombuffer(buffer, np.uint8)
-            target = self._bytes[at:at + source.size]
-            if (0 < (target.ctypes.data - source.ctypes.data) % PAGE < ALIASING_BYTES
-                    and source.size <= BOUNCE_MAX_BYTES):
+            if (BOUNCE_MIN_BYTES <= source.size <= BOUNCE_MAX_BYTES
+                    and 0 < (self._address + at - source.ctypes.data) % PAGE < ALIASING_BYTES):
                 source = self._bounced(source)
-            target[:] = source
+            self._bytes[at:at + source.size] = source
             at += source.size
         return at
 

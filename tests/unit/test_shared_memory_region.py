@@ -20,12 +20,13 @@ def test_every_offset_between_source_and_region_writes_the_same_bytes(size):
             source = backing[page_start + shift:page_start + shift + size]
             header = bytes(range(40))
             gap = (region._bytes.ctypes.data + len(header) - source.ctypes.data) % shared_memory.PAGE
-            bounced += 0 < gap < shared_memory.ALIASING_BYTES and size <= shared_memory.BOUNCE_MAX_BYTES
+            bounced += (0 < gap < shared_memory.ALIASING_BYTES
+                        and shared_memory.BOUNCE_MIN_BYTES <= size <= shared_memory.BOUNCE_MAX_BYTES)
             assert region.write([header, source, b"tail"]) == len(header) + size + 4
             written = bytes(region.map[:len(header) + size + 4])
             assert written == header + source.tobytes() + b"tail"
-        small = size <= shared_memory.BOUNCE_MAX_BYTES
-        assert bounced == (11 if small else 0)  # shifts 9, 12, ... 39: gaps 31, 28, ... 1
-        assert (region._bounce.size > 0) == small  # and those went through the bounce buffer
+        middle = shared_memory.BOUNCE_MIN_BYTES <= size <= shared_memory.BOUNCE_MAX_BYTES
+        assert bounced == (11 if middle else 0)  # shifts 9, 12, ... 39: gaps 31, 28, ... 1
+        assert (region._bounce.size > 0) == middle  # and those went through the bounce buffer
     finally:
         region.close()
