@@ -43,32 +43,21 @@ def _static_value(node: ir.Node, definition: registry.OpDef, types) -> np.ndarra
     or None."""
     if definition.const_value is None or node.control_inputs or definition.stateful or len(node.outputs) != 1:
         return None
-    avals = []
-    for t in node.inputs:
-        name, index = ir.split_tensor_name(t)
-        kind = types.get(f"{name}:{index}")
-        if kind is None:
-            return None
-        avals.append(registry.Aval(kind.dtype, kind.shape))
-    value = definition.const_value(avals, registry.kernel_attrs(definition, node.attrs))
-    if value is None:
+    kinds = _looked_up(node, types)
+    if kinds is None:
         return None
-    result = np.asarray(value, dtype=node.outputs[0].dtype.np)
-    result.setflags(write=False)
-    return result
+    value = definition.const_value([registry.Aval(k.dtype, k.shape) for k in kinds],
+                                   registry.kernel_attrs(definition, node.attrs))
+    return None if value is None else _frozen(value, node.outputs[0])
 
 
 def _try_fold(node: ir.Node, definition: registry.OpDef, values) -> np.ndarray | None:
     # registry.evaluate refuses what must not run early (stateful ops, feeds, placeholders' kernels raise)
     if node.control_inputs or len(node.outputs) != 1 or not node.inputs or definition.stateful:
         return None
-    args = []
-    for t in node.inputs:
-        name, index = ir.split_tensor_name(t)
-        value = values.get(f"{name}:{index}")
-        if value is None:
-            return None
-        args.append(value)
+    args = _looked_up(node, values)
+    if args is None:
+        return None
     expected = node.outputs[0]
     size = None if expected.shape is None or None in expected.shape else int(np.prod(expected.shape, dtype=np.int64))
     if size is None or size * expected.dtype.size > FOLD_LIMIT_BYTES:
@@ -76,6 +65,22 @@ def _try_fold(node: ir.Node, definition: registry.OpDef, values) -> np.ndarray |
     value = registry.evaluate(definition, args, node.attrs)
     if value is None:
         return None  # leave it: the run reports the error against the node
-    result = np.asarray(value, dtype=expected.dtype.np)
+    return _frozen(value, expected)
+
+
+def _looked_up(node: ir.Node, table: dict) -> list | None:
+    """What `table` holds for each of the node's inputs, or None when it lacks one."""
+    found = []
+    for t in node.inputs:
+        name, index = ir.split_tensor_name(t)
+        entry = table.get(f"{name}:{index}")
+        if entry is None:
+            return None
+        found.append(entry)
+    return found
+
+
+def _frozen(value, kind: ir.TensorType) -> np.ndarray:
+    result = np.asarray(value, dtype=kind.dtype.np)
     result.setflags(write=False)
     return result
