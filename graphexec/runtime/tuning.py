@@ -21,9 +21,9 @@ buffers with REP MOVSB there, which is 10x slower when the destination lies 1 to
 source modulo 4 KiB (401 KB: 145-250 us against 12-25 us; 8-64 KB: 7-15x; Zen 3, glibc 2.36), and no
 faster otherwise. A server's copies land where its allocator put them, so now and then a program whose
 buffers line up so pays that on every step (W3 itself measured the same within noise either way). A
-server started from the command line starts over with
-`glibc.cpu.x86_rep_movsb_threshold` raised past any copy (`copy_tunables`), so memcpy takes its vector
-loop; an explicit setting of it in GLIBC_TUNABLES wins.
+server started from the command line starts over with `glibc.cpu.x86_rep_movsb_threshold` raised past
+any copy (`copy_tunables`), so memcpy takes its vector loop; an explicit setting of it in
+GLIBC_TUNABLES wins.
 """
 from __future__ import annotations
 
@@ -64,10 +64,10 @@ def copy_tunables(environ=os.environ, cpuinfo: str = "/proc/cpuinfo") -> dict[st
         return {}
     try:
         with open(cpuinfo, encoding="ascii", errors="replace") as info:
-            head = info.read(1 << 16)  # the first processor's lines
+            first = info.read(1 << 16).split("\n\n", 1)[0]  # the first processor's lines
     except OSError:
         return {}
-    fields = dict(line.split(":", 1) for line in head.splitlines() if ":" in line)
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
     fields = {key.strip(): value.strip() for key, value in fields.items()}
     if fields.get("vendor_id") != "AuthenticAMD" or "fsrm" not in fields.get("flags", "").split():
         return {}
