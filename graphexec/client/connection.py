@@ -16,16 +16,13 @@ from graphexec.client import direct
 from graphexec.client.retry import RetryPolicy, store_unavailable
 from graphexec.proto.v1 import service_pb2 as spb
 from graphexec.rpc import codec, methods, status, tls
-from graphexec.rpc.frames import API_METHOD_NUMBERS
+from graphexec.rpc.frames import API_METHOD_NUMBERS, RUN_METHODS
 from graphexec.rpc.tensors import dtype_from_enum, tensors_from_protos
 
 # Round-robin over every address the target resolves to (dns:///name:port behind several replicas,
 # or ipv4:a:p,b:q): sessions and callables live in the shared store, so any replica serves any call.
 GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
                 ("grpc.enable_retries", 0), ("grpc.lb_policy_name", "round_robin")]
-
-
-RUNS = frozenset({"RunCallable", "RunStep"})
 
 
 def parse_target(target: str) -> tuple[str, bool]:
@@ -45,6 +42,7 @@ class Connection:
         self.address, self.secure = parse_target(target)
         self.retry = retry or RetryPolicy()
         self.direct: direct.DirectLink | None = None  # the server's direct link for runs, once announced
+        self._grpc_only: set[str] = set()  # methods the direct link's server does not take (an older release)
         if self.secure:
             self.channel = grpc.secure_channel(self.address, tls.client_channel_credentials(), options=GRPC_OPTIONS)
         else:
@@ -73,7 +71,7 @@ class Connection:
         or a list of the buffers they join (a run's feeds as views of their arrays): the direct link
         writes those from where they are, so a large feed is not copied into one request first."""
         metadata = self.metadata
-        if self.direct is not None and method in API_METHOD_NUMBERS:
+        if self.direct is not None and method in API_METHOD_NUMBERS and method not in self._grpc_only:
             try:
                 return self.direct.call(API_METHOD_NUMBERS[method], data, timeout)
             except direct.Broke as exc:  # the server checks whether the run killed that worker
@@ -83,6 +81,10 @@ class Connection:
             except errors.UnavailableError:  # retried as gRPC retries it: over gRPC, under its policy
                 if not retry:
                     raise
+            except errors.UnimplementedError:  # a server older than this method on the link: gRPC from now on
+                if method in RUN_METHODS:
+                    raise
+                self._grpc_only.add(method)
             except errors.NotFoundError as exc:
                 # A worker of another release (a rolling upgrade) neither finds nor runs this release's plans
                 # (compiler.plan.compiler_version); the server, which made the callable, runs it.
@@ -107,7 +109,7 @@ class Connection:
 
         try:
             # A run carries a request id: retrying it while its outcome is unknown ends in the truth.
-            outcome_unknown = store_unavailable if method in RUNS else None
+            outcome_unknown = store_unavailable if method in RUN_METHODS else None
             return self.retry.call(attempt, deadline, outcome_unknown, failed)
         except grpc.RpcError as exc:
             raise status.error_from_rpc(exc) from None

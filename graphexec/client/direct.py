@@ -1,6 +1,6 @@
 """The client's end of the API's direct link (graphexec.server.direct_api): runs as frames on a socket.
 
-A session's Connection sends RunCallable and RunStep here when CreateSession announced a direct port
+A session's Connection sends RunCallable, RunStep and MakeCallable here when CreateSession announced a direct port
 (the host is the one the gRPC target names) or a worker's address (a worker that takes the session's
 runs itself, graphexec.server.worker_runs). Each connection carries one call at a time; idle ones are
 kept for the next call (several threads sharing a session open several). When the link cannot be
@@ -24,9 +24,10 @@ import time
 
 from graphexec import errors
 from graphexec.rpc import shared_memory, status
-from graphexec.rpc.frames import (API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, SHARED_RUN, Closed, read_frame,
-                                  send_frame)
+from graphexec.rpc.frames import (API_METHOD_NUMBERS, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, RUN_METHODS,
+                                  SHARED_RUN, Closed, read_frame, send_frame)
 
+_RUN_NUMBERS = frozenset(API_METHOD_NUMBERS[name] for name in RUN_METHODS)
 _PREFIXES = {}  # (method, seconds left or None) -> RUN prefix, for the few timeouts a program uses
 CONNECT_TIMEOUT_S = 1.0  # an unreachable port (a firewall that drops) costs the first run this much, once
 RETRY_AFTER_S = 30.0  # after the link failed, calls take gRPC for this long before it is tried again
@@ -112,8 +113,9 @@ class DirectLink:
         self._retry_at = 0.0  # while the link is out of use, the monotonic time to try it again
         self._lock = threading.Lock()
         self._pid = os.getpid()  # a forked child must not share its parent's connections
-        self.calls = 0  # calls answered over it, failures included (tests and debugging read it)
+        self.calls = 0  # runs answered over it, failures included (tests and debugging read it)
         self.shared_calls = 0  # of which, requests handed over in shared memory
+        self.other_calls = 0  # answered calls of other methods (MakeCallable)
 
     def usable(self) -> bool:
         """Whether calls go over the link now (not set aside after a failure)."""
@@ -148,11 +150,13 @@ class DirectLink:
             lane.close()
             raise
         self._idle.append(lane)
-        if kind == RESULT:
-            self.calls += 1
-            return body
-        if kind == FAILURE:
-            self.calls += 1
+        if kind in (RESULT, FAILURE):
+            if method_number in _RUN_NUMBERS:
+                self.calls += 1
+            else:
+                self.other_calls += 1
+            if kind == RESULT:
+                return body
             raise status.error_from_failure_bytes(body)
         lane.close()
         raise Unusable()

@@ -66,5 +66,6 @@ def send_frame(sock, kind: int, *parts) -> None:
 # The API's direct link (graphexec.server.direct_api): a RUN body starts with this prefix (seconds left,
 # negative for none; the method), then the request message, which so starts 8-aligned in the body.
 API_PREFIX = struct.Struct("<dB7x")
-API_METHODS = {1: "RunCallable", 2: "RunStep"}
+API_METHODS = {1: "RunCallable", 2: "RunStep", 3: "MakeCallable"}
+RUN_METHODS = frozenset(("RunCallable", "RunStep"))
 API_METHOD_NUMBERS = {name: number for number, name in API_METHODS.items()}

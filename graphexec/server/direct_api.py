@@ -1,10 +1,12 @@
-"""The API's direct link: RunCallable and RunStep as frames on a TCP (or TLS) socket, beside gRPC.
+"""The API's direct link: RunCallable, RunStep and MakeCallable as frames on a TCP (or TLS) socket, beside gRPC.
 
 Why: a small run's own work is a few tens of microseconds, but a unary gRPC call through grpcio costs
 ~300 us of CPU in the two processes (its echo floor, bench/README.md); the same call as a frame on a
 socket costs ~20 us. Python clients learn the port from CreateSession (`direct_port`) and send their
-runs here, falling back to gRPC when the port cannot be reached; everything else (sessions, graphs,
-callables, the Run stream) stays on gRPC, and other languages may keep every call there.
+runs here, falling back to gRPC when the port cannot be reached. MakeCallable, a session's other call
+on its first run, comes too: over gRPC it costs a run's gRPC overhead again, which after an idle moment
+is most of a replica's first run (W6). Everything else (sessions, graphs, the Run stream) stays on
+gRPC, and other languages may keep every call there.
 
 The link keeps gRPC's promises: the same handlers answer (GraphExecServicer's, so the same limits,
 tenant checks, request ids and error statuses), the same TLS (with client certificates when the gRPC
@@ -16,7 +18,8 @@ polls the connections of runs in progress, as gRPC notices a cancelled call).
 Frames (graphexec.rpc.frames): HELLO carries the bearer token (UTF-8, may be empty) and is answered
 RESULT (empty), or FAILURE (UNAUTHENTICATED, or RESOURCE_EXHAUSTED when too many are open) and closed. RUN
 carries a 16-byte prefix (seconds left as a little-endian f64, negative for none; the method, 1
-RunCallable or 2 RunStep; 7 zero bytes) and the request message, so the message starts 8-aligned.
+RunCallable, 2 RunStep or 3 MakeCallable; 7 zero bytes) and the request message, so the message starts
+8-aligned. A method the server does not know is answered UNIMPLEMENTED (clients then use gRPC for it).
 
 Without TLS the link also listens on an abstract Unix socket (`local_name`, announced as CreateSession's
 `direct_socket`) for clients on this host: HELLO there may carry a memfd, and a SHARED_RUN frame (the
@@ -47,7 +50,7 @@ HANDSHAKE_TIMEOUT_S = 5.0
 MAX_HANDSHAKES = 256  # connections not yet past HELLO; more are closed at once (each holds a thread meanwhile)
 WATCH_INTERVAL_S = 0.05  # how often the connections of runs in progress are checked for a hang-up
 SERVICE = methods.GRAPH_EXEC_SERVICE.full_name
-_UNKNOWN_METHOD = "the direct link carries RunCallable (1) and RunStep (2) only"
+_UNKNOWN_METHOD = "the direct link carries RunCallable (1), RunStep (2) and MakeCallable (3) only"
 
 
 class _Call:

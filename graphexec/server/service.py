@@ -71,10 +71,14 @@ class RunOutcome:
 
 
 class Service:
-    """`max_batch_size` > 1 turns dynamic batching on (graphexec.server.batching), with `max_batch_delay_us`."""
+    """`max_batch_size` > 1 turns dynamic batching on (graphexec.server.batching), with `max_batch_delay_us`.
+    Without `compiles` (a worker's, graphexec.server.worker_runs) callables come from plans a server compiled
+    only; one that needs compiling is answered UNAVAILABLE, and the client makes it on a server."""
 
     def __init__(self, store: Store, pool: WorkerPool, metrics: Metrics | None = None,
-                 limits: Limits = server_limits.DEFAULT, max_batch_size: int = 0, max_batch_delay_us: int = 0):
+                 limits: Limits = server_limits.DEFAULT, max_batch_size: int = 0, max_batch_delay_us: int = 0,
+                 compiles: bool = True):
+        self.compiles = compiles
         self.store = store
         self.pool = pool
         self.metrics = metrics or Metrics()
@@ -153,6 +157,9 @@ class Service:
         key = plan_cache.plan_key(record.graph_digest, feeds, fetches, targets, self.pool.device_types())
 
         def compile_plan():
+            if not self.compiles:
+                raise errors.UnavailableError(None, None, "this worker compiles no plans: make the callable on a "
+                                                          "server")
             chain = bytes.fromhex(record.chain)
             if self._in_compile_process(record.node_count):  # returns the plan serialized, as the store keeps it
                 return self.compiler.compile(self.graphs.segment_blobs(chain), record.node_count, chain=record.chain,

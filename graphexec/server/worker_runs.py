@@ -6,7 +6,10 @@ took 550 us that way against 195 us on embedded `serve` (bench/README.md, W9). A
 `--run-port` serves the API's direct link (graphexec.server.direct_api) itself: the same servicer and
 Service as a server's, over the same store, whose only worker is the worker's own core. So a run there
 keeps every promise of a server's: tenants from the same tokens, the same limits, request ids, commits
-that check the container's version in Redis, any server (or worker) able to answer a retry.
+that check the container's version in Redis, any server (or worker) able to answer a retry. Its
+MakeCallable (a session's first call of a signature) answers from plans servers compiled; it compiles
+none itself (a large compile would stall its runs; servers compile in processes of their own), so a new
+signature is answered UNAVAILABLE and the client makes it on a server over gRPC.
 
 Servers name such a worker to clients in CreateSession (`direct_address`), one per session (its
 variables stay hot there), and only a worker whose settings `fingerprint` equals their own: the same
@@ -72,7 +75,8 @@ def serve_runs(core: WorkerCore, metrics: telemetry.Metrics, limits: Limits, tok
     `core`, with a Service of its own over the core's store; started by the caller (`.start()`). With
     `in_flight`, its runs are watched by the parent process (graphexec.server.supervisor). Without TLS the
     link also listens on a Unix socket (`link.local_name`) for clients on the worker's host."""
-    service = Service(core.store, WorkerPool(core.store, WatchedWorker(core, metrics, in_flight)), metrics, limits)
+    service = Service(core.store, WorkerPool(core.store, WatchedWorker(core, metrics, in_flight)), metrics, limits,
+                      compiles=False)
     servicer = GraphExecServicer(service, limits)
     link = DirectApiServer(servicer, host, port, authenticator(tokens), ssl_context, telemetry.Interceptor(metrics),
                            local=True)

@@ -80,6 +80,7 @@ def test_runs_take_the_direct_link_and_answer_as_grpc_does(one_thread, monkeypat
             values = np.random.default_rng(0).normal(size=(2, 1000)).astype(np.float32)
             assert np.isclose(sess.run(total, {a: values[0], b: values[1]}), (values[0] * values[1]).sum(), rtol=1e-5)
             assert sess._connection.direct.calls == 1
+            assert sess._connection.direct.other_calls == 1  # its MakeCallable came over the link too
 
 
 def test_large_feeds_written_from_their_arrays_arrive_exactly(one_thread, monkeypatch):

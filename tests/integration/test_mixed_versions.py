@@ -2,6 +2,7 @@
 each version keeps to its own workers and its own plans (graphexec.compiler.plan.compiler_version)."""
 from __future__ import annotations
 
+import pathlib
 import select
 import shutil
 import sys
@@ -23,6 +24,16 @@ def _other_version(tmp_path) -> str:
     with open(root / "graphexec" / "ops" / "math_ops.py", "a") as source:
         source.write("\n# another release\n")
     return str(root)
+
+
+def _release_before_direct_make_callable(tmp_path) -> str:
+    """A copy of this graphexec whose direct link carries runs only, as releases before MakeCallable did."""
+    root = _other_version(tmp_path)
+    frames = pathlib.Path(root, "graphexec", "rpc", "frames.py")
+    text = frames.read_text()
+    assert '3: "MakeCallable"' in text
+    frames.write_text(text.replace(', 3: "MakeCallable"', ""))
+    return root
 
 
 def _command(root: str, *args) -> list[str]:
@@ -117,3 +128,19 @@ def test_runs_sent_to_a_worker_of_another_version_go_through_the_server(tmp_path
             np.testing.assert_array_equal(sess.run(y, {x: np.full(3, value, np.float32)}), [2 * value] * 3)
         assert not link.usable()  # set aside: runs go through the server for a while
         assert link.calls == 1  # one NOT_FOUND answer, then none
+
+
+def test_a_server_whose_direct_link_lacks_make_callable_makes_callables_over_grpc(tmp_path, processes):
+    """The older server answers MakeCallable on its link UNIMPLEMENTED: the client makes callables over gRPC
+    from then on, and its runs keep the link."""
+    old_server = Process(_command(_release_before_direct_make_callable(tmp_path), "serve", "--port", "0"),
+                         r"serving on (grpc://\S+)")
+    processes.append(old_server)
+    graph, x, y = _doubling_graph()
+    with tf.Session(old_server.match.group(1), graph=graph) as sess:
+        for value in range(3):
+            np.testing.assert_array_equal(sess.run(y, {x: np.full(3, value, np.float32)}), [2 * value] * 3)
+        np.testing.assert_array_equal(sess.run(x * 3.0, {x: np.ones(3, np.float32)}), [3, 3, 3])
+        link = sess._connection.direct
+        assert (link.calls, link.other_calls) == (4, 1)  # one UNIMPLEMENTED, then no more tries
+        assert sess._connection._grpc_only == {"MakeCallable"}

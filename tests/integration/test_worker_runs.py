@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import start_serve, start_worker
+from conftest import Process, start_serve, start_worker
 from security_setup import ALICE_TOKEN, BOB_TOKEN, client_env, make_pki, write_tokens
 
 import graphexec as tf
@@ -103,6 +103,35 @@ def test_runs_go_to_the_worker_and_commit_to_the_store_every_replica_reads(redis
     np.testing.assert_allclose(trained, numpy_regression(data), rtol=1e-5, atol=1e-6)
     with tf.Session(replica_b, graph=graph) as other:  # committed to Redis, read through another replica
         np.testing.assert_array_equal(other.run(w), trained)
+
+
+def test_the_worker_makes_callables_of_plans_servers_compiled_and_compiles_none(redis_server, processes):
+    """A session's MakeCallable goes to its worker first: a new signature is answered UNAVAILABLE there and
+    made on the server; one a server compiled before is made on the worker, even with the server gone."""
+    worker = start_worker(processes, redis_server.url, "--run-port", "0")
+    address = run_address(worker)
+    server = Process([sys.executable, "-m", "graphexec", "serve", "--port", "0", "--redis", redis_server.url],
+                     r"serving on (grpc://\S+)")
+    processes.append(server)
+    target = server.match.group(1)
+    graph, x, y, w, loss, train, init = regression()
+    bx, by = batches(1)[0]
+    with tf.Session(target, graph=graph) as first:
+        assert uses(first, address)
+        first.run(init)
+        metadata = tf.RunMetadata()
+        assert first.run(loss, {x: bx, y: by}, run_metadata=metadata) == pytest.approx(np.mean(by ** 2), rel=1e-6)
+        assert not metadata.plan_cache_hit  # compiled on the server
+        np.testing.assert_array_equal(first.run(w), np.zeros((3, 1), np.float32))
+        assert first._connection.direct.calls == 3  # every run on the worker
+    second = tf.Session(target, graph=graph)
+    with second:
+        second.run(w)  # its graph reaches the store's session record through the server
+        server.kill()
+        metadata = tf.RunMetadata()
+        assert second.run(loss, {x: bx, y: by}, run_metadata=metadata) == pytest.approx(np.mean(by ** 2), rel=1e-6)
+        assert metadata.plan_cache_hit  # the server's plan, made into a callable by the worker alone
+        assert (second._connection.direct.other_calls, second._connection.direct.calls) == (2, 2)
 
 
 def test_same_host_clients_reach_the_worker_on_its_unix_socket_with_shared_memory(redis_server, processes,
