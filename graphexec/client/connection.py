@@ -43,6 +43,7 @@ class Connection:
         self.retry = retry or RetryPolicy()
         self.direct: direct.DirectLink | None = None  # the server's direct link for runs, once announced
         self._grpc_only: set[str] = set()  # methods the direct link's server does not take (an older release)
+        self._closed = False
         if self.secure:
             self.channel = grpc.secure_channel(self.address, tls.client_channel_credentials(), options=GRPC_OPTIONS)
         else:
@@ -62,8 +63,11 @@ class Connection:
                 self.direct and (self.direct.host, self.direct.port) == (host, port)):
             return
         token = next((value[len("Bearer "):] for key, value in self.metadata or () if key == "authorization"), "")
-        self.direct = direct.DirectLink(host, port, tls.client_ssl_context() if self.secure else None, token,
-                                        worker=bool(address), local_name=local_name)
+        previous = self.direct
+        self.direct = direct.link_to(host, port, tls.client_ssl_context() if self.secure else None, token,
+                                     worker=bool(address), local_name=local_name)
+        if previous is not None and not self._closed:
+            direct.release(previous)
 
     def call(self, method: str, data, timeout: float | None = None, retry: bool = True) -> bytes:
         """Raw unary call with retries on UNAVAILABLE; raises the matching tf.errors class. Runs take the
@@ -122,8 +126,9 @@ class Connection:
         return self._calls["Run"](frames, timeout=timeout, metadata=self.metadata)
 
     def close(self):
-        if self.direct is not None:
-            self.direct.close()
+        if self.direct is not None and not self._closed:
+            direct.release(self.direct)
+        self._closed = True
         self.channel.close()
 
 

@@ -259,9 +259,22 @@ def test_a_server_without_the_link_and_a_full_server_serve_over_grpc(processes):
             assert list(sess.run(x * 3, {x: [1, 2]})) == [3, 6]
             assert sess._connection.direct is None
         with tf.Session(full) as first, tf.Session(full) as second:
-            assert list(first.run(x * 3, {x: [1, 2]})) == [3, 6]  # holds the one allowed connection
-            assert list(second.run(x * 3, {x: [1, 2]})) == [3, 6]  # refused a connection: over gRPC
-            assert first._connection.direct.calls == 1 and second._connection.direct.calls == 0
+            assert first._connection.direct is second._connection.direct  # a process's sessions share it
+            assert list(first.run(x * 3, {x: [1, 2]})) == [3, 6]
+            assert list(second.run(x * 3, {x: [1, 2]})) == [3, 6]  # on the one connection the server allows
+            assert first._connection.direct.calls == 2
+            port = first._connection.direct.port
+        deadline = time.monotonic() + 10
+        while True:  # the sessions' connection closed with them; until the server has seen it, it is refused
+            sock, reader, (kind, _) = _raw_connection(port)
+            if kind == frames.RESULT:
+                break
+            sock.close()
+            assert time.monotonic() < deadline, "the server kept counting a closed connection"
+            time.sleep(0.05)
+        with sock, tf.Session(full) as third:  # the one allowed connection is held: runs go over gRPC
+            assert list(third.run(x * 3, {x: [1, 2]})) == [3, 6]
+            assert third._connection.direct.calls == 0
 
 
 @pytest.fixture(scope="module")
