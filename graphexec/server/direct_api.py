@@ -97,8 +97,8 @@ class _Connection:
 
 
 class DirectApiServer:
-    """Serves the servicer's RunCallable and RunStep on `port` of `host` (0: any free one), and with
-    `local` on an abstract Unix socket too (`local_name`; see the module docstring)."""
+    """Serves the servicer's RunCallable, RunStep and MakeCallable on `port` of `host` (0: any free one),
+    and with `local` on an abstract Unix socket too (`local_name`; see the module docstring)."""
 
     def __init__(self, servicer, host: str, port: int = 0, authenticate=None, ssl_context: ssl.SSLContext | None = None,
                  interceptor: telemetry.Interceptor | None = None, local: bool = False):

@@ -72,9 +72,10 @@ def serve_runs(core: WorkerCore, metrics: telemetry.Metrics, limits: Limits, tok
                host: str, port: int, ssl_context: ssl.SSLContext | None,
                in_flight: InFlight | None = None) -> tuple[DirectApiServer, Service]:
     """The direct link on `host`:`port` (0: any free one) that runs clients' RunCallable and RunStep on
-    `core`, with a Service of its own over the core's store; started by the caller (`.start()`). With
-    `in_flight`, its runs are watched by the parent process (graphexec.server.supervisor). Without TLS the
-    link also listens on a Unix socket (`link.local_name`) for clients on the worker's host."""
+    `core` (and makes their callables), with a Service of its own over the core's store; started by the
+    caller (`.start()`). With `in_flight`, its runs are watched by the parent process
+    (graphexec.server.supervisor). Without TLS the link also listens on a Unix socket (`link.local_name`)
+    for clients on the worker's host."""
     service = Service(core.store, WorkerPool(core.store, WatchedWorker(core, metrics, in_flight)), metrics, limits,
                       compiles=False)
     servicer = GraphExecServicer(service, limits)
