@@ -97,14 +97,17 @@ def rows_of(plan: Plan, feeds) -> int:
 def _step_flops(step, inputs: list) -> Linear:
     """`inputs`: the shapes of the step's inputs (None where unknown)."""
     out = step.output_types[0].shape if step.output_types else None
-    if step.op in _PRODUCTS and out is not None and len(inputs) >= 2 and all(len(s or ()) >= 2 for s in inputs[:2]):
+    backprop = step.op in ("Conv2DBackpropInput", "Conv2DBackpropFilter")
+    # A backprop's sizes input (input_sizes, filter_sizes) is a 1-D shape vector; its other two are arrays.
+    arrays = [inputs[i] for i in ((1, 2) if step.op == "Conv2DBackpropInput" else (0, 2) if backprop else (0, 1))
+              if i < len(inputs)]
+    if step.op in _PRODUCTS and out is not None and len(arrays) == 2 and all(len(s or ()) >= 2 for s in arrays):
         if step.op == "MatMul":
             a = inputs[0]
             inner = a[-2] if step.attrs.get("transpose_a") else a[-1]
             return elements(out).times(elements((inner,))).scaled(2.0)
         kernel = out if step.op == "Conv2DBackpropFilter" else inputs[1]  # [height, width, in, out]
-        backprop = step.op in ("Conv2DBackpropInput", "Conv2DBackpropFilter")
-        produced = inputs[2] if backprop and len(inputs) > 2 and inputs[2] else out
+        produced = inputs[2] if backprop else out  # the forward convolution's output, either way
         if len(kernel) == 4:
             return elements(produced).times(elements(kernel[:3])).scaled(2.0)
     total = Linear()

@@ -54,6 +54,21 @@ def test_flops_of_products_and_convolutions_per_row():
     assert cost.rows_of(_plan(graph, [x], [product]), [np.zeros((37, 784), np.float32)]) == 37
 
 
+def test_a_convolutions_two_gradients_cost_what_it_costs_each():
+    """Conv2DBackpropInput and Conv2DBackpropFilter take a 1-D sizes input beside their two arrays: each
+    is as many multiply-adds as the forward convolution, not its output's element count."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf.placeholder(tf.float32, [None, 28, 28, 1])
+        weights = tf.Variable(tf.ones([5, 5, 1, 32]))
+        conv = tf.nn.conv2d(images, weights, [1, 1, 1, 1], "SAME")
+        grads = tf.gradients(tf.reduce_sum(conv * conv), [images, weights])
+    plan = _plan(graph, [images], grads)
+    assert {"Conv2DBackpropInput", "Conv2DBackpropFilter"} <= {step.op for step in plan.steps}
+    forward = 2 * 28 * 28 * 32 * 25
+    assert cost.estimate(plan).flops.per_row == pytest.approx(3 * forward, rel=0.05)  # forward + both gradients
+
+
 def test_a_small_batch_stays_on_the_cpu_and_a_large_one_goes_to_the_gpu():
     cached = _mlp(784, 1)  # W3's size: ~0.8 MFLOP per row over ~20 steps
     small = cached.placement(BOTH, True, _feeds(16, 784))
