@@ -42,7 +42,6 @@ class Connection:
         self.address, self.secure = parse_target(target)
         self.retry = retry or RetryPolicy()
         self.direct: direct.DirectLink | None = None  # the server's direct link for runs, once announced
-        self._grpc_only: set[str] = set()  # methods the direct link's server does not take (an older release)
         self._closed = False
         if self.secure:
             self.channel = grpc.secure_channel(self.address, tls.client_channel_credentials(), options=GRPC_OPTIONS)
@@ -75,7 +74,7 @@ class Connection:
         or a list of the buffers they join (a run's feeds as views of their arrays): the direct link
         writes those from where they are, so a large feed is not copied into one request first."""
         metadata = self.metadata
-        if self.direct is not None and method in API_METHOD_NUMBERS and method not in self._grpc_only:
+        if self.direct is not None and method in API_METHOD_NUMBERS and method not in self.direct.lacks:
             try:
                 return self.direct.call(API_METHOD_NUMBERS[method], data, timeout)
             except direct.Broke as exc:  # the server checks whether the run killed that worker
@@ -88,7 +87,7 @@ class Connection:
             except errors.UnimplementedError:  # a server older than this method on the link: gRPC from now on
                 if method in RUN_METHODS:
                     raise
-                self._grpc_only.add(method)
+                self.direct.lacks.add(method)
             except errors.NotFoundError as exc:
                 # A worker of another release (a rolling upgrade) neither finds nor runs this release's plans
                 # (compiler.plan.compiler_version); the server, which made the callable, runs it.

@@ -1,13 +1,12 @@
 """The client's end of the API's direct link (graphexec.server.direct_api): runs as frames on a socket.
 
-A session's Connection sends RunCallable, RunStep and MakeCallable here when CreateSession announced a direct port
-(the host is the one the gRPC target names) or a worker's address (a worker that takes the session's
-runs itself, graphexec.server.worker_runs). Each connection carries one call at a time; idle ones are
-kept for the next call (several threads sharing a session open several), and a process's sessions
-share them (`link_to`). When the link cannot be
-used (the port is not reachable, the server refused the connection, a connection broke) the call goes
-over gRPC instead, which retries by its own rules: a run's request id makes sending it again safe.
-GRAPHEXEC_DIRECT=0 turns the link off.
+A session's Connection sends RunCallable, RunStep and MakeCallable here when CreateSession announced a
+direct port (the host is the one the gRPC target names) or a worker's address (a worker that takes the
+session's runs itself, graphexec.server.worker_runs). Each connection carries one call at a time; idle
+ones are kept for the next call (several threads sharing a session open several), and a process's
+sessions share them (`link_to`). When the link cannot be used (the port is not reachable, the server
+refused the connection, a connection broke) the call goes over gRPC instead, which retries by its own
+rules: a run's request id makes sending it again safe. GRAPHEXEC_DIRECT=0 turns the link off.
 
 When the server also announced a Unix socket (`direct_socket`) and the client can reach it (same host and
 network namespace), connections go there instead, each with a region of shared memory for requests of
@@ -110,16 +109,13 @@ def link_to(host: str, port: int, ssl_context: ssl.SSLContext | None, token: str
     same token, with its idle connections: a replica's first run of a callable another session made takes
     an open connection (W6: 0.3-0.4 ms less on a 2-vCPU VM). A TLS link is each session's own (its context
     comes from the environment when the session starts). Give it back with `release`."""
-    if ssl_context is not None:
-        link = DirectLink(host, port, ssl_context, token, worker, local_name)
-    else:
-        key = (host, port, token, worker, local_name)
-        with _shared_lock:
-            link = _shared.get(key)
-            if link is None or link._pid != os.getpid():  # (a forked child opens its own)
-                link = _shared[key] = DirectLink(host, port, None, token, worker, local_name)
-                link.key = key
+    key = (host, port, token, worker, local_name)
     with _shared_lock:
+        link = _shared.get(key) if ssl_context is None else None
+        if link is None or link._pid != os.getpid():  # (a forked child opens its own)
+            link = DirectLink(host, port, ssl_context, token, worker, local_name)
+            if ssl_context is None:
+                link.key, _shared[key] = key, link
         link.users += 1
     return link
 
@@ -153,6 +149,7 @@ class DirectLink:
         self.calls = 0  # runs answered over it, failures included (tests and debugging read it)
         self.shared_calls = 0  # of which, requests handed over in shared memory
         self.other_calls = 0  # answered calls of other methods (MakeCallable)
+        self.lacks: set[str] = set()  # methods its server does not take on the link (an older release)
 
     def usable(self) -> bool:
         """Whether calls go over the link now (not set aside after a failure)."""

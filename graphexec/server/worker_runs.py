@@ -7,9 +7,9 @@ took 550 us that way against 195 us on embedded `serve` (bench/README.md, W9). A
 Service as a server's, over the same store, whose only worker is the worker's own core. So a run there
 keeps every promise of a server's: tenants from the same tokens, the same limits, request ids, commits
 that check the container's version in Redis, any server (or worker) able to answer a retry. Its
-MakeCallable (a session's first call of a signature) answers from plans servers compiled; it compiles
-none itself (a large compile would stall its runs; servers compile in processes of their own), so a new
-signature is answered UNAVAILABLE and the client makes it on a server over gRPC.
+MakeCallable (a session's first call of a signature) and RunStep answer from plans servers compiled; it
+compiles none itself (a large compile would stall its runs; servers compile in processes of their own),
+so a new signature is answered UNAVAILABLE and the client sends that call to a server over gRPC.
 
 Servers name such a worker to clients in CreateSession (`direct_address`), one per session (its
 variables stay hot there), and only a worker whose settings `fingerprint` equals their own: the same

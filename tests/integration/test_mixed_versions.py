@@ -143,4 +143,4 @@ def test_a_server_whose_direct_link_lacks_make_callable_makes_callables_over_grp
         np.testing.assert_array_equal(sess.run(x * 3.0, {x: np.ones(3, np.float32)}), [3, 3, 3])
         link = sess._connection.direct
         assert (link.calls, link.other_calls) == (4, 1)  # one UNIMPLEMENTED, then no more tries
-        assert sess._connection._grpc_only == {"MakeCallable"}
+        assert link.lacks == {"MakeCallable"}
