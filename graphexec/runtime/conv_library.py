@@ -6,8 +6,9 @@ classic CNNs (W10's conv2 on 2 cores, same minutes, both split over graphexec's 
 against 15.6 ms, input gradient 10.8 against 18.8, filter gradient 11.6 against 18.0; TF's own kernels
 are oneDNN's too). graphexec keeps its own threads: every call here runs
 on one thread (torch's thread count is set to 1 before every call: see _one_thread), and
-ops/conv_ops.py hands it fixed slices of the batch on the intra-op threads (runtime/intra_op.py), as it
-does its own kernels, so a busy neighbour core delays one slice rather than the whole convolution.
+ops/conv_ops.py hands it fixed slices of the batch on the intra-op threads (runtime/intra_op.py), one
+a thread where the interruptible block limit allows (_on_library_slices says why), so the helpers wait
+by blocking, never in OpenMP's spinning barriers.
 
 Only float32 NHWC on the host goes here; other dtypes, 1x1 convolutions (one product already) and CuPy
 arrays keep graphexec's kernels. Arrays cross without copies: an NHWC array is an NCHW tensor in

@@ -133,6 +133,26 @@ def test_filter_gradient_bits_repeat_and_no_thread_team_starts(monkeypatch, rest
         intra_op.set_threads(previous)
 
 
+@pytest.mark.parametrize("block_macs, sizes", [
+    (1 << 28, [64, 64]),  # W10's conv2 on 2 threads: one slice a thread
+    (1 << 26, [22] * 5 + [18]),  # each call at most 4 * 2^26 macs (26 images): 6 slices, 3 a thread
+])
+def test_library_convolutions_take_one_slice_per_thread_within_the_block_limit(monkeypatch, block_macs, sizes):
+    """oneDNN's calls run whole slices of the batch: as many as there are threads unless a slice would pass
+    the interruptible block limit (times LIBRARY_BLOCK_FACTOR), then a multiple of the thread count."""
+    from graphexec.ops import interruptible
+    previous = intra_op.threads()
+    intra_op.set_threads(2)
+    monkeypatch.setattr(blas, "single_threaded", lambda: True)
+    monkeypatch.setattr(interruptible, "BLOCK_MACS", block_macs)
+    try:
+        macs = 128 * 14 * 14 * 64 * 5 * 5 * 32
+        taken = conv_ops._on_library_slices(ExecContext(np), 128, macs, lambda s: s.stop - s.start)
+    finally:
+        intra_op.set_threads(previous)
+    assert taken == sizes
+
+
 def test_a_cnn_trains_the_same_way_with_either_library(restore_choice):
     """A small conv + max-pool + dense model, 5 Adam steps in float32: losses agree to float32 rounding."""
     rng = np.random.default_rng(5)
