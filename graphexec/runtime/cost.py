@@ -22,6 +22,9 @@ GPU_FLOPS = 2e13  # per second, float32, well below a data-centre GPU's peak
 GPU_LAUNCH_S = 1e-4  # per plan step: the executor's Python and CuPy's launches (784-256-10 MLP: 22 steps, ~2.6 ms)
 BUS_BYTES_PER_S = 1e10  # host <-> device copies of feeds and fetches from pageable memory
 _PRODUCTS = {"MatMul", "Conv2D", "_FusedConv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"}
+# Which inputs of a product are its two arrays (default 0 and 1): a backprop's other input, input_sizes or
+# filter_sizes, is a 1-D shape vector.
+_ARRAY_INPUTS = {"Conv2DBackpropInput": (1, 2), "Conv2DBackpropFilter": (0, 2)}
 
 
 @dataclass(frozen=True)
@@ -97,17 +100,14 @@ def rows_of(plan: Plan, feeds) -> int:
 def _step_flops(step, inputs: list) -> Linear:
     """`inputs`: the shapes of the step's inputs (None where unknown)."""
     out = step.output_types[0].shape if step.output_types else None
-    backprop = step.op in ("Conv2DBackpropInput", "Conv2DBackpropFilter")
-    # A backprop's sizes input (input_sizes, filter_sizes) is a 1-D shape vector; its other two are arrays.
-    arrays = [inputs[i] for i in ((1, 2) if step.op == "Conv2DBackpropInput" else (0, 2) if backprop else (0, 1))
-              if i < len(inputs)]
+    arrays = [inputs[i] for i in _ARRAY_INPUTS.get(step.op, (0, 1)) if i < len(inputs)]
     if step.op in _PRODUCTS and out is not None and len(arrays) == 2 and all(len(s or ()) >= 2 for s in arrays):
         if step.op == "MatMul":
             a = inputs[0]
             inner = a[-2] if step.attrs.get("transpose_a") else a[-1]
             return elements(out).times(elements((inner,))).scaled(2.0)
         kernel = out if step.op == "Conv2DBackpropFilter" else inputs[1]  # [height, width, in, out]
-        produced = inputs[2] if backprop else out  # the forward convolution's output, either way
+        produced = inputs[2] if step.op in _ARRAY_INPUTS else out  # the forward convolution's output, either way
         if len(kernel) == 4:
             return elements(produced).times(elements(kernel[:3])).scaled(2.0)
     total = Linear()
