@@ -2,7 +2,10 @@
 deadline passes or it is cancelled.
 
 A product of at least intra_op.MIN_MACS multiply-adds is cut into one block of rows (or of columns,
-whichever side is longer) per intra-op thread, each a one-thread BLAS call. A run checks its deadline
+when it has too few rows for two ROW_TILE blocks and more columns) per intra-op thread, each a one-thread
+BLAS call. Row blocks keep the whole product's bits, so whether such a product splits is decided by
+timing both ways (runtime/split_choice.py); column blocks do not (other last bits, seen on Haswell's
+sgemm), so a product cut by columns always splits, as the thread count says. A run checks its deadline
 and cancellation between steps; a single large product would otherwise run to its end however long it
 takes, so in a run that can be stopped the blocks are also at most BLOCK_MACS multiply-adds (tens of
 ms on one core), with a check before each: also along the inner dimension when one row alone is above
@@ -10,9 +13,11 @@ the block size (a convolution's filter gradient sums over every pixel of the bat
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from graphexec.runtime import intra_op
+from graphexec.runtime import intra_op, split_choice
 
 BLOCK_MACS = 1 << 28
 # Blocks of rows start at multiples of this: BLAS kernels compute rows in tiles (OpenBLAS's sgemm: 12 rows
@@ -38,9 +43,26 @@ def matmul(ctx, a, b, out=None):
     stoppable = ctx.deadline is not None or ctx.cancelled is not False
     if ways == 1 and not (stoppable and macs > BLOCK_MACS):
         return np.matmul(a, b, out=out)
+    by_rows = m >= n or m >= 2 * ROW_TILE
+    if by_rows and ways > 1 and not (stoppable and macs > BLOCK_MACS):
+        key = (m, k, n, a.dtype.char, b.dtype.char)
+        if split_choice.choose(key, ways) == 1:
+            started = time.perf_counter()
+            out = np.matmul(a, b, out=out)
+            split_choice.record(key, 1, time.perf_counter() - started)
+            return out
+        started = time.perf_counter()
+        out = _split_product(ctx, a, b, out, ways, stoppable, by_rows)
+        split_choice.record(key, ways, time.perf_counter() - started)
+        return out
+    return _split_product(ctx, a, b, out, ways, stoppable, by_rows)
+
+
+def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool):
+    (m, k), n = a.shape, b.shape[1]
+    macs = m * k * n
     if out is None:
         out = np.empty((m, n), np.result_type(a, b))
-    by_rows = m >= n
     length, across = (m, n) if by_rows else (n, m)  # the side cut into blocks, and the other one
     most = max(1, BLOCK_MACS // max(k * across, 1)) if stoppable else None
     depth = k if not stoppable or k * across <= BLOCK_MACS else max(1, BLOCK_MACS // max(across, 1))

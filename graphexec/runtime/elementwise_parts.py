@@ -4,7 +4,8 @@ A part is a block of rows (axis 0) or, when every operand has the result's shape
 elements; operands broadcast along axis 0 (a bias) go whole to every part. Parts are ~PART_ELEMENTS,
 so a fused chain's intermediates stay in the cache, and run on the intra-op threads (numpy releases
 the GIL in ufunc loops). W10, 2 cores: ReluGrad on [128, 28, 28, 32] 1.65 -> 0.87 ms. Each element
-goes through the same operations as unsplit, so the bits are unchanged.
+goes through the same operations as unsplit, so the bits are unchanged, and whether the parts go to
+the helpers or run one after another on the caller's thread is decided by timing (runtime/split_choice.py).
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def split(whole_fn, fn, out_type: TensorType, ufunc: str | None = None, donor: i
             if not (type(result) is np.ndarray and result.ctypes.data == target.ctypes.data):
                 target[...] = result
 
-        intra_op.run(len(cuts), part, ways)
+        intra_op.run_timed((fn, shape), len(cuts), part, ways)  # on this thread where that was faster
         return out
 
     return run

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from graphexec.runtime import blas
+from graphexec.runtime import blas, split_choice
 
 # Waking a helper thread costs ~0.1-0.2 ms on a VM, so below this many multiply-adds (~0.3 ms on one
 # core) a split cannot pay. Inside W3's step a 128 x 784 x 256 product took 0.45 ms split against 0.59
 # whole; with the helper asleep 1-2 ms before every call, products up to ~50M were no faster split.
+# Above it, kernels whose split keeps their bits time both ways and take the faster (split_choice).
 MIN_MACS = 1 << 24
 # Likewise an elementwise pass over fewer elements (~1 ms of a fused chain): with a sleeping helper, a
 # 1M-element chain took 1.16 ms whole and 1.62 split, a 4M-element one 5.2 and 3.0.
@@ -53,6 +55,7 @@ def set_threads(threads: int) -> None:
             _executor.shutdown(wait=False)
             _executor = None
         _threads = threads
+    split_choice.forget()
 
 
 def threads() -> int:
@@ -143,6 +146,17 @@ def run(count: int, body, ways_: int | None = None) -> int:
     job.done.wait()
     if job.error is not None:
         raise job.error
+    return ways_
+
+
+def run_timed(key, count: int, body, ways_: int) -> int:
+    """run(count, body, ways_), or its parts one after another on this thread, whichever took less time
+    lately for the kernel shape `key` (split_choice): only for parts whose results do not depend on which
+    thread ran them or when."""
+    ways_ = split_choice.choose(key, ways_)
+    started = time.perf_counter()
+    ways_ = run(count, body, ways_)
+    split_choice.record(key, ways_, time.perf_counter() - started)
     return ways_
 
 

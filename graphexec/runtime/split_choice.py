@@ -1,0 +1,73 @@
+"""Whether a kernel runs faster split over the intra-op threads or whole, decided by timing both.
+
+Why: what a split saves is the helpers' share of the work; what it costs is waking them, and that cost
+depends on the machine and the moment. A helper's wake-up round trip took 20-40 us on some 2-vCPU machine
+kinds and 70-230 us on others (AMD EPYC family 25 model 1, 3 Dec), and a helper that shares its core
+with a busy neighbour may not run for milliseconds. On that kind W3's 25.7M-multiply-add products were
+no faster split (0.54-1.18 ms against 0.6-0.95 whole) and its in-process step took 2.3-3.3 ms with
+splits against 2.3-2.5 without, while on others the same products took 0.45 split against 0.59 whole.
+No fixed threshold is right everywhere, so each kernel shape (a `key`) that is large enough to split
+keeps its last few times each way and takes the faster; every EXPLORE_EVERY-th call it takes the other
+way once, so a change (a neighbour that comes or goes) is noticed.
+
+Only kernels whose split gives the same bits as the whole use this (elementwise passes, products cut
+into blocks of rows on ROW_TILE): a choice made by timing must never change a result.
+"""
+from __future__ import annotations
+
+import collections
+
+SAMPLES = 5  # times kept each way; their median decides
+WARM_UP = 3  # times each way before the first decision (alternating, split first)
+EXPLORE_EVERY = 32
+MAX_KEYS = 1024  # shapes remembered; all are forgotten when full (a steady program has a few)
+
+
+class _Timings:
+    __slots__ = ("calls", "split", "split_faster", "whole")
+
+    def __init__(self):
+        self.split: collections.deque[float] = collections.deque(maxlen=SAMPLES)
+        self.whole: collections.deque[float] = collections.deque(maxlen=SAMPLES)
+        self.calls = 0
+        self.split_faster = True
+
+
+_timings: dict = {}
+
+
+def choose(key, ways: int) -> int:
+    """`ways` (the kernel splits) or 1 (it runs whole) for this call of the kernel shape `key`."""
+    if ways <= 1:
+        return 1
+    timings = _timings.get(key)
+    if timings is None:
+        if len(_timings) >= MAX_KEYS:
+            _timings.clear()
+        timings = _timings[key] = _Timings()
+    timings.calls += 1
+    split, whole = len(timings.split), len(timings.whole)
+    if split < WARM_UP or whole < WARM_UP:
+        return ways if split <= whole else 1
+    take_split = timings.split_faster != (timings.calls % EXPLORE_EVERY == 0)
+    return ways if take_split else 1
+
+
+def record(key, ways: int, seconds: float) -> None:
+    """How long a call of `key` took, split (`ways` > 1) or whole."""
+    timings = _timings.get(key)
+    if timings is None:
+        return
+    (timings.split if ways > 1 else timings.whole).append(seconds)
+    if len(timings.split) >= WARM_UP and len(timings.whole) >= WARM_UP:
+        timings.split_faster = _median(timings.split) <= _median(timings.whole)
+
+
+def forget() -> None:
+    """Drop every timing (the thread count changed: the old ones no longer say anything)."""
+    _timings.clear()
+
+
+def _median(times) -> float:
+    ordered = sorted(times)
+    return ordered[len(ordered) // 2]

@@ -1,0 +1,94 @@
+"""graphexec.runtime.split_choice: a kernel shape splits over the intra-op threads only where that measured
+faster, keeps checking the other way now and then, and never gets other bits from the choice."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from graphexec.ops import interruptible
+from graphexec.runtime import blas, intra_op, split_choice
+from graphexec.runtime.context import ExecContext
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    blas.limit_threads(1)
+    previous = intra_op.threads()
+    intra_op.set_threads(2)
+    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
+    yield
+    intra_op.set_threads(previous)
+
+
+def _choices(key, calls, split_s, whole_s):
+    """The ways chosen over `calls` calls when a split takes `split_s` and the whole `whole_s`."""
+    chosen = []
+    for _ in range(calls):
+        ways = split_choice.choose(key, 2)
+        chosen.append(ways)
+        split_choice.record(key, ways, split_s if ways > 1 else whole_s)
+    return chosen
+
+
+def test_warm_up_alternates_then_the_faster_way_sticks_with_a_look_at_the_other():
+    split_choice.forget()
+    warm = 2 * split_choice.WARM_UP
+    chosen = _choices("slow split", 200, split_s=2e-3, whole_s=1e-3)
+    assert chosen[:warm] == [2, 1] * split_choice.WARM_UP  # split first
+    later = chosen[warm:]
+    assert later.count(2) == pytest.approx(len(later) / split_choice.EXPLORE_EVERY, abs=1)  # only its looks
+    chosen = _choices("fast split", 200, split_s=1e-3, whole_s=2e-3)
+    assert chosen[warm:].count(1) == pytest.approx((200 - warm) / split_choice.EXPLORE_EVERY, abs=1)
+
+
+def test_a_change_of_speed_is_noticed_through_the_looks():
+    split_choice.forget()
+    _choices("changes", 100, split_s=1e-3, whole_s=2e-3)
+    assert split_choice.choose("changes", 2) == 2
+    # A neighbour arrives: splits now take 5 ms. The medians of the last SAMPLES looks decide.
+    chosen = _choices("changes", split_choice.EXPLORE_EVERY * split_choice.SAMPLES, split_s=5e-3, whole_s=2e-3)
+    assert chosen[-split_choice.EXPLORE_EVERY // 2:].count(2) <= 1
+
+
+def test_one_thread_never_splits_and_a_new_thread_count_forgets(two_threads):
+    assert split_choice.choose("one", 1) == 1
+    _choices("kept", 10, split_s=2e-3, whole_s=1e-3)
+    assert split_choice.choose("kept", 2) == 1
+    intra_op.set_threads(2)  # unchanged count: still a new start
+    assert split_choice.choose("kept", 2) == 2
+
+
+def test_run_timed_keeps_parts_on_the_caller_where_helpers_are_slow(two_threads):
+    split_choice.forget()
+    caller = threading.current_thread()
+
+    def body(part):  # a helper's parts take 100x the caller's, as with a helper that waits for its core
+        time.sleep(0.0002 if threading.current_thread() is caller else 0.02)
+
+    ran_on = [intra_op.run_timed("slow helper", 8, body, 2) for _ in range(12)]
+    assert ran_on[:2] == [2, 1]
+    assert ran_on[-3:] == [1, 1, 1]
+
+
+def test_run_timed_splits_where_helpers_halve_the_time(two_threads):
+    split_choice.forget()
+    ran_on = [intra_op.run_timed("even parts", 8, lambda part: time.sleep(0.004), 2) for _ in range(12)]
+    assert ran_on[-3:] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("m,k,n", [(128, 784, 256), (784, 128, 256), (100, 50, 300)])
+def test_a_product_has_the_same_bits_split_or_whole(two_threads, monkeypatch, m, k, n):
+    """Products with rows for two ROW_TILE blocks are cut by rows however wide they are (cut by columns,
+    128 x 784 x 256 gave 852 elements other last bits on Haswell's sgemm), so timing may choose either way."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(k, n)).astype(np.float32)
+    want = a @ b
+    ctx = ExecContext(np)
+    asked = []
+    for ways in (2, 1):
+        monkeypatch.setattr(split_choice, "choose", lambda key, most, ways=ways: asked.append(key) or ways)
+        np.testing.assert_array_equal(interruptible.matmul(ctx, a, b), want)
+    assert asked == [(m, k, n, "f", "f")] * 2  # the choice was asked, both ways
