@@ -65,8 +65,8 @@ def test_run_timed_keeps_parts_on_the_caller_where_helpers_are_slow(two_threads)
     split_choice.forget()
     caller = threading.current_thread()
 
-    def body(part):  # a helper's parts take 100x the caller's, as with a helper that waits for its core
-        time.sleep(0.0002 if threading.current_thread() is caller else 0.02)
+    def body(part):  # a helper's parts take 30x the caller's, as with a helper that waits for its core
+        time.sleep(0.001 if threading.current_thread() is caller else 0.03)
 
     ran_on = [intra_op.run_timed("slow helper", 8, body, 2) for _ in range(12)]
     assert ran_on[:2] == [2, 1]
