@@ -22,3 +22,19 @@ def conv_library(request):
     library.choose(request.param)
     yield request.param
     library.choose(previous)
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two intra-op threads over one-thread BLAS calls, and parts small enough that test-sized kernels
+    split (a module may define its own, for other thresholds)."""
+    from graphexec.ops import conv_ops
+    from graphexec.runtime import blas, intra_op
+
+    blas.limit_threads(1)
+    previous = intra_op.threads()
+    intra_op.set_threads(2)
+    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
+    monkeypatch.setattr(conv_ops, "CHUNK_BYTES", 4096)  # a few images per chunk
+    yield
+    intra_op.set_threads(previous)

@@ -11,20 +11,8 @@ import pytest
 
 from graphexec import errors
 from graphexec.ops import conv_ops, interruptible
-from graphexec.runtime import blas, intra_op
+from graphexec.runtime import intra_op
 from graphexec.runtime.context import ExecContext
-
-
-@pytest.fixture
-def two_threads(monkeypatch):
-    """Two intra-op threads, and parts small enough that test-sized kernels split."""
-    blas.limit_threads(1)
-    previous = intra_op.threads()
-    intra_op.set_threads(2)
-    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
-    monkeypatch.setattr(conv_ops, "CHUNK_BYTES", 4096)  # a few images per chunk
-    yield
-    intra_op.set_threads(previous)
 
 
 def test_every_part_runs_once_on_both_threads(two_threads):

@@ -9,18 +9,8 @@ import numpy as np
 import pytest
 
 from graphexec.ops import interruptible
-from graphexec.runtime import blas, intra_op, split_choice
+from graphexec.runtime import intra_op, split_choice
 from graphexec.runtime.context import ExecContext
-
-
-@pytest.fixture
-def two_threads(monkeypatch):
-    blas.limit_threads(1)
-    previous = intra_op.threads()
-    intra_op.set_threads(2)
-    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
-    yield
-    intra_op.set_threads(previous)
 
 
 def _choices(key, calls, split_s, whole_s):
