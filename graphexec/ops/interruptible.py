@@ -41,21 +41,18 @@ def matmul(ctx, a, b, out=None):
     macs = m * k * n
     ways = intra_op.ways(macs)
     stoppable = ctx.deadline is not None or ctx.cancelled is not False
-    if ways == 1 and not (stoppable and macs > BLOCK_MACS):
+    in_blocks = stoppable and macs > BLOCK_MACS  # cut whatever the threads, so a stop comes between blocks
+    if ways == 1 and not in_blocks:
         return np.matmul(a, b, out=out)
     by_rows = m >= n or m >= 2 * ROW_TILE
-    if by_rows and ways > 1 and not (stoppable and macs > BLOCK_MACS):
-        key = (m, k, n, a.dtype.char, b.dtype.char)
-        if split_choice.choose(key, ways) == 1:
-            started = time.perf_counter()
-            out = np.matmul(a, b, out=out)
-            split_choice.record(key, 1, time.perf_counter() - started)
-            return out
-        started = time.perf_counter()
-        out = _split_product(ctx, a, b, out, ways, stoppable, by_rows)
-        split_choice.record(key, ways, time.perf_counter() - started)
-        return out
-    return _split_product(ctx, a, b, out, ways, stoppable, by_rows)
+    if not by_rows or in_blocks:
+        return _split_product(ctx, a, b, out, ways, stoppable, by_rows)
+    key = (m, k, n, a.dtype.char, b.dtype.char)  # row blocks keep the bits: split only where that is faster
+    ways = split_choice.choose(key, ways)
+    started = time.perf_counter()
+    out = np.matmul(a, b, out=out) if ways == 1 else _split_product(ctx, a, b, out, ways, stoppable, by_rows)
+    split_choice.record(key, ways, time.perf_counter() - started)
+    return out
 
 
 def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool):
