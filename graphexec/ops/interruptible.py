@@ -2,7 +2,7 @@
 deadline passes or it is cancelled.
 
 A product of at least intra_op.MIN_MACS multiply-adds is cut into one block of rows (or of columns,
-when it has too few rows for two ROW_TILE blocks and more columns) per intra-op thread, each a one-thread
+when it has fewer than ROWS_TO_CUT rows and more columns) per intra-op thread, each a one-thread
 BLAS call. Row blocks keep the whole product's bits, so whether such a product splits is decided by
 timing both ways (runtime/split_choice.py); column blocks do not (other last bits, seen on Haswell's
 sgemm), so a product cut by columns always splits, as the thread count says. A run checks its deadline
@@ -17,14 +17,14 @@ import time
 
 import numpy as np
 
-from graphexec.runtime import intra_op, split_choice
+from graphexec.runtime import blas, intra_op, split_choice
 
 BLOCK_MACS = 1 << 28
-# Blocks of rows start at multiples of this: BLAS kernels compute rows in tiles (OpenBLAS's sgemm: 12 rows
-# on Haswell and Zen, 16 on SkylakeX; dgemm 2-16), and a block that starts inside a tile gets other
-# tiles, so other roundings, than the unsplit product. 48 is a multiple of each: every row comes out
-# with the same bits however many threads split the product.
-ROW_TILE = 48
+# Blocks of rows start at multiples of the BLAS kernel's row tile (blas.row_tile): kernels compute rows in
+# tiles (OpenBLAS's sgemm: 12 rows on Haswell, 16 on SkylakeX; dgemm 2-16), and a block that starts inside
+# a tile gets other tiles, so other roundings, than the unsplit product. With it every row comes out with
+# the same bits however many threads split the product.
+ROWS_TO_CUT = 96  # fewer rows (and more columns): cut by columns, as row blocks would be thin
 # OpenBLAS's SkylakeX kernels multiply a product of at most 100^3 multiply-adds with kernels of their own
 # (its small-matrix path), which sum in another order: a row block of a larger product is never smaller,
 # or its rows would differ in the last bits from the unsplit product's (seen on Zen 5, 1 Dec: 48 of 131
@@ -44,18 +44,19 @@ def matmul(ctx, a, b, out=None):
     in_blocks = stoppable and macs > BLOCK_MACS  # cut whatever the threads, so a stop comes between blocks
     if ways == 1 and not in_blocks:
         return np.matmul(a, b, out=out)
-    by_rows = m >= n or m >= 2 * ROW_TILE
+    tile = blas.row_tile(a.dtype == b.dtype == np.float32)
+    by_rows = m >= n or m >= ROWS_TO_CUT
     if not by_rows or in_blocks:
-        return _split_product(ctx, a, b, out, ways, stoppable, by_rows)
+        return _split_product(ctx, a, b, out, ways, stoppable, by_rows, tile)
     key = (m, k, n, a.dtype.char, b.dtype.char)  # row blocks keep the bits: split only where that is faster
     ways = split_choice.choose(key, ways)
     started = time.perf_counter()
-    out = np.matmul(a, b, out=out) if ways == 1 else _split_product(ctx, a, b, out, ways, stoppable, by_rows)
+    out = np.matmul(a, b, out=out) if ways == 1 else _split_product(ctx, a, b, out, ways, stoppable, by_rows, tile)
     split_choice.record(key, ways, time.perf_counter() - started)
     return out
 
 
-def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool):
+def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, tile: int):
     (m, k), n = a.shape, b.shape[1]
     macs = m * k * n
     if out is None:
@@ -63,7 +64,7 @@ def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool):
     length, across = (m, n) if by_rows else (n, m)  # the side cut into blocks, and the other one
     most = max(1, BLOCK_MACS // max(k * across, 1)) if stoppable else None
     depth = k if not stoppable or k * across <= BLOCK_MACS else max(1, BLOCK_MACS // max(across, 1))
-    blocks = intra_op.split(length, ways, most, ROW_TILE if by_rows else 1)
+    blocks = intra_op.split(length, ways, most, tile if by_rows else 1)
     if by_rows and macs > SMALL_PRODUCT_MACS:
         blocks = _at_least(blocks, SMALL_PRODUCT_MACS // (k * across) + 1)
 

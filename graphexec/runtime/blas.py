@@ -26,6 +26,12 @@ _threads: int | None = None  # what we set; None: the library's default, read on
 _warmed = 0  # how many of OpenBLAS's buffers warm_buffers has written
 _warm_lock = threading.Lock()
 WARM_SIZE = 384  # the smallest square product found to write every page later products read (see above)
+# Rows that OpenBLAS's single-precision kernel computes together, by the core it picked: a product cut into
+# blocks of rows that start on multiples of its tile keeps the unsplit product's bits (ops/interruptible.py;
+# every other cut of 128 x 784 x 256 on Haswell's kernel changed some rows). Checked on each machine by
+# tests/unit/test_intra_op.py. Other cores, dtypes and libraries get ANY_ROW_TILE.
+SGEMM_ROW_TILES = {"Haswell": 12, "SkylakeX": 16}
+ANY_ROW_TILE = 48  # a multiple of every tile seen: sgemm 12 or 16 rows, dgemm 2 to 16
 
 
 def limit_threads(threads: int) -> None:
@@ -48,6 +54,16 @@ def single_threaded() -> bool:
 @functools.cache  # sessions ask on every creation, and the library does not change in a process
 def _openblas() -> bool:
     return any(info.get("internal_api") == "openblas" for info in threadpoolctl.threadpool_info())
+
+
+@functools.cache
+def row_tile(single_precision: bool) -> int:
+    """The row multiple at which blocks of a product keep its bits (see SGEMM_ROW_TILES): a smaller one lets
+    a split product's parts be even (W3's 128 rows: 60 + 68 rather than 48 + 80)."""
+    cores = {info.get("architecture") for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+    if single_precision and len(cores) == 1 and _openblas():
+        return SGEMM_ROW_TILES.get(cores.pop(), ANY_ROW_TILE)
+    return ANY_ROW_TILE
 
 
 def warm_buffers(calls: int) -> None:

@@ -7,8 +7,11 @@ with a busy neighbour may not run for milliseconds. On that kind W3's 25.7M-mult
 no faster split (0.54-1.18 ms against 0.6-0.95 whole) and its in-process step took 2.3-3.3 ms with
 splits against 2.3-2.5 without, while on others the same products took 0.45 split against 0.59 whole.
 No fixed threshold is right everywhere, so each kernel shape (a `key`) that is large enough to split
-keeps its last few times each way and takes the faster; every EXPLORE_EVERY-th call it takes the other
-way once, so a change (a neighbour that comes or goes) is noticed.
+keeps its last few times each way and takes the faster; every EXPLORE_EVERY-th call it looks at the other
+way for LOOK_CALLS calls, so a change (a neighbour that comes or goes) is noticed. A look's first call is
+not counted: it pays for waking helpers that slept since the last split, which a program that keeps to
+that way does not pay on every call (Zen 3 kind, in W3's step: its forward product took 0.94-1.2 ms split
+in single looks, 0.6-0.67 ms split on every call, 0.6 ms whole).
 
 Only kernels whose split gives the same bits as the whole use this (elementwise passes, products cut
 into blocks of rows on ROW_TILE): a choice made by timing must never change a result.
@@ -20,17 +23,21 @@ import collections
 SAMPLES = 5  # times kept each way; their median decides
 WARM_UP = 3  # times each way before the first decision (alternating, split first)
 EXPLORE_EVERY = 32
+LOOK_CALLS = 3  # calls a look at the other way lasts; its first is not counted
 MAX_KEYS = 1024  # shapes remembered; all are forgotten when full (a steady program has a few)
 
 
 class _Timings:
-    __slots__ = ("calls", "split", "split_faster", "whole")
+    __slots__ = ("calls", "look_left", "look_splits", "skip_record", "split", "split_faster", "whole")
 
     def __init__(self):
         self.split: collections.deque[float] = collections.deque(maxlen=SAMPLES)
         self.whole: collections.deque[float] = collections.deque(maxlen=SAMPLES)
         self.calls = 0
         self.split_faster = True
+        self.look_left = 0  # calls left in the current look at the other way
+        self.look_splits = False  # which way the current look takes
+        self.skip_record = False  # the next time recorded is a look's first: dropped
 
 
 _timings: dict = {}
@@ -49,14 +56,21 @@ def choose(key, ways: int) -> int:
     split, whole = len(timings.split), len(timings.whole)
     if split < WARM_UP or whole < WARM_UP:
         return ways if split <= whole else 1
-    take_split = timings.split_faster != (timings.calls % EXPLORE_EVERY == 0)
-    return ways if take_split else 1
+    if not timings.look_left and timings.calls % EXPLORE_EVERY == 0:
+        timings.look_left, timings.look_splits, timings.skip_record = LOOK_CALLS, not timings.split_faster, True
+    if timings.look_left:
+        timings.look_left -= 1
+        return ways if timings.look_splits else 1
+    return ways if timings.split_faster else 1
 
 
 def record(key, ways: int, seconds: float) -> None:
     """How long a call of `key` took, split (`ways` > 1) or whole."""
     timings = _timings.get(key)
     if timings is None:
+        return
+    if timings.skip_record:
+        timings.skip_record = False
         return
     (timings.split if ways > 1 else timings.whole).append(seconds)
     if len(timings.split) >= WARM_UP and len(timings.whole) >= WARM_UP:

@@ -78,7 +78,7 @@ def test_split_products_and_convolutions_equal_one_thread(two_threads, conv_libr
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_blocks_of_a_product_keep_its_bits(two_threads, dtype):
-    """Blocks of rows start on interruptible.ROW_TILE, a multiple of BLAS kernels' row tiles: on
+    """Blocks of rows start on a multiple of the BLAS kernel's row tile (blas.row_tile): on
     OpenBLAS's Haswell kernel (12-row sgemm tiles) halves of 64 rows gave rows 24-31 other last bits. And
     no block of a product above OpenBLAS's small-matrix bound falls under it (SkylakeX kernels: 48 of 131
     rows by 784 by 24 gave other bits)."""
@@ -87,6 +87,27 @@ def test_row_blocks_of_a_product_keep_its_bits(two_threads, dtype):
     for m, k, n in ((64, 70, 30), (100, 33, 20), (131, 784, 24), (250, 16, 40), (300, 700, 30), (200, 784, 24)):
         a, b = rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)
         np.testing.assert_array_equal(interruptible.matmul(ctx, a, b), a @ b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cuts_at_the_blas_row_tile_keep_the_bits_on_this_machine(dtype):
+    """blas.row_tile's claim for this machine's BLAS kernel, checked directly: rows computed in blocks cut at
+    any multiple of the tile are the unsplit product's (each block above OpenBLAS's small-matrix bound)."""
+    from graphexec.runtime import blas
+
+    blas.limit_threads(1)
+    tile = blas.row_tile(dtype == np.float32)
+    assert tile in (*blas.SGEMM_ROW_TILES.values(), blas.ANY_ROW_TILE)
+    rng = np.random.default_rng(7)
+    for m, k, n in ((128, 784, 256), (200, 512, 300)):
+        a, b = rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)
+        whole = a @ b
+        for cut in range(tile, m, tile):
+            np.testing.assert_array_equal(np.concatenate([a[:cut] @ b, a[cut:] @ b]), whole, err_msg=f"cut {cut}")
+        transposed = np.asfortranarray(a)  # x.T in a gradient is such a view
+        for cut in range(tile, m, tile):
+            np.testing.assert_array_equal(np.concatenate([transposed[:cut] @ b, transposed[cut:] @ b]),
+                                          transposed @ b, err_msg=f"cut {cut} of a column-major operand")
 
 
 def test_aligned_splits_cut_at_multiples_and_keep_their_bound():

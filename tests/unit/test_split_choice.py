@@ -29,9 +29,11 @@ def test_warm_up_alternates_then_the_faster_way_sticks_with_a_look_at_the_other(
     chosen = _choices("slow split", 200, split_s=2e-3, whole_s=1e-3)
     assert chosen[:warm] == [2, 1] * split_choice.WARM_UP  # split first
     later = chosen[warm:]
-    assert later.count(2) == pytest.approx(len(later) / split_choice.EXPLORE_EVERY, abs=1)  # only its looks
+    looks = len(later) // split_choice.EXPLORE_EVERY
+    assert later.count(2) == pytest.approx(looks * split_choice.LOOK_CALLS, abs=split_choice.LOOK_CALLS)  # its looks
+    assert "2, 2, 2" in str(later) and "2, 2, 2, 2" not in str(later)  # each look: LOOK_CALLS calls in a row
     chosen = _choices("fast split", 200, split_s=1e-3, whole_s=2e-3)
-    assert chosen[warm:].count(1) == pytest.approx((200 - warm) / split_choice.EXPLORE_EVERY, abs=1)
+    assert chosen[warm:].count(1) == pytest.approx(looks * split_choice.LOOK_CALLS, abs=split_choice.LOOK_CALLS)
 
 
 def test_a_change_of_speed_is_noticed_through_the_looks():
@@ -40,7 +42,20 @@ def test_a_change_of_speed_is_noticed_through_the_looks():
     assert split_choice.choose("changes", 2) == 2
     # A neighbour arrives: splits now take 5 ms. The medians of the last SAMPLES looks decide.
     chosen = _choices("changes", split_choice.EXPLORE_EVERY * split_choice.SAMPLES, split_s=5e-3, whole_s=2e-3)
-    assert chosen[-split_choice.EXPLORE_EVERY // 2:].count(2) <= 1
+    assert chosen[-split_choice.EXPLORE_EVERY // 2:].count(2) <= split_choice.LOOK_CALLS
+
+
+def test_a_look_does_not_count_its_first_call_which_wakes_the_helpers():
+    """A split that is slow only when the helpers slept since the last split (its first call after running
+    whole) is found faster: a look's first call is not counted."""
+    split_choice.forget()
+    chosen, previous = [], 2
+    for _ in range(40 * split_choice.EXPLORE_EVERY):
+        ways = split_choice.choose("cold helpers", 2)
+        seconds = (1e-3 if previous > 1 else 10e-3) if ways > 1 else 2e-3
+        split_choice.record("cold helpers", ways, seconds)
+        chosen.append(previous := ways)
+    assert chosen[-split_choice.EXPLORE_EVERY:].count(2) >= split_choice.EXPLORE_EVERY - split_choice.LOOK_CALLS
 
 
 def test_one_thread_never_splits_and_a_new_thread_count_forgets(two_threads):
