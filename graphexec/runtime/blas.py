@@ -60,8 +60,10 @@ def _openblas() -> bool:
 def row_tile(single_precision: bool) -> int:
     """The row multiple at which blocks of a product keep its bits (see SGEMM_ROW_TILES): a smaller one lets
     a split product's parts be even (W3's 128 rows: 60 + 68 rather than 48 + 80)."""
-    cores = {info.get("architecture") for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
-    if single_precision and len(cores) == 1 and _openblas():
+    # numpy's products run on its OpenBLAS; torch's MKL, also listed once torch is loaded, does not count.
+    cores = {info.get("architecture") for info in threadpoolctl.threadpool_info()
+             if info.get("internal_api") == "openblas"}
+    if single_precision and len(cores) == 1:
         return SGEMM_ROW_TILES.get(cores.pop(), ANY_ROW_TILE)
     return ANY_ROW_TILE
 
