@@ -7,8 +7,11 @@ with a busy neighbour may not run for milliseconds. On that kind W3's 25.7M-mult
 no faster split (0.54-1.18 ms against 0.6-0.95 whole) and its in-process step took 2.3-3.3 ms with
 splits against 2.3-2.5 without, while on others the same products took 0.45 split against 0.59 whole.
 No fixed threshold is right everywhere, so each kernel shape (a `key`) that is large enough to split
-keeps its last few times each way and takes the faster; every EXPLORE_EVERY-th call it looks at the other
-way for LOOK_CALLS calls, so a change (a neighbour that comes or goes) is noticed. A look's first call is
+keeps its last few times each way and takes the faster; now and then it looks at the other way for
+LOOK_CALLS calls, so a change (a neighbour that comes or goes) is noticed. Looks come EXPLORE_EVERY calls
+apart, and twice as far apart (up to MAX_EXPLORE_EVERY) each time one leaves the choice as it was: a way
+that stays slower costs less and less to watch. A change in the way taken shows at once in its own times,
+which are kept on every call. A look's first call is
 not counted: it pays for waking helpers that slept since the last split, which a program that keeps to
 that way does not pay on every call (Zen 3 kind, in W3's step: its forward product took 0.94-1.2 ms split
 in single looks, 0.6-0.67 ms split on every call, 0.6 ms whole).
@@ -22,19 +25,22 @@ import collections
 
 SAMPLES = 5  # times kept each way; their median decides
 WARM_UP = 3  # times each way before the first decision (alternating, split first)
-EXPLORE_EVERY = 32
+EXPLORE_EVERY = 32  # calls between looks at the other way, at first and after a look changed the choice
+MAX_EXPLORE_EVERY = 512
 LOOK_CALLS = 3  # calls a look at the other way lasts; its first is not counted
 MAX_KEYS = 1024  # shapes remembered; all are forgotten when full (a steady program has a few)
 
 
 class _Timings:
-    __slots__ = ("calls", "look_left", "look_splits", "skip_record", "split", "split_faster", "whole")
+    __slots__ = ("countdown", "interval", "look_left", "look_splits", "skip_record", "split", "split_faster",
+                 "split_faster_at_look", "whole")
 
     def __init__(self):
         self.split: collections.deque[float] = collections.deque(maxlen=SAMPLES)
         self.whole: collections.deque[float] = collections.deque(maxlen=SAMPLES)
-        self.calls = 0
         self.split_faster = True
+        self.interval = self.countdown = EXPLORE_EVERY  # calls between looks; calls until the next one
+        self.split_faster_at_look = None  # the choice when the last look began
         self.look_left = 0  # calls left in the current look at the other way
         self.look_splits = False  # which way the current look takes
         self.skip_record = False  # the next time recorded is a look's first: dropped
@@ -52,16 +58,26 @@ def choose(key, ways: int) -> int:
         if len(_timings) >= MAX_KEYS:
             _timings.clear()
         timings = _timings[key] = _Timings()
-    timings.calls += 1
     split, whole = len(timings.split), len(timings.whole)
     if split < WARM_UP or whole < WARM_UP:
         return ways if split <= whole else 1
-    if not timings.look_left and timings.calls % EXPLORE_EVERY == 0:
-        timings.look_left, timings.look_splits, timings.skip_record = LOOK_CALLS, not timings.split_faster, True
+    timings.countdown -= 1
+    if not timings.look_left and timings.countdown <= 0:
+        _begin_look(timings)
     if timings.look_left:
         timings.look_left -= 1
         return ways if timings.look_splits else 1
     return ways if timings.split_faster else 1
+
+
+def _begin_look(timings: _Timings) -> None:
+    """Start a look at the way not taken; the previous look left the choice as it was: wait twice as long
+    for the next one."""
+    unchanged = timings.split_faster == timings.split_faster_at_look
+    timings.interval = min(2 * timings.interval, MAX_EXPLORE_EVERY) if unchanged else EXPLORE_EVERY
+    timings.countdown = timings.interval
+    timings.split_faster_at_look = timings.split_faster
+    timings.look_left, timings.look_splits, timings.skip_record = LOOK_CALLS, not timings.split_faster, True
 
 
 def record(key, ways: int, seconds: float) -> None:

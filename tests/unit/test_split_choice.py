@@ -23,17 +23,32 @@ def _choices(key, calls, split_s, whole_s):
     return chosen
 
 
-def test_warm_up_alternates_then_the_faster_way_sticks_with_a_look_at_the_other():
+def _looks(chosen, other):
+    """(start, length) of each run of `other` in `chosen`."""
+    runs, start = [], None
+    for index, ways in enumerate([*chosen, None]):
+        if ways == other and start is None:
+            start = index
+        elif ways != other and start is not None:
+            runs.append((start, index - start))
+            start = None
+    return runs
+
+
+def test_warm_up_alternates_then_the_faster_way_sticks_with_looks_ever_further_apart():
     split_choice.forget()
     warm = 2 * split_choice.WARM_UP
-    chosen = _choices("slow split", 200, split_s=2e-3, whole_s=1e-3)
-    assert chosen[:warm] == [2, 1] * split_choice.WARM_UP  # split first
-    later = chosen[warm:]
-    looks = len(later) // split_choice.EXPLORE_EVERY
-    assert later.count(2) == pytest.approx(looks * split_choice.LOOK_CALLS, abs=split_choice.LOOK_CALLS)  # its looks
-    assert "2, 2, 2" in str(later) and "2, 2, 2, 2" not in str(later)  # each look: LOOK_CALLS calls in a row
-    chosen = _choices("fast split", 200, split_s=1e-3, whole_s=2e-3)
-    assert chosen[warm:].count(1) == pytest.approx(looks * split_choice.LOOK_CALLS, abs=split_choice.LOOK_CALLS)
+    calls = 2000
+    for key, split_s, whole_s, other in (("slow split", 2e-3, 1e-3, 2), ("fast split", 1e-3, 2e-3, 1)):
+        chosen = _choices(key, calls, split_s=split_s, whole_s=whole_s)
+        assert chosen[:warm] == [2, 1] * split_choice.WARM_UP  # split first
+        looks = _looks(chosen[warm:], other)
+        assert {length for _, length in looks} == {split_choice.LOOK_CALLS}  # each look: LOOK_CALLS calls in a row
+        gaps = [b - a for (a, _), (b, _) in zip(looks, looks[1:])]
+        assert gaps[:2] == [split_choice.EXPLORE_EVERY, 2 * split_choice.EXPLORE_EVERY]  # each look left it as it was
+        assert gaps == sorted(gaps)
+        assert gaps[-1] == split_choice.MAX_EXPLORE_EVERY  # and no further apart than that
+        assert len(looks) < 2 * calls / split_choice.MAX_EXPLORE_EVERY + 5  # against calls / 32 unchanged
 
 
 def test_a_change_of_speed_is_noticed_through_the_looks():
