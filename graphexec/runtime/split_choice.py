@@ -11,17 +11,18 @@ keeps its last few times each way and takes the faster; now and then it looks at
 LOOK_CALLS calls, so a change (a neighbour that comes or goes) is noticed. Looks come EXPLORE_EVERY calls
 apart, and twice as far apart (up to MAX_EXPLORE_EVERY) each time one leaves the choice as it was: a way
 that stays slower costs less and less to watch. A change in the way taken shows at once in its own times,
-which are kept on every call. A look's first call is
-not counted: it pays for waking helpers that slept since the last split, which a program that keeps to
-that way does not pay on every call (Zen 3 kind, in W3's step: its forward product took 0.94-1.2 ms split
-in single looks, 0.6-0.67 ms split on every call, 0.6 ms whole).
+which are kept on every call. A look's first call is not counted: it pays for waking helpers that slept
+since the last split, which a program that keeps to that way does not pay on every call (Zen 3 kind, in
+W3's step: its forward product took 0.94-1.2 ms split in single looks, 0.6-0.67 ms split on every call,
+0.6 ms whole).
 
 Only kernels whose split gives the same bits as the whole use this (elementwise passes, products cut
-into blocks of rows on ROW_TILE): a choice made by timing must never change a result.
+into blocks of rows on the BLAS kernel's row tile): a choice made by timing must never change a result.
 """
 from __future__ import annotations
 
 import collections
+import statistics
 
 SAMPLES = 5  # times kept each way; their median decides
 WARM_UP = 3  # times each way before the first decision (alternating, split first)
@@ -90,14 +91,9 @@ def record(key, ways: int, seconds: float) -> None:
         return
     (timings.split if ways > 1 else timings.whole).append(seconds)
     if len(timings.split) >= WARM_UP and len(timings.whole) >= WARM_UP:
-        timings.split_faster = _median(timings.split) <= _median(timings.whole)
+        timings.split_faster = statistics.median_high(timings.split) <= statistics.median_high(timings.whole)
 
 
 def forget() -> None:
     """Drop every timing (the thread count changed: the old ones no longer say anything)."""
     _timings.clear()
-
-
-def _median(times) -> float:
-    ordered = sorted(times)
-    return ordered[len(ordered) // 2]

@@ -101,7 +101,7 @@ def test_run_timed_splits_where_helpers_halve_the_time(two_threads):
 
 @pytest.mark.parametrize("m,k,n", [(128, 784, 256), (784, 128, 256), (100, 50, 300)])
 def test_a_product_has_the_same_bits_split_or_whole(two_threads, monkeypatch, m, k, n):
-    """Products with rows for two ROW_TILE blocks are cut by rows however wide they are (cut by columns,
+    """Products with at least ROWS_TO_CUT rows are cut by rows however wide they are (cut by columns,
     128 x 784 x 256 gave 852 elements other last bits on Haswell's sgemm), so timing may choose either way."""
     rng = np.random.default_rng(5)
     a, b = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(k, n)).astype(np.float32)
