@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import graphexec
 from graphexec import errors
 from graphexec.rpc import tls
-from graphexec.runtime import blas, conv_library, intra_op
+from graphexec.runtime import blas, compiled, conv_library, intra_op
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
 from graphexec.server import direct, logs, supervisor, worker_runs
@@ -155,6 +155,11 @@ SETTINGS = (
             "when torch imports, at the first convolution; torch: loaded at start, required), or graphexec's "
             "own im2col + BLAS kernels (numpy) (graphexec/runtime/conv_library.py)",
             str.lower, conv_library.CHOICES),
+    Setting("both", "--compiled-kernels", "GRAPHEXEC_COMPILED_KERNELS", "auto", "auto (numba when it is installed)",
+            "one-pass optimizer updates (Adam, RMSProp, momentum, gradient descent on 4096 or more elements) "
+            "compiled by numba, same bits as numpy's passes (auto: compiled in the background at first use, "
+            "numpy meanwhile; numba: compiled at start, required), or numpy's passes only "
+            "(graphexec/runtime/compiled.py)", str.lower, compiled.CHOICES),
     Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
             f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
     Setting("both", "--log-format", "GRAPHEXEC_LOG_FORMAT", "text", "text",
@@ -522,7 +527,11 @@ def _tune(args) -> None:
         kernels = conv_library.choose(args.conv_library, now=args.conv_library == "torch")
     except ImportError as error:
         raise UsageError(f"--conv-library torch: {error}") from None
-    log.info("convolutions: %s; intra-op threads: %d", kernels, intra_op.threads())
+    try:
+        loops = compiled.choose(args.compiled_kernels, now=args.compiled_kernels == "numba")
+    except ImportError as error:
+        raise UsageError(f"--compiled-kernels numba: {error}") from None
+    log.info("convolutions: %s; compiled loops: %s; intra-op threads: %d", kernels, loops, intra_op.threads())
     keep_freed_memory(one_arena=True)
 
 

@@ -19,7 +19,7 @@ from graphexec.framework import apply_op
 from graphexec.ops import interruptible, rules, workspace
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import host_ints, shape_of
-from graphexec.runtime import conv_library, intra_op
+from graphexec.runtime import compiled, conv_library, intra_op
 
 FLOAT = rules.same_dtype(*dtypes.FLOATING)
 
@@ -548,6 +548,54 @@ def _max_pool_with_indices(ctx, x, ksize, strides, padding, data_format="NHWC"):
     return _max_pool(ctx, x, ksize, strides, padding), xp.zeros((0,), np.int64)
 
 
+def _routed_loop(grad, dy, indices, sh, sw, kh, kw, top, left):
+    """MaxPoolGrad of windows that do not overlap, from torch's indices: each input takes its window's dy
+    where the window's index names it, else 0. One pass that writes every input once (torch's kernel
+    zeroes the gradient, then adds: 0.67 against 1.72 ms on W10's first pool, one thread, Zen 4)."""
+    n, h, w, c = grad.shape
+    _, oh, ow, _ = dy.shape
+    for b in range(n):
+        for r in range(h):
+            i = (r + top) // sh
+            a = r + top - i * sh
+            for q in range(w):
+                j = (q + left) // sw
+                e = q + left - j * sw
+                out = grad[b, r, q]
+                if i >= oh or a >= kh or j >= ow or e >= kw:
+                    out[:] = 0
+                    continue
+                d, where, at = dy[b, i, j], indices[b, i, j], r * w + q
+                for channel in range(c):
+                    out[channel] = d[channel] if where[channel] == at else 0
+
+
+def _routed_signatures(types):
+    four = types.Array(types.float32, 4, "C")
+    read = types.Array(types.float32, 4, "C", readonly=True)
+    indices = types.Array(types.int64, 4, "C", readonly=True)
+    return [types.void(four, read, indices, *[types.int64] * 6)]
+
+
+ROUTED = compiled.Loop(_routed_loop, _routed_signatures)
+
+
+def _routed_max_pool_grad(ctx, dy, indices, ksize, strides, pads, grad) -> bool:
+    """`_routed_loop` by slices of images on the intra-op threads, where it applies (windows that do not
+    overlap, contiguous operands) and is compiled; False, with nothing done, otherwise."""
+    _, kh, kw, _ = ksize
+    if strides[1] < kh or strides[2] < kw or not (dy.flags.c_contiguous and indices.flags.c_contiguous):
+        return False
+    loop = ROUTED.get()
+    if loop is None:
+        return False
+    dy, indices = compiled.read_only(dy), compiled.read_only(indices)
+    top, left = pads[1][0], pads[2][0]
+    _on_slices(ctx, grad.shape[0], _library_pool_ways(grad), lambda s: loop(
+        grad[s], dy[s], indices[s], strides[1], strides[2], kh, kw, top, left))
+    return True
+
+
 def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, data_format="NHWC"):
     """MaxPoolGrad from the forward pass's indices: dy added where each maximum came from. TF's
     MaxPoolGrad exactly, so where a window held a NaN (TF routes nothing to it; torch's index points at
@@ -557,8 +605,9 @@ def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, d
         _, kh, kw, _ = ksize
         _, _, pads = _geometry(x.shape, kh, kw, strides, padding)
         grad = np.empty(x.shape, dy.dtype)
-        _on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
-            conv_library.max_pool_gradient_at(x[s], dy[s], indices[s], ksize, strides, pads, grad[s])))
+        if not _routed_max_pool_grad(ctx, dy, indices, ksize, strides, pads, grad):
+            _on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
+                conv_library.max_pool_gradient_at(x[s], dy[s], indices[s], ksize, strides, pads, grad[s])))
         return grad
     return _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format)
 

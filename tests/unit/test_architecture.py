@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "graphexec"
-OPTIONAL_DEPENDENCIES = frozenset({"cupy", "cupyx", "torch"})  # GPU workers; oneDNN convolutions (kernels extra)
+OPTIONAL_DEPENDENCIES = frozenset({"cupy", "cupyx", "torch", "numba"})  # GPU workers; the kernels extra
 
 
 def _modules() -> dict[str, Path]:

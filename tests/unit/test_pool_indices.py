@@ -8,13 +8,16 @@ import pytest
 
 import graphexec as tf
 from graphexec.ops import conv_ops
-from graphexec.runtime import intra_op
+from graphexec.runtime import compiled, intra_op
+from graphexec.runtime import conv_library as library
 from graphexec.runtime.context import ExecContext
 
 # (ksize, stride, padding, input shape): tiling windows, overlapping ones, stride 1, SAME padding that
 # is the same on both sides and SAME padding with an extra row and column after (torch cannot say it).
+# Windows apart (stride over ksize) and tiling ones with padding before them too.
 CASES = [(2, 2, "SAME", (4, 28, 28, 8)), (3, 2, "SAME", (3, 9, 9, 4)), (3, 1, "SAME", (2, 7, 7, 3)),
-         (2, 2, "VALID", (2, 7, 9, 5)), (3, 2, "SAME", (3, 8, 8, 4)), (3, 3, "VALID", (2, 9, 9, 2))]
+         (2, 2, "VALID", (2, 7, 9, 5)), (3, 2, "SAME", (3, 8, 8, 4)), (3, 3, "VALID", (2, 9, 9, 2)),
+         (2, 3, "VALID", (2, 8, 10, 3)), (3, 3, "SAME", (2, 7, 7, 3))]
 
 
 @pytest.fixture
@@ -24,6 +27,26 @@ def two_threads(monkeypatch):
     monkeypatch.setattr(intra_op, "MIN_ELEMENTS", 1)  # test-sized pools split over both threads
     yield
     intra_op.set_threads(previous)
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def routing(request):
+    """The gradient from indices on torch's kernel, or, where windows do not overlap, on the compiled
+    loop (ops/conv_ops._routed_loop): yields the list of the loop's calls."""
+    previous = compiled.choice()
+    calls = []
+    if request.param == "numba":
+        pytest.importorskip("numba")
+        compiled.choose("auto")
+        loop = conv_ops.ROUTED.wait(timeout=120)
+        assert loop is not None
+        conv_ops.ROUTED.compiled = lambda *args: calls.append(args[0].shape) or loop(*args)
+    else:
+        compiled.choose("numpy")
+    yield request.param, calls
+    if request.param == "numba":
+        conv_ops.ROUTED.compiled = loop
+    compiled.choose(previous)
 
 
 def _values(shape, ties, dtype=np.float32):
@@ -53,7 +76,8 @@ def _max_pool_grad(x, z, dy, k, s, padding):
 
 @pytest.mark.parametrize("k, s, padding, shape", CASES)
 @pytest.mark.parametrize("ties", [False, True])
-def test_the_gradient_from_indices_has_maxpoolgrads_bits(k, s, padding, shape, ties, conv_library, two_threads):
+def test_the_gradient_from_indices_has_maxpoolgrads_bits(k, s, padding, shape, ties, conv_library, two_threads,
+                                                         routing):
     x = _values(shape, ties)
     oh, ow, _ = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)
     dy = np.random.default_rng(1).standard_normal((shape[0], oh, ow, shape[3])).astype(np.float32)
@@ -63,6 +87,11 @@ def test_the_gradient_from_indices_has_maxpoolgrads_bits(k, s, padding, shape, t
     np.testing.assert_array_equal(grad, _max_pool_grad(x, z, dy, k, s, padding))
     # every window's gradient reaches exactly one input of it (windows may share inputs: sums compared)
     np.testing.assert_allclose(grad.sum(axis=(1, 2)), dy.sum(axis=(1, 2)), rtol=1e-4, atol=1e-4)
+    choice, calls = routing
+    pads = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)[2]
+    with_indices = conv_library == "torch" and library._pool_args([1, k, k, 1], [1, s, s, 1], pads) is not None
+    routed = choice == "numba" and s >= k and with_indices  # windows apart, and torch's indices to read
+    assert sum(images[0] for images in calls) == (shape[0] if routed else 0)
 
 
 @pytest.mark.parametrize("where", ["input", "gradient"])
