@@ -156,10 +156,11 @@ SETTINGS = (
             "own im2col + BLAS kernels (numpy) (graphexec/runtime/conv_library.py)",
             str.lower, conv_library.CHOICES),
     Setting("both", "--compiled-kernels", "GRAPHEXEC_COMPILED_KERNELS", "auto", "auto (numba when it is installed)",
-            "one-pass optimizer updates (Adam, RMSProp, momentum, gradient descent on 4096 or more elements) "
-            "compiled by numba, same bits as numpy's passes (auto: compiled in the background at first use, "
-            "numpy meanwhile; numba: compiled at start, required), or numpy's passes only "
-            "(graphexec/runtime/compiled.py)", str.lower, compiled.CHOICES),
+            "one-pass loops compiled by numba, same bits as the kernels they stand for: optimizer updates "
+            "(Adam, RMSProp, momentum, gradient descent on 4096 or more elements) and max-pool gradients of "
+            "windows apart (auto: compiled in the background at first use, the other kernels meanwhile; numba: "
+            "compiled at start, required), or none (numpy) (graphexec/runtime/compiled.py)",
+            str.lower, compiled.CHOICES),
     Setting("both", "--log-level", "GRAPHEXEC_LOG_LEVEL", "WARNING", "WARNING",
             f"logging threshold: {', '.join(LOG_LEVELS)}", str.upper, LOG_LEVELS, metavar="LEVEL"),
     Setting("both", "--log-format", "GRAPHEXEC_LOG_FORMAT", "text", "text",
