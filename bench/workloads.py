@@ -1,4 +1,4 @@
-"""W1..W8 and W10 (see /work/shared/bench/WORKLOADS.md), timed against the `System` interface.
+"""W1..W10 (see /work/shared/bench/WORKLOADS.md), timed against the `System` interface.
 
 Each `measure_wN(system, params)` returns a dict of figures in base units: seconds,
 bytes per second, runs per second. Results are checked against numpy once, outside timing.
@@ -295,5 +295,50 @@ def measure_w10(system, p):
             "w10_first_loss": float(losses[0]), "w10_last_loss": float(losses[-1])}
 
 
+W9_BLOCKS = 8  # per deployment, alternating which goes first
+
+
+def measure_w9(system, p):
+    """W1 and W3 on the Redis deployment and on embedded `serve`, in alternating blocks from this one
+    client process, so that both see the same minutes of a shared machine (figures taken from separate
+    systems' children, minutes apart, swung 1.0x-1.7x on W1 with nothing changed). W1: p50 of each
+    deployment's runs; W3: steps/s over each deployment's blocks. Both get 2x W1's runs and W3's steps."""
+    if not hasattr(system, "w9_deployments"):
+        raise NotApplicable("W9 runs on graphexec_redis, which starts an embedded serve beside it")
+    deployments = system.w9_deployments()
+    a, b = graphs.w1_inputs()
+    runs = {name: d.build_w1() for name, d in deployments.items()}
+    steps = {name: d.build_w3() for name, d in deployments.items()}
+    batches = graphs.mlp_batches()
+    for name in deployments:
+        check_close(deployments[name], runs[name](a, b), a + b, f"W9 W1 ({name})")
+        for i in range(p.w3_warmup):
+            steps[name](*batches[i % len(batches)])
+        for _ in range(p.w1_warmup):
+            runs[name](a, b)
+    latencies = {name: [] for name in deployments}
+    step_time = dict.fromkeys(deployments, 0.0)
+    per_block_runs, per_block_steps = max(1, 2 * p.w1_runs // W9_BLOCKS), max(1, 2 * p.w3_steps // W9_BLOCKS)
+    for block in range(2 * W9_BLOCKS):
+        order = list(deployments) if block % 2 == 0 else list(deployments)[::-1]
+        for name in order:
+            if block < W9_BLOCKS:
+                for _ in range(per_block_runs):
+                    t0 = now()
+                    runs[name](a, b)
+                    latencies[name].append(now() - t0)
+            else:
+                t0 = now()
+                for i in range(per_block_steps):
+                    steps[name](*batches[i % len(batches)])
+                step_time[name] += now() - t0
+    figures = {}
+    for name in deployments:
+        figures[f"w9_w1_{name}_p50_s"] = percentile(latencies[name], 50)
+        figures[f"w9_w3_{name}_steps_per_s"] = W9_BLOCKS * per_block_steps / step_time[name]
+    return figures
+
+
 MEASURES = {"W1": measure_w1, "W2": measure_w2, "W3": measure_w3, "W4": measure_w4,
-            "W5": measure_w5, "W6": measure_w6, "W7": measure_w7, "W8": measure_w8, "W10": measure_w10}
+            "W5": measure_w5, "W6": measure_w6, "W7": measure_w7, "W8": measure_w8, "W9": measure_w9,
+            "W10": measure_w10}

@@ -168,6 +168,14 @@ class GraphexecRedis(GraphexecEmbedded):
         self._processes.extend(replicas)
         self.target, self.target_b = (replica.match.group(1) for replica in replicas)
 
+    def w9_deployments(self):
+        """{"redis": this system, "embedded": a client of a plain `serve` started beside it} for W9."""
+        server = start_serve("graphexec-embedded-w9")
+        self._processes.append(server)
+        embedded = GraphexecEmbedded.connect({"target": server.match.group(1)})
+        embedded._sessions = self._sessions  # closed with this system's
+        return {"redis": self, "embedded": embedded}
+
     @feature_or_unavailable
     def build_w6(self, first_add):
         """Each replica gets its own copy of the graph, so no client-side cache helps replica B."""

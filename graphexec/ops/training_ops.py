@@ -17,7 +17,8 @@ operand instead of once per operation (Adam on W10's 3.2M-weight layer: 33-38 ->
 2-vCPU machine), and groups of blocks run on the intra-op threads (7.1 -> 4.8 ms on another day). Each
 element still goes through the same operations in the same order.
 
-With numba installed, the common updates of 4096 elements or more are one compiled pass instead (the
+With numba installed, momentum's, Adam's and RMSProp's updates of 4096 elements or more are one compiled
+pass instead (the
 `*_loop` functions below, runtime/compiled.py): the same operations in the same order, so the same bits
 (W10's Adam step, 3.2M weights: ~6 -> ~3.3 ms).
 """
@@ -119,11 +120,8 @@ def _fits(value, grad):
 
 
 # One-pass loops (runtime/compiled.py): each does its numpy kernel's operations in the same order.
-def _descend_loop(new, grad, value, alpha):
-    for i in range(new.size):
-        new[i] = value[i] - grad[i] * alpha
-
-
+# Gradient descent keeps numpy's two passes: one pass would save ~30 us a step on W3's 200K weights, less
+# than what the loop's compile (~1 s holding the GIL, on a background thread) costs the steps it overlaps.
 def _momentum_loop(accum, new, old, grad, value, lr, momentum):
     for i in range(new.size):
         a = old[i] * momentum + grad[i]
@@ -151,7 +149,6 @@ def _rms_prop_loop(new_ms, mom, new, ms, old_mom, grad, value, keep, epsilon, lr
         new[i] = value[i] - step
 
 
-DESCEND = compiled.Loop(_descend_loop, compiled.elementwise(outputs=1, inputs=2, scalars=1))
 MOMENTUM = compiled.Loop(_momentum_loop, compiled.elementwise(outputs=2, inputs=3, scalars=2))
 ADAM = compiled.Loop(_adam_loop, compiled.elementwise(outputs=3, inputs=4, scalars=4))
 RMS_PROP = compiled.Loop(_rms_prop_loop, compiled.elementwise(outputs=3, inputs=4, scalars=4))
@@ -162,8 +159,6 @@ def _apply_gradient_descent(ctx, alpha, grad, var, slots, dtype, shape):
     if not _fits(value, grad):
         return _write(ctx, var, value - alpha * grad)
     new = _buffer(ctx, var, value)
-    if _compiled_parts(DESCEND, 1, (new, grad, value), (alpha,)):
-        return _write(ctx, var, new)
 
     def descend(new, grad, value):
         np.multiply(grad, alpha, out=new)

@@ -15,7 +15,6 @@ pytest.importorskip("numba")
 SIZE = 5003  # over COMPILED_MIN_ELEMENTS, and odd: parts of unequal lengths
 STEPS = 3
 OPTIMIZERS = {
-    "sgd": (lambda: tf.train.GradientDescentOptimizer(0.05), training_ops.DESCEND),
     "momentum": (lambda: tf.train.MomentumOptimizer(0.05, 0.9), training_ops.MOMENTUM),
     "adam": (lambda: tf.train.AdamOptimizer(0.01), training_ops.ADAM),
     "rmsprop": (lambda: tf.train.RMSPropOptimizer(0.01, momentum=0.5), training_ops.RMS_PROP),
