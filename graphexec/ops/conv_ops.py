@@ -574,7 +574,7 @@ def _routed_signatures(types):
     four = types.Array(types.float32, 4, "C")
     read = types.Array(types.float32, 4, "C", readonly=True)
     indices = types.Array(types.int64, 4, "C", readonly=True)
-    return [types.void(four, read, indices, *[types.int64] * 6)]
+    return {"float32": types.void(four, read, indices, *[types.int64] * 6)}
 
 
 ROUTED = compiled.Loop(_routed_loop, _routed_signatures)
@@ -586,7 +586,7 @@ def _routed_max_pool_grad(ctx, dy, indices, ksize, strides, pads, grad) -> bool:
     _, kh, kw, _ = ksize
     if strides[1] < kh or strides[2] < kw or not (dy.flags.c_contiguous and indices.flags.c_contiguous):
         return False
-    loop = ROUTED.get()
+    loop = ROUTED.get("float32")
     if loop is None:
         return False
     dy, indices = compiled.read_only(dy), compiled.read_only(indices)

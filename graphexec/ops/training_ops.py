@@ -100,7 +100,7 @@ def _compiled_parts(loop, outputs, arrays, scalars) -> bool:
             or any(np.asarray(s).dtype != dtype for s in scalars)
             or not all(a.flags.c_contiguous and a.dtype == dtype for a in arrays)):
         return False
-    kernel = loop.get()
+    kernel = loop.get(dtype.name)
     if kernel is None:
         return False
     flat = [a.reshape(-1) for a in arrays[:outputs]] + [compiled.read_only(a.reshape(-1)) for a in arrays[outputs:]]

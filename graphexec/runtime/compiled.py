@@ -6,9 +6,12 @@ A loop does the same IEEE operations in the same order as the numpy kernel it st
 dtype: numba without fastmath contracts no multiply-add and reorders nothing, so the results keep their
 bits (tests/unit/test_compiled.py checks each loop against its numpy kernel). Loops take no GIL.
 
-Nothing waits for the compiler. The first kernel that asks for a loop (`Loop.get`) gets None, takes its
-numpy path, and starts the loop compiling on a background thread (~1 s a loop; numba's cache on disk makes
-it ~0.1 s in later processes); later calls get the compiled loop.
+Nothing waits for the compiler. The first kernel that asks for a loop in a dtype (`Loop.get`) gets None,
+takes its other path, and queues that signature for one background thread; later calls get the compiled
+loop. Compiling holds the GIL in numba's Python parts (~1 s a signature; from numba's disk cache ~0.75 s
+for the first, most of it importing numba, and little for the rest), so while it has work the thread
+shortens the interpreter's switch interval to 0.5 ms: a kernel thread that wants the GIL back waits that
+long at most, not 5 ms (W3 steps took 7.7 ms instead of 2 behind a compile at the default interval).
 
 The choice (`--compiled-kernels`, GRAPHEXEC_COMPILED_KERNELS): auto (numba when it imports), numba (every
 loop compiled at start; an error when numba is missing), numpy (never).
@@ -17,81 +20,112 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import sys
 import threading
 
 log = logging.getLogger("graphexec.kernels")
 CHOICES = ("auto", "numba", "numpy")
 VARIABLE = "GRAPHEXEC_COMPILED_KERNELS"
+COMPILING_SWITCH_INTERVAL_S = 0.0005
 
 _lock = threading.Lock()
 _choice: str | None = None  # None: the variable is read at the first request
 _numba = None  # the module, once imported; False when it cannot be
 _loops: list[Loop] = []
+_queue: queue.SimpleQueue = queue.SimpleQueue()
+_compiler: threading.Thread | None = None
 
 
 class Loop:
-    """A Python function compiled by numba, the first time it is asked for, for the signatures that
-    `signatures(numba.types)` lists (`elementwise` builds the common ones). The function must be defined
-    at a module's top level (numba's disk cache keys on its file)."""
+    """A Python function compiled by numba for each dtype the first time it is asked for in it, with the
+    signature that `signatures(numba.types)[dtype name]` gives (`elementwise` builds the common ones). The
+    function must be defined at a module's top level (numba's disk cache keys on its file)."""
 
     def __init__(self, function, signatures):
         self.function, self.signatures = function, signatures
-        self.compiled = None
-        self._started = False
-        self._done = threading.Event()
+        self.compiled: dict[str, object] = {}  # dtype name -> the dispatcher, once that signature is compiled
+        self._asked: dict[str, threading.Event] = {}
         _loops.append(self)
 
-    def get(self):
-        """The compiled loop, or None while it is not ready (or never will be: see the module docstring)."""
+    def get(self, dtype: str):
+        """The loop compiled for `dtype` (a numpy dtype name), or None while it is not (see the module
+        docstring)."""
         if choice() == "numpy":
             return None
-        if self.compiled is not None:
-            return self.compiled
-        if not self._started:
-            with _lock:
-                if not self._started:
-                    self._started = True
-                    threading.Thread(target=self._compile, name="graphexec-compile", daemon=True).start()
-        return None
+        kernel = self.compiled.get(dtype)
+        if kernel is None and dtype not in self._asked:
+            self._ask(dtype)
+        return kernel
 
-    def wait(self, timeout: float | None = None):
-        """The compiled loop once it is ready (None if it cannot be): for tests and a start-up warm-up."""
-        self.get()
-        self._done.wait(timeout)
-        return self.compiled
+    def wait(self, dtype: str, timeout: float | None = None):
+        """The loop compiled for `dtype` once it is (None if it cannot be): for tests and `choose`."""
+        if self.get(dtype) is None and dtype in self._asked:
+            self._asked[dtype].wait(timeout)
+        return self.compiled.get(dtype)
 
-    def _compile(self) -> None:
+    def _ask(self, dtype: str) -> None:
+        global _compiler
+        with _lock:
+            if dtype in self._asked:
+                return
+            self._asked[dtype] = threading.Event()
+            _queue.put((self, dtype))
+            if _compiler is None:
+                _compiler = threading.Thread(target=_compile_queued, name="graphexec-compile", daemon=True)
+                _compiler.start()
+
+    def _compile(self, numba, dtype: str) -> None:
         try:
-            numba = _import()
-            if numba is not None:
-                self.compiled = self._jit(numba, cache=True)
-        except Exception as error:  # a numba that cannot compile leaves the numpy kernels, which are complete
-            log.warning("numba could not compile %s (%s): its kernel stays on numpy", self.function.__name__,
-                        error)
-        finally:
-            self._done.set()
+            signature = self.signatures(numba.types)[dtype]
+            dispatcher = self._jit(numba, signature, cache=True)
+            dispatcher.disable_compile()  # another dtype's call must not compile in the caller's thread
+            self.compiled[dtype] = dispatcher
+        except Exception as error:  # a numba that cannot compile leaves the other kernels, which are complete
+            log.warning("numba could not compile %s for %s (%s): its kernel stays on numpy",
+                        self.function.__name__, dtype, error)
 
-    def _jit(self, numba, cache: bool):
+    def _jit(self, numba, signature, cache: bool):
         """error_model numpy: a division by zero gives inf or NaN as numpy's does, and only without the
         Python model's zero test does LLVM vectorize a loop that divides. numba's disk cache keys on the
         function's file, not on these options: a change here needs that file touched."""
         try:
-            return numba.njit(self.signatures(numba.types), nogil=True, cache=cache, error_model="numpy",
+            return numba.njit([signature], nogil=True, cache=cache, error_model="numpy",
                               boundscheck=False)(self.function)
         except RuntimeError as error:  # "cannot cache function ...": no writable cache folder
             if cache and "cannot cache" in str(error):
-                return self._jit(numba, cache=False)
+                return self._jit(numba, signature, cache=False)
             raise
+
+
+def _compile_queued() -> None:
+    """The compiler thread: every queued (loop, dtype), with a short switch interval while there are any."""
+    while True:
+        loop, dtype = _queue.get()
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, COMPILING_SWITCH_INTERVAL_S))
+        try:
+            while True:
+                numba = _import()
+                if numba is not None:
+                    loop._compile(numba, dtype)
+                loop._asked[dtype].set()
+                try:
+                    loop, dtype = _queue.get_nowait()
+                except queue.Empty:
+                    break
+        finally:
+            sys.setswitchinterval(interval)
 
 
 def elementwise(outputs: int, inputs: int, scalars: int):
     """Signatures of a loop over `outputs` C-contiguous 1-D arrays it writes, `inputs` it only reads
     (passed read-only: see `read_only`) and then `scalars`, all float32 or all float64."""
-    def signatures(types) -> list:
-        out = []
+    def signatures(types) -> dict:
+        out = {}
         for scalar in (types.float32, types.float64):
             written, read = types.Array(scalar, 1, "C"), types.Array(scalar, 1, "C", readonly=True)
-            out.append(types.void(*[written] * outputs, *[read] * inputs, *[scalar] * scalars))
+            out[str(scalar)] = types.void(*[written] * outputs, *[read] * inputs, *[scalar] * scalars)
         return out
 
     return signatures
@@ -122,17 +156,20 @@ def _import():
 
 def choose(choice_: str, now: bool = False) -> str:
     """Set the choice (one of CHOICES); returns it in words. With `now` and numba chosen, import numba and
-    compile the loops declared so far before returning (ImportError when it is missing)."""
+    compile every signature of the loops declared so far before returning (ImportError when numba is
+    missing)."""
     global _choice
     if choice_ not in CHOICES:
         raise ValueError(f"{VARIABLE} must be one of {', '.join(CHOICES)}, got {choice_!r}")
     _choice = choice_
     if now and choice_ == "numba":
-        if _import() is None:
+        numba = _import()
+        if numba is None:
             raise ImportError("compiled kernels were asked for, but numba cannot be imported "
                               "(pip install 'graphexec[kernels]')")
         for loop in list(_loops):
-            loop.wait()
+            for dtype in loop.signatures(numba.types):
+                loop.wait(dtype)
     return describe()
 
 

@@ -3,6 +3,10 @@ every optimizer with a loop, in float32 and float64, on gradients that hold zero
 smallest subnormals, the largest finite values, infinities and NaN; and the choice is the user's."""
 from __future__ import annotations
 
+import pathlib
+import sys
+import time
+
 import numpy as np
 import pytest
 
@@ -67,14 +71,14 @@ def test_a_compiled_update_gives_the_bits_of_numpys_passes(name, dtype, choice):
     choice("numpy")
     want = _train(optimizer, dtype)
     choice("auto")
-    kernel = loop.wait(timeout=120)
+    kernel = loop.wait(np.dtype(dtype).name, timeout=120)
     assert kernel is not None, "numba did not compile the loop"
     calls = []
-    loop.compiled = lambda *args: calls.append(args[0].size) or kernel(*args)
+    loop.compiled[np.dtype(dtype).name] = lambda *args: calls.append(args[0].size) or kernel(*args)
     try:
         got = _train(optimizer, dtype)
     finally:
-        loop.compiled = kernel
+        loop.compiled[np.dtype(dtype).name] = kernel
     assert sum(calls) == SIZE * STEPS  # every step's update went through the loop, in parts
     assert len(got) == len(want)
     assert all(g.dtype == dtype for g in got)
@@ -85,9 +89,9 @@ def test_a_compiled_update_gives_the_bits_of_numpys_passes(name, dtype, choice):
 
 def test_small_updates_and_the_numpy_choice_keep_numpys_passes(choice):
     choice("auto")
-    kernel = training_ops.ADAM.wait(timeout=120)
+    kernel = training_ops.ADAM.wait("float32", timeout=120)
     calls = []
-    training_ops.ADAM.compiled = lambda *args: calls.append(1) or kernel(*args)
+    training_ops.ADAM.compiled["float32"] = lambda *args: calls.append(1) or kernel(*args)
     try:
         with tf.Graph().as_default():
             small = tf.Variable(np.ones(training_ops.COMPILED_MIN_ELEMENTS - 1, np.float32))
@@ -104,7 +108,35 @@ def test_small_updates_and_the_numpy_choice_keep_numpys_passes(choice):
                 sess.run(train_big)
                 assert calls == [1]
     finally:
-        training_ops.ADAM.compiled = kernel
+        training_ops.ADAM.compiled["float32"] = kernel
+
+
+def _twice_loop(out, x, scale):  # a loop of this test's own
+    for i in range(out.size):
+        out[i] = x[i] * scale + x[i]
+
+
+def test_a_loop_compiles_per_dtype_on_one_background_thread_and_gives_the_gil_back_sooner(choice):
+    for cached in pathlib.Path(__file__).parent.glob("__pycache__/test_compiled._twice_loop-*"):
+        cached.unlink()  # compiled afresh (~0.1 s or more), so that the short interval can be seen
+    choice("auto")
+    interval = sys.getswitchinterval()
+    loop = compiled.Loop(_twice_loop, compiled.elementwise(outputs=1, inputs=1, scalars=1))
+    assert loop.get("float64") is None  # queued: the caller never waits for the compiler
+    shortest = interval
+    while loop.get("float64") is None:
+        shortest = min(shortest, sys.getswitchinterval())
+        time.sleep(0.001)
+    assert shortest <= compiled.COMPILING_SWITCH_INTERVAL_S < interval
+    deadline = time.monotonic() + 10
+    while sys.getswitchinterval() != interval and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sys.getswitchinterval() == interval  # put back once the queue is empty
+    x, out = np.arange(5.0), np.empty(5)
+    loop.get("float64")(out, compiled.read_only(x), 2.0)
+    np.testing.assert_array_equal(out, 3 * x)
+    assert list(loop.compiled) == ["float64"]  # float32 only when asked for
+    assert loop.wait("float32", timeout=120) is not None
 
 
 def test_an_unknown_choice_is_refused():

@@ -38,14 +38,14 @@ def routing(request):
     if request.param == "numba":
         pytest.importorskip("numba")
         compiled.choose("auto")
-        loop = conv_ops.ROUTED.wait(timeout=120)
+        loop = conv_ops.ROUTED.wait("float32", timeout=120)
         assert loop is not None
-        conv_ops.ROUTED.compiled = lambda *args: calls.append(args[0].shape) or loop(*args)
+        conv_ops.ROUTED.compiled["float32"] = lambda *args: calls.append(args[0].shape) or loop(*args)
     else:
         compiled.choose("numpy")
     yield request.param, calls
     if request.param == "numba":
-        conv_ops.ROUTED.compiled = loop
+        conv_ops.ROUTED.compiled["float32"] = loop
     compiled.choose(previous)
 
 
