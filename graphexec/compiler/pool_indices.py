@@ -9,13 +9,19 @@ MaxPoolGradWithArgmax):
 The pool keeps its name and its first output, so its consumers and fetches are unchanged. Only NHWC
 pools on one device, with the same window as their gradient, are rewritten; the kernels fall back to
 MaxPool's and MaxPoolGrad's where they cannot use indices (ops/conv_ops.py).
+
+A ReLU's gradient that `simplify` moved onto the pooled side (`ReluGrad(%dy, %z)`, used by the pool's
+gradient alone) joins the gradient as its `relu_mask` attr, so that one pass masks and routes:
+
+    %m = ReluGrad(%dy, %z); %g = _MaxPoolGradAtIndices(%x, %z, %m, %z:1)
+ -> %g = _MaxPoolGradAtIndices(%x, %z, %dy, %z:1) {relu_mask}
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
 from graphexec import dtypes, ir
-from graphexec.compiler.util import canonical
+from graphexec.compiler.util import canonical, consumers, pinned_nodes
 from graphexec.ops.conv_ops import MaxPoolGradAtIndices, MaxPoolWithIndices
 
 WINDOW_ATTRS = ("ksize", "strides", "padding", "data_format")
@@ -39,6 +45,15 @@ def keep_pool_indices(program: ir.Program) -> ir.Program:
             grads[node.name] = replace(node, op=MaxPoolGradAtIndices.name, inputs=(*node.inputs, f"{name}:1"))
     if not grads:
         return program
+    users, pinned, masks = consumers(program.nodes), pinned_nodes(program), set()
+    for name, grad in grads.items():
+        mask = by_name.get(ir.split_tensor_name(canonical(grad.inputs[2]))[0])
+        if (mask is not None and mask.op == "ReluGrad" and canonical(mask.inputs[1]) == canonical(grad.inputs[1])
+                and users.get(mask.name) == [name] and mask.name not in pinned and not mask.control_inputs
+                and mask.device == grad.device and mask.outputs[0].dtype == grad.outputs[0].dtype):
+            masks.add(mask.name)
+            grads[name] = replace(grad, inputs=(grad.inputs[0], grad.inputs[1], mask.inputs[0], grad.inputs[3]),
+                                  attrs=ir.Attrs({**grad.attrs, "relu_mask": True}))
 
     def rewritten(node: ir.Node) -> ir.Node:
         if node.name in pools:
@@ -47,4 +62,4 @@ def keep_pool_indices(program: ir.Program) -> ir.Program:
                            outputs=(pooled, ir.TensorType(dtypes.int64, pooled.shape)))
         return grads.get(node.name, node)
 
-    return program.with_nodes([rewritten(node) for node in program.nodes])
+    return program.with_nodes([rewritten(node) for node in program.nodes if node.name not in masks])

@@ -548,10 +548,11 @@ def _max_pool_with_indices(ctx, x, ksize, strides, padding, data_format="NHWC"):
     return _max_pool(ctx, x, ksize, strides, padding), xp.zeros((0,), np.int64)
 
 
-def _routed_loop(grad, dy, indices, sh, sw, kh, kw, top, left):
+def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask):
     """MaxPoolGrad of windows that do not overlap, from torch's indices: each input takes its window's dy
-    where the window's index names it, else 0. One pass that writes every input once (torch's kernel
-    zeroes the gradient, then adds: 0.67 against 1.72 ms on W10's first pool, one thread, Zen 4)."""
+    where the window's index names it, else 0; with `relu_mask`, dy * (z > 0), as ReluGrad(dy, z) would
+    have given it. One pass that writes every input once (torch's kernel zeroes the gradient, then adds:
+    0.67 against 1.72 ms on W10's first pool, one thread, Zen 4)."""
     n, h, w, c = grad.shape
     _, oh, ow, _ = dy.shape
     for b in range(n):
@@ -565,50 +566,66 @@ def _routed_loop(grad, dy, indices, sh, sw, kh, kw, top, left):
                 if i >= oh or a >= kh or j >= ow or e >= kw:
                     out[:] = 0
                     continue
-                d, where, at = dy[b, i, j], indices[b, i, j], r * w + q
-                for channel in range(c):
-                    out[channel] = d[channel] if where[channel] == at else 0
+                # zero + dy, as torch's kernel adds dy to zeros: a -0.0 comes out +0.0 on every path
+                d, where, at, zero = dy[b, i, j], indices[b, i, j], r * w + q, np.float32(0)
+                if relu_mask:
+                    pooled = z[b, i, j]
+                    for channel in range(c):
+                        routed = zero + d[channel] * np.float32(pooled[channel] > 0)
+                        out[channel] = routed if where[channel] == at else zero
+                else:
+                    for channel in range(c):
+                        out[channel] = zero + d[channel] if where[channel] == at else zero
 
 
 def _routed_signatures(types):
     four = types.Array(types.float32, 4, "C")
     read = types.Array(types.float32, 4, "C", readonly=True)
     indices = types.Array(types.int64, 4, "C", readonly=True)
-    return {"float32": types.void(four, read, indices, *[types.int64] * 6)}
+    return {"float32": types.void(four, read, read, indices, *[types.int64] * 6, types.boolean)}
 
 
 ROUTED = compiled.Loop(_routed_loop, _routed_signatures)
 
 
-def _routed_max_pool_grad(ctx, dy, indices, ksize, strides, pads, grad) -> bool:
+def _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_mask) -> bool:
     """`_routed_loop` by slices of images on the intra-op threads, where it applies (windows that do not
     overlap, contiguous operands) and is compiled; False, with nothing done, otherwise."""
     _, kh, kw, _ = ksize
-    if strides[1] < kh or strides[2] < kw or not (dy.flags.c_contiguous and indices.flags.c_contiguous):
+    if (strides[1] < kh or strides[2] < kw
+            or not all(a.flags.c_contiguous and a.dtype == np.float32 for a in (z, dy))
+            or not indices.flags.c_contiguous):
         return False
     loop = ROUTED.get("float32")
     if loop is None:
         return False
-    dy, indices = compiled.read_only(dy), compiled.read_only(indices)
+    z, dy, indices = compiled.read_only(z), compiled.read_only(dy), compiled.read_only(indices)
     top, left = pads[1][0], pads[2][0]
     _on_slices(ctx, grad.shape[0], _library_pool_ways(grad), lambda s: loop(
-        grad[s], dy[s], indices[s], strides[1], strides[2], kh, kw, top, left))
+        grad[s], dy[s], z[s], indices[s], strides[1], strides[2], kh, kw, top, left, relu_mask))
     return True
 
 
-def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, data_format="NHWC"):
+def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, data_format="NHWC",
+                              relu_mask=False):
     """MaxPoolGrad from the forward pass's indices: dy added where each maximum came from. TF's
     MaxPoolGrad exactly, so where a window held a NaN (TF routes nothing to it; torch's index points at
-    the NaN) or there are no indices, that kernel runs instead."""
+    the NaN) or there are no indices, that kernel runs instead. With `relu_mask`, of ReluGrad(dy, z)
+    (compiler/pool_indices.py)."""
     if (indices.size and indices.shape == dy.shape and dy.size and conv_library.usable(ctx.xp, x, dy)
             and not conv_library.has_nan(z)):
         _, kh, kw, _ = ksize
         _, _, pads = _geometry(x.shape, kh, kw, strides, padding)
         grad = np.empty(x.shape, dy.dtype)
-        if not _routed_max_pool_grad(ctx, dy, indices, ksize, strides, pads, grad):
-            _on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
-                conv_library.max_pool_gradient_at(x[s], dy[s], indices[s], ksize, strides, pads, grad[s])))
+        if _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_mask):
+            return grad
+        if relu_mask:
+            dy = dy * (z > 0)  # ReluGrad's kernel (ops/nn_ops.py)
+        _on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
+            conv_library.max_pool_gradient_at(x[s], dy[s], indices[s], ksize, strides, pads, grad[s])))
         return grad
+    if relu_mask:
+        dy = dy * (z > 0)
     return _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format)
 
 
@@ -635,7 +652,8 @@ MaxPoolWithIndices = op("_MaxPoolWithIndices", kernel=_max_pool_with_indices, gr
 MaxPoolGradAtIndices = op("_MaxPoolGradAtIndices", shape=lambda args, attrs: args[0].shape,
                           dtype=lambda args, attrs: FLOAT(args[:3], attrs),
                           kernel=_max_pool_grad_at_indices, grad=NOT_DIFFERENTIABLE, compiler_only=True,
-                          inputs=("orig_input", "orig_output", "grad", "indices"), attrs=_POOL_ATTRS)
+                          inputs=("orig_input", "orig_output", "grad", "indices"),
+                          attrs={**_POOL_ATTRS, "relu_mask": attr("bool", False)})
 
 
 def _window_counts(xp, shape, kh, kw, strides, padding, dtype):

@@ -246,9 +246,9 @@ def _relu_pool_gradient(x_value, ksize, stride, padding, also_fetch_pool_grad=Fa
     (grad,) = tf.gradients(tf.reduce_sum(z * weights), [x])
     pool_grad = tf.get_default_graph().get_operation_by_name("gradients/MaxPool_grad/MaxPoolGrad").outputs[0]
     fetches = [grad, pool_grad] if also_fetch_pool_grad else [grad]
-    ops = ops_of(pipeline.optimize(program(fetches, [x]), passes=UNFUSED, check=True))  # unfused
+    optimized = pipeline.optimize(program(fetches, [x]), passes=UNFUSED, check=True)  # unfused
     with tf.Session() as sess:
-        return sess.run(grad, {x: x_value}), ops, weights
+        return sess.run(grad, {x: x_value}), optimized, weights
 
 
 def _first_max_routing(r, dy, ksize, stride, padding):
@@ -273,15 +273,19 @@ def _first_max_routing(r, dy, ksize, stride, padding):
 def test_relu_mask_moves_before_max_pool_gradient_with_the_same_bits(ksize, stride, padding):
     x_value = np.random.default_rng(0).normal(size=(2, 7, 6, 3)).astype(np.float32)
     x_value[0, :4, :4, :] = -1.0  # windows of ReLU zeros: ties, and maxima of 0 that the mask removes
-    grad, ops, weights = _relu_pool_gradient(x_value, ksize, stride, padding)
-    # the pool keeps its indices for its gradient (compiler/pool_indices.py)
-    assert "_MaxPoolWithIndices" in ops and "_MaxPoolGradAtIndices" in ops and "ReluGrad" in ops
-    assert ops.index("ReluGrad") < ops.index("_MaxPoolGradAtIndices")  # rewritten: the mask on the pooled side
+    grad, optimized, weights = _relu_pool_gradient(x_value, ksize, stride, padding)
+    # rewritten: the mask on the pooled side, then joined to the gradient, which keeps the pool's indices
+    # (compiler/pool_indices.py)
+    ops = ops_of(optimized)
+    assert "_MaxPoolWithIndices" in ops and "_MaxPoolGradAtIndices" in ops and "ReluGrad" not in ops
+    assert [n.attrs["relu_mask"] for n in optimized.nodes if n.op == "_MaxPoolGradAtIndices"] == [True]
     with tf.Session() as sess:
         dy = np.broadcast_to(sess.run(weights), grad.shape[:1] + tuple(sess.run(weights).shape[1:]))
     expected = _first_max_routing(np.maximum(x_value, 0), dy, ksize, stride, padding)
     np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=0)  # overlapping windows sum in any order
     tf.reset_default_graph()
-    unrewritten, ops, _ = _relu_pool_gradient(x_value, ksize, stride, padding, also_fetch_pool_grad=True)
+    unrewritten, optimized, _ = _relu_pool_gradient(x_value, ksize, stride, padding, also_fetch_pool_grad=True)
+    ops = ops_of(optimized)
     assert ops.index("_MaxPoolGradAtIndices") < ops.index("ReluGrad")  # the pool gradient is fetched: left as built
+    assert [n.attrs.get("relu_mask") for n in optimized.nodes if n.op == "_MaxPoolGradAtIndices"] == [None]
     np.testing.assert_array_equal(grad, unrewritten)

@@ -81,17 +81,49 @@ def test_the_gradient_from_indices_has_maxpoolgrads_bits(k, s, padding, shape, t
     x = _values(shape, ties)
     oh, ow, _ = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)
     dy = np.random.default_rng(1).standard_normal((shape[0], oh, ow, shape[3])).astype(np.float32)
+    dy[0, 0] = -0.0
     z, grad, plan = _pool_gradient(x, dy, k, s, padding)
+    choice, calls = routing
+    if choice == "numba":  # the compiled pass gives torch's bits, -0.0 in dy included
+        compiled.choose("numpy")
+        np.testing.assert_array_equal(_pool_gradient(x, dy, k, s, padding)[1].view(np.uint32), grad.view(np.uint32))
     assert "_MaxPoolWithIndices" in plan and "_MaxPoolGradAtIndices" in plan and " MaxPoolGrad(" not in plan
     np.testing.assert_array_equal(z, conv_ops._max_pool(ExecContext(np), x, [1, k, k, 1], [1, s, s, 1], padding))
     np.testing.assert_array_equal(grad, _max_pool_grad(x, z, dy, k, s, padding))
     # every window's gradient reaches exactly one input of it (windows may share inputs: sums compared)
     np.testing.assert_allclose(grad.sum(axis=(1, 2)), dy.sum(axis=(1, 2)), rtol=1e-4, atol=1e-4)
-    choice, calls = routing
     pads = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)[2]
     with_indices = conv_library == "torch" and library._pool_args([1, k, k, 1], [1, s, s, 1], pads) is not None
     routed = choice == "numba" and s >= k and with_indices  # windows apart, and torch's indices to read
     assert sum(images[0] for images in calls) == (shape[0] if routed else 0)
+
+
+@pytest.mark.parametrize("k, s, padding, shape", CASES)
+def test_a_relu_before_the_pool_masks_in_the_gradients_pass(k, s, padding, shape, conv_library, two_threads,
+                                                             routing):
+    x = _values(shape, ties=True)  # ReLU's zeros: windows whose maximum is 0, which the mask clears
+    oh, ow, _ = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)
+    dy = np.random.default_rng(3).integers(-3, 4, (shape[0], oh, ow, shape[3])).astype(np.float32)
+    tf.reset_default_graph()
+    value = tf.placeholder(tf.float32, x.shape)
+    pooled = tf.nn.max_pool(tf.nn.relu(value), [1, k, k, 1], [1, s, s, 1], padding)
+    (grad,) = tf.gradients(pooled, [value], grad_ys=[tf.constant(dy)])
+    traced = tf.RunMetadata()
+    with tf.Session() as sess:
+        got = sess.run(grad, {value: x}, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                       run_metadata=traced)
+        choice, calls = routing
+        if choice == "numba":  # the compiled pass gives torch's bits: nothing changes once it is compiled
+            compiled.choose("numpy")
+            np.testing.assert_array_equal(sess.run(grad, {value: x}).view(np.uint32), got.view(np.uint32))
+    assert "= _MaxPoolGradAtIndices(" in traced.plan_text and "= ReluGrad(" not in traced.plan_text
+    r = np.maximum(x, np.float32(0))
+    z = conv_ops._max_pool(ExecContext(np), r, [1, k, k, 1], [1, s, s, 1], padding)
+    # as TF runs it: MaxPoolGrad, then ReluGrad (values: a masked negative dy is -0.0 in TF's order, +0.0 here)
+    np.testing.assert_array_equal(got, _max_pool_grad(r, z, dy, k, s, padding) * (r > 0))
+    pads = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)[2]
+    with_indices = conv_library == "torch" and library._pool_args([1, k, k, 1], [1, s, s, 1], pads) is not None
+    assert sum(images[0] for images in calls) == (shape[0] if choice == "numba" and s >= k and with_indices else 0)
 
 
 @pytest.mark.parametrize("where", ["input", "gradient"])
