@@ -118,6 +118,17 @@ def _compile_queued() -> None:
             sys.setswitchinterval(interval)
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has no compiler thread: asks it never answered are asked again by the next get."""
+    global _compiler, _lock, _queue
+    _compiler, _lock, _queue = None, threading.Lock(), queue.SimpleQueue()
+    for loop in _loops:
+        loop._asked = {dtype: asked for dtype, asked in loop._asked.items() if asked.is_set()}
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def elementwise(outputs: int, inputs: int, scalars: int):
     """Signatures of a loop over `outputs` C-contiguous 1-D arrays it writes, `inputs` it only reads
     (passed read-only: see `read_only`) and then `scalars`, all float32 or all float64."""

@@ -3,8 +3,10 @@ every optimizer with a loop, in float32 and float64, on gradients that hold zero
 smallest subnormals, the largest finite values, infinities and NaN; and the choice is the user's."""
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
+import threading
 import time
 
 import numpy as np
@@ -137,6 +139,22 @@ def test_a_loop_compiles_per_dtype_on_one_background_thread_and_gives_the_gil_ba
     np.testing.assert_array_equal(out, 3 * x)
     assert list(loop.compiled) == ["float64"]  # float32 only when asked for
     assert loop.wait("float32", timeout=120) is not None
+
+
+def test_a_forked_child_compiles_what_its_parent_had_only_asked_for(choice):
+    choice("auto")
+    loop = compiled.Loop(_twice_loop, compiled.elementwise(outputs=1, inputs=1, scalars=1))
+    with compiled._lock:  # the parent's compiler cannot take the ask before the fork
+        loop._asked["float32"] = threading.Event()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the unanswered ask is dropped, and asking again compiles
+        try:
+            os.write(writer, b"1" if loop.wait("float32", timeout=30) is not None else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(reader, 1) == b"1"
 
 
 def test_an_unknown_choice_is_refused():
