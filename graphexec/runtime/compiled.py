@@ -126,7 +126,8 @@ def _after_fork_in_child() -> None:
         loop._asked = {dtype: asked for dtype, asked in loop._asked.items() if asked.is_set()}
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, where clients may build graphs
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def elementwise(outputs: int, inputs: int, scalars: int):
