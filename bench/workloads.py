@@ -319,19 +319,24 @@ def measure_w9(system, p):
     latencies = {name: [] for name in deployments}
     step_time = dict.fromkeys(deployments, 0.0)
     per_block_runs, per_block_steps = max(1, 2 * p.w1_runs // W9_BLOCKS), max(1, 2 * p.w3_steps // W9_BLOCKS)
-    for block in range(2 * W9_BLOCKS):
-        order = list(deployments) if block % 2 == 0 else list(deployments)[::-1]
-        for name in order:
-            if block < W9_BLOCKS:
-                for _ in range(per_block_runs):
-                    t0 = now()
-                    runs[name](a, b)
-                    latencies[name].append(now() - t0)
-            else:
-                t0 = now()
-                for i in range(per_block_steps):
-                    steps[name](*batches[i % len(batches)])
-                step_time[name] += now() - t0
+
+    def w1_block(name):
+        for _ in range(per_block_runs):
+            t0 = now()
+            runs[name](a, b)
+            latencies[name].append(now() - t0)
+
+    def w3_block(name):
+        t0 = now()
+        for i in range(per_block_steps):
+            steps[name](*batches[i % len(batches)])
+        step_time[name] += now() - t0
+
+    names = list(deployments)
+    for block in (w1_block, w3_block):
+        for turn in range(W9_BLOCKS):
+            for name in names if turn % 2 == 0 else names[::-1]:
+                block(name)
     figures = {}
     for name in deployments:
         figures[f"w9_w1_{name}_p50_s"] = percentile(latencies[name], 50)

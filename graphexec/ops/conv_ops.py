@@ -16,7 +16,7 @@ import numpy as np
 
 from graphexec import dtypes
 from graphexec.framework import apply_op
-from graphexec.ops import interruptible, rules, workspace
+from graphexec.ops import interruptible, nn_ops, rules, workspace
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import host_ints, shape_of
 from graphexec.runtime import compiled, conv_library, intra_op
@@ -592,9 +592,7 @@ def _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_
     """`_routed_loop` by slices of images on the intra-op threads, where it applies (windows that do not
     overlap, contiguous operands) and is compiled; False, with nothing done, otherwise."""
     _, kh, kw, _ = ksize
-    if (strides[1] < kh or strides[2] < kw
-            or not all(a.flags.c_contiguous and a.dtype == np.float32 for a in (z, dy))
-            or not indices.flags.c_contiguous):
+    if strides[1] < kh or strides[2] < kw or not all(a.flags.c_contiguous for a in (z, dy, indices)):
         return False
     loop = ROUTED.get("float32")
     if loop is None:
@@ -612,21 +610,21 @@ def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, d
     MaxPoolGrad exactly, so where a window held a NaN (TF routes nothing to it; torch's index points at
     the NaN) or there are no indices, that kernel runs instead. With `relu_mask`, of ReluGrad(dy, z)
     (compiler/pool_indices.py)."""
-    if (indices.size and indices.shape == dy.shape and dy.size and conv_library.usable(ctx.xp, x, dy)
-            and not conv_library.has_nan(z)):
+    at_indices = (indices.size and indices.shape == dy.shape and dy.size and conv_library.usable(ctx.xp, x, dy)
+                  and not conv_library.has_nan(z))
+    if at_indices:
         _, kh, kw, _ = ksize
         _, _, pads = _geometry(x.shape, kh, kw, strides, padding)
         grad = np.empty(x.shape, dy.dtype)
         if _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_mask):
             return grad
-        if relu_mask:
-            dy = dy * (z > 0)  # ReluGrad's kernel (ops/nn_ops.py)
-        _on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
-            conv_library.max_pool_gradient_at(x[s], dy[s], indices[s], ksize, strides, pads, grad[s])))
-        return grad
     if relu_mask:
-        dy = dy * (z > 0)
-    return _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format)
+        dy = nn_ops.ReluGrad.kernel(ctx, dy, z)
+    if not at_indices:
+        return _max_pool_grad_kernel(ctx, x, z, dy, ksize, strides, padding, data_format)
+    _on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
+        conv_library.max_pool_gradient_at(x[s], dy[s], indices[s], ksize, strides, pads, grad[s])))
+    return grad
 
 
 def _pool_attrs(op):

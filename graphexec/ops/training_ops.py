@@ -18,9 +18,8 @@ operand instead of once per operation (Adam on W10's 3.2M-weight layer: 33-38 ->
 element still goes through the same operations in the same order.
 
 With numba installed, momentum's, Adam's and RMSProp's updates of 4096 elements or more are one compiled
-pass instead (the
-`*_loop` functions below, runtime/compiled.py): the same operations in the same order, so the same bits
-(W10's Adam step, 3.2M weights: ~6 -> ~3.3 ms).
+pass instead (the `*_loop` functions below, runtime/compiled.py): the same operations in the same order,
+so the same bits (W10's Adam step, 3.2M weights: ~6 -> ~3.3 ms).
 """
 from __future__ import annotations
 

@@ -195,5 +195,5 @@ def describe() -> str:
     if _choice == "numpy":
         return "numpy only"
     if _numba is None:
-        return f"{_choice}: numba loaded at the first large update"
+        return f"{_choice}: numba loaded when a kernel first asks for a loop"
     return f"numba {_numba.__version__}" if _numba else "numpy only (numba did not import)"
