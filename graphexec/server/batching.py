@@ -131,8 +131,7 @@ class Batcher:
         if rows is None:
             self.metrics.unbatched_runs.labels("request").inc()
             return self.execute(call, cached)
-        key = (cached.key, call.container, call.device_type, call.host_steps,
-               tuple((f.dtype.str, f.shape[1:]) for f in call.feeds))
+        key = batch_key(call, cached)
         with self._lock:
             queue = self._queues.get(key)
             if queue is None:
@@ -234,6 +233,13 @@ class Batcher:
             with self._lock:
                 self._hand_off(key, queue)
 
+    def arrived(self, key, session: str, now: float) -> bool:
+        """Note a run's arrival elsewhere (the direct link's batching, graphexec.server.direct_batching);
+        whether runs of other sessions came for the key recently, so that waiting may gather company."""
+        with self._lock:
+            self._seen(key, session, now)
+            return self._company(key, now)
+
     def _seen(self, key, session: str, now: float) -> None:
         """Note a run's arrival (the lock held)."""
         seen = self._sessions.get(key)
@@ -270,27 +276,33 @@ class Batcher:
                 live.append(run)
         if not live:
             return
-        self.metrics.batch_size.observe(len(live))
-        if len(live) == 1:  # nothing to stack: the run's own call, and its own answer
-            run = live[0]
-            if run.deadline is not None:
-                run.call.timeout_s = max(run.deadline - time.monotonic(), 0.0)
-            try:
-                self._answer(live, DONE, [self.execute(run.call, cached)])
-            except errors.OpError as exc:
-                self._answer(live, DONE, error=exc)
-            return
-        try:
-            result = self.execute(_batch_call(live), cached)
-            answers = _split(result, [run.rows for run in live], self.verdict(cached).fetch_rows)
-        except errors.AbortedError as exc:  # the worker was lost under the batch: as it would be for each run
-            self._answer(live, DONE, error=exc)
-            return
-        except errors.OpError as exc:  # may be one run's values: each run again alone, for its own answer
-            log.warning("a batch of %d runs failed (%s); running each alone", len(live), exc.message)
+        results, error = self.execute_batch([run.call for run in live], [run.deadline for run in live],
+                                            [run.rows for run in live], cached)
+        if error is ALONE:
             self._answer(live, ALONE)
-            return
-        self._answer(live, DONE, [PlanResult(fetches, [], False, result.worker) for fetches in answers])
+        else:
+            self._answer(live, DONE, results, error)
+
+    def execute_batch(self, calls: list[PlanCall], deadlines: list, rows: list[int], cached: CachedPlan):
+        """(each call's PlanResult, None) of calls run as one, or (None, the error for all of them), or
+        (None, ALONE) when each should run again alone (the batch failed, perhaps on one run's values)."""
+        self.metrics.batch_size.observe(len(calls))
+        if len(calls) == 1:  # nothing to stack: the run's own call, and its own answer
+            if deadlines[0] is not None:
+                calls[0].timeout_s = max(deadlines[0] - time.monotonic(), 0.0)
+            try:
+                return [self.execute(calls[0], cached)], None
+            except errors.OpError as exc:
+                return None, exc
+        try:
+            result = self.execute(_batch_call(calls, deadlines), cached)
+            answers = _split(result, rows, self.verdict(cached).fetch_rows)
+        except errors.AbortedError as exc:  # the worker was lost under the batch: as it would be for each run
+            return None, exc
+        except errors.OpError as exc:  # may be one run's values: each run again alone, for its own answer
+            log.warning("a batch of %d runs failed (%s); running each alone", len(calls), exc.message)
+            return None, ALONE
+        return [PlanResult(fetches, [], False, result.worker) for fetches in answers], None
 
 
 def _wake(run: _Run) -> None:
@@ -298,6 +310,17 @@ def _wake(run: _Run) -> None:
     if run.wake is not None and not run.woken:
         run.woken = True
         run.wake.release()
+
+
+def batch_key(call: PlanCall, cached: CachedPlan) -> tuple:
+    """Runs with equal keys may share a batch (see the module docstring)."""
+    return (cached.key, call.container, call.device_type, call.host_steps,
+            tuple((f.dtype.str, f.shape[1:]) for f in call.feeds))
+
+
+def batch_rows(call: PlanCall, max_rows: int) -> int | None:
+    """The rows of a run that may join a batch (its feeds agree on dimension 0), else None."""
+    return _rows(call, max_rows)
 
 
 def _rows(call: PlanCall, max_rows: int) -> int | None:
@@ -311,12 +334,11 @@ def _rows(call: PlanCall, max_rows: int) -> int | None:
     return n if n is not None and 0 < n < max_rows else None
 
 
-def _batch_call(runs: list[_Run]) -> PlanCall:
+def _batch_call(calls: list[PlanCall], deadlines: list) -> PlanCall:
     """One call for the runs: their feeds stacked, lasting until the latest of their deadlines."""
-    first = runs[0].call
-    deadlines = [run.deadline for run in runs]
+    first = calls[0]
     timeout = None if None in deadlines else max(deadlines) - time.monotonic()
-    feeds = [np.concatenate(column) for column in zip(*(run.call.feeds for run in runs))]
+    feeds = [np.concatenate(column) for column in zip(*(call.feeds for call in calls))]
     return dataclasses.replace(first, feeds=feeds, request_id=0, timeout_s=timeout, cancellation=None)
 
 

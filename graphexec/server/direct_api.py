@@ -123,14 +123,23 @@ class DirectApiServer:
         self._authenticate = authenticate  # metadata -> tenant, or a fixed tenant (a str), as methods._authenticated
         self._ssl = ssl_context
         self._limit = servicer.limits.max_message_bytes
-        interceptor = interceptor or telemetry.Interceptor(servicer.service.metrics)
-        self._handlers = {number: interceptor.observe(f"{SERVICE}/{name}", self._behavior(name))
+        self.interceptor = interceptor or telemetry.Interceptor(servicer.service.metrics)
+        self.service_name = SERVICE
+        self._handlers = {number: self.interceptor.observe(f"{SERVICE}/{name}", self._behavior(name))
                           for number, name in METHODS.items()}
+        # With dynamic batching, connections without TLS are served by one thread that batches their runs
+        # (graphexec.server.direct_batching); TLS ones keep a thread each, batched by the Batcher.
+        self._reactor = None
+        if servicer.service.batcher is not None and ssl_context is None:
+            from graphexec.server.direct_batching import Reactor
+            self._reactor = Reactor(self, servicer)
         self._busy: set[_Connection] = set()  # connections whose run is in progress
         self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
         self._stopped = threading.Event()
 
     def start(self) -> DirectApiServer:
+        if self._reactor is not None:
+            self._reactor.start()
         threading.Thread(target=self._accept, args=(self._listener,), name="graphexec-direct-api",
                          daemon=True).start()
         if self._local is not None:
@@ -142,6 +151,8 @@ class DirectApiServer:
     def stop(self) -> None:
         """Accept no more connections; runs in progress finish (their connections close after)."""
         self._stopped.set()
+        if self._reactor is not None:
+            self._reactor.stop()
         self._listener.close()
         if self._local is not None:
             self._local.close()
@@ -200,6 +211,12 @@ class DirectApiServer:
                 send_frame(sock, FAILURE, status.failure_bytes(exc, "the direct link"))
                 return
             send_frame(sock, RESULT)
+            if self._reactor is not None:
+                reader.close()  # empty: the client sent nothing after HELLO before its answer
+                reader = None
+                self._reactor.adopt(sock, connection, key, caller)
+                key = region = sock = None  # the reactor's now (it calls release)
+                return
             self._calls(sock, reader, connection, key, caller)
         except (Closed, OSError, ValueError):  # the client went away or spoke something else; ssl errors are OSErrors
             pass
@@ -212,7 +229,15 @@ class DirectApiServer:
                 reader.close()  # (it holds the socket open)
             if region is not None:
                 region.close()
-            sock.close()
+            if sock is not None:
+                sock.close()
+
+    def release(self, sock, connection: _Connection, key: int) -> None:
+        """Close a connection the reactor served."""
+        self._servicer.streams.close(key)
+        if connection.region is not None:
+            connection.region.close()
+        sock.close()
 
     def _caller(self, hello: bytes) -> str:
         if isinstance(self._authenticate, str):
@@ -221,42 +246,56 @@ class DirectApiServer:
         return self._authenticate((("authorization", f"Bearer {token}"),) if token else ())
 
     def _calls(self, sock, reader, connection: _Connection, key: int, caller: str) -> None:
-        streams, handlers, busy = self._servicer.streams, self._handlers, self._busy
         while not self._stopped.is_set():
             try:
                 kind, body = read_frame(reader, self._limit)
             except TooLarge as exc:
-                send_frame(sock, FAILURE, status.failure_bytes(errors.ResourceExhaustedError(
-                    None, None, f"a request of {exc.size} bytes is above the server's limit of {exc.limit} "
-                                "(--max-message-bytes); larger tensors travel in parts on the Run stream")))
+                self.refuse_large(sock, exc)
                 return
-            if kind not in (RUN, SHARED_RUN) or len(body) < PREFIX.size:
+            if not self.answer_frame(sock, connection, key, caller, kind, body):
                 return
-            left, number = PREFIX.unpack_from(body)
-            handler = handlers.get(number)
-            if handler is None:
-                send_frame(sock, FAILURE, status.failure_bytes(errors.UnimplementedError(None, None, _UNKNOWN_METHOD)))
-                continue
-            request = memoryview(body)[PREFIX.size:]
-            if kind == SHARED_RUN:
-                try:
-                    request = self._shared_request(connection, request)
-                except errors.OpError as exc:
-                    send_frame(sock, FAILURE, status.failure_bytes(exc, METHODS[number]))
-                    continue
-            call = connection.call = _Call(caller, left)
-            streams.active(key, busy=True)
-            busy.add(connection)
-            try:
-                answer = RESULT, handler(request, call)
-            except Exception as exc:  # the frame boundary: every failure is answered, the link keeps serving
-                answer = FAILURE, status.failure_bytes(exc, METHODS[number])
-            finally:
-                busy.discard(connection)
-                streams.active(key, busy=False)
-            send_frame(sock, *answer)
 
-    def _shared_request(self, connection: _Connection, body) -> memoryview:
+    @staticmethod
+    def refuse_large(sock, exc: TooLarge) -> None:
+        send_frame(sock, FAILURE, status.failure_bytes(errors.ResourceExhaustedError(
+            None, None, f"a request of {exc.size} bytes is above the server's limit of {exc.limit} "
+                        "(--max-message-bytes); larger tensors travel in parts on the Run stream")))
+
+    @staticmethod
+    def send_all(sock, data) -> None:
+        sock.sendall(data)
+
+    def answer_frame(self, sock, connection: _Connection, key: int, caller: str, kind: int, body) -> bool:
+        """Answer one frame of a connection; False when the connection should end (not a call)."""
+        if kind not in (RUN, SHARED_RUN) or len(body) < PREFIX.size:
+            return False
+        left, number = PREFIX.unpack_from(body)
+        handler = self._handlers.get(number)
+        if handler is None:
+            send_frame(sock, FAILURE, status.failure_bytes(errors.UnimplementedError(None, None, _UNKNOWN_METHOD)))
+            return True
+        request = memoryview(body)[PREFIX.size:]
+        if kind == SHARED_RUN:
+            try:
+                request = self.shared_request(connection, request)
+            except errors.OpError as exc:
+                send_frame(sock, FAILURE, status.failure_bytes(exc, METHODS[number]))
+                return True
+        streams, busy = self._servicer.streams, self._busy
+        call = connection.call = _Call(caller, left)
+        streams.active(key, busy=True)
+        busy.add(connection)
+        try:
+            answer = RESULT, handler(request, call)
+        except Exception as exc:  # the frame boundary: every failure is answered, the link keeps serving
+            answer = FAILURE, status.failure_bytes(exc, METHODS[number])
+        finally:
+            busy.discard(connection)
+            streams.active(key, busy=False)
+        send_frame(sock, *answer)
+        return True
+
+    def shared_request(self, connection: _Connection, body) -> memoryview:
         """A SHARED_RUN's request, copied out of the connection's region (the client may write it again as
         soon as it has an answer, and nothing kept may point into it)."""
         if connection.region is None:

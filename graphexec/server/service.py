@@ -194,6 +194,16 @@ class Service:
 
     def _run(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
              remaining_s: float | None, cancellation: Cancellation, slot: Slot | None, broke_at: str) -> RunOutcome:
+        call, placed = self.plan_call(record, cached, feeds, request_id, options, remaining_s, cancellation)
+        if broke_at and not self._worker_answers(broke_at):
+            return RunOutcome(self._died_under(call, cached, broke_at), placed, cached)
+        if self.batcher is not None:
+            return RunOutcome(self.batcher.run(call, cached, slot), placed, cached)
+        return RunOutcome(self._execute(call, cached), placed, cached)
+
+    def plan_call(self, record: SessionRecord, cached: CachedPlan, feeds: list, request_id: int, options,
+                  remaining_s: float | None, cancellation: Cancellation) -> tuple:
+        """(PlanCall, placement) of a run whose feeds pass the plan's checks (else the error)."""
         _check_feeds(cached, feeds)
         self.poison.check(cached.key, feeds)
         placed = cached.placement(self.pool.device_types(), record.allow_soft_placement, feeds)
@@ -201,11 +211,7 @@ class Service:
                             record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
         call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,
                         placed.host_steps, options.trace_level > 0, timeout, cancellation)
-        if broke_at and not self._worker_answers(broke_at):
-            return RunOutcome(self._died_under(call, cached, broke_at), placed, cached)
-        if self.batcher is not None:
-            return RunOutcome(self.batcher.run(call, cached, slot), placed, cached)
-        return RunOutcome(self._execute(call, cached), placed, cached)
+        return call, placed
 
     def _execute(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
         if not cached.writes_variables:

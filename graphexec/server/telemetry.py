@@ -172,6 +172,23 @@ class Call:
 _current = threading.local()  # a call is handled start to end on one thread of the server's pool
 
 
+def resume(call: Call | None) -> None:
+    """Make `call` (from Interceptor.begin) the one this thread is handling."""
+    _current.call = call
+
+
+class _Answered:
+    """A finished call's status, as Interceptor._end reads it from a context."""
+
+    __slots__ = ("_code",)
+
+    def __init__(self, code):
+        self._code = code
+
+    def code(self):
+        return self._code
+
+
 def annotate(**fields) -> None:
     """Add fields (session, plan, request_id, ...) to the log line of the call being handled, if any;
     None values are left out."""
@@ -276,6 +293,23 @@ class Interceptor(grpc.ServerInterceptor):
         for request in requests:
             call.received += _size(request)
             yield request
+
+    def begin(self, method: str, received: int = 0) -> Call:
+        """Observe a call that one thread handles in pieces among others' (the direct link's batched runs,
+        graphexec.server.direct_batching): `resume` it before each piece, `end` it with its status code."""
+        call = self._begin(method)
+        call.received = received
+        return call
+
+    def abandon(self, call: Call) -> None:
+        """Forget a call begun but then handled elsewhere (observed there)."""
+        _current.call = None
+        self._in_flight(-1)
+
+    def end(self, call: Call, code: grpc.StatusCode, sent: int = 0) -> None:
+        _current.call = call
+        call.sent = sent
+        self._end(call, _Answered(code), None)
 
     def _begin(self, method: str) -> Call:
         call = _current.call = Call(method)

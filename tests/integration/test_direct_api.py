@@ -26,13 +26,18 @@ pytestmark = pytest.mark.timeout(240)
 SLACK_S = 1.5
 
 
-@pytest.fixture(scope="module")
-def one_thread():
+# With dynamic batching on, one thread serves the link's connections (graphexec.server.direct_batching):
+# every test of the link runs against both.
+BATCHING = {"thread_per_connection": (), "batching": ("--max-batch-size", "8", "--max-batch-delay-us", "2000")}
+
+
+@pytest.fixture(scope="module", params=list(BATCHING))
+def one_thread(request):
     """A server that runs one run at a time, with short idle connections and a small message limit."""
     started: list[Process] = []
     try:
         yield start_serve(started, "--threads", "1", "--queue-depth", "8", "--stream-idle-timeout", "1",
-                          "--max-message-bytes", "4MiB")
+                          "--max-message-bytes", "4MiB", *BATCHING[request.param])
     finally:
         for process in started:
             process.kill()

@@ -1,0 +1,407 @@
+"""Dynamic batching on the API's direct link: one thread reads every connection and answers batches itself.
+
+Why: with a thread per connection, a batched run woke its thread on the request, again for the GIL,
+again when its batch's leader answered it, and again to send (W8, 64 clients: ~8 voluntary context
+switches and ~380 us of server CPU per run, where the batch's kernel is ~5 us a run; a wake-up costs
+tens of microseconds on a small VM). Here one thread (the reactor) polls the connections, decodes each
+RunCallable that may join a batch, gathers the runs of one batch key as graphexec.server.batching does
+(until --max-batch-size rows, or --max-batch-delay-us after the first, and only while several sessions
+send runs of the key), runs them as one call and writes each answer to its socket. No thread wakes
+per run.
+
+Everything else a connection sends (RunStep, MakeCallable, a run of a plan that is not row-wise, one
+that asks for metadata or a trace, one whose answer is large) is answered as on a connection of its own:
+the reactor stops reading that connection and hands the frame to a thread of a pool, which calls the
+same handler (DirectApiServer.answer_frame) and gives the connection back. So every call keeps the
+link's promises: the handlers' checks, limits, statuses and metrics (per call and per run), a deadline
+per run (a run that expires while it waits is answered DEADLINE_EXCEEDED) and cancellation (a client
+that hangs up while its run waits loses the run; one in a running batch has its rows dropped).
+
+Runs batched here and runs batched by the Batcher (gRPC, TLS connections) of one key form separate
+batches. Only connections without TLS come here (an SSL socket's buffered bytes are invisible to poll).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import selectors
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from graphexec import errors
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import codec, status
+from graphexec.rpc.frames import API_PREFIX, FAILURE, HEAD, RESULT, RUN, SHARED_RUN, TooLarge
+from graphexec.runtime.worker import Cancellation
+from graphexec.server import batching, telemetry
+from graphexec.server.limits import executor_threads
+
+log = logging.getLogger("graphexec.server")
+RUN_CALLABLE = 1  # the direct link's method number of RunCallable (frames.API_METHODS)
+READ_BYTES = 256 << 10
+SMALL_ANSWER_BYTES = 64 << 10  # larger answers are sent from the pool (a slow reader must not hold the reactor)
+INFINITY = float("inf")
+
+
+class _Link:
+    """One adopted connection."""
+
+    __slots__ = ("buffer", "caller", "closed", "connection", "key", "lent", "pending", "sock")
+
+    def __init__(self, sock, connection, key: int, caller: str):
+        self.sock, self.connection, self.key, self.caller = sock, connection, key, caller
+        self.buffer = bytearray()
+        self.pending = None  # its run waiting for a batch (_Pending)
+        self.lent = False  # a pool thread is answering its call: not read meanwhile
+        self.closed = False
+
+
+class _Pending:
+    """A run waiting for its batch."""
+
+    __slots__ = ("link", "call", "rows", "deadline", "observed", "started", "arrived")
+
+    def __init__(self, link: _Link, call, rows: int, observed, started: float):
+        self.link, self.call, self.rows, self.observed, self.started = link, call, rows, observed, started
+        self.arrived = time.monotonic()
+        self.deadline = None if call.timeout_s is None else self.arrived + call.timeout_s
+
+
+class _Group:
+    """The runs of one batch key waiting together."""
+
+    __slots__ = ("cached", "runs", "rows", "due", "expires")
+
+    def __init__(self, cached):
+        self.cached, self.runs, self.rows, self.due = cached, [], 0, 0.0
+        self.expires = INFINITY  # the earliest deadline of its runs
+
+
+class Reactor:
+    """Serves the adopted connections of `server` (a DirectApiServer whose service batches)."""
+
+    def __init__(self, server, servicer):
+        self._server, self._servicer = server, servicer
+        self._service = servicer.service
+        self._batcher = servicer.service.batcher
+        self._limit = servicer.limits.max_message_bytes
+        self._observe = server.interceptor
+        self._method = f"{server.service_name}/RunCallable"
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        self._inbox: collections.deque = collections.deque()  # (link, adopt: bool) from other threads
+        self._groups: dict[tuple, _Group] = {}
+        # Threads start as calls need them, up to as many as gRPC's own executor may have.
+        self._pool = ThreadPoolExecutor(executor_threads(servicer.limits), thread_name_prefix="graphexec-direct-call")
+        self._stopped = False
+
+    def start(self) -> Reactor:
+        threading.Thread(target=self._loop, name="graphexec-direct-batching", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._poke()
+
+    def adopt(self, sock, connection, key: int, caller: str) -> None:
+        """Serve a connection past HELLO from now on (the caller's thread lets go of it)."""
+        sock.setblocking(False)
+        self._inbox.append((_Link(sock, connection, key, caller), True))
+        self._poke()
+
+    def _poke(self) -> None:
+        try:
+            self._wake_writer.send(b"\0")
+        except BlockingIOError:  # full: the reactor is awake already
+            pass
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopped:
+            events = self._selector.select(self._timeout())
+            for key, _ in events:
+                if key.data is None:
+                    self._drain_inbox()
+                    continue
+                try:
+                    self._read(key.data)
+                except Exception:  # a bug: that connection ends (its client sees it close), the others go on
+                    log.exception("the direct link's batching failed on a connection")
+                    self._close(key.data)
+            now = time.monotonic()
+            self._expire(now)
+            self._flush(now)
+        # Stopped: the runs waiting are run now and answered; then every connection read here closes.
+        self._flush(INFINITY)
+        for key in list(self._selector.get_map().values()):
+            if key.data is not None:
+                self._close(key.data)
+
+    def _timeout(self) -> float | None:
+        if not self._groups:
+            return None
+        soonest = min(min(group.due, group.expires) for group in self._groups.values())
+        return max(soonest - time.monotonic(), 0.0)
+
+    def _drain_inbox(self) -> None:
+        try:
+            while self._wake_reader.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._inbox:
+            link, adopt = self._inbox.popleft()
+            if adopt:
+                self._selector.register(link.sock, selectors.EVENT_READ, link)
+            else:  # given back by the pool
+                link.lent = False
+                self._selector.register(link.sock, selectors.EVENT_READ, link)
+                self._frames(link)  # a frame it sent meanwhile (out of turn) waits in its buffer
+
+    def _read(self, link: _Link) -> None:
+        try:
+            data = link.sock.recv(READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # hung up (or shut down as idle): a run of it that waits is dropped
+            self._close(link)
+            return
+        link.buffer += data
+        if link.pending is None:
+            self._frames(link)
+
+    def _frames(self, link: _Link) -> None:
+        """Take the link's complete frames in turn, while it has no call in progress (one at a time)."""
+        buffer = link.buffer
+        while not (link.closed or link.lent or link.pending is not None) and len(buffer) >= HEAD.size:
+            kind, size = HEAD.unpack_from(buffer)
+            if size > self._limit:
+                self._lend(link, lambda: self._server.refuse_large(link.sock, TooLarge(size, self._limit)),
+                           close=True)
+                return
+            if len(buffer) < HEAD.size + size:
+                return
+            body = bytes(buffer[HEAD.size:HEAD.size + size])
+            del buffer[:HEAD.size + size]
+            if kind not in (RUN, SHARED_RUN) or size < API_PREFIX.size:
+                self._close(link)
+                return
+            if not self._batched(link, kind, body):
+                self._lend(link, lambda body=body, kind=kind: self._server.answer_frame(
+                    link.sock, link.connection, link.key, link.caller, kind, body))
+
+    # -- batched runs ---------------------------------------------------------------------------------
+    def _batched(self, link: _Link, kind: int, body: bytes) -> bool:
+        """Whether the frame is a run that joined a batch (or was answered already); else the pool takes it."""
+        left, number = API_PREFIX.unpack_from(body)
+        if number != RUN_CALLABLE:
+            return False
+        started = time.perf_counter()
+        request = memoryview(body)[API_PREFIX.size:]
+        observed = self._observe.begin(self._method, len(request))
+        telemetry.annotate(tenant=link.caller or telemetry.DEFAULT_TENANT)
+        try:
+            if kind == SHARED_RUN:
+                request = self._server.shared_request(link.connection, request)
+            message, feeds, _ = codec.decode_tensor_message(spb.RunCallableRequest, request, "feeds")
+            if message.options.return_metadata or message.options.trace_level > 0 or any(
+                    isinstance(feed, tuple) for feed in feeds):
+                return self._unobserved(observed)
+            record = self._service.sessions.get(message.session_handle, link.caller)
+            cached, _ = self._service.plans.get(message.callable_handle)
+            if not self._batcher.verdict(cached).ok:
+                return self._unobserved(observed)
+            telemetry.annotate(session=record.handle[:8], plan=cached.key[:16], request_id=message.request_id or None)
+            call, _ = self._service.plan_call(record, cached, feeds, message.request_id, message.options,
+                                              None if left < 0 else left, Cancellation())
+            rows = batching.batch_rows(call, self._batcher.max_rows)
+            if rows is None:
+                return self._unobserved(observed)
+        except Exception as exc:  # answered here: a bad request fails alone
+            self._fail(link, exc, observed, started)
+            return True
+        finally:
+            telemetry.resume(None)
+        self._servicer.streams.active(link.key, busy=True)
+        key = batching.batch_key(call, cached)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(cached)
+        run = link.pending = _Pending(link, call, rows, observed, started)
+        company = self._batcher.arrived(key, call.session_handle, run.arrived)
+        if not group.runs:
+            group.due = run.arrived + (self._batcher.delay_s if company else 0.0)
+        group.runs.append(run)
+        group.rows += rows
+        if run.deadline is not None:
+            group.expires = min(group.expires, run.deadline)
+        if group.rows >= self._batcher.max_rows:
+            group.due = 0.0
+        return True
+
+    def _unobserved(self, observed) -> bool:
+        """Leave a run to the pool's handler, which observes it itself."""
+        self._observe.abandon(observed)
+        return False
+
+    def _expire(self, now: float) -> None:
+        """Answer the waiting runs whose deadlines passed (the others' batch may wait longer)."""
+        for group in self._groups.values():
+            if group.expires > now:
+                continue
+            expired = [run for run in group.runs if run.deadline is not None and run.deadline <= now]
+            group.runs = [run for run in group.runs if run not in expired]
+            group.rows -= sum(run.rows for run in expired)
+            group.expires = min((run.deadline for run in group.runs if run.deadline is not None), default=INFINITY)
+            for run in expired:
+                if run.link.pending is run:
+                    self._fail(run.link, errors.DeadlineExceededError(
+                        None, None, "Run exceeded its deadline waiting for its batch"), run.observed, run.started)
+                    self._frames(run.link)
+
+    def _flush(self, now: float) -> None:
+        for key in [key for key, group in self._groups.items() if group.due <= now]:
+            group = self._groups.pop(key)
+            while group.runs:  # at most max_rows at a time, in arrival order
+                batch, rows = [], 0
+                while group.runs and (not batch or rows + group.runs[0].rows <= self._batcher.max_rows):
+                    run = group.runs.pop(0)
+                    rows += run.rows
+                    batch.append(run)
+                self._run_batch(batch, group.cached)
+
+    def _run_batch(self, batch: list[_Pending], cached) -> None:
+        live = []
+        for run in batch:
+            if run.link.pending is not run:  # its client hung up
+                continue
+            if run.deadline is not None and time.monotonic() >= run.deadline:
+                self._fail(run.link, errors.DeadlineExceededError(
+                    None, None, "Run exceeded its deadline waiting for its batch"), run.observed, run.started)
+                self._frames(run.link)
+            else:
+                live.append(run)
+        if not live:
+            return
+        try:
+            with self._servicer.admission.slot():
+                results, error = self._batcher.execute_batch([run.call for run in live],
+                                                             [run.deadline for run in live],
+                                                             [run.rows for run in live], cached)
+        except Exception as exc:  # the server is overloaded (--threads, --queue-depth), or a bug: all are told
+            results, error = None, exc
+        if error is batching.ALONE:  # each run again alone, in its own time, on the pool
+            for run in live:
+                self._settle(run.link)  # (here, on the reactor's thread)
+                self._lend(run.link, lambda run=run: self._alone(run, cached))
+            return
+        for i, run in enumerate(live):
+            if error is not None:
+                self._fail(run.link, error, run.observed, run.started)
+            else:
+                self._answer(run, results[i])
+            self._frames(run.link)  # what it sent meanwhile (out of turn) waits in its buffer
+
+    def _alone(self, run: _Pending, cached) -> None:
+        if run.deadline is not None:
+            run.call.timeout_s = max(run.deadline - time.monotonic(), 0.0)
+        try:
+            result = self._batcher.execute(run.call, cached)
+        except Exception as exc:
+            self._fail(run.link, exc, run.observed, run.started, blocking=True)
+        else:
+            self._answer(run, result, blocking=True)
+
+    # -- answers --------------------------------------------------------------------------------------
+    def _answer(self, run: _Pending, result, blocking: bool = False) -> None:
+        link = run.link
+        try:
+            answer = codec.encode_tensor_message(spb.RunCallableResponse(printed=result.printed), "fetches",
+                                                 result.fetches)
+        except Exception as exc:
+            self._fail(link, exc, run.observed, run.started, blocking)
+            return
+        self._settle(link)
+        self._done(link, run.observed, run.started, grpc.StatusCode.OK, len(answer))
+        self._send(link, RESULT, answer, blocking)
+
+    def _fail(self, link: _Link, exc: BaseException, observed, started: float, blocking: bool = False) -> None:
+        self._settle(link)
+        self._done(link, observed, started, status.status_code(exc), 0)
+        self._send(link, FAILURE, status.failure_bytes(exc, "RunCallable"), blocking)
+
+    @staticmethod
+    def _settle(link: _Link) -> None:
+        """The link's run no longer waits (answered, failed or dropped)."""
+        link.pending = None
+
+    def _done(self, link: _Link, observed, started: float, code, sent: int) -> None:
+        self._servicer.streams.active(link.key, busy=False)
+        self._service.metrics.run_done(link.caller or telemetry.DEFAULT_TENANT, code.name, started)
+        self._observe.end(observed, code, sent)
+        telemetry.resume(None)
+
+    def _send(self, link: _Link, kind: int, body: bytes, blocking: bool) -> None:
+        frame = HEAD.pack(kind, len(body)) + body
+        if blocking:  # on a pool thread, the link lent to it
+            self._server.send_all(link.sock, frame)
+            return
+        try:
+            sent = link.sock.send(frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._close(link)
+            return
+        if sent < len(frame):  # a client that does not read: the rest from the pool
+            rest = memoryview(frame)[sent:]
+            self._lend(link, lambda: self._server.send_all(link.sock, rest))
+
+    # -- lending to the pool, closing -----------------------------------------------------------------
+    def _lend(self, link: _Link, work, close: bool = False) -> None:
+        """Stop reading the link while a pool thread does `work` on it (blocking), then read it again."""
+        link.lent = True
+        self._selector.unregister(link.sock)
+        self._pool.submit(self._lent, link, work, close)
+
+    def _lent(self, link: _Link, work, close: bool) -> None:
+        keep = False
+        try:
+            link.sock.setblocking(True)
+            keep = work() is not False and not close
+        except Exception:  # the client went away, or a bug: the connection ends either way
+            log.debug("a direct batching connection ended", exc_info=True)
+        if keep and not self._stopped:
+            try:
+                link.sock.setblocking(False)
+                self._inbox.append((link, False))
+                self._poke()
+                return
+            except OSError:
+                pass
+        self._release(link)
+
+    def _close(self, link: _Link) -> None:
+        if link.pending is not None:  # waiting in a group: its run is dropped there (link.pending checked)
+            run = link.pending
+            self._settle(link)
+            if run.call.cancellation is not None:
+                run.call.cancellation.cancel()
+            self._done(link, run.observed, run.started, grpc.StatusCode.CANCELLED, 0)
+        try:
+            self._selector.unregister(link.sock)
+        except (KeyError, ValueError):
+            pass
+        self._release(link)
+
+    def _release(self, link: _Link) -> None:
+        link.closed = True
+        self._server.release(link.sock, link.connection, link.key)

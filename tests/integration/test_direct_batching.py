@@ -1,0 +1,149 @@
+"""Dynamic batching on the API's direct link (graphexec.server.direct_batching), against real `graphexec
+serve` processes: one thread reads every connection and answers batches; a client that hangs up while its
+run waits loses only that run; frames sent out of turn wait their turn; calls that cannot join a batch are
+answered as on a connection of their own. (tests/integration/test_batching.py and test_direct_api.py run
+their programs against this path too.)"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_batching import batches, client_rows, concurrently, mlp_graph, mlp_numpy, start_serve
+from test_direct_api import _raw_connection
+from test_metrics import Scrape, moved
+
+import graphexec as tf
+from graphexec.proto.v1 import service_pb2 as spb
+from graphexec.rpc import codec, frames
+from graphexec.rpc.frames import API_PREFIX
+from graphexec.server.direct_api import SERVICE
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _request(sess, x, probabilities, rows) -> bytes:
+    """A RunCallable frame body for `rows`, made by hand (the session's own callable)."""
+    made = sess._callable((x.name,), (probabilities.name,), ())
+    request = spb.RunCallableRequest(session_handle=sess._handle, callable_handle=made.handle)
+    return API_PREFIX.pack(-1.0, 1) + codec.encode_tensor_message(request, "feeds", [rows])
+
+
+def _answer(reader) -> np.ndarray:
+    kind, body = frames.read_frame(reader)
+    assert kind == frames.RESULT, body
+    _, fetches, _ = codec.decode_tensor_message(spb.RunCallableResponse, body, "fetches")
+    return fetches[0]
+
+
+def test_one_thread_answers_every_connection_in_shared_kernel_calls(processes):
+    target, url = start_serve(processes, "--max-batch-size", "64", "--max-batch-delay-us", "5000")
+    graph, x, probabilities, init = mlp_graph()
+    with tf.Session(target, graph=graph) as sess:
+        sess.run(init)
+    clients, runs = 32, 10
+    over_the_link = []
+
+    def work(index):
+        with tf.Session(target, graph=graph) as sess:
+            for run in range(runs):
+                rows = client_rows(index, run)
+                np.testing.assert_allclose(sess.run(probabilities, {x: rows}), mlp_numpy(rows), rtol=2e-5, atol=1e-6)
+            over_the_link.append(sess._connection.direct.calls)
+
+    before = Scrape(url)
+    concurrently(clients, work)
+    after = Scrape(url)
+    calls, batched = batches(before, after)
+    assert batched == clients * runs and calls < batched / 4, (calls, batched)
+    assert min(over_the_link) >= runs  # each session's runs (and its MakeCallable) took the link
+    assert moved(before, after, "graphexec_runs_total", code="OK") == clients * runs
+    assert moved(before, after, "graphexec_grpc_calls_total", method=f"{SERVICE}/RunCallable",
+                 code="OK") == clients * runs  # each run a call, as on a connection of its own
+
+
+def test_a_client_that_hangs_up_while_its_run_waits_loses_only_that_run(processes):
+    target, url = start_serve(processes, "--max-batch-size", "64", "--max-batch-delay-us", "1500000")
+    graph, x, probabilities, init = mlp_graph()
+    with tf.Session(target, graph=graph) as sess:
+        sess.run(init)
+    rows = client_rows(1, 1)
+    with tf.Session(target, graph=graph) as first, tf.Session(target, graph=graph) as second:
+        first.run(probabilities, {x: rows})
+        second.run(probabilities, {x: rows})  # two sessions: a batch now waits for company
+        before = Scrape(url)
+        sock, reader, hello = _raw_connection(first._connection.direct.port)
+        assert hello == (frames.RESULT, b"")
+        frames.send_frame(sock, frames.RUN, _request(first, x, probabilities, rows))
+        time.sleep(0.3)  # it waits for its batch (1.5 s)
+        answered = {}
+        waiting = threading.Thread(target=lambda: answered.update(value=second.run(probabilities, {x: rows})))
+        waiting.start()
+        time.sleep(0.2)
+        reader.close()
+        sock.close()
+        waiting.join(timeout=30)
+        np.testing.assert_allclose(answered["value"], mlp_numpy(rows), rtol=2e-5, atol=1e-6)
+        give_up = time.monotonic() + 10
+        while True:
+            after = Scrape(url)
+            counts = (moved(before, after, "graphexec_runs_total", code="CANCELLED"),
+                      moved(before, after, "graphexec_runs_total", code="OK"))
+            if counts == (1, 1) or time.monotonic() > give_up:
+                break
+            time.sleep(0.1)
+        assert counts == (1, 1)
+        assert moved(before, after, "graphexec_batch_size_sum") == 1  # the batch held the second run only
+        np.testing.assert_allclose(first.run(probabilities, {x: rows}), mlp_numpy(rows), rtol=2e-5, atol=1e-6)
+
+
+def test_frames_sent_out_of_turn_are_answered_in_order(processes):
+    target, _ = start_serve(processes, "--max-batch-size", "16", "--max-batch-delay-us", "2000")
+    graph, x, probabilities, init = mlp_graph()
+    with tf.Session(target, graph=graph) as sess:
+        sess.run(init)
+        many = [client_rows(7, run) for run in range(5)]
+        sock, reader, _ = _raw_connection(sess._connection.direct.port)
+        with sock:
+            sock.sendall(b"".join(frames.HEAD.pack(frames.RUN, len(body)) + body
+                                  for body in (_request(sess, x, probabilities, rows) for rows in many)))
+            for rows in many:
+                np.testing.assert_allclose(_answer(reader), mlp_numpy(rows), rtol=2e-5, atol=1e-6)
+            frames.send_frame(sock, 0x7F, b"")  # not a frame of the link: the connection ends
+            with pytest.raises(frames.Closed):
+                frames.read_frame(reader)
+        np.testing.assert_allclose(sess.run(probabilities, {x: many[0]}), mlp_numpy(many[0]), rtol=2e-5, atol=1e-6)
+
+
+def test_calls_that_cannot_join_a_batch_are_answered_beside_it(processes):
+    """A traced run, a RunStep and a plan that writes variables go to a thread of their own while the
+    batches of other connections go on."""
+    target, _ = start_serve(processes, "--max-batch-size", "16", "--max-batch-delay-us", "2000")
+    graph, x, probabilities, init = mlp_graph()
+    with graph.as_default():
+        counter = tf.Variable(0.0)
+        bump = tf.assign_add(counter, 1.0)
+    with tf.Session(target, graph=graph) as sess:
+        sess.run([init, counter.initializer])
+
+    def work(index):
+        with tf.Session(target, graph=graph) as sess:
+            for run in range(6):
+                rows = client_rows(index, run)
+                if index % 4 == 0:
+                    metadata = tf.RunMetadata()
+                    got = sess.run(probabilities, {x: rows},
+                                   options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                                   run_metadata=metadata)
+                    assert metadata.step_stats.node_stats and metadata.executed_nodes
+                elif index % 4 == 1:
+                    sess.run(bump)
+                    got = sess.run(probabilities, {x: rows})
+                else:
+                    got = sess.run(probabilities, {x: rows})
+                np.testing.assert_allclose(got, mlp_numpy(rows), rtol=2e-5, atol=1e-6)
+
+    concurrently(12, work)
+    with tf.Session(target, graph=graph) as sess:
+        assert sess.run(counter) == 3 * 6  # every update applied once
