@@ -7,12 +7,15 @@ tens of microseconds on a small VM). Here one thread (the reactor) polls the con
 RunCallable that may join a batch, gathers the runs of one batch key as graphexec.server.batching does
 (until --max-batch-size rows, or --max-batch-delay-us after the first, and only while several sessions
 send runs of the key), runs them as one call and writes each answer to its socket. No thread wakes
-per run.
+per run. A key whose last batch took over INLINE_S runs its batches on a pool thread instead (one at a
+time per key, the answers handed back to the reactor), so that a slow model (or a slow worker, with
+--redis) holds up neither other keys' batches nor the reading of requests.
 
 Everything else a connection sends (RunStep, MakeCallable, a run of a plan that is not row-wise, one
-that asks for metadata or a trace, one whose answer is large) is answered as on a connection of its own:
-the reactor stops reading that connection and hands the frame to a thread of a pool, which calls the
-same handler (DirectApiServer.answer_frame) and gives the connection back. So every call keeps the
+that asks for metadata or a trace) is answered as on a connection of its own: the reactor stops
+reading that connection and hands the frame to a thread of the pool, which calls the same handler
+(DirectApiServer.answer_frame) and gives the connection back; so does an answer that the socket does
+not take at once (a client that does not read holds a pool thread, not the reactor). So every call keeps the
 link's promises: the handlers' checks, limits, statuses and metrics (per call and per run), a deadline
 per run (a run that expires while it waits is answered DEADLINE_EXCEEDED) and cancellation (a client
 that hangs up while its run waits loses the run; one in a running batch has its rows dropped).
@@ -43,8 +46,8 @@ from graphexec.server.limits import executor_threads
 log = logging.getLogger("graphexec.server")
 RUN_CALLABLE = 1  # the direct link's method number of RunCallable (frames.API_METHODS)
 READ_BYTES = 256 << 10
-SMALL_ANSWER_BYTES = 64 << 10  # larger answers are sent from the pool (a slow reader must not hold the reactor)
 INFINITY = float("inf")
+INLINE_S = 0.002  # a key whose last batch took longer runs its batches on the pool
 
 
 class _Link:
@@ -95,8 +98,10 @@ class Reactor:
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
-        self._inbox: collections.deque = collections.deque()  # (link, adopt: bool) from other threads
+        self._inbox: collections.deque = collections.deque()  # work for the reactor's thread, from others
         self._groups: dict[tuple, _Group] = {}
+        self._took: dict[tuple, float] = {}  # batch key -> seconds its last batch took
+        self._elsewhere: set[tuple] = set()  # keys whose batches run on the pool now
         # Threads start as calls need them, up to as many as gRPC's own executor may have.
         self._pool = ThreadPoolExecutor(executor_threads(servicer.limits), thread_name_prefix="graphexec-direct-call")
         self._stopped = False
@@ -112,7 +117,12 @@ class Reactor:
     def adopt(self, sock, connection, key: int, caller: str) -> None:
         """Serve a connection past HELLO from now on (the caller's thread lets go of it)."""
         sock.setblocking(False)
-        self._inbox.append((_Link(sock, connection, key, caller), True))
+        link = _Link(sock, connection, key, caller)
+        self._soon(lambda: self._selector.register(sock, selectors.EVENT_READ, link))
+
+    def _soon(self, work) -> None:
+        """Have the reactor's thread do `work` (from any thread)."""
+        self._inbox.append(work)
         self._poke()
 
     def _poke(self) -> None:
@@ -144,10 +154,9 @@ class Reactor:
                 self._close(key.data)
 
     def _timeout(self) -> float | None:
-        if not self._groups:
-            return None
-        soonest = min(min(group.due, group.expires) for group in self._groups.values())
-        return max(soonest - time.monotonic(), 0.0)
+        soonest = min((group.expires if key in self._elsewhere else min(group.due, group.expires)
+                       for key, group in self._groups.items()), default=INFINITY)
+        return None if soonest == INFINITY else max(soonest - time.monotonic(), 0.0)
 
     def _drain_inbox(self) -> None:
         try:
@@ -156,13 +165,13 @@ class Reactor:
         except BlockingIOError:
             pass
         while self._inbox:
-            link, adopt = self._inbox.popleft()
-            if adopt:
-                self._selector.register(link.sock, selectors.EVENT_READ, link)
-            else:  # given back by the pool
-                link.lent = False
-                self._selector.register(link.sock, selectors.EVENT_READ, link)
-                self._frames(link)  # a frame it sent meanwhile (out of turn) waits in its buffer
+            self._inbox.popleft()()
+
+    def _resume(self, link: _Link) -> None:
+        """Read a link the pool gave back."""
+        link.lent = False
+        self._selector.register(link.sock, selectors.EVENT_READ, link)
+        self._frames(link)  # a frame it sent meanwhile (out of turn) waits in its buffer
 
     def _read(self, link: _Link) -> None:
         try:
@@ -268,17 +277,36 @@ class Reactor:
                     self._frames(run.link)
 
     def _flush(self, now: float) -> None:
-        for key in [key for key, group in self._groups.items() if group.due <= now]:
+        """Run the groups that are due (one batch of a key at a time: a key running elsewhere waits)."""
+        for key in [key for key, group in self._groups.items() if group.due <= now and key not in self._elsewhere]:
             group = self._groups.pop(key)
+            batches = []
             while group.runs:  # at most max_rows at a time, in arrival order
                 batch, rows = [], 0
                 while group.runs and (not batch or rows + group.runs[0].rows <= self._batcher.max_rows):
                     run = group.runs.pop(0)
                     rows += run.rows
                     batch.append(run)
-                self._run_batch(batch, group.cached)
+                batches.append(self._live(batch))
+            if self._took.get(key, 0.0) < INLINE_S:
+                for live in batches:
+                    if live:
+                        self._deliver(live, group.cached, *self._execute(key, live, group.cached))
+            else:  # slow batches run on the pool, so that other keys' batches and reading go on meanwhile
+                self._elsewhere.add(key)
+                self._pool.submit(self._execute_elsewhere, key, batches, group.cached)
 
-    def _run_batch(self, batch: list[_Pending], cached) -> None:
+    def _execute_elsewhere(self, key, batches: list, cached) -> None:
+        try:
+            for live in batches:
+                if live:
+                    outcome = self._execute(key, live, cached)
+                    self._soon(lambda live=live, outcome=outcome: self._deliver(live, cached, *outcome))
+        finally:
+            self._soon(lambda: self._elsewhere.discard(key))
+
+    def _live(self, batch: list[_Pending]) -> list[_Pending]:
+        """The runs of a batch still to run (those past their deadline answered, those hung up dropped)."""
         live = []
         for run in batch:
             if run.link.pending is not run:  # its client hung up
@@ -289,21 +317,31 @@ class Reactor:
                 self._frames(run.link)
             else:
                 live.append(run)
-        if not live:
-            return
+        return live
+
+    def _execute(self, key, live: list[_Pending], cached) -> tuple:
+        """(results, error) of running the runs as one call (graphexec.server.batching.Batcher.execute_batch)."""
+        started = time.perf_counter()
         try:
             with self._servicer.admission.slot():
-                results, error = self._batcher.execute_batch([run.call for run in live],
-                                                             [run.deadline for run in live],
-                                                             [run.rows for run in live], cached)
+                return self._batcher.execute_batch([run.call for run in live], [run.deadline for run in live],
+                                                   [run.rows for run in live], cached)
         except Exception as exc:  # the server is overloaded (--threads, --queue-depth), or a bug: all are told
-            results, error = None, exc
-        if error is batching.ALONE:  # each run again alone, in its own time, on the pool
-            for run in live:
-                self._settle(run.link)  # (here, on the reactor's thread)
-                self._lend(run.link, lambda run=run: self._alone(run, cached))
-            return
+            return None, exc
+        finally:
+            self._took[key] = time.perf_counter() - started
+            if len(self._took) > batching.MAX_ENTRIES:
+                self._took.clear()
+
+    def _deliver(self, live: list[_Pending], cached, results, error) -> None:
+        """Answer the runs of a batch that ran (on the reactor's thread)."""
         for i, run in enumerate(live):
+            if run.link.pending is not run:  # its client hung up meanwhile
+                continue
+            if error is batching.ALONE:  # each run again alone, in its own time, on the pool
+                self._settle(run.link)
+                self._lend(run.link, lambda run=run: self._alone(run, cached))
+                continue
             if error is not None:
                 self._fail(run.link, error, run.observed, run.started)
             else:
@@ -382,8 +420,7 @@ class Reactor:
         if keep and not self._stopped:
             try:
                 link.sock.setblocking(False)
-                self._inbox.append((link, False))
-                self._poke()
+                self._soon(lambda: self._resume(link))
                 return
             except OSError:
                 pass

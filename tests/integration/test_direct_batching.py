@@ -147,3 +147,44 @@ def test_calls_that_cannot_join_a_batch_are_answered_beside_it(processes):
     concurrently(12, work)
     with tf.Session(target, graph=graph) as sess:
         assert sess.run(counter) == 3 * 6  # every update applied once
+
+
+def test_a_slow_models_batches_hold_up_neither_other_models_nor_reading(processes):
+    """Once a key's batch took long, its batches run on a thread of the pool: a fast model's runs are
+    answered while a slow model's batch runs (inline, they would wait for it)."""
+    target, _ = start_serve(processes, "--max-batch-size", "64", "--max-batch-delay-us", "1000")
+    slow_graph = tf.Graph()
+    with slow_graph.as_default():
+        rows_in = tf.placeholder(tf.float32, [None, 8])
+        weights = tf.constant(np.full((8, 1500), 1e-4, np.float32))
+        square = tf.constant(np.eye(1500, dtype=np.float32))
+        slow = rows_in @ weights
+        for _ in range(100):  # 100 products of [48, 1500] x [1500, 1500]: a few hundred ms on one thread
+            slow = tf.tanh(slow @ square)
+        slow = tf.reduce_sum(slow, axis=1)
+    fast_graph, x, probabilities, init = mlp_graph()
+    with tf.Session(target, graph=fast_graph) as sess:
+        sess.run(init)
+    slow_rows = np.ones((48, 8), np.float32)
+    with tf.Session(target, graph=slow_graph) as slow_sess, tf.Session(target, graph=fast_graph) as fast_sess:
+        slow_sess.run(slow, {rows_in: slow_rows})  # compiled, and run inline: now known to be slow
+        started = time.monotonic()
+        expected = slow_sess.run(slow, {rows_in: slow_rows})
+        took = time.monotonic() - started
+        finished = {}
+        background = threading.Thread(target=lambda: finished.update(
+            value=slow_sess.run(slow, {rows_in: slow_rows}), at=time.monotonic()))
+        background.start()
+        time.sleep(min(0.1, took / 4))  # its batch is running now
+        fast_times = []
+        for run in range(5):
+            rows = client_rows(3, run)
+            t0 = time.monotonic()
+            np.testing.assert_allclose(fast_sess.run(probabilities, {x: rows}), mlp_numpy(rows), rtol=2e-5, atol=1e-6)
+            fast_times.append(time.monotonic() - t0)
+        fast_done = time.monotonic()
+        background.join(timeout=60)
+    np.testing.assert_array_equal(finished["value"], expected)
+    print(f"\nslow batch {took * 1e3:.0f} ms; fast runs meanwhile {[round(t * 1e3, 1) for t in fast_times]} ms")
+    assert took > 0.1, took  # (the premise: a batch slow enough to see)
+    assert fast_done < finished["at"], (fast_times, took)  # every fast run answered while the slow batch ran
