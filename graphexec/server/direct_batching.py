@@ -97,6 +97,7 @@ class Reactor:
         self._selector = selectors.DefaultSelector()
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
         self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
         self._inbox: collections.deque = collections.deque()  # work for the reactor's thread, from others
         self._groups: dict[tuple, _Group] = {}
@@ -145,9 +146,16 @@ class Reactor:
                     log.exception("the direct link's batching failed on a connection")
                     self._close(key.data)
             now = time.monotonic()
-            self._expire(now)
-            self._flush(now)
-        # Stopped: the runs waiting are run now and answered; then every connection read here closes.
+            try:
+                self._expire(now)
+                self._flush(now)
+            except Exception:  # a bug: logged, and the reactor goes on serving
+                log.exception("the direct link's batching failed")
+        # Stopped: the calls in progress finish, the runs waiting run now (here) and are answered; then
+        # every connection read here closes.
+        self._pool.shutdown(wait=True)
+        self._drain_inbox()
+        self._took.clear()
         self._flush(INFINITY)
         for key in list(self._selector.get_map().values()):
             if key.data is not None:
@@ -165,7 +173,10 @@ class Reactor:
         except BlockingIOError:
             pass
         while self._inbox:
-            self._inbox.popleft()()
+            try:
+                self._inbox.popleft()()
+            except Exception:  # a bug, or a connection closed meanwhile: the others go on
+                log.exception("the direct link's batching failed")
 
     def _resume(self, link: _Link) -> None:
         """Read a link the pool gave back."""
