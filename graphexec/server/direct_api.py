@@ -42,6 +42,7 @@ from graphexec.rpc import methods, shared_memory, status
 from graphexec.rpc.frames import (API_METHODS, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, SHARED_RUN, Closed,
                                   TooLarge, read_frame, send_frame)
 from graphexec.server import telemetry
+from graphexec.server.direct_batching import Reactor
 
 PREFIX, METHODS = API_PREFIX, API_METHODS
 log = logging.getLogger("graphexec.server")
@@ -131,7 +132,6 @@ class DirectApiServer:
         # (graphexec.server.direct_batching); TLS ones keep a thread each, batched by the Batcher.
         self._reactor = None
         if servicer.service.batcher is not None and ssl_context is None:
-            from graphexec.server.direct_batching import Reactor
             self._reactor = Reactor(self, servicer)
         self._busy: set[_Connection] = set()  # connections whose run is in progress
         self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
@@ -260,10 +260,6 @@ class DirectApiServer:
         send_frame(sock, FAILURE, status.failure_bytes(errors.ResourceExhaustedError(
             None, None, f"a request of {exc.size} bytes is above the server's limit of {exc.limit} "
                         "(--max-message-bytes); larger tensors travel in parts on the Run stream")))
-
-    @staticmethod
-    def send_all(sock, data) -> None:
-        sock.sendall(data)
 
     def answer_frame(self, sock, connection: _Connection, key: int, caller: str, kind: int, body) -> bool:
         """Answer one frame of a connection; False when the connection should end (not a call)."""

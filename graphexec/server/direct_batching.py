@@ -401,7 +401,7 @@ class Reactor:
     def _send(self, link: _Link, kind: int, body: bytes, blocking: bool) -> None:
         frame = HEAD.pack(kind, len(body)) + body
         if blocking:  # on a pool thread, the link lent to it
-            self._server.send_all(link.sock, frame)
+            link.sock.sendall(frame)
             return
         try:
             sent = link.sock.send(frame)
@@ -412,7 +412,7 @@ class Reactor:
             return
         if sent < len(frame):  # a client that does not read: the rest from the pool
             rest = memoryview(frame)[sent:]
-            self._lend(link, lambda: self._server.send_all(link.sock, rest))
+            self._lend(link, lambda: link.sock.sendall(rest))
 
     # -- lending to the pool, closing -----------------------------------------------------------------
     def _lend(self, link: _Link, work, close: bool = False) -> None:
