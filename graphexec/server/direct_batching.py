@@ -36,8 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from graphexec import errors
-from graphexec.proto.v1 import service_pb2 as spb
-from graphexec.rpc import codec, status
+from graphexec.rpc import status
 from graphexec.rpc.frames import API_PREFIX, FAILURE, HEAD, RESULT, RUN, SHARED_RUN, TooLarge
 from graphexec.runtime.worker import Cancellation
 from graphexec.server import batching, telemetry
@@ -231,9 +230,8 @@ class Reactor:
         try:
             if kind == SHARED_RUN:
                 request = self._server.shared_request(link.connection, request)
-            message, feeds, _ = codec.decode_tensor_message(spb.RunCallableRequest, request, "feeds")
-            if message.options.return_metadata or message.options.trace_level > 0 or any(
-                    isinstance(feed, tuple) for feed in feeds):
+            message, feeds = self._servicer.decode_run_callable(request)
+            if message.options.return_metadata or message.options.trace_level > 0:
                 return self._unobserved(observed)
             record = self._service.sessions.get(message.session_handle, link.caller)
             cached, _ = self._service.plans.get(message.callable_handle)
@@ -373,8 +371,7 @@ class Reactor:
     def _answer(self, run: _Pending, result, blocking: bool = False) -> None:
         link = run.link
         try:
-            answer = codec.encode_tensor_message(spb.RunCallableResponse(printed=result.printed), "fetches",
-                                                 result.fetches)
+            answer = self._servicer.encode_run_callable(result)
         except Exception as exc:
             self._fail(link, exc, run.observed, run.started, blocking)
             return

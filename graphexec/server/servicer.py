@@ -128,13 +128,28 @@ class GraphExecServicer:
 
     @status.answers_failures
     def run_callable(self, data, context):
-        request, feeds, _ = codec.decode_tensor_message(spb.RunCallableRequest, data, "feeds")
-        _require_content(feeds)
+        request, feeds = self.decode_run_callable(data)
         response, fetches = self._run_callable(request, feeds, context)
         if sum(f.nbytes for f in fetches) > MAX_UNARY_FETCH_BYTES:
             raise errors.ResourceExhaustedError(None, None, "fetched tensors exceed one message (2 GiB); fetch them "
                                                             "through the Run stream")
         return codec.encode_tensor_message(response, "fetches", fetches)
+
+    @staticmethod
+    def decode_run_callable(data) -> tuple:
+        """(request message, feeds) of RunCallable's bytes, for the direct link's batching thread
+        (graphexec.server.direct_batching), which runs what it decodes in batches of its own."""
+        request, feeds, _ = codec.decode_tensor_message(spb.RunCallableRequest, data, "feeds")
+        _require_content(feeds)
+        return request, feeds
+
+    @staticmethod
+    def encode_run_callable(result) -> bytes:
+        """RunCallable's answer for a PlanResult (as run_callable answers, without metadata)."""
+        if sum(f.nbytes for f in result.fetches) > MAX_UNARY_FETCH_BYTES:
+            raise errors.ResourceExhaustedError(None, None, "fetched tensors exceed one message (2 GiB); fetch them "
+                                                            "through the Run stream")
+        return codec.encode_tensor_message(spb.RunCallableResponse(printed=result.printed), "fetches", result.fetches)
 
     @status.answers_failures
     def run_step(self, data, context):
