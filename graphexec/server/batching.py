@@ -88,7 +88,7 @@ class _Run:
         if self.call.cancellation:
             return errors.CancelledError(None, None, "Run was cancelled")
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            return errors.DeadlineExceededError(None, None, "Run exceeded its deadline waiting for its batch")
+            return waited_past_deadline()
         return None
 
 
@@ -124,7 +124,7 @@ class Batcher:
         """The run's result, from a batch when it may join one, else run alone. `slot` (the run's turn,
         graphexec.server.limits.Admission) is stepped out of while the run waits for another's batch, so
         that batches may gather more concurrent runs than the server has --threads."""
-        rows = _rows(call, self.max_rows)
+        rows = batch_rows(call, self.max_rows)
         if not self.verdict(cached).ok:
             self.metrics.unbatched_runs.labels("plan").inc()
             return self.execute(call, cached)
@@ -318,12 +318,11 @@ def batch_key(call: PlanCall, cached: CachedPlan) -> tuple:
             tuple((f.dtype.str, f.shape[1:]) for f in call.feeds))
 
 
+def waited_past_deadline() -> errors.DeadlineExceededError:
+    return errors.DeadlineExceededError(None, None, "Run exceeded its deadline waiting for its batch")
+
+
 def batch_rows(call: PlanCall, max_rows: int) -> int | None:
-    """The rows of a run that may join a batch (its feeds agree on dimension 0), else None."""
-    return _rows(call, max_rows)
-
-
-def _rows(call: PlanCall, max_rows: int) -> int | None:
     """The rows of a run that may join a batch (its feeds agree on dimension 0), else None."""
     if call.trace or not call.feeds:
         return None

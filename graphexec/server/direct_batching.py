@@ -35,7 +35,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from graphexec import errors
 from graphexec.rpc import status
 from graphexec.rpc.frames import API_PREFIX, FAILURE, HEAD, RESULT, RUN, SHARED_RUN, TooLarge
 from graphexec.runtime.worker import Cancellation
@@ -194,8 +193,7 @@ class Reactor:
             self._close(link)
             return
         link.buffer += data
-        if link.pending is None:
-            self._frames(link)
+        self._frames(link)
 
     def _frames(self, link: _Link) -> None:
         """Take the link's complete frames in turn, while it has no call in progress (one at a time)."""
@@ -233,8 +231,7 @@ class Reactor:
             message, feeds = self._servicer.decode_run_callable(request)
             if message.options.return_metadata or message.options.trace_level > 0:
                 return self._unobserved(observed)
-            record = self._service.sessions.get(message.session_handle, link.caller)
-            cached, _ = self._service.plans.get(message.callable_handle)
+            record, cached, _ = self._servicer.lookup(message, link.caller)
             if not self._batcher.verdict(cached).ok:
                 return self._unobserved(observed)
             telemetry.annotate(session=record.handle[:8], plan=cached.key[:16], request_id=message.request_id or None)
@@ -281,9 +278,7 @@ class Reactor:
             group.expires = min((run.deadline for run in group.runs if run.deadline is not None), default=INFINITY)
             for run in expired:
                 if run.link.pending is run:
-                    self._fail(run.link, errors.DeadlineExceededError(
-                        None, None, "Run exceeded its deadline waiting for its batch"), run.observed, run.started)
-                    self._frames(run.link)
+                    self._past_deadline(run)
 
     def _flush(self, now: float) -> None:
         """Run the groups that are due (one batch of a key at a time: a key running elsewhere waits)."""
@@ -321,12 +316,14 @@ class Reactor:
             if run.link.pending is not run:  # its client hung up
                 continue
             if run.deadline is not None and time.monotonic() >= run.deadline:
-                self._fail(run.link, errors.DeadlineExceededError(
-                    None, None, "Run exceeded its deadline waiting for its batch"), run.observed, run.started)
-                self._frames(run.link)
+                self._past_deadline(run)
             else:
                 live.append(run)
         return live
+
+    def _past_deadline(self, run: _Pending) -> None:
+        self._fail(run.link, batching.waited_past_deadline(), run.observed, run.started)
+        self._frames(run.link)  # what it sent meanwhile (out of turn) waits in its buffer
 
     def _execute(self, key, live: list[_Pending], cached) -> tuple:
         """(results, error) of running the runs as one call (graphexec.server.batching.Batcher.execute_batch)."""
@@ -348,7 +345,7 @@ class Reactor:
             if run.link.pending is not run:  # its client hung up meanwhile
                 continue
             if error is batching.ALONE:  # each run again alone, in its own time, on the pool
-                self._settle(run.link)
+                run.link.pending = None
                 self._lend(run.link, lambda run=run: self._alone(run, cached))
                 continue
             if error is not None:
@@ -375,25 +372,19 @@ class Reactor:
         except Exception as exc:
             self._fail(link, exc, run.observed, run.started, blocking)
             return
-        self._settle(link)
+        link.pending = None
         self._done(link, run.observed, run.started, grpc.StatusCode.OK, len(answer))
         self._send(link, RESULT, answer, blocking)
 
     def _fail(self, link: _Link, exc: BaseException, observed, started: float, blocking: bool = False) -> None:
-        self._settle(link)
+        link.pending = None
         self._done(link, observed, started, status.status_code(exc), 0)
         self._send(link, FAILURE, status.failure_bytes(exc, "RunCallable"), blocking)
-
-    @staticmethod
-    def _settle(link: _Link) -> None:
-        """The link's run no longer waits (answered, failed or dropped)."""
-        link.pending = None
 
     def _done(self, link: _Link, observed, started: float, code, sent: int) -> None:
         self._servicer.streams.active(link.key, busy=False)
         self._service.metrics.run_done(link.caller or telemetry.DEFAULT_TENANT, code.name, started)
         self._observe.end(observed, code, sent)
-        telemetry.resume(None)
 
     def _send(self, link: _Link, kind: int, body: bytes, blocking: bool) -> None:
         frame = HEAD.pack(kind, len(body)) + body
@@ -436,8 +427,7 @@ class Reactor:
 
     def _close(self, link: _Link) -> None:
         if link.pending is not None:  # waiting in a group: its run is dropped there (link.pending checked)
-            run = link.pending
-            self._settle(link)
+            run, link.pending = link.pending, None
             if run.call.cancellation is not None:
                 run.call.cancellation.cancel()
             self._done(link, run.observed, run.started, grpc.StatusCode.CANCELLED, 0)

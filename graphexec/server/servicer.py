@@ -129,11 +129,7 @@ class GraphExecServicer:
     @status.answers_failures
     def run_callable(self, data, context):
         request, feeds = self.decode_run_callable(data)
-        response, fetches = self._run_callable(request, feeds, context)
-        if sum(f.nbytes for f in fetches) > MAX_UNARY_FETCH_BYTES:
-            raise errors.ResourceExhaustedError(None, None, "fetched tensors exceed one message (2 GiB); fetch them "
-                                                            "through the Run stream")
-        return codec.encode_tensor_message(response, "fetches", fetches)
+        return _unary_answer(*self._run_callable(request, feeds, context))
 
     @staticmethod
     def decode_run_callable(data) -> tuple:
@@ -146,10 +142,7 @@ class GraphExecServicer:
     @staticmethod
     def encode_run_callable(result) -> bytes:
         """RunCallable's answer for a PlanResult (as run_callable answers, without metadata)."""
-        if sum(f.nbytes for f in result.fetches) > MAX_UNARY_FETCH_BYTES:
-            raise errors.ResourceExhaustedError(None, None, "fetched tensors exceed one message (2 GiB); fetch them "
-                                                            "through the Run stream")
-        return codec.encode_tensor_message(spb.RunCallableResponse(printed=result.printed), "fetches", result.fetches)
+        return _unary_answer(spb.RunCallableResponse(printed=result.printed), result.fetches)
 
     @status.answers_failures
     def run_step(self, data, context):
@@ -168,7 +161,7 @@ class GraphExecServicer:
         return codec.encode_tensor_message(response, "fetches", outcome.result.fetches)
 
     def _run_callable(self, request, feeds, context, cancellation=None, response_class=spb.RunCallableResponse):
-        record, cached, source = self._lookup(request, context)
+        record, cached, source = self.lookup(request, context.caller)
         outcome = self._run(record, cached, feeds, request.request_id, request.options, context, cancellation)
         response = response_class(printed=outcome.result.printed)
         if _wants_metadata(request.options):
@@ -252,7 +245,7 @@ class GraphExecServicer:
         callable), in order; Service.run_many runs as many as their fetches allow at a time, and each
         call's outcomes are answered (here, by the caller) before the next call runs more."""
         try:
-            record, cached, source = self._lookup(group[0], context)
+            record, cached, source = self.lookup(group[0], context.caller)
         except Exception as exc:
             for item in group:
                 yield item, exc, plan_cache.MEMORY
@@ -283,9 +276,9 @@ class GraphExecServicer:
             position += len(done)  # fetches may have stopped the call short: the rest go in the next one
             del done  # answered: not held while the next runs fetch theirs
 
-    def _lookup(self, request, context) -> tuple:
-        """(session record, plan, plan source) of a run request."""
-        record = self.service.sessions.get(request.session_handle, context.caller)
+    def lookup(self, request, caller: str) -> tuple:
+        """(session record, plan, plan source) of a run request from `caller` (a tenant)."""
+        record = self.service.sessions.get(request.session_handle, caller)
         return (record, *self.service.plans.get(request.callable_handle))
 
 
@@ -341,6 +334,14 @@ def _batch_frame(answers: list) -> bytes:
 def _status_frame(failure: BaseException) -> bytes:
     """The answer of a failed run of the Run stream: its status, in the body."""
     return spb.RunResponse(status=status.failure_message(failure, "the Run stream")).SerializeToString()
+
+
+def _unary_answer(response, fetches) -> bytes:
+    """A unary run's answer: `response` followed by its fetches, which must fit one message."""
+    if sum(f.nbytes for f in fetches) > MAX_UNARY_FETCH_BYTES:
+        raise errors.ResourceExhaustedError(None, None, "fetched tensors exceed one message (2 GiB); fetch them "
+                                                        "through the Run stream")
+    return codec.encode_tensor_message(response, "fetches", fetches)
 
 
 def _wants_metadata(options) -> bool:

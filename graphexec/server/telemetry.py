@@ -177,18 +177,6 @@ def resume(call: Call | None) -> None:
     _current.call = call
 
 
-class _Answered:
-    """A finished call's status, as Interceptor._end reads it from a context."""
-
-    __slots__ = ("_code",)
-
-    def __init__(self, code):
-        self._code = code
-
-    def code(self):
-        return self._code
-
-
 def annotate(**fields) -> None:
     """Add fields (session, plan, request_id, ...) to the log line of the call being handled, if any;
     None values are left out."""
@@ -296,7 +284,8 @@ class Interceptor(grpc.ServerInterceptor):
 
     def begin(self, method: str, received: int = 0) -> Call:
         """Observe a call that one thread handles in pieces among others' (the direct link's batched runs,
-        graphexec.server.direct_batching): `resume` it before each piece, `end` it with its status code."""
+        graphexec.server.direct_batching): it is the thread's current call (what `annotate` adds to) until
+        `end`, `abandon` or `resume(None)`."""
         call = self._begin(method)
         call.received = received
         return call
@@ -307,9 +296,8 @@ class Interceptor(grpc.ServerInterceptor):
         self._in_flight(-1)
 
     def end(self, call: Call, code: grpc.StatusCode, sent: int = 0) -> None:
-        _current.call = call
         call.sent = sent
-        self._end(call, _Answered(code), None)
+        self._record(call, code)
 
     def _begin(self, method: str) -> Call:
         call = _current.call = Call(method)
@@ -317,12 +305,15 @@ class Interceptor(grpc.ServerInterceptor):
         return call
 
     def _end(self, call: Call, context, failure) -> None:
-        _current.call = None
-        seconds = time.perf_counter() - call.started
         code = context.code()
         if code is None:
             code = grpc.StatusCode.OK if failure is None else (
                 grpc.StatusCode.CANCELLED if isinstance(failure, GeneratorExit) else grpc.StatusCode.UNKNOWN)
+        self._record(call, code)
+
+    def _record(self, call: Call, code) -> None:
+        _current.call = None
+        seconds = time.perf_counter() - call.started
         self._in_flight(-1)
         calls, call_seconds, received, sent, name, _ = self._labelled(call.method, code)
         calls(1)
