@@ -66,6 +66,9 @@ class _Callable:
     streamed: bool  # some fetch is statically larger than the chunk size
     made: spb.MakeCallableResponse | None  # reported with the first run's metadata, then dropped
     headers: dict = field(default_factory=dict)  # serialized requests but for the request id, by options
+    # its answers repeat one layout (fetches of the same shapes): read without parsing when they do
+    replies: codec.RepeatDecoder = field(default_factory=lambda: codec.RepeatDecoder(spb.RunCallableResponse,
+                                                                                      "fetches"))
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,7 @@ class RemoteSession(BaseSession):
                 else:
                     header = self._header(made, options, run_metadata is not None)
                     reply = self._connection.call("RunCallable", _run_pieces(header, request_id, feeds), timeout)
-                    response, fetches, _ = codec.decode_tensor_message(spb.RunCallableResponse, reply, "fetches")
+                    response, fetches, _ = made.replies.decode(reply)
                 return response, made, fetches
             except errors.NotFoundError as exc:  # another replica, or a restarted server: make it again
                 if attempt or not str(exc).startswith(("callable ", "graph ")):

@@ -20,7 +20,7 @@ from google.protobuf import message as protobuf_message
 from graphexec import dtypes
 from graphexec.proto.v1 import graph_pb2 as pb
 from graphexec.proto.v1 import service_pb2 as spb
-from graphexec.rpc.tensors import (DecodeError, checked_array, dtype_enum, is_shell, little_endian,
+from graphexec.rpc.tensors import (DecodeError, checked_array, dtype_enum, is_shell, little_endian, numpy_dtype,
                                    numpy_dtype_enum, tensors_from_protos)
 
 # Below this size, a message is parsed by protobuf itself (faster than walking it in Python).
@@ -335,3 +335,74 @@ def _walk_message(cls, data: bytes, number: int, raw_number: int):
             pos = _skip(data, pos, end, wire_type)
             rest.append(view[start:pos])
     return cls.FromString(b"".join(rest)), tensors, raw
+
+
+class RepeatDecoder:
+    """decode_tensor_message for messages that repeat one layout (a session's runs of one callable, and
+    their answers): a message whose bytes equal the last one decoded everywhere but in its tensors'
+    contents (and in the value of varint field `varying`, at the same length) is read from that template:
+    the message decoded before and views of the new contents, without parsing (~1 us against ~20 for a
+    small run's request). Any other message is decoded in full and becomes the template.
+
+    `decode(data)` returns (message, arrays, value of `varying` or None). The message may be the one
+    returned before: callers read it, never change it, and take `varying` from the third item only.
+    Safe to share between threads (the template is replaced whole)."""
+
+    def __init__(self, cls, field: str, varying: str | None = None):
+        self._cls, self._field, self._varying = cls, field, varying
+        self._number = field_number(cls, field)
+        self._varying_number = field_number(cls, varying) if varying else 0
+        # (size, [(start, bytes that must be there)], varying (start, stop) or None,
+        #  [(dtype enum, shape, offset, length)], message) of the last message decoded in full
+        self._template = None
+
+    def decode(self, data: bytes) -> tuple:
+        template = self._template
+        if template is not None and len(data) == template[0] and type(data) is bytes:
+            _, fixed, span, contents, message = template
+            for start, piece in fixed:
+                if not data.startswith(piece, start):
+                    break
+            else:
+                value = None
+                if span is not None:
+                    try:
+                        value, end = _read_varint(data, span[0], span[1])
+                    except DecodeError:
+                        end = -1
+                if span is None or end == span[1]:
+                    return message, [checked_array(data, *content) for content in contents], value
+        message, arrays, _ = decode_tensor_message(self._cls, data, self._field)
+        self._template = self._learn(data, message)
+        return message, arrays, getattr(message, self._varying) if self._varying else None
+
+    def _learn(self, data: bytes, message):
+        """The template of `data` (decoded as `message`), or None where it cannot be one (a tensor of
+        strings, a content-less shell, a varying field that is not one varint)."""
+        fixed, contents, span = [], [], None
+        pos, end, kept = 0, len(data), 0  # kept: where the bytes not yet in `fixed` start
+        try:
+            while pos < end:
+                key, pos = _read_varint(data, pos, end)
+                number, wire_type = key >> 3, key & 7
+                if number == self._number and wire_type == _DELIMITED:
+                    length, pos = _read_varint(data, pos, end)
+                    dtype_value, shape, offset, size = _walk_tensor(data, pos, pos + length)
+                    if is_shell(dtype_value, shape, size) or numpy_dtype(dtype_value) == object:
+                        return None
+                    fixed.append((kept, bytes(data[kept:offset])))
+                    contents.append((dtype_value, shape, offset, size))
+                    kept = offset + size
+                    pos += length
+                elif number == self._varying_number and wire_type == _VARINT:
+                    if span is not None:
+                        return None
+                    fixed.append((kept, bytes(data[kept:pos])))
+                    stop = _read_varint(data, pos, end)[1]
+                    span, kept, pos = (pos, stop), stop, stop
+                else:
+                    pos = _skip(data, pos, end, wire_type)
+        except (DecodeError, ValueError):
+            return None
+        fixed.append((kept, bytes(data[kept:end])))
+        return end, [(start, piece) for start, piece in fixed if piece], span, contents, message

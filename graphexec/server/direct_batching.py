@@ -51,10 +51,11 @@ INLINE_S = 0.002  # a key whose last batch took longer runs its batches on the p
 class _Link:
     """One adopted connection."""
 
-    __slots__ = ("buffer", "caller", "closed", "connection", "key", "lent", "pending", "sock")
+    __slots__ = ("buffer", "caller", "closed", "connection", "decode", "key", "lent", "pending", "sock")
 
-    def __init__(self, sock, connection, key: int, caller: str):
+    def __init__(self, sock, connection, key: int, caller: str, decode):
         self.sock, self.connection, self.key, self.caller = sock, connection, key, caller
+        self.decode = decode  # its RunCallable requests' decoder (they repeat one layout)
         self.buffer = bytearray()
         self.pending = None  # its run waiting for a batch (_Pending)
         self.lent = False  # a pool thread is answering its call: not read meanwhile
@@ -116,7 +117,7 @@ class Reactor:
     def adopt(self, sock, connection, key: int, caller: str) -> None:
         """Serve a connection past HELLO from now on (the caller's thread lets go of it)."""
         sock.setblocking(False)
-        link = _Link(sock, connection, key, caller)
+        link = _Link(sock, connection, key, caller, self._servicer.run_callable_decoder())
         self._soon(lambda: self._selector.register(sock, selectors.EVENT_READ, link))
 
     def _soon(self, work) -> None:
@@ -222,20 +223,22 @@ class Reactor:
         if number != RUN_CALLABLE:
             return False
         started = time.perf_counter()
-        request = memoryview(body)[API_PREFIX.size:]
-        observed = self._observe.begin(self._method, len(request))
+        observed = self._observe.begin(self._method, len(body) - API_PREFIX.size)
         telemetry.annotate(tenant=link.caller or telemetry.DEFAULT_TENANT)
         try:
             if kind == SHARED_RUN:
-                request = self._server.shared_request(link.connection, request)
-            message, feeds = self._servicer.decode_run_callable(request)
+                request = self._server.shared_request(link.connection, memoryview(body)[API_PREFIX.size:])
+                message, feeds = self._servicer.decode_run_callable(request)
+                request_id = message.request_id
+            else:
+                message, feeds, request_id = link.decode(body[API_PREFIX.size:])
             if message.options.return_metadata or message.options.trace_level > 0:
                 return self._unobserved(observed)
             record, cached, _ = self._servicer.lookup(message, link.caller)
             if not self._batcher.verdict(cached).ok:
                 return self._unobserved(observed)
-            telemetry.annotate(session=record.handle[:8], plan=cached.key[:16], request_id=message.request_id or None)
-            call, _ = self._service.plan_call(record, cached, feeds, message.request_id, message.options,
+            telemetry.annotate(session=record.handle[:8], plan=cached.key[:16], request_id=request_id or None)
+            call, _ = self._service.plan_call(record, cached, feeds, request_id, message.options,
                                               None if left < 0 else left, Cancellation())
             rows = batching.batch_rows(call, self._batcher.max_rows)
             if rows is None:

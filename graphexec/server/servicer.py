@@ -140,6 +140,21 @@ class GraphExecServicer:
         return request, feeds
 
     @staticmethod
+    def run_callable_decoder():
+        """`decode(data) -> (request message, feeds, request id)` for one connection's RunCallable bytes, as
+        decode_run_callable decodes them; a request that repeats the previous one's layout (the same
+        session, callable, options and feed shapes) is read without parsing (codec.RepeatDecoder), and
+        its message is that request's: take the request id from the third item."""
+        decoder = codec.RepeatDecoder(spb.RunCallableRequest, "feeds", "request_id")
+
+        def decode(data: bytes) -> tuple:
+            request, feeds, request_id = decoder.decode(data)
+            _require_content(feeds)
+            return request, feeds, request_id
+
+        return decode
+
+    @staticmethod
     def encode_run_callable(result) -> bytes:
         """RunCallable's answer for a PlanResult (as run_callable answers, without metadata)."""
         return _unary_answer(spb.RunCallableResponse(printed=result.printed), result.fetches)

@@ -119,6 +119,57 @@ def test_shells_and_raw_bytes_of_parted_tensors():
     assert tensors == [(dtype_enum(tf.float32), (1000, 1000))] and bytes(raw) == b"abc"
 
 
+def _run_request(request_id: int, feeds, handle: str = "s1", timeout_ms: int = 0) -> bytes:
+    """A RunCallableRequest as the Python client writes it (header, request id, then the feeds)."""
+    header = spb.RunCallableRequest(session_handle=handle, callable_handle="c1",
+                                    options=spb.RunOptions(timeout_ms=timeout_ms)).SerializeToString()
+    return codec.encode_tensor_message(header + codec.varint_field(spb.RunCallableRequest, "request_id", request_id),
+                                       "feeds", feeds, message_class=spb.RunCallableRequest)
+
+
+def test_a_repeated_layout_decodes_as_a_full_parse_would():
+    decoder = codec.RepeatDecoder(spb.RunCallableRequest, "feeds", "request_id")
+    rng = np.random.default_rng(0)
+    requests = [(rid, [rng.normal(size=(1, 784)).astype(np.float32), np.arange(3, dtype=np.int64) + rid], "s1", 0)
+                for rid in (5, 6, 7, 300, 301, 70_000)]  # request ids of 1, 2 and 3 bytes
+    requests += [(8, [np.zeros((2, 784), np.float32), np.arange(3)], "s1", 0),  # another shape
+                 (9, [np.ones((1, 784), np.float32), np.arange(3)], "s2", 0),  # another session
+                 (10, [np.ones((1, 784), np.float32), np.arange(3)], "s2", 250),  # another deadline
+                 (11, [np.full((1, 784), 2, np.float32), np.arange(3)], "s2", 250)]
+    fast = 0
+    for rid, feeds, handle, timeout_ms in requests:
+        data = _run_request(rid, feeds, handle, timeout_ms)
+        full, full_arrays, _ = codec.decode_tensor_message(spb.RunCallableRequest, data, "feeds")
+        parsed_before = decoder._template
+        message, arrays, request_id = decoder.decode(data)
+        fast += decoder._template is parsed_before
+        assert request_id == rid == full.request_id
+        assert (message.session_handle, message.options.timeout_ms) == (handle, timeout_ms) == (
+            full.session_handle, full.options.timeout_ms)
+        for got, want, sent in zip(arrays, full_arrays, feeds):
+            assert got.dtype == want.dtype == sent.dtype and got.flags.aligned and not got.flags.writeable
+            np.testing.assert_array_equal(got, sent)
+    assert fast == 4  # 6, 7, 301 (as long as 300) and 11 read from the template; the others parsed
+
+
+def test_a_repeated_layout_with_a_broken_or_other_field_is_parsed_in_full():
+    decoder = codec.RepeatDecoder(spb.RunCallableRequest, "feeds", "request_id")
+    x = np.ones((1, 8), np.float32)
+    data = _run_request(300, [x])
+    decoder.decode(data)
+    at = data.index(codec.varint(300))
+    broken = data[:at + 1] + b"\x80" + data[at + 2:]  # the id's last byte says "more follows"
+    with pytest.raises(errors.InvalidArgumentError):
+        decoder.decode(broken)
+    other = data[:at] + codec.varint(301) + data[at + 2:]
+    assert decoder.decode(other)[2] == 301
+    strings = codec.encode_tensor_message(spb.RunCallableRequest(request_id=1), "feeds",
+                                          [np.array([b"ab", b"c"], dtype=object)])
+    for _ in range(2):  # a string tensor has no fixed layout: parsed every time
+        message, (array,), request_id = decoder.decode(strings)
+        assert request_id == 1 and list(array) == [b"ab", b"c"]
+
+
 def test_garbage_is_invalid_argument_not_a_crash():
     for data in (b"\xff" * 40, b"\x1a\xff\xff\xff\xff\x0f", b"\x1a\x05\x08", bytes(range(256)) * 200):
         with pytest.raises(errors.InvalidArgumentError):
