@@ -46,6 +46,7 @@ RUN_CALLABLE = 1  # the direct link's method number of RunCallable (frames.API_M
 READ_BYTES = 256 << 10
 INFINITY = float("inf")
 INLINE_S = 0.002  # a key whose last batch took longer runs its batches on the pool
+OK_NAME = grpc.StatusCode.OK.name
 
 
 class _Link:
@@ -344,6 +345,7 @@ class Reactor:
 
     def _deliver(self, live: list[_Pending], cached, results, error) -> None:
         """Answer the runs of a batch that ran (on the reactor's thread)."""
+        answered = []  # (run, bytes sent) of those answered: their metrics are added together
         for i, run in enumerate(live):
             if run.link.pending is not run:  # its client hung up meanwhile
                 continue
@@ -354,8 +356,22 @@ class Reactor:
             if error is not None:
                 self._fail(run.link, error, run.observed, run.started)
             else:
-                self._answer(run, results[i])
+                sent = self._answer(run, results[i], metered=False)
+                if sent is not None:
+                    answered.append((run, sent))
             self._frames(run.link)  # what it sent meanwhile (out of turn) waits in its buffer
+        if answered:
+            self._metered(answered)
+
+    def _metered(self, answered: list[tuple[_Pending, int]]) -> None:
+        """Count and time runs answered OK together (what _done does for one)."""
+        by_tenant = {}
+        for run, _ in answered:
+            by_tenant.setdefault(run.link.caller or telemetry.DEFAULT_TENANT, []).append(run.started)
+        for tenant, starts in by_tenant.items():
+            self._service.metrics.runs_done(tenant, OK_NAME, starts)
+        self._observe.end_many([run.observed for run, _ in answered], grpc.StatusCode.OK,
+                               [sent for _, sent in answered])
 
     def _alone(self, run: _Pending, cached) -> None:
         if run.deadline is not None:
@@ -368,16 +384,22 @@ class Reactor:
             self._answer(run, result, blocking=True)
 
     # -- answers --------------------------------------------------------------------------------------
-    def _answer(self, run: _Pending, result, blocking: bool = False) -> None:
+    def _answer(self, run: _Pending, result, blocking: bool = False, metered: bool = True) -> int | None:
+        """Send a run's result; the bytes sent (None: it failed to encode, and was answered so). Unless
+        `metered`, the caller counts and times the run (_metered)."""
         link = run.link
         try:
             answer = self._servicer.encode_run_callable(result)
         except Exception as exc:
             self._fail(link, exc, run.observed, run.started, blocking)
-            return
+            return None
         link.pending = None
-        self._done(link, run.observed, run.started, grpc.StatusCode.OK, len(answer))
+        if metered:
+            self._done(link, run.observed, run.started, grpc.StatusCode.OK, len(answer))
+        else:
+            self._servicer.streams.active(link.key, busy=False)
         self._send(link, RESULT, answer, blocking)
+        return len(answer)
 
     def _fail(self, link: _Link, exc: BaseException, observed, started: float, blocking: bool = False) -> None:
         link.pending = None

@@ -157,7 +157,10 @@ class GraphExecServicer:
     @staticmethod
     def encode_run_callable(result) -> bytes:
         """RunCallable's answer for a PlanResult (as run_callable answers, without metadata)."""
-        return _unary_answer(spb.RunCallableResponse(printed=result.printed), result.fetches)
+        # (nothing printed, the common case: the message without its fetches is empty)
+        if result.printed:
+            return _unary_answer(spb.RunCallableResponse(printed=result.printed), result.fetches)
+        return _unary_answer(b"", result.fetches, spb.RunCallableResponse)
 
     @status.answers_failures
     def run_step(self, data, context):
@@ -351,12 +354,16 @@ def _status_frame(failure: BaseException) -> bytes:
     return spb.RunResponse(status=status.failure_message(failure, "the Run stream")).SerializeToString()
 
 
-def _unary_answer(response, fetches) -> bytes:
-    """A unary run's answer: `response` followed by its fetches, which must fit one message."""
-    if sum(f.nbytes for f in fetches) > MAX_UNARY_FETCH_BYTES:
+def _unary_answer(response, fetches, message_class=None) -> bytes:
+    """A unary run's answer: `response` (a message, or one serialized as `message_class`) followed by
+    its fetches, which must fit one message."""
+    nbytes = 0
+    for fetch in fetches:
+        nbytes += fetch.nbytes
+    if nbytes > MAX_UNARY_FETCH_BYTES:
         raise errors.ResourceExhaustedError(None, None, "fetched tensors exceed one message (2 GiB); fetch them "
                                                         "through the Run stream")
-    return codec.encode_tensor_message(response, "fetches", fetches)
+    return codec.encode_tensor_message(response, "fetches", fetches, message_class=message_class)
 
 
 def _wants_metadata(options) -> bool:

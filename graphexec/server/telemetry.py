@@ -10,6 +10,7 @@ learn from the request (session, plan, request id, tenant) they `annotate` onto 
 from __future__ import annotations
 
 import bisect
+import collections
 import logging
 import secrets
 import threading
@@ -101,6 +102,13 @@ class Metrics:
         counter(1)
         seconds(time.perf_counter() - started)
 
+    def runs_done(self, tenant_name: str, code: str, starts: list[float]) -> None:
+        """run_done for runs answered together (a batch's), each handled since its entry of `starts`."""
+        counter, seconds = self._pair(self.runs, self.run_seconds, tenant_name, code)
+        counter(len(starts))
+        now = time.perf_counter()
+        seconds.many([now - started for started in starts])
+
     def worker_run_done(self, device_type: str, code: str, started: float) -> None:
         """Count and time a plan a worker ran since `started`."""
         counter, seconds = self._pair(self.worker_runs, self.worker_run_seconds, device_type, code)
@@ -132,16 +140,27 @@ def incrementer(series):
 
 
 def observer(series):
-    """`observe(seconds)` for a labelled histogram series."""
+    """`observe(seconds)` for a labelled histogram series; `observe.many(values)` observes several at once
+    (a batch's runs: one lock per bucket they fall in, not two per value)."""
     try:
         bounds, buckets, add_to_sum = series._upper_bounds, [b.inc for b in series._buckets], series._sum.inc
     except AttributeError:
-        return series.observe
+        def observe(value: float) -> None:
+            series.observe(value)
+
+        observe.many = lambda values: [series.observe(value) for value in values]
+        return observe
 
     def observe(value: float) -> None:
         add_to_sum(value)
         buckets[bisect.bisect_left(bounds, value)](1)  # the first bucket whose bound is >= value
 
+    def observe_many(values) -> None:
+        add_to_sum(sum(values))
+        for index, count in collections.Counter(bisect.bisect_left(bounds, value) for value in values).items():
+            buckets[index](count)
+
+    observe.many = observe_many
     return observe
 
 
@@ -320,6 +339,26 @@ class Interceptor(grpc.ServerInterceptor):
         call_seconds(seconds)
         received(call.received)
         sent(call.sent)
+        self._log(call, code, name, seconds)
+
+    def end_many(self, calls: list[Call], code: grpc.StatusCode, sent: list[int]) -> None:
+        """`end` for calls of one method answered together (the direct link's batched runs): their metrics
+        are added at once."""
+        _current.call = None
+        now = time.perf_counter()
+        self._in_flight(-len(calls))
+        counter, call_seconds, received, sent_bytes, name, _ = self._labelled(calls[0].method, code)
+        counter(len(calls))
+        durations = [now - call.started for call in calls]
+        call_seconds.many(durations)
+        received(sum(call.received for call in calls))
+        sent_bytes(sum(sent))
+        for call, size, seconds in zip(calls, sent, durations):
+            call.sent = size
+            self._log(call, code, name, seconds)
+
+    @staticmethod
+    def _log(call: Call, code, name: str, seconds: float) -> None:
         level = logging.DEBUG if code == grpc.StatusCode.OK else logging.INFO
         if log.isEnabledFor(level):
             fields = {"call_id": secrets.token_hex(8), "method": call.method, "code": name,

@@ -61,6 +61,14 @@ def test_one_thread_answers_every_connection_in_shared_kernel_calls(processes):
     assert moved(before, after, "graphexec_runs_total", code="OK") == clients * runs
     assert moved(before, after, "graphexec_grpc_calls_total", method=f"{SERVICE}/RunCallable",
                  code="OK") == clients * runs  # each run a call, as on a connection of its own
+    # a batch's runs are timed and counted together: every run once, in the histograms too
+    method = {"method": f"{SERVICE}/RunCallable", "code": "OK"}
+    for name, labels in (("graphexec_grpc_call_duration_seconds", method), ("graphexec_run_duration_seconds", {})):
+        assert moved(before, after, f"{name}_count", **labels) == clients * runs
+        assert moved(before, after, f"{name}_bucket", le="+Inf", **labels) == clients * runs
+        assert 0 < moved(before, after, f"{name}_sum", **labels) < clients * runs * 5.0
+    assert moved(before, after, "graphexec_grpc_sent_bytes_total", method=method["method"]) >= clients * runs * 40
+    assert after.value("graphexec_grpc_calls_in_flight") == 0
 
 
 def test_a_client_that_hangs_up_while_its_run_waits_loses_only_that_run(processes):

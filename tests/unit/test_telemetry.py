@@ -10,7 +10,7 @@ import pytest
 from graphexec import errors
 from graphexec.server import logs
 from graphexec.server.redis_store import RedisStore
-from graphexec.server.telemetry import Metrics
+from graphexec.server.telemetry import Metrics, observer
 
 
 def record(message="GET %s", args=("x",), **extra) -> logging.LogRecord:
@@ -62,3 +62,15 @@ def test_metrics_registries_are_separate():
     first.runs.labels("default", "OK").inc()
     assert first.registry.get_sample_value("graphexec_runs_total", {"tenant": "default", "code": "OK"}) == 1
     assert second.registry.get_sample_value("graphexec_runs_total", {"tenant": "default", "code": "OK"}) is None
+
+
+def test_values_observed_together_land_as_observed_one_by_one():
+    values = [0.0001, 0.0005, 0.0007, 0.003, 0.003, 0.2, 7.0, 100.0]
+    one_by_one, together = (Metrics().run_seconds.labels("t") for _ in range(2))
+    for value in values:
+        observer(one_by_one)(value)
+    observer(together).many(values)
+    samples = [{s.name + str(s.labels.get("le", "")): s.value for s in series.collect()[0].samples
+                if not s.name.endswith("_created")} for series in (one_by_one, together)]
+    assert samples[0] == samples[1] and samples[0]["graphexec_run_duration_seconds_count"] == len(values)
+    assert samples[0]["graphexec_run_duration_seconds_bucket0.0005"] == 2  # bounds are inclusive
