@@ -24,7 +24,7 @@ import time
 
 from graphexec import errors
 from graphexec.rpc import shared_memory, status
-from graphexec.rpc.frames import (API_METHOD_NUMBERS, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, RUN_METHODS,
+from graphexec.rpc.frames import (API_METHOD_NUMBERS, nbytes, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, RUN_METHODS,
                                   SHARED_RUN, Closed, read_frame, send_frame)
 
 _RUN_NUMBERS = frozenset(API_METHOD_NUMBERS[name] for name in RUN_METHODS)
@@ -172,8 +172,7 @@ class DirectLink:
                 lane.timeout = timeout
             parts = data if isinstance(data, list) else (data,)
             region = lane.region
-            if region is not None and (shared_memory.MIN_BYTES <= sum(memoryview(p).nbytes for p in parts)
-                                       <= region.size):
+            if region is not None and shared_memory.MIN_BYTES <= nbytes(parts) <= region.size:
                 send_frame(lane.sock, SHARED_RUN, prefix, shared_memory.LENGTH.pack(region.write(parts)))
                 self.shared_calls += 1
             else:

@@ -54,8 +54,6 @@ def varint(value: int) -> bytes:
     """A non-negative int as a protobuf varint."""
     if 0 <= value < 0x80:
         return _SMALL_VARINTS[value]
-    if 0 < value < 0x4000:  # (a run's request id soon has two bytes)
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)

@@ -46,15 +46,24 @@ def read_frame(reader, limit: int | None = None) -> tuple[int, bytes]:
     return kind, body
 
 
+def nbytes(parts) -> int:
+    """The size in bytes of buffers (bytes and memoryviews, the common ones, without a memoryview each)."""
+    size = 0
+    for part in parts:
+        kind = type(part)
+        size += len(part) if kind is bytes else part.nbytes if kind is memoryview else memoryview(part).nbytes
+    return size
+
+
 def send_frame(sock, kind: int, *parts) -> None:
-    """One frame of `parts` (buffers); on a plain socket large parts are written from where they are."""
-    views = [memoryview(p).cast("B") for p in parts]
-    size = sum(v.nbytes for v in views)
+    """One frame of `parts` (C-contiguous buffers); on a plain socket large parts are written from where
+    they are."""
+    size = nbytes(parts)
     head = HEAD.pack(kind, size)
     if size < COPY_BELOW or isinstance(sock, ssl.SSLSocket):  # SSL sockets have no sendmsg
-        sock.sendall(b"".join((head, *views)))
+        sock.sendall(b"".join((head, *parts)))
         return
-    views.insert(0, memoryview(head))
+    views = [memoryview(head), *(memoryview(p).cast("B") for p in parts)]
     while views:
         sent = sock.sendmsg(views[:MAX_BUFFERS])
         while views and sent >= views[0].nbytes:
