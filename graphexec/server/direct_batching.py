@@ -40,6 +40,7 @@ from graphexec.rpc.frames import API_PREFIX, FAILURE, HEAD, RESULT, RUN, SHARED_
 from graphexec.runtime.worker import Cancellation
 from graphexec.server import batching, telemetry
 from graphexec.server.limits import executor_threads
+from graphexec.server.service import run_limit_s
 
 log = logging.getLogger("graphexec.server")
 RUN_CALLABLE = 1  # the direct link's method number of RunCallable (frames.API_METHODS)
@@ -52,15 +53,32 @@ OK_NAME = grpc.StatusCode.OK.name
 class _Link:
     """One adopted connection."""
 
-    __slots__ = ("buffer", "caller", "closed", "connection", "decode", "key", "lent", "pending", "sock")
+    __slots__ = ("buffer", "caller", "closed", "connection", "decode", "key", "lent", "pending", "repeat", "sock")
 
     def __init__(self, sock, connection, key: int, caller: str, decode):
         self.sock, self.connection, self.key, self.caller = sock, connection, key, caller
         self.decode = decode  # its RunCallable requests' decoder (they repeat one layout)
+        self.repeat = None  # _Repeat: what its last batched run's request gave, for the next one like it
         self.buffer = bytearray()
         self.pending = None  # its run waiting for a batch (_Pending)
         self.lent = False  # a pool thread is answering its call: not read meanwhile
         self.closed = False
+
+
+class _Repeat:
+    """What a connection's batched run derived from its request (decoded message, session record, plan)
+    that holds for the next run with the same three: the rest of the checks, placement, batch key."""
+
+    __slots__ = ("message", "record", "cached", "device_types", "call", "limit_s", "key", "rows", "names")
+
+    def __init__(self, message, record, cached, device_types, call, limit_s, key, rows):
+        self.message, self.record, self.cached, self.device_types = message, record, cached, device_types
+        self.call, self.limit_s, self.key, self.rows = call, limit_s, key, rows
+        self.names = record.handle[:8], cached.key[:16]  # (the log line's fields)
+
+    def holds(self, message, record, cached, device_types) -> bool:
+        return (message is self.message and record is self.record and cached is self.cached
+                and device_types is self.device_types)
 
 
 class _Pending:
@@ -233,24 +251,36 @@ class Reactor:
                 request_id = message.request_id
             else:
                 message, feeds, request_id = link.decode(body[API_PREFIX.size:])
-            if message.options.return_metadata or message.options.trace_level > 0:
-                return self._unobserved(observed)
             record, cached, _ = self._servicer.lookup(message, link.caller)
-            if not self._batcher.verdict(cached).ok:
-                return self._unobserved(observed)
-            telemetry.annotate(session=record.handle[:8], plan=cached.key[:16], request_id=request_id or None)
-            call, _ = self._service.plan_call(record, cached, feeds, request_id, message.options,
-                                              None if left < 0 else left, Cancellation())
-            rows = batching.batch_rows(call, self._batcher.max_rows)
-            if rows is None:
-                return self._unobserved(observed)
+            remaining = None if left < 0 else left
+            device_types = self._service.pool.device_types()
+            repeat = link.repeat
+            if repeat is not None and repeat.holds(message, record, cached, device_types):
+                session, plan = repeat.names
+                telemetry.annotate(session=session, plan=plan, request_id=request_id or None)
+                call = self._service.plan_repeat(repeat.call, repeat.limit_s, feeds, request_id, remaining,
+                                                 Cancellation())
+            else:
+                if message.options.return_metadata or message.options.trace_level > 0:
+                    return self._unobserved(observed)
+                if not self._batcher.verdict(cached).ok:
+                    return self._unobserved(observed)
+                telemetry.annotate(session=record.handle[:8], plan=cached.key[:16], request_id=request_id or None)
+                call, _ = self._service.plan_call(record, cached, feeds, request_id, message.options, remaining,
+                                                  Cancellation())
+                rows = batching.batch_rows(call, self._batcher.max_rows)
+                if rows is None:
+                    return self._unobserved(observed)
+                repeat = link.repeat = _Repeat(message, record, cached, device_types, call,
+                                               run_limit_s(record, message.options), batching.batch_key(call, cached),
+                                               rows)
         except Exception as exc:  # answered here: a bad request fails alone
             self._fail(link, exc, observed, started)
             return True
         finally:
             telemetry.resume(None)
         self._servicer.streams.active(link.key, busy=True)
-        key = batching.batch_key(call, cached)
+        key, rows = repeat.key, repeat.rows
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(cached)

@@ -207,11 +207,21 @@ class Service:
         _check_feeds(cached, feeds)
         self.poison.check(cached.key, feeds)
         placed = cached.placement(self.pool.device_types(), record.allow_soft_placement, feeds)
-        timeout = _earliest(remaining_s, options.timeout_ms / 1e3 if options.timeout_ms else None,
-                            record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
+        timeout = _earliest(remaining_s, run_limit_s(record, options))
         call = PlanCall(record.variable_container, cached.key, feeds, request_id, record.handle, placed.device_type,
                         placed.host_steps, options.trace_level > 0, timeout, cancellation)
         return call, placed
+
+    def plan_repeat(self, previous: PlanCall, limit_s: float | None, feeds: list, request_id: int,
+                    remaining_s: float | None, cancellation: Cancellation) -> PlanCall:
+        """plan_call for a run that repeats `previous` of the same record, plan and options, with feeds of
+        the same dtypes and shapes, while the pool has the same device types: the feed checks and the
+        placement hold as they were; only the check for a poisoned run is per run. `limit_s`:
+        run_limit_s of that record and options."""
+        self.poison.check(previous.plan_key, feeds)
+        return PlanCall(previous.container, previous.plan_key, feeds, request_id, previous.session_handle,
+                        previous.device_type, previous.host_steps, previous.trace, _earliest(remaining_s, limit_s),
+                        cancellation)
 
     def _execute(self, call: PlanCall, cached: CachedPlan) -> PlanResult:
         if not cached.writes_variables:
@@ -401,6 +411,12 @@ def _stretches(calls: list):
 def _canonical(tensor: str) -> str:
     node, index = ir.split_tensor_name(tensor)
     return f"{node}:{index}"
+
+
+def run_limit_s(record: SessionRecord, options) -> float | None:
+    """The seconds a run may take by its options and its session's default (None: no limit)."""
+    return _earliest(options.timeout_ms / 1e3 if options.timeout_ms else None,
+                     record.default_timeout_ms / 1e3 if record.default_timeout_ms else None)
 
 
 def _earliest(*timeouts):

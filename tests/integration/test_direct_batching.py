@@ -16,7 +16,8 @@ from test_metrics import Scrape, moved
 
 import graphexec as tf
 from graphexec.proto.v1 import service_pb2 as spb
-from graphexec.rpc import codec, frames
+from graphexec import errors
+from graphexec.rpc import codec, frames, status
 from graphexec.rpc.frames import API_PREFIX
 from graphexec.server.direct_api import SERVICE
 
@@ -25,8 +26,12 @@ pytestmark = pytest.mark.timeout(240)
 
 def _request(sess, x, probabilities, rows) -> bytes:
     """A RunCallable frame body for `rows`, made by hand (the session's own callable)."""
-    made = sess._callable((x.name,), (probabilities.name,), ())
-    request = spb.RunCallableRequest(session_handle=sess._handle, callable_handle=made.handle)
+    return _request_for(sess, x, probabilities, rows, sess._callable((x.name,), (probabilities.name,), ()).handle)
+
+
+def _request_for(sess, x, probabilities, rows, handle: str = "") -> bytes:
+    handle = handle or next(iter(made.handle for made in sess._callables.values() if made.feed_indices))
+    request = spb.RunCallableRequest(session_handle=sess._handle, callable_handle=handle)
     return API_PREFIX.pack(-1.0, 1) + codec.encode_tensor_message(request, "feeds", [rows])
 
 
@@ -104,6 +109,42 @@ def test_a_client_that_hangs_up_while_its_run_waits_loses_only_that_run(processe
         assert counts == (1, 1)
         assert moved(before, after, "graphexec_batch_size_sum") == 1  # the batch held the second run only
         np.testing.assert_allclose(first.run(probabilities, {x: rows}), mlp_numpy(rows), rtol=2e-5, atol=1e-6)
+
+
+def _failure(reader):
+    kind, body = frames.read_frame(reader)
+    assert kind == frames.FAILURE, body
+    return status.error_from_failure_bytes(body)
+
+
+def test_runs_that_repeat_a_connections_request_are_still_checked_each_time(processes):
+    """A connection's runs repeat one request layout, so the batching thread reads them from a template
+    and keeps what it derived from the last one (checks, placement, batch key); the session and the
+    callable are still looked up each run, and a request that differs is checked in full."""
+    target, _ = start_serve(processes, "--max-batch-size", "16", "--max-batch-delay-us", "2000")
+    graph, x, probabilities, init = mlp_graph()
+    sess = tf.Session(target, graph=graph)
+    sess.run(init)
+    sock, reader, _ = _raw_connection(sess._connection.direct.port)
+    with sock:
+        def ask(body):
+            frames.send_frame(sock, frames.RUN, body)
+
+        def rows(run):  # the same layout each run, other values
+            return client_rows(3, 3 * run)
+
+        for run in range(4):
+            ask(_request(sess, x, probabilities, rows(run)))
+            np.testing.assert_allclose(_answer(reader), mlp_numpy(rows(run)), rtol=2e-5, atol=1e-6)
+        ask(_request(sess, x, probabilities, np.ones((2, 7), np.float32)))  # another shape: checked
+        assert isinstance(_failure(reader), errors.InvalidArgumentError)
+        for run in range(4, 6):
+            ask(_request(sess, x, probabilities, rows(run)))
+            np.testing.assert_allclose(_answer(reader), mlp_numpy(rows(run)), rtol=2e-5, atol=1e-6)
+        sess.close()  # the session ends: the same request, byte for byte but its values, is refused
+        ask(_request_for(sess, x, probabilities, rows(6)))
+        refused = _failure(reader)
+        assert isinstance(refused, errors.NotFoundError) and "session" in refused.message, refused.message
 
 
 def test_frames_sent_out_of_turn_are_answered_in_order(processes):
