@@ -24,17 +24,14 @@ import time
 
 from graphexec import errors
 from graphexec.rpc import shared_memory, status
-from graphexec.rpc.frames import (API_METHOD_NUMBERS, nbytes, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, RUN_METHODS,
-                                  SHARED_RUN, Closed, read_frame, send_frame)
+from graphexec.rpc.frames import (API_METHOD_NUMBERS, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, RUN_METHODS,
+                                  SHARED_RUN, Closed, nbytes, read_frame, send_frame)
 
 _RUN_NUMBERS = frozenset(API_METHOD_NUMBERS[name] for name in RUN_METHODS)
 _PREFIXES = {}  # (method, seconds left or None) -> RUN prefix, for the few timeouts a program uses
 CONNECT_TIMEOUT_S = 1.0  # an unreachable port (a firewall that drops) costs the first run this much, once
 RETRY_AFTER_S = 30.0  # after the link failed, calls take gRPC for this long before it is tried again
 MAX_AGE_S = 600.0  # connections are replaced after this, as gRPC channels reconnect, so new replicas get runs
-# A connection that answered less than this ago is taken without asking the kernel whether the server
-# closed it since (a server closes idle ones after minutes; one that stops meanwhile is a broken call).
-FRESH_S = 0.25
 GRACE_S = 1.0  # past the deadline the server answers DEADLINE_EXCEEDED itself; this long after, the client gives up
 log = logging.getLogger("graphexec.client")
 
@@ -73,11 +70,10 @@ def host_of(address: str) -> str | None:
 
 
 class _Lane:
-    __slots__ = ("born", "reader", "region", "sock", "timeout", "used")
+    __slots__ = ("born", "reader", "region", "sock", "timeout")
 
     def __init__(self, sock, region: shared_memory.Region | None = None):
         self.sock, self.reader, self.born = sock, sock.makefile("rb"), time.monotonic()
-        self.used = self.born  # when it last answered a call
         self.timeout = CONNECT_TIMEOUT_S
         self.region = region  # the shared memory this connection handed over (a Unix socket's), or None
 
@@ -85,8 +81,6 @@ class _Lane:
         """Whether the idle connection was closed by the server (idle timeout, restart) or is too old."""
         if now - self.born > MAX_AGE_S:
             return True
-        if now - self.used < FRESH_S:  # answered just now: not worth a system call to ask
-            return False
         try:
             return bool(select.select((self.sock,), (), (), 0)[0])
         except (OSError, ValueError):
@@ -188,7 +182,6 @@ class DirectLink:
         except BaseException:  # KeyboardInterrupt: closing the connection cancels the run on the server
             lane.close()
             raise
-        lane.used = time.monotonic()
         self._idle.append(lane)
         if kind in (RESULT, FAILURE):
             if method_number in _RUN_NUMBERS:

@@ -48,6 +48,7 @@ READ_BYTES = 256 << 10
 INFINITY = float("inf")
 INLINE_S = 0.002  # a key whose last batch took longer runs its batches on the pool
 OK_NAME = grpc.StatusCode.OK.name
+REPEAT_BYTES = 64 << 10  # larger requests are decoded in place, not from a copy through their connection's template
 
 
 class _Link:
@@ -245,12 +246,14 @@ class Reactor:
         observed = self._observe.begin(self._method, len(body) - API_PREFIX.size)
         telemetry.annotate(tenant=link.caller or telemetry.DEFAULT_TENANT)
         try:
-            if kind == SHARED_RUN:
-                request = self._server.shared_request(link.connection, memoryview(body)[API_PREFIX.size:])
+            if kind == RUN and len(body) <= REPEAT_BYTES:  # (a copy of the request, which repeats a layout)
+                message, feeds, request_id = link.decode(body[API_PREFIX.size:])
+            else:  # large feeds stay views of the frame (or of the shared memory) as they came
+                request = memoryview(body)[API_PREFIX.size:]
+                if kind == SHARED_RUN:
+                    request = self._server.shared_request(link.connection, request)
                 message, feeds = self._servicer.decode_run_callable(request)
                 request_id = message.request_id
-            else:
-                message, feeds, request_id = link.decode(body[API_PREFIX.size:])
             record, cached, _ = self._servicer.lookup(message, link.caller)
             remaining = None if left < 0 else left
             device_types = self._service.pool.device_types()
