@@ -341,8 +341,9 @@ class RepeatDecoder:
     """decode_tensor_message for messages that repeat one layout (a session's runs of one callable, and
     their answers): a message whose bytes equal the last one decoded everywhere but in its tensors'
     contents (and in the value of varint field `varying`, at the same length) is read from that template:
-    the message decoded before and views of the new contents, without parsing (~1 us against ~20 for a
-    small run's request). Any other message is decoded in full and becomes the template.
+    the message decoded before and views of the new contents, without parsing (a W8 request: 2.7 against
+    5.0 us in a loop, more apart in a busy server). Any other message is decoded in full and becomes the
+    template.
 
     `decode(data)` returns (message, arrays, value of `varying` or None). The message may be the one
     returned before: callers read it, never change it, and take `varying` from the third item only.

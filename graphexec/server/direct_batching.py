@@ -246,7 +246,8 @@ class Reactor:
         observed = self._observe.begin(self._method, len(body) - API_PREFIX.size)
         telemetry.annotate(tenant=link.caller or telemetry.DEFAULT_TENANT)
         try:
-            if kind == RUN and len(body) <= REPEAT_BYTES:  # (a copy of the request, which repeats a layout)
+            templated = kind == RUN and len(body) <= REPEAT_BYTES
+            if templated:  # (a copy of the request, read through the connection's template)
                 message, feeds, request_id = link.decode(body[API_PREFIX.size:])
             else:  # large feeds stay views of the frame (or of the shared memory) as they came
                 request = memoryview(body)[API_PREFIX.size:]
@@ -274,9 +275,10 @@ class Reactor:
                 rows = batching.batch_rows(call, self._batcher.max_rows)
                 if rows is None:
                     return self._unobserved(observed)
-                repeat = link.repeat = _Repeat(message, record, cached, device_types, call,
-                                               run_limit_s(record, message.options), batching.batch_key(call, cached),
-                                               rows)
+                repeat = _Repeat(message, record, cached, device_types, call, run_limit_s(record, message.options),
+                                 batching.batch_key(call, cached), rows)
+                if templated:  # (a message decoded in place is new every time: it never repeats)
+                    link.repeat = repeat
         except Exception as exc:  # answered here: a bad request fails alone
             self._fail(link, exc, observed, started)
             return True

@@ -148,7 +148,11 @@ def observer(series):
         def observe(value: float) -> None:
             series.observe(value)
 
-        observe.many = lambda values: [series.observe(value) for value in values]
+        def observe_each(values) -> None:
+            for value in values:
+                series.observe(value)
+
+        observe.many = observe_each
         return observe
 
     def observe(value: float) -> None:
