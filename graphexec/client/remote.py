@@ -66,6 +66,7 @@ class _Callable:
     streamed: bool  # some fetch is statically larger than the chunk size
     made: spb.MakeCallableResponse | None  # reported with the first run's metadata, then dropped
     headers: dict = field(default_factory=dict)  # serialized requests but for the request id, by options
+    encoders: dict = field(default_factory=dict)  # the same with the request id's key, as RepeatEncoders
     # its answers repeat one layout (fetches of the same shapes): read without parsing when they do
     replies: codec.RepeatDecoder = field(default_factory=lambda: codec.RepeatDecoder(spb.RunCallableResponse,
                                                                                       "fetches"))
@@ -210,8 +211,8 @@ class RemoteSession(BaseSession):
                     request = self._request(made, request_id, options, run_metadata is not None)
                     response, fetches = self._run_streamed(request, feeds, timeout)
                 else:
-                    header = self._header(made, options, run_metadata is not None)
-                    reply = self._connection.call("RunCallable", _run_pieces(header, request_id, feeds), timeout)
+                    encoder = self._encoder(made, options, run_metadata is not None)
+                    reply = self._connection.call("RunCallable", encoder.pieces(request_id, feeds), timeout)
                     response, fetches, _ = made.replies.decode(reply)
                 return response, made, fetches
             except errors.NotFoundError as exc:  # another replica, or a restarted server: make it again
@@ -237,6 +238,15 @@ class RemoteSession(BaseSession):
             header = made.headers[key] = self._request(made, 0, options, with_metadata,
                                                        spb.RunCallableRequest).SerializeToString()
         return header
+
+    def _encoder(self, made: _Callable, options, with_metadata: bool) -> codec.RepeatEncoder:
+        """The encoder of the callable's direct-link requests: the header, the request id, the feeds."""
+        key = (options.timeout_in_ms, options.trace_level, with_metadata)
+        encoder = made.encoders.get(key)
+        if encoder is None:
+            encoder = made.encoders[key] = codec.RepeatEncoder(
+                spb.RunCallableRequest, "feeds", self._header(made, options, with_metadata) + _REQUEST_ID_KEY)
+        return encoder
 
     def _in_one_frame(self, feeds) -> bool:
         """Whether a run with large feeds goes over the direct link in one frame (not on the Run stream)."""
@@ -492,12 +502,7 @@ _REQUEST_ID_KEY = codec.varint_field(spb.RunCallableRequest, "request_id", 0)[:-
 def _encode_run(header: bytes, request_id: int, feeds) -> bytes:
     """A RunCallableRequest (or, field for field, a Run stream RunRequest): the cached header, the run's
     request id, and the feeds."""
-    return b"".join(_run_pieces(header, request_id, feeds))
-
-
-def _run_pieces(header: bytes, request_id: int, feeds) -> list:
-    """_encode_run's message as the buffers it joins (the feeds' contents are views of their arrays)."""
-    return codec.tensor_message_pieces(header + _REQUEST_ID_KEY + codec.varint(request_id), "feeds", feeds,
+    return codec.encode_tensor_message(header + _REQUEST_ID_KEY + codec.varint(request_id), "feeds", feeds,
                                        message_class=spb.RunCallableRequest)
 
 

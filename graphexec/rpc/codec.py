@@ -166,6 +166,47 @@ def tensor_message_pieces(message, field: str, arrays=(), *, shells=None, raw_fi
     return pieces
 
 
+class RepeatEncoder:
+    """tensor_message_pieces for messages made of fixed bytes (`head`: serialized fields, ending with the
+    key of a varint field), that varint's value, then elements of repeated Tensor field `field`. A session's
+    runs of one callable repeat their feeds' dtypes and shapes, so each element's head (dtype, shape,
+    padding, content length) is made once per layout, and a run's pieces are the head, the varint and
+    views of the contents. Safe to share between threads (the layout is replaced whole)."""
+
+    def __init__(self, cls, field: str, head: bytes):
+        self._cls, self._field, self._head = cls, field, head
+        self._layout = None  # (length of head and varint, [(dtype, shape, element head)]) of the last arrays
+
+    def pieces(self, value: int, arrays) -> list:
+        start = self._head + varint(value)
+        layout = self._layout
+        if layout is not None and layout[0] == len(start) and len(layout[1]) == len(arrays):
+            pieces = [start]
+            for array, (dtype, shape, head) in zip(arrays, layout[1]):
+                if array.dtype != dtype or array.shape != shape or not array.flags.c_contiguous:
+                    break
+                pieces.append(head)
+                if array.nbytes:
+                    pieces.append(memoryview(array).cast("B"))
+            else:
+                return pieces
+        pieces = tensor_message_pieces(start, self._field, arrays, message_class=self._cls)
+        self._layout = self._learn(len(start), arrays, pieces)
+        return pieces
+
+    @staticmethod
+    def _learn(at: int, arrays, pieces: list):
+        """The layout of `arrays` encoded as `pieces` after `at` bytes, or None where the contents are not
+        the arrays' own bytes (strings, another byte order, not contiguous)."""
+        elements, index = [], 1
+        for array in arrays:
+            if not isinstance(array, np.ndarray) or array.dtype == object or little_endian(array) is not array:
+                return None
+            elements.append((array.dtype, array.shape, pieces[index]))
+            index += 2 if array.nbytes else 1
+        return at, elements
+
+
 def varint_field(message_class, name: str, value: int) -> bytes:
     """Varint field `name` of `message_class`, to append to a serialized message (protobuf merges it in)."""
     return _key(field_number(message_class, name), _VARINT) + varint(value)

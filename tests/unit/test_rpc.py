@@ -170,6 +170,35 @@ def test_a_repeated_layout_with_a_broken_or_other_field_is_parsed_in_full():
         assert request_id == 1 and list(array) == [b"ab", b"c"]
 
 
+def test_a_repeated_feed_layout_encodes_as_a_full_encoding_would():
+    head = spb.RunCallableRequest(session_handle="s1", callable_handle="c1").SerializeToString()
+    head += codec.varint_field(spb.RunCallableRequest, "request_id", 0)[:-1]  # the id's key, its value apart
+    encoder = codec.RepeatEncoder(spb.RunCallableRequest, "feeds", head)
+    rng = np.random.default_rng(1)
+    row = rng.normal(size=(1, 784)).astype(np.float32)
+    big_endian = np.arange(20, dtype=">f4")
+    runs = [(5, [row, np.arange(3, dtype=np.int64)]), (6, [row + 1, np.arange(3, dtype=np.int64) + 6]),
+            (300, [row, np.arange(3, dtype=np.int64)]),  # an id one byte longer: the padding moves
+            (301, [np.zeros((2, 784), np.float32), np.arange(3)]),  # another shape
+            (302, [np.zeros((0, 784), np.float32), np.arange(3)]),  # an empty feed
+            (303, [np.ones((4, 784), np.float32)[::2], np.arange(3)]),  # not contiguous
+            (304, [big_endian]), (305, [big_endian]),  # another byte order: never sent as its own bytes
+            (306, [np.array([b"ab", b"c"], dtype=object)]), (307, [np.array([b"abc"], dtype=object)])]
+    learned = 0
+    for request_id, feeds in runs:
+        before = encoder._layout
+        data = b"".join(encoder.pieces(request_id, feeds))
+        learned += before is not None and encoder._layout is before
+        want = codec.encode_tensor_message(head + codec.varint(request_id), "feeds", feeds,
+                                           message_class=spb.RunCallableRequest)
+        assert data == want, request_id
+        message, arrays, _ = codec.decode_tensor_message(spb.RunCallableRequest, data, "feeds")
+        assert message.request_id == request_id and len(arrays) == len(feeds)
+        for got, sent in zip(arrays, feeds):
+            np.testing.assert_array_equal(got, sent)
+    assert learned == 1  # only 6 repeats 5's layout; the others are new, or cannot be one
+
+
 def test_garbage_is_invalid_argument_not_a_crash():
     for data in (b"\xff" * 40, b"\x1a\xff\xff\xff\xff\x0f", b"\x1a\x05\x08", bytes(range(256)) * 200):
         with pytest.raises(errors.InvalidArgumentError):
