@@ -9,6 +9,10 @@ The server -> worker link also carries PLAN, answered by ANSWER: a run laid out 
 """
 from __future__ import annotations
 
+import ctypes
+import errno
+import os
+import socket
 import ssl
 import struct
 
@@ -55,13 +59,50 @@ def nbytes(parts) -> int:
     return size
 
 
+def _libc_send():
+    """libc's send(2) called without releasing the GIL (ctypes.PyDLL), or None where there is none."""
+    try:
+        send = ctypes.PyDLL(None, use_errno=True).send
+    except (OSError, AttributeError):  # (not a Unix system)
+        return None
+    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    send.restype = ctypes.c_ssize_t
+    return send
+
+
+_SEND = _libc_send()
+_SEND_FLAGS = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
+_RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
+
+
+def send_holding_gil(sock, data: bytes) -> None:
+    """sock.sendall(data) for a small frame on a plain socket, written without letting go of the GIL.
+
+    Why: a call waits for its answer on the socket right after sending, and releasing the GIL for a write
+    that takes microseconds hands it to another thread of the process, whose turn the sender then waits
+    out to take it back, one context switch more per call (a W8 client process runs 16 threads). The write
+    does not block: what the socket does not take at once goes through sendall."""
+    sent = _SEND(sock.fileno(), data, len(data), _SEND_FLAGS) if _SEND is not None else 0
+    if sent == len(data):
+        return
+    if sent < 0:
+        code = ctypes.get_errno()
+        if code not in _RETRY:
+            raise OSError(code, os.strerror(code))
+        sent = 0
+    sock.sendall(memoryview(data)[sent:])
+
+
 def send_frame(sock, kind: int, *parts) -> None:
     """One frame of `parts` (C-contiguous buffers); on a plain socket large parts are written from where
     they are."""
     size = nbytes(parts)
     head = HEAD.pack(kind, size)
-    if size < COPY_BELOW or isinstance(sock, ssl.SSLSocket):  # SSL sockets have no sendmsg
+    if isinstance(sock, ssl.SSLSocket):  # SSL sockets have no sendmsg (nor a descriptor to write to)
         sock.sendall(b"".join((head, *parts)))
+        return
+    if size < COPY_BELOW:
+        send_holding_gil(sock, b"".join((head, *parts)))
         return
     views = [memoryview(head), *(memoryview(p).cast("B") for p in parts)]
     while views:

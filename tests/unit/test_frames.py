@@ -1,0 +1,56 @@
+"""Frames on a real socket pair: a small frame is written without letting go of the GIL, and what the socket
+does not take at once, or a peer that is gone, behaves as sendall would."""
+import socket
+import threading
+import time
+
+import pytest
+
+from graphexec.rpc import frames
+
+
+def _read_all(sock, into: list, skip: int = 0):
+    if skip:
+        time.sleep(0.2)  # the writer meets a full socket first
+    with sock.makefile("rb") as reader:
+        assert len(reader.read(skip)) == skip
+        into.append(frames.read_frame(reader))
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("libc", [True, False])
+def test_a_frame_the_socket_cannot_take_at_once_arrives_whole(monkeypatch, libc, full):
+    if not libc:  # where there is no libc send (not a Unix system), sendall writes it
+        monkeypatch.setattr(frames, "_SEND", None)
+    else:
+        assert frames._SEND is not None  # Linux: the GIL-holding write is the one tested
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    body = bytes(range(256)) * 200  # 51,200 bytes: below COPY_BELOW, far above the send buffer
+    assert len(body) < frames.COPY_BELOW
+    skip = 0
+    if full:  # the socket takes nothing at first (EAGAIN): all of it goes through sendall
+        ours.setblocking(False)
+        try:
+            while True:
+                skip += ours.send(b"\0" * 1024)
+        except BlockingIOError:
+            ours.setblocking(True)
+    received = []
+    reader = threading.Thread(target=_read_all, args=(theirs, received, skip))
+    reader.start()
+    frames.send_frame(ours, frames.RESULT, body[:100], memoryview(body)[100:])
+    reader.join(10)
+    assert received == [(frames.RESULT, body)]
+    ours.close()
+    theirs.close()
+
+
+def test_writing_to_a_peer_that_is_gone_raises_os_error():
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    with pytest.raises(OSError):
+        frames.send_frame(ours, frames.RUN, b"x" * 100)
+    ours.close()
+    with pytest.raises(OSError):  # a closed socket (no descriptor) is refused too
+        frames.send_frame(ours, frames.RUN, b"x" * 100)
