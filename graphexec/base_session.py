@@ -38,12 +38,13 @@ class BaseSession:
         else:
             mapper, feed_names, fed = prepared
             values = list(feed_dict.values()) if feed_dict else ()
-            feed_values = [convert_feed(values[i], ir.TensorType(t.dtype, t._shape), name, t.op.source)
-                           for i, t, name in fed]
+            feed_values = [convert_feed(values[i], expected, name, tensor.op.source)
+                           if expected.shape is tensor._shape else self._convert(tensor, values[i])
+                           for i, tensor, name, expected in fed]
         return mapper.build(self._run_mapped(mapper, feed_names, feed_values, options, run_metadata, feed_dict))
 
     def _prepared(self, fetches, feed_dict):
-        """(mapper, feed names, [(position in feed_dict, tensor, name)] in name order) for a run that
+        """(mapper, feed names, [(position in feed_dict, tensor, name, type)] in name order) for a run that
         repeats an earlier one's fetches and feed keys (a training loop's): resolved once, not per run.
         None when the fetches are nested or unhashable (those are resolved every time)."""
         kind = type(fetches)
@@ -64,10 +65,10 @@ class BaseSession:
         if prepared is None:
             mapper = FetchMapper(self.graph, fetches)
             named = sorted(((self._feed_key(k), i) for i, k in enumerate(feed_dict or ())), key=_name_of_first)
-            fed = tuple((i, tensor, tensor.name) for tensor, i in named)
+            fed = tuple((i, tensor, tensor.name, ir.TensorType(tensor.dtype, tensor._shape)) for tensor, i in named)
             if len(self._prepared_runs) >= MAX_PREPARED_RUNS:
                 self._prepared_runs.clear()
-            prepared = self._prepared_runs[key] = (mapper, [name for _, _, name in fed], fed)
+            prepared = self._prepared_runs[key] = (mapper, [name for _, _, name, _ in fed], fed)
         return prepared
 
     def stream(self, fetches, feed_iter, max_in_flight=256, options=None):
@@ -139,6 +140,11 @@ class BaseSession:
         names = [name for name, _, _ in named]
         values = [convert_feed(v, ir.TensorType(t.dtype, t._shape), name, t.op.source) for name, t, v in named]
         return names, values
+
+    @staticmethod
+    def _convert(tensor, value):
+        """A fed value checked against the tensor's static type now (set_shape may have refined it)."""
+        return convert_feed(value, ir.TensorType(tensor.dtype, tensor._shape), tensor.name, tensor.op.source)
 
     def _run_flat(self, feed_names, feed_values, fetch_names, targets, options, run_metadata):
         raise NotImplementedError

@@ -53,3 +53,16 @@ def test_every_run_checks_its_own_feeds(program):
     with pytest.raises(TypeError):
         sess.run(total, {a: [1, 2], object(): [3, 4]})
     assert sess.run(total, {a: [1, 2], b: [3, 4]}).tolist() == [4, 6]
+
+
+def test_a_shape_refined_after_a_run_is_checked_on_the_next():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.placeholder(tf.float32, [None, 2], name="x")
+        doubled = x * 2.0
+    with tf.Session(graph=graph) as sess:
+        assert sess.run(doubled, {x: np.ones((3, 2), np.float32)}).shape == (3, 2)
+        x.set_shape([3, 2])  # the run above resolved its feed's type: this one must still hold
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape \[4, 2\] to tensor 'x:0'.*shape \[3,2\]"):
+            sess.run(doubled, {x: np.ones((4, 2), np.float32)})
+        assert sess.run(doubled, {x: np.ones((3, 2), np.float32)}).sum() == 12
