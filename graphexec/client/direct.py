@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 import ssl
 import threading
@@ -25,7 +24,7 @@ import time
 from graphexec import errors
 from graphexec.rpc import shared_memory, status
 from graphexec.rpc.frames import (API_METHOD_NUMBERS, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, RUN_METHODS,
-                                  SHARED_RUN, Closed, nbytes, read_frame, send_frame)
+                                  SHARED_RUN, Closed, nbytes, read_frame, readable_now, send_frame)
 
 _RUN_NUMBERS = frozenset(API_METHOD_NUMBERS[name] for name in RUN_METHODS)
 _PREFIXES = {}  # (method, seconds left or None) -> RUN prefix, for the few timeouts a program uses
@@ -82,7 +81,7 @@ class _Lane:
         if now - self.born > MAX_AGE_S:
             return True
         try:
-            return bool(select.select((self.sock,), (), (), 0)[0])
+            return readable_now(self.sock)
         except (OSError, ValueError):
             return True
 

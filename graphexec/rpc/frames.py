@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import select
 import socket
 import ssl
 import struct
@@ -59,18 +60,20 @@ def nbytes(parts) -> int:
     return size
 
 
-def _libc_send():
-    """libc's send(2) called without releasing the GIL (ctypes.PyDLL), or None where there is none."""
+def _libc(name: str):
+    """libc's send(2) or recv(2), called without releasing the GIL (ctypes.PyDLL); None where there is none."""
     try:
-        send = ctypes.PyDLL(None, use_errno=True).send
+        function = getattr(ctypes.PyDLL(None, use_errno=True), name)
     except (OSError, AttributeError):  # (not a Unix system)
         return None
-    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
-    send.restype = ctypes.c_ssize_t
-    return send
+    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    function.restype = ctypes.c_ssize_t
+    return function
 
 
-_SEND = _libc_send()
+_SEND, _RECV = _libc("send"), _libc("recv")
+_PEEKED = ctypes.create_string_buffer(1)  # where readable_now's peek puts the byte it sees (never read)
+_PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _SEND_FLAGS = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
 _RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 
@@ -91,6 +94,15 @@ def send_holding_gil(sock, data: bytes) -> None:
             raise OSError(code, os.strerror(code))
         sent = 0
     sock.sendall(memoryview(data)[sent:])
+
+
+def readable_now(sock) -> bool:
+    """Whether the socket has bytes or its end waiting to be read (select's readable), asked without
+    letting go of the GIL (as send_holding_gil writes): a closed connection says so before it is used."""
+    if _RECV is None or isinstance(sock, ssl.SSLSocket):
+        return bool(select.select((sock,), (), (), 0)[0])
+    got = _RECV(sock.fileno(), _PEEKED, 1, _PEEK_FLAGS)
+    return got >= 0 or ctypes.get_errno() not in _RETRY  # a byte, the end (0), or a broken socket
 
 
 def send_frame(sock, kind: int, *parts) -> None:

@@ -54,3 +54,19 @@ def test_writing_to_a_peer_that_is_gone_raises_os_error():
     ours.close()
     with pytest.raises(OSError):  # a closed socket (no descriptor) is refused too
         frames.send_frame(ours, frames.RUN, b"x" * 100)
+
+
+@pytest.mark.parametrize("libc", [True, False])
+def test_a_socket_is_readable_now_when_bytes_or_its_end_wait(monkeypatch, libc):
+    if not libc:  # select() where there is no libc recv
+        monkeypatch.setattr(frames, "_RECV", None)
+    ours, theirs = socket.socketpair()
+    assert not frames.readable_now(ours)
+    theirs.sendall(b"x")
+    assert frames.readable_now(ours) and frames.readable_now(ours)  # peeked, not taken
+    assert ours.recv(1) == b"x" and not frames.readable_now(ours)
+    theirs.close()  # the other end hung up: what a server that closed an idle connection looks like
+    assert frames.readable_now(ours)
+    ours.close()
+    if libc:  # a closed socket has nothing to read from (select refuses it outright)
+        assert frames.readable_now(ours)
