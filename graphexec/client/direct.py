@@ -24,13 +24,14 @@ import time
 from graphexec import errors
 from graphexec.rpc import shared_memory, status
 from graphexec.rpc.frames import (API_METHOD_NUMBERS, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, RUN_METHODS,
-                                  SHARED_RUN, Closed, nbytes, read_frame, readable_now, send_frame)
+                                  SHARED_RUN, Closed, nbytes, readable_now, send_frame)
 
 _RUN_NUMBERS = frozenset(API_METHOD_NUMBERS[name] for name in RUN_METHODS)
 _PREFIXES = {}  # (method, seconds left or None) -> RUN prefix, for the few timeouts a program uses
 CONNECT_TIMEOUT_S = 1.0  # an unreachable port (a firewall that drops) costs the first run this much, once
 RETRY_AFTER_S = 30.0  # after the link failed, calls take gRPC for this long before it is tried again
 MAX_AGE_S = 600.0  # connections are replaced after this, as gRPC channels reconnect, so new replicas get runs
+RECEIVE_BYTES = 64 << 10  # an answer's first read (a larger one is read into a buffer of its size)
 GRACE_S = 1.0  # past the deadline the server answers DEADLINE_EXCEEDED itself; this long after, the client gives up
 log = logging.getLogger("graphexec.client")
 
@@ -69,10 +70,10 @@ def host_of(address: str) -> str | None:
 
 
 class _Lane:
-    __slots__ = ("born", "reader", "region", "sock", "timeout")
+    __slots__ = ("born", "region", "sock", "timeout")
 
     def __init__(self, sock, region: shared_memory.Region | None = None):
-        self.sock, self.reader, self.born = sock, sock.makefile("rb"), time.monotonic()
+        self.sock, self.born = sock, time.monotonic()
         self.timeout = CONNECT_TIMEOUT_S
         self.region = region  # the shared memory this connection handed over (a Unix socket's), or None
 
@@ -85,18 +86,54 @@ class _Lane:
         except (OSError, ValueError):
             return True
 
+    def receive(self) -> tuple[int, bytes]:
+        """(kind, body) of the frame the server answers with. An answer is one frame, so one recv usually
+        holds all of it; a larger one is read into its own buffer (returned as a read-only view of it)
+        without a socket.makefile reader's layers of Python calls in between."""
+        data = self.sock.recv(RECEIVE_BYTES)
+        if len(data) >= HEAD.size:
+            kind, size = HEAD.unpack_from(data)
+            if len(data) == HEAD.size + size:
+                return kind, data[HEAD.size:]
+        while len(data) < HEAD.size:
+            more = self.sock.recv(HEAD.size - len(data))
+            if not more:
+                raise Closed()
+            data += more
+        kind, size = HEAD.unpack_from(data)
+        if len(data) > HEAD.size + size:  # more than the answer: not a server this client speaks with
+            raise Closed()
+        body = bytearray(size)
+        body[:len(data) - HEAD.size] = memoryview(data)[HEAD.size:]
+        view, got = memoryview(body), len(data) - HEAD.size
+        while got < size:
+            read = self.sock.recv_into(view[got:])
+            if not read:
+                raise Closed()
+            got += read
+        return kind, view.toreadonly()
+
     def close(self) -> None:
-        """Close the connection now (the reader holds the socket open otherwise): a run in progress on
-        it is cancelled by the server."""
+        """Close the connection now: a run in progress on it is cancelled by the server."""
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self.reader.close()
         self.sock.close()
         if self.region is not None:
             self.region.close()
 
+
+_pid = os.getpid()  # this process's, kept up to date across forks (os.getpid() is a system call a run)
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 _shared: dict[tuple, DirectLink] = {}  # (host, port, token, worker, Unix socket) -> the process's link there
 _shared_lock = threading.Lock()
@@ -111,7 +148,7 @@ def link_to(host: str, port: int, ssl_context: ssl.SSLContext | None, token: str
     key = (host, port, token, worker, local_name)
     with _shared_lock:
         link = _shared.get(key) if ssl_context is None else None
-        if link is None or link._pid != os.getpid():  # (a forked child opens its own)
+        if link is None or link._pid != _pid:  # (a forked child opens its own)
             link = DirectLink(host, port, ssl_context, token, worker, local_name)
             if ssl_context is None:
                 link.key, _shared[key] = key, link
@@ -143,7 +180,7 @@ class DirectLink:
         self._idle: list[_Lane] = []
         self._retry_at = 0.0  # while the link is out of use, the monotonic time to try it again
         self._lock = threading.Lock()
-        self._pid = os.getpid()  # a forked child must not share its parent's connections
+        self._pid = _pid  # a forked child must not share its parent's connections
         self.users, self.key = 0, None  # sessions using it; its key among the shared links (link_to)
         self.calls = 0  # runs answered over it, failures included (tests and debugging read it)
         self.shared_calls = 0  # of which, requests handed over in shared memory
@@ -170,7 +207,7 @@ class DirectLink:
                 self.shared_calls += 1
             else:
                 send_frame(lane.sock, RUN, prefix, *parts)
-            kind, body = read_frame(lane.reader)
+            kind, body = lane.receive()
         except socket.timeout:
             lane.close()
             raise errors.DeadlineExceededError(None, None, "Deadline Exceeded") from None
@@ -194,8 +231,8 @@ class DirectLink:
         raise Unusable()
 
     def _lane(self) -> _Lane:
-        if os.getpid() != self._pid:  # forked: the idle connections are the parent's (left open for it)
-            self._idle, self._pid = [], os.getpid()
+        if _pid != self._pid:  # forked: the idle connections are the parent's (left open for it)
+            self._idle, self._pid = [], _pid
         now = time.monotonic()
         while self._idle:
             try:
@@ -227,7 +264,7 @@ class DirectLink:
                 sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
             send_frame(sock, HELLO, self._hello)
             lane = _Lane(sock)
-            kind, body = read_frame(lane.reader)
+            kind, body = lane.receive()
         except (Closed, OSError) as exc:
             sock.close()
             self.set_aside(f"{self.host}:{self.port} did not answer its HELLO ({exc or type(exc).__name__})")
@@ -245,7 +282,7 @@ class DirectLink:
             socket.send_fds(sock, [HEAD.pack(HELLO, len(self._hello)) + self._hello], [region.fd])
             region.handed_over()
             lane = _Lane(sock, region)
-            kind, body = read_frame(lane.reader)
+            kind, body = lane.receive()
         except BaseException:
             if region is not None:
                 region.close()

@@ -63,6 +63,7 @@ def varint(value: int) -> bytes:
 
 
 _SMALL_VARINTS = [bytes((i,)) for i in range(0x80)]
+_LOW_BYTES = [bytes((i | 0x80,)) for i in range(0x80)]  # a varint's first byte when more follow
 
 
 def _key(number: int, wire_type: int) -> bytes:
@@ -176,9 +177,16 @@ class RepeatEncoder:
     def __init__(self, cls, field: str, head: bytes):
         self._cls, self._field, self._head = cls, field, head
         self._layout = None  # (length of head and varint, [(dtype, shape, element head)]) of the last arrays
+        self._high = (-1, b"")  # (value >> 7, its varint) of the last value: consecutive ones share it
 
     def pieces(self, value: int, arrays) -> list:
-        start = self._head + varint(value)
+        if value < 0x80:
+            start = self._head + varint(value)
+        else:  # a varint is its low 7 bits (with the "more" bit), then the varint of the rest
+            high, tail = self._high
+            if value >> 7 != high:
+                high, tail = self._high = value >> 7, varint(value >> 7)
+            start = self._head + _LOW_BYTES[value & 0x7F] + tail
         layout = self._layout
         if layout is not None and layout[0] == len(start) and len(layout[1]) == len(arrays):
             pieces = [start]

@@ -22,7 +22,7 @@ import graphexec as tf
 from graphexec import errors
 from graphexec.client import direct
 from graphexec.proto.v1 import service_pb2 as spb
-from graphexec.rpc import status
+from graphexec.rpc import frames, status
 
 pytestmark = pytest.mark.timeout(240)
 RUNS_ON = r"takes clients' runs on (\S+)"
@@ -197,7 +197,7 @@ def test_tokens_hold_on_the_worker_and_tenants_stay_apart(redis_server, processe
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:  # a wrong token: refused in HELLO
         direct.send_frame(sock, direct.HELLO, b"not-a-token")
-        kind, body = direct.read_frame(sock.makefile("rb"))
+        kind, body = frames.read_frame(sock.makefile("rb"))
     assert kind == direct.FAILURE
     assert isinstance(status.error_from_failure_bytes(body), errors.UnauthenticatedError)
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from graphexec.client import direct
 from graphexec.rpc import frames
 
 
@@ -70,3 +71,41 @@ def test_a_socket_is_readable_now_when_bytes_or_its_end_wait(monkeypatch, libc):
     ours.close()
     if libc:  # a closed socket has nothing to read from (select refuses it outright)
         assert frames.readable_now(ours)
+
+
+def _answered_in_pieces(pieces, close=False):
+    """What a client connection receives when its server writes `pieces` one at a time (then hangs up)."""
+    ours, theirs = socket.socketpair()
+
+    def server():
+        for piece in pieces:
+            theirs.sendall(piece)
+            time.sleep(0.02)  # each piece reaches the client on its own
+        if close:
+            theirs.close()
+
+    writer = threading.Thread(target=server)
+    writer.start()
+    lane = direct._Lane(ours)
+    try:
+        return lane.receive()
+    finally:
+        writer.join(10)
+        lane.close()
+        theirs.close()
+
+
+def test_a_clients_connection_receives_an_answer_however_it_arrives():
+    small = frames.HEAD.pack(frames.RESULT, 3) + b"abc"
+    assert _answered_in_pieces([small]) == (frames.RESULT, b"abc")
+    assert _answered_in_pieces([small[:2], small[2:4], small[4:]]) == (frames.RESULT, b"abc")  # the head cut
+    body = bytes(range(256)) * 1024  # 256 KiB: more than the first read takes
+    frame = frames.HEAD.pack(frames.FAILURE, len(body)) + body
+    kind, received = _answered_in_pieces([frame[:1000], frame[1000:100_000], frame[100_000:]])
+    assert kind == frames.FAILURE and bytes(received) == body and received.readonly
+    with pytest.raises(frames.Closed):  # the server hung up inside the answer
+        _answered_in_pieces([frame[:100_000]], close=True)
+    with pytest.raises(frames.Closed):  # inside the head
+        _answered_in_pieces([small[:3]], close=True)
+    with pytest.raises(frames.Closed):  # more than one answer's bytes: not a server this client speaks with
+        _answered_in_pieces([small + b"??"])

@@ -197,6 +197,9 @@ def test_a_repeated_feed_layout_encodes_as_a_full_encoding_would():
         for got, sent in zip(arrays, feeds):
             np.testing.assert_array_equal(got, sent)
     assert learned == 1  # only 6 repeats 5's layout; the others are new, or cannot be one
+    for request_id in (16_382, 16_383, 16_384, 16_385, 2**62 + 127, 2**62 + 128, 2**63 - 1):  # varints' high parts
+        assert b"".join(encoder.pieces(request_id, [row])) == codec.encode_tensor_message(
+            head + codec.varint(request_id), "feeds", [row], message_class=spb.RunCallableRequest), request_id
 
 
 def test_garbage_is_invalid_argument_not_a_crash():
