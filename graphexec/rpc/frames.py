@@ -62,9 +62,11 @@ def nbytes(parts) -> int:
 
 def _libc(name: str):
     """libc's send(2) or recv(2), called without releasing the GIL (ctypes.PyDLL); None where there is none."""
+    if not hasattr(socket, "MSG_DONTWAIT"):  # (Windows: neither the flag nor a libc to load)
+        return None
     try:
         function = getattr(ctypes.PyDLL(None, use_errno=True), name)
-    except (OSError, AttributeError):  # (not a Unix system)
+    except (OSError, AttributeError, TypeError):  # (not a Unix system)
         return None
     function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
     function.restype = ctypes.c_ssize_t
@@ -73,8 +75,8 @@ def _libc(name: str):
 
 _SEND, _RECV = _libc("send"), _libc("recv")
 _PEEKED = ctypes.create_string_buffer(1)  # where readable_now's peek puts the byte it sees (never read)
-_PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
-_SEND_FLAGS = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
+_PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+_SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 _RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 
 
