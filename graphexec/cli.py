@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import graphexec
 from graphexec import errors
 from graphexec.rpc import tls
-from graphexec.runtime import blas, compiled, conv_library, intra_op
+from graphexec.runtime import blas, compiled, conv_library, intra_op, spin_wait
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
 from graphexec.server import direct, logs, supervisor, worker_runs
@@ -150,6 +150,10 @@ SETTINGS = (
             "threads one large kernel (a convolution, a large matrix product) is split over, each part a "
             "one-thread BLAS call; used while --blas-threads is 1 (graphexec/runtime/intra_op.py)", int,
             metavar="N"),
+    Setting("both", "--intra-op-spin-us", "GRAPHEXEC_INTRA_OP_SPIN_US", "1000", "1000 (0: block at once)",
+            "microseconds an intra-op thread spins, without the GIL, before it blocks: a helper waiting for the next "
+            "part, a caller for its helpers' (compiled by numba; without it they block at once). Waking a blocked "
+            "thread costs 50-230 us on some VMs (graphexec/runtime/spin_wait.py)", float, metavar="US"),
     Setting("both", "--conv-library", "GRAPHEXEC_CONV_LIBRARY", "auto", "auto (oneDNN when torch is installed)",
             "float32 convolutions and max-pooling on the CPU: oneDNN through PyTorch's CPU build (auto: "
             "when torch imports, at the first convolution; torch: loaded at start, required), or graphexec's "
@@ -426,6 +430,7 @@ def serve(args) -> None:
     if link is not None:
         link.start()
     scheme = "grpcs" if security.credentials else "grpc"
+    _spin_compiled(args)
     print(f"graphexec serving on {scheme}://{args.host}:{port}", flush=True)
     _wait_for_signal()
     readiness.stop()
@@ -472,6 +477,7 @@ def worker(args) -> None:
             started.start()
     heartbeat = Heartbeat(store, core, security.worker_secret).start()
     devices = ", ".join(d["name"] for d in core.devices())
+    _spin_compiled(args)
     if run_link is not None:
         print(f"graphexec worker {core.worker_id} takes clients' runs on {core.address.rsplit(':', 1)[0]}:"
               f"{core.run_port}", flush=True)
@@ -521,18 +527,28 @@ def _tune(args) -> None:
         raise UsageError("--blas-threads cannot be negative")
     if args.intra_op_threads < 0:
         raise UsageError("--intra-op-threads cannot be negative")
+    if args.intra_op_spin_us < 0:
+        raise UsageError("--intra-op-spin-us cannot be negative")
     blas.limit_threads(args.blas_threads)
-    intra_op.set_threads(args.intra_op_threads)
+    try:
+        loops = compiled.choose(args.compiled_kernels, now=args.compiled_kernels == "numba")
+    except ImportError as error:
+        raise UsageError(f"--compiled-kernels numba: {error}") from None
+    intra_op.set_spin(args.intra_op_spin_us)
+    intra_op.set_threads(args.intra_op_threads)  # starts compiling the spin: _spin_compiled waits for it
     blas.warm_buffers(2 * intra_op.threads())  # request threads' products and their parts, at once
     try:  # asked for by name: loaded now, so that a missing torch stops the start (auto: when first needed)
         kernels = conv_library.choose(args.conv_library, now=args.conv_library == "torch")
     except ImportError as error:
         raise UsageError(f"--conv-library torch: {error}") from None
-    try:
-        loops = compiled.choose(args.compiled_kernels, now=args.compiled_kernels == "numba")
-    except ImportError as error:
-        raise UsageError(f"--compiled-kernels numba: {error}") from None
     log.info("convolutions: %s; compiled loops: %s; intra-op threads: %d", kernels, loops, intra_op.threads())
+
+
+def _spin_compiled(args) -> None:
+    """Wait for the intra-op spin's compile before saying we serve: numba's compile holds the GIL in bursts
+    for ~0.5 s, and in the first runs it would slow them ~3x (W3's first 40 steps took ~6 ms, not 2)."""
+    spinning = intra_op.threads() > 1 and intra_op.spin_seconds() > 0 and spin_wait.prepare(wait=True)
+    log.info("intra-op threads %s", f"spin {args.intra_op_spin_us:g} us" if spinning else "block at once")
     keep_freed_memory(one_arena=True)
 
 

@@ -4,8 +4,10 @@ A convolution's chunks of images or a large product's blocks of rows are handed 
 of helper threads, and the calling thread works on them too; every part calls BLAS single-threaded.
 This replaces OpenBLAS's own threads, which spin and hand off work in ways that collapse on a shared
 machine: W10's conv2 product (2 cores, same minutes) took 17.7-36 ms with OpenBLAS's 2 threads and
-15.3 ms as 2 one-thread products on these threads. Waits here block rather than spin, and parts are
-taken one at a time from a shared counter, so a thread that is not scheduled delays only its own part.
+15.3 ms as 2 one-thread products on these threads. Parts are taken one at a time from a shared counter,
+so a thread that is not scheduled delays only its own part. A waiting thread spins for a bounded time
+without the GIL, yielding its CPU to anything ready to run there, and then blocks (`set_spin`,
+runtime/spin_wait.py): unlike OpenBLAS's spin, it never holds work another thread waits for.
 
 The thread count is process-wide (`set_threads`): servers take `--intra-op-threads`, an in-process
 session `intra_op_parallelism_threads`; both default to the cores this process may use. Kernels split
@@ -14,14 +16,15 @@ multiply their threads.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from graphexec.runtime import blas, split_choice
+from graphexec.runtime import blas, spin_wait, split_choice
 
 # Waking a helper thread costs ~0.1-0.2 ms on a VM, so below this many multiply-adds (~0.3 ms on one
 # core) a split cannot pay. Inside W3's step a 128 x 784 x 256 product took 0.45 ms split against 0.59
@@ -32,9 +35,17 @@ MIN_MACS = 1 << 24
 # 1M-element chain took 1.16 ms whole and 1.62 split, a 4M-element one 5.2 and 3.0.
 MIN_ELEMENTS = 1 << 21
 GROUPS_PER_THREAD = 4  # partial sums or block runs per thread (see groups): enough to keep all busy
+# How long an intra-op thread spins (runtime/spin_wait.py) before it blocks: a helper after its last part,
+# for the next; a caller, for its helpers' parts. W3's step posts its second product ~0.4 ms after its first
+# and the next step's first ~0.5 ms after that (remote, Zen 4 kind): a helper spinning 1 ms stays awake
+# through a training loop, and costs at most 1 ms of CPU after the last split kernel.
+SPIN_VARIABLE = "GRAPHEXEC_INTRA_OP_SPIN_US"
+DEFAULT_SPIN_US = 1000
+_spin_s = DEFAULT_SPIN_US * 1e-6
+_spin_read = False  # whether SPIN_VARIABLE was read (servers set the spin from their flag instead)
 
 _threads = 1
-_executor: ThreadPoolExecutor | None = None
+_helpers: _Helpers | None = None
 _lock = threading.Lock()
 _inside = threading.local()  # set while this thread runs a part: parts never split again
 
@@ -48,18 +59,39 @@ def usable_cores() -> int:
 
 def set_threads(threads: int) -> None:
     """Let one kernel use up to `threads` threads (0: the usable cores)."""
-    global _threads, _executor
+    global _threads, _helpers
     threads = threads or usable_cores()
     with _lock:
-        if _executor is not None and threads != _threads:
-            _executor.shutdown(wait=False)
-            _executor = None
+        if _helpers is not None and threads != _threads:
+            _helpers.close()
+            _helpers = None
         _threads = threads
     split_choice.forget()
+    if threads > 1 and spin_seconds() > 0:
+        spin_wait.prepare()
 
 
 def threads() -> int:
     return _threads
+
+
+def set_spin(microseconds: float) -> None:
+    """How long intra-op threads spin before they block (0: they block at once)."""
+    global _spin_s, _spin_read
+    if microseconds < 0:
+        raise ValueError(f"the intra-op spin cannot be negative, got {microseconds} us")
+    _spin_s, _spin_read = microseconds * 1e-6, True
+
+
+def spin_seconds() -> float:
+    """The spin; in a process whose spin was never set, read from GRAPHEXEC_INTRA_OP_SPIN_US once."""
+    if not _spin_read:
+        value = os.environ.get(SPIN_VARIABLE, "").strip()
+        try:
+            set_spin(float(value) if value else DEFAULT_SPIN_US)
+        except ValueError as error:
+            raise ValueError(f"{SPIN_VARIABLE} must be a number of microseconds >= 0, got {value!r}") from error
+    return _spin_s
 
 
 def ways(macs: int, one_thread_calls: bool | None = None) -> int:
@@ -81,12 +113,56 @@ def _ways(work: int, least: int) -> int:
     return _threads
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _executor
+def _pool() -> _Helpers:
+    global _helpers
     with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max(1, _threads - 1), thread_name_prefix="graphexec-intra-op")
-        return _executor
+        if _helpers is None:
+            _helpers = _Helpers(max(1, _threads - 1))
+        return _helpers
+
+
+class _Helpers:
+    """Threads that run the parts of posted jobs. After a part a helper spins (spin_seconds, without the GIL,
+    when spin_wait can) watching `posted`, then sleeps on a condition until a job is posted."""
+
+    def __init__(self, count: int):
+        self.jobs: collections.deque = collections.deque()
+        self.posted = np.zeros(1, np.int64)  # a new number at every post; spinning helpers watch it
+        self.numbers = itertools.count(1)  # next() is atomic under the GIL: two posts never store one number
+        self.wake = threading.Condition(threading.Lock())
+        self.sleeping = 0
+        self.closed = False
+        for index in range(count):
+            threading.Thread(target=self._serve, name=f"graphexec-intra-op-{index}", daemon=True).start()
+
+    def post(self, work) -> None:
+        self.jobs.append(work)
+        self.posted[0] = next(self.numbers)
+        if self.sleeping:  # read without the lock: a helper about to sleep looks at `jobs` under it first
+            with self.wake:
+                self.wake.notify()
+
+    def close(self) -> None:
+        self.closed = True
+        self.posted[0] = next(self.numbers)
+        with self.wake:
+            self.wake.notify_all()
+
+    def _serve(self) -> None:
+        while not self.closed:
+            try:
+                work = self.jobs.popleft()
+            except IndexError:
+                seen = int(self.posted[0])
+                if self.jobs or spin_wait.wait_for_change(self.posted, seen, spin_seconds()):
+                    continue
+                with self.wake:
+                    self.sleeping += 1
+                    while not self.jobs and not self.closed:
+                        self.wake.wait()
+                    self.sleeping -= 1
+                continue
+            work()
 
 
 class _Job:
@@ -99,6 +175,7 @@ class _Job:
         self.error: BaseException | None = None
         self.lock = threading.Lock()
         self.done = threading.Event()
+        self.ended = np.zeros(1, np.int64)  # 1 with `done`: what a spinning caller watches
 
     def work(self) -> None:
         _inside.active = True
@@ -123,7 +200,18 @@ class _Job:
             with self.lock:
                 self.finished += 1
                 if self.finished == self.taken and (self.taken == self.count or self.error is not None):
+                    self.ended[0] = 1
                     self.done.set()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's helper threads: it starts its own at its first split."""
+    global _helpers, _lock
+    _helpers, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def run(count: int, body, ways_: int | None = None) -> int:
@@ -138,12 +226,11 @@ def run(count: int, body, ways_: int | None = None) -> int:
     job = _Job(count, body)
     pool = _pool()
     for _ in range(1, ways_):
-        try:
-            pool.submit(job.work)  # a helper that starts after the parts are gone returns at once
-        except RuntimeError:  # set_threads replaced the pool meanwhile: this thread does the rest
-            break
+        pool.post(job.work)  # a helper that starts after the parts are gone returns at once
     job.work()
-    job.done.wait()
+    if not job.done.is_set():
+        spin_wait.wait_for_change(job.ended, 0, spin_seconds())
+        job.done.wait()
     if job.error is not None:
         raise job.error
     return ways_

@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "graphexec"
-OPTIONAL_DEPENDENCIES = frozenset({"cupy", "cupyx", "torch", "numba"})  # GPU workers; the kernels extra
+OPTIONAL_DEPENDENCIES = frozenset({"cupy", "cupyx", "torch", "numba", "llvmlite"})  # GPU workers; the kernels extra (llvmlite: numba's)
 
 
 def _modules() -> dict[str, Path]:

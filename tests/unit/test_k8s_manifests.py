@@ -357,7 +357,7 @@ BOOLEAN_FLAGS = {"--insecure", "--no-reflection"}  # their variables are on when
 
 
 # The limits are numbers (sizes, counts); each sample reads back as itself once parsed.
-NUMERIC_SAMPLES = {"--stream-idle-timeout": "2.5", "--compile-timeout-s": "2.5"} | dict.fromkeys(
+NUMERIC_SAMPLES = {"--stream-idle-timeout": "2.5", "--compile-timeout-s": "2.5", "--intra-op-spin-us": "2.5"} | dict.fromkeys(
     ("--memory-limit", "--max-message-bytes", "--max-graph-nodes", "--max-graph-bytes", "--max-string-bytes",
      "--run-memory-bytes", "--max-streams", "--max-streams-per-connection", "--queue-depth",
      "--max-sessions-per-tenant", "--cache-bytes", "--max-batch-size", "--max-batch-delay-us", "--compile-processes", "--compile-process-nodes",
