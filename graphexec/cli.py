@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import graphexec
 from graphexec import errors
 from graphexec.rpc import tls
-from graphexec.runtime import blas, compiled, conv_library, intra_op, spin_wait
+from graphexec.runtime import blas, compiled, conv_library, intra_op
 from graphexec.runtime.store import MemoryStore
 from graphexec.runtime.worker import WorkerCore
 from graphexec.server import direct, logs, supervisor, worker_runs
@@ -535,7 +535,7 @@ def _tune(args) -> None:
     except ImportError as error:
         raise UsageError(f"--compiled-kernels numba: {error}") from None
     intra_op.set_spin(args.intra_op_spin_us)
-    intra_op.set_threads(args.intra_op_threads)  # starts compiling the spin: _spin_compiled waits for it
+    intra_op.set_threads(args.intra_op_threads)
     blas.warm_buffers(2 * intra_op.threads())  # request threads' products and their parts, at once
     try:  # asked for by name: loaded now, so that a missing torch stops the start (auto: when first needed)
         kernels = conv_library.choose(args.conv_library, now=args.conv_library == "torch")
@@ -545,9 +545,9 @@ def _tune(args) -> None:
 
 
 def _spin_compiled(args) -> None:
-    """Wait for the intra-op spin's compile before saying we serve: numba's compile holds the GIL in bursts
-    for ~0.5 s, and in the first runs it would slow them ~3x (W3's first 40 steps took ~6 ms, not 2)."""
-    spinning = intra_op.threads() > 1 and intra_op.spin_seconds() > 0 and spin_wait.prepare(wait=True)
+    """Compile the intra-op spin before saying we serve (intra_op.prepare_spin says why): after the worker's
+    fork (supervisor), as its compiler thread must not be forked."""
+    spinning = intra_op.prepare_spin()
     log.info("intra-op threads %s", f"spin {args.intra_op_spin_us:g} us" if spinning else "block at once")
     keep_freed_memory(one_arena=True)
 

@@ -102,6 +102,7 @@ class Session(BaseSession):
         blas.limit_threads(1)  # graphexec splits large kernels over its own threads (runtime/intra_op.py)
         tuning.keep_freed_memory()  # each step's arrays reuse freed memory (runtime/tuning.py)
         intra_op.set_threads(int(getattr(config, "intra_op_parallelism_threads", 0) or 0))
+        intra_op.prepare_spin()  # compiled once per process (~0.5 s with numba's disk cache warm)
         blas.warm_buffers(intra_op.threads())  # once per process (runtime/blas.py says why)
         self._runner = InProcessRunner(allow_soft_placement=bool(getattr(config, "allow_soft_placement", True)))
 
