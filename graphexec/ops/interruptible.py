@@ -68,9 +68,16 @@ def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, ti
     if by_rows and macs > SMALL_PRODUCT_MACS:
         blocks = _at_least(blocks, SMALL_PRODUCT_MACS // (k * across) + 1)
 
+    def operands(cut):
+        return (a[cut], b, out[cut]) if by_rows else (a, b[:, cut], out[:, cut])
+
+    if depth == k and 1 < len(blocks) <= intra_op.threads():  # a gemm a thread (more blocks: checks between)
+        ctx.check_interrupt()
+        if intra_op.run_products([operands(cut) for cut in blocks]):
+            return out
+
     def product(part):
-        cut = blocks[part]
-        a_part, b_part, into = (a[cut], b, out[cut]) if by_rows else (a, b[:, cut], out[:, cut])
+        a_part, b_part, into = operands(blocks[part])
         for inner in range(0, k, depth):
             ctx.check_interrupt()
             if inner == 0:

@@ -16,7 +16,9 @@ One 384 x 384 product writes them, so servers and sessions run one per buffer th
 """
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 import threading
 
 import numpy as np
@@ -42,6 +44,13 @@ def limit_threads(threads: int) -> None:
         _threads = threads
 
 
+def limit_again() -> None:
+    """Apply the last limit_threads to BLAS libraries loaded since (importing numba loads SciPy's, where
+    SciPy is installed)."""
+    if _threads is not None:
+        threadpoolctl.threadpool_limits(limits=_threads, user_api="blas")
+
+
 def single_threaded() -> bool:
     """Whether each BLAS call runs on its caller's thread alone (as far as graphexec set or read it)."""
     global _threads
@@ -54,6 +63,29 @@ def single_threaded() -> bool:
 @functools.cache  # sessions ask on every creation, and the library does not change in a process
 def _openblas() -> bool:
     return any(info.get("internal_api") == "openblas" for info in threadpoolctl.threadpool_info())
+
+
+# cblas_sgemm of the 64-bit-integer OpenBLAS that numpy's wheels carry (scipy-openblas64), as numpy calls it
+SGEMM_SYMBOLS = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
+
+
+@functools.cache
+def sgemm_address() -> int | None:
+    """The address of numpy's own cblas_sgemm with 64-bit integers, for helpers that call it without the
+    GIL (runtime/spin_wait.py), or None: another library, or 32-bit integers."""
+    for info in threadpoolctl.threadpool_info():
+        folder = os.path.basename(os.path.dirname(info.get("filepath") or ""))
+        if info.get("internal_api") != "openblas" or not folder.startswith("numpy"):  # numpy.libs, not SciPy's
+            continue
+        try:
+            library = ctypes.CDLL(info["filepath"])
+        except OSError:
+            return None
+        for name in SGEMM_SYMBOLS:
+            function = getattr(library, name, None)
+            if function is not None:
+                return ctypes.cast(function, ctypes.c_void_p).value
+    return None
 
 
 @functools.cache

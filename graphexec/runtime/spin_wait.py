@@ -1,4 +1,5 @@
-"""Waits that spin without the GIL, compiled by numba (runtime/compiled.py), for the intra-op threads.
+"""Waits that spin without the GIL, compiled by numba (runtime/compiled.py), for the intra-op threads, and
+product parts those threads run without the GIL.
 
 Why: on a VM a vCPU with nothing to run halts, and waking the thread that sleeps there costs 50-230 us
 (AMD EPYC family 25 model 17, 2 vCPUs; 20-40 us on some kinds). W3's two products take ~0.55 ms each on
@@ -9,6 +10,14 @@ the next part keeps running Python meanwhile; it reads the CPU's cycle counter, 
 budget whatever happens (a spin costs at most that much CPU); and it yields the CPU at every turn
 (sched_yield), so a thread that is ready to run there (the client of a server on the same machine, a
 neighbour) runs first. How long they spin: --intra-op-spin-us (runtime/intra_op.py).
+
+Spinning alone still left a helper 40-70 us behind its caller: to run Python it must take the GIL, which the
+caller holds until its own BLAS call lets go of it, and a thread that waits for the GIL sleeps (a futex), so
+the hand-over costs a wake-up. So a float32 product's parts go to helpers as cblas_sgemm's arguments in a
+slot (`fill`), and the helper's compiled loop calls numpy's own sgemm itself (blas.sgemm_address) without
+ever taking the GIL; the caller, done with its own part, runs any part no helper took yet, or spins until
+the helper's is done (`finish`). The arguments are the ones numpy's matmul passes for the same arrays, so
+the bits are numpy's (checked on a test product before first use: `products_available`).
 
 `wait_for_change(flags, seen, seconds)` returns True as soon as flags[0] differs from `seen` (another
 thread stored to it), False after `seconds` or when no compiled spin is available yet (numba missing,
@@ -22,12 +31,13 @@ import time
 
 import numpy as np
 
-from graphexec.runtime import compiled
+from graphexec.runtime import blas, compiled
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 CALIBRATION_CYCLES = 2_000_000  # ~1 ms at 2 GHz: long enough to time against perf_counter
 
-_load_acquire = _cycles = _yield_cpu = None  # numba intrinsics, bound before the loop compiles (_import_intrinsics)
+# numba intrinsics, bound before the loops compile (_import_intrinsics)
+_load_acquire = _cycles = _yield_cpu = _load_at = _store_at = _swap_if = _sgemm = None
 _cycles_per_second = 0.0  # 0: not measured yet; -1: the cycle counter cannot be used
 _calibration_lock = threading.Lock()
 
@@ -67,7 +77,49 @@ def _intrinsics(numba):
             return context.get_dummy_value()
         return types.none(), codegen
 
-    return load_acquire, cycles, yield_cpu
+    @intrinsic
+    def load_at(typingctx, array, index):
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            return builder.load_atomic(builder.gep(data, [args[1]]), "acquire", 8)
+        return types.int64(array, index), codegen
+
+    @intrinsic
+    def store_at(typingctx, array, index, value):
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            builder.store_atomic(args[2], builder.gep(data, [args[1]]), "release", 8)
+            return context.get_dummy_value()
+        return types.none(array, index, value), codegen
+
+    @intrinsic
+    def swap_if(typingctx, array, index, expected, new):
+        """array[index] = new if it holds `expected` (atomically); whether it did."""
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            result = builder.cmpxchg(builder.gep(data, [args[1]]), args[2], args[3], "acq_rel", "acquire")
+            return builder.extract_value(result, 1)
+        return types.boolean(array, index, expected, new), codegen
+
+    @intrinsic
+    def sgemm(typingctx, address, slot):
+        """cblas_sgemm(order, trans a, trans b, m, n, k, 1, a, lda, b, ldb, 0, c, ldc) at `address` (64-bit
+        integers), with the arguments in slot[1:13] (pointers as integers)."""
+        def codegen(context, builder, signature, args):
+            i32, i64, f32, pointer = ir.IntType(32), ir.IntType(64), ir.FloatType(), ir.IntType(8).as_pointer()
+            kind = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, f32, pointer, i64, pointer, i64,
+                                                   f32, pointer, i64])
+            data = context.make_array(signature.args[1])(context, builder, args[1]).data
+            field = [builder.load(builder.gep(data, [ir.Constant(i64, index)])) for index in range(1, 13)]
+            order, trans_a, trans_b = (builder.trunc(value, i32) for value in field[:3])
+            a, b, c = (builder.inttoptr(field[index], pointer) for index in (6, 8, 10))
+            builder.call(builder.inttoptr(args[0], kind.as_pointer()),
+                         [order, trans_a, trans_b, field[3], field[4], field[5], ir.Constant(f32, 1.0), a, field[7],
+                          b, field[9], ir.Constant(f32, 0.0), c, field[11]])
+            return context.get_dummy_value()
+        return types.none(address, slot), codegen
+
+    return load_acquire, cycles, yield_cpu, load_at, store_at, swap_if, sgemm
 
 
 def _spin_loop(flags, seen, budget):
@@ -82,16 +134,59 @@ def _spin_loop(flags, seen, budget):
     return _cycles() - start
 
 
+# A product part's slot (int64[SLOT_SIZE]): its state, then cblas_sgemm's arguments (see `sgemm`).
+IDLE, POSTED, TAKEN, DONE = 0, 1, 2, 3
+SLOT_SIZE = 16
+
+
+def _help_loop(posted, seen, slot, budget, address):
+    """A helper's wait: run the product part posted in `slot` whenever one is (without the GIL), and return
+    1 once posted[0] != seen (a job for Python), or -1 after `budget` cycles with neither."""
+    start = _cycles()
+    while True:
+        if _load_acquire(posted) != seen:
+            return 1
+        if _load_at(slot, 0) == POSTED and _swap_if(slot, 0, POSTED, TAKEN):
+            _sgemm(address, slot)
+            _store_at(slot, 0, DONE)
+            start = _cycles()
+            continue
+        _yield_cpu()
+        spent = _cycles() - start
+        if spent >= budget or spent < 0:
+            return -1
+
+
+def _finish_loop(slot, address):
+    """The poster's side: run the part itself if no helper took it yet (1), else wait until it is done (0)."""
+    if _swap_if(slot, 0, POSTED, TAKEN):
+        _sgemm(address, slot)
+        _store_at(slot, 0, DONE)
+        return 1
+    while _load_at(slot, 0) != DONE:
+        _yield_cpu()
+    return 0
+
+
 def _signatures(types):
     return {"int64": types.int64(types.Array(types.int64, 1, "C"), types.int64, types.int64)}
 
 
+def _help_signatures(types):
+    slot = types.Array(types.int64, 1, "C")
+    return {"int64": types.int64(slot, types.int64, slot, types.int64, types.int64)}
+
+
+def _finish_signatures(types):
+    return {"int64": types.int64(types.Array(types.int64, 1, "C"), types.int64)}
+
+
 def _import_intrinsics():
     """Bind the intrinsics as module globals for `_spin_loop` (numba reads them when it compiles)."""
-    global _load_acquire, _cycles, _yield_cpu
+    global _load_acquire, _cycles, _yield_cpu, _load_at, _store_at, _swap_if, _sgemm
     numba = compiled._import()
     if numba is not None:
-        _load_acquire, _cycles, _yield_cpu = _intrinsics(numba)
+        _load_acquire, _cycles, _yield_cpu, _load_at, _store_at, _swap_if, _sgemm = _intrinsics(numba)
 
 
 class _SpinLoop(compiled.Loop):
@@ -101,6 +196,8 @@ class _SpinLoop(compiled.Loop):
 
 
 SPIN = _SpinLoop(_spin_loop, _signatures)
+HELP = _SpinLoop(_help_loop, _help_signatures)
+FINISH = _SpinLoop(_finish_loop, _finish_signatures)
 
 
 def _calibrated(spin) -> float:
@@ -122,12 +219,95 @@ def _calibrated(spin) -> float:
 
 
 def prepare(wait: bool = False) -> bool:
-    """Start compiling the spin on the compiler thread, and with `wait` wait for it and measure its counter;
-    returns whether it can spin now."""
-    SPIN.get("int64")
+    """Start compiling the loops on the compiler thread, and with `wait` wait for them, measure the counter
+    and check the products; returns whether it can spin now."""
+    for loop in (SPIN, HELP, FINISH):
+        loop.get("int64")
     if wait:
-        SPIN.wait("int64")
+        for loop in (SPIN, HELP, FINISH):
+            loop.wait("int64")
+        products_available()
     return available()
+
+
+_products: bool | None = None  # whether helpers run product parts: decided once, by products_available
+
+
+def products_available() -> bool:
+    """Whether helpers can run float32 product parts without the GIL: on x86 (whose stores are seen in
+    order, so a part's arguments are in place before its state says POSTED), with the loops compiled,
+    numpy's sgemm found (blas.sgemm_address) and giving numpy's bits on a test product."""
+    global _products
+    if _products is None:
+        if not (_X86 and available() and HELP.get("int64") is not None and FINISH.get("int64") is not None):
+            return False  # perhaps later: the loops may still be compiling
+        _products = blas.sgemm_address() is not None and _same_bits_as_numpy()
+    return _products
+
+
+def _same_bits_as_numpy() -> bool:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((67, 131), np.float32), rng.standard_normal((131, 45), np.float32)
+    for left in (a, np.asfortranarray(a), a[3:50]):
+        out, slot = np.empty((left.shape[0], 45), np.float32), np.zeros(SLOT_SIZE, np.int64)
+        if not fill(slot, left, b, out):
+            return False
+        slot[0] = POSTED
+        FINISH.get("int64")(slot, blas.sgemm_address())
+        if not np.array_equal(out, left @ b):
+            return False
+    return True
+
+
+def _leading(array: np.ndarray, rows: int, columns: int) -> tuple[int, int] | None:
+    """(CblasNoTrans or CblasTrans, leading dimension) for a float32 matrix of these strides, as numpy's
+    matmul passes it to gemm; None where numpy would not use BLAS."""
+    row, column = array.strides
+    if column == 4 and row % 4 == 0 and row // 4 >= columns:
+        return _NO_TRANS, row // 4
+    if row == 4 and column % 4 == 0 and column // 4 >= rows:
+        return _TRANS, column // 4
+    return None
+
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # cblas's enums
+
+
+def fill(slot: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
+    """Put cblas_sgemm's arguments for out = a @ b into slot[1:13], as numpy's matmul would pass them; False
+    (slot unchanged) where numpy would take another path: not float32 2-D, a side below 2 (gemv, dot), a
+    layout BLAS cannot take, a product of a matrix and its own transpose (syrk), unaligned memory."""
+    if not (a.dtype == b.dtype == out.dtype == np.float32 and a.ndim == b.ndim == out.ndim == 2):
+        return False
+    (m, k), n = a.shape, b.shape[1]
+    if min(m, k, n) < 2 or out.shape != (m, n) or not (a.flags.aligned and b.flags.aligned and out.flags.aligned):
+        return False
+    left, right, into = _leading(a, m, k), _leading(b, k, n), _leading(out, m, n)
+    if left is None or right is None or into is None or into[0] != _NO_TRANS:
+        return False
+    if a.ctypes.data == b.ctypes.data and m == n and left[0] != right[0]:
+        return False
+    slot[1:13] = (_ROW_MAJOR, left[0], right[0], m, n, k, a.ctypes.data, left[1], b.ctypes.data, right[1],
+                  out.ctypes.data, into[1])
+    return True
+
+
+def help_with_products(posted: np.ndarray, seen: int, slot: np.ndarray, seconds: float) -> bool:
+    """A helper's spin: run the product part posted in `slot` whenever one is; True once posted[0] != seen,
+    False after `seconds` with neither (or at once without the compiled loops)."""
+    loop = HELP.get("int64")
+    rate = _calibrated(SPIN.get("int64")) if loop is not None and SPIN.get("int64") is not None else -1
+    if rate <= 0:
+        return False
+    address = blas.sgemm_address() if products_available() else None
+    if address is None:
+        return wait_for_change(posted, seen, seconds)
+    return loop(posted, seen, slot, int(seconds * rate), address) > 0
+
+
+def finish(slot: np.ndarray) -> bool:
+    """After posting `slot`: run its part here if no helper took it yet (True), else wait until it is done."""
+    return FINISH.get("int64")(slot, blas.sgemm_address()) == 1
 
 
 def available() -> bool:

@@ -140,3 +140,137 @@ def test_a_forked_child_starts_its_own_helpers(two_threads, spin):
             os._exit(0)
     os.waitpid(pid, 0)
     assert os.read(reader, 1) == b"1"
+
+
+def _operands(rng, m, k, n, layout):
+    """(a, b, out) float32 for out = a @ b in one of the layouts products are split into."""
+    if layout == "rows":
+        return rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(k, n)).astype(np.float32), \
+            np.empty((m, n), np.float32)
+    if layout == "column-major":  # x.T in a weight gradient
+        return np.asfortranarray(rng.normal(size=(m, k)).astype(np.float32)), \
+            rng.normal(size=(k, n)).astype(np.float32), np.empty((m, n), np.float32)
+    if layout == "row block of a transpose":
+        return rng.normal(size=(k, m + 16)).astype(np.float32).T[16:], \
+            rng.normal(size=(k, n)).astype(np.float32), np.empty((m, n), np.float32)
+    # a block of columns: b and out are strided views
+    return rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(k, n + 8)).astype(np.float32)[:, 8:], \
+        np.empty((m, n + 8), np.float32)[:, 8:]
+
+
+@pytest.mark.parametrize("layout", ["rows", "column-major", "row block of a transpose", "columns"])
+@pytest.mark.parametrize("shape", [(64, 784, 256), (57, 130, 3), (2, 2, 2), (300, 17, 129)])
+def test_a_part_run_by_the_compiled_sgemm_has_numpys_bits(spin, layout, shape):
+    assert spin_wait.products_available()
+    a, b, out = _operands(np.random.default_rng(1), *shape, layout)
+    slot = np.zeros(spin_wait.SLOT_SIZE, np.int64)
+    assert spin_wait.fill(slot, a, b, out)
+    slot[0] = spin_wait.POSTED
+    assert spin_wait.finish(slot)  # no helper watches this slot: run here
+    assert slot[0] == spin_wait.DONE
+    np.testing.assert_array_equal(out, a @ b)
+
+
+def test_parts_numpy_would_not_hand_to_gemm_are_refused(spin):
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(8, 6)).astype(np.float32), rng.normal(size=(6, 5)).astype(np.float32)
+    slot = np.zeros(spin_wait.SLOT_SIZE, np.int64)
+    unaligned = np.frombuffer(bytearray(8 * 6 * 4 + 1), np.float32, 48, offset=1).reshape(8, 6)
+    refused = [
+        (a.astype(np.float64), b.astype(np.float64), np.empty((8, 5))),  # not float32
+        (a[:1], b, np.empty((1, 5), np.float32)),  # one row: numpy's gemv
+        (a, b[:, :1], np.empty((8, 1), np.float32)),  # one column
+        (a[::-1], b, np.empty((8, 5), np.float32)),  # a negative stride
+        (a[:, ::2], b[::2], np.empty((8, 5), np.float32)),  # no unit stride
+        (a, b, np.empty((5, 8), np.float32).T),  # a column-major output
+        (unaligned, b, np.empty((8, 5), np.float32)),
+    ]
+    square = rng.normal(size=(6, 6)).astype(np.float32)
+    refused.append((square, square.T, np.empty((6, 6), np.float32)))  # a matrix by its transpose: numpy's syrk
+    for a_, b_, out in refused:
+        assert not spin_wait.fill(slot, a_, b_, out)
+    assert not slot.any()
+
+
+@pytest.mark.parametrize("spin_us", [0, 200_000])
+def test_products_split_over_helpers_equal_numpys(two_threads, spin, spin_us):
+    """A helper spinning takes its part at once; one asleep is woken, or the caller runs the part itself
+    when the helper comes too late. Either way every part is numpy's product, and the outputs are complete
+    when run_products returns."""
+    previous = intra_op.spin_seconds()
+    intra_op.set_spin(spin_us)
+    rng = np.random.default_rng(3)
+    try:
+        for _ in range(20):
+            parts = [_operands(rng, 48, 300, 96, "rows") for _ in range(3)]  # more parts than helpers
+            assert intra_op.run_products(parts)
+            for a, b, out in parts:
+                np.testing.assert_array_equal(out, a @ b)
+            assert not intra_op._pool().slots[:, 0].any()  # every slot idle again
+    finally:
+        intra_op.set_spin(previous * 1e6)
+
+
+def test_a_spinning_helper_runs_the_parts_posted_to_it(two_threads, spin, monkeypatch):
+    previous = intra_op.spin_seconds()
+    intra_op.set_spin(200_000)
+    ran_here = []
+    real = spin_wait.finish
+    monkeypatch.setattr(spin_wait, "finish", lambda slot: ran_here.append(real(slot)) or ran_here[-1])
+    rng = np.random.default_rng(4)
+    try:
+        for _ in range(20):
+            parts = [_operands(rng, 256, 256, 256, "rows"), _operands(rng, 16, 64, 16, "rows")]  # the caller's: long
+            assert intra_op.run_products(parts)
+            np.testing.assert_array_equal(parts[1][2], parts[1][0] @ parts[1][1])
+    finally:
+        intra_op.set_spin(previous * 1e6)
+    assert ran_here.count(False) >= 15, ran_here  # the helper ran them (it may have been descheduled now and then)
+
+
+def test_a_product_waits_for_a_helper_that_took_its_part(two_threads, spin):
+    """The caller must not return while a helper still writes: the helper's part (~20 ms) is 64x the
+    caller's, which is long enough for the spinning helper to take its part first."""
+    rng = np.random.default_rng(5)
+    small = _operands(rng, 256, 256, 256, "rows")
+    large = _operands(rng, 1024, 1024, 1024, "rows")
+    expected = large[0] @ large[1]
+    previous = intra_op.spin_seconds()
+    intra_op.set_spin(200_000)
+    try:
+        for _ in range(3):
+            large[2].fill(0)
+            intra_op.run_products([small, _operands(rng, 16, 64, 16, "rows")])  # the helper spins now
+            assert intra_op.run_products([small, large])
+            assert np.array_equal(large[2], expected)  # at once (~1 ms): a helper still at work leaves partial sums
+    finally:
+        intra_op.set_spin(previous * 1e6)
+
+
+def test_products_are_declined_when_the_helpers_are_busy_or_absent(two_threads, spin):
+    rng = np.random.default_rng(6)
+    parts = [_operands(rng, 32, 64, 32, "rows") for _ in range(2)]
+    pool = intra_op._pool()
+    with pool.products:  # another thread's product holds the helpers
+        assert not intra_op.run_products(parts)
+    assert not intra_op.run_products(parts[:1])
+    assert not intra_op.run_products([parts[0], (parts[1][0].astype(np.float64), parts[1][1], parts[1][2])])
+    intra_op.set_threads(1)
+    assert not intra_op.run_products(parts)
+
+
+def test_split_products_go_through_the_helpers_and_keep_the_bits(two_threads, spin, monkeypatch):
+    from graphexec.ops import interruptible
+    from graphexec.runtime.context import ExecContext
+
+    calls = []
+    real = intra_op.run_products
+    monkeypatch.setattr(intra_op, "run_products", lambda parts: calls.append(len(parts)) or real(parts))
+    rng = np.random.default_rng(8)
+    ctx = ExecContext(np)
+    for m, k, n in ((128, 784, 256), (200, 784, 24), (96, 70, 300)):  # cut by rows: the bits kept
+        a, b = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(k, n)).astype(np.float32)
+        for _ in range(8):  # both ways, as split_choice times them
+            np.testing.assert_array_equal(interruptible.matmul(ctx, a, b), a @ b)
+            np.testing.assert_array_equal(interruptible.matmul(ctx, np.asfortranarray(a), b), a @ b)
+    assert calls and min(calls) >= 2
