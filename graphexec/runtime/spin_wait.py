@@ -276,7 +276,8 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # cblas's enums
 def fill(slot: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
     """Put cblas_sgemm's arguments for out = a @ b into slot[1:13], as numpy's matmul would pass them; False
     (slot unchanged) where numpy would take another path: not float32 2-D, a side below 2 (gemv, dot), a
-    layout BLAS cannot take, a product of a matrix and its own transpose (syrk), unaligned memory."""
+    layout BLAS cannot take, a product of a matrix and its own transpose (syrk), unaligned memory, an output
+    that overlaps an operand."""
     if not (a.dtype == b.dtype == out.dtype == np.float32 and a.ndim == b.ndim == out.ndim == 2):
         return False
     (m, k), n = a.shape, b.shape[1]
@@ -286,6 +287,8 @@ def fill(slot: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> boo
     if left is None or right is None or into is None or into[0] != _NO_TRANS:
         return False
     if a.ctypes.data == b.ctypes.data and m == n and left[0] != right[0]:
+        return False
+    if np.may_share_memory(out, a) or np.may_share_memory(out, b):  # numpy would copy first
         return False
     slot[1:13] = (_ROW_MAJOR, left[0], right[0], m, n, k, a.ctypes.data, left[1], b.ctypes.data, right[1],
                   out.ctypes.data, into[1])

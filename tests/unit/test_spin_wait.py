@@ -187,6 +187,7 @@ def test_parts_numpy_would_not_hand_to_gemm_are_refused(spin):
     ]
     square = rng.normal(size=(6, 6)).astype(np.float32)
     refused.append((square, square.T, np.empty((6, 6), np.float32)))  # a matrix by its transpose: numpy's syrk
+    refused.append((square, square.T.copy(), square))  # the output is an operand: numpy copies first
     for a_, b_, out in refused:
         assert not spin_wait.fill(slot, a_, b_, out)
     assert not slot.any()
@@ -219,13 +220,15 @@ def test_a_spinning_helper_runs_the_parts_posted_to_it(two_threads, spin, monkey
     monkeypatch.setattr(spin_wait, "finish", lambda slot: ran_here.append(real(slot)) or ran_here[-1])
     rng = np.random.default_rng(4)
     try:
-        for _ in range(20):
-            parts = [_operands(rng, 256, 256, 256, "rows"), _operands(rng, 16, 64, 16, "rows")]  # the caller's: long
+        long = _operands(rng, 768, 768, 768, "rows")  # the caller's part: ~5-10 ms
+        for _ in range(10):
+            parts = [long, _operands(rng, 16, 64, 16, "rows")]
             assert intra_op.run_products(parts)
             np.testing.assert_array_equal(parts[1][2], parts[1][0] @ parts[1][1])
     finally:
         intra_op.set_spin(previous * 1e6)
-    assert ran_here.count(False) >= 15, ran_here  # the helper ran them (it may have been descheduled now and then)
+    # The helper ran them; on a loaded machine it may not get its CPU within a part now and then.
+    assert ran_here.count(False) >= 7, ran_here
 
 
 def test_a_product_waits_for_a_helper_that_took_its_part(two_threads, spin):
