@@ -530,10 +530,6 @@ def _tune(args) -> None:
     if args.intra_op_spin_us < 0:
         raise UsageError("--intra-op-spin-us cannot be negative")
     blas.limit_threads(args.blas_threads)
-    try:
-        loops = compiled.choose(args.compiled_kernels, now=args.compiled_kernels == "numba")
-    except ImportError as error:
-        raise UsageError(f"--compiled-kernels numba: {error}") from None
     intra_op.set_spin(args.intra_op_spin_us)
     intra_op.set_threads(args.intra_op_threads)
     blas.warm_buffers(2 * intra_op.threads())  # request threads' products and their parts, at once
@@ -541,7 +537,12 @@ def _tune(args) -> None:
         kernels = conv_library.choose(args.conv_library, now=args.conv_library == "torch")
     except ImportError as error:
         raise UsageError(f"--conv-library torch: {error}") from None
+    try:
+        loops = compiled.choose(args.compiled_kernels, now=args.compiled_kernels == "numba")
+    except ImportError as error:
+        raise UsageError(f"--compiled-kernels numba: {error}") from None
     log.info("convolutions: %s; compiled loops: %s; intra-op threads: %d", kernels, loops, intra_op.threads())
+    keep_freed_memory(one_arena=True)
 
 
 def _spin_compiled(args) -> None:
@@ -549,7 +550,6 @@ def _spin_compiled(args) -> None:
     fork (supervisor), as its compiler thread must not be forked."""
     spinning = intra_op.prepare_spin()
     log.info("intra-op threads %s", f"spin {args.intra_op_spin_us:g} us" if spinning else "block at once")
-    keep_freed_memory(one_arena=True)
 
 
 def _reexec_with_process_settings() -> None:

@@ -157,10 +157,9 @@ class _Helpers:
         self.wake_sleepers()
 
     def close(self) -> None:
-        self.closed = True
+        self.closed = True  # before the wake: a helper about to sleep looks at it under the lock
         self.posted[0] = next(self.numbers)
-        with self.wake:
-            self.wake.notify_all()
+        self.wake_sleepers()
 
     def wake_sleepers(self) -> None:
         if self.sleeping:  # read without the lock: a helper about to sleep looks at its work under it first

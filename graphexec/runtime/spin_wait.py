@@ -43,8 +43,10 @@ _calibration_lock = threading.Lock()
 
 
 def _intrinsics(numba):
-    """`load_acquire(array)` (array[0], loaded atomically: a store by another thread is seen, and the load
-    is never hoisted out of a loop) and `cycles()` (the CPU's cycle counter, after a pause hint on x86)."""
+    """The loops' primitives: atomic loads (`load_acquire(array)` of array[0], `load_at`: a store by another
+    thread is seen, and the load is never hoisted out of a loop), `store_at` and `swap_if` (compare and
+    swap), `cycles()` (the CPU's cycle counter, after a pause hint on x86), `yield_cpu()` (sched_yield) and
+    `sgemm(address, slot)` (a call of cblas_sgemm with a slot's arguments)."""
     from llvmlite import ir
     from numba.core import cgutils, types
     from numba.extending import intrinsic
@@ -182,7 +184,7 @@ def _finish_signatures(types):
 
 
 def _import_intrinsics():
-    """Bind the intrinsics as module globals for `_spin_loop` (numba reads them when it compiles)."""
+    """Bind the intrinsics as module globals for the loops (numba reads them when it compiles)."""
     global _load_acquire, _cycles, _yield_cpu, _load_at, _store_at, _swap_if, _sgemm
     numba = compiled._import()
     if numba is not None:
@@ -253,7 +255,7 @@ def _same_bits_as_numpy() -> bool:
         if not fill(slot, left, b, out):
             return False
         slot[0] = POSTED
-        FINISH.get("int64")(slot, blas.sgemm_address())
+        finish(slot)
         if not np.array_equal(out, left @ b):
             return False
     return True
@@ -298,14 +300,10 @@ def fill(slot: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> boo
 def help_with_products(posted: np.ndarray, seen: int, slot: np.ndarray, seconds: float) -> bool:
     """A helper's spin: run the product part posted in `slot` whenever one is; True once posted[0] != seen,
     False after `seconds` with neither (or at once without the compiled loops)."""
-    loop = HELP.get("int64")
-    rate = _calibrated(SPIN.get("int64")) if loop is not None and SPIN.get("int64") is not None else -1
-    if rate <= 0:
-        return False
-    address = blas.sgemm_address() if products_available() else None
-    if address is None:
+    loop, budget = HELP.get("int64"), _cycles_for(seconds)
+    if loop is None or budget is None or not products_available():
         return wait_for_change(posted, seen, seconds)
-    return loop(posted, seen, slot, int(seconds * rate), address) > 0
+    return loop(posted, seen, slot, budget, blas.sgemm_address()) > 0
 
 
 def finish(slot: np.ndarray) -> bool:
@@ -322,10 +320,13 @@ def available() -> bool:
 def wait_for_change(flags: np.ndarray, seen: int, seconds: float) -> bool:
     """Spin without the GIL until flags[0] != seen (True) or `seconds` pass (False). flags: a C-contiguous
     int64 array that other threads store to. False at once when no compiled spin is available."""
+    spin, budget = SPIN.get("int64"), _cycles_for(seconds)
+    return spin is not None and budget is not None and spin(flags, seen, budget) >= 0
+
+
+def _cycles_for(seconds: float) -> int | None:
+    """`seconds` in cycles of the counter the loops read; None while the spin is not compiled, or where the
+    counter cannot be used."""
     spin = SPIN.get("int64")
-    if spin is None:
-        return False
-    rate = _calibrated(spin)
-    if rate <= 0:
-        return False
-    return spin(flags, seen, int(seconds * rate)) >= 0
+    rate = _calibrated(spin) if spin is not None else -1
+    return int(seconds * rate) if rate > 0 else None
