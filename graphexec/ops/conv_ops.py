@@ -289,15 +289,9 @@ def _library_filter_gradient(ctx, x, filter_shape, dy, strides, pads):
     return grad
 
 
-# A oneDNN call may be this many times interruptible.BLOCK_MACS, so that W10's conv2 fits in one slice a
-# thread on 2 threads (64 images, 640M multiply-adds: ~5.5 ms on one Zen 5 core); the longest call this
-# allows, ~1.07G multiply-adds, is ~9 ms there and still tens of ms on slower cores.
-LIBRARY_BLOCK_FACTOR = 4
-
-
 def _on_library_slices(ctx, n, macs, body) -> list:
     """conv_library's one-thread calls, body(slice of the batch): one slice per intra-op thread, or the
-    fewest that keep each within LIBRARY_BLOCK_FACTOR * interruptible.BLOCK_MACS multiply-adds (a run
+    fewest that keep each within interruptible.LIBRARY_BLOCK_FACTOR * BLOCK_MACS multiply-adds (a run
     stops between two), their count a multiple of the threads. oneDNN runs fewer, larger slices faster:
     W10's traced step (Zen 5, 2 threads, 8 alternating rounds) took conv2's gradients 6.5 + 6.0 ms in
     one slice a thread against 7.4 + 6.9 in four, and the step 45.8 against 49.5 ms; with a busy
@@ -305,7 +299,7 @@ def _on_library_slices(ctx, n, macs, body) -> list:
     overheads). The slices depend on the batch, its work and the thread count alone, so partial sums
     over them add up the same every time."""
     ways = intra_op.ways(macs, one_thread_calls=True)
-    most = max(1, LIBRARY_BLOCK_FACTOR * interruptible.BLOCK_MACS * n // max(macs, 1))
+    most = max(1, interruptible.LIBRARY_BLOCK_FACTOR * interruptible.BLOCK_MACS * n // max(macs, 1))
     count = max(ways, -(-n // most))
     slices = intra_op.split(n, -(-count // ways) * ways, most)
     return _run_slices(ctx, slices, ways, body)

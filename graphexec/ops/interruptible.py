@@ -17,9 +17,18 @@ import time
 
 import numpy as np
 
-from graphexec.runtime import blas, intra_op, split_choice
+from graphexec.runtime import blas, conv_library, intra_op, split_choice
 
 BLOCK_MACS = 1 << 28
+# A oneDNN call (runtime/conv_library.py) may be this many times BLOCK_MACS a thread, so that W10's conv2
+# fits in one slice a thread on 2 threads (64 images, 640M multiply-adds: ~5.5 ms on one Zen 5 core); the
+# longest call this allows, ~1.07G multiply-adds a thread, is ~9 ms there and still tens of ms on slower
+# cores. A run stops between two such calls.
+LIBRARY_BLOCK_FACTOR = 4
+# Float32 products of at least this many multiply-adds go to oneDNN's matmul, whole, on the intra-op
+# thread count (conv_library.product): W10's dense-layer products (411M) are, W3's (25.7M) keep the
+# helpers that run their parts without the GIL (runtime/spin_wait.py).
+LIBRARY_MACS = 1 << 27
 # Blocks of rows start at multiples of the BLAS kernel's row tile (blas.row_tile): kernels compute rows in
 # tiles (OpenBLAS's sgemm: 12 rows on Haswell, 16 on SkylakeX; dgemm 2-16), and a block that starts inside
 # a tile gets other tiles, so other roundings, than the unsplit product. With it every row comes out with
@@ -41,6 +50,11 @@ def matmul(ctx, a, b, out=None):
     macs = m * k * n
     ways = intra_op.ways(macs)
     stoppable = ctx.deadline is not None or ctx.cancelled is not False
+    if macs >= LIBRARY_MACS and out is None and conv_library.takes_products(a, b):
+        threads = intra_op.ways(macs, one_thread_calls=True)
+        if not stoppable or macs <= LIBRARY_BLOCK_FACTOR * BLOCK_MACS * threads:
+            ctx.check_interrupt()
+            return conv_library.product(a, b, threads=threads)
     in_blocks = stoppable and macs > BLOCK_MACS  # cut whatever the threads, so a stop comes between blocks
     if ways == 1 and not in_blocks:
         return np.matmul(a, b, out=out)

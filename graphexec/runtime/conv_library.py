@@ -1,14 +1,21 @@
-"""Convolution kernels from oneDNN, and max-pooling with its gradient, through PyTorch's CPU build, when it
-is installed.
+"""Convolution kernels and large float32 matrix products from oneDNN, and max-pooling with its gradient,
+through PyTorch's CPU build, when it is installed.
 
 oneDNN's direct, cache-blocked convolutions beat graphexec's own im2col + BLAS kernels on the shapes of
 classic CNNs (W10's conv2 on 2 cores, same minutes, both split over graphexec's threads: forward 11.5
 against 15.6 ms, input gradient 10.8 against 18.8, filter gradient 11.6 against 18.0; TF's own kernels
 are oneDNN's too). graphexec keeps its own threads: every call here runs
-on one thread (torch's thread count is set to 1 before every call: see _one_thread), and
+on one thread (torch's thread count is set to 1 before every call: see _library_call), and
 ops/conv_ops.py hands it fixed slices of the batch on the intra-op threads (runtime/intra_op.py), one
 a thread where the interruptible block limit allows (_on_library_slices says why), so the helpers wait
 by blocking, never in OpenMP's spinning barriers.
+
+Large float32 products (`product`) are the exception: one call on a team of OpenMP threads, because
+oneDNN's matmul shares its packed operand among them, which separate one-thread calls cannot (W10's three
+dense-layer products, Zen 4, 2 threads: 13.7 ms against 15.1 as one-thread halves and 14.7-15.4 with
+OpenBLAS's own 2 threads; its step 65.1 against 68.0 ms, alternating in one process). Those threads
+block when idle: torch is imported with OMP_WAIT_POLICY=PASSIVE unless the environment says otherwise,
+so they never spin on a core a neighbour or a helper needs.
 
 Only float32 NHWC on the host goes here; other dtypes, 1x1 convolutions (one product already) and CuPy
 arrays keep graphexec's kernels. Arrays cross without copies: an NHWC array is an NCHW tensor in
@@ -37,6 +44,7 @@ _torch = None
 _choice: str | None = None  # None: not yet decided (the variable is read at first use)
 _loaded = False  # whether _choice has been acted on (torch imported, or found missing)
 _fused = None  # oneDNN's convolution with post-ops (torch.ops.mkldnn._convolution_pointwise), where torch has it
+_linear = None  # oneDNN's matmul (torch.ops.mkldnn._linear_pointwise), where torch has it
 
 
 def choose(choice: str, now: bool = True) -> str:
@@ -54,9 +62,11 @@ def choose(choice: str, now: bool = True) -> str:
 
 
 def _load() -> None:
-    global _torch, _loaded, _fused
-    _torch = _fused = None
+    global _torch, _loaded, _fused, _linear
+    _torch = _fused = _linear = None
     if _choice != "numpy":
+        # OpenMP threads that wait by blocking (see the module docstring); read when torch's libgomp loads
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import torch
         except ImportError as error:
@@ -76,6 +86,7 @@ def _load() -> None:
                 torch.from_numpy(read_only)
             _torch = torch
             _fused = _fused_convolution(torch)
+            _linear = _linear_product(torch)
     _loaded = True
 
 
@@ -92,6 +103,24 @@ def _fused_convolution(torch):
         got = fused(x, w, bias, [1, 1], [2, 2], [1, 1], 1, "relu", [], "")
         want = torch.relu(fused(x, w, None, [1, 1], [2, 2], [1, 1], 1, "none", [], "") + bias.view(1, -1, 1, 1))
         return fused if torch.equal(got, want) else None
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+
+
+def _linear_product(torch):
+    """oneDNN's matmul, `_linear_pointwise(a, b.T)` = a @ b, or None where this build has no oneDNN or no
+    such op, or one whose small products differ from numpy's beyond float32 rounding: checked once."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        linear = torch.ops.mkldnn._linear_pointwise
+        a = np.arange(-30, 30, dtype=np.float32).reshape(6, 10) / 7
+        b = np.arange(40, dtype=np.float32).reshape(10, 4)[::-1] / 9
+        for left in (a, np.asfortranarray(a)):
+            got = linear(torch.from_numpy(left), torch.from_numpy(np.ascontiguousarray(b)).T, None, "none", [], "")
+            if not np.allclose(got.numpy(), left @ b, rtol=1e-5, atol=1e-5):
+                return None
+        return linear
     except (AttributeError, RuntimeError, TypeError):
         return None
 
@@ -124,12 +153,20 @@ def usable(xp, *arrays) -> bool:
 
 
 def _library_call(kernel):
-    """Every call into torch: on one thread (see _one_thread), and with torch's failed allocations (a
-    RuntimeError) raised as MemoryError, which the executor answers RESOURCE_EXHAUSTED as numpy's, where
-    a RuntimeError would read as the caller's mistake."""
+    """Every call into torch: on one thread unless it names its `threads`, and with torch's failed
+    allocations (a RuntimeError) raised as MemoryError, which the executor answers RESOURCE_EXHAUSTED as
+    numpy's, where a RuntimeError would read as the caller's mistake.
+
+    The thread count is set before every call (~0.1 us), not once per thread: oneDNN sizes its OpenMP
+    team from the calling thread's setting, which starts at the core count on every new thread (an
+    intra-op helper's too), so without it each call would start a team of its own and a filter
+    gradient's sums would come out in an order that varies from run to run; and others change the
+    setting too: threadpoolctl's `threadpool_limits` puts back every OpenMP library's setting on exit,
+    torch's included, so a convolution run inside it once left later ones on two threads, with other
+    bits than a worker's (tests/unit/test_conv_library.py)."""
     @functools.wraps(kernel)
-    def wrapped(*args):
-        _one_thread()
+    def wrapped(*args, threads=1):
+        _torch.set_num_threads(threads)
         try:
             return kernel(*args)
         except RuntimeError as error:
@@ -137,6 +174,21 @@ def _library_call(kernel):
                 raise MemoryError(str(error).split("DefaultCPUAllocator: ")[-1]) from None
             raise
     return wrapped
+
+
+def takes_products(a, b) -> bool:
+    """Whether `product` takes a @ b: float32 2-D numpy arrays, each laid out in rows or in columns (oneDNN
+    reads other strides through a reference kernel ~1000x slower), with the library loaded."""
+    return (usable(np, a, b) and _linear is not None and a.ndim == b.ndim == 2
+            and all(m.flags.c_contiguous or m.flags.f_contiguous for m in (a, b)))
+
+
+@_library_call
+def product(a, b) -> np.ndarray:
+    """a @ b (see `takes_products`) by oneDNN's matmul, on `threads` OpenMP threads (the keyword every
+    call here takes). The same operands and threads give the same bits every time; other thread counts,
+    and numpy, may differ in the last bits."""
+    return _linear(_torch.from_numpy(a), _torch.from_numpy(b).T, None, "none", [], "").numpy()
 
 
 # pads, below, are what conv_ops._geometry returns: ((0, 0), (top, bottom), (left, right), (0, 0)).
@@ -244,17 +296,6 @@ def _pool_args(ksize, strides, pads):
     if padding is None or 2 * padding[0] > kh or 2 * padding[1] > kw:
         return None
     return [kh, kw], list(strides[1:3]), list(padding), [1, 1], False
-
-
-def _one_thread() -> None:
-    """oneDNN sizes its OpenMP team from the calling thread's setting, which starts at the core count on
-    every new thread (an intra-op helper's too): without this, each call would start a team of its own,
-    and a filter gradient's sums would come out in an order that varies from run to run. Set before
-    every call (~0.1 us), not once per thread: others change the setting too. threadpoolctl's
-    `threadpool_limits` puts back every OpenMP library's setting on exit, torch's included, so a
-    convolution run inside it once left later ones on two threads, with other bits than a worker's
-    (tests/unit/test_conv_library.py)."""
-    _torch.set_num_threads(1)
 
 
 def _symmetric(pads):

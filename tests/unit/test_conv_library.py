@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import warnings
 
 import numpy as np
 import pytest
 
 import small_cnn
-from graphexec.ops import conv_ops
+from graphexec.ops import conv_ops, math_ops
 from graphexec.runtime import blas, conv_library, intra_op
 from graphexec.runtime.context import ExecContext
 
@@ -110,6 +111,11 @@ def test_bias_and_relu_in_the_convolution_give_the_bits_of_the_add_after_it(
         np.testing.assert_allclose(got, unfused, rtol=1e-5, atol=1e-5 * np.abs(unfused).max())
 
 
+def _native_threads() -> int:
+    """This process's threads that Python did not start (an OpenMP team's), counted from /proc."""
+    return len(os.listdir("/proc/self/task")) - len(threading.enumerate())
+
+
 def test_filter_gradient_bits_repeat_and_no_thread_team_starts(monkeypatch, restore_choice):
     """Split over two intra-op threads, each call one-threaded: the partial sums add up in one order, and
     oneDNN starts no OpenMP threads of its own (it would on a helper thread left at the core count)."""
@@ -123,12 +129,12 @@ def test_filter_gradient_bits_repeat_and_no_thread_team_starts(monkeypatch, rest
         x = rng.normal(size=(16, 9, 9, 3)).astype(np.float32)
         dy = rng.normal(size=(16, 5, 5, 4)).astype(np.float32)
         ctx = ExecContext(np)
-        threads_before = len(os.listdir("/proc/self/task"))
+        native_before = _native_threads()
         grads = [conv_ops._conv_backprop_filter(ctx, x, np.array([3, 3, 3, 4]), dy, (1, 2, 2, 1), "SAME")
                  for _ in range(30)]
         for grad in grads[1:]:
             np.testing.assert_array_equal(grad, grads[0])
-        assert len(os.listdir("/proc/self/task")) <= threads_before + 1  # at most the intra-op helper
+        assert _native_threads() == native_before  # new threads, if any, are Python's: the intra-op helper
     finally:
         intra_op.set_threads(previous)
 
@@ -264,3 +270,43 @@ except ImportError as error:
     done = _python(code)
     assert done.stdout.splitlines() == ["graphexec im2col + BLAS | False", "ImportError | True"], done.stdout + done.stderr
     assert "torch failed to import" in done.stderr and "convolutions run on graphexec's own kernels" in done.stderr
+
+
+def test_large_float32_products_run_whole_in_onednn_on_the_intra_op_threads(monkeypatch, restore_choice):
+    """A product from LIBRARY_MACS up is one oneDNN call on the intra-op thread count, with operands laid
+    out in rows or columns (a transposed operand is read where it is); its bits repeat, and it agrees with
+    float64 to float32 rounding. Strided operands, float64, an `out` and products too large for one call in
+    a run that can be stopped keep numpy's path."""
+    from graphexec.ops import interruptible
+    conv_library.choose("torch")
+    previous = intra_op.threads()
+    intra_op.set_threads(2)
+    monkeypatch.setattr(blas, "single_threaded", lambda: True)
+    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
+    monkeypatch.setattr(interruptible, "LIBRARY_MACS", 1000)
+    calls, real = [], conv_library.product
+    monkeypatch.setattr(conv_library, "product", lambda a, b, threads=1: (calls.append(threads), real(
+        a, b, threads=threads))[1])
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(70, 300)).astype(np.float32), rng.normal(size=(300, 50)).astype(np.float32)
+    try:
+        for left, right in [(a, b), (np.asfortranarray(a), b), (a, np.asfortranarray(b)), (a[:, :40], b[:40])]:
+            got = math_ops._matmul(ExecContext(np), left, right, False, False)
+            np.testing.assert_allclose(got, left.astype(np.float64) @ right, rtol=1e-4, atol=1e-4)
+            np.testing.assert_array_equal(math_ops._matmul(ExecContext(np), left, right, False, False), got)
+        assert calls == [2] * 6  # (a[:, :40] is laid out neither in rows nor in columns: numpy's)
+        calls.clear()
+        strided = a[:, ::2]
+        np.testing.assert_allclose(math_ops._matmul(ExecContext(np), strided, b[:150], False, False),
+                                   strided @ b[:150], rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(math_ops._matmul(ExecContext(np), a.astype(np.float64), b, False, False),
+                                   a.astype(np.float64) @ b)
+        into = np.empty((70, 50), np.float32)
+        assert interruptible.matmul(ExecContext(np), a, b, out=into) is into
+        monkeypatch.setattr(interruptible, "BLOCK_MACS", 70 * 300 * 50 // 16)  # more than 4 blocks a thread
+        ctx = ExecContext(np)
+        ctx.cancelled = type("NeverCancelled", (), {"__bool__": lambda self: False})()
+        np.testing.assert_allclose(interruptible.matmul(ctx, a, b), a @ b, rtol=1e-5, atol=1e-4)
+        assert calls == []
+    finally:
+        intra_op.set_threads(previous)
