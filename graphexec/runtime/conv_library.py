@@ -4,18 +4,19 @@ through PyTorch's CPU build, when it is installed.
 oneDNN's direct, cache-blocked convolutions beat graphexec's own im2col + BLAS kernels on the shapes of
 classic CNNs (W10's conv2 on 2 cores, same minutes, both split over graphexec's threads: forward 11.5
 against 15.6 ms, input gradient 10.8 against 18.8, filter gradient 11.6 against 18.0; TF's own kernels
-are oneDNN's too). graphexec keeps its own threads: every call here runs
-on one thread (torch's thread count is set to 1 before every call: see _library_call), and
-ops/conv_ops.py hands it fixed slices of the batch on the intra-op threads (runtime/intra_op.py), one
-a thread where the interruptible block limit allows (_on_library_slices says why), so the helpers wait
-by blocking, never in OpenMP's spinning barriers.
+are oneDNN's too).
 
-Large float32 products (`product`) are the exception: one call on a team of OpenMP threads, because
-oneDNN's matmul shares its packed operand among them, which separate one-thread calls cannot (W10's three
+Threads: a call runs on the thread count it names (`threads`, set on torch before every call: see
+_library_call), 1 unless said. Filter gradients and pooling run one-thread calls over fixed slices of the
+batch on graphexec's intra-op threads (runtime/intra_op.py; ops/conv_ops.py, _on_library_slices says
+why), so their partial sums add up in one order. Convolutions, input gradients and large float32
+products (`product`) run as one call on a team of OpenMP threads of the intra-op thread count: the
+result is written where it stays, where slices' results were copied into one array, and oneDNN's matmul
+shares its packed operand among its threads, which separate one-thread calls cannot (W10's three
 dense-layer products, Zen 4, 2 threads: 13.7 ms against 15.1 as one-thread halves and 14.7-15.4 with
-OpenBLAS's own 2 threads; its step 65.1 against 68.0 ms, alternating in one process). Those threads
-block when idle: torch is imported with OMP_WAIT_POLICY=PASSIVE unless the environment says otherwise,
-so they never spin on a core a neighbour or a helper needs.
+OpenBLAS's own 2 threads; conv1's forward step 1.7 against 3.0 ms as slices copied). Those threads block
+when idle: torch is imported with OMP_WAIT_POLICY=PASSIVE unless the environment says otherwise, so they
+never spin on a core a neighbour or a helper needs.
 
 Only float32 NHWC on the host goes here; other dtypes, 1x1 convolutions (one product already) and CuPy
 arrays keep graphexec's kernels. Arrays cross without copies: an NHWC array is an NCHW tensor in

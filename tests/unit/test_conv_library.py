@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -310,3 +311,49 @@ def test_large_float32_products_run_whole_in_onednn_on_the_intra_op_threads(monk
         assert calls == []
     finally:
         intra_op.set_threads(previous)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", [((24, 14, 14, 8), (5, 5, 8, 16), "SAME"),
+                                                       ((16, 11, 11, 1), (3, 3, 1, 8), "SAME"),
+                                                       ((9, 10, 9, 3), (4, 3, 3, 5), "VALID")])
+def test_whole_batch_calls_give_the_bits_of_one_thread_slices(monkeypatch, restore_choice, x_shape, w_shape,
+                                                              padding):
+    """A convolution and its input gradient run as one oneDNN call over the batch on the intra-op threads
+    (no copy of the result): the bits of one thread, since each output is one thread's sum. Where a run
+    that can be stopped needs one-thread calls over slices, they agree to float32 rounding."""
+    from graphexec.ops import interruptible
+    conv_library.choose("torch")
+    previous = intra_op.threads()
+    monkeypatch.setattr(blas, "single_threaded", lambda: True)
+    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
+    rng = np.random.default_rng(sum(x_shape))
+    x = rng.normal(size=x_shape).astype(np.float32)
+    w = rng.normal(size=w_shape).astype(np.float32)
+    bias = rng.normal(size=w_shape[3]).astype(np.float32)
+    attrs = dict(strides=(1, 1, 1, 1), padding=padding)
+
+    def both(ctx):
+        out = conv_ops._fused_conv2d(ctx, x, w, bias, activation="Relu", **attrs)
+        dy = np.random.default_rng(1).normal(size=out.shape).astype(np.float32)
+        return out, conv_ops._conv_backprop_input(ctx, np.array(x.shape), w, dy, **attrs)
+
+    try:
+        intra_op.set_threads(2)
+        whole = both(ExecContext(np))
+        assert all(result.flags.c_contiguous for result in whole)
+        monkeypatch.setattr(interruptible, "BLOCK_MACS", 1)  # every image a slice of its own
+        stoppable = ExecContext(np)
+        stoppable.deadline = time.monotonic() + 60
+        sliced = both(stoppable)
+        intra_op.set_threads(1)
+        monkeypatch.setattr(interruptible, "BLOCK_MACS", 1 << 28)
+        alone = both(ExecContext(np))
+    finally:
+        intra_op.set_threads(previous)
+    np.testing.assert_array_equal(alone[0], whole[0])
+    np.testing.assert_array_equal(alone[1], whole[1])
+    # oneDNN may choose its kernel by the batch it is given: a slice's may sum in another order (the C=1
+    # input gradient does, one image at a time)
+    np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-5, atol=1e-5 * np.abs(whole[0]).max())
+    np.testing.assert_allclose(sliced[1], whole[1], rtol=1e-5, atol=1e-5 * np.abs(whole[1]).max())
+    assert (whole[0] > 0).any() and (whole[0] == 0).any()
