@@ -563,10 +563,56 @@ def _max_pool_with_indices(ctx, x, ksize, strides, padding, data_format="NHWC"):
         oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
         out = np.empty((x.shape[0], oh, ow, x.shape[3]), x.dtype)
         indices = np.empty(out.shape, np.int64)
+        loop = POOLED.get("float32")
+        if loop is not None and x.flags.c_contiguous and conv_library.pools(ksize, strides, pads):
+            x = compiled.read_only(x)
+            _on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: loop(
+                x[s], out[s], indices[s], strides[1], strides[2], kh, kw, pads[1][0], pads[2][0]))
+            return out, indices
         if all(_on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
                 conv_library.max_pool_with_indices(x[s], ksize, strides, pads, out[s], indices[s])))):
             return out, indices
     return _max_pool(ctx, x, ksize, strides, padding), xp.zeros((0,), np.int64)
+
+
+def _pooled_loop(x, out, indices, sh, sw, kh, kw, top, left):
+    """torch's max_pool2d_with_indices on NHWC arrays, for the windows torch can say (conv_library.pools):
+    each output the first maximum of its window's inputs inside the image (row-major), or its last NaN,
+    and its index row * width + column in its channel plane. One pass that writes each output once, with
+    no index in a second layout (W10's first pool, 2 threads, Zen 4: 0.70 against torch's 0.93 ms)."""
+    n, h, w, c = x.shape
+    _, oh, ow, _ = out.shape
+    for b in range(n):
+        for i in range(oh):
+            r0 = i * sh - top
+            for j in range(ow):
+                q0 = j * sw - left
+                into, where = out[b, i, j], indices[b, i, j]
+                first = True
+                for r in range(max(r0, 0), min(r0 + kh, h)):
+                    for q in range(max(q0, 0), min(q0 + kw, w)):
+                        values, at = x[b, r, q], r * w + q
+                        if first:  # torch starts from -inf at the first input: the same for any value
+                            for channel in range(c):
+                                into[channel] = values[channel]
+                                where[channel] = at
+                            first = False
+                            continue
+                        for channel in range(c):
+                            value = values[channel]
+                            if value > into[channel] or value != value:
+                                into[channel] = value
+                                where[channel] = at
+
+
+def _pooled_signatures(types):
+    four = types.Array(types.float32, 4, "C")
+    read = types.Array(types.float32, 4, "C", readonly=True)
+    indices = types.Array(types.int64, 4, "C")
+    return {"float32": types.void(read, four, indices, *[types.int64] * 6)}
+
+
+POOLED = compiled.Loop(_pooled_loop, _pooled_signatures)
 
 
 def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask):

@@ -289,6 +289,11 @@ def has_nan(values) -> bool:
                                                     else np.isnan(values).any())
 
 
+def pools(ksize, strides, pads) -> bool:
+    """Whether torch's max-pooling takes this window: where it does not, indices are never made."""
+    return _pool_args(ksize, strides, pads) is not None
+
+
 def _pool_args(ksize, strides, pads):
     """max_pool2d's (kernel, stride, padding, dilation, ceil_mode) for TF's window, or None where torch's
     padding cannot say it: not the same on both sides, or wider than half the window."""

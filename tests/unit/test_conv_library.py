@@ -357,3 +357,37 @@ def test_whole_batch_calls_give_the_bits_of_one_thread_slices(monkeypatch, resto
     np.testing.assert_allclose(sliced[0], whole[0], rtol=1e-5, atol=1e-5 * np.abs(whole[0]).max())
     np.testing.assert_allclose(sliced[1], whole[1], rtol=1e-5, atol=1e-5 * np.abs(whole[1]).max())
     assert (whole[0] > 0).any() and (whole[0] == 0).any()
+
+
+@pytest.mark.parametrize("x_shape, ksize, strides, padding", [
+    ((5, 28, 28, 32), 2, 2, "SAME"),  # W10's first pool
+    ((3, 7, 9, 4), 3, 2, "SAME"),  # overlapping windows, padded on both sides
+    ((2, 8, 8, 3), 3, 1, "SAME"),
+    ((2, 9, 7, 5), 2, 3, "VALID"),  # windows with gaps between them
+])
+def test_compiled_max_pool_gives_torchs_values_and_indices(restore_choice, x_shape, ksize, strides, padding):
+    """The compiled forward pool (conv_ops._pooled_loop) against torch's max_pool2d_with_indices on the same
+    windows: values and indices equal, ties going to the first maximum, a window's NaN winning (its last
+    one), a window of -inf pointing at its first input."""
+    compiled = pytest.importorskip("numba") and conv_ops.POOLED.wait("float32", timeout=120)
+    assert compiled is not None
+    conv_library.choose("torch")
+    rng = np.random.default_rng(sum(x_shape))
+    x = rng.integers(-3, 4, size=x_shape).astype(np.float32)  # many ties
+    x.reshape(-1)[rng.choice(x.size, x.size // 40, replace=False)] = np.nan
+    x[0, :3, :3, :] = -np.inf
+    window, step = (1, ksize, ksize, 1), (1, strides, strides, 1)
+    _, _, pads = conv_ops._geometry(x.shape, ksize, ksize, step, padding)
+    assert conv_library.pools(window, step, pads)
+    oh, ow, _ = conv_ops._geometry(x.shape, ksize, ksize, step, padding)
+    want, want_at = np.empty((x_shape[0], oh, ow, x_shape[3]), np.float32), np.empty((x_shape[0], oh, ow, x_shape[3]),
+                                                                                    np.int64)
+    assert conv_library.max_pool_with_indices(x, window, step, pads, want, want_at)
+    got, got_at = np.empty_like(want), np.empty_like(want_at)
+    compiled(x, got, got_at, strides, strides, ksize, ksize, pads[1][0], pads[2][0])
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_at, want_at)
+    assert np.isnan(got).any() and np.isinf(got).any()
+    pooled, at = conv_ops._max_pool_with_indices(ExecContext(np), x, window, step, padding)
+    np.testing.assert_array_equal(pooled, want)
+    np.testing.assert_array_equal(at, want_at)
