@@ -561,7 +561,7 @@ def _max_pool_with_indices(ctx, x, ksize, strides, padding, data_format="NHWC"):
     if x.size and conv_library.usable(xp, x):
         _, kh, kw, _ = ksize
         oh, ow, pads = _geometry(x.shape, kh, kw, strides, padding)
-        out = np.empty((x.shape[0], oh, ow, x.shape[3]), x.dtype)
+        out = workspace.aligned_empty((x.shape[0], oh, ow, x.shape[3]), x.dtype)  # a convolution's input next
         indices = np.empty(out.shape, np.int64)
         loop = POOLED.get("float32")
         if loop is not None and x.flags.c_contiguous and conv_library.pools(ksize, strides, pads):
@@ -682,7 +682,7 @@ def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, d
     if at_indices:
         _, kh, kw, _ = ksize
         _, _, pads = _geometry(x.shape, kh, kw, strides, padding)
-        grad = np.empty(x.shape, dy.dtype)
+        grad = workspace.aligned_empty(x.shape, dy.dtype)  # a convolution's gradients read it next
         if _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_mask):
             return grad
     if relu_mask:

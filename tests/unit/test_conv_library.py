@@ -391,3 +391,41 @@ def test_compiled_max_pool_gives_torchs_values_and_indices(restore_choice, x_sha
     pooled, at = conv_ops._max_pool_with_indices(ExecContext(np), x, window, step, padding)
     np.testing.assert_array_equal(pooled, want)
     np.testing.assert_array_equal(at, want_at)
+
+
+def test_misaligned_inputs_give_the_bits_of_aligned_ones(restore_choice):
+    """A convolution's input or gradient that does not start on a cache line (a feed's bytes inside a
+    request; numpy's usual 32 bytes past one) is read from an aligned copy: the same bits, and the
+    caller's array untouched."""
+    from graphexec.ops import workspace
+    conv_library.choose("torch")
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(6, 12, 12, 1)).astype(np.float32)
+    w = rng.normal(size=(5, 5, 1, 8)).astype(np.float32)
+    dy = rng.normal(size=(6, 12, 12, 8)).astype(np.float32)
+    _, _, pads = conv_ops._geometry(x.shape, 5, 5, (1, 1, 1, 1), "SAME")
+
+    def at(array, offset):  # a read-only copy of `array` whose data starts `offset` bytes past a line
+        raw = np.zeros(array.nbytes + 128, np.uint8)
+        start = -raw.ctypes.data % 64 + offset
+        copy = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+        copy[...] = array
+        copy.setflags(write=False)
+        return copy
+
+    def all_three(x, dy):
+        return (conv_library.forward(x, w, (1, 1, 1, 1), pads, None, True, threads=2),
+                conv_library.input_gradient(dy, w, x.shape, (1, 1, 1, 1), pads, threads=2),
+                conv_library.filter_gradient(x, dy, w.shape, (1, 1, 1, 1), pads))
+
+    want = all_three(at(x, 0), at(dy, 0))
+    for offset in (4, 32):
+        misaligned_x, misaligned_dy = at(x, offset), at(dy, offset)
+        assert misaligned_x.ctypes.data % 64 == offset
+        assert conv_library._read_nchw(misaligned_x).data_ptr() % 64 == 0  # what oneDNN is given
+        for got, expected in zip(all_three(misaligned_x, misaligned_dy), want):
+            np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(misaligned_x, x)
+    aligned = workspace.aligned_empty((3, 5, 7), np.float32)
+    assert aligned.ctypes.data % 64 == 0 and aligned.flags.c_contiguous and aligned.flags.writeable
+    assert workspace.aligned(aligned) is aligned
