@@ -132,8 +132,13 @@ def tensor_parts(array) -> tuple[bytes, object]:
     of the array when it can be), so a caller that can send buffers apart copies nothing."""
     array = little_endian(array)
     content = dtypes.string_content(array) if array.dtype == object else memoryview(array.reshape(-1).view(np.uint8))
-    head = _dtype_and_shape(dtype_enum(dtypes.from_numpy(array.dtype)), array.shape) + _CONTENT_KEY
-    return bytes(head + varint(len(content))), content
+    return _parts_head(array.dtype, array.shape, len(content)), content
+
+
+@functools.lru_cache(maxsize=4096)
+def _parts_head(dtype: np.dtype, shape: tuple, nbytes: int) -> bytes:
+    """tensor_parts' head (cached: a training step's commit repeats its variables' shapes every step)."""
+    return bytes(_dtype_and_shape(dtype_enum(dtypes.from_numpy(dtype)), shape) + _CONTENT_KEY + varint(nbytes))
 
 
 def encode_tensor_message(message, field: str, arrays=(), *, shells=None, raw_field: str | None = None, raw=None,
