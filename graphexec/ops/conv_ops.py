@@ -308,12 +308,13 @@ def _whole_batch_threads(ctx, macs) -> int:
     (tested). Slices where one call a thread would pass the block limit of a run that can be stopped
     (oneDNN may pick its kernel by the batch it is given, so a slice's outputs may differ in the last
     bits from the whole batch's: such a convolution, ~1G multiply-adds a thread and more, can give other
-    last bits in a run with a deadline than in one without)."""
+    last bits in a run with a deadline than in one without). Slices too in a forked child where teams no
+    longer work (conv_library.teams_work)."""
     threads = intra_op.ways(macs, one_thread_calls=True)
     stoppable = ctx.deadline is not None or ctx.cancelled is not False
     if stoppable and macs > interruptible.LIBRARY_BLOCK_FACTOR * interruptible.BLOCK_MACS * threads:
         return 0
-    return threads
+    return threads if threads == 1 or conv_library.teams_work() else 0
 
 
 def _on_library_slices(ctx, n, macs, body) -> list:

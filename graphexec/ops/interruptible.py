@@ -52,7 +52,8 @@ def matmul(ctx, a, b, out=None):
     stoppable = ctx.deadline is not None or ctx.cancelled is not False
     if macs >= LIBRARY_MACS and out is None and conv_library.takes_products(a, b):
         threads = intra_op.ways(macs, one_thread_calls=True)
-        if not stoppable or macs <= LIBRARY_BLOCK_FACTOR * BLOCK_MACS * threads:
+        if (threads == 1 or conv_library.teams_work()) and (
+                not stoppable or macs <= LIBRARY_BLOCK_FACTOR * BLOCK_MACS * threads):
             ctx.check_interrupt()
             return conv_library.product(a, b, threads=threads)
     in_blocks = stoppable and macs > BLOCK_MACS  # cut whatever the threads, so a stop comes between blocks

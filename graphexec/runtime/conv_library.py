@@ -48,6 +48,23 @@ _choice: str | None = None  # None: not yet decided (the variable is read at fir
 _loaded = False  # whether _choice has been acted on (torch imported, or found missing)
 _fused = None  # oneDNN's convolution with post-ops (torch.ops.mkldnn._convolution_pointwise), where torch has it
 _linear = None  # oneDNN's matmul (torch.ops.mkldnn._linear_pointwise), where torch has it
+_team_started = False  # whether a call ran on more than one thread (an OpenMP team exists)
+_forked_after_team = False  # this process is a child forked after its parent started a team
+
+
+def _after_fork_in_child() -> None:
+    global _forked_after_team
+    _forked_after_team = _forked_after_team or _team_started
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def teams_work() -> bool:
+    """Whether a call may run on more than one thread: not in a child forked after its parent started an
+    OpenMP team (GNU OpenMP's threads do not survive a fork: the child's next team waits for them forever,
+    seen with torch 2.13). Such a child's calls run on one thread each."""
+    return not _forked_after_team
 
 
 def choose(choice: str, now: bool = True) -> str:
@@ -169,6 +186,12 @@ def _library_call(kernel):
     bits than a worker's (tests/unit/test_conv_library.py)."""
     @functools.wraps(kernel)
     def wrapped(*args, threads=1):
+        global _team_started
+        if threads > 1:
+            if _forked_after_team:
+                threads = 1  # (callers ask teams_work first; this keeps a child that did not from hanging)
+            else:
+                _team_started = True
         _torch.set_num_threads(threads)
         try:
             return kernel(*args)

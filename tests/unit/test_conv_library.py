@@ -429,3 +429,46 @@ def test_misaligned_inputs_give_the_bits_of_aligned_ones(restore_choice):
     aligned = workspace.aligned_empty((3, 5, 7), np.float32)
     assert aligned.ctypes.data % 64 == 0 and aligned.flags.c_contiguous and aligned.flags.writeable
     assert workspace.aligned(aligned) is aligned
+
+
+def test_a_child_forked_after_a_thread_team_runs_its_kernels_on_one_thread_each(monkeypatch, restore_choice):
+    """GNU OpenMP's threads do not survive a fork: a child of a process that ran a two-thread oneDNN call
+    would wait forever in its next team. The child's convolutions and products run, with the parent's
+    results, as one-thread calls (slices on the intra-op threads; numpy's product)."""
+    from graphexec.ops import interruptible
+    conv_library.choose("torch")
+    previous = intra_op.threads()
+    intra_op.set_threads(2)
+    monkeypatch.setattr(blas, "single_threaded", lambda: True)
+    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
+    monkeypatch.setattr(interruptible, "LIBRARY_MACS", 1000)
+    rng = np.random.default_rng(8)
+    x, w = rng.normal(size=(8, 10, 10, 4)).astype(np.float32), rng.normal(size=(3, 3, 4, 6)).astype(np.float32)
+    a, b = rng.normal(size=(60, 70)).astype(np.float32), rng.normal(size=(70, 50)).astype(np.float32)
+    try:
+        convolved = conv_ops._conv2d(ExecContext(np), x, w, (1, 1, 1, 1), "SAME")
+        product = interruptible.matmul(ExecContext(np), a, b)
+        assert conv_library._team_started
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                again = conv_ops._conv2d(ExecContext(np), x, w, (1, 1, 1, 1), "SAME")
+                product_again = interruptible.matmul(ExecContext(np), a, b)
+                ok = (not conv_library.teams_work() and np.allclose(again, convolved, rtol=1e-5, atol=1e-5)
+                      and np.allclose(product_again, product, rtol=1e-5, atol=1e-4))
+                os.write(writer, b"1" if ok else b"0")
+            finally:
+                os._exit(0)
+        os.close(writer)
+        deadline = time.monotonic() + 20
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung in its kernels")
+            time.sleep(0.05)
+        assert os.read(reader, 1) == b"1"
+        assert conv_library.teams_work()  # the parent's teams still work
+    finally:
+        intra_op.set_threads(previous)
