@@ -273,11 +273,9 @@ except ImportError as error:
     assert "torch failed to import" in done.stderr and "convolutions run on graphexec's own kernels" in done.stderr
 
 
-def test_large_float32_products_run_whole_in_onednn_on_the_intra_op_threads(monkeypatch, restore_choice):
-    """A product from LIBRARY_MACS up is one oneDNN call on the intra-op thread count, with operands laid
-    out in rows or columns (a transposed operand is read where it is); its bits repeat, and it agrees with
-    float64 to float32 rounding. Strided operands, float64, an `out` and products too large for one call in
-    a run that can be stopped keep numpy's path."""
+@pytest.fixture
+def two_thread_library(monkeypatch, restore_choice):
+    """oneDNN loaded, two intra-op threads, and products from 1000 multiply-adds on the library."""
     from graphexec.ops import interruptible
     conv_library.choose("torch")
     previous = intra_op.threads()
@@ -285,32 +283,39 @@ def test_large_float32_products_run_whole_in_onednn_on_the_intra_op_threads(monk
     monkeypatch.setattr(blas, "single_threaded", lambda: True)
     monkeypatch.setattr(intra_op, "MIN_MACS", 1)
     monkeypatch.setattr(interruptible, "LIBRARY_MACS", 1000)
+    yield
+    intra_op.set_threads(previous)
+
+
+def test_large_float32_products_run_whole_in_onednn_on_the_intra_op_threads(monkeypatch, two_thread_library):
+    """A product from LIBRARY_MACS up is one oneDNN call on the intra-op thread count, with operands laid
+    out in rows or columns (a transposed operand is read where it is); its bits repeat, and it agrees with
+    float64 to float32 rounding. Strided operands, float64, an `out` and products too large for one call in
+    a run that can be stopped keep numpy's path."""
+    from graphexec.ops import interruptible
     calls, real = [], conv_library.product
     monkeypatch.setattr(conv_library, "product", lambda a, b, threads=1: (calls.append(threads), real(
         a, b, threads=threads))[1])
     rng = np.random.default_rng(6)
     a, b = rng.normal(size=(70, 300)).astype(np.float32), rng.normal(size=(300, 50)).astype(np.float32)
-    try:
-        for left, right in [(a, b), (np.asfortranarray(a), b), (a, np.asfortranarray(b)), (a[:, :40], b[:40])]:
-            got = math_ops._matmul(ExecContext(np), left, right, False, False)
-            np.testing.assert_allclose(got, left.astype(np.float64) @ right, rtol=1e-4, atol=1e-4)
-            np.testing.assert_array_equal(math_ops._matmul(ExecContext(np), left, right, False, False), got)
-        assert calls == [2] * 6  # (a[:, :40] is laid out neither in rows nor in columns: numpy's)
-        calls.clear()
-        strided = a[:, ::2]
-        np.testing.assert_allclose(math_ops._matmul(ExecContext(np), strided, b[:150], False, False),
-                                   strided @ b[:150], rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(math_ops._matmul(ExecContext(np), a.astype(np.float64), b, False, False),
-                                   a.astype(np.float64) @ b)
-        into = np.empty((70, 50), np.float32)
-        assert interruptible.matmul(ExecContext(np), a, b, out=into) is into
-        monkeypatch.setattr(interruptible, "BLOCK_MACS", 70 * 300 * 50 // 16)  # more than 4 blocks a thread
-        ctx = ExecContext(np)
-        ctx.cancelled = type("NeverCancelled", (), {"__bool__": lambda self: False})()
-        np.testing.assert_allclose(interruptible.matmul(ctx, a, b), a @ b, rtol=1e-5, atol=1e-4)
-        assert calls == []
-    finally:
-        intra_op.set_threads(previous)
+    for left, right in [(a, b), (np.asfortranarray(a), b), (a, np.asfortranarray(b)), (a[:, :40], b[:40])]:
+        got = math_ops._matmul(ExecContext(np), left, right, False, False)
+        np.testing.assert_allclose(got, left.astype(np.float64) @ right, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(math_ops._matmul(ExecContext(np), left, right, False, False), got)
+    assert calls == [2] * 6  # (a[:, :40] is laid out neither in rows nor in columns: numpy's)
+    calls.clear()
+    strided = a[:, ::2]
+    np.testing.assert_allclose(math_ops._matmul(ExecContext(np), strided, b[:150], False, False),
+                               strided @ b[:150], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(math_ops._matmul(ExecContext(np), a.astype(np.float64), b, False, False),
+                               a.astype(np.float64) @ b)
+    into = np.empty((70, 50), np.float32)
+    assert interruptible.matmul(ExecContext(np), a, b, out=into) is into
+    monkeypatch.setattr(interruptible, "BLOCK_MACS", 70 * 300 * 50 // 16)  # more than 4 blocks a thread
+    ctx = ExecContext(np)
+    ctx.cancelled = type("NeverCancelled", (), {"__bool__": lambda self: False})()
+    np.testing.assert_allclose(interruptible.matmul(ctx, a, b), a @ b, rtol=1e-5, atol=1e-4)
+    assert calls == []
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding", [((24, 14, 14, 8), (5, 5, 8, 16), "SAME"),
@@ -431,44 +436,35 @@ def test_misaligned_inputs_give_the_bits_of_aligned_ones(restore_choice):
     assert workspace.aligned(aligned) is aligned
 
 
-def test_a_child_forked_after_a_thread_team_runs_its_kernels_on_one_thread_each(monkeypatch, restore_choice):
+def test_a_child_forked_after_a_thread_team_runs_its_kernels_on_one_thread_each(two_thread_library):
     """GNU OpenMP's threads do not survive a fork: a child of a process that ran a two-thread oneDNN call
     would wait forever in its next team. The child's convolutions and products run, with the parent's
     results, as one-thread calls (slices on the intra-op threads; numpy's product)."""
     from graphexec.ops import interruptible
-    conv_library.choose("torch")
-    previous = intra_op.threads()
-    intra_op.set_threads(2)
-    monkeypatch.setattr(blas, "single_threaded", lambda: True)
-    monkeypatch.setattr(intra_op, "MIN_MACS", 1)
-    monkeypatch.setattr(interruptible, "LIBRARY_MACS", 1000)
     rng = np.random.default_rng(8)
     x, w = rng.normal(size=(8, 10, 10, 4)).astype(np.float32), rng.normal(size=(3, 3, 4, 6)).astype(np.float32)
     a, b = rng.normal(size=(60, 70)).astype(np.float32), rng.normal(size=(70, 50)).astype(np.float32)
-    try:
-        convolved = conv_ops._conv2d(ExecContext(np), x, w, (1, 1, 1, 1), "SAME")
-        product = interruptible.matmul(ExecContext(np), a, b)
-        assert conv_library._team_started
-        reader, writer = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                again = conv_ops._conv2d(ExecContext(np), x, w, (1, 1, 1, 1), "SAME")
-                product_again = interruptible.matmul(ExecContext(np), a, b)
-                ok = (not conv_library.teams_work() and np.allclose(again, convolved, rtol=1e-5, atol=1e-5)
-                      and np.allclose(product_again, product, rtol=1e-5, atol=1e-4))
-                os.write(writer, b"1" if ok else b"0")
-            finally:
-                os._exit(0)
-        os.close(writer)
-        deadline = time.monotonic() + 20
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                pytest.fail("the forked child hung in its kernels")
-            time.sleep(0.05)
-        assert os.read(reader, 1) == b"1"
-        assert conv_library.teams_work()  # the parent's teams still work
-    finally:
-        intra_op.set_threads(previous)
+    convolved = conv_ops._conv2d(ExecContext(np), x, w, (1, 1, 1, 1), "SAME")
+    product = interruptible.matmul(ExecContext(np), a, b)
+    assert conv_library._team_started
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            again = conv_ops._conv2d(ExecContext(np), x, w, (1, 1, 1, 1), "SAME")
+            product_again = interruptible.matmul(ExecContext(np), a, b)
+            ok = (not conv_library.teams_work() and np.allclose(again, convolved, rtol=1e-5, atol=1e-5)
+                  and np.allclose(product_again, product, rtol=1e-5, atol=1e-4))
+            os.write(writer, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(writer)
+    deadline = time.monotonic() + 20
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in its kernels")
+        time.sleep(0.05)
+    assert os.read(reader, 1) == b"1"
+    assert conv_library.teams_work()  # the parent's teams still work
