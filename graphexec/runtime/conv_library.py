@@ -204,8 +204,11 @@ def _library_call(kernel):
 
 def takes_products(a, b) -> bool:
     """Whether `product` takes a @ b: float32 2-D numpy arrays, each laid out in rows or in columns (oneDNN
-    reads other strides through a reference kernel ~1000x slower), with the library loaded."""
-    return (usable(np, a, b) and _linear is not None and a.ndim == b.ndim == 2
+    reads other strides through a reference kernel ~1000x slower), once torch is loaded. A product never
+    loads it: a run of products alone (and its deadline) would pay torch's import (~1-2 s) in its middle;
+    a convolution, or `--conv-library torch` at start, loads it."""
+    return (_loaded and _linear is not None and a.dtype == b.dtype == np.float32 and a.ndim == b.ndim == 2
+            and type(a) is np.ndarray and type(b) is np.ndarray
             and all(m.flags.c_contiguous or m.flags.f_contiguous for m in (a, b)))
 
 

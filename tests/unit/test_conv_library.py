@@ -290,8 +290,8 @@ def two_thread_library(monkeypatch, restore_choice):
 def test_large_float32_products_run_whole_in_onednn_on_the_intra_op_threads(monkeypatch, two_thread_library):
     """A product from LIBRARY_MACS up is one oneDNN call on the intra-op thread count, with operands laid
     out in rows or columns (a transposed operand is read where it is); its bits repeat, and it agrees with
-    float64 to float32 rounding. Strided operands, float64, an `out` and products too large for one call in
-    a run that can be stopped keep numpy's path."""
+    float64 to float32 rounding. Strided operands, float64, an `out`, products before torch is loaded and
+    products too large for one call in a run that can be stopped keep numpy's path."""
     from graphexec.ops import interruptible
     calls, real = [], conv_library.product
     monkeypatch.setattr(conv_library, "product", lambda a, b, threads=1: (calls.append(threads), real(
@@ -311,6 +311,10 @@ def test_large_float32_products_run_whole_in_onednn_on_the_intra_op_threads(monk
                                a.astype(np.float64) @ b)
     into = np.empty((70, 50), np.float32)
     assert interruptible.matmul(ExecContext(np), a, b, out=into) is into
+    conv_library.choose("auto", now=False)  # not loaded: a product never loads torch (its import is ~1-2 s)
+    np.testing.assert_allclose(interruptible.matmul(ExecContext(np), a, b), a @ b, rtol=1e-5, atol=1e-4)
+    assert not conv_library._loaded
+    conv_library.choose("torch")
     monkeypatch.setattr(interruptible, "BLOCK_MACS", 70 * 300 * 50 // 16)  # more than 4 blocks a thread
     ctx = ExecContext(np)
     ctx.cancelled = type("NeverCancelled", (), {"__bool__": lambda self: False})()
