@@ -156,8 +156,7 @@ SETTINGS = (
             "thread costs 50-230 us on some VMs (graphexec/runtime/spin_wait.py)", float, metavar="US"),
     Setting("both", "--conv-library", "GRAPHEXEC_CONV_LIBRARY", "auto", "auto (oneDNN when torch is installed)",
             "float32 convolutions, max-pooling and large products (>= 2^27 multiply-adds, once torch is loaded) "
-            "on the CPU: oneDNN "
-            "through PyTorch's CPU build (auto: "
+            "on the CPU: oneDNN through PyTorch's CPU build (auto: "
             "when torch imports, at the first convolution; torch: loaded at start, required), or graphexec's "
             "own im2col + BLAS kernels (numpy) (graphexec/runtime/conv_library.py)",
             str.lower, conv_library.CHOICES),

@@ -160,7 +160,14 @@ def _convolve(ctx, x, w, strides, padding, finish=_NO_EPILOGUE):
         finish(xp, out, out)
         return out
     if conv_library.usable(xp, x, w):
-        threads = _whole_batch_threads(ctx, out.size * w2.shape[0])
+        # One call over the whole batch where it may be one (interruptible.library_threads): its OpenMP
+        # threads write the result where it stays, where slices' results are copied into one array (W10's
+        # conv1, 12.8 MB: its traced forward 1.69 against 3.0 ms; conv2's 11.3 against 12.5; Zen 4, 2
+        # threads; TF's own 1.66 and 10.2). Each output is one thread's sum, so the bits do not depend on
+        # the thread count (tested); slices may differ in the last bits (oneDNN may pick its kernel by the
+        # batch it is given), so a convolution past the block limit of a stoppable run can give other last
+        # bits than in a run without a deadline. The same for the input gradient below.
+        threads = interruptible.library_threads(ctx, out.size * w2.shape[0])
         if threads:
             # (contiguous as the slices' array would be: torch may lay out an odd shape's result otherwise)
             return np.ascontiguousarray(conv_library.forward(x, w, strides, pads, finish.bias, finish.relu,
@@ -211,7 +218,7 @@ def _conv_backprop_input(ctx, input_sizes, w, dy, strides, padding, data_format=
     if _pointwise(kh, kw, strides):
         return interruptible.matmul(ctx, xp.ascontiguousarray(dy).reshape(-1, o), w2t).reshape(sizes)
     if dy.size and w.size and conv_library.usable(xp, w, dy):
-        threads = _whole_batch_threads(ctx, dy.size * kh * kw * c)
+        threads = interruptible.library_threads(ctx, dy.size * kh * kw * c)
         if threads:
             return np.ascontiguousarray(conv_library.input_gradient(dy, w, (n, h, wd, c), strides, pads,
                                                                     threads=threads))
@@ -297,24 +304,6 @@ def _library_filter_gradient(ctx, x, filter_shape, dy, strides, pads):
     for partial in partials[1:]:  # in slice order: the same bits however the threads took the slices
         grad += partial
     return grad
-
-
-def _whole_batch_threads(ctx, macs) -> int:
-    """On how many threads a convolution or its input gradient runs as one oneDNN call over the whole
-    batch, or 0 for one-thread calls over slices (`_on_library_slices`): whole, its OpenMP threads write
-    the result where it stays, where slices' results are copied into one array (W10's conv1, 12.8 MB:
-    its traced forward step 1.69 against 3.0 ms; conv2's 11.3 against 12.5; Zen 4, 2 threads; TF's own
-    1.66 and 10.2). Each output comes from one thread's sum, so the bits do not depend on the thread count
-    (tested). Slices where one call a thread would pass the block limit of a run that can be stopped
-    (oneDNN may pick its kernel by the batch it is given, so a slice's outputs may differ in the last
-    bits from the whole batch's: such a convolution, ~1G multiply-adds a thread and more, can give other
-    last bits in a run with a deadline than in one without). Slices too in a forked child where teams no
-    longer work (conv_library.teams_work)."""
-    threads = intra_op.ways(macs, one_thread_calls=True)
-    stoppable = ctx.deadline is not None or ctx.cancelled is not False
-    if stoppable and macs > interruptible.LIBRARY_BLOCK_FACTOR * interruptible.BLOCK_MACS * threads:
-        return 0
-    return threads if threads == 1 or conv_library.teams_work() else 0
 
 
 def _on_library_slices(ctx, n, macs, body) -> list:

@@ -51,9 +51,8 @@ def matmul(ctx, a, b, out=None):
     ways = intra_op.ways(macs)
     stoppable = ctx.deadline is not None or ctx.cancelled is not False
     if macs >= LIBRARY_MACS and out is None and conv_library.takes_products(a, b):
-        threads = intra_op.ways(macs, one_thread_calls=True)
-        if (threads == 1 or conv_library.teams_work()) and (
-                not stoppable or macs <= LIBRARY_BLOCK_FACTOR * BLOCK_MACS * threads):
+        threads = library_threads(ctx, macs)
+        if threads:
             ctx.check_interrupt()
             return conv_library.product(a, b, threads=threads)
     in_blocks = stoppable and macs > BLOCK_MACS  # cut whatever the threads, so a stop comes between blocks
@@ -69,6 +68,18 @@ def matmul(ctx, a, b, out=None):
     out = np.matmul(a, b, out=out) if ways == 1 else _split_product(ctx, a, b, out, ways, stoppable, by_rows, tile)
     split_choice.record(key, ways, time.perf_counter() - started)
     return out
+
+
+def library_threads(ctx, macs: int) -> int:
+    """On how many threads a kernel of `macs` multiply-adds runs as one oneDNN call (conv_library), or 0
+    where it must not be one call: in a run that can be stopped, one above LIBRARY_BLOCK_FACTOR *
+    BLOCK_MACS a thread (a stop comes only between calls), and more than one thread in a forked child
+    where OpenMP teams no longer work (conv_library.teams_work)."""
+    threads = intra_op.ways(macs, one_thread_calls=True)
+    stoppable = ctx.deadline is not None or ctx.cancelled is not False
+    if stoppable and macs > LIBRARY_BLOCK_FACTOR * BLOCK_MACS * threads:
+        return 0
+    return threads if threads == 1 or conv_library.teams_work() else 0
 
 
 def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, tile: int):

@@ -19,7 +19,8 @@ when idle: torch is imported with OMP_WAIT_POLICY=PASSIVE unless the environment
 never spin on a core a neighbour or a helper needs.
 
 Only float32 NHWC on the host goes here; other dtypes, 1x1 convolutions (one product already) and CuPy
-arrays keep graphexec's kernels. Arrays cross without copies: an NHWC array is an NCHW tensor in
+arrays keep graphexec's kernels. Arrays cross without copies (but a convolution's input that does not
+start on a cache line: _read_nchw): an NHWC array is an NCHW tensor in
 channels-last layout, which oneDNN reads as it is.
 
 The choice (`--conv-library`, GRAPHEXEC_CONV_LIBRARY): auto (oneDNN when torch imports), torch (oneDNN,
