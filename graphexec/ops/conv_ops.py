@@ -606,33 +606,32 @@ POOLED = compiled.Loop(_pooled_loop, _pooled_signatures)
 
 
 def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask):
-    """MaxPoolGrad of windows that do not overlap, from torch's indices: each input takes its window's dy
-    where the window's index names it, else 0; with `relu_mask`, dy * (z > 0), as ReluGrad(dy, z) would
-    have given it. One pass that writes every input once (torch's kernel zeroes the gradient, then adds:
-    0.67 against 1.72 ms on W10's first pool, one thread, Zen 4)."""
+    """MaxPoolGrad of windows that do not overlap, from torch's indices: each input of a window takes the
+    window's dy where the window's index names it, else 0; with `relu_mask`, dy * (z > 0), as ReluGrad(dy,
+    z) would have given it. Inputs outside every window are not written (`_routed_max_pool_grad` zeroes
+    them first). Window by window, plain 4-D indexing: W10's first pool, one thread, Zen 5, 0.51 ms against
+    3.3 for the same loop input by input with a window found for each (its view per input and divisions
+    kept the channel loop from being vectorized); torch's kernel zeroes the gradient, then adds."""
     n, h, w, c = grad.shape
     _, oh, ow, _ = dy.shape
+    zero = np.float32(0)
     for b in range(n):
-        for r in range(h):
-            i = (r + top) // sh
-            a = r + top - i * sh
-            for q in range(w):
-                j = (q + left) // sw
-                e = q + left - j * sw
-                out = grad[b, r, q]
-                if i >= oh or a >= kh or j >= ow or e >= kw:
-                    out[:] = 0
-                    continue
-                # zero + dy, as torch's kernel adds dy to zeros: a -0.0 comes out +0.0 on every path
-                d, where, at, zero = dy[b, i, j], indices[b, i, j], r * w + q, np.float32(0)
-                if relu_mask:
-                    pooled = z[b, i, j]
-                    for channel in range(c):
-                        routed = zero + d[channel] * np.float32(pooled[channel] > 0)
-                        out[channel] = routed if where[channel] == at else zero
-                else:
-                    for channel in range(c):
-                        out[channel] = zero + d[channel] if where[channel] == at else zero
+        for i in range(oh):
+            r0 = i * sh - top
+            for r in range(max(r0, 0), min(r0 + kh, h)):
+                for j in range(ow):
+                    q0 = j * sw - left
+                    for q in range(max(q0, 0), min(q0 + kw, w)):
+                        at = r * w + q
+                        # zero + dy, as torch's kernel adds dy to zeros: a -0.0 comes out +0.0 on every path
+                        if relu_mask:
+                            for channel in range(c):
+                                routed = zero + dy[b, i, j, channel] * np.float32(z[b, i, j, channel] > 0)
+                                grad[b, r, q, channel] = routed if indices[b, i, j, channel] == at else zero
+                        else:
+                            for channel in range(c):
+                                routed = zero + dy[b, i, j, channel]
+                                grad[b, r, q, channel] = routed if indices[b, i, j, channel] == at else zero
 
 
 def _routed_signatures(types):
@@ -656,8 +655,16 @@ def _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_
         return False
     z, dy, indices = compiled.read_only(z), compiled.read_only(dy), compiled.read_only(indices)
     top, left = pads[1][0], pads[2][0]
-    _on_slices(ctx, grad.shape[0], _library_pool_ways(grad), lambda s: loop(
-        grad[s], dy[s], z[s], indices[s], strides[1], strides[2], kh, kw, top, left, relu_mask))
+    # windows side by side (stride == size) that reach the last row and column cover every input
+    tiled = (strides[1] == kh and strides[2] == kw and dy.shape[1] * kh - top >= grad.shape[1]
+             and dy.shape[2] * kw - left >= grad.shape[2])
+
+    def body(s):
+        if not tiled:
+            grad[s].fill(0)
+        loop(grad[s], dy[s], z[s], indices[s], strides[1], strides[2], kh, kw, top, left, relu_mask)
+
+    _on_slices(ctx, grad.shape[0], _library_pool_ways(grad), body)
     return True
 
 
