@@ -27,7 +27,7 @@ import numpy as np
 
 from graphexec.ops import rules, workspace
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
-from graphexec.runtime import compiled, intra_op
+from graphexec.runtime import compiled, intra_op, streamed_stores
 
 
 def _write(ctx, name, value):
@@ -55,6 +55,8 @@ def _buffer(ctx, name, like):
         if spare is not None and workspace.reusable(spare, like):
             spare.setflags(write=True)
             return spare
+    if ctx.xp is np:  # on a cache line: Adam's streamed stores write whole lines (runtime/streamed_stores.py)
+        return workspace.aligned_empty(like.shape, like.dtype)
     return ctx.xp.empty(like.shape, dtype=like.dtype)
 
 
@@ -85,12 +87,17 @@ def _blockwise(body, *arrays) -> None:
     intra_op.run_timed((body.__code__, size), len(groups), group, ways)  # elementwise: the bits never change
 
 
+# From this many elements Adam's compiled loop stores its results non-temporally (runtime/streamed_stores.py):
+# 4 MB of float32 a buffer, three new buffers a step, are more than a core's L2 and its share of L3 keep
+# until the next step reads them, so caching those writes only costs the reads before them.
+STREAMED_MIN_ELEMENTS = 1 << 20
+
 # Below this many elements a compiled loop's call (~2-5 us to match 11 arguments) outweighs numpy's passes.
 COMPILED_MIN_ELEMENTS = 4096
 
 
-def _compiled_parts(loop, outputs, arrays, scalars) -> bool:
-    """`loop(*flat arrays, *scalars)` over contiguous parts of the flattened `arrays` (the first `outputs`
+def _compiled_parts(loop, outputs, arrays, scalars, flags=()) -> bool:
+    """`loop(*flat arrays, *scalars, *flags)` over contiguous parts of the flattened `arrays` (the first `outputs`
     written, the rest read) on the intra-op threads, where the loop is compiled and every scalar has the
     arrays' dtype (so it computes what numpy would); False, with nothing done, otherwise (the caller's
     numpy kernel runs)."""
@@ -108,7 +115,7 @@ def _compiled_parts(loop, outputs, arrays, scalars) -> bool:
     ways = intra_op.ways_for_elements(size)
     parts = intra_op.split(size, intra_op.GROUPS_PER_THREAD * ways if ways > 1 else 1)
     intra_op.run_timed((loop.function.__code__, size), len(parts), lambda part: kernel(
-        *[f[parts[part]] for f in flat], *scalars), ways)
+        *[f[parts[part]] for f in flat], *scalars, *flags), ways)
     return True
 
 
@@ -128,8 +135,26 @@ def _momentum_loop(accum, new, old, grad, value, lr, momentum):
         new[i] = value[i] - a * lr
 
 
-def _adam_loop(new_m, new_v, new, m, v, grad, value, keep_m, keep_v, epsilon, lr_t):
-    for i in range(new.size):
+def _adam_loop(new_m, new_v, new, m, v, grad, value, keep_m, keep_v, epsilon, lr_t, streamed):
+    # With `streamed` (a large update) and the outputs' lines at the same offsets, whole lines go through
+    # _adam_line (runtime/streamed_stores.py: the same operations, stored non-temporally); the elements
+    # before the first line and after the last take the plain loop.
+    n = new.size
+    start = stop = n
+    address = new.ctypes.data
+    if streamed and (new_m.ctypes.data - address) % 64 == 0 and (new_v.ctypes.data - address) % 64 == 0:
+        start = min(((-address) % 64) // new.itemsize, n)
+        stop = start + (n - start) // (64 // new.itemsize) * (64 // new.itemsize)
+    for i in range(start):
+        g = grad[i]
+        a = (g - m[i]) * keep_m + m[i]
+        b = (g * g - v[i]) * keep_v + v[i]
+        new_m[i] = a
+        new_v[i] = b
+        new[i] = value[i] - a * lr_t / (np.sqrt(b) + epsilon)
+    for at in range(start, stop, 64 // new.itemsize):
+        _adam_line(new_m, new_v, new, m, v, grad, value, at, keep_m, keep_v, epsilon, lr_t)
+    for i in range(stop, n):
         g = grad[i]
         a = (g - m[i]) * keep_m + m[i]
         b = (g * g - v[i]) * keep_v + v[i]
@@ -149,7 +174,20 @@ def _rms_prop_loop(new_ms, mom, new, ms, old_mom, grad, value, keep, epsilon, lr
 
 
 MOMENTUM = compiled.Loop(_momentum_loop, compiled.elementwise(outputs=2, inputs=3, scalars=2))
-ADAM = compiled.Loop(_adam_loop, compiled.elementwise(outputs=3, inputs=4, scalars=4))
+class _AdamLoop(compiled.Loop):
+    def _compile(self, numba, dtype: str) -> None:
+        global _adam_line
+        _adam_line = streamed_stores.adam_line(numba)  # a global of the loop's, read when it compiles
+        super()._compile(numba, dtype)
+
+
+def _adam_signatures(types):
+    return {dtype: types.void(*signature.args, types.int64)
+            for dtype, signature in compiled.elementwise(outputs=3, inputs=4, scalars=4)(types).items()}
+
+
+_adam_line = None  # runtime/streamed_stores.adam_line, bound before ADAM compiles
+ADAM = _AdamLoop(_adam_loop, _adam_signatures)
 RMS_PROP = compiled.Loop(_rms_prop_loop, compiled.elementwise(outputs=3, inputs=4, scalars=4))
 
 
@@ -217,7 +255,8 @@ def _apply_adam(ctx, beta1_power, beta2_power, lr, beta1, beta2, epsilon, grad, 
         return _write(ctx, var, value - lr_t * m / (xp.sqrt(v) + epsilon))
     new_m, new_v, new = _buffer(ctx, slots[0], m), _buffer(ctx, slots[1], v), _buffer(ctx, var, value)
     keep_m, keep_v = 1 - beta1, 1 - beta2
-    if _compiled_parts(ADAM, 3, (new_m, new_v, new, m, v, grad, value), (keep_m, keep_v, epsilon, lr_t)):
+    streamed = int(value.size >= STREAMED_MIN_ELEMENTS)
+    if _compiled_parts(ADAM, 3, (new_m, new_v, new, m, v, grad, value), (keep_m, keep_v, epsilon, lr_t), (streamed,)):
         _write(ctx, slots[0], new_m)
         _write(ctx, slots[1], new_v)
         return _write(ctx, var, new)

@@ -89,6 +89,43 @@ def test_a_compiled_update_gives_the_bits_of_numpys_passes(name, dtype, choice):
     assert any(np.isnan(w).any() for w in want) and any(np.isinf(w).any() for w in want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adams_streamed_lines_give_the_bits_of_its_numpy_passes(dtype, choice, monkeypatch):
+    """Every update streamed (runtime/streamed_stores.py): lines from the aligned buffers' second step on."""
+    choice("numpy")
+    want = _train(OPTIMIZERS["adam"][0], dtype)
+    choice("auto")
+    assert training_ops.ADAM.wait(np.dtype(dtype).name, timeout=120) is not None
+    monkeypatch.setattr(training_ops, "STREAMED_MIN_ELEMENTS", 0)
+    got = _train(OPTIMIZERS["adam"][0], dtype)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert _same_bits(g, w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offsets", [(0, 0, 0), (1, 1, 1), (5, 5, 5), (0, 1, 2), (3, 0, 3)])
+def test_adams_loop_streams_lines_at_any_offset_with_the_plain_loops_bits(dtype, offsets):
+    """Outputs that start on a line, past one, or at different offsets (which take the plain loop): the
+    streamed call gives the plain call's bits, head and tail elements included."""
+    from graphexec.ops import workspace
+    kernel = training_ops.ADAM.wait(np.dtype(dtype).name, timeout=120)
+    size = 3 * 64 + 7
+    rng = np.random.default_rng(3)
+    m, v, grad, value = (rng.standard_normal(size).astype(dtype) for _ in range(4))
+    v = np.abs(v)
+    grad[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, np.finfo(dtype).smallest_subnormal]
+    inputs = [compiled.read_only(a) for a in (m, v, grad, value)]
+    scalars = [dtype(0.1), dtype(0.001), dtype(1e-8), dtype(1e-3)]
+    plain = [np.full(size, -1, dtype) for _ in range(3)]
+    kernel(*plain, *inputs, *scalars, 0)
+    streamed = [workspace.aligned_empty((size + 8,), dtype)[offset:offset + size] for offset in offsets]
+    kernel(*streamed, *inputs, *scalars, 1)
+    for got, want in zip(streamed, plain):
+        assert _same_bits(got, want)
+    assert np.isnan(plain[2]).any() and not np.array_equal(plain[0], m)
+
+
 def test_small_updates_and_the_numpy_choice_keep_numpys_passes(choice):
     choice("auto")
     kernel = training_ops.ADAM.wait("float32", timeout=120)
