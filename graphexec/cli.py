@@ -47,7 +47,7 @@ from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
 from graphexec.server.telemetry import Metrics, serve_metrics
-from graphexec.runtime.tuning import copy_tunables, keep_freed_memory
+from graphexec.runtime.tuning import copy_tunables, freeze_startup_objects, keep_freed_memory
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 log = logging.getLogger("graphexec.cli")
@@ -551,6 +551,7 @@ def _spin_compiled(args) -> None:
     fork (supervisor), as its compiler thread must not be forked."""
     spinning = intra_op.prepare_spin()
     log.info("intra-op threads %s", f"spin {args.intra_op_spin_us:g} us" if spinning else "block at once")
+    freeze_startup_objects()  # last before we say we serve: what exists now lives as long as the process
 
 
 def _reexec_with_process_settings() -> None:
