@@ -17,7 +17,8 @@ from graphexec.runtime.context import ExecContext
 # Windows apart (stride over ksize) and tiling ones with padding before them too.
 CASES = [(2, 2, "SAME", (4, 28, 28, 8)), (3, 2, "SAME", (3, 9, 9, 4)), (3, 1, "SAME", (2, 7, 7, 3)),
          (2, 2, "VALID", (2, 7, 9, 5)), (3, 2, "SAME", (3, 8, 8, 4)), (3, 3, "VALID", (2, 9, 9, 2)),
-         (2, 3, "VALID", (2, 8, 10, 3)), (3, 3, "SAME", (2, 7, 7, 3))]
+         (2, 3, "VALID", (2, 8, 10, 3)), (3, 3, "SAME", (2, 7, 7, 3)),
+         (17, 17, "VALID", (2, 35, 36, 2))]  # windows of 289 inputs, apart, leaving a row and columns out
 
 
 @pytest.fixture
