@@ -38,6 +38,7 @@ import warnings
 import numpy as np
 
 from graphexec.ops import workspace
+from graphexec.runtime import tuning
 
 log = logging.getLogger("graphexec.kernels")
 CHOICES = ("auto", "torch", "numpy")
@@ -108,6 +109,7 @@ def _load() -> None:
             _torch = torch
             _fused = _fused_convolution(torch)
             _linear = _linear_product(torch)
+            tuning.freeze_loaded_library()
     _loaded = True
 
 

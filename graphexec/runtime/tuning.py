@@ -57,16 +57,31 @@ def keep_freed_memory(one_arena: bool = False) -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)) and bool(libc.mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
 
 
+_frozen = False  # whether this process froze its startup objects (a server: freeze_startup_objects)
+
+
 def freeze_startup_objects() -> None:
-    """Move every object that exists now (a server's modules, classes, functions: ~100K after its imports)
-    into the collector's permanent generation, once a server is ready (after its imports and compiles).
+    """Move every object that exists now (a server's modules, classes, functions: ~150K after its imports
+    and compiles) into the collector's permanent generation, once a server is ready.
 
     Why: a full (oldest-generation) collection walks every tracked object and holds the GIL meanwhile. In a
     server that had run the benchmark's W1-W4, each took 45-53 ms, several times a minute under load,
     each stalling every request in flight; the first run of a new 2,001-node graph (W5) went from ~37 to
     ~80 ms when one fell inside it. Frozen objects are still freed when their last reference goes; only
     a reference cycle among them would stay (startup objects are rarely garbage)."""
+    global _frozen
     gc.freeze()
+    _frozen = True
+
+
+def freeze_loaded_library() -> None:
+    """In a server that froze its startup objects, freeze again once a large library loaded late (torch, at
+    the first convolution: ~100K objects that live as long as the process): full collections walking them
+    took 14-38 ms each, three times in a W10 run of 35 steps through `serve`. Objects of runs in flight
+    at that moment are frozen too (freed as usual when dropped; a cycle among them would stay). An
+    in-process session never froze anything, and leaves its user's collector alone."""
+    if _frozen:
+        gc.freeze()
 
 
 def copy_tunables(environ=os.environ, cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:

@@ -167,3 +167,16 @@ def test_a_ready_server_leaves_its_startup_objects_out_of_full_collections():
     before, frozen, walked = _run(code)
     assert frozen >= before > 10_000
     assert walked < 1_000
+
+
+def test_a_server_that_loads_torch_later_leaves_its_objects_out_of_full_collections():
+    """torch loads at a server's first convolution, ~100K objects after the startup freeze: they are frozen
+    too (tuning.freeze_loaded_library); an in-process session freezes nothing."""
+    pytest.importorskip("torch")
+    code = ("import gc, json\nfrom graphexec.runtime import conv_library, tuning\n{freeze}"
+            "conv_library.choose('torch')\nconv_library._load()\n"
+            "print(json.dumps([gc.get_freeze_count(), len(gc.get_objects())]))")
+    frozen, walked = _run(code.format(freeze="tuning.freeze_startup_objects()\n"))
+    assert frozen > 50_000 and walked < 1_000
+    frozen, walked = _run(code.format(freeze=""))
+    assert frozen == 0 and walked > 50_000
