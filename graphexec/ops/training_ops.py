@@ -145,22 +145,16 @@ def _adam_loop(new_m, new_v, new, m, v, grad, value, keep_m, keep_v, epsilon, lr
     if streamed and (new_m.ctypes.data - address) % 64 == 0 and (new_v.ctypes.data - address) % 64 == 0:
         start = min(((-address) % 64) // new.itemsize, n)
         stop = start + (n - start) // (64 // new.itemsize) * (64 // new.itemsize)
-    for i in range(start):
-        g = grad[i]
-        a = (g - m[i]) * keep_m + m[i]
-        b = (g * g - v[i]) * keep_v + v[i]
-        new_m[i] = a
-        new_v[i] = b
-        new[i] = value[i] - a * lr_t / (np.sqrt(b) + epsilon)
     for at in range(start, stop, 64 // new.itemsize):
         _adam_line(new_m, new_v, new, m, v, grad, value, at, keep_m, keep_v, epsilon, lr_t)
-    for i in range(stop, n):
-        g = grad[i]
-        a = (g - m[i]) * keep_m + m[i]
-        b = (g * g - v[i]) * keep_v + v[i]
-        new_m[i] = a
-        new_v[i] = b
-        new[i] = value[i] - a * lr_t / (np.sqrt(b) + epsilon)
+    for part in range(2):  # the elements before the lines, then those after them
+        for i in range(0 if part == 0 else stop, start if part == 0 else n):
+            g = grad[i]
+            a = (g - m[i]) * keep_m + m[i]
+            b = (g * g - v[i]) * keep_v + v[i]
+            new_m[i] = a
+            new_v[i] = b
+            new[i] = value[i] - a * lr_t / (np.sqrt(b) + epsilon)
 
 
 def _rms_prop_loop(new_ms, mom, new, ms, old_mom, grad, value, keep, epsilon, lr, momentum):
