@@ -23,7 +23,7 @@ import threading
 import redis
 
 from graphexec.rpc import codec
-from graphexec.server.resp import Lanes, pack
+from graphexec.server.resp import Lanes, pack, send
 
 EARLY_BYTES = 1 << 20  # smaller values go with the commit: a thread and a connection are not worth it
 
@@ -60,8 +60,7 @@ class Staging:
                 continue
             key, content = item
             try:
-                self._connection.send_packed_command(pack([(b"SET", key, content, b"PX", self._ttl_ms)]),
-                                                     check_health=False)
+                send(self._connection, pack([(b"SET", key, content, b"PX", self._ttl_ms)]))
                 self._sent += 1
             except BaseException as exc:  # Redis went away: the commit sends everything itself, and finds out
                 self._failure = exc

@@ -187,3 +187,22 @@ def test_two_workers_with_hot_copies_of_one_container_take_turns_without_losing_
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_commit_larger_than_the_sockets_buffers_arrives_whole(redis_server):
+    """The commit's buffers go out in one sendmsg (server.resp.send); one of 48 MB cannot leave in one
+    call (the socket's buffers are far smaller, and redis-py's timeout makes the socket non-blocking), so
+    the rest is sent from where the last call stopped: Redis holds every byte, in order."""
+    store, client = RedisStore(redis_server.url), redis.Redis.from_url(redis_server.url)
+    try:
+        big = np.random.default_rng(5).standard_normal(12 << 20).astype(np.float32)
+        small = np.arange(5, dtype=np.float64)
+        assert store.commit("c", 0, {"big": big, "small": small}, 9, b"nine") == 1
+        _, values = store.read_variables("c")
+        np.testing.assert_array_equal(values["big"], big)
+        np.testing.assert_array_equal(values["small"], small)
+        assert store.commit("c", 1, {"big": big[::-1].copy()}, 10, b"ten") == 2
+        np.testing.assert_array_equal(store.read_variables("c")[1]["big"], big[::-1])
+    finally:
+        store.close()
+        client.close()
