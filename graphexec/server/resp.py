@@ -16,6 +16,7 @@ import ssl
 import redis
 
 COPY_BELOW = 64 << 10  # arguments at least this large are written from where they are, not copied
+MOST_BUFFERS_A_CALL = 512  # sendmsg takes at most IOV_MAX (1024 on Linux) buffers at once
 
 
 def pack(commands) -> list:
@@ -54,7 +55,7 @@ def send(connection, buffers) -> None:
     views = [memoryview(buffer).cast("B") for buffer in buffers]
     try:
         while views:
-            sent = sock.sendmsg(views)
+            sent = sock.sendmsg(views[:MOST_BUFFERS_A_CALL])
             while views and sent >= len(views[0]):
                 sent -= len(views.pop(0))
             if views:

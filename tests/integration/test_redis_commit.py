@@ -206,3 +206,18 @@ def test_a_commit_larger_than_the_sockets_buffers_arrives_whole(redis_server):
     finally:
         store.close()
         client.close()
+
+
+def test_a_commit_of_more_large_values_than_one_write_takes_arrives_whole(redis_server):
+    """600 values of 64 KB are 1,201 buffers, more than one sendmsg takes (IOV_MAX, 1024 on Linux): they
+    go out in several writes, and Redis holds every value."""
+    store = RedisStore(redis_server.url)
+    try:
+        values = {f"v{i}": np.full(16384, i, np.float32) for i in range(600)}
+        assert store.commit("c", 0, values, 11, b"eleven") == 1
+        _, stored = store.read_variables("c")
+        assert sorted(stored) == sorted(values)
+        for name, value in values.items():
+            np.testing.assert_array_equal(stored[name], value)
+    finally:
+        store.close()
