@@ -431,7 +431,7 @@ def serve(args) -> None:
     if link is not None:
         link.start()
     scheme = "grpcs" if security.credentials else "grpc"
-    _spin_compiled(args)
+    _ready_to_serve(args)
     print(f"graphexec serving on {scheme}://{args.host}:{port}", flush=True)
     _wait_for_signal()
     readiness.stop()
@@ -478,7 +478,7 @@ def worker(args) -> None:
             started.start()
     heartbeat = Heartbeat(store, core, security.worker_secret).start()
     devices = ", ".join(d["name"] for d in core.devices())
-    _spin_compiled(args)
+    _ready_to_serve(args)
     if run_link is not None:
         print(f"graphexec worker {core.worker_id} takes clients' runs on {core.address.rsplit(':', 1)[0]}:"
               f"{core.run_port}", flush=True)
@@ -546,12 +546,13 @@ def _tune(args) -> None:
     keep_freed_memory(one_arena=True)
 
 
-def _spin_compiled(args) -> None:
-    """Compile the intra-op spin before saying we serve (intra_op.prepare_spin says why): after the worker's
-    fork (supervisor), as its compiler thread must not be forked."""
+def _ready_to_serve(args) -> None:
+    """The last steps before a server or worker says it serves: compile the intra-op spin (intra_op.prepare_spin
+    says why; after the worker's fork by its supervisor, as the compiler thread must not be forked), then
+    freeze what exists (tuning.freeze_startup_objects)."""
     spinning = intra_op.prepare_spin()
     log.info("intra-op threads %s", f"spin {args.intra_op_spin_us:g} us" if spinning else "block at once")
-    freeze_startup_objects()  # last before we say we serve: what exists now lives as long as the process
+    freeze_startup_objects()  # last: what exists now lives as long as the process
 
 
 def _reexec_with_process_settings() -> None:

@@ -139,13 +139,13 @@ def _adam_loop(new_m, new_v, new, m, v, grad, value, keep_m, keep_v, epsilon, lr
     # With `streamed` (a large update) and the outputs' lines at the same offsets, whole lines go through
     # _adam_line (runtime/streamed_stores.py: the same operations, stored non-temporally); the elements
     # before the first line and after the last take the plain loop.
-    n = new.size
+    n, width = new.size, 64 // new.itemsize  # elements a line
     start = stop = n
     address = new.ctypes.data
     if streamed and (new_m.ctypes.data - address) % 64 == 0 and (new_v.ctypes.data - address) % 64 == 0:
         start = min(((-address) % 64) // new.itemsize, n)
-        stop = start + (n - start) // (64 // new.itemsize) * (64 // new.itemsize)
-    for at in range(start, stop, 64 // new.itemsize):
+        stop = start + (n - start) // width * width
+    for at in range(start, stop, width):
         _adam_line(new_m, new_v, new, m, v, grad, value, at, keep_m, keep_v, epsilon, lr_t)
     for part in range(2):  # the elements before the lines, then those after them
         for i in range(0 if part == 0 else stop, start if part == 0 else n):

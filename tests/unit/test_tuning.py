@@ -157,11 +157,11 @@ def test_servers_keep_glibcs_memcpy_off_rep_movsb_on_amd_processors_with_fsrm(tm
 
 
 def test_a_ready_server_leaves_its_startup_objects_out_of_full_collections():
-    """The step that comes last before a server says it serves (cli._spin_compiled) freezes what exists:
+    """The step that comes last before a server says it serves (cli._ready_to_serve) freezes what exists:
     a full collection then walks only the objects made since, not the ~100K of the server's imports."""
     code = ("import argparse, gc, json\nfrom graphexec import cli\n"
             "before = len(gc.get_objects())\n"
-            "cli._spin_compiled(argparse.Namespace(intra_op_spin_us=0))\n"
+            "cli._ready_to_serve(argparse.Namespace(intra_op_spin_us=0))\n"
             "made_since = [object() for _ in range(10)]\n"
             "print(json.dumps([before, gc.get_freeze_count(), len(gc.get_objects())]))")
     before, frozen, walked = _run(code)
