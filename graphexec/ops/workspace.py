@@ -66,23 +66,34 @@ def _count(value) -> int:
     return sys.getrefcount(value)
 
 
+def _base_count(array) -> int:
+    return sys.getrefcount(array.base)  # numpy collapses views' bases: the owner of the memory
+
+
 def _probe(array) -> int:
     return _count(array)  # the same call chain as in `reusable`
 
 
-def _calibrate() -> int:
+def _calibrate() -> tuple[int, int]:
     array = np.empty(1)  # held by this one local variable, as a caller's spare is
-    return _probe(array)
+    sole = _probe(array)
+    owner = np.empty(16, np.uint8)
+    view = owner[8:].view(np.float64)  # and an array whose memory's owner only it references
+    del owner
+    return sole, _base_count(view)
 
 
 # What `_count` reports inside `reusable` for an array that only the caller's one local variable
-# references: measured, since interpreters differ in how many references their call frames hold.
-_SOLE = _calibrate()
+# references, and `_base_count` for an owner that only the array references: measured, since
+# interpreters differ in how many references their call frames hold.
+_SOLE, _SOLE_BASE = _calibrate()
 
 
 def reusable(array, like) -> bool:
     """Whether `array`, held only by the caller's one local variable, may be overwritten with a value
     shaped like `like`: nothing else references it (no dict, list, view or exported buffer), it owns its
-    memory, and it has `like`'s shape and dtype."""
-    return (type(array) is np.ndarray and array.base is None and array.flags.c_contiguous
-            and array.shape == like.shape and array.dtype == like.dtype and _count(array) <= _SOLE)
+    memory or is the only holder of the object that does (aligned_empty's arrays, pinned host memory),
+    and it has `like`'s shape and dtype."""
+    return (type(array) is np.ndarray and array.flags.c_contiguous and array.shape == like.shape
+            and array.dtype == like.dtype and _count(array) <= _SOLE
+            and (array.base is None or _base_count(array) <= _SOLE_BASE))

@@ -106,6 +106,15 @@ def test_reusable_only_when_nothing_else_references_the_array():
     del exported
     assert not take(table)
     assert not take({"v": np.zeros(4)}) and not take({"v": np.zeros(3, np.float32)})
+    # An array whose memory another object owns (aligned_empty's, pinned host memory): reusable while
+    # only it references that owner.
+    assert take({"v": workspace.aligned_empty((3,), np.float64)})
+    for hold in (lambda a: a[1:], lambda a: a.base, lambda a: memoryview(a.base)):
+        aligned = workspace.aligned_empty((3,), np.float64)
+        held = hold(aligned)  # noqa: F841 - what keeps the memory referenced
+        table = {"v": aligned}
+        del aligned
+        assert not take(table)
 
 
 def _training(optimizer):
@@ -159,7 +168,7 @@ def test_adam_writes_into_the_previous_buffer_and_matches_the_formula():
 
     value, m, v = (np.array(sess.run(w)), np.zeros((5, 3), np.float32), np.zeros((5, 3), np.float32))
     arrays = []
-    for t, batch in enumerate(BATCHES[:4], 1):
+    for t, batch in enumerate(BATCHES, 1):
         grad = 2 * batch.T @ (batch @ value + np.array(sess.run("Variable_1:0")))
         step(batch)
         lr_t = np.float32(0.01) * np.sqrt(1 - np.float32(0.999) ** t) / (1 - np.float32(0.9) ** t)
@@ -168,8 +177,12 @@ def test_adam_writes_into_the_previous_buffer_and_matches_the_formula():
         value = value - lr_t * m / (np.sqrt(v) + np.float32(1e-7))
         np.testing.assert_allclose(sess.run(w), value, rtol=1e-5, atol=1e-6)
         arrays.append(weakref.ref(stored()["Variable"]))
-    assert arrays[3]() is not None and arrays[3]() is arrays[1]()  # step 4 wrote into step 2's buffer
-    assert not arrays[3]().flags.writeable  # and a committed value is read-only
+    # Each step from the second writes into the buffer of the step before the last (step 2 into the
+    # initial value's), not into a new array; so does the third into the first's, which that step had
+    # allocated on a cache line.
+    assert arrays[5]() is not None and arrays[5]() is arrays[3]() is arrays[1]()
+    assert arrays[4]() is not None and arrays[4]() is arrays[2]() is arrays[0]()
+    assert not arrays[5]().flags.writeable  # and a committed value is read-only
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
