@@ -60,6 +60,37 @@ def on_device(xp, value):
     return xp.asarray(value)
 
 
+# A GPU value of at least this many bytes comes back through page-locked memory from CuPy's pool: the
+# bus copies it at full speed, and a training step's copies (every updated variable, for the commit)
+# reuse the blocks the step before freed instead of faulting in fresh pages.
+PINNED_MIN_BYTES = 1 << 20
+# Freed page-locked blocks CuPy's pool may keep for reuse; beyond it they go back to the system (page-locked
+# memory is memory no other process can have).
+MAX_FREE_PINNED_BLOCKS = 64
+
+
+def on_host(value):
+    """`value` in host memory: numpy values as they are, a CuPy array copied back."""
+    if isinstance(value, (np.ndarray, np.generic)) or not hasattr(value, "get"):
+        return value
+    if value.nbytes < PINNED_MIN_BYTES:
+        return value.get()
+    import cupyx  # noqa: PLC0415 - only GPU values get here
+
+    if not value.flags.c_contiguous:
+        value = value.copy()  # on the device, so that one bus copy moves it
+    host = cupyx.empty_pinned(value.shape, value.dtype)
+    value.get(out=host)
+    return host
+
+
+def trim_pinned_pool(xp) -> None:
+    """Give CuPy's cached free page-locked blocks back to the system once there are many."""
+    pool = xp.get_default_pinned_memory_pool()
+    if pool.n_free_blocks() > MAX_FREE_PINNED_BLOCKS:
+        pool.free_all_blocks()
+
+
 def check_declared(name: str, value, dtype, shape, action: str) -> None:
     """FAILED_PRECONDITION naming the variable, both types and both shapes unless `value` (the stored
     value) has the graph's `dtype` and fits its `shape` (unknown dims and ranks fit anything). Variables

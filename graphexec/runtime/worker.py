@@ -44,7 +44,7 @@ from graphexec.ops.state_ops import VARIABLE_OPS
 from graphexec.rpc import convert
 from graphexec.runtime import placement
 from graphexec.runtime.bounded import BoundedCache
-from graphexec.runtime.context import ExecContext, on_device
+from graphexec.runtime.context import ExecContext, on_device, on_host, trim_pinned_pool
 from graphexec.runtime.executor import LoadedPlan
 from graphexec.runtime.store import DEFAULT_LOCK_TIMEOUT_S, AlreadyApplied, Store
 
@@ -257,7 +257,8 @@ class WorkerCore:
             if loaded.xp is np:
                 results = loaded.run(ctx, call.feeds, stats)
             else:
-                results = [_to_host(r) for r in loaded.run(ctx, [on_device(loaded.xp, f) for f in call.feeds], stats)]
+                trim_pinned_pool(loaded.xp)
+                results = [on_host(r) for r in loaded.run(ctx, [on_device(loaded.xp, f) for f in call.feeds], stats)]
         except errors.OpError as exc:
             exc.printed = ctx.printed  # what printed before the failure still reaches the user
             raise
@@ -265,7 +266,7 @@ class WorkerCore:
             changed = {k: v for k, v in run_variables.items() if variables.get(k) is not v}
             if changed:
                 result = _retained(results) if call.request_id else b""  # kept only to answer a retry
-                host = changed if loaded.xp is np else {k: _to_host(v) for k, v in changed.items()}
+                host = changed if loaded.xp is np else {k: on_host(v) for k, v in changed.items()}
                 # What the update adds to the stored bytes (0 for a training step), for the tenant's quota.
                 added = sum(v.nbytes for v in changed.values()) - sum(variables[k].nbytes for k in changed
                                                                        if k in variables)
@@ -383,10 +384,6 @@ def _bound(table: dict, size: int) -> None:
         table.pop(next(iter(table)), None)
 
 
-def _to_host(value):
-    return value.get() if hasattr(value, "get") and not isinstance(value, (np.ndarray, np.generic)) else value
-
-
 def _offer_changed(staging, run_variables: dict, before: dict, names: tuple[str, ...]) -> None:
     """ExecContext.on_final for a run with early staging: offer the final values the run changed."""
     for name in names:
@@ -424,7 +421,7 @@ def _on_host(fn):
     def run_on_host(ctx, *args):
         host = ExecContext(np, ctx.variables, ctx.rngs, ctx.seed, ctx.deadline, placement.DEVICE_NAMES[placement.CPU],
                            ctx.printed)
-        return fn(host, *[_to_host(a) for a in args])
+        return fn(host, *[on_host(a) for a in args])
 
     return run_on_host
 

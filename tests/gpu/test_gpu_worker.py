@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from gpu_required import cupy  # noqa: F401, E402 - skips this module without CuPy or a GPU
+from gpu_required import cupy  # noqa: E402 - skips this module without CuPy or a GPU
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -128,3 +128,51 @@ def test_the_placer_keeps_small_runs_on_the_cpu_and_sends_wide_ones_to_the_gpu(g
     assert set(small.devices.values()) == {"/cpu:0"}
     assert "/device:GPU:0" in set(large.devices.values())
     assert got == pytest.approx(1024 * 4096 * 4096 * 4096, rel=1e-4)
+
+
+def test_large_values_come_back_through_reused_page_locked_memory(monkeypatch):
+    from graphexec.runtime import context
+
+    device = cupy.arange(3 * context.PINNED_MIN_BYTES // 4, dtype=cupy.float32).reshape(3, -1)
+    host = context.on_host(device)
+    assert type(host) is np.ndarray and host.base is not None  # page-locked memory owns the values
+    np.testing.assert_array_equal(host, cupy.asnumpy(device))
+    address = host.ctypes.data
+    del host  # its block goes back to CuPy's pool, and the next copy of that size reuses it
+    assert context.on_host(device * 2).ctypes.data == address
+    strided = context.on_host(device[:, ::2])
+    assert strided.flags.c_contiguous
+    np.testing.assert_array_equal(strided, cupy.asnumpy(device)[:, ::2])
+    small = context.on_host(cupy.ones(4))
+    assert small.base is None and small.sum() == 4  # small values: an ordinary copy
+    pool = cupy.get_default_pinned_memory_pool()
+    del strided
+    assert pool.n_free_blocks() > 0
+    monkeypatch.setattr(context, "MAX_FREE_PINNED_BLOCKS", 0)
+    context.trim_pinned_pool(cupy)
+    assert pool.n_free_blocks() == 0
+
+
+def test_training_a_layer_of_megabytes_on_the_gpu_matches_the_cpu(gpu_server):
+    """Updated variables above PINNED_MIN_BYTES reach the store (and fetches the client) through
+    page-locked buffers that later steps reuse: the values must stay each step's own."""
+    rng = np.random.default_rng(5)
+    x, labels = rng.normal(size=(64, 1024)).astype(np.float32), rng.integers(0, 4, 64)
+
+    def train(target, device):
+        graph = tf.Graph()
+        with graph.as_default(), tf.device(device):
+            feed = tf.placeholder(tf.float32, [None, 1024])
+            wanted = tf.placeholder(tf.int64, [None])
+            # Named apart from the other tests' variables: the module's server keeps them all.
+            wide = tf.Variable(tf.random_normal([1024, 1024], stddev=0.03, seed=7), name="wide_4mib")
+            out = tf.Variable(tf.random_normal([1024, 4], stddev=0.1, seed=8), name="wide_out")
+            logits = tf.matmul(tf.nn.relu(tf.matmul(feed, wide)), out)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=wanted, logits=logits))
+            train_op = tf.train.MomentumOptimizer(0.1, 0.9).minimize(loss)
+        with tf.Session(target, graph=graph) as sess:
+            sess.run(tf.variables_initializer([wide, out]))
+            return [(sess.run(train_op, {feed: x, wanted: labels}), sess.run(wide))[1] for _ in range(4)]
+
+    for step, (ours, theirs) in enumerate(zip(train(gpu_server, "/device:GPU:0"), train("", ""))):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-5, err_msg=f"step {step}")
