@@ -5,19 +5,24 @@
 Prints one table: MLP 784-256-10 SGD training steps/s (W3's model, batch 128 fed each step), a 4096-wide
 MLP (three 4096x4096 layers, batch 1024), a chain of four 2048x2048 matmuls per run, and x*2 on a 64 MiB
 feed, each as runs/s: on a CPU server, on a GPU server with the graph pinned to the GPU (GPU/CPU ratio),
-and on the GPU server unpinned, where its placer chooses per run (which device, and the ratio).
+and on the GPU server unpinned, where its placer chooses per run (which device, and the ratio). Where
+`redis-server` is on PATH, the same through the Redis deployment (`serve --redis` and one `graphexec
+worker --device cpu`, then `--device gpu`, pinned to that worker's device), whose commits write every
+updated variable to Redis before the step is acknowledged.
 Runs where CuPy sees a GPU; otherwise says so and exits 0.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
+import shutil
 import sys
 import time
 
 import numpy as np
+
+from bench import procs
+from bench.systems.graphexec_sys import SERVE_READY, WORKER_READY
 
 
 def _gpu_available() -> bool:
@@ -29,14 +34,34 @@ def _gpu_available() -> bool:
         return False
 
 
-def _serve(device: str):
-    proc = subprocess.Popen([sys.executable, "-m", "graphexec", "serve", "--port", "0", "--device", device],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        match = re.search(r"grpc://\S+", line)
-        if match:
-            return proc, match.group(0)
-    raise RuntimeError(f"graphexec serve --device {device} did not start")
+def _embedded(device: str) -> tuple[list, str]:
+    server = procs.ServerProcess(f"serve-{device}", [sys.executable, "-m", "graphexec", "serve", "--port", "0",
+                                                     "--device", device], ready=SERVE_READY, timeout_s=120)
+    return [server], server.match.group(1)
+
+
+def _deployment(device: str) -> tuple[list, str]:
+    """redis-server, one `graphexec worker --device DEVICE` and one `serve --redis` replica."""
+    port = procs.free_port()
+    started = [procs.ServerProcess("redis", [shutil.which("redis-server"), "--port", str(port), "--bind",
+                                             "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                   ready=r"Ready to accept connections")]
+    try:
+        url = f"redis://127.0.0.1:{port}"
+        started.append(procs.ServerProcess(f"worker-{device}", [sys.executable, "-m", "graphexec", "worker", "--redis",
+                                                                url, "--device", device, "--run-port", "0"],
+                                           ready=WORKER_READY, timeout_s=120))
+        started.append(procs.ServerProcess("replica", [sys.executable, "-m", "graphexec", "serve", "--port", "0",
+                                                       "--redis", url], ready=SERVE_READY, timeout_s=120))
+    except BaseException:
+        _stop(started)
+        raise
+    return started, started[-1].match.group(1)
+
+
+def _stop(started: list) -> None:
+    for process in reversed(started):
+        process.stop()
 
 
 def _rate(fn, seconds_budget: float, min_runs: int) -> float:
@@ -87,7 +112,7 @@ def measure(target: str, steps: int, device: str) -> dict[str, tuple[float, str]
                 sess.run(fetches, feeds, run_metadata=metadata)
                 types = {d.split(":")[-2].strip("/").upper() for d in metadata.devices.values()}
                 went = "+".join(sorted(types)) or "?"
-                results[name] = _rate(lambda: sess.run(fetches, feeds), 3.0, min_runs), went
+                results[name] = _rate(lambda: sess.run(fetches, feeds), 2.0, min_runs), went
 
             bx = rng.normal(size=(128, 784)).astype(np.float32)
             by = rng.integers(0, 10, 128)
@@ -109,25 +134,31 @@ def main(argv=None) -> int:
         return 0
     table = {}
     # The CPU server; the GPU server with every step pinned to its GPU (what the device does); the GPU
-    # server with no pins (where its placer sends each run: graphexec.runtime.cost).
-    for column, server, device in (("cpu", "cpu", ""), ("gpu", "gpu", "/device:GPU:0"), ("placed", "gpu", "")):
-        proc, target = _serve(server)
+    # server with no pins (where its placer sends each run: graphexec.runtime.cost); then the Redis
+    # deployment with a CPU worker, and with a GPU worker.
+    columns = [("cpu", _embedded, "cpu", ""), ("gpu", _embedded, "gpu", "/device:GPU:0"),
+               ("placed", _embedded, "gpu", "")]
+    if shutil.which("redis-server"):
+        columns += [("redis cpu worker", _deployment, "cpu", ""), ("redis gpu worker", _deployment, "gpu",
+                                                                    "/device:GPU:0")]
+    for column, start, server, device in columns:
         try:
-            table[column] = measure(target, args.steps, device)
-        finally:
-            proc.terminate()
+            started, target = start(server)
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                table[column] = measure(target, args.steps, device)
+            finally:
+                _stop(started)
+        except Exception as error:  # noqa: BLE001 - one column failing still reports the others
+            print(f"{column}: failed: {type(error).__name__}: {error}", flush=True)
+            continue
         print(f"{column}: " + ", ".join(f"{k} {v:,.1f} ({on})" for k, (v, on) in table[column].items()), flush=True)
-    print(f"| workload | cpu | gpu | gpu/cpu | placer's choice | placed/cpu |   ({os.uname().nodename}, "
-          f"{time.strftime('%Y-%m-%d')})")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name in table["cpu"]:
-        (cpu, _), (gpu, _), (placed, on) = table["cpu"][name], table["gpu"][name], table["placed"][name]
-        print(f"| {name} | {cpu:,.1f} | {gpu:,.1f} | {gpu / cpu:.2f}x | {on} | {placed / cpu:.2f}x |")
+    print(f"({os.uname().nodename}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')})")
+    print("| workload | " + " | ".join(f"{c} runs/s (device; x cpu)" for c in table) + " |")
+    print("| --- |" + " --- |" * len(table))
+    for name in table.get("cpu", {}):
+        cpu = table["cpu"][name][0]
+        cells = [f"{rate:,.2f} ({on}; {rate / cpu:.2f}x)" for rate, on in (table[c][name] for c in table)]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 
 
