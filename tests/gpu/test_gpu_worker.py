@@ -170,8 +170,9 @@ def test_training_a_layer_of_megabytes_on_the_gpu_matches_the_cpu(gpu_server):
             logits = tf.matmul(tf.nn.relu(tf.matmul(feed, wide)), out)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=wanted, logits=logits))
             train_op = tf.train.MomentumOptimizer(0.1, 0.9).minimize(loss)
+            init = tf.global_variables_initializer()
         with tf.Session(target, graph=graph) as sess:
-            sess.run(tf.variables_initializer([wide, out]))
+            sess.run(init)
             return [(sess.run(train_op, {feed: x, wanted: labels}), sess.run(wide))[1] for _ in range(4)]
 
     for step, (ours, theirs) in enumerate(zip(train(gpu_server, "/device:GPU:0"), train("", ""))):
