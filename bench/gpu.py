@@ -45,7 +45,7 @@ def _deployment(device: str) -> tuple[list, str]:
     port = procs.free_port()
     started = [procs.ServerProcess("redis", [shutil.which("redis-server"), "--port", str(port), "--bind",
                                              "127.0.0.1", "--save", "", "--appendonly", "no"],
-                                   ready=r"Ready to accept connections")]
+                                   ready=r"Ready to accept connections", env=procs.redis_env())]
     try:
         url = f"redis://127.0.0.1:{port}"
         started.append(procs.ServerProcess(f"worker-{device}", [sys.executable, "-m", "graphexec", "worker", "--redis",

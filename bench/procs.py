@@ -10,6 +10,18 @@ import threading
 import time
 
 
+# Redis as docker-compose.yml and deploy/k8s run it: its jemalloc keeps the pages of freed values for the
+# next ones instead of handing them back to the kernel at once (docs/configuration.md, "Redis's memory
+# allocator"; a 200 MB commit faulted in all 49K of its pages each time). Debian's redis-server links the
+# system jemalloc, which reads MALLOC_CONF; Redis's own build prefixes jemalloc's names: JE_MALLOC_CONF.
+REDIS_MALLOC_CONF = "dirty_decay_ms:-1"
+
+
+def redis_env() -> dict:
+    """The environment to start a redis-server with."""
+    return {**os.environ, "MALLOC_CONF": REDIS_MALLOC_CONF, "JE_MALLOC_CONF": REDIS_MALLOC_CONF}
+
+
 class ServerStartError(RuntimeError):
     """A server process exited or stayed silent instead of reporting that it is ready."""
 

@@ -27,6 +27,7 @@ import grpc
 import numpy as np
 
 import graphexec as tf
+from bench import procs
 from graphexec import errors
 from graphexec.rpc import methods, tls
 
@@ -124,9 +125,9 @@ def run_load(target: str, seconds: float, clients: int, server_pid: int, sample_
     return report
 
 
-def _start(argv, ready: str, log) -> subprocess.Popen:
+def _start(argv, ready: str, log, env=None) -> subprocess.Popen:
     """The process, once a line of its output contains `ready` (kept as `process.ready_line`)."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     for line in process.stdout:
         log.write(line)
         if ready in line:
@@ -154,7 +155,7 @@ def main() -> None:
     with open(folder / "log.txt", "w") as log:
         try:
             processes.append(_start(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-                                    "Ready to accept connections", log))
+                                    "Ready to accept connections", log, procs.redis_env()))
             redis = f"redis://127.0.0.1:{port}"
             graphexec = [sys.executable, "-m", "graphexec"]
             for _ in range(2):

@@ -155,7 +155,7 @@ class GraphexecRedis(GraphexecEmbedded):
         self._processes.append(procs.ServerProcess(
             "redis", [redis_server, "--port", str(port), "--bind", "127.0.0.1",
                       "--save", "", "--appendonly", "no"],
-            ready=r"Ready to accept connections"))
+            ready=r"Ready to accept connections", env=procs.redis_env()))
         redis_url = f"redis://127.0.0.1:{port}"
         self._serve_args = ("--redis", redis_url)
         try:
