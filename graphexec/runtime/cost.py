@@ -6,7 +6,8 @@ and convolutions (2 per multiply-add), one per output element for every other st
 feeds and fetches. Shapes unknown at compile time (a `[None, 784]` placeholder) make each figure
 linear in the run's rows, `fixed + per_row * rows`, where rows is the size of the fed unknown dimension,
 read at run time. The rates are rough, measured ones (bench/README.md, GPU section: a 784-256-10 MLP
-trained at batch 128 ran 0.78x as fast on an H100 as on 16 CPU cores; 2048^2 products 6.6x faster), and
+trained at batch 128 ran 0.78x as fast on an H100 as on 16 CPU cores; 2048^2 products 6.6x faster; on an
+H200 each of bench.gpu's four runs went to the faster of the two devices), and
 only their ratios matter: the decision flips within a factor of a few of the true break-even point,
 where the two devices are about equally fast anyway.
 """
@@ -20,7 +21,7 @@ from graphexec.compiler.plan import Plan
 CPU_FLOPS = 1e11  # per second: a worker's BLAS on a few cores
 GPU_FLOPS = 2e13  # per second, float32, well below a data-centre GPU's peak
 GPU_LAUNCH_S = 1e-4  # per plan step: the executor's Python and CuPy's launches (784-256-10 MLP: 22 steps, ~2.6 ms)
-BUS_BYTES_PER_S = 1e10  # host <-> device copies of feeds and fetches from pageable memory
+BUS_BYTES_PER_S = 1e10  # host <-> device copies: feeds from pageable memory (H200: ~7 GB/s), fetches of 1 MiB+ page-locked (~50)
 _PRODUCTS = {"MatMul", "Conv2D", "_FusedConv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"}
 # Which inputs of a product are its two arrays (default 0 and 1): a backprop's other input, input_sizes or
 # filter_sizes, is a 1-D shape vector.
