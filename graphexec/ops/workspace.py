@@ -92,8 +92,13 @@ _SOLE, _SOLE_BASE = _calibrate()
 def reusable(array, like) -> bool:
     """Whether `array`, held only by the caller's one local variable, may be overwritten with a value
     shaped like `like`: nothing else references it (no dict, list, view or exported buffer), it owns its
-    memory or is the only holder of the object that does (aligned_empty's arrays, pinned host memory),
-    and it has `like`'s shape and dtype."""
-    return (type(array) is np.ndarray and array.flags.c_contiguous and array.shape == like.shape
-            and array.dtype == like.dtype and _count(array) <= _SOLE
-            and (array.base is None or _base_count(array) <= _SOLE_BASE))
+    memory or is the only holder of the writable array that does (aligned_empty's arrays; not values
+    decoded from bytes, whose memory is immutable), and it has `like`'s shape and dtype."""
+    if type(array) is not np.ndarray or not (array.flags.c_contiguous and array.shape == like.shape
+                                             and array.dtype == like.dtype and _count(array) <= _SOLE):
+        return False
+    if array.base is None:
+        return True
+    # (array.base each time: a local name would hold one more reference to the owner than calibrated)
+    return (type(array.base) is np.ndarray and array.base.base is None and array.base.flags.writeable
+            and _base_count(array) <= _SOLE_BASE)

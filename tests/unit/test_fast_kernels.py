@@ -106,9 +106,10 @@ def test_reusable_only_when_nothing_else_references_the_array():
     del exported
     assert not take(table)
     assert not take({"v": np.zeros(4)}) and not take({"v": np.zeros(3, np.float32)})
-    # An array whose memory another object owns (aligned_empty's, pinned host memory): reusable while
-    # only it references that owner.
+    # An array whose memory another array owns (aligned_empty's): reusable while only it references
+    # that owner; one decoded from bytes (a value read from Redis) never: its memory is immutable.
     assert take({"v": workspace.aligned_empty((3,), np.float64)})
+    assert not take({"v": np.frombuffer(np.zeros(3).tobytes(), np.float64)})
     for hold in (lambda a: a[1:], lambda a: a.base, lambda a: memoryview(a.base)):
         aligned = workspace.aligned_empty((3,), np.float64)
         held = hold(aligned)  # noqa: F841 - what keeps the memory referenced
