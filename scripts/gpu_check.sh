@@ -2,7 +2,7 @@
 # The GPU check, run once on a lent GPU machine (no network there): tests/gpu and the GPU benchmark.
 # The machine's image has CuPy, numpy, torch, numba and grpcio; graphexec's other packages travel as
 # cp312 wheels in .whl/, and a redis-server (for the benchmark's deployment columns) may travel in
-# .gpu_extra/bin/ (README "Development"). Logs go to $OUT when set.
+# .gpu_extra/bin/: scripts/gpu_bundle.sh makes both (README "Development"). Logs go to $OUT when set.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp}
