@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from bench import procs
-from bench.systems.graphexec_sys import SERVE_READY, WORKER_READY
+from bench.systems.graphexec_sys import WORKER_ARGS, WORKER_READY, start_serve
 
 
 def _gpu_available() -> bool:
@@ -35,24 +35,19 @@ def _gpu_available() -> bool:
 
 
 def _embedded(device: str) -> tuple[list, str]:
-    server = procs.ServerProcess(f"serve-{device}", [sys.executable, "-m", "graphexec", "serve", "--port", "0",
-                                                     "--device", device], ready=SERVE_READY, timeout_s=120)
+    server = start_serve(f"serve-{device}", ["--device", device])
     return [server], server.match.group(1)
 
 
 def _deployment(device: str) -> tuple[list, str]:
     """redis-server, one `graphexec worker --device DEVICE` and one `serve --redis` replica."""
-    port = procs.free_port()
-    started = [procs.ServerProcess("redis", [shutil.which("redis-server"), "--port", str(port), "--bind",
-                                             "127.0.0.1", "--save", "", "--appendonly", "no"],
-                                   ready=r"Ready to accept connections", env=procs.redis_env())]
+    redis, url = procs.start_redis(shutil.which("redis-server"))
+    started = [redis]
     try:
-        url = f"redis://127.0.0.1:{port}"
         started.append(procs.ServerProcess(f"worker-{device}", [sys.executable, "-m", "graphexec", "worker", "--redis",
-                                                                url, "--device", device, "--run-port", "0"],
+                                                                url, "--device", device, *WORKER_ARGS],
                                            ready=WORKER_READY, timeout_s=120))
-        started.append(procs.ServerProcess("replica", [sys.executable, "-m", "graphexec", "serve", "--port", "0",
-                                                       "--redis", url], ready=SERVE_READY, timeout_s=120))
+        started.append(start_serve("replica", ["--redis", url]))
     except BaseException:
         _stop(started)
         raise

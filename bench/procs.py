@@ -22,6 +22,14 @@ def redis_env() -> dict:
     return {**os.environ, "MALLOC_CONF": REDIS_MALLOC_CONF, "JE_MALLOC_CONF": REDIS_MALLOC_CONF}
 
 
+def start_redis(redis_server: str) -> tuple["ServerProcess", str]:
+    """A private, unpersisted `redis_server` on a free port of 127.0.0.1, and its URL."""
+    port = free_port()
+    process = ServerProcess("redis", [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], ready=r"Ready to accept connections", env=redis_env())
+    return process, f"redis://127.0.0.1:{port}"
+
+
 class ServerStartError(RuntimeError):
     """A server process exited or stayed silent instead of reporting that it is ready."""
 

@@ -151,12 +151,8 @@ class GraphexecRedis(GraphexecEmbedded):
         redis_server = shutil.which("redis-server")
         if not redis_server:
             raise Unavailable("redis-server not on PATH")
-        port = procs.free_port()
-        self._processes.append(procs.ServerProcess(
-            "redis", [redis_server, "--port", str(port), "--bind", "127.0.0.1",
-                      "--save", "", "--appendonly", "no"],
-            ready=r"Ready to accept connections", env=procs.redis_env()))
-        redis_url = f"redis://127.0.0.1:{port}"
+        redis, redis_url = procs.start_redis(redis_server)
+        self._processes.append(redis)
         self._serve_args = ("--redis", redis_url)
         try:
             self._processes.append(procs.ServerProcess(

@@ -147,8 +147,8 @@ def _adam_loop(new_m, new_v, new, m, v, grad, value, keep_m, keep_v, epsilon, lr
         stop = start + (n - start) // width * width
     for at in range(start, stop, width):
         _adam_line(new_m, new_v, new, m, v, grad, value, at, keep_m, keep_v, epsilon, lr_t)
-    for part in range(2):  # the elements before the lines, then those after them
-        for i in range(0 if part == 0 else stop, start if part == 0 else n):
+    for low, high in ((0, start), (stop, n)):  # the elements before the lines, then those after them
+        for i in range(low, high):
             g = grad[i]
             a = (g - m[i]) * keep_m + m[i]
             b = (g * g - v[i]) * keep_v + v[i]

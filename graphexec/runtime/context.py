@@ -47,7 +47,7 @@ class ExecContext:
         return value
 
     def to_host(self, array):
-        return array.get() if hasattr(array, "get") and self.xp is not np else array
+        return on_host(array)
 
     def from_host(self, array):
         return on_device(self.xp, array)
