@@ -40,10 +40,13 @@ def _faults_of_a_commit(processes, env) -> int:
     processes.append(server)
     store = RedisStore(f"redis://127.0.0.1:{port}")
     values = {f"w{i}": np.full((2048, 2048), i, np.float32) for i in range(3)}
-    version = store.commit("c", 0, values, 1, b"")
-    version = store.commit("c", version, values, 2, b"")  # the first to free values
+    version = 0
+    # jemalloc settles after three commits (the second frees values, the third still faults one value's
+    # pages in: 8200, 4100, then 0-1 faults with the setting, 12290 each without it); measure the fourth.
+    for step in range(1, 4):
+        version = store.commit("c", version, values, step, b"")
     before = _minor_faults(server.pid)
-    store.commit("c", version, values, 3, b"")
+    store.commit("c", version, values, 4, b"")
     faults = _minor_faults(server.pid) - before
     _, stored = store.read_variables("c")
     np.testing.assert_array_equal(stored["w2"], values["w2"])
@@ -58,4 +61,4 @@ def test_commits_of_large_values_fault_few_pages_with_the_setting(processes):
     without = _faults_of_a_commit(processes, {})
     assert without > pages // 2, without  # the premise: each commit faults its values' pages in again
     kept = _faults_of_a_commit(processes, {k: v for k, v in procs.redis_env().items() if k.endswith("MALLOC_CONF")})
-    assert kept < without // 3, (kept, without)
+    assert kept < without // 10, (kept, without)
