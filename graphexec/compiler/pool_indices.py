@@ -15,6 +15,12 @@ gradient alone) joins the gradient as its `relu_mask` attr, so that one pass mas
 
     %m = ReluGrad(%dy, %z); %g = _MaxPoolGradAtIndices(%x, %z, %m, %z:1)
  -> %g = _MaxPoolGradAtIndices(%x, %z, %dy, %z:1) {relu_mask}
+
+The gradient of a bias added before the pool (its sum over every axis but channels) reads dy, not the
+gradient: each window routes its dy to exactly one input, so both sum to the same:
+
+    %b = SumToShape(%g, %shape) {static_shape=[C]}
+ -> %b = _RoutedChannelSums(%z, %dy) {relu_mask, static_shape=[C]}
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from dataclasses import replace
 
 from graphexec import dtypes, ir
 from graphexec.compiler.util import canonical, consumers, pinned_nodes
-from graphexec.ops.conv_ops import MaxPoolGradAtIndices, MaxPoolWithIndices
+from graphexec.ops.conv_ops import MaxPoolGradAtIndices, MaxPoolWithIndices, RoutedChannelSums
 
 WINDOW_ATTRS = ("ksize", "strides", "padding", "data_format")
 
@@ -55,11 +61,34 @@ def keep_pool_indices(program: ir.Program) -> ir.Program:
             grads[name] = replace(grad, inputs=(grad.inputs[0], grad.inputs[1], mask.inputs[0], grad.inputs[3]),
                                   attrs=ir.Attrs({**grad.attrs, "relu_mask": True}))
 
+    sums = _channel_sums(program.nodes, grads)
+
     def rewritten(node: ir.Node) -> ir.Node:
         if node.name in pools:
             pooled = node.outputs[0]
             return replace(node, op=MaxPoolWithIndices.name,
                            outputs=(pooled, ir.TensorType(dtypes.int64, pooled.shape)))
-        return grads.get(node.name, node)
+        return grads.get(node.name) or sums.get(node.name, node)
 
     return program.with_nodes([rewritten(node) for node in program.nodes if node.name not in masks])
+
+
+def _channel_sums(nodes, grads: dict[str, ir.Node]) -> dict[str, ir.Node]:
+    """SumToShape nodes that sum one of `grads` (rewritten pool gradients) over all but its channel axis,
+    rewritten to _RoutedChannelSums of the gradient's dy."""
+    out = {}
+    for node in nodes:
+        if node.op != "SumToShape" or not node.inputs:
+            continue
+        name, index = ir.split_tensor_name(canonical(node.inputs[0]))
+        grad = grads.get(name)
+        if grad is None or index != 0 or node.device != grad.device:
+            continue
+        shape, target = grad.outputs[0].shape, node.attrs["static_shape"].dims
+        if (shape is None or len(shape) != 4 or None in shape or target is None
+                or tuple(target) not in ((shape[3],), (1, 1, 1, shape[3]))):
+            continue
+        out[node.name] = replace(node, op=RoutedChannelSums.name, inputs=(grad.inputs[1], grad.inputs[2]),
+                                 attrs=ir.Attrs({"relu_mask": bool(grad.attrs.get("relu_mask", False)),
+                                                 "static_shape": node.attrs["static_shape"]}))
+    return out

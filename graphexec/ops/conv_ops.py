@@ -611,10 +611,13 @@ def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask):
     z) would have given it. Inputs outside every window are not written (`_routed_max_pool_grad` zeroes
     them first). Window by window, plain 4-D indexing: W10's first pool, one thread, Zen 5, 0.51 ms against
     3.3 for the same loop input by input with a window found for each (its view per input and divisions
-    kept the channel loop from being vectorized); torch's kernel zeroes the gradient, then adds."""
+    kept the channel loop from being vectorized); torch's kernel zeroes the gradient, then adds. Returns
+    whether a pooled value is NaN (then torch's index differs from TF's rule, and the caller starts over):
+    found here, where z is read anyway, instead of in a pass of its own (~0.3 ms a W10 step)."""
     n, h, w, c = grad.shape
     _, oh, ow, _ = dy.shape
     zero = np.float32(0)
+    nan = False
     for b in range(n):
         for i in range(oh):
             r0 = i * sh - top
@@ -626,33 +629,39 @@ def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask):
                         # zero + dy, as torch's kernel adds dy to zeros: a -0.0 comes out +0.0 on every path
                         if relu_mask:
                             for channel in range(c):
-                                routed = zero + dy[b, i, j, channel] * np.float32(z[b, i, j, channel] > 0)
+                                pooled = z[b, i, j, channel]
+                                nan |= pooled != pooled
+                                routed = zero + dy[b, i, j, channel] * np.float32(pooled > 0)
                                 grad[b, r, q, channel] = routed if indices[b, i, j, channel] == at else zero
                         else:
                             for channel in range(c):
+                                pooled = z[b, i, j, channel]
+                                nan |= pooled != pooled
                                 routed = zero + dy[b, i, j, channel]
                                 grad[b, r, q, channel] = routed if indices[b, i, j, channel] == at else zero
+    return nan
 
 
 def _routed_signatures(types):
     four = types.Array(types.float32, 4, "C")
     read = types.Array(types.float32, 4, "C", readonly=True)
     indices = types.Array(types.int64, 4, "C", readonly=True)
-    return {"float32": types.void(four, read, read, indices, *[types.int64] * 6, types.boolean)}
+    return {"float32": types.boolean(four, read, read, indices, *[types.int64] * 6, types.boolean)}
 
 
 ROUTED = compiled.Loop(_routed_loop, _routed_signatures)
 
 
-def _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_mask) -> bool:
+def _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_mask) -> bool | None:
     """`_routed_loop` by slices of images on the intra-op threads, where it applies (windows that do not
-    overlap, contiguous operands) and is compiled; False, with nothing done, otherwise."""
+    overlap, contiguous operands) and is compiled: True once `grad` is written, False if a pooled value
+    is NaN (`grad` then holds nothing to keep); None, with nothing done, where it does not apply."""
     _, kh, kw, _ = ksize
     if strides[1] < kh or strides[2] < kw or not all(a.flags.c_contiguous for a in (z, dy, indices)):
-        return False
+        return None
     loop = ROUTED.get("float32")
     if loop is None:
-        return False
+        return None
     z, dy, indices = compiled.read_only(z), compiled.read_only(dy), compiled.read_only(indices)
     top, left = pads[1][0], pads[2][0]
     # windows side by side (stride == size) that reach the last row and column cover every input
@@ -662,10 +671,9 @@ def _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_
     def body(s):
         if not tiled:
             grad[s].fill(0)
-        loop(grad[s], dy[s], z[s], indices[s], strides[1], strides[2], kh, kw, top, left, relu_mask)
+        return loop(grad[s], dy[s], z[s], indices[s], strides[1], strides[2], kh, kw, top, left, relu_mask)
 
-    _on_slices(ctx, grad.shape[0], _library_pool_ways(grad), body)
-    return True
+    return not any(_on_slices(ctx, grad.shape[0], _library_pool_ways(grad), body))
 
 
 def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, data_format="NHWC",
@@ -674,14 +682,15 @@ def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, d
     MaxPoolGrad exactly, so where a window held a NaN (TF routes nothing to it; torch's index points at
     the NaN) or there are no indices, that kernel runs instead. With `relu_mask`, of ReluGrad(dy, z)
     (compiler/pool_indices.py)."""
-    at_indices = (indices.size and indices.shape == dy.shape and dy.size and conv_library.usable(ctx.xp, x, dy)
-                  and not conv_library.has_nan(z))
+    at_indices = indices.size and indices.shape == dy.shape and dy.size and conv_library.usable(ctx.xp, x, dy)
     if at_indices:
         _, kh, kw, _ = ksize
         _, _, pads = _geometry(x.shape, kh, kw, strides, padding)
         grad = workspace.aligned_empty(x.shape, dy.dtype)  # a convolution's gradients read it next
-        if _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_mask):
+        routed = _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_mask)
+        if routed:
             return grad
+        at_indices = routed is None and not conv_library.has_nan(z)  # the loop looked for NaN itself
     if relu_mask:
         dy = nn_ops.ReluGrad.kernel(ctx, dy, z)
     if not at_indices:
@@ -716,6 +725,57 @@ MaxPoolGradAtIndices = op("_MaxPoolGradAtIndices", shape=lambda args, attrs: arg
                           kernel=_max_pool_grad_at_indices, grad=NOT_DIFFERENTIABLE, compiler_only=True,
                           inputs=("orig_input", "orig_output", "grad", "indices"),
                           attrs={**_POOL_ATTRS, "relu_mask": attr("bool", False)})
+
+
+def _routed_sum_loop(sums, dy, z, relu_mask):
+    """Per-channel float64 sums of what a max-pool's gradient routes: each window's dy (times z > 0 with
+    `relu_mask`, as ReluGrad's), none from a window whose maximum is NaN (TF's MaxPoolGrad routes it
+    nowhere). In numpy's order for the same sums (`_routed_sums`), so the bits are the same."""
+    n, oh, ow, c = dy.shape
+    for b in range(n):
+        for i in range(oh):
+            for j in range(ow):
+                for channel in range(c):
+                    pooled = z[b, i, j, channel]
+                    routed = dy[b, i, j, channel]
+                    if relu_mask:
+                        routed = routed * np.float32(pooled > 0)
+                    sums[channel] += routed if pooled == pooled else 0.0
+
+
+def _routed_sum_signatures(types):
+    read = types.Array(types.float32, 4, "C", readonly=True)
+    return {"float32": types.void(types.Array(types.float64, 1, "C"), read, read, types.boolean)}
+
+
+ROUTED_SUM = compiled.Loop(_routed_sum_loop, _routed_sum_signatures)
+
+
+def _routed_sums(ctx, z, dy, relu_mask, static_shape):
+    """SumToShape of a max-pool gradient over every axis but channels, from the pool's dy and pooled
+    values alone (compiler/pool_indices.py): every window routes its dy to exactly one input, so the sums
+    are those of dy, a quarter of the gradient's size for 2x2 windows (W10's two bias gradients read
+    12.8 and 6.4 MB as SumToShape). Summed in float64, so the float32 result is the exact sum rounded
+    (nearly always: bits can differ from a float32 sum of the gradient)."""
+    channels = dy.shape[-1]
+    loop = ROUTED_SUM.get("float32") if ctx.xp is np and dy.dtype == z.dtype == np.float32 else None
+    if loop is not None and dy.flags.c_contiguous and z.flags.c_contiguous and dy.ndim == 4:
+        sums = np.zeros(channels, np.float64)
+        loop(sums, compiled.read_only(dy), compiled.read_only(z), relu_mask)
+    else:
+        xp = ctx.xp
+        routed = dy * (z > 0).astype(dy.dtype) if relu_mask else dy
+        routed = xp.where(z == z, routed, xp.zeros((), dy.dtype))
+        sums = routed.reshape(-1, channels).sum(axis=0, dtype=xp.float64)
+    return sums.astype(dy.dtype).reshape(static_shape.dims)
+
+
+# SumToShape(_MaxPoolGradAtIndices(...)) over all but the channel axis (a bias's gradient), rewritten by the
+# compiler (compiler/pool_indices.py) to read the pool's dy instead of the 4x larger gradient.
+RoutedChannelSums = op("_RoutedChannelSums", shape=lambda args, attrs: attrs["static_shape"].dims,
+                       dtype=lambda args, attrs: FLOAT(args, attrs), kernel=_routed_sums,
+                       grad=NOT_DIFFERENTIABLE, compiler_only=True, inputs=("orig_output", "grad"),
+                       attrs={"relu_mask": attr("bool", False), "static_shape": attr("shape")})
 
 
 def _window_counts(xp, shape, kh, kw, strides, padding, dtype):

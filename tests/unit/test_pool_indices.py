@@ -128,17 +128,28 @@ def test_a_relu_before_the_pool_masks_in_the_gradients_pass(k, s, padding, shape
 
 
 @pytest.mark.parametrize("where", ["input", "gradient"])
-def test_nan_takes_maxpoolgrads_own_rules(where, conv_library, two_threads):
+@pytest.mark.parametrize("relu", [False, True])
+def test_nan_takes_maxpoolgrads_own_rules(where, relu, conv_library, two_threads, routing):
     """A NaN in a window: torch's index points at it, TF's MaxPoolGrad routes nothing there; the rewrite
-    gives TF's answer. A NaN in dy reaches its window's maximum only."""
+    gives TF's answer (the compiled pass finds the NaN as it reads the pooled values, and the gradient
+    starts over). A NaN in dy reaches its window's maximum only."""
     x, dy = _values((2, 6, 6, 3), ties=False), np.ones((2, 3, 3, 3), np.float32)
     if where == "input":
         x[0, 1, 1, 0] = np.nan
     else:
         dy[1, 2, 0, 2] = np.nan
-    z, grad, _ = _pool_gradient(x, dy, 2, 2, "VALID")
-    np.testing.assert_array_equal(grad, _max_pool_grad(x, z, dy, 2, 2, "VALID"))  # NaN in the same places
-    assert np.isnan(grad).sum() == (where == "gradient")
+    tf.reset_default_graph()
+    value = tf.placeholder(tf.float32, x.shape)
+    pooled = tf.nn.max_pool(tf.nn.relu(value) if relu else value, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+    (grad,) = tf.gradients(pooled, [value], grad_ys=[tf.constant(dy)])
+    with tf.Session() as sess:
+        z, got = sess.run([pooled, grad], {value: x})
+    r = np.maximum(x, np.float32(0)) if relu else x  # numpy's maximum keeps NaN, as TF's Relu
+    want = _max_pool_grad(r, z, dy, 2, 2, "VALID")
+    np.testing.assert_array_equal(got, want * (r > 0) if relu else want)  # NaN in the same places
+    assert np.isnan(got).sum() == (where == "gradient")
+    choice, calls = routing
+    assert bool(calls) == (choice == "numba" and conv_library == "torch")  # the loop ran, NaN or not
 
 
 def test_float64_pools_run_graphexecs_kernels_with_the_same_answer(two_threads):
