@@ -180,7 +180,7 @@ def _guarded(method):
             self.metrics.redis_errors.labels(operation).inc()
             raise _unavailable(self.url, exc) from None
         finally:
-            self.metrics.redis_seconds.labels(operation).observe(time.perf_counter() - started)
+            self.metrics.redis_timer(operation)(time.perf_counter() - started)
 
     wrapper.__wrapped__ = method
     wrapper.__name__ = method.__name__

@@ -64,8 +64,11 @@ class WatchedWorker(LocalWorker):
     def run(self, call: PlanCall, plan) -> PlanResult:
         if self.in_flight is None:
             return super().run(call, plan)
-        with self.in_flight.running(call.plan_key):
+        slot = self.in_flight.enter(call.plan_key)
+        try:
             return super().run(call, plan)
+        finally:
+            self.in_flight.leave(slot)
 
 
 def serve_runs(core: WorkerCore, metrics: telemetry.Metrics, limits: Limits, tokens: TokenTable | None,

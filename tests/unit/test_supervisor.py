@@ -14,11 +14,8 @@ def test_the_parent_reads_the_plans_a_killed_child_was_running():
     child = os.fork()
     if child == 0:  # the worker: one run finished, two in progress when it is killed
         table.set_worker_id("worker-7")
-        with table.running("finished-plan"):
-            pass
-        running = [table.running("plan-a"), table.running("plan-b" * 100)]  # the second cut to fit its slot
-        for context in running:
-            context.__enter__()
+        table.leave(table.enter("finished-plan"))
+        table.enter("plan-a"), table.enter("plan-b" * 100)  # the second cut to fit its slot
         os.write(ready_write, b"x")
         signal.pause()
         os._exit(0)
@@ -33,12 +30,12 @@ def test_the_parent_reads_the_plans_a_killed_child_was_running():
 
 def test_runs_beyond_the_slots_run_unwatched_and_freed_slots_are_reused():
     table = supervisor.InFlight.shared()
-    held = [table.running(f"plan-{i}") for i in range(supervisor.SLOTS + 1)]
-    for context in held:
-        context.__enter__()
-    assert len(table.busy()) == supervisor.SLOTS
-    for context in held:
-        context.__exit__(None, None, None)
+    held = [table.enter(f"plan-{i}") for i in range(supervisor.SLOTS + 1)]
+    assert len(table.busy()) == supervisor.SLOTS and held[-1] == -1  # the last one runs unwatched
+    for slot in held:
+        table.leave(slot)
     assert table.busy() == []
-    with table.running("again"):
-        assert table.busy() == ["again"]
+    slot = table.enter("again")
+    assert table.busy() == ["again"]
+    table.leave(slot)
+    assert table.busy() == []
