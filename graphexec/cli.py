@@ -47,7 +47,7 @@ from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
 from graphexec.server.telemetry import Metrics, serve_metrics
-from graphexec.runtime.tuning import copy_tunables, freeze_startup_objects, keep_freed_memory
+from graphexec.runtime.tuning import arena_tunables, copy_tunables, freeze_startup_objects, keep_freed_memory
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 log = logging.getLogger("graphexec.cli")
@@ -556,13 +556,14 @@ def _ready_to_serve(args) -> None:
 
 
 def _reexec_with_process_settings() -> None:
-    """Re-execute this command once with a short BLAS spin (and glibc's copy setting, where it applies).
+    """Re-execute this command once with a short BLAS spin and one malloc arena (and glibc's copy setting,
+    where it applies).
 
     Why: after each matrix product OpenBLAS's worker threads spin for a long while (about 0.1 s), and
     on a small machine that spinning takes the cores the gRPC threads and other requests need (the MLP
     benchmark on 2 cores: about 200 -> 300 steps/s). OpenBLAS reads the setting only when it loads,
     with numpy, before this module runs, and glibc reads its tunables when the process starts
-    (graphexec.runtime.tuning.copy_tunables); so a server started from the command line sets them and
+    (graphexec.runtime.tuning.copy_tunables, arena_tunables); so a server started from the command line sets them and
     starts over. Settings already in the environment are left as they are.
 
     The new process imports this same copy of graphexec, and not the current folder: `python -m` would
@@ -570,6 +571,7 @@ def _reexec_with_process_settings() -> None:
     server/ and client/) would shadow the package.
     """
     changes = copy_tunables()
+    changes.update(arena_tunables({**os.environ, **changes}))  # after copy_tunables: both in GLIBC_TUNABLES
     if BLAS_SPIN_VARIABLE not in os.environ:
         changes[BLAS_SPIN_VARIABLE] = BLAS_SPIN
     if not changes or not sys.executable:

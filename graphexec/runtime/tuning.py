@@ -10,7 +10,8 @@ product keeps a step's time what its arithmetic costs (set through graphexec.run
 Freed memory (glibc only): by default glibc gives every freed array above its mmap threshold back to
 the kernel, so a training step that allocates the same 800 KB arrays every time page-faults them in
 again (~600 faults a W3 step). A server keeps arrays under MMAP_BYTES on its heap and trims the heap
-only past KEEP_BYTES of free memory. A session's process does the same when it opens its first
+only past KEEP_BYTES of free memory, in one arena that every thread shares (started with it: see
+`arena_tunables`). A session's process does the same when it opens its first
 session. Remote: every large answer is a new buffer (W2's 64 MiB: ~10,000 page faults a run, 30 of
 the client's 58 ms of system time; 1,430 -> 1,829 MB/s). In process: every step's arrays are (a fused
 chain over 1M elements 4.0 -> 1.2 ms, W3 1.31 -> 1.10-1.18 ms a step). An explicit MALLOC_*_ setting
@@ -35,6 +36,7 @@ import platform
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt's parameter numbers (malloc.h)
 REP_MOVSB_TUNABLE = "glibc.cpu.x86_rep_movsb_threshold"
+ARENA_TUNABLE = "glibc.malloc.arena_max"
 NO_REP_MOVSB = 1 << 62  # bytes: above any copy (glibc accepts up to SIZE_MAX)
 MMAP_BYTES = 128 << 20  # above the largest tensors commonly sent (W2: 64 MiB and a header)
 KEEP_BYTES = 256 << 20
@@ -82,6 +84,24 @@ def freeze_loaded_library() -> None:
     in-process session never froze anything, and leaves its user's collector alone."""
     if _frozen:
         gc.freeze()
+
+
+def arena_tunables(environ=os.environ) -> dict[str, str]:
+    """Environment changes that give a server one malloc arena from its start (glibc's
+    `glibc.malloc.arena_max`, read when the process starts): {} where it does not apply (not glibc) or the
+    environment says otherwise (the tunable, or any MALLOC_* variable, is set already).
+
+    Why not only `keep_freed_memory(one_arena=True)`: glibc fixes its arena limit the first time a thread
+    needs an arena, and a server's imports start threads (OpenBLAS's, gRPC's) before it can call mallopt.
+    A request thread then got an arena of its own, whose heaps are at most 64 MB: W10's step outgrew the
+    first, so a second was mapped and unmapped every step (1,438 page faults a step; W10 through `serve`
+    63.2 ms a step against 59.3 in process, Intel AVX-512, 4 Dec)."""
+    current = environ.get("GLIBC_TUNABLES", "")
+    if (platform.libc_ver()[0] != "glibc" or ARENA_TUNABLE in current
+            or any(k.startswith("MALLOC_") for k in environ)):
+        return {}
+    setting = f"{ARENA_TUNABLE}=1"
+    return {"GLIBC_TUNABLES": f"{current}:{setting}" if current else setting}
 
 
 def copy_tunables(environ=os.environ, cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:

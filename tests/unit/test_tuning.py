@@ -180,3 +180,20 @@ def test_a_server_that_loads_torch_later_leaves_its_objects_out_of_full_collecti
     assert frozen > 50_000 and walked < 1_000
     frozen, walked = _run(code.format(freeze=""))
     assert frozen == 0 and walked > 50_000
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's tunables")
+@pytest.mark.parametrize("environ, expected", [
+    ({}, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}),
+    ({"GLIBC_TUNABLES": "glibc.cpu.x86_rep_movsb_threshold=4096"},
+     {"GLIBC_TUNABLES": "glibc.cpu.x86_rep_movsb_threshold=4096:glibc.malloc.arena_max=1"}),
+    ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, {}),  # the user's own wins
+    ({"MALLOC_ARENA_MAX": "2"}, {}),  # as any MALLOC_* setting does
+])
+def test_servers_start_with_one_malloc_arena(environ, expected):
+    import platform
+
+    from graphexec.runtime import tuning
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    assert tuning.arena_tunables(environ) == expected

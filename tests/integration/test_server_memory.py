@@ -1,0 +1,40 @@
+"""A server started from the command line runs every thread on one malloc arena (runtime/tuning.py,
+arena_tunables): a training step reuses the memory of the step before it, where a thread's own arena (its
+heaps at most 64 MB) mapped a new heap and page-faulted it in on every step."""
+from __future__ import annotations
+
+import pathlib
+import platform
+
+import numpy as np
+import pytest
+
+import graphexec as tf
+from bench import graphs
+from conftest import Process
+
+
+def _minor_faults(pid: int) -> int:
+    return int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's arenas")
+def test_training_steps_through_serve_fault_few_pages_in(serve, processes):
+    target = serve()
+    server: Process = processes[-1]
+    environment = pathlib.Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+    assert any(b"glibc.malloc.arena_max=1" in entry for entry in environment if entry.startswith(b"GLIBC_TUNABLES="))
+    with tf.Graph().as_default():
+        images, labels, _, train, loss, init = graphs.cnn_graph(tf)  # W10: the classic MNIST CNN
+        with tf.Session(target) as session:
+            session.run(init)
+            batches = graphs.cnn_batches()
+            steps = [{images: x, labels: y} for x, y in batches]
+            for i in range(20):  # the heap grows to its size, the compiled loops come in
+                session.run([train, loss], steps[i % len(steps)])
+            before = _minor_faults(server.pid)
+            losses = [session.run([train, loss], steps[i % len(steps)])[1] for i in range(20)]
+            faults = _minor_faults(server.pid) - before
+    assert np.isfinite(losses).all()
+    # a heap of its own, made and unmapped, faulted ~3,100 pages (12 MB) in on most of these steps
+    assert faults < 3000, faults
