@@ -85,6 +85,25 @@ def test_tiled_max_pool_grad_leaves_unpooled_rows_zero_and_keeps_nan_out(conv_li
 
 
 # -- double-buffered optimizer updates ----------------------------------------------------------------------------
+def test_an_update_writes_into_its_spare_only_on_a_cache_line():
+    """A spare that starts past a cache line (a variable's first value, from an initializer) is dropped
+    for a new buffer on one, so that Adam's streamed stores find all their outputs aligned every step."""
+    from graphexec.runtime.context import ExecContext
+    like = np.zeros(1000, np.float32)
+    ctx = ExecContext(np)
+    ctx.spares = {"aligned": workspace.aligned_empty(like.shape, like.dtype)}
+    raw = np.empty(4000 + 2 * workspace.ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % workspace.ALIGNMENT + 16
+    ctx.spares["past"] = raw[start:start + 4000].view(np.float32)
+    del raw
+    address = ctx.spares["aligned"].ctypes.data
+    assert training_ops._buffer(ctx, "aligned", like).ctypes.data == address  # reused
+    past = ctx.spares["past"].ctypes.data
+    got = training_ops._buffer(ctx, "past", like)
+    assert got.ctypes.data != past and got.ctypes.data % workspace.ALIGNMENT == 0
+    assert got.shape == like.shape and got.dtype == like.dtype and got.flags.writeable
+
+
 def test_reusable_only_when_nothing_else_references_the_array():
     like = np.zeros(3)
 
@@ -178,11 +197,12 @@ def test_adam_writes_into_the_previous_buffer_and_matches_the_formula():
         value = value - lr_t * m / (np.sqrt(v) + np.float32(1e-7))
         np.testing.assert_allclose(sess.run(w), value, rtol=1e-5, atol=1e-6)
         arrays.append(weakref.ref(stored()["Variable"]))
-    # Each step from the second writes into the buffer of the step before the last (step 2 into the
-    # initial value's), not into a new array; so does the third into the first's, which that step had
-    # allocated on a cache line.
+    # Each step from the third writes into the buffer of the step before the last, not into a new array;
+    # the second writes into the initial value's only if that starts on a cache line (else into a new
+    # buffer that does), so two buffers on cache lines take turns (Adam's streamed stores need them).
     assert arrays[5]() is not None and arrays[5]() is arrays[3]() is arrays[1]()
     assert arrays[4]() is not None and arrays[4]() is arrays[2]() is arrays[0]()
+    assert arrays[0]().ctypes.data % workspace.ALIGNMENT == arrays[1]().ctypes.data % workspace.ALIGNMENT == 0
     assert not arrays[5]().flags.writeable  # and a committed value is read-only
 
 
