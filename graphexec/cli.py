@@ -47,7 +47,7 @@ from graphexec.server.redis_store import RedisStore
 from graphexec.server.service import Service
 from graphexec.server.servicer import create_server
 from graphexec.server.telemetry import Metrics, serve_metrics
-from graphexec.runtime.tuning import arena_tunables, copy_tunables, freeze_startup_objects, keep_freed_memory
+from graphexec.runtime.tuning import freeze_startup_objects, keep_freed_memory, server_tunables
 from graphexec.server.worker_service import Heartbeat, create_worker_server
 
 log = logging.getLogger("graphexec.cli")
@@ -563,15 +563,14 @@ def _reexec_with_process_settings() -> None:
     on a small machine that spinning takes the cores the gRPC threads and other requests need (the MLP
     benchmark on 2 cores: about 200 -> 300 steps/s). OpenBLAS reads the setting only when it loads,
     with numpy, before this module runs, and glibc reads its tunables when the process starts
-    (graphexec.runtime.tuning.copy_tunables, arena_tunables); so a server started from the command line sets them and
+    (graphexec.runtime.tuning.server_tunables); so a server started from the command line sets them and
     starts over. Settings already in the environment are left as they are.
 
     The new process imports this same copy of graphexec, and not the current folder: `python -m` would
     put the current folder first on sys.path, where a clone's folder (named graphexec, holding
     server/ and client/) would shadow the package.
     """
-    changes = copy_tunables()
-    changes.update(arena_tunables({**os.environ, **changes}))  # after copy_tunables: both in GLIBC_TUNABLES
+    changes = server_tunables()
     if BLAS_SPIN_VARIABLE not in os.environ:
         changes[BLAS_SPIN_VARIABLE] = BLAS_SPIN
     if not changes or not sys.executable:

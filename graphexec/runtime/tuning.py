@@ -100,8 +100,7 @@ def arena_tunables(environ=os.environ) -> dict[str, str]:
     if (platform.libc_ver()[0] != "glibc" or ARENA_TUNABLE in current
             or any(k.startswith("MALLOC_") for k in environ)):
         return {}
-    setting = f"{ARENA_TUNABLE}=1"
-    return {"GLIBC_TUNABLES": f"{current}:{setting}" if current else setting}
+    return _appended(current, f"{ARENA_TUNABLE}=1")
 
 
 def copy_tunables(environ=os.environ, cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
@@ -119,5 +118,16 @@ def copy_tunables(environ=os.environ, cpuinfo: str = "/proc/cpuinfo") -> dict[st
     fields = {key.strip(): value.strip() for key, value in fields.items()}
     if fields.get("vendor_id") != "AuthenticAMD" or "fsrm" not in fields.get("flags", "").split():
         return {}
-    setting = f"{REP_MOVSB_TUNABLE}={NO_REP_MOVSB}"
+    return _appended(current, f"{REP_MOVSB_TUNABLE}={NO_REP_MOVSB}")
+
+
+def server_tunables(environ=os.environ, cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The environment changes a server re-executes itself with for glibc: `copy_tunables`, then
+    `arena_tunables` on top of them (both go in GLIBC_TUNABLES)."""
+    changes = copy_tunables(environ, cpuinfo)
+    changes.update(arena_tunables({**environ, **changes}))
+    return changes
+
+
+def _appended(current: str, setting: str) -> dict[str, str]:
     return {"GLIBC_TUNABLES": f"{current}:{setting}" if current else setting}

@@ -117,9 +117,8 @@ def test_serve_from_the_folder_that_holds_a_clone(tmp_path, processes):
         # The same process (execv keeps the pid) now runs with the short spin, set before numpy loaded.
         environment = pathlib.Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
         assert f"{cli.BLAS_SPIN_VARIABLE}={cli.BLAS_SPIN}".encode() in environment
-        glibc = tuning.copy_tunables(env)  # glibc's copy setting, on AMD processors with FSRM
-        glibc.update(tuning.arena_tunables({**env, **glibc}))  # and one malloc arena
-        for name, value in glibc.items():
+        # glibc's: one malloc arena, and the copy setting on AMD processors with FSRM
+        for name, value in tuning.server_tunables(env).items():
             assert f"{name}={value}".encode() in environment
         with tf.Session(address.group(1)) as session:
             assert session.run(tf.add(tf.constant(2), tf.constant(3))) == 5

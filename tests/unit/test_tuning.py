@@ -197,3 +197,19 @@ def test_servers_start_with_one_malloc_arena(environ, expected):
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
     assert tuning.arena_tunables(environ) == expected
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's tunables")
+def test_a_server_on_amd_with_fsrm_gets_both_glibc_settings(tmp_path):
+    import platform
+
+    from graphexec.runtime import tuning
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    info = tmp_path / "cpuinfo"
+    info.write_text(AMD_ZEN3)
+    assert tuning.server_tunables({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}, str(info)) == {
+        "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.cpu.x86_rep_movsb_threshold=4611686018427387904"
+                          ":glibc.malloc.arena_max=1"}
+    info.write_text(AMD_ZEN3.replace("AuthenticAMD", "GenuineIntel"))
+    assert tuning.server_tunables({}, str(info)) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}
