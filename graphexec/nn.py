@@ -11,7 +11,7 @@ import numpy as np
 
 from graphexec import api_gaps
 from graphexec.framework import Tensor, apply_op, name_scope
-from graphexec.ops import conv_ops, math_ops, nn_ops  # noqa: F401 - registers the fused and conv ops
+from graphexec.ops import conv_ops, math_ops, nn_ops, pool_ops  # noqa: F401 - registers the fused, conv and pool ops
 from graphexec.ops.array_ops import expand_dims, shape, squeeze, stop_gradient, transpose
 from graphexec.ops.convert import convert_pair, convert_to_tensor
 from graphexec.ops.random_ops import random_uniform

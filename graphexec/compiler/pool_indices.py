@@ -8,7 +8,7 @@ MaxPoolGradWithArgmax):
 
 The pool keeps its name and its first output, so its consumers and fetches are unchanged. Only NHWC
 pools on one device, with the same window as their gradient, are rewritten; the kernels fall back to
-MaxPool's and MaxPoolGrad's where they cannot use indices (ops/conv_ops.py).
+MaxPool's and MaxPoolGrad's where they cannot use indices (ops/pool_ops.py).
 
 A ReLU's gradient that `simplify` moved onto the pooled side (`ReluGrad(%dy, %z)`, used by the pool's
 gradient alone) joins the gradient as its `relu_mask` attr, so that one pass masks and routes:
@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from graphexec import dtypes, ir
 from graphexec.compiler.util import canonical, consumers, pinned_nodes
-from graphexec.ops.conv_ops import MaxPoolGradAtIndices, MaxPoolWithIndices, RoutedChannelSums
+from graphexec.ops.pool_ops import MaxPoolGradAtIndices, MaxPoolWithIndices, RoutedChannelSums
 
 WINDOW_ATTRS = ("ksize", "strides", "padding", "data_format")
 

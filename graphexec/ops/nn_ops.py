@@ -1,5 +1,5 @@
 """Neural-net ops with fused, numerically stable kernels: relu, softmax, log_softmax, the softmax
-cross-entropies and top_k, with their gradients (convolution and pooling: conv_ops). The Python API that
+cross-entropies and top_k, with their gradients (convolution: conv_ops; pooling: pool_ops). The Python API that
 builds these ops (and the composite ones: elu, dropout, moments...) is graphexec.nn.
 """
 from __future__ import annotations

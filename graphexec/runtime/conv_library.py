@@ -223,7 +223,7 @@ def product(a, b) -> np.ndarray:
     return _linear(_torch.from_numpy(a), _torch.from_numpy(b).T, None, "none", [], "").numpy()
 
 
-# pads, below, are what conv_ops._geometry returns: ((0, 0), (top, bottom), (left, right), (0, 0)).
+# pads, below, are what windows.geometry returns: ((0, 0), (top, bottom), (left, right), (0, 0)).
 @_library_call
 def forward(x, w, strides, pads, bias=None, relu=False) -> np.ndarray:
     """The convolution of NHWC `x` with HWIO `w`, plus `bias` (one per output channel) and then ReLU when

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import small_cnn
-from graphexec.ops import conv_ops, math_ops
+from graphexec.ops import conv_ops, math_ops, pool_ops, windows
 from graphexec.runtime import blas, conv_library, intra_op
 from graphexec.runtime.context import ExecContext
 
@@ -51,7 +51,7 @@ def restore_choice():
 def test_onednn_matches_graphexec_kernels_in_float64(x_shape, w_shape, strides, padding, restore_choice):
     rng = np.random.default_rng(sum(x_shape))
     x, w = rng.normal(size=x_shape), rng.normal(size=w_shape)
-    oh, ow, _ = conv_ops._geometry(x_shape, w_shape[0], w_shape[1], (1, *strides, 1), padding)
+    oh, ow, _ = windows.geometry(x_shape, w_shape[0], w_shape[1], (1, *strides, 1), padding)
     dy = rng.normal(size=(x_shape[0], oh, ow, w_shape[3]))
     conv_library.choose("torch")
     ctx = ExecContext(np)
@@ -98,7 +98,7 @@ def test_bias_and_relu_in_the_convolution_give_the_bits_of_the_add_after_it(
     x = rng.normal(size=x_shape).astype(np.float32)
     w = rng.normal(size=w_shape).astype(np.float32)
     bias = (rng.normal(size=w_shape[3]) * bias_scale).astype(np.float32)
-    _, _, pads = conv_ops._geometry(x_shape, w_shape[0], w_shape[1], (1, *strides, 1), padding)
+    _, _, pads = windows.geometry(x_shape, w_shape[0], w_shape[1], (1, *strides, 1), padding)
     cases = [(b, relu) for b in (None, bias) for relu in (False, True)]
     fused = [conv_library.forward(x, w, (1, *strides, 1), pads, b, relu) for b, relu in cases]
     for (b, relu), got in zip(cases, fused):
@@ -375,10 +375,10 @@ def test_whole_batch_calls_give_the_bits_of_one_thread_slices(monkeypatch, resto
     ((2, 9, 7, 5), 2, 3, "VALID"),  # windows with gaps between them
 ])
 def test_compiled_max_pool_gives_torchs_values_and_indices(restore_choice, x_shape, ksize, strides, padding):
-    """The compiled forward pool (conv_ops._pooled_loop) against torch's max_pool2d_with_indices on the same
+    """The compiled forward pool (pool_ops._pooled_loop) against torch's max_pool2d_with_indices on the same
     windows: values and indices equal, ties going to the first maximum, a window's NaN winning (its last
     one), a window of -inf pointing at its first input."""
-    compiled = pytest.importorskip("numba") and conv_ops.POOLED.wait("float32", timeout=120)
+    compiled = pytest.importorskip("numba") and pool_ops.POOLED.wait("float32", timeout=120)
     assert compiled is not None
     conv_library.choose("torch")
     rng = np.random.default_rng(sum(x_shape))
@@ -386,9 +386,9 @@ def test_compiled_max_pool_gives_torchs_values_and_indices(restore_choice, x_sha
     x.reshape(-1)[rng.choice(x.size, x.size // 40, replace=False)] = np.nan
     x[0, :3, :3, :] = -np.inf
     window, step = (1, ksize, ksize, 1), (1, strides, strides, 1)
-    _, _, pads = conv_ops._geometry(x.shape, ksize, ksize, step, padding)
+    _, _, pads = windows.geometry(x.shape, ksize, ksize, step, padding)
     assert conv_library.pools(window, step, pads)
-    oh, ow, _ = conv_ops._geometry(x.shape, ksize, ksize, step, padding)
+    oh, ow, _ = windows.geometry(x.shape, ksize, ksize, step, padding)
     want, want_at = np.empty((x_shape[0], oh, ow, x_shape[3]), np.float32), np.empty((x_shape[0], oh, ow, x_shape[3]),
                                                                                     np.int64)
     assert conv_library.max_pool_with_indices(x, window, step, pads, want, want_at)
@@ -397,7 +397,7 @@ def test_compiled_max_pool_gives_torchs_values_and_indices(restore_choice, x_sha
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got_at, want_at)
     assert np.isnan(got).any() and np.isinf(got).any()
-    pooled, at = conv_ops._max_pool_with_indices(ExecContext(np), x, window, step, padding)
+    pooled, at = pool_ops._max_pool_with_indices(ExecContext(np), x, window, step, padding)
     np.testing.assert_array_equal(pooled, want)
     np.testing.assert_array_equal(at, want_at)
 
@@ -412,7 +412,7 @@ def test_misaligned_inputs_give_the_bits_of_aligned_ones(restore_choice):
     x = rng.normal(size=(6, 12, 12, 1)).astype(np.float32)
     w = rng.normal(size=(5, 5, 1, 8)).astype(np.float32)
     dy = rng.normal(size=(6, 12, 12, 8)).astype(np.float32)
-    _, _, pads = conv_ops._geometry(x.shape, 5, 5, (1, 1, 1, 1), "SAME")
+    _, _, pads = windows.geometry(x.shape, 5, 5, (1, 1, 1, 1), "SAME")
 
     def at(array, offset):  # a read-only copy of `array` whose data starts `offset` bytes past a line
         raw = np.zeros(array.nbytes + 128, np.uint8)

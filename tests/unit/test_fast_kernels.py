@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphexec as tf
-from graphexec.ops import conv_ops, training_ops, workspace
+from graphexec.ops import conv_ops, training_ops, windows, workspace
 from opcheck import check_grad, check_op
 from test_nn import np_conv2d
 
@@ -30,7 +30,7 @@ def small_chunks(monkeypatch):
     ((3, 6, 6, 2), (1, 1, 2, 3), (2, 2), "SAME"), ((3, 4, 4, 2), (1, 1, 2, 3), (1, 1), "VALID")])
 def test_chunked_convolution_and_its_gradients(small_chunks, x_shape, w_shape, stride, padding, conv_library):
     x, w = RNG.standard_normal(x_shape), RNG.standard_normal(w_shape)
-    oh, ow, _ = conv_ops._geometry(x_shape, w_shape[0], w_shape[1], (1, *stride, 1), padding)
+    oh, ow, _ = windows.geometry(x_shape, w_shape[0], w_shape[1], (1, *stride, 1), padding)
     assert len(conv_ops._chunks(x_shape[0], oh * ow * int(np.prod(w_shape[:3])) * 8)) > 1
 
     def conv(a, b):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from graphexec import errors
-from graphexec.ops import conv_ops, interruptible
+from graphexec.ops import conv_ops, interruptible, pool_ops
 from graphexec.runtime import intra_op
 from graphexec.runtime.context import ExecContext
 
@@ -144,17 +144,17 @@ def test_a_cancelled_run_stops_a_split_convolution(two_threads, conv_library, mo
 @pytest.mark.parametrize("padding,size", [("SAME", 28), ("VALID", 15), ("SAME", 15)])
 def test_split_pooling_equals_one_thread(two_threads, monkeypatch, padding, size):
     monkeypatch.setattr(intra_op, "MIN_ELEMENTS", 1)
-    monkeypatch.setattr(conv_ops, "POOL_CHUNK_ELEMENTS", 2000)
+    monkeypatch.setattr(pool_ops, "POOL_CHUNK_ELEMENTS", 2000)
     rng = np.random.default_rng(3)
     x = rng.integers(0, 4, size=(16, size, size, 3)).astype(np.float32)  # ties: the first max takes dy
     attrs = dict(ksize=(1, 2, 2, 1), strides=(1, 2, 2, 1), padding=padding)
     ctx = ExecContext(np)
-    z = conv_ops._max_pool(ctx, x, **attrs)
+    z = pool_ops._max_pool(ctx, x, **attrs)
     dy = rng.normal(size=z.shape).astype(np.float32)
-    grad = conv_ops._max_pool_grad_kernel(ctx, x, z, dy, **attrs)
+    grad = pool_ops._max_pool_grad_kernel(ctx, x, z, dy, **attrs)
     intra_op.set_threads(1)
-    np.testing.assert_array_equal(z, conv_ops._max_pool(ctx, x, **attrs))
-    np.testing.assert_array_equal(grad, conv_ops._max_pool_grad_kernel(ctx, x, z, dy, **attrs))
+    np.testing.assert_array_equal(z, pool_ops._max_pool(ctx, x, **attrs))
+    np.testing.assert_array_equal(grad, pool_ops._max_pool_grad_kernel(ctx, x, z, dy, **attrs))
     assert grad.sum() == pytest.approx(dy.sum(), rel=1e-5)  # each window's dy went to exactly one input
 
 

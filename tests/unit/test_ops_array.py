@@ -486,7 +486,7 @@ def test_getitem_with_tf_newaxis_and_errors():
 
 
 # -- the op schema of the array and nn families ------------------------------------------------------------
-FAMILIES = ("array_ops", "slicing_ops", "joining_ops", "indexing_ops", "scan_ops", "nn_ops", "conv_ops")
+FAMILIES = ("array_ops", "slicing_ops", "joining_ops", "indexing_ops", "scan_ops", "nn_ops", "conv_ops", "pool_ops")
 
 
 def test_every_family_op_declares_its_inputs_and_the_attrs_its_kernel_takes():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import graphexec as tf
-from graphexec.ops import conv_ops
+from graphexec.ops import pool_ops, windows
 from graphexec.runtime import compiled, intra_op
 from graphexec.runtime import conv_library as library
 from graphexec.runtime.context import ExecContext
@@ -33,20 +33,20 @@ def two_threads(monkeypatch):
 @pytest.fixture(params=["numpy", "numba"])
 def routing(request):
     """The gradient from indices on torch's kernel, or, where windows do not overlap, on the compiled
-    loop (ops/conv_ops._routed_loop): yields the list of the loop's calls."""
+    loop (ops/pool_ops._routed_loop): yields the list of the loop's calls."""
     previous = compiled.choice()
     calls = []
     if request.param == "numba":
         pytest.importorskip("numba")
         compiled.choose("auto")
-        loop = conv_ops.ROUTED.wait("float32", timeout=120)
+        loop = pool_ops.ROUTED.wait("float32", timeout=120)
         assert loop is not None
-        conv_ops.ROUTED.compiled["float32"] = lambda *args: calls.append(args[0].shape) or loop(*args)
+        pool_ops.ROUTED.compiled["float32"] = lambda *args: calls.append(args[0].shape) or loop(*args)
     else:
         compiled.choose("numpy")
     yield request.param, calls
     if request.param == "numba":
-        conv_ops.ROUTED.compiled["float32"] = loop
+        pool_ops.ROUTED.compiled["float32"] = loop
     compiled.choose(previous)
 
 
@@ -72,7 +72,7 @@ def _pool_gradient(x, dy, k, s, padding):
 
 def _max_pool_grad(x, z, dy, k, s, padding):
     """TF's MaxPoolGrad as graphexec ran it before the rewrite: the maxima found again from x and z."""
-    return conv_ops._max_pool_grad_kernel(ExecContext(np), x, z, dy, [1, k, k, 1], [1, s, s, 1], padding)
+    return pool_ops._max_pool_grad_kernel(ExecContext(np), x, z, dy, [1, k, k, 1], [1, s, s, 1], padding)
 
 
 @pytest.mark.parametrize("k, s, padding, shape", CASES)
@@ -80,7 +80,7 @@ def _max_pool_grad(x, z, dy, k, s, padding):
 def test_the_gradient_from_indices_has_maxpoolgrads_bits(k, s, padding, shape, ties, conv_library, two_threads,
                                                          routing):
     x = _values(shape, ties)
-    oh, ow, _ = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)
+    oh, ow, _ = windows.geometry(shape, k, k, (1, s, s, 1), padding)
     dy = np.random.default_rng(1).standard_normal((shape[0], oh, ow, shape[3])).astype(np.float32)
     dy[0, 0] = -0.0
     z, grad, plan = _pool_gradient(x, dy, k, s, padding)
@@ -89,11 +89,11 @@ def test_the_gradient_from_indices_has_maxpoolgrads_bits(k, s, padding, shape, t
         compiled.choose("numpy")
         np.testing.assert_array_equal(_pool_gradient(x, dy, k, s, padding)[1].view(np.uint32), grad.view(np.uint32))
     assert "_MaxPoolWithIndices" in plan and "_MaxPoolGradAtIndices" in plan and " MaxPoolGrad(" not in plan
-    np.testing.assert_array_equal(z, conv_ops._max_pool(ExecContext(np), x, [1, k, k, 1], [1, s, s, 1], padding))
+    np.testing.assert_array_equal(z, pool_ops._max_pool(ExecContext(np), x, [1, k, k, 1], [1, s, s, 1], padding))
     np.testing.assert_array_equal(grad, _max_pool_grad(x, z, dy, k, s, padding))
     # every window's gradient reaches exactly one input of it (windows may share inputs: sums compared)
     np.testing.assert_allclose(grad.sum(axis=(1, 2)), dy.sum(axis=(1, 2)), rtol=1e-4, atol=1e-4)
-    pads = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)[2]
+    pads = windows.geometry(shape, k, k, (1, s, s, 1), padding)[2]
     with_indices = conv_library == "torch" and library._pool_args([1, k, k, 1], [1, s, s, 1], pads) is not None
     routed = choice == "numba" and s >= k and with_indices  # windows apart, and torch's indices to read
     assert sum(images[0] for images in calls) == (shape[0] if routed else 0)
@@ -103,7 +103,7 @@ def test_the_gradient_from_indices_has_maxpoolgrads_bits(k, s, padding, shape, t
 def test_a_relu_before_the_pool_masks_in_the_gradients_pass(k, s, padding, shape, conv_library, two_threads,
                                                              routing):
     x = _values(shape, ties=True)  # ReLU's zeros: windows whose maximum is 0, which the mask clears
-    oh, ow, _ = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)
+    oh, ow, _ = windows.geometry(shape, k, k, (1, s, s, 1), padding)
     dy = np.random.default_rng(3).integers(-3, 4, (shape[0], oh, ow, shape[3])).astype(np.float32)
     tf.reset_default_graph()
     value = tf.placeholder(tf.float32, x.shape)
@@ -119,10 +119,10 @@ def test_a_relu_before_the_pool_masks_in_the_gradients_pass(k, s, padding, shape
             np.testing.assert_array_equal(sess.run(grad, {value: x}).view(np.uint32), got.view(np.uint32))
     assert "= _MaxPoolGradAtIndices(" in traced.plan_text and "= ReluGrad(" not in traced.plan_text
     r = np.maximum(x, np.float32(0))
-    z = conv_ops._max_pool(ExecContext(np), r, [1, k, k, 1], [1, s, s, 1], padding)
+    z = pool_ops._max_pool(ExecContext(np), r, [1, k, k, 1], [1, s, s, 1], padding)
     # as TF runs it: MaxPoolGrad, then ReluGrad (values: a masked negative dy is -0.0 in TF's order, +0.0 here)
     np.testing.assert_array_equal(got, _max_pool_grad(r, z, dy, k, s, padding) * (r > 0))
-    pads = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)[2]
+    pads = windows.geometry(shape, k, k, (1, s, s, 1), padding)[2]
     with_indices = conv_library == "torch" and library._pool_args([1, k, k, 1], [1, s, s, 1], pads) is not None
     assert sum(images[0] for images in calls) == (shape[0] if choice == "numba" and s >= k and with_indices else 0)
 

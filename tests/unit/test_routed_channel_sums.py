@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphexec as tf
-from graphexec.ops import conv_ops
+from graphexec.ops import pool_ops, windows
 from graphexec.runtime import compiled
 from graphexec.runtime.context import ExecContext
 
@@ -21,7 +21,7 @@ def summing(request):
     if request.param == "numba":
         pytest.importorskip("numba")
         compiled.choose("auto")
-        assert conv_ops.ROUTED_SUM.wait("float32", timeout=120) is not None
+        assert pool_ops.ROUTED_SUM.wait("float32", timeout=120) is not None
     else:
         compiled.choose("numpy")
     yield request.param
@@ -46,8 +46,8 @@ def _expected(x, bias, dy, k, s, padding, relu):
     """As TF computes it: MaxPoolGrad (the maxima found again), ReluGrad, then the sum, here in float64."""
     h = x + bias
     r = np.maximum(h, np.float32(0)) if relu else h
-    z = conv_ops._max_pool(ExecContext(np), r, [1, k, k, 1], [1, s, s, 1], padding)
-    g = conv_ops._max_pool_grad_kernel(ExecContext(np), r, z, dy, [1, k, k, 1], [1, s, s, 1], padding)
+    z = pool_ops._max_pool(ExecContext(np), r, [1, k, k, 1], [1, s, s, 1], padding)
+    g = pool_ops._max_pool_grad_kernel(ExecContext(np), r, z, dy, [1, k, k, 1], [1, s, s, 1], padding)
     if relu:
         g = g * (r > 0)
     leading = tuple(range(g.ndim - bias.ndim))  # the axes the bias was broadcast over
@@ -60,7 +60,7 @@ def test_a_bias_before_the_pool_sums_the_pools_dy(k, s, padding, shape, relu, co
     rng = np.random.default_rng(sum(shape))
     x = rng.integers(-2, 3, shape).astype(np.float32)  # ties and ReLU's zeros, as in a CNN
     bias = rng.standard_normal(shape[3]).astype(np.float32)
-    oh, ow, _ = conv_ops._geometry(shape, k, k, (1, s, s, 1), padding)
+    oh, ow, _ = windows.geometry(shape, k, k, (1, s, s, 1), padding)
     dy = rng.standard_normal((shape[0], oh, ow, shape[3])).astype(np.float32)
     got, plan = _bias_gradient(x, bias, dy, k, s, padding, relu)
     assert "= _RoutedChannelSums(" in plan and "= SumToShape(" not in plan
