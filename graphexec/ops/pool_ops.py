@@ -22,6 +22,7 @@ from graphexec.runtime import compiled, conv_library, intra_op
 
 FLOAT = rules.same_dtype(*dtypes.FLOATING)
 POOL_CHUNK_ELEMENTS = 1 << 18  # pooling's chunks of images, on the intra-op threads
+OFFSETS = "float32, int8 offsets"  # the pool loops' signature for indices as offsets within their window
 
 
 def _pool_shape(args, attrs):
@@ -128,32 +129,37 @@ def _tiled_max_pool_grad(xp, x, z, dy, kh, kw, oh, ow, grad, finite):
 
 
 def _max_pool_with_indices(ctx, x, ksize, strides, padding, data_format="NHWC"):
-    """MaxPool, and where each maximum came from, for its gradient (compiler/pool_indices.py). The
-    indices come from conv_library; where it does not run they are empty, and the gradient finds the
-    maxima again."""
+    """MaxPool, and where each maximum came from, for its gradient (compiler/pool_indices.py): torch's
+    int64 positions in the channel plane, or int8 offsets within the window (`_window_offsets`). The
+    indices come from the compiled loop or conv_library; where neither runs they are empty, and the
+    gradient finds the maxima again."""
     xp = ctx.xp
     if x.size and conv_library.usable(xp, x):
         _, kh, kw, _ = ksize
         oh, ow, pads = geometry(x.shape, kh, kw, strides, padding)
         out = workspace.aligned_empty((x.shape[0], oh, ow, x.shape[3]), x.dtype)  # a convolution's input next
-        indices = np.empty(out.shape, np.int64)
         loop = POOLED.get("float32")
         if loop is not None and x.flags.c_contiguous and conv_library.pools(ksize, strides, pads):
+            offsets = _window_offsets(ksize, strides)
+            loop = POOLED.get(OFFSETS) if offsets else loop
+            indices = np.empty(out.shape, np.int8 if offsets else np.int64)
             x = compiled.read_only(x)
             on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: loop(
-                x[s], out[s], indices[s], strides[1], strides[2], kh, kw, pads[1][0], pads[2][0]))
+                x[s], out[s], indices[s], strides[1], strides[2], kh, kw, pads[1][0], pads[2][0], offsets))
             return out, indices
+        indices = np.empty(out.shape, np.int64)
         if all(on_slices(ctx, x.shape[0], _library_pool_ways(x), lambda s: (
                 conv_library.max_pool_with_indices(x[s], ksize, strides, pads, out[s], indices[s])))):
             return out, indices
     return _max_pool(ctx, x, ksize, strides, padding), xp.zeros((0,), np.int64)
 
 
-def _pooled_loop(x, out, indices, sh, sw, kh, kw, top, left):
+def _pooled_loop(x, out, indices, sh, sw, kh, kw, top, left, in_window):
     """torch's max_pool2d_with_indices on NHWC arrays, for the windows torch can say (conv_library.pools):
     each output the first maximum of its window's inputs inside the image (row-major), or its last NaN,
-    and its index row * width + column in its channel plane. One pass that writes each output once, with
-    no index in a second layout (W10's first pool, 2 threads, Zen 4: 0.70 against torch's 0.93 ms)."""
+    and its index row * width + column in its channel plane, or with `in_window` its offset in the window
+    (`_window_offsets`). One pass that writes each output once, with no index in a second layout (W10's
+    first pool, 2 threads, Zen 4: 0.70 against torch's 0.93 ms)."""
     n, h, w, c = x.shape
     _, oh, ow, _ = out.shape
     for b in range(n):
@@ -165,7 +171,7 @@ def _pooled_loop(x, out, indices, sh, sw, kh, kw, top, left):
                 first = True
                 for r in range(max(r0, 0), min(r0 + kh, h)):
                     for q in range(max(q0, 0), min(q0 + kw, w)):
-                        values, at = x[b, r, q], r * w + q
+                        values, at = x[b, r, q], (r - r0) * kw + q - q0 if in_window else r * w + q
                         if first:  # torch starts from -inf at the first input: the same for any value
                             for channel in range(c):
                                 into[channel] = values[channel]
@@ -182,16 +188,28 @@ def _pooled_loop(x, out, indices, sh, sw, kh, kw, top, left):
 def _pooled_signatures(types):
     four = types.Array(types.float32, 4, "C")
     read = types.Array(types.float32, 4, "C", readonly=True)
-    indices = types.Array(types.int64, 4, "C")
-    return {"float32": types.void(read, four, indices, *[types.int64] * 6)}
+    return {key: types.void(read, four, types.Array(index, 4, "C"), *[types.int64] * 6, types.boolean)
+            for key, index in (("float32", types.int64), (OFFSETS, types.int8))}
 
 
 POOLED = compiled.Loop(_pooled_loop, _pooled_signatures)
 
 
-def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask):
-    """MaxPoolGrad of windows that do not overlap, from torch's indices: each input of a window takes the
-    window's dy where the window's index names it, else 0; with `relu_mask`, dy * (z > 0), as ReluGrad(dy,
+def _window_offsets(ksize, strides) -> bool:
+    """Whether a pool keeps each maximum's index as its int8 offset within the window, (row - the window's
+    top) * kw + column - its left, instead of torch's int64 row * width + column: where the windows do
+    not overlap, so that `_routed_loop` alone reads them (torch's gradient takes only its own), hold at
+    most 127 inputs, and both loops are compiled. An eighth of the bytes written and read back again
+    (W10's two pools: 0.8 + 0.4 MB of indices against 6.4 + 3.2)."""
+    _, kh, kw, _ = ksize
+    return (strides[1] >= kh and strides[2] >= kw and kh * kw <= np.iinfo(np.int8).max
+            and POOLED.get(OFFSETS) is not None and ROUTED.get(OFFSETS) is not None)
+
+
+def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask, in_window):
+    """MaxPoolGrad of windows that do not overlap, from torch's indices (or with `in_window` offsets within
+    the window: `_window_offsets`): each input of a window takes the window's dy where the window's index
+    names it, else 0; with `relu_mask`, dy * (z > 0), as ReluGrad(dy,
     z) would have given it. Inputs outside every window are not written (`_routed_max_pool_grad` zeroes
     them first). Window by window, plain 4-D indexing: W10's first pool, one thread, Zen 5, 0.51 ms against
     3.3 for the same loop input by input with a window found for each (its view per input and divisions
@@ -209,7 +227,7 @@ def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask):
                 for j in range(ow):
                     q0 = j * sw - left
                     for q in range(max(q0, 0), min(q0 + kw, w)):
-                        at = r * w + q
+                        at = (r - r0) * kw + q - q0 if in_window else r * w + q
                         # zero + dy, as torch's kernel adds dy to zeros: a -0.0 comes out +0.0 on every path
                         if relu_mask:
                             for channel in range(c):
@@ -229,8 +247,9 @@ def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask):
 def _routed_signatures(types):
     four = types.Array(types.float32, 4, "C")
     read = types.Array(types.float32, 4, "C", readonly=True)
-    indices = types.Array(types.int64, 4, "C", readonly=True)
-    return {"float32": types.boolean(four, read, read, indices, *[types.int64] * 6, types.boolean)}
+    return {key: types.boolean(four, read, read, types.Array(index, 4, "C", readonly=True), *[types.int64] * 6,
+                               types.boolean, types.boolean)
+            for key, index in (("float32", types.int64), (OFFSETS, types.int8))}
 
 
 ROUTED = compiled.Loop(_routed_loop, _routed_signatures)
@@ -243,7 +262,8 @@ def _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_
     _, kh, kw, _ = ksize
     if strides[1] < kh or strides[2] < kw or not all(a.flags.c_contiguous for a in (z, dy, indices)):
         return None
-    loop = ROUTED.get("float32")
+    offsets = indices.dtype == np.int8
+    loop = ROUTED.get(OFFSETS if offsets else "float32")
     if loop is None:
         return None
     z, dy, indices = compiled.read_only(z), compiled.read_only(dy), compiled.read_only(indices)
@@ -255,7 +275,8 @@ def _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_
     def body(s):
         if not tiled:
             grad[s].fill(0)
-        return loop(grad[s], dy[s], z[s], indices[s], strides[1], strides[2], kh, kw, top, left, relu_mask)
+        return loop(grad[s], dy[s], z[s], indices[s], strides[1], strides[2], kh, kw, top, left, relu_mask,
+                    offsets)
 
     return not any(on_slices(ctx, grad.shape[0], _library_pool_ways(grad), body))
 
@@ -274,7 +295,8 @@ def _max_pool_grad_at_indices(ctx, x, z, dy, indices, ksize, strides, padding, d
         routed = _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_mask)
         if routed:
             return grad
-        at_indices = routed is None and not conv_library.has_nan(z)  # the loop looked for NaN itself
+        # (the loop looked for NaN itself; torch's gradient cannot read offsets)
+        at_indices = routed is None and indices.dtype == np.int64 and not conv_library.has_nan(z)
     if relu_mask:
         dy = nn_ops.ReluGrad.kernel(ctx, dy, z)
     if not at_indices:
@@ -299,7 +321,8 @@ MaxPoolGrad = op("MaxPoolGrad", shape=lambda args, attrs: args[0].shape, dtype=F
 # MaxPool and MaxPoolGrad of one window, rewritten by the compiler (compiler/pool_indices.py) so that the
 # gradient reads the forward pass's indices instead of finding every maximum again (TF's
 # MaxPoolWithArgmax and MaxPoolGradWithArgmax do the same; W10 in process, both pools and their gradients
-# in one trace: 5.5 -> 4.3 ms a step).
+# in one trace: 5.5 -> 4.3 ms a step). The indices are declared int64; where `_window_offsets` holds they
+# are int8 offsets (only the gradient's kernel reads them).
 MaxPoolWithIndices = op("_MaxPoolWithIndices", kernel=_max_pool_with_indices, grad=NOT_DIFFERENTIABLE,
                         shape=lambda args, attrs: [_pool_shape(args, attrs)] * 2, inputs=("input",),
                         dtype=lambda args, attrs: [FLOAT(args, attrs), dtypes.int64], attrs=_POOL_ATTRS,

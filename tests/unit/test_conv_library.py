@@ -377,9 +377,11 @@ def test_whole_batch_calls_give_the_bits_of_one_thread_slices(monkeypatch, resto
 def test_compiled_max_pool_gives_torchs_values_and_indices(restore_choice, x_shape, ksize, strides, padding):
     """The compiled forward pool (pool_ops._pooled_loop) against torch's max_pool2d_with_indices on the same
     windows: values and indices equal, ties going to the first maximum, a window's NaN winning (its last
-    one), a window of -inf pointing at its first input."""
+    one), a window of -inf pointing at its first input. Where windows do not overlap the kernel keeps
+    int8 offsets within each window instead, which name the same inputs."""
     compiled = pytest.importorskip("numba") and pool_ops.POOLED.wait("float32", timeout=120)
     assert compiled is not None
+    assert pool_ops.POOLED.wait(pool_ops.OFFSETS, timeout=120) and pool_ops.ROUTED.wait(pool_ops.OFFSETS, timeout=120)
     conv_library.choose("torch")
     rng = np.random.default_rng(sum(x_shape))
     x = rng.integers(-3, 4, size=x_shape).astype(np.float32)  # many ties
@@ -393,12 +395,17 @@ def test_compiled_max_pool_gives_torchs_values_and_indices(restore_choice, x_sha
                                                                                     np.int64)
     assert conv_library.max_pool_with_indices(x, window, step, pads, want, want_at)
     got, got_at = np.empty_like(want), np.empty_like(want_at)
-    compiled(x, got, got_at, strides, strides, ksize, ksize, pads[1][0], pads[2][0])
+    compiled(x, got, got_at, strides, strides, ksize, ksize, pads[1][0], pads[2][0], False)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got_at, want_at)
     assert np.isnan(got).any() and np.isinf(got).any()
     pooled, at = pool_ops._max_pool_with_indices(ExecContext(np), x, window, step, padding)
     np.testing.assert_array_equal(pooled, want)
+    assert at.dtype == (np.int8 if strides >= ksize else np.int64)
+    if at.dtype == np.int8:  # (row - the window's top) * ksize + column - its left
+        tops = (np.arange(oh) * strides - pads[1][0])[:, None, None]
+        lefts = (np.arange(ow) * strides - pads[2][0])[None, :, None]
+        at = (tops + at // ksize) * x_shape[2] + lefts + at % ksize
     np.testing.assert_array_equal(at, want_at)
 
 

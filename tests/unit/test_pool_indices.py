@@ -30,23 +30,27 @@ def two_threads(monkeypatch):
     intra_op.set_threads(previous)
 
 
-@pytest.fixture(params=["numpy", "numba"])
-def routing(request):
+@pytest.fixture(params=["numpy", "numba", "numba, plane indices"])
+def routing(request, monkeypatch):
     """The gradient from indices on torch's kernel, or, where windows do not overlap, on the compiled
-    loop (ops/pool_ops._routed_loop): yields the list of the loop's calls."""
+    loop (ops/pool_ops._routed_loop), reading int8 offsets within the window or (as where their loops
+    are not compiled) torch's positions in the plane: yields "numpy" or "numba", and the list of the
+    loop's calls."""
     previous = compiled.choice()
-    calls = []
-    if request.param == "numba":
+    calls, loops = [], {}
+    if request.param != "numpy":
         pytest.importorskip("numba")
         compiled.choose("auto")
-        loop = pool_ops.ROUTED.wait("float32", timeout=120)
-        assert loop is not None
-        pool_ops.ROUTED.compiled["float32"] = lambda *args: calls.append(args[0].shape) or loop(*args)
+        for key in ("float32", pool_ops.OFFSETS):
+            loops[key] = loop = pool_ops.ROUTED.wait(key, timeout=120)
+            assert loop is not None and pool_ops.POOLED.wait(key, timeout=120) is not None
+            pool_ops.ROUTED.compiled[key] = lambda *args, loop=loop: calls.append(args[0].shape) or loop(*args)
+        if request.param == "numba, plane indices":
+            monkeypatch.setattr(pool_ops, "_window_offsets", lambda ksize, strides: False)
     else:
         compiled.choose("numpy")
-    yield request.param, calls
-    if request.param == "numba":
-        pool_ops.ROUTED.compiled["float32"] = loop
+    yield request.param.split(",")[0], calls
+    pool_ops.ROUTED.compiled.update(loops)
     compiled.choose(previous)
 
 
@@ -173,3 +177,24 @@ def test_a_pool_is_left_alone_where_its_gradient_is_not_in_the_run():
                      run_metadata=traced)
             assert ("_MaxPoolWithIndices" in traced.plan_text) == rewritten
             assert (" MaxPool(" in traced.plan_text) != rewritten
+
+
+def test_offsets_the_compiled_pass_cannot_take_give_maxpoolgrads_answer(conv_library, two_threads, routing):
+    """Window offsets (int8) name inputs only within their window: where the compiled pass does not run (a
+    dy that is not contiguous), torch's gradient cannot read them, and MaxPoolGrad's kernel answers."""
+    choice, calls = routing
+    if choice != "numba" or conv_library != "torch":
+        pytest.skip("offsets come from the compiled pool")
+    x = _values((3, 8, 8, 4), ties=True)
+    ksize = strides = [1, 2, 2, 1]
+    z, indices = pool_ops._max_pool_with_indices(ExecContext(np), x, ksize, strides, "SAME")
+    if pool_ops._window_offsets(ksize, strides):
+        assert indices.dtype == np.int8 and indices.min() >= 0 and indices.max() <= 3
+    wide = np.random.default_rng(4).standard_normal((3, 4, 4, 8)).astype(np.float32)
+    dy = wide[..., ::2]  # every other channel: not contiguous
+    for relu_mask in (False, True):
+        got = pool_ops._max_pool_grad_at_indices(ExecContext(np), x, z, dy, indices, ksize, strides, "SAME",
+                                                 relu_mask=relu_mask)
+        masked = dy * (z > 0) if relu_mask else dy
+        np.testing.assert_array_equal(got, _max_pool_grad(x, z, np.ascontiguousarray(masked), 2, 2, "SAME"))
+    assert calls == []
