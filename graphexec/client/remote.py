@@ -11,9 +11,11 @@ It shares BaseSession's fetch and feed handling and replaces `_run_flat`:
    feed tensors (RunCallable), with a fresh request id that retries reuse.
 3. Large tensors. A run with a feed above the chunk size (graphexec.rpc.codec.CHUNK_BYTES, 1 MiB), or a fetch whose
    static size is above it, goes through the Run stream in parts, so tensors of any size up to
-   memory work (and large transfers pipeline). Over the direct link (client/direct.py) feeds of up to
-   DIRECT_RUN_BYTES in all go in one frame instead: a 1.6 MB feed took ~3.5 ms a run in parts on the
-   stream and ~0.9 ms in a frame, and runs a worker takes itself stay there.
+   memory work (and large transfers pipeline). Over the direct link (client/direct.py) a run goes in one
+   frame instead while its feeds, and its fetches' static size, are within what the server reads in one
+   message (its --max-message-bytes, less room for the rest; at most DIRECT_RUN_BYTES): a 1.6 MB feed
+   took ~3.5 ms a run in parts on the stream and ~0.9 ms in a frame; W2's 64 MiB in and out 92 -> 53 ms
+   (the client's CPU 80 -> 30-35 ms). Runs a worker takes itself stay there.
 
 Fetched arrays below 1 MiB are private copies; larger ones are read-only views of the received
 bytes (no copy): copy them before writing into them. Scalars come back as numpy scalars, as in TF.
@@ -51,7 +53,7 @@ from graphexec.rpc.codec import CHUNK_BYTES
 from graphexec.runtime import tuning
 
 COPY_BELOW_BYTES = 1 << 20
-DIRECT_RUN_BYTES = 16 << 20  # feeds a run sends in one direct-link frame at most (more: the Run stream)
+DIRECT_RUN_BYTES = 1 << 30  # feeds (or static fetches) of a run in one direct-link frame at most (more: the Run stream)
 FRAME_HEADROOM_BYTES = 1 << 20  # of the server's message limit, for the rest of a run's request
 _DEFAULT_OPTIONS = RunOptions()  # read only, never changed
 PROBE_MIN_NODES = 32  # smaller uploads are sent at once rather than asking first whether the server has them
@@ -64,6 +66,7 @@ class _Callable:
     handle: str
     feed_indices: tuple[int, ...]
     streamed: bool  # some fetch is statically larger than the chunk size
+    fetch_bytes: int  # the fetches' static size (unknown shapes count 0)
     made: spb.MakeCallableResponse | None  # reported with the first run's metadata, then dropped
     headers: dict = field(default_factory=dict)  # serialized requests but for the request id, by options
     encoders: dict = field(default_factory=dict)  # the same with the request id's key, as RepeatEncoders
@@ -170,8 +173,9 @@ class RemoteSession(BaseSession):
             graph_node_count=node_count, graph_digest=graph_digest, graph=named_graph), spb.MakeCallableResponse)
         if response.graph_missing:
             return None
+        sizes = [self._static_nbytes(name) for name in fetch_names]
         return _Callable(response.callable_handle, tuple(response.feed_indices),
-                         any(self._static_nbytes(name) > CHUNK_BYTES for name in fetch_names), response)
+                         any(size > CHUNK_BYTES for size in sizes), sum(sizes), response)
 
     def _static_nbytes(self, tensor_name) -> int:
         tensor = self.graph.get_tensor_by_name(tensor_name)
@@ -207,7 +211,7 @@ class RemoteSession(BaseSession):
             feeds = [feed_values[i] for i in made.feed_indices]
             timeout = options.timeout_in_ms / 1000 if options.timeout_in_ms else None
             try:
-                if made.streamed or (_any_large(feeds) and not self._in_one_frame(feeds)):
+                if (made.streamed or _any_large(feeds)) and not self._in_one_frame(feeds, made.fetch_bytes):
                     request = self._request(made, request_id, options, run_metadata is not None)
                     response, fetches = self._run_streamed(request, feeds, timeout)
                 else:
@@ -248,10 +252,12 @@ class RemoteSession(BaseSession):
                 spb.RunCallableRequest, "feeds", self._header(made, options, with_metadata) + _REQUEST_ID_KEY)
         return encoder
 
-    def _in_one_frame(self, feeds) -> bool:
-        """Whether a run with large feeds goes over the direct link in one frame (not on the Run stream)."""
+    def _in_one_frame(self, feeds, fetch_bytes: int) -> bool:
+        """Whether a run with large feeds or fetches goes over the direct link in one frame (not on the Run
+        stream): its feeds fit what the server reads in one frame, and its answer no more than that."""
         link = self._connection.direct
-        return link is not None and link.usable() and sum(f.nbytes for f in feeds) <= self._frame_limit
+        return (link is not None and link.usable() and fetch_bytes <= self._frame_limit
+                and sum(f.nbytes for f in feeds) <= self._frame_limit)
 
     def _run_streamed(self, request, feeds, timeout):
         assembler = ResponseAssembler()

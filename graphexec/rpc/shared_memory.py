@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 
-REGION_BYTES = 32 << 20  # requests above the link's own limit (16 MiB of feeds) take the Run stream anyway
+REGION_BYTES = 32 << 20  # larger requests go in a RUN frame on the socket (client/direct.py)
 MIN_BYTES = 64 << 10  # smaller requests cost less on the socket than a copy and a frame
 LENGTH = struct.Struct("<Q")  # a SHARED_RUN body after the API prefix: the request's length in the region
 _SEALS = getattr(fcntl, "F_SEAL_SHRINK", 0) | getattr(fcntl, "F_SEAL_SEAL", 0)

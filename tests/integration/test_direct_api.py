@@ -130,6 +130,25 @@ def test_feeds_above_a_chunk_go_in_one_frame_up_to_the_servers_limit_then_in_par
             assert sess._connection.direct.calls == 2  # not the large one
 
 
+def test_large_fetches_come_in_one_frame_up_to_the_servers_limit_then_in_parts(one_thread, monkeypatch):
+    """A run whose fetches are statically above the Run stream's chunk (1 MiB) comes back over the link in
+    one frame while they are within what the server reads in one message (4 MiB here, less room for the
+    rest); a larger one takes the Run stream in parts. Both answer the same values."""
+    monkeypatch.setenv("GRAPHEXEC_DIRECT", "1")
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [784])
+        medium = tf.tile(x[None], [512, 1]) * 2.0  # 1.6 MB, its shape known when the graph is built
+        large = tf.tile(x[None], [1536, 1]) + 1.0  # 4.8 MB
+        row = np.arange(784, dtype=np.float32)
+        with tf.Session(one_thread) as sess:
+            np.testing.assert_array_equal(sess.run(medium, {x: row}), np.tile(row * 2.0, (512, 1)))
+            assert sess._connection.direct.calls == 1
+            np.testing.assert_array_equal(sess.run(large, {x: row}), np.tile(row + 1.0, (1536, 1)))
+            assert sess._connection.direct.calls == 1  # the stream's
+            np.testing.assert_array_equal(sess.run(medium, {x: row + 1}), np.tile((row + 1) * 2.0, (512, 1)))
+            assert sess._connection.direct.calls == 2
+
+
 def test_a_failed_run_raises_its_class_message_and_printed_text(one_thread, monkeypatch, capsys):
     answers = []
     for switch in ("1", "0"):
