@@ -21,6 +21,8 @@ import ssl
 import threading
 import time
 
+import numpy as np
+
 from graphexec import errors
 from graphexec.rpc import shared_memory, status
 from graphexec.rpc.frames import (API_METHOD_NUMBERS, API_PREFIX, FAILURE, HEAD, HELLO, RESULT, RUN, RUN_METHODS,
@@ -103,9 +105,9 @@ class _Lane:
         kind, size = HEAD.unpack_from(data)
         if len(data) > HEAD.size + size:  # more than the answer: not a server this client speaks with
             raise Closed()
-        body = bytearray(size)
-        body[:len(data) - HEAD.size] = memoryview(data)[HEAD.size:]
-        view, got = memoryview(body), len(data) - HEAD.size
+        # not zeroed first as bytearray's would be (~5 ms of W2's 64 MiB answer): every byte is received
+        view, got = memoryview(np.empty(size, np.uint8)), len(data) - HEAD.size
+        view[:got] = memoryview(data)[HEAD.size:]
         while got < size:
             read = self.sock.recv_into(view[got:])
             if not read:
