@@ -1,13 +1,16 @@
 """W10 op by op, in process: graphexec's traced steps, or TensorFlow's with a chosen inter-op thread count.
 
     PYTHONPATH=$PWD python tools/profile_w10.py graphexec --steps 12
+    PYTHONPATH=$PWD python tools/profile_w10.py graphexec --target grpc://127.0.0.1:PORT   # through a server
     TF_USE_LEGACY_KERAS=1 PYTHONPATH=$PWD python tools/profile_w10.py tf --inter-op 1   # one op at a time
     TF_USE_LEGACY_KERAS=1 PYTHONPATH=$PWD python tools/profile_w10.py tf --inter-op 2
 
 Prints the untraced step (p50, min), the traced step, the sum of the ops' median times and the largest
-ops. An op sum above the step means ops ran at once; TensorFlow with `--inter-op 1` gives its kernels'
-own times to set beside graphexec's (bench/README, the Zen 5 section of 2 Dec at night). Run graphexec
-with the bench's environment (OpenBLAS variables unset, torch installed) and nothing else busy.
+ops; with `--target`, of the same steps through a running `graphexec serve` (the server's kernel times,
+to set beside the in-process ones). An op sum above the step means ops ran at once; TensorFlow with
+`--inter-op 1` gives its kernels' own times to set beside graphexec's (bench/README, the Zen 5 section of
+2 Dec at night). Run graphexec with the bench's environment (OpenBLAS variables unset, torch installed)
+and nothing else busy.
 """
 from __future__ import annotations
 
@@ -20,10 +23,10 @@ import time
 from bench import graphs
 
 
-def _session(system: str, inter_op: int):
+def _session(system: str, inter_op: int, target: str = ""):
     if system == "graphexec":
         import graphexec as api
-        return api, lambda: api.Session()
+        return api, lambda: api.Session(target)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow
     api = tensorflow.compat.v1
@@ -46,9 +49,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="untraced and traced steps each (default 12)")
     parser.add_argument("--inter-op", type=int, default=0, help="TensorFlow's inter-op threads (0: its default)")
     parser.add_argument("--top", type=int, default=20, help="ops listed (default 20)")
+    parser.add_argument("--target", default="", help="graphexec only: a server's grpc:// address (default: in process)")
     args = parser.parse_args()
 
-    api, new_session = _session(args.system, args.inter_op)
+    if args.target and args.system != "graphexec":
+        parser.error("--target is for graphexec")
+    api, new_session = _session(args.system, args.inter_op, args.target)
     images, labels, _, train, loss, init = graphs.cnn_graph(api)
     batches = graphs.cnn_batches()
     session = new_session()
