@@ -159,6 +159,8 @@ class DirectApiServer:
 
     def _behavior(self, name: str):
         handler = getattr(self._servicer, methods.handler_name(name)).__wrapped__  # without the gRPC abort
+        if name == "RunCallable":  # its answer as buffers written apart (send_frame), not joined first
+            handler = type(self._servicer).run_callable_pieces
         servicer = self._servicer
 
         def behavior(body, call: _Call) -> bytes:
@@ -282,7 +284,8 @@ class DirectApiServer:
         streams.active(key, busy=True)
         busy.add(connection)
         try:
-            answer = RESULT, handler(request, call)
+            result = handler(request, call)
+            answer = (RESULT, *result) if isinstance(result, list) else (RESULT, result)
         except Exception as exc:  # the frame boundary: every failure is answered, the link keeps serving
             answer = FAILURE, status.failure_bytes(exc, METHODS[number])
         finally:
