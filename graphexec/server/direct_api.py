@@ -163,7 +163,7 @@ class DirectApiServer:
             handler = type(self._servicer).run_callable_pieces
         servicer = self._servicer
 
-        def behavior(body, call: _Call) -> bytes:
+        def behavior(body, call: _Call) -> bytes | list:
             telemetry.annotate(tenant=call.caller or telemetry.DEFAULT_TENANT)
             try:
                 return handler(servicer, body, call)
