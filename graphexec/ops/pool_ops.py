@@ -202,16 +202,20 @@ def _window_offsets(ksize, strides) -> bool:
     most 127 inputs, and both loops are compiled. An eighth of the bytes written and read back again
     (W10's two pools: 0.8 + 0.4 MB of indices against 6.4 + 3.2)."""
     _, kh, kw, _ = ksize
-    return (strides[1] >= kh and strides[2] >= kw and kh * kw <= np.iinfo(np.int8).max
+    return (_windows_apart(ksize, strides) and kh * kw <= np.iinfo(np.int8).max
             and POOLED.get(OFFSETS) is not None and ROUTED.get(OFFSETS) is not None)
+
+
+def _windows_apart(ksize, strides) -> bool:
+    """Whether a pool's windows do not overlap (a stride at least the window): `_routed_loop` takes them."""
+    return strides[1] >= ksize[1] and strides[2] >= ksize[2]
 
 
 def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask, in_window):
     """MaxPoolGrad of windows that do not overlap, from torch's indices (or with `in_window` offsets within
     the window: `_window_offsets`): each input of a window takes the window's dy where the window's index
-    names it, else 0; with `relu_mask`, dy * (z > 0), as ReluGrad(dy,
-    z) would have given it. Inputs outside every window are not written (`_routed_max_pool_grad` zeroes
-    them first). Window by window, plain 4-D indexing: W10's first pool, one thread, Zen 5, 0.51 ms against
+    names it, else 0; with `relu_mask`, dy * (z > 0), as ReluGrad(dy, z) would have given it. Inputs
+    outside every window are not written (`_routed_max_pool_grad` zeroes them first). Window by window, plain 4-D indexing: W10's first pool, one thread, Zen 5, 0.51 ms against
     3.3 for the same loop input by input with a window found for each (its view per input and divisions
     kept the channel loop from being vectorized); torch's kernel zeroes the gradient, then adds. Returns
     whether a pooled value is NaN (then torch's index differs from TF's rule, and the caller starts over):
@@ -259,14 +263,14 @@ def _routed_max_pool_grad(ctx, z, dy, indices, ksize, strides, pads, grad, relu_
     """`_routed_loop` by slices of images on the intra-op threads, where it applies (windows that do not
     overlap, contiguous operands) and is compiled: True once `grad` is written, False if a pooled value
     is NaN (`grad` then holds nothing to keep); None, with nothing done, where it does not apply."""
-    _, kh, kw, _ = ksize
-    if strides[1] < kh or strides[2] < kw or not all(a.flags.c_contiguous for a in (z, dy, indices)):
+    if not _windows_apart(ksize, strides) or not all(a.flags.c_contiguous for a in (z, dy, indices)):
         return None
     offsets = indices.dtype == np.int8
     loop = ROUTED.get(OFFSETS if offsets else "float32")
     if loop is None:
         return None
     z, dy, indices = compiled.read_only(z), compiled.read_only(dy), compiled.read_only(indices)
+    _, kh, kw, _ = ksize
     top, left = pads[1][0], pads[2][0]
     # windows side by side (stride == size) that reach the last row and column cover every input
     tiled = (strides[1] == kh and strides[2] == kw and dy.shape[1] * kh - top >= grad.shape[1]
