@@ -15,6 +15,7 @@ from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.emit import emit
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import check_index_dtype, dim_of, scalar_value, shape_of
+from graphexec.runtime import compiled
 
 # The public API (graphexec/nn.py star-imports it as tf.nn.<name>).
 __all__ = ["top_k", "in_top_k", "local_response_normalization", "lrn"]
@@ -27,12 +28,60 @@ def _keep_last(t):
 
 
 # -- Relu ------------------------------------------------------------------------------------------------
+# Compiled loops (runtime/compiled.py) for float arrays of COMPILED_MIN_ELEMENTS or more: numpy's maximum
+# is not vectorized for floats where it must pass NaN through, and `dy * (z > 0)` makes a bool array and
+# multiplies across types (2 vCPUs, Zen 4, one thread: relu of 3.2M float32 1.21 -> 0.46 ms; of 32K 13 -> 3
+# us). Each computes what its numpy expression does, bit for bit: maximum keeps x where x > 0 or x is NaN
+# (so -0.0 gives 0.0), and the gradient multiplies dy by 1 or 0 (so NaN and inf times 0 give NaN).
+COMPILED_MIN_ELEMENTS = 4096
+
+
+def _relu_loop(out, x, zero):
+    for i in range(x.size):
+        v = x[i]
+        out[i] = v if v > zero or v != v else zero
+
+
+def _relu_grad_loop(out, dy, z, zero, one):
+    for i in range(dy.size):
+        out[i] = dy[i] * (one if z[i] > zero else zero)
+
+
+RELU = compiled.Loop(_relu_loop, compiled.elementwise(outputs=1, inputs=1, scalars=1))
+RELU_GRAD = compiled.Loop(_relu_grad_loop, compiled.elementwise(outputs=1, inputs=2, scalars=2))
+
+
+def _compiled_loop(loop, *arrays):
+    """`loop` compiled for the arrays' dtype when they are numpy float arrays of one shape and size, C
+    order, large enough to gain from it; else None (numpy's expression runs)."""
+    first = arrays[0]
+    if (type(first) is not np.ndarray or first.size < COMPILED_MIN_ELEMENTS
+            or first.dtype.char not in "fd" or not first.flags.c_contiguous):
+        return None
+    for other in arrays[1:]:
+        if (type(other) is not np.ndarray or other.dtype != first.dtype or other.shape != first.shape
+                or not other.flags.c_contiguous):
+            return None
+    return loop.get(first.dtype.name)
+
+
 def _relu(ctx, x):
-    return ctx.xp.maximum(x, x.dtype.type(0))
+    kernel = _compiled_loop(RELU, x)
+    if kernel is None:
+        return ctx.xp.maximum(x, x.dtype.type(0))
+    out = np.empty_like(x)
+    kernel(out.reshape(-1), compiled.read_only(x.reshape(-1)), x.dtype.type(0))
+    return out
 
 
 def _relu_grad_kernel(ctx, dy, z):
-    return dy * (z > 0)
+    kernel = _compiled_loop(RELU_GRAD, dy, z)
+    if kernel is None:
+        return dy * (z > 0)
+    out = np.empty_like(dy)
+    kernel(out.reshape(-1), compiled.read_only(dy.reshape(-1)), compiled.read_only(z.reshape(-1)),
+           dy.dtype.type(0), dy.dtype.type(1))
+    return out
 
 
 def relu_grad(dy, z):

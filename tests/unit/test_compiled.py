@@ -1,5 +1,5 @@
-"""graphexec.runtime.compiled: optimizer updates compiled by numba give the bits of numpy's passes, for
-every optimizer with a loop, in float32 and float64, on gradients that hold zeros of both signs, the
+"""graphexec.runtime.compiled: optimizer updates and relu compiled by numba give the bits of numpy's passes,
+for every optimizer with a loop, in float32 and float64, on gradients that hold zeros of both signs, the
 smallest subnormals, the largest finite values, infinities and NaN; and the choice is the user's."""
 from __future__ import annotations
 
@@ -124,6 +124,45 @@ def test_adams_loop_streams_lines_at_any_offset_with_the_plain_loops_bits(dtype,
     for got, want in zip(streamed, plain):
         assert _same_bits(got, want)
     assert np.isnan(plain[2]).any() and not np.array_equal(plain[0], m)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_and_its_gradient_through_loops_give_numpys_bits(dtype, choice):
+    """tf.nn.relu and its gradient on values with every special one (-0.0, NaN, inf, subnormals) among
+    them, in a session: compiled (each loop seen called) against the numpy choice's maximum and dy * (z > 0)."""
+    from graphexec.ops import nn_ops
+    features = _gradient(dtype)
+    features[20:32] = features[:12][::-1]  # specials as features and, reversed, under the gradient's
+    upstream = np.roll(features, 12)
+
+    def run():
+        with tf.Graph().as_default():
+            x = tf.placeholder(dtype, [SIZE])
+            y = tf.nn.relu(x)
+            (grad,) = tf.gradients(y, x, grad_ys=tf.constant(upstream))
+            with tf.Session() as sess:
+                return sess.run([y, grad], {x: features})
+
+    choice("numpy")
+    want = run()
+    choice("auto")
+    calls = []
+    kernels = {}
+    for loop in (nn_ops.RELU, nn_ops.RELU_GRAD):
+        kernel = kernels[loop] = loop.wait(np.dtype(dtype).name, timeout=120)
+        assert kernel is not None, "numba did not compile the loop"
+        loop.compiled[np.dtype(dtype).name] = (
+            lambda kernel, loop: lambda *args: calls.append(loop) or kernel(*args))(kernel, loop)
+    try:
+        got = run()
+    finally:
+        for loop, kernel in kernels.items():
+            loop.compiled[np.dtype(dtype).name] = kernel
+    assert calls == [nn_ops.RELU, nn_ops.RELU_GRAD]
+    for g, w in zip(got, want):
+        assert g.dtype == dtype and _same_bits(g, w)
+    assert np.signbit(want[0]).sum() == 0  # -0.0 became 0.0, NaN stayed: the specials were there
+    assert np.isnan(want[0]).any() and np.isnan(want[1]).any()
 
 
 def test_small_updates_and_the_numpy_choice_keep_numpys_passes(choice):
