@@ -162,7 +162,8 @@ SETTINGS = (
             str.lower, conv_library.CHOICES),
     Setting("both", "--compiled-kernels", "GRAPHEXEC_COMPILED_KERNELS", "auto", "auto (numba when it is installed)",
             "one-pass loops compiled by numba, same bits as the kernels they stand for: optimizer updates "
-            "(Adam, RMSProp, momentum on 4096 or more elements) and max-pool gradients of windows apart "
+            "(Adam, RMSProp, momentum on 4096 or more elements), relu and its gradient (4096 or more) and "
+            "max-pool gradients of windows apart "
             "(auto: compiled in the background at first use, the other kernels meanwhile; numba: "
             "compiled at start, required), or none (numpy) (graphexec/runtime/compiled.py)",
             str.lower, compiled.CHOICES),

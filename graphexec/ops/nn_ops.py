@@ -28,10 +28,10 @@ def _keep_last(t):
 
 
 # -- Relu ------------------------------------------------------------------------------------------------
-# Compiled loops (runtime/compiled.py) for float arrays of COMPILED_MIN_ELEMENTS or more: numpy's maximum
-# is not vectorized for floats where it must pass NaN through, and `dy * (z > 0)` makes a bool array and
-# multiplies across types (2 vCPUs, Zen 4, one thread: relu of 3.2M float32 1.21 -> 0.46 ms; of 32K 13 -> 3
-# us). Each computes what its numpy expression does, bit for bit: maximum keeps x where x > 0 or x is NaN
+# Compiled loops (runtime/compiled.py) for float arrays of COMPILED_MIN_ELEMENTS or more: numpy's float
+# maximum (which passes NaN through) ran ~2.5x slower than a plain loop, and `dy * (z > 0)` makes a bool
+# array and multiplies across types (Zen 4, one thread: relu of 3.2M float32 1.22 -> 0.51 ms, its gradient
+# 1.73 -> 0.80; W3 in process ~20 us a step). Each computes what its numpy expression does, bit for bit: maximum keeps x where x > 0 or x is NaN
 # (so -0.0 gives 0.0), and the gradient multiplies dy by 1 or 0 (so NaN and inf times 0 give NaN).
 COMPILED_MIN_ELEMENTS = 4096
 

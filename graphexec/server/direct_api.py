@@ -57,10 +57,10 @@ _UNKNOWN_METHOD = "the direct link carries RunCallable (1), RunStep (2) and Make
 class _Call:
     """The context a handler sees for one direct call (the part of grpc.ServicerContext it uses)."""
 
-    __slots__ = ("callbacks", "caller", "code_answered", "deadline")
+    __slots__ = ("callbacks", "caller", "code_answered", "deadline", "decode")
 
-    def __init__(self, caller: str, left: float):
-        self.caller = caller
+    def __init__(self, caller: str, left: float, decode=None):
+        self.caller, self.decode = caller, decode  # decode: the connection's RunCallable decoder
         self.deadline = None if left < 0 else time.monotonic() + left
         self.callbacks: list = []
         self.code_answered = None
@@ -84,10 +84,11 @@ class _Connection:
     """One client connection: what the stream guard and the hang-up watcher act on, and the shared
     memory a same-host client handed over (graphexec.rpc.shared_memory), if any."""
 
-    __slots__ = ("call", "region", "sock", "why_no_region")
+    __slots__ = ("call", "decode", "region", "sock", "why_no_region")
 
-    def __init__(self, sock, region=None, why_no_region: str = ""):
+    def __init__(self, sock, region=None, why_no_region: str = "", decode=None):
         self.sock, self.call, self.region, self.why_no_region = sock, None, region, why_no_region
+        self.decode = decode  # RunCallable's (servicer.run_callable_decoder): a template per connection
 
     def cancel(self) -> None:
         """Close the connection (idle past the timeout); the client reconnects on its next run."""
@@ -159,9 +160,13 @@ class DirectApiServer:
 
     def _behavior(self, name: str):
         handler = getattr(self._servicer, methods.handler_name(name)).__wrapped__  # without the gRPC abort
-        if name == "RunCallable":  # its answer as buffers written apart (send_frame), not joined first
-            handler = type(self._servicer).run_callable_pieces
         servicer = self._servicer
+        if name == "RunCallable":  # its answer as buffers written apart (send_frame), not joined first, and
+            # its request read through the connection's template when it repeats the last one's layout
+            pieces = type(servicer).run_callable_pieces
+
+            def handler(servicer, body, call: _Call) -> list:
+                return pieces(servicer, body, call, call.decode)
 
         def behavior(body, call: _Call) -> bytes | list:
             telemetry.annotate(tenant=call.caller or telemetry.DEFAULT_TENANT)
@@ -207,7 +212,7 @@ class DirectApiServer:
             sock.settimeout(None)
             try:
                 caller = self._caller(body)
-                connection = _Connection(sock, region, why_not)
+                connection = _Connection(sock, region, why_not, self._servicer.run_callable_decoder())
                 key = self._servicer.streams.open(connection)
             except errors.OpError as exc:
                 send_frame(sock, FAILURE, status.failure_bytes(exc, "the direct link"))
@@ -280,7 +285,7 @@ class DirectApiServer:
                 send_frame(sock, FAILURE, status.failure_bytes(exc, METHODS[number]))
                 return True
         streams, busy = self._servicer.streams, self._busy
-        call = connection.call = _Call(caller, left)
+        call = connection.call = _Call(caller, left, connection.decode)
         streams.active(key, busy=True)
         busy.add(connection)
         try:

@@ -111,6 +111,31 @@ def test_large_feeds_written_from_their_arrays_arrive_exactly(one_thread, monkey
     assert list(got[3]) == list(words) and got[4] == np.float32(2.5)
 
 
+def test_runs_that_repeat_a_layout_each_apply_their_own_feeds_once(one_thread, monkeypatch):
+    """Runs repeating one request's layout are read through the connection's template (without parsing,
+    servicer.run_callable_decoder), small ones and large ones (401 KB, in shared memory on this host), with
+    other layouts between them: each applies its own feeds, once. A stale feed would add an earlier run's
+    values; a stale request id would be answered from the earlier run's stored result, adding nothing."""
+    monkeypatch.setenv("GRAPHEXEC_DIRECT", "1")
+    rng = np.random.default_rng(9)
+    with tf.Graph().as_default():
+        small, large = tf.placeholder(tf.float32, [3]), tf.placeholder(tf.float32, [128, 784])
+        totals = tf.Variable(np.zeros(3, np.float32)), tf.Variable(np.zeros((128, 784), np.float32))
+        adds = {small: tf.assign_add(totals[0], small), large: tf.assign_add(totals[1], large)}
+        want = {small: np.zeros(3, np.float32), large: np.zeros((128, 784), np.float32)}
+        with tf.Session(one_thread) as sess:
+            sess.run(tf.global_variables_initializer())
+            runs = 0
+            for fed in (large, large, large, small, small, small, large, small, large, large):
+                value = rng.normal(size=fed.shape.as_list()).astype(np.float32)
+                want[fed] += value
+                assert sess.run(adds[fed], {fed: value}).tobytes() == want[fed].tobytes()
+                runs += 1
+            assert sess._connection.direct.calls == runs + 1  # and the initializer
+            got = sess.run(list(totals))
+    assert got[0].tobytes() == want[small].tobytes() and got[1].tobytes() == want[large].tobytes()
+
+
 def test_feeds_above_a_chunk_go_in_one_frame_up_to_the_servers_limit_then_in_parts(one_thread, monkeypatch):
     """A run whose feeds are above the Run stream's chunk (1 MiB) but within DIRECT_RUN_BYTES takes the link
     in one frame; one above the server's --max-message-bytes (4 MiB here, less room for the rest of the

@@ -127,7 +127,10 @@ def _run_request(request_id: int, feeds, handle: str = "s1", timeout_ms: int = 0
                                        "feeds", feeds, message_class=spb.RunCallableRequest)
 
 
-def test_a_repeated_layout_decodes_as_a_full_parse_would():
+@pytest.mark.parametrize("as_view", [False, True], ids=["bytes", "memoryview"])
+def test_a_repeated_layout_decodes_as_a_full_parse_would(as_view):
+    """Bytes (the batching thread's copies) and memoryviews (the direct link's frames and shared memory);
+    small requests (parsed by protobuf) and large ones (walked)."""
     decoder = codec.RepeatDecoder(spb.RunCallableRequest, "feeds", "request_id")
     rng = np.random.default_rng(0)
     requests = [(rid, [rng.normal(size=(1, 784)).astype(np.float32), np.arange(3, dtype=np.int64) + rid], "s1", 0)
@@ -136,9 +139,14 @@ def test_a_repeated_layout_decodes_as_a_full_parse_would():
                  (9, [np.ones((1, 784), np.float32), np.arange(3)], "s2", 0),  # another session
                  (10, [np.ones((1, 784), np.float32), np.arange(3)], "s2", 250),  # another deadline
                  (11, [np.full((1, 784), 2, np.float32), np.arange(3)], "s2", 250)]
+    requests += [(rid, [rng.normal(size=(128, 784)).astype(np.float32), np.arange(3)], "s2", 250)
+                 for rid in (12, 13)]  # 401 KB: walked, not parsed
     fast = 0
     for rid, feeds, handle, timeout_ms in requests:
         data = _run_request(rid, feeds, handle, timeout_ms)
+        assert (len(data) >= codec.WALK_THRESHOLD) == (rid in (12, 13))
+        if as_view:
+            data = memoryview(data)
         full, full_arrays, _ = codec.decode_tensor_message(spb.RunCallableRequest, data, "feeds")
         parsed_before = decoder._template
         message, arrays, request_id = decoder.decode(data)
@@ -149,7 +157,7 @@ def test_a_repeated_layout_decodes_as_a_full_parse_would():
         for got, want, sent in zip(arrays, full_arrays, feeds):
             assert got.dtype == want.dtype == sent.dtype and got.flags.aligned and not got.flags.writeable
             np.testing.assert_array_equal(got, sent)
-    assert fast == 4  # 6, 7, 301 (as long as 300) and 11 read from the template; the others parsed
+    assert fast == 5  # 6, 7, 301 (as long as 300), 11 and 13 read from the template; the others parsed
 
 
 def test_a_repeated_layout_with_a_broken_or_other_field_is_parsed_in_full():
