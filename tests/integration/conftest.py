@@ -20,6 +20,21 @@ import pytest
 READY_TIMEOUT_S = 30
 
 
+def started_tunables(pid: int) -> set[str]:
+    """The glibc tunables (`name=value`) process `pid` was started with, from /proc/PID/environ. glibc parses
+    GLIBC_TUNABLES where it lies, and some builds (Debian's 2.36-9+deb12u14) leave a NUL in place of each
+    ':' there: the variable then reads as its first tunable, each other one an entry of its own after it."""
+    seen, inside = set(), False
+    for entry in open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace").split("\0"):
+        if entry.startswith("GLIBC_TUNABLES="):
+            entry, inside = entry[len("GLIBC_TUNABLES="):], True
+        elif not (inside and entry.startswith("glibc.")):
+            inside = False
+            continue
+        seen.update(part for part in entry.split(":") if part)
+    return seen
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

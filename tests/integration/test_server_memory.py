@@ -11,7 +11,7 @@ import pytest
 
 import graphexec as tf
 from bench import graphs
-from conftest import Process
+from conftest import Process, started_tunables
 
 
 def _minor_faults(pid: int) -> int:
@@ -22,8 +22,7 @@ def _minor_faults(pid: int) -> int:
 def test_training_steps_through_serve_fault_few_pages_in(serve, processes):
     target = serve()
     server: Process = processes[-1]
-    environment = pathlib.Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
-    assert any(b"glibc.malloc.arena_max=1" in entry for entry in environment if entry.startswith(b"GLIBC_TUNABLES="))
+    assert "glibc.malloc.arena_max=1" in started_tunables(server.pid)
     with tf.Graph().as_default():
         images, labels, _, train, loss, init = graphs.cnn_graph(tf)  # W10: the classic MNIST CNN
         with tf.Session(target) as session:
