@@ -28,12 +28,12 @@ def _keep_last(t):
 
 
 # -- Relu ------------------------------------------------------------------------------------------------
-# Compiled loops (runtime/compiled.py) for float arrays of COMPILED_MIN_ELEMENTS or more: numpy's float
-# maximum (which passes NaN through) ran ~2.5x slower than a plain loop, and `dy * (z > 0)` makes a bool
-# array and multiplies across types (Zen 4, one thread: relu of 3.2M float32 1.22 -> 0.51 ms, its gradient
-# 1.73 -> 0.80; W3 in process ~20 us a step). Each computes what its numpy expression does, bit for bit: maximum keeps x where x > 0 or x is NaN
-# (so -0.0 gives 0.0), and the gradient multiplies dy by 1 or 0 (so NaN and inf times 0 give NaN).
-COMPILED_MIN_ELEMENTS = 4096
+# Compiled loops (runtime/compiled.py) where they apply (compiled.loop_for): numpy's float maximum (which
+# passes NaN through) ran ~2.5x slower than a plain loop, and `dy * (z > 0)` makes a bool array and
+# multiplies across types (Zen 4, one thread: relu of 3.2M float32 1.22 -> 0.51 ms, its gradient 1.73 ->
+# 0.80; W3 in process ~20 us a step). Each computes what its numpy expression does, bit for bit: maximum
+# keeps x where x > 0 or x is NaN (so -0.0 gives 0.0), and the gradient multiplies dy by 1 or 0 (so NaN and
+# inf times 0 give NaN).
 
 
 def _relu_loop(out, x, zero):
@@ -51,22 +51,8 @@ RELU = compiled.Loop(_relu_loop, compiled.elementwise(outputs=1, inputs=1, scala
 RELU_GRAD = compiled.Loop(_relu_grad_loop, compiled.elementwise(outputs=1, inputs=2, scalars=2))
 
 
-def _compiled_loop(loop, *arrays):
-    """`loop` compiled for the arrays' dtype when they are numpy float arrays of one shape and size, C
-    order, large enough to gain from it; else None (numpy's expression runs)."""
-    first = arrays[0]
-    if (type(first) is not np.ndarray or first.size < COMPILED_MIN_ELEMENTS
-            or first.dtype.char not in "fd" or not first.flags.c_contiguous):
-        return None
-    for other in arrays[1:]:
-        if (type(other) is not np.ndarray or other.dtype != first.dtype or other.shape != first.shape
-                or not other.flags.c_contiguous):
-            return None
-    return loop.get(first.dtype.name)
-
-
 def _relu(ctx, x):
-    kernel = _compiled_loop(RELU, x)
+    kernel = compiled.loop_for(RELU, x)
     if kernel is None:
         return ctx.xp.maximum(x, x.dtype.type(0))
     out = np.empty_like(x)
@@ -75,7 +61,7 @@ def _relu(ctx, x):
 
 
 def _relu_grad_kernel(ctx, dy, z):
-    kernel = _compiled_loop(RELU_GRAD, dy, z)
+    kernel = compiled.loop_for(RELU_GRAD, dy, z)
     if kernel is None:
         return dy * (z > 0)
     out = np.empty_like(dy)

@@ -215,9 +215,10 @@ def _routed_loop(grad, dy, z, indices, sh, sw, kh, kw, top, left, relu_mask, in_
     """MaxPoolGrad of windows that do not overlap, from torch's indices (or with `in_window` offsets within
     the window: `_window_offsets`): each input of a window takes the window's dy where the window's index
     names it, else 0; with `relu_mask`, dy * (z > 0), as ReluGrad(dy, z) would have given it. Inputs
-    outside every window are not written (`_routed_max_pool_grad` zeroes them first). Window by window, plain 4-D indexing: W10's first pool, one thread, Zen 5, 0.51 ms against
-    3.3 for the same loop input by input with a window found for each (its view per input and divisions
-    kept the channel loop from being vectorized); torch's kernel zeroes the gradient, then adds. Returns
+    outside every window are not written (`_routed_max_pool_grad` zeroes them first). Window by window,
+    plain 4-D indexing: W10's first pool, one thread, Zen 5, 0.51 ms against 3.3 for the same loop input by
+    input with a window found for each (its view per input and divisions kept the channel loop from being
+    vectorized); torch's kernel zeroes the gradient, then adds. Returns
     whether a pooled value is NaN (then torch's index differs from TF's rule, and the caller starts over):
     found here, where z is read anyway, instead of in a pass of its own (~0.3 ms a W10 step)."""
     n, h, w, c = grad.shape

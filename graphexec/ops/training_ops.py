@@ -99,21 +99,16 @@ def _blockwise(body, *arrays) -> None:
 # until the next step reads them, so caching those writes only costs the reads before them.
 STREAMED_MIN_ELEMENTS = 1 << 20
 
-# Below this many elements a compiled loop's call (~2-5 us to match 11 arguments) outweighs numpy's passes.
-COMPILED_MIN_ELEMENTS = 4096
-
 
 def _compiled_parts(loop, outputs, arrays, scalars, flags=()) -> bool:
     """`loop(*flat arrays, *scalars, *flags)` over contiguous parts of the flattened `arrays` (the first `outputs`
-    written, the rest read) on the intra-op threads, where the loop is compiled and every scalar has the
-    arrays' dtype (so it computes what numpy would); False, with nothing done, otherwise (the caller's
-    numpy kernel runs)."""
+    written, the rest read) on the intra-op threads, where the loop applies (`compiled.loop_for`) and every
+    scalar has the arrays' dtype (so it computes what numpy would); False, with nothing done, otherwise (the
+    caller's numpy kernel runs)."""
     dtype = arrays[0].dtype
-    if (arrays[0].size < COMPILED_MIN_ELEMENTS or dtype not in (np.float32, np.float64)
-            or any(np.asarray(s).dtype != dtype for s in scalars)
-            or not all(a.flags.c_contiguous and a.dtype == dtype for a in arrays)):
+    if any(np.asarray(s).dtype != dtype for s in scalars):
         return False
-    kernel = loop.get(dtype.name)
+    kernel = compiled.loop_for(loop, *arrays)
     if kernel is None:
         return False
     flat = [a.reshape(-1) for a in arrays[:outputs]] + [compiled.read_only(a.reshape(-1)) for a in arrays[outputs:]]

@@ -24,6 +24,8 @@ import queue
 import sys
 import threading
 
+import numpy as np
+
 log = logging.getLogger("graphexec.kernels")
 CHOICES = ("auto", "numba", "numpy")
 VARIABLE = "GRAPHEXEC_COMPILED_KERNELS"
@@ -141,6 +143,24 @@ def elementwise(outputs: int, inputs: int, scalars: int):
         return out
 
     return signatures
+
+
+# Below this many elements a loop's call (~2-5 us to match its arguments) outweighs numpy's passes.
+MIN_ELEMENTS = 4096
+
+
+def loop_for(loop: Loop, *arrays):
+    """`loop` compiled for the dtype of `arrays` where it applies: numpy float32 or float64 arrays of one
+    dtype and shape, C order, MIN_ELEMENTS elements or more; else None (the caller's numpy kernel runs)."""
+    first = arrays[0]
+    if (type(first) is not np.ndarray or first.size < MIN_ELEMENTS or first.dtype.char not in "fd"
+            or not first.flags.c_contiguous):
+        return None
+    for other in arrays[1:]:
+        if (type(other) is not np.ndarray or other.dtype != first.dtype or other.shape != first.shape
+                or not other.flags.c_contiguous):
+            return None
+    return loop.get(first.dtype.name)
 
 
 def read_only(array):

@@ -163,10 +163,8 @@ class DirectApiServer:
         servicer = self._servicer
         if name == "RunCallable":  # its answer as buffers written apart (send_frame), not joined first, and
             # its request read through the connection's template when it repeats the last one's layout
-            pieces = type(servicer).run_callable_pieces
-
             def handler(servicer, body, call: _Call) -> list:
-                return pieces(servicer, body, call, call.decode)
+                return servicer.run_callable_pieces(body, call, call.decode)
 
         def behavior(body, call: _Call) -> bytes | list:
             telemetry.annotate(tenant=call.caller or telemetry.DEFAULT_TENANT)

@@ -131,16 +131,12 @@ class GraphExecServicer:
         request, feeds = self.decode_run_callable(data)
         return _unary_answer(*self._run_callable(request, feeds, context))
 
-    def run_callable_pieces(self, data, context, decode=None) -> list:
+    def run_callable_pieces(self, data, context, decode) -> list:
         """run_callable's answer as the buffers it joins, the fetches' contents as views of them: for the
         direct link, which writes them apart, so a large answer is not copied into one message first
         (W2's 64 MiB: ~22% of the server's CPU a run). `decode`: the connection's run_callable_decoder, which
         reads a request that repeats the previous one's layout without parsing it."""
-        if decode is None:
-            request, feeds = self.decode_run_callable(data)
-            request_id = request.request_id
-        else:
-            request, feeds, request_id = decode(data)
+        request, feeds, request_id = decode(data)
         response, fetches = self._run_callable(request, feeds, context, request_id=request_id)
         _check_unary_fetches(fetches)
         return codec.tensor_message_pieces(response, "fetches", fetches)

@@ -18,7 +18,7 @@ from graphexec.runtime import compiled
 
 pytest.importorskip("numba")
 
-SIZE = 5003  # over COMPILED_MIN_ELEMENTS, and odd: parts of unequal lengths
+SIZE = 5003  # over compiled.MIN_ELEMENTS, and odd: parts of unequal lengths
 STEPS = 3
 OPTIMIZERS = {
     "momentum": (lambda: tf.train.MomentumOptimizer(0.05, 0.9), training_ops.MOMENTUM),
@@ -172,8 +172,8 @@ def test_small_updates_and_the_numpy_choice_keep_numpys_passes(choice):
     training_ops.ADAM.compiled["float32"] = lambda *args: calls.append(1) or kernel(*args)
     try:
         with tf.Graph().as_default():
-            small = tf.Variable(np.ones(training_ops.COMPILED_MIN_ELEMENTS - 1, np.float32))
-            big = tf.Variable(np.ones(training_ops.COMPILED_MIN_ELEMENTS, np.float32))
+            small = tf.Variable(np.ones(compiled.MIN_ELEMENTS - 1, np.float32))
+            big = tf.Variable(np.ones(compiled.MIN_ELEMENTS, np.float32))
             train_small = tf.train.AdamOptimizer(0.1).minimize(tf.reduce_sum(small * small))
             train_big = tf.train.AdamOptimizer(0.1).minimize(tf.reduce_sum(big * big))
             with tf.Session() as sess:
