@@ -15,6 +15,7 @@ from graphexec.compiler.fold import fold_constants
 from graphexec.compiler.functions import attach_functions
 from graphexec.compiler.fuse import fuse_elementwise
 from graphexec.compiler.fuse_conv import fuse_conv_epilogues
+from graphexec.compiler.fuse_products import fuse_product_epilogues
 from graphexec.compiler.plan import Plan, build_plan
 from graphexec.compiler.pool_indices import keep_pool_indices
 from graphexec.compiler.prune import prune
@@ -30,6 +31,7 @@ PASSES = (
     simplify,  # before CSE: a collapsed chain leaves its many constants dead, so CSE never sees them
     eliminate_common_subexpressions,
     fuse_conv_epilogues,  # before elementwise fusion would take the bias and the Relu into a chain
+    fuse_product_epilogues,  # likewise
     keep_pool_indices,
     fuse_elementwise,
     schedule_updates_early,  # last: only the order changes

@@ -162,6 +162,11 @@ def _matmul(inputs, attrs, types) -> bool:
     return _only(ROWS, SHARED)(inputs) and not attrs.get("transpose_a", False) and _rank(inputs[0]) == 2
 
 
+def _fused_matmul(inputs, attrs, types) -> bool:
+    """_FusedMatMul: MatMul's rule, and a shared bias."""
+    return len(inputs) == 3 and inputs[2].kind == SHARED and _matmul(inputs[:2], attrs, types)
+
+
 def _last_axis(inputs, attrs, types) -> bool:
     """Softmax and LogSoftmax: along an axis other than 0."""
     rank = _rank(inputs[0])
@@ -248,6 +253,7 @@ RULES = {
     "Fused": _fused,
     **dict.fromkeys(("Identity", "StopGradient", "ZerosLike", "OnesLike"), _unary),
     "MatMul": _matmul,
+    "_FusedMatMul": _fused_matmul,
     **dict.fromkeys(("Softmax", "LogSoftmax"), _last_axis),
     **dict.fromkeys(("Sum", "Mean", "Max", "Min", "Prod", "All", "Any"), _reduction),
     **dict.fromkeys(("ArgMax", "ArgMin"), _arg_reduction),

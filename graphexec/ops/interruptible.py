@@ -10,6 +10,11 @@ and cancellation between steps; a single large product would otherwise run to it
 takes, so in a run that can be stopped the blocks are also at most BLOCK_MACS multiply-adds (tens of
 ms on one core), with a check before each: also along the inner dimension when one row alone is above
 the block size (a convolution's filter gradient sums over every pixel of the batch).
+
+A product may carry an epilogue (`AddRow`: + a bias vector, then ReLU or not; `Descend`: a gradient-descent
+step from a variable's value), which ops fused after the product need (compiler/fuse_products.py): each
+block of the result is finished by the thread that computed it, right after its product, while the block
+is in that core's cache. Epilogues are elementwise, so a block's bits do not depend on the cut.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import time
 
 import numpy as np
 
-from graphexec.runtime import blas, conv_library, intra_op, split_choice
+from graphexec.runtime import blas, conv_library, intra_op, spin_wait, split_choice
 
 BLOCK_MACS = 1 << 28
 # A oneDNN call (runtime/conv_library.py) may be this many times BLOCK_MACS a thread, so that W10's conv2
@@ -39,13 +44,56 @@ ROWS_TO_CUT = 96  # fewer rows (and more columns): cut by columns, as row blocks
 # or its rows would differ in the last bits from the unsplit product's (seen on Zen 5, 1 Dec: 48 of 131
 # rows by 784 by 24, 0.90M, differed; 48 of 300 by 700 by 30, 1.01M, kept them).
 SMALL_PRODUCT_MACS = 100 ** 3
+ALL = slice(None)
 
 
-def matmul(ctx, a, b, out=None):
-    """a @ b (into `out` when given): split over the intra-op threads when large, and in interruptible
-    blocks when the run can be stopped (numpy, 2-D)."""
+class AddRow:
+    """The epilogue out + row (a vector of one value per column), then ReLU (numpy's maximum(x, 0)) or not:
+    what Add and Relu after a product compute."""
+
+    def __init__(self, row, relu: bool):
+        self.row, self.relu = row, relu
+        self.kind = spin_wait.ADD_ROW_RELU if relu else spin_wait.ADD_ROW
+
+    def apply(self, xp, out, rows=ALL, columns=ALL) -> None:
+        block = out[rows, columns]
+        xp.add(block, self.row[columns], out=block)
+        if self.relu:
+            xp.maximum(block, block.dtype.type(0), out=block)
+
+    def fields(self, out, rows, columns) -> tuple | None:
+        row = self.row[columns]
+        if type(row) is not np.ndarray or row.dtype != np.float32 or not row.flags.c_contiguous:
+            return None
+        return self.kind, row.ctypes.data, 0
+
+
+class Descend:
+    """The epilogue value - out * alpha, out holding the gradient: ApplyGradientDescent's two passes."""
+
+    kind = spin_wait.DESCEND
+
+    def __init__(self, value, alpha):
+        self.value, self.alpha = value, alpha
+
+    def apply(self, xp, out, rows=ALL, columns=ALL) -> None:
+        block = out[rows, columns]
+        xp.multiply(block, self.alpha, out=block)
+        xp.subtract(self.value[rows, columns], block, out=block)
+
+    def fields(self, out, rows, columns) -> tuple | None:
+        value = self.value[rows, columns]
+        if (type(value) is not np.ndarray or value.dtype != np.float32 or value.strides != out.strides
+                or np.asarray(self.alpha).dtype != np.float32):
+            return None
+        return self.kind, value.ctypes.data, spin_wait.float32_bits(self.alpha)
+
+
+def matmul(ctx, a, b, out=None, epilogue=None):
+    """a @ b (into `out` when given), then `epilogue` (AddRow, Descend) on it: split over the intra-op
+    threads when large, and in interruptible blocks when the run can be stopped (numpy, 2-D)."""
     if ctx.xp is not np or a.ndim != 2 or b.ndim != 2:
-        return ctx.xp.matmul(a, b, out=out)
+        return _finished(ctx.xp, ctx.xp.matmul(a, b, out=out), epilogue)
     (m, k), n = a.shape, b.shape[1]
     macs = m * k * n
     ways = intra_op.ways(macs)
@@ -54,19 +102,29 @@ def matmul(ctx, a, b, out=None):
         threads = library_threads(ctx, macs)
         if threads:
             ctx.check_interrupt()
-            return conv_library.product(a, b, threads=threads)
+            return _finished(np, conv_library.product(a, b, threads=threads), epilogue)
     in_blocks = stoppable and macs > BLOCK_MACS  # cut whatever the threads, so a stop comes between blocks
     if ways == 1 and not in_blocks:
-        return np.matmul(a, b, out=out)
+        return _finished(np, np.matmul(a, b, out=out), epilogue)
     tile = blas.row_tile(a.dtype == b.dtype == np.float32)
     by_rows = m >= n or m >= ROWS_TO_CUT
     if not by_rows or in_blocks:
-        return _split_product(ctx, a, b, out, ways, stoppable, by_rows, tile)
-    key = (m, k, n, a.dtype.char, b.dtype.char)  # row blocks keep the bits: split only where that is faster
+        return _split_product(ctx, a, b, out, ways, stoppable, by_rows, tile, epilogue)
+    # Row blocks keep the bits: split only where that is faster.
+    key = (m, k, n, a.dtype.char, b.dtype.char, epilogue and epilogue.kind)
     ways = split_choice.choose(key, ways)
     started = time.perf_counter()
-    out = np.matmul(a, b, out=out) if ways == 1 else _split_product(ctx, a, b, out, ways, stoppable, by_rows, tile)
+    if ways == 1:
+        out = _finished(np, np.matmul(a, b, out=out), epilogue)
+    else:
+        out = _split_product(ctx, a, b, out, ways, stoppable, by_rows, tile, epilogue)
     split_choice.record(key, ways, time.perf_counter() - started)
+    return out
+
+
+def _finished(xp, out, epilogue):
+    if epilogue is not None:
+        epilogue.apply(xp, out)
     return out
 
 
@@ -82,7 +140,7 @@ def library_threads(ctx, macs: int) -> int:
     return threads if threads == 1 or conv_library.teams_work() else 0
 
 
-def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, tile: int):
+def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, tile: int, epilogue=None):
     (m, k), n = a.shape, b.shape[1]
     macs = m * k * n
     if out is None:
@@ -97,9 +155,15 @@ def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, ti
     def operands(cut):
         return (a[cut], b, out[cut]) if by_rows else (a, b[:, cut], out[:, cut])
 
+    def region(cut):  # the block's rows and columns
+        return (cut, ALL) if by_rows else (ALL, cut)
+
     if depth == k and 1 < len(blocks) <= intra_op.threads():  # a gemm a thread (more blocks: checks between)
         ctx.check_interrupt()
-        if intra_op.run_products([operands(cut) for cut in blocks]):
+        epilogues = None if epilogue is None else [
+            (epilogue.fields(out, *region(cut)), lambda cut=cut: epilogue.apply(np, out, *region(cut)))
+            for cut in blocks]
+        if intra_op.run_products([operands(cut) for cut in blocks], epilogues):
             return out
 
     def product(part):
@@ -110,6 +174,8 @@ def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, ti
                 np.matmul(a_part[:, :depth], b_part[:depth], out=into)
             else:
                 into += a_part[:, inner:inner + depth] @ b_part[inner:inner + depth]
+        if epilogue is not None:
+            epilogue.apply(np, out, *region(blocks[part]))
 
     intra_op.run(len(blocks), product, ways)
     return out

@@ -277,6 +277,34 @@ MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), ker
             inputs=("a", "b"), attrs={"transpose_a": attr("bool", False), "transpose_b": attr("bool", False)})
 
 
+# -- _FusedMatMul: a product, + a bias vector, then ReLU or not (compiler/fuse_products.py) -----------------
+def _fused_matmul_shape(args, attrs):
+    shape = _matmul_shape(args[:2], attrs)
+    bias = args[2].shape
+    if shape is not None and (bias is None or len(bias) != 1 or bias[0] not in (None, shape[-1])):
+        raise ShapeError(f"bias of shape {rules.fmt(bias)} does not match the product's {rules.fmt(shape)}")
+    return shape
+
+
+def _fused_matmul(ctx, a, b, bias, transpose_a, transpose_b, activation="", covers=()):
+    """MatMul, then + bias, then the activation (Relu or none), each block finished while in the cache."""
+    if activation not in ("", "Relu"):
+        raise ValueError(f"unknown activation {activation!r}")
+    if transpose_a:
+        a = ctx.xp.swapaxes(a, -1, -2)
+    if transpose_b:
+        b = ctx.xp.swapaxes(b, -1, -2)
+    if bias.shape != (b.shape[-1],):
+        raise ValueError(f"bias of shape {list(bias.shape)} does not match the product's {b.shape[-1]} columns")
+    return interruptible.matmul(ctx, a, b, epilogue=interruptible.AddRow(bias, activation == "Relu"))
+
+
+FusedMatMul = op("_FusedMatMul", shape=_fused_matmul_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_fused_matmul,
+                 grad=NOT_DIFFERENTIABLE, inputs=("a", "b", "bias"), compiler_only=True,
+                 attrs={"transpose_a": attr("bool", False), "transpose_b": attr("bool", False),
+                        "activation": attr("string", ""), "covers": attr("list(string)")})
+
+
 # -- SumToShape: the adjoint of broadcasting (built by the gradients of broadcasting ops) -------------
 def _host_ints(ctx, array) -> tuple:
     return tuple(int(v) for v in np.asarray(ctx.to_host(array)).reshape(-1))

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphexec.ops import rules, workspace
-from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
+from graphexec.ops import interruptible, rules, workspace
+from graphexec.ops.registry import NOT_DIFFERENTIABLE, Aval, ShapeError, attr, op
 from graphexec.runtime import compiled, intra_op, streamed_stores
 
 
@@ -198,6 +198,25 @@ def _apply_gradient_descent(ctx, alpha, grad, var, slots, dtype, shape):
         np.subtract(value, new, out=new)
 
     _blockwise(descend, new, grad, value)
+    return _write(ctx, var, new)
+
+
+def _matmul_apply_gradient_descent(ctx, alpha, a, b, var, slots, dtype, shape, transpose_a, transpose_b, covers=()):
+    """ApplyGradientDescent of the gradient a @ b (compiler/fuse_products.py): the product is written into the
+    variable's new buffer and each block of it becomes value - block * alpha on the thread that computed it,
+    while it is in the cache; no gradient array, and no pass of its own over memory."""
+    if transpose_a:
+        a = ctx.xp.swapaxes(a, -1, -2)
+    if transpose_b:
+        b = ctx.xp.swapaxes(b, -1, -2)
+    value = ctx.read_variable(var, dtype, shape)
+    if (a.shape[0], b.shape[1]) != value.shape:
+        raise ValueError(f"gradient of shape {[a.shape[0], b.shape[1]]} does not match variable '{var}' of shape "
+                         f"{list(value.shape)}")
+    if not (_fits(value, a) and _fits(value, b) and value.ndim == 2):
+        return _write(ctx, var, value - alpha * interruptible.matmul(ctx, a, b))
+    new = _buffer(ctx, var, value)
+    interruptible.matmul(ctx, a, b, out=new, epilogue=interruptible.Descend(value, alpha))
     return _write(ctx, var, new)
 
 
@@ -373,6 +392,23 @@ def _update_rule(grad_index: int):
     return shape
 
 
+def _product_update_rule(args, attrs):
+    """Shape rule of an update whose gradient is the product of inputs 1 and 2 (2-D, transposed as asked)."""
+    if args[0].rank not in (None, 0):
+        raise ShapeError(f"hyperparameter 0 must be a scalar, got shape {rules.fmt(args[0].shape)}")
+    a, b = args[1].shape, args[2].shape
+    declared = attrs["shape"].dims
+    if a is None or b is None:
+        return declared
+    if len(a) != 2 or len(b) != 2:
+        raise ShapeError(f"both factors must be matrices, got {rules.fmt(a)} and {rules.fmt(b)}")
+    (m, k), (k2, n) = (a[::-1] if attrs["transpose_a"] else a), (b[::-1] if attrs["transpose_b"] else b)
+    if k is not None and k2 is not None and k != k2:
+        raise ShapeError(f"Dimensions must be equal, but are {k} and {k2}: the factors {rules.fmt(a)} and "
+                         f"{rules.fmt(b)} of the gradient of '{attrs['var']}'")
+    return _update_rule(1)([args[0], Aval(args[1].dtype, (m, n))], attrs)
+
+
 def _update_dtype(args, attrs):
     for a in args:
         if a.dtype is not attrs["dtype"]:
@@ -393,6 +429,11 @@ def _declare(name, kernel, inputs, **attrs):
 
 
 ApplyGradientDescent = _declare("ApplyGradientDescent", _apply_gradient_descent, ("alpha", "grad"))
+MatMulApplyGradientDescent = op(
+    "_MatMulApplyGradientDescent", shape=_product_update_rule, dtype=_update_dtype,
+    kernel=_matmul_apply_gradient_descent, stateful=True, grad=NOT_DIFFERENTIABLE, compiler_only=True,
+    inputs=("alpha", "a", "b"), attrs={**UPDATE_ATTRS, "transpose_a": attr("bool", False),
+                                       "transpose_b": attr("bool", False), "covers": attr("list(string)")})
 ApplyMomentum = _declare("ApplyMomentum", _apply_momentum, ("lr", "grad", "momentum"),
                          use_nesterov=attr("bool", False))
 ApplyAdam = _declare("ApplyAdam", _apply_adam,
@@ -406,7 +447,7 @@ ApplyProximalGradientDescent = _declare("ApplyProximalGradientDescent", _apply_p
 ApplyFtrlV2 = _declare("ApplyFtrlV2", _apply_ftrl, ("grad", "lr", "l1", "l2", "l2_shrinkage", "lr_power"))
 
 UPDATE_OPS = frozenset({"ApplyGradientDescent", "ApplyMomentum", "ApplyAdam", "ApplyRMSProp", "ApplyAdagrad",
-                        "ApplyAdadelta", "ApplyProximalGradientDescent", "ApplyFtrlV2"})
+                        "ApplyAdadelta", "ApplyProximalGradientDescent", "ApplyFtrlV2", "_MatMulApplyGradientDescent"})
 
 
 def touched_variables(attrs) -> tuple[str, ...]:

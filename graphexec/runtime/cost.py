@@ -22,10 +22,11 @@ CPU_FLOPS = 1e11  # per second: a worker's BLAS on a few cores
 GPU_FLOPS = 2e13  # per second, float32, well below a data-centre GPU's peak
 GPU_LAUNCH_S = 1e-4  # per plan step: the executor's Python and CuPy's launches (784-256-10 MLP: 22 steps, ~2.6 ms)
 BUS_BYTES_PER_S = 1e10  # host <-> device copies: feeds from pageable memory (H200: ~7 GB/s), fetches of 1 MiB+ page-locked (~50)
-_PRODUCTS = {"MatMul", "Conv2D", "_FusedConv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"}
+_MATMULS = {"MatMul", "_FusedMatMul", "_MatMulApplyGradientDescent"}
+_PRODUCTS = {"Conv2D", "_FusedConv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"} | _MATMULS
 # Which inputs of a product are its two arrays (default 0 and 1): a backprop's other input, input_sizes or
-# filter_sizes, is a 1-D shape vector.
-_ARRAY_INPUTS = {"Conv2DBackpropInput": (1, 2), "Conv2DBackpropFilter": (0, 2)}
+# filter_sizes, is a 1-D shape vector; a fused update's first is its learning rate.
+_ARRAY_INPUTS = {"Conv2DBackpropInput": (1, 2), "Conv2DBackpropFilter": (0, 2), "_MatMulApplyGradientDescent": (1, 2)}
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ def _step_flops(step, inputs: list) -> Linear:
     out = step.output_types[0].shape if step.output_types else None
     arrays = [inputs[i] for i in _ARRAY_INPUTS.get(step.op, (0, 1)) if i < len(inputs)]
     if step.op in _PRODUCTS and out is not None and len(arrays) == 2 and all(len(s or ()) >= 2 for s in arrays):
-        if step.op == "MatMul":
-            a = inputs[0]
+        if step.op in _MATMULS:
+            a = arrays[0]
             inner = a[-2] if step.attrs.get("transpose_a") else a[-1]
             return elements(out).times(elements((inner,))).scaled(2.0)
         kernel = out if step.op == "Conv2DBackpropFilter" else inputs[1]  # [height, width, in, out]

@@ -254,12 +254,14 @@ def run(count: int, body, ways_: int | None = None) -> int:
     return ways_
 
 
-def run_products(parts: list[tuple]) -> bool:
+def run_products(parts: list[tuple], epilogues: list | None = None) -> bool:
     """out = a @ b for every (a, b, out) in `parts`: one part for each helper, run in compiled code without
     the GIL (runtime/spin_wait.py), or here if no helper took it by the time this thread's own parts are done.
-    The bits are numpy's: helpers call numpy's own sgemm as numpy's matmul would. False (nothing done) when
-    that cannot be: no compiled loops, a part numpy would not hand to gemm, or another product using the
-    helpers now (the caller then runs the parts through `run`)."""
+    The bits are numpy's: helpers call numpy's own sgemm as numpy's matmul would. With `epilogues`, each part's
+    (fields, apply) then finishes its block on the thread that computed it: `fields` for a helper's compiled
+    loop (spin_wait.fill), `apply()` for a part run here. False (nothing done) when that cannot be: no
+    compiled loops, a part numpy would not hand to gemm, an epilogue the loop cannot do (fields None), or
+    another product using the helpers now (the caller then runs the parts through `run`)."""
     if len(parts) < 2 or _threads <= 1 or getattr(_inside, "active", False):
         return False
     if not spin_wait.products_available():
@@ -268,15 +270,20 @@ def run_products(parts: list[tuple]) -> bool:
     if not pool.products.acquire(blocking=False):
         return False
     try:
-        helped = parts[1:1 + len(pool.slots)]
+        helped = range(1, min(len(parts), 1 + len(pool.slots)))
         slots = pool.slots[:len(helped)]
-        if not all(spin_wait.fill(slot, *part) for slot, part in zip(slots, helped)):
-            return False
+        for slot, index in zip(slots, helped):
+            fields = spin_wait.NONE if epilogues is None else epilogues[index][0]
+            if fields is None or not spin_wait.fill(slot, *parts[index], fields):
+                return False
         slots[:, 0] = spin_wait.POSTED
         pool.wake_sleepers()
         try:
-            for a, b, out in [parts[0], *parts[1 + len(helped):]]:
+            for index in [0, *range(1 + len(helped), len(parts))]:
+                a, b, out = parts[index]
                 np.matmul(a, b, out=out)
+                if epilogues is not None:
+                    epilogues[index][1]()
         finally:  # the helpers write into the outputs: never return while one still does
             for slot in slots:
                 spin_wait.finish(slot)

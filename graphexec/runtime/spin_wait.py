@@ -17,7 +17,10 @@ the hand-over costs a wake-up. So a float32 product's parts go to helpers as cbl
 slot (`fill`), and the helper's compiled loop calls numpy's own sgemm itself (blas.sgemm_address) without
 ever taking the GIL; the caller, done with its own part, runs any part no helper took yet, or spins until
 the helper's is done (`finish`). The arguments are the ones numpy's matmul passes for the same arrays, so
-the bits are numpy's (checked on a test product before first use: `products_available`).
+the bits are numpy's (checked on a test product before first use: `products_available`). A part may carry
+an epilogue that the same thread applies to its block right after the product, while the block is in its
+cache (`_epilogue`: + a row vector, then ReLU or not; or a gradient-descent step), with the operations of
+the numpy kernels it stands for, in their order (checked with the products).
 
 `wait_for_change(flags, seen, seconds)` returns True as soon as flags[0] differs from `seen` (another
 thread stored to it), False after `seconds` or when no compiled spin is available yet (numba missing,
@@ -38,6 +41,7 @@ CALIBRATION_CYCLES = 2_000_000  # ~1 ms at 2 GHz: long enough to time against pe
 
 # numba intrinsics, bound before the loops compile (_import_intrinsics)
 _load_acquire = _cycles = _yield_cpu = _load_at = _store_at = _swap_if = _sgemm = None
+_f32_pointer = _f32_from_bits = _carray = _epilogue = None
 _cycles_per_second = 0.0  # 0: not measured yet; -1: the cycle counter cannot be used
 _calibration_lock = threading.Lock()
 
@@ -121,7 +125,23 @@ def _intrinsics(numba):
             return context.get_dummy_value()
         return types.none(address, slot), codegen
 
-    return load_acquire, cycles, yield_cpu, load_at, store_at, swap_if, sgemm
+    @intrinsic
+    def f32_pointer(typingctx, address):
+        """A float32 pointer from an address held as an integer."""
+        kind = types.CPointer(types.float32)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(kind))
+        return kind(address), codegen
+
+    @intrinsic
+    def f32_from_bits(typingctx, bits):
+        """The float32 whose bits are the low 32 of `bits`."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
+        return types.float32(bits), codegen
+
+    return load_acquire, cycles, yield_cpu, load_at, store_at, swap_if, sgemm, f32_pointer, f32_from_bits
 
 
 def _spin_loop(flags, seen, budget):
@@ -136,9 +156,41 @@ def _spin_loop(flags, seen, budget):
     return _cycles() - start
 
 
-# A product part's slot (int64[SLOT_SIZE]): its state, then cblas_sgemm's arguments (see `sgemm`).
+# A product part's slot (int64[SLOT_SIZE]): its state, then cblas_sgemm's arguments (see `sgemm`), then its
+# epilogue: kind, the address of the row vector or of the variable's value, and alpha's float32 bits.
 IDLE, POSTED, TAKEN, DONE = 0, 1, 2, 3
 SLOT_SIZE = 16
+NO_EPILOGUE, ADD_ROW, ADD_ROW_RELU, DESCEND = 0, 1, 2, 3
+NONE = (NO_EPILOGUE, 0, 0)
+
+
+def _epilogue_rows(slot):
+    """A part's epilogue over its block of rows (m by n, ldc apart): out + row (ADD_ROW), then ReLU as
+    numpy's maximum(x, 0) (ADD_ROW_RELU: NaN passes, -0.0 gives 0.0), or value - out * alpha (DESCEND,
+    gradient descent's two passes; the value's rows are ldc apart too)."""
+    kind = slot[13]
+    if kind == NO_EPILOGUE:
+        return
+    m, n, ldc = slot[4], slot[5], slot[12]
+    out = _carray(_f32_pointer(slot[11]), (m - 1) * ldc + n)
+    if kind == DESCEND:
+        value = _carray(_f32_pointer(slot[14]), (m - 1) * ldc + n)
+        alpha = _f32_from_bits(slot[15])
+        for i in range(m):
+            for j in range(i * ldc, i * ldc + n):
+                out[j] = value[j] - out[j] * alpha
+        return
+    row = _carray(_f32_pointer(slot[14]), n)
+    zero = np.float32(0.0)
+    for i in range(m):
+        base = i * ldc
+        if kind == ADD_ROW:
+            for j in range(n):
+                out[base + j] = out[base + j] + row[j]
+        else:
+            for j in range(n):
+                v = out[base + j] + row[j]
+                out[base + j] = v if v > zero or v != v else zero
 
 
 def _help_loop(posted, seen, slot, budget, address):
@@ -150,6 +202,7 @@ def _help_loop(posted, seen, slot, budget, address):
             return 1
         if _load_at(slot, 0) == POSTED and _swap_if(slot, 0, POSTED, TAKEN):
             _sgemm(address, slot)
+            _epilogue(slot)
             _store_at(slot, 0, DONE)
             start = _cycles()
             continue
@@ -163,6 +216,7 @@ def _finish_loop(slot, address):
     """The poster's side: run the part itself if no helper took it yet (1), else wait until it is done (0)."""
     if _swap_if(slot, 0, POSTED, TAKEN):
         _sgemm(address, slot)
+        _epilogue(slot)
         _store_at(slot, 0, DONE)
         return 1
     while _load_at(slot, 0) != DONE:
@@ -185,10 +239,15 @@ def _finish_signatures(types):
 
 def _import_intrinsics():
     """Bind the intrinsics as module globals for the loops (numba reads them when it compiles)."""
-    global _load_acquire, _cycles, _yield_cpu, _load_at, _store_at, _swap_if, _sgemm
+    global _load_acquire, _cycles, _yield_cpu, _load_at, _store_at, _swap_if, _sgemm, _f32_pointer, _f32_from_bits
+    global _carray, _epilogue
     numba = compiled._import()
     if numba is not None:
-        _load_acquire, _cycles, _yield_cpu, _load_at, _store_at, _swap_if, _sgemm = _intrinsics(numba)
+        (_load_acquire, _cycles, _yield_cpu, _load_at, _store_at, _swap_if, _sgemm, _f32_pointer,
+         _f32_from_bits) = _intrinsics(numba)
+        _carray = numba.carray
+        if _epilogue is None:
+            _epilogue = numba.njit(nogil=True, error_model="numpy", boundscheck=False)(_epilogue_rows)
 
 
 class _SpinLoop(compiled.Loop):
@@ -250,15 +309,27 @@ def products_available() -> bool:
 def _same_bits_as_numpy() -> bool:
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((67, 131), np.float32), rng.standard_normal((131, 45), np.float32)
-    for left in (a, np.asfortranarray(a), a[3:50]):
+    row, value = rng.standard_normal(45, np.float32), rng.standard_normal((67, 45), np.float32)
+    row[:3] = (np.nan, -np.inf, 0.0)  # NaN passes ReLU, -inf gives 0, and sums of zero with -0.0 seen
+    alpha = np.float32(0.37)
+    cases = [(left, NONE, left @ b) for left in (a, np.asfortranarray(a), a[3:50])]
+    cases += [(a, (ADD_ROW, row.ctypes.data, 0), a @ b + row),
+              (a, (ADD_ROW_RELU, row.ctypes.data, 0), np.maximum(a @ b + row, np.float32(0))),
+              (a, (DESCEND, value.ctypes.data, float32_bits(alpha)), value - (a @ b) * alpha)]
+    for left, epilogue, expected in cases:
         out, slot = np.empty((left.shape[0], 45), np.float32), np.zeros(SLOT_SIZE, np.int64)
-        if not fill(slot, left, b, out):
+        if not fill(slot, left, b, out, epilogue):
             return False
         slot[0] = POSTED
         finish(slot)
-        if not np.array_equal(out, left @ b):
+        if not np.array_equal(out, expected, equal_nan=True) or not np.array_equal(np.signbit(out), np.signbit(expected)):
             return False
     return True
+
+
+def float32_bits(value) -> int:
+    """The bits of `value` as a float32, as an integer for a slot."""
+    return int(np.asarray(value, np.float32).view(np.int32))
 
 
 def _leading(array: np.ndarray, rows: int, columns: int) -> tuple[int, int] | None:
@@ -275,8 +346,9 @@ def _leading(array: np.ndarray, rows: int, columns: int) -> tuple[int, int] | No
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # cblas's enums
 
 
-def fill(slot: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> bool:
-    """Put cblas_sgemm's arguments for out = a @ b into slot[1:13], as numpy's matmul would pass them; False
+def fill(slot: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray, epilogue: tuple = NONE) -> bool:
+    """Put cblas_sgemm's arguments for out = a @ b into slot[1:13], as numpy's matmul would pass them, and the
+    `epilogue` (kind, address, alpha's bits: see `_epilogue_rows`) into slot[13:16]; False
     (slot unchanged) where numpy would take another path: not float32 2-D, a side below 2 (gemv, dot), a
     layout BLAS cannot take, a product of a matrix and its own transpose (syrk), unaligned memory, an output
     that overlaps an operand."""
@@ -294,6 +366,7 @@ def fill(slot: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> boo
         return False
     slot[1:13] = (_ROW_MAJOR, left[0], right[0], m, n, k, a.ctypes.data, left[1], b.ctypes.data, right[1],
                   out.ctypes.data, into[1])
+    slot[13:16] = epilogue
     return True
 
 

@@ -22,6 +22,7 @@ from graphexec.compiler.cse import eliminate_common_subexpressions
 from graphexec.compiler.feeds import bind_feeds
 from graphexec.compiler.fold import fold_constants
 from graphexec.compiler.fuse import fuse_elementwise
+from graphexec.compiler.fuse_products import fuse_product_epilogues
 from graphexec.compiler.plan import build_plan
 from graphexec.compiler.prune import prune
 from graphexec.compiler.schedule import schedule_updates_early
@@ -125,6 +126,17 @@ def test_fuse():
     y = tf.tanh(tf.add(m, c, name="a"), name="y")
     z = tf.reduce_sum(y, name="z")
     compare_with_golden("fuse", before_after(fuse_elementwise, bind_feeds(program([z], [x]))))
+
+
+def test_fuse_products():
+    x = tf.placeholder(tf.float32, [2, 3], name="x")
+    w = tf.Variable(np.ones((3, 4), np.float32), name="w")
+    b = tf.Variable(np.zeros(4, np.float32), name="b")
+    loss = tf.reduce_sum(tf.nn.relu(tf.add(tf.matmul(x, w, name="h"), b, name="a"), name="r"), name="loss")
+    train = tf.train.GradientDescentOptimizer(0.5).minimize(loss)
+    optimized = pipeline.optimize(program([loss], [x], [train]), passes=pipeline.PASSES[:pipeline.PASSES.index(
+        fuse_product_epilogues)])
+    compare_with_golden("fuse_products", before_after(fuse_product_epilogues, optimized))
 
 
 def test_schedule_updates_early():

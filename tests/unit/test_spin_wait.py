@@ -268,7 +268,8 @@ def test_split_products_go_through_the_helpers_and_keep_the_bits(two_threads, sp
 
     calls = []
     real = intra_op.run_products
-    monkeypatch.setattr(intra_op, "run_products", lambda parts: calls.append(len(parts)) or real(parts))
+    monkeypatch.setattr(intra_op, "run_products",
+                        lambda parts, epilogues=None: calls.append(len(parts)) or real(parts, epilogues))
     rng = np.random.default_rng(8)
     ctx = ExecContext(np)
     for m, k, n in ((128, 784, 256), (200, 784, 24), (96, 70, 300)):  # cut by rows: the bits kept
@@ -277,3 +278,62 @@ def test_split_products_go_through_the_helpers_and_keep_the_bits(two_threads, sp
             np.testing.assert_array_equal(interruptible.matmul(ctx, a, b), a @ b)
             np.testing.assert_array_equal(interruptible.matmul(ctx, np.asfortranarray(a), b), a @ b)
     assert calls and min(calls) >= 2
+
+
+def _epilogue_case(rng, kind, out):
+    """(epilogue fields, numpy's passes over a block of `out`'s shape) for one epilogue kind; the operands
+    include NaN and infinities, which ReLU passes or zeroes as numpy's maximum does."""
+    n = out.shape[1]
+    row = rng.normal(size=n).astype(np.float32)
+    row[:4] = (np.nan, -np.inf, np.inf, -0.0)
+    value = rng.normal(size=(out.shape[0], out.strides[0] // 4)).astype(np.float32)[:, :n]
+    alpha = np.float32(0.37)
+    if kind == spin_wait.ADD_ROW:
+        return (kind, row.ctypes.data, 0), lambda product: product + row
+    if kind == spin_wait.ADD_ROW_RELU:
+        return (kind, row.ctypes.data, 0), lambda product: np.maximum(product + row, np.float32(0))
+    return (kind, value.ctypes.data, spin_wait.float32_bits(alpha)), lambda product: value - product * alpha
+
+
+@pytest.mark.parametrize("kind", [spin_wait.ADD_ROW, spin_wait.ADD_ROW_RELU, spin_wait.DESCEND])
+@pytest.mark.parametrize("layout", ["rows", "column-major", "columns"])
+def test_a_parts_epilogue_gives_the_bits_of_numpys_passes(spin, kind, layout):
+    rng = np.random.default_rng(4)
+    a, b, out = _operands(rng, 37, 50, 29, layout)
+    a[0, :3] = (np.nan, np.inf, 0.0)  # NaN and inf reach the epilogue through the product
+    fields, numpy_passes = _epilogue_case(rng, kind, out)
+    slot = np.zeros(spin_wait.SLOT_SIZE, np.int64)
+    assert spin_wait.fill(slot, a, b, out, fields)
+    slot[0] = spin_wait.POSTED
+    assert spin_wait.finish(slot)
+    expected = numpy_passes(a @ b)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(expected))  # -0.0 apart from 0.0
+    assert np.isnan(expected).any()
+    assert (expected == 0).any() == (kind == spin_wait.ADD_ROW_RELU)
+
+
+def test_split_products_finish_each_block_where_it_was_computed(two_threads, spin, monkeypatch):
+    """Epilogues through the helpers (compiled) and on the caller (numpy) give one result, numpy's passes
+    over the whole product, whichever thread runs which part."""
+    from graphexec.ops import interruptible
+    from graphexec.runtime.context import ExecContext
+
+    posted = []
+    real = spin_wait.fill
+    monkeypatch.setattr(spin_wait, "fill", lambda slot, a, b, out, epilogue=spin_wait.NONE: posted.append(
+        epilogue[0]) or real(slot, a, b, out, epilogue))
+    rng = np.random.default_rng(9)
+    ctx = ExecContext(np)
+    for m, k, n in ((128, 784, 256), (784, 128, 256), (96, 70, 300)):
+        a, b = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(k, n)).astype(np.float32)
+        row, value = rng.normal(size=n).astype(np.float32), rng.normal(size=(m, n)).astype(np.float32)
+        alpha = np.asarray(0.1, np.float32)
+        for _ in range(8):  # both ways, as split_choice times them
+            got = interruptible.matmul(ctx, a, b, epilogue=interruptible.AddRow(row, True))
+            np.testing.assert_array_equal(got, np.maximum(a @ b + row, np.float32(0)))
+            into = np.empty((m, n), np.float32)
+            interruptible.matmul(ctx, np.asfortranarray(a), b, out=into, epilogue=interruptible.Descend(value, alpha))
+            gradient = a @ b
+            np.testing.assert_array_equal(into, value - gradient * alpha)
+    assert {spin_wait.ADD_ROW_RELU, spin_wait.DESCEND} <= set(posted)  # helpers took epilogues

@@ -111,4 +111,4 @@ def test_a_product_has_the_same_bits_split_or_whole(two_threads, monkeypatch, m,
     for ways in (2, 1):
         monkeypatch.setattr(split_choice, "choose", lambda key, most, ways=ways: asked.append(key) or ways)
         np.testing.assert_array_equal(interruptible.matmul(ctx, a, b), want)
-    assert asked == [(m, k, n, "f", "f")] * 2  # the choice was asked, both ways
+    assert asked == [(m, k, n, "f", "f", None)] * 2  # the choice was asked, both ways (no epilogue)
