@@ -14,7 +14,11 @@ that stays slower costs less and less to watch. A change in the way taken shows 
 which are kept on every call. A look's first call is not counted: it pays for waking helpers that slept
 since the last split, which a program that keeps to that way does not pay on every call (Zen 3 kind, in
 W3's step: its forward product took 0.94-1.2 ms split in single looks, 0.6-0.67 ms split on every call,
-0.6 ms whole).
+0.6 ms whole). A look starts the other way's samples afresh (the old ones are at least a look's interval
+old), and a change of choice brings the next look within EXPLORE_EVERY calls: on a VM a burst of slow
+splits (a vCPU taken away for a few ms) turned W3's products to whole for a thousand calls at a time,
+until two far-apart looks had outvoted the burst's samples (through `serve` on the Zen 4 kind, 5-29% of
+its 128x784x256 products ran whole, ~200 us slower each).
 
 Only kernels whose split gives the same bits as the whole use this (elementwise passes, products cut
 into blocks of rows on the BLAS kernel's row tile): a choice made by timing must never change a result.
@@ -28,7 +32,7 @@ SAMPLES = 5  # times kept each way; their median decides
 WARM_UP = 3  # times each way before the first decision (alternating, split first)
 EXPLORE_EVERY = 32  # calls between looks at the other way, at first and after a look changed the choice
 MAX_EXPLORE_EVERY = 512
-LOOK_CALLS = 3  # calls a look at the other way lasts; its first is not counted
+LOOK_CALLS = WARM_UP + 1  # calls a look at the other way lasts; its first is not counted
 MAX_KEYS = 1024  # shapes remembered; all are forgotten when full (a steady program has a few)
 
 
@@ -59,26 +63,30 @@ def choose(key, ways: int) -> int:
         if len(_timings) >= MAX_KEYS:
             _timings.clear()
         timings = _timings[key] = _Timings()
+    if timings.look_left:  # before the warm-up's test: the look refills the samples it cleared
+        timings.look_left -= 1
+        timings.countdown -= 1
+        return ways if timings.look_splits else 1
     split, whole = len(timings.split), len(timings.whole)
     if split < WARM_UP or whole < WARM_UP:
         return ways if split <= whole else 1
     timings.countdown -= 1
-    if not timings.look_left and timings.countdown <= 0:
+    if timings.countdown <= 0:
         _begin_look(timings)
-    if timings.look_left:
         timings.look_left -= 1
         return ways if timings.look_splits else 1
     return ways if timings.split_faster else 1
 
 
 def _begin_look(timings: _Timings) -> None:
-    """Start a look at the way not taken; the previous look left the choice as it was: wait twice as long
-    for the next one."""
+    """Start a look at the way not taken, from fresh samples of it; the previous look left the choice as it
+    was: wait twice as long for the next one."""
     unchanged = timings.split_faster == timings.split_faster_at_look
     timings.interval = min(2 * timings.interval, MAX_EXPLORE_EVERY) if unchanged else EXPLORE_EVERY
     timings.countdown = timings.interval
     timings.split_faster_at_look = timings.split_faster
     timings.look_left, timings.look_splits, timings.skip_record = LOOK_CALLS, not timings.split_faster, True
+    (timings.whole if timings.split_faster else timings.split).clear()
 
 
 def record(key, ways: int, seconds: float) -> None:
@@ -91,7 +99,11 @@ def record(key, ways: int, seconds: float) -> None:
         return
     (timings.split if ways > 1 else timings.whole).append(seconds)
     if len(timings.split) >= WARM_UP and len(timings.whole) >= WARM_UP:
-        timings.split_faster = statistics.median_high(timings.split) <= statistics.median_high(timings.whole)
+        split_faster = statistics.median_high(timings.split) <= statistics.median_high(timings.whole)
+        if split_faster != timings.split_faster:  # look at the way left soon: it may have been a burst
+            timings.interval = EXPLORE_EVERY
+            timings.countdown = min(timings.countdown, EXPLORE_EVERY)
+        timings.split_faster = split_faster
 
 
 def forget() -> None:

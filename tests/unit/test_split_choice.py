@@ -60,6 +60,20 @@ def test_a_change_of_speed_is_noticed_through_the_looks():
     assert chosen[-split_choice.EXPLORE_EVERY // 2:].count(2) <= split_choice.LOOK_CALLS
 
 
+def test_a_burst_of_slow_splits_turns_them_whole_for_a_look_interval_at_most():
+    """A vCPU taken away for a few ms makes a few splits slow in a row: the choice turns to whole, looks at
+    splits again within EXPLORE_EVERY calls, and that look's fresh samples turn it back (before: the
+    burst's samples outvoted the looks' for ~2 * MAX_EXPLORE_EVERY calls)."""
+    split_choice.forget()
+    _choices("burst", 3000, split_s=1e-3, whole_s=2e-3)  # looks far apart by now
+    assert split_choice._timings["burst"].interval == split_choice.MAX_EXPLORE_EVERY
+    burst = _choices("burst", split_choice.SAMPLES, split_s=9e-3, whole_s=2e-3)
+    assert burst[-1] == 1 or burst.count(1) >= 1  # it turned whole
+    after = _choices("burst", 4 * split_choice.EXPLORE_EVERY, split_s=1e-3, whole_s=2e-3)
+    assert after.count(1) <= split_choice.EXPLORE_EVERY + 2 * split_choice.LOOK_CALLS  # and one look at whole
+    assert after[-split_choice.EXPLORE_EVERY:].count(2) >= split_choice.EXPLORE_EVERY - split_choice.LOOK_CALLS
+
+
 def test_a_look_does_not_count_its_first_call_which_wakes_the_helpers():
     """A split that is slow only when the helpers slept since the last split (its first call after running
     whole) is found faster: a look's first call is not counted."""
