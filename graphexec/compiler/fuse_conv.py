@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from graphexec import ir
-from graphexec.compiler.util import canonical, consumers, pinned_nodes, type_of
+from graphexec.compiler.util import canonical, sole_reader, type_of
 from graphexec.ops.conv_ops import FusedConv2D
 
 FUSED_CONV = FusedConv2D.name
@@ -27,13 +27,7 @@ def fuse_conv_epilogues(program: ir.Program) -> ir.Program:
     if not any(node.op == "Conv2D" for node in program.nodes):  # most programs: no lookups built
         return program
     by_name = program.by_name()
-    users = consumers(program.nodes)
-    pinned = pinned_nodes(program)
-
-    def only_feeds(node: ir.Node, user: ir.Node) -> bool:
-        """`node`'s value is read by `user` alone: one output, one consumer, no control edges, no fetch."""
-        return (len(node.outputs) == 1 and not node.control_inputs and node.name not in pinned
-                and users.get(node.name) == [user.name] and node.device == user.device)
+    only_feeds = sole_reader(program)
 
     def producer(tensor: str) -> ir.Node | None:
         name, index = ir.split_tensor_name(canonical(tensor))

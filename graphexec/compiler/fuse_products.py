@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from graphexec import ir
-from graphexec.compiler.util import canonical, consumers, pinned_nodes, type_of
+from graphexec.compiler.util import canonical, sole_reader, type_of
 from graphexec.ops.math_ops import FusedMatMul
 from graphexec.ops.training_ops import MatMulApplyGradientDescent
 
@@ -28,13 +28,7 @@ def fuse_product_epilogues(program: ir.Program) -> ir.Program:
     if not any(node.op == "MatMul" for node in program.nodes):
         return program
     by_name = program.by_name()
-    users = consumers(program.nodes)
-    pinned = pinned_nodes(program)
-
-    def only_feeds(node: ir.Node, user: ir.Node) -> bool:
-        """`node`'s value is read by `user` alone: one output, one consumer, no control edges, no fetch."""
-        return (len(node.outputs) == 1 and not node.control_inputs and node.name not in pinned
-                and users.get(node.name) == [user.name] and node.device == user.device)
+    only_feeds = sole_reader(program)
 
     def product_for(tensor: str, user: ir.Node) -> ir.Node | None:
         """The MatMul of two matrices that makes `tensor` and that `user` alone reads, or None."""

@@ -31,6 +31,19 @@ def pinned_nodes(program: ir.Program) -> set[str]:
             | control_users(program.nodes))
 
 
+def sole_reader(program: ir.Program):
+    """A test `only_feeds(node, user)` over `program`: `node`'s value is read by `user` alone (one output, one
+    consumer, no control edges, not fetched, targeted or ordered on, the same device): an epilogue fusion may
+    then compute it inside `user`'s kernel."""
+    users, pinned = consumers(program.nodes), pinned_nodes(program)
+
+    def only_feeds(node: ir.Node, user: ir.Node) -> bool:
+        return (len(node.outputs) == 1 and not node.control_inputs and node.name not in pinned
+                and users.get(node.name) == [user.name] and node.device == user.device)
+
+    return only_feeds
+
+
 def type_of(by_name: dict[str, ir.Node], tensor: str) -> ir.TensorType:
     """The type of `tensor` ("node:index"), produced by a node of `by_name`."""
     name, index = ir.split_tensor_name(tensor)
