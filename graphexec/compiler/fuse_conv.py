@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from graphexec import ir
-from graphexec.compiler.util import canonical, sole_reader, type_of
+from graphexec.compiler.util import canonical, producer, sole_reader, type_of
 from graphexec.ops.conv_ops import FusedConv2D
 
 FUSED_CONV = FusedConv2D.name
@@ -29,16 +29,12 @@ def fuse_conv_epilogues(program: ir.Program) -> ir.Program:
     by_name = program.by_name()
     only_feeds = sole_reader(program)
 
-    def producer(tensor: str) -> ir.Node | None:
-        name, index = ir.split_tensor_name(canonical(tensor))
-        return by_name.get(name) if index == 0 else None
-
     def conv_of(add: ir.Node):
         """(Conv2D, bias tensor) when `add` adds a per-channel vector to a convolution read by it alone."""
         if add is None or add.op != "Add" or add.control_inputs:
             return None
         for conv_side in (0, 1):
-            conv = producer(add.inputs[conv_side])
+            conv = producer(by_name, add.inputs[conv_side])
             bias = canonical(add.inputs[1 - conv_side])
             if (conv is not None and conv.op == "Conv2D" and conv.attrs.get("data_format", "NHWC") == "NHWC"
                     and only_feeds(conv, add) and conv.outputs[0] == add.outputs[0]
@@ -49,7 +45,7 @@ def fuse_conv_epilogues(program: ir.Program) -> ir.Program:
     chains = {}  # last node's name -> (conv, add, relu or None, bias)
     for node in program.nodes:
         if node.op == "Relu" and not node.control_inputs:
-            add = producer(node.inputs[0])
+            add = producer(by_name, node.inputs[0])
             found = conv_of(add)
             if found is not None and only_feeds(add, node):
                 chains[node.name] = (found[0], add, node, found[1])

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from graphexec import ir
-from graphexec.compiler.util import canonical, sole_reader, type_of
+from graphexec.compiler.util import canonical, producer, sole_reader, type_of
 from graphexec.ops.math_ops import FusedMatMul
 from graphexec.ops.training_ops import MatMulApplyGradientDescent
 
@@ -32,9 +32,8 @@ def fuse_product_epilogues(program: ir.Program) -> ir.Program:
 
     def product_for(tensor: str, user: ir.Node) -> ir.Node | None:
         """The MatMul of two matrices that makes `tensor` and that `user` alone reads, or None."""
-        name, index = ir.split_tensor_name(canonical(tensor))
-        node = by_name.get(name)
-        if node is None or index != 0 or node.op != "MatMul" or not only_feeds(node, user):
+        node = producer(by_name, tensor)
+        if node is None or node.op != "MatMul" or not only_feeds(node, user):
             return None
         ranks = [len(type_of(by_name, canonical(t)).shape or ()) for t in node.inputs]
         return node if ranks == [2, 2] and len(node.outputs[0].shape or ()) == 2 else None
@@ -62,9 +61,9 @@ def fuse_product_epilogues(program: ir.Program) -> ir.Program:
 
     for node in program.nodes:
         if node.op == "Relu" and not node.control_inputs:
-            add = by_name.get(ir.split_tensor_name(canonical(node.inputs[0]))[0])
+            add = producer(by_name, node.inputs[0])
             found = biased(add)
-            if found is not None and only_feeds(add, node) and canonical(node.inputs[0]) == f"{add.name}:0":
+            if found is not None and only_feeds(add, node):
                 product, bias = found
                 fuse(node, FusedMatMul.name, (*product.inputs, bias), product, (add, node), activation="Relu")
         elif node.op == "ApplyGradientDescent":

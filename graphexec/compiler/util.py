@@ -44,6 +44,12 @@ def sole_reader(program: ir.Program):
     return only_feeds
 
 
+def producer(by_name: dict[str, ir.Node], tensor: str) -> ir.Node | None:
+    """The node of `by_name` whose first output `tensor` is, or None (another output, or no such node)."""
+    name, index = ir.split_tensor_name(canonical(tensor))
+    return by_name.get(name) if index == 0 else None
+
+
 def type_of(by_name: dict[str, ir.Node], tensor: str) -> ir.TensorType:
     """The type of `tensor` ("node:index"), produced by a node of `by_name`."""
     name, index = ir.split_tensor_name(tensor)

@@ -89,6 +89,11 @@ class Descend:
         return self.kind, value.ctypes.data, spin_wait.float32_bits(self.alpha)
 
 
+def oriented(xp, a, b, transpose_a: bool, transpose_b: bool) -> tuple:
+    """(a, b) as MatMul's transpose attrs ask, as views (their last two axes swapped)."""
+    return (xp.swapaxes(a, -1, -2) if transpose_a else a), (xp.swapaxes(b, -1, -2) if transpose_b else b)
+
+
 def matmul(ctx, a, b, out=None, epilogue=None):
     """a @ b (into `out` when given), then `epilogue` (AddRow, Descend) on it: split over the intra-op
     threads when large, and in interruptible blocks when the run can be stopped (numpy, 2-D)."""

@@ -266,11 +266,7 @@ def _matmul_shape(args, attrs):
 
 
 def _matmul(ctx, a, b, transpose_a, transpose_b):
-    if transpose_a:
-        a = ctx.xp.swapaxes(a, -1, -2)
-    if transpose_b:
-        b = ctx.xp.swapaxes(b, -1, -2)
-    return interruptible.matmul(ctx, a, b)  # in blocks when large, so a cancellation stops it soon
+    return interruptible.matmul(ctx, *interruptible.oriented(ctx.xp, a, b, transpose_a, transpose_b))  # in blocks when large, so a cancellation stops it soon
 
 
 MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_matmul, grad=_matmul_grad,
@@ -290,10 +286,7 @@ def _fused_matmul(ctx, a, b, bias, transpose_a, transpose_b, activation="", cove
     """MatMul, then + bias, then the activation (Relu or none), each block finished while in the cache."""
     if activation not in ("", "Relu"):
         raise ValueError(f"unknown activation {activation!r}")
-    if transpose_a:
-        a = ctx.xp.swapaxes(a, -1, -2)
-    if transpose_b:
-        b = ctx.xp.swapaxes(b, -1, -2)
+    a, b = interruptible.oriented(ctx.xp, a, b, transpose_a, transpose_b)
     if bias.shape != (b.shape[-1],):
         raise ValueError(f"bias of shape {list(bias.shape)} does not match the product's {b.shape[-1]} columns")
     return interruptible.matmul(ctx, a, b, epilogue=interruptible.AddRow(bias, activation == "Relu"))

@@ -205,10 +205,7 @@ def _matmul_apply_gradient_descent(ctx, alpha, a, b, var, slots, dtype, shape, t
     """ApplyGradientDescent of the gradient a @ b (compiler/fuse_products.py): the product is written into the
     variable's new buffer and each block of it becomes value - block * alpha on the thread that computed it,
     while it is in the cache; no gradient array, and no pass of its own over memory."""
-    if transpose_a:
-        a = ctx.xp.swapaxes(a, -1, -2)
-    if transpose_b:
-        b = ctx.xp.swapaxes(b, -1, -2)
+    a, b = interruptible.oriented(ctx.xp, a, b, transpose_a, transpose_b)
     value = ctx.read_variable(var, dtype, shape)
     if (a.shape[0], b.shape[1]) != value.shape:
         raise ValueError(f"gradient of shape {[a.shape[0], b.shape[1]]} does not match variable '{var}' of shape "
