@@ -153,7 +153,10 @@ def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, ti
     length, across = (m, n) if by_rows else (n, m)  # the side cut into blocks, and the other one
     most = max(1, BLOCK_MACS // max(k * across, 1)) if stoppable else None
     depth = k if not stoppable or k * across <= BLOCK_MACS else max(1, BLOCK_MACS // max(across, 1))
-    blocks = intra_op.split(length, ways, most, tile if by_rows else 1)
+    if by_rows and most is None:
+        blocks = intra_op.even_cuts(length, ways, tile)
+    else:
+        blocks = intra_op.split(length, ways, most, tile if by_rows else 1)
     if by_rows and macs > SMALL_PRODUCT_MACS:
         blocks = _at_least(blocks, SMALL_PRODUCT_MACS // (k * across) + 1)
 

@@ -318,6 +318,16 @@ def split(length: int, parts: int, most: int | None = None, multiple: int = 1) -
     return [slice(start, min(start + size, length)) for start in range(0, length, size)]
 
 
+def even_cuts(length: int, parts: int, multiple: int) -> list[slice]:
+    """`length` cut into at most `parts` slices of about equal length, each cut at the multiple of `multiple`
+    nearest to an even cut: a product's row blocks, one a thread, on its BLAS kernel's row tile. (`split`
+    makes slices of a multiple's length and a short one after them: W3's 128 rows on a 12-row tile came
+    out 60 + 60 + 8, three parts for two threads.)"""
+    inner = {round(length * index / parts / multiple) * multiple for index in range(1, parts)}
+    bounds = [0, *sorted(cut for cut in inner if 0 < cut < length), length]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+
+
 def groups(count: int, ways_: int, most: int | None = None) -> list[slice]:
     """`count` items in runs of consecutive ones, GROUPS_PER_THREAD runs per thread of `ways_` (one run
     when 1), none longer than `most`: a fixed grouping, so partial sums per group add up the same however

@@ -122,6 +122,18 @@ def test_aligned_splits_cut_at_multiples_and_keep_their_bound():
     assert cuts(10, 3) == [(0, 4), (4, 8), (8, 10)]  # unaligned as before
 
 
+def test_even_cuts_give_one_slice_a_part_cut_at_the_nearest_multiple():
+    def cuts(*args):
+        return [(part.start, part.stop) for part in intra_op.even_cuts(*args)]
+
+    assert cuts(128, 2, 12) == [(0, 60), (60, 128)]  # 64 is nearest 60: split() gave 60 + 60 + 8
+    assert cuts(128, 2, 16) == [(0, 64), (64, 128)]
+    assert cuts(784, 2, 48) == [(0, 384), (384, 784)]
+    assert cuts(300, 3, 12) == [(0, 96), (96, 204), (204, 300)]
+    assert cuts(30, 2, 48) == [(0, 30)]  # no multiple inside: one slice
+    assert cuts(10, 4, 1) == [(0, 2), (2, 5), (5, 8), (8, 10)]
+
+
 def test_a_cancelled_run_stops_a_split_convolution(two_threads, conv_library, monkeypatch):
     # oneDNN's calls take one slice a thread unless a slice would pass the block limit: here 4 images
     monkeypatch.setattr(interruptible, "BLOCK_MACS", 8 * 8 * 5 * 3 * 3 * 2)

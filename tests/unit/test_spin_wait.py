@@ -280,6 +280,34 @@ def test_split_products_go_through_the_helpers_and_keep_the_bits(two_threads, sp
     assert calls and min(calls) >= 2
 
 
+@pytest.mark.parametrize("tile", [12, 16, 48])
+def test_a_split_product_is_one_part_a_thread_cut_on_the_row_tile(two_threads, spin, monkeypatch, tile):
+    """W3's 128 rows on Haswell's 12-row tile were cut 60 + 60 + 8: three parts for two threads, which went
+    through Python's parts (`intra_op.run`) instead of the helpers' compiled loop."""
+    from graphexec.ops import interruptible
+    from graphexec.runtime import blas, split_choice
+    from graphexec.runtime.context import ExecContext
+
+    handed = []
+    real = intra_op.run_products
+    monkeypatch.setattr(intra_op, "run_products",
+                        lambda parts, epilogues=None: handed.append([a.shape[0] for a, _, _ in parts])
+                        or real(parts, epilogues))
+    bits_kept_at = blas.row_tile(True)  # this machine's tile: other tiles' cuts may change the last bits
+    monkeypatch.setattr(blas, "row_tile", lambda single_precision: tile)
+    monkeypatch.setattr(split_choice, "choose", lambda key, ways: ways)
+    rng = np.random.default_rng(9)
+    ctx = ExecContext(np)
+    for m in (128, 784, 1000):
+        a, b = rng.normal(size=(m, 96)).astype(np.float32), rng.normal(size=(96, 80)).astype(np.float32)
+        out = interruptible.matmul(ctx, a, b)
+        rows = handed.pop()
+        assert len(rows) == 2 and sum(rows) == m and rows[0] % tile == 0, (m, rows)
+        assert abs(rows[0] - m / 2) <= tile / 2
+        if bits_kept_at % tile == 0:
+            np.testing.assert_array_equal(out, a @ b)
+
+
 def _epilogue_case(rng, kind, out):
     """(epilogue fields, numpy's passes over a block of `out`'s shape) for one epilogue kind; the operands
     include NaN and infinities, which ReLU passes or zeroes as numpy's maximum does."""
