@@ -48,6 +48,24 @@ def test_a_commit_is_one_pipeline_of_staged_values_and_one_script(redis_server):
         store.close()
 
 
+def test_a_commit_of_thousands_of_values_applies_them_all_or_drops_them_all(redis_server):
+    store, client = RedisStore(redis_server.url), redis.Redis.from_url(redis_server.url)
+    try:
+        store.commit("c", 0, {"w": np.zeros(3, np.float32)}, 1, b"")
+        assert store.commit("c", 1, {f"v{i}": np.full(2, i, np.float32) for i in range(4)}, 2, b"") == 2
+        many = {f"m{i}": np.full(1, i, np.int32) for i in range(5000)}
+        assert store.commit("c", 2, many, 3, b"") == 3
+        version, values = store.read_variables("c")
+        assert version == 3 and len(values) == 5005
+        assert all(values[f"m{i}"].tolist() == [i] for i in range(0, 5000, 499))
+        assert not client.keys(f"{PREFIX}stage:*")
+        with pytest.raises(AbortedError, match="version 2 -> 3"):  # an abort drops every staged value
+            store.commit("c", 2, many, 4, b"")
+        assert not client.keys(f"{PREFIX}stage:*")
+    finally:
+        store.close()
+
+
 def test_a_commit_answers_a_seen_request_id_and_aborts_on_a_moved_version_or_another_runs_lock(redis_server):
     store, client = RedisStore(redis_server.url), redis.Redis.from_url(redis_server.url)
     try:
