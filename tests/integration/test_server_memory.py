@@ -31,9 +31,13 @@ def test_training_steps_through_serve_fault_few_pages_in(serve, processes):
             steps = [{images: x, labels: y} for x, y in batches]
             for i in range(20):  # the heap grows to its size, the compiled loops come in
                 session.run([train, loss], steps[i % len(steps)])
-            before = _minor_faults(server.pid)
-            losses = [session.run([train, loss], steps[i % len(steps)])[1] for i in range(20)]
-            faults = _minor_faults(server.pid) - before
+            losses, faults = [], []
+            for i in range(20):
+                before = _minor_faults(server.pid)
+                losses.append(session.run([train, loss], steps[i % len(steps)])[1])
+                faults.append(_minor_faults(server.pid) - before)
     assert np.isfinite(losses).all()
-    # a heap of its own, made and unmapped, faulted ~3,100 pages (12 MB) in on most of these steps
-    assert faults < 3000, faults
+    # A heap of its own, made and unmapped, faulted ~3,100 pages (12 MB) in on most of these steps (1,438
+    # a step averaged). With one arena a step faults a few pages; once in a full test run one step faulted
+    # 3,141 (the heap grown once more), so a step or two that grow it do not fail the test.
+    assert sum(step > 1000 for step in faults) <= 2, faults
