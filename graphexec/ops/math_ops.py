@@ -266,7 +266,8 @@ def _matmul_shape(args, attrs):
 
 
 def _matmul(ctx, a, b, transpose_a, transpose_b):
-    return interruptible.matmul(ctx, *interruptible.oriented(ctx.xp, a, b, transpose_a, transpose_b))  # in blocks when large, so a cancellation stops it soon
+    a, b = interruptible.oriented(ctx.xp, a, b, transpose_a, transpose_b)
+    return interruptible.matmul(ctx, a, b)  # in blocks when large, so a cancellation stops it soon
 
 
 MatMul = op("MatMul", shape=_matmul_shape, dtype=rules.same_dtype(*NUMERIC), kernel=_matmul, grad=_matmul_grad,
