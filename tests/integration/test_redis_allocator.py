@@ -25,6 +25,23 @@ def test_the_deployments_redis_keeps_freed_pages():
         assert environment["JE_MALLOC_CONF"] == environment["MALLOC_CONF"] == procs.REDIS_MALLOC_CONF
 
 
+def test_the_deployments_redis_runs_without_jemallocs_background_thread():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["redis"]["command"]
+    config = next(d for d in yaml.safe_load_all((ROOT / "deploy/k8s/base/redis.yaml").read_text())
+                  if d and d["kind"] == "ConfigMap")["data"]["redis.conf"].splitlines()
+    assert " ".join(compose).count(" ".join(procs.REDIS_ARGS)) == 1
+    assert "jemalloc-bg-thread no" in config
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server, url = procs.start_redis(shutil.which("redis-server"))
+    try:
+        store = RedisStore(url)
+        assert store.client.config_get("jemalloc-bg-thread") == {"jemalloc-bg-thread": "no"}
+        store.close()
+    finally:
+        server.stop()
+
+
 def _minor_faults(pid: int) -> int:
     return int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
