@@ -55,6 +55,8 @@ ROWS = (
     Row("w2_bytes_per_s", "W2 64 MiB x*2 throughput", "bytes_per_s", (higher(2.5, "tf_grpc"),)),
     Row("w3_steps_per_s", "W3 MLP train steps/s", "per_s", (higher(1.4, "tf_grpc"),)),
     Row("w3_step_p50_s", "W3 MLP p50 step", "time"),
+    # W3 and W10 of graphexec and TF-grpc again, in alternating blocks (bench/paired.py)
+    Row("w3p_steps_per_s", "W3 steps/s, alternating blocks", "per_s", (higher(1.4, "tf_grpc"),)),
     Row("w4_threads_runs_per_s", "W4 runs/s, 8 threads", "per_s", (higher(1.2, "tf_grpc"),)),
     Row("w4_processes_runs_per_s", "W4 runs/s, 4 processes", "per_s", (higher(1.2, "tf_grpc"),)),
     Row("w5_first_s", "W5 chain first run", "time", (lower(0.5, "tf_grpc"),)),
@@ -84,6 +86,7 @@ ROWS = (
         (higher(1.0, "tf_grpc"),
          higher(0.8, "tf_inprocess", system="graphexec_inprocess", text="TF in-process (in-process)"))),
     Row("w10_step_p50_s", "W10 CNN p50 step", "time"),
+    Row("w10p_steps_per_s", "W10 steps/s, alternating blocks", "per_s", (higher(1.0, "tf_grpc"),)),
 )
 
 

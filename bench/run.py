@@ -6,7 +6,9 @@
 Each system runs in its own child process (bench.child), inside a private network namespace
 with only loopback (`unshare --net`, needs root) when possible; TF's gRPC server refuses to
 run without one. A full run does 3 rounds (alternating the system order) and reports each
-figure's median. Writes OUT/latest.json and OUT/latest.md.
+figure's median. With graphexec and TF-grpc both in the run, their W3 and W10 then run once more in
+alternating blocks (bench.paired), so that the two are measured in the same minutes. Writes
+OUT/latest.json and OUT/latest.md.
 
 `--busy`: the same run with one CPU-bound neighbour process (a pure-Python spin loop) running the
 whole time, as on a shared machine; written to OUT/latest-busy.json and .md, so a quiet run's
@@ -30,7 +32,7 @@ import time
 
 import threadpoolctl
 
-from bench import report, workloads
+from bench import paired, report, workloads
 from bench.systems import SYSTEMS
 
 ORDER = ["graphexec", "graphexec_grpc", "tf_grpc", "grpc_echo", "tf_inprocess", "graphexec_inprocess", "numpy", "graphexec_redis"]
@@ -68,6 +70,19 @@ def run_child(system, args, netns, log_dir):
         return failed(system, args, f"bench.child exited with code {code}")
     with open(out) as f:
         return json.load(f)
+
+
+def run_paired(args, netns, log_dir):
+    """{workload: {system: result}} of bench.paired's alternating blocks, for the workloads it pairs
+    that this run has, when it has both of its systems."""
+    if not set(paired.SYSTEMS) <= set(args.systems):
+        return {}
+    pairs = {}
+    for workload in paired.WORKLOADS:
+        if workload in args.workloads.split(","):
+            print(f"bench: {workload} in alternating blocks: {' '.join(paired.SYSTEMS)}", file=sys.stderr, flush=True)
+            pairs[workload] = paired.measure(workload, args.quick, NETNS_PREFIX if netns else [], netns, log_dir)
+    return pairs
 
 
 def kill_group(child):
@@ -137,11 +152,15 @@ def main():
             order = args.systems if number % 2 == 0 else args.systems[::-1]
             print(f"bench: round {number + 1}/{args.rounds}: {' '.join(order)}", file=sys.stderr, flush=True)
             rounds.append({system: run_child(system, args, netns, log_dir) for system in order})
+        pairs = run_paired(args, netns, log_dir)
     finally:
         if neighbour is not None:
             neighbour.kill()
             neighbour.wait()
     results = report.merge_rounds([{s: r[s] for s in args.systems} for r in rounds])
+    for workload, entries in pairs.items():
+        for system, entry in entries.items():
+            results[system]["workloads"][f"{workload}P"] = entry
 
     header, rows, notes = report.build_table(results)
     table = report.markdown(header, rows, notes)
@@ -166,7 +185,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     name = "latest-busy" if args.busy else "latest"
     with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-        json.dump({"meta": meta, "results": results, "rounds": rounds, "table": table}, f, indent=1)
+        json.dump({"meta": meta, "results": results, "rounds": rounds, "paired": pairs, "table": table}, f, indent=1)
     with open(os.path.join(args.out, f"{name}.md"), "w") as f:
         f.write(f"# Benchmark results\n\n{heading}\n\n{table}\n")
 

@@ -1,0 +1,38 @@
+"""bench.paired measures two systems' W3 in alternating blocks, each in a child of its own, and leaves
+nothing running (the benchmark's TF-grpc is not installed in CI: graphexec's two local systems stand in)."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from bench import paired
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _children_of(pid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
+def test_w3_in_alternating_blocks_gives_each_system_its_steps_per_second(tmp_path, monkeypatch):
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    before = set(_children_of(os.getpid()))
+    results = paired.measure("W3", True, [], False, str(tmp_path), systems=("graphexec", "graphexec_inprocess"))
+    assert set(results) == {"graphexec", "graphexec_inprocess"}
+    for system, result in results.items():
+        assert result["status"] == "ok", (system, result)
+        blocks = result["blocks_s"]
+        assert len(blocks) == paired.BLOCKS["quick"] and all(seconds > 0 for seconds in blocks)
+        steps = paired.steps_per_block("W3", True) * len(blocks)
+        assert result["figures"]["w3p_steps_per_s"] == pytest.approx(steps / sum(blocks))
+    assert set(_children_of(os.getpid())) <= before  # the children, and the server one of them started, are gone
+
+
+def test_a_child_that_cannot_start_its_system_is_an_error_for_both(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # with no bench on their path, the children cannot import the benchmark
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    results = paired.measure("W3", True, [], False, str(tmp_path), systems=("graphexec", "graphexec_inprocess"))
+    assert [r["status"] for r in results.values()] == ["error", "error"]
+    assert "exited" in results["graphexec"]["reason"]
