@@ -89,10 +89,9 @@ class _Child:
         argv = [*prefix, *argv, *(["--isolated"] if isolated else [])]
         self.name = system
         self.log_path = os.path.join(log_dir, f"paired-{workload}-{system}.log")
-        env = {**os.environ, "BENCH_LOG_DIR": log_dir, "TF_CPP_MIN_LOG_LEVEL": "2"}
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                            env=env, text=True, start_new_session=True)
+                                            env=procs.child_env(log_dir), text=True, start_new_session=True)
 
     def read(self, timeout_s: float) -> str:
         ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
@@ -114,11 +113,7 @@ class _Child:
             self.process.wait(timeout=STOP_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired):
             pass
-        try:  # its own process group: the servers its system started go too
-            os.killpg(self.process.pid, 9)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        procs.kill_group(self.process)  # the servers its system started go too
 
 
 def measure(workload: str, quick: bool, prefix: list, isolated: bool, log_dir: str, systems=SYSTEMS) -> dict:

@@ -3,6 +3,7 @@
 import os
 import queue
 import re
+import signal
 import socket
 import subprocess
 import tempfile
@@ -48,6 +49,21 @@ def free_port() -> int:
 def only_loopback() -> bool:
     """True inside a network namespace whose only interface is loopback."""
     return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+def child_env(log_dir: str) -> dict:
+    """The environment of a benchmark child (bench.child, bench.paired): its servers log to `log_dir`."""
+    return {**os.environ, "BENCH_LOG_DIR": log_dir, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def kill_group(child: subprocess.Popen) -> None:
+    """Kill a child started in a session of its own, and its process group with it (the servers it
+    started), and reap it."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
 
 
 def log_dir() -> str:

@@ -32,7 +32,7 @@ import time
 
 import threadpoolctl
 
-from bench import paired, report, workloads
+from bench import paired, procs, report, workloads
 from bench.systems import SYSTEMS
 
 ORDER = ["graphexec", "graphexec_grpc", "tf_grpc", "grpc_echo", "tf_inprocess", "graphexec_inprocess", "numpy", "graphexec_redis"]
@@ -56,15 +56,14 @@ def run_child(system, args, netns, log_dir):
     if netns:
         argv = [*NETNS_PREFIX, *argv, "--isolated"]
     timeout = args.timeout or TIMEOUT_S["quick" if args.quick else "full"]
-    env = {**os.environ, "BENCH_LOG_DIR": log_dir, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    child = subprocess.Popen(argv, env=env, start_new_session=True)
+    child = subprocess.Popen(argv, env=procs.child_env(log_dir), start_new_session=True)
     try:
         code = child.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        kill_group(child)
+        procs.kill_group(child)
         return failed(system, args, f"killed after {timeout} s (timeout)")
     except BaseException:  # interrupted or terminated: the child's servers must not outlive the bench
-        kill_group(child)
+        procs.kill_group(child)
         raise
     if code != 0 or not os.path.exists(out):
         return failed(system, args, f"bench.child exited with code {code}")
@@ -83,15 +82,6 @@ def run_paired(args, netns, log_dir):
             print(f"bench: {workload} in alternating blocks: {' '.join(paired.SYSTEMS)}", file=sys.stderr, flush=True)
             pairs[workload] = paired.measure(workload, args.quick, NETNS_PREFIX if netns else [], netns, log_dir)
     return pairs
-
-
-def kill_group(child):
-    """Kill the child's own process group (its session: it and the servers it started), and reap it."""
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    child.wait()
 
 
 def _terminated(signum, frame):
