@@ -76,6 +76,32 @@ def test_an_unreachable_socket_leaves_runs_on_the_tcp_link(server, monkeypatch, 
     assert "runs go over TCP" in caplog.text
 
 
+def _voluntary_context_switches() -> int:
+    with open("/proc/thread-self/status") as status_file:
+        return next(int(line.split()[1]) for line in status_file if line.startswith("voluntary_ctxt_switches"))
+
+
+def test_a_call_on_the_unix_socket_sleeps_only_until_its_answer(server, monkeypatch):
+    """A call's thread waits for its answer in a poll: asleep in recv on a Unix socket, Linux also woke it
+    (for nothing) when the server read its request, two context switches a call instead of one."""
+    monkeypatch.setenv("GRAPHEXEC_DIRECT", "1")
+    calls = 300
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [3])
+        doubled = x * 2.0
+        with tf.Session(server) as sess:
+            value = np.array([1.0, 2.0, 3.0], np.float32)
+            for _ in range(20):
+                sess.run(doubled, {x: value})
+            link = sess._connection.direct
+            before, calls_before = _voluntary_context_switches(), link.calls
+            for _ in range(calls):
+                np.testing.assert_array_equal(sess.run(doubled, {x: value}), [2.0, 4.0, 6.0])
+            switches = _voluntary_context_switches() - before
+    assert link.local_name.startswith("graphexec-direct-") and link.calls - calls_before == calls
+    assert switches <= 1.3 * calls, f"{switches / calls:.2f} context switches a call"
+
+
 def _hello(name: str, fds: list[int]):
     """A connection to the server's Unix socket made by hand, HELLO sent with `fds`: (socket, reader, answer)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
