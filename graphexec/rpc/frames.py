@@ -77,6 +77,7 @@ _SEND, _RECV = _libc("send"), _libc("recv")
 _PEEKED = ctypes.create_string_buffer(1)  # where readable_now's peek puts the byte it sees (never read)
 _PEEK_FLAGS = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 _SEND_FLAGS = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
+_RECEIVE_FLAGS = getattr(socket, "MSG_DONTWAIT", 0)
 _RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 
 
@@ -105,6 +106,20 @@ def readable_now(sock) -> bool:
         return bool(select.select((sock,), (), (), 0)[0])
     got = _RECV(sock.fileno(), _PEEKED, 1, _PEEK_FLAGS)
     return got >= 0 or ctypes.get_errno() not in _RETRY  # a byte, the end (0), or a broken socket
+
+
+def receive_holding_gil(sock, buffer) -> bytes | None:
+    """What the socket holds now, up to len(buffer) bytes, read into `buffer` without letting go of the GIL
+    (as send_holding_gil writes): b"" at its end, None when nothing is there yet (or no libc to call)."""
+    if _RECV is None:
+        return None
+    got = _RECV(sock.fileno(), buffer, len(buffer), _RECEIVE_FLAGS)
+    if got >= 0:
+        return ctypes.string_at(buffer, got)
+    code = ctypes.get_errno()
+    if code in _RETRY:
+        return None
+    raise OSError(code, os.strerror(code))
 
 
 def send_frame(sock, kind: int, *parts) -> None:

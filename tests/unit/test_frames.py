@@ -1,5 +1,6 @@
 """Frames on a real socket pair: a small frame is written without letting go of the GIL, and what the socket
 does not take at once, or a peer that is gone, behaves as sendall would."""
+import ctypes
 import socket
 import threading
 import time
@@ -73,8 +74,9 @@ def test_a_socket_is_readable_now_when_bytes_or_its_end_wait(monkeypatch, libc):
         assert frames.readable_now(ours)
 
 
-def _answered_in_pieces(pieces, close=False):
-    """What a client connection receives when its server writes `pieces` one at a time (then hangs up)."""
+def _answered_in_pieces(pieces, close=False, deadline=True):
+    """What a client connection receives when its server writes `pieces` one at a time (then hangs up); with
+    no `deadline`, the connection waits in its poll and takes what came without letting go of the GIL."""
     ours, theirs = socket.socketpair()
 
     def server():
@@ -87,6 +89,9 @@ def _answered_in_pieces(pieces, close=False):
     writer = threading.Thread(target=server)
     writer.start()
     lane = direct._Lane(ours)
+    if not deadline:
+        ours.settimeout(None)
+        lane.timeout = None
     try:
         return lane.receive()
     finally:
@@ -95,17 +100,42 @@ def _answered_in_pieces(pieces, close=False):
         theirs.close()
 
 
-def test_a_clients_connection_receives_an_answer_however_it_arrives():
+@pytest.mark.parametrize("deadline", [True, False])
+def test_a_clients_connection_receives_an_answer_however_it_arrives(deadline):
     small = frames.HEAD.pack(frames.RESULT, 3) + b"abc"
-    assert _answered_in_pieces([small]) == (frames.RESULT, b"abc")
-    assert _answered_in_pieces([small[:2], small[2:4], small[4:]]) == (frames.RESULT, b"abc")  # the head cut
+    assert _answered_in_pieces([small], deadline=deadline) == (frames.RESULT, b"abc")
+    assert _answered_in_pieces([small[:2], small[2:4], small[4:]], deadline=deadline) == (frames.RESULT, b"abc")
     body = bytes(range(256)) * 1024  # 256 KiB: more than the first read takes
     frame = frames.HEAD.pack(frames.FAILURE, len(body)) + body
-    kind, received = _answered_in_pieces([frame[:1000], frame[1000:100_000], frame[100_000:]])
+    kind, received = _answered_in_pieces([frame[:1000], frame[1000:100_000], frame[100_000:]], deadline=deadline)
     assert kind == frames.FAILURE and bytes(received) == body and received.readonly
     with pytest.raises(frames.Closed):  # the server hung up inside the answer
-        _answered_in_pieces([frame[:100_000]], close=True)
+        _answered_in_pieces([frame[:100_000]], close=True, deadline=deadline)
     with pytest.raises(frames.Closed):  # inside the head
-        _answered_in_pieces([small[:3]], close=True)
+        _answered_in_pieces([small[:3]], close=True, deadline=deadline)
+    with pytest.raises(frames.Closed):  # hung up before answering
+        _answered_in_pieces([], close=True, deadline=deadline)
     with pytest.raises(frames.Closed):  # more than one answer's bytes: not a server this client speaks with
-        _answered_in_pieces([small + b"??"])
+        _answered_in_pieces([small + b"??"], deadline=deadline)
+
+
+@pytest.mark.parametrize("libc", [True, False])
+def test_what_a_socket_holds_is_taken_without_waiting(monkeypatch, libc):
+    if not libc:  # no libc recv: the caller reads the socket itself
+        monkeypatch.setattr(frames, "_RECV", None)
+    ours, theirs = socket.socketpair()
+    buffer = ctypes.create_string_buffer(4)
+    assert frames.receive_holding_gil(ours, buffer) is None  # nothing there yet: no wait
+    theirs.sendall(b"abcdef")
+    if libc:
+        assert frames.receive_holding_gil(ours, buffer) == b"abcd"  # at most the buffer's size
+        assert frames.receive_holding_gil(ours, buffer) == b"ef"
+        theirs.close()
+        assert frames.receive_holding_gil(ours, buffer) == b""  # the other end hung up
+        ours.close()
+        with pytest.raises(OSError):  # a closed socket
+            frames.receive_holding_gil(ours, buffer)
+    else:
+        assert frames.receive_holding_gil(ours, buffer) is None and ours.recv(6) == b"abcdef"
+        theirs.close()
+        ours.close()
