@@ -37,6 +37,7 @@ RETRY_AFTER_S = 30.0  # after the link failed, calls take gRPC for this long bef
 MAX_AGE_S = 600.0  # connections are replaced after this, as gRPC channels reconnect, so new replicas get runs
 RECEIVE_BYTES = 64 << 10  # an answer's first read (a larger one is read into a buffer of its size)
 GRACE_S = 1.0  # past the deadline the server answers DEADLINE_EXCEEDED itself; this long after, the client gives up
+_UNIX_FAMILY = getattr(socket, "AF_UNIX", None)  # (None on Windows, whose clients use TCP)
 log = logging.getLogger("graphexec.client")
 
 
@@ -81,7 +82,7 @@ class _Lane:
         self.timeout = CONNECT_TIMEOUT_S
         self.region = region  # the shared memory this connection handed over (a Unix socket's), or None
         self.waiter = self.buffer = None  # a Unix socket's poll for its answers, and what it reads into (receive)
-        if sock.family == socket.AF_UNIX:
+        if _UNIX_FAMILY is not None and sock.family == _UNIX_FAMILY and hasattr(select, "poll"):
             self.waiter = select.poll()
             self.waiter.register(sock, select.POLLIN)
             self.buffer = ctypes.create_string_buffer(RECEIVE_BYTES)

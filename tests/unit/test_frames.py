@@ -139,3 +139,14 @@ def test_what_a_socket_holds_is_taken_without_waiting(monkeypatch, libc):
         assert frames.receive_holding_gil(ours, buffer) is None and ours.recv(6) == b"abcdef"
         theirs.close()
         ours.close()
+
+
+def test_where_there_are_no_unix_sockets_a_connection_waits_in_its_recv(monkeypatch):
+    """(Windows has no AF_UNIX: its clients' connections are TCP, and none waits in a poll.)"""
+    monkeypatch.setattr(direct, "_UNIX_FAMILY", None)
+    ours, theirs = socket.socketpair()
+    assert direct._Lane(ours).waiter is None
+    ours.close()
+    theirs.close()
+    small = frames.HEAD.pack(frames.RESULT, 3) + b"abc"
+    assert _answered_in_pieces([small[:2], small[2:]], deadline=False) == (frames.RESULT, b"abc")
