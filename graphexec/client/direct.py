@@ -103,17 +103,13 @@ class _Lane:
 
         On a Unix socket the answer is waited for in a poll for input, not in a blocking recv: Linux wakes
         every thread asleep in recv on a Unix socket whenever its peer reads what it sent ("room to write"),
-        so each call's thread was woken once for nothing as the server read its request, and slept again
-        (2 context switches a call instead of 1). A poll that asks for input only is not woken by it. W8
-        with dynamic batching, 64 client threads in 4 processes, 6 alternating rounds with a busy
-        neighbour (Zen 4, 2 vCPUs): 11,364 runs/s against 10,430, the server's CPU 48 against 55 us a run
-        (its system time 8.6 against 14.7: the wake-ups were its work), the clients' 67 against 74; W1's
-        latency and 8 threads' W4 unchanged. (With a deadline the socket has a timeout, and Python's
-        recv polls first by itself.) Once the poll says the answer is there, it is read without letting go
-        of the GIL (frames.receive_holding_gil): a recv through Python lets go of it around the call, so in
-        a process of many client threads another took it and this one slept again until its turn. W8
-        batched, the same rounds: 10,828 against 9,770 runs/s, clients' CPU 70 against 76 us a run; W4 with
-        8 threads 11,137 and 10,635 against 10,162 and 9,757 runs/s in two alternating pairs of runs."""
+        so each call's thread was woken once for nothing as the server read its request and slept again
+        (1.99 context switches a call, 1.00 in a poll, which that wake-up does not reach; the server's
+        system time a W8 run 14.7 -> 8.6 us, since the wake-ups were its work). With a deadline the socket
+        has a timeout, and Python's recv polls first by itself. The answer the poll announced is read
+        without letting go of the GIL (frames.receive_holding_gil): among a process's many client threads,
+        another would take it during the recv and this one would sleep again until its turn. (Throughput:
+        +9-11% in some W8 A/Bs, none in others; bench/README.md, 5 Dec midday.)"""
         data = None
         if self.waiter is not None and self.timeout is None:
             self.waiter.poll()

@@ -90,7 +90,6 @@ def _answered_in_pieces(pieces, close=False, deadline=True):
     writer.start()
     lane = direct._Lane(ours)
     if not deadline:
-        ours.settimeout(None)
         lane.timeout = None
     try:
         return lane.receive()
