@@ -61,11 +61,12 @@ class AddRow:
         if self.relu:
             xp.maximum(block, block.dtype.type(0), out=block)
 
-    def fields(self, out, rows, columns) -> tuple | None:
-        row = self.row[columns]
-        if type(row) is not np.ndarray or row.dtype != np.float32 or not row.flags.c_contiguous:
+    def fields(self, out) -> tuple | None:
+        """(slot fields, steps) for the compiled loops (spin_wait.fill_parts), or None where they cannot do it."""
+        row = self.row
+        if type(row) is not np.ndarray or row.dtype != np.float32 or row.shape != out.shape[1:] or row.strides != (4,):
             return None
-        return self.kind, row.ctypes.data, 0
+        return (self.kind, row.ctypes.data, 0), (0, 4)
 
 
 class Descend:
@@ -81,12 +82,13 @@ class Descend:
         xp.multiply(block, self.alpha, out=block)
         xp.subtract(self.value[rows, columns], block, out=block)
 
-    def fields(self, out, rows, columns) -> tuple | None:
-        value = self.value[rows, columns]
-        if (type(value) is not np.ndarray or value.dtype != np.float32 or value.strides != out.strides
-                or np.asarray(self.alpha).dtype != np.float32):
+    def fields(self, out) -> tuple | None:
+        """(slot fields, steps) for the compiled loops (spin_wait.fill_parts), or None where they cannot do it."""
+        value = self.value
+        if (type(value) is not np.ndarray or value.dtype != np.float32 or value.shape != out.shape
+                or value.strides != out.strides or np.asarray(self.alpha).dtype != np.float32):
             return None
-        return self.kind, value.ctypes.data, spin_wait.float32_bits(self.alpha)
+        return (self.kind, value.ctypes.data, spin_wait.float32_bits(self.alpha)), value.strides
 
 
 def oriented(xp, a, b, transpose_a: bool, transpose_b: bool) -> tuple:
@@ -168,10 +170,8 @@ def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, ti
 
     if depth == k and 1 < len(blocks) <= intra_op.threads():  # a gemm a thread (more blocks: checks between)
         ctx.check_interrupt()
-        epilogues = None if epilogue is None else [
-            (epilogue.fields(out, *region(cut)), lambda cut=cut: epilogue.apply(np, out, *region(cut)))
-            for cut in blocks]
-        if intra_op.run_products([operands(cut) for cut in blocks], epilogues):
+        fields = (spin_wait.NONE, (0, 0)) if epilogue is None else epilogue.fields(out)
+        if fields is not None and intra_op.run_products(a, b, out, blocks, by_rows, *fields):
             return out
 
     def product(part):

@@ -141,6 +141,7 @@ class _Helpers:
         # One product at a time hands its parts to helpers through these (spin_wait.fill): helper i runs the
         # part in slots[i] without the GIL.
         self.slots = np.zeros((count, spin_wait.SLOT_SIZE), np.int64)
+        self.own = np.zeros(spin_wait.SLOT_SIZE, np.int64)  # the posting thread's own part (run_products)
         self.products = threading.Lock()
         self.posted = np.zeros(1, np.int64)  # a new number at every post; spinning helpers watch it
         self.numbers = itertools.count(1)  # next() is atomic under the GIL: two posts never store one number
@@ -254,40 +255,38 @@ def run(count: int, body, ways_: int | None = None) -> int:
     return ways_
 
 
-def run_products(parts: list[tuple], epilogues: list | None = None) -> bool:
-    """out = a @ b for every (a, b, out) in `parts`: one part for each helper, run in compiled code without
-    the GIL (runtime/spin_wait.py), or here if no helper took it by the time this thread's own parts are done.
-    The bits are numpy's: helpers call numpy's own sgemm as numpy's matmul would. With `epilogues`, each part's
-    (fields, apply) then finishes its block on the thread that computed it: `fields` for a helper's compiled
-    loop (spin_wait.fill), `apply()` for a part run here. False (nothing done) when that cannot be: no
-    compiled loops, a part numpy would not hand to gemm, an epilogue the loop cannot do (fields None), or
-    another product using the helpers now (the caller then runs the parts through `run`)."""
-    if len(parts) < 2 or _threads <= 1 or getattr(_inside, "active", False):
+def run_products(a: np.ndarray, b: np.ndarray, out: np.ndarray, cuts, by_rows: bool,
+                 epilogue: tuple = spin_wait.NONE, steps: tuple = (0, 0)) -> bool:
+    """out = a @ b, cut into `cuts` (blocks of rows when `by_rows`, else of columns; at most one a thread):
+    the first block on this thread, each other one on a helper, all in compiled code without the GIL
+    (runtime/spin_wait.py); a block no helper took by the time this thread's own is done runs here too.
+    The bits are numpy's: the loops call numpy's own sgemm as numpy's matmul would. With `epilogue` (its
+    slot fields and `steps`: spin_wait.fill_parts), each block is then finished by the thread that computed
+    it. False (nothing done) when that cannot be: no compiled loops, more blocks than threads, a block
+    numpy would not hand to gemm, or another product using the helpers now (the caller then runs the
+    blocks through `run`)."""
+    if len(cuts) < 2 or _threads <= 1 or getattr(_inside, "active", False):
         return False
     if not spin_wait.products_available():
         return False
     pool = _pool()
-    if not pool.products.acquire(blocking=False):
+    if len(cuts) > len(pool.slots) + 1 or not pool.products.acquire(blocking=False):
         return False
     try:
-        helped = range(1, min(len(parts), 1 + len(pool.slots)))
-        slots = pool.slots[:len(helped)]
-        for slot, index in zip(slots, helped):
-            fields = spin_wait.NONE if epilogues is None else epilogues[index][0]
-            if fields is None or not spin_wait.fill(slot, *parts[index], fields):
-                return False
+        slots = pool.slots[:len(cuts) - 1]
+        own = pool.own
+        if not spin_wait.fill_parts((own, *slots), a, b, out, cuts, by_rows, epilogue, steps):
+            return False
         slots[:, 0] = spin_wait.POSTED
         pool.wake_sleepers()
+        own[0] = spin_wait.POSTED  # no helper watches it: finish runs it here
         try:
-            for index in [0, *range(1 + len(helped), len(parts))]:
-                a, b, out = parts[index]
-                np.matmul(a, b, out=out)
-                if epilogues is not None:
-                    epilogues[index][1]()
-        finally:  # the helpers write into the outputs: never return while one still does
+            spin_wait.finish(own)
+        finally:  # the helpers write into the output: never return while one still does
             for slot in slots:
                 spin_wait.finish(slot)
             slots[:, 0] = spin_wait.IDLE
+            own[0] = spin_wait.IDLE
         return True
     finally:
         pool.products.release()

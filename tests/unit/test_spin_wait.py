@@ -193,21 +193,29 @@ def test_parts_numpy_would_not_hand_to_gemm_are_refused(spin):
     assert not slot.any()
 
 
+def _blocks(a, b, out, cuts, by_rows):
+    """The (a, b, out) views of each block of a product cut into `cuts`."""
+    return [(a[cut], b, out[cut]) if by_rows else (a, b[:, cut], out[:, cut]) for cut in cuts]
+
+
 @pytest.mark.parametrize("spin_us", [0, 200_000])
-def test_products_split_over_helpers_equal_numpys(two_threads, spin, spin_us):
+@pytest.mark.parametrize("by_rows", [True, False])
+def test_products_split_over_helpers_equal_numpys(two_threads, spin, spin_us, by_rows):
     """A helper spinning takes its part at once; one asleep is woken, or the caller runs the part itself
-    when the helper comes too late. Either way every part is numpy's product, and the outputs are complete
-    when run_products returns."""
+    when the helper comes too late. Either way every block is numpy's product of that block, and the
+    output is complete when run_products returns."""
     previous = intra_op.spin_seconds()
     intra_op.set_spin(spin_us)
     rng = np.random.default_rng(3)
     try:
         for _ in range(20):
-            parts = [_operands(rng, 48, 300, 96, "rows") for _ in range(3)]  # more parts than helpers
-            assert intra_op.run_products(parts)
-            for a, b, out in parts:
-                np.testing.assert_array_equal(out, a @ b)
-            assert not intra_op._pool().slots[:, 0].any()  # every slot idle again
+            a, b, out = _operands(rng, 96, 300, 100, "rows")
+            cuts = (slice(0, 48), slice(48, 96)) if by_rows else (slice(0, 40), slice(40, 100))
+            assert intra_op.run_products(a, b, out, cuts, by_rows)
+            for a_, b_, out_ in _blocks(a, b, out, cuts, by_rows):
+                np.testing.assert_array_equal(out_, a_ @ b_)
+            pool = intra_op._pool()
+            assert not pool.slots[:, 0].any() and pool.own[0] == spin_wait.IDLE  # every slot idle again
     finally:
         intra_op.set_spin(previous * 1e6)
 
@@ -219,47 +227,56 @@ def test_a_spinning_helper_runs_the_parts_posted_to_it(two_threads, spin, monkey
     real = spin_wait.finish
     monkeypatch.setattr(spin_wait, "finish", lambda slot: ran_here.append(real(slot)) or ran_here[-1])
     rng = np.random.default_rng(4)
+    a, b, out = _operands(rng, 768 + 16, 768, 768, "rows")  # the caller's block: ~5-10 ms; the helper's 16 rows
+    cuts = (slice(0, 768), slice(768, 784))
     try:
-        long = _operands(rng, 768, 768, 768, "rows")  # the caller's part: ~5-10 ms
         for _ in range(10):
-            parts = [long, _operands(rng, 16, 64, 16, "rows")]
-            assert intra_op.run_products(parts)
-            np.testing.assert_array_equal(parts[1][2], parts[1][0] @ parts[1][1])
+            out.fill(0)
+            assert intra_op.run_products(a, b, out, cuts, True)
+            np.testing.assert_array_equal(out[768:], a[768:] @ b)
     finally:
         intra_op.set_spin(previous * 1e6)
-    # The helper ran them; on a loaded machine it may not get its CPU within a part now and then.
-    assert ran_here.count(False) >= 7, ran_here
+    # The caller ran its own block (True) and found the helper's taken (False) each time; on a loaded
+    # machine the helper may not get its CPU within a block now and then.
+    assert ran_here[0::2] == [True] * 10
+    assert ran_here[1::2].count(False) >= 7, ran_here
 
 
 def test_a_product_waits_for_a_helper_that_took_its_part(two_threads, spin):
-    """The caller must not return while a helper still writes: the helper's part (~20 ms) is 64x the
+    """The caller must not return while a helper still writes: the helper's block (~20 ms) is 64x the
     caller's, which is long enough for the spinning helper to take its part first."""
     rng = np.random.default_rng(5)
-    small = _operands(rng, 256, 256, 256, "rows")
-    large = _operands(rng, 1024, 1024, 1024, "rows")
-    expected = large[0] @ large[1]
+    a, b, out = _operands(rng, 16 + 1024, 1024, 1024, "rows")
+    cuts = (slice(0, 16), slice(16, 1040))
+    expected = a[16:] @ b
+    warm = _operands(rng, 32, 64, 16, "rows")
     previous = intra_op.spin_seconds()
     intra_op.set_spin(200_000)
     try:
         for _ in range(3):
-            large[2].fill(0)
-            intra_op.run_products([small, _operands(rng, 16, 64, 16, "rows")])  # the helper spins now
-            assert intra_op.run_products([small, large])
-            assert np.array_equal(large[2], expected)  # at once (~1 ms): a helper still at work leaves partial sums
+            out.fill(0)
+            intra_op.run_products(*warm, (slice(0, 16), slice(16, 32)), True)  # the helper spins now
+            assert intra_op.run_products(a, b, out, cuts, True)
+            assert np.array_equal(out[16:], expected)  # at once: a helper still at work leaves partial sums
     finally:
         intra_op.set_spin(previous * 1e6)
 
 
 def test_products_are_declined_when_the_helpers_are_busy_or_absent(two_threads, spin):
     rng = np.random.default_rng(6)
-    parts = [_operands(rng, 32, 64, 32, "rows") for _ in range(2)]
+    a, b, out = _operands(rng, 64, 64, 32, "rows")
+    out.fill(0)
+    halves = (slice(0, 32), slice(32, 64))
     pool = intra_op._pool()
     with pool.products:  # another thread's product holds the helpers
-        assert not intra_op.run_products(parts)
-    assert not intra_op.run_products(parts[:1])
-    assert not intra_op.run_products([parts[0], (parts[1][0].astype(np.float64), parts[1][1], parts[1][2])])
+        assert not intra_op.run_products(a, b, out, halves, True)
+    assert not intra_op.run_products(a, b, out, halves[:1], True)  # one block: nothing to split
+    assert not intra_op.run_products(a, b, out, (slice(0, 20), slice(20, 40), slice(40, 64)), True)  # 3 for 2
+    assert not intra_op.run_products(a.astype(np.float64), b, out, halves, True)
+    assert not intra_op.run_products(a, b, out, (slice(0, 63), slice(63, 64)), True)  # a one-row block: gemv
     intra_op.set_threads(1)
-    assert not intra_op.run_products(parts)
+    assert not intra_op.run_products(a, b, out, halves, True)
+    assert not out.any()  # declined: nothing was computed
 
 
 def test_split_products_go_through_the_helpers_and_keep_the_bits(two_threads, spin, monkeypatch):
@@ -269,7 +286,7 @@ def test_split_products_go_through_the_helpers_and_keep_the_bits(two_threads, sp
     calls = []
     real = intra_op.run_products
     monkeypatch.setattr(intra_op, "run_products",
-                        lambda parts, epilogues=None: calls.append(len(parts)) or real(parts, epilogues))
+                        lambda a, b, out, cuts, *rest: calls.append(len(cuts)) or real(a, b, out, cuts, *rest))
     rng = np.random.default_rng(8)
     ctx = ExecContext(np)
     for m, k, n in ((128, 784, 256), (200, 784, 24), (96, 70, 300)):  # cut by rows: the bits kept
@@ -291,8 +308,8 @@ def test_a_split_product_is_one_part_a_thread_cut_on_the_row_tile(two_threads, s
     handed = []
     real = intra_op.run_products
     monkeypatch.setattr(intra_op, "run_products",
-                        lambda parts, epilogues=None: handed.append([a.shape[0] for a, _, _ in parts])
-                        or real(parts, epilogues))
+                        lambda a, b, out, cuts, *rest: handed.append([cut.stop - cut.start for cut in cuts])
+                        or real(a, b, out, cuts, *rest))
     bits_kept_at = blas.row_tile(True)  # this machine's tile: other tiles' cuts may change the last bits
     monkeypatch.setattr(blas, "row_tile", lambda single_precision: tile)
     monkeypatch.setattr(split_choice, "choose", lambda key, ways: ways)
@@ -342,26 +359,36 @@ def test_a_parts_epilogue_gives_the_bits_of_numpys_passes(spin, kind, layout):
 
 
 def test_split_products_finish_each_block_where_it_was_computed(two_threads, spin, monkeypatch):
-    """Epilogues through the helpers (compiled) and on the caller (numpy) give one result, numpy's passes
-    over the whole product, whichever thread runs which part."""
+    """Epilogues run by the compiled loops, on the caller's block and the helper's, give numpy's passes over
+    each block, whichever thread runs which block; blocks of rows keep the whole product's bits. A block
+    of columns (fewer rows than ROWS_TO_CUT) moves the bias row and the variable's value with it."""
     from graphexec.ops import interruptible
     from graphexec.runtime.context import ExecContext
 
     posted = []
-    real = spin_wait.fill
-    monkeypatch.setattr(spin_wait, "fill", lambda slot, a, b, out, epilogue=spin_wait.NONE: posted.append(
-        epilogue[0]) or real(slot, a, b, out, epilogue))
+    real = intra_op.run_products
+    monkeypatch.setattr(intra_op, "run_products", lambda a, b, out, cuts, by_rows, epilogue=spin_wait.NONE,
+                        steps=(0, 0): posted.append((epilogue[0], by_rows, cuts))
+                        or real(a, b, out, cuts, by_rows, epilogue, steps))
+    monkeypatch.setattr(interruptible.split_choice, "choose", lambda key, ways: ways)  # always split
     rng = np.random.default_rng(9)
     ctx = ExecContext(np)
-    for m, k, n in ((128, 784, 256), (784, 128, 256), (96, 70, 300)):
+    for m, k, n in ((128, 784, 256), (784, 128, 256), (96, 784, 300), (80, 784, 400)):  # all >= MIN_MACS
         a, b = rng.normal(size=(m, k)).astype(np.float32), rng.normal(size=(k, n)).astype(np.float32)
         row, value = rng.normal(size=n).astype(np.float32), rng.normal(size=(m, n)).astype(np.float32)
         alpha = np.asarray(0.1, np.float32)
-        for _ in range(8):  # both ways, as split_choice times them
+        for _ in range(3):
             got = interruptible.matmul(ctx, a, b, epilogue=interruptible.AddRow(row, True))
-            np.testing.assert_array_equal(got, np.maximum(a @ b + row, np.float32(0)))
+            kind, by_rows, cuts = posted.pop()
+            assert kind == spin_wait.ADD_ROW_RELU and by_rows == (m >= interruptible.ROWS_TO_CUT) and len(cuts) == 2
             into = np.empty((m, n), np.float32)
             interruptible.matmul(ctx, np.asfortranarray(a), b, out=into, epilogue=interruptible.Descend(value, alpha))
-            gradient = a @ b
-            np.testing.assert_array_equal(into, value - gradient * alpha)
-    assert {spin_wait.ADD_ROW_RELU, spin_wait.DESCEND} <= set(posted)  # helpers took epilogues
+            assert posted.pop()[0] == spin_wait.DESCEND
+            if by_rows:
+                np.testing.assert_array_equal(got, np.maximum(a @ b + row, np.float32(0)))
+                np.testing.assert_array_equal(into, value - (a @ b) * alpha)
+                continue
+            for cut in cuts:  # column blocks: numpy's product of each block, then its passes
+                block = a @ b[:, cut]
+                np.testing.assert_array_equal(got[:, cut], np.maximum(block + row[cut], np.float32(0)))
+                np.testing.assert_array_equal(into[:, cut], value[:, cut] - (np.asfortranarray(a) @ b[:, cut]) * alpha)
