@@ -155,9 +155,11 @@ def _split_product(ctx, a, b, out, ways: int, stoppable: bool, by_rows: bool, ti
     length, across = (m, n) if by_rows else (n, m)  # the side cut into blocks, and the other one
     most = max(1, BLOCK_MACS // max(k * across, 1)) if stoppable else None
     depth = k if not stoppable or k * across <= BLOCK_MACS else max(1, BLOCK_MACS // max(across, 1))
-    if by_rows and most is None:
-        blocks = intra_op.even_cuts(length, ways, tile)
-    else:
+    blocks = intra_op.even_cuts(length, ways, tile) if by_rows else None
+    # In a run that can be stopped (every run a server serves) blocks are at most `most` rows; one a thread
+    # is still the cut when they fit (`split` cut W3's 128 rows 60 + 60 + 8 there: three blocks, which ran as
+    # Python parts, never the helpers' compiled loop).
+    if blocks is None or (most is not None and max(cut.stop - cut.start for cut in blocks) > most):
         blocks = intra_op.split(length, ways, most, tile if by_rows else 1)
     if by_rows and macs > SMALL_PRODUCT_MACS:
         blocks = _at_least(blocks, SMALL_PRODUCT_MACS // (k * across) + 1)

@@ -297,10 +297,12 @@ def test_split_products_go_through_the_helpers_and_keep_the_bits(two_threads, sp
     assert calls and min(calls) >= 2
 
 
+@pytest.mark.parametrize("stoppable", [False, True])
 @pytest.mark.parametrize("tile", [12, 16, 48])
-def test_a_split_product_is_one_part_a_thread_cut_on_the_row_tile(two_threads, spin, monkeypatch, tile):
+def test_a_split_product_is_one_part_a_thread_cut_on_the_row_tile(two_threads, spin, monkeypatch, tile, stoppable):
     """W3's 128 rows on Haswell's 12-row tile were cut 60 + 60 + 8: three parts for two threads, which went
-    through Python's parts (`intra_op.run`) instead of the helpers' compiled loop."""
+    through Python's parts (`intra_op.run`) instead of the helpers' compiled loop; in a run that can be
+    stopped (a deadline: every run a server serves) still after that was fixed for the others."""
     from graphexec.ops import interruptible
     from graphexec.runtime import blas, split_choice
     from graphexec.runtime.context import ExecContext
@@ -314,7 +316,7 @@ def test_a_split_product_is_one_part_a_thread_cut_on_the_row_tile(two_threads, s
     monkeypatch.setattr(blas, "row_tile", lambda single_precision: tile)
     monkeypatch.setattr(split_choice, "choose", lambda key, ways: ways)
     rng = np.random.default_rng(9)
-    ctx = ExecContext(np)
+    ctx = ExecContext(np, deadline=time.monotonic() + 600 if stoppable else None)
     for m in (128, 784, 1000):
         a, b = rng.normal(size=(m, 96)).astype(np.float32), rng.normal(size=(96, 80)).astype(np.float32)
         out = interruptible.matmul(ctx, a, b)
