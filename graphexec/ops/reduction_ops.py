@@ -99,6 +99,12 @@ def reduction(name, kernel, allowed=NUMERIC, grad=None):
 def _mean(ctx, x, axis, keepdims):
     if x.dtype.kind in "iu":  # TF's integer mean truncates toward zero
         return ctx.xp.trunc(ctx.xp.mean(x, axis=axis, keepdims=keepdims)).astype(x.dtype)
+    if ctx.xp is np and x.dtype.char in "fd" and x.size:
+        # What np.mean computes for these dtypes (the sum in the dtype, divided by the count), without its
+        # Python layers (~5 us of W3's loss, a mean of 128 values).
+        total = np.add.reduce(x, axis=axis, keepdims=keepdims)
+        count = x.size // max(total.size, 1)
+        return np.true_divide(total, count, out=total) if type(total) is np.ndarray else total.dtype.type(total / count)
     return ctx.xp.mean(x, axis=axis, keepdims=keepdims).astype(x.dtype, copy=False)
 
 

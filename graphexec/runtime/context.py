@@ -96,7 +96,7 @@ def check_declared(name: str, value, dtype, shape, action: str) -> None:
     value) has the graph's `dtype` and fits its `shape` (unknown dims and ranks fit anything). Variables
     are shared by name within a container, so a stored value of another type belongs to another program."""
     dims = None if shape is None else shape.dims
-    if value.dtype == dtype.np and (dims is None or (len(dims) == value.ndim and all(
+    if value.dtype == dtype.np and (dims is None or dims == value.shape or (len(dims) == value.ndim and all(
             d is None or d == s for d, s in zip(dims, value.shape)))):
         return
     declared = "[" + ",".join("?" if d is None else str(d) for d in dims) + "]" if dims is not None else "[...]"
