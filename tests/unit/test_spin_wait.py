@@ -171,6 +171,26 @@ def test_a_part_run_by_the_compiled_sgemm_has_numpys_bits(spin, layout, shape):
     np.testing.assert_array_equal(out, a @ b)
 
 
+@pytest.mark.parametrize("layout", ["rows", "column-major", "columns"])
+def test_parts_are_filled_alike_with_and_without_the_compiled_addresses(spin, monkeypatch, layout):
+    """fill_parts reads the arrays' addresses through a compiled call once it is compiled, through numpy's
+    ctypes before: the slots are the same, and each block's are the ones `fill` gives for its views."""
+    a, b, out = _operands(np.random.default_rng(7), 40, 30, 50, layout)
+    by_rows = layout != "columns"
+    cuts = (slice(0, 12), slice(12, 40)) if by_rows else (slice(0, 20), slice(20, 50))
+    assert spin_wait.ADDRESSES.wait("float32") is not None
+    compiled = np.zeros((2, spin_wait.SLOT_SIZE), np.int64)
+    assert spin_wait.fill_parts(compiled, a, b, out, cuts, by_rows)
+    monkeypatch.setattr(spin_wait.ADDRESSES, "get", lambda dtype: None)  # not compiled (yet)
+    plain = np.zeros((2, spin_wait.SLOT_SIZE), np.int64)
+    assert spin_wait.fill_parts(plain, a, b, out, cuts, by_rows)
+    np.testing.assert_array_equal(compiled, plain)
+    for slot, (a_, b_, out_) in zip(plain, _blocks(a, b, out, cuts, by_rows)):
+        single = np.zeros(spin_wait.SLOT_SIZE, np.int64)
+        assert spin_wait.fill(single, a_, b_, out_)
+        np.testing.assert_array_equal(slot, single)
+
+
 def test_parts_numpy_would_not_hand_to_gemm_are_refused(spin):
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(8, 6)).astype(np.float32), rng.normal(size=(6, 5)).astype(np.float32)
