@@ -17,10 +17,11 @@ the hand-over costs a wake-up. So a float32 product's parts go to helpers as cbl
 slot (`fill`), and the helper's compiled loop calls numpy's own sgemm itself (blas.sgemm_address) without
 ever taking the GIL; the caller runs its own part the same way (`finish` on a slot no helper watches),
 then any part no helper took yet, or spins until the helper's is done. The arguments are the ones
-numpy's matmul passes for the same arrays, so the bits are numpy's (checked on a test product before first use: `products_available`). A part may carry
-an epilogue that the same thread applies to its block right after the product, while the block is in its
-cache (`_epilogue`: + a row vector, then ReLU or not; or a gradient-descent step), with the operations of
-the numpy kernels it stands for, in their order (checked with the products).
+numpy's matmul passes for the same arrays, so the bits are numpy's (checked on a test product before
+first use: `products_available`). A part may carry an epilogue that the same thread applies to its block
+right after the product, while the block is in its cache (`_epilogue`: + a row vector, then ReLU or not;
+or a gradient-descent step), with the operations of the numpy kernels it stands for, in their order
+(checked with the products).
 
 `wait_for_change(flags, seen, seconds)` returns True as soon as flags[0] differs from `seen` (another
 thread stored to it), False after `seconds` or when no compiled spin is available yet (numba missing,
