@@ -13,6 +13,7 @@ from graphexec.ir import ShapeAttr
 from graphexec.ops import interruptible, rules
 from graphexec.ops.convert import constant, convert_pair, convert_to_tensor
 from graphexec.ops.emit import dynamic_shape, emit
+from graphexec.ops.reduction_ops import summed
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 
 # The public API (graphexec/__init__.py star-imports it as tf.<name>).
@@ -323,9 +324,7 @@ def _sum_to_shape(ctx, grad, shape, static_shape):
         # numpy's sum over those axes (W10's conv1 bias, [128, 28, 28, 32] -> [32]: 1.64 -> 0.17 ms).
         rows = grad.reshape(math.prod(grad.shape[:len(axes)]), -1)
         return (np.ones(rows.shape[0], grad.dtype) @ rows).reshape(target)
-    if ctx.xp is np:  # the ufunc's own reduce: what np.sum calls, without its Python wrapper (~3 us)
-        return np.add.reduce(grad, axis=axes).reshape(target)
-    return ctx.xp.sum(grad, axis=axes).reshape(target)
+    return summed(ctx.xp, grad, axes).reshape(target)
 
 
 _GEMV_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

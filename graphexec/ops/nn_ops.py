@@ -13,6 +13,7 @@ from graphexec.framework import Tensor, apply_op, name_scope
 from graphexec.ops import rules
 from graphexec.ops.convert import convert_to_tensor
 from graphexec.ops.emit import emit
+from graphexec.ops.reduction_ops import largest, summed
 from graphexec.ops.registry import NOT_DIFFERENTIABLE, ShapeError, attr, op
 from graphexec.ops.shape_inputs import check_index_dtype, dim_of, scalar_value, shape_of
 from graphexec.runtime import compiled
@@ -88,28 +89,17 @@ def _class_axis(args, attrs):
     return args[0].shape
 
 
-def _largest(xp, x, axis):
-    """xp.max(x, axis, keepdims=True); on numpy the ufunc's reduce that np.max calls, without its Python
-    wrapper (~3-10 us of a small op such as W3's [128, 10] cross-entropy)."""
-    return np.maximum.reduce(x, axis=axis, keepdims=True) if xp is np else xp.max(x, axis=axis, keepdims=True)
-
-
-def _total(xp, x, axis, keepdims=True):
-    """xp.sum(x, axis, keepdims); on numpy np.add.reduce, as `_largest`."""
-    return np.add.reduce(x, axis=axis, keepdims=keepdims) if xp is np else xp.sum(x, axis=axis, keepdims=keepdims)
-
-
 def _softmax(ctx, x, axis):
     xp = ctx.xp
-    e = xp.exp(x - _largest(xp, x, axis))
-    e /= _total(xp, e, axis)
+    e = xp.exp(x - largest(xp, x, axis, keepdims=True))
+    e /= summed(xp, e, axis, keepdims=True)
     return e
 
 
 def _log_softmax(ctx, x, axis):
     xp = ctx.xp
-    shifted = x - _largest(xp, x, axis)
-    return shifted - xp.log(_total(xp, xp.exp(shifted), axis))
+    shifted = x - largest(xp, x, axis, keepdims=True)
+    return shifted - xp.log(summed(xp, xp.exp(shifted), axis, keepdims=True))
 
 
 def _softmax_grad(op, dy):
@@ -144,7 +134,7 @@ def _xent_shapes(args, attrs):
 def _softmax_xent(ctx, logits, labels):
     xp = ctx.xp
     log_probs = _log_softmax(ctx, logits, -1)
-    loss = -_total(xp, labels * log_probs, -1, keepdims=False)
+    loss = -summed(xp, labels * log_probs, -1)
     return loss, xp.exp(log_probs) - labels
 
 

@@ -138,8 +138,8 @@ class _Helpers:
 
     def __init__(self, count: int):
         self.jobs: collections.deque = collections.deque()
-        # One product at a time hands its parts to helpers through these (spin_wait.fill): helper i runs the
-        # part in slots[i] without the GIL.
+        # One product at a time hands its parts to helpers through these (spin_wait.fill_parts): helper i
+        # runs the part in slots[i] without the GIL.
         self.slots = np.zeros((count, spin_wait.SLOT_SIZE), np.int64)
         self.own = np.zeros(spin_wait.SLOT_SIZE, np.int64)  # the posting thread's own part (run_products)
         self.products = threading.Lock()
