@@ -1,5 +1,5 @@
-"""Convolution kernels and large float32 matrix products from oneDNN, and max-pooling with its gradient,
-through PyTorch's CPU build, when it is installed.
+"""Convolution kernels from oneDNN, large float32 matrix products from MKL (Intel processors) or oneDNN,
+and max-pooling with its gradient, through PyTorch's CPU build, when it is installed.
 
 oneDNN's direct, cache-blocked convolutions beat graphexec's own im2col + BLAS kernels on the shapes of
 classic CNNs (W10's conv2 on 2 cores, same minutes, both split over graphexec's threads: forward 11.5
@@ -11,7 +11,7 @@ _library_call), 1 unless said. Filter gradients and pooling run one-thread calls
 batch on graphexec's intra-op threads (runtime/intra_op.py; ops/conv_ops.py, _on_library_slices says
 why), so their partial sums add up in one order. Convolutions, input gradients and large float32
 products (`product`) run as one call on a team of OpenMP threads of the intra-op thread count: the
-result is written where it stays, where slices' results were copied into one array, and oneDNN's matmul
+result is written where it stays, where slices' results were copied into one array, and a library's matmul
 shares its packed operand among its threads, which separate one-thread calls cannot (W10's three
 dense-layer products, Zen 4, 2 threads: 13.7 ms against 15.1 as one-thread halves and 14.7-15.4 with
 OpenBLAS's own 2 threads; conv1's forward step 1.7 against 3.0 ms as slices copied). Those threads block
@@ -49,7 +49,8 @@ _torch = None
 _choice: str | None = None  # None: not yet decided (the variable is read at first use)
 _loaded = False  # whether _choice has been acted on (torch imported, or found missing)
 _fused = None  # oneDNN's convolution with post-ops (torch.ops.mkldnn._convolution_pointwise), where torch has it
-_linear = None  # oneDNN's matmul (torch.ops.mkldnn._linear_pointwise), where torch has it
+_matmul = None  # the large-product kernel (`_product_kernel`), where torch has one
+_matmul_name = ""
 _team_started = False  # whether a call ran on more than one thread (an OpenMP team exists)
 _forked_after_team = False  # this process is a child forked after its parent started a team
 
@@ -84,8 +85,8 @@ def choose(choice: str, now: bool = True) -> str:
 
 
 def _load() -> None:
-    global _torch, _loaded, _fused, _linear
-    _torch = _fused = _linear = None
+    global _torch, _loaded, _fused, _matmul, _matmul_name
+    _torch = _fused = _matmul = None
     if _choice != "numpy":
         # OpenMP threads that wait by blocking (see the module docstring); read when torch's libgomp loads
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -108,7 +109,7 @@ def _load() -> None:
                 torch.from_numpy(read_only)
             _torch = torch
             _fused = _fused_convolution(torch)
-            _linear = _linear_product(torch)
+            _matmul, _matmul_name = _product_kernel(torch)
             tuning.freeze_loaded_library()
     _loaded = True
 
@@ -130,22 +131,38 @@ def _fused_convolution(torch):
         return None
 
 
-def _linear_product(torch):
-    """oneDNN's matmul, `_linear_pointwise(a, b.T)` = a @ b, or None where this build has no oneDNN or no
-    such op, or one whose small products differ from numpy's beyond float32 rounding: checked once."""
-    if not torch.backends.mkldnn.is_available():
-        return None
+def _product_kernel(torch, vendor: str | None = None):
+    """(kernel(a, b) -> a @ b, on tensors, and its name) for large float32 products, or (None, "") where this
+    build has neither or its small products differ from numpy's beyond float32 rounding (checked once).
+
+    On Intel processors MKL's sgemm (torch.mm), where torch has MKL:
+    W10's dense-layer gradients, whose operands are transposed views, took oneDNN's matmul 4.2-4.8 ms
+    against MKL's 1.9-2.5 (Xeon model 207, 2 threads); W10's step in process 32.7 -> 31.8 ms (medians of 8
+    alternating pairs).
+    MKL gives the same bits for any layout and alignment of the operands, and for the same thread count
+    every time (checked there); torch sets MKL's thread count for the calling thread only, as OpenMP's
+    (tests/unit/test_conv_library.py). Elsewhere oneDNN's matmul, `_linear_pointwise(a, b.T)` = a @ b: MKL is
+    unmeasured on AMD processors."""
+    vendor = tuning.processor_fields().get("vendor_id", "") if vendor is None else vendor
+    kernel, name = None, ""
+    if vendor == "GenuineIntel" and torch.backends.mkl.is_available():
+        kernel, name = torch.mm, "MKL"
+    if kernel is None and torch.backends.mkldnn.is_available():
+        linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+        if linear is not None:
+            kernel, name = (lambda a, b: linear(a, b.T, None, "none", [], "")), "oneDNN"
+    if kernel is None:
+        return None, ""
+    a = np.arange(-30, 30, dtype=np.float32).reshape(6, 10) / 7
+    b = np.arange(40, dtype=np.float32).reshape(10, 4)[::-1] / 9
     try:
-        linear = torch.ops.mkldnn._linear_pointwise
-        a = np.arange(-30, 30, dtype=np.float32).reshape(6, 10) / 7
-        b = np.arange(40, dtype=np.float32).reshape(10, 4)[::-1] / 9
         for left in (a, np.asfortranarray(a)):
-            got = linear(torch.from_numpy(left), torch.from_numpy(np.ascontiguousarray(b)).T, None, "none", [], "")
+            got = kernel(torch.from_numpy(left), torch.from_numpy(np.ascontiguousarray(b)))
             if not np.allclose(got.numpy(), left @ b, rtol=1e-5, atol=1e-5):
-                return None
-        return linear
+                return None, ""
     except (AttributeError, RuntimeError, TypeError):
-        return None
+        return None, ""
+    return kernel, name
 
 
 def choice() -> str:
@@ -160,7 +177,7 @@ def describe() -> str:
         return f"{_choice}: decided at the first float32 convolution"
     if _torch is None:
         return "graphexec im2col + BLAS"
-    return f"oneDNN (torch {_torch.__version__})"
+    return f"oneDNN (torch {_torch.__version__}), products on {_matmul_name or 'numpy'}"
 
 
 def usable(xp, *arrays) -> bool:
@@ -210,17 +227,17 @@ def takes_products(a, b) -> bool:
     reads other strides through a reference kernel ~1000x slower), once torch is loaded. A product never
     loads it: a run of products alone (and its deadline) would pay torch's import (~1-2 s) in its middle;
     a convolution, or `--conv-library torch` at start, loads it."""
-    return (_loaded and _linear is not None and a.dtype == b.dtype == np.float32 and a.ndim == b.ndim == 2
+    return (_loaded and _matmul is not None and a.dtype == b.dtype == np.float32 and a.ndim == b.ndim == 2
             and type(a) is np.ndarray and type(b) is np.ndarray
             and all(m.flags.c_contiguous or m.flags.f_contiguous for m in (a, b)))
 
 
 @_library_call
 def product(a, b) -> np.ndarray:
-    """a @ b (see `takes_products`) by oneDNN's matmul, on `threads` OpenMP threads (the keyword every
-    call here takes). The same operands and threads give the same bits every time; other thread counts,
-    and numpy, may differ in the last bits."""
-    return _linear(_torch.from_numpy(a), _torch.from_numpy(b).T, None, "none", [], "").numpy()
+    """a @ b (see `takes_products`) by MKL or oneDNN (`_product_kernel`), on `threads` OpenMP threads (the
+    keyword every call here takes). The same operands and threads give the same bits every time; other
+    thread counts, and numpy, may differ in the last bits."""
+    return _matmul(_torch.from_numpy(a), _torch.from_numpy(b)).numpy()
 
 
 # pads, below, are what windows.geometry returns: ((0, 0), (top, bottom), (left, right), (0, 0)).

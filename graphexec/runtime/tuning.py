@@ -109,16 +109,21 @@ def copy_tunables(environ=os.environ, cpuinfo: str = "/proc/cpuinfo") -> dict[st
     current = environ.get("GLIBC_TUNABLES", "")
     if platform.libc_ver()[0] != "glibc" or REP_MOVSB_TUNABLE in current:
         return {}
-    try:
-        with open(cpuinfo, encoding="ascii", errors="replace") as info:
-            first = info.read(1 << 16).split("\n\n", 1)[0]  # the first processor's lines
-    except OSError:
-        return {}
-    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    fields = processor_fields(cpuinfo)
     if fields.get("vendor_id") != "AuthenticAMD" or "fsrm" not in fields.get("flags", "").split():
         return {}
     return _appended(current, f"{REP_MOVSB_TUNABLE}={NO_REP_MOVSB}")
+
+
+def processor_fields(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first processor's lines of /proc/cpuinfo as {field: value} ({} where it cannot be read)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as info:
+            first = info.read(1 << 16).split("\n\n", 1)[0]
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    return {key.strip(): value.strip() for key, value in fields.items()}
 
 
 def server_tunables(environ=os.environ, cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:

@@ -178,7 +178,8 @@ def test_choice_is_checked_and_described(restore_choice):
         conv_library.choose("mkl")
     assert conv_library.choose("numpy") == "graphexec im2col + BLAS"
     assert not conv_library.usable(np, np.zeros(1, np.float32))
-    assert conv_library.choose("auto") == f"oneDNN (torch {torch.__version__})"
+    assert conv_library.choose("auto") == (f"oneDNN (torch {torch.__version__}), products on "
+                                           f"{conv_library._product_kernel(torch)[1]}")
 
 
 def _python(code, **env):
@@ -320,6 +321,44 @@ def test_large_float32_products_run_whole_in_onednn_on_the_intra_op_threads(monk
     ctx.cancelled = type("NeverCancelled", (), {"__bool__": lambda self: False})()
     np.testing.assert_allclose(interruptible.matmul(ctx, a, b), a @ b, rtol=1e-5, atol=1e-4)
     assert calls == []
+
+
+@pytest.mark.parametrize("vendor, name", [("GenuineIntel", "MKL"), ("AuthenticAMD", "oneDNN")])
+def test_large_products_take_mkl_on_intel_processors_and_onednn_elsewhere(restore_choice, vendor, name):
+    """The product kernel by processor: MKL's (torch.mm) on Intel's, where torch has MKL, oneDNN's matmul
+    elsewhere. Either gives a @ b to float32 rounding for operands in rows or columns, the same bits for
+    every layout of the same operands, and its own bits for each thread count even while another thread
+    calls it with another count at the same time (MKL's and OpenMP's counts are the calling thread's)."""
+    conv_library.choose("torch")
+    if name == "MKL" and not torch.backends.mkl.is_available():
+        name = "oneDNN"
+    kernel, chosen = conv_library._product_kernel(torch, vendor)
+    assert chosen == name
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(96, 700)).astype(np.float32)
+    b = rng.normal(size=(700, 300)).astype(np.float32)
+    saved = conv_library._matmul, conv_library._matmul_name
+    conv_library._matmul, conv_library._matmul_name = kernel, chosen
+    try:
+        want = {threads: conv_library.product(a, b, threads=threads) for threads in (1, 2)}
+        for got in want.values():
+            np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+        for left, right in [(np.asfortranarray(a), b), (a, np.asfortranarray(b))]:
+            np.testing.assert_array_equal(conv_library.product(left, right, threads=2), want[2])
+        wrong = []
+
+        def repeat(threads):
+            for _ in range(20):
+                if not np.array_equal(conv_library.product(a, b, threads=threads), want[threads]):
+                    wrong.append(threads)
+        callers = [threading.Thread(target=repeat, args=(threads,)) for threads in (1, 2)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        assert wrong == []
+    finally:
+        conv_library._matmul, conv_library._matmul_name = saved
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding", [((24, 14, 14, 8), (5, 5, 8, 16), "SAME"),
