@@ -137,8 +137,8 @@ def _product_kernel(torch, vendor: str | None = None):
 
     On Intel processors MKL's sgemm (torch.mm), where torch has MKL:
     W10's dense-layer gradients, whose operands are transposed views, took oneDNN's matmul 4.2-4.8 ms
-    against MKL's 1.9-2.5 (Xeon model 207, 2 threads); W10's step in process 32.7 -> 31.8 ms (medians of 8
-    alternating pairs).
+    against MKL's 1.9-2.5 timed alone (Xeon model 207, 2 threads); in W10's step the three dense-layer
+    products 7.9 -> 7.2 ms and the step in process 32.7 -> 31.8 ms (medians of 8 alternating pairs).
     MKL gives the same bits for any layout and alignment of the operands, and for the same thread count
     every time (checked there); torch sets MKL's thread count for the calling thread only, as OpenMP's
     (tests/unit/test_conv_library.py). Elsewhere oneDNN's matmul, `_linear_pointwise(a, b.T)` = a @ b: MKL is
