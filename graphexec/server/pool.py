@@ -80,8 +80,23 @@ class LocalWorker:
 
     def run_many(self, calls: list, plan, fetch_bytes: int | None = None) -> list:
         """Each call's PlanResult, or the error it failed with, in order; none after the fetches reach
-        `fetch_bytes` (the list is then shorter than `calls`)."""
-        return _one_by_one(self, calls, plan, fetch_bytes)
+        `fetch_bytes` (the list is then shorter than `calls`). Counted and timed as `run` would, in one
+        update of the metrics for the lot (a stream's small runs: ~2 us a run less of the server's CPU)."""
+        took = []  # (device type, code, seconds) of each run
+
+        def run(call, plan):
+            started, code = time.perf_counter(), "OK"
+            try:
+                return self.core.run(call, plan)
+            except Exception as exc:
+                code = code_name(exc)
+                raise
+            finally:
+                took.append((call.device_type, code, time.perf_counter() - started))
+        try:
+            return _one_by_one(run, calls, plan, fetch_bytes, self.name)
+        finally:
+            self.metrics.worker_runs_done(took)
 
 
 class RemoteWorker:
@@ -219,11 +234,11 @@ class RemoteWorker:
             plans = [link_format.plan_pieces(c.timeout_s, c.container, c.plan_key, c.session_handle, c.device_type,
                                              c.host_steps, c.request_id, c.trace, c.feeds) for c in calls]
         if plans is None or None in plans:
-            return _one_by_one(self, calls, plan, fetch_bytes)
+            return _one_by_one(self.run, calls, plan, fetch_bytes, self.name)
         try:
             lane = self._direct_lane()
         except OSError:
-            return _one_by_one(self, calls, plan, fetch_bytes)  # (run reports the blocked port, goes over gRPC)
+            return _one_by_one(self.run, calls, plan, fetch_bytes, self.name)  # (run reports the blocked port, goes over gRPC)
         timeouts = [c.timeout_s for c in calls]
         hook = self._begin(lane, calls[0])  # the calls of a batch share their stream's cancellation
         answers, stopped, sent = [], None, 0
@@ -340,18 +355,18 @@ def _run_socket(info: dict) -> str:
     return name if isinstance(name, str) and 0 < len(name) <= 100 and name.isascii() and name.isprintable() else ""
 
 
-def _one_by_one(worker, calls: list, plan, fetch_bytes: int | None = None) -> list:
-    """run_many as one run() after another: once the worker is lost or dies, the rest are not sent."""
+def _one_by_one(run, calls: list, plan, fetch_bytes: int | None, worker_name: str) -> list:
+    """run_many as one run(call, plan) after another: once the worker is lost or dies, the rest are not sent."""
     results, fetched = [], 0
     for call in calls:
         if fetch_bytes is not None and fetched >= fetch_bytes:
             break
         try:
-            results.append(worker.run(call, plan))
+            results.append(run(call, plan))
             fetched += _nbytes(results[-1])
         except (WorkerLost, WorkerDied) as exc:
             results.append(exc)
-            results += [WorkerLost(None, None, f"worker {worker.name} was lost before running this run")
+            results += [WorkerLost(None, None, f"worker {worker_name} was lost before running this run")
                         for _ in calls[len(results):]]
             break
         except Exception as exc:  # this run's failure; the next runs still go

@@ -18,6 +18,7 @@ not in the threads that serve other runs.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import socket
 import time
@@ -300,10 +301,12 @@ class Service:
                 done = stretch[len(results)][0]
                 break
         outcomes = outcomes[:done]
-        share, name = (time.perf_counter() - started) / len(outcomes), tenant()
-        for outcome in outcomes:
-            self.metrics.run_done(name, "OK" if isinstance(outcome, RunOutcome) else code_name(outcome),
-                                  time.perf_counter() - share)
+        now, name = time.perf_counter(), tenant()
+        since = now - (now - started) / len(outcomes)  # each run is counted as taking its share of the lot
+        codes = collections.Counter("OK" if isinstance(outcome, RunOutcome) else code_name(outcome)
+                                    for outcome in outcomes)
+        for code, count in codes.items():
+            self.metrics.runs_done(name, code, [since] * count)
         return outcomes
 
     def _batchable(self, record: SessionRecord, cached: CachedPlan, runs: list) -> bool:

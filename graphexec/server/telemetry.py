@@ -124,6 +124,16 @@ class Metrics:
         counter(1)
         seconds(time.perf_counter() - started)
 
+    def worker_runs_done(self, took: list) -> None:
+        """worker_run_done for plans a worker ran one after another: (device type, code, seconds) each."""
+        grouped = collections.defaultdict(list)
+        for device_type, code, seconds in took:
+            grouped[device_type, code].append(seconds)
+        for (device_type, code), times in grouped.items():
+            counter, seconds = self._pair(self.worker_runs, self.worker_run_seconds, device_type, code)
+            counter(len(times))
+            seconds.many(times)
+
     def _pair(self, counter, histogram, label: str, code: str) -> tuple:
         key = (id(counter), label, code)
         series = self._series.get(key)

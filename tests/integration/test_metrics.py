@@ -108,6 +108,25 @@ def request_logs(process: Process) -> list[dict]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
+def test_a_streams_runs_are_counted_and_timed_one_by_one(processes):
+    """Runs that come together on a Run stream (Service.run_many, which updates the metrics once for the
+    lot) count as many runs, each with a duration, in the server's and in its worker's metrics."""
+    target, url, _ = start_serve(processes)
+    graph, x, y, *_ = doubling_graph()
+    before = Scrape(url)
+    started = time.perf_counter()
+    with tf.Session(target, graph=graph) as sess:
+        assert [float(v) for v in sess.stream(y, [{x: FEED}] * 40)] == [24.0] * 40
+    took = time.perf_counter() - started
+    after = Scrape(url)
+    assert moved(before, after, "graphexec_runs_total", tenant="default", code="OK") == 40
+    assert moved(before, after, "graphexec_run_duration_seconds_count", tenant="default") == 40
+    assert moved(before, after, "graphexec_worker_runs_total", device="CPU", code="OK") == 40
+    assert moved(before, after, "graphexec_worker_run_duration_seconds_count", device="CPU") == 40
+    for name in ("graphexec_run_duration_seconds_sum", "graphexec_worker_run_duration_seconds_sum"):
+        assert 0 < moved(before, after, name) < took
+
+
 def test_embedded_server_counts_runs_calls_bytes_and_plan_sources(processes):
     target, url, process = start_serve(processes)
     graph, x, y, a, b, product = doubling_graph()
