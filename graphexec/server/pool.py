@@ -69,14 +69,7 @@ class LocalWorker:
         return self.core.devices()
 
     def run(self, call: PlanCall, plan) -> PlanResult:
-        started, code = time.perf_counter(), "OK"
-        try:
-            return self.core.run(call, plan)
-        except Exception as exc:
-            code = code_name(exc)
-            raise
-        finally:
-            self.metrics.worker_run_done(call.device_type, code, started)
+        return self._counted(call, plan, self.metrics.worker_run_done)
 
     def run_many(self, calls: list, plan, fetch_bytes: int | None = None) -> list:
         """Each call's PlanResult, or the error it failed with, in order; none after the fetches reach
@@ -85,18 +78,23 @@ class LocalWorker:
         took = []  # (device type, code, seconds) of each run
 
         def run(call, plan):
-            started, code = time.perf_counter(), "OK"
-            try:
-                return self.core.run(call, plan)
-            except Exception as exc:
-                code = code_name(exc)
-                raise
-            finally:
-                took.append((call.device_type, code, time.perf_counter() - started))
+            return self._counted(call, plan, lambda device_type, code, started: took.append(
+                (device_type, code, time.perf_counter() - started)))
         try:
             return _one_by_one(run, calls, plan, fetch_bytes, self.name)
         finally:
             self.metrics.worker_runs_done(took)
+
+    def _counted(self, call: PlanCall, plan, done) -> PlanResult:
+        """core.run, then done(device type, status code name, perf_counter at the start)."""
+        started, code = time.perf_counter(), "OK"
+        try:
+            return self.core.run(call, plan)
+        except Exception as exc:
+            code = code_name(exc)
+            raise
+        finally:
+            done(call.device_type, code, started)
 
 
 class RemoteWorker:
