@@ -235,8 +235,8 @@ class RemoteWorker:
             return _one_by_one(self.run, calls, plan, fetch_bytes, self.name)
         try:
             lane = self._direct_lane()
-        except OSError:
-            return _one_by_one(self.run, calls, plan, fetch_bytes, self.name)  # (run reports the blocked port, goes over gRPC)
+        except OSError:  # run reports the blocked port, and goes over gRPC
+            return _one_by_one(self.run, calls, plan, fetch_bytes, self.name)
         timeouts = [c.timeout_s for c in calls]
         hook = self._begin(lane, calls[0])  # the calls of a batch share their stream's cancellation
         answers, stopped, sent = [], None, 0
