@@ -77,11 +77,11 @@ class LocalWorker:
         update of the metrics for the lot (a stream's small runs: ~2 us a run less of the server's CPU)."""
         took = []  # (device type, code, seconds) of each run
 
-        def run(call, plan):
-            return self._counted(call, plan, lambda device_type, code, started: took.append(
-                (device_type, code, time.perf_counter() - started)))
+        def done(device_type, code, started):
+            took.append((device_type, code, time.perf_counter() - started))
         try:
-            return _one_by_one(run, calls, plan, fetch_bytes, self.name)
+            return _one_by_one(lambda call, plan: self._counted(call, plan, done), calls, plan, fetch_bytes,
+                               self.name)
         finally:
             self.metrics.worker_runs_done(took)
 
