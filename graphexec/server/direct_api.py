@@ -129,10 +129,10 @@ class DirectApiServer:
         self.service_name = SERVICE
         self._handlers = {number: self.interceptor.observe(f"{SERVICE}/{name}", self._behavior(name))
                           for number, name in METHODS.items()}
-        # With dynamic batching, connections without TLS are served by one thread that batches their runs
+        # Connections without TLS are served by one thread, which batches their runs with dynamic batching on
         # (graphexec.server.direct_batching); TLS ones keep a thread each, batched by the Batcher.
         self._reactor = None
-        if servicer.service.batcher is not None and ssl_context is None:
+        if ssl_context is None:
             self._reactor = Reactor(self, servicer)
         self._busy: set[_Connection] = set()  # connections whose run is in progress
         self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
@@ -266,36 +266,44 @@ class DirectApiServer:
             None, None, f"a request of {exc.size} bytes is above the server's limit of {exc.limit} "
                         "(--max-message-bytes); larger tensors travel in parts on the Run stream")))
 
-    def answer_frame(self, sock, connection: _Connection, key: int, caller: str, kind: int, body) -> bool:
+    def answer_frame(self, sock, connection: _Connection, key: int, caller: str, kind: int, body,
+                     decoded: tuple | None = None) -> bool:
         """Answer one frame of a connection; False when the connection should end (not a call)."""
-        if kind not in (RUN, SHARED_RUN) or len(body) < PREFIX.size:
+        answer = self.answer(connection, key, caller, kind, body, decoded)
+        if answer is None:
             return False
+        send_frame(sock, *answer)
+        return True
+
+    def answer(self, connection: _Connection, key: int, caller: str, kind: int, body,
+               decoded: tuple | None = None) -> tuple | None:
+        """(kind, *parts) of the frame that answers a connection's frame; None when the connection should
+        end (the frame is not a call). `decoded`: what the connection's RunCallable decoder gave for it,
+        when the caller decoded it already."""
+        if kind not in (RUN, SHARED_RUN) or len(body) < PREFIX.size:
+            return None
         left, number = PREFIX.unpack_from(body)
         handler = self._handlers.get(number)
         if handler is None:
-            send_frame(sock, FAILURE, status.failure_bytes(errors.UnimplementedError(None, None, _UNKNOWN_METHOD)))
-            return True
+            return FAILURE, status.failure_bytes(errors.UnimplementedError(None, None, _UNKNOWN_METHOD))
         request = memoryview(body)[PREFIX.size:]
         if kind == SHARED_RUN:
             try:
                 request = self.shared_request(connection, request)
             except errors.OpError as exc:
-                send_frame(sock, FAILURE, status.failure_bytes(exc, METHODS[number]))
-                return True
+                return FAILURE, status.failure_bytes(exc, METHODS[number])
         streams, busy = self._servicer.streams, self._busy
-        call = connection.call = _Call(caller, left, connection.decode)
+        call = connection.call = _Call(caller, left, connection.decode if decoded is None else lambda _: decoded)
         streams.active(key, busy=True)
         busy.add(connection)
         try:
             result = handler(request, call)
-            answer = (RESULT, *result) if isinstance(result, list) else (RESULT, result)
+            return (RESULT, *result) if isinstance(result, list) else (RESULT, result)
         except Exception as exc:  # the frame boundary: every failure is answered, the link keeps serving
-            answer = FAILURE, status.failure_bytes(exc, METHODS[number])
+            return FAILURE, status.failure_bytes(exc, METHODS[number])
         finally:
             busy.discard(connection)
             streams.active(key, busy=False)
-        send_frame(sock, *answer)
-        return True
 
     def shared_request(self, connection: _Connection, body) -> memoryview:
         """A SHARED_RUN's request, copied out of the connection's region (the client may write it again as

@@ -1,4 +1,4 @@
-"""Dynamic batching on the API's direct link: one thread reads every connection and answers batches itself.
+"""The direct link's connections without TLS, served by one thread (the reactor), with dynamic batching.
 
 Why: with a thread per connection, a batched run woke its thread on the request, again for the GIL,
 again when its batch's leader answered it, and again to send (W8, 64 clients: ~8 voluntary context
@@ -11,11 +11,19 @@ per run. A key whose last batch took over INLINE_S runs its batches on a pool th
 time per key, the answers handed back to the reactor), so that a slow model (or a slow worker, with
 --redis) holds up neither other keys' batches nor the reading of requests.
 
+Without batching the reactor serves too, for fairness: with a thread per connection, 64 clients' threads
+fought for the GIL and Linux gave it to some far more often than others (W8 unbatched, 64 clients: p50
+0.4 ms, p99 106-185 ms, and ~300 us of server CPU a run in the fight). Here small RunCallables are
+answered in the order they came in, on the reactor's thread, where runs run in this process (not
+waiting on a remote worker) and their callable's recent runs were quick (under INLINE_S); a callable's
+first run, and its next SLOW_PENALTY after a slow one, go to the pool as below.
+
 Everything else a connection sends (RunStep, MakeCallable, a run of a plan that is not row-wise, one
 that asks for metadata or a trace) is answered as on a connection of its own: the reactor stops
 reading that connection and hands the frame to a thread of the pool, which calls the same handler
 (DirectApiServer.answer_frame) and gives the connection back; so does an answer that the socket does
-not take at once (a client that does not read holds a pool thread, not the reactor). So every call keeps the
+not take at once (a client that does not read holds a pool thread, not the reactor), and a frame of
+LARGE_FRAME_BYTES or more (read there straight into a buffer of its own). So every call keeps the
 link's promises: the handlers' checks, limits, statuses and metrics (per call and per run), a deadline
 per run (a run that expires while it waits is answered DEADLINE_EXCEEDED) and cancellation (a client
 that hangs up while its run waits loses the run; one in a running batch has its rows dropped).
@@ -34,9 +42,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import numpy as np
 
 from graphexec.rpc import status
-from graphexec.rpc.frames import API_PREFIX, FAILURE, HEAD, RESULT, RUN, SHARED_RUN, TooLarge
+from graphexec.rpc.frames import API_PREFIX, FAILURE, HEAD, RESULT, RUN, SHARED_RUN, TooLarge, nbytes, send_frame
 from graphexec.runtime.worker import Cancellation
 from graphexec.server import batching, telemetry
 from graphexec.server.limits import executor_threads
@@ -46,8 +55,10 @@ log = logging.getLogger("graphexec.server")
 RUN_CALLABLE = 1  # the direct link's method number of RunCallable (frames.API_METHODS)
 READ_BYTES = 256 << 10
 INFINITY = float("inf")
-INLINE_S = 0.002  # a key whose last batch took longer runs its batches on the pool
+INLINE_S = 0.002  # a key whose last batch took longer runs its batches on the pool (and a callable its runs)
+SLOW_PENALTY = 8  # after a slow run, a callable's next runs go to the pool until this many were quick
 OK_NAME = grpc.StatusCode.OK.name
+LARGE_FRAME_BYTES = 4 << 20  # a frame this large is read (and answered) by a pool thread, not the reactor
 REPEAT_BYTES = 64 << 10  # larger requests are decoded in place, not from a copy through their connection's template
 
 
@@ -110,6 +121,11 @@ class Reactor:
         self._server, self._servicer = server, servicer
         self._service = servicer.service
         self._batcher = servicer.service.batcher
+        self._admission = servicer.admission
+        # Small runs are answered on this thread only where they run in this process (not waiting on a remote
+        # worker, which other connections' runs should not wait behind).
+        self._runs_here = servicer.service.pool.local is not None
+        self._pool_runs_due: dict[str, int] = {}  # callable handle -> quick runs due on the pool (_inline)
         self._limit = servicer.limits.max_message_bytes
         self._observe = server.interceptor
         self._method = f"{server.service_name}/RunCallable"
@@ -226,19 +242,76 @@ class Reactor:
                            close=True)
                 return
             if len(buffer) < HEAD.size + size:
+                if size >= LARGE_FRAME_BYTES and kind in (RUN, SHARED_RUN):
+                    self._lend(link, lambda kind=kind, size=size: self._answer_large(link, kind, size))
                 return
             body = bytes(buffer[HEAD.size:HEAD.size + size])
             del buffer[:HEAD.size + size]
             if kind not in (RUN, SHARED_RUN) or size < API_PREFIX.size:
                 self._close(link)
                 return
-            if not self._batched(link, kind, body):
-                self._lend(link, lambda body=body, kind=kind: self._server.answer_frame(
-                    link.sock, link.connection, link.key, link.caller, kind, body))
+            if not (self._batched(link, kind, body) or self._inline(link, kind, body)):
+                self._lend(link, lambda body=body, kind=kind: self._answer_lent(link, kind, body))
+
+    # -- runs answered here, one at a time -----------------------------------------------------------
+    def _inline(self, link: _Link, kind: int, body: bytes) -> bool:
+        """Whether the frame was a small RunCallable answered here and now, or handed to the pool with what was
+        decoded of it (else the pool takes it as it is). A callable's runs are answered here once its last
+        runs were quick: its first one, and the SLOW_PENALTY after a slow one, run on the pool, so that a
+        callable that is sometimes slow rarely holds up the other connections."""
+        if (not self._runs_here or kind != RUN or len(body) > REPEAT_BYTES
+                or API_PREFIX.unpack_from(body)[1] != RUN_CALLABLE):
+            return False
+        try:
+            decoded = link.decode(body[API_PREFIX.size:])  # (the connection's template: no parsing when it repeats)
+        except Exception:
+            return False  # answered with its error on the pool
+        handle = decoded[0].callable_handle
+        if self._pool_runs_due.get(handle, 1) or self._admission.full():  # (waiting for a thread: on the pool)
+            self._lend(link, lambda: self._answer_lent(link, kind, body, decoded, handle))
+            return True
+        started = time.perf_counter()
+        kind, *parts = self._server.answer(link.connection, link.key, link.caller, kind, body, decoded)
+        if time.perf_counter() - started >= INLINE_S:
+            self._pool_runs_due[handle] = SLOW_PENALTY
+        if nbytes(parts) <= REPEAT_BYTES:
+            self._send(link, kind, b"".join(parts), blocking=False)
+        else:  # a large answer is written from where it is, by the pool
+            self._lend(link, lambda: send_frame(link.sock, kind, *parts))
+        return True
+
+    def _answer_lent(self, link: _Link, kind: int, body, decoded=None, handle: str | None = None) -> bool:
+        """Answer a frame on a pool thread, the link lent to it; a RunCallable's duration (`handle`: its
+        callable's) counts towards its callable's next runs being answered on the reactor's thread."""
+        cpu = time.thread_time()  # (not the time it took: other threads' turns with the GIL are in that)
+        keep = self._server.answer_frame(link.sock, link.connection, link.key, link.caller, kind, body, decoded)
+        if handle is not None:
+            due = self._pool_runs_due
+            if len(due) > batching.MAX_ENTRIES:
+                due.clear()
+            due[handle] = max(due.get(handle, 1) - 1, 0) if time.thread_time() - cpu < INLINE_S else SLOW_PENALTY
+        return keep
+
+    def _answer_large(self, link: _Link, kind: int, size: int) -> bool:
+        """Read the rest of a large frame on a pool thread, the link lent to it, straight into a buffer of its
+        own (not through the link's buffer, copied twice), and answer it there."""
+        buffer = link.buffer
+        view = memoryview(np.empty(size, np.uint8))  # not zeroed first: every byte is received
+        got = len(buffer) - HEAD.size
+        view[:got] = buffer[HEAD.size:]
+        buffer.clear()
+        while got < size:
+            read = link.sock.recv_into(view[got:])
+            if not read:
+                return False
+            got += read
+        return self._answer_lent(link, kind, view.toreadonly())
 
     # -- batched runs ---------------------------------------------------------------------------------
     def _batched(self, link: _Link, kind: int, body: bytes) -> bool:
         """Whether the frame is a run that joined a batch (or was answered already); else the pool takes it."""
+        if self._batcher is None:
+            return False
         left, number = API_PREFIX.unpack_from(body)
         if number != RUN_CALLABLE:
             return False

@@ -145,6 +145,10 @@ class Admission:
     def waiting(self) -> int:
         return self._waiting
 
+    def full(self) -> bool:
+        """Whether every thread is taken now: a run that came would wait for its turn (or be refused)."""
+        return self._running >= self.threads
+
     def slot(self) -> Slot:
         return Slot(self)
 

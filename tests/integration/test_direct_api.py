@@ -26,9 +26,9 @@ pytestmark = pytest.mark.timeout(240)
 SLACK_S = 1.5
 
 
-# With dynamic batching on, one thread serves the link's connections (graphexec.server.direct_batching):
-# every test of the link runs against both.
-BATCHING = {"thread_per_connection": (), "batching": ("--max-batch-size", "8", "--max-batch-delay-us", "2000")}
+# One thread serves the link's connections without TLS (graphexec.server.direct_batching), batching their
+# runs with dynamic batching on: every test of the link runs against both.
+BATCHING = {"unbatched": (), "batching": ("--max-batch-size", "8", "--max-batch-delay-us", "2000")}
 
 
 @pytest.fixture(scope="module", params=list(BATCHING))
