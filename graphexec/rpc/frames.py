@@ -88,15 +88,26 @@ def send_holding_gil(sock, data: bytes) -> None:
     that takes microseconds hands it to another thread of the process, whose turn the sender then waits
     out to take it back, one context switch more per call (a W8 client process runs 16 threads). The write
     does not block: what the socket does not take at once goes through sendall."""
-    sent = _SEND(sock.fileno(), data, len(data), _SEND_FLAGS) if _SEND is not None else 0
-    if sent == len(data):
-        return
-    if sent < 0:
-        code = ctypes.get_errno()
-        if code not in _RETRY:
-            raise OSError(code, os.strerror(code))
-        sent = 0
-    sock.sendall(memoryview(data)[sent:])
+    sent = send_now(sock, data)
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
+
+
+def send_now(sock, data: bytes) -> int:
+    """How much of `data` a plain socket took at once (0 when it is full), written without letting go of
+    the GIL (as send_holding_gil); OSError when the connection is broken."""
+    if _SEND is None:
+        try:
+            return sock.send(data, _SEND_FLAGS)
+        except BlockingIOError:
+            return 0
+    sent = _SEND(sock.fileno(), data, len(data), _SEND_FLAGS)
+    if sent >= 0:
+        return sent
+    code = ctypes.get_errno()
+    if code not in _RETRY:
+        raise OSError(code, os.strerror(code))
+    return 0
 
 
 def readable_now(sock) -> bool:

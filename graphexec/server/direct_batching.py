@@ -45,7 +45,7 @@ import grpc
 import numpy as np
 
 from graphexec.rpc import status
-from graphexec.rpc.frames import API_PREFIX, FAILURE, HEAD, RESULT, RUN, SHARED_RUN, TooLarge, nbytes, send_frame
+from graphexec.rpc.frames import API_PREFIX, FAILURE, HEAD, RESULT, RUN, SHARED_RUN, TooLarge, nbytes, send_frame, send_now
 from graphexec.runtime.worker import Cancellation
 from graphexec.server import batching, telemetry
 from graphexec.server.limits import executor_threads
@@ -169,9 +169,9 @@ class Reactor:
 
     # -- the loop -------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        select, groups = self._selector.select, self._groups
         while not self._stopped:
-            events = self._selector.select(self._timeout())
-            for key, _ in events:
+            for key, _ in select(self._timeout() if groups else None):
                 if key.data is None:
                     self._drain_inbox()
                     continue
@@ -180,6 +180,8 @@ class Reactor:
                 except Exception:  # a bug: that connection ends (its client sees it close), the others go on
                     log.exception("the direct link's batching failed on a connection")
                     self._close(key.data)
+            if not groups:  # (no run waits for a batch: the common case unbatched)
+                continue
             now = time.monotonic()
             try:
                 self._expire(now)
@@ -229,6 +231,11 @@ class Reactor:
         if not data:  # hung up (or shut down as idle): a run of it that waits is dropped
             self._close(link)
             return
+        if not link.buffer and len(data) >= HEAD.size and not (link.lent or link.pending is not None):
+            kind, size = HEAD.unpack_from(data)
+            if len(data) == HEAD.size + size and size <= self._limit:  # one whole frame (the common case)
+                self._frame(link, kind, size, data[HEAD.size:])
+                return
         link.buffer += data
         self._frames(link)
 
@@ -247,11 +254,14 @@ class Reactor:
                 return
             body = bytes(buffer[HEAD.size:HEAD.size + size])
             del buffer[:HEAD.size + size]
-            if kind not in (RUN, SHARED_RUN) or size < API_PREFIX.size:
-                self._close(link)
-                return
-            if not (self._batched(link, kind, body) or self._inline(link, kind, body)):
-                self._lend(link, lambda body=body, kind=kind: self._answer_lent(link, kind, body))
+            self._frame(link, kind, size, body)
+
+    def _frame(self, link: _Link, kind: int, size: int, body: bytes) -> None:
+        """Answer, batch or hand to the pool one whole frame of the link (`size`: its body's)."""
+        if kind not in (RUN, SHARED_RUN) or size < API_PREFIX.size:
+            self._close(link)
+        elif not (self._batched(link, kind, body) or self._inline(link, kind, body)):
+            self._lend(link, lambda: self._answer_lent(link, kind, body))
 
     # -- runs answered here, one at a time -----------------------------------------------------------
     def _inline(self, link: _Link, kind: int, body: bytes) -> bool:
@@ -525,9 +535,7 @@ class Reactor:
             link.sock.sendall(frame)
             return
         try:
-            sent = link.sock.send(frame)
-        except BlockingIOError:
-            sent = 0
+            sent = send_now(link.sock, frame)  # (holding the GIL: no other thread's turn to wait out after)
         except OSError:
             self._close(link)
             return
