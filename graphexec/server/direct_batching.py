@@ -16,7 +16,9 @@ fought for the GIL and Linux gave it to some far more often than others (W8 unba
 0.4 ms, p99 106-185 ms, and ~300 us of server CPU a run in the fight). Here small RunCallables are
 answered in the order they came in, on the reactor's thread, where runs run in this process (not
 waiting on a remote worker) and their callable's recent runs were quick (under INLINE_S); a callable's
-first run, and its next SLOW_PENALTY after a slow one, go to the pool as below.
+first run, and its next SLOW_PENALTY after a slow one, go to the pool as below. A run answered here that
+turns out slow held up every other connection: its tenant's next runs all go to the pool, twice as many
+after each such strike, so a client cannot stall the others again and again.
 
 Everything else a connection sends (RunStep, MakeCallable, a run of a plan that is not row-wise, one
 that asks for metadata or a trace) is answered as on a connection of its own: the reactor stops
@@ -57,6 +59,7 @@ READ_BYTES = 256 << 10
 INFINITY = float("inf")
 INLINE_S = 0.002  # a key whose last batch took longer runs its batches on the pool (and a callable its runs)
 SLOW_PENALTY = 8  # after a slow run, a callable's next runs go to the pool until this many were quick
+MAX_STRIKE_RUNS = 1 << 14  # the most runs a tenant makes on the pool after slow runs on the reactor's thread
 OK_NAME = grpc.StatusCode.OK.name
 LARGE_FRAME_BYTES = 4 << 20  # a frame this large is read (and answered) by a pool thread, not the reactor
 REPEAT_BYTES = 64 << 10  # larger requests are decoded in place, not from a copy through their connection's template
@@ -126,6 +129,7 @@ class Reactor:
         # worker, which other connections' runs should not wait behind).
         self._runs_here = servicer.service.pool.local is not None
         self._pool_runs_due: dict[str, int] = {}  # callable handle -> quick runs due on the pool (_inline)
+        self._strikes: dict[str, list[int]] = {}  # tenant -> [runs due on the pool, the next strike's runs]
         self._limit = servicer.limits.max_message_bytes
         self._observe = server.interceptor
         self._method = f"{server.service_name}/RunCallable"
@@ -276,19 +280,27 @@ class Reactor:
             decoded = link.decode(body[API_PREFIX.size:])  # (the connection's template: no parsing when it repeats)
         except Exception:
             return False  # answered with its error on the pool
-        handle = decoded[0].callable_handle
-        if self._pool_runs_due.get(handle, 1) or self._admission.full():  # (waiting for a thread: on the pool)
-            self._lend(link, lambda: self._answer_lent(link, kind, body, decoded, handle))
+        handle, strikes = decoded[0].callable_handle, self._strikes.get(link.caller)
+        if self._pool_runs_due.get(handle, 1) or (strikes and strikes[0]) or self._admission.full():
+            self._lend(link, lambda: self._answer_lent(link, kind, body, decoded, handle))  # (a thread's wait too)
             return True
         started = time.perf_counter()
-        kind, *parts = self._server.answer(link.connection, link.key, link.caller, kind, body, decoded)
+        answer_kind, *parts = self._server.answer(link.connection, link.key, link.caller, kind, body, decoded)
         if time.perf_counter() - started >= INLINE_S:
-            self._pool_runs_due[handle] = SLOW_PENALTY
+            self._slow_here(link.caller, handle)
         if nbytes(parts) <= REPEAT_BYTES:
-            self._send(link, kind, b"".join(parts), blocking=False)
+            self._send(link, answer_kind, b"".join(parts), blocking=False)
         else:  # a large answer is written from where it is, by the pool
-            self._lend(link, lambda: send_frame(link.sock, kind, *parts))
+            self._lend(link, lambda: send_frame(link.sock, answer_kind, *parts))
         return True
+
+    def _slow_here(self, caller: str, handle: str) -> None:
+        """A run answered on the reactor's thread was slow, holding up every other connection: its callable's
+        next runs go to the pool, and so do all its tenant's next runs, twice as many at each such strike
+        (a client whose callables turn slow on purpose stalls the others less and less often)."""
+        self._pool_runs_due[handle] = SLOW_PENALTY
+        strikes = self._strikes.setdefault(caller, [0, SLOW_PENALTY])
+        strikes[0], strikes[1] = strikes[1], min(strikes[1] * 2, MAX_STRIKE_RUNS)
 
     def _answer_lent(self, link: _Link, kind: int, body, decoded=None, handle: str | None = None) -> bool:
         """Answer a frame on a pool thread, the link lent to it; a RunCallable's duration (`handle`: its
@@ -300,6 +312,9 @@ class Reactor:
             if len(due) > batching.MAX_ENTRIES:
                 due.clear()
             due[handle] = max(due.get(handle, 1) - 1, 0) if time.thread_time() - cpu < INLINE_S else SLOW_PENALTY
+            strikes = self._strikes.get(link.caller)
+            if strikes and strikes[0]:
+                strikes[0] -= 1
         return keep
 
     def _answer_large(self, link: _Link, kind: int, size: int) -> bool:

@@ -104,6 +104,51 @@ def test_a_slow_run_holds_up_no_other_connection(server, monkeypatch):
                 assert answered_meanwhile == 20
 
 
+def _sized_product():
+    n = tf.placeholder(tf.int32, [])
+    a = tf.fill(tf.stack([n, n]), 1.0)  # as slow as the client asks: n^3 multiply-adds
+    return n, tf.reduce_sum(tf.matmul(a, a))
+
+
+def _answered_meanwhile(sess, slow_run) -> int:
+    """How many of 20 quick runs on another connection were answered while `slow_run` ran."""
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None])
+        quick = x + 1.0
+        with tf.Session(sess.sess_str) as other:
+            other.run(quick, {x: np.zeros(1, np.float32)})
+            other.run(quick, {x: np.zeros(1, np.float32)})
+            done = threading.Event()
+            thread = threading.Thread(target=lambda: (slow_run(), done.set()))
+            thread.start()
+            meanwhile = 0
+            for run in range(20):
+                assert other.run(quick, {x: np.full(1, run, np.float32)}).tolist() == [run + 1.0]
+                meanwhile += not done.is_set()
+            thread.join()
+            return meanwhile
+
+
+def test_a_tenant_whose_quick_runs_turn_slow_runs_on_the_pool(server, monkeypatch):
+    """Runs of a callable that were quick are answered on the reactor's thread, so the first one to turn
+    slow (fed a large size) holds the others up once; after that strike every run of that tenant goes to
+    the pool for a while, so another of its quick callables turning slow holds up no other connection."""
+    monkeypatch.setenv("GRAPHEXEC_DIRECT", "1")
+    target, _ = server
+    with tf.Graph().as_default():
+        first_n, first = _sized_product()
+        second_n, second = _sized_product()
+        with tf.Session(target) as sess:
+            for _ in range(4):  # quick: answered on the reactor's thread from the second run
+                assert sess.run(first, {first_n: 8}) == 8 ** 3
+                assert sess.run(second, {second_n: 8}) == 8 ** 3
+            assert sess.run(first, {first_n: 3000}) == pytest.approx(3000.0 ** 3, rel=1e-4)  # the strike
+            answers = []
+            meanwhile = _answered_meanwhile(sess, lambda: answers.append(sess.run(second, {second_n: 4000})))
+    assert answers == [pytest.approx(4000.0 ** 3, rel=1e-4)]
+    assert meanwhile == 20
+
+
 def test_a_large_frame_over_tcp_arrives_exactly(server, monkeypatch):
     """Without shared memory, a 6 MiB feed comes as one frame on the socket, which the reactor hands to a
     pool thread to read whole: the answer is bit for bit, and a small run after it on the same connection
