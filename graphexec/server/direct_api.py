@@ -267,31 +267,33 @@ class DirectApiServer:
                         "(--max-message-bytes); larger tensors travel in parts on the Run stream")))
 
     def answer_frame(self, sock, connection: _Connection, key: int, caller: str, kind: int, body,
-                     decoded: tuple | None = None) -> bool:
+                     decoded: tuple | None = None, request=None) -> bool:
         """Answer one frame of a connection; False when the connection should end (not a call)."""
-        answer = self.answer(connection, key, caller, kind, body, decoded)
+        answer = self.answer(connection, key, caller, kind, body, decoded, request)
         if answer is None:
             return False
         send_frame(sock, *answer)
         return True
 
     def answer(self, connection: _Connection, key: int, caller: str, kind: int, body,
-               decoded: tuple | None = None) -> tuple | None:
+               decoded: tuple | None = None, request=None) -> tuple | None:
         """(kind, *parts) of the frame that answers a connection's frame; None when the connection should
-        end (the frame is not a call). `decoded`: what the connection's RunCallable decoder gave for it,
-        when the caller decoded it already."""
+        end (the frame is not a call). When the caller read and decoded the request already: `request`, its
+        bytes (out of the shared memory for a SHARED_RUN), and `decoded`, what the connection's RunCallable
+        decoder gave for them."""
         if kind not in (RUN, SHARED_RUN) or len(body) < PREFIX.size:
             return None
         left, number = PREFIX.unpack_from(body)
         handler = self._handlers.get(number)
         if handler is None:
             return FAILURE, status.failure_bytes(errors.UnimplementedError(None, None, _UNKNOWN_METHOD))
-        request = memoryview(body)[PREFIX.size:]
-        if kind == SHARED_RUN:
-            try:
-                request = self.shared_request(connection, request)
-            except errors.OpError as exc:
-                return FAILURE, status.failure_bytes(exc, METHODS[number])
+        if request is None:
+            request = memoryview(body)[PREFIX.size:]
+            if kind == SHARED_RUN:
+                try:
+                    request = self.shared_request(connection, request)
+                except errors.OpError as exc:
+                    return FAILURE, status.failure_bytes(exc, METHODS[number])
         streams, busy = self._servicer.streams, self._busy
         call = connection.call = _Call(caller, left, connection.decode if decoded is None else lambda _: decoded)
         streams.active(key, busy=True)

@@ -13,8 +13,9 @@ time per key, the answers handed back to the reactor), so that a slow model (or 
 
 Without batching the reactor serves too, for fairness: with a thread per connection, 64 clients' threads
 fought for the GIL and Linux gave it to some far more often than others (W8 unbatched, 64 clients: p50
-0.4 ms, p99 106-185 ms, and ~300 us of server CPU a run in the fight). Here small RunCallables are
-answered in the order they came in, on the reactor's thread, where runs run in this process (not
+0.4 ms, p99 106-185 ms, and ~300 us of server CPU a run in the fight). Here RunCallables (requests
+under LARGE_FRAME_BYTES, in shared memory too) are answered in the order they came in, on the
+reactor's thread, where runs run in this process (not
 waiting on a remote worker) and their callable's recent runs were quick (under INLINE_S); a callable's
 first run, and its next SLOW_PENALTY after a slow one, go to the pool as below. A run answered here that
 turns out slow held up every other connection: its tenant's next runs all go to the pool, twice as many
@@ -46,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 
-from graphexec.rpc import status
+from graphexec.rpc import shared_memory, status
 from graphexec.rpc.frames import API_PREFIX, FAILURE, HEAD, RESULT, RUN, SHARED_RUN, TooLarge, nbytes, send_frame, send_now
 from graphexec.runtime.worker import Cancellation
 from graphexec.server import batching, telemetry
@@ -269,23 +270,31 @@ class Reactor:
 
     # -- runs answered here, one at a time -----------------------------------------------------------
     def _inline(self, link: _Link, kind: int, body: bytes) -> bool:
-        """Whether the frame was a small RunCallable answered here and now, or handed to the pool with what was
-        decoded of it (else the pool takes it as it is). A callable's runs are answered here once its last
-        runs were quick: its first one, and the SLOW_PENALTY after a slow one, run on the pool, so that a
-        callable that is sometimes slow rarely holds up the other connections."""
-        if (not self._runs_here or kind != RUN or len(body) > REPEAT_BYTES
-                or API_PREFIX.unpack_from(body)[1] != RUN_CALLABLE):
+        """Whether the frame was a RunCallable answered here and now, or handed to the pool with what was read
+        and decoded of it (else the pool takes it as it is). A callable's runs are answered here once its
+        last runs were quick: its first one, and the SLOW_PENALTY after a slow one, run on the pool, so that
+        a callable that is sometimes slow rarely holds up the other connections. A request in shared memory
+        is copied out here first (not past LARGE_FRAME_BYTES: those go to the pool whole)."""
+        if not self._runs_here or API_PREFIX.unpack_from(body)[1] != RUN_CALLABLE:
             return False
         try:
-            decoded = link.decode(body[API_PREFIX.size:])  # (the connection's template: no parsing when it repeats)
+            if kind == SHARED_RUN:
+                (length,) = shared_memory.LENGTH.unpack_from(body, API_PREFIX.size)
+                if length >= LARGE_FRAME_BYTES:
+                    return False
+                request = self._server.shared_request(link.connection, memoryview(body)[API_PREFIX.size:])
+            else:
+                request = memoryview(body)[API_PREFIX.size:]
+            decoded = link.decode(request)  # (the connection's template: no parsing when it repeats)
         except Exception:
             return False  # answered with its error on the pool
         handle, strikes = decoded[0].callable_handle, self._strikes.get(link.caller)
         if self._pool_runs_due.get(handle, 1) or (strikes and strikes[0]) or self._admission.full():
-            self._lend(link, lambda: self._answer_lent(link, kind, body, decoded, handle))  # (a thread's wait too)
+            self._lend(link, lambda: self._answer_lent(link, kind, body, decoded, handle, request))  # (a wait too)
             return True
         started = time.perf_counter()
-        answer_kind, *parts = self._server.answer(link.connection, link.key, link.caller, kind, body, decoded)
+        answer_kind, *parts = self._server.answer(link.connection, link.key, link.caller, kind, body, decoded,
+                                                  request)
         if time.perf_counter() - started >= INLINE_S:
             self._slow_here(link.caller, handle)
         if nbytes(parts) <= REPEAT_BYTES:
@@ -302,11 +311,13 @@ class Reactor:
         strikes = self._strikes.setdefault(caller, [0, SLOW_PENALTY])
         strikes[0], strikes[1] = strikes[1], min(strikes[1] * 2, MAX_STRIKE_RUNS)
 
-    def _answer_lent(self, link: _Link, kind: int, body, decoded=None, handle: str | None = None) -> bool:
+    def _answer_lent(self, link: _Link, kind: int, body, decoded=None, handle: str | None = None,
+                     request=None) -> bool:
         """Answer a frame on a pool thread, the link lent to it; a RunCallable's duration (`handle`: its
         callable's) counts towards its callable's next runs being answered on the reactor's thread."""
         cpu = time.thread_time()  # (not the time it took: other threads' turns with the GIL are in that)
-        keep = self._server.answer_frame(link.sock, link.connection, link.key, link.caller, kind, body, decoded)
+        keep = self._server.answer_frame(link.sock, link.connection, link.key, link.caller, kind, body, decoded,
+                                         request)
         if handle is not None:
             due = self._pool_runs_due
             if len(due) > batching.MAX_ENTRIES:
