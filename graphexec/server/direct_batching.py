@@ -19,7 +19,7 @@ reactor's thread, where runs run in this process (not
 waiting on a remote worker) and their callable's recent runs were quick (under INLINE_S); a callable's
 first run, and its next SLOW_PENALTY after a slow one, go to the pool as below. A run answered here that
 turns out slow held up every other connection: its tenant's next runs all go to the pool, twice as many
-after each such strike, so a client cannot stall the others again and again.
+after each such strike (a run of STRIKE_S or more), so a client cannot stall the others again and again.
 
 Everything else a connection sends (RunStep, MakeCallable, a run of a plan that is not row-wise, one
 that asks for metadata or a trace) is answered as on a connection of its own: the reactor stops
@@ -60,6 +60,7 @@ READ_BYTES = 256 << 10
 INFINITY = float("inf")
 INLINE_S = 0.002  # a key whose last batch took longer runs its batches on the pool (and a callable its runs)
 SLOW_PENALTY = 8  # after a slow run, a callable's next runs go to the pool until this many were quick
+STRIKE_S = 0.02  # a run answered on the reactor's thread this slow is a strike against its tenant
 MAX_STRIKE_RUNS = 1 << 14  # the most runs a tenant makes on the pool after slow runs on the reactor's thread
 OK_NAME = grpc.StatusCode.OK.name
 LARGE_FRAME_BYTES = 4 << 20  # a frame this large is read (and answered) by a pool thread, not the reactor
@@ -295,19 +296,23 @@ class Reactor:
         started = time.perf_counter()
         answer_kind, *parts = self._server.answer(link.connection, link.key, link.caller, kind, body, decoded,
                                                   request)
-        if time.perf_counter() - started >= INLINE_S:
-            self._slow_here(link.caller, handle)
+        took = time.perf_counter() - started
+        if took >= INLINE_S:
+            self._slow_here(link.caller, handle, took)
         if nbytes(parts) <= REPEAT_BYTES:
             self._send(link, answer_kind, b"".join(parts), blocking=False)
         else:  # a large answer is written from where it is, by the pool
             self._lend(link, lambda: send_frame(link.sock, answer_kind, *parts))
         return True
 
-    def _slow_here(self, caller: str, handle: str) -> None:
+    def _slow_here(self, caller: str, handle: str, took: float) -> None:
         """A run answered on the reactor's thread was slow, holding up every other connection: its callable's
-        next runs go to the pool, and so do all its tenant's next runs, twice as many at each such strike
-        (a client whose callables turn slow on purpose stalls the others less and less often)."""
+        next runs go to the pool; past STRIKE_S, so do all its tenant's next runs, twice as many at each such
+        strike (a client whose callables turn slow on purpose stalls the others less and less often, while
+        one whose runs take about INLINE_S, W9's training steps through Redis, is not sent to the pool)."""
         self._pool_runs_due[handle] = SLOW_PENALTY
+        if took < STRIKE_S:
+            return
         strikes = self._strikes.setdefault(caller, [0, SLOW_PENALTY])
         strikes[0], strikes[1] = strikes[1], min(strikes[1] * 2, MAX_STRIKE_RUNS)
 
