@@ -15,11 +15,11 @@ Without batching the reactor serves too, for fairness: with a thread per connect
 fought for the GIL and Linux gave it to some far more often than others (W8 unbatched, 64 clients: p50
 0.4 ms, p99 106-185 ms, and ~300 us of server CPU a run in the fight). Here RunCallables (requests
 under LARGE_FRAME_BYTES, in shared memory too) are answered in the order they came in, on the
-reactor's thread, where runs run in this process (not
-waiting on a remote worker) and their callable's recent runs were quick (under INLINE_S); a callable's
-first run, and its next SLOW_PENALTY after a slow one, go to the pool as below. A run answered here that
-turns out slow held up every other connection: its tenant's next runs all go to the pool, twice as many
-after each such strike (a run of STRIKE_S or more), so a client cannot stall the others again and again.
+reactor's thread, where runs run in this process (not waiting on a remote worker) and their callable's
+recent runs were quick (under INLINE_S); a callable's first run, and its next SLOW_PENALTY after a slow
+one, go to the pool as below. A run answered here that turns out slow held up every other connection:
+its tenant's next runs all go to the pool, twice as many after each such strike (a run of STRIKE_S or
+more), so a client cannot stall the others again and again.
 
 Everything else a connection sends (RunStep, MakeCallable, a run of a plan that is not row-wise, one
 that asks for metadata or a trace) is answered as on a connection of its own: the reactor stops
@@ -127,7 +127,7 @@ class Reactor:
         self._service = servicer.service
         self._batcher = servicer.service.batcher
         self._admission = servicer.admission
-        # Small runs are answered on this thread only where they run in this process (not waiting on a remote
+        # Runs are answered on this thread only where they run in this process (not waiting on a remote
         # worker, which other connections' runs should not wait behind).
         self._runs_here = servicer.service.pool.local is not None
         self._pool_runs_due: dict[str, int] = {}  # callable handle -> quick runs due on the pool (_inline)
